@@ -1,13 +1,124 @@
 package dev.bwrapd;
 
+import com.fasterxml.jackson.core.StreamReadConstraints;
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.json.JsonMapper;
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import dev.bwrapd.cleanup.RootLeases;
+import dev.bwrapd.jsonrpc.MessageReader;
+import dev.bwrapd.jsonrpc.MessageWriter;
+import dev.bwrapd.jsonrpc.Server;
+import dev.bwrapd.protocol.BwrapdMethods;
+import dev.bwrapd.sandbox.HostCapabilities;
+import dev.bwrapd.sandbox.HostProbe;
+import dev.bwrapd.sandbox.SandboxRunner;
+import dev.bwrapd.sandbox.Sandboxes;
 import io.quarkus.runtime.QuarkusApplication;
 import io.quarkus.runtime.annotations.QuarkusMain;
+import org.jboss.logging.Logger;
 
+import java.io.FileDescriptor;
+import java.io.FileInputStream;
+import java.io.FileOutputStream;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.io.PrintStream;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.logging.Level;
+
+/** Entry point: wires the JSON-RPC server on stdin/stdout to the sandbox layer. */
 @QuarkusMain
 public class Main implements QuarkusApplication {
+    private static final Logger LOG = Logger.getLogger(Main.class);
+    public static final int MAX_NESTING_DEPTH = 64;
+
     @Override
-    public int run(String... args) {
-        System.err.println("hello " + Runtime.version());
+    public int run(String... args) throws Exception {
+        // stdout carries protocol frames only: anything else that prints goes to stderr.
+        OutputStream protocolOut = new FileOutputStream(FileDescriptor.out);
+        PrintStream stdout = System.out;
+        System.setOut(System.err);
+
+        Options options;
+        try {
+            options = Options.parse(args);
+        } catch (IllegalArgumentException e) {
+            System.err.println("bwrapd: " + e.getMessage() + "\n\n" + Options.USAGE);
+            return 2;
+        }
+        if (options.help()) {
+            stdout.print(Options.USAGE);
+            stdout.flush();
+            return 0;
+        }
+        if (options.version()) {
+            stdout.println("bwrapd " + Version.VERSION);
+            stdout.flush();
+            return 0;
+        }
+        setLogLevel(options.logLevel());
+
+        // Probing bwrap takes a few milliseconds of spawning: start it now, answer initialize when done.
+        HostProbe.Lookup bwrap = HostProbe.findBwrap(options.bwrap());
+        CompletableFuture<HostCapabilities> host = new CompletableFuture<>();
+        Thread.ofPlatform().daemon().name("bwrapd-probe").start(() -> host.complete(HostProbe.probe(bwrap.found())));
+        if (bwrap.found() == null) LOG.warnf("bwrap not found (tried %s); sandbox/run will fail", bwrap.tried());
+
+        ObjectMapper json = jsonMapper(options.maxMessageBytes());
+        MessageReader reader = new MessageReader(new FileInputStream(FileDescriptor.in), options.framing(), options.maxMessageBytes());
+        MessageWriter writer = new MessageWriter(protocolOut, reader::framing);
+        Sandboxes sandboxes = new Sandboxes();
+        Map<String, Object> limits = new LinkedHashMap<>();
+        limits.put("maxMessageBytes", options.maxMessageBytes());
+        limits.put("maxNestingDepth", MAX_NESTING_DEPTH);
+        Server[] server = new Server[1];
+        BwrapdMethods methods = new BwrapdMethods(json, sandboxes, new SandboxRunner(new RootLeases()), host, bwrap,
+                Version.VERSION, limits, code -> exit(sandboxes, server[0], code));
+        server[0] = new Server(json, reader, writer, options.maxMessageBytes(), methods.handlers());
+
+        server[0].serve();
+        // End of input: the client is gone or done. End every sandbox, clean up, answer what can be answered.
+        int ended = sandboxes.shutdown();
+        server[0].awaitIdle();
+        LOG.debugf("end of input: %d sandbox(es) terminated", ended);
         return 0;
+    }
+
+    /** The exit notification: nothing is left running or uncleaned, then the process ends. */
+    private static void exit(Sandboxes sandboxes, Server server, int code) {
+        try {
+            sandboxes.shutdown();
+            server.awaitIdle();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        System.err.flush();
+        Runtime.getRuntime().halt(code);
+    }
+
+    static ObjectMapper jsonMapper(long maxMessageBytes) {
+        JsonMapper mapper = JsonMapper.builder()
+                .nodeFactory(JsonNodeFactory.withExactBigDecimals(true))
+                .enable(DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS)
+                .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
+                .build();
+        mapper.getFactory().setStreamReadConstraints(StreamReadConstraints.builder()
+                .maxNestingDepth(MAX_NESTING_DEPTH)
+                .maxStringLength((int) Math.max(maxMessageBytes, StreamReadConstraints.DEFAULT_MAX_STRING_LEN))
+                .build());
+        return mapper;
+    }
+
+    private static void setLogLevel(String level) {
+        Level julLevel = switch (level) {
+            case "error" -> Level.SEVERE;
+            case "info" -> Level.INFO;
+            case "debug" -> Level.FINE;
+            default -> Level.WARNING;
+        };
+        java.util.logging.Logger.getLogger("dev.bwrapd").setLevel(julLevel);
     }
 }

@@ -1,0 +1,3 @@
+module bwrapd.dev/client
+
+go 1.19

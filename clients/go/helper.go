@@ -1,0 +1,692 @@
+// Package bwrapd is a client for bwrapd, the helper that runs commands in bubblewrap
+// sandboxes and speaks JSON-RPC 2.0 over its stdin and stdout.
+//
+// Start spawns the helper and initializes it; Run runs one command in a sandbox and
+// waits for its Result; Start on a Helper returns a Sandbox handle that can be
+// suspended, resumed, signalled or terminated while it runs. A Helper is safe for
+// concurrent use by many goroutines.
+package bwrapd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Version of this client, sent as clientVersion in initialize.
+const Version = "0.1.0"
+
+// Options configure Start.
+type Options struct {
+	// Path of the helper executable. When empty: the BWRAPD environment variable,
+	// else the launcher of the checkout this package was built from (../../bwrapd
+	// relative to this package, or a "bwrapd" executable found walking up from the
+	// working directory), else "bwrapd" on PATH.
+	Path string
+	// Args are extra command-line arguments for the helper.
+	Args []string
+	// Env is the helper's environment; nil means the current process's environment.
+	Env []string
+	// Stderr receives the helper's stderr (its logs). nil discards it; the last lines
+	// are kept either way and reported in HelperExitedError.
+	Stderr io.Writer
+	// ClientName is sent in initialize (default "bwrapd-go").
+	ClientName string
+	// CloseTimeout bounds Close: the time for shutdown and for the process to exit
+	// before it is killed (default 10s).
+	CloseTimeout time.Duration
+	// CancelTimeout is how long a run whose context ended waits for the server to
+	// answer the $/cancelRequest before the client gives up on it (default 30s).
+	CancelTimeout time.Duration
+	// OnNotification, when set, receives every server notification (including
+	// sandbox/started and sandbox/output) on the reader goroutine: it must not block.
+	OnNotification func(method string, params json.RawMessage)
+}
+
+// Helper is a running bwrapd process.
+type Helper struct {
+	opts   Options
+	path   string
+	cmd    *exec.Cmd
+	stdin  *os.File
+	stdout *os.File
+	info   ServerInfo
+
+	wmu sync.Mutex // one writer at a time
+
+	mu        sync.Mutex
+	nextID    int64
+	pending   map[int64]*call
+	bySandbox map[string]*Sandbox
+	dead      error // set once the reader has ended
+	closed    bool  // Close has sent exit: no new calls
+
+	readerDone chan struct{} // closed when the reader has ended and pending calls have failed
+	exited     chan struct{} // closed when the process has been reaped
+	exitErr    error         // valid after exited is closed
+	stderr     tailBuffer
+	stderrDone chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type call struct {
+	ch  chan response // plain requests
+	run *Sandbox      // sandbox/run
+}
+
+type response struct {
+	result json.RawMessage
+	err    error
+}
+
+type outMessage struct {
+	JSONRPC string `json:"jsonrpc"`
+	ID      *int64 `json:"id,omitempty"`
+	Method  string `json:"method"`
+	Params  any    `json:"params,omitempty"`
+}
+
+type inMessage struct {
+	ID     json.RawMessage `json:"id"`
+	Method string          `json:"method"`
+	Params json.RawMessage `json:"params"`
+	Result json.RawMessage `json:"result"`
+	Error  *RPCError       `json:"error"`
+}
+
+// Start spawns the helper in a session of its own and sends initialize. ctx bounds
+// the start-up only: the helper runs until Close (or until it dies).
+func Start(ctx context.Context, opts Options) (*Helper, error) {
+	path, err := locate(opts.Path)
+	if err != nil {
+		return nil, err
+	}
+	if opts.CloseTimeout <= 0 {
+		opts.CloseTimeout = 10 * time.Second
+	}
+	if opts.CancelTimeout <= 0 {
+		opts.CancelTimeout = 30 * time.Second
+	}
+	if opts.ClientName == "" {
+		opts.ClientName = "bwrapd-go"
+	}
+
+	var files []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	pipe := func() (r, w *os.File, err error) {
+		r, w, err = os.Pipe()
+		if err == nil {
+			files = append(files, r, w)
+		}
+		return
+	}
+	stdinR, stdinW, err := pipe()
+	if err != nil {
+		return nil, err
+	}
+	stdoutR, stdoutW, err := pipe()
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	stderrR, stderrW, err := pipe()
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+
+	cmd := exec.Command(path, opts.Args...)
+	cmd.Env = opts.Env
+	// *os.File streams are handed to the child as they are, so Wait never waits on
+	// copying goroutines (and never on a grandchild that kept a descriptor).
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, stdoutW, stderrW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("bwrapd: starting helper %s: %w", path, err)
+	}
+	stdinR.Close()
+	stdoutW.Close()
+	stderrW.Close()
+
+	h := &Helper{
+		opts:       opts,
+		path:       path,
+		cmd:        cmd,
+		stdin:      stdinW,
+		stdout:     stdoutR,
+		pending:    make(map[int64]*call),
+		bySandbox:  make(map[string]*Sandbox),
+		readerDone: make(chan struct{}),
+		exited:     make(chan struct{}),
+		stderrDone: make(chan struct{}),
+	}
+	go h.copyStderr(stderrR)
+	go h.waitProcess()
+	go h.readLoop()
+
+	params := map[string]any{"clientName": opts.ClientName, "clientVersion": Version, "protocolVersion": 1}
+	var raw json.RawMessage
+	if err := h.Call(ctx, "initialize", params, &raw); err != nil {
+		h.kill()
+		return nil, fmt.Errorf("bwrapd: initializing helper %s: %w", path, err)
+	}
+	if err := json.Unmarshal(raw, &h.info); err != nil {
+		h.kill()
+		return nil, fmt.Errorf("bwrapd: initialize result from %s: %w", path, err)
+	}
+	h.info.Raw = raw
+	return h, nil
+}
+
+// locate finds the helper executable (see Options.Path).
+func locate(path string) (string, error) {
+	if path != "" {
+		return path, nil
+	}
+	if p := os.Getenv("BWRAPD"); p != "" {
+		return p, nil
+	}
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		if p := filepath.Join(filepath.Dir(file), "..", "..", "bwrapd"); isExecutable(p) {
+			return filepath.Clean(p), nil
+		}
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for dir := wd; ; {
+			if p := filepath.Join(dir, "bwrapd"); isExecutable(p) {
+				return p, nil
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				break
+			}
+			dir = parent
+		}
+	}
+	if p, err := exec.LookPath("bwrapd"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("bwrapd: helper not found: set Options.Path or BWRAPD, or put bwrapd on PATH")
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
+}
+
+// ServerInfo is the helper's answer to initialize.
+func (h *Helper) ServerInfo() ServerInfo { return h.info }
+
+// Path is the executable that was started.
+func (h *Helper) Path() string { return h.path }
+
+// PID is the helper's process id (also its session and process group id).
+func (h *Helper) PID() int { return h.cmd.Process.Pid }
+
+// Done is closed once the helper has gone (exited or closed its stdout) and every
+// pending call has failed; Err then tells why.
+func (h *Helper) Done() <-chan struct{} { return h.readerDone }
+
+// Err is nil while the helper runs, then the *HelperExitedError that pending calls got.
+func (h *Helper) Err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.dead
+}
+
+// Call sends any request and decodes its result into result (when non-nil). When
+// ctx ends first, Call returns ctx.Err() and the answer is dropped.
+func (h *Helper) Call(ctx context.Context, method string, params, result any) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c := &call{ch: make(chan response, 1)}
+	id, err := h.register(c, nil)
+	if err != nil {
+		return err
+	}
+	if err := h.send(outMessage{JSONRPC: "2.0", ID: &id, Method: method, Params: params}); err != nil {
+		h.takePending(id)
+		return err
+	}
+	select {
+	case r := <-c.ch:
+		if r.err != nil {
+			return r.err
+		}
+		if result != nil {
+			if err := json.Unmarshal(r.result, result); err != nil {
+				return fmt.Errorf("bwrapd: decoding %s result: %w", method, err)
+			}
+		}
+		return nil
+	case <-ctx.Done():
+		h.takePending(id)
+		return ctx.Err()
+	}
+}
+
+// Notify sends a notification (no answer).
+func (h *Helper) Notify(method string, params any) error {
+	return h.send(outMessage{JSONRPC: "2.0", Method: method, Params: params})
+}
+
+// Discover returns the helper's OpenRPC document (rpc.discover).
+func (h *Helper) Discover(ctx context.Context) (json.RawMessage, error) {
+	var doc json.RawMessage
+	err := h.Call(ctx, "rpc.discover", nil, &doc)
+	return doc, err
+}
+
+// List returns the running sandboxes (sandbox/list).
+func (h *Helper) List(ctx context.Context) ([]SandboxInfo, error) {
+	var list []SandboxInfo
+	err := h.Call(ctx, "sandbox/list", nil, &list)
+	return list, err
+}
+
+// Signal sends sig ("SIGTERM", "SIGKILL", "SIGINT", ...) to the process group of
+// the sandbox's command and reports whether it was delivered.
+func (h *Helper) Signal(ctx context.Context, sandboxID, sig string) (bool, error) {
+	var res struct {
+		Delivered bool `json:"delivered"`
+	}
+	err := h.Call(ctx, "sandbox/signal", map[string]string{"sandboxId": sandboxID, "signal": sig}, &res)
+	return res.Delivered, err
+}
+
+// Suspend stops the sandbox's command (SIGSTOP to its process group).
+func (h *Helper) Suspend(ctx context.Context, sandboxID string) error {
+	return h.Call(ctx, "sandbox/suspend", map[string]string{"sandboxId": sandboxID}, nil)
+}
+
+// Resume continues a suspended sandbox (SIGCONT).
+func (h *Helper) Resume(ctx context.Context, sandboxID string) error {
+	return h.Call(ctx, "sandbox/resume", map[string]string{"sandboxId": sandboxID}, nil)
+}
+
+// Terminate ends the whole sandbox. With grace > 0 its processes get SIGTERM first
+// and SIGKILL after grace; otherwise SIGKILL at once. The run then ends "signaled".
+func (h *Helper) Terminate(ctx context.Context, sandboxID string, grace time.Duration) error {
+	params := map[string]any{"sandboxId": sandboxID}
+	if grace > 0 {
+		params["graceMs"] = grace.Milliseconds()
+	}
+	return h.Call(ctx, "sandbox/terminate", params, nil)
+}
+
+// Shutdown asks the helper to refuse new sandboxes and terminate the running ones;
+// it returns how many were terminated. Close calls it.
+func (h *Helper) Shutdown(ctx context.Context) (int, error) {
+	var res struct {
+		Terminated int `json:"terminated"`
+	}
+	err := h.Call(ctx, "shutdown", nil, &res)
+	return res.Terminated, err
+}
+
+// Close shuts the helper down: a shutdown request, the exit notification, end of
+// its input, then it waits for the process, which is killed (with its whole session)
+// when it has not exited within Options.CloseTimeout. Runs still pending fail.
+func (h *Helper) Close() error {
+	h.closeOnce.Do(func() { h.closeErr = h.close() })
+	return h.closeErr
+}
+
+func (h *Helper) close() error {
+	deadline := time.NewTimer(h.opts.CloseTimeout)
+	defer deadline.Stop()
+	if h.Err() == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), h.opts.CloseTimeout)
+		_, _ = h.Shutdown(ctx) // best effort: the helper may not implement it, or be gone
+		cancel()
+		_ = h.Notify("exit", nil)
+	}
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	h.stdin.Close()
+
+	var err error
+	select {
+	case <-h.exited:
+		if h.exitErr != nil {
+			err = fmt.Errorf("bwrapd: helper: %w", h.exitErr)
+		}
+	case <-deadline.C:
+		h.kill()
+		err = fmt.Errorf("bwrapd: helper did not exit within %v; killed", h.opts.CloseTimeout)
+	}
+	<-h.readerDone
+	return err
+}
+
+// kill ends the helper's whole session at once and waits for it.
+func (h *Helper) kill() {
+	_ = syscall.Kill(-h.cmd.Process.Pid, syscall.SIGKILL)
+	_ = h.cmd.Process.Kill()
+	h.stdin.Close()
+	<-h.exited
+	<-h.readerDone
+}
+
+func (h *Helper) register(c *call, sb *Sandbox) (int64, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.dead != nil {
+		return 0, h.dead
+	}
+	if h.closed {
+		return 0, ErrClosed
+	}
+	h.nextID++
+	id := h.nextID
+	h.pending[id] = c
+	if sb != nil {
+		sb.requestID = id
+		if _, taken := h.bySandbox[sb.id]; !taken {
+			h.bySandbox[sb.id] = sb
+			sb.indexed = true
+		}
+	}
+	return id, nil
+}
+
+// takePending removes and returns the call waiting for id, if any.
+func (h *Helper) takePending(id int64) *call {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c := h.pending[id]
+	delete(h.pending, id)
+	return c
+}
+
+func (h *Helper) send(m outMessage) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("bwrapd: encoding %s: %w", m.Method, err)
+	}
+	b = append(b, '\n')
+	h.wmu.Lock()
+	_, err = h.stdin.Write(b)
+	h.wmu.Unlock()
+	if err == nil {
+		return nil
+	}
+	// A failed write means the helper is gone or going: report why.
+	select {
+	case <-h.readerDone:
+		return h.Err()
+	case <-time.After(2 * time.Second):
+	}
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	return fmt.Errorf("bwrapd: writing to helper: %w", err)
+}
+
+func (h *Helper) waitProcess() {
+	h.exitErr = h.cmd.Wait()
+	close(h.exited)
+	// The reader normally sees end of output now; if a stray descriptor keeps the pipe
+	// open, stop it anyway so pending calls fail promptly.
+	select {
+	case <-h.readerDone:
+	case <-time.After(500 * time.Millisecond):
+		h.stdout.Close()
+	}
+}
+
+func (h *Helper) copyStderr(r *os.File) {
+	defer close(h.stderrDone)
+	defer r.Close()
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			h.stderr.Write(buf[:n])
+			if h.opts.Stderr != nil {
+				_, _ = h.opts.Stderr.Write(buf[:n])
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (h *Helper) readLoop() {
+	r := bufio.NewReaderSize(h.stdout, 64*1024)
+	for {
+		line, err := r.ReadBytes('\n')
+		if len(bytes.TrimSpace(line)) > 0 {
+			h.handleLine(line)
+		}
+		if err != nil {
+			break
+		}
+	}
+	h.stdout.Close()
+	h.fail()
+}
+
+// fail runs once the helper's output has ended: every pending call gets an error
+// carrying the exit status and the last stderr lines.
+func (h *Helper) fail() {
+	select {
+	case <-h.exited:
+	case <-time.After(time.Second):
+	}
+	select {
+	case <-h.stderrDone:
+	case <-time.After(200 * time.Millisecond):
+	}
+	e := &HelperExitedError{Stderr: h.stderr.lastLines(20)}
+	select {
+	case <-h.exited:
+		e.ExitErr, e.Reaped = h.exitErr, true
+	default:
+	}
+	h.mu.Lock()
+	e.Closed = h.closed
+	h.dead = e
+	pending := h.pending
+	h.pending = make(map[int64]*call)
+	h.mu.Unlock()
+	for _, c := range pending {
+		if c.run != nil {
+			c.run.finish(nil, e)
+		} else {
+			c.ch <- response{err: e}
+		}
+	}
+	close(h.readerDone)
+}
+
+func (h *Helper) handleLine(line []byte) {
+	line = bytes.TrimSpace(line)
+	if line[0] == '[' {
+		var batch []json.RawMessage
+		if json.Unmarshal(line, &batch) == nil {
+			for _, m := range batch {
+				h.handleMessage(m)
+			}
+		}
+		return
+	}
+	h.handleMessage(line)
+}
+
+func (h *Helper) handleMessage(raw []byte) {
+	var m inMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		h.stderr.Write([]byte(fmt.Sprintf("bwrapd-go: unreadable message from helper: %.200s\n", raw)))
+		return
+	}
+	if m.Method != "" {
+		if len(m.ID) > 0 && string(m.ID) != "null" {
+			// The protocol has no server-to-client requests: refuse, off the reader goroutine.
+			go h.refuse(m.ID, m.Method)
+			return
+		}
+		h.handleNotification(m.Method, m.Params)
+		return
+	}
+	var id int64
+	if err := json.Unmarshal(m.ID, &id); err != nil {
+		return // id null: an error about a message the helper could not read
+	}
+	c := h.takePending(id)
+	if c == nil {
+		return // a call that was given up (its context ended)
+	}
+	var r response
+	if m.Error != nil {
+		r.err = m.Error
+	} else {
+		r.result = m.Result
+	}
+	if c.run != nil {
+		c.run.finish(r.result, r.err)
+	} else {
+		c.ch <- r
+	}
+}
+
+func (h *Helper) refuse(id json.RawMessage, method string) {
+	b, err := json.Marshal(map[string]any{
+		"jsonrpc": "2.0", "id": id,
+		"error": &RPCError{Code: CodeMethodNotFound, Message: "client does not serve " + method},
+	})
+	if err != nil {
+		return
+	}
+	h.wmu.Lock()
+	_, _ = h.stdin.Write(append(b, '\n'))
+	h.wmu.Unlock()
+}
+
+func (h *Helper) handleNotification(method string, params json.RawMessage) {
+	if h.opts.OnNotification != nil {
+		h.opts.OnNotification(method, params)
+	}
+	switch method {
+	case "sandbox/started":
+		var p struct {
+			SandboxID string          `json:"sandboxId"`
+			PID       int             `json:"pid"`
+			RequestID json.RawMessage `json:"requestId"`
+		}
+		if json.Unmarshal(params, &p) != nil {
+			return
+		}
+		var sb *Sandbox
+		var reqID int64
+		h.mu.Lock()
+		if json.Unmarshal(p.RequestID, &reqID) == nil {
+			if c := h.pending[reqID]; c != nil {
+				sb = c.run
+			}
+		}
+		if sb == nil {
+			sb = h.bySandbox[p.SandboxID]
+		}
+		h.mu.Unlock()
+		if sb != nil {
+			sb.markStarted(p.PID)
+		}
+	case "sandbox/output":
+		var p struct {
+			SandboxID string  `json:"sandboxId"`
+			Stream    string  `json:"stream"`
+			Text      *string `json:"text"`
+			Base64    *string `json:"base64"`
+		}
+		if json.Unmarshal(params, &p) != nil {
+			return
+		}
+		var data []byte
+		switch {
+		case p.Text != nil:
+			data = []byte(*p.Text)
+		case p.Base64 != nil:
+			d, err := base64.StdEncoding.DecodeString(*p.Base64)
+			if err != nil {
+				return
+			}
+			data = d
+		}
+		h.mu.Lock()
+		sb := h.bySandbox[p.SandboxID]
+		h.mu.Unlock()
+		if sb != nil {
+			sb.output(p.Stream, data)
+		}
+	}
+}
+
+func (h *Helper) unindex(sb *Sandbox) {
+	h.mu.Lock()
+	if sb.indexed && h.bySandbox[sb.id] == sb {
+		delete(h.bySandbox, sb.id)
+	}
+	h.mu.Unlock()
+}
+
+var sandboxCounter uint64
+
+func newSandboxID() string {
+	return fmt.Sprintf("go-%d-%d", os.Getpid(), atomic.AddUint64(&sandboxCounter, 1))
+}
+
+// tailBuffer keeps the last bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailMax = 16 * 1024
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > tailMax {
+		t.buf = append([]byte(nil), t.buf[len(t.buf)-tailMax:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) lastLines(n int) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lines := strings.Split(strings.TrimRight(string(t.buf), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,644 @@
+"""The asyncio client: :class:`AsyncHelper` and :class:`AsyncSandbox`.
+
+Built on asyncio subprocess streams: one reader task routes responses by id
+to futures and delivers notifications inline (so a run's streamed output is
+always delivered before its ``wait()`` returns), a stderr task keeps the
+helper's last lines, and a watcher task notices the helper's death.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import signal as _signal
+from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from . import _protocol as P
+from .errors import (
+    BwrapdError,
+    Error,
+    HelperDied,
+    NoSuchSandbox,
+    SandboxIdInUse,
+    WaitTimeout,
+    error_from_response,
+)
+from .types import RunResult, SandboxInfo, ServerInfo
+
+__all__ = ["AsyncHelper", "AsyncSandbox"]
+
+log = logging.getLogger("bwrapd")
+
+_END = object()
+#: asyncio's line buffer limit; messages may be up to 16 MiB by default.
+STREAM_LIMIT = 64 * 1024 * 1024
+
+
+def _settle(future: "asyncio.Future[Any]", result: Any = None, exc: Optional[BaseException] = None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+def _retrieve(future: "asyncio.Future[Any]") -> None:
+    """Mark a failure as seen: a call that nobody awaits any more (timed
+    out, or raised before it was sent) must not warn at garbage collection."""
+    if not future.cancelled():
+        future.exception()
+
+
+class AsyncSandbox:
+    """A ``sandbox/run`` in flight, returned by :meth:`AsyncHelper.start`."""
+
+    def __init__(
+        self,
+        helper: "AsyncHelper",
+        sandbox_id: str,
+        args: List[str],
+        check: bool,
+        on_output: Optional[P.OutputCallback],
+    ) -> None:
+        self._helper = helper
+        self.sandbox_id = sandbox_id
+        self.args = args
+        self.request_id: Optional[int] = None
+        self.pid: Optional[int] = None
+        self._check = check
+        self._on_output = on_output
+        self._future: "asyncio.Future[RunResult]" = asyncio.get_running_loop().create_future()
+        # A failure nobody waited for is not worth a "never retrieved" warning.
+        self._future.add_done_callback(_retrieve)
+        self._started = asyncio.Event()
+        self._queue: "Optional[asyncio.Queue[Any]]" = None if on_output else asyncio.Queue()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else ("running" if self._started.is_set() else "starting")
+        return "<AsyncSandbox %s %s pid=%s %r>" % (self.sandbox_id, state, self.pid, self.args)
+
+    def _mark_started(self, pid: Any) -> None:
+        if isinstance(pid, int):
+            self.pid = pid
+        self._started.set()
+
+    def _deliver(self, stream: str, data: bytes) -> None:
+        if self._on_output is not None:
+            try:
+                self._on_output(stream, data)
+            except Exception:
+                log.exception("on_output callback of sandbox %s raised", self.sandbox_id)
+        elif self._queue is not None:
+            self._queue.put_nowait((stream, data))
+
+    def _finish(self, result: Optional[RunResult] = None, exc: Optional[BaseException] = None) -> None:
+        _settle(self._future, result, exc)
+        self._started.set()
+        if self._queue is not None:
+            self._queue.put_nowait(_END)
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    async def wait(self, timeout: Optional[float] = None, check: Optional[bool] = None) -> RunResult:
+        """Wait for the result; see :meth:`bwrapd.Sandbox.wait`."""
+        try:
+            result = await asyncio.wait_for(asyncio.shield(self._future), timeout)
+        except asyncio.TimeoutError:
+            raise WaitTimeout("sandbox %s still running after %s s" % (self.sandbox_id, timeout)) from None
+        if self._check if check is None else check:
+            result.check_returncode()
+        return result
+
+    async def wait_started(self, timeout: Optional[float] = None) -> Optional[int]:
+        """Wait for ``sandbox/started``; the pid, or None if it never started."""
+        try:
+            await asyncio.wait_for(self._started.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise WaitTimeout("sandbox %s not started after %s s" % (self.sandbox_id, timeout)) from None
+        if self.pid is None and self._future.done():
+            exc = self._future.exception()
+            if exc is not None:
+                raise exc
+        return self.pid
+
+    async def output(self, timeout: Optional[float] = None) -> AsyncIterator[Tuple[str, bytes]]:
+        """``async for stream, chunk in sandbox.output():`` until the run ends."""
+        if self._queue is None:
+            raise RuntimeError("output() is not available when on_output was given")
+        q = self._queue
+        while True:
+            try:
+                item = await asyncio.wait_for(q.get(), timeout)
+            except asyncio.TimeoutError:
+                raise WaitTimeout("no output from sandbox %s within %s s" % (self.sandbox_id, timeout)) from None
+            if item is _END:
+                q.put_nowait(_END)
+                return
+            yield item
+
+    async def signal(self, sig: P.SignalLike) -> bool:
+        return await self._helper.signal(self.sandbox_id, sig)
+
+    send_signal = signal
+
+    async def suspend(self) -> Any:
+        return await self._helper.suspend(self.sandbox_id)
+
+    async def resume(self) -> Any:
+        return await self._helper.resume(self.sandbox_id)
+
+    async def terminate(self, grace_ms: Optional[int] = None) -> Any:
+        return await self._helper.terminate(self.sandbox_id, grace_ms)
+
+    async def kill(self) -> Any:
+        return await self.terminate()
+
+    async def cancel(self) -> None:
+        """Send ``$/cancelRequest`` for this run."""
+        if self.request_id is not None and not self.done():
+            await self._helper.notify("$/cancelRequest", {"id": self.request_id})
+
+    async def __aenter__(self) -> "AsyncSandbox":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self.done():
+            return
+        try:
+            await self.terminate()
+        except NoSuchSandbox:
+            pass
+        except Error:
+            return
+        try:
+            await asyncio.shield(self._future)
+        except Exception:
+            pass
+
+
+class AsyncHelper:
+    """The asyncio twin of :class:`bwrapd.Helper`::
+
+        async with AsyncHelper() as helper:
+            result = await helper.run(["echo", "hi"])
+
+    or ``helper = await AsyncHelper.create()`` ... ``await helper.close()``.
+    """
+
+    def __init__(
+        self,
+        path: Optional[P.StrPath] = None,
+        *,
+        args: Sequence[str] = (),
+        env: Optional[Mapping[str, str]] = None,
+        initialize: bool = True,
+        client_name: str = P.CLIENT_NAME,
+        init_timeout: Optional[float] = 120.0,
+        on_notification: Optional[Callable[[str, Any], Any]] = None,
+    ) -> None:
+        self.path = os.fspath(path) if path is not None else P.default_helper_path()
+        self.server_info: Optional[ServerInfo] = None
+        self._args = list(args)
+        self._env = dict(env) if env is not None else None
+        self._initialize = initialize
+        self._client_name = client_name
+        self._init_timeout = init_timeout
+        self._on_notification = on_notification
+        self._ids = itertools.count(1)
+        self._pending: Dict[Any, Tuple["asyncio.Future[Any]", Optional[AsyncSandbox]]] = {}
+        self._sandboxes: Dict[str, AsyncSandbox] = {}
+        self._dead: Optional[Tuple[str, Optional[int], List[str]]] = None
+        self._closing = False
+        self._closed = False
+        self._stderr = P.StderrTail()
+        self._proc: Optional[asyncio.subprocess.Process] = None
+        self._write_lock: Optional[asyncio.Lock] = None
+        self._tasks: List["asyncio.Task[None]"] = []
+
+    @classmethod
+    async def create(cls, path: Optional[P.StrPath] = None, **kwargs: Any) -> "AsyncHelper":
+        """Spawn and initialize a helper."""
+        helper = cls(path, **kwargs)
+        await helper.open()
+        return helper
+
+    async def open(self) -> "AsyncHelper":
+        if self._proc is not None:
+            return self
+        self._write_lock = asyncio.Lock()
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                self.path, *self._args,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                env=self._env,
+                limit=STREAM_LIMIT,
+            )
+        except OSError as exc:
+            raise HelperDied("cannot start the bwrapd helper %r: %s" % (self.path, exc)) from exc
+        self._reader = asyncio.ensure_future(self._read_stdout())
+        self._stderr_task = asyncio.ensure_future(self._read_stderr())
+        self._watcher = asyncio.ensure_future(self._watch())
+        self._tasks = [self._reader, self._stderr_task, self._watcher]
+        if self._initialize:
+            try:
+                await self.initialize(self._client_name, timeout=self._init_timeout)
+            except BaseException:
+                self.kill()
+                await self._finish_tasks()
+                raise
+        return self
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "not opened"
+        return self._proc.pid
+
+    @property
+    def returncode(self) -> Optional[int]:
+        return self._proc.returncode if self._proc is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._dead is None and self._proc.returncode is None
+
+    def stderr_tail(self) -> List[str]:
+        return self._stderr.lines()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def initialize(self, client_name: str = P.CLIENT_NAME, timeout: Optional[float] = None) -> ServerInfo:
+        result = await self.call(
+            "initialize",
+            {"clientName": client_name, "clientVersion": P.__version__, "protocolVersion": P.PROTOCOL_VERSION},
+            timeout=timeout,
+        )
+        self.server_info = ServerInfo.from_wire(result)
+        return self.server_info
+
+    async def shutdown(self, timeout: Optional[float] = None) -> int:
+        result = await self.call("shutdown", None, timeout=timeout)
+        return result.get("terminated", 0) if isinstance(result, dict) else 0
+
+    async def close(self, timeout: float = 10.0) -> Optional[int]:
+        """``shutdown``, ``exit``, close stdin, wait (kill after ``timeout``)."""
+        if self._closed or self._proc is None:
+            return self.returncode
+        self._closed = True
+        proc = self._proc
+        try:
+            if self._dead is None:
+                try:
+                    await self.shutdown(timeout=timeout)
+                except (Error, OSError, ValueError):
+                    pass
+                self._closing = True
+                try:
+                    await self.notify("exit")
+                except (Error, OSError, ValueError):
+                    pass
+            self._closing = True
+            try:
+                assert proc.stdin is not None
+                proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                await asyncio.wait_for(proc.wait(), min(timeout, 5.0))
+            except asyncio.TimeoutError:
+                log.warning("bwrapd helper %d did not exit; killing it", proc.pid)
+                self.kill()
+                await proc.wait()
+        finally:
+            await self._finish_tasks()
+        return proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the helper (its sandboxes die with it)."""
+        if self._proc is not None and self._proc.returncode is None:
+            try:
+                os.killpg(self._proc.pid, _signal.SIGKILL)
+            except OSError:
+                try:
+                    self._proc.kill()
+                except OSError:
+                    pass
+
+    async def _finish_tasks(self) -> None:
+        if not self._tasks:
+            return
+        done, pending = await asyncio.wait(self._tasks, timeout=5.0)
+        for task in pending:
+            task.cancel()
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("bwrapd task failed: %r", task.exception())
+
+    async def __aenter__(self) -> "AsyncHelper":
+        return await self.open()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------ raw calls
+
+    def _dead_error(self) -> HelperDied:
+        assert self._dead is not None
+        message, returncode, tail = self._dead
+        return HelperDied(message, returncode, tail)
+
+    async def _write(self, message: Mapping[str, Any]) -> None:
+        data = P.encode_message(message)
+        if self._proc is None:
+            raise RuntimeError("AsyncHelper is not opened (use 'async with' or await open())")
+        assert self._write_lock is not None and self._proc.stdin is not None
+        async with self._write_lock:
+            if self._dead is not None:
+                raise self._dead_error()
+            try:
+                self._proc.stdin.write(data)
+                await self._proc.stdin.drain()
+                return
+            except (OSError, RuntimeError, ValueError, AssertionError):
+                pass  # pipe broken or closed: the helper is gone
+        try:
+            await asyncio.wait_for(asyncio.shield(self._watcher), 5.0)
+        except asyncio.TimeoutError:
+            pass
+        if self._dead is None:
+            self._fail_all("cannot write to the bwrapd helper (pipe closed)")
+        raise self._dead_error()
+
+    async def _submit(self, method: str, params: Any, sandbox: Optional[AsyncSandbox] = None) -> Tuple[int, "asyncio.Future[Any]"]:
+        if self._proc is None:
+            raise RuntimeError("AsyncHelper is not opened (use 'async with' or await open())")
+        if self._dead is not None:
+            raise self._dead_error()
+        if sandbox is not None:
+            future: "asyncio.Future[Any]" = sandbox._future
+        else:
+            future = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_retrieve)
+        request_id = next(self._ids)
+        if sandbox is not None:
+            if sandbox.sandbox_id in self._sandboxes:
+                raise SandboxIdInUse(
+                    "sandboxId %r is already used by a running sandbox of this client" % sandbox.sandbox_id,
+                    SandboxIdInUse.code)
+            sandbox.request_id = request_id
+            self._sandboxes[sandbox.sandbox_id] = sandbox
+        self._pending[request_id] = (future, sandbox)
+        message: Dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        try:
+            await self._write(message)
+        except BaseException:
+            self._pending.pop(request_id, None)
+            if sandbox is not None and self._sandboxes.get(sandbox.sandbox_id) is sandbox:
+                del self._sandboxes[sandbox.sandbox_id]
+            raise
+        return request_id, future
+
+    async def call(self, method: str, params: Any = None, timeout: Optional[float] = None) -> Any:
+        request_id, future = await self._submit(method, params)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            self._pending.pop(request_id, None)
+            raise WaitTimeout("no answer to %s within %s s" % (method, timeout)) from None
+        except asyncio.CancelledError:
+            self._pending.pop(request_id, None)
+            raise
+
+    async def notify(self, method: str, params: Any = None) -> None:
+        message: Dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        await self._write(message)
+
+    # ------------------------------------------------------------ sandboxes
+
+    async def start(
+        self,
+        command: Sequence[P.StrPath],
+        *,
+        root: Optional[P.StrPath] = None,
+        timeout: Optional[float] = None,
+        sandbox_id: Optional[str] = None,
+        on_output: Optional[P.OutputCallback] = None,
+        check: bool = False,
+        **options: Any,
+    ) -> AsyncSandbox:
+        """Send ``sandbox/run`` and return an :class:`AsyncSandbox` at once
+        (options as for :meth:`bwrapd.Helper.start`)."""
+        if root is not None:
+            options["root"] = root
+        sandbox_id = sandbox_id if sandbox_id is not None else P.new_sandbox_id()
+        argv, params = P.build_run_params(command, sandbox_id, timeout, options, func="start")
+        sandbox = AsyncSandbox(self, sandbox_id, argv, check, on_output)
+        await self._submit("sandbox/run", params, sandbox)
+        return sandbox
+
+    async def run(
+        self,
+        command: Sequence[P.StrPath],
+        *,
+        root: Optional[P.StrPath] = None,
+        check: bool = False,
+        timeout: Optional[float] = None,
+        sandbox_id: Optional[str] = None,
+        on_output: Optional[P.OutputCallback] = None,
+        **options: Any,
+    ) -> RunResult:
+        """Run ``command`` and return its :class:`RunResult`. If the awaiting
+        task is cancelled, the run is cancelled on the server too."""
+        sandbox = await self.start(command, root=root, timeout=timeout, sandbox_id=sandbox_id,
+                                   on_output=on_output, check=check, **options)
+        try:
+            return await sandbox.wait()
+        except asyncio.CancelledError:
+            try:
+                await sandbox.cancel()
+            except Exception:
+                pass
+            raise
+
+    async def signal(self, sandbox_id: str, sig: P.SignalLike) -> bool:
+        result = await self.call("sandbox/signal", {"sandboxId": sandbox_id, "signal": P.signal_name(sig)})
+        return bool(result.get("delivered")) if isinstance(result, dict) else bool(result)
+
+    async def suspend(self, sandbox_id: str) -> Any:
+        return await self.call("sandbox/suspend", {"sandboxId": sandbox_id})
+
+    async def resume(self, sandbox_id: str) -> Any:
+        return await self.call("sandbox/resume", {"sandboxId": sandbox_id})
+
+    async def terminate(self, sandbox_id: str, grace_ms: Optional[int] = None) -> Any:
+        params: Dict[str, Any] = {"sandboxId": sandbox_id}
+        if grace_ms is not None:
+            params["graceMs"] = P._int("grace_ms", grace_ms)
+        return await self.call("sandbox/terminate", params)
+
+    async def list(self) -> List[SandboxInfo]:
+        result = await self.call("sandbox/list")
+        if isinstance(result, dict):
+            result = result.get("sandboxes", [])
+        return [SandboxInfo.from_wire(item) for item in result or []]
+
+    async def discover(self) -> Dict[str, Any]:
+        return await self.call("rpc.discover")
+
+    # ------------------------------------------------------------ tasks
+
+    async def _read_stdout(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        stdout = self._proc.stdout
+        try:
+            while True:
+                try:
+                    line = await stdout.readline()
+                except ValueError:  # a line over STREAM_LIMIT: skip it
+                    log.error("bwrapd helper wrote a message over %d bytes; dropped", STREAM_LIMIT)
+                    continue
+                if not line:
+                    break
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    log.warning("bwrapd helper wrote a line that is not JSON: %r", line[:200])
+                    continue
+                for item in message if isinstance(message, list) else [message]:
+                    try:
+                        await self._handle(item)
+                    except Exception:
+                        log.exception("cannot handle message from bwrapd: %r", item)
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._proc.wait()), 2.0)
+            except asyncio.TimeoutError:
+                pass
+            await self._fail_all_after_stderr("the bwrapd helper closed its stdout")
+
+    async def _read_stderr(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        stderr = self._proc.stderr
+        while True:
+            try:
+                line = await stderr.readline()
+            except ValueError:
+                continue
+            except (OSError, ConnectionError):
+                return
+            if not line:
+                return
+            self._stderr.feed_line(line)
+
+    async def _watch(self) -> None:
+        assert self._proc is not None
+        await self._proc.wait()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._reader), 1.0)
+        except (asyncio.TimeoutError, Exception):
+            pass
+        await self._fail_all_after_stderr("the bwrapd helper exited")
+
+    async def _fail_all_after_stderr(self, reason: str) -> None:
+        # Let the stderr task read the helper's last words first (briefly).
+        if self._dead is None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._stderr_task), 0.5)
+            except (asyncio.TimeoutError, Exception):
+                pass
+        self._fail_all(reason)
+
+    def _fail_all(self, reason: str) -> None:
+        if self._dead is not None:
+            return
+        returncode = self._proc.returncode if self._proc is not None else None
+        if self._closing and not reason.startswith("cannot write"):
+            reason = "the bwrapd helper was closed"
+        elif returncode is not None and returncode < 0:
+            reason = "the bwrapd helper died"
+        self._dead = (reason, returncode, self._stderr.lines())
+        pending = list(self._pending.values())
+        self._pending.clear()
+        self._sandboxes.clear()
+        for future, sandbox in pending:
+            exc = self._dead_error()
+            if sandbox is not None:
+                sandbox._finish(exc=exc)
+            else:
+                _settle(future, exc=exc)
+
+    async def _handle(self, message: Any) -> None:
+        if not isinstance(message, dict):
+            log.warning("ignoring non-object message from bwrapd: %r", message)
+            return
+        method = message.get("method")
+        if isinstance(method, str):
+            await self._handle_notification(method, message.get("params"), message)
+            return
+        if "id" not in message:
+            log.warning("ignoring message without id or method: %r", message)
+            return
+        try:
+            entry = self._pending.pop(message["id"], None)
+        except TypeError:
+            entry = None
+        if entry is None:
+            if "error" in message:
+                log.warning("bwrapd error not tied to a request: %r", message.get("error"))
+            return
+        future, sandbox = entry
+        if sandbox is not None:
+            if self._sandboxes.get(sandbox.sandbox_id) is sandbox:
+                del self._sandboxes[sandbox.sandbox_id]
+            if "error" in message:
+                sandbox._finish(exc=error_from_response(message["error"]))
+            elif isinstance(message.get("result"), dict):
+                sandbox._finish(RunResult.from_wire(sandbox.args, message["result"]))
+            else:
+                sandbox._finish(exc=BwrapdError("malformed sandbox/run result: %r" % (message.get("result"),)))
+        elif "error" in message:
+            _settle(future, exc=error_from_response(message["error"]))
+        else:
+            _settle(future, message.get("result"))
+
+    async def _handle_notification(self, method: str, params: Any, message: Dict[str, Any]) -> None:
+        if "id" in message:  # a request from the server: we serve none
+            try:
+                await self._write({"jsonrpc": "2.0", "id": message["id"],
+                                   "error": {"code": -32601, "message": "method not found: " + method}})
+            except Error:
+                pass
+            return
+        if not isinstance(params, dict):
+            params = {}
+        if method == "sandbox/started":
+            sandbox = self._sandboxes.get(params.get("sandboxId"))  # type: ignore[arg-type]
+            if sandbox is not None:
+                sandbox._mark_started(params.get("pid"))
+        elif method == "sandbox/output":
+            sandbox = self._sandboxes.get(params.get("sandboxId"))  # type: ignore[arg-type]
+            if sandbox is not None:
+                sandbox._deliver(str(params.get("stream")), P.decode_output_chunk(params))
+        if self._on_notification is not None:
+            try:
+                self._on_notification(method, params)
+            except Exception:
+                log.exception("on_notification callback raised")

@@ -1,0 +1,735 @@
+"""The thread-based client: :class:`Helper` and :class:`Sandbox`.
+
+One helper process, one writer lock, one reader thread that routes responses
+by id to futures, one dispatcher thread that delivers streamed output (and the
+run responses, so that every ``sandbox/output`` of a run is delivered before
+its ``wait()`` returns), and a watcher thread that notices the helper's death
+even if some descendant still holds its stdout open.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import queue
+import signal as _signal
+import subprocess
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as _FutureTimeout
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+from . import _protocol as P
+from .errors import (
+    BwrapdError,
+    Error,
+    HelperDied,
+    NoSuchSandbox,
+    SandboxIdInUse,
+    WaitTimeout,
+    error_from_response,
+)
+from .types import RunResult, SandboxInfo, ServerInfo
+
+__all__ = ["Helper", "Sandbox"]
+
+log = logging.getLogger("bwrapd")
+
+_END = object()
+
+
+def _settle(future: "Future[Any]", result: Any = None, exc: Optional[BaseException] = None) -> None:
+    """Complete a future unless it is already done (races are expected)."""
+    try:
+        if future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+    except Exception:  # InvalidStateError: lost a race, the other side won
+        pass
+
+
+class _Pending:
+    __slots__ = ("future", "method", "sandbox")
+
+    def __init__(self, future: "Future[Any]", method: str, sandbox: Optional["Sandbox"]) -> None:
+        self.future = future
+        self.method = method
+        self.sandbox = sandbox
+
+
+class Sandbox:
+    """A ``sandbox/run`` in flight, returned by :meth:`Helper.start`.
+
+    Use it to signal, suspend, resume or terminate the run, to read its
+    streamed output, and to :meth:`wait` for its :class:`RunResult`.
+    """
+
+    def __init__(
+        self,
+        helper: "Helper",
+        sandbox_id: str,
+        args: List[str],
+        check: bool,
+        on_output: Optional[P.OutputCallback],
+    ) -> None:
+        self._helper = helper
+        self.sandbox_id = sandbox_id
+        self.args = args
+        self.request_id: Optional[int] = None
+        self.pid: Optional[int] = None
+        self._check = check
+        self._on_output = on_output
+        self._future: "Future[RunResult]" = Future()
+        self._started = threading.Event()
+        self._queue: "Optional[queue.SimpleQueue[Any]]" = None if on_output else queue.SimpleQueue()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else ("running" if self._started.is_set() else "starting")
+        return "<Sandbox %s %s pid=%s %r>" % (self.sandbox_id, state, self.pid, self.args)
+
+    # -- events from the helper's threads
+
+    def _mark_started(self, pid: Any) -> None:
+        if isinstance(pid, int):
+            self.pid = pid
+        self._started.set()
+
+    def _deliver(self, stream: str, data: bytes) -> None:
+        if self._on_output is not None:
+            try:
+                self._on_output(stream, data)
+            except Exception:
+                log.exception("on_output callback of sandbox %s raised", self.sandbox_id)
+        elif self._queue is not None:
+            self._queue.put((stream, data))
+
+    def _finish(self, result: Optional[RunResult] = None, exc: Optional[BaseException] = None) -> None:
+        _settle(self._future, result, exc)
+        self._started.set()
+        if self._queue is not None:
+            self._queue.put(_END)
+
+    # -- state
+
+    def done(self) -> bool:
+        """True once the run has ended (or failed)."""
+        return self._future.done()
+
+    @property
+    def returncode(self) -> Optional[int]:
+        """Like ``Popen.returncode``: None while running."""
+        if not self._future.done() or self._future.exception() is not None:
+            return None
+        return self._future.result().returncode
+
+    def poll(self) -> Optional[RunResult]:
+        """The result if the run has ended, else None (errors are raised)."""
+        if not self._future.done():
+            return None
+        return self.wait()
+
+    def wait(self, timeout: Optional[float] = None, check: Optional[bool] = None) -> RunResult:
+        """Wait for the run to end and return its result.
+
+        Raises :class:`WaitTimeout` if ``timeout`` seconds pass first (the
+        sandbox keeps running), an :class:`RpcError` subclass if the server
+        refused the run, :class:`HelperDied` if the helper died, and
+        :class:`SandboxFailed` if ``check`` (default: as given to ``start``)
+        and the command did not exit with 0.
+        """
+        if not self._future.done() and self._helper._in_dispatcher():
+            raise RuntimeError("Sandbox.wait() called from an on_output callback would deadlock")
+        try:
+            result = self._future.result(timeout)
+        except _FutureTimeout:
+            raise WaitTimeout("sandbox %s still running after %s s" % (self.sandbox_id, timeout)) from None
+        if self._check if check is None else check:
+            result.check_returncode()
+        return result
+
+    def wait_started(self, timeout: Optional[float] = None) -> Optional[int]:
+        """Wait for the ``sandbox/started`` notification and return the pid.
+
+        Returns None if the run ended without ever starting (setup failure);
+        raises the run's error if it was refused or the helper died.
+        """
+        if not self._started.wait(timeout):
+            raise WaitTimeout("sandbox %s not started after %s s" % (self.sandbox_id, timeout))
+        if self.pid is None and self._future.done():
+            exc = self._future.exception()
+            if exc is not None:
+                raise exc
+        return self.pid
+
+    def output(self, timeout: Optional[float] = None) -> Iterator[Tuple[str, bytes]]:
+        """Iterate over ``(stream, chunk)`` of the outputs in ``"stream"`` mode,
+        in order, until the run ends. ``timeout`` bounds the wait for each
+        chunk (:class:`WaitTimeout`). Not available with ``on_output``."""
+        if self._queue is None:
+            raise RuntimeError("output() is not available when on_output was given")
+        q = self._queue
+        while True:
+            try:
+                item = q.get(timeout=timeout)
+            except queue.Empty:
+                raise WaitTimeout("no output from sandbox %s within %s s" % (self.sandbox_id, timeout)) from None
+            if item is _END:
+                q.put(_END)  # so that a later iteration ends at once too
+                return
+            yield item
+
+    # -- control
+
+    def signal(self, sig: P.SignalLike) -> bool:
+        """Send a signal (name or number) to the command's process group."""
+        return self._helper.signal(self.sandbox_id, sig)
+
+    send_signal = signal
+
+    def suspend(self) -> Any:
+        """SIGSTOP the command's process group."""
+        return self._helper.suspend(self.sandbox_id)
+
+    def resume(self) -> Any:
+        """SIGCONT the command's process group."""
+        return self._helper.resume(self.sandbox_id)
+
+    def terminate(self, grace_ms: Optional[int] = None) -> Any:
+        """End the whole sandbox (SIGTERM first when ``grace_ms`` is given);
+        :meth:`wait` then returns status ``"signaled"``."""
+        return self._helper.terminate(self.sandbox_id, grace_ms)
+
+    def kill(self) -> Any:
+        """End the whole sandbox at once."""
+        return self.terminate()
+
+    def cancel(self) -> None:
+        """Send ``$/cancelRequest`` for this run (it then fails with
+        :class:`RequestCancelled`)."""
+        if self.request_id is not None and not self.done():
+            self._helper.notify("$/cancelRequest", {"id": self.request_id})
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        """Leaving the block terminates the run if it is still going, and waits for it."""
+        if self.done():
+            return
+        try:
+            self.terminate()
+        except NoSuchSandbox:
+            pass
+        except Error:
+            return
+        try:
+            self._future.result()
+        except BaseException:
+            pass
+
+
+class Helper:
+    """A running ``bwrapd`` helper process.
+
+    ``Helper(path=None)`` spawns it (``path``, else ``$BWRAPD``, else the
+    checkout's launcher), sends ``initialize`` and keeps the result in
+    :attr:`server_info`. Use it as a context manager, or call :meth:`close`.
+    Every method is thread-safe.
+    """
+
+    def __init__(
+        self,
+        path: Optional[P.StrPath] = None,
+        *,
+        args: Sequence[str] = (),
+        env: Optional[Mapping[str, str]] = None,
+        initialize: bool = True,
+        client_name: str = P.CLIENT_NAME,
+        init_timeout: Optional[float] = 120.0,
+        on_notification: Optional[Callable[[str, Any], Any]] = None,
+    ) -> None:
+        self.path = os.fspath(path) if path is not None else P.default_helper_path()
+        self.server_info: Optional[ServerInfo] = None
+        self._on_notification = on_notification
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._pending: Dict[Any, _Pending] = {}
+        self._sandboxes: Dict[str, Sandbox] = {}
+        self._dead: Optional[Tuple[str, Optional[int], List[str]]] = None
+        self._closing = False
+        self._closed = False
+        self._stderr = P.StderrTail()
+        self._dispatch: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        try:
+            self._proc = subprocess.Popen(
+                [self.path, *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                env=dict(env) if env is not None else None,
+            )
+        except OSError as exc:
+            raise HelperDied("cannot start the bwrapd helper %r: %s" % (self.path, exc)) from exc
+        pid = self._proc.pid
+        self._stderr_thread = threading.Thread(target=self._read_stderr, name="bwrapd-stderr-%d" % pid, daemon=True)
+        self._dispatcher = threading.Thread(target=self._dispatch_loop, name="bwrapd-dispatch-%d" % pid, daemon=True)
+        self._reader = threading.Thread(target=self._read_stdout, name="bwrapd-reader-%d" % pid, daemon=True)
+        self._watcher = threading.Thread(target=self._watch, name="bwrapd-watch-%d" % pid, daemon=True)
+        # Started in this order: each one only ever joins threads started before it.
+        for thread in (self._stderr_thread, self._dispatcher, self._reader, self._watcher):
+            thread.start()
+        if initialize:
+            try:
+                self.initialize(client_name=client_name, timeout=init_timeout)
+            except BaseException:
+                self._closed = True
+                self._closing = True
+                self.kill()
+                self._close_stdin()
+                try:
+                    self._proc.wait(5.0)
+                except subprocess.TimeoutExpired:
+                    pass
+                self._join_threads()
+                raise
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def pid(self) -> int:
+        """The helper process id."""
+        return self._proc.pid
+
+    @property
+    def returncode(self) -> Optional[int]:
+        return self._proc.poll()
+
+    @property
+    def alive(self) -> bool:
+        return self._dead is None and self._proc.poll() is None
+
+    def stderr_tail(self) -> List[str]:
+        """The helper's last stderr lines (up to 50)."""
+        return self._stderr.lines()
+
+    def __repr__(self) -> str:
+        return "<Helper pid=%d %s>" % (self._proc.pid, "alive" if self.alive else "dead")
+
+    # ------------------------------------------------------------ lifecycle
+
+    def initialize(self, client_name: str = P.CLIENT_NAME, timeout: Optional[float] = None) -> ServerInfo:
+        result = self.call(
+            "initialize",
+            {"clientName": client_name, "clientVersion": P.__version__, "protocolVersion": P.PROTOCOL_VERSION},
+            timeout=timeout,
+        )
+        self.server_info = ServerInfo.from_wire(result)
+        return self.server_info
+
+    def shutdown(self, timeout: Optional[float] = None) -> int:
+        """Refuse new sandboxes, terminate the running ones; the count."""
+        result = self.call("shutdown", None, timeout=timeout)
+        return result.get("terminated", 0) if isinstance(result, dict) else 0
+
+    def close(self, timeout: float = 10.0) -> Optional[int]:
+        """``shutdown``, ``exit``, close stdin and wait; the helper is killed
+        if it has not exited ``timeout`` seconds after that. Returns its exit
+        status. Calling it again does nothing."""
+        with self._lock:
+            if self._closed:
+                return self._proc.returncode
+            self._closed = True
+        try:
+            if self._dead is None:
+                try:
+                    self.shutdown(timeout=timeout)
+                except (Error, OSError, ValueError):
+                    pass
+                self._closing = True
+                try:
+                    self.notify("exit")
+                except (Error, OSError, ValueError):
+                    pass
+            self._closing = True
+            self._close_stdin()
+            try:
+                self._proc.wait(timeout=min(timeout, 5.0))
+            except subprocess.TimeoutExpired:
+                log.warning("bwrapd helper %d did not exit; killing it", self._proc.pid)
+                self.kill()
+                self._proc.wait()
+        finally:
+            self._join_threads()
+        return self._proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the helper (its sandboxes die with it)."""
+        if self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, _signal.SIGKILL)
+            except OSError:
+                try:
+                    self._proc.kill()
+                except OSError:
+                    pass
+
+    def _close_stdin(self) -> None:
+        with self._write_lock:
+            try:
+                self._proc.stdin.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
+
+    def _join_threads(self) -> None:
+        _join(self._watcher, 5.0)
+        _join(self._reader, 2.0)
+        self._dispatch.put(None)
+        _join(self._dispatcher, 5.0)
+        _join(self._stderr_thread, 1.0)
+        # Close our ends of the pipes once nothing reads them any more.
+        for thread, stream in ((self._reader, self._proc.stdout), (self._stderr_thread, self._proc.stderr)):
+            if stream is not None and not thread.is_alive():
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+    def __enter__(self) -> "Helper":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ raw calls
+
+    def _dead_error(self) -> HelperDied:
+        assert self._dead is not None
+        message, returncode, tail = self._dead
+        return HelperDied(message, returncode, tail)
+
+    def _write(self, message: Mapping[str, Any]) -> None:
+        data = P.encode_message(message)
+        with self._write_lock:
+            if self._dead is not None:
+                raise self._dead_error()
+            try:
+                stdin = self._proc.stdin
+                assert stdin is not None
+                stdin.write(data)
+                stdin.flush()
+                return
+            except (OSError, ValueError):
+                pass  # broken pipe or closed: the helper is gone
+        # Let the reader/watcher record how it died, then report that.
+        _join(self._watcher, 5.0)
+        if self._dead is None:
+            self._fail_all("cannot write to the bwrapd helper (pipe closed)")
+        raise self._dead_error()
+
+    def _submit(self, method: str, params: Any, sandbox: Optional[Sandbox] = None) -> Tuple[int, "Future[Any]"]:
+        future: "Future[Any]" = sandbox._future if sandbox is not None else Future()
+        with self._lock:
+            if self._dead is not None:
+                raise self._dead_error()
+            request_id = next(self._ids)
+            if sandbox is not None:
+                if sandbox.sandbox_id in self._sandboxes:
+                    raise SandboxIdInUse(
+                        "sandboxId %r is already used by a running sandbox of this client" % sandbox.sandbox_id,
+                        SandboxIdInUse.code)
+                sandbox.request_id = request_id
+                self._sandboxes[sandbox.sandbox_id] = sandbox
+            self._pending[request_id] = _Pending(future, method, sandbox)
+        message: Dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        try:
+            self._write(message)
+        except BaseException:
+            with self._lock:
+                self._pending.pop(request_id, None)
+                if sandbox is not None and self._sandboxes.get(sandbox.sandbox_id) is sandbox:
+                    del self._sandboxes[sandbox.sandbox_id]
+            raise
+        return request_id, future
+
+    def call(self, method: str, params: Any = None, timeout: Optional[float] = None) -> Any:
+        """Send a request and return its result (raising its error)."""
+        # Fine from an on_output callback too: the reader thread, not the
+        # dispatcher, completes plain calls.
+        request_id, future = self._submit(method, params)
+        try:
+            return future.result(timeout)
+        except _FutureTimeout:
+            with self._lock:
+                self._pending.pop(request_id, None)
+            raise WaitTimeout("no answer to %s within %s s" % (method, timeout)) from None
+
+    def notify(self, method: str, params: Any = None) -> None:
+        """Send a notification."""
+        message: Dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        self._write(message)
+
+    # ------------------------------------------------------------ sandboxes
+
+    def start(
+        self,
+        command: Sequence[P.StrPath],
+        *,
+        root: Optional[P.StrPath] = None,
+        timeout: Optional[float] = None,
+        sandbox_id: Optional[str] = None,
+        on_output: Optional[P.OutputCallback] = None,
+        check: bool = False,
+        **options: Any,
+    ) -> Sandbox:
+        """Send ``sandbox/run`` without waiting; returns a :class:`Sandbox`.
+
+        Options are the snake_case names of PROTOCOL.md section 4
+        (``read_only_root``, ``mounts=[Mount(...)]``, ``stdout="stream"``...).
+        ``timeout`` is in seconds (``timeoutMs``). ``on_output(stream, data)``
+        is called, in order, from the helper's dispatcher thread for
+        ``"stream"`` outputs; without it, use :meth:`Sandbox.output`.
+        """
+        if root is not None:
+            options["root"] = root
+        sandbox_id = sandbox_id if sandbox_id is not None else P.new_sandbox_id()
+        argv, params = P.build_run_params(command, sandbox_id, timeout, options, func="start")
+        sandbox = Sandbox(self, sandbox_id, argv, check, on_output)
+        self._submit("sandbox/run", params, sandbox)
+        return sandbox
+
+    def run(
+        self,
+        command: Sequence[P.StrPath],
+        *,
+        root: Optional[P.StrPath] = None,
+        check: bool = False,
+        timeout: Optional[float] = None,
+        sandbox_id: Optional[str] = None,
+        on_output: Optional[P.OutputCallback] = None,
+        **options: Any,
+    ) -> RunResult:
+        """Run ``command`` in a sandbox and wait for its :class:`RunResult`
+        (see :meth:`start` for the options). With ``check=True`` a run that
+        does not exit with 0 raises :class:`SandboxFailed`. A
+        KeyboardInterrupt while waiting cancels the run."""
+        if root is not None:
+            options["root"] = root
+        sandbox_id = sandbox_id if sandbox_id is not None else P.new_sandbox_id()
+        argv, params = P.build_run_params(command, sandbox_id, timeout, options, func="run")
+        sandbox = Sandbox(self, sandbox_id, argv, check, on_output)
+        self._submit("sandbox/run", params, sandbox)
+        try:
+            return sandbox.wait()
+        except KeyboardInterrupt:
+            try:
+                sandbox.cancel()
+            except Exception:
+                pass
+            raise
+
+    def signal(self, sandbox_id: str, sig: P.SignalLike) -> bool:
+        result = self.call("sandbox/signal", {"sandboxId": sandbox_id, "signal": P.signal_name(sig)})
+        return bool(result.get("delivered")) if isinstance(result, dict) else bool(result)
+
+    def suspend(self, sandbox_id: str) -> Any:
+        return self.call("sandbox/suspend", {"sandboxId": sandbox_id})
+
+    def resume(self, sandbox_id: str) -> Any:
+        return self.call("sandbox/resume", {"sandboxId": sandbox_id})
+
+    def terminate(self, sandbox_id: str, grace_ms: Optional[int] = None) -> Any:
+        params: Dict[str, Any] = {"sandboxId": sandbox_id}
+        if grace_ms is not None:
+            params["graceMs"] = P._int("grace_ms", grace_ms)
+        return self.call("sandbox/terminate", params)
+
+    def list(self) -> List[SandboxInfo]:
+        """``sandbox/list``: the running sandboxes."""
+        result = self.call("sandbox/list")
+        if isinstance(result, dict):  # tolerate {"sandboxes": [...]}
+            result = result.get("sandboxes", [])
+        return [SandboxInfo.from_wire(item) for item in result or []]
+
+    def discover(self) -> Dict[str, Any]:
+        """``rpc.discover``: the server's OpenRPC document."""
+        return self.call("rpc.discover")
+
+    # ------------------------------------------------------------ threads
+
+    def _in_dispatcher(self) -> bool:
+        return threading.current_thread() is self._dispatcher
+
+    def _read_stdout(self) -> None:
+        stdout = self._proc.stdout
+        assert stdout is not None
+        try:
+            for line in iter(stdout.readline, b""):
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    log.warning("bwrapd helper wrote a line that is not JSON: %r", line[:200])
+                    continue
+                for item in message if isinstance(message, list) else [message]:
+                    try:
+                        self._handle(item)
+                    except Exception:
+                        log.exception("cannot handle message from bwrapd: %r", item)
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._after_eof()
+
+    def _after_eof(self) -> None:
+        # stdout is closed: the helper is gone or going. Give it a moment to
+        # exit so that its exit status and last stderr lines can be reported.
+        try:
+            self._proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            pass
+        self._fail_all("the bwrapd helper closed its stdout")
+
+    def _watch(self) -> None:
+        self._proc.wait()
+        # Normally the reader sees end of file right away; if a descendant
+        # still holds the pipe, do not let the callers hang on it.
+        _join(self._reader, 1.0)
+        self._fail_all("the bwrapd helper exited")
+
+    def _read_stderr(self) -> None:
+        stderr = self._proc.stderr
+        assert stderr is not None
+        try:
+            for line in iter(stderr.readline, b""):
+                self._stderr.feed_line(line)
+        except (OSError, ValueError):
+            pass
+
+    def _fail_all(self, reason: str) -> None:
+        _join(self._stderr_thread, 0.5)
+        returncode = self._proc.poll()
+        if self._closing and reason != "cannot write to the bwrapd helper (pipe closed)":
+            reason = "the bwrapd helper was closed"
+        elif returncode is not None and returncode < 0:
+            reason = "the bwrapd helper died"
+        with self._lock:
+            if self._dead is not None:
+                return
+            self._dead = (reason, returncode, self._stderr.lines())
+            pending = list(self._pending.values())
+            self._pending.clear()
+            self._sandboxes.clear()
+        for item in pending:
+            exc = self._dead_error()
+            if item.sandbox is not None:
+                item.sandbox._finish(exc=exc)
+            else:
+                _settle(item.future, exc=exc)
+        self._dispatch.put(None)
+
+    def _handle(self, message: Any) -> None:
+        if not isinstance(message, dict):
+            log.warning("ignoring non-object message from bwrapd: %r", message)
+            return
+        method = message.get("method")
+        if isinstance(method, str):
+            self._handle_notification(method, message.get("params"), message)
+            return
+        if "id" not in message:
+            log.warning("ignoring message without id or method: %r", message)
+            return
+        with self._lock:
+            pending = self._pending.pop(message["id"], None) if _hashable(message["id"]) else None
+        if pending is None:
+            if "error" in message:
+                log.warning("bwrapd error not tied to a request: %r", message.get("error"))
+            return
+        if pending.sandbox is not None:
+            self._dispatch.put(("finish", pending.sandbox, message))
+        elif "error" in message:
+            _settle(pending.future, exc=error_from_response(message["error"]))
+        else:
+            _settle(pending.future, message.get("result"))
+
+    def _handle_notification(self, method: str, params: Any, message: Dict[str, Any]) -> None:
+        if "id" in message:  # a request from the server: we serve none
+            try:
+                self._write({"jsonrpc": "2.0", "id": message["id"],
+                             "error": {"code": -32601, "message": "method not found: " + method}})
+            except Error:
+                pass
+            return
+        if not isinstance(params, dict):
+            params = {}
+        if method == "sandbox/started":
+            with self._lock:
+                sandbox = self._sandboxes.get(params.get("sandboxId"))  # type: ignore[arg-type]
+            if sandbox is not None:
+                sandbox._mark_started(params.get("pid"))
+        elif method == "sandbox/output":
+            with self._lock:
+                sandbox = self._sandboxes.get(params.get("sandboxId"))  # type: ignore[arg-type]
+            if sandbox is not None:
+                self._dispatch.put(("output", sandbox, params))
+        if self._on_notification is not None:
+            self._dispatch.put(("notify", method, params))
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            item = self._dispatch.get()
+            if item is None:
+                if self._dead is not None or self._closed:
+                    return
+                continue
+            try:
+                kind = item[0]
+                if kind == "output":
+                    _, sandbox, params = item
+                    sandbox._deliver(str(params.get("stream")), P.decode_output_chunk(params))
+                elif kind == "finish":
+                    _, sandbox, message = item
+                    self._finish_run(sandbox, message)
+                elif kind == "notify" and self._on_notification is not None:
+                    self._on_notification(item[1], item[2])
+            except Exception:
+                log.exception("bwrapd dispatcher: error handling %r", item[0])
+
+    def _finish_run(self, sandbox: Sandbox, message: Dict[str, Any]) -> None:
+        with self._lock:
+            if self._sandboxes.get(sandbox.sandbox_id) is sandbox:
+                del self._sandboxes[sandbox.sandbox_id]
+        if "error" in message:
+            sandbox._finish(exc=error_from_response(message["error"]))
+            return
+        result = message.get("result")
+        if not isinstance(result, dict):
+            sandbox._finish(exc=BwrapdError("malformed sandbox/run result: %r" % (result,)))
+            return
+        sandbox._finish(RunResult.from_wire(sandbox.args, result))
+
+
+def _join(thread: threading.Thread, timeout: float) -> None:
+    if thread is not threading.current_thread() and thread.ident is not None:
+        thread.join(timeout)
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+        return True
+    except TypeError:
+        return False

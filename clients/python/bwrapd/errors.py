@@ -1,0 +1,222 @@
+"""Exceptions raised by the bwrapd client.
+
+Every error response of the server becomes an :class:`RpcError`; the codes of
+PROTOCOL.md section 2 each have their own subclass of :class:`BwrapdError`, so
+callers can write ``except CommandNotFound:``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Type
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .types import RunResult
+
+__all__ = [
+    "Error",
+    "RpcError",
+    "BwrapdError",
+    "ParseError",
+    "InvalidRequest",
+    "MethodNotFound",
+    "InvalidParams",
+    "InternalError",
+    "RequestCancelled",
+    "NoSuchSandbox",
+    "SandboxIdInUse",
+    "CommandNotFound",
+    "BwrapUnavailable",
+    "PathNotAllowed",
+    "ShuttingDown",
+    "HelperDied",
+    "SandboxFailed",
+    "WaitTimeout",
+    "error_from_response",
+]
+
+
+class Error(Exception):
+    """Root of every exception the client raises on purpose (bad arguments
+    raise the usual ``TypeError`` / ``ValueError`` instead)."""
+
+
+class RpcError(Error):
+    """An error response of the server: ``code``, ``message`` and ``data``
+    exactly as they came on the wire."""
+
+    code: Optional[int] = None
+
+    def __init__(self, message: str, code: Optional[int] = None, data: Any = None) -> None:
+        if code is not None:
+            self.code = code
+        self.message = message
+        self.data = data
+        text = message if self.code is None else "%s (code %d)" % (message, self.code)
+        if data is not None:
+            text += ": %s" % (data,)
+        super().__init__(text)
+
+    def __reduce__(self):  # keep the exception picklable with its fields
+        return (type(self), (self.message, self.code, self.data))
+
+
+class BwrapdError(RpcError):
+    """Base of the errors the bwrapd server answers with. An error code the
+    client does not know becomes a plain ``BwrapdError``."""
+
+
+class ParseError(BwrapdError):
+    code = -32700
+
+
+class InvalidRequest(BwrapdError):
+    code = -32600
+
+
+class MethodNotFound(BwrapdError):
+    code = -32601
+
+
+class InvalidParams(BwrapdError):
+    """-32602: the message names the offending field (unknown fields too)."""
+
+    code = -32602
+
+
+class InternalError(BwrapdError):
+    code = -32603
+
+
+class RequestCancelled(BwrapdError):
+    """-32800: the request was cancelled with ``$/cancelRequest``."""
+
+    code = -32800
+
+
+class NoSuchSandbox(BwrapdError):
+    """-32001: unknown or already finished ``sandboxId``."""
+
+    code = -32001
+
+
+class SandboxIdInUse(BwrapdError):
+    """-32002: the ``sandboxId`` is used by a running sandbox."""
+
+    code = -32002
+
+
+class CommandNotFound(BwrapdError):
+    """-32003: ``command[0]`` is not in the sandbox root."""
+
+    code = -32003
+
+
+class BwrapUnavailable(BwrapdError):
+    """-32004: bwrap is missing, too old or unusable on this host."""
+
+    code = -32004
+
+
+class PathNotAllowed(BwrapdError):
+    """-32005: a relative path, one escaping the root, or a read-write bind
+    of the host root."""
+
+    code = -32005
+
+
+class ShuttingDown(BwrapdError):
+    """-32006: the server is shutting down and takes no new sandboxes."""
+
+    code = -32006
+
+
+_BY_CODE: Dict[int, Type[BwrapdError]] = {
+    cls.code: cls  # type: ignore[misc]
+    for cls in (
+        ParseError,
+        InvalidRequest,
+        MethodNotFound,
+        InvalidParams,
+        InternalError,
+        RequestCancelled,
+        NoSuchSandbox,
+        SandboxIdInUse,
+        CommandNotFound,
+        BwrapUnavailable,
+        PathNotAllowed,
+        ShuttingDown,
+    )
+}
+
+
+def error_from_response(error: Any) -> BwrapdError:
+    """The exception for the ``error`` member of a JSON-RPC response."""
+    if not isinstance(error, dict):
+        return BwrapdError("malformed error response: %r" % (error,))
+    code = error.get("code")
+    message = error.get("message")
+    if not isinstance(message, str):
+        message = "error %r" % (code,)
+    data = error.get("data")
+    cls = _BY_CODE.get(code) if isinstance(code, int) else None
+    if cls is None:
+        return BwrapdError(message, code if isinstance(code, int) else None, data)
+    return cls(message, code, data)
+
+
+class HelperDied(Error, ConnectionError):
+    """The helper process ended (or its pipes broke). Every pending call fails
+    with this at once; the message ends with the helper's last stderr lines."""
+
+    def __init__(
+        self,
+        message: str,
+        returncode: Optional[int] = None,
+        stderr_tail: Sequence[str] = (),
+    ) -> None:
+        self.returncode = returncode
+        self.stderr_tail = list(stderr_tail)
+        text = message
+        if returncode is not None:
+            if returncode < 0:
+                text += " (killed by signal %d)" % (-returncode,)
+            else:
+                text += " (exit status %d)" % (returncode,)
+        if self.stderr_tail:
+            text += "; last stderr lines:\n  " + "\n  ".join(self.stderr_tail)
+        else:
+            text += "; it wrote nothing to stderr"
+        super().__init__(text)
+        self.message = message
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.returncode, self.stderr_tail))
+
+
+class SandboxFailed(Error):
+    """Raised with ``check=True`` when a run did not exit with status 0, like
+    :class:`subprocess.CalledProcessError`. ``result`` is the full result."""
+
+    def __init__(self, result: "RunResult") -> None:
+        self.result = result
+        super().__init__(result.describe())
+
+    @property
+    def returncode(self) -> Optional[int]:
+        return self.result.returncode
+
+    @property
+    def stdout(self) -> Optional[bytes]:
+        return self.result.stdout
+
+    @property
+    def stderr(self) -> Optional[bytes]:
+        return self.result.stderr
+
+    def __reduce__(self):
+        return (type(self), (self.result,))
+
+
+class WaitTimeout(Error, TimeoutError):
+    """A client-side wait (``Sandbox.wait(timeout=...)``, ``wait_started``)
+    ran out of time. The sandbox itself keeps running."""

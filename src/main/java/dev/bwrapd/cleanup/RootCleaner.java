@@ -1,0 +1,119 @@
+package dev.bwrapd.cleanup;
+
+import java.io.IOException;
+import java.nio.file.DirectoryNotEmptyException;
+import java.nio.file.DirectoryStream;
+import java.nio.file.FileSystemException;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.SecureDirectoryStream;
+import java.nio.file.attribute.BasicFileAttributeView;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Removes what bwrap left in a root. Every step is taken relative to an opened directory and
+ * never through a symbolic link: a sandboxed command that replaced {@code /dev} with a link to a
+ * host directory gets its link reported, not followed. Only empty directories and mount-point
+ * files are removed; EBUSY (a bind mount not yet gone) is retried, as BuildStream did.
+ */
+final class RootCleaner {
+    private static final int BUSY_RETRIES = 200;
+    private static final long BUSY_PAUSE_MS = 5;
+
+    private RootCleaner() {}
+
+    /** Removes each relative path (children listed before their parents). */
+    static CleanupReport remove(Path root, List<String> paths) {
+        List<String> removed = new ArrayList<>();
+        List<CleanupReport.Failure> failed = new ArrayList<>();
+        try (DirectoryStream<Path> opened = Files.newDirectoryStream(root)) {
+            if (!(opened instanceof SecureDirectoryStream<Path> rootDir)) {
+                failed.add(new CleanupReport.Failure("/", "this platform offers no link-safe directory access; nothing removed"));
+                return new CleanupReport(false, removed, failed, false);
+            }
+            for (String path : paths) {
+                try {
+                    if (removeOne(rootDir, path)) removed.add("/" + path);
+                } catch (IOException e) {
+                    failed.add(new CleanupReport.Failure("/" + path, describe(e)));
+                }
+            }
+        } catch (IOException e) {
+            failed.add(new CleanupReport.Failure("/", describe(e)));
+        }
+        return new CleanupReport(failed.isEmpty(), removed, failed, false);
+    }
+
+    /** Removes one path if it is there; false if it was already gone. */
+    private static boolean removeOne(SecureDirectoryStream<Path> rootDir, String path) throws IOException {
+        String[] names = path.split("/");
+        List<SecureDirectoryStream<Path>> opened = new ArrayList<>();
+        try {
+            SecureDirectoryStream<Path> dir = rootDir;
+            for (int i = 0; i < names.length - 1; i++) {
+                try {
+                    dir = dir.newDirectoryStream(Path.of(names[i]), LinkOption.NOFOLLOW_LINKS);
+                } catch (NoSuchFileException e) {
+                    return false;
+                } catch (FileSystemException e) {
+                    throw new IOException("/" + String.join("/", List.of(names).subList(0, i + 1))
+                            + " is no longer a directory (a symbolic link?); not followed");
+                }
+                opened.add(dir);
+            }
+            Path name = Path.of(names[names.length - 1]);
+            BasicFileAttributes attributes;
+            try {
+                attributes = dir.getFileAttributeView(name, BasicFileAttributeView.class, LinkOption.NOFOLLOW_LINKS).readAttributes();
+            } catch (NoSuchFileException e) {
+                return false;
+            }
+            if (attributes.isSymbolicLink()) {
+                throw new IOException("replaced by a symbolic link during the run; left in place, not followed");
+            }
+            for (int attempt = 0; ; attempt++) {
+                try {
+                    if (attributes.isDirectory()) dir.deleteDirectory(name);
+                    else dir.deleteFile(name);
+                    return true;
+                } catch (NoSuchFileException e) {
+                    return false;
+                } catch (DirectoryNotEmptyException e) {
+                    throw new IOException("directory not empty; left in place");
+                } catch (FileSystemException e) {
+                    if (!isBusy(e) || attempt >= BUSY_RETRIES) throw e;
+                    pause();
+                }
+            }
+        } finally {
+            for (SecureDirectoryStream<Path> dir : opened.reversed()) {
+                try {
+                    dir.close();
+                } catch (IOException ignored) {
+                    // closing a directory descriptor cannot lose data
+                }
+            }
+        }
+    }
+
+    private static boolean isBusy(FileSystemException e) {
+        return e.getReason() != null && e.getReason().contains("busy");
+    }
+
+    private static void pause() {
+        try {
+            Thread.sleep(BUSY_PAUSE_MS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    private static String describe(IOException e) {
+        if (e instanceof FileSystemException f && f.getReason() != null) return f.getReason();
+        return e.getMessage();
+    }
+}

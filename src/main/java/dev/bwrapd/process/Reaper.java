@@ -1,0 +1,146 @@
+package dev.bwrapd.process;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.function.IntSupplier;
+
+import static dev.bwrapd.process.Libc.INT;
+import static dev.bwrapd.process.Libc.LONG;
+
+/**
+ * The one place where children are reaped. The server is a child subreaper, so the sandbox's
+ * PID-namespace init, which bwrap leaves unreaped when it exits, is re-parented here: reaping it
+ * gives the whole sandbox's rusage and leaves no zombie.
+ *
+ * <p>The loop learns which child ended with {@code waitid(WNOWAIT)} outside the lock and reaps it
+ * with {@code wait4} inside the lock. Spawning and the "is it still my child?" question also take
+ * the lock, so no exit is ever delivered to the wrong waiter or missed.
+ */
+public final class Reaper {
+    private static final Reaper INSTANCE = new Reaper();
+
+    private final Object lock = new Object();
+    private final Map<Integer, CompletableFuture<ExitStatus>> waiters = new HashMap<>();
+    /** Exits nobody was waiting for yet (a fast init reaped before its run asked about it). */
+    private final Map<Integer, ExitStatus> unclaimed = new HashMap<>();
+    private boolean childrenMayExist;
+    private final boolean subreaper;
+
+    private Reaper() {
+        subreaper = Libc.prctl(Libc.PR_SET_CHILD_SUBREAPER, 1) == 0;
+        Thread thread = Thread.ofPlatform().daemon().name("bwrapd-reaper").unstarted(this::loop);
+        thread.start();
+    }
+
+    public static Reaper instance() {
+        return INSTANCE;
+    }
+
+    /** Whether orphaned descendants come back to this process (PR_SET_CHILD_SUBREAPER took effect). */
+    public boolean isSubreaper() {
+        return subreaper;
+    }
+
+    /**
+     * Runs {@code spawn} (which returns a new child's pid, or throws) and registers interest in
+     * that child before the loop can reap it.
+     */
+    <E extends Exception> Child spawnChild(ThrowingIntSupplier<E> spawn) throws E {
+        synchronized (lock) {
+            int pid = spawn.getAsInt();
+            unclaimed.remove(pid); // a stale record of an earlier process with this pid
+            CompletableFuture<ExitStatus> exit = new CompletableFuture<>();
+            waiters.put(pid, exit);
+            childrenMayExist = true;
+            lock.notifyAll();
+            return new Child(pid, exit);
+        }
+    }
+
+    /** A spawned child and its exit. */
+    public record Child(int pid, CompletableFuture<ExitStatus> exit) {}
+
+    @FunctionalInterface
+    interface ThrowingIntSupplier<E extends Exception> {
+        int getAsInt() throws E;
+    }
+
+    /**
+     * Starts waiting for a descendant (not a direct child): it becomes ours when its parent exits
+     * without reaping it.
+     */
+    public CompletableFuture<ExitStatus> watchDescendant(int pid) {
+        synchronized (lock) {
+            ExitStatus done = unclaimed.remove(pid);
+            if (done != null) return CompletableFuture.completedFuture(done);
+            return waiters.computeIfAbsent(pid, p -> new CompletableFuture<>());
+        }
+    }
+
+    /**
+     * Called once the descendant's parent has been reaped: if the descendant is not ours to reap
+     * (its parent reaped it), the watch completes with null instead of waiting forever.
+     */
+    public void parentGone(int pid, CompletableFuture<ExitStatus> watch) {
+        synchronized (lock) {
+            if (watch.isDone()) return;
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment info = arena.allocate(Libc.SIGINFO_SIZE);
+                if (Libc.waitid(Libc.P_PID, pid, info, Libc.WEXITED | Libc.WNOHANG | Libc.WNOWAIT) == -1) {
+                    waiters.remove(pid);
+                    watch.complete(null);
+                }
+            }
+        }
+    }
+
+    private void loop() {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment info = arena.allocate(Libc.SIGINFO_SIZE);
+            MemorySegment status = arena.allocate(INT);
+            MemorySegment usage = arena.allocate(Libc.RUSAGE_SIZE);
+            while (true) {
+                if (Libc.waitid(Libc.P_ALL, 0, info, Libc.WEXITED | Libc.WNOWAIT) == -1) {
+                    int errno = Libc.errno();
+                    if (errno == Libc.ECHILD) awaitChildren();
+                    continue;
+                }
+                int pid = info.get(INT, 16); // siginfo_t.si_pid
+                synchronized (lock) {
+                    if (Libc.wait4(pid, status, Libc.WNOHANG, usage) == pid) {
+                        deliver(new ExitStatus(pid, status.get(INT, 0),
+                                usage.get(LONG, 0) * 1_000_000 + usage.get(LONG, 8),
+                                usage.get(LONG, 16) * 1_000_000 + usage.get(LONG, 24),
+                                usage.get(LONG, 32)));
+                    }
+                }
+            }
+        }
+    }
+
+    private void awaitChildren() {
+        synchronized (lock) {
+            while (!childrenMayExist) {
+                try {
+                    lock.wait();
+                } catch (InterruptedException e) {
+                    return;
+                }
+            }
+            childrenMayExist = false;
+        }
+    }
+
+    private void deliver(ExitStatus exit) {
+        CompletableFuture<ExitStatus> waiter = waiters.remove(exit.pid());
+        if (waiter != null) {
+            waiter.complete(exit);
+        } else {
+            if (unclaimed.size() > 4096) unclaimed.clear(); // bounded: only unclaimed orphans land here
+            unclaimed.put(exit.pid(), exit);
+        }
+    }
+}

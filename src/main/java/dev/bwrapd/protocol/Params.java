@@ -1,0 +1,111 @@
+package dev.bwrapd.protocol;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.bwrapd.jsonrpc.ErrorCodes;
+import dev.bwrapd.jsonrpc.RpcException;
+
+import java.util.Iterator;
+import java.util.Set;
+
+/**
+ * Typed, strict access to a params object: every error names the offending field
+ * ("mounts[2].target: must be a string"), and unknown fields are refused.
+ */
+final class Params {
+    private final JsonNode node;
+    private final String prefix;
+
+    private Params(JsonNode node, String prefix) {
+        this.node = node;
+        this.prefix = prefix;
+    }
+
+    /** The params of a call: an object, or missing (= empty); an array is refused (named params only). */
+    static Params of(JsonNode params, String... allowed) throws RpcException {
+        if (params == null || params.isMissingNode() || params.isNull()) return new Params(com.fasterxml.jackson.databind.node.JsonNodeFactory.instance.objectNode(), "");
+        if (!params.isObject()) throw invalid("params: must be an object");
+        Params p = new Params(params, "");
+        if (allowed.length > 0) p.onlyFields(Set.of(allowed));
+        return p;
+    }
+
+    /** A nested object. */
+    Params object(String field, String... allowed) throws RpcException {
+        JsonNode value = node.get(field);
+        if (!value.isObject()) throw invalid(name(field) + ": must be an object");
+        Params p = new Params(value, name(field) + ".");
+        p.onlyFields(Set.of(allowed));
+        return p;
+    }
+
+    static Params element(JsonNode value, String name, String... allowed) throws RpcException {
+        if (!value.isObject()) throw invalid(name + ": must be an object");
+        Params p = new Params(value, name + ".");
+        p.onlyFields(Set.of(allowed));
+        return p;
+    }
+
+    private void onlyFields(Set<String> allowed) throws RpcException {
+        for (Iterator<String> names = node.fieldNames(); names.hasNext(); ) {
+            String field = names.next();
+            if (!allowed.contains(field)) throw invalid(name(field) + ": unknown field");
+        }
+    }
+
+    boolean has(String field) {
+        JsonNode value = node.get(field);
+        return value != null && !value.isNull();
+    }
+
+    JsonNode raw(String field) {
+        return node.get(field);
+    }
+
+    String name(String field) {
+        return prefix + field;
+    }
+
+    String string(String field, String fallback) throws RpcException {
+        if (!has(field)) return fallback;
+        JsonNode value = node.get(field);
+        if (!value.isTextual()) throw invalid(name(field) + ": must be a string");
+        return noNul(name(field), value.textValue());
+    }
+
+    String requiredString(String field) throws RpcException {
+        if (!has(field)) throw invalid(name(field) + ": required");
+        return string(field, null);
+    }
+
+    boolean bool(String field, boolean fallback) throws RpcException {
+        if (!has(field)) return fallback;
+        JsonNode value = node.get(field);
+        if (!value.isBoolean()) throw invalid(name(field) + ": must be true or false");
+        return value.booleanValue();
+    }
+
+    /** A whole number within [min, max]; null when absent. */
+    Long integer(String field, long min, long max) throws RpcException {
+        if (!has(field)) return null;
+        JsonNode value = node.get(field);
+        if (!value.isIntegralNumber() || !value.canConvertToLong()) {
+            throw invalid(name(field) + ": must be a whole number");
+        }
+        long n = value.longValue();
+        if (n < min || n > max) throw invalid(name(field) + ": must be between " + min + " and " + max);
+        return n;
+    }
+
+    static String noNul(String field, String value) throws RpcException {
+        if (value.indexOf('\0') >= 0) throw invalid(field + ": must not contain a NUL character");
+        return value;
+    }
+
+    static RpcException invalid(String message) {
+        return new RpcException(ErrorCodes.INVALID_PARAMS, message);
+    }
+
+    static RpcException pathNotAllowed(String message) {
+        return new RpcException(ErrorCodes.PATH_NOT_ALLOWED, message);
+    }
+}

@@ -1,0 +1,198 @@
+package dev.bwrapd.protocol;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.bwrapd.jsonrpc.RpcException;
+import dev.bwrapd.sandbox.RootPaths;
+import dev.bwrapd.sandbox.RunSpec;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Parses and checks {@code sandbox/run} params into a {@link RunSpec}. Type and value errors are
+ * -32602 naming the field; paths that are relative, climb out of the root with {@code ..}, or
+ * would bind the host root read-write are -32005. Nothing is created or opened here.
+ */
+public final class RunParams {
+    static final String[] FIELDS = {"command", "root", "sandboxId", "cwd", "env", "network", "readOnlyRoot", "hostname",
+            "uid", "gid", "inheritUid", "mounts", "devices", "devShm", "linux32", "stdin", "stdout", "stderr",
+            "captureLimitBytes", "timeoutMs", "killGraceMs", "interactive"};
+    private static final long MAX_ID = 0xFFFF_FFFEL;
+
+    private RunParams() {}
+
+    public static RunSpec parse(JsonNode json) throws RpcException {
+        Params p = Params.of(json, FIELDS);
+        List<String> command = command(p);
+        Path root = root(p);
+        String sandboxId = p.string("sandboxId", null);
+        if (sandboxId != null && (sandboxId.isEmpty() || sandboxId.length() > 256)) {
+            throw Params.invalid("sandboxId: must be 1 to 256 characters");
+        }
+        String cwd = absolutePath(p.name("cwd"), p.string("cwd", "/"));
+        Map<String, String> env = env(p);
+        String hostname = p.string("hostname", "sandbox");
+        if (hostname.isEmpty() || hostname.length() > 64) throw Params.invalid("hostname: must be 1 to 64 characters");
+        Long uid = p.integer("uid", 0, MAX_ID);
+        Long gid = p.integer("gid", 0, MAX_ID);
+        Long captureLimit = p.integer("captureLimitBytes", 0, 1L << 30);
+        Long timeout = p.integer("timeoutMs", 1, Long.MAX_VALUE / 2);
+        Long grace = p.integer("killGraceMs", 0, Long.MAX_VALUE / 2);
+        RunSpec.Output stdout = output(p, "stdout", false);
+        RunSpec.Output stderr = output(p, "stderr", true);
+        return new RunSpec(command, root, sandboxId, cwd, env,
+                p.bool("network", false), p.bool("readOnlyRoot", false), hostname,
+                uid == null ? 0 : uid.intValue(), gid == null ? 0 : gid.intValue(), p.bool("inheritUid", false),
+                mounts(p), devices(p), p.bool("devShm", false), p.bool("linux32", false), stdin(p), stdout, stderr,
+                captureLimit == null ? 1 << 20 : captureLimit, timeout, grace == null ? 2000 : grace,
+                p.bool("interactive", false));
+    }
+
+    private static List<String> command(Params p) throws RpcException {
+        JsonNode value = p.raw("command");
+        if (value == null || value.isNull()) throw Params.invalid("command: required");
+        if (!value.isArray() || value.isEmpty()) throw Params.invalid("command: must be a non-empty array of strings");
+        List<String> command = new ArrayList<>();
+        for (int i = 0; i < value.size(); i++) {
+            JsonNode word = value.get(i);
+            if (!word.isTextual()) throw Params.invalid("command[" + i + "]: must be a string");
+            command.add(Params.noNul("command[" + i + "]", word.textValue()));
+        }
+        if (command.getFirst().isEmpty()) throw Params.invalid("command[0]: must not be empty");
+        return List.copyOf(command);
+    }
+
+    /** The root as a real directory path; symbolic links resolved, so "/" is recognised however spelled. */
+    private static Path root(Params p) throws RpcException {
+        String root = p.string("root", "/");
+        if (!root.startsWith("/")) throw Params.pathNotAllowed("root: must be an absolute path, not " + root);
+        try {
+            Path real = Path.of(root).toRealPath();
+            if (!Files.isDirectory(real)) throw Params.invalid("root: not a directory: " + root);
+            return real;
+        } catch (IOException e) {
+            throw Params.invalid("root: no such directory: " + root);
+        }
+    }
+
+    /** An absolute path inside the sandbox, normalized; {@code ..} may not climb above "/". */
+    static String absolutePath(String field, String path) throws RpcException {
+        if (!path.startsWith("/")) throw Params.pathNotAllowed(field + ": must be an absolute path, not " + path);
+        return RootPaths.normalize(path)
+                .orElseThrow(() -> Params.pathNotAllowed(field + ": " + path + " climbs out of the root with .."));
+    }
+
+    private static Map<String, String> env(Params p) throws RpcException {
+        if (!p.has("env")) return Map.of("PATH", RunSpec.DEFAULT_PATH);
+        JsonNode value = p.raw("env");
+        if (!value.isObject()) throw Params.invalid("env: must be an object of strings");
+        Map<String, String> env = new LinkedHashMap<>();
+        for (var entries = value.fields(); entries.hasNext(); ) {
+            var entry = entries.next();
+            String name = entry.getKey();
+            String field = "env." + name;
+            if (name.isEmpty() || name.contains("=")) throw Params.invalid(field + ": a variable name must be non-empty and without '='");
+            Params.noNul(field, name);
+            if (!entry.getValue().isTextual()) throw Params.invalid(field + ": must be a string");
+            env.put(name, Params.noNul(field, entry.getValue().textValue()));
+        }
+        return env;
+    }
+
+    private static List<RunSpec.Mount> mounts(Params p) throws RpcException {
+        if (!p.has("mounts")) return List.of();
+        JsonNode value = p.raw("mounts");
+        if (!value.isArray()) throw Params.invalid("mounts: must be an array");
+        List<RunSpec.Mount> mounts = new ArrayList<>();
+        for (int i = 0; i < value.size(); i++) {
+            String name = "mounts[" + i + "]";
+            Params m = Params.element(value.get(i), name, "source", "target", "readOnly");
+            String source = m.requiredString("source");
+            if (!source.startsWith("/")) throw Params.pathNotAllowed(name + ".source: must be an absolute path, not " + source);
+            String target = absolutePath(name + ".target", m.requiredString("target"));
+            boolean readOnly = m.bool("readOnly", false);
+            if (!readOnly && isHostRoot(source)) {
+                throw Params.pathNotAllowed(name + ".source: the host root / may only be mounted read-only");
+            }
+            if (target.equals("/")) throw Params.pathNotAllowed(name + ".target: / is the sandbox root; use root instead");
+            mounts.add(new RunSpec.Mount(source, target, readOnly));
+        }
+        return List.copyOf(mounts);
+    }
+
+    private static boolean isHostRoot(String source) {
+        try {
+            return Path.of(source).toRealPath().equals(RunSpec.HOST_ROOT);
+        } catch (IOException e) {
+            return RootPaths.normalize(source).map("/"::equals).orElse(false);
+        }
+    }
+
+    private static List<String> devices(Params p) throws RpcException {
+        if (!p.has("devices")) return RunSpec.DEFAULT_DEVICES;
+        JsonNode value = p.raw("devices");
+        if (!value.isArray()) throw Params.invalid("devices: must be an array of paths");
+        List<String> devices = new ArrayList<>();
+        for (int i = 0; i < value.size(); i++) {
+            String field = "devices[" + i + "]";
+            if (!value.get(i).isTextual()) throw Params.invalid(field + ": must be a string");
+            String device = absolutePath(field, Params.noNul(field, value.get(i).textValue()));
+            if (!device.startsWith("/dev/")) throw Params.pathNotAllowed(field + ": must be a path under /dev/, not " + device);
+            devices.add(device);
+        }
+        return List.copyOf(devices);
+    }
+
+    private static RunSpec.Stdin stdin(Params p) throws RpcException {
+        if (!p.has("stdin")) return new RunSpec.Stdin.Null();
+        JsonNode value = p.raw("stdin");
+        if (value.isTextual()) {
+            if (value.textValue().equals("null")) return new RunSpec.Stdin.Null();
+            throw Params.invalid("stdin: must be \"null\", {\"text\"}, {\"base64\"} or {\"file\"}");
+        }
+        Params s = p.object("stdin", "text", "base64", "file");
+        if (s.has("text")) return new RunSpec.Stdin.Bytes(s.string("text", "").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        if (s.has("base64")) {
+            try {
+                return new RunSpec.Stdin.Bytes(Base64.getDecoder().decode(s.string("base64", "")));
+            } catch (IllegalArgumentException e) {
+                throw Params.invalid("stdin.base64: not valid base64");
+            }
+        }
+        if (s.has("file")) return new RunSpec.Stdin.File(hostFile(s, "file"));
+        throw Params.invalid("stdin: must have one of text, base64, file");
+    }
+
+    private static RunSpec.Output output(Params p, String field, boolean isStderr) throws RpcException {
+        if (!p.has(field)) return new RunSpec.Output.Capture();
+        JsonNode value = p.raw(field);
+        if (value.isTextual()) {
+            switch (value.textValue()) {
+                case "capture": return new RunSpec.Output.Capture();
+                case "discard": return new RunSpec.Output.Discard();
+                case "stream": return new RunSpec.Output.Stream();
+                case "stdout":
+                    if (isStderr) return new RunSpec.Output.IntoStdout();
+                    break;
+                default:
+                    break;
+            }
+            throw Params.invalid(field + ": must be \"capture\", \"discard\", \"stream\"" + (isStderr ? ", \"stdout\"" : "")
+                    + " or {\"file\", \"append\"}, not " + value);
+        }
+        Params o = p.object(field, "file", "append");
+        return new RunSpec.Output.File(hostFile(o, "file"), o.bool("append", false));
+    }
+
+    private static String hostFile(Params p, String field) throws RpcException {
+        String path = p.requiredString(field);
+        if (!path.startsWith("/")) throw Params.pathNotAllowed(p.name(field) + ": must be an absolute path, not " + path);
+        return path;
+    }
+}

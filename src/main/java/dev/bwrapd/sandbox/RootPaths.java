@@ -1,0 +1,140 @@
+package dev.bwrapd.sandbox;
+
+import dev.bwrapd.process.Libc;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * Paths inside a sandbox root, seen from the host. Symbolic links are resolved as the sandbox
+ * would see them (an absolute link target starts again at the root, {@code ..} stops at the root),
+ * so nothing here ever reaches outside the root.
+ */
+public final class RootPaths {
+    private static final int MAX_LINKS = 40;
+
+    private RootPaths() {}
+
+    /** Splits an absolute path into its names, resolving {@code .} and {@code ..}; empty if it climbs above {@code /}. */
+    public static Optional<List<String>> names(String absolute) {
+        List<String> names = new ArrayList<>();
+        for (String part : absolute.split("/")) {
+            if (part.isEmpty() || part.equals(".")) continue;
+            if (part.equals("..")) {
+                if (names.isEmpty()) return Optional.empty();
+                names.removeLast();
+            } else {
+                names.add(part);
+            }
+        }
+        return Optional.of(names);
+    }
+
+    /** The normalized form of an absolute path ("/a/./b/../c" is "/a/c"), or empty if it escapes "/". */
+    public static Optional<String> normalize(String absolute) {
+        return names(absolute).map(n -> "/" + String.join("/", n));
+    }
+
+    /** The host path of {@code absolute} inside {@code root}, following links within the root; empty if missing. */
+    public static Optional<Path> resolve(Path root, String absolute) {
+        Deque<String> todo = new ArrayDeque<>(List.of(absolute.split("/")));
+        List<String> done = new ArrayList<>();
+        int links = 0;
+        while (!todo.isEmpty()) {
+            String name = todo.removeFirst();
+            if (name.isEmpty() || name.equals(".")) continue;
+            if (name.equals("..")) {
+                if (!done.isEmpty()) done.removeLast();
+                continue;
+            }
+            Path candidate = hostPath(root, done).resolve(name);
+            if (Files.isSymbolicLink(candidate)) {
+                if (++links > MAX_LINKS) return Optional.empty();
+                String target;
+                try {
+                    target = Files.readSymbolicLink(candidate).toString();
+                } catch (IOException e) {
+                    return Optional.empty();
+                }
+                if (target.startsWith("/")) done.clear();
+                List<String> parts = List.of(target.split("/"));
+                for (int i = parts.size() - 1; i >= 0; i--) todo.addFirst(parts.get(i));
+            } else if (Files.exists(candidate, LinkOption.NOFOLLOW_LINKS)) {
+                done.add(name);
+            } else {
+                return Optional.empty();
+            }
+        }
+        return Optional.of(hostPath(root, done));
+    }
+
+    private static Path hostPath(Path root, List<String> names) {
+        Path path = root;
+        for (String name : names) path = path.resolve(name);
+        return path;
+    }
+
+    /**
+     * Finds the command as the sandbox's execvp would: a name with a slash is taken as is (relative
+     * to the working directory when not absolute), otherwise each directory of PATH is tried.
+     */
+    public static boolean hasCommand(Path root, String command, String cwd, String pathVariable) {
+        if (command.contains("/")) {
+            String absolute = command.startsWith("/") ? command : cwd + "/" + command;
+            return isExecutable(root, absolute);
+        }
+        String search = pathVariable == null ? "/bin:/usr/bin" : pathVariable;
+        for (String directory : search.split(":", -1)) {
+            String dir = directory.isEmpty() ? cwd : directory;
+            if (!dir.startsWith("/")) dir = cwd + "/" + dir;
+            if (isExecutable(root, dir + "/" + command)) return true;
+        }
+        return false;
+    }
+
+    private static boolean isExecutable(Path root, String absolute) {
+        return resolve(root, absolute).filter(p -> Files.isRegularFile(p) && Files.isExecutable(p)).isPresent();
+    }
+
+    /**
+     * Creates the working directory inside the root, one name at a time relative to an opened
+     * directory and never through a symbolic link (a link is left for bwrap to resolve inside the
+     * sandbox). Returns the directories it created, relative to the root.
+     */
+    public static List<String> createDirectories(Path root, List<String> names) throws IOException {
+        List<String> created = new ArrayList<>();
+        int dir = Libc.open(root.toString(), Libc.O_RDONLY | Libc.O_DIRECTORY, 0);
+        try {
+            StringBuilder relative = new StringBuilder();
+            for (String name : names) {
+                relative.append(relative.isEmpty() ? "" : "/").append(name);
+                int next = Libc.openat(dir, name, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_NOFOLLOW);
+                if (next < 0 && Libc.errno() == Libc.ENOENT) {
+                    if (Libc.mkdirat(dir, name, 0755) == 0) {
+                        created.add(relative.toString());
+                    } else if (Libc.errno() != Libc.EEXIST) {
+                        throw new Libc.Error("mkdir " + relative, Libc.errno());
+                    }
+                    next = Libc.openat(dir, name, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_NOFOLLOW);
+                }
+                if (next < 0) {
+                    int errno = Libc.errno();
+                    if (errno == Libc.ELOOP || errno == Libc.ENOTDIR) break; // a link or a file: bwrap decides
+                    throw new Libc.Error("open " + relative, errno);
+                }
+                Libc.close(dir);
+                dir = next;
+            }
+        } finally {
+            Libc.close(dir);
+        }
+        return created;
+    }
+}

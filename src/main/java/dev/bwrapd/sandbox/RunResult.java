@@ -1,0 +1,24 @@
+package dev.bwrapd.sandbox;
+
+import com.fasterxml.jackson.annotation.JsonInclude;
+import dev.bwrapd.cleanup.CleanupReport;
+
+/** The answer to {@code sandbox/run} (PROTOCOL.md section 4), field for field. */
+@JsonInclude(JsonInclude.Include.ALWAYS)
+public record RunResult(
+        String sandboxId,
+        String status,
+        Integer exitCode,
+        String signal,
+        String setupError,
+        double durationMs,
+        Usage usage,
+        Captured stdout,
+        Captured stderr,
+        CleanupReport cleanup) {
+
+    public record Usage(double userCpuMs, double systemCpuMs, long maxRssKiB) {}
+
+    /** Captured output: text when it is valid UTF-8, base64 otherwise. */
+    public record Captured(String text, String base64, boolean truncated) {}
+}

@@ -1,0 +1,63 @@
+package dev.bwrapd.sandbox;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * A validated {@code sandbox/run} request: every field present, every default applied, every path
+ * checked (see {@code protocol.RunParams} for the parsing and the rules).
+ */
+public record RunSpec(
+        List<String> command,
+        Path root,
+        String sandboxId,
+        String cwd,
+        Map<String, String> env,
+        boolean network,
+        boolean readOnlyRoot,
+        String hostname,
+        int uid,
+        int gid,
+        boolean inheritUid,
+        List<Mount> mounts,
+        List<String> devices,
+        boolean devShm,
+        boolean linux32,
+        Stdin stdin,
+        Output stdout,
+        Output stderr,
+        long captureLimitBytes,
+        Long timeoutMs,
+        long killGraceMs,
+        boolean interactive) {
+
+    public static final Path HOST_ROOT = Path.of("/");
+    public static final String DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
+    public static final List<String> DEFAULT_DEVICES = List.of("/dev/full", "/dev/null", "/dev/urandom", "/dev/random", "/dev/zero");
+
+    /** The host's own root is never bound read-write and never cleaned. */
+    public boolean isHostRoot() {
+        return root.equals(HOST_ROOT);
+    }
+
+    /** A bind mount; {@code target} is a normalized absolute path inside the sandbox. */
+    public record Mount(String source, String target, boolean readOnly) {}
+
+    /** Where the command's standard input comes from. */
+    public sealed interface Stdin {
+        record Null() implements Stdin {}
+        record Bytes(byte[] data) implements Stdin {}
+        record File(String path) implements Stdin {}
+    }
+
+    /** Where a command's standard output or error goes. */
+    public sealed interface Output {
+        record Capture() implements Output {}
+        record Discard() implements Output {}
+        record Stream() implements Output {}
+        record File(String path, boolean append) implements Output {}
+        /** stderr only: into the same place as stdout. */
+        record IntoStdout() implements Output {}
+    }
+}

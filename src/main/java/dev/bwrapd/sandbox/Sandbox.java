@@ -1,0 +1,136 @@
+package dev.bwrapd.sandbox;
+
+import dev.bwrapd.process.Libc;
+import dev.bwrapd.process.Signals;
+
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * One sandbox from request to cleanup, and the only way to signal it.
+ *
+ * <p>Processes: bwrap (our child, its own session) forks the sandbox's init, which calls setsid
+ * (--new-session) and forks the command. So the init's pid, reported by bwrap as child-pid, is
+ * also the command's process-group id: group signals go there. The init itself ignores them
+ * (a PID-namespace init only takes signals it handles), except SIGSTOP/SIGCONT. Killing the init
+ * ends every process in the namespace, which is how a sandbox is terminated; it is done through
+ * a pidfd, so a recycled pid is never hit.
+ *
+ * <p>Signals that arrive before the init exists are queued and delivered when it does.
+ */
+public final class Sandbox {
+    public enum State { STARTING, RUNNING, SUSPENDED, FINISHED }
+
+    /** Why the server ended a sandbox, if it did. */
+    public enum Ending { NONE, TERMINATED, TIMED_OUT, CANCELLED, SHUTDOWN }
+
+    private final String id;
+    private final List<String> command;
+    private final Instant startedAt = Instant.now();
+    private State state = State.STARTING;
+    private Ending ending = Ending.NONE;
+    private int bwrapPid;
+    private int initPid;
+    private int initPidfd = -1;
+    private boolean killWhenStarted;
+    private final List<Integer> queued = new ArrayList<>();
+
+    Sandbox(String id, List<String> command) {
+        this.id = id;
+        this.command = command;
+    }
+
+    public String id() { return id; }
+    public List<String> command() { return command; }
+    public Instant startedAt() { return startedAt; }
+    public synchronized State state() { return state; }
+    public synchronized Ending ending() { return ending; }
+    /** The sandbox init's host pid (the command's process group), or 0 before it exists. */
+    public synchronized int pid() { return initPid; }
+
+    synchronized void spawned(int pid) {
+        bwrapPid = pid;
+        if (killWhenStarted) Libc.kill(-bwrapPid, Signals.SIGKILL);
+    }
+
+    /** bwrap reported the init: deliver what was queued. */
+    synchronized void started(int pid) {
+        if (state == State.FINISHED) return;
+        initPid = pid;
+        initPidfd = Libc.pidfdOpen(pid);
+        state = State.RUNNING;
+        if (killWhenStarted) {
+            killInit();
+            return;
+        }
+        for (int signal : queued) deliver(signal);
+        queued.clear();
+    }
+
+    synchronized void finished() {
+        state = State.FINISHED;
+        Libc.close(initPidfd);
+        initPidfd = -1;
+        queued.clear();
+    }
+
+    /**
+     * Sends {@code signal} to the command's process group, now or as soon as it exists.
+     * False only if the sandbox has already ended.
+     */
+    public synchronized boolean signal(int signal) {
+        if (state == State.FINISHED) return false;
+        if (initPid == 0) {
+            queued.add(signal);
+            return true;
+        }
+        return deliver(signal);
+    }
+
+    private boolean deliver(int signal) {
+        // The init calls setsid just after bwrap reports it: until then the group does not exist yet.
+        for (int attempt = 0; attempt < 200; attempt++) {
+            if (Libc.kill(-initPid, signal) == 0) {
+                if (signal == Signals.SIGSTOP) state = State.SUSPENDED;
+                if (signal == Signals.SIGCONT) state = State.RUNNING;
+                return true;
+            }
+            if (Libc.errno() != Libc.ESRCH) return false;
+            try {
+                wait(1); // releases the monitor, so finished() can still happen meanwhile
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return false;
+            }
+            if (state == State.FINISHED) return false;
+        }
+        return false;
+    }
+
+    /** Ends every process of the sandbox at once (SIGKILL to its init). */
+    public synchronized boolean kill(Ending why) {
+        if (state == State.FINISHED) return false;
+        if (ending == Ending.NONE) ending = why;
+        if (initPid == 0) {
+            // Still being set up: kill bwrap's whole session now (the init dies with it through
+            // --die-with-parent), and the init too should it appear.
+            killWhenStarted = true;
+            if (bwrapPid != 0) Libc.kill(-bwrapPid, Signals.SIGKILL);
+            return true;
+        }
+        killInit();
+        return true;
+    }
+
+    private void killInit() {
+        if (initPidfd >= 0) Libc.pidfdSendSignal(initPidfd, Signals.SIGKILL);
+        else Libc.kill(initPid, Signals.SIGKILL);
+        // A stopped group would hold the kill until resumed; SIGKILL wakes stopped processes anyway.
+    }
+
+    /** Marks why the sandbox is being ended without killing it yet (SIGTERM first, then kill). */
+    public synchronized void markEnding(Ending why) {
+        if (ending == Ending.NONE) ending = why;
+    }
+}

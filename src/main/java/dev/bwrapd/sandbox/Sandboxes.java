@@ -1,0 +1,63 @@
+package dev.bwrapd.sandbox;
+
+import dev.bwrapd.jsonrpc.ErrorCodes;
+import dev.bwrapd.jsonrpc.RpcException;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/** The running sandboxes by id; refuses new ones once shutting down. */
+public final class Sandboxes {
+    private final Map<String, Sandbox> running = new LinkedHashMap<>();
+    private long nextId = 1;
+    private boolean shuttingDown;
+
+    /** Reserves an id (the client's, or the next free sb-N) for a new sandbox. */
+    public synchronized Sandbox register(String requestedId, List<String> command) throws RpcException {
+        if (shuttingDown) throw new RpcException(ErrorCodes.SHUTTING_DOWN, "the server is shutting down: no new sandboxes");
+        String id = requestedId;
+        if (id == null) {
+            do id = "sb-" + nextId++; while (running.containsKey(id));
+        } else if (running.containsKey(id)) {
+            throw new RpcException(ErrorCodes.SANDBOX_ID_IN_USE, "sandboxId " + id + " is already in use by a running sandbox");
+        }
+        Sandbox sandbox = new Sandbox(id, command);
+        running.put(id, sandbox);
+        return sandbox;
+    }
+
+    public synchronized void remove(Sandbox sandbox) {
+        running.remove(sandbox.id(), sandbox);
+        notifyAll();
+    }
+
+    public synchronized Sandbox get(String id) throws RpcException {
+        Sandbox sandbox = running.get(id);
+        if (sandbox == null) throw new RpcException(ErrorCodes.NO_SUCH_SANDBOX, "no such sandbox: " + id);
+        return sandbox;
+    }
+
+    public synchronized List<Sandbox> list() {
+        return new ArrayList<>(running.values());
+    }
+
+    /** Refuses new sandboxes, kills the running ones and waits until each has been cleaned up. */
+    public int shutdown() throws InterruptedException {
+        List<Sandbox> victims;
+        synchronized (this) {
+            shuttingDown = true;
+            victims = new ArrayList<>(running.values());
+        }
+        for (Sandbox sandbox : victims) sandbox.kill(Sandbox.Ending.SHUTDOWN);
+        synchronized (this) {
+            while (!running.isEmpty()) wait();
+        }
+        return victims.size();
+    }
+
+    public synchronized boolean isShuttingDown() {
+        return shuttingDown;
+    }
+}

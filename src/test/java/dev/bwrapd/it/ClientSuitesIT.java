@@ -1,0 +1,66 @@
+package dev.bwrapd.it;
+
+import org.junit.jupiter.api.Test;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Runs each client's own test suite (Python unittest, go test, node --test) against the built
+ * helper, so that the one test command covers them. Each suite spawns the real helper through
+ * the launcher; its output is kept in target/client-tests/ and shown when it fails.
+ */
+class ClientSuitesIT {
+    private static final Path HOME = BwrapdProcess.home();
+    private static final Path LOGS = HOME.resolve("target/client-tests");
+
+    @Test
+    void pythonClient() throws Exception {
+        run("python", HOME.resolve("clients/python"), Map.of(),
+                List.of("python3", "-m", "unittest", "discover", "-s", "tests", "-v"));
+    }
+
+    @Test
+    void goClient() throws Exception {
+        Path cache = HOME.resolve("target/go");
+        run("go", HOME.resolve("clients/go"),
+                Map.of("GOCACHE", cache.resolve("cache").toString(), "GOPATH", cache.resolve("path").toString(),
+                        "GOFLAGS", "-mod=mod", "GOPROXY", "off", "GOTOOLCHAIN", "local"),
+                List.of("go", "test", "-count=1", "./..."));
+    }
+
+    @Test
+    void nodeEditorExample() throws Exception {
+        Path node = HOME.resolve("clients/node");
+        if (!Files.isDirectory(node.resolve("node_modules"))) {
+            run("npm-ci", node, Map.of("npm_config_cache", HOME.resolve("target/npm-cache").toString()),
+                    List.of("npm", "ci", "--no-audit", "--no-fund"));
+        }
+        run("node", node, Map.of(), List.of("node", "--test"));
+    }
+
+    private static void run(String name, Path dir, Map<String, String> env, List<String> command)
+            throws IOException, InterruptedException {
+        Files.createDirectories(LOGS);
+        Path log = LOGS.resolve(name + ".log");
+        ProcessBuilder builder = new ProcessBuilder(command).directory(dir.toFile())
+                .redirectErrorStream(true).redirectOutput(log.toFile());
+        builder.environment().putAll(env);
+        builder.environment().put("BWRAPD", BwrapdProcess.command().getFirst());
+        Process process = builder.start();
+        boolean finished = process.waitFor(10, TimeUnit.MINUTES);
+        if (!finished) process.destroyForcibly();
+        String output = Files.readString(log);
+        System.out.println("----- " + name + " client suite (" + log + ") -----");
+        System.out.println(output.length() > 20000 ? output.substring(output.length() - 20000) : output);
+        assertTrue(finished, name + " suite timed out");
+        assertEquals(0, process.exitValue(), name + " suite failed; see " + log);
+    }
+}

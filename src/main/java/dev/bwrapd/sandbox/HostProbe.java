@@ -53,10 +53,19 @@ public final class HostProbe {
         if (probeCommand == null) probeCommand = "/bin/true";
         List<String> base = List.of(bwrap, "--ro-bind", "/", "/");
         CompletableFuture<String> version = CompletableFuture.supplyAsync(() -> version(bwrap), HostProbe::onNewThread);
-        CompletableFuture<Boolean> userNs = succeeds(base, List.of("--unshare-user", "--uid", "0", "--gid", "0", "--", probeCommand));
-        CompletableFuture<Boolean> dieWithParent = succeeds(base, List.of("--die-with-parent", "--", probeCommand));
-        CompletableFuture<Boolean> jsonStatus = succeeds(base, List.of("--json-status-fd", "3", "--", probeCommand));
-        return new HostCapabilities(bwrap, version.join(), userNs.join(), dieWithParent.join(), jsonStatus.join(),
+        List<String> userNs = List.of("--unshare-user", "--uid", "0", "--gid", "0");
+        List<String> dieWithParent = List.of("--die-with-parent");
+        List<String> jsonStatus = List.of("--json-status-fd", "3");
+        // Usually everything works: one run that uses all three options settles it. Only if that
+        // fails is each option tried alone, to learn which one this host lacks.
+        boolean all = succeeds(base, List.of(userNs, dieWithParent, jsonStatus), probeCommand).join();
+        if (all) {
+            return new HostCapabilities(bwrap, version.join(), true, true, true, Reaper.instance().isSubreaper(), linux32);
+        }
+        CompletableFuture<Boolean> hasUserNs = succeeds(base, List.of(userNs), probeCommand);
+        CompletableFuture<Boolean> hasDieWithParent = succeeds(base, List.of(dieWithParent), probeCommand);
+        CompletableFuture<Boolean> hasJsonStatus = succeeds(base, List.of(jsonStatus), probeCommand);
+        return new HostCapabilities(bwrap, version.join(), hasUserNs.join(), hasDieWithParent.join(), hasJsonStatus.join(),
                 Reaper.instance().isSubreaper(), linux32);
     }
 
@@ -64,9 +73,11 @@ public final class HostProbe {
         Thread.ofPlatform().daemon().name("bwrapd-probe").start(task);
     }
 
-    private static CompletableFuture<Boolean> succeeds(List<String> base, List<String> extra) {
+    private static CompletableFuture<Boolean> succeeds(List<String> base, List<List<String>> options, String command) {
         List<String> argv = new ArrayList<>(base);
-        argv.addAll(extra);
+        options.forEach(argv::addAll);
+        argv.add("--");
+        argv.add(command);
         return CompletableFuture.supplyAsync(() -> run(argv, null) == 0, HostProbe::onNewThread);
     }
 

@@ -32,7 +32,9 @@ func TestContextTimeoutCancelsRun(t *testing.T) {
 	if elapsed > 8*time.Second {
 		t.Fatalf("cancelling took %v", elapsed)
 	}
+	t.Logf("cancelled after %v", elapsed)
 	processGone(t, sb.PID())
+	t.Logf("process gone after %v", time.Since(start))
 	list, err := h.List(testCtx(t))
 	if err != nil {
 		t.Fatal(err)

@@ -14,7 +14,8 @@ import (
 func TestHelperDeathFailsPendingCalls(t *testing.T) {
 	h, _ := ownHelper(t)
 	ctx := testCtx(t)
-	sb, err := h.Start(ctx, bwrapd.RunRequest{Root: rootfs, Command: []string{"sleep", "30"}})
+	// A root of its own: a killed helper cleans nothing up.
+	sb, err := h.Start(ctx, bwrapd.RunRequest{Root: newRootfs(t), Command: []string{"sleep", "30"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,11 +104,12 @@ export async function runTask(connection, params, { onOutput, onStarted, token }
     }),
   ];
   try {
-    return await connection.sendRequest(
-      'sandbox/run',
-      { stdout: 'stream', stderr: 'stream', ...params, sandboxId },
-      token,
-    );
+    const runParams = { stdout: 'stream', stderr: 'stream', ...params, sandboxId };
+    // Pass the token only when there is one: a trailing undefined would be taken as a
+    // second positional parameter, and params sent as an array.
+    return await (token
+      ? connection.sendRequest('sandbox/run', runParams, token)
+      : connection.sendRequest('sandbox/run', runParams));
   } finally {
     subscriptions.forEach((s) => s.dispose());
   }

@@ -60,11 +60,15 @@ public class Main implements QuarkusApplication {
             return 0;
         }
         setLogLevel(options.logLevel());
+        LOG.debugf("main entered %d ms after the process started", sinceStart());
 
         // Probing bwrap takes a few milliseconds of spawning: start it now, answer initialize when done.
         HostProbe.Lookup bwrap = HostProbe.findBwrap(options.bwrap());
         CompletableFuture<HostCapabilities> host = new CompletableFuture<>();
-        Thread.ofPlatform().daemon().name("bwrapd-probe").start(() -> host.complete(HostProbe.probe(bwrap.found())));
+        Thread.ofPlatform().daemon().name("bwrapd-probe").start(() -> {
+            host.complete(HostProbe.probe(bwrap.found()));
+            LOG.debugf("bwrap probed %d ms after the process started", sinceStart());
+        });
         if (bwrap.found() == null) LOG.warnf("bwrap not found (tried %s); sandbox/run will fail", bwrap.tried());
 
         ObjectMapper json = jsonMapper(options.maxMessageBytes());
@@ -79,6 +83,7 @@ public class Main implements QuarkusApplication {
                 Version.VERSION, limits, code -> exit(sandboxes, server[0], code));
         server[0] = new Server(json, reader, writer, options.maxMessageBytes(), methods.handlers());
 
+        LOG.debugf("serving %d ms after the process started", sinceStart());
         server[0].serve();
         // End of input: the client is gone or done. End every sandbox, clean up, answer what can be answered.
         int ended = sandboxes.shutdown();
@@ -99,7 +104,13 @@ public class Main implements QuarkusApplication {
         Runtime.getRuntime().halt(code);
     }
 
-    static ObjectMapper jsonMapper(long maxMessageBytes) {
+    /** Milliseconds since this process started (for start-up measurements in debug logs). */
+    static long sinceStart() {
+        return ProcessHandle.current().info().startInstant()
+                .map(start -> java.time.Duration.between(start, java.time.Instant.now()).toMillis()).orElse(-1L);
+    }
+
+    public static ObjectMapper jsonMapper(long maxMessageBytes) {
         JsonMapper mapper = JsonMapper.builder()
                 .nodeFactory(JsonNodeFactory.withExactBigDecimals(true))
                 .enable(DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS)

@@ -111,6 +111,7 @@ public final class MessageReader {
             if (name.equals("content-length")) {
                 try {
                     contentLength = Long.parseLong(header.substring(colon + 1).trim());
+                    if (contentLength < 0) problem = "Content-Length is negative: " + abbreviate(header);
                 } catch (NumberFormatException e) {
                     problem = "Content-Length is not a number: " + abbreviate(header);
                 }

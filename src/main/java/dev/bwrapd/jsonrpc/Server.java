@@ -10,9 +10,17 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import org.jboss.logging.Logger;
 
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.CharBuffer;
+import java.nio.charset.CharsetDecoder;
+import java.nio.charset.CoderResult;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -31,8 +39,12 @@ public final class Server {
     private final long maxMessageBytes;
     private final Map<String, Handler> methods;
     private final Map<String, Call> inFlight = new ConcurrentHashMap<>();
-    private final Object idle = new Object();
-    private int pending;
+    /** One token per request or batch with a request still unanswered (identity: plain Objects). */
+    private final Set<Object> pending = new HashSet<>();
+    /** The tokens of handlers now inside awaitIdle (once per handler thread); guarded by pending. */
+    private final List<Object> waiting = new ArrayList<>();
+    /** The token of the request or batch a handler thread serves, so it never waits for itself. */
+    private static final ThreadLocal<Object> UNIT = new ThreadLocal<>();
 
     public Server(ObjectMapper json, MessageReader reader, MessageWriter writer, long maxMessageBytes,
                   Map<String, Handler> methods) {
@@ -58,10 +70,23 @@ public final class Server {
         }
     }
 
-    /** Waits until every request received so far has been answered. */
+    /**
+     * Waits until every request received so far has been answered (its response written). Called from
+     * a handler (exit), it does not wait for the request or batch that handler is serving itself, nor
+     * for others that are waiting here too (two exits sent as requests must not wait for each other).
+     */
     public void awaitIdle() throws InterruptedException {
-        synchronized (idle) {
-            while (pending > 0) idle.wait();
+        Object own = UNIT.get();
+        synchronized (pending) {
+            if (own != null) {
+                waiting.add(own);
+                pending.notifyAll();
+            }
+            try {
+                while (!waiting.containsAll(pending)) pending.wait();
+            } finally {
+                if (own != null) waiting.remove(own);
+            }
         }
     }
 
@@ -72,6 +97,11 @@ public final class Server {
     }
 
     private void receive(byte[] body) {
+        String badUtf8 = invalidUtf8(body);
+        if (badUtf8 != null) {
+            send(error(NullNode.getInstance(), ErrorCodes.PARSE_ERROR, "Parse error: " + badUtf8));
+            return;
+        }
         JsonNode message;
         try {
             message = json.readTree(body);
@@ -88,9 +118,16 @@ public final class Server {
         } else if (message.isArray()) {
             receiveBatch((ArrayNode) message);
         } else {
-            CompletableFuture<ObjectNode> response = dispatch(message);
-            if (message.has("id")) track(response); // notifications (exit among them) are not waited for
-            response.thenAccept(r -> { if (r != null) send(r); });
+            // Notifications (exit among them) are not waited for. The token is taken before the handler
+            // starts, and released only once the response is written, so awaitIdle misses nothing.
+            Object unit = message.has("id") ? begin() : null;
+            dispatch(message, unit).whenComplete((r, t) -> {
+                try {
+                    if (r != null) send(r);
+                } finally {
+                    end(unit);
+                }
+            });
         }
     }
 
@@ -99,22 +136,28 @@ public final class Server {
             send(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: empty batch"));
             return;
         }
+        boolean hasRequest = false;
+        for (JsonNode element : batch) hasRequest |= element.has("id");
+        Object unit = hasRequest ? begin() : null;
         List<CompletableFuture<ObjectNode>> responses = new ArrayList<>();
-        for (JsonNode element : batch) responses.add(dispatch(element));
+        for (JsonNode element : batch) responses.add(dispatch(element, unit));
         CompletableFuture<Void> all = CompletableFuture.allOf(responses.toArray(CompletableFuture[]::new));
         CompletableFuture<ArrayNode> answer = all.thenApply(done -> {
             ArrayNode array = json.createArrayNode();
             for (CompletableFuture<ObjectNode> r : responses) if (r.join() != null) array.add(r.join());
             return array;
         });
-        boolean hasRequest = false;
-        for (JsonNode element : batch) hasRequest |= element.has("id");
-        if (hasRequest) track(answer);
-        answer.thenAccept(array -> { if (!array.isEmpty()) send(array); });
+        answer.whenComplete((array, t) -> {
+            try {
+                if (array != null && !array.isEmpty()) send(array);
+            } finally {
+                end(unit);
+            }
+        });
     }
 
     /** Validates one message and starts it; completes with its response, or null for a notification. */
-    private CompletableFuture<ObjectNode> dispatch(JsonNode message) {
+    private CompletableFuture<ObjectNode> dispatch(JsonNode message, Object unit) {
         if (!message.isObject()) {
             return CompletableFuture.completedFuture(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST,
                     "Invalid Request: a message must be an object"));
@@ -147,10 +190,16 @@ public final class Server {
             if (id == null) return CompletableFuture.completedFuture(null);
             return CompletableFuture.completedFuture(error(id, ErrorCodes.METHOD_NOT_FOUND, "Method not found: " + name));
         }
+        try {
+            handler.received(call); // in arrival order, before any later message is dispatched
+        } catch (RpcException e) {
+            return CompletableFuture.completedFuture(id == null ? null : error(id, e.code(), e.getMessage(), e.data()));
+        }
         CompletableFuture<ObjectNode> response = new CompletableFuture<>();
         String key = id == null ? null : key(id);
         if (key != null) inFlight.put(key, call);
         Thread.ofPlatform().name("rpc " + name).start(() -> {
+            UNIT.set(unit);
             try {
                 Object result = handler.handle(call);
                 response.complete(id == null ? null : result(id, json.valueToTree(result)));
@@ -178,16 +227,41 @@ public final class Server {
         return (id.isTextual() ? "s:" : "n:") + id.asText();
     }
 
-    private void track(CompletableFuture<?> response) {
-        synchronized (idle) {
-            pending++;
+    private Object begin() {
+        Object unit = new Object();
+        synchronized (pending) {
+            pending.add(unit);
         }
-        response.whenComplete((r, t) -> {
-            synchronized (idle) {
-                pending--;
-                idle.notifyAll();
-            }
-        });
+        return unit;
+    }
+
+    private void end(Object unit) {
+        if (unit == null) return;
+        synchronized (pending) {
+            pending.remove(unit);
+            pending.notifyAll();
+        }
+    }
+
+    /**
+     * Why the body is not well-formed UTF-8 (RFC 3629: no overlong forms, surrogates or code points
+     * past U+10FFFF, which the JSON parser would let through), or null when it is.
+     */
+    static String invalidUtf8(byte[] body) {
+        int i = 0;
+        while (i < body.length && body[i] >= 0) i++;
+        if (i == body.length) return null; // ASCII, the common case
+        CharsetDecoder decoder = StandardCharsets.UTF_8.newDecoder()
+                .onMalformedInput(CodingErrorAction.REPORT).onUnmappableCharacter(CodingErrorAction.REPORT);
+        ByteBuffer in = ByteBuffer.wrap(body, i, body.length - i);
+        CharBuffer out = CharBuffer.allocate(8192);
+        while (true) {
+            CoderResult result = decoder.decode(in, out, true);
+            if (result.isUnderflow()) result = decoder.flush(out);
+            if (result.isError()) return "invalid UTF-8 at byte " + in.position();
+            if (result.isUnderflow()) return null;
+            out.clear();
+        }
     }
 
     private CompletableFuture<ObjectNode> invalid(JsonNode id, String why) {

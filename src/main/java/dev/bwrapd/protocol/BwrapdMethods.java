@@ -9,6 +9,7 @@ import dev.bwrapd.jsonrpc.ErrorCodes;
 import dev.bwrapd.jsonrpc.Handler;
 import dev.bwrapd.jsonrpc.RpcException;
 import dev.bwrapd.process.Signals;
+import dev.bwrapd.sandbox.BwrapCommand;
 import dev.bwrapd.sandbox.HostCapabilities;
 import dev.bwrapd.sandbox.HostProbe;
 import dev.bwrapd.sandbox.RootPaths;
@@ -19,10 +20,13 @@ import dev.bwrapd.sandbox.Sandboxes;
 
 import java.io.IOException;
 import java.io.InputStream;
+import java.util.ArrayList;
 import java.util.Base64;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.IntConsumer;
 
 /** The methods of the bwrapd protocol (PROTOCOL.md sections 3 to 6), bound to the sandbox layer. */
@@ -39,6 +43,8 @@ public final class BwrapdMethods {
     private final IntConsumer exit;
     private final Map<String, Object> limits;
     private volatile boolean shutdownRequested;
+    /** Sandboxes registered as their sandbox/run arrived, until the run's thread takes them. */
+    private final Map<Call, Sandbox> reserved = new ConcurrentHashMap<>();
 
     public BwrapdMethods(ObjectMapper json, Sandboxes sandboxes, SandboxRunner runner, CompletableFuture<HostCapabilities> host,
                          HostProbe.Lookup bwrapLookup, String serverVersion, Map<String, Object> limits, IntConsumer exit) {
@@ -58,12 +64,23 @@ public final class BwrapdMethods {
         methods.put("shutdown", this::shutdown);
         methods.put("exit", this::exit);
         methods.put("rpc.discover", call -> discover());
-        methods.put("sandbox/run", this::run);
+        methods.put("sandbox/run", new Handler() {
+            @Override
+            public Object handle(Call call) throws RpcException {
+                return run(call);
+            }
+
+            @Override
+            public void received(Call call) throws RpcException {
+                reserve(call);
+            }
+        });
         methods.put("sandbox/signal", this::signal);
         methods.put("sandbox/suspend", call -> deliver(call, Signals.SIGSTOP));
         methods.put("sandbox/resume", call -> deliver(call, Signals.SIGCONT));
         methods.put("sandbox/terminate", this::terminate);
         methods.put("sandbox/list", this::list);
+        methods.put("sandbox/argv", this::argv);
         return methods;
     }
 
@@ -118,8 +135,38 @@ public final class BwrapdMethods {
         }
     }
 
+    /**
+     * On arrival, before any later message is read: takes the run's sandboxId, so a sandbox/signal
+     * or sandbox/terminate the client sends right after the request finds the sandbox (and is
+     * queued until it starts) instead of racing the run's thread to -32001; a duplicate id is
+     * refused (-32002) in arrival order too. Only a quick look at the params, no I/O: anything
+     * malformed is left for {@link #run}'s validation to answer.
+     */
+    private void reserve(Call call) throws RpcException {
+        JsonNode params = call.params();
+        if (!params.isObject()) return;
+        JsonNode id = params.get("sandboxId");
+        String requested = null;
+        if (id != null) {
+            if (!id.isTextual() || id.textValue().isEmpty() || id.textValue().length() > 256) return;
+            requested = id.textValue();
+        }
+        List<String> command = new ArrayList<>();
+        for (JsonNode word : params.path("command")) command.add(word.asText());
+        reserved.put(call, sandboxes.register(requested, List.copyOf(command)));
+    }
+
     private Object run(Call call) throws RpcException {
-        RunSpec spec = RunParams.parse(call.params());
+        Sandbox reservation = reserved.remove(call);
+        try {
+            return run(call, reservation);
+        } finally {
+            if (reservation != null) sandboxes.remove(reservation);
+        }
+    }
+
+    /** The host's capabilities, or -32004 if there is no bwrap to run. */
+    private HostCapabilities usableHost(RunSpec spec) throws RpcException {
         HostCapabilities h = host.join();
         if (h.bwrapPath() == null) {
             ObjectNode data = json.createObjectNode();
@@ -128,11 +175,32 @@ public final class BwrapdMethods {
             throw new RpcException(ErrorCodes.BWRAP_UNUSABLE, "bwrap not found (install bubblewrap or pass --bwrap)", data);
         }
         if (spec.linux32() && !h.linux32()) throw Params.invalid("linux32: this host has no linux32 (setarch) to set the personality");
+        return h;
+    }
+
+    /**
+     * Extension: what {@code sandbox/run} with these params would execute (bwrap's argv and
+     * environment; descriptor 3 is bwrap's status pipe), without running anything.
+     */
+    private Object argv(Call call) throws RpcException {
+        RunSpec spec = RunParams.parse(call.params());
+        BwrapCommand.Invocation invocation = BwrapCommand.of(spec, usableHost(spec));
+        ObjectNode result = json.createObjectNode().put("executable", invocation.executable());
+        ArrayNode argv = result.putArray("argv");
+        invocation.argv().forEach(argv::add);
+        ArrayNode env = result.putArray("env");
+        invocation.environment().forEach(env::add);
+        return result;
+    }
+
+    private Object run(Call call, Sandbox reservation) throws RpcException {
+        RunSpec spec = RunParams.parse(call.params());
+        HostCapabilities h = usableHost(spec);
         if (!RootPaths.hasCommand(spec.root(), spec.command().getFirst(), spec.cwd(), spec.env().get("PATH"))) {
             throw new RpcException(ErrorCodes.COMMAND_NOT_FOUND, "command not found in the sandbox root: " + spec.command().getFirst(),
                     json.createObjectNode().put("command", spec.command().getFirst()).put("root", spec.root().toString()));
         }
-        Sandbox sandbox = sandboxes.register(spec.sandboxId(), spec.command());
+        Sandbox sandbox = reservation != null ? reservation : sandboxes.register(spec.sandboxId(), spec.command());
         try {
             call.onCancel(() -> sandbox.kill(Sandbox.Ending.CANCELLED));
             return runner.run(spec, h, sandbox, new SandboxRunner.Events() {

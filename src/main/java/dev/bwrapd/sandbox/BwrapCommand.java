@@ -63,7 +63,8 @@ public final class BwrapCommand {
         if (host.userNamespaces()) {
             argv.add("--unshare-user");
             if (!spec.inheritUid()) {
-                add(argv, "--uid", Integer.toString(spec.uid()), "--gid", Integer.toString(spec.gid()));
+                // uid and gid go up to 2^32-2: an int above 2^31 is the unsigned value.
+                add(argv, "--uid", Integer.toUnsignedString(spec.uid()), "--gid", Integer.toUnsignedString(spec.gid()));
             }
         }
 

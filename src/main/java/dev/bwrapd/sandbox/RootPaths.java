@@ -82,6 +82,40 @@ public final class RootPaths {
     }
 
     /**
+     * Where in the root bwrap will really create each of {@code paths} (relative to the root,
+     * parents first, as {@link BwrapCommand#createdPaths} gives them): the symbolic links of a
+     * path's existing leading part are resolved inside the root, as bwrap resolves them when it
+     * makes a mount point. In a merged-/usr root (lib -> usr/lib) a mount at /lib/x/y creates
+     * usr/lib/x and usr/lib/x/y; recording "lib/x" instead would leave them behind, and cleanup
+     * (which never follows a link) would report /lib as a link it refused. Parents still come
+     * first, duplicates once.
+     */
+    public static List<String> physical(Path root, List<String> paths) {
+        java.util.LinkedHashSet<String> result = new java.util.LinkedHashSet<>();
+        for (String path : paths) {
+            String real = physical(root, path);
+            for (int slash = real.indexOf('/'); slash > 0; slash = real.indexOf('/', slash + 1)) {
+                result.add(real.substring(0, slash));
+            }
+            if (!real.isEmpty()) result.add(real);
+        }
+        return List.copyOf(result);
+    }
+
+    private static String physical(Path root, String relative) {
+        String[] names = relative.split("/");
+        for (int n = names.length; n > 0; n--) {
+            Optional<Path> found = resolve(root, "/" + String.join("/", java.util.Arrays.copyOf(names, n)));
+            if (found.isPresent()) {
+                String base = root.relativize(found.get()).toString();
+                String rest = String.join("/", java.util.Arrays.copyOfRange(names, n, names.length));
+                return base.isEmpty() ? rest : rest.isEmpty() ? base : base + "/" + rest;
+            }
+        }
+        return relative;
+    }
+
+    /**
      * Finds the command as the sandbox's execvp would: a name with a slash is taken as is (relative
      * to the working directory when not absolute), otherwise each directory of PATH is tried.
      */

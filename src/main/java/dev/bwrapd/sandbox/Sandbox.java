@@ -3,6 +3,9 @@ package dev.bwrapd.sandbox;
 import dev.bwrapd.process.Libc;
 import dev.bwrapd.process.Signals;
 
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
@@ -34,6 +37,7 @@ public final class Sandbox {
     private int initPid;
     private int initPidfd = -1;
     private boolean killWhenStarted;
+    private boolean commandForked;
     private final List<Integer> queued = new ArrayList<>();
 
     Sandbox(String id, List<String> command) {
@@ -89,14 +93,22 @@ public final class Sandbox {
     }
 
     private boolean deliver(int signal) {
-        // The init calls setsid just after bwrap reports it: until then the group does not exist yet.
-        for (int attempt = 0; attempt < 200; attempt++) {
-            if (Libc.kill(-initPid, signal) == 0) {
-                if (signal == Signals.SIGSTOP) state = State.SUSPENDED;
-                if (signal == Signals.SIGCONT) state = State.RUNNING;
-                return true;
+        // The init calls setsid at the very end of the sandbox's setup (mounts and all), some time after
+        // bwrap reports it, and only then forks the command. Until the command exists, a signal to the
+        // group finds nobody (ESRCH) or the init alone, which ignores it: either way it would be lost.
+        // A fixed wait would lose it on a loaded machine, so wait as long as the init lives (a kill
+        // meanwhile ends it, and the wait).
+        long giveUp = System.nanoTime() + 60_000_000_000L; // only should the init hang in its setup
+        while (System.nanoTime() < giveUp) {
+            if (commandForked()) {
+                if (Libc.kill(-initPid, signal) == 0) {
+                    if (signal == Signals.SIGSTOP) state = State.SUSPENDED;
+                    if (signal == Signals.SIGCONT) state = State.RUNNING;
+                    return true;
+                }
+                if (Libc.errno() != Libc.ESRCH) return false;
             }
-            if (Libc.errno() != Libc.ESRCH) return false;
+            if (!initAlive()) return false; // it ended before making its group: nothing left to signal
             try {
                 wait(1); // releases the monitor, so finished() can still happen meanwhile
             } catch (InterruptedException e) {
@@ -106,6 +118,28 @@ public final class Sandbox {
             if (state == State.FINISHED) return false;
         }
         return false;
+    }
+
+    /**
+     * Whether the init has forked the command (its first child, in its group since the init called
+     * setsid before forking). Read from the init's children list while the init lives (so its pid
+     * is still its own); a kernel without that list leaves the group's existence as the only sign.
+     */
+    private boolean commandForked() {
+        if (!commandForked) {
+            try {
+                commandForked = !Files.readString(Path.of("/proc/" + initPid + "/task/" + initPid + "/children")).isBlank();
+            } catch (IOException e) {
+                commandForked = true; // no children list (CONFIG_PROC_CHILDREN), or the init is gone
+            }
+        }
+        return commandForked;
+    }
+
+    /** Whether the init still exists (a zombie counts: its parent, bwrap, reaps it at once). */
+    private boolean initAlive() {
+        int rc = initPidfd >= 0 ? Libc.pidfdSendSignal(initPidfd, 0) : Libc.kill(initPid, 0);
+        return rc == 0 || Libc.errno() != Libc.ESRCH;
     }
 
     /** Ends every process of the sandbox at once (SIGKILL to its init). */

@@ -62,7 +62,7 @@ public final class SandboxRunner {
             openStdio(spec, fds);
             if (!spec.isHostRoot()) {
                 createWorkingDirectory(spec);
-                leases.acquire(spec.root(), BwrapCommand.createdPaths(spec));
+                leases.acquire(spec.root(), RootPaths.physical(spec.root(), BwrapCommand.createdPaths(spec)));
                 leased = true;
             }
             int[] status = host.jsonStatusFd() ? fds.pipe() : null;
@@ -116,7 +116,7 @@ public final class SandboxRunner {
             }
             if (!host.jsonStatusFd() && bwrapExit.exited()) {
                 exitCode = bwrapExit.exitCode(); // without status lines bwrap's exit code is all there is
-                if (exitCode == 1 && stderrHead(stderr, spec).startsWith("bwrap: ")) exitCode = null;
+                if (exitCode == 1 && stderrHead(stderr, stdout, spec).startsWith("bwrap: ")) exitCode = null;
             }
             RunResult result = result(spec, sandbox, exitCode, bwrapExit, usage, stdout, stderr, cleanup, startNanos);
             if (sandbox.ending() == Sandbox.Ending.CANCELLED) {
@@ -150,9 +150,23 @@ public final class SandboxRunner {
         } else if (bwrapExit.signaled()) {
             status = "signaled"; // bwrap itself was killed from outside
             signal = Signals.name(bwrapExit.termSignal());
+        } else if (bwrapExit.exited() && Signals.fromExitCode(bwrapExit.exitCode()).isPresent()) {
+            // The command's process died of a signal before its exec (a sandbox/signal sent while the
+            // sandbox was starting lands there): bwrap passes the 128+N on as its own exit code but
+            // writes no exit-code line, which it does only once the command was about to run. bwrap's
+            // own setup failures exit 1.
+            exitCode = bwrapExit.exitCode();
+            status = "signaled";
+            signal = Signals.fromExitCode(exitCode).orElseThrow();
         } else {
             status = "setup-failed";
-            setupError = setupError(stderrHead(stderr, spec), bwrapExit);
+            setupError = setupError(stderrHead(stderr, stdout, spec), bwrapExit);
+        }
+        if (ending == Sandbox.Ending.TERMINATED && status.equals("exited")) {
+            // Terminated with a grace period, the command caught SIGTERM and exited by itself: it
+            // still ended because it was told to (PROTOCOL.md: a terminated run answers "signaled").
+            status = "signaled";
+            signal = Signals.name(Signals.SIGTERM);
         }
         if (ending == Sandbox.Ending.TIMED_OUT) status = "timed-out";
         if (ending == Sandbox.Ending.CANCELLED) status = "cancelled";
@@ -175,11 +189,13 @@ public final class SandboxRunner {
                 + "); its message was not captured";
     }
 
-    private static String stderrHead(OutputReader stderr, RunSpec spec) {
+    private static String stderrHead(OutputReader stderr, OutputReader stdout, RunSpec spec) {
         if (stderr != null) return stderr.head();
         if (spec.stderr() instanceof RunSpec.Output.File file) return fileHead(file.path());
-        if (spec.stderr() instanceof RunSpec.Output.IntoStdout && spec.stdout() instanceof RunSpec.Output.File file) {
-            return fileHead(file.path());
+        if (spec.stderr() instanceof RunSpec.Output.IntoStdout) {
+            // Merged: bwrap's message went wherever stdout goes (lost only if that is /dev/null).
+            if (stdout != null) return stdout.head();
+            if (spec.stdout() instanceof RunSpec.Output.File file) return fileHead(file.path());
         }
         return "";
     }

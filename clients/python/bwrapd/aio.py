@@ -26,7 +26,7 @@ from .errors import (
     WaitTimeout,
     error_from_response,
 )
-from .types import RunResult, SandboxInfo, ServerInfo
+from .types import RunResult, SandboxInfo, ServerInfo, StrPath
 
 __all__ = ["AsyncHelper", "AsyncSandbox"]
 
@@ -192,7 +192,7 @@ class AsyncHelper:
 
     def __init__(
         self,
-        path: Optional[P.StrPath] = None,
+        path: Optional[StrPath] = None,
         *,
         args: Sequence[str] = (),
         env: Optional[Mapping[str, str]] = None,
@@ -221,7 +221,7 @@ class AsyncHelper:
         self._tasks: List["asyncio.Task[None]"] = []
 
     @classmethod
-    async def create(cls, path: Optional[P.StrPath] = None, **kwargs: Any) -> "AsyncHelper":
+    async def create(cls, path: Optional[StrPath] = None, **kwargs: Any) -> "AsyncHelper":
         """Spawn and initialize a helper."""
         helper = cls(path, **kwargs)
         await helper.open()
@@ -430,9 +430,9 @@ class AsyncHelper:
 
     async def start(
         self,
-        command: Sequence[P.StrPath],
+        command: Sequence[StrPath],
         *,
-        root: Optional[P.StrPath] = None,
+        root: Optional[StrPath] = None,
         timeout: Optional[float] = None,
         sandbox_id: Optional[str] = None,
         on_output: Optional[P.OutputCallback] = None,
@@ -451,9 +451,9 @@ class AsyncHelper:
 
     async def run(
         self,
-        command: Sequence[P.StrPath],
+        command: Sequence[StrPath],
         *,
-        root: Optional[P.StrPath] = None,
+        root: Optional[StrPath] = None,
         check: bool = False,
         timeout: Optional[float] = None,
         sandbox_id: Optional[str] = None,
@@ -496,7 +496,8 @@ class AsyncHelper:
         return [SandboxInfo.from_wire(item) for item in result or []]
 
     async def discover(self) -> Dict[str, Any]:
-        return await self.call("rpc.discover")
+        result: Dict[str, Any] = await self.call("rpc.discover")
+        return result
 
     # ------------------------------------------------------------ tasks
 
@@ -630,11 +631,11 @@ class AsyncHelper:
         if not isinstance(params, dict):
             params = {}
         if method == "sandbox/started":
-            sandbox = self._sandboxes.get(params.get("sandboxId"))  # type: ignore[arg-type]
+            sandbox = self._sandboxes.get(params.get("sandboxId"))
             if sandbox is not None:
                 sandbox._mark_started(params.get("pid"))
         elif method == "sandbox/output":
-            sandbox = self._sandboxes.get(params.get("sandboxId"))  # type: ignore[arg-type]
+            sandbox = self._sandboxes.get(params.get("sandboxId"))
             if sandbox is not None:
                 sandbox._deliver(str(params.get("stream")), P.decode_output_chunk(params))
         if self._on_notification is not None:

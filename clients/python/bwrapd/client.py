@@ -17,7 +17,6 @@ import queue
 import signal as _signal
 import subprocess
 import threading
-import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as _FutureTimeout
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -32,7 +31,7 @@ from .errors import (
     WaitTimeout,
     error_from_response,
 )
-from .types import RunResult, SandboxInfo, ServerInfo
+from .types import RunResult, SandboxInfo, ServerInfo, StrPath
 
 __all__ = ["Helper", "Sandbox"]
 
@@ -245,7 +244,7 @@ class Helper:
 
     def __init__(
         self,
-        path: Optional[P.StrPath] = None,
+        path: Optional[StrPath] = None,
         *,
         args: Sequence[str] = (),
         env: Optional[Mapping[str, str]] = None,
@@ -484,9 +483,9 @@ class Helper:
 
     def start(
         self,
-        command: Sequence[P.StrPath],
+        command: Sequence[StrPath],
         *,
-        root: Optional[P.StrPath] = None,
+        root: Optional[StrPath] = None,
         timeout: Optional[float] = None,
         sandbox_id: Optional[str] = None,
         on_output: Optional[P.OutputCallback] = None,
@@ -511,9 +510,9 @@ class Helper:
 
     def run(
         self,
-        command: Sequence[P.StrPath],
+        command: Sequence[StrPath],
         *,
-        root: Optional[P.StrPath] = None,
+        root: Optional[StrPath] = None,
         check: bool = False,
         timeout: Optional[float] = None,
         sandbox_id: Optional[str] = None,
@@ -564,7 +563,8 @@ class Helper:
 
     def discover(self) -> Dict[str, Any]:
         """``rpc.discover``: the server's OpenRPC document."""
-        return self.call("rpc.discover")
+        result: Dict[str, Any] = self.call("rpc.discover")
+        return result
 
     # ------------------------------------------------------------ threads
 
@@ -677,12 +677,12 @@ class Helper:
             params = {}
         if method == "sandbox/started":
             with self._lock:
-                sandbox = self._sandboxes.get(params.get("sandboxId"))  # type: ignore[arg-type]
+                sandbox = self._sandboxes.get(params.get("sandboxId"))
             if sandbox is not None:
                 sandbox._mark_started(params.get("pid"))
         elif method == "sandbox/output":
             with self._lock:
-                sandbox = self._sandboxes.get(params.get("sandboxId"))  # type: ignore[arg-type]
+                sandbox = self._sandboxes.get(params.get("sandboxId"))
             if sandbox is not None:
                 self._dispatch.put(("output", sandbox, params))
         if self._on_notification is not None:

@@ -7,7 +7,7 @@ callers can write ``except CommandNotFound:``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Type
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple, Type
 
 if TYPE_CHECKING:  # pragma: no cover
     from .types import RunResult
@@ -56,7 +56,7 @@ class RpcError(Error):
             text += ": %s" % (data,)
         super().__init__(text)
 
-    def __reduce__(self):  # keep the exception picklable with its fields
+    def __reduce__(self) -> Tuple[Any, ...]:  # keep the exception picklable with its fields
         return (type(self), (self.message, self.code, self.data))
 
 
@@ -131,7 +131,7 @@ class ShuttingDown(BwrapdError):
 
 
 _BY_CODE: Dict[int, Type[BwrapdError]] = {
-    cls.code: cls  # type: ignore[misc]
+    cls.code: cls
     for cls in (
         ParseError,
         InvalidRequest,
@@ -189,7 +189,7 @@ class HelperDied(Error, ConnectionError):
         super().__init__(text)
         self.message = message
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Any, ...]:
         return (type(self), (self.message, self.returncode, self.stderr_tail))
 
 
@@ -213,7 +213,7 @@ class SandboxFailed(Error):
     def stderr(self) -> Optional[bytes]:
         return self.result.stderr
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Any, ...]:
         return (type(self), (self.result,))
 
 

@@ -39,8 +39,9 @@ def unique_sleep_arg() -> str:
 
 
 def processes_with_args(*argv: str) -> List[int]:
-    """Pids of live (non-zombie) processes whose argv ends with ``argv``."""
-    wanted = b"\0".join(a.encode() for a in argv) + b"\0"
+    """Pids of live (non-zombie) processes whose argv is ``argv`` (argv[0]
+    compared by its last path component: ``/bin/sleep`` is ``sleep``)."""
+    wanted = [a.encode() for a in argv]
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -50,7 +51,8 @@ def processes_with_args(*argv: str) -> List[int]:
                 cmdline = f.read()
         except OSError:
             continue
-        if cmdline.endswith(wanted) and int(entry) != os.getpid():
+        args = cmdline.split(b"\0")[:-1]
+        if args and args[1:] == wanted[1:] and os.path.basename(args[0]) == wanted[0]:
             found.append(int(entry))
     return found
 

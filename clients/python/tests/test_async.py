@@ -9,7 +9,7 @@ import tempfile
 import time
 import unittest
 
-from support import make_rootfs, remove_tree, wait_until
+from support import make_rootfs, remove_tree
 
 import bwrapd
 from bwrapd import AsyncHelper, CommandNotFound, Mount, NoSuchSandbox, SandboxFailed, WaitTimeout

@@ -7,7 +7,7 @@ import time
 import unittest
 from concurrent.futures import ThreadPoolExecutor
 
-from support import HelperTestCase, make_rootfs, remove_tree, start_helper
+from support import HelperTestCase, make_rootfs, remove_tree
 
 import bwrapd
 

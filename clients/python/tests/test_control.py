@@ -10,7 +10,6 @@ import unittest
 
 from support import HelperTestCase, processes_with_args, unique_sleep_arg, wait_until
 
-import bwrapd
 from bwrapd import Mount, RequestCancelled, WaitTimeout
 
 COUNTER = "i=0; while :; do i=$((i+1)); echo $i >> /state/count; sleep 0.05; done"
@@ -107,6 +106,16 @@ class ControlTest(HelperTestCase):
         result = sandbox.wait(timeout=30)
         self.assertEqual(result.status, "signaled", result.describe())
         self.assertEqual(result.signal, "SIGKILL")
+
+    def test_signal_right_after_started_reaches_the_command(self):
+        # Once sandbox/started has come, a signal must reach the command (not be
+        # lost, and a SIGKILL must not be mistaken for a setup failure).
+        for sig in ("SIGTERM", "SIGKILL", "SIGTERM", "SIGKILL", "SIGTERM", "SIGKILL"):
+            sandbox = self.helper.start(["sleep", "30"], root=self.rootfs, timeout=20)
+            sandbox.wait_started(30)
+            self.assertTrue(sandbox.signal(sig))
+            result = sandbox.wait(timeout=30)
+            self.assertEqual((result.status, result.signal), ("signaled", sig), result.describe())
 
     def test_list(self):
         sandbox = self.helper.start(["sleep", "30"], root=self.rootfs, sandbox_id="py-list-%d" % os.getpid())

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import unittest
 
 from support import HelperTestCase
 
-import bwrapd
 from bwrapd import (
     BwrapdError,
     CommandNotFound,

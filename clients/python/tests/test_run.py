@@ -11,7 +11,6 @@ import unittest
 
 from support import HelperTestCase, make_rootfs, remove_tree
 
-import bwrapd
 from bwrapd import Mount, OutputFile, SandboxFailed, StdinFile
 
 
@@ -117,8 +116,10 @@ class RunTest(HelperTestCase):
     def test_usage_counts_the_command(self):
         result = self.sh("i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done")
         self.assertExited(result)
+        # The loop burns about a second of CPU; bwrap's own processes only milliseconds
+        # (CPU time, unlike wall time, does not grow on a loaded machine).
         cpu = result.usage.user_cpu_ms + result.usage.system_cpu_ms
-        self.assertGreater(cpu, 0.25 * result.duration_ms,
+        self.assertGreater(cpu, 150,
                            "usage must cover the sandboxed processes: %r in %s ms" % (result.usage, result.duration_ms))
         self.assertGreater(result.usage.max_rss_kib, 0)
 
@@ -269,7 +270,8 @@ class OptionsTest(HelperTestCase):
         self.assertEqual(result.stdout.split(), [b"lo"])
 
     def test_network_shared(self):
-        host = open("/proc/net/dev").read().count("\n")
+        with open("/proc/net/dev") as f:
+            host = f.read().count("\n")
         result = self.sh("cat /proc/net/dev", network=True)
         self.assertExited(result)
         self.assertEqual(result.stdout.decode().count("\n"), host)

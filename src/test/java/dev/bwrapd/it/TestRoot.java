@@ -48,6 +48,11 @@ public final class TestRoot implements AutoCloseable {
 
     /** Every path in the root with its type and size (links with their target), for before/after comparison. */
     public TreeMap<String, String> snapshot() throws IOException {
+        return snapshot(dir);
+    }
+
+    /** The same for any host directory: every path under it, as "/relative/path" -> type, never following links. */
+    public static TreeMap<String, String> snapshot(Path dir) throws IOException {
         TreeMap<String, String> tree = new TreeMap<>();
         try (Stream<Path> paths = Files.walk(dir)) {
             for (Path p : (Iterable<Path>) paths::iterator) {

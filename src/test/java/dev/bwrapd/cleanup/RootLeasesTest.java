@@ -1,0 +1,224 @@
+package dev.bwrapd.cleanup;
+
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.stream.Collectors;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Cleanup of a root on a plain temporary directory, with bwrap's leftovers made by hand: only what
+ * did not exist before is removed, the last user of a root cleans, and no symbolic link is followed.
+ */
+class RootLeasesTest {
+    static final List<String> DEFAULT_PATHS =
+            List.of("dev", "dev/full", "dev/null", "dev/urandom", "dev/random", "dev/zero", "dev/shm", "tmp", "proc");
+    static final List<String> DEVICES = List.of("full", "null", "urandom", "random", "zero");
+
+    @TempDir
+    Path tmp;
+    Path root;
+    Path host;
+    RootLeases leases;
+
+    @BeforeEach
+    void setUp() throws IOException {
+        root = Files.createDirectory(tmp.resolve("root"));
+        Files.createDirectories(root.resolve("bin"));
+        Files.writeString(root.resolve("bin/sh"), "sh");
+        host = Files.createDirectory(tmp.resolve("host"));
+        leases = new RootLeases();
+    }
+
+    /** What bwrap leaves behind for the default devices plus devShm: a directory, empty mount-point files. */
+    void bwrapLeftovers() throws IOException {
+        Files.createDirectories(root.resolve("dev/shm"));
+        for (String d : DEVICES) if (!Files.exists(root.resolve("dev/" + d))) Files.createFile(root.resolve("dev/" + d));
+        Files.createDirectories(root.resolve("tmp"));
+        Files.createDirectories(root.resolve("proc"));
+    }
+
+    static TreeMap<String, String> snapshot(Path dir) throws IOException {
+        TreeMap<String, String> tree = new TreeMap<>();
+        try (Stream<Path> paths = Files.walk(dir)) {
+            for (Path p : paths.toList()) {
+                String kind = Files.isSymbolicLink(p) ? "link->" + Files.readSymbolicLink(p)
+                        : Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS) ? "dir" : "file:" + Files.readString(p);
+                tree.put("/" + dir.relativize(p), kind);
+            }
+        }
+        return tree;
+    }
+
+    @Test
+    void removesWhatBwrapCreatedChildrenFirst() throws Exception {
+        TreeMap<String, String> before = snapshot(root);
+        leases.acquire(root, DEFAULT_PATHS);
+        bwrapLeftovers();
+        CleanupReport report = leases.release(root);
+        assertTrue(report.ok(), report::toString);
+        assertFalse(report.deferred());
+        assertEquals(List.of(), report.failed());
+        assertEquals(List.of("/proc", "/tmp", "/dev/shm", "/dev/zero", "/dev/random", "/dev/urandom", "/dev/null", "/dev/full", "/dev"),
+                report.removed());
+        assertEquals(before, snapshot(root));
+        assertEquals(0, leases.inUse());
+    }
+
+    @Test
+    void whatExistedBeforeIsLeftAlone() throws Exception {
+        Files.createDirectories(root.resolve("dev"));
+        Files.writeString(root.resolve("dev/null"), "a regular file the root came with");
+        Files.createDirectories(root.resolve("tmp/keep"));
+        Files.createDirectories(root.resolve("proc"));
+        TreeMap<String, String> before = snapshot(root);
+        leases.acquire(root, DEFAULT_PATHS);
+        bwrapLeftovers();
+        CleanupReport report = leases.release(root);
+        assertTrue(report.ok(), report::toString);
+        assertEquals(List.of("/dev/shm", "/dev/zero", "/dev/random", "/dev/urandom", "/dev/full"), report.removed());
+        assertEquals(before, snapshot(root));
+    }
+
+    @Test
+    void pathsAlreadyGoneAreNotReported() throws Exception {
+        leases.acquire(root, DEFAULT_PATHS);
+        Files.createDirectories(root.resolve("dev"));
+        Files.createFile(root.resolve("dev/null"));
+        CleanupReport report = leases.release(root);
+        assertTrue(report.ok(), report::toString);
+        assertEquals(List.of("/dev/null", "/dev"), report.removed());
+    }
+
+    @Test
+    void aNonEmptyDirectoryIsReportedAndKept() throws Exception {
+        leases.acquire(root, List.of("a", "a/b", "a/b/c"));
+        Files.createDirectories(root.resolve("a/b/c"));
+        Files.writeString(root.resolve("a/b/left-by-the-command"), "data");
+        CleanupReport report = leases.release(root);
+        assertFalse(report.ok());
+        assertEquals(List.of("/a/b/c"), report.removed());
+        assertEquals(List.of("/a/b", "/a"), report.failed().stream().map(CleanupReport.Failure::path).toList());
+        assertEquals("data", Files.readString(root.resolve("a/b/left-by-the-command")));
+    }
+
+    /** The sandboxed command moved /dev away and put a link to a host directory in its place. */
+    @Test
+    void devReplacedByALinkToAHostDirectory() throws Exception {
+        for (String name : DEVICES) Files.writeString(host.resolve(name), "host's " + name);
+        Files.createDirectories(host.resolve("shm/inner"));
+        Files.writeString(host.resolve("shm/inner/file"), "deep");
+        TreeMap<String, String> hostBefore = snapshot(host);
+
+        leases.acquire(root, DEFAULT_PATHS);
+        bwrapLeftovers();
+        Files.move(root.resolve("dev"), root.resolve("dev.moved"));
+        Files.createSymbolicLink(root.resolve("dev"), host);
+
+        CleanupReport report = leases.release(root);
+        assertEquals(hostBefore, snapshot(host), "cleanup followed the link into the host directory");
+        assertFalse(report.ok());
+        assertEquals(List.of("/proc", "/tmp"), report.removed());
+        Map<String, String> failed = report.failed().stream()
+                .collect(Collectors.toMap(CleanupReport.Failure::path, CleanupReport.Failure::error));
+        assertEquals(List.of("/dev/shm", "/dev/zero", "/dev/random", "/dev/urandom", "/dev/null", "/dev/full", "/dev"),
+                report.failed().stream().map(CleanupReport.Failure::path).toList());
+        failed.values().forEach(error -> assertTrue(error.contains("link"), error));
+        assertTrue(Files.isSymbolicLink(root.resolve("dev")), "the link is reported, and left in place");
+    }
+
+    @Test
+    void relativeLinkOutOfTheRootIsNotFollowedEither() throws Exception {
+        for (String name : DEVICES) Files.writeString(host.resolve(name), name);
+        TreeMap<String, String> hostBefore = snapshot(host);
+        leases.acquire(root, DEFAULT_PATHS);
+        bwrapLeftovers();
+        Files.move(root.resolve("dev"), root.resolve("dev.moved"));
+        Files.createSymbolicLink(root.resolve("dev"), Path.of("../host"));
+        CleanupReport report = leases.release(root);
+        assertEquals(hostBefore, snapshot(host));
+        assertFalse(report.ok());
+    }
+
+    @Test
+    void aLeafReplacedByALinkIsNotFollowed() throws Exception {
+        Files.createDirectories(host.resolve("sub"));
+        TreeMap<String, String> hostBefore = snapshot(host);
+        leases.acquire(root, List.of("proc", "a", "a/b"));
+        Files.createSymbolicLink(root.resolve("proc"), host);
+        Files.createDirectories(root.resolve("a"));
+        Files.createSymbolicLink(root.resolve("a/b"), host.resolve("sub"));
+        CleanupReport report = leases.release(root);
+        assertEquals(hostBefore, snapshot(host));
+        assertEquals(List.of("/a/b", "/a", "/proc"), report.failed().stream().map(CleanupReport.Failure::path).toList());
+        assertEquals(List.of(), report.removed(), "/a still holds the link, so it stays");
+        assertTrue(Files.isSymbolicLink(root.resolve("proc")));
+    }
+
+    @Test
+    void theLastUserOfARootCleans() throws Exception {
+        leases.acquire(root, DEFAULT_PATHS);
+        bwrapLeftovers();
+        leases.acquire(root, DEFAULT_PATHS); // a second run on the same root: /dev now exists, but not thanks to the root
+        assertEquals(1, leases.inUse());
+
+        CleanupReport first = leases.release(root);
+        assertTrue(first.deferred());
+        assertTrue(first.ok());
+        assertEquals(List.of(), first.removed());
+        assertTrue(Files.exists(root.resolve("dev/null")), "removed while another run still used it");
+
+        CleanupReport last = leases.release(root);
+        assertFalse(last.deferred());
+        assertTrue(last.ok(), last::toString);
+        assertTrue(last.removed().containsAll(List.of("/dev/null", "/dev", "/tmp", "/proc")), last::toString);
+        assertFalse(Files.exists(root.resolve("dev"), LinkOption.NOFOLLOW_LINKS));
+        assertEquals(0, leases.inUse());
+    }
+
+    @Test
+    void pathsNamedOnlyByALaterRunAreCleanedToo() throws Exception {
+        leases.acquire(root, List.of("dev", "dev/null", "tmp", "proc"));
+        leases.acquire(root, List.of("dev", "dev/null", "tmp", "proc", "dev/shm", "mnt", "mnt/x"));
+        Files.createDirectories(root.resolve("dev/shm"));
+        Files.createFile(root.resolve("dev/null"));
+        Files.createDirectories(root.resolve("mnt/x"));
+        assertTrue(leases.release(root).deferred());
+        CleanupReport report = leases.release(root);
+        assertTrue(report.ok(), report::toString);
+        assertEquals(List.of("/bin", "/bin/sh"), snapshot(root).keySet().stream().filter(p -> !p.equals("/")).toList());
+    }
+
+    @Test
+    void rootsAreIndependent() throws Exception {
+        Path other = Files.createDirectory(tmp.resolve("other"));
+        leases.acquire(root, List.of("tmp"));
+        leases.acquire(other, List.of("tmp"));
+        Files.createDirectories(root.resolve("tmp"));
+        Files.createDirectories(other.resolve("tmp"));
+        assertEquals(2, leases.inUse());
+        assertEquals(List.of("/tmp"), leases.release(root).removed());
+        assertTrue(Files.isDirectory(other.resolve("tmp")));
+        assertEquals(List.of("/tmp"), leases.release(other).removed());
+    }
+
+    @Test
+    void releasingAnUnknownRootDoesNothing() {
+        CleanupReport report = leases.release(root);
+        assertTrue(report.ok());
+        assertFalse(report.deferred());
+        assertEquals(List.of(), report.removed());
+    }
+}

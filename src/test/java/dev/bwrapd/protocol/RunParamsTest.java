@@ -1,0 +1,366 @@
+package dev.bwrapd.protocol;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.bwrapd.jsonrpc.ErrorCodes;
+import dev.bwrapd.jsonrpc.RpcException;
+import dev.bwrapd.sandbox.RunSpec;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** Validation of sandbox/run params: defaults, types (-32602 naming the field), paths (-32005). */
+class RunParamsTest {
+    static final ObjectMapper JSON = new ObjectMapper();
+
+    @TempDir
+    static Path dir;
+    static Path root;
+    static Path linkToHostRoot;
+
+    @BeforeAll
+    static void setUp() throws IOException {
+        root = Files.createDirectory(dir.resolve("root")).toRealPath();
+        Files.writeString(dir.resolve("a-file"), "x");
+        linkToHostRoot = Files.createSymbolicLink(dir.resolve("slash"), Path.of("/"));
+    }
+
+    /** Params with a valid command and root, plus {@code extra} (a JSON object's inside, single quotes allowed). */
+    static ObjectNode params(String extra) {
+        String body = "{\"command\":[\"sh\"],\"root\":" + quote(root.toString()) + (extra.isEmpty() ? "" : "," + extra.replace('\'', '"')) + "}";
+        try {
+            return (ObjectNode) JSON.readTree(body);
+        } catch (IOException e) {
+            throw new AssertionError("bad test JSON: " + body, e);
+        }
+    }
+
+    static String quote(String s) {
+        try {
+            return JSON.writeValueAsString(s);
+        } catch (IOException e) {
+            throw new AssertionError(e);
+        }
+    }
+
+    static RunSpec parse(String extra) throws RpcException {
+        return RunParams.parse(params(extra));
+    }
+
+    static RpcException error(JsonNode params) {
+        return assertThrows(RpcException.class, () -> RunParams.parse(params), () -> "accepted: " + params);
+    }
+
+    @Test
+    void defaults() throws RpcException {
+        RunSpec spec = RunParams.parse(JSON.createObjectNode().set("command", JSON.createArrayNode().add("true")));
+        assertEquals(List.of("true"), spec.command());
+        assertEquals(Path.of("/"), spec.root());
+        assertTrue(spec.isHostRoot());
+        assertNull(spec.sandboxId());
+        assertEquals("/", spec.cwd());
+        assertEquals(Map.of("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"), spec.env());
+        assertFalse(spec.network());
+        assertFalse(spec.readOnlyRoot());
+        assertEquals("sandbox", spec.hostname());
+        assertEquals(0, spec.uid());
+        assertEquals(0, spec.gid());
+        assertFalse(spec.inheritUid());
+        assertEquals(List.of(), spec.mounts());
+        assertEquals(List.of("/dev/full", "/dev/null", "/dev/urandom", "/dev/random", "/dev/zero"), spec.devices());
+        assertFalse(spec.devShm());
+        assertFalse(spec.linux32());
+        assertInstanceOf(RunSpec.Stdin.Null.class, spec.stdin());
+        assertInstanceOf(RunSpec.Output.Capture.class, spec.stdout());
+        assertInstanceOf(RunSpec.Output.Capture.class, spec.stderr());
+        assertEquals(1048576, spec.captureLimitBytes());
+        assertNull(spec.timeoutMs());
+        assertEquals(2000, spec.killGraceMs());
+        assertFalse(spec.interactive());
+    }
+
+    @Test
+    void nullMeansDefault() throws RpcException {
+        RunSpec spec = parse("'cwd':null,'env':null,'mounts':null,'devices':null,'timeoutMs':null,'stdin':null,'network':null");
+        assertEquals("/", spec.cwd());
+        assertEquals(Map.of("PATH", RunSpec.DEFAULT_PATH), spec.env());
+        assertEquals(RunSpec.DEFAULT_DEVICES, spec.devices());
+        assertNull(spec.timeoutMs());
+        assertFalse(spec.network());
+    }
+
+    @Test
+    void everyFieldSet() throws Exception {
+        Path in = Files.writeString(dir.resolve("in.txt"), "input");
+        RunSpec spec = parse("'sandboxId':'job-1','cwd':'/build/./x/../src','env':{'A':'1','B':''},'network':true,"
+                + "'readOnlyRoot':true,'hostname':'h1','uid':1000,'gid':100,'inheritUid':true,"
+                + "'mounts':[{'source':'/srv/a','target':'/a'},{'source':'/srv/b','target':'/b/c/','readOnly':true}],"
+                + "'devices':['/dev/null','/dev/fuse'],'devShm':true,'linux32':true,'stdin':{'file':" + quote(in.toString()) + "},"
+                + "'stdout':{'file':'/tmp/out.log','append':true},'stderr':'stdout','captureLimitBytes':10,"
+                + "'timeoutMs':500,'killGraceMs':0,'interactive':true");
+        assertEquals("job-1", spec.sandboxId());
+        assertEquals("/build/src", spec.cwd());
+        assertEquals(Map.of("A", "1", "B", ""), spec.env());
+        assertTrue(spec.network() && spec.readOnlyRoot() && spec.inheritUid() && spec.devShm() && spec.linux32() && spec.interactive());
+        assertEquals("h1", spec.hostname());
+        assertEquals(1000, spec.uid());
+        assertEquals(100, spec.gid());
+        assertEquals(List.of(new RunSpec.Mount("/srv/a", "/a", false), new RunSpec.Mount("/srv/b", "/b/c", true)), spec.mounts());
+        assertEquals(List.of("/dev/null", "/dev/fuse"), spec.devices());
+        assertEquals(new RunSpec.Stdin.File(in.toString()), spec.stdin());
+        assertEquals(new RunSpec.Output.File("/tmp/out.log", true), spec.stdout());
+        assertInstanceOf(RunSpec.Output.IntoStdout.class, spec.stderr());
+        assertEquals(10, spec.captureLimitBytes());
+        assertEquals(500L, spec.timeoutMs());
+        assertEquals(0, spec.killGraceMs());
+    }
+
+    @Test
+    void envKeepsOrderAndExactValues() throws RpcException {
+        RunSpec spec = parse("'env':{'Z':'last?','A':'a=b','EMPTY':'','U':'grüße'}");
+        Map<String, String> expected = new LinkedHashMap<>();
+        expected.put("Z", "last?");
+        expected.put("A", "a=b");
+        expected.put("EMPTY", "");
+        expected.put("U", "grüße");
+        assertEquals(List.copyOf(expected.entrySet()), List.copyOf(spec.env().entrySet()));
+    }
+
+    @Test
+    void emptyEnvIsAllowed() throws RpcException {
+        assertEquals(Map.of(), parse("'env':{}").env());
+    }
+
+    // ----- -32602: wrong types and values, with the field named -----
+
+    static Stream<Arguments> invalid() {
+        return Stream.of(
+                // field named in the message, params (inside of the object after command and root)
+                Arguments.of("command", "{}"),
+                Arguments.of("command", "{'command':'sh'}"),
+                Arguments.of("command", "{'command':[]}"),
+                Arguments.of("command", "{'command':null}"),
+                Arguments.of("command[1]", "{'command':['sh',3]}"),
+                Arguments.of("command[0]", "{'command':['']}"),
+                Arguments.of("command[1]", "{'command':['sh','a\\u0000b']}"),
+                Arguments.of("root", "{'command':['sh'],'root':7}"),
+                Arguments.of("root", "{'command':['sh'],'root':'/no/such/dir/for/bwrapd'}"),
+                Arguments.of("root", "{'command':['sh'],'root':" + quote(dir.resolve("a-file").toString()) + "}"),
+                Arguments.of("sandboxId", "+'sandboxId':5"),
+                Arguments.of("sandboxId", "+'sandboxId':''"),
+                Arguments.of("sandboxId", "+'sandboxId':'" + "x".repeat(257) + "'"),
+                Arguments.of("cwd", "+'cwd':['/']"),
+                Arguments.of("env", "+'env':['PATH=/bin']"),
+                Arguments.of("env", "+'env':'PATH=/bin'"),
+                Arguments.of("env.A", "+'env':{'A':1}"),
+                Arguments.of("env.A", "+'env':{'A':null}"),
+                Arguments.of("env.A=B", "+'env':{'A=B':'c'}"),
+                Arguments.of("env.", "+'env':{'':'c'}"),
+                Arguments.of("env.A", "+'env':{'A':'x\\u0000y'}"),
+                Arguments.of("env.A\u0000B", "+'env':{'A\\u0000B':'y'}"),
+                Arguments.of("network", "+'network':'yes'"),
+                Arguments.of("network", "+'network':1"),
+                Arguments.of("readOnlyRoot", "+'readOnlyRoot':'true'"),
+                Arguments.of("hostname", "+'hostname':1"),
+                Arguments.of("hostname", "+'hostname':''"),
+                Arguments.of("uid", "+'uid':'1000'"),
+                Arguments.of("uid", "+'uid':1.5"),
+                Arguments.of("uid", "+'uid':-1"),
+                Arguments.of("uid", "+'uid':99999999999"),
+                Arguments.of("uid", "+'uid':2147483648"),
+                Arguments.of("gid", "+'gid':2147483648"),
+                Arguments.of("gid", "+'gid':true"),
+                Arguments.of("inheritUid", "+'inheritUid':0"),
+                Arguments.of("mounts", "+'mounts':{}"),
+                Arguments.of("mounts[0]", "+'mounts':['/a']"),
+                Arguments.of("mounts[0].source", "+'mounts':[{'target':'/a'}]"),
+                Arguments.of("mounts[0].target", "+'mounts':[{'source':'/a'}]"),
+                Arguments.of("mounts[1].source", "+'mounts':[{'source':'/a','target':'/a'},{'source':2,'target':'/b'}]"),
+                Arguments.of("mounts[0].readOnly", "+'mounts':[{'source':'/a','target':'/a','readOnly':'yes'}]"),
+                Arguments.of("mounts[0].rw", "+'mounts':[{'source':'/a','target':'/a','rw':true}]"),
+                Arguments.of("devices", "+'devices':'/dev/null'"),
+                Arguments.of("devices[1]", "+'devices':['/dev/null',1]"),
+                Arguments.of("devShm", "+'devShm':'no'"),
+                Arguments.of("linux32", "+'linux32':[]"),
+                Arguments.of("stdin", "+'stdin':'text'"),
+                Arguments.of("stdin", "+'stdin':5"),
+                Arguments.of("stdin", "+'stdin':{}"),
+                Arguments.of("stdin.text", "+'stdin':{'text':5}"),
+                Arguments.of("stdin.base64", "+'stdin':{'base64':'not base64!'}"),
+                Arguments.of("stdin.bytes", "+'stdin':{'bytes':'x'}"),
+                Arguments.of("stdout", "+'stdout':'stdout'"),
+                Arguments.of("stdout", "+'stdout':'pipe'"),
+                Arguments.of("stdout", "+'stdout':3"),
+                Arguments.of("stdout.file", "+'stdout':{'append':true}"),
+                Arguments.of("stdout.append", "+'stdout':{'file':'/tmp/x','append':'yes'}"),
+                Arguments.of("stdout.mode", "+'stdout':{'file':'/tmp/x','mode':'a'}"),
+                Arguments.of("stderr", "+'stderr':'stderr'"),
+                Arguments.of("captureLimitBytes", "+'captureLimitBytes':-1"),
+                Arguments.of("captureLimitBytes", "+'captureLimitBytes':'1'"),
+                Arguments.of("timeoutMs", "+'timeoutMs':0"),
+                Arguments.of("timeoutMs", "+'timeoutMs':1.5"),
+                Arguments.of("killGraceMs", "+'killGraceMs':-5"),
+                Arguments.of("interactive", "+'interactive':'false'"),
+                Arguments.of("bogus", "+'bogus':1"),
+                Arguments.of("Command", "+'Command':['sh']"));
+    }
+
+    @ParameterizedTest(name = "{0} in {1}")
+    @MethodSource("invalid")
+    void invalidParamsNameTheField(String field, String json) throws IOException {
+        JsonNode params = json.startsWith("+") ? params(json.substring(1)) : JSON.readTree(json.replace('\'', '"'));
+        RpcException e = error(params);
+        assertEquals(ErrorCodes.INVALID_PARAMS, e.code(), e::getMessage);
+        assertTrue(e.getMessage().startsWith(field + ":") || e.getMessage().contains(field + ":"),
+                () -> "message does not name " + field + ": " + e.getMessage());
+    }
+
+    @Test
+    void paramsMustBeAnObject() {
+        RpcException e = error(JSON.createArrayNode().add("sh"));
+        assertEquals(ErrorCodes.INVALID_PARAMS, e.code());
+    }
+
+    // ----- -32005: paths not allowed -----
+
+    static Stream<Arguments> notAllowed() {
+        return Stream.of(
+                Arguments.of("root", "{'command':['sh'],'root':'relative/dir'}"),
+                Arguments.of("cwd", "+'cwd':'build'"),
+                Arguments.of("cwd", "+'cwd':'/..'"),
+                Arguments.of("cwd", "+'cwd':'/a/../../etc'"),
+                Arguments.of("mounts[0].source", "+'mounts':[{'source':'srv/a','target':'/a'}]"),
+                Arguments.of("mounts[0].target", "+'mounts':[{'source':'/srv/a','target':'a'}]"),
+                Arguments.of("mounts[0].target", "+'mounts':[{'source':'/srv/a','target':'/a/../../b'}]"),
+                Arguments.of("mounts[0].target", "+'mounts':[{'source':'/srv/a','target':'/'}]"),
+                Arguments.of("mounts[0].target", "+'mounts':[{'source':'/srv/a','target':'/a/..'}]"),
+                Arguments.of("mounts[1].source", "+'mounts':[{'source':'/','target':'/host','readOnly':true},{'source':'/','target':'/h2'}]"),
+                Arguments.of("mounts[0].source", "+'mounts':[{'source':'/','target':'/host','readOnly':false}]"),
+                Arguments.of("mounts[0].source", "+'mounts':[{'source':'/.','target':'/host'}]"),
+                Arguments.of("mounts[0].source", "+'mounts':[{'source':'//','target':'/host'}]"),
+                Arguments.of("mounts[0].source", "+'mounts':[{'source':'/usr/..','target':'/host'}]"),
+                Arguments.of("mounts[0].source", "+'mounts':[{'source':'/srv/../..','target':'/host'}]"),
+                Arguments.of("mounts[0].source", "+'mounts':[{'source':'/no-such-dir-for-bwrapd/..','target':'/host'}]"),
+                Arguments.of("mounts[0].source", "+'mounts':[{'source':" + quote(linkToHostRoot.toString()) + ",'target':'/host'}]"),
+                Arguments.of("mounts[0].source", "+'mounts':[{'source':" + quote(linkToHostRoot + "/") + ",'target':'/host'}]"),
+                Arguments.of("devices[0]", "+'devices':['dev/null']"),
+                Arguments.of("devices[0]", "+'devices':['/etc/passwd']"),
+                Arguments.of("devices[0]", "+'devices':['/dev/../etc/shadow']"),
+                Arguments.of("devices[0]", "+'devices':['/dev']"),
+                Arguments.of("stdin.file", "+'stdin':{'file':'in.txt'}"),
+                Arguments.of("stdout.file", "+'stdout':{'file':'out.txt'}"),
+                Arguments.of("stderr.file", "+'stderr':{'file':'err.txt','append':true}"));
+    }
+
+    @ParameterizedTest(name = "{0} in {1}")
+    @MethodSource("notAllowed")
+    void pathsNotAllowed(String field, String json) throws IOException {
+        JsonNode params = json.startsWith("+") ? params(json.substring(1)) : JSON.readTree(json.replace('\'', '"'));
+        RpcException e = error(params);
+        assertEquals(ErrorCodes.PATH_NOT_ALLOWED, e.code(), e::getMessage);
+        assertTrue(e.getMessage().contains(field + ":"), () -> "message does not name " + field + ": " + e.getMessage());
+    }
+
+    @Test
+    void hostRootMayBeMountedReadOnly() throws RpcException {
+        RunSpec spec = parse("'mounts':[{'source':'/','target':'/host','readOnly':true},{'source':'//','target':'/h2','readOnly':true}]");
+        assertEquals(List.of(new RunSpec.Mount("/", "/host", true), new RunSpec.Mount("//", "/h2", true)), spec.mounts());
+    }
+
+    @ParameterizedTest
+    @MethodSource("hostRootSpellings")
+    void hostRootHoweverSpelledIsTheHostRoot(String spelling) throws IOException, RpcException {
+        ObjectNode p = params("");
+        p.put("root", spelling);
+        RunSpec spec = RunParams.parse(p);
+        assertTrue(spec.isHostRoot(), () -> spelling + " gave " + spec.root());
+        assertEquals(Path.of("/"), spec.root());
+    }
+
+    static Stream<String> hostRootSpellings() {
+        return Stream.of("/", "/.", "//", "/usr/..", "///./", linkToHostRoot.toString());
+    }
+
+    @Test
+    void rootIsTheRealPath() throws IOException, RpcException {
+        Path link = Files.createSymbolicLink(dir.resolve("root-link"), root);
+        ObjectNode p = params("");
+        p.put("root", link + "/.");
+        assertEquals(root, RunParams.parse(p).root());
+        assertFalse(RunParams.parse(p).isHostRoot());
+    }
+
+    @Test
+    void pathsAreNormalized() throws RpcException {
+        RunSpec spec = parse("'cwd':'//a/./b/../c/','mounts':[{'source':'/s','target':'/x//y/./z/..'}],'devices':['/dev/./null']");
+        assertEquals("/a/c", spec.cwd());
+        assertEquals("/x/y", spec.mounts().getFirst().target());
+        assertEquals(List.of("/dev/null"), spec.devices());
+    }
+
+    // ----- stdin and output forms -----
+
+    @Test
+    void stdinForms() throws RpcException {
+        assertInstanceOf(RunSpec.Stdin.Null.class, parse("'stdin':'null'").stdin());
+        RunSpec.Stdin text = parse("'stdin':{'text':'héllo\\n'}").stdin();
+        assertArrayEquals("héllo\n".getBytes(StandardCharsets.UTF_8), ((RunSpec.Stdin.Bytes) text).data());
+        RunSpec.Stdin empty = parse("'stdin':{'text':''}").stdin();
+        assertArrayEquals(new byte[0], ((RunSpec.Stdin.Bytes) empty).data());
+        byte[] all = new byte[256];
+        for (int i = 0; i < all.length; i++) all[i] = (byte) i;
+        RunSpec.Stdin binary = parse("'stdin':{'base64':'" + java.util.Base64.getEncoder().encodeToString(all) + "'}").stdin();
+        assertArrayEquals(all, ((RunSpec.Stdin.Bytes) binary).data());
+        assertEquals(new RunSpec.Stdin.File("/etc/hostname"), parse("'stdin':{'file':'/etc/hostname'}").stdin());
+    }
+
+    @Test
+    void outputForms() throws RpcException {
+        for (String stream : List.of("stdout", "stderr")) {
+            assertInstanceOf(RunSpec.Output.Capture.class, output(stream, "'capture'"));
+            assertInstanceOf(RunSpec.Output.Discard.class, output(stream, "'discard'"));
+            assertInstanceOf(RunSpec.Output.Stream.class, output(stream, "'stream'"));
+            assertEquals(new RunSpec.Output.File("/tmp/o", false), output(stream, "{'file':'/tmp/o'}"));
+            assertEquals(new RunSpec.Output.File("/tmp/o", false), output(stream, "{'file':'/tmp/o','append':false}"));
+            assertEquals(new RunSpec.Output.File("/tmp/o", true), output(stream, "{'file':'/tmp/o','append':true}"));
+        }
+        assertInstanceOf(RunSpec.Output.IntoStdout.class, output("stderr", "'stdout'"));
+    }
+
+    private static RunSpec.Output output(String stream, String value) throws RpcException {
+        RunSpec spec = parse("'" + stream + "':" + value);
+        return stream.equals("stdout") ? spec.stdout() : spec.stderr();
+    }
+
+    @Test
+    void limitsAtTheirBounds() throws RpcException {
+        assertEquals(0, parse("'captureLimitBytes':0").captureLimitBytes());
+        assertEquals(1L << 30, parse("'captureLimitBytes':1073741824").captureLimitBytes());
+        assertEquals(Integer.MAX_VALUE, parse("'uid':2147483647").uid());
+        assertEquals(Integer.MAX_VALUE, parse("'gid':2147483647").gid());
+        assertEquals(1L, parse("'timeoutMs':1").timeoutMs());
+        assertEquals(Arrays.asList("a", "b"), parse("'command':['a','b']").command());
+    }
+}

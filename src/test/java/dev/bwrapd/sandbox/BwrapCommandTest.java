@@ -1,0 +1,248 @@
+package dev.bwrapd.sandbox;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Consumer;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+/** bwrap's argv for every field of a run (PROTOCOL.md section 4), without running anything. */
+class BwrapCommandTest {
+    static final String BWRAP = "/opt/test/bin/bwrap";
+    static final String LINUX32 = "/opt/test/bin/linux32";
+    static final HostCapabilities FULL = new HostCapabilities(BWRAP, "0.8.0", true, true, true, true, LINUX32);
+
+    /** A mutable RunSpec with the protocol's defaults, for building test cases. */
+    static final class Spec {
+        List<String> command = List.of("sh", "-c", "true");
+        Path root = Path.of("/srv/root");
+        String cwd = "/";
+        Map<String, String> env = Map.of("PATH", RunSpec.DEFAULT_PATH);
+        boolean network, readOnlyRoot, inheritUid, devShm, linux32, interactive;
+        String hostname = "sandbox";
+        int uid, gid;
+        List<RunSpec.Mount> mounts = List.of();
+        List<String> devices = RunSpec.DEFAULT_DEVICES;
+
+        RunSpec build() {
+            return new RunSpec(command, root, null, cwd, env, network, readOnlyRoot, hostname, uid, gid, inheritUid,
+                    mounts, devices, devShm, linux32, new RunSpec.Stdin.Null(), new RunSpec.Output.Capture(),
+                    new RunSpec.Output.Capture(), 1 << 20, null, 2000, interactive);
+        }
+    }
+
+    static RunSpec spec(Consumer<Spec> change) {
+        Spec s = new Spec();
+        change.accept(s);
+        return s.build();
+    }
+
+    static HostCapabilities host(boolean userNs, boolean dieWithParent, boolean jsonStatus) {
+        return new HostCapabilities(BWRAP, "0.8.0", userNs, dieWithParent, jsonStatus, true, LINUX32);
+    }
+
+    @Test
+    void defaultArgvExactly() {
+        BwrapCommand.Invocation inv = BwrapCommand.of(spec(s -> {}), FULL);
+        assertEquals(BWRAP, inv.executable());
+        assertEquals(List.of(BWRAP,
+                "--unshare-pid", "--die-with-parent", "--new-session", "--json-status-fd", "3",
+                "--bind", "/srv/root", "/",
+                "--unshare-net", "--unshare-uts", "--hostname", "sandbox", "--unshare-ipc",
+                "--chdir", "/",
+                "--proc", "/proc", "--tmpfs", "/tmp",
+                "--dev-bind", "/dev/full", "/dev/full", "--dev-bind", "/dev/null", "/dev/null",
+                "--dev-bind", "/dev/urandom", "/dev/urandom", "--dev-bind", "/dev/random", "/dev/random",
+                "--dev-bind", "/dev/zero", "/dev/zero",
+                "--unshare-user", "--uid", "0", "--gid", "0",
+                "--", "sh", "-c", "true"), inv.argv());
+        assertEquals(List.of("PATH=" + RunSpec.DEFAULT_PATH), inv.environment());
+    }
+
+    /** One row: a name, the run, the host, words that must appear (in order, contiguous), words that must not. */
+    record Row(String name, RunSpec spec, HostCapabilities host, List<List<String>> present, List<List<String>> absent) {
+        @Override
+        public String toString() {
+            return name;
+        }
+    }
+
+    static Row row(String name, Consumer<Spec> change, List<List<String>> present, List<List<String>> absent) {
+        return new Row(name, spec(change), FULL, present, absent);
+    }
+
+    static Stream<Row> rows() {
+        List<String> remount = List.of("--remount-ro", "/");
+        return Stream.of(
+                new Row("die-with-parent only when available", spec(s -> {}), host(true, false, true),
+                        List.of(List.of("--unshare-pid", "--new-session")), List.of(List.of("--die-with-parent"))),
+                new Row("json-status-fd only when available", spec(s -> {}), host(true, true, false),
+                        List.of(List.of("--new-session")), List.of(List.of("--json-status-fd"))),
+                row("host root is bound read-only", s -> s.root = Path.of("/"),
+                        List.of(List.of("--ro-bind", "/", "/")), List.of(List.of("--bind", "/", "/"), List.of("--dev-bind", "/", "/"))),
+                row("another root is bound read-write", s -> s.root = Path.of("/var/lib/roots/a"),
+                        List.of(List.of("--bind", "/var/lib/roots/a", "/")), List.of(List.of("--ro-bind", "/var/lib/roots/a", "/"))),
+                row("network shares net, uts and ipc", s -> s.network = true,
+                        List.of(), List.of(List.of("--unshare-net"), List.of("--unshare-uts"), List.of("--hostname"), List.of("--unshare-ipc"))),
+                row("no network unshares net, uts, ipc", s -> s.network = false,
+                        List.of(List.of("--unshare-net"), List.of("--unshare-uts", "--hostname", "sandbox"), List.of("--unshare-ipc")), List.of()),
+                row("hostname", s -> s.hostname = "builder-7",
+                        List.of(List.of("--unshare-uts", "--hostname", "builder-7")), List.of(List.of("sandbox"))),
+                row("cwd", s -> s.cwd = "/build/src dir",
+                        List.of(List.of("--chdir", "/build/src dir")), List.of(List.of("--chdir", "/"))),
+                row("proc and tmp", s -> {},
+                        List.of(List.of("--proc", "/proc"), List.of("--tmpfs", "/tmp")), List.of()),
+                row("custom devices", s -> s.devices = List.of("/dev/null", "/dev/fuse"),
+                        List.of(List.of("--dev-bind", "/dev/null", "/dev/null", "--dev-bind", "/dev/fuse", "/dev/fuse")),
+                        List.of(List.of("--dev-bind", "/dev/zero", "/dev/zero"), List.of("--dev", "/dev"))),
+                row("no devices", s -> s.devices = List.of(),
+                        List.of(), List.of(List.of("--dev-bind"), List.of("--dev"))),
+                row("interactive gives a full /dev", s -> { s.interactive = true; s.devShm = true; },
+                        List.of(List.of("--dev", "/dev")), List.of(List.of("--dev-bind"), List.of("--tmpfs", "/dev/shm"))),
+                row("devShm", s -> s.devShm = true,
+                        List.of(List.of("--dev-bind", "/dev/zero", "/dev/zero", "--tmpfs", "/dev/shm")), List.of()),
+                row("no devShm", s -> s.devShm = false, List.of(), List.of(List.of("--tmpfs", "/dev/shm"))),
+                row("mounts in order, ro and rw", s -> s.mounts = List.of(
+                                new RunSpec.Mount("/src", "/a", true), new RunSpec.Mount("/out", "/a/b/c", false),
+                                new RunSpec.Mount("/x", "/d", true)),
+                        List.of(List.of("--ro-bind", "/src", "/a", "--dev-bind", "/out", "/a/b/c", "--ro-bind", "/x", "/d")), List.of()),
+                row("readOnlyRoot", s -> { s.readOnlyRoot = true; s.mounts = List.of(new RunSpec.Mount("/out", "/out", false)); },
+                        List.of(List.of("--dev-bind", "/out", "/out", "--remount-ro", "/")), List.of()),
+                row("not readOnlyRoot", s -> s.readOnlyRoot = false, List.of(), List.of(remount)),
+                row("uid and gid", s -> { s.uid = 1000; s.gid = 100; },
+                        List.of(List.of("--unshare-user", "--uid", "1000", "--gid", "100", "--")), List.of()),
+                row("ids above 2^31 are unsigned", s -> { s.uid = (int) 3_000_000_000L; s.gid = (int) 4_294_967_294L; },
+                        List.of(List.of("--uid", "3000000000", "--gid", "4294967294")), List.of()),
+                row("inheritUid", s -> { s.inheritUid = true; s.uid = 1000; s.gid = 100; },
+                        List.of(List.of("--unshare-user", "--")), List.of(List.of("--uid"), List.of("--gid"))),
+                new Row("no user namespaces: no ids", spec(s -> { s.uid = 1000; s.gid = 100; }), host(false, true, true),
+                        List.of(), List.of(List.of("--unshare-user"), List.of("--uid"), List.of("--gid"))),
+                row("command words that look like options stay after --", s -> s.command = List.of("--help", "--bind", "/", "/"),
+                        List.of(List.of("--", "--help", "--bind", "/", "/")), List.of()));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("rows")
+    void argv(Row row) {
+        List<String> argv = BwrapCommand.of(row.spec(), row.host()).argv();
+        List<String> options = argv.subList(0, argv.indexOf("--"));
+        for (List<String> words : row.present()) {
+            assertTrue(Collections.indexOfSubList(argv, words) >= 0, () -> words + " missing from " + argv);
+        }
+        for (List<String> words : row.absent()) {
+            assertTrue(Collections.indexOfSubList(options, words) < 0, () -> words + " must not be in " + argv);
+        }
+        // Always: the command is everything after the first "--", unchanged, and "--" comes last among the options.
+        assertEquals(row.spec().command(), argv.subList(argv.indexOf("--") + 1, argv.size()));
+    }
+
+    @Test
+    void mountsComeAfterRootProcTmpAndDevicesAndReadOnlyRemountAfterEveryMount() {
+        RunSpec spec = spec(s -> {
+            s.readOnlyRoot = true;
+            s.devShm = true;
+            s.mounts = List.of(new RunSpec.Mount("/src", "/a", true), new RunSpec.Mount("/out", "/b", false));
+        });
+        List<String> argv = BwrapCommand.of(spec, FULL).argv();
+        int root = argv.indexOf("--bind");
+        int proc = argv.indexOf("--proc");
+        int tmp = Collections.indexOfSubList(argv, List.of("--tmpfs", "/tmp"));
+        int lastDevice = Collections.lastIndexOfSubList(argv, List.of("--dev-bind", "/dev/zero", "/dev/zero"));
+        int shm = Collections.indexOfSubList(argv, List.of("--tmpfs", "/dev/shm"));
+        int firstMount = Collections.indexOfSubList(argv, List.of("--ro-bind", "/src", "/a"));
+        int lastMount = Collections.indexOfSubList(argv, List.of("--dev-bind", "/out", "/b"));
+        int remount = Collections.indexOfSubList(argv, List.of("--remount-ro", "/"));
+        int userNs = argv.indexOf("--unshare-user");
+        assertTrue(argv.indexOf("--unshare-pid") < root, argv::toString);
+        assertTrue(root < proc && proc < tmp && tmp < lastDevice && lastDevice < shm && shm < firstMount
+                && firstMount < lastMount && lastMount < remount && remount < argv.indexOf("--"), argv::toString);
+        assertTrue(userNs > 0 && userNs < argv.indexOf("--"), argv::toString);
+    }
+
+    @Test
+    void linux32WrapsBwrap() {
+        BwrapCommand.Invocation inv = BwrapCommand.of(spec(s -> s.linux32 = true), FULL);
+        assertEquals(LINUX32, inv.executable());
+        assertEquals(List.of(LINUX32, BWRAP, "--unshare-pid"), inv.argv().subList(0, 3));
+        BwrapCommand.Invocation plain = BwrapCommand.of(spec(s -> s.linux32 = false), FULL);
+        assertEquals(BWRAP, plain.executable());
+        assertFalse(plain.argv().contains(LINUX32));
+    }
+
+    @Test
+    void environmentIsExactlyTheRequestedOne() {
+        Map<String, String> env = new LinkedHashMap<>();
+        env.put("PATH", "/bin");
+        env.put("EMPTY", "");
+        env.put("WITH_EQUALS", "a=b=c");
+        env.put("UNICODE", "grüße ☃");
+        BwrapCommand.Invocation inv = BwrapCommand.of(spec(s -> s.env = env), FULL);
+        assertEquals(List.of("PATH=/bin", "EMPTY=", "WITH_EQUALS=a=b=c", "UNICODE=grüße ☃"), inv.environment());
+        assertFalse(inv.argv().contains("--setenv") || inv.argv().contains("--unsetenv") || inv.argv().contains("--clearenv"));
+        assertEquals(List.of(), BwrapCommand.of(spec(s -> s.env = Map.of()), FULL).environment());
+    }
+
+    // ----- createdPaths -----
+
+    static Stream<Arguments> createdPathCases() {
+        return Stream.of(
+                Arguments.of("defaults", spec(s -> {}),
+                        List.of("dev", "dev/full", "dev/null", "dev/urandom", "dev/random", "dev/zero", "tmp", "proc")),
+                Arguments.of("devShm", spec(s -> s.devShm = true),
+                        List.of("dev", "dev/full", "dev/null", "dev/urandom", "dev/random", "dev/zero", "dev/shm", "tmp", "proc")),
+                Arguments.of("interactive: bwrap's own /dev", spec(s -> { s.interactive = true; s.devShm = true; }),
+                        List.of("dev", "tmp", "proc")),
+                Arguments.of("no devices", spec(s -> s.devices = List.of()), List.of("dev", "tmp", "proc")),
+                Arguments.of("nested device", spec(s -> s.devices = List.of("/dev/input/event0", "/dev/input/event1")),
+                        List.of("dev", "dev/input", "dev/input/event0", "dev/input/event1", "tmp", "proc")),
+                Arguments.of("nested mount targets share parents", spec(s -> {
+                            s.devices = List.of();
+                            s.mounts = List.of(new RunSpec.Mount("/s", "/a/b/c", false), new RunSpec.Mount("/s", "/a/d", true),
+                                    new RunSpec.Mount("/s", "/e", true));
+                        }),
+                        List.of("dev", "tmp", "proc", "a", "a/b", "a/b/c", "a/d", "e")),
+                Arguments.of("mount under /dev", spec(s -> {
+                            s.devices = List.of("/dev/null");
+                            s.mounts = List.of(new RunSpec.Mount("/s", "/dev/null", true), new RunSpec.Mount("/s", "/dev/dri/card0", false));
+                        }),
+                        List.of("dev", "dev/null", "tmp", "proc", "dev/dri", "dev/dri/card0")));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("createdPathCases")
+    void createdPaths(String name, RunSpec spec, List<String> expected) {
+        List<String> paths = BwrapCommand.createdPaths(spec);
+        assertEquals(expected, paths);
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("createdPathCases")
+    void createdPathsAreRelativeUniqueAndParentsFirst(String name, RunSpec spec, List<String> expected) {
+        List<String> paths = BwrapCommand.createdPaths(spec);
+        assertEquals(paths.size(), new HashSet<>(paths).size(), () -> "duplicates in " + paths);
+        for (int i = 0; i < paths.size(); i++) {
+            String path = paths.get(i);
+            if (path.startsWith("/") || path.isEmpty() || path.endsWith("/")) fail("not a clean relative path: " + path);
+            List<String> parents = new ArrayList<>();
+            for (int slash = path.indexOf('/'); slash > 0; slash = path.indexOf('/', slash + 1)) parents.add(path.substring(0, slash));
+            for (String parent : parents) {
+                int at = paths.indexOf(parent);
+                assertTrue(at >= 0 && at < i, () -> parent + " must be listed before " + path + " in " + paths);
+            }
+        }
+    }
+}

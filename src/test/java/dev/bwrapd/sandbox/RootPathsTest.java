@@ -1,0 +1,255 @@
+package dev.bwrapd.sandbox;
+
+import dev.bwrapd.it.TestRoot;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.List;
+import java.util.Optional;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** Chroot-style paths: normalization, link resolution that stays in the root, command lookup, safe mkdir. */
+class RootPathsTest {
+    /** Not JUnit's @TempDir, which logs a warning for every link that points out of it. */
+    Path tmp;
+    Path root;
+    /** A host directory outside the root, with things a lookup or mkdir must never reach. */
+    Path outside;
+
+    @BeforeEach
+    void buildRoot() throws IOException {
+        tmp = Files.createTempDirectory("bwrapd-rootpaths-");
+        root = Files.createDirectory(tmp.resolve("root"));
+        outside = Files.createDirectory(tmp.resolve("outside"));
+        executable(outside.resolve("hosttool"));
+        Files.createDirectories(outside.resolve("etc"));
+        Files.writeString(outside.resolve("etc/only-outside"), "host");
+
+        Files.createDirectories(root.resolve("bin"));
+        Files.createDirectories(root.resolve("usr/bin"));
+        Files.createDirectories(root.resolve("usr/lib"));
+        Files.createDirectories(root.resolve("etc"));
+        Files.createDirectories(root.resolve("work"));
+        executable(root.resolve("bin/busybox"));
+        Files.createSymbolicLink(root.resolve("bin/sh"), Path.of("busybox"));                 // relative, same dir
+        Files.createSymbolicLink(root.resolve("usr/bin/env"), Path.of("/bin/busybox"));       // absolute: the root's /bin
+        Files.createSymbolicLink(root.resolve("usr/bin/upsh"), Path.of("../../bin/sh"));      // relative, to a link
+        Files.createSymbolicLink(root.resolve("lib"), Path.of("usr/lib"));                    // merged-usr style dir link
+        Files.createSymbolicLink(root.resolve("sbin"), Path.of("/bin"));                      // absolute dir link
+        Files.createSymbolicLink(root.resolve("climb"), Path.of("../../../../../../.."));     // .. stops at the root
+        Files.createSymbolicLink(root.resolve("hostlink"), outside);                           // absolute host path
+        Files.createSymbolicLink(root.resolve("bin/hosttool"), outside.resolve("hosttool"));   // a host binary, by absolute path
+        Files.createSymbolicLink(root.resolve("bin/loop1"), Path.of("loop2"));
+        Files.createSymbolicLink(root.resolve("bin/loop2"), Path.of("loop1"));
+        Files.createSymbolicLink(root.resolve("bin/dangling"), Path.of("nothing-here"));
+        Files.writeString(root.resolve("etc/passwd"), "root:x:0:0::/:/bin/sh\n");
+        Files.writeString(root.resolve("bin/notexec"), "data");
+        Files.createDirectories(root.resolve("usr/bin/adir"));
+        executable(root.resolve("work/run.sh"));
+    }
+
+    @AfterEach
+    void removeRoot() throws IOException {
+        TestRoot.deleteTree(tmp);
+    }
+
+    static void executable(Path file) throws IOException {
+        Files.writeString(file, "#!/bin/sh\n");
+        Files.setPosixFilePermissions(file, PosixFilePermissions.fromString("rwxr-xr-x"));
+    }
+
+    // ----- normalize -----
+
+    @ParameterizedTest(name = "{0} -> {1}")
+    @CsvSource(nullValues = "ESCAPES", value = {
+            "/, /",
+            "/., /",
+            "//, /",
+            "/a/./b/../c, /a/c",
+            "//a//b/, /a/b",
+            "/a/b/.., /a",
+            "/a/.., /",
+            "/.., ESCAPES",
+            "/../a, ESCAPES",
+            "/a/../.., ESCAPES",
+            "/a/b/../../../c, ESCAPES",
+            "/..., /...",
+            "/a/..b, /a/..b",
+    })
+    void normalize(String path, String expected) {
+        assertEquals(Optional.ofNullable(expected), RootPaths.normalize(path));
+    }
+
+    // ----- resolve -----
+
+    @ParameterizedTest(name = "{0} -> {1}")
+    @CsvSource(nullValues = "MISSING", value = {
+            "/bin/busybox, bin/busybox",
+            "/bin/sh, bin/busybox",
+            "/usr/bin/env, bin/busybox",
+            "/usr/bin/upsh, bin/busybox",
+            "/lib, usr/lib",
+            "/lib/../etc/passwd, MISSING",
+            "/lib/../bin/env, bin/busybox",
+            "/sbin/sh, bin/busybox",
+            "/climb/bin/sh, bin/busybox",
+            "/climb/climb/etc/passwd, etc/passwd",
+            "/../../bin/sh, bin/busybox",
+            "/bin/../../../etc/passwd, etc/passwd",
+            "/hostlink/hosttool, MISSING",
+            "/hostlink/etc/only-outside, MISSING",
+            "/bin/hosttool, MISSING",
+            "/bin/loop1, MISSING",
+            "/bin/dangling, MISSING",
+            "/no/such/file, MISSING",
+            "/, ''",
+    })
+    void resolveStaysInTheRoot(String path, String expected) {
+        Optional<Path> resolved = RootPaths.resolve(root, path);
+        if (expected == null) {
+            assertEquals(Optional.empty(), resolved, () -> path + " must not resolve");
+        } else {
+            assertEquals(Optional.of(expected.isEmpty() ? root : root.resolve(expected)), resolved);
+        }
+    }
+
+    @Test
+    void absoluteLinkToAHostPathResolvesInsideTheRoot() throws IOException {
+        // hostlink -> <outside>; the same path spelled inside the root exists there only if the root has it.
+        Path mirrored = root.resolve(outside.toString().substring(1));
+        Files.createDirectories(mirrored);
+        executable(mirrored.resolve("hosttool"));
+        assertEquals(Optional.of(mirrored.resolve("hosttool")), RootPaths.resolve(root, "/hostlink/hosttool"));
+        assertTrue(RootPaths.hasCommand(root, "hosttool", "/", "/hostlink"));
+    }
+
+    // ----- hasCommand -----
+
+    @ParameterizedTest(name = "{0} with PATH={1} in {2}: {3}")
+    @CsvSource(nullValues = "UNSET", value = {
+            "sh, /bin, /, true",
+            "sh, /usr/bin, /, false",
+            "sh, /nowhere:/usr/bin:/bin, /, true",
+            "sh, UNSET, /, true",
+            "env, /usr/bin, /, true",
+            "upsh, /usr/bin, /, true",
+            "sh, /sbin, /, true",
+            "sh, /climb/bin, /, true",
+            "busybox, /lib/../bin, /, false",
+            "env, /lib/../bin, /, true",
+            "hosttool, /bin, /, false",
+            "hosttool, /hostlink, /, false",
+            "notexec, /bin, /, false",
+            "adir, /usr/bin, /, false",
+            "loop1, /bin, /, false",
+            "dangling, /bin, /, false",
+            "run.sh, /bin, /work, false",
+            "run.sh, :/bin, /work, true",
+            "run.sh, /bin:, /work, true",
+            "run.sh, /bin::/usr/bin, /work, true",
+            "run.sh, '', /work, true",
+            "run.sh, ., /work, true",
+            "run.sh, work, /, true",
+            "run.sh, :/bin, /, false",
+            "/bin/sh, '', /, true",
+            "/usr/bin/env, '', /, true",
+            "/bin/nope, /bin, /, false",
+            "/bin/hosttool, /bin, /, false",
+            "./run.sh, /bin, /work, true",
+            "./run.sh, /bin, /, false",
+            "work/run.sh, /nowhere, /, true",
+            "../bin/sh, /nowhere, /work, true",
+    })
+    void hasCommand(String command, String path, String cwd, boolean expected) {
+        assertEquals(expected, RootPaths.hasCommand(root, command, cwd, path));
+    }
+
+    @Test
+    void hostCommandsAreNotFoundInAnEmptyRoot() throws IOException {
+        Path empty = Files.createDirectory(tmp.resolve("empty"));
+        assertFalse(RootPaths.hasCommand(empty, "sh", "/", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"));
+        assertFalse(RootPaths.hasCommand(empty, "/bin/sh", "/", "/bin"));
+        assertTrue(RootPaths.hasCommand(Path.of("/"), "sh", "/", "/usr/bin:/bin"));
+    }
+
+    // ----- physical: where bwrap really creates a path -----
+
+    @Test
+    void physicalPathsWithoutLinksAreUnchanged() {
+        List<String> created = List.of("dev", "dev/full", "dev/null", "tmp", "proc", "a", "a/b", "a/b/c", "etc", "etc/passwd");
+        assertEquals(created, RootPaths.physical(root, created));
+    }
+
+    @Test
+    void physicalPathsResolveLinksInTheExistingPart() {
+        assertEquals(List.of("usr", "usr/lib", "usr/lib/modules", "usr/lib/modules/x", "tmp"),
+                RootPaths.physical(root, List.of("lib", "lib/modules", "lib/modules/x", "tmp")));
+        assertEquals(List.of("a", "a/b"), RootPaths.physical(root, List.of("climb/a", "climb/a/b")));
+        assertEquals(List.of("usr", "usr/lib", "usr/lib/x"), RootPaths.physical(root, List.of("usr", "usr/lib", "lib/x")));
+    }
+
+    @Test
+    void physicalPathsNeverLeaveTheRoot() {
+        // A link to a host path resolves inside the root, where it does not exist: the path is kept as given
+        // (cleanup then meets the link and refuses it).
+        assertEquals(List.of("hostlink", "hostlink/b"), RootPaths.physical(root, List.of("hostlink", "hostlink/b")));
+        assertEquals(List.of("bin", "bin/dangling", "bin/dangling/x"), RootPaths.physical(root, List.of("bin", "bin/dangling", "bin/dangling/x")));
+    }
+
+    // ----- createDirectories -----
+
+    @Test
+    void createsMissingDirectoriesAndReportsThem() throws IOException {
+        List<String> created = RootPaths.createDirectories(root, List.of("build", "src", "deep"));
+        assertEquals(List.of("build", "build/src", "build/src/deep"), created);
+        assertTrue(Files.isDirectory(root.resolve("build/src/deep"), LinkOption.NOFOLLOW_LINKS));
+        assertEquals(List.of(), RootPaths.createDirectories(root, List.of("build", "src", "deep")));
+    }
+
+    @Test
+    void existingDirectoriesAreNotReported() throws IOException {
+        assertEquals(List.of("usr/lib/x"), RootPaths.createDirectories(root, List.of("usr", "lib", "x")));
+        assertEquals(List.of(), RootPaths.createDirectories(root, List.of()));
+    }
+
+    @Test
+    void neverCreatesThroughAnAbsoluteLinkOutOfTheRoot() throws IOException {
+        // root/hostlink -> <outside> (a host directory the sandbox must never touch)
+        List<String> created = RootPaths.createDirectories(root, List.of("hostlink", "b", "c"));
+        assertEquals(List.of(), created);
+        assertFalse(Files.exists(outside.resolve("b"), LinkOption.NOFOLLOW_LINKS), "created a directory outside the root");
+    }
+
+    @Test
+    void neverCreatesThroughARelativeLinkOutOfTheRoot() throws IOException {
+        Files.createSymbolicLink(root.resolve("work/up"), Path.of("../../outside"));
+        assertTrue(Files.isDirectory(root.resolve("work/up")), "test setup: the link must reach the host directory");
+        List<String> created = RootPaths.createDirectories(root, List.of("work", "up", "b"));
+        assertEquals(List.of(), created);
+        assertFalse(Files.exists(outside.resolve("b"), LinkOption.NOFOLLOW_LINKS), "created a directory outside the root");
+    }
+
+    @Test
+    void aLinkAsTheLastNameIsNotFollowedEither() throws IOException {
+        Files.createSymbolicLink(root.resolve("cwdlink"), outside.resolve("newdir"));
+        assertEquals(List.of(), RootPaths.createDirectories(root, List.of("cwdlink")));
+        assertFalse(Files.exists(outside.resolve("newdir"), LinkOption.NOFOLLOW_LINKS));
+    }
+
+    @Test
+    void aFileInTheWayStopsQuietly() throws IOException {
+        assertEquals(List.of(), RootPaths.createDirectories(root, List.of("etc", "passwd", "x")));
+        assertTrue(Files.isRegularFile(root.resolve("etc/passwd")));
+    }
+}

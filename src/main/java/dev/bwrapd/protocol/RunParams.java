@@ -23,7 +23,8 @@ public final class RunParams {
     static final String[] FIELDS = {"command", "root", "sandboxId", "cwd", "env", "network", "readOnlyRoot", "hostname",
             "uid", "gid", "inheritUid", "mounts", "devices", "devShm", "linux32", "stdin", "stdout", "stderr",
             "captureLimitBytes", "timeoutMs", "killGraceMs", "interactive"};
-    private static final long MAX_ID = 0xFFFF_FFFEL;
+    /** bwrap (0.8) refuses ids above 2^31-1 ("Invalid uid"): refuse them here, with the field named. */
+    private static final long MAX_ID = Integer.MAX_VALUE;
 
     private RunParams() {}
 

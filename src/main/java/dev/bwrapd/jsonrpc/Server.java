@@ -78,14 +78,16 @@ public final class Server {
     public void awaitIdle() throws InterruptedException {
         Object own = UNIT.get();
         synchronized (pending) {
-            if (own != null) {
-                waiting.add(own);
-                pending.notifyAll();
+            if (own == null) {
+                while (!pending.isEmpty()) pending.wait();
+                return;
             }
+            waiting.add(own);
+            pending.notifyAll();
             try {
                 while (!waiting.containsAll(pending)) pending.wait();
             } finally {
-                if (own != null) waiting.remove(own);
+                waiting.remove(own);
             }
         }
     }
@@ -194,6 +196,9 @@ public final class Server {
             handler.received(call); // in arrival order, before any later message is dispatched
         } catch (RpcException e) {
             return CompletableFuture.completedFuture(id == null ? null : error(id, e.code(), e.getMessage(), e.data()));
+        } catch (RuntimeException e) { // a bug in one method must not end the server
+            LOG.errorf(e, "internal error on receiving %s", name);
+            return CompletableFuture.completedFuture(id == null ? null : error(id, ErrorCodes.INTERNAL_ERROR, "Internal error: " + e));
         }
         CompletableFuture<ObjectNode> response = new CompletableFuture<>();
         String key = id == null ? null : key(id);

@@ -39,6 +39,7 @@ public final class BwrapdProcess implements AutoCloseable {
     private final BlockingQueue<JsonNode> notifications = new LinkedBlockingQueue<>();
     private final BlockingQueue<JsonNode> unmatched = new LinkedBlockingQueue<>();
     private final List<String> violations = new ArrayList<>();
+    private final List<String> rawFrames = new ArrayList<>();
     private final ByteArrayOutputStream stderr = new ByteArrayOutputStream();
     private final AtomicLong ids = new AtomicLong(1000);
     private final Thread readerThread;
@@ -203,6 +204,16 @@ public final class BwrapdProcess implements AutoCloseable {
         }
     }
 
+    /**
+     * Every frame body read from stdout so far, as text, in arrival order: for checks on the exact
+     * bytes (how an id was spelled), which parsing into a JsonNode would normalise.
+     */
+    public List<String> rawFrames() {
+        synchronized (rawFrames) {
+            return new ArrayList<>(rawFrames);
+        }
+    }
+
     // ----- reading -----
 
     private void readStdout() {
@@ -210,6 +221,9 @@ public final class BwrapdProcess implements AutoCloseable {
             while (true) {
                 byte[] body = framing == Framing.LSP ? readLspFrame(in) : readLine(in);
                 if (body == null) break;
+                synchronized (rawFrames) {
+                    rawFrames.add(new String(body, StandardCharsets.UTF_8));
+                }
                 JsonNode message;
                 try {
                     message = JSON.readTree(body);

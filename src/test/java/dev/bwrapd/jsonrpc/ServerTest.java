@@ -1,0 +1,490 @@
+package dev.bwrapd.jsonrpc;
+
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.json.JsonMapper;
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import dev.bwrapd.Main;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.PipedInputStream;
+import java.io.PipedOutputStream;
+import java.math.BigDecimal;
+import java.math.BigInteger;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * {@link Server} in-process: the real reader, writer and JSON configuration ({@link Main#jsonMapper}),
+ * with small handlers standing in for the bwrapd methods.
+ */
+@Timeout(value = 30, unit = TimeUnit.SECONDS)
+class ServerTest {
+    private static final long LIMIT = 4096;
+    /** Reads responses with exact numbers, so "1.50" and 1.5 are told apart. */
+    private static final ObjectMapper EXACT = JsonMapper.builder()
+            .nodeFactory(JsonNodeFactory.withExactBigDecimals(true))
+            .enable(DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS)
+            .build();
+
+    private final Map<String, Handler> methods = new LinkedHashMap<>();
+    private final ByteArrayOutputStream out = new ByteArrayOutputStream();
+    private Server server;
+
+    ServerTest() {
+        methods.put("echo", call -> call.params());
+        methods.put("fail", call -> {
+            throw new RpcException(ErrorCodes.NO_SUCH_SANDBOX, "no such thing",
+                    JsonNodeFactory.instance.objectNode().put("what", "thing"));
+        });
+        methods.put("boom", call -> {
+            throw new IllegalStateException("kaput");
+        });
+        methods.put("null", call -> null);
+    }
+
+    // ----- single requests -----
+
+    @Test
+    void requestGetsItsResultWithTheSameId() throws Exception {
+        List<JsonNode> responses = serve("{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"echo\",\"params\":{\"a\":[1,2]}}\n");
+        assertEquals(List.of(json("{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"a\":[1,2]}}")), responses);
+    }
+
+    @Test
+    void nullResultIsWrittenAsNull() throws Exception {
+        JsonNode response = single(serve("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"null\"}\n"));
+        assertTrue(response.has("result") && response.get("result").isNull(), response.toString());
+    }
+
+    @Test
+    void notificationsGetNoResponseWhateverHappens() throws Exception {
+        List<JsonNode> responses = serve("""
+                {"jsonrpc":"2.0","method":"echo","params":[1]}
+                {"jsonrpc":"2.0","method":"fail"}
+                {"jsonrpc":"2.0","method":"boom"}
+                {"jsonrpc":"2.0","method":"no/such/method"}
+                {"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":99}}
+                """);
+        assertEquals(List.of(), responses);
+    }
+
+    @Test
+    void unknownMethodIsMethodNotFound() throws Exception {
+        JsonNode response = single(serve("{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"method\":\"nope\"}\n"));
+        assertError(response, "\"x\"", ErrorCodes.METHOD_NOT_FOUND);
+        assertTrue(response.at("/error/message").asText().contains("nope"), response.toString());
+    }
+
+    @Test
+    void rpcExceptionBecomesAnErrorWithItsData() throws Exception {
+        JsonNode response = single(serve("{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"fail\"}\n"));
+        assertError(response, "3", ErrorCodes.NO_SUCH_SANDBOX);
+        assertEquals("no such thing", response.at("/error/message").asText());
+        assertEquals(json("{\"what\":\"thing\"}"), response.at("/error/data"));
+    }
+
+    @Test
+    void anyOtherThrowableIsAnInternalError() throws Exception {
+        JsonNode response = single(serve("{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"boom\"}\n"));
+        assertError(response, "4", ErrorCodes.INTERNAL_ERROR);
+    }
+
+    // ----- invalid requests -----
+
+    @ParameterizedTest
+    @ValueSource(strings = {
+            "{\"id\":1,\"method\":\"echo\"}",
+            "{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"echo\"}",
+            "{\"jsonrpc\":2.0,\"id\":1,\"method\":\"echo\"}",
+            "{\"jsonrpc\":\"2.0\",\"id\":1}",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":5}",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":null}",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":\"bar\"}",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":3}",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":null}",
+    })
+    void invalidRequestObjectsAnswerInvalidRequestWithTheirId(String message) throws Exception {
+        assertError(single(serve(message + "\n")), "1", ErrorCodes.INVALID_REQUEST);
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {
+            "{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"echo\"}",
+            "{\"jsonrpc\":\"2.0\",\"id\":[1],\"method\":\"echo\"}",
+            "{\"jsonrpc\":\"2.0\",\"id\":true,\"method\":\"echo\"}",
+            "1", "\"text\"", "null", "true",
+    })
+    void invalidIdsAndNonObjectsAnswerInvalidRequestWithIdNull(String message) throws Exception {
+        // Forced NDJSON: as the first bytes of a stream, a bare scalar is no framing at all (tested in MessageReaderTest).
+        byte[] raw = serveRaw(message.getBytes(StandardCharsets.UTF_8), Framing.NDJSON);
+        assertError(single(parseLines(raw)), "null", ErrorCodes.INVALID_REQUEST);
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"{", "{\"jsonrpc\":\"2.0\",}", "{\"a\":1} {\"b\":2}", "nul", "{'a':1}"})
+    void unparsableIsParseErrorWithIdNull(String message) throws Exception {
+        assertError(single(serve(message + "\n")), "null", ErrorCodes.PARSE_ERROR);
+    }
+
+    @Test
+    void tooLargeIsInvalidRequestWithIdNullAndServingGoesOn() throws Exception {
+        String big = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":[\"" + "x".repeat((int) LIMIT) + "\"]}";
+        List<JsonNode> responses = serve(big + "\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"null\"}\n");
+        assertEquals(2, responses.size(), responses.toString());
+        assertError(responses.get(0), "null", ErrorCodes.INVALID_REQUEST);
+        assertEquals(json("2"), responses.get(1).get("id"));
+    }
+
+    @Test
+    void nestingOf64IsServedAnd65IsInvalidRequest() throws Exception {
+        // The request object is level 1 and params level 2; the arrays inside make up the rest.
+        List<JsonNode> responses = serve(nested(1, 64) + "\n" + nested(2, 65) + "\n");
+        assertEquals(2, responses.size(), responses.toString());
+        JsonNode deep64 = byId(responses).get("1");
+        assertTrue(deep64 != null && deep64.has("result"), responses.toString());
+        assertError(byId(responses).get("null"), "null", ErrorCodes.INVALID_REQUEST);
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"\u00ff\u00fe", "\u00c3", "\u00ed\u00a0\u0080", "\u00c0\u00af", "\u00f4\u0090\u0080\u0080", "\u00f8\u0088\u0080\u0080\u0080"})
+    void invalidUtf8IsParseError(String latin1Bytes) throws Exception {
+        byte[] prefix = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":[\"".getBytes(StandardCharsets.US_ASCII);
+        byte[] bad = latin1Bytes.getBytes(StandardCharsets.ISO_8859_1);
+        byte[] suffix = "\"]}\n".getBytes(StandardCharsets.US_ASCII);
+        ByteArrayOutputStream in = new ByteArrayOutputStream();
+        in.writeBytes(prefix);
+        in.writeBytes(bad);
+        in.writeBytes(suffix);
+        assertError(single(serve(in.toByteArray())), "null", ErrorCodes.PARSE_ERROR);
+    }
+
+    @Test
+    void validMultibyteUtf8IsAccepted() throws Exception {
+        String text = "é✓𝄞\u0000\uffff";
+        JsonNode response = single(serve("{\"jsonrpc\":\"2.0\",\"id\":\"é\",\"method\":\"echo\",\"params\":[\"" + "é✓𝄞\\u0000\uffff" + "\"]}\n"));
+        assertEquals("é", response.get("id").textValue());
+        assertEquals(text, response.at("/result/0").textValue());
+    }
+
+    // ----- ids -----
+
+    @ParameterizedTest
+    @ValueSource(strings = {"1.50", "12345678901234567890", "-0.000", "1e400", "\"\"", "\"1\"", "0", "-7", "null"})
+    void idIsEchoedExactly(String id) throws Exception {
+        byte[] raw = serveRaw(("{\"jsonrpc\":\"2.0\",\"id\":" + id + ",\"method\":\"null\"}\n").getBytes(StandardCharsets.UTF_8));
+        JsonNode response = EXACT.readTree(raw);
+        JsonNode expected = EXACT.readTree(id);
+        assertEquals(expected, response.get("id"), new String(raw, StandardCharsets.UTF_8));
+        if (expected.isBigDecimal()) {
+            // BigDecimal.equals compares the scale too: 1.50 is not 1.5
+            assertEquals(new BigDecimal(id).scale(), response.get("id").decimalValue().scale());
+        }
+        if (id.equals("12345678901234567890")) assertEquals(new BigInteger(id), response.get("id").bigIntegerValue());
+    }
+
+    @Test
+    void stringAndNumberIdsAreDifferentRequests() throws Exception {
+        CountDownLatch cancelled = new CountDownLatch(1);
+        AtomicInteger cancels = new AtomicInteger();
+        methods.put("wait", call -> {
+            call.onCancel(() -> {
+                cancels.incrementAndGet();
+                cancelled.countDown();
+            });
+            try {
+                if (!cancelled.await(10, TimeUnit.SECONDS)) return "timeout";
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            return "cancelled";
+        });
+        try (Live live = new Live()) {
+            live.send("{\"jsonrpc\":\"2.0\",\"id\":\"1\",\"method\":\"wait\"}");
+            live.send("{\"jsonrpc\":\"2.0\",\"method\":\"$/cancelRequest\",\"params\":{\"id\":1}}");  // the number 1: nothing
+            live.send("{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"null\"}");
+            JsonNode second = live.next();
+            assertEquals(json("2"), second.get("id"), "the unrelated request is answered first: " + second);
+            assertEquals(0, cancels.get());
+            live.send("{\"jsonrpc\":\"2.0\",\"method\":\"$/cancelRequest\",\"params\":{\"id\":\"1\"}}");
+            JsonNode first = live.next();
+            assertEquals(json("{\"jsonrpc\":\"2.0\",\"id\":\"1\",\"result\":\"cancelled\"}"), first);
+            assertEquals(1, cancels.get());
+        }
+    }
+
+    @Test
+    void cancelRequestSentAsARequestIsAnsweredAndHarmless() throws Exception {
+        JsonNode response = single(serve("{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"$/cancelRequest\",\"params\":{\"id\":12345}}\n"));
+        assertEquals(json("5"), response.get("id"));
+        assertFalse(response.has("error"), response.toString());
+    }
+
+    // ----- concurrency and idleness -----
+
+    @Test
+    void requestsRunConcurrentlyAndAnswerOutOfOrder() throws Exception {
+        CountDownLatch release = new CountDownLatch(1);
+        methods.put("blocked", call -> {
+            try {
+                return release.await(10, TimeUnit.SECONDS) ? "released" : "timeout";
+            } catch (InterruptedException e) {
+                throw new RpcException(ErrorCodes.INTERNAL_ERROR, "interrupted");
+            }
+        });
+        try (Live live = new Live()) {
+            live.send("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"blocked\"}");
+            live.send("{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"echo\",\"params\":[2]}");
+            JsonNode quick = live.next();
+            assertEquals(json("2"), quick.get("id"), "the second request is answered while the first runs: " + quick);
+            release.countDown();
+            assertEquals(json("{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"released\"}"), live.next());
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"exit\"}\n",
+            "[{\"jsonrpc\":\"2.0\",\"method\":\"exit\"},{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"null\"}]\n",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"exit\"}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"exit\"}\n",
+            "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"exit\"},{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"exit\"}]\n",
+    })
+    void handlerWaitingForIdleDoesNotWaitForItself(String input) throws Exception {
+        // The exit method waits for every other answer before the process ends. Sent as a request or in
+        // a batch (even twice), it must not wait for its own answer, or the server hangs for ever.
+        methods.put("exit", call -> {
+            try {
+                server.awaitIdle();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            return "exited";
+        });
+        List<JsonNode> responses = serve(input);
+        assertEquals(input.strip().split("\n").length, responses.size(), responses.toString());
+    }
+
+    @Test
+    void awaitIdleWaitsForEveryResponseToBeWritten() throws Exception {
+        CountDownLatch release = new CountDownLatch(1);
+        methods.put("slow", call -> {
+            try {
+                release.await(10, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            return "slow";
+        });
+        server = new Server(Main.jsonMapper(LIMIT),
+                new MessageReader(new ByteArrayInputStream(("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"slow\"}\n"
+                        + "[{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"slow\"}]\n").getBytes(StandardCharsets.UTF_8)), null, LIMIT),
+                new MessageWriter(out, () -> Framing.NDJSON), LIMIT, methods);
+        server.serve();
+        Thread waiter = Thread.ofPlatform().start(() -> {
+            try {
+                server.awaitIdle();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        });
+        waiter.join(300);
+        assertTrue(waiter.isAlive(), "awaitIdle returned while two requests were unanswered");
+        release.countDown();
+        waiter.join(10_000);
+        assertFalse(waiter.isAlive());
+        List<JsonNode> responses = parseLines(out.toByteArray());
+        assertEquals(2, responses.size(), "both answers were written before awaitIdle returned: " + responses);
+    }
+
+    // ----- batches -----
+
+    @Test
+    void batchIsAnsweredInOneArrayWithoutNotifications() throws Exception {
+        JsonNode response = single(serve("""
+                [{"jsonrpc":"2.0","id":1,"method":"echo","params":[1]},
+                 {"jsonrpc":"2.0","method":"echo","params":[2]},
+                 {"foo":"boo"},
+                 {"jsonrpc":"2.0","id":"3","method":"nope"},
+                 {"jsonrpc":"2.0","id":4,"method":"fail"}]
+                """.replace("\n", " ") + "\n"));
+        assertTrue(response.isArray(), response.toString());
+        assertEquals(4, response.size(), response.toString());
+        Map<String, JsonNode> byId = byId(response);
+        assertEquals(json("[1]"), byId.get("1").get("result"));
+        assertError(byId.get("null"), "null", ErrorCodes.INVALID_REQUEST);
+        assertError(byId.get("\"3\""), "\"3\"", ErrorCodes.METHOD_NOT_FOUND);
+        assertError(byId.get("4"), "4", ErrorCodes.NO_SUCH_SANDBOX);
+    }
+
+    @Test
+    void emptyBatchIsOneInvalidRequest() throws Exception {
+        assertError(single(serve("[]\n")), "null", ErrorCodes.INVALID_REQUEST);
+    }
+
+    @Test
+    void batchOfNonObjectsIsAnArrayOfInvalidRequests() throws Exception {
+        JsonNode response = single(serve("[1,2,3]\n"));
+        assertEquals(3, response.size(), response.toString());
+        for (JsonNode r : response) assertError(r, "null", ErrorCodes.INVALID_REQUEST);
+    }
+
+    @Test
+    void batchOfNotificationsGetsNothing() throws Exception {
+        assertEquals(List.of(), serve("[{\"jsonrpc\":\"2.0\",\"method\":\"echo\"},{\"jsonrpc\":\"2.0\",\"method\":\"nope\"}]\n"));
+    }
+
+    // ----- framing -----
+
+    @Test
+    void lspInputIsAnsweredInLsp() throws Exception {
+        String body = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":[\"é\"]}";
+        int length = body.getBytes(StandardCharsets.UTF_8).length;
+        byte[] raw = serveRaw(("Content-Length: " + length + "\r\n\r\n" + body).getBytes(StandardCharsets.UTF_8));
+        String text = new String(raw, StandardCharsets.UTF_8);
+        assertTrue(text.startsWith("Content-Length: "), text);
+        int split = text.indexOf("\r\n\r\n");
+        String answer = text.substring(split + 4);
+        assertEquals(Integer.parseInt(text.substring(16, split)), answer.getBytes(StandardCharsets.UTF_8).length, text);
+        assertEquals(json("{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":[\"é\"]}"), json(answer));
+    }
+
+    @Test
+    void ndjsonAnswersAreOneLineEach() throws Exception {
+        byte[] raw = serveRaw("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":[\"a\\nb\"]}\n".getBytes(StandardCharsets.UTF_8));
+        String text = new String(raw, StandardCharsets.UTF_8);
+        assertTrue(text.endsWith("\n") && text.indexOf('\n') == text.length() - 1, text);
+    }
+
+    // ----- helpers -----
+
+    private List<JsonNode> serve(String input) throws Exception {
+        return serve(input.getBytes(StandardCharsets.UTF_8));
+    }
+
+    private List<JsonNode> serve(byte[] input) throws Exception {
+        return parseLines(serveRaw(input));
+    }
+
+    /** Serves the input to its end, waits for every answer, and returns what was written. */
+    private byte[] serveRaw(byte[] input) throws Exception {
+        return serveRaw(input, null);
+    }
+
+    private byte[] serveRaw(byte[] input, Framing forced) throws Exception {
+        MessageReader reader = new MessageReader(new ByteArrayInputStream(input), forced, LIMIT);
+        server = new Server(Main.jsonMapper(LIMIT), reader, new MessageWriter(out, reader::framing), LIMIT, methods);
+        server.serve();
+        server.awaitIdle();
+        return out.toByteArray();
+    }
+
+    private static List<JsonNode> parseLines(byte[] raw) throws IOException {
+        List<JsonNode> messages = new ArrayList<>();
+        for (String line : new String(raw, StandardCharsets.UTF_8).split("\n")) {
+            if (!line.isEmpty()) messages.add(EXACT.readTree(line));
+        }
+        return messages;
+    }
+
+    private static JsonNode single(List<JsonNode> responses) {
+        assertEquals(1, responses.size(), () -> "expected one response: " + responses);
+        return responses.getFirst();
+    }
+
+    private static Map<String, JsonNode> byId(Iterable<JsonNode> responses) {
+        Map<String, JsonNode> map = new HashMap<>();
+        for (JsonNode r : responses) map.put(r.get("id").toString(), r);
+        return map;
+    }
+
+    private static void assertError(JsonNode response, String id, int code) throws IOException {
+        assertTrue(response != null && response.has("error") && !response.has("result"), () -> "not an error: " + response);
+        assertEquals("2.0", response.get("jsonrpc").asText(), response.toString());
+        assertEquals(EXACT.readTree(id), response.get("id"), response.toString());
+        assertEquals(code, response.at("/error/code").intValue(), response.toString());
+        assertTrue(response.at("/error/message").isTextual(), response.toString());
+    }
+
+    private static JsonNode json(String text) throws IOException {
+        return EXACT.readTree(text);
+    }
+
+    /** A request whose whole document is nested {@code depth} levels deep. */
+    private static String nested(int id, int depth) {
+        return "{\"jsonrpc\":\"2.0\",\"id\":" + id + ",\"method\":\"echo\",\"params\":{\"deep\":"
+                + "[".repeat(depth - 2) + "]".repeat(depth - 2) + "}}";
+    }
+
+    /** A server on a pipe, for conversations where the next message depends on an answer. */
+    private final class Live implements AutoCloseable {
+        private final PipedOutputStream client = new PipedOutputStream();
+        private final BlockingQueue<byte[]> answers = new LinkedBlockingQueue<>();
+        private final Thread serving;
+
+        Live() throws IOException {
+            InputStream requests = new PipedInputStream(client, 1 << 16);
+            MessageReader reader = new MessageReader(requests, Framing.NDJSON, LIMIT);
+            // MessageWriter writes each NDJSON frame with a single write(): one frame per call.
+            OutputStream serverOut = new OutputStream() {
+                @Override
+                public void write(int b) {
+                    throw new UnsupportedOperationException();
+                }
+
+                @Override
+                public void write(byte[] b, int off, int len) {
+                    answers.add(Arrays.copyOfRange(b, off, off + len));
+                }
+            };
+            server = new Server(Main.jsonMapper(LIMIT), reader, new MessageWriter(serverOut, reader::framing), LIMIT, methods);
+            serving = Thread.ofPlatform().start(() -> {
+                try {
+                    server.serve();
+                    server.awaitIdle();
+                } catch (IOException | InterruptedException ignored) {
+                    // the test ended
+                }
+            });
+        }
+
+        void send(String message) throws IOException {
+            client.write((message + "\n").getBytes(StandardCharsets.UTF_8));
+            client.flush();
+        }
+
+        JsonNode next() throws IOException, InterruptedException {
+            byte[] frame = answers.poll(10, TimeUnit.SECONDS);
+            if (frame == null) throw new AssertionError("no answer within 10 s");
+            return EXACT.readTree(frame);
+        }
+
+        @Override
+        public void close() throws Exception {
+            client.close();
+            serving.join(10_000);
+        }
+    }
+}

@@ -72,6 +72,25 @@ public final class Sandbox {
         queued.clear();
     }
 
+    /**
+     * Waits until the init has forked the command, or has ended. bwrap reports the init as soon as
+     * it exists, before it sets the sandbox up (mounts, ids), and the init arms --die-with-parent
+     * only after that setup: sandbox/started waits for the command so that it means what the
+     * protocol says ("once the command runs"), and a client that kills the helper right after it
+     * does not catch the init still in its setup, where it would outlive the helper (a bwrap race).
+     */
+    synchronized void awaitCommand() {
+        long giveUp = System.nanoTime() + 60_000_000_000L; // only should the init hang in its setup
+        while (state != State.FINISHED && initPid != 0 && !commandForked() && initAlive() && System.nanoTime() < giveUp) {
+            try {
+                wait(1);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+    }
+
     synchronized void finished() {
         state = State.FINISHED;
         Libc.close(initPidfd);

@@ -24,6 +24,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
@@ -84,16 +85,19 @@ public final class SandboxRunner {
                 fds.handOver(status[0]); // readStatus closes it
             }
 
-            OutputReader stdout = reader(spec.stdout(), "stdout", fds.parentStdout, spec, sandbox, events);
-            OutputReader stderr = reader(spec.stderr(), "stderr", fds.parentStderr, spec, sandbox, events);
+            // Streamed output waits until sandbox/started has gone out: clients see started first.
+            CountDownLatch announced = new CountDownLatch(1);
+            OutputReader stdout = reader(spec.stdout(), "stdout", fds.parentStdout, spec, sandbox, events, announced);
+            OutputReader stderr = reader(spec.stderr(), "stderr", fds.parentStderr, spec, sandbox, events, announced);
             fds.handOver(fds.parentStdout); // the readers close them
             fds.handOver(fds.parentStderr);
             fds.startStdinWriter();
             ScheduledFuture<?> timeout = scheduleTimeout(spec, sandbox);
 
             // bwrap's status lines: child-pid once the sandbox exists, exit-code only if the command ran.
-            StatusFollower followed = new StatusFollower(sandbox, events);
+            StatusFollower followed = new StatusFollower(sandbox, events, announced);
             if (status != null) readStatus(status[0], followed);
+            announced.countDown(); // no sandbox/started is coming (bwrap failed before its init existed)
             Integer exitCode = followed.exitCode;
             int initPid = followed.initPid;
             CompletableFuture<ExitStatus> initExit = followed.initExit;
@@ -211,14 +215,31 @@ public final class SandboxRunner {
         }
     }
 
-    private OutputReader reader(RunSpec.Output output, String stream, int fd, RunSpec spec, Sandbox sandbox, Events events) {
+    private OutputReader reader(RunSpec.Output output, String stream, int fd, RunSpec spec, Sandbox sandbox, Events events,
+                                CountDownLatch announced) {
         if (fd < 0) return null;
         String name = "bwrapd-" + stream + " " + sandbox.id();
         return switch (output) {
             case RunSpec.Output.Capture c -> new OutputReader(name, fd, spec.captureLimitBytes(), null);
-            case RunSpec.Output.Stream s -> new OutputReader(name, fd, 0, (data, text) -> events.output(sandbox, stream, data, text));
+            case RunSpec.Output.Stream s -> new OutputReader(name, fd, 0, (data, text) -> {
+                awaitUninterruptibly(announced);
+                events.output(sandbox, stream, data, text);
+            });
             default -> new OutputReader(name, fd, 0, null); // drained only to catch bwrap's own message
         };
+    }
+
+    private static void awaitUninterruptibly(CountDownLatch latch) {
+        boolean interrupted = false;
+        while (true) {
+            try {
+                latch.await();
+                break;
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) Thread.currentThread().interrupt();
     }
 
     private ScheduledFuture<?> scheduleTimeout(RunSpec spec, Sandbox sandbox) {
@@ -251,13 +272,15 @@ public final class SandboxRunner {
     private static final class StatusFollower implements java.util.function.Consumer<JsonNode> {
         private final Sandbox sandbox;
         private final Events events;
+        private final CountDownLatch announced;
         Integer exitCode;
         int initPid;
         CompletableFuture<ExitStatus> initExit;
 
-        StatusFollower(Sandbox sandbox, Events events) {
+        StatusFollower(Sandbox sandbox, Events events, CountDownLatch announced) {
             this.sandbox = sandbox;
             this.events = events;
+            this.announced = announced;
         }
 
         @Override
@@ -266,7 +289,9 @@ public final class SandboxRunner {
                 initPid = line.get("child-pid").asInt();
                 initExit = Reaper.instance().watchDescendant(initPid);
                 sandbox.started(initPid);
+                sandbox.awaitCommand(); // sandbox/started means the command runs, not that bwrap began its setup
                 events.started(sandbox);
+                announced.countDown();
             }
             if (line.has("exit-code")) exitCode = line.get("exit-code").asInt();
         }
@@ -316,8 +341,12 @@ public final class SandboxRunner {
                     fds.parentStdin = pipe[1];
                 }
             }
-            fds.childStdout = outputFd(spec.stdout(), "stdout", fds, true);
-            if (spec.stdout() instanceof RunSpec.Output.Capture || spec.stdout() instanceof RunSpec.Output.Stream) {
+            // stdout "discard" goes to /dev/null, unless stderr is merged into it: then bwrap's own
+            // message would be lost there, so it goes through a pipe that is drained like stderr's.
+            boolean merged = spec.stderr() instanceof RunSpec.Output.IntoStdout;
+            fds.childStdout = outputFd(spec.stdout(), "stdout", fds, !merged);
+            if (spec.stdout() instanceof RunSpec.Output.Capture || spec.stdout() instanceof RunSpec.Output.Stream
+                    || (merged && spec.stdout() instanceof RunSpec.Output.Discard)) {
                 fds.parentStdout = fds.lastPipeReadEnd;
             }
             if (spec.stderr() instanceof RunSpec.Output.IntoStdout) {
@@ -332,11 +361,11 @@ public final class SandboxRunner {
     }
 
     /** The descriptor the command writes to. stderr "discard" still goes through a pipe: bwrap's own message may be on it. */
-    private static int outputFd(RunSpec.Output output, String field, Fds fds, boolean isStdout) throws RpcException, Libc.Error {
+    private static int outputFd(RunSpec.Output output, String field, Fds fds, boolean discardToDevNull) throws RpcException, Libc.Error {
         return switch (output) {
             case RunSpec.Output.File f -> fds.track(open(field + ".file", f.path(),
                     Libc.O_WRONLY | Libc.O_CREAT | (f.append() ? Libc.O_APPEND : Libc.O_TRUNC)));
-            case RunSpec.Output.Discard d when isStdout -> fds.track(Libc.open("/dev/null", Libc.O_WRONLY, 0));
+            case RunSpec.Output.Discard d when discardToDevNull -> fds.track(Libc.open("/dev/null", Libc.O_WRONLY, 0));
             default -> {
                 int[] pipe = fds.pipe();
                 fds.lastPipeReadEnd = pipe[0];

@@ -2,6 +2,7 @@ package dev.bwrapd.sandbox;
 
 import dev.bwrapd.process.Libc;
 import dev.bwrapd.process.Signals;
+import dev.bwrapd.process.Watchdog;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -55,6 +56,7 @@ public final class Sandbox {
 
     synchronized void spawned(int pid) {
         bwrapPid = pid;
+        Watchdog.instance().watch(bwrapPid); // bwrap's session: the init is in it until its setsid
         if (killWhenStarted) Libc.kill(-bwrapPid, Signals.SIGKILL);
     }
 
@@ -63,6 +65,7 @@ public final class Sandbox {
         if (state == State.FINISHED) return;
         initPid = pid;
         initPidfd = Libc.pidfdOpen(pid);
+        Watchdog.instance().watch(initPid); // the command's group, once the init has called setsid
         state = State.RUNNING;
         if (killWhenStarted) {
             killInit();
@@ -92,6 +95,10 @@ public final class Sandbox {
     }
 
     synchronized void finished() {
+        if (state != State.FINISHED) {
+            if (bwrapPid != 0) Watchdog.instance().forget(bwrapPid);
+            if (initPid != 0) Watchdog.instance().forget(initPid);
+        }
         state = State.FINISHED;
         Libc.close(initPidfd);
         initPidfd = -1;

@@ -74,8 +74,11 @@ class ProcessControlIT {
 
     @AfterEach
     void cleanUp() throws Exception {
-        awaitNoSurvivors(marker, Duration.ofSeconds(3), "the test");
-        TestRoot.deleteTree(out);
+        try {
+            awaitNoSurvivors(marker, Duration.ofSeconds(3), "the test");
+        } finally {
+            TestRoot.deleteTree(out);
+        }
     }
 
     private static String newId(String prefix) {

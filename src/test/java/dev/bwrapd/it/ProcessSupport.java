@@ -175,6 +175,11 @@ final class ProcessSupport {
     }
 
     /** Every process whose parent is {@code pid}, found by scanning each /proc/PID/stat (zombies included). */
+    /** The helper's watchdog: its one long-lived child, a shell named bwrapd-watchdog (see process.Watchdog). */
+    static boolean isWatchdog(long pid) {
+        return cmdline(pid).startsWith("bwrapd-watchdog ");
+    }
+
     static Map<Integer, String> processesWithParent(long pid) throws IOException {
         Map<Integer, String> found = new LinkedHashMap<>();
         for (int candidate : allPids()) {

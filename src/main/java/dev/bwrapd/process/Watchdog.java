@@ -1,0 +1,83 @@
+package dev.bwrapd.process;
+
+import org.jboss.logging.Logger;
+
+import java.lang.foreign.Arena;
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+
+/**
+ * Covers the one moment --die-with-parent does not: bwrap arms it in the sandbox's init only at
+ * the end of its setup, so a sandbox being set up when bwrapd is killed would run on (or hang in
+ * its setup forever). A small shell process, in a session of its own, keeps the process groups of
+ * the sandboxes still alive; bwrapd tells it of each group as it appears and goes. When its input
+ * ends — bwrapd exited or was killed, the kernel closes the pipe either way — it kills every group
+ * it still holds. A group id is never reused while the group has members, so it can only hit
+ * what it was told of.
+ */
+public final class Watchdog {
+    private static final Logger LOG = Logger.getLogger(Watchdog.class);
+
+    /** "+ID" adds process group ID, "-ID" drops it; at end of input every group left is killed. */
+    static final String SCRIPT = """
+            live=' '
+            while read -r line; do
+              id=${line#?}
+              case $line in
+                +*) live="$live$id " ;;
+                -*) case $live in *" $id "*) live="${live%%" $id "*} ${live#*" $id "}" ;; esac ;;
+              esac
+            done
+            for id in $live; do kill -9 "-$id" 2>/dev/null; done
+            """;
+
+    private static final Watchdog INSTANCE = start();
+
+    private final int pipe;
+
+    private Watchdog(int pipe) {
+        this.pipe = pipe;
+    }
+
+    public static Watchdog instance() {
+        return INSTANCE;
+    }
+
+    private static Watchdog start() {
+        try {
+            int[] input = Libc.pipe();
+            int devNull = Libc.open("/dev/null", Libc.O_RDWR, 0);
+            try {
+                Spawner.spawn(new Spawner.Spec("/bin/sh", List.of("bwrapd-watchdog", "-c", SCRIPT), List.of("PATH=/usr/bin:/bin"),
+                        new int[] {input[0], devNull, devNull}));
+            } finally {
+                Libc.close(input[0]);
+                Libc.close(devNull);
+            }
+            return new Watchdog(input[1]);
+        } catch (Libc.Error e) {
+            LOG.warnf("no watchdog (%s): a sandbox still being set up when bwrapd is killed may outlive it", e.getMessage());
+            return new Watchdog(-1);
+        }
+    }
+
+    /** From now on, kill process group {@code pgid} should bwrapd die. */
+    public void watch(int pgid) {
+        send("+" + pgid + "\n");
+    }
+
+    /** Group {@code pgid} is gone (or about to be): forget it. */
+    public void forget(int pgid) {
+        send("-" + pgid + "\n");
+    }
+
+    private synchronized void send(String line) {
+        if (pipe < 0) return;
+        try (Arena arena = Arena.ofConfined()) {
+            byte[] bytes = line.getBytes(StandardCharsets.US_ASCII);
+            Libc.writeFully(pipe, arena.allocateFrom(java.lang.foreign.ValueLayout.JAVA_BYTE, bytes));
+        } catch (Libc.Error e) {
+            LOG.debugf("watchdog gone: %s", e.getMessage());
+        }
+    }
+}

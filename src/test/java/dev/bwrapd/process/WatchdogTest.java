@@ -1,0 +1,61 @@
+package dev.bwrapd.process;
+
+import org.junit.jupiter.api.Test;
+
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The watchdog's script, run as bwrapd runs it: it kills the groups it holds when its input ends. */
+class WatchdogTest {
+
+    /** A process in a new session of its own (so its pid is its process-group id). */
+    private static Process sessionLeader() throws Exception {
+        Process p = new ProcessBuilder("setsid", "--wait", "sleep", "300").start();
+        // setsid --wait forks when it is a group leader already; the sleep's group is what matters
+        for (int i = 0; i < 100 && p.children().findAny().isEmpty() && !isLeader(p.pid()); i++) Thread.sleep(10);
+        return p;
+    }
+
+    private static boolean isLeader(long pid) throws Exception {
+        String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
+        String[] fields = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+        return Long.parseLong(fields[2]) == pid; // pgrp
+    }
+
+    private static long group(Process p) throws Exception {
+        long pid = p.children().findFirst().map(ProcessHandle::pid).orElse(p.pid());
+        String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
+        return Long.parseLong(stat.substring(stat.lastIndexOf(')') + 2).split(" ")[2]);
+    }
+
+    private static void runWatchdog(String input) throws Exception {
+        Process watchdog = new ProcessBuilder("/bin/sh", "-c", Watchdog.SCRIPT).start();
+        try (OutputStream in = watchdog.getOutputStream()) {
+            in.write(input.getBytes(StandardCharsets.US_ASCII));
+        }
+        assertTrue(watchdog.waitFor(10, TimeUnit.SECONDS), "the watchdog ends with its input");
+    }
+
+    @Test
+    void killsTheGroupsItHoldsWhenItsInputEnds() throws Exception {
+        Process held = sessionLeader();
+        Process forgotten = sessionLeader();
+        try {
+            long heldGroup = group(held), forgottenGroup = group(forgotten);
+            runWatchdog("+" + forgottenGroup + "\n+999999\n+" + heldGroup + "\n-" + forgottenGroup + "\n-999999\n");
+            assertTrue(held.waitFor(5, TimeUnit.SECONDS), "a held group is killed");
+            assertFalse(forgotten.waitFor(300, TimeUnit.MILLISECONDS), "a forgotten group is left alone");
+        } finally {
+            held.destroyForcibly();
+            forgotten.destroyForcibly();
+            forgotten.children().forEach(ProcessHandle::destroyForcibly);
+            held.children().forEach(ProcessHandle::destroyForcibly);
+        }
+    }
+}

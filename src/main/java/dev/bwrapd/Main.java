@@ -9,6 +9,8 @@ import dev.bwrapd.cleanup.RootLeases;
 import dev.bwrapd.jsonrpc.MessageReader;
 import dev.bwrapd.jsonrpc.MessageWriter;
 import dev.bwrapd.jsonrpc.Server;
+import dev.bwrapd.process.Libc;
+import dev.bwrapd.process.Reaper;
 import dev.bwrapd.protocol.BwrapdMethods;
 import dev.bwrapd.sandbox.HostCapabilities;
 import dev.bwrapd.sandbox.HostProbe;
@@ -65,8 +67,14 @@ public class Main implements QuarkusApplication {
         // Probing bwrap takes a few milliseconds of spawning: start it now, answer initialize when done.
         HostProbe.Lookup bwrap = HostProbe.findBwrap(options.bwrap());
         CompletableFuture<HostCapabilities> host = new CompletableFuture<>();
+        // Linking the libc downcalls is the slowest part of start-up: do it alongside the probe.
+        Thread.ofPlatform().daemon().name("bwrapd-link").start(Libc::link);
         Thread.ofPlatform().daemon().name("bwrapd-probe").start(() -> {
-            host.complete(HostProbe.probe(bwrap.found()));
+            HostCapabilities probed = HostProbe.probe(bwrap.found(), false);
+            // Only now may the reaper start: it would take the probes' children from the JDK.
+            boolean subreaper = Reaper.instance().isSubreaper();
+            host.complete(new HostCapabilities(probed.bwrapPath(), probed.bwrapVersion(), probed.userNamespaces(),
+                    probed.dieWithParent(), probed.jsonStatusFd(), subreaper, probed.linux32Path()));
             LOG.debugf("bwrap probed %d ms after the process started", sinceStart());
         });
         if (bwrap.found() == null) LOG.warnf("bwrap not found (tried %s); sandbox/run will fail", bwrap.tried());
@@ -104,8 +112,14 @@ public class Main implements QuarkusApplication {
         Runtime.getRuntime().halt(code);
     }
 
-    /** Milliseconds since this process started (for start-up measurements in debug logs). */
+    /**
+     * Milliseconds since this process started, for start-up measurements in debug logs. The
+     * kernel's start time is only as exact as the boot time (a second); a measuring script can
+     * pass the exact launch time in BWRAPD_LAUNCH_MS (epoch milliseconds) instead.
+     */
     static long sinceStart() {
+        String launched = System.getenv("BWRAPD_LAUNCH_MS");
+        if (launched != null && launched.matches("\\d+")) return System.currentTimeMillis() - Long.parseLong(launched);
         return ProcessHandle.current().info().startInstant()
                 .map(start -> java.time.Duration.between(start, java.time.Instant.now()).toMillis()).orElse(-1L);
     }

@@ -88,7 +88,6 @@ public final class Libc {
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
     private static final MethodHandle WAIT4 = downcall("wait4", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS));
     private static final MethodHandle WAITID = downcall("waitid", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
-    private static final MethodHandle PRCTL = downcall("prctl", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG), 1);
     private static final MethodHandle STRERROR = downcall("strerror", FunctionDescriptor.of(ADDRESS, JAVA_INT));
 
     private static MethodHandle downcall(String name, FunctionDescriptor shape, Linker.Option... extra) {
@@ -110,6 +109,11 @@ public final class Libc {
 
     private static boolean isAarch64() {
         return "aarch64".equals(System.getProperty("os.arch"));
+    }
+
+    /** Links every downcall now (class initialization does it), so that the first real call is quick. */
+    public static void link() {
+        errno();
     }
 
     /** errno of the last failed call on this thread. */
@@ -264,10 +268,6 @@ public final class Libc {
 
     static int waitid(int idType, int id, MemorySegment siginfo, int options) {
         try { return (int) WAITID.invokeExact(STATE.get(), idType, id, siginfo, options); } catch (Throwable t) { throw unexpected(t); }
-    }
-
-    static int prctl(int option, long argument) {
-        try { return (int) PRCTL.invokeExact(STATE.get(), option, argument); } catch (Throwable t) { throw unexpected(t); }
     }
 
     static final ValueLayout.OfInt INT = JAVA_INT;

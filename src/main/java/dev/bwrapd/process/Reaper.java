@@ -30,7 +30,7 @@ public final class Reaper {
     private final boolean subreaper;
 
     private Reaper() {
-        subreaper = Libc.prctl(Libc.PR_SET_CHILD_SUBREAPER, 1) == 0;
+        subreaper = Subreaper.become();
         Thread thread = Thread.ofPlatform().daemon().name("bwrapd-reaper").unstarted(this::loop);
         thread.start();
     }

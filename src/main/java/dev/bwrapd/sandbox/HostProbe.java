@@ -1,13 +1,6 @@
 package dev.bwrapd.sandbox;
 
-import dev.bwrapd.process.ExitStatus;
-import dev.bwrapd.process.Libc;
-import dev.bwrapd.process.Reaper;
-import dev.bwrapd.process.Spawner;
 
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -46,27 +39,31 @@ public final class HostProbe {
         return null;
     }
 
-    public static HostCapabilities probe(String bwrap) {
+    /**
+     * Probes with the JDK's ProcessBuilder, not the libc layer: linking the Foreign Function
+     * downcalls costs about 200 ms, which would delay the answer to initialize; it happens
+     * meanwhile on another thread. The probes must be over before the reaper starts (it reaps every
+     * child), so the caller asks {@code Reaper} for the subreaper flag only afterwards.
+     */
+    public static HostCapabilities probe(String bwrap, boolean subreaper) {
         String linux32 = findOnPath("linux32", null);
-        if (bwrap == null) return new HostCapabilities(null, null, false, false, false, Reaper.instance().isSubreaper(), linux32);
+        if (bwrap == null) return new HostCapabilities(null, null, false, false, false, subreaper, linux32);
         String probeCommand = findOnPath("true", null);
         if (probeCommand == null) probeCommand = "/bin/true";
         List<String> base = List.of(bwrap, "--ro-bind", "/", "/");
         CompletableFuture<String> version = CompletableFuture.supplyAsync(() -> version(bwrap), HostProbe::onNewThread);
         List<String> userNs = List.of("--unshare-user", "--uid", "0", "--gid", "0");
         List<String> dieWithParent = List.of("--die-with-parent");
-        List<String> jsonStatus = List.of("--json-status-fd", "3");
+        List<String> jsonStatus = List.of("--json-status-fd", "1"); // stdout here; runs use descriptor 3
         // Usually everything works: one run that uses all three options settles it. Only if that
         // fails is each option tried alone, to learn which one this host lacks.
         boolean all = succeeds(base, List.of(userNs, dieWithParent, jsonStatus), probeCommand).join();
-        if (all) {
-            return new HostCapabilities(bwrap, version.join(), true, true, true, Reaper.instance().isSubreaper(), linux32);
-        }
+        if (all) return new HostCapabilities(bwrap, version.join(), true, true, true, subreaper, linux32);
         CompletableFuture<Boolean> hasUserNs = succeeds(base, List.of(userNs), probeCommand);
         CompletableFuture<Boolean> hasDieWithParent = succeeds(base, List.of(dieWithParent), probeCommand);
         CompletableFuture<Boolean> hasJsonStatus = succeeds(base, List.of(jsonStatus), probeCommand);
         return new HostCapabilities(bwrap, version.join(), hasUserNs.join(), hasDieWithParent.join(), hasJsonStatus.join(),
-                Reaper.instance().isSubreaper(), linux32);
+                subreaper, linux32);
     }
 
     private static void onNewThread(Runnable task) {
@@ -88,42 +85,22 @@ public final class HostProbe {
         return text.startsWith("bubblewrap ") ? text.substring("bubblewrap ".length()) : text;
     }
 
-    /** Runs a probe with nothing attached but /dev/null (and stdout into {@code out} if given); its exit code or -1. */
+    /** Runs a probe with an empty environment and no input; its exit code, or -1 if it could not run. */
     private static int run(List<String> argv, StringBuilder out) {
-        int devNull = -1;
-        int[] pipe = null;
         try {
-            devNull = Libc.open("/dev/null", Libc.O_RDWR, 0);
-            if (out != null) pipe = Libc.pipe();
-            int stdout = pipe == null ? devNull : pipe[1];
-            Reaper.Child child = Spawner.spawn(new Spawner.Spec(argv.get(0), argv, List.of(), new int[] {devNull, stdout, devNull, devNull}));
-            if (pipe != null) {
-                Libc.close(pipe[1]);
-                pipe[1] = -1;
-                out.append(readAll(pipe[0]));
-            }
-            ExitStatus exit = child.exit().join();
-            return exit.exited() ? exit.exitCode() : -1;
-        } catch (Libc.Error e) {
+            ProcessBuilder builder = new ProcessBuilder(argv)
+                    .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
+                    .redirectError(ProcessBuilder.Redirect.DISCARD);
+            builder.environment().clear();
+            if (out == null) builder.redirectOutput(ProcessBuilder.Redirect.DISCARD);
+            Process process = builder.start();
+            if (out != null) out.append(new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8));
+            return process.waitFor();
+        } catch (java.io.IOException e) {
             return -1;
-        } finally {
-            Libc.close(devNull);
-            if (pipe != null) {
-                Libc.close(pipe[0]);
-                Libc.close(pipe[1]);
-            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return -1;
         }
-    }
-
-    static String readAll(int fd) throws Libc.Error {
-        StringBuilder text = new StringBuilder();
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment buffer = arena.allocate(4096);
-            int n;
-            while ((n = Libc.read(fd, buffer)) > 0) {
-                text.append(new String(buffer.asSlice(0, n).toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8));
-            }
-        }
-        return text.toString();
     }
 }

@@ -32,7 +32,8 @@ class NativeConfigTest {
         for (JsonNode call : metadata.path("foreign").path("downcalls")) registered.add(call.toString());
         Set<String> needed = new HashSet<>();
         Libc.errno(); // links every downcall
-        for (Libc.Shape shape : Libc.SHAPES) needed.add(entry(shape));
+        for (Libc.Shape shape : Libc.SHAPES) needed.add(entry(shape, true));
+        needed.add(entry(Subreaper.SHAPE, false)); // linked apart, without errno capture
         List<String> missing = new ArrayList<>(needed);
         missing.removeAll(registered);
         assertTrue(missing.isEmpty(), "add to " + METADATA + " foreign.downcalls: " + missing);
@@ -56,12 +57,13 @@ class NativeConfigTest {
     }
 
     /** One downcall as reachability-metadata.json spells it. */
-    private static String entry(Libc.Shape shape) {
+    private static String entry(Libc.Shape shape, boolean capturesErrno) {
         var node = new ObjectMapper().createObjectNode();
         node.put("returnType", shape.descriptor().returnLayout().map(NativeConfigTest::type).orElse("void"));
         var parameters = node.putArray("parameterTypes");
         for (MemoryLayout layout : shape.descriptor().argumentLayouts()) parameters.add(type(layout));
-        var options = node.putObject("options").put("captureCallState", true);
+        var options = node.putObject("options");
+        if (capturesErrno) options.put("captureCallState", true);
         if (shape.firstVariadicArg() >= 0) options.put("firstVariadicArg", shape.firstVariadicArg());
         return node.toString();
     }

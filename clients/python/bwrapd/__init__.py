@@ -11,27 +11,8 @@ bubblewrap sandboxes.
 from ._protocol import PROTOCOL_VERSION, RUN_OPTION_NAMES, __version__, default_helper_path
 from .aio import AsyncHelper, AsyncSandbox
 from .client import Helper, Sandbox
-from .errors import (
-    BwrapdError,
-    BwrapUnavailable,
-    CommandNotFound,
-    Error,
-    HelperDied,
-    InternalError,
-    InvalidParams,
-    InvalidRequest,
-    MethodNotFound,
-    NoSuchSandbox,
-    ParseError,
-    PathNotAllowed,
-    RequestCancelled,
-    RpcError,
-    SandboxFailed,
-    SandboxIdInUse,
-    ShuttingDown,
-    WaitTimeout,
-    error_from_response,
-)
+from . import errors
+from .errors import *  # noqa: F401,F403 - exactly the names in errors.__all__
 from .types import (
     Cleanup,
     CleanupFailure,
@@ -62,23 +43,5 @@ __all__ = [
     "CleanupFailure",
     "ServerInfo",
     "SandboxInfo",
-    "Error",
-    "RpcError",
-    "BwrapdError",
-    "ParseError",
-    "InvalidRequest",
-    "MethodNotFound",
-    "InvalidParams",
-    "InternalError",
-    "RequestCancelled",
-    "NoSuchSandbox",
-    "SandboxIdInUse",
-    "CommandNotFound",
-    "BwrapUnavailable",
-    "PathNotAllowed",
-    "ShuttingDown",
-    "HelperDied",
-    "SandboxFailed",
-    "WaitTimeout",
-    "error_from_response",
 ]
+__all__ += errors.__all__

@@ -1,12 +1,14 @@
 """Wire-level pieces shared by the sync and asyncio clients: the mapping of
 pythonic keyword arguments to ``sandbox/run`` params, signal names, framing,
-and how the helper executable is found."""
+the messages sent and how answers are decoded, and how the helper executable
+is found. None of it touches the pipes."""
 
 from __future__ import annotations
 
 import base64
 import itertools
 import json
+import logging
 import os
 import shutil
 import signal as _signal
@@ -16,13 +18,16 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .types import Mount, OutputFile, StdinFile
+from .errors import BwrapdError, HelperDied, SandboxIdInUse, error_from_response
+from .types import Mount, OutputFile, RunResult, SandboxInfo, StdinFile
 
 __version__ = "0.1.0"
 
 PROTOCOL_VERSION = 1
 CLIENT_NAME = "bwrapd-python"
 STDERR_TAIL_LINES = 50
+
+log = logging.getLogger("bwrapd")
 
 OutputCallback = Callable[[str, bytes], Any]
 SignalLike = Union[str, int, _signal.Signals]
@@ -305,3 +310,211 @@ def build_run_params(
             raise TypeError("extra_params must be a mapping")
         params.update(extra)
     return argv, params
+
+
+def prepare_run(
+    command: Any,
+    root: Any,
+    sandbox_id: Optional[str],
+    timeout: Optional[float],
+    options: Dict[str, Any],
+    func: str,
+) -> Tuple[str, List[str], Dict[str, Any]]:
+    """``run``/``start`` arguments -> (sandbox id, argv, wire params): a
+    fresh sandbox id unless one is given, ``root`` folded into the options."""
+    if root is not None:
+        options["root"] = root
+    sandbox_id = sandbox_id if sandbox_id is not None else new_sandbox_id()
+    argv, params = build_run_params(command, sandbox_id, timeout, options, func=func)
+    return sandbox_id, argv, params
+
+
+# ---------------------------------------------------------------- messages
+
+
+def request_message(request_id: int, method: str, params: Any) -> Dict[str, Any]:
+    message: Dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+def notification_message(method: str, params: Any) -> Dict[str, Any]:
+    message: Dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+def method_not_found(request_id: Any, method: str) -> Dict[str, Any]:
+    """The answer to a request from the server (the client serves none)."""
+    return {"jsonrpc": "2.0", "id": request_id,
+            "error": {"code": -32601, "message": "method not found: " + method}}
+
+
+def initialize_params(client_name: str) -> Dict[str, Any]:
+    return {"clientName": client_name, "clientVersion": __version__, "protocolVersion": PROTOCOL_VERSION}
+
+
+def signal_params(sandbox_id: str, sig: SignalLike) -> Dict[str, Any]:
+    return {"sandboxId": sandbox_id, "signal": signal_name(sig)}
+
+
+def terminate_params(sandbox_id: str, grace_ms: Optional[int]) -> Dict[str, Any]:
+    params: Dict[str, Any] = {"sandboxId": sandbox_id}
+    if grace_ms is not None:
+        params["graceMs"] = _int("grace_ms", grace_ms)
+    return params
+
+
+def terminated_count(result: Any) -> int:
+    """The ``shutdown`` result: how many sandboxes it terminated."""
+    return result.get("terminated", 0) if isinstance(result, dict) else 0
+
+
+def delivered(result: Any) -> bool:
+    """The ``sandbox/signal`` result."""
+    return bool(result.get("delivered")) if isinstance(result, dict) else bool(result)
+
+
+def sandbox_infos(result: Any) -> List[SandboxInfo]:
+    """The ``sandbox/list`` result (``{"sandboxes": [...]}`` tolerated too)."""
+    if isinstance(result, dict):
+        result = result.get("sandboxes", [])
+    return [SandboxInfo.from_wire(item) for item in result or []]
+
+
+def sandbox_id_in_use(sandbox_id: str) -> SandboxIdInUse:
+    return SandboxIdInUse(
+        "sandboxId %r is already used by a running sandbox of this client" % sandbox_id,
+        SandboxIdInUse.code)
+
+
+def decode_line(line: bytes) -> List[Any]:
+    """The messages of one line of the helper's stdout: none for a blank or
+    non-JSON line (logged), the items of a batch, else the one message."""
+    line = line.strip()
+    if not line:
+        return []
+    try:
+        message = json.loads(line)
+    except ValueError:
+        log.warning("bwrapd helper wrote a line that is not JSON: %r", line[:200])
+        return []
+    return message if isinstance(message, list) else [message]
+
+
+def run_outcome(args: List[str], message: Mapping[str, Any]) -> Tuple[Optional[RunResult], Optional[BaseException]]:
+    """The response to a ``sandbox/run``: (result, None) or (None, error)."""
+    if "error" in message:
+        return None, error_from_response(message["error"])
+    result = message.get("result")
+    if not isinstance(result, dict):
+        return None, BwrapdError("malformed sandbox/run result: %r" % (result,))
+    return RunResult.from_wire(args, result), None
+
+
+# ---------------------------------------------------------------- death
+
+WRITE_FAILED = "cannot write to the bwrapd helper (pipe closed)"
+
+Death = Tuple[str, Optional[int], List[str]]
+
+
+def death(reason: str, closing: bool, returncode: Optional[int], stderr_tail: List[str]) -> Death:
+    """What to report once the helper is gone: (reason, exit status, its
+    last stderr lines); ``reason`` is reworded after a close or a signal."""
+    if closing and reason != WRITE_FAILED:
+        reason = "the bwrapd helper was closed"
+    elif returncode is not None and returncode < 0:
+        reason = "the bwrapd helper died"
+    return (reason, returncode, stderr_tail)
+
+
+def helper_died(dead: Death) -> HelperDied:
+    message, returncode, tail = dead
+    return HelperDied(message, returncode, tail)
+
+
+# ---------------------------------------------------------------- sandboxes
+
+END = object()  # the end of a sandbox's output queue
+
+
+def settle(future: Any, result: Any = None, exc: Optional[BaseException] = None) -> None:
+    """Complete a future (concurrent or asyncio) unless it is already done
+    (races are expected)."""
+    try:
+        if future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+    except Exception:  # InvalidStateError: lost a race, the other side won
+        pass
+
+
+class SandboxBase:
+    """What :class:`bwrapd.Sandbox` and :class:`bwrapd.AsyncSandbox` share.
+    Subclasses set ``_future``, ``_started`` (an Event) and ``_queue`` (None
+    with ``on_output``, else a queue with ``put_nowait``)."""
+
+    _kind = "Sandbox"
+    _future: Any
+    _started: Any
+    _queue: Any
+
+    def __init__(self, sandbox_id: str, args: List[str], check: bool, on_output: Optional[OutputCallback]) -> None:
+        self.sandbox_id = sandbox_id
+        self.args = args
+        self.request_id: Optional[int] = None
+        self.pid: Optional[int] = None
+        self._check = check
+        self._on_output = on_output
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else ("running" if self._started.is_set() else "starting")
+        return "<%s %s %s pid=%s %r>" % (self._kind, self.sandbox_id, state, self.pid, self.args)
+
+    # -- events from the helper
+
+    def _mark_started(self, pid: Any) -> None:
+        if isinstance(pid, int):
+            self.pid = pid
+        self._started.set()
+
+    def _deliver(self, stream: str, data: bytes) -> None:
+        if self._on_output is not None:
+            try:
+                self._on_output(stream, data)
+            except Exception:
+                log.exception("on_output callback of sandbox %s raised", self.sandbox_id)
+        elif self._queue is not None:
+            self._queue.put_nowait((stream, data))
+
+    def _finish(self, result: Optional[RunResult] = None, exc: Optional[BaseException] = None) -> None:
+        settle(self._future, result, exc)
+        self._started.set()
+        if self._queue is not None:
+            self._queue.put_nowait(END)
+
+    # -- state
+
+    def done(self) -> bool:
+        """True once the run has ended (or failed)."""
+        return bool(self._future.done())
+
+    def _started_pid(self) -> Optional[int]:
+        """After ``sandbox/started`` (or the end): the pid, None if the run
+        ended without starting, or the run's error if it was refused."""
+        if self.pid is None and self._future.done():
+            exc = self._future.exception()
+            if exc is not None:
+                raise exc
+        return self.pid
+
+    def _check_result(self, result: RunResult, check: Optional[bool]) -> RunResult:
+        if self._check if check is None else check:
+            result.check_returncode()
+        return result

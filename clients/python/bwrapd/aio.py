@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import os
 import signal as _signal
@@ -18,11 +17,9 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, 
 
 from . import _protocol as P
 from .errors import (
-    BwrapdError,
     Error,
     HelperDied,
     NoSuchSandbox,
-    SandboxIdInUse,
     WaitTimeout,
     error_from_response,
 )
@@ -32,18 +29,8 @@ __all__ = ["AsyncHelper", "AsyncSandbox"]
 
 log = logging.getLogger("bwrapd")
 
-_END = object()
 #: asyncio's line buffer limit; messages may be up to 16 MiB by default.
 STREAM_LIMIT = 64 * 1024 * 1024
-
-
-def _settle(future: "asyncio.Future[Any]", result: Any = None, exc: Optional[BaseException] = None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
 
 
 def _retrieve(future: "asyncio.Future[Any]") -> None:
@@ -53,8 +40,10 @@ def _retrieve(future: "asyncio.Future[Any]") -> None:
         future.exception()
 
 
-class AsyncSandbox:
+class AsyncSandbox(P.SandboxBase):
     """A ``sandbox/run`` in flight, returned by :meth:`AsyncHelper.start`."""
+
+    _kind = "AsyncSandbox"
 
     def __init__(
         self,
@@ -64,45 +53,13 @@ class AsyncSandbox:
         check: bool,
         on_output: Optional[P.OutputCallback],
     ) -> None:
+        super().__init__(sandbox_id, args, check, on_output)
         self._helper = helper
-        self.sandbox_id = sandbox_id
-        self.args = args
-        self.request_id: Optional[int] = None
-        self.pid: Optional[int] = None
-        self._check = check
-        self._on_output = on_output
         self._future: "asyncio.Future[RunResult]" = asyncio.get_running_loop().create_future()
         # A failure nobody waited for is not worth a "never retrieved" warning.
         self._future.add_done_callback(_retrieve)
         self._started = asyncio.Event()
         self._queue: "Optional[asyncio.Queue[Any]]" = None if on_output else asyncio.Queue()
-
-    def __repr__(self) -> str:
-        state = "done" if self.done() else ("running" if self._started.is_set() else "starting")
-        return "<AsyncSandbox %s %s pid=%s %r>" % (self.sandbox_id, state, self.pid, self.args)
-
-    def _mark_started(self, pid: Any) -> None:
-        if isinstance(pid, int):
-            self.pid = pid
-        self._started.set()
-
-    def _deliver(self, stream: str, data: bytes) -> None:
-        if self._on_output is not None:
-            try:
-                self._on_output(stream, data)
-            except Exception:
-                log.exception("on_output callback of sandbox %s raised", self.sandbox_id)
-        elif self._queue is not None:
-            self._queue.put_nowait((stream, data))
-
-    def _finish(self, result: Optional[RunResult] = None, exc: Optional[BaseException] = None) -> None:
-        _settle(self._future, result, exc)
-        self._started.set()
-        if self._queue is not None:
-            self._queue.put_nowait(_END)
-
-    def done(self) -> bool:
-        return self._future.done()
 
     async def wait(self, timeout: Optional[float] = None, check: Optional[bool] = None) -> RunResult:
         """Wait for the result; see :meth:`bwrapd.Sandbox.wait`."""
@@ -110,9 +67,7 @@ class AsyncSandbox:
             result = await asyncio.wait_for(asyncio.shield(self._future), timeout)
         except asyncio.TimeoutError:
             raise WaitTimeout("sandbox %s still running after %s s" % (self.sandbox_id, timeout)) from None
-        if self._check if check is None else check:
-            result.check_returncode()
-        return result
+        return self._check_result(result, check)
 
     async def wait_started(self, timeout: Optional[float] = None) -> Optional[int]:
         """Wait for ``sandbox/started``; the pid, or None if it never started."""
@@ -120,11 +75,7 @@ class AsyncSandbox:
             await asyncio.wait_for(self._started.wait(), timeout)
         except asyncio.TimeoutError:
             raise WaitTimeout("sandbox %s not started after %s s" % (self.sandbox_id, timeout)) from None
-        if self.pid is None and self._future.done():
-            exc = self._future.exception()
-            if exc is not None:
-                raise exc
-        return self.pid
+        return self._started_pid()
 
     async def output(self, timeout: Optional[float] = None) -> AsyncIterator[Tuple[str, bytes]]:
         """``async for stream, chunk in sandbox.output():`` until the run ends."""
@@ -136,8 +87,8 @@ class AsyncSandbox:
                 item = await asyncio.wait_for(q.get(), timeout)
             except asyncio.TimeoutError:
                 raise WaitTimeout("no output from sandbox %s within %s s" % (self.sandbox_id, timeout)) from None
-            if item is _END:
-                q.put_nowait(_END)
+            if item is P.END:
+                q.put_nowait(P.END)
                 return
             yield item
 
@@ -279,7 +230,7 @@ class AsyncHelper:
     async def initialize(self, client_name: str = P.CLIENT_NAME, timeout: Optional[float] = None) -> ServerInfo:
         result = await self.call(
             "initialize",
-            {"clientName": client_name, "clientVersion": P.__version__, "protocolVersion": P.PROTOCOL_VERSION},
+            P.initialize_params(client_name),
             timeout=timeout,
         )
         self.server_info = ServerInfo.from_wire(result)
@@ -287,7 +238,7 @@ class AsyncHelper:
 
     async def shutdown(self, timeout: Optional[float] = None) -> int:
         result = await self.call("shutdown", None, timeout=timeout)
-        return result.get("terminated", 0) if isinstance(result, dict) else 0
+        return P.terminated_count(result)
 
     async def close(self, timeout: float = 10.0) -> Optional[int]:
         """``shutdown``, ``exit``, close stdin, wait (kill after ``timeout``)."""
@@ -353,8 +304,7 @@ class AsyncHelper:
 
     def _dead_error(self) -> HelperDied:
         assert self._dead is not None
-        message, returncode, tail = self._dead
-        return HelperDied(message, returncode, tail)
+        return P.helper_died(self._dead)
 
     async def _write(self, message: Mapping[str, Any]) -> None:
         data = P.encode_message(message)
@@ -375,7 +325,7 @@ class AsyncHelper:
         except asyncio.TimeoutError:
             pass
         if self._dead is None:
-            self._fail_all("cannot write to the bwrapd helper (pipe closed)")
+            self._fail_all(P.WRITE_FAILED)
         raise self._dead_error()
 
     async def _submit(self, method: str, params: Any, sandbox: Optional[AsyncSandbox] = None) -> Tuple[int, "asyncio.Future[Any]"]:
@@ -391,15 +341,11 @@ class AsyncHelper:
         request_id = next(self._ids)
         if sandbox is not None:
             if sandbox.sandbox_id in self._sandboxes:
-                raise SandboxIdInUse(
-                    "sandboxId %r is already used by a running sandbox of this client" % sandbox.sandbox_id,
-                    SandboxIdInUse.code)
+                raise P.sandbox_id_in_use(sandbox.sandbox_id)
             sandbox.request_id = request_id
             self._sandboxes[sandbox.sandbox_id] = sandbox
         self._pending[request_id] = (future, sandbox)
-        message: Dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        if params is not None:
-            message["params"] = params
+        message = P.request_message(request_id, method, params)
         try:
             await self._write(message)
         except BaseException:
@@ -421,10 +367,7 @@ class AsyncHelper:
             raise
 
     async def notify(self, method: str, params: Any = None) -> None:
-        message: Dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            message["params"] = params
-        await self._write(message)
+        await self._write(P.notification_message(method, params))
 
     # ------------------------------------------------------------ sandboxes
 
@@ -441,10 +384,7 @@ class AsyncHelper:
     ) -> AsyncSandbox:
         """Send ``sandbox/run`` and return an :class:`AsyncSandbox` at once
         (options as for :meth:`bwrapd.Helper.start`)."""
-        if root is not None:
-            options["root"] = root
-        sandbox_id = sandbox_id if sandbox_id is not None else P.new_sandbox_id()
-        argv, params = P.build_run_params(command, sandbox_id, timeout, options, func="start")
+        sandbox_id, argv, params = P.prepare_run(command, root, sandbox_id, timeout, options, "start")
         sandbox = AsyncSandbox(self, sandbox_id, argv, check, on_output)
         await self._submit("sandbox/run", params, sandbox)
         return sandbox
@@ -474,8 +414,8 @@ class AsyncHelper:
             raise
 
     async def signal(self, sandbox_id: str, sig: P.SignalLike) -> bool:
-        result = await self.call("sandbox/signal", {"sandboxId": sandbox_id, "signal": P.signal_name(sig)})
-        return bool(result.get("delivered")) if isinstance(result, dict) else bool(result)
+        result = await self.call("sandbox/signal", P.signal_params(sandbox_id, sig))
+        return P.delivered(result)
 
     async def suspend(self, sandbox_id: str) -> Any:
         return await self.call("sandbox/suspend", {"sandboxId": sandbox_id})
@@ -484,16 +424,10 @@ class AsyncHelper:
         return await self.call("sandbox/resume", {"sandboxId": sandbox_id})
 
     async def terminate(self, sandbox_id: str, grace_ms: Optional[int] = None) -> Any:
-        params: Dict[str, Any] = {"sandboxId": sandbox_id}
-        if grace_ms is not None:
-            params["graceMs"] = P._int("grace_ms", grace_ms)
-        return await self.call("sandbox/terminate", params)
+        return await self.call("sandbox/terminate", P.terminate_params(sandbox_id, grace_ms))
 
     async def list(self) -> List[SandboxInfo]:
-        result = await self.call("sandbox/list")
-        if isinstance(result, dict):
-            result = result.get("sandboxes", [])
-        return [SandboxInfo.from_wire(item) for item in result or []]
+        return P.sandbox_infos(await self.call("sandbox/list"))
 
     async def discover(self) -> Dict[str, Any]:
         result: Dict[str, Any] = await self.call("rpc.discover")
@@ -513,15 +447,7 @@ class AsyncHelper:
                     continue
                 if not line:
                     break
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    log.warning("bwrapd helper wrote a line that is not JSON: %r", line[:200])
-                    continue
-                for item in message if isinstance(message, list) else [message]:
+                for item in P.decode_line(line):
                     try:
                         await self._handle(item)
                     except Exception:
@@ -571,11 +497,7 @@ class AsyncHelper:
         if self._dead is not None:
             return
         returncode = self._proc.returncode if self._proc is not None else None
-        if self._closing and not reason.startswith("cannot write"):
-            reason = "the bwrapd helper was closed"
-        elif returncode is not None and returncode < 0:
-            reason = "the bwrapd helper died"
-        self._dead = (reason, returncode, self._stderr.lines())
+        self._dead = P.death(reason, self._closing, returncode, self._stderr.lines())
         pending = list(self._pending.values())
         self._pending.clear()
         self._sandboxes.clear()
@@ -584,7 +506,7 @@ class AsyncHelper:
             if sandbox is not None:
                 sandbox._finish(exc=exc)
             else:
-                _settle(future, exc=exc)
+                P.settle(future, exc=exc)
 
     async def _handle(self, message: Any) -> None:
         if not isinstance(message, dict):
@@ -609,22 +531,17 @@ class AsyncHelper:
         if sandbox is not None:
             if self._sandboxes.get(sandbox.sandbox_id) is sandbox:
                 del self._sandboxes[sandbox.sandbox_id]
-            if "error" in message:
-                sandbox._finish(exc=error_from_response(message["error"]))
-            elif isinstance(message.get("result"), dict):
-                sandbox._finish(RunResult.from_wire(sandbox.args, message["result"]))
-            else:
-                sandbox._finish(exc=BwrapdError("malformed sandbox/run result: %r" % (message.get("result"),)))
+            result, exc = P.run_outcome(sandbox.args, message)
+            sandbox._finish(result, exc)
         elif "error" in message:
-            _settle(future, exc=error_from_response(message["error"]))
+            P.settle(future, exc=error_from_response(message["error"]))
         else:
-            _settle(future, message.get("result"))
+            P.settle(future, message.get("result"))
 
     async def _handle_notification(self, method: str, params: Any, message: Dict[str, Any]) -> None:
         if "id" in message:  # a request from the server: we serve none
             try:
-                await self._write({"jsonrpc": "2.0", "id": message["id"],
-                                   "error": {"code": -32601, "message": "method not found: " + method}})
+                await self._write(P.method_not_found(message["id"], method))
             except Error:
                 pass
             return

@@ -10,7 +10,6 @@ even if some descendant still holds its stdout open.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import queue
@@ -23,11 +22,9 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 from . import _protocol as P
 from .errors import (
-    BwrapdError,
     Error,
     HelperDied,
     NoSuchSandbox,
-    SandboxIdInUse,
     WaitTimeout,
     error_from_response,
 )
@@ -36,21 +33,6 @@ from .types import RunResult, SandboxInfo, ServerInfo, StrPath
 __all__ = ["Helper", "Sandbox"]
 
 log = logging.getLogger("bwrapd")
-
-_END = object()
-
-
-def _settle(future: "Future[Any]", result: Any = None, exc: Optional[BaseException] = None) -> None:
-    """Complete a future unless it is already done (races are expected)."""
-    try:
-        if future.done():
-            return
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-    except Exception:  # InvalidStateError: lost a race, the other side won
-        pass
 
 
 class _Pending:
@@ -62,7 +44,7 @@ class _Pending:
         self.sandbox = sandbox
 
 
-class Sandbox:
+class Sandbox(P.SandboxBase):
     """A ``sandbox/run`` in flight, returned by :meth:`Helper.start`.
 
     Use it to signal, suspend, resume or terminate the run, to read its
@@ -77,48 +59,13 @@ class Sandbox:
         check: bool,
         on_output: Optional[P.OutputCallback],
     ) -> None:
+        super().__init__(sandbox_id, args, check, on_output)
         self._helper = helper
-        self.sandbox_id = sandbox_id
-        self.args = args
-        self.request_id: Optional[int] = None
-        self.pid: Optional[int] = None
-        self._check = check
-        self._on_output = on_output
         self._future: "Future[RunResult]" = Future()
         self._started = threading.Event()
         self._queue: "Optional[queue.SimpleQueue[Any]]" = None if on_output else queue.SimpleQueue()
 
-    def __repr__(self) -> str:
-        state = "done" if self.done() else ("running" if self._started.is_set() else "starting")
-        return "<Sandbox %s %s pid=%s %r>" % (self.sandbox_id, state, self.pid, self.args)
-
-    # -- events from the helper's threads
-
-    def _mark_started(self, pid: Any) -> None:
-        if isinstance(pid, int):
-            self.pid = pid
-        self._started.set()
-
-    def _deliver(self, stream: str, data: bytes) -> None:
-        if self._on_output is not None:
-            try:
-                self._on_output(stream, data)
-            except Exception:
-                log.exception("on_output callback of sandbox %s raised", self.sandbox_id)
-        elif self._queue is not None:
-            self._queue.put((stream, data))
-
-    def _finish(self, result: Optional[RunResult] = None, exc: Optional[BaseException] = None) -> None:
-        _settle(self._future, result, exc)
-        self._started.set()
-        if self._queue is not None:
-            self._queue.put(_END)
-
     # -- state
-
-    def done(self) -> bool:
-        """True once the run has ended (or failed)."""
-        return self._future.done()
 
     @property
     def returncode(self) -> Optional[int]:
@@ -148,9 +95,7 @@ class Sandbox:
             result = self._future.result(timeout)
         except _FutureTimeout:
             raise WaitTimeout("sandbox %s still running after %s s" % (self.sandbox_id, timeout)) from None
-        if self._check if check is None else check:
-            result.check_returncode()
-        return result
+        return self._check_result(result, check)
 
     def wait_started(self, timeout: Optional[float] = None) -> Optional[int]:
         """Wait for the ``sandbox/started`` notification and return the pid.
@@ -160,11 +105,7 @@ class Sandbox:
         """
         if not self._started.wait(timeout):
             raise WaitTimeout("sandbox %s not started after %s s" % (self.sandbox_id, timeout))
-        if self.pid is None and self._future.done():
-            exc = self._future.exception()
-            if exc is not None:
-                raise exc
-        return self.pid
+        return self._started_pid()
 
     def output(self, timeout: Optional[float] = None) -> Iterator[Tuple[str, bytes]]:
         """Iterate over ``(stream, chunk)`` of the outputs in ``"stream"`` mode,
@@ -178,8 +119,8 @@ class Sandbox:
                 item = q.get(timeout=timeout)
             except queue.Empty:
                 raise WaitTimeout("no output from sandbox %s within %s s" % (self.sandbox_id, timeout)) from None
-            if item is _END:
-                q.put(_END)  # so that a later iteration ends at once too
+            if item is P.END:
+                q.put(P.END)  # so that a later iteration ends at once too
                 return
             yield item
 
@@ -327,7 +268,7 @@ class Helper:
     def initialize(self, client_name: str = P.CLIENT_NAME, timeout: Optional[float] = None) -> ServerInfo:
         result = self.call(
             "initialize",
-            {"clientName": client_name, "clientVersion": P.__version__, "protocolVersion": P.PROTOCOL_VERSION},
+            P.initialize_params(client_name),
             timeout=timeout,
         )
         self.server_info = ServerInfo.from_wire(result)
@@ -336,7 +277,7 @@ class Helper:
     def shutdown(self, timeout: Optional[float] = None) -> int:
         """Refuse new sandboxes, terminate the running ones; the count."""
         result = self.call("shutdown", None, timeout=timeout)
-        return result.get("terminated", 0) if isinstance(result, dict) else 0
+        return P.terminated_count(result)
 
     def close(self, timeout: float = 10.0) -> Optional[int]:
         """``shutdown``, ``exit``, close stdin and wait; the helper is killed
@@ -411,8 +352,7 @@ class Helper:
 
     def _dead_error(self) -> HelperDied:
         assert self._dead is not None
-        message, returncode, tail = self._dead
-        return HelperDied(message, returncode, tail)
+        return P.helper_died(self._dead)
 
     def _write(self, message: Mapping[str, Any]) -> None:
         data = P.encode_message(message)
@@ -430,7 +370,7 @@ class Helper:
         # Let the reader/watcher record how it died, then report that.
         _join(self._watcher, 5.0)
         if self._dead is None:
-            self._fail_all("cannot write to the bwrapd helper (pipe closed)")
+            self._fail_all(P.WRITE_FAILED)
         raise self._dead_error()
 
     def _submit(self, method: str, params: Any, sandbox: Optional[Sandbox] = None) -> Tuple[int, "Future[Any]"]:
@@ -441,15 +381,11 @@ class Helper:
             request_id = next(self._ids)
             if sandbox is not None:
                 if sandbox.sandbox_id in self._sandboxes:
-                    raise SandboxIdInUse(
-                        "sandboxId %r is already used by a running sandbox of this client" % sandbox.sandbox_id,
-                        SandboxIdInUse.code)
+                    raise P.sandbox_id_in_use(sandbox.sandbox_id)
                 sandbox.request_id = request_id
                 self._sandboxes[sandbox.sandbox_id] = sandbox
             self._pending[request_id] = _Pending(future, method, sandbox)
-        message: Dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        if params is not None:
-            message["params"] = params
+        message = P.request_message(request_id, method, params)
         try:
             self._write(message)
         except BaseException:
@@ -474,10 +410,7 @@ class Helper:
 
     def notify(self, method: str, params: Any = None) -> None:
         """Send a notification."""
-        message: Dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            message["params"] = params
-        self._write(message)
+        self._write(P.notification_message(method, params))
 
     # ------------------------------------------------------------ sandboxes
 
@@ -500,10 +433,7 @@ class Helper:
         is called, in order, from the helper's dispatcher thread for
         ``"stream"`` outputs; without it, use :meth:`Sandbox.output`.
         """
-        if root is not None:
-            options["root"] = root
-        sandbox_id = sandbox_id if sandbox_id is not None else P.new_sandbox_id()
-        argv, params = P.build_run_params(command, sandbox_id, timeout, options, func="start")
+        sandbox_id, argv, params = P.prepare_run(command, root, sandbox_id, timeout, options, "start")
         sandbox = Sandbox(self, sandbox_id, argv, check, on_output)
         self._submit("sandbox/run", params, sandbox)
         return sandbox
@@ -523,10 +453,7 @@ class Helper:
         (see :meth:`start` for the options). With ``check=True`` a run that
         does not exit with 0 raises :class:`SandboxFailed`. A
         KeyboardInterrupt while waiting cancels the run."""
-        if root is not None:
-            options["root"] = root
-        sandbox_id = sandbox_id if sandbox_id is not None else P.new_sandbox_id()
-        argv, params = P.build_run_params(command, sandbox_id, timeout, options, func="run")
+        sandbox_id, argv, params = P.prepare_run(command, root, sandbox_id, timeout, options, "run")
         sandbox = Sandbox(self, sandbox_id, argv, check, on_output)
         self._submit("sandbox/run", params, sandbox)
         try:
@@ -539,8 +466,8 @@ class Helper:
             raise
 
     def signal(self, sandbox_id: str, sig: P.SignalLike) -> bool:
-        result = self.call("sandbox/signal", {"sandboxId": sandbox_id, "signal": P.signal_name(sig)})
-        return bool(result.get("delivered")) if isinstance(result, dict) else bool(result)
+        result = self.call("sandbox/signal", P.signal_params(sandbox_id, sig))
+        return P.delivered(result)
 
     def suspend(self, sandbox_id: str) -> Any:
         return self.call("sandbox/suspend", {"sandboxId": sandbox_id})
@@ -549,17 +476,11 @@ class Helper:
         return self.call("sandbox/resume", {"sandboxId": sandbox_id})
 
     def terminate(self, sandbox_id: str, grace_ms: Optional[int] = None) -> Any:
-        params: Dict[str, Any] = {"sandboxId": sandbox_id}
-        if grace_ms is not None:
-            params["graceMs"] = P._int("grace_ms", grace_ms)
-        return self.call("sandbox/terminate", params)
+        return self.call("sandbox/terminate", P.terminate_params(sandbox_id, grace_ms))
 
     def list(self) -> List[SandboxInfo]:
         """``sandbox/list``: the running sandboxes."""
-        result = self.call("sandbox/list")
-        if isinstance(result, dict):  # tolerate {"sandboxes": [...]}
-            result = result.get("sandboxes", [])
-        return [SandboxInfo.from_wire(item) for item in result or []]
+        return P.sandbox_infos(self.call("sandbox/list"))
 
     def discover(self) -> Dict[str, Any]:
         """``rpc.discover``: the server's OpenRPC document."""
@@ -576,15 +497,7 @@ class Helper:
         assert stdout is not None
         try:
             for line in iter(stdout.readline, b""):
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    log.warning("bwrapd helper wrote a line that is not JSON: %r", line[:200])
-                    continue
-                for item in message if isinstance(message, list) else [message]:
+                for item in P.decode_line(line):
                     try:
                         self._handle(item)
                     except Exception:
@@ -622,14 +535,10 @@ class Helper:
     def _fail_all(self, reason: str) -> None:
         _join(self._stderr_thread, 0.5)
         returncode = self._proc.poll()
-        if self._closing and reason != "cannot write to the bwrapd helper (pipe closed)":
-            reason = "the bwrapd helper was closed"
-        elif returncode is not None and returncode < 0:
-            reason = "the bwrapd helper died"
         with self._lock:
             if self._dead is not None:
                 return
-            self._dead = (reason, returncode, self._stderr.lines())
+            self._dead = P.death(reason, self._closing, returncode, self._stderr.lines())
             pending = list(self._pending.values())
             self._pending.clear()
             self._sandboxes.clear()
@@ -638,7 +547,7 @@ class Helper:
             if item.sandbox is not None:
                 item.sandbox._finish(exc=exc)
             else:
-                _settle(item.future, exc=exc)
+                P.settle(item.future, exc=exc)
         self._dispatch.put(None)
 
     def _handle(self, message: Any) -> None:
@@ -661,15 +570,14 @@ class Helper:
         if pending.sandbox is not None:
             self._dispatch.put(("finish", pending.sandbox, message))
         elif "error" in message:
-            _settle(pending.future, exc=error_from_response(message["error"]))
+            P.settle(pending.future, exc=error_from_response(message["error"]))
         else:
-            _settle(pending.future, message.get("result"))
+            P.settle(pending.future, message.get("result"))
 
     def _handle_notification(self, method: str, params: Any, message: Dict[str, Any]) -> None:
         if "id" in message:  # a request from the server: we serve none
             try:
-                self._write({"jsonrpc": "2.0", "id": message["id"],
-                             "error": {"code": -32601, "message": "method not found: " + method}})
+                self._write(P.method_not_found(message["id"], method))
             except Error:
                 pass
             return
@@ -712,14 +620,8 @@ class Helper:
         with self._lock:
             if self._sandboxes.get(sandbox.sandbox_id) is sandbox:
                 del self._sandboxes[sandbox.sandbox_id]
-        if "error" in message:
-            sandbox._finish(exc=error_from_response(message["error"]))
-            return
-        result = message.get("result")
-        if not isinstance(result, dict):
-            sandbox._finish(exc=BwrapdError("malformed sandbox/run result: %r" % (result,)))
-            return
-        sandbox._finish(RunResult.from_wire(sandbox.args, result))
+        result, exc = P.run_outcome(sandbox.args, message)
+        sandbox._finish(result, exc)
 
 
 def _join(thread: threading.Thread, timeout: float) -> None:

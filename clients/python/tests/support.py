@@ -98,6 +98,20 @@ def start_helper(**kwargs) -> bwrapd.Helper:
             "or set BWRAPD to its path): %s" % (helper_description(), exc)) from exc
 
 
+class SharedRootfs:
+    """Mixin for test classes: one busybox root (``cls.rootfs``) per class."""
+
+    rootfs: str
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.rootfs = make_rootfs()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        remove_tree(cls.rootfs)
+
+
 class HelperTestCase(unittest.TestCase):
     """One helper and one busybox root per test class."""
 

@@ -9,21 +9,13 @@ import tempfile
 import time
 import unittest
 
-from support import make_rootfs, remove_tree
+from support import SharedRootfs
 
 import bwrapd
 from bwrapd import AsyncHelper, CommandNotFound, Mount, NoSuchSandbox, SandboxFailed, WaitTimeout
 
 
-class AsyncTest(unittest.IsolatedAsyncioTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.rootfs = make_rootfs()
-
-    @classmethod
-    def tearDownClass(cls):
-        remove_tree(cls.rootfs)
-
+class AsyncTest(SharedRootfs, unittest.IsolatedAsyncioTestCase):
     async def asyncSetUp(self):
         try:
             self.helper = await AsyncHelper.create()

@@ -10,21 +10,13 @@ import threading
 import time
 import unittest
 
-from support import make_rootfs, processes_with_args, remove_tree, start_helper, unique_sleep_arg, wait_until
+from support import SharedRootfs, processes_with_args, start_helper, unique_sleep_arg, wait_until
 
 import bwrapd
 from bwrapd import HelperDied
 
 
-class LifecycleTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.rootfs = make_rootfs()
-
-    @classmethod
-    def tearDownClass(cls):
-        remove_tree(cls.rootfs)
-
+class LifecycleTest(SharedRootfs, unittest.TestCase):
     def test_context_manager_closes_cleanly(self):
         with start_helper() as helper:
             self.assertExited(helper.run(["true"], root=self.rootfs))
@@ -67,15 +59,7 @@ class LifecycleTest(unittest.TestCase):
         self.assertEqual((result.status, result.exit_code), ("exited", code), result.describe())
 
 
-class CrashTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.rootfs = make_rootfs()
-
-    @classmethod
-    def tearDownClass(cls):
-        remove_tree(cls.rootfs)
-
+class CrashTest(SharedRootfs, unittest.TestCase):
     def test_kill_9_fails_pending_calls_and_ends_sandboxes(self):
         helper = start_helper()
         self.addCleanup(helper.close)

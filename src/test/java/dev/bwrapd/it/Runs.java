@@ -113,6 +113,19 @@ public final class Runs {
         return bwrapd.call("initialize", Map.of("clientName", "bwrapd-it", "protocolVersion", 1));
     }
 
+    /**
+     * The end of a test class that shares one bwrapd: asserts that it wrote nothing but frames to
+     * stdout, then closes it and, in order, {@code alsoClose} (even if the assertion fails).
+     */
+    public static void closeChecked(BwrapdProcess bwrapd, AutoCloseable... alsoClose) throws Exception {
+        try {
+            assertEquals(List.of(), bwrapd.stdoutViolations());
+        } finally {
+            bwrapd.close();
+            for (AutoCloseable resource : alsoClose) resource.close();
+        }
+    }
+
     /** This test JVM's uid and gid (the same as the bwrapd it spawns). */
     public static int hostUid() throws IOException {
         return (Integer) Files.getAttribute(Path.of("/proc/self"), "unix:uid");

@@ -47,11 +47,7 @@ class SandboxCleanupIT {
 
     @AfterAll
     static void stop() throws Exception {
-        try {
-            assertEquals(List.of(), bwrapd.stdoutViolations());
-        } finally {
-            bwrapd.close();
-        }
+        Runs.closeChecked(bwrapd);
     }
 
     @BeforeEach

@@ -39,12 +39,7 @@ class SandboxResultIT {
 
     @AfterAll
     static void stop() throws Exception {
-        try {
-            assertEquals(List.of(), bwrapd.stdoutViolations());
-        } finally {
-            bwrapd.close();
-            root.close();
-        }
+        Runs.closeChecked(bwrapd, root);
     }
 
     static void assertShape(JsonNode result) {

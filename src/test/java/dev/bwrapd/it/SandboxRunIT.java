@@ -61,13 +61,7 @@ class SandboxRunIT {
 
     @AfterAll
     static void stop() throws Exception {
-        try {
-            assertEquals(List.of(), bwrapd.stdoutViolations());
-        } finally {
-            bwrapd.close();
-            root.close();
-            TestRoot.deleteTree(hostDirs);
-        }
+        Runs.closeChecked(bwrapd, root, () -> TestRoot.deleteTree(hostDirs));
     }
 
     static Path hostDir(String name) throws Exception {

@@ -29,7 +29,10 @@ final class OutputReader {
     private final ByteArrayOutputStream captured = new ByteArrayOutputStream();
     private final ByteArrayOutputStream head = new ByteArrayOutputStream();
     private boolean truncated;
-    private final Thread thread;
+    /** Reader threads are reused: a thread per pipe per run costs more CPU than the run's own work. */
+    private static final java.util.concurrent.ExecutorService READERS = java.util.concurrent.Executors.newCachedThreadPool(
+            Thread.ofPlatform().daemon().name("bwrapd-output-", 0).factory());
+    private final java.util.concurrent.CountDownLatch done = new java.util.concurrent.CountDownLatch(1);
 
     /**
      * @param captureLimit bytes to keep (0 keeps nothing but the head)
@@ -39,7 +42,14 @@ final class OutputReader {
         this.fd = fd;
         this.captureLimit = captureLimit;
         this.listener = listener;
-        this.thread = Thread.ofPlatform().daemon().name(name).start(this::drain);
+        READERS.execute(() -> {
+            Thread.currentThread().setName(name);
+            try {
+                drain();
+            } finally {
+                done.countDown();
+            }
+        });
     }
 
     private void drain() {
@@ -90,6 +100,9 @@ final class OutputReader {
     }
 
     static boolean isUtf8(byte[] data) {
+        int ascii = 0;
+        while (ascii < data.length && data[ascii] >= 0) ascii++;
+        if (ascii == data.length) return true; // the common case, without a decoder
         try {
             StandardCharsets.UTF_8.newDecoder()
                     .onMalformedInput(CodingErrorAction.REPORT)
@@ -108,7 +121,7 @@ final class OutputReader {
     }
 
     void join() throws InterruptedException {
-        thread.join();
+        done.await();
     }
 
     /** The captured bytes as the protocol reports them. */

@@ -1,0 +1,1019 @@
+#!/usr/bin/python3
+"""bwrapd performance benchmark (docs/performance.md explains every number).
+
+Usage (from the checkout, after the helper was built):
+
+    /usr/bin/python3 bench/bench.py            # ~5 minutes
+    /usr/bin/python3 bench/bench.py --quick    # ~1 minute smoke run
+
+What it compares, always interleaved round by round (A, B, C, then B, C, A, ...) so that noise
+from the (shared) machine hits every contender alike:
+
+  1. latency of one /bin/true sandbox in a busybox root, requests one at a time:
+     (a) bwrapd `sandbox/run` over one long-lived helper, (b) Python `subprocess.Popen` of the very
+     same bwrap argv and environment (from the helper's `sandbox/argv`), (c) BuildStream 1.6's own
+     `SandboxBwrap.run()` in this process;
+  2. throughput with 16 and 64 runs in flight: bwrapd (pipelined requests) vs Python threads
+     each doing Popen of the same argv;
+  3. helper start-up (spawn to `initialize` response), with and without the JDK AOT cache;
+  4. the helper's memory (VmRSS, VmHWM): idle, with 16 sandboxes running, after the benchmark;
+  5. streaming 200 MiB of text on stdout: bwrapd "stream" (sandbox/output notifications, decoded
+     here), bwrapd "file" (the command writes a temp file), Python Popen reading the pipe.
+
+The roots are tools/make-rootfs.sh's busybox root with /dev (and the device mount points), /proc
+and /tmp already present, so no contender creates or removes anything in them; one more latency
+contender runs bwrapd on the bare root, to show what its cleanup costs.
+
+Writes bench/results/latest.{md,json,png}. Standard library only (matplotlib for the plot, if
+installed). Not a test: it asserts that every run succeeded, not how fast it was.
+"""
+import argparse
+import base64
+import datetime
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results")
+PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+MiB = 1024 * 1024
+
+
+# --------------------------------------------------------------------------------------------
+# A minimal NDJSON JSON-RPC client: one thread, blocking reads, no reader thread in between.
+# --------------------------------------------------------------------------------------------
+
+class RpcError(Exception):
+    pass
+
+
+class Helper:
+    """One bwrapd process spoken to over its stdin/stdout."""
+
+    def __init__(self, command, env=None):
+        self.stderr = tempfile.TemporaryFile()
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                                     env=env, bufsize=0, cwd="/")
+        self.out = open(self.proc.stdout.fileno(), "rb", buffering=1 << 20, closefd=False)
+        self.infd = self.proc.stdin.fileno()
+        self.next_id = 0
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def send(self, method, params=None, id_=None):
+        message = {"jsonrpc": "2.0", "method": method}
+        if id_ is not None:
+            message["id"] = id_
+        if params is not None:
+            message["params"] = params
+        data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        while data:
+            data = data[os.write(self.infd, data):]
+
+    def request(self, method, params=None):
+        self.next_id += 1
+        self.send(method, params, self.next_id)
+        return self.next_id
+
+    def recv(self):
+        line = self.out.readline()
+        if not line:
+            raise RpcError("bwrapd ended; its stderr:\n" + self.stderr_text())
+        return json.loads(line)
+
+    def call(self, method, params=None, on_notification=None):
+        id_ = self.request(method, params)
+        while True:
+            message = self.recv()
+            if message.get("id") == id_:
+                if "error" in message:
+                    raise RpcError("%s: %s" % (method, json.dumps(message["error"])[:2000]))
+                return message["result"]
+            if on_notification is not None and "method" in message:
+                on_notification(message)
+
+    def stderr_text(self):
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")[-4000:]
+
+    def cpu_seconds(self):
+        """CPU time of the helper process (all its threads) and of its live child processes.
+        Read between runs, the only live children are the helper's own long-lived ones (its
+        watchdog); bwrap and the sandboxes, once reaped, are not counted."""
+        total = 0
+        for pid in [self.proc.pid] + self.children():
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def children(self):
+        pids = []
+        try:
+            tasks = os.listdir("/proc/%d/task" % self.proc.pid)
+        except OSError:
+            return pids
+        for task in tasks:
+            try:
+                with open("/proc/%d/task/%s/children" % (self.proc.pid, task)) as f:
+                    pids += [int(p) for p in f.read().split()]
+            except OSError:
+                pass
+        return pids
+
+    def memory(self):
+        """VmRSS and VmHWM of the helper process, in KiB."""
+        values = {}
+        with open("/proc/%d/status" % self.proc.pid) as status:
+            for line in status:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                    values[key] = int(rest.split()[0])
+        return values
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.out.close()
+        self.proc.stdout.close()
+        self.stderr.close()
+
+
+def check_run(result, what):
+    if result.get("status") != "exited" or result.get("exitCode") != 0:
+        raise SystemExit("bench: a %s run failed: %s" % (what, json.dumps(result)[:2000]))
+
+
+# --------------------------------------------------------------------------------------------
+# Python Popen of the exact bwrap argv, with bwrap's status pipe as descriptor 3.
+# --------------------------------------------------------------------------------------------
+
+# Descriptor 3 is held open (on /dev/null) for the whole run, so nothing else is ever given it;
+# each spawn points it at a fresh status pipe for the child (pass_fds keeps it) and back again.
+SPAWN_LOCK = threading.Lock()
+FD3_PARKED = None
+
+
+def park_fd3():
+    global FD3_PARKED
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fstat(3)
+        in_use = True
+    except OSError:
+        in_use = False
+    if in_use and null != 3:
+        raise SystemExit("bench: descriptor 3 is already in use; run the benchmark from a plain shell")
+    if null != 3:
+        os.dup2(null, 3, inheritable=False)
+        os.close(null)
+    FD3_PARKED = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+
+class Invocation:
+    def __init__(self, result):
+        self.executable = result["executable"]
+        self.argv = list(result["argv"])
+        env = result["env"]
+        if isinstance(env, dict):
+            self.env = dict(env)
+        else:
+            self.env = dict(entry.split("=", 1) for entry in env)
+
+
+def popen_run(inv, stdout=subprocess.DEVNULL, reader=None):
+    """One bwrap run as a careful Python program would do it: spawn, read bwrap's status lines to
+    their end, wait. `reader(proc)`, if given, drains stdout first; its result is returned."""
+    r, w = os.pipe()
+    with SPAWN_LOCK:  # descriptor 3 is shared by all threads: point it at this run's pipe
+        os.dup2(w, 3)
+        os.close(w)
+        try:
+            proc = subprocess.Popen(inv.argv, executable=inv.executable, env=inv.env, start_new_session=True,
+                                    stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.DEVNULL, pass_fds=(3,))
+        finally:
+            os.dup2(FD3_PARKED, 3, inheritable=False)
+    count = reader(proc) if reader is not None else None
+    chunks = []
+    while True:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(r)
+    rc = proc.wait()
+    status = b"".join(chunks).decode()
+    exit_codes = [json.loads(line).get("exit-code") for line in status.splitlines() if line.strip()]
+    if rc != 0 or exit_codes[-1:] != [0]:
+        raise SystemExit("bench: a Popen run failed: rc=%s status=%r" % (rc, status))
+    return count
+
+
+# --------------------------------------------------------------------------------------------
+# BuildStream 1.6's SandboxBwrap, the real class, created the way BuildStream's Linux platform does.
+# --------------------------------------------------------------------------------------------
+
+class BuildStreamSandbox:
+    def __init__(self, directory):
+        from buildstream._platform import Platform
+        from buildstream.sandbox import SandboxFlags
+        from buildstream.sandbox._config import SandboxConfig
+        import buildstream
+        self.version = getattr(buildstream, "__version__", None) or package_version("python3-buildstream")
+        uname = os.uname()
+        self.devnull = open(os.devnull, "w")
+        # Platform.create_sandbox probes user namespaces and --die-with-parent like `bst` does.
+        # The context and project are only stored by Sandbox, never used by SandboxBwrap.run().
+        self.sandbox = Platform.get_platform().create_sandbox(
+            None, None, directory, config=SandboxConfig(0, 0, uname.sysname, uname.machine),
+            stdout=self.devnull, stderr=self.devnull)
+        if type(self.sandbox).__name__ != "SandboxBwrap":
+            raise SystemExit("bench: BuildStream gave a %s, not a SandboxBwrap" % type(self.sandbox).__name__)
+        self.sandbox.set_environment({"PATH": PATH})
+        self.sandbox.set_work_directory("/")
+        # A read-only root: BuildStream would otherwise put a FUSE layer (SafeHardlinks) under it.
+        self.flags = SandboxFlags.ROOT_READ_ONLY
+
+    @property
+    def root(self):
+        return self.sandbox.get_directory()
+
+    def run(self):
+        rc = self.sandbox.run(["/bin/true"], self.flags)
+        if rc != 0:
+            raise SystemExit("bench: a BuildStream run failed with %s" % rc)
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics and environment.
+# --------------------------------------------------------------------------------------------
+
+def percentile(values, p):
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summary(values):
+    return {"n": len(values), "median": statistics.median(values), "p90": percentile(values, 90),
+            "mean": statistics.fmean(values), "min": min(values), "max": max(values)}
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def wait_for_quiet(max_load, max_wait):
+    deadline = time.monotonic() + max_wait
+    while True:
+        load = loadavg()
+        if load[0] <= max_load or time.monotonic() >= deadline:
+            return load
+        print("  load average %.2f > %.2f, waiting..." % (load[0], max_load), flush=True)
+        time.sleep(min(10, max(0.0, deadline - time.monotonic())) or 1)
+
+
+def package_version(name):
+    try:
+        return subprocess.run(["dpkg-query", "-W", "-f=${Version}", name], capture_output=True, text=True).stdout or None
+    except OSError:
+        return None
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def find_jdk():
+    """The JDK the launcher would pick (same rules as ./bwrapd)."""
+    candidates = [os.environ.get("BWRAPD_JAVA_HOME"), os.environ.get("JAVA_HOME")]
+    try:
+        candidates += sorted(os.path.join("/usr/lib/jvm", d) for d in os.listdir("/usr/lib/jvm"))
+    except OSError:
+        pass
+    for home in candidates:
+        if not home or not os.access(os.path.join(home, "bin", "java"), os.X_OK):
+            continue
+        try:
+            with open(os.path.join(home, "release")) as f:
+                fields = dict(line.strip().split("=", 1) for line in f if "=" in line)
+        except OSError:
+            continue
+        version = fields.get("JAVA_VERSION", "").strip('"')
+        try:
+            if int(version.split(".")[0]) >= 25:
+                return home, fields
+        except ValueError:
+            continue
+    return None, {}
+
+
+def helper_mode(helper_cmd):
+    launcher = os.path.realpath(helper_cmd[0])
+    if os.path.basename(launcher) != "bwrapd":
+        return "custom (%s)" % launcher, False
+    home = os.path.dirname(launcher)
+    target = os.path.join(home, "target")
+    try:
+        natives = [n for n in os.listdir(target) if n.startswith("bwrapd-") and n.endswith("-runner")]
+    except OSError:
+        natives = []
+    if natives:
+        return "native image (%s)" % natives[0], False
+    if os.path.isfile(os.path.join(target, "bwrapd.aot")):
+        return "JVM, AOT cache target/bwrapd.aot", True
+    return "JVM, no AOT cache", False
+
+
+def machine(helper_cmd, init):
+    home, fields = find_jdk()
+    jdk = None
+    if home:
+        jdk = "%s %s (%s)" % (fields.get("IMPLEMENTOR", "").strip('"'),
+                              fields.get("JAVA_RUNTIME_VERSION", fields.get("JAVA_VERSION", "")).strip('"'), home)
+    uname = os.uname()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model(),
+        "kernel": "%s %s" % (uname.sysname, uname.release),
+        "bwrap": "%s %s" % (init["bwrap"]["path"], init["bwrap"]["version"]),
+        "jdk": jdk,
+        "python": platform.python_version(),
+        "buildstream": package_version("python3-buildstream"),
+        "helper": helper_mode(helper_cmd)[0],
+        "helper_command": " ".join(helper_cmd),
+        "uid": os.getuid(),
+        "userNamespaces": init["capabilities"].get("userNamespaces"),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The measurements.
+# --------------------------------------------------------------------------------------------
+
+def run_params(root, **extra):
+    params = {"command": ["/bin/true"], "root": root, "stdout": "discard", "stderr": "discard",
+              "readOnlyRoot": True, "env": {"PATH": PATH}}
+    params.update(extra)
+    return params
+
+
+def bench_latency(helper, roots, bst, runs, warmup):
+    """1. One run at a time, three contenders interleaved; milliseconds per run."""
+    params = run_params(roots["bwrapd"])
+    bare_params = run_params(roots["bare"])
+    inv = Invocation(helper.call("sandbox/argv", run_params(roots["popen"])))
+
+    def bwrapd_bare():
+        c = time.process_time()
+        t = time.perf_counter()
+        result = helper.call("sandbox/run", bare_params)
+        elapsed = time.perf_counter() - t
+        cpu["bwrapd_bare"] += time.process_time() - c
+        check_run(result, "bwrapd (bare root)")
+        if not result["cleanup"]["ok"] or "/proc" not in result["cleanup"]["removed"]:
+            raise SystemExit("bench: the bare-root run did not clean up as expected: %s" % result["cleanup"])
+        return elapsed
+
+    def bwrapd():
+        c = time.process_time()
+        t = time.perf_counter()
+        result = helper.call("sandbox/run", params)
+        elapsed = time.perf_counter() - t
+        cpu["bwrapd"] += time.process_time() - c
+        check_run(result, "bwrapd")
+        server_ms.append(result["durationMs"])
+        return elapsed
+
+    def popen():
+        c = time.process_time()
+        t = time.perf_counter()
+        popen_run(inv)
+        elapsed = time.perf_counter() - t
+        cpu["popen"] += time.process_time() - c
+        return elapsed
+
+    def buildstream():
+        c = time.process_time()
+        t = time.perf_counter()
+        bst.run()
+        elapsed = time.perf_counter() - t
+        cpu["buildstream"] += time.process_time() - c
+        return elapsed
+
+    contenders = [("bwrapd", bwrapd), ("popen", popen)]
+    if bst is not None:
+        contenders.append(("buildstream", buildstream))
+    contenders.append(("bwrapd_bare", bwrapd_bare))
+    server_ms = []
+    cpu = {name: 0.0 for name, _ in contenders}
+    for _ in range(warmup):
+        for _, fn in contenders:
+            fn()
+    server_ms.clear()
+    cpu.update((name, 0.0) for name in cpu)
+    times = {name: [] for name, _ in contenders}
+    for i in range(runs):
+        k = i % len(contenders)  # rotate who goes first
+        for name, fn in contenders[k:] + contenders[:k]:
+            times[name].append(fn() * 1000.0)
+    out = {name: summary(v) for name, v in times.items()}
+    out["bwrapd_server_durationMs"] = summary(server_ms)
+    # CPU milliseconds per run spent by the orchestrating process(es), not by bwrap or the command:
+    # for bwrapd the helper (all its threads) plus this client; for the others this Python process.
+    # The helper's CPU time is only readable per process, in clock ticks: it is taken over a block of
+    # runs of one kind after the interleaved part.
+    out["cpu_ms_per_run"] = {"bwrapd_client": cpu["bwrapd"] * 1000 / runs}
+    for name in cpu:
+        if not name.startswith("bwrapd"):
+            out["cpu_ms_per_run"][name] = cpu[name] * 1000 / runs
+    for key, fn in (("bwrapd_helper", bwrapd), ("bwrapd_helper_bare", bwrapd_bare)):
+        before = helper.cpu_seconds()
+        for _ in range(runs):
+            fn()
+        out["cpu_ms_per_run"][key] = (helper.cpu_seconds() - before) * 1000 / runs
+    out["raw"] = times
+    out["argv"] = [inv.executable] + inv.argv[1:]
+    return out
+
+
+def bwrapd_pipelined(helper, params, total, inflight):
+    sent = done = 0
+    t = time.perf_counter()
+    while sent < min(inflight, total):
+        helper.request("sandbox/run", params)
+        sent += 1
+    while done < total:
+        message = helper.recv()
+        if "id" not in message:
+            continue
+        if "error" in message:
+            raise SystemExit("bench: pipelined run failed: %s" % json.dumps(message["error"])[:2000])
+        check_run(message["result"], "pipelined bwrapd")
+        done += 1
+        if sent < total:
+            helper.request("sandbox/run", params)
+            sent += 1
+    return total / (time.perf_counter() - t)
+
+
+def popen_threads(inv, total, threads):
+    left = [total]
+    lock = threading.Lock()
+    errors = []
+
+    def worker():
+        try:
+            while True:
+                with lock:
+                    if left[0] <= 0:
+                        return
+                    left[0] -= 1
+                popen_run(inv)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    t = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - t
+    if errors:
+        raise SystemExit("bench: a Popen thread failed: %r" % errors[0])
+    return total / elapsed
+
+
+def bench_throughput(helper, roots, levels, total, rounds):
+    """2. Runs per second with `level` runs in flight; each round does total/rounds runs per contender."""
+    params = run_params(roots["bwrapd"])
+    inv = Invocation(helper.call("sandbox/argv", run_params(roots["popen"])))
+    per_round = max(1, total // rounds)
+    results = {}
+    for level in levels:
+        results[level] = {"bwrapd": [], "popen": []}
+    # warm-up: one short round of each
+    for level in levels:
+        bwrapd_pipelined(helper, params, level, level)
+        popen_threads(inv, level, level)
+    cpu = {(level, name): 0.0 for level in levels for name in ("bwrapd", "popen")}
+    for r in range(rounds):
+        for level in levels:
+            pair = [("bwrapd", lambda: bwrapd_pipelined(helper, params, per_round, level)),
+                    ("popen", lambda: popen_threads(inv, per_round, level))]
+            if r % 2:
+                pair.reverse()
+            for name, fn in pair:
+                c = time.process_time() + (helper.cpu_seconds() if name == "bwrapd" else 0)
+                results[level][name].append(fn())
+                cpu[(level, name)] += time.process_time() + (helper.cpu_seconds() if name == "bwrapd" else 0) - c
+    out = {}
+    for level, by in results.items():
+        # overall rate over all rounds: runs / total time (harmonic mean of the round rates)
+        out[str(level)] = {name: {"runs_per_s": len(v) / sum(1.0 / x for x in v), "rounds": v,
+                                  "runs": per_round * len(v),
+                                  "cpu_ms_per_run": cpu[(level, name)] * 1000 / (per_round * len(v))}
+                           for name, v in by.items()}
+    return out
+
+
+def bench_startup(helper_cmd, samples, jvm, root):
+    """3. Spawn to initialize response, milliseconds; memory right after initialize; the first
+    sandbox run of a fresh helper (cold code); and, for the JVM build, the JVM alone."""
+    modes = [("default", None)]
+    if jvm:
+        modes.append(("no-aot", dict(os.environ, BWRAPD_JVM_OPTS="-XX:AOTMode=off")))
+    times = {name: [] for name, _ in modes}
+    first = {name: [] for name, _ in modes}
+    memory = {name: [] for name, _ in modes}
+    floor = []
+    home, _ = find_jdk()
+    for i in range(samples):
+        order = modes if i % 2 == 0 else list(reversed(modes))
+        for name, env in order:
+            t = time.perf_counter()
+            h = Helper(helper_cmd, env=env)
+            try:
+                h.call("initialize", {"clientName": "bench"})
+                times[name].append((time.perf_counter() - t) * 1000.0)
+                memory[name].append(h.memory())
+                t = time.perf_counter()
+                check_run(h.call("sandbox/run", run_params(root)), "first run")
+                first[name].append((time.perf_counter() - t) * 1000.0)
+            finally:
+                h.close()
+        if jvm and home:
+            # the floor: the same JDK starting and stopping with the launcher's main VM flags, no application
+            t = time.perf_counter()
+            subprocess.run([os.path.join(home, "bin", "java"), "-Xshare:auto", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                            "-Xss512k", "-Xms8m", "-version"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            floor.append((time.perf_counter() - t) * 1000.0)
+    out = {name: summary(v) for name, v in times.items()}
+    for name, m in memory.items():
+        out[name]["VmRSS_KiB_median"] = statistics.median(x["VmRSS"] for x in m)
+        out[name]["VmHWM_KiB_median"] = statistics.median(x["VmHWM"] for x in m)
+        out[name]["first_run_ms_median"] = statistics.median(first[name])
+    if floor:
+        out["jvm-floor"] = summary(floor)
+    out["raw"] = times
+    return out
+
+
+def bench_memory_under_load(helper, root, concurrent):
+    """4. VmRSS/VmHWM while `concurrent` sandboxes run (each sleeps 2 s)."""
+    params = {"command": ["/bin/sleep", "2"], "root": root, "stdout": "capture", "stderr": "capture",
+              "readOnlyRoot": True, "env": {"PATH": PATH}}
+    ids = [helper.request("sandbox/run", params) for _ in range(concurrent)]
+    started = 0
+    pending = set(ids)
+    sample = None
+    while pending:
+        message = helper.recv()
+        if message.get("method") == "sandbox/started":
+            started += 1
+            if started == concurrent:
+                time.sleep(0.3)
+                sample = helper.memory()
+        elif message.get("id") in pending:
+            if "error" in message:
+                raise SystemExit("bench: memory run failed: %s" % message["error"])
+            check_run(message["result"], "memory")
+            pending.discard(message["id"])
+    return sample
+
+
+def bench_streaming(helper, roots, mib, rounds, tmpdir):
+    """5. MB/s for `mib` MiB of text on stdout (cat of a 1 MiB file, `mib` times), three ways, interleaved."""
+    size = mib * MiB
+    # cat (sendfile) of a cached file: the command costs little, so the transport is what is measured
+    command = ["/bin/sh", "-c", "i=0; while [ $i -lt %d ]; do cat /blob; i=$((i+1)); done" % mib]
+    stream_params = {"command": command, "root": roots["bwrapd"], "stdout": "stream", "stderr": "discard",
+                     "readOnlyRoot": True, "env": {"PATH": PATH}}
+    out_file = os.path.join(tmpdir, "stream-out")
+    file_params = dict(stream_params, stdout={"file": out_file})
+    inv = Invocation(helper.call("sandbox/argv", dict(stream_params, root=roots["popen"], stdout="capture")))
+
+    def stream():
+        got = [0]
+
+        def on_output(message):
+            if message["method"] != "sandbox/output":
+                return
+            p = message["params"]
+            if "text" in p:
+                got[0] += len(p["text"].encode("utf-8"))
+            else:
+                got[0] += len(base64.b64decode(p["base64"]))
+
+        c, hc = time.process_time(), helper.cpu_seconds()
+        t = time.perf_counter()
+        result = helper.call("sandbox/run", stream_params, on_notification=on_output)
+        elapsed = time.perf_counter() - t
+        cpu["bwrapd_stream"] += helper.cpu_seconds() - hc + time.process_time() - c
+        check_run(result, "stream")
+        if got[0] != size:
+            raise SystemExit("bench: stream mode delivered %d bytes, not %d" % (got[0], size))
+        return size / elapsed / 1e6
+
+    def to_file():
+        c, hc = time.process_time(), helper.cpu_seconds()
+        t = time.perf_counter()
+        result = helper.call("sandbox/run", file_params)
+        elapsed = time.perf_counter() - t
+        cpu["bwrapd_file"] += helper.cpu_seconds() - hc + time.process_time() - c
+        check_run(result, "file")
+        got = os.path.getsize(out_file)
+        os.unlink(out_file)
+        if got != size:
+            raise SystemExit("bench: file mode wrote %d bytes, not %d" % (got, size))
+        return size / elapsed / 1e6
+
+    def popen_pipe():
+        def reader(proc):
+            fd = proc.stdout.fileno()
+            n = 0
+            while True:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                n += len(chunk)
+            proc.stdout.close()
+            return n
+
+        c = time.process_time()
+        t = time.perf_counter()
+        got = popen_run(inv, stdout=subprocess.PIPE, reader=reader)
+        elapsed = time.perf_counter() - t
+        cpu["popen_pipe"] += time.process_time() - c
+        if got != size:
+            raise SystemExit("bench: Popen read %d bytes, not %d" % (got, size))
+        return size / elapsed / 1e6
+
+    contenders = [("bwrapd_stream", stream), ("bwrapd_file", to_file), ("popen_pipe", popen_pipe)]
+    rates = {name: [] for name, _ in contenders}
+    cpu = {name: 0.0 for name, _ in contenders}
+    for i in range(rounds):
+        k = i % len(contenders)
+        for name, fn in contenders[k:] + contenders[:k]:
+            rates[name].append(fn())
+    # CPU seconds per 100 MiB spent outside the sandbox: helper + client, or the Python reader
+    return {name: {"MB_per_s_median": statistics.median(v), "rounds": v,
+                   "cpu_s_per_100MiB": cpu[name] / rounds * 100 / mib} for name, v in rates.items()} | {"bytes": size}
+
+
+# --------------------------------------------------------------------------------------------
+# Report.
+# --------------------------------------------------------------------------------------------
+
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
+def report_markdown(res):
+    m = res["machine"]
+    lat = res["latency"]
+    thr = res["throughput"]
+    st = res["startup"]
+    mem = res["memory"]
+    stream = res["streaming"]
+    lines = []
+    add = lines.append
+    add("# bwrapd benchmark results")
+    add("")
+    add("Generated by `/usr/bin/python3 bench/bench.py%s` on %s." % (" --quick" if res["quick"] else "", m["date"]))
+    add("")
+    add("| machine | |")
+    add("| --- | --- |")
+    add("| nproc | %s |" % m["nproc"])
+    add("| CPU | %s |" % m["cpu"])
+    add("| kernel | %s |" % m["kernel"])
+    add("| bwrap | %s |" % m["bwrap"])
+    add("| JDK | %s |" % m["jdk"])
+    add("| helper | `%s`: %s, version %s |" % (m["helper_command"], m["helper"], res.get("server_version")))
+    add("| Python / BuildStream | %s / %s |" % (m["python"], m["buildstream"]))
+    add("| user | uid %s, user namespaces %s |" % (m["uid"], m["userNamespaces"]))
+    add("| load average (1 min) | %s at start, %s at end (other work was running on the machine) |"
+        % (res["load"]["start"][0], res["load"]["end"][0]))
+    add("")
+    add("## 1. Latency of one `/bin/true` sandbox (busybox root, read-only, stdout/stderr discarded)")
+    add("")
+    add("%d runs each, interleaved; milliseconds from request to answer." % lat["bwrapd"]["n"])
+    add("")
+    add("| contender | median ms | p90 ms | mean ms | min ms |")
+    add("| --- | ---: | ---: | ---: | ---: |")
+    labels = {"bwrapd": "bwrapd `sandbox/run` (one helper)", "popen": "Python `subprocess.Popen`, same bwrap argv",
+              "buildstream": "BuildStream 1.6 `SandboxBwrap.run()`",
+              "bwrapd_bare": "bwrapd, bare root (removes /dev/*, /dev, /proc, /tmp after each run)"}
+    for name in ("bwrapd", "popen", "buildstream", "bwrapd_bare"):
+        if name in lat:
+            s = lat[name]
+            add("| %s | %.2f | %.2f | %.2f | %.2f |" % (labels[name], s["median"], s["p90"], s["mean"], s["min"]))
+    s = lat["bwrapd_server_durationMs"]
+    add("| (bwrapd's own `durationMs`, inside the helper) | %.2f | %.2f | %.2f | %.2f |"
+        % (s["median"], s["p90"], s["mean"], s["min"]))
+    add("")
+    r_popen = lat["bwrapd"]["median"] / lat["popen"]["median"]
+    add("- bwrapd / Popen: **%.3f** (median), %.3f (p90). Target <= 1.05: %s."
+        % (r_popen, lat["bwrapd"]["p90"] / lat["popen"]["p90"], verdict(r_popen <= 1.05)))
+    if "buildstream" in lat:
+        add("- bwrapd / BuildStream: **%.3f** (median), %.3f (p90)."
+            % (lat["bwrapd"]["median"] / lat["buildstream"]["median"], lat["bwrapd"]["p90"] / lat["buildstream"]["p90"]))
+    c = lat["cpu_ms_per_run"]
+    add("- CPU time of the orchestrating process per run (not bwrap's, not the command's): bwrapd helper %.2f ms"
+        " (%.2f ms on the bare root) + its Python client %.2f ms; Popen %.2f ms%s." % (
+            c["bwrapd_helper"], c["bwrapd_helper_bare"], c["bwrapd_client"], c["popen"],
+            "; BuildStream %.2f ms" % c["buildstream"] if "buildstream" in c else ""))
+    add("")
+    add("## 2. Throughput (runs per second, same `/bin/true` run)")
+    add("")
+    add("| in flight | bwrapd (pipelined, one helper) | Python threads doing Popen | bwrapd / Python |"
+        " CPU ms per run: bwrapd helper + client / Python |")
+    add("| ---: | ---: | ---: | ---: | ---: |")
+    for level, by in thr.items():
+        b, p = by["bwrapd"]["runs_per_s"], by["popen"]["runs_per_s"]
+        add("| %s | %.1f | %.1f | **%.2f** | %.2f / %.2f |" % (level, b, p, b / p, by["bwrapd"]["cpu_ms_per_run"],
+                                                             by["popen"]["cpu_ms_per_run"]))
+    if "16" in thr:
+        r16 = thr["16"]["bwrapd"]["runs_per_s"] / thr["16"]["popen"]["runs_per_s"]
+        add("")
+        add("%d runs per contender and level. Target at 16 in flight >= 1.2: %s (%.2f)."
+            % (thr["16"]["bwrapd"]["runs"], verdict(r16 >= 1.2), r16))
+    add("")
+    add("## 3. Start-up (spawn to `initialize` response)")
+    add("")
+    add("| mode | median ms | p90 ms | min ms | VmRSS after initialize | then the first `/bin/true` run |")
+    add("| --- | ---: | ---: | ---: | ---: | ---: |")
+    names = {"default": "launcher as is (%s)" % m["helper"], "no-aot": "JVM without the AOT cache (`-XX:AOTMode=off`)"}
+    for name in ("default", "no-aot"):
+        if name in st:
+            s = st[name]
+            add("| %s | %.0f | %.0f | %.0f | %.1f MiB | %.0f ms |" % (
+                names[name], s["median"], s["p90"], s["min"], s["VmRSS_KiB_median"] / 1024, s["first_run_ms_median"]))
+    if "jvm-floor" in st:
+        s = st["jvm-floor"]
+        add("| the JVM alone: `java -version`, same JDK and VM flags, no application | %.0f | %.0f | %.0f | | |"
+            % (s["median"], s["p90"], s["min"]))
+    add("")
+    add("%d samples each. Target < 300 ms: %s." % (st["default"]["n"], verdict(st["default"]["median"] < 300)))
+    add("")
+    add("## 4. Helper memory")
+    add("")
+    add("Idle and 16 running are measured on a fresh helper, before the other measurements.")
+    add("")
+    add("| when | VmRSS | VmHWM | RssAnon | RssFile |")
+    add("| --- | ---: | ---: | ---: | ---: |")
+    for key, label in (("idle", "idle after `initialize`"), ("busy16", "16 sandboxes running"),
+                       ("after", "idle after the benchmark")):
+        add("| %s | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB |" % (
+            label, mem[key]["VmRSS"] / 1024, mem[key]["VmHWM"] / 1024, mem[key]["RssAnon"] / 1024,
+            mem[key]["RssFile"] / 1024))
+    add("")
+    add("Target idle < 48 MiB: %s." % verdict(mem["idle"]["VmRSS"] < 48 * 1024))
+    add("")
+    add("## 5. Streaming %d MiB of text on stdout (`cat` of a 1 MiB file in a loop)" % (stream["bytes"] // MiB))
+    add("")
+    add("| how | MB/s (median of %d) | CPU s per 100 MiB outside the sandbox |" % len(stream["popen_pipe"]["rounds"]))
+    add("| --- | ---: | ---: |")
+    for key, label in (("bwrapd_stream", "bwrapd `\"stream\"` (sandbox/output notifications, decoded by the client)"),
+                       ("bwrapd_file", "bwrapd `{\"file\": ...}` (the command writes the file)"),
+                       ("popen_pipe", "Python Popen reading the pipe")):
+        add("| %s | %.0f | %.2f |" % (label, stream[key]["MB_per_s_median"], stream[key]["cpu_s_per_100MiB"]))
+    add("")
+    add("bwrapd stream / Popen pipe: %.2f; bwrapd file / Popen pipe: %.2f."
+        % (stream["bwrapd_stream"]["MB_per_s_median"] / stream["popen_pipe"]["MB_per_s_median"],
+           stream["bwrapd_file"]["MB_per_s_median"] / stream["popen_pipe"]["MB_per_s_median"]))
+    add("")
+    add("Total benchmark time: %.0f s." % res["elapsed_s"])
+    return "\n".join(lines) + "\n"
+
+
+def plot(res, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("bench: matplotlib not installed (apt-get install python3-matplotlib): no plot", file=sys.stderr)
+        return False
+    lat, thr, st, stream = res["latency"], res["throughput"], res["startup"], res["streaming"]
+    fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
+    fig.suptitle("bwrapd benchmark — %s, %s CPUs, load %.1f→%.1f" % (res["machine"]["date"][:10], res["machine"]["nproc"],
+                                                                      res["load"]["start"][0], res["load"]["end"][0]))
+
+    ax = axes[0][0]
+    short = {"bwrapd": "bwrapd", "popen": "Popen", "buildstream": "BuildStream", "bwrapd_bare": "bwrapd\nbare root"}
+    names = [n for n in ("bwrapd", "popen", "buildstream", "bwrapd_bare") if n in lat["raw"]]
+    data = [lat["raw"][n] for n in names]
+    ax.boxplot(data, showfliers=False, whis=(10, 90))
+    ax.set_xticks(range(1, len(names) + 1), [short[n] for n in names])
+    for i, n in enumerate(names, 1):
+        ax.annotate("%.1f" % lat[n]["median"], (i, lat[n]["median"]), xytext=(22, 0), textcoords="offset points",
+                    va="center", fontsize=9)
+    ax.set_ylabel("ms per /bin/true sandbox")
+    ax.set_title("1. latency, one run at a time (whiskers p10–p90)")
+
+    ax = axes[0][1]
+    levels = list(thr.keys())
+    x = range(len(levels))
+    width = 0.38
+    b = [thr[l]["bwrapd"]["runs_per_s"] for l in levels]
+    p = [thr[l]["popen"]["runs_per_s"] for l in levels]
+    ax.bar([i - width / 2 for i in x], b, width, label="bwrapd (pipelined)")
+    ax.bar([i + width / 2 for i in x], p, width, label="Python threads + Popen")
+    ax.set_xticks(list(x), ["%s in flight" % l for l in levels])
+    ax.set_ylabel("runs / s")
+    ax.set_title("2. throughput")
+    ax.legend(loc="lower right")
+
+    ax = axes[0][2]
+    cpu = lat["cpu_ms_per_run"]
+    bars = [("bwrapd\nhelper+client", cpu["bwrapd_helper"] + cpu["bwrapd_client"]), ("Popen", cpu["popen"])]
+    if "buildstream" in cpu:
+        bars.append(("BuildStream", cpu["buildstream"]))
+    ax.bar(range(len(bars)), [v for _, v in bars], color=["tab:blue", "tab:orange", "tab:purple"][:len(bars)])
+    ax.set_xticks(range(len(bars)), [k for k, _ in bars])
+    ax.set_ylabel("CPU ms per run, outside bwrap")
+    ax.set_title("1b. orchestrator CPU per /bin/true run")
+
+    ax = axes[1][0]
+    modes = [n for n in ("default", "no-aot") if n in st]
+    ax.bar(range(len(modes)), [st[n]["median"] for n in modes], color=["tab:green", "tab:gray"][:len(modes)])
+    ax.axhline(300, color="red", linestyle="--", linewidth=1, label="target 300 ms")
+    ax.set_xticks(range(len(modes)), ["launcher as is", "no AOT cache"][:len(modes)])
+    ax.set_ylabel("ms, spawn → initialize answered (median)")
+    ax.set_title("3. start-up")
+    ax.legend()
+
+    ax = axes[1][1]
+    mem = res["memory"]
+    keys = [("idle", "idle after\ninitialize"), ("busy16", "16 sandboxes\nrunning"), ("after", "idle after\nthe benchmark")]
+    ax.bar(range(3), [mem[k]["VmRSS"] / 1024 for k, _ in keys], color="tab:olive")
+    ax.axhline(48, color="red", linestyle="--", linewidth=1, label="target 48 MiB (idle)")
+    ax.set_xticks(range(3), [label for _, label in keys])
+    ax.set_ylabel("helper VmRSS, MiB")
+    ax.set_title("4. memory")
+    ax.legend()
+
+    ax = axes[1][2]
+    keys = ["bwrapd_stream", "bwrapd_file", "popen_pipe"]
+    ax.bar(range(3), [stream[k]["MB_per_s_median"] for k in keys], color=["tab:blue", "tab:cyan", "tab:orange"])
+    ax.set_xticks(range(3), ["bwrapd stream\n(notifications)", "bwrapd file", "Popen pipe"])
+    ax.set_ylabel("MB/s")
+    ax.set_title("5. streaming %d MiB of stdout" % (stream["bytes"] // MiB))
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+
+DEVICES = ["full", "null", "urandom", "random", "zero"]
+
+
+def make_root(path, prepared=True):
+    """The busybox root of tools/make-rootfs.sh. Prepared: with /dev (and the device mount points),
+    /proc and /tmp already there, as in a staged system root, so bwrap creates nothing in it and
+    nothing has to be removed afterwards, whoever runs it (see docs/performance.md)."""
+    subprocess.run([os.path.join(REPO, "tools", "make-rootfs.sh"), path], check=True)
+    if prepared:
+        for d in ("dev", "proc", "tmp"):
+            os.makedirs(os.path.join(path, d), exist_ok=True)
+        for device in DEVICES:
+            open(os.path.join(path, "dev", device), "w").close()
+        # 1 MiB of plain text lines, which the streaming measurement sends to stdout over and over
+        line = b"bwrapd streaming benchmark: a line of plain ASCII text, like a build log\n"
+        with open(os.path.join(path, "blob"), "wb") as f:
+            f.write((line * (MiB // len(line) + 1))[:MiB])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a ~1-minute smoke run (fewer runs, 50 MB stream)")
+    parser.add_argument("--helper", default=os.path.join(REPO, "bwrapd"),
+                        help="the helper to run (default: the launcher ./bwrapd of this checkout)")
+    parser.add_argument("--runs", type=int, help="latency runs per contender (default 500, quick 60)")
+    parser.add_argument("--no-buildstream", action="store_true", help="skip BuildStream's SandboxBwrap")
+    parser.add_argument("--max-load", type=float, default=1.5,
+                        help="wait (up to --load-wait seconds) for the 1-minute load average to drop below this")
+    parser.add_argument("--load-wait", type=float, default=60.0)
+    parser.add_argument("--out", default=RESULTS, help="directory for latest.{md,json,png}")
+    args = parser.parse_args()
+
+    quick = args.quick
+    runs = args.runs or (60 if quick else 500)
+    warmup = 10 if quick else 30
+    throughput_total = 96 if quick else 800
+    throughput_rounds = 2 if quick else 4
+    startup_samples = 5 if quick else 15
+    stream_mib = 50 if quick else 200
+    stream_rounds = 1 if quick else 3
+    helper_cmd = [args.helper]
+
+    park_fd3()
+    print("bench: waiting for a quiet machine (load <= %.2f, at most %.0f s)" % (args.max_load, args.load_wait), flush=True)
+    load_start = wait_for_quiet(args.max_load, args.load_wait)
+    print("bench: load average %s" % load_start, flush=True)
+    began = time.perf_counter()
+    tmpdir = tempfile.mkdtemp(prefix="bwrapd-bench-")
+    os.chmod(tmpdir, 0o755)
+    res = {"quick": quick, "load": {"start": load_start}}
+    helper = None
+    try:
+        roots = {"bwrapd": os.path.join(tmpdir, "root-bwrapd"), "popen": os.path.join(tmpdir, "root-popen"),
+                 "bare": os.path.join(tmpdir, "root-bare")}
+        for name, root in roots.items():
+            make_root(root, prepared=name != "bare")
+        bst = None
+        if not args.no_buildstream:
+            os.makedirs(os.path.join(tmpdir, "buildstream"))
+            make_root(os.path.join(tmpdir, "buildstream", "root"))
+            bst = BuildStreamSandbox(os.path.join(tmpdir, "buildstream"))
+            roots["buildstream"] = bst.root
+
+        print("bench: 3. start-up (%d samples per mode)" % startup_samples, flush=True)
+        res["startup"] = bench_startup(helper_cmd, startup_samples, helper_mode(helper_cmd)[1], roots["bwrapd"])
+
+        helper = Helper(helper_cmd)
+        init = helper.call("initialize", {"clientName": "bench"})
+        res["machine"] = machine(helper_cmd, init)
+        res["server_version"] = init.get("serverVersion")
+        time.sleep(1.0)
+        res["memory"] = {"idle": helper.memory()}
+        print("bench: 4. memory with 16 sandboxes running", flush=True)
+        res["memory"]["busy16"] = bench_memory_under_load(helper, roots["bwrapd"], 16)
+
+        print("bench: 1. latency (%d runs per contender, interleaved)" % runs, flush=True)
+        res["load"]["latency"] = loadavg()
+        res["latency"] = bench_latency(helper, roots, bst, runs, warmup)
+
+        print("bench: 2. throughput (%d runs per contender and level)" % throughput_total, flush=True)
+        res["load"]["throughput"] = loadavg()
+        res["throughput"] = bench_throughput(helper, roots, [16, 64], throughput_total, throughput_rounds)
+
+        print("bench: 5. streaming %d MiB (%d rounds)" % (stream_mib, stream_rounds), flush=True)
+        res["load"]["streaming"] = loadavg()
+        res["streaming"] = bench_streaming(helper, roots, stream_mib, stream_rounds, tmpdir)
+        time.sleep(1.0)
+        res["memory"]["after"] = helper.memory()
+    finally:
+        if helper is not None:
+            helper.close()
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    res["load"]["end"] = loadavg()
+    res["elapsed_s"] = time.perf_counter() - began
+
+    os.makedirs(args.out, exist_ok=True)
+    markdown = report_markdown(res)
+    with open(os.path.join(args.out, "latest.md"), "w") as f:
+        f.write(markdown)
+    with open(os.path.join(args.out, "latest.json"), "w") as f:
+        json.dump(res, f, indent=1)
+        f.write("\n")
+    plot(res, os.path.join(args.out, "latest.png"))
+    print()
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

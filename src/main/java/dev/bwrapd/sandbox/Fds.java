@@ -14,7 +14,6 @@ import java.util.List;
 final class Fds {
     int childStdin = -1, childStdout = -1, childStderr = -1;
     int parentStdin = -1, parentStdout = -1, parentStderr = -1;
-    int lastPipeReadEnd = -1;
     byte[] stdinData;
     private Thread stdinWriter;
     private final List<Integer> owned = new ArrayList<>();

@@ -344,32 +344,33 @@ public final class SandboxRunner {
             // stdout "discard" goes to /dev/null, unless stderr is merged into it: then bwrap's own
             // message would be lost there, so it goes through a pipe that is drained like stderr's.
             boolean merged = spec.stderr() instanceof RunSpec.Output.IntoStdout;
-            fds.childStdout = outputFd(spec.stdout(), "stdout", fds, !merged);
-            if (spec.stdout() instanceof RunSpec.Output.Capture || spec.stdout() instanceof RunSpec.Output.Stream
-                    || (merged && spec.stdout() instanceof RunSpec.Output.Discard)) {
-                fds.parentStdout = fds.lastPipeReadEnd;
-            }
-            if (spec.stderr() instanceof RunSpec.Output.IntoStdout) {
+            Ends stdout = outputFd(spec.stdout(), "stdout", fds, !merged);
+            fds.childStdout = stdout.child();
+            fds.parentStdout = stdout.reader();
+            if (merged) {
                 fds.childStderr = fds.childStdout;
             } else {
-                fds.childStderr = outputFd(spec.stderr(), "stderr", fds, false);
-                if (!(spec.stderr() instanceof RunSpec.Output.File)) fds.parentStderr = fds.lastPipeReadEnd;
+                Ends stderr = outputFd(spec.stderr(), "stderr", fds, false);
+                fds.childStderr = stderr.child();
+                fds.parentStderr = stderr.reader();
             }
         } catch (Libc.Error e) {
             throw new RpcException(ErrorCodes.INTERNAL_ERROR, e.getMessage());
         }
     }
 
-    /** The descriptor the command writes to. stderr "discard" still goes through a pipe: bwrap's own message may be on it. */
-    private static int outputFd(RunSpec.Output output, String field, Fds fds, boolean discardToDevNull) throws RpcException, Libc.Error {
+    /** Where a stream goes: the descriptor the command writes to, and the pipe's end bwrapd reads (-1 if none). */
+    private record Ends(int child, int reader) {}
+
+    /** stderr "discard" still goes through a pipe: bwrap's own message may be on it. */
+    private static Ends outputFd(RunSpec.Output output, String field, Fds fds, boolean discardToDevNull) throws RpcException, Libc.Error {
         return switch (output) {
-            case RunSpec.Output.File f -> fds.track(open(field + ".file", f.path(),
-                    Libc.O_WRONLY | Libc.O_CREAT | (f.append() ? Libc.O_APPEND : Libc.O_TRUNC)));
-            case RunSpec.Output.Discard d when discardToDevNull -> fds.track(Libc.open("/dev/null", Libc.O_WRONLY, 0));
+            case RunSpec.Output.File f -> new Ends(fds.track(open(field + ".file", f.path(),
+                    Libc.O_WRONLY | Libc.O_CREAT | (f.append() ? Libc.O_APPEND : Libc.O_TRUNC))), -1);
+            case RunSpec.Output.Discard d when discardToDevNull -> new Ends(fds.track(Libc.open("/dev/null", Libc.O_WRONLY, 0)), -1);
             default -> {
                 int[] pipe = fds.pipe();
-                fds.lastPipeReadEnd = pipe[0];
-                yield pipe[1];
+                yield new Ends(pipe[1], pipe[0]);
             }
         };
     }

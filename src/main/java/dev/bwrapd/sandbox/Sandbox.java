@@ -119,31 +119,16 @@ public final class Sandbox {
     }
 
     private boolean deliver(int signal) {
-        // The init calls setsid at the very end of the sandbox's setup (mounts and all), some time after
-        // bwrap reports it, and only then forks the command. Until the command exists, a signal to the
-        // group finds nobody (ESRCH) or the init alone, which ignores it: either way it would be lost.
-        // A fixed wait would lose it on a loaded machine, so wait as long as the init lives (a kill
-        // meanwhile ends it, and the wait).
-        long giveUp = System.nanoTime() + 60_000_000_000L; // only should the init hang in its setup
-        while (System.nanoTime() < giveUp) {
-            if (commandForked()) {
-                if (Libc.kill(-initPid, signal) == 0) {
-                    if (signal == Signals.SIGSTOP) state = State.SUSPENDED;
-                    if (signal == Signals.SIGCONT) state = State.RUNNING;
-                    return true;
-                }
-                if (Libc.errno() != Libc.ESRCH) return false;
-            }
-            if (!initAlive()) return false; // it ended before making its group: nothing left to signal
-            try {
-                wait(1); // releases the monitor, so finished() can still happen meanwhile
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                return false;
-            }
-            if (state == State.FINISHED) return false;
-        }
-        return false;
+        // The init calls setsid at the very end of the sandbox's setup, and only then forks the
+        // command. Until the command exists, a signal to the group finds nobody (ESRCH) or the init
+        // alone, which ignores it: either way it would be lost. So wait for the command first, as
+        // long as the init lives (a kill meanwhile ends it, and the wait).
+        awaitCommand();
+        if (state == State.FINISHED || !commandForked()) return false; // it ended before its command ran
+        if (Libc.kill(-initPid, signal) != 0) return false;
+        if (signal == Signals.SIGSTOP) state = State.SUSPENDED;
+        if (signal == Signals.SIGCONT) state = State.RUNNING;
+        return true;
     }
 
     /**

@@ -103,8 +103,13 @@ public final class Server {
 
     public void notifyClient(String method, Object params) {
         ObjectNode message = json.createObjectNode().put("jsonrpc", "2.0").put("method", method);
-        message.set("params", json.valueToTree(params));
+        message.set("params", tree(params));
         send(message);
+    }
+
+    /** A value as a JSON tree; a tree is taken as it is (valueToTree would copy it through a serializer). */
+    private JsonNode tree(Object value) {
+        return value instanceof JsonNode node ? node : json.valueToTree(value);
     }
 
     private void receive(byte[] body) {
@@ -216,7 +221,7 @@ public final class Server {
             UNIT.set(unit);
             try {
                 Object result = handler.handle(call);
-                response.complete(id == null ? null : result(id, json.valueToTree(result)));
+                response.complete(id == null ? null : result(id, tree(result)));
             } catch (RpcException e) {
                 if (id == null) LOG.debugf("notification %s failed: %s", name, e.getMessage());
                 response.complete(id == null ? null : error(id, e.code(), e.getMessage(), e.data()));

@@ -1,0 +1,48 @@
+package dev.bwrapd.memory;
+
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * The bytes the helper holds on behalf of its clients (requests in flight, stdin data, captured
+ * output kept in memory, notifications waiting to be written), counted against one limit. Whoever
+ * is about to hold bytes reserves them first and releases them when it lets go; a reservation
+ * that does not fit is refused, and the caller then refuses the request or spools to a file,
+ * never dies of an OutOfMemoryError.
+ *
+ * <p>Built once in {@code Main} (from {@code --max-memory}, or a share of the maximum heap) and
+ * handed to every layer that holds client bytes.
+ */
+public final class MemoryBudget {
+    private final long limit;
+    private final AtomicLong used = new AtomicLong();
+
+    public MemoryBudget(long limit) {
+        if (limit <= 0) throw new IllegalArgumentException("a memory budget must be positive: " + limit);
+        this.limit = limit;
+    }
+
+    /** Reserves {@code bytes} if they fit under the limit; false (and nothing reserved) if not. */
+    public boolean tryReserve(long bytes) {
+        if (bytes < 0) throw new IllegalArgumentException("negative reservation: " + bytes);
+        while (true) {
+            long now = used.get();
+            if (bytes > limit - now) return false;
+            if (used.compareAndSet(now, now + bytes)) return true;
+        }
+    }
+
+    /** Gives back bytes an earlier {@link #tryReserve} took. */
+    public void release(long bytes) {
+        if (bytes < 0) throw new IllegalArgumentException("negative release: " + bytes);
+        long after = used.addAndGet(-bytes);
+        if (after < 0) throw new IllegalStateException("released more than was reserved: " + after);
+    }
+
+    public long limit() {
+        return limit;
+    }
+
+    public long used() {
+        return used.get();
+    }
+}

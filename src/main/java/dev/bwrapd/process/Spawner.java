@@ -16,11 +16,15 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
  * a platform thread that outlives the child.
  */
 public final class Spawner {
-    private Spawner() {}
+    private final Reaper reaper;
+
+    public Spawner(Reaper reaper) {
+        this.reaper = reaper;
+    }
 
     public record Spec(String executable, List<String> argv, List<String> environment, int[] fds) {}
 
-    public static Reaper.Child spawn(Spec spec) throws Libc.Error {
+    public Reaper.Child spawn(Spec spec) throws Libc.Error {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment actions = arena.allocate(Libc.FILE_ACTIONS_SIZE, 16);
             MemorySegment attr = arena.allocate(Libc.SPAWN_ATTR_SIZE, 16);
@@ -44,7 +48,7 @@ public final class Spawner {
                 MemorySegment argv = strings(arena, spec.argv());
                 MemorySegment envp = strings(arena, spec.environment());
                 MemorySegment pid = arena.allocate(Libc.INT);
-                return Reaper.instance().spawnChild(() -> {
+                return reaper.spawnChild(() -> {
                     int rc = Libc.posixSpawn(pid, path, actions, attr, argv, envp);
                     if (rc != 0) throw new Libc.Error("posix_spawn " + spec.executable(), rc);
                     return pid.get(Libc.INT, 0);

@@ -34,12 +34,12 @@ public final class Libc {
     public static final int O_CREAT = 0100, O_TRUNC = 01000, O_APPEND = 02000, O_CLOEXEC = 02000000;
     public static final int O_DIRECTORY = isAarch64() ? 040000 : 0200000;
     public static final int O_NOFOLLOW = isAarch64() ? 0100000 : 0400000;
-    public static final int AT_FDCWD = -100;
     public static final int EINTR = 4, ESRCH = 3, ENOENT = 2, ECHILD = 10, EEXIST = 17, ELOOP = 40, ENOTDIR = 20;
     public static final short POSIX_SPAWN_SETSIGDEF = 0x04, POSIX_SPAWN_SETSIGMASK = 0x08, POSIX_SPAWN_SETSID = 0x80;
     public static final int PR_SET_CHILD_SUBREAPER = 36;
     public static final int WNOHANG = 1, WEXITED = 4, WNOWAIT = 0x01000000;
     public static final int P_ALL = 0, P_PID = 1;
+    public static final short POLLIN = 0x1, POLLOUT = 0x4, POLLERR = 0x8, POLLHUP = 0x10, POLLNVAL = 0x20;
 
     /** Sizes of glibc's opaque structs on 64-bit Linux, rounded up generously. */
     static final long SPAWN_ATTR_SIZE = 512, FILE_ACTIONS_SIZE = 256, SIGSET_SIZE = 128, SIGINFO_SIZE = 128;
@@ -82,6 +82,7 @@ public final class Libc {
     private static final MethodHandle CLOSE = downcall("close", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
     private static final MethodHandle READ = downcall("read", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
     private static final MethodHandle WRITE = downcall("write", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
+    private static final MethodHandle POLL = downcall("poll", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
     private static final MethodHandle KILL = downcall("kill", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
     private static final MethodHandle PIDFD_OPEN = downcall("pidfd_open", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
     private static final MethodHandle PIDFD_SEND_SIGNAL = downcall("pidfd_send_signal",
@@ -232,6 +233,63 @@ public final class Libc {
             if (n >= 0) return (int) n;
             if (errno() != EINTR) throw new Error("read", errno());
         }
+    }
+
+    /** Native scratch memory per thread for the byte[] and array calls below (a run thread reuses its own). */
+    private static final ThreadLocal<MemorySegment> SCRATCH = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(64 * 1024, 16));
+
+    private static MemorySegment scratch(long size) {
+        MemorySegment buffer = SCRATCH.get();
+        if (buffer.byteSize() < size) {
+            buffer = Arena.ofAuto().allocate(size, 16);
+            SCRATCH.set(buffer);
+        }
+        return buffer;
+    }
+
+    /** read(2) into {@code buffer[offset..]}, at most {@code length} bytes, retrying EINTR; 0 at end of file. */
+    public static int read(int fd, byte[] buffer, int offset, int length) throws Error {
+        MemorySegment native_ = scratch(length);
+        int n = read(fd, native_.asSlice(0, length));
+        MemorySegment.copy(native_, ValueLayout.JAVA_BYTE, 0, buffer, offset, n);
+        return n;
+    }
+
+    /**
+     * write(2) of {@code data[offset..offset+length]} once, retrying EINTR: the number written.
+     * On a blocking pipe that poll reported writable, up to PIPE_BUF (4096) bytes never block.
+     */
+    public static int write(int fd, byte[] data, int offset, int length) throws Error {
+        MemorySegment native_ = scratch(length);
+        MemorySegment.copy(data, offset, native_, ValueLayout.JAVA_BYTE, 0, length);
+        while (true) {
+            long n;
+            try { n = (long) WRITE.invokeExact(STATE.get(), fd, native_, (long) length); } catch (Throwable t) { throw unexpected(t); }
+            if (n >= 0) return (int) n;
+            if (errno() != EINTR) throw new Error("write", errno());
+        }
+    }
+
+    /**
+     * poll(2) on the first {@code count} descriptors: {@code revents[i]} receives what happened on
+     * {@code fds[i]} (a negative fd is ignored, as poll does). Returns how many have events (0 on
+     * timeout); EINTR counts as a timeout, so callers just recompute their deadlines and poll again.
+     */
+    public static int poll(int[] fds, short[] events, short[] revents, int count, int timeoutMs) throws Error {
+        MemorySegment pollfds = scratch(8L * count);
+        for (int i = 0; i < count; i++) {
+            pollfds.set(JAVA_INT, 8L * i, fds[i]);
+            pollfds.set(JAVA_SHORT, 8L * i + 4, events[i]);
+            pollfds.set(JAVA_SHORT, 8L * i + 6, (short) 0);
+        }
+        int n;
+        try { n = (int) POLL.invokeExact(STATE.get(), pollfds, (long) count, timeoutMs); } catch (Throwable t) { throw unexpected(t); }
+        if (n < 0) {
+            if (errno() != EINTR) throw new Error("poll", errno());
+            n = 0;
+        }
+        for (int i = 0; i < count; i++) revents[i] = n == 0 ? 0 : pollfds.get(JAVA_SHORT, 8L * i + 6);
+        return n;
     }
 
     /** Writes all of {@code data}, retrying EINTR and short writes. */

@@ -3,7 +3,7 @@ package dev.bwrapd.process;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.bwrapd.cleanup.CleanupReport;
-import dev.bwrapd.sandbox.RunResult;
+import dev.bwrapd.protocol.RunResult;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.MemoryLayout;

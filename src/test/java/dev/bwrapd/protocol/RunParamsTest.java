@@ -279,7 +279,7 @@ class RunParamsTest {
     void pathsNotAllowed(String field, String json) throws IOException {
         JsonNode params = json.startsWith("+") ? params(json.substring(1)) : JSON.readTree(json.replace('\'', '"'));
         RpcException e = error(params);
-        assertEquals(ErrorCodes.PATH_NOT_ALLOWED, e.code(), e::getMessage);
+        assertEquals(ProtocolErrors.PATH_NOT_ALLOWED, e.code(), e::getMessage);
         assertTrue(e.getMessage().contains(field + ":"), () -> "message does not name " + field + ": " + e.getMessage());
     }
 

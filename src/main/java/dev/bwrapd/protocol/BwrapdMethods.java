@@ -10,6 +10,7 @@ import dev.bwrapd.jsonrpc.Handler;
 import dev.bwrapd.jsonrpc.RpcException;
 import dev.bwrapd.process.Signals;
 import dev.bwrapd.sandbox.BwrapCommand;
+import dev.bwrapd.sandbox.Capabilities;
 import dev.bwrapd.sandbox.HostCapabilities;
 import dev.bwrapd.sandbox.HostProbe;
 import dev.bwrapd.sandbox.RootPaths;
@@ -175,6 +176,13 @@ public final class BwrapdMethods {
             throw new RpcException(ErrorCodes.BWRAP_UNUSABLE, "bwrap not found (install bubblewrap or pass --bwrap)", data);
         }
         if (spec.linux32() && !h.linux32()) throw Params.invalid("linux32: this host has no linux32 (setarch) to set the personality");
+        for (int i = 0; i < spec.capabilities().size(); i++) {
+            String name = spec.capabilities().get(i);
+            if (!Capabilities.grantable(h, name)) {
+                throw Params.invalid("capabilities[" + i + "]: this host cannot grant " + name
+                        + (h.privileged() ? " (bwrapd does not hold it)" : " (no user namespaces)"));
+            }
+        }
         return h;
     }
 

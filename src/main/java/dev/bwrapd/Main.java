@@ -85,7 +85,8 @@ public class Main implements QuarkusApplication {
             // Only now may the reaper start: it would take the probes' children from the JDK.
             boolean subreaper = reaper.start();
             host.complete(new HostCapabilities(probed.bwrapPath(), probed.bwrapVersion(), probed.userNamespaces(),
-                    probed.dieWithParent(), probed.jsonStatusFd(), subreaper, probed.linux32Path()));
+                    probed.dieWithParent(), probed.jsonStatusFd(), subreaper, probed.linux32Path(),
+                    probed.privileged(), probed.permittedCapabilities()));
             LOG.debugf("bwrap probed %d ms after the process started", sinceStart());
         });
         if (bwrap.found() == null) LOG.warnf("bwrap not found (tried %s); sandbox/run will fail", bwrap.tried());

@@ -60,13 +60,20 @@ public final class SandboxRunner {
         return BwrapCommand.of(spec, host(spec));
     }
 
-    /** This host's capabilities for {@code spec}: waits for the probe; fails if there is no bwrap or no linux32. */
+    /** This host's capabilities for {@code spec}: waits for the probe; fails if there is no bwrap, no linux32, or a capability it cannot grant. */
     HostCapabilities host(RunSpec spec) throws SandboxException {
         HostCapabilities h = host.join();
         if (h.bwrapPath() == null) {
             throw new SandboxException.BwrapUnusable("bwrap not found (install bubblewrap or pass --bwrap)", null, null, bwrapTried);
         }
         if (spec.linux32() && !h.linux32()) throw new SandboxException.Invalid("linux32: this host has no linux32 (setarch) to set the personality");
+        for (int i = 0; i < spec.capabilities().size(); i++) {
+            String name = spec.capabilities().get(i);
+            if (!Capabilities.grantable(h, name)) {
+                throw new SandboxException.Invalid("capabilities[" + i + "]: this host cannot grant " + name
+                        + (h.privileged() ? " (bwrapd does not hold it)" : " (no user namespaces)"));
+            }
+        }
         return h;
     }
 

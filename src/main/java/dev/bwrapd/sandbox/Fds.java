@@ -2,7 +2,6 @@ package dev.bwrapd.sandbox;
 
 import dev.bwrapd.process.Libc;
 
-import java.lang.foreign.Arena;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -44,8 +43,8 @@ final class Fds {
         owned.remove(Integer.valueOf(fd));
         byte[] data = stdinData;
         stdinWriter = Thread.ofPlatform().daemon().name("bwrapd-stdin").start(() -> {
-            try (Arena arena = Arena.ofConfined()) {
-                Libc.writeFully(fd, arena.allocateFrom(java.lang.foreign.ValueLayout.JAVA_BYTE, data));
+            try {
+                Libc.writeFully(fd, data);
             } catch (Libc.Error e) {
                 // the command closed its stdin early: not an error of the run
             } finally {

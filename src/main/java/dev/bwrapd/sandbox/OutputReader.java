@@ -3,9 +3,6 @@ package dev.bwrapd.sandbox;
 import dev.bwrapd.process.Libc;
 
 import java.io.ByteArrayOutputStream;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
@@ -54,12 +51,12 @@ final class OutputReader {
 
     private void drain() {
         byte[] pending = new byte[0]; // an incomplete UTF-8 sequence held back for the next chunk
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment buffer = arena.allocate(CHUNK);
+        try {
+            byte[] buffer = new byte[CHUNK];
             while (true) {
                 int n = Libc.read(fd, buffer);
                 if (n == 0) break;
-                byte[] chunk = buffer.asSlice(0, n).toArray(ValueLayout.JAVA_BYTE);
+                byte[] chunk = Arrays.copyOf(buffer, n);
                 if (head.size() < HEAD) head.write(chunk, 0, Math.min(n, HEAD - head.size()));
                 long room = captureLimit - captured.size();
                 if (room > 0) captured.write(chunk, 0, (int) Math.min(n, room));

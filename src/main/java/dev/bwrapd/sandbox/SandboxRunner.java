@@ -14,9 +14,6 @@ import dev.bwrapd.process.Spawner;
 import org.jboss.logging.Logger;
 
 import java.io.IOException;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -300,11 +297,11 @@ public final class SandboxRunner {
     /** Reads bwrap's status stream (one JSON object per line) until bwrap closes it. */
     private static void readStatus(int fd, java.util.function.Consumer<JsonNode> onLine) {
         StringBuilder text = new StringBuilder();
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment buffer = arena.allocate(1024);
+        try {
+            byte[] buffer = new byte[1024];
             int n;
             while ((n = Libc.read(fd, buffer)) > 0) {
-                text.append(new String(buffer.asSlice(0, n).toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8));
+                text.append(new String(buffer, 0, n, StandardCharsets.UTF_8));
                 int newline;
                 while ((newline = text.indexOf("\n")) >= 0) {
                     parseStatus(text.substring(0, newline)).ifPresent(onLine);

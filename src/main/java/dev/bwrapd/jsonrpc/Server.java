@@ -23,6 +23,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executor;
 
 /**
  * A JSON-RPC 2.0 endpoint over a message stream: parses, validates, dispatches each request on its
@@ -45,18 +46,12 @@ public final class Server {
     private final List<Object> waiting = new ArrayList<>();
     /** The token of the request or batch a handler thread serves, so it never waits for itself. */
     private static final ThreadLocal<Object> UNIT = new ThreadLocal<>();
-    /**
-     * Handler threads are platform threads kept for reuse: creating and ending one per request
-     * costs about 0.5 ms of CPU. A sandbox/run handler spawns bwrap on its thread and holds it until
-     * the sandbox is reaped, and a thread only ends after ten idle minutes, so bwrap's
-     * --die-with-parent (which fires when the spawning thread ends) never fires while a sandbox lives.
-     */
-    private static final java.util.concurrent.ExecutorService HANDLERS = new java.util.concurrent.ThreadPoolExecutor(
-            0, Integer.MAX_VALUE, 10, java.util.concurrent.TimeUnit.MINUTES, new java.util.concurrent.SynchronousQueue<>(),
-            Thread.ofPlatform().daemon().name("rpc-", 0).factory());
+    /** Runs each request's handler; handlers may block, so it must not queue behind busy threads. */
+    private final Executor handlers;
 
     public Server(ObjectMapper json, MessageReader reader, MessageWriter writer, long maxMessageBytes,
-                  Map<String, Handler> methods) {
+                  Map<String, Handler> methods, Executor handlers) {
+        this.handlers = handlers;
         this.json = json;
         this.reader = reader;
         this.writer = writer;
@@ -217,7 +212,7 @@ public final class Server {
         CompletableFuture<ObjectNode> response = new CompletableFuture<>();
         String key = id == null ? null : key(id);
         if (key != null) inFlight.put(key, call);
-        HANDLERS.execute(() -> {
+        handlers.execute(() -> {
             UNIT.set(unit);
             try {
                 Object result = handler.handle(call);

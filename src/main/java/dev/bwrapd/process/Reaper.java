@@ -14,23 +14,28 @@ import java.util.concurrent.CompletableFuture;
  * the lock, so no exit is ever delivered to the wrong waiter or missed.
  */
 public final class Reaper {
-    private static final Reaper INSTANCE = new Reaper();
-
     private final Object lock = new Object();
     private final Map<Integer, CompletableFuture<ExitStatus>> waiters = new HashMap<>();
     /** Exits nobody was waiting for yet (a fast init reaped before its run asked about it). */
     private final Map<Integer, ExitStatus> unclaimed = new HashMap<>();
     private boolean childrenMayExist;
-    private final boolean subreaper;
+    private volatile boolean subreaper;
+    private volatile boolean started;
 
-    private Reaper() {
-        subreaper = Libc.becomeSubreaper();
-        Thread thread = Thread.ofPlatform().daemon().name("bwrapd-reaper").unstarted(this::loop);
-        thread.start();
-    }
+    /** Made in Main; nothing happens until {@link #start()}. */
+    public Reaper() {}
 
-    public static Reaper instance() {
-        return INSTANCE;
+    /**
+     * Makes this process a child subreaper and starts reaping. Only once no child of the JDK's own
+     * (ProcessBuilder) is still wanted: the loop reaps every child. Idempotent.
+     */
+    public synchronized boolean start() {
+        if (!started) {
+            subreaper = Libc.becomeSubreaper();
+            Thread.ofPlatform().daemon().name("bwrapd-reaper").start(this::loop);
+            started = true;
+        }
+        return subreaper;
     }
 
     /** Whether orphaned descendants come back to this process (PR_SET_CHILD_SUBREAPER took effect). */

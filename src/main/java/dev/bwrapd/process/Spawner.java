@@ -12,11 +12,15 @@ import java.util.List;
  * a platform thread that outlives the child.
  */
 public final class Spawner {
-    private Spawner() {}
+    private final Reaper reaper;
+
+    public Spawner(Reaper reaper) {
+        this.reaper = reaper;
+    }
 
     public record Spec(String executable, List<String> argv, List<String> environment, int[] fds) {}
 
-    public static Reaper.Child spawn(Spec spec) throws Libc.Error {
-        return Reaper.instance().spawnChild(() -> Libc.spawn(spec.executable(), spec.argv(), spec.environment(), spec.fds()));
+    public Reaper.Child spawn(Spec spec) throws Libc.Error {
+        return reaper.spawnChild(() -> Libc.spawn(spec.executable(), spec.argv(), spec.environment(), spec.fds()));
     }
 }

@@ -30,33 +30,30 @@ public final class Watchdog {
             for id in $live; do kill -9 "-$id" 2>/dev/null; done
             """;
 
-    private static final Watchdog INSTANCE = start();
+    private final Spawner spawner;
+    /** The write end of the shell's input; 0 before the first use, -1 if the shell could not start. */
+    private int pipe;
 
-    private final int pipe;
-
-    private Watchdog(int pipe) {
-        this.pipe = pipe;
+    /** Made in Main; the shell starts at the first {@link #watch}, so a helper that runs nothing starts none. */
+    public Watchdog(Spawner spawner) {
+        this.spawner = spawner;
     }
 
-    public static Watchdog instance() {
-        return INSTANCE;
-    }
-
-    private static Watchdog start() {
+    private int start() {
         try {
             int[] input = Libc.pipe();
             int devNull = Libc.open("/dev/null", Libc.O_RDWR, 0);
             try {
-                Spawner.spawn(new Spawner.Spec("/bin/sh", List.of("bwrapd-watchdog", "-c", SCRIPT), List.of("PATH=/usr/bin:/bin"),
+                spawner.spawn(new Spawner.Spec("/bin/sh", List.of("bwrapd-watchdog", "-c", SCRIPT), List.of("PATH=/usr/bin:/bin"),
                         new int[] {input[0], devNull, devNull}));
             } finally {
                 Libc.close(input[0]);
                 Libc.close(devNull);
             }
-            return new Watchdog(input[1]);
+            return input[1];
         } catch (Libc.Error e) {
             LOG.warnf("no watchdog (%s): a sandbox still being set up when bwrapd is killed may outlive it", e.getMessage());
-            return new Watchdog(-1);
+            return -1;
         }
     }
 
@@ -71,6 +68,7 @@ public final class Watchdog {
     }
 
     private synchronized void send(String line) {
+        if (pipe == 0) pipe = start();
         if (pipe < 0) return;
         try {
             Libc.writeFully(pipe, line.getBytes(StandardCharsets.US_ASCII));

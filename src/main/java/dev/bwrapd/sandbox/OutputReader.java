@@ -26,20 +26,18 @@ final class OutputReader {
     private final ByteArrayOutputStream captured = new ByteArrayOutputStream();
     private final ByteArrayOutputStream head = new ByteArrayOutputStream();
     private boolean truncated;
-    /** Reader threads are reused: a thread per pipe per run costs more CPU than the run's own work. */
-    private static final java.util.concurrent.ExecutorService READERS = java.util.concurrent.Executors.newCachedThreadPool(
-            Thread.ofPlatform().daemon().name("bwrapd-output-", 0).factory());
     private final java.util.concurrent.CountDownLatch done = new java.util.concurrent.CountDownLatch(1);
 
     /**
+     * @param readers      reused threads (a thread per pipe per run costs more CPU than the run's own work)
      * @param captureLimit bytes to keep (0 keeps nothing but the head)
      * @param listener     receives each chunk and whether it is text, or null
      */
-    OutputReader(String name, int fd, long captureLimit, BiConsumer<byte[], Boolean> listener) {
+    OutputReader(java.util.concurrent.Executor readers, String name, int fd, long captureLimit, BiConsumer<byte[], Boolean> listener) {
         this.fd = fd;
         this.captureLimit = captureLimit;
         this.listener = listener;
-        READERS.execute(() -> {
+        readers.execute(() -> {
             Thread.currentThread().setName(name);
             try {
                 drain();

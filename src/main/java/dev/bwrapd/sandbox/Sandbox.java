@@ -31,6 +31,7 @@ public final class Sandbox {
 
     private final String id;
     private final List<String> command;
+    private final Watchdog watchdog;
     private final Instant startedAt = Instant.now();
     private State state = State.STARTING;
     private Ending ending = Ending.NONE;
@@ -41,9 +42,10 @@ public final class Sandbox {
     private boolean commandForked;
     private final List<Integer> queued = new ArrayList<>();
 
-    Sandbox(String id, List<String> command) {
+    Sandbox(String id, List<String> command, Watchdog watchdog) {
         this.id = id;
         this.command = command;
+        this.watchdog = watchdog;
     }
 
     public String id() { return id; }
@@ -56,7 +58,7 @@ public final class Sandbox {
 
     synchronized void spawned(int pid) {
         bwrapPid = pid;
-        Watchdog.instance().watch(bwrapPid); // bwrap's session: the init is in it until its setsid
+        watchdog.watch(bwrapPid); // bwrap's session: the init is in it until its setsid
         if (killWhenStarted) Libc.kill(-bwrapPid, Signals.SIGKILL);
     }
 
@@ -65,7 +67,7 @@ public final class Sandbox {
         if (state == State.FINISHED) return;
         initPid = pid;
         initPidfd = Libc.pidfdOpen(pid);
-        Watchdog.instance().watch(initPid); // the command's group, once the init has called setsid
+        watchdog.watch(initPid); // the command's group, once the init has called setsid
         state = State.RUNNING;
         if (killWhenStarted) {
             killInit();
@@ -96,8 +98,8 @@ public final class Sandbox {
 
     synchronized void finished() {
         if (state != State.FINISHED) {
-            if (bwrapPid != 0) Watchdog.instance().forget(bwrapPid);
-            if (initPid != 0) Watchdog.instance().forget(initPid);
+            if (bwrapPid != 0) watchdog.forget(bwrapPid);
+            if (initPid != 0) watchdog.forget(initPid);
         }
         state = State.FINISHED;
         Libc.close(initPidfd);

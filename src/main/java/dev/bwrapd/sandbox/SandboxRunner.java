@@ -22,7 +22,7 @@ import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.Executors;
+import java.util.concurrent.ExecutorService;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
@@ -45,11 +45,18 @@ public final class SandboxRunner {
     }
 
     private final RootLeases leases;
-    private final ScheduledExecutorService timers = Executors.newSingleThreadScheduledExecutor(
-            task -> Thread.ofPlatform().daemon().name("bwrapd-timers").unstarted(task));
+    private final Spawner spawner;
+    private final Reaper reaper;
+    private final ExecutorService readers;
+    private final ScheduledExecutorService timers;
 
-    public SandboxRunner(RootLeases leases) {
+    /** The thread pools are made in Main (nothing here may start threads at class initialization). */
+    public SandboxRunner(RootLeases leases, Spawner spawner, Reaper reaper, ExecutorService readers, ScheduledExecutorService timers) {
         this.leases = leases;
+        this.spawner = spawner;
+        this.reaper = reaper;
+        this.readers = readers;
+        this.timers = timers;
     }
 
     public RunResult run(RunSpec spec, HostCapabilities host, Sandbox sandbox, Events events) throws RpcException {
@@ -70,7 +77,7 @@ public final class SandboxRunner {
                     : new int[] {fds.childStdin, fds.childStdout, fds.childStderr, status[1]};
             Reaper.Child bwrap;
             try {
-                bwrap = Spawner.spawn(new Spawner.Spec(invocation.executable(), invocation.argv(), invocation.environment(), childFds));
+                bwrap = spawner.spawn(new Spawner.Spec(invocation.executable(), invocation.argv(), invocation.environment(), childFds));
             } catch (Libc.Error e) {
                 throw new RpcException(ErrorCodes.BWRAP_UNUSABLE, "cannot start bwrap: " + e.getMessage(),
                         STATUS_JSON.createObjectNode().put("path", host.bwrapPath()).put("error", e.getMessage()));
@@ -101,7 +108,7 @@ public final class SandboxRunner {
             ExitStatus bwrapExit = bwrap.exit().join();
             ExitStatus usage = bwrapExit;
             if (initExit != null) {
-                Reaper.instance().parentGone(initPid, initExit);
+                reaper.parentGone(initPid, initExit);
                 usage = ExitStatus.sandboxUsage(bwrapExit, initExit.join());
             }
             if (timeout != null) timeout.cancel(false);
@@ -217,12 +224,12 @@ public final class SandboxRunner {
         if (fd < 0) return null;
         String name = "bwrapd-" + stream + " " + sandbox.id();
         return switch (output) {
-            case RunSpec.Output.Capture c -> new OutputReader(name, fd, spec.captureLimitBytes(), null);
-            case RunSpec.Output.Stream s -> new OutputReader(name, fd, 0, (data, text) -> {
+            case RunSpec.Output.Capture c -> new OutputReader(readers, name, fd, spec.captureLimitBytes(), null);
+            case RunSpec.Output.Stream s -> new OutputReader(readers, name, fd, 0, (data, text) -> {
                 awaitUninterruptibly(announced);
                 events.output(sandbox, stream, data, text);
             });
-            default -> new OutputReader(name, fd, 0, null); // drained only to catch bwrap's own message
+            default -> new OutputReader(readers, name, fd, 0, null); // drained only to catch bwrap's own message
         };
     }
 
@@ -266,7 +273,7 @@ public final class SandboxRunner {
     }
 
     /** Follows bwrap's status lines as they come: the init's pid must reach queued signals at once. */
-    private static final class StatusFollower implements java.util.function.Consumer<JsonNode> {
+    private final class StatusFollower implements java.util.function.Consumer<JsonNode> {
         private final Sandbox sandbox;
         private final Events events;
         private final CountDownLatch announced;
@@ -284,7 +291,7 @@ public final class SandboxRunner {
         public void accept(JsonNode line) {
             if (line.has("child-pid") && initPid == 0) {
                 initPid = line.get("child-pid").asInt();
-                initExit = Reaper.instance().watchDescendant(initPid);
+                initExit = reaper.watchDescendant(initPid);
                 sandbox.started(initPid);
                 sandbox.awaitCommand(); // sandbox/started means the command runs, not that bwrap began its setup
                 events.started(sandbox);

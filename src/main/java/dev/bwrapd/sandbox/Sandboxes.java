@@ -2,6 +2,7 @@ package dev.bwrapd.sandbox;
 
 import dev.bwrapd.jsonrpc.ErrorCodes;
 import dev.bwrapd.jsonrpc.RpcException;
+import dev.bwrapd.process.Watchdog;
 
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -11,8 +12,13 @@ import java.util.Map;
 /** The running sandboxes by id; refuses new ones once shutting down. */
 public final class Sandboxes {
     private final Map<String, Sandbox> running = new LinkedHashMap<>();
+    private final Watchdog watchdog;
     private long nextId = 1;
     private boolean shuttingDown;
+
+    public Sandboxes(Watchdog watchdog) {
+        this.watchdog = watchdog;
+    }
 
     /** Reserves an id (the client's, or the next free sb-N) for a new sandbox. */
     public synchronized Sandbox register(String requestedId, List<String> command) throws RpcException {
@@ -23,7 +29,7 @@ public final class Sandboxes {
         } else if (running.containsKey(id)) {
             throw new RpcException(ErrorCodes.SANDBOX_ID_IN_USE, "sandboxId " + id + " is already in use by a running sandbox");
         }
-        Sandbox sandbox = new Sandbox(id, command);
+        Sandbox sandbox = new Sandbox(id, command, watchdog);
         running.put(id, sandbox);
         return sandbox;
     }

@@ -43,6 +43,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 @Timeout(value = 30, unit = TimeUnit.SECONDS)
 class ServerTest {
+    private static final java.util.concurrent.ExecutorService HANDLERS =
+            java.util.concurrent.Executors.newCachedThreadPool(Thread.ofPlatform().daemon().factory());
     private static final long LIMIT = 4096;
     /** Reads responses with exact numbers, so "1.50" and 1.5 are told apart. */
     private static final ObjectMapper EXACT = JsonMapper.builder()
@@ -301,7 +303,7 @@ class ServerTest {
         server = new Server(Main.jsonMapper(LIMIT),
                 new MessageReader(new ByteArrayInputStream(("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"slow\"}\n"
                         + "[{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"slow\"}]\n").getBytes(StandardCharsets.UTF_8)), null, LIMIT),
-                new MessageWriter(out, () -> Framing.NDJSON), LIMIT, methods);
+                new MessageWriter(out, () -> Framing.NDJSON), LIMIT, methods, HANDLERS);
         server.serve();
         Thread waiter = Thread.ofPlatform().start(() -> {
             try {
@@ -395,7 +397,7 @@ class ServerTest {
 
     private byte[] serveRaw(byte[] input, Framing forced) throws Exception {
         MessageReader reader = new MessageReader(new ByteArrayInputStream(input), forced, LIMIT);
-        server = new Server(Main.jsonMapper(LIMIT), reader, new MessageWriter(out, reader::framing), LIMIT, methods);
+        server = new Server(Main.jsonMapper(LIMIT), reader, new MessageWriter(out, reader::framing), LIMIT, methods, HANDLERS);
         server.serve();
         server.awaitIdle();
         return out.toByteArray();
@@ -459,7 +461,7 @@ class ServerTest {
                     answers.add(Arrays.copyOfRange(b, off, off + len));
                 }
             };
-            server = new Server(Main.jsonMapper(LIMIT), reader, new MessageWriter(serverOut, reader::framing), LIMIT, methods);
+            server = new Server(Main.jsonMapper(LIMIT), reader, new MessageWriter(serverOut, reader::framing), LIMIT, methods, HANDLERS);
             serving = Thread.ofPlatform().start(() -> {
                 try {
                     server.serve();

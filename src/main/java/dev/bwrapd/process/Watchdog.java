@@ -2,7 +2,6 @@ package dev.bwrapd.process;
 
 import org.jboss.logging.Logger;
 
-import java.lang.foreign.Arena;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
 
@@ -71,9 +70,8 @@ public final class Watchdog {
     private synchronized void send(String line) {
         if (pipe == 0) pipe = start();
         if (pipe < 0) return;
-        try (Arena arena = Arena.ofConfined()) {
-            byte[] bytes = line.getBytes(StandardCharsets.US_ASCII);
-            Libc.writeFully(pipe, arena.allocateFrom(java.lang.foreign.ValueLayout.JAVA_BYTE, bytes));
+        try {
+            Libc.writeFully(pipe, line.getBytes(StandardCharsets.US_ASCII));
         } catch (Libc.Error e) {
             LOG.debugf("watchdog gone: %s", e.getMessage());
         }

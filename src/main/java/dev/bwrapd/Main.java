@@ -6,12 +6,16 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import dev.bwrapd.cleanup.RootLeases;
+import com.fasterxml.jackson.databind.module.SimpleModule;
 import dev.bwrapd.jsonrpc.MessageReader;
 import dev.bwrapd.jsonrpc.MessageWriter;
 import dev.bwrapd.jsonrpc.Server;
 import dev.bwrapd.process.Libc;
 import dev.bwrapd.process.Reaper;
+import dev.bwrapd.memory.MemoryBudget;
 import dev.bwrapd.protocol.BwrapdMethods;
+import dev.bwrapd.protocol.CaptureSerializer;
+import dev.bwrapd.sandbox.Capture;
 import dev.bwrapd.sandbox.HostCapabilities;
 import dev.bwrapd.sandbox.HostProbe;
 import dev.bwrapd.sandbox.SandboxRunner;
@@ -26,6 +30,7 @@ import java.io.FileOutputStream;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.io.PrintStream;
+import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -36,6 +41,8 @@ import java.util.logging.Level;
 public class Main implements QuarkusApplication {
     private static final Logger LOG = Logger.getLogger(Main.class);
     public static final int MAX_NESTING_DEPTH = 64;
+    /** Per captured stream, kept in memory (budget allowing) before the rest goes to a spool file. */
+    static final int CAPTURE_MEMORY_BYTES = 256 * 1024;
 
     @Override
     public int run(String... args) throws Exception {
@@ -79,6 +86,9 @@ public class Main implements QuarkusApplication {
         });
         if (bwrap.found() == null) LOG.warnf("bwrap not found (tried %s); sandbox/run will fail", bwrap.tried());
 
+        MemoryBudget budget = new MemoryBudget(options.maxMemory() != null ? options.maxMemory() : defaultMemory());
+        LOG.debugf("memory budget: %d bytes", budget.limit());
+        Capture.Store captures = new Capture.Store(budget, Path.of(System.getProperty("java.io.tmpdir")), CAPTURE_MEMORY_BYTES);
         ObjectMapper json = jsonMapper(options.maxMessageBytes());
         MessageReader reader = new MessageReader(new FileInputStream(FileDescriptor.in), options.framing(), options.maxMessageBytes());
         MessageWriter writer = new MessageWriter(protocolOut, reader::framing);
@@ -87,7 +97,7 @@ public class Main implements QuarkusApplication {
         limits.put("maxMessageBytes", options.maxMessageBytes());
         limits.put("maxNestingDepth", MAX_NESTING_DEPTH);
         Server[] server = new Server[1];
-        BwrapdMethods methods = new BwrapdMethods(json, sandboxes, new SandboxRunner(new RootLeases()), host, bwrap,
+        BwrapdMethods methods = new BwrapdMethods(json, sandboxes, new SandboxRunner(new RootLeases(), captures), host, bwrap,
                 Version.VERSION, limits, code -> exit(sandboxes, server[0], code));
         server[0] = new Server(json, reader, writer, options.maxMessageBytes(), methods.handlers());
 
@@ -124,8 +134,17 @@ public class Main implements QuarkusApplication {
                 .map(start -> java.time.Duration.between(start, java.time.Instant.now()).toMillis()).orElse(-1L);
     }
 
+    /**
+     * Half the maximum heap: the other half is the helper's own (its threads, the one message being
+     * read and parsed, which can hold a few times --max-message-bytes, buffers).
+     */
+    static long defaultMemory() {
+        return Math.max(Options.MIN_MEMORY, Runtime.getRuntime().maxMemory() / 2);
+    }
+
     public static ObjectMapper jsonMapper(long maxMessageBytes) {
         JsonMapper mapper = JsonMapper.builder()
+                .addModule(new SimpleModule().addSerializer(Capture.class, new CaptureSerializer()))
                 .nodeFactory(JsonNodeFactory.withExactBigDecimals(true))
                 .enable(DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS)
                 .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)

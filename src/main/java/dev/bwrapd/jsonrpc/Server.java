@@ -1,12 +1,15 @@
 package dev.bwrapd.jsonrpc;
 
+import com.fasterxml.jackson.core.JsonGenerator;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.exc.StreamConstraintsException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.ObjectWriter;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.NullNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.fasterxml.jackson.databind.node.POJONode;
 import org.jboss.logging.Logger;
 
 import java.io.IOException;
@@ -34,6 +37,7 @@ public final class Server {
     public static final String CANCEL_METHOD = "$/cancelRequest";
 
     private final ObjectMapper json;
+    private final ObjectWriter messageWriter;
     private final MessageReader reader;
     private final MessageWriter writer;
     private final long maxMessageBytes;
@@ -58,6 +62,7 @@ public final class Server {
     public Server(ObjectMapper json, MessageReader reader, MessageWriter writer, long maxMessageBytes,
                   Map<String, Handler> methods) {
         this.json = json;
+        this.messageWriter = json.writer().without(JsonGenerator.Feature.AUTO_CLOSE_TARGET);
         this.reader = reader;
         this.writer = writer;
         this.maxMessageBytes = maxMessageBytes;
@@ -107,9 +112,13 @@ public final class Server {
         send(message);
     }
 
-    /** A value as a JSON tree; a tree is taken as it is (valueToTree would copy it through a serializer). */
+    /**
+     * A value as a JSON tree; a tree is taken as it is. Anything else is serialized only when the
+     * message is written, straight to the output: a result may hold far more than memory should
+     * (a run's captured output, read back from its spool file).
+     */
     private JsonNode tree(Object value) {
-        return value instanceof JsonNode node ? node : json.valueToTree(value);
+        return value instanceof JsonNode node ? node : json.getNodeFactory().pojoNode(value);
     }
 
     private void receive(byte[] body) {
@@ -221,9 +230,11 @@ public final class Server {
             UNIT.set(unit);
             try {
                 Object result = handler.handle(call);
+                if (id == null) closeHeld(tree(result)); // nobody will write it
                 response.complete(id == null ? null : result(id, tree(result)));
             } catch (RpcException e) {
                 if (id == null) LOG.debugf("notification %s failed: %s", name, e.getMessage());
+                if (id == null) closeHeld(e.data());
                 response.complete(id == null ? null : error(id, e.code(), e.getMessage(), e.data()));
             } catch (Throwable t) {
                 LOG.errorf(t, "internal error in %s", name);
@@ -309,9 +320,34 @@ public final class Server {
 
     private void send(JsonNode message) {
         try {
-            writer.write(json.writeValueAsBytes(message));
-        } catch (JsonProcessingException e) {
-            LOG.error("cannot serialize a response", e);
+            writer.write(out -> messageWriter.writeValue(out, message));
+        } catch (MessageWriter.BodyException e) {
+            LOG.errorf(e, "cannot write a message");
+            JsonNode id = message.get("id");
+            if (message.isObject() && id != null) send(error(id, ErrorCodes.INTERNAL_ERROR, "Internal error: cannot write the response: " + e.getMessage()));
+        } finally {
+            release(message);
+        }
+    }
+
+    /** Closes what results and error data held until they were written (a run's captured output). */
+    private static void release(JsonNode message) {
+        if (message.isArray()) {
+            for (JsonNode element : message) release(element);
+            return;
+        }
+        closeHeld(message.get("result"));
+        JsonNode error = message.get("error");
+        if (error != null) closeHeld(error.get("data"));
+    }
+
+    private static void closeHeld(JsonNode value) {
+        if (value instanceof POJONode pojo && pojo.getPojo() instanceof AutoCloseable held) {
+            try {
+                held.close();
+            } catch (Exception e) {
+                LOG.warnf(e, "cannot release a written result");
+            }
         }
     }
 }

@@ -11,42 +11,42 @@ import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
-import java.util.Base64;
 import java.util.function.BiConsumer;
 
 /**
  * Drains one pipe from the sandbox on a thread of its own until every writer has closed it:
- * capturing up to a limit, or handing each chunk to a listener as it comes. It always keeps the
- * first few KiB, where bwrap writes its own message when it cannot set up the sandbox.
+ * into a {@link Capture}, or handing each chunk to a listener as it comes. It always keeps the
+ * first few KiB, where bwrap writes its own message when it cannot set up the sandbox. Whatever
+ * fails (capture, listener), the pipe is drained to its end: the command never loses its output
+ * pipe because of bwrapd.
  */
 final class OutputReader {
     private static final int CHUNK = 64 * 1024;
     private static final int HEAD = 4096;
 
     private final int fd;
-    private final long captureLimit;
+    private final Capture capture;
     private final BiConsumer<byte[], Boolean> listener;
-    private final ByteArrayOutputStream captured = new ByteArrayOutputStream();
     private final ByteArrayOutputStream head = new ByteArrayOutputStream();
-    private boolean truncated;
     /** Reader threads are reused: a thread per pipe per run costs more CPU than the run's own work. */
     private static final java.util.concurrent.ExecutorService READERS = java.util.concurrent.Executors.newCachedThreadPool(
             Thread.ofPlatform().daemon().name("bwrapd-output-", 0).factory());
     private final java.util.concurrent.CountDownLatch done = new java.util.concurrent.CountDownLatch(1);
 
     /**
-     * @param captureLimit bytes to keep (0 keeps nothing but the head)
-     * @param listener     receives each chunk and whether it is text, or null
+     * @param capture  receives every byte, or null (only the head is kept)
+     * @param listener receives each chunk and whether it is text, or null
      */
-    OutputReader(String name, int fd, long captureLimit, BiConsumer<byte[], Boolean> listener) {
+    OutputReader(String name, int fd, Capture capture, BiConsumer<byte[], Boolean> listener) {
         this.fd = fd;
-        this.captureLimit = captureLimit;
+        this.capture = capture;
         this.listener = listener;
         READERS.execute(() -> {
             Thread.currentThread().setName(name);
             try {
                 drain();
             } finally {
+                if (capture != null) capture.finish();
                 done.countDown();
             }
         });
@@ -54,23 +54,47 @@ final class OutputReader {
 
     private void drain() {
         byte[] pending = new byte[0]; // an incomplete UTF-8 sequence held back for the next chunk
+        boolean listening = listener != null;
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment buffer = arena.allocate(CHUNK);
             while (true) {
-                int n = Libc.read(fd, buffer);
+                int n;
+                try {
+                    n = Libc.read(fd, buffer);
+                } catch (Libc.Error e) {
+                    if (capture != null) capture.fail("cannot read the output: " + e.getMessage());
+                    break; // the pipe itself is broken: nothing more can come from it
+                }
                 if (n == 0) break;
                 byte[] chunk = buffer.asSlice(0, n).toArray(ValueLayout.JAVA_BYTE);
                 if (head.size() < HEAD) head.write(chunk, 0, Math.min(n, HEAD - head.size()));
-                long room = captureLimit - captured.size();
-                if (room > 0) captured.write(chunk, 0, (int) Math.min(n, room));
-                if (n > room) truncated = true;
-                if (listener != null) pending = emit(pending, chunk);
+                if (capture != null) capture.append(chunk, 0, n);
+                if (listening) {
+                    try {
+                        pending = emit(pending, chunk);
+                    } catch (RuntimeException | OutOfMemoryError e) {
+                        listening = false; // keep draining: the command must not lose its pipe
+                    }
+                }
             }
-            if (listener != null && pending.length > 0) listener.accept(pending, false);
-        } catch (Libc.Error e) {
-            // the pipe broke: what was read so far stands
+            if (listening && pending.length > 0) listener.accept(pending, false);
+        } catch (RuntimeException | OutOfMemoryError e) {
+            if (capture != null) capture.fail("cannot read the output: " + e);
+            drainQuietly();
         } finally {
             Libc.close(fd);
+        }
+    }
+
+    /** After a failure: reads to the end of the pipe, keeping nothing, with as little memory as there is. */
+    private void drainQuietly() {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment buffer = arena.allocate(4096);
+            while (Libc.read(fd, buffer) > 0) {
+                // discarded
+            }
+        } catch (Libc.Error | RuntimeException | OutOfMemoryError e) {
+            // nothing more can be done for this pipe
         }
     }
 
@@ -124,11 +148,14 @@ final class OutputReader {
         done.await();
     }
 
-    /** The captured bytes as the protocol reports them. */
-    RunResult.Captured captured() {
-        byte[] bytes = captured.toByteArray();
-        if (isUtf8(bytes)) return new RunResult.Captured(new String(bytes, StandardCharsets.UTF_8), null, truncated);
-        return new RunResult.Captured(null, Base64.getEncoder().encodeToString(bytes), truncated);
+    /** What was captured, or null; its owner closes it. */
+    Capture capture() {
+        return capture;
+    }
+
+    /** Gives back the capture's memory and file when no answer will carry it (the pipe keeps draining). */
+    void closeCapture() {
+        if (capture != null) capture.close();
     }
 
     String head() {

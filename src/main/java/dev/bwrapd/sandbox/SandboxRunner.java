@@ -48,17 +48,21 @@ public final class SandboxRunner {
     }
 
     private final RootLeases leases;
+    private final Capture.Store captures;
     private final ScheduledExecutorService timers = Executors.newSingleThreadScheduledExecutor(
             task -> Thread.ofPlatform().daemon().name("bwrapd-timers").unstarted(task));
 
-    public SandboxRunner(RootLeases leases) {
+    public SandboxRunner(RootLeases leases, Capture.Store captures) {
         this.leases = leases;
+        this.captures = captures;
     }
 
     public RunResult run(RunSpec spec, HostCapabilities host, Sandbox sandbox, Events events) throws RpcException {
         long startNanos = System.nanoTime();
         Fds fds = new Fds();
         boolean leased = false;
+        RunResult result = null;
+        OutputReader stdout = null, stderr = null;
         try {
             openStdio(spec, fds);
             if (!spec.isHostRoot()) {
@@ -87,8 +91,8 @@ public final class SandboxRunner {
 
             // Streamed output waits until sandbox/started has gone out: clients see started first.
             CountDownLatch announced = new CountDownLatch(1);
-            OutputReader stdout = reader(spec.stdout(), "stdout", fds.parentStdout, spec, sandbox, events, announced);
-            OutputReader stderr = reader(spec.stderr(), "stderr", fds.parentStderr, spec, sandbox, events, announced);
+            stdout = reader(spec.stdout(), "stdout", fds.parentStdout, spec, sandbox, events, announced);
+            stderr = reader(spec.stderr(), "stderr", fds.parentStderr, spec, sandbox, events, announced);
             fds.handOver(fds.parentStdout); // the readers close them
             fds.handOver(fds.parentStderr);
             fds.startStdinWriter();
@@ -122,9 +126,10 @@ public final class SandboxRunner {
                 exitCode = bwrapExit.exitCode(); // without status lines bwrap's exit code is all there is
                 if (exitCode == 1 && stderrHead(stderr, stdout, spec).startsWith("bwrap: ")) exitCode = null;
             }
-            RunResult result = result(spec, sandbox, exitCode, bwrapExit, usage, stdout, stderr, cleanup, startNanos);
+            result = result(spec, sandbox, exitCode, bwrapExit, usage, stdout, stderr, cleanup, startNanos);
             if (sandbox.ending() == Sandbox.Ending.CANCELLED) {
-                throw new RpcException(ErrorCodes.REQUEST_CANCELLED, "Request cancelled", STATUS_JSON.valueToTree(result));
+                // The would-be result is the error's data, written (output and all) with the answer.
+                throw new RpcException(ErrorCodes.REQUEST_CANCELLED, "Request cancelled", STATUS_JSON.getNodeFactory().pojoNode(result));
             }
             return result;
         } catch (Libc.Error e) {
@@ -136,6 +141,10 @@ public final class SandboxRunner {
             sandbox.finished();
             fds.closeAll();
             if (leased) leases.release(spec.root());
+            if (result == null) { // no answer will carry the captures: give their memory and files back now
+                if (stdout != null) stdout.closeCapture();
+                if (stderr != null) stderr.closeCapture();
+            }
         }
     }
 
@@ -180,8 +189,8 @@ public final class SandboxRunner {
                 captured(spec.stdout(), stdout), captured(spec.stderr(), stderr), cleanup);
     }
 
-    private static RunResult.Captured captured(RunSpec.Output output, OutputReader reader) {
-        return output instanceof RunSpec.Output.Capture && reader != null ? reader.captured() : null;
+    private static Capture captured(RunSpec.Output output, OutputReader reader) {
+        return output instanceof RunSpec.Output.Capture && reader != null ? reader.capture() : null;
     }
 
     /** bwrap's own lines ("bwrap: ..."), from wherever stderr went. */
@@ -220,12 +229,12 @@ public final class SandboxRunner {
         if (fd < 0) return null;
         String name = "bwrapd-" + stream + " " + sandbox.id();
         return switch (output) {
-            case RunSpec.Output.Capture c -> new OutputReader(name, fd, spec.captureLimitBytes(), null);
-            case RunSpec.Output.Stream s -> new OutputReader(name, fd, 0, (data, text) -> {
+            case RunSpec.Output.Capture c -> new OutputReader(name, fd, new Capture(spec.captureLimitBytes(), captures), null);
+            case RunSpec.Output.Stream s -> new OutputReader(name, fd, null, (data, text) -> {
                 awaitUninterruptibly(announced);
                 events.output(sandbox, stream, data, text);
             });
-            default -> new OutputReader(name, fd, 0, null); // drained only to catch bwrap's own message
+            default -> new OutputReader(name, fd, null, null); // drained only to catch bwrap's own message
         };
     }
 

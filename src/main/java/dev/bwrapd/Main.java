@@ -36,6 +36,8 @@ import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.logging.Level;
 
+import sun.misc.Signal;
+
 /** Entry point: wires the JSON-RPC server on stdin/stdout to the sandbox layer. */
 @QuarkusMain
 public class Main implements QuarkusApplication {
@@ -98,28 +100,57 @@ public class Main implements QuarkusApplication {
         limits.put("maxNestingDepth", MAX_NESTING_DEPTH);
         Server[] server = new Server[1];
         BwrapdMethods methods = new BwrapdMethods(json, sandboxes, new SandboxRunner(new RootLeases(), captures), host, bwrap,
-                Version.VERSION, limits, code -> exit(sandboxes, server[0], code));
-        server[0] = new Server(json, reader, writer, options.maxMessageBytes(), methods.handlers());
+                Version.VERSION, limits, budget, code -> finishInBackground(sandboxes, server[0], code));
+        server[0] = new Server(json, reader, writer, options.maxMessageBytes(), methods.handlers(), budget);
+        handleTerminatingSignals(methods, sandboxes, server[0]);
 
         LOG.debugf("serving %d ms after the process started", sinceStart());
         server[0].serve();
         // End of input: the client is gone or done. End every sandbox, clean up, answer what can be answered.
+        methods.close();
         int ended = sandboxes.shutdown();
         server[0].awaitIdle();
         LOG.debugf("end of input: %d sandbox(es) terminated", ended);
         return 0;
     }
 
-    /** The exit notification: nothing is left running or uncleaned, then the process ends. */
-    private static void exit(Sandboxes sandboxes, Server server, int code) {
-        try {
-            sandboxes.shutdown();
-            server.awaitIdle();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
+    /**
+     * SIGTERM, SIGINT and SIGHUP end the helper the way shutdown and end of input do: refuse what
+     * comes next, kill every sandbox, clean every root, answer every pending request, then exit
+     * with 128 + the signal's number. Installed here, never in a static initializer (a native image
+     * initializes classes at build time); a native image needs signal handling enabled, which is
+     * its default for executables.
+     */
+    private static void handleTerminatingSignals(BwrapdMethods methods, Sandboxes sandboxes, Server server) {
+        for (String name : new String[] {"TERM", "INT", "HUP"}) {
+            try {
+                Signal.handle(new Signal(name), signal -> {
+                    LOG.infof("SIG%s: ending every sandbox, then exiting", name);
+                    methods.close();
+                    finishInBackground(sandboxes, server, 128 + signal.getNumber());
+                });
+            } catch (IllegalArgumentException e) {
+                LOG.warnf("cannot handle SIG%s: %s", name, e.getMessage());
+            }
         }
-        System.err.flush();
-        Runtime.getRuntime().halt(code);
+    }
+
+    /**
+     * Ends the process with {@code code} once nothing is left running or uncleaned and every request
+     * received has been answered (its answer written): on a thread of its own, so the request or
+     * batch that asked for it is answered too.
+     */
+    private static void finishInBackground(Sandboxes sandboxes, Server server, int code) {
+        Thread.ofPlatform().name("bwrapd-exit").start(() -> {
+            try {
+                sandboxes.shutdown();
+                server.awaitIdle();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            System.err.flush();
+            Runtime.getRuntime().halt(code);
+        });
     }
 
     /**

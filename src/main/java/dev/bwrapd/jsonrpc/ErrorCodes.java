@@ -17,4 +17,6 @@ public final class ErrorCodes {
     public static final int BWRAP_UNUSABLE = -32004;
     public static final int PATH_NOT_ALLOWED = -32005;
     public static final int SHUTTING_DOWN = -32006;
+    /** bwrapd's own: the request would take the server past its memory budget (--max-memory). */
+    public static final int OUT_OF_MEMORY = -32010;
 }

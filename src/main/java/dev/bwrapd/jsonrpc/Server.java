@@ -1,6 +1,8 @@
 package dev.bwrapd.jsonrpc;
 
 import com.fasterxml.jackson.core.JsonGenerator;
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.exc.StreamConstraintsException;
 import com.fasterxml.jackson.databind.JsonNode;
@@ -10,6 +12,8 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.NullNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.databind.node.POJONode;
+import com.fasterxml.jackson.databind.util.RawValue;
+import dev.bwrapd.memory.MemoryBudget;
 import org.jboss.logging.Logger;
 
 import java.io.IOException;
@@ -36,6 +40,15 @@ public final class Server {
     private static final Logger LOG = Logger.getLogger(Server.class);
     public static final String CANCEL_METHOD = "$/cancelRequest";
 
+    /**
+     * Messages up to this size are not counted against the budget (they are the server's working
+     * memory): control requests, cancellations and exit always get through.
+     */
+    static final int UNCOUNTED_BYTES = 64 * 1024;
+    /** What a message holds while it is served, per byte read: the bytes' share of its parsed tree (strings may be UTF-16). */
+    static final int HELD_PER_BYTE = 2;
+
+    private final MemoryBudget budget;
     private final ObjectMapper json;
     private final ObjectWriter messageWriter;
     private final MessageReader reader;
@@ -61,6 +74,17 @@ public final class Server {
 
     public Server(ObjectMapper json, MessageReader reader, MessageWriter writer, long maxMessageBytes,
                   Map<String, Handler> methods) {
+        this(json, reader, writer, maxMessageBytes, methods, new MemoryBudget(Long.MAX_VALUE));
+    }
+
+    /**
+     * @param budget accounts for every message larger than {@link #UNCOUNTED_BYTES} from the moment it
+     *               is read until its answer is written; a request that does not fit is refused
+     *               with {@link ErrorCodes#OUT_OF_MEMORY} before its handler hears of it
+     */
+    public Server(ObjectMapper json, MessageReader reader, MessageWriter writer, long maxMessageBytes,
+                  Map<String, Handler> methods, MemoryBudget budget) {
+        this.budget = budget;
         this.json = json;
         this.messageWriter = json.writer().without(JsonGenerator.Feature.AUTO_CLOSE_TARGET);
         this.reader = reader;
@@ -140,24 +164,87 @@ public final class Server {
         }
         if (message == null || message.isMissingNode()) {
             send(error(NullNode.getInstance(), ErrorCodes.PARSE_ERROR, "Parse error: no JSON value"));
-        } else if (message.isArray()) {
-            receiveBatch((ArrayNode) message);
+            return;
+        }
+        List<String> exactIds = exactIds(body, message);
+        long held = body.length > UNCOUNTED_BYTES ? (long) HELD_PER_BYTE * body.length : 0;
+        if (!budget.tryReserve(held)) {
+            refuse(message, exactIds, held);
+            return;
+        }
+        Runnable release = held == 0 ? () -> {} : new Once(() -> budget.release(held));
+        if (message.isArray()) {
+            receiveBatch((ArrayNode) message, exactIds, release);
         } else {
             // Notifications (exit among them) are not waited for. The token is taken before the handler
             // starts, and released only once the response is written, so awaitIdle misses nothing.
             Object unit = message.has("id") ? begin() : null;
-            dispatch(message, unit).whenComplete((r, t) -> {
+            dispatch(message, exactIds.getFirst(), unit).whenComplete((r, t) -> {
                 try {
                     if (r != null) send(r);
                 } finally {
+                    release.run();
                     end(unit);
                 }
             });
         }
     }
 
-    private void receiveBatch(ArrayNode batch) {
+    /**
+     * A message that does not fit the memory budget: each request in it is answered
+     * {@link ErrorCodes#OUT_OF_MEMORY} (the message is dropped before any handler hears of it);
+     * notifications in it are dropped.
+     */
+    private void refuse(JsonNode message, List<String> exactIds, long held) {
+        long available = Math.max(0, budget.limit() - budget.used());
+        ObjectNode data = json.createObjectNode().put("what", "request").put("bytes", held)
+                .put("available", available).put("limit", budget.limit());
+        String why = "server out of memory budget: this message would hold " + held + " bytes, " + available + " of "
+                + budget.limit() + " are free (--max-memory); retry when runs have ended";
+        List<JsonNode> members = members(message);
+        ArrayNode answers = json.createArrayNode();
+        for (int i = 0; i < members.size(); i++) {
+            JsonNode member = members.get(i);
+            JsonNode id = member.get("id");
+            if (!member.isObject() || id == null) continue;
+            JsonNode replyId = id.isTextual() || id.isNumber() || id.isNull() ? exact(id, exactIds.get(i)) : NullNode.getInstance();
+            answers.add(error(replyId, ErrorCodes.OUT_OF_MEMORY, why, data));
+        }
+        LOG.warnf("refused a message of %d bytes: memory budget exhausted (%d of %d used)", held / HELD_PER_BYTE, budget.used(), budget.limit());
+        if (answers.isEmpty()) return;
+        send(message.isArray() ? answers : answers.get(0));
+    }
+
+    /** A batch's members, or the message itself. */
+    private static List<JsonNode> members(JsonNode message) {
+        List<JsonNode> members = new ArrayList<>();
+        if (message.isArray()) message.forEach(members::add);
+        else members.add(message);
+        return members;
+    }
+
+    /** Runs once, however often it is called. */
+    private static final class Once implements Runnable {
+        private Runnable action;
+
+        Once(Runnable action) {
+            this.action = action;
+        }
+
+        @Override
+        public void run() {
+            Runnable now;
+            synchronized (this) {
+                now = action;
+                action = null;
+            }
+            if (now != null) now.run();
+        }
+    }
+
+    private void receiveBatch(ArrayNode batch, List<String> exactIds, Runnable release) {
         if (batch.isEmpty()) {
+            release.run();
             send(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: empty batch"));
             return;
         }
@@ -165,7 +252,7 @@ public final class Server {
         for (JsonNode element : batch) hasRequest |= element.has("id");
         Object unit = hasRequest ? begin() : null;
         List<CompletableFuture<ObjectNode>> responses = new ArrayList<>();
-        for (JsonNode element : batch) responses.add(dispatch(element, unit));
+        for (int i = 0; i < batch.size(); i++) responses.add(dispatch(batch.get(i), exactIds.get(i), unit));
         CompletableFuture<Void> all = CompletableFuture.allOf(responses.toArray(CompletableFuture[]::new));
         CompletableFuture<ArrayNode> answer = all.thenApply(done -> {
             ArrayNode array = json.createArrayNode();
@@ -176,19 +263,71 @@ public final class Server {
             try {
                 if (array != null && !array.isEmpty()) send(array);
             } finally {
+                release.run();
                 end(unit);
             }
         });
     }
 
+    /**
+     * The exact JSON text of each numeric id that the parsed tree might not write back the same
+     * (-0, -0.0, exponents): one entry per message (the message itself, or each batch member), null
+     * where the tree's own id is exact. The body is parsed a second time only for such ids.
+     */
+    private List<String> exactIds(byte[] body, JsonNode message) {
+        List<JsonNode> members = members(message);
+        List<String> exact = new ArrayList<>(java.util.Collections.nCopies(Math.max(1, members.size()), (String) null));
+        boolean inexact = false;
+        for (JsonNode member : members) {
+            JsonNode id = member.get("id");
+            inexact |= id != null && id.isNumber() && (!id.isIntegralNumber() || id.asLong() == 0);
+        }
+        if (!inexact) return exact;
+        try (JsonParser parser = json.getFactory().createParser(body)) {
+            JsonToken first = parser.nextToken();
+            if (first == JsonToken.START_OBJECT) {
+                exact.set(0, idText(parser));
+            } else if (first == JsonToken.START_ARRAY) {
+                for (int i = 0; parser.nextToken() != JsonToken.END_ARRAY; i++) {
+                    if (parser.currentToken() == JsonToken.START_OBJECT) exact.set(i, idText(parser));
+                    else parser.skipChildren();
+                }
+            }
+        } catch (IOException e) {
+            LOG.debugf("ids kept as parsed: %s", e.getMessage());
+        }
+        return exact;
+    }
+
+    /** The text of the object's last numeric "id" member (the one the tree keeps); the parser ends on the object's end. */
+    private static String idText(JsonParser parser) throws IOException {
+        String text = null;
+        while (parser.nextToken() == JsonToken.FIELD_NAME) {
+            boolean isId = parser.currentName().equals("id");
+            JsonToken value = parser.nextToken();
+            if (isId) text = value.isNumeric() ? parser.getText() : null;
+            parser.skipChildren();
+        }
+        return text;
+    }
+
+    /** The id to echo: a number as its exact text, when known. */
+    private static JsonNode exact(JsonNode id, String text) {
+        return text == null || !id.isNumber() ? id : new POJONode(new RawValue(text));
+    }
+
     /** Validates one message and starts it; completes with its response, or null for a notification. */
-    private CompletableFuture<ObjectNode> dispatch(JsonNode message, Object unit) {
+    private CompletableFuture<ObjectNode> dispatch(JsonNode message, String exactId, Object unit) {
         if (!message.isObject()) {
             return CompletableFuture.completedFuture(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST,
                     "Invalid Request: a message must be an object"));
         }
         JsonNode id = message.get("id");
-        if (id != null && !(id.isTextual() || id.isNumber() || id.isNull())) {
+        return dispatch(message, id == null ? null : exact(id, exactId), unit);
+    }
+
+    private CompletableFuture<ObjectNode> dispatch(JsonNode message, JsonNode id, Object unit) {
+        if (id != null && !(id.isTextual() || id.isNumber() || id.isNull() || id.isPojo())) {
             return invalid(NullNode.getInstance(), "id must be a string, a number or null");
         }
         JsonNode replyId = id == null ? NullNode.getInstance() : id;
@@ -253,9 +392,12 @@ public final class Server {
         if (call != null) call.cancel();
     }
 
-    /** Ids of different types never collide: "1" and 1 are different requests. */
+    /** Ids of different types never collide: "1" and 1 are different requests; 1.0 and 1 (and -0 and 0) are the same. */
     private static String key(JsonNode id) {
-        return (id.isTextual() ? "s:" : "n:") + id.asText();
+        if (id.isTextual()) return "s:" + id.textValue();
+        java.math.BigDecimal value = id instanceof POJONode pojo && pojo.getPojo() instanceof RawValue raw
+                ? new java.math.BigDecimal(raw.rawValue().toString()) : id.decimalValue();
+        return "n:" + (value.signum() == 0 ? "0" : value.stripTrailingZeros().toString());
     }
 
     private Object begin() {

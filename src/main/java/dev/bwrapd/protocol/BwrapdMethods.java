@@ -8,6 +8,7 @@ import dev.bwrapd.jsonrpc.Call;
 import dev.bwrapd.jsonrpc.ErrorCodes;
 import dev.bwrapd.jsonrpc.Handler;
 import dev.bwrapd.jsonrpc.RpcException;
+import dev.bwrapd.memory.MemoryBudget;
 import dev.bwrapd.process.Signals;
 import dev.bwrapd.sandbox.BwrapCommand;
 import dev.bwrapd.sandbox.HostCapabilities;
@@ -43,12 +44,17 @@ public final class BwrapdMethods {
     private final IntConsumer exit;
     private final Map<String, Object> limits;
     private volatile boolean shutdownRequested;
+    /** Set, in arrival order, by shutdown, exit or a signal: from then on every request but exit (and shutdown) is refused. */
+    private volatile boolean closing;
+    private final MemoryBudget budget;
     /** Sandboxes registered as their sandbox/run arrived, until the run's thread takes them. */
     private final Map<Call, Sandbox> reserved = new ConcurrentHashMap<>();
 
     public BwrapdMethods(ObjectMapper json, Sandboxes sandboxes, SandboxRunner runner, CompletableFuture<HostCapabilities> host,
-                         HostProbe.Lookup bwrapLookup, String serverVersion, Map<String, Object> limits, IntConsumer exit) {
+                         HostProbe.Lookup bwrapLookup, String serverVersion, Map<String, Object> limits, MemoryBudget budget,
+                         IntConsumer exit) {
         this.json = json;
+        this.budget = budget;
         this.sandboxes = sandboxes;
         this.runner = runner;
         this.host = host;
@@ -60,11 +66,33 @@ public final class BwrapdMethods {
 
     public Map<String, Handler> handlers() {
         Map<String, Handler> methods = new LinkedHashMap<>();
-        methods.put("initialize", this::initialize);
-        methods.put("shutdown", this::shutdown);
-        methods.put("exit", this::exit);
-        methods.put("rpc.discover", call -> discover());
-        methods.put("sandbox/run", new Handler() {
+        methods.put("initialize", gated(this::initialize));
+        methods.put("shutdown", new Handler() {
+            @Override
+            public Object handle(Call call) throws RpcException {
+                return shutdown(call);
+            }
+
+            @Override
+            public void received(Call call) {
+                shutdownRequested = true;
+                close();
+            }
+        });
+        methods.put("exit", new Handler() {
+            @Override
+            public Object handle(Call call) {
+                exit.accept(shutdownRequested ? 0 : 1);
+                return null;
+            }
+
+            @Override
+            public void received(Call call) {
+                close();
+            }
+        });
+        methods.put("rpc.discover", gated(call -> discover()));
+        methods.put("sandbox/run", gated(new Handler() {
             @Override
             public Object handle(Call call) throws RpcException {
                 return run(call);
@@ -74,14 +102,39 @@ public final class BwrapdMethods {
             public void received(Call call) throws RpcException {
                 reserve(call);
             }
-        });
-        methods.put("sandbox/signal", this::signal);
-        methods.put("sandbox/suspend", call -> deliver(call, Signals.SIGSTOP));
-        methods.put("sandbox/resume", call -> deliver(call, Signals.SIGCONT));
-        methods.put("sandbox/terminate", this::terminate);
-        methods.put("sandbox/list", this::list);
-        methods.put("sandbox/argv", this::argv);
+        }));
+        methods.put("sandbox/signal", gated(this::signal));
+        methods.put("sandbox/suspend", gated(call -> deliver(call, Signals.SIGSTOP)));
+        methods.put("sandbox/resume", gated(call -> deliver(call, Signals.SIGCONT)));
+        methods.put("sandbox/terminate", gated(this::terminate));
+        methods.put("sandbox/list", gated(this::list));
+        methods.put("sandbox/argv", gated(this::argv));
         return methods;
+    }
+
+    /**
+     * The shutdown barrier, taken on the reading thread in arrival order: every request read after
+     * shutdown or exit (in the same buffer or batch too), or after a terminating signal, is refused.
+     */
+    public void close() {
+        closing = true;
+        sandboxes.refuseNew();
+    }
+
+    /** A method that is refused (-32006) once the server is closing. */
+    private Handler gated(Handler handler) {
+        return new Handler() {
+            @Override
+            public Object handle(Call call) throws RpcException {
+                return handler.handle(call);
+            }
+
+            @Override
+            public void received(Call call) throws RpcException {
+                if (closing) throw new RpcException(ErrorCodes.SHUTTING_DOWN, "the server is shutting down: only exit is accepted");
+                handler.received(call);
+            }
+        };
     }
 
     private Object initialize(Call call) throws RpcException {
@@ -118,11 +171,6 @@ public final class BwrapdMethods {
             Thread.currentThread().interrupt();
             throw new RpcException(ErrorCodes.INTERNAL_ERROR, "interrupted while shutting down");
         }
-    }
-
-    private Object exit(Call call) {
-        exit.accept(shutdownRequested ? 0 : 1);
-        return null;
     }
 
     private Object discover() throws RpcException {
@@ -213,10 +261,23 @@ public final class BwrapdMethods {
 
                 @Override
                 public void output(Sandbox s, String stream, byte[] data, boolean isText) {
-                    ObjectNode params = json.createObjectNode().put("sandboxId", s.id()).put("stream", stream);
-                    if (isText) params.put("text", new String(data, java.nio.charset.StandardCharsets.UTF_8));
-                    else params.put("base64", Base64.getEncoder().encodeToString(data));
-                    call.notifyClient("sandbox/output", params);
+                    // Held until written: as text (up to 2 bytes a character) or base64. Waiting for room
+                    // holds the reader, so the command waits on its pipe while the client is slow.
+                    long held = 2L * data.length;
+                    try {
+                        budget.reserve(held);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                        held = 0; // sent all the same: output is never dropped
+                    }
+                    try {
+                        ObjectNode params = json.createObjectNode().put("sandboxId", s.id()).put("stream", stream);
+                        if (isText) params.put("text", new String(data, java.nio.charset.StandardCharsets.UTF_8));
+                        else params.put("base64", Base64.getEncoder().encodeToString(data));
+                        call.notifyClient("sandbox/output", params);
+                    } finally {
+                        if (held > 0) budget.release(held);
+                    }
                 }
             });
         } finally {

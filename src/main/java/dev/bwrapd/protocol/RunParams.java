@@ -6,10 +6,10 @@ import dev.bwrapd.sandbox.RootPaths;
 import dev.bwrapd.sandbox.RunSpec;
 
 import java.io.IOException;
+import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Base64;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -158,13 +158,19 @@ public final class RunParams {
             throw Params.invalid("stdin: must be \"null\", {\"text\"}, {\"base64\"} or {\"file\"}");
         }
         Params s = p.object("stdin", "text", "base64", "file");
-        if (s.has("text")) return new RunSpec.Stdin.Bytes(s.string("text", "").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        // Kept as the request's own string (no second copy): encoded or decoded while it is written.
+        if (s.has("text")) return new RunSpec.Stdin.Text(s.string("text", ""));
         if (s.has("base64")) {
-            try {
-                return new RunSpec.Stdin.Bytes(Base64.getDecoder().decode(s.string("base64", "")));
-            } catch (IllegalArgumentException e) {
+            RunSpec.Stdin.Base64 base64 = new RunSpec.Stdin.Base64(s.string("base64", ""));
+            try (InputStream bytes = base64.open()) {
+                bytes.skip(Long.MAX_VALUE);
+                while (bytes.read() >= 0) {
+                    // skip may stop early; read decides
+                }
+            } catch (IOException e) {
                 throw Params.invalid("stdin.base64: not valid base64");
             }
+            return base64;
         }
         if (s.has("file")) return new RunSpec.Stdin.File(hostFile(s, "file"));
         throw Params.invalid("stdin: must have one of text, base64, file");

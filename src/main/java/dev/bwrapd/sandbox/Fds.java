@@ -14,7 +14,7 @@ import java.util.List;
 final class Fds {
     int childStdin = -1, childStdout = -1, childStderr = -1;
     int parentStdin = -1, parentStdout = -1, parentStderr = -1;
-    byte[] stdinData;
+    private java.io.InputStream stdinData;
     private Thread stdinWriter;
     private final List<Integer> owned = new ArrayList<>();
 
@@ -36,18 +36,35 @@ final class Fds {
         childStdin = childStdout = childStderr = -1;
     }
 
+    /** The command's stdin is a pipe that gets these bytes. */
+    void stdinFrom(java.io.InputStream data) throws Libc.Error {
+        int[] pipe = pipe();
+        childStdin = pipe[0];
+        parentStdin = pipe[1];
+        stdinData = data;
+    }
+
     /** Writes the request's stdin bytes on a thread of their own (a command may not read them all). */
     void startStdinWriter() {
         if (parentStdin < 0) return;
         int fd = parentStdin;
         parentStdin = -1;
         owned.remove(Integer.valueOf(fd));
-        byte[] data = stdinData;
+        java.io.InputStream data = stdinData;
+        stdinData = null;
         stdinWriter = Thread.ofPlatform().daemon().name("bwrapd-stdin").start(() -> {
-            try (Arena arena = Arena.ofConfined()) {
-                Libc.writeFully(fd, arena.allocateFrom(java.lang.foreign.ValueLayout.JAVA_BYTE, data));
+            try (Arena arena = Arena.ofConfined(); data) {
+                byte[] chunk = new byte[64 * 1024];
+                java.lang.foreign.MemorySegment buffer = arena.allocate(chunk.length);
+                int n;
+                while ((n = data.read(chunk, 0, chunk.length)) > 0) {
+                    java.lang.foreign.MemorySegment.copy(chunk, 0, buffer, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, n);
+                    Libc.writeFully(fd, buffer.asSlice(0, n));
+                }
             } catch (Libc.Error e) {
                 // the command closed its stdin early: not an error of the run
+            } catch (java.io.IOException e) {
+                // checked before the run started; cannot happen
             } finally {
                 Libc.close(fd);
             }

@@ -343,12 +343,8 @@ public final class SandboxRunner {
             switch (spec.stdin()) {
                 case RunSpec.Stdin.Null n -> fds.childStdin = fds.track(Libc.open("/dev/null", Libc.O_RDONLY, 0));
                 case RunSpec.Stdin.File f -> fds.childStdin = fds.track(open("stdin.file", f.path(), Libc.O_RDONLY));
-                case RunSpec.Stdin.Bytes b -> {
-                    int[] pipe = fds.pipe();
-                    fds.childStdin = pipe[0];
-                    fds.stdinData = b.data();
-                    fds.parentStdin = pipe[1];
-                }
+                case RunSpec.Stdin.Text t -> fds.stdinFrom(t.open());
+                case RunSpec.Stdin.Base64 b -> fds.stdinFrom(b.open());
             }
             // stdout "discard" goes to /dev/null, unless stderr is merged into it: then bwrap's own
             // message would be lost there, so it goes through a pipe that is drained like stderr's.

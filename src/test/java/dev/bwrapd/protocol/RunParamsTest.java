@@ -326,14 +326,24 @@ class RunParamsTest {
     void stdinForms() throws RpcException {
         assertInstanceOf(RunSpec.Stdin.Null.class, parse("'stdin':'null'").stdin());
         RunSpec.Stdin text = parse("'stdin':{'text':'héllo\\n'}").stdin();
-        assertArrayEquals("héllo\n".getBytes(StandardCharsets.UTF_8), ((RunSpec.Stdin.Bytes) text).data());
+        assertArrayEquals("héllo\n".getBytes(StandardCharsets.UTF_8), bytes(((RunSpec.Stdin.Text) text).open()));
         RunSpec.Stdin empty = parse("'stdin':{'text':''}").stdin();
-        assertArrayEquals(new byte[0], ((RunSpec.Stdin.Bytes) empty).data());
+        assertArrayEquals(new byte[0], bytes(((RunSpec.Stdin.Text) empty).open()));
+        String long_ = "aé€𝄞".repeat(100_000); // characters of every length across the encoder's chunks
+        assertArrayEquals(long_.getBytes(StandardCharsets.UTF_8), bytes(new RunSpec.Stdin.Text(long_).open()));
         byte[] all = new byte[256];
         for (int i = 0; i < all.length; i++) all[i] = (byte) i;
         RunSpec.Stdin binary = parse("'stdin':{'base64':'" + java.util.Base64.getEncoder().encodeToString(all) + "'}").stdin();
-        assertArrayEquals(all, ((RunSpec.Stdin.Bytes) binary).data());
+        assertArrayEquals(all, bytes(((RunSpec.Stdin.Base64) binary).open()));
         assertEquals(new RunSpec.Stdin.File("/etc/hostname"), parse("'stdin':{'file':'/etc/hostname'}").stdin());
+    }
+
+    private static byte[] bytes(java.io.InputStream in) {
+        try (in) {
+            return in.readAllBytes();
+        } catch (java.io.IOException e) {
+            throw new AssertionError(e);
+        }
     }
 
     @Test

@@ -233,6 +233,7 @@ public final class BwrapdMethods {
     private Object argv(Call call) throws RpcException {
         RunSpec spec = RunParams.parse(call.params());
         BwrapCommand.Invocation invocation = BwrapCommand.of(spec, usableHost(spec));
+        RunParams.checkExecSize(invocation.argv(), invocation.environment());
         ObjectNode result = json.createObjectNode().put("executable", invocation.executable());
         ArrayNode argv = result.putArray("argv");
         invocation.argv().forEach(argv::add);
@@ -244,6 +245,8 @@ public final class BwrapdMethods {
     private Object run(Call call, Sandbox reservation) throws RpcException {
         RunSpec spec = RunParams.parse(call.params());
         HostCapabilities h = usableHost(spec);
+        BwrapCommand.Invocation invocation = BwrapCommand.of(spec, h);
+        RunParams.checkExecSize(invocation.argv(), invocation.environment());
         if (!RootPaths.hasCommand(spec.root(), spec.command().getFirst(), spec.cwd(), spec.env().get("PATH"))) {
             throw new RpcException(ErrorCodes.COMMAND_NOT_FOUND, "command not found in the sandbox root: " + spec.command().getFirst(),
                     json.createObjectNode().put("command", spec.command().getFirst()).put("root", spec.root().toString()));

@@ -185,6 +185,9 @@ class RunParamsTest {
                 Arguments.of("readOnlyRoot", "+'readOnlyRoot':'true'"),
                 Arguments.of("hostname", "+'hostname':1"),
                 Arguments.of("hostname", "+'hostname':''"),
+                Arguments.of("hostname", "+'hostname':'" + "é".repeat(33) + "'"), // 33 characters, 66 bytes
+                Arguments.of("command[1]", "{'command':['sh','" + "x".repeat(RunParams.MAX_ARG_STRLEN) + "']}"),
+                Arguments.of("env.A", "+'env':{'A':'" + "é".repeat(RunParams.MAX_ARG_STRLEN / 2) + "'}"),
                 Arguments.of("uid", "+'uid':'1000'"),
                 Arguments.of("uid", "+'uid':1.5"),
                 Arguments.of("uid", "+'uid':-1"),
@@ -318,6 +321,18 @@ class RunParamsTest {
         assertEquals("/a/c", spec.cwd());
         assertEquals("/x/y", spec.mounts().getFirst().target());
         assertEquals(List.of("/dev/null"), spec.devices());
+    }
+
+    @Test
+    void kernelLimitsAreCountedInBytes() throws RpcException {
+        assertEquals("é".repeat(32), parse("'hostname':'" + "é".repeat(32) + "'").hostname(), "64 bytes: the limit");
+        String longest = "x".repeat(RunParams.MAX_ARG_STRLEN - 1);
+        assertEquals(longest, parse("'command':['sh','" + longest + "']").command().get(1));
+        RunParams.checkExecSize(List.of("x".repeat(1_000_000)), List.of("A=" + "y".repeat(1_000_000)));
+        RpcException tooMuch = assertThrows(RpcException.class,
+                () -> RunParams.checkExecSize(List.of("x".repeat(1_100_000)), List.of("A=" + "y".repeat(1_000_000))));
+        assertEquals(-32602, tooMuch.code());
+        assertTrue(tooMuch.getMessage().contains("ARG_MAX"), tooMuch.getMessage());
     }
 
     // ----- stdin and output forms -----

@@ -34,8 +34,14 @@ public final class Libc {
     public static final int O_CREAT = 0100, O_TRUNC = 01000, O_APPEND = 02000, O_CLOEXEC = 02000000;
     public static final int O_DIRECTORY = isAarch64() ? 040000 : 0200000;
     public static final int O_NOFOLLOW = isAarch64() ? 0100000 : 0400000;
-    public static final int AT_FDCWD = -100;
-    public static final int EINTR = 4, ESRCH = 3, ENOENT = 2, ECHILD = 10, EEXIST = 17, ELOOP = 40, ENOTDIR = 20;
+    public static final int O_PATH = 010000000, O_NONBLOCK = 04000;
+    public static final int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100, AT_EMPTY_PATH = 0x1000;
+    /** openat2(2) resolve flags. */
+    public static final long RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_IN_ROOT = 0x10;
+    public static final int EINTR = 4, ESRCH = 3, ENOENT = 2, ECHILD = 10, EEXIST = 17, ELOOP = 40, ENOTDIR = 20, ENOSYS = 38;
+    /** File types of {@link FileStat#mode()}. */
+    public static final int S_IFMT = 0170000, S_IFDIR = 0040000, S_IFREG = 0100000, S_IFLNK = 0120000, S_IFCHR = 0020000,
+            S_IFBLK = 0060000;
     public static final short POSIX_SPAWN_SETSIGDEF = 0x04, POSIX_SPAWN_SETSIGMASK = 0x08, POSIX_SPAWN_SETSID = 0x80;
     public static final int PR_SET_CHILD_SUBREAPER = 36;
     public static final int WNOHANG = 1, WEXITED = 4, WNOWAIT = 0x01000000;
@@ -88,6 +94,11 @@ public final class Libc {
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
     private static final MethodHandle WAIT4 = downcall("wait4", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS));
     private static final MethodHandle WAITID = downcall("waitid", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
+    private static final MethodHandle SYSCALL_OPENAT2 = downcall("syscall",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS, ADDRESS, JAVA_LONG), 1);
+    private static final MethodHandle STATX = downcall("statx",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, ADDRESS));
+    private static final MethodHandle FSTATFS = downcall("fstatfs", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
     private static final MethodHandle STRERROR = downcall("strerror", FunctionDescriptor.of(ADDRESS, JAVA_INT));
 
     private static MethodHandle downcall(String name, FunctionDescriptor shape, Linker.Option... extra) {
@@ -210,6 +221,66 @@ public final class Libc {
         try (Arena arena = Arena.ofConfined()) {
             return (int) OPENAT.invokeExact(STATE.get(), dirFd, arena.allocateFrom(name), flags | O_CLOEXEC, 0);
         } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    /** The syscall number of openat2 (the same on x86_64 and aarch64; glibc 2.36 has no wrapper). */
+    private static final long SYS_OPENAT2 = 437;
+
+    /**
+     * openat2(2) with O_CLOEXEC added: {@code resolve} restricts how the path is walked (e.g.
+     * {@link #RESOLVE_NO_MAGICLINKS}: no /proc/PID/fd/N or /proc/PID/root on the way). Returns the
+     * descriptor, or -1 and leaves errno (ENOSYS on kernels before 5.6).
+     */
+    public static int openat2(int dirFd, String path, int flags, int mode, long resolve) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment how = arena.allocate(JAVA_LONG, 3); // struct open_how {u64 flags, mode, resolve}
+            how.setAtIndex(JAVA_LONG, 0, Integer.toUnsignedLong(flags | O_CLOEXEC));
+            how.setAtIndex(JAVA_LONG, 1, mode);
+            how.setAtIndex(JAVA_LONG, 2, resolve);
+            return (int) (long) SYSCALL_OPENAT2.invokeExact(STATE.get(), SYS_OPENAT2, (long) dirFd, arena.allocateFrom(path), how, how.byteSize());
+        } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    /** What statx(2) says of a file: its type and permission bits, identity and size. */
+    public record FileStat(int mode, long device, long inode, long size, int uid) {
+        public int type() {
+            return mode & S_IFMT;
+        }
+
+        /** The same file as {@code other} (same device and inode). */
+        public boolean sameFile(FileStat other) {
+            return device == other.device && inode == other.inode;
+        }
+    }
+
+    /**
+     * statx(2) of {@code path} relative to {@code dirFd}; with {@link #AT_EMPTY_PATH} and "" it
+     * is the descriptor itself, with {@link #AT_SYMLINK_NOFOLLOW} a final link is not followed.
+     */
+    public static FileStat stat(int dirFd, String path, int flags) throws Error {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment buf = arena.allocate(256, 8); // struct statx: the same layout on every architecture
+            int rc = (int) STATX.invokeExact(STATE.get(), dirFd, arena.allocateFrom(path), flags, STATX_BASIC_STATS, buf);
+            if (rc != 0) throw new Error("statx " + path, errno());
+            long device = ((long) buf.get(JAVA_INT, 136) << 32) | Integer.toUnsignedLong(buf.get(JAVA_INT, 140));
+            return new FileStat(Short.toUnsignedInt(buf.get(JAVA_SHORT, 28)), device, buf.get(JAVA_LONG, 32),
+                    buf.get(JAVA_LONG, 40), buf.get(JAVA_INT, 20));
+        } catch (Error e) { throw e; } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    private static final int STATX_BASIC_STATS = 0x7ff;
+
+    /** f_type of procfs in fstatfs(2). */
+    public static final long PROC_SUPER_MAGIC = 0x9fa0;
+
+    /** The filesystem type (f_type, e.g. {@link #PROC_SUPER_MAGIC}) of the file behind {@code fd}. */
+    public static long filesystemType(int fd) throws Error {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment buf = arena.allocate(256, 8); // struct statfs: f_type is the first word
+            int rc = (int) FSTATFS.invokeExact(STATE.get(), fd, buf);
+            if (rc != 0) throw new Error("fstatfs", errno());
+            return buf.get(JAVA_LONG, 0);
+        } catch (Error e) { throw e; } catch (Throwable t) { throw unexpected(t); }
     }
 
     /** mkdirat(2); returns -1 and leaves errno on failure. */

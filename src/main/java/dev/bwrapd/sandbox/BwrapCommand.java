@@ -19,7 +19,22 @@ public final class BwrapCommand {
     /** The program to execute, its argv, and its environment. */
     public record Invocation(String executable, List<String> argv, List<String> environment) {}
 
+    /**
+     * The descriptors bwrapd opened and checked for the host paths (see {@link HostPaths}), as
+     * numbered in bwrap: the root, each mount source, each device (in the request's order).
+     */
+    public record Descriptors(int root, boolean hostRoot, List<Integer> mounts, List<Integer> devices) {}
+
+    /** The argv with host paths spelled out: what {@code sandbox/argv} shows. */
     public static Invocation of(RunSpec spec, HostCapabilities host) {
+        return of(spec, host, null);
+    }
+
+    /**
+     * The argv of a run: with {@code fds}, bwrap binds the descriptors bwrapd checked (bwrap closes
+     * those of --bind-fd and --ro-bind-fd once mounted); without, the paths.
+     */
+    public static Invocation of(RunSpec spec, HostCapabilities host, Descriptors fds) {
         List<String> argv = new ArrayList<>();
         String executable = host.bwrapPath();
         if (spec.linux32()) {
@@ -35,7 +50,8 @@ public final class BwrapCommand {
         argv.add("--new-session");
         if (host.jsonStatusFd()) add(argv, "--json-status-fd", Integer.toString(STATUS_FD));
 
-        add(argv, spec.isHostRoot() ? "--ro-bind" : "--bind", spec.root().toString(), "/");
+        if (fds != null) add(argv, fds.hostRoot() ? "--ro-bind-fd" : "--bind-fd", Integer.toString(fds.root()), "/");
+        else add(argv, spec.isHostRoot() ? "--ro-bind" : "--bind", spec.root().toString(), "/");
 
         if (!spec.network()) {
             argv.add("--unshare-net");
@@ -49,13 +65,22 @@ public final class BwrapCommand {
         if (spec.interactive()) {
             add(argv, "--dev", "/dev");
         } else {
-            for (String device : spec.devices()) add(argv, "--dev-bind", device, device);
+            for (int i = 0; i < spec.devices().size(); i++) {
+                String device = spec.devices().get(i);
+                // No --dev-bind-fd in bwrap 0.8: the checked descriptor, named through bwrap's own fd table.
+                add(argv, "--dev-bind", fds == null ? device : "/proc/self/fd/" + fds.devices().get(i), device);
+            }
             if (spec.devShm()) add(argv, "--tmpfs", "/dev/shm");
         }
 
-        for (RunSpec.Mount mount : spec.mounts()) {
-            // Like the seed, read-write mounts use --dev-bind: a plain bind that keeps device nodes usable.
-            add(argv, mount.readOnly() ? "--ro-bind" : "--dev-bind", mount.source(), mount.target());
+        for (int i = 0; i < spec.mounts().size(); i++) {
+            RunSpec.Mount mount = spec.mounts().get(i);
+            if (fds != null) {
+                // --bind-fd mounts nodev: device nodes come through `devices` only.
+                add(argv, mount.readOnly() ? "--ro-bind-fd" : "--bind-fd", Integer.toString(fds.mounts().get(i)), mount.target());
+            } else {
+                add(argv, mount.readOnly() ? "--ro-bind" : "--bind", mount.source(), mount.target());
+            }
         }
 
         if (spec.readOnlyRoot()) add(argv, "--remount-ro", "/");

@@ -22,6 +22,14 @@ public final class RootPaths {
 
     private RootPaths() {}
 
+    /**
+     * The root behind a descriptor, as a path the JDK can walk: the kernel resolves
+     * /proc/self/fd/N to the very directory bwrapd opened, however the path it came from changed since.
+     */
+    public static Path of(int rootFd) {
+        return Path.of("/proc/self/fd/" + rootFd);
+    }
+
     /** Splits an absolute path into its names, resolving {@code .} and {@code ..}; empty if it climbs above {@code /}. */
     public static Optional<List<String>> names(String absolute) {
         List<String> names = new ArrayList<>();
@@ -142,9 +150,19 @@ public final class RootPaths {
      * directory and never through a symbolic link (a link is left for bwrap to resolve inside the
      * sandbox). Returns the directories it created, relative to the root.
      */
-    public static List<String> createDirectories(Path root, List<String> names) throws IOException {
+    static List<String> createDirectories(Path root, List<String> names) throws IOException {
+        int rootFd = Libc.open(root.toString(), Libc.O_PATH | Libc.O_DIRECTORY, 0);
+        try {
+            return createDirectories(rootFd, names);
+        } finally {
+            Libc.close(rootFd);
+        }
+    }
+
+    public static List<String> createDirectories(int rootFd, List<String> names) throws IOException {
         List<String> created = new ArrayList<>();
-        int dir = Libc.open(root.toString(), Libc.O_RDONLY | Libc.O_DIRECTORY, 0);
+        int dir = Libc.openat(rootFd, ".", Libc.O_RDONLY | Libc.O_DIRECTORY);
+        if (dir < 0) throw new Libc.Error("open the root", Libc.errno());
         try {
             StringBuilder relative = new StringBuilder();
             for (String name : names) {

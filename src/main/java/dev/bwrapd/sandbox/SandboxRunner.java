@@ -58,22 +58,25 @@ public final class SandboxRunner {
     public RunResult run(RunSpec spec, HostCapabilities host, Sandbox sandbox, Events events) throws RpcException {
         long startNanos = System.nanoTime();
         Fds fds = new Fds();
+        HostPaths paths = null;
         boolean leased = false;
         try {
+            paths = openHostPaths(spec);
             openStdio(spec, fds);
-            if (!spec.isHostRoot()) {
-                createWorkingDirectory(spec);
-                leases.acquire(spec.root(), RootPaths.physical(spec.root(), BwrapCommand.createdPaths(spec)));
+            if (!paths.hostRoot()) {
+                createWorkingDirectory(spec, paths.root());
+                leases.acquire(paths.root(), RootPaths.physical(RootPaths.of(paths.root()), BwrapCommand.createdPaths(spec)));
                 leased = true;
             }
             int[] status = host.jsonStatusFd() ? fds.pipe() : null;
-            BwrapCommand.Invocation invocation = BwrapCommand.of(spec, host);
-            int[] childFds = status == null
-                    ? new int[] {fds.childStdin, fds.childStdout, fds.childStderr}
-                    : new int[] {fds.childStdin, fds.childStdout, fds.childStderr, status[1]};
+            List<Integer> childFds = new ArrayList<>(List.of(fds.childStdin, fds.childStdout, fds.childStderr));
+            if (status != null) childFds.add(status[1]);
+            BwrapCommand.Invocation invocation = BwrapCommand.of(spec, host, paths.inChild(childFds.size()));
+            childFds.addAll(paths.descriptors());
             Reaper.Child bwrap;
             try {
-                bwrap = Spawner.spawn(new Spawner.Spec(invocation.executable(), invocation.argv(), invocation.environment(), childFds));
+                bwrap = Spawner.spawn(new Spawner.Spec(invocation.executable(), invocation.argv(), invocation.environment(),
+                        childFds.stream().mapToInt(Integer::intValue).toArray()));
             } catch (Libc.Error e) {
                 throw new RpcException(ErrorCodes.BWRAP_UNUSABLE, "cannot start bwrap: " + e.getMessage(),
                         STATUS_JSON.createObjectNode().put("path", host.bwrapPath()).put("error", e.getMessage()));
@@ -116,7 +119,7 @@ public final class SandboxRunner {
             CleanupReport cleanup = CleanupReport.NOTHING;
             if (leased) {
                 leased = false;
-                cleanup = leases.release(spec.root());
+                cleanup = leases.release(paths.root());
             }
             if (!host.jsonStatusFd() && bwrapExit.exited()) {
                 exitCode = bwrapExit.exitCode(); // without status lines bwrap's exit code is all there is
@@ -135,7 +138,8 @@ public final class SandboxRunner {
         } finally {
             sandbox.finished();
             fds.closeAll();
-            if (leased) leases.release(spec.root());
+            if (leased) leases.release(paths.root());
+            if (paths != null) paths.close();
         }
     }
 
@@ -260,9 +264,22 @@ public final class SandboxRunner {
         timers.schedule(() -> sandbox.kill(why), graceMs, TimeUnit.MILLISECONDS);
     }
 
-    private static void createWorkingDirectory(RunSpec spec) throws RpcException {
+    /** The request's host paths, opened and checked (HostPaths); a refusal is the client's error. */
+    private static HostPaths openHostPaths(RunSpec spec) throws RpcException {
         try {
-            RootPaths.createDirectories(spec.root(), RootPaths.names(spec.cwd()).orElseThrow());
+            return HostPaths.open(spec);
+        } catch (HostPaths.Refused e) {
+            throw refused(e);
+        }
+    }
+
+    private static RpcException refused(HostPaths.Refused e) {
+        return new RpcException(e.notAllowed ? ErrorCodes.PATH_NOT_ALLOWED : ErrorCodes.INVALID_PARAMS, e.getMessage());
+    }
+
+    private static void createWorkingDirectory(RunSpec spec, int rootFd) throws RpcException {
+        try {
+            RootPaths.createDirectories(rootFd, RootPaths.names(spec.cwd()).orElseThrow());
         } catch (IOException e) {
             throw new RpcException(ErrorCodes.INVALID_PARAMS, "cwd: cannot create " + spec.cwd() + " in the root: " + e.getMessage());
         }
@@ -377,9 +394,9 @@ public final class SandboxRunner {
 
     private static int open(String field, String path, int flags) throws RpcException {
         try {
-            return Libc.open(path, flags, 0644);
-        } catch (Libc.Error e) {
-            throw new RpcException(ErrorCodes.INVALID_PARAMS, field + ": cannot open " + path + ": " + Libc.strerror(e.errno));
+            return HostPaths.openStdio(field, path, flags);
+        } catch (HostPaths.Refused e) {
+            throw refused(e);
         }
     }
 }

@@ -72,6 +72,74 @@ class SandboxBoundaryIT {
         throw new AssertionError("no CapEff in " + result);
     }
 
+    // ----- class 1: host paths that bwrap would resolve differently from bwrapd -----
+
+    void assertRefused(ObjectNode params, int code, String field) throws Exception {
+        JsonNode error = Runs.error(bwrapd, params);
+        assertEquals(code, error.get("code").asInt(), error::toString);
+        assertContains(error.get("message").asText(), field);
+        assertVictimUntouched();
+    }
+
+    /** The reported attack: stdin a host directory, and a mount of "bwrapd's stdin" that bwrap took as its own. */
+    @Test
+    void descriptorPathsNeverReachBwrap() throws Exception {
+        for (String source : new String[] {"/proc/self/fd/0", "/dev/stdin", "/dev/fd/0", "/proc/self/root", "/proc/self/cwd",
+                "/proc/thread-self/fd/1"}) {
+            for (boolean readOnly : new boolean[] {false, true}) {
+                ObjectNode p = sh(root, "echo owned > /h/precious");
+                p.putObject("stdin").put("file", "/dev/null");
+                p.set("mounts", Runs.JSON.createArrayNode().add(mount(source, "/h", readOnly)));
+                assertRefused(p, -32005, "mounts[0].source");
+            }
+        }
+        ObjectNode device = sh(root, "true");
+        device.putArray("devices").add("/dev/stdin");
+        assertRefused(device, -32005, "devices[0]");
+        for (String stream : new String[] {"stdout", "stderr"}) {
+            ObjectNode p = sh(root, "echo '{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"forged\"}'");
+            p.putObject(stream).put("file", "/dev/stdout");
+            assertRefused(p, -32005, stream + ".file");
+        }
+        ObjectNode stdin = sh(root, "cat");
+        stdin.putObject("stdin").put("file", "/proc/self/fd/0");
+        assertRefused(stdin, -32005, "stdin.file");
+    }
+
+    /** A descriptor of a host directory as stdin would let the command open anything beneath it. */
+    @Test
+    void aDirectoryIsNeverACommandsStdin() throws Exception {
+        ObjectNode p = sh(root, "true");
+        p.putObject("stdin").put("file", victim.toString());
+        assertRefused(p, -32005, "stdin.file");
+    }
+
+    /** The host root read-write, however it is spelled: through a link the test made, or a bind mount's path. */
+    @Test
+    void theHostRootIsNeverMountedReadWrite() throws Exception {
+        Path link = Files.createSymbolicLink(victim.resolve("to-root"), Path.of("/"));
+        victimBefore = TestRoot.snapshot(victim);
+        for (String source : new String[] {link.toString(), "/tmp/..", "//"}) {
+            ObjectNode p = sh(root, "touch /h" + victim + "/owned");
+            p.set("mounts", Runs.JSON.createArrayNode().add(mount(source, "/h", false)));
+            assertRefused(p, -32005, "mounts[0].source");
+        }
+        ObjectNode procfs = sh(root, "true");
+        procfs.set("mounts", Runs.JSON.createArrayNode().add(mount("/proc/self", "/h", true)));
+        assertRefused(procfs, -32005, "mounts[0].source");
+        ObjectNode notADevice = sh(root, "true");
+        notADevice.putArray("devices").add("/dev/shm");
+        assertRefused(notADevice, -32005, "devices[0]");
+    }
+
+    /** A missing source is the client's error, found before bwrap runs. */
+    @Test
+    void aMissingMountSourceIsRefusedUpFront() throws Exception {
+        ObjectNode p = sh(root, "true");
+        p.set("mounts", Runs.JSON.createArrayNode().add(mount(victim.resolve("missing").toString(), "/h", true)));
+        assertRefused(p, -32602, "mounts[0].source");
+    }
+
     // ----- class 2: capabilities -----
 
     @Test

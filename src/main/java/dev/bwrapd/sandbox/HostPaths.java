@@ -83,6 +83,11 @@ public final class HostPaths implements AutoCloseable {
         return hostRoot;
     }
 
+    /** The mount sources as paths the JDK can walk (through bwrapd's descriptors of them). */
+    public List<java.nio.file.Path> mountSources() {
+        return mounts.stream().map(RootPaths::of).toList();
+    }
+
     /** Every descriptor bwrap needs, in the order {@link #inChild} numbers them. */
     public List<Integer> descriptors() {
         List<Integer> all = new ArrayList<>();
@@ -119,42 +124,39 @@ public final class HostPaths implements AutoCloseable {
      * directory lets the command open anything beneath it, with bwrapd's rights).
      */
     public static int openStdio(String field, String path, int flags) throws Refused {
-        int fd = openChecked(field, path, flags, 0644);
-        try {
-            Libc.FileStat stat = Libc.stat(fd, "", Libc.AT_EMPTY_PATH);
+        return checked(field, path, openChecked(field, path, flags, 0644), stat -> {
             if (stat.type() == Libc.S_IFDIR) throw new Refused(true, field + ": " + path + " is a directory");
-            refuseProcfs(field, path, fd);
-            return fd;
-        } catch (Refused | RuntimeException e) {
-            Libc.close(fd);
-            throw e;
-        } catch (Libc.Error e) {
-            Libc.close(fd);
-            throw new Refused(false, field + ": cannot examine " + path + ": " + e.getMessage());
-        }
+        });
     }
 
     /** O_PATH open of a root or mount source: no device access, just a handle bwrap can bind. */
     private static int openPath(String field, String path, int flags) throws Refused {
-        int fd = openChecked(field, path, Libc.O_PATH | flags, 0);
-        try {
-            refuseProcfs(field, path, fd);
-            return fd;
-        } catch (Refused | RuntimeException e) {
-            Libc.close(fd);
-            throw e;
-        }
+        return checked(field, path, openChecked(field, path, Libc.O_PATH | flags, 0), stat -> {});
     }
 
     private static int openDevice(String field, String path) throws Refused {
-        int fd = openPath(field, path, 0);
-        try {
-            Libc.FileStat stat = Libc.stat(fd, "", Libc.AT_EMPTY_PATH);
+        int fd = openChecked(field, path, Libc.O_PATH, 0);
+        return checked(field, path, fd, stat -> {
             if (stat.type() != Libc.S_IFCHR && stat.type() != Libc.S_IFBLK) {
                 throw new Refused(true, field + ": " + path + " is not a device node");
             }
             String real = realPath(fd);
             if (!real.startsWith("/dev/")) throw new Refused(true, field + ": " + path + " leads to " + real + ", outside /dev/");
+        });
+    }
+
+    /** A rule about the file behind a descriptor. */
+    private interface Check {
+        void check(Libc.FileStat stat) throws Refused;
+    }
+
+    /** {@code fd} if its file is on no procfs and passes {@code check}; else it is closed and the path refused. */
+    private static int checked(String field, String path, int fd, Check check) throws Refused {
+        try {
+            if (Libc.filesystemType(fd) == Libc.PROC_SUPER_MAGIC) {
+                throw new Refused(true, field + ": " + path + " is on a procfs, whose links lead to other processes' files");
+            }
+            check.check(Libc.stat(fd, "", Libc.AT_EMPTY_PATH));
             return fd;
         } catch (Refused | RuntimeException e) {
             Libc.close(fd);
@@ -198,16 +200,6 @@ public final class HostPaths implements AutoCloseable {
         String normal = RootPaths.normalize(path).orElse(path);
         return normal.equals("/proc") || normal.startsWith("/proc/") || normal.equals("/dev/fd") || normal.startsWith("/dev/fd/")
                 || normal.startsWith("/dev/std");
-    }
-
-    private static void refuseProcfs(String field, String path, int fd) throws Refused {
-        try {
-            if (Libc.filesystemType(fd) == Libc.PROC_SUPER_MAGIC) {
-                throw new Refused(true, field + ": " + path + " is on a procfs, whose links lead to other processes' files");
-            }
-        } catch (Libc.Error e) {
-            throw new Refused(false, field + ": cannot examine " + path + ": " + e.getMessage());
-        }
     }
 
     private static boolean isHostRoot(int fd) throws Refused {

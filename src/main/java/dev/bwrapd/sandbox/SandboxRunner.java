@@ -63,15 +63,17 @@ public final class SandboxRunner {
         try {
             paths = openHostPaths(spec);
             openStdio(spec, fds);
+            BwrapCommand.Places places = BwrapCommand.Places.asGiven(spec);
             if (!paths.hostRoot()) {
+                places = placeMountPoints(spec, paths);
                 createWorkingDirectory(spec, paths.root());
-                leases.acquire(paths.root(), RootPaths.physical(RootPaths.of(paths.root()), BwrapCommand.createdPaths(spec)));
+                leases.acquire(paths.root(), BwrapCommand.createdPaths(spec, places));
                 leased = true;
             }
             int[] status = host.jsonStatusFd() ? fds.pipe() : null;
             List<Integer> childFds = new ArrayList<>(List.of(fds.childStdin, fds.childStdout, fds.childStderr));
             if (status != null) childFds.add(status[1]);
-            BwrapCommand.Invocation invocation = BwrapCommand.of(spec, host, paths.inChild(childFds.size()));
+            BwrapCommand.Invocation invocation = BwrapCommand.of(spec, host, paths.inChild(childFds.size()), places);
             childFds.addAll(paths.descriptors());
             Reaper.Child bwrap;
             try {
@@ -268,6 +270,15 @@ public final class SandboxRunner {
     private static HostPaths openHostPaths(RunSpec spec) throws RpcException {
         try {
             return HostPaths.open(spec);
+        } catch (HostPaths.Refused e) {
+            throw refused(e);
+        }
+    }
+
+    /** Every destination with the root's links resolved as the sandbox sees them (MountPoints). */
+    private static BwrapCommand.Places placeMountPoints(RunSpec spec, HostPaths paths) throws RpcException {
+        try {
+            return MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources());
         } catch (HostPaths.Refused e) {
             throw refused(e);
         }

@@ -46,7 +46,8 @@ class BwrapCommandTest {
             s.devices = List.of("/dev/null", "/dev/zero");
             s.mounts = List.of(new RunSpec.Mount("/proc/self/fd/0", "/h", false), new RunSpec.Mount("/srv/ro", "/r", true));
         });
-        List<String> argv = BwrapCommand.of(spec, FULL, new BwrapCommand.Descriptors(4, false, List.of(5, 6), List.of(7, 8))).argv();
+        List<String> argv = BwrapCommand.of(spec, FULL, new BwrapCommand.Descriptors(4, false, List.of(5, 6), List.of(7, 8)),
+                BwrapCommand.Places.asGiven(spec)).argv();
         List<String> options = argv.subList(0, argv.indexOf("--"));
         assertTrue(Collections.indexOfSubList(options, List.of("--bind-fd", "4", "/")) >= 0, argv::toString);
         assertTrue(Collections.indexOfSubList(options, List.of("--dev-bind", "/proc/self/fd/7", "/dev/null",
@@ -54,7 +55,9 @@ class BwrapCommandTest {
         assertTrue(Collections.indexOfSubList(options, List.of("--bind-fd", "5", "/h", "--ro-bind-fd", "6", "/r")) >= 0, argv::toString);
         for (String hostPath : List.of("/srv/root", "/proc/self/fd/0", "/srv/ro")) assertFalse(options.contains(hostPath), hostPath);
 
-        List<String> hostRoot = BwrapCommand.of(spec(s -> s.devices = List.of()), FULL, new BwrapCommand.Descriptors(3, true, List.of(), List.of())).argv();
+        RunSpec bare = spec(s -> s.devices = List.of());
+        List<String> hostRoot = BwrapCommand.of(bare, FULL, new BwrapCommand.Descriptors(3, true, List.of(), List.of()),
+                BwrapCommand.Places.asGiven(bare)).argv();
         assertTrue(Collections.indexOfSubList(hostRoot, List.of("--ro-bind-fd", "3", "/")) >= 0, hostRoot::toString);
     }
 

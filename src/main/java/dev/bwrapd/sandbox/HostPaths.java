@@ -175,7 +175,11 @@ public final class HostPaths implements AutoCloseable {
         int fd = Libc.openat2(Libc.AT_FDCWD, path, flags, (flags & Libc.O_CREAT) != 0 ? mode : 0, Libc.RESOLVE_NO_MAGICLINKS);
         if (fd < 0 && Libc.errno() == Libc.ENOSYS) {
             if (namesADescriptor(path)) throw magicLink(field, path);
-            fd = Libc.openat(Libc.AT_FDCWD, path, flags);
+            try {
+                return Libc.open(path, flags, mode);
+            } catch (Libc.Error e) {
+                throw new Refused(false, field + ": cannot open " + path + ": " + Libc.strerror(e.errno));
+            }
         }
         if (fd >= 0) return fd;
         int errno = Libc.errno();

@@ -70,6 +70,9 @@ final class Run {
     private final byte[] stdinChunk = new byte[PIPE_BUF];
     private int stdinFrom, stdinTo;
     private boolean leased;
+    /** The request's host paths, opened and checked once (root, mount sources, devices). */
+    private HostPaths paths;
+    private BwrapCommand.Places places;
 
     private Reaper.Child bwrap;
     private int initPid;
@@ -100,6 +103,7 @@ final class Run {
         SandboxException failure = null;
         try {
             HostCapabilities host = resolve();
+            openHostPaths();
             openStdio();
             leaseRoot();
             spawn(host);
@@ -118,7 +122,8 @@ final class Run {
             sandbox.finished();
             for (int fd : owned) Libc.close(fd);
             owned.clear();
-            if (leased) leases.release(spec.root());
+            if (leased) leases.release(paths.root());
+            if (paths != null) paths.close();
         }
         if (outcome != null) {
             listener.finished(outcome);
@@ -140,7 +145,20 @@ final class Run {
         return host;
     }
 
-    // ----- 2. the command's files and pipes -----
+    // ----- 2. host paths, the command's files and pipes -----
+
+    /** Every host path of the request opened once and checked on its descriptor (HostPaths); bwrap gets the descriptors. */
+    private void openHostPaths() throws SandboxException {
+        try {
+            paths = HostPaths.open(spec);
+        } catch (HostPaths.Refused e) {
+            throw refused(e);
+        }
+    }
+
+    private static SandboxException refused(HostPaths.Refused e) {
+        return e.notAllowed ? new SandboxException.NotAllowed(e.getMessage()) : new SandboxException.Invalid(e.getMessage());
+    }
 
     private void openStdio() throws SandboxException, Libc.Error {
         switch (spec.stdin()) {
@@ -179,22 +197,29 @@ final class Run {
 
     private static int open(String field, String path, int flags) throws SandboxException {
         try {
-            return Libc.open(path, flags, 0644);
-        } catch (Libc.Error e) {
-            throw new SandboxException.Invalid(field + ": cannot open " + path + ": " + Libc.strerror(e.errno));
+            return HostPaths.openStdio(field, path, flags);
+        } catch (HostPaths.Refused e) {
+            throw refused(e);
         }
     }
 
     // ----- 3. the root -----
 
-    private void leaseRoot() throws SandboxException, InterruptedException {
-        if (spec.isHostRoot()) return;
+    /** Every destination with the root's links resolved as the sandbox sees them (MountPoints); cwd; the lease. */
+    private void leaseRoot() throws SandboxException, InterruptedException, Libc.Error {
+        places = BwrapCommand.Places.asGiven(spec);
+        if (paths.hostRoot()) return;
         try {
-            RootPaths.createDirectories(spec.root(), RootPaths.names(spec.cwd()).orElseThrow());
+            places = MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources());
+        } catch (HostPaths.Refused e) {
+            throw refused(e);
+        }
+        try {
+            RootPaths.createDirectories(paths.root(), RootPaths.names(spec.cwd()).orElseThrow());
         } catch (IOException e) {
             throw new SandboxException.Invalid("cwd: cannot create " + spec.cwd() + " in the root: " + e.getMessage());
         }
-        leases.acquire(spec.root(), RootPaths.physical(spec.root(), BwrapCommand.createdPaths(spec)));
+        leases.acquire(paths.root(), BwrapCommand.createdPaths(spec, places));
         leased = true;
     }
 
@@ -202,15 +227,17 @@ final class Run {
 
     private void spawn(HostCapabilities host) throws SandboxException, Libc.Error {
         int[] status = host.jsonStatusFd() ? pipe() : null;
-        BwrapCommand.Invocation invocation = BwrapCommand.of(spec, host);
-        int[] childFds = status == null
-                ? new int[] {childStdin, childStdout, childStderr}
-                : new int[] {childStdin, childStdout, childStderr, status[1]};
+        List<Integer> childFds = new ArrayList<>(List.of(childStdin, childStdout, childStderr));
+        if (status != null) childFds.add(status[1]);
+        // bwrap binds the descriptors bwrapd checked, numbered after stdio and the status pipe.
+        BwrapCommand.Invocation invocation = BwrapCommand.of(spec, host, paths.inChild(childFds.size()), places);
+        childFds.addAll(paths.descriptors());
         int[] wake = pipe();
         watch(WAKE, wake[0], Libc.POLLIN);
         sandbox.attachWake(wake[1]);
         try {
-            bwrap = spawner.spawn(new Spawner.Spec(invocation.executable(), invocation.argv(), invocation.environment(), childFds));
+            bwrap = spawner.spawn(new Spawner.Spec(invocation.executable(), invocation.argv(), invocation.environment(),
+                    childFds.stream().mapToInt(Integer::intValue).toArray()));
         } catch (Libc.Error e) {
             throw new SandboxException.BwrapUnusable("cannot start bwrap: " + e.getMessage(), host.bwrapPath(), e.getMessage(), List.of());
         }
@@ -378,7 +405,7 @@ final class Run {
     private CleanupReport cleanup() {
         if (!leased) return CleanupReport.NOTHING;
         leased = false;
-        return leases.release(spec.root());
+        return leases.release(paths.root());
     }
 
     // ----- 8. outcome -----

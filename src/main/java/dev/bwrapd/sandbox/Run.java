@@ -40,8 +40,11 @@ final class Run {
     private static final int PIPE_BUF = 4096;
     /** The first bytes of an output pipe are kept whatever it is for: bwrap writes its own message there. */
     private static final int HEAD = 4096;
-    /** Waiting for the init to fork the command, the loop looks this often. */
-    private static final int COMMAND_POLL_MS = 1;
+    /**
+     * Waiting for the init to fork the command, the loop looks after 1 ms, then twice as long each
+     * time up to this: a loaded machine stretches bwrap's setup, and each look costs CPU.
+     */
+    private static final int COMMAND_POLL_MAX_MS = 8;
     /** Only should the init hang in its setup does sandbox/started stop waiting for the command. */
     private static final long COMMAND_WAIT_NANOS = 60_000_000_000L;
 
@@ -80,6 +83,7 @@ final class Run {
     private Integer exitCode;
     private boolean bwrapEnded, initEnded, awaitingCommand, announced;
     private long commandWaitEnds;
+    private int commandPollMs;
     private final StringBuilder statusText = new StringBuilder();
     private final byte[] chunk = new byte[CHUNK];
 
@@ -276,7 +280,10 @@ final class Run {
             }
             long until = Math.min(timeoutAt, killAt);
             int timeoutMs = until == Long.MAX_VALUE ? -1 : (int) Math.min(Integer.MAX_VALUE, Math.max(1, (until - now + 999_999) / 1_000_000));
-            if (awaitingCommand) timeoutMs = timeoutMs < 0 ? COMMAND_POLL_MS : Math.min(timeoutMs, COMMAND_POLL_MS);
+            if (awaitingCommand) {
+                timeoutMs = timeoutMs < 0 ? commandPollMs : Math.min(timeoutMs, commandPollMs);
+                commandPollMs = Math.min(COMMAND_POLL_MAX_MS, 2 * commandPollMs);
+            }
 
             if (Libc.poll(fds, events, revents, SLOTS, timeoutMs) == 0) continue;
             if (revents[STATUS] != 0) readStatus();
@@ -324,6 +331,7 @@ final class Run {
             if (pidfd >= 0) watch(INIT, pidfd, Libc.POLLIN);
             else initEnded = true; // gone already: the reaper has its exit
             awaitingCommand = true;
+            commandPollMs = 1;
             commandWaitEnds = System.nanoTime() + COMMAND_WAIT_NANOS;
             checkCommand();
         }

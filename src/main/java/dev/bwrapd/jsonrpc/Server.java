@@ -1,20 +1,22 @@
 package dev.bwrapd.jsonrpc;
 
+import com.fasterxml.jackson.core.JsonGenerator;
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.exc.StreamConstraintsException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.ObjectWriter;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.NullNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.fasterxml.jackson.databind.node.POJONode;
+import com.fasterxml.jackson.databind.util.RawValue;
+import dev.bwrapd.memory.MemoryBudget;
 import org.jboss.logging.Logger;
 
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.CharBuffer;
-import java.nio.charset.CharsetDecoder;
-import java.nio.charset.CoderResult;
-import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.HashSet;
@@ -24,17 +26,29 @@ import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executor;
+import java.util.function.Function;
 
 /**
- * A JSON-RPC 2.0 endpoint over a message stream: parses, validates, dispatches each request on its
- * own platform thread (requests run concurrently and may take long: a sandbox run lasts as long as
- * its command), and writes each response whole. Batches are answered in one array, in order.
+ * A JSON-RPC 2.0 endpoint over a message stream: parses, validates, dispatches each request to its
+ * handler (on a pool thread, or started in arrival order for a {@link Handler.Deferred} that
+ * answers later from a thread of its own), and writes each response whole, from the answering
+ * thread. Batches are answered in one array, in order.
  */
 public final class Server {
     private static final Logger LOG = Logger.getLogger(Server.class);
     public static final String CANCEL_METHOD = "$/cancelRequest";
 
+    /**
+     * Messages up to this size are not counted against the budget (they are the server's working
+     * memory): control requests, cancellations and exit always get through.
+     */
+    static final int UNCOUNTED_BYTES = 64 * 1024;
+    /** What a message holds while it is served, per byte read: the bytes' share of its parsed tree (strings may be UTF-16). */
+    static final int HELD_PER_BYTE = 2;
+
+    private final MemoryBudget budget;
     private final ObjectMapper json;
+    private final ObjectWriter messageWriter;
     private final MessageReader reader;
     private final MessageWriter writer;
     private final long maxMessageBytes;
@@ -48,11 +62,28 @@ public final class Server {
     private static final ThreadLocal<Object> UNIT = new ThreadLocal<>();
     /** Runs each request's handler; handlers may block, so it must not queue behind busy threads. */
     private final Executor handlers;
+    /** Turns a handler's own exceptions into error answers (null: an internal error). */
+    private final Function<Throwable, RpcException> errors;
 
     public Server(ObjectMapper json, MessageReader reader, MessageWriter writer, long maxMessageBytes,
                   Map<String, Handler> methods, Executor handlers) {
+        this(json, reader, writer, maxMessageBytes, methods, handlers, t -> null, new MemoryBudget(Long.MAX_VALUE));
+    }
+
+    /**
+     * @param handlers runs the handlers that are not {@link Handler.Deferred}
+     * @param errors   turns a handler's own exceptions into error answers (null: an internal error)
+     * @param budget   accounts for every message larger than {@link #UNCOUNTED_BYTES} from the moment it
+     *                 is read until its answer is written; a request that does not fit is refused
+     *                 with {@link ErrorCodes#OUT_OF_MEMORY} before its handler hears of it
+     */
+    public Server(ObjectMapper json, MessageReader reader, MessageWriter writer, long maxMessageBytes,
+                  Map<String, Handler> methods, Executor handlers, Function<Throwable, RpcException> errors, MemoryBudget budget) {
         this.handlers = handlers;
+        this.errors = errors;
+        this.budget = budget;
         this.json = json;
+        this.messageWriter = json.writer().without(JsonGenerator.Feature.AUTO_CLOSE_TARGET);
         this.reader = reader;
         this.writer = writer;
         this.maxMessageBytes = maxMessageBytes;
@@ -102,9 +133,15 @@ public final class Server {
         send(message);
     }
 
-    /** A value as a JSON tree; a tree is taken as it is (valueToTree would copy it through a serializer). */
+    /**
+     * A value as a JSON tree; a tree is taken as it is, serialized JSON as its text. Anything else is
+     * serialized only when the message is written, straight to the output: a result may hold far
+     * more than memory should (a run's captured output, read back from its spool file).
+     */
     private JsonNode tree(Object value) {
-        return value instanceof JsonNode node ? node : json.valueToTree(value);
+        if (value instanceof JsonNode node) return node;
+        if (value instanceof RawJson raw) return json.getNodeFactory().rawValueNode(new RawValue(new String(raw.bytes(), 0, raw.length(), StandardCharsets.UTF_8)));
+        return json.getNodeFactory().pojoNode(value);
     }
 
     private void receive(byte[] body) {
@@ -126,24 +163,80 @@ public final class Server {
         }
         if (message == null || message.isMissingNode()) {
             send(error(NullNode.getInstance(), ErrorCodes.PARSE_ERROR, "Parse error: no JSON value"));
-        } else if (message.isArray()) {
-            receiveBatch((ArrayNode) message);
+            return;
+        }
+        List<String> exactIds = exactIds(body, message);
+        long held = body.length > UNCOUNTED_BYTES ? (long) HELD_PER_BYTE * body.length : 0;
+        if (!budget.tryReserve(held)) {
+            refuse(message, exactIds, held);
+            return;
+        }
+        Runnable release = held == 0 ? () -> {} : new Once(() -> budget.release(held));
+        if (message.isArray()) {
+            receiveBatch((ArrayNode) message, exactIds, release);
         } else {
             // Notifications (exit among them) are not waited for. The token is taken before the handler
             // starts, and released only once the response is written, so awaitIdle misses nothing.
-            Object unit = message.has("id") ? begin() : null;
-            dispatch(message, unit).whenComplete((r, t) -> {
-                try {
-                    if (r != null) send(r);
-                } finally {
-                    end(unit);
-                }
-            });
+            dispatch(message, exactIds.getFirst(), message.has("id") ? begin() : null, null, release);
         }
     }
 
-    private void receiveBatch(ArrayNode batch) {
+    /**
+     * A message that does not fit the memory budget: each request in it is answered
+     * {@link ErrorCodes#OUT_OF_MEMORY} (the message is dropped before any handler hears of it);
+     * notifications in it are dropped.
+     */
+    private void refuse(JsonNode message, List<String> exactIds, long held) {
+        long available = Math.max(0, budget.limit() - budget.used());
+        ObjectNode data = json.createObjectNode().put("what", "request").put("bytes", held)
+                .put("available", available).put("limit", budget.limit());
+        String why = "server out of memory budget: this message would hold " + held + " bytes, " + available + " of "
+                + budget.limit() + " are free (--max-memory); retry when runs have ended";
+        List<JsonNode> members = members(message);
+        ArrayNode answers = json.createArrayNode();
+        for (int i = 0; i < members.size(); i++) {
+            JsonNode member = members.get(i);
+            JsonNode id = member.get("id");
+            if (!member.isObject() || id == null) continue;
+            JsonNode replyId = id.isTextual() || id.isNumber() || id.isNull() ? exact(id, exactIds.get(i)) : NullNode.getInstance();
+            answers.add(error(replyId, ErrorCodes.OUT_OF_MEMORY, why, data));
+        }
+        LOG.warnf("refused a message of %d bytes: memory budget exhausted (%d of %d used)", held / HELD_PER_BYTE, budget.used(), budget.limit());
+        if (answers.isEmpty()) return;
+        send(message.isArray() ? answers : answers.get(0));
+    }
+
+    /** A batch's members, or the message itself. */
+    private static List<JsonNode> members(JsonNode message) {
+        List<JsonNode> members = new ArrayList<>();
+        if (message.isArray()) message.forEach(members::add);
+        else members.add(message);
+        return members;
+    }
+
+    /** Runs once, however often it is called. */
+    private static final class Once implements Runnable {
+        private Runnable action;
+
+        Once(Runnable action) {
+            this.action = action;
+        }
+
+        @Override
+        public void run() {
+            Runnable now;
+            synchronized (this) {
+                now = action;
+                action = null;
+            }
+            if (now != null) now.run();
+        }
+    }
+
+
+    private void receiveBatch(ArrayNode batch, List<String> exactIds, Runnable release) {
         if (batch.isEmpty()) {
+            release.run();
             send(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: empty batch"));
             return;
         }
@@ -151,7 +244,11 @@ public final class Server {
         for (JsonNode element : batch) hasRequest |= element.has("id");
         Object unit = hasRequest ? begin() : null;
         List<CompletableFuture<ObjectNode>> responses = new ArrayList<>();
-        for (JsonNode element : batch) responses.add(dispatch(element, unit));
+        for (int i = 0; i < batch.size(); i++) {
+            CompletableFuture<ObjectNode> slot = new CompletableFuture<>();
+            responses.add(slot);
+            dispatch(batch.get(i), exactIds.get(i), unit, slot, null);
+        }
         CompletableFuture<Void> all = CompletableFuture.allOf(responses.toArray(CompletableFuture[]::new));
         CompletableFuture<ArrayNode> answer = all.thenApply(done -> {
             ArrayNode array = json.createArrayNode();
@@ -162,73 +259,181 @@ public final class Server {
             try {
                 if (array != null && !array.isEmpty()) send(array);
             } finally {
+                release.run();
                 end(unit);
             }
         });
     }
 
-    /** Validates one message and starts it; completes with its response, or null for a notification. */
-    private CompletableFuture<ObjectNode> dispatch(JsonNode message, Object unit) {
+    /**
+     * The exact JSON text of each numeric id that the parsed tree might not write back the same
+     * (-0, -0.0, exponents): one entry per message (the message itself, or each batch member), null
+     * where the tree's own id is exact. The body is parsed a second time only for such ids.
+     */
+    private List<String> exactIds(byte[] body, JsonNode message) {
+        List<JsonNode> members = members(message);
+        List<String> exact = new ArrayList<>(java.util.Collections.nCopies(Math.max(1, members.size()), (String) null));
+        boolean inexact = false;
+        for (JsonNode member : members) {
+            JsonNode id = member.get("id");
+            inexact |= id != null && id.isNumber() && (!id.isIntegralNumber() || id.asLong() == 0);
+        }
+        if (!inexact) return exact;
+        try (JsonParser parser = json.getFactory().createParser(body)) {
+            JsonToken first = parser.nextToken();
+            if (first == JsonToken.START_OBJECT) {
+                exact.set(0, idText(parser));
+            } else if (first == JsonToken.START_ARRAY) {
+                for (int i = 0; parser.nextToken() != JsonToken.END_ARRAY; i++) {
+                    if (parser.currentToken() == JsonToken.START_OBJECT) exact.set(i, idText(parser));
+                    else parser.skipChildren();
+                }
+            }
+        } catch (IOException e) {
+            LOG.debugf("ids kept as parsed: %s", e.getMessage());
+        }
+        return exact;
+    }
+
+    /** The text of the object's last numeric "id" member (the one the tree keeps); the parser ends on the object's end. */
+    private static String idText(JsonParser parser) throws IOException {
+        String text = null;
+        while (parser.nextToken() == JsonToken.FIELD_NAME) {
+            boolean isId = parser.currentName().equals("id");
+            JsonToken value = parser.nextToken();
+            if (isId) text = value.isNumeric() ? parser.getText() : null;
+            parser.skipChildren();
+        }
+        return text;
+    }
+
+    /** The id to echo: a number as its exact text, when known. */
+    private static JsonNode exact(JsonNode id, String text) {
+        return text == null || !id.isNumber() ? id : new POJONode(new RawValue(text));
+    }
+
+    /**
+     * Validates one message and starts it. Its answer goes to {@code slot} when it is part of a
+     * batch (null for a notification), else straight to the client.
+     */
+    private void dispatch(JsonNode message, String exactId, Object unit, CompletableFuture<ObjectNode> slot, Runnable release) {
         if (!message.isObject()) {
-            return CompletableFuture.completedFuture(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST,
-                    "Invalid Request: a message must be an object"));
+            early(slot, unit, release, error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: a message must be an object"));
+            return;
         }
         JsonNode id = message.get("id");
         if (id != null && !(id.isTextual() || id.isNumber() || id.isNull())) {
-            return invalid(NullNode.getInstance(), "id must be a string, a number or null");
+            early(slot, unit, release, invalid(NullNode.getInstance(), "id must be a string, a number or null"));
+            return;
         }
+        if (id != null) id = exact(id, exactId);
         JsonNode replyId = id == null ? NullNode.getInstance() : id;
         JsonNode version = message.get("jsonrpc");
         if (version == null || !version.isTextual() || !version.textValue().equals("2.0")) {
-            return invalid(replyId, "jsonrpc must be \"2.0\"");
+            early(slot, unit, release, invalid(replyId, "jsonrpc must be \"2.0\""));
+            return;
         }
         JsonNode method = message.get("method");
         if (method == null || !method.isTextual()) {
-            return invalid(replyId, "method must be a string");
+            early(slot, unit, release, invalid(replyId, "method must be a string"));
+            return;
         }
         JsonNode params = message.get("params");
         if (params != null && !params.isObject() && !params.isArray()) {
-            return invalid(replyId, "params must be an object or an array");
+            early(slot, unit, release, invalid(replyId, "params must be an object or an array"));
+            return;
         }
         String name = method.textValue();
-        Call call = new Call(name, id, params, this);
+        Call call = new Call(id, params, this, unit, slot, release);
         if (name.equals(CANCEL_METHOD)) {
             cancel(call.params().get("id"));
-            return CompletableFuture.completedFuture(id == null ? null : result(id, NullNode.getInstance()));
+            call.reply(NullNode.getInstance());
+            return;
         }
         Handler handler = methods.get(name);
         if (handler == null) {
-            if (id == null) return CompletableFuture.completedFuture(null);
-            return CompletableFuture.completedFuture(error(id, ErrorCodes.METHOD_NOT_FOUND, "Method not found: " + name));
+            call.fail(new RpcException(ErrorCodes.METHOD_NOT_FOUND, "Method not found: " + name));
+            return;
         }
         try {
             handler.received(call); // in arrival order, before any later message is dispatched
-        } catch (RpcException e) {
-            return CompletableFuture.completedFuture(id == null ? null : error(id, e.code(), e.getMessage(), e.data()));
-        } catch (RuntimeException e) { // a bug in one method must not end the server
-            LOG.errorf(e, "internal error on receiving %s", name);
-            return CompletableFuture.completedFuture(id == null ? null : error(id, ErrorCodes.INTERNAL_ERROR, "Internal error: " + e));
+        } catch (Exception e) { // a bug in one method (a RuntimeException) must not end the server either
+            call.fail(e);
+            return;
         }
-        CompletableFuture<ObjectNode> response = new CompletableFuture<>();
-        String key = id == null ? null : key(id);
-        if (key != null) inFlight.put(key, call);
+        if (id != null) inFlight.put(key(id), call);
+        if (handler instanceof Handler.Deferred deferred) {
+            try {
+                deferred.start(call); // in arrival order too
+            } catch (Exception e) {
+                call.fail(e);
+            }
+            return;
+        }
         handlers.execute(() -> {
             UNIT.set(unit);
             try {
-                Object result = handler.handle(call);
-                response.complete(id == null ? null : result(id, tree(result)));
-            } catch (RpcException e) {
-                if (id == null) LOG.debugf("notification %s failed: %s", name, e.getMessage());
-                response.complete(id == null ? null : error(id, e.code(), e.getMessage(), e.data()));
+                call.reply(handler.handle(call));
             } catch (Throwable t) {
-                LOG.errorf(t, "internal error in %s", name);
-                response.complete(id == null ? null : error(id, ErrorCodes.INTERNAL_ERROR, "Internal error: " + t));
+                call.fail(t);
             } finally {
                 UNIT.remove();
-                if (key != null) inFlight.remove(key, call);
             }
         });
-        return response;
+    }
+
+    /** An answer before any handler ran (the message was invalid). */
+    private void early(CompletableFuture<ObjectNode> slot, Object unit, Runnable release, ObjectNode response) {
+        if (slot != null) {
+            slot.complete(response);
+        } else {
+            try {
+                send(response);
+            } finally {
+                release.run();
+                end(unit);
+            }
+        }
+    }
+
+    /** A call's one answer: written at once (on the answering thread), or into its batch's slot. */
+    void answer(Call call, Object result, Throwable failure) {
+        JsonNode id = call.id();
+        if (id != null) inFlight.remove(key(id), call);
+        try {
+            if (id == null) {
+                if (failure != null) LOG.debugf("a notification failed: %s", failure.toString());
+                if (failure instanceof RpcException e) closeHeld(e.data());
+                if (failure == null) closeHeld(tree(result)); // nobody will write it
+                if (call.batchSlot != null) call.batchSlot.complete(null);
+                return;
+            }
+            if (failure != null) {
+                ObjectNode response = errorResponse(id, failure);
+                if (call.batchSlot != null) call.batchSlot.complete(response);
+                else send(response);
+            } else if (call.batchSlot != null) {
+                call.batchSlot.complete(result(id, tree(result)));
+            } else if (result instanceof RawJson raw) {
+                sendRaw(id, raw);
+            } else {
+                send(result(id, tree(result)));
+            }
+        } finally {
+            if (call.batchSlot == null) {
+                call.release.run();
+                end(call.unit);
+            }
+        }
+    }
+
+    private ObjectNode errorResponse(JsonNode id, Throwable failure) {
+        RpcException e = failure instanceof RpcException rpc ? rpc : errors.apply(failure);
+        if (e == null) {
+            LOG.errorf(failure, "internal error");
+            return error(id, ErrorCodes.INTERNAL_ERROR, "Internal error: " + failure);
+        }
+        return error(id, e.code(), e.getMessage(), e.data());
     }
 
     private void cancel(JsonNode id) {
@@ -237,9 +442,12 @@ public final class Server {
         if (call != null) call.cancel();
     }
 
-    /** Ids of different types never collide: "1" and 1 are different requests. */
+    /** Ids of different types never collide: "1" and 1 are different requests; 1.0 and 1 (and -0 and 0) are the same. */
     private static String key(JsonNode id) {
-        return (id.isTextual() ? "s:" : "n:") + id.asText();
+        if (id.isTextual()) return "s:" + id.textValue();
+        java.math.BigDecimal value = id instanceof POJONode pojo && pojo.getPojo() instanceof RawValue raw
+                ? new java.math.BigDecimal(raw.rawValue().toString()) : id.decimalValue();
+        return "n:" + (value.signum() == 0 ? "0" : value.stripTrailingZeros().toString());
     }
 
     private Object begin() {
@@ -258,29 +466,14 @@ public final class Server {
         }
     }
 
-    /**
-     * Why the body is not well-formed UTF-8 (RFC 3629: no overlong forms, surrogates or code points
-     * past U+10FFFF, which the JSON parser would let through), or null when it is.
-     */
+    /** Why the body is not well-formed UTF-8 (which the JSON parser would partly let through), or null when it is. */
     static String invalidUtf8(byte[] body) {
-        int i = 0;
-        while (i < body.length && body[i] >= 0) i++;
-        if (i == body.length) return null; // ASCII, the common case
-        CharsetDecoder decoder = StandardCharsets.UTF_8.newDecoder()
-                .onMalformedInput(CodingErrorAction.REPORT).onUnmappableCharacter(CodingErrorAction.REPORT);
-        ByteBuffer in = ByteBuffer.wrap(body, i, body.length - i);
-        CharBuffer out = CharBuffer.allocate(8192);
-        while (true) {
-            CoderResult result = decoder.decode(in, out, true);
-            if (result.isUnderflow()) result = decoder.flush(out);
-            if (result.isError()) return "invalid UTF-8 at byte " + in.position();
-            if (result.isUnderflow()) return null;
-            out.clear();
-        }
+        int valid = Utf8.validUpTo(body, 0, body.length);
+        return valid == body.length ? null : "invalid UTF-8 at byte " + valid;
     }
 
-    private CompletableFuture<ObjectNode> invalid(JsonNode id, String why) {
-        return CompletableFuture.completedFuture(error(id, ErrorCodes.INVALID_REQUEST, "Invalid Request: " + why));
+    private ObjectNode invalid(JsonNode id, String why) {
+        return error(id, ErrorCodes.INVALID_REQUEST, "Invalid Request: " + why);
     }
 
     private ObjectNode result(JsonNode id, JsonNode result) {
@@ -302,11 +495,65 @@ public final class Server {
         return response;
     }
 
-    private void send(JsonNode message) {
+    private static final byte[] RESULT_START = "{\"jsonrpc\":\"2.0\",\"id\":".getBytes(StandardCharsets.US_ASCII);
+    private static final byte[] RESULT_MIDDLE = ",\"result\":".getBytes(StandardCharsets.US_ASCII);
+
+    /** A response whose result is already serialized: copied once into the frame, never parsed again. */
+    private void sendRaw(JsonNode id, RawJson result) {
         try {
-            writer.write(json.writeValueAsBytes(message));
+            byte[] idBytes = json.writeValueAsBytes(id);
+            byte[] frame = new byte[RESULT_START.length + idBytes.length + RESULT_MIDDLE.length + result.length() + 2];
+            int at = put(frame, 0, RESULT_START, RESULT_START.length);
+            at = put(frame, at, idBytes, idBytes.length);
+            at = put(frame, at, RESULT_MIDDLE, RESULT_MIDDLE.length);
+            at = put(frame, at, result.bytes(), result.length());
+            frame[at++] = '}';
+            writer.write(frame, at);
         } catch (JsonProcessingException e) {
             LOG.error("cannot serialize a response", e);
+        }
+    }
+
+    private static int put(byte[] into, int at, byte[] bytes, int length) {
+        System.arraycopy(bytes, 0, into, at, length);
+        return at + length;
+    }
+
+    /** Sends a message already serialized ({@code body[0..length)}; a spare byte after it saves a copy). */
+    public void sendRaw(byte[] body, int length) {
+        writer.write(body, length);
+    }
+
+    private void send(JsonNode message) {
+        try {
+            writer.write(out -> messageWriter.writeValue(out, message));
+        } catch (MessageWriter.BodyException e) {
+            LOG.errorf(e, "cannot write a message");
+            JsonNode id = message.get("id");
+            if (message.isObject() && id != null) send(error(id, ErrorCodes.INTERNAL_ERROR, "Internal error: cannot write the response: " + e.getMessage()));
+        } finally {
+            release(message);
+        }
+    }
+
+    /** Closes what results and error data held until they were written (a run's captured output). */
+    private static void release(JsonNode message) {
+        if (message.isArray()) {
+            for (JsonNode element : message) release(element);
+            return;
+        }
+        closeHeld(message.get("result"));
+        JsonNode error = message.get("error");
+        if (error != null) closeHeld(error.get("data"));
+    }
+
+    private static void closeHeld(JsonNode value) {
+        if (value instanceof POJONode pojo && pojo.getPojo() instanceof AutoCloseable held) {
+            try {
+                held.close();
+            } catch (Exception e) {
+                LOG.warnf(e, "cannot release a written result");
+            }
         }
     }
 }

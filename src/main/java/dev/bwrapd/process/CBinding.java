@@ -52,6 +52,7 @@ final class CBinding implements LibcBinding {
         @CFunction static native int close(int fd);
         @CFunction static native long read(int fd, CCharPointer buffer, long count);
         @CFunction static native long write(int fd, CCharPointer buffer, long count);
+        @CFunction static native int poll(CCharPointer fds, long count, int timeout);
         @CFunction static native int kill(int pid, int signal);
         @CFunction static native int pidfd_open(int pid, int flags);
         @CFunction static native int pidfd_send_signal(int pidfd, int signal, VoidPointer info, int flags);
@@ -203,6 +204,13 @@ final class CBinding implements LibcBinding {
     public long write(int fd, byte[] data, int offset, int length) {
         try (Pins pins = new Pins()) {
             return kept(Functions.write(fd, pins.array(data, offset), length));
+        }
+    }
+
+    @Override
+    public int poll(byte[] pollfds, int count, int timeoutMs) {
+        try (Pins pins = new Pins()) {
+            return kept(Functions.poll(pins.array(pollfds), count, timeoutMs));
         }
     }
 

@@ -35,6 +35,7 @@ enum Downcall {
     CLOSE("close", INT, INT),
     READ("read", LONG, INT, POINTER, LONG),
     WRITE("write", LONG, INT, POINTER, LONG),
+    POLL("poll", INT, POINTER, LONG, INT),
     KILL("kill", INT, INT, INT),
     PIDFD_OPEN("pidfd_open", INT, INT, INT),
     PIDFD_SEND_SIGNAL("pidfd_send_signal", INT, INT, INT, POINTER, INT),

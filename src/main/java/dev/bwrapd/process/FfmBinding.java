@@ -74,6 +74,7 @@ final class FfmBinding implements LibcBinding {
         static final MethodHandle CLOSE = link(Downcall.CLOSE);
         static final MethodHandle READ = link(Downcall.READ);
         static final MethodHandle WRITE = link(Downcall.WRITE);
+        static final MethodHandle POLL = link(Downcall.POLL);
         static final MethodHandle KILL = link(Downcall.KILL);
         static final MethodHandle PIDFD_OPEN = link(Downcall.PIDFD_OPEN);
         static final MethodHandle PIDFD_SEND_SIGNAL = link(Downcall.PIDFD_SEND_SIGNAL);
@@ -225,6 +226,16 @@ final class FfmBinding implements LibcBinding {
         MemorySegment native_ = scratch(length);
         MemorySegment.copy(data, offset, native_, JAVA_BYTE, 0, length);
         try { return (long) Linked.WRITE.invokeExact(state(), fd, native_, (long) length); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int poll(byte[] pollfds, int count, int timeoutMs) {
+        MemorySegment native_ = scratch(8L * count);
+        MemorySegment.copy(pollfds, 0, native_, JAVA_BYTE, 0, 8 * count);
+        int n;
+        try { n = (int) Linked.POLL.invokeExact(state(), native_, (long) count, timeoutMs); } catch (Throwable t) { throw unexpected(t); }
+        if (n > 0) MemorySegment.copy(native_, JAVA_BYTE, 0, pollfds, 0, 8 * count);
+        return n;
     }
 
     @Override

@@ -21,12 +21,12 @@ public final class Libc {
     public static final int O_CREAT = 0100, O_TRUNC = 01000, O_APPEND = 02000, O_CLOEXEC = 02000000;
     public static final int O_DIRECTORY = isAarch64() ? 040000 : 0200000;
     public static final int O_NOFOLLOW = isAarch64() ? 0100000 : 0400000;
-    public static final int AT_FDCWD = -100;
     public static final int EINTR = 4, ESRCH = 3, ENOENT = 2, ECHILD = 10, EEXIST = 17, ELOOP = 40, ENOTDIR = 20;
     public static final short POSIX_SPAWN_SETSIGDEF = 0x04, POSIX_SPAWN_SETSIGMASK = 0x08, POSIX_SPAWN_SETSID = 0x80;
     public static final int PR_SET_CHILD_SUBREAPER = 36;
     public static final int WNOHANG = 1, WEXITED = 4, WNOWAIT = 0x01000000;
     public static final int P_ALL = 0, P_PID = 1;
+    public static final short POLLIN = 0x1, POLLOUT = 0x4, POLLERR = 0x8, POLLHUP = 0x10, POLLNVAL = 0x20;
 
     /**
      * The binding, chosen once in this class's initializer. A native image runs that initializer
@@ -148,6 +148,44 @@ public final class Libc {
             }
             offset += (int) n;
         }
+    }
+
+    /**
+     * write(2) of {@code data[offset, offset + length)} once, retrying EINTR: how many bytes went.
+     * On a blocking pipe that poll reported writable, up to PIPE_BUF (4096) bytes never block.
+     */
+    public static int write(int fd, byte[] data, int offset, int length) throws Error {
+        java.util.Objects.checkFromIndexSize(offset, length, data.length);
+        while (true) {
+            long n = BINDING.write(fd, data, offset, length);
+            if (n >= 0) return (int) n;
+            if (errno() != EINTR) throw new Error("write", errno());
+        }
+    }
+
+    private static final java.lang.invoke.VarHandle INT_AT =
+            java.lang.invoke.MethodHandles.byteArrayViewVarHandle(int[].class, java.nio.ByteOrder.nativeOrder());
+    private static final java.lang.invoke.VarHandle SHORT_AT =
+            java.lang.invoke.MethodHandles.byteArrayViewVarHandle(short[].class, java.nio.ByteOrder.nativeOrder());
+
+    /**
+     * poll(2) on the first {@code count} descriptors: {@code revents[i]} receives what happened on
+     * {@code fds[i]} (a negative fd is ignored, as poll does). Returns how many have events (0 on
+     * timeout); EINTR counts as a timeout, so callers recompute their deadlines and poll again.
+     */
+    public static int poll(int[] fds, short[] events, short[] revents, int count, int timeoutMs) throws Error {
+        byte[] pollfds = new byte[8 * count]; // struct pollfd: int fd, short events, short revents
+        for (int i = 0; i < count; i++) {
+            INT_AT.set(pollfds, 8 * i, fds[i]);
+            SHORT_AT.set(pollfds, 8 * i + 4, events[i]);
+        }
+        int n = BINDING.poll(pollfds, count, timeoutMs);
+        if (n < 0) {
+            if (errno() != EINTR) throw new Error("poll", errno());
+            n = 0;
+        }
+        for (int i = 0; i < count; i++) revents[i] = n == 0 ? 0 : (short) SHORT_AT.get(pollfds, 8 * i + 6);
+        return n;
     }
 
     /** kill(2): a negative pid is a process group. Returns 0, or -1 with errno. */

@@ -43,6 +43,9 @@ interface LibcBinding {
 
     long write(int fd, byte[] data, int offset, int length);
 
+    /** poll over {@code count} struct pollfds packed in {@code pollfds} (8 bytes each: fd, events, revents; native byte order). */
+    int poll(byte[] pollfds, int count, int timeoutMs);
+
     int kill(int pid, int signal);
 
     int pidfdOpen(int pid, int flags);

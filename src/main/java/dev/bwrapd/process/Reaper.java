@@ -59,6 +59,16 @@ public final class Reaper {
         }
     }
 
+    /**
+     * A pidfd for {@code child} (readable once it has exited), or -1 once it is reaped. Opened under
+     * the lock, so the pid cannot have been reaped and reused meanwhile.
+     */
+    public int pidfdOfChild(Child child) {
+        synchronized (lock) {
+            return child.exit().isDone() ? -1 : Libc.pidfdOpen(child.pid());
+        }
+    }
+
     /** A spawned child and its exit. */
     public record Child(int pid, CompletableFuture<ExitStatus> exit) {}
 

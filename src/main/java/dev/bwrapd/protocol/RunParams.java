@@ -2,14 +2,16 @@ package dev.bwrapd.protocol;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.bwrapd.jsonrpc.RpcException;
+import dev.bwrapd.sandbox.Capabilities;
 import dev.bwrapd.sandbox.RootPaths;
 import dev.bwrapd.sandbox.RunSpec;
 
 import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Base64;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -22,7 +24,17 @@ import java.util.Map;
 public final class RunParams {
     static final String[] FIELDS = {"command", "root", "sandboxId", "cwd", "env", "network", "readOnlyRoot", "hostname",
             "uid", "gid", "inheritUid", "mounts", "devices", "devShm", "linux32", "stdin", "stdout", "stderr",
-            "captureLimitBytes", "timeoutMs", "killGraceMs", "interactive"};
+            "captureLimitBytes", "timeoutMs", "killGraceMs", "interactive", "capabilities"};
+    /** The kernel's limit on a hostname, in bytes (sethostname). */
+    static final int HOST_NAME_MAX = 64;
+    /** The kernel's limit on one argv or environment string, its NUL included (MAX_ARG_STRLEN, 32 pages). */
+    public static final int MAX_ARG_STRLEN = 32 * 4096;
+    /**
+     * The kernel's limit on argv and environment together (strings, their NULs and pointers): a
+     * quarter of the stack limit, at most 6 MiB. 2 MiB with the usual 8 MiB stack; bwrapd assumes
+     * that, and a larger stack limit does not raise it.
+     */
+    public static final int ARG_MAX = 2 * 1024 * 1024;
     /** bwrap (0.8) refuses ids above 2^31-1 ("Invalid uid"): refuse them here, with the field named. */
     private static final long MAX_ID = Integer.MAX_VALUE;
 
@@ -39,7 +51,10 @@ public final class RunParams {
         String cwd = absolutePath(p.name("cwd"), p.string("cwd", "/"));
         Map<String, String> env = env(p);
         String hostname = p.string("hostname", "sandbox");
-        if (hostname.isEmpty() || hostname.length() > 64) throw Params.invalid("hostname: must be 1 to 64 characters");
+        int hostnameBytes = hostname.getBytes(StandardCharsets.UTF_8).length;
+        if (hostname.isEmpty() || hostnameBytes > HOST_NAME_MAX) {
+            throw Params.invalid("hostname: must be 1 to " + HOST_NAME_MAX + " bytes in UTF-8 (the kernel's HOST_NAME_MAX), not " + hostnameBytes);
+        }
         Long uid = p.integer("uid", 0, MAX_ID);
         Long gid = p.integer("gid", 0, MAX_ID);
         Long captureLimit = p.integer("captureLimitBytes", 0, 1L << 30);
@@ -52,7 +67,7 @@ public final class RunParams {
                 uid == null ? 0 : uid.intValue(), gid == null ? 0 : gid.intValue(), p.bool("inheritUid", false),
                 mounts(p), devices(p), p.bool("devShm", false), p.bool("linux32", false), stdin(p), stdout, stderr,
                 captureLimit == null ? 1 << 20 : captureLimit, timeout, grace == null ? 2000 : grace,
-                p.bool("interactive", false));
+                p.bool("interactive", false), capabilities(p));
     }
 
     private static List<String> command(Params p) throws RpcException {
@@ -63,10 +78,36 @@ public final class RunParams {
         for (int i = 0; i < value.size(); i++) {
             JsonNode word = value.get(i);
             if (!word.isTextual()) throw Params.invalid("command[" + i + "]: must be a string");
-            command.add(Params.noNul("command[" + i + "]", word.textValue()));
+            command.add(argString("command[" + i + "]", Params.noNul("command[" + i + "]", word.textValue()), 0));
         }
         if (command.getFirst().isEmpty()) throw Params.invalid("command[0]: must not be empty");
         return List.copyOf(command);
+    }
+
+    /** A string the kernel must copy for exec: at most MAX_ARG_STRLEN bytes with its NUL ({@code prefix}: "NAME=" for env). */
+    private static String argString(String field, String value, int prefix) throws RpcException {
+        // Only long strings need counting: a char is at most 3 UTF-8 bytes.
+        if ((long) value.length() * 3 + prefix + 1 <= MAX_ARG_STRLEN) return value;
+        long bytes = value.getBytes(StandardCharsets.UTF_8).length + prefix + 1L;
+        if (bytes > MAX_ARG_STRLEN) {
+            throw Params.invalid(field + ": " + bytes + " bytes with its NUL" + (prefix > 0 ? " and NAME=" : "")
+                    + ", over the kernel's limit of " + MAX_ARG_STRLEN + " bytes per argument or environment string (MAX_ARG_STRLEN)");
+        }
+        return value;
+    }
+
+    /**
+     * The whole argv and environment of an exec must fit the kernel's ARG_MAX: -32602 naming the
+     * limit, rather than an exec failure (E2BIG) that would look like an unusable bwrap.
+     */
+    public static void checkExecSize(List<String> argv, List<String> environment) throws RpcException {
+        long bytes = 0;
+        for (String s : argv) bytes += s.getBytes(StandardCharsets.UTF_8).length + 1L + 8;
+        for (String s : environment) bytes += s.getBytes(StandardCharsets.UTF_8).length + 1L + 8;
+        if (bytes > ARG_MAX) {
+            throw Params.invalid("command, env: bwrap's argv and environment would take " + bytes
+                    + " bytes (strings, NULs and pointers), over the kernel's limit of " + ARG_MAX + " bytes (ARG_MAX)");
+        }
     }
 
     /** The root as a real directory path; symbolic links resolved, so "/" is recognised however spelled. */
@@ -101,7 +142,7 @@ public final class RunParams {
             if (name.isEmpty() || name.contains("=")) throw Params.invalid(field + ": a variable name must be non-empty and without '='");
             Params.noNul(field, name);
             if (!entry.getValue().isTextual()) throw Params.invalid(field + ": must be a string");
-            env.put(name, Params.noNul(field, entry.getValue().textValue()));
+            env.put(name, argString(field, Params.noNul(field, entry.getValue().textValue()), name.length() + 1));
         }
         return env;
     }
@@ -150,6 +191,22 @@ public final class RunParams {
         return List.copyOf(devices);
     }
 
+    /** Capability names beyond the default (see Capabilities); whether the host can grant them is checked with the host. */
+    private static List<String> capabilities(Params p) throws RpcException {
+        if (!p.has("capabilities")) return List.of();
+        JsonNode value = p.raw("capabilities");
+        if (!value.isArray()) throw Params.invalid("capabilities: must be an array of capability names");
+        List<String> names = new ArrayList<>();
+        for (int i = 0; i < value.size(); i++) {
+            String field = "capabilities[" + i + "]";
+            if (!value.get(i).isTextual()) throw Params.invalid(field + ": must be a string");
+            String name = value.get(i).textValue();
+            if (!Capabilities.isName(name)) throw Params.invalid(field + ": not a capability name like CAP_NET_RAW: " + name);
+            names.add(name);
+        }
+        return List.copyOf(names);
+    }
+
     private static RunSpec.Stdin stdin(Params p) throws RpcException {
         if (!p.has("stdin")) return new RunSpec.Stdin.Null();
         JsonNode value = p.raw("stdin");
@@ -158,13 +215,19 @@ public final class RunParams {
             throw Params.invalid("stdin: must be \"null\", {\"text\"}, {\"base64\"} or {\"file\"}");
         }
         Params s = p.object("stdin", "text", "base64", "file");
-        if (s.has("text")) return new RunSpec.Stdin.Bytes(s.string("text", "").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        // Kept as the request's own string (no second copy): encoded or decoded while it is written.
+        if (s.has("text")) return new RunSpec.Stdin.Text(s.string("text", ""));
         if (s.has("base64")) {
-            try {
-                return new RunSpec.Stdin.Bytes(Base64.getDecoder().decode(s.string("base64", "")));
-            } catch (IllegalArgumentException e) {
+            RunSpec.Stdin.Base64 base64 = new RunSpec.Stdin.Base64(s.string("base64", ""));
+            try (InputStream bytes = base64.open()) {
+                bytes.skip(Long.MAX_VALUE);
+                while (bytes.read() >= 0) {
+                    // skip may stop early; read decides
+                }
+            } catch (IOException e) {
                 throw Params.invalid("stdin.base64: not valid base64");
             }
+            return base64;
         }
         if (s.has("file")) return new RunSpec.Stdin.File(hostFile(s, "file"));
         throw Params.invalid("stdin: must have one of text, base64, file");

@@ -1,7 +1,5 @@
 package dev.bwrapd.sandbox;
 
-import dev.bwrapd.jsonrpc.ErrorCodes;
-import dev.bwrapd.jsonrpc.RpcException;
 import dev.bwrapd.process.Watchdog;
 
 import java.util.ArrayList;
@@ -15,19 +13,21 @@ public final class Sandboxes {
     private final Watchdog watchdog;
     private long nextId = 1;
     private boolean shuttingDown;
+    /** Sandboxes a shutdown has already killed: a second shutdown does not count them again. */
+    private final java.util.Set<Sandbox> killed = new java.util.HashSet<>();
 
     public Sandboxes(Watchdog watchdog) {
         this.watchdog = watchdog;
     }
 
     /** Reserves an id (the client's, or the next free sb-N) for a new sandbox. */
-    public synchronized Sandbox register(String requestedId, List<String> command) throws RpcException {
-        if (shuttingDown) throw new RpcException(ErrorCodes.SHUTTING_DOWN, "the server is shutting down: no new sandboxes");
+    public synchronized Sandbox register(String requestedId, List<String> command) throws SandboxException {
+        if (shuttingDown) throw new SandboxException.ShuttingDown();
         String id = requestedId;
         if (id == null) {
             do id = "sb-" + nextId++; while (running.containsKey(id));
         } else if (running.containsKey(id)) {
-            throw new RpcException(ErrorCodes.SANDBOX_ID_IN_USE, "sandboxId " + id + " is already in use by a running sandbox");
+            throw new SandboxException.IdInUse(id);
         }
         Sandbox sandbox = new Sandbox(id, command, watchdog);
         running.put(id, sandbox);
@@ -36,12 +36,13 @@ public final class Sandboxes {
 
     public synchronized void remove(Sandbox sandbox) {
         running.remove(sandbox.id(), sandbox);
+        killed.remove(sandbox);
         notifyAll();
     }
 
-    public synchronized Sandbox get(String id) throws RpcException {
+    public synchronized Sandbox get(String id) throws SandboxException {
         Sandbox sandbox = running.get(id);
-        if (sandbox == null) throw new RpcException(ErrorCodes.NO_SUCH_SANDBOX, "no such sandbox: " + id);
+        if (sandbox == null) throw new SandboxException.NoSuchSandbox(id);
         return sandbox;
     }
 
@@ -55,6 +56,8 @@ public final class Sandboxes {
         synchronized (this) {
             shuttingDown = true;
             victims = new ArrayList<>(running.values());
+            victims.removeAll(killed);
+            killed.addAll(victims);
         }
         for (Sandbox sandbox : victims) sandbox.kill(Sandbox.Ending.SHUTDOWN);
         synchronized (this) {
@@ -63,7 +66,8 @@ public final class Sandboxes {
         return victims.size();
     }
 
-    public synchronized boolean isShuttingDown() {
-        return shuttingDown;
+    /** From now on no sandbox is registered (-32006); those there are left running. */
+    public synchronized void refuseNew() {
+        shuttingDown = true;
     }
 }

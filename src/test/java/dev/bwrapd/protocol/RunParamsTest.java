@@ -119,7 +119,7 @@ class RunParamsTest {
                 + "'mounts':[{'source':'/srv/a','target':'/a'},{'source':'/srv/b','target':'/b/c/','readOnly':true}],"
                 + "'devices':['/dev/null','/dev/fuse'],'devShm':true,'linux32':true,'stdin':{'file':" + quote(in.toString()) + "},"
                 + "'stdout':{'file':'/tmp/out.log','append':true},'stderr':'stdout','captureLimitBytes':10,"
-                + "'timeoutMs':500,'killGraceMs':0,'interactive':true");
+                + "'timeoutMs':500,'killGraceMs':0,'interactive':true,'capabilities':['CAP_NET_RAW','CAP_SYS_PTRACE']");
         assertEquals("job-1", spec.sandboxId());
         assertEquals("/build/src", spec.cwd());
         assertEquals(Map.of("A", "1", "B", ""), spec.env());
@@ -133,6 +133,7 @@ class RunParamsTest {
         assertEquals(new RunSpec.Output.File("/tmp/out.log", true), spec.stdout());
         assertInstanceOf(RunSpec.Output.IntoStdout.class, spec.stderr());
         assertEquals(10, spec.captureLimitBytes());
+        assertEquals(List.of("CAP_NET_RAW", "CAP_SYS_PTRACE"), spec.capabilities());
         assertEquals(500L, spec.timeoutMs());
         assertEquals(0, spec.killGraceMs());
     }
@@ -185,6 +186,9 @@ class RunParamsTest {
                 Arguments.of("readOnlyRoot", "+'readOnlyRoot':'true'"),
                 Arguments.of("hostname", "+'hostname':1"),
                 Arguments.of("hostname", "+'hostname':''"),
+                Arguments.of("hostname", "+'hostname':'" + "é".repeat(33) + "'"), // 33 characters, 66 bytes
+                Arguments.of("command[1]", "{'command':['sh','" + "x".repeat(RunParams.MAX_ARG_STRLEN) + "']}"),
+                Arguments.of("env.A", "+'env':{'A':'" + "é".repeat(RunParams.MAX_ARG_STRLEN / 2) + "'}"),
                 Arguments.of("uid", "+'uid':'1000'"),
                 Arguments.of("uid", "+'uid':1.5"),
                 Arguments.of("uid", "+'uid':-1"),
@@ -223,6 +227,10 @@ class RunParamsTest {
                 Arguments.of("timeoutMs", "+'timeoutMs':1.5"),
                 Arguments.of("killGraceMs", "+'killGraceMs':-5"),
                 Arguments.of("interactive", "+'interactive':'false'"),
+                Arguments.of("capabilities", "+'capabilities':'CAP_CHOWN'"),
+                Arguments.of("capabilities[0]", "+'capabilities':[5]"),
+                Arguments.of("capabilities[1]", "+'capabilities':['CAP_CHOWN','ALL']"),
+                Arguments.of("capabilities[0]", "+'capabilities':['net_raw']"),
                 Arguments.of("bogus", "+'bogus':1"),
                 Arguments.of("Command", "+'Command':['sh']"));
     }
@@ -279,7 +287,7 @@ class RunParamsTest {
     void pathsNotAllowed(String field, String json) throws IOException {
         JsonNode params = json.startsWith("+") ? params(json.substring(1)) : JSON.readTree(json.replace('\'', '"'));
         RpcException e = error(params);
-        assertEquals(ErrorCodes.PATH_NOT_ALLOWED, e.code(), e::getMessage);
+        assertEquals(ProtocolErrors.PATH_NOT_ALLOWED, e.code(), e::getMessage);
         assertTrue(e.getMessage().contains(field + ":"), () -> "message does not name " + field + ": " + e.getMessage());
     }
 
@@ -320,20 +328,42 @@ class RunParamsTest {
         assertEquals(List.of("/dev/null"), spec.devices());
     }
 
+    @Test
+    void kernelLimitsAreCountedInBytes() throws RpcException {
+        assertEquals("é".repeat(32), parse("'hostname':'" + "é".repeat(32) + "'").hostname(), "64 bytes: the limit");
+        String longest = "x".repeat(RunParams.MAX_ARG_STRLEN - 1);
+        assertEquals(longest, parse("'command':['sh','" + longest + "']").command().get(1));
+        RunParams.checkExecSize(List.of("x".repeat(1_000_000)), List.of("A=" + "y".repeat(1_000_000)));
+        RpcException tooMuch = assertThrows(RpcException.class,
+                () -> RunParams.checkExecSize(List.of("x".repeat(1_100_000)), List.of("A=" + "y".repeat(1_000_000))));
+        assertEquals(-32602, tooMuch.code());
+        assertTrue(tooMuch.getMessage().contains("ARG_MAX"), tooMuch.getMessage());
+    }
+
     // ----- stdin and output forms -----
 
     @Test
     void stdinForms() throws RpcException {
         assertInstanceOf(RunSpec.Stdin.Null.class, parse("'stdin':'null'").stdin());
         RunSpec.Stdin text = parse("'stdin':{'text':'héllo\\n'}").stdin();
-        assertArrayEquals("héllo\n".getBytes(StandardCharsets.UTF_8), ((RunSpec.Stdin.Bytes) text).data());
+        assertArrayEquals("héllo\n".getBytes(StandardCharsets.UTF_8), bytes(((RunSpec.Stdin.Text) text).open()));
         RunSpec.Stdin empty = parse("'stdin':{'text':''}").stdin();
-        assertArrayEquals(new byte[0], ((RunSpec.Stdin.Bytes) empty).data());
+        assertArrayEquals(new byte[0], bytes(((RunSpec.Stdin.Text) empty).open()));
+        String long_ = "aé€𝄞".repeat(100_000); // characters of every length across the encoder's chunks
+        assertArrayEquals(long_.getBytes(StandardCharsets.UTF_8), bytes(new RunSpec.Stdin.Text(long_).open()));
         byte[] all = new byte[256];
         for (int i = 0; i < all.length; i++) all[i] = (byte) i;
         RunSpec.Stdin binary = parse("'stdin':{'base64':'" + java.util.Base64.getEncoder().encodeToString(all) + "'}").stdin();
-        assertArrayEquals(all, ((RunSpec.Stdin.Bytes) binary).data());
+        assertArrayEquals(all, bytes(((RunSpec.Stdin.Base64) binary).open()));
         assertEquals(new RunSpec.Stdin.File("/etc/hostname"), parse("'stdin':{'file':'/etc/hostname'}").stdin());
+    }
+
+    private static byte[] bytes(java.io.InputStream in) {
+        try (in) {
+            return in.readAllBytes();
+        } catch (java.io.IOException e) {
+            throw new AssertionError(e);
+        }
     }
 
     @Test

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import dev.bwrapd.cleanup.RootJournal;
 import dev.bwrapd.cleanup.RootLeases;
 import com.fasterxml.jackson.databind.module.SimpleModule;
 import dev.bwrapd.jsonrpc.MessageReader;
@@ -111,7 +112,9 @@ public class Main implements QuarkusApplication {
         limits.put("maxMessageBytes", options.maxMessageBytes());
         limits.put("maxNestingDepth", MAX_NESTING_DEPTH);
         Server[] server = new Server[1];
-        SandboxRunner runner = new SandboxRunner(new RootLeases(), spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(),
+        // What a killed bwrapd left in a root is recorded outside it, for the next bwrapd to remove.
+        RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), uid()));
+        SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(),
                 captures);
         BwrapdMethods methods = new BwrapdMethods(json, sandboxes, runner, host,
                 Version.VERSION, limits, budget, code -> finishInBackground(sandboxes, server[0], code));
@@ -174,6 +177,15 @@ public class Main implements QuarkusApplication {
      * kernel's start time is only as exact as the boot time (a second); a measuring script can
      * pass the exact launch time in BWRAPD_LAUNCH_MS (epoch milliseconds) instead.
      */
+    /** bwrapd's effective uid (the owner of /proc/self), -1 if unknown. */
+    private static int uid() {
+        try {
+            return (int) java.nio.file.Files.getAttribute(java.nio.file.Path.of("/proc/self"), "unix:uid");
+        } catch (java.io.IOException | RuntimeException e) {
+            return -1;
+        }
+    }
+
     static long sinceStart() {
         String launched = System.getenv("BWRAPD_LAUNCH_MS");
         if (launched != null && launched.matches("\\d+")) return System.currentTimeMillis() - Long.parseLong(launched);

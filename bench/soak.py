@@ -18,10 +18,9 @@ One helper (the launcher ./bwrapd, or --helper PATH) gets RUNS sandbox/run reque
   signal    `sleep 10`, sent SIGTERM with sandbox/signal once started: signaled SIGTERM
 
 and every answer is checked. Every 1,000 runs it samples the helper's RSS (VmRSS), threads and open
-descriptors from /proc; the first 1,000 runs are the warm-up. At the end, once nothing is in
-flight, it samples again after a short pause and compares with the post-warm-up sample (after
-the first --warm-up runs, 2,000 by default: the JVM's heap and thread pools grow until then) taken the
-same way: threads and fds must be back where they were, RSS within 10%. Exit status 0 when every
+descriptors from /proc. The first --warm-up runs (2,000 by default: the JVM's heap and thread
+pools grow until then) are the warm-up, ending with a sample taken once nothing is in flight and
+after a short pause. At the end it samples again the same way and compares: threads and fds must be back where they were, RSS within 10%. Exit status 0 when every
 request was answered correctly and the helper stayed flat, 1 otherwise.
 
 Standard library only. Writes a summary to stdout (and --json FILE with every sample).

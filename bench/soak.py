@@ -20,8 +20,9 @@ One helper (the launcher ./bwrapd, or --helper PATH) gets RUNS sandbox/run reque
 and every answer is checked. Every 1,000 runs it samples the helper's RSS (VmRSS), threads and open
 descriptors from /proc. The first --warm-up runs (2,000 by default: the JVM's heap and thread
 pools grow until then) are the warm-up, ending with a sample taken once nothing is in flight and
-after a short pause. At the end it samples again the same way and compares: threads and fds must be back where they were, RSS within 10%. Exit status 0 when every
-request was answered correctly and the helper stayed flat, 1 otherwise.
+after a short pause. At the end it samples again the same way and compares: threads and fds must
+be back where they were, RSS within 10%. Exit status 0 when every request was answered correctly
+and the helper stayed flat, 1 otherwise.
 
 Standard library only. Writes a summary to stdout (and --json FILE with every sample).
 """

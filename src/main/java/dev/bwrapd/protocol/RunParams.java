@@ -113,7 +113,7 @@ public final class RunParams {
     /** The root as a real directory path; symbolic links resolved, so "/" is recognised however spelled. */
     private static Path root(Params p) throws RpcException {
         String root = p.string("root", "/");
-        if (!root.startsWith("/")) throw Params.pathNotAllowed("root: must be an absolute path, not " + root);
+        requireAbsolute("root", root);
         try {
             Path real = Path.of(root).toRealPath();
             if (!Files.isDirectory(real)) throw Params.invalid("root: not a directory: " + root);
@@ -123,9 +123,14 @@ public final class RunParams {
         }
     }
 
+    /** The one absolute-path rule (host and sandbox paths alike): a relative path is -32005, naming the field. */
+    static void requireAbsolute(String field, String path) throws RpcException {
+        if (!path.startsWith("/")) throw Params.pathNotAllowed(field + ": must be an absolute path, not " + path);
+    }
+
     /** An absolute path inside the sandbox, normalized; {@code ..} may not climb above "/". */
     static String absolutePath(String field, String path) throws RpcException {
-        if (!path.startsWith("/")) throw Params.pathNotAllowed(field + ": must be an absolute path, not " + path);
+        requireAbsolute(field, path);
         return RootPaths.normalize(path)
                 .orElseThrow(() -> Params.pathNotAllowed(field + ": " + path + " climbs out of the root with .."));
     }
@@ -156,7 +161,7 @@ public final class RunParams {
             String name = "mounts[" + i + "]";
             Params m = Params.element(value.get(i), name, "source", "target", "readOnly");
             String source = m.requiredString("source");
-            if (!source.startsWith("/")) throw Params.pathNotAllowed(name + ".source: must be an absolute path, not " + source);
+            requireAbsolute(name + ".source", source);
             String target = absolutePath(name + ".target", m.requiredString("target"));
             boolean readOnly = m.bool("readOnly", false);
             if (!readOnly && isHostRoot(source)) {
@@ -256,7 +261,7 @@ public final class RunParams {
 
     private static String hostFile(Params p, String field) throws RpcException {
         String path = p.requiredString(field);
-        if (!path.startsWith("/")) throw Params.pathNotAllowed(p.name(field) + ": must be an absolute path, not " + path);
+        requireAbsolute(p.name(field), path);
         return path;
     }
 }

@@ -54,7 +54,7 @@ class OpenRpcDocumentTest {
 
     @Test
     void isAnOpenRpcDocument() {
-        assertEquals("1.2.6", doc.path("openrpc").asText());
+        assertEquals("1.3.2", doc.path("openrpc").asText());
         assertTrue(doc.path("info").isObject(), "info");
         assertEquals("bwrapd", doc.path("info").path("title").asText());
         assertTrue(doc.path("info").has("version"), "info.version");

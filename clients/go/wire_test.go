@@ -3,6 +3,7 @@ package bwrapd_test
 import (
 	"encoding/json"
 	"reflect"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,7 +59,7 @@ func TestResultDecoding(t *testing.T) {
 	raw := `{"sandboxId":"sb-1","status":"signaled","exitCode":null,"signal":"SIGKILL","setupError":null,
 	  "durationMs":12.5,"usage":{"userCpuMs":1.5,"systemCpuMs":2,"maxRssKiB":1024},
 	  "stdout":{"text":"hi\n","base64":null,"truncated":true},"stderr":{"text":null,"base64":"/wA=","truncated":false},
-	  "cleanup":{"ok":false,"removed":["/dev/null"],"failed":[{"path":"/proc","error":"EBUSY"}]}}`
+	  "cleanup":{"ok":false,"removed":["/dev/null"],"failed":[{"path":"/proc","error":"EBUSY"}],"deferred":true}}`
 	var r bwrapd.Result
 	if err := json.Unmarshal([]byte(raw), &r); err != nil {
 		t.Fatal(err)
@@ -67,12 +68,23 @@ func TestResultDecoding(t *testing.T) {
 		r.DurationMs != 12.5 || r.Usage != (bwrapd.Usage{UserCPUMs: 1.5, SystemCPUMs: 2, MaxRSSKiB: 1024}) ||
 		string(r.Stdout) != "hi\n" || !r.StdoutTruncated || string(r.Stderr) != "\xff\x00" || r.StderrTruncated ||
 		r.Cleanup.OK || !reflect.DeepEqual(r.Cleanup.Removed, []string{"/dev/null"}) ||
-		r.Cleanup.Failed[0] != (bwrapd.CleanupFailure{Path: "/proc", Error: "EBUSY"}) || string(r.Raw) != raw {
+		r.Cleanup.Failed[0] != (bwrapd.CleanupFailure{Path: "/proc", Error: "EBUSY"}) || !r.Cleanup.Deferred ||
+		string(r.Raw) != raw || r.SignalNumber() != syscall.SIGKILL || r.Duration() != 12500*time.Microsecond {
 		t.Fatalf("decoded %+v", r)
 	}
 	var n bwrapd.Result
 	if err := json.Unmarshal([]byte(`{"status":"exited","exitCode":0,"stdout":null}`), &n); err != nil ||
 		n.Stdout != nil || !n.Success() {
 		t.Fatalf("null stdout: %+v %v", n, err)
+	}
+}
+
+func TestSignalNumbers(t *testing.T) {
+	for name, want := range map[string]syscall.Signal{"": 0, "SIGKILL": 9, "SIGSYS": 31, "SIGRTMIN+3": 37,
+		"SIG33": 33, "SIGBOGUS": 0, "SIGRTMIN+x": 0} {
+		r := bwrapd.Result{Signal: name}
+		if got := r.SignalNumber(); got != want {
+			t.Errorf("%q: got %d, want %d", name, got, want)
+		}
 	}
 }

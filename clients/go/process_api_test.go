@@ -70,9 +70,13 @@ func (failingWriter) Write([]byte) (int, error) { return 0, errWriteFailed }
 
 func TestCancelledErrorCarriesTheResult(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(500*time.Millisecond, cancel)
-	res, err := helper(t).Run(ctx, bwrapd.RunRequest{Root: rootfs,
-		Command: []string{"sh", "-c", "echo before; sleep 30"}})
+	sb, err := helper(t).Start(ctx, bwrapd.RunRequest{Root: rootfs, Command: []string{"sh", "-c", "echo before; sleep 30"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // for the echo to run
+	cancel()
+	res, err := sb.Wait()
 	var cancelled *bwrapd.CancelledError
 	if !errors.As(err, &cancelled) || !errors.Is(err, context.Canceled) || !errors.Is(err, bwrapd.ErrRequestCancelled) {
 		t.Fatalf("want a *CancelledError, got %v", err)

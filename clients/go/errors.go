@@ -23,6 +23,7 @@ const (
 	CodeBwrapUnusable   = -32004 // bwrap missing, too old or unusable on this host
 	CodePathNotAllowed  = -32005 // relative path, ".." escape, or read-write bind of the host root
 	CodeShuttingDown    = -32006 // server is shutting down
+	CodeOutOfMemory     = -32010 // the server's memory budget (--max-memory) cannot hold the message now
 )
 
 // RPCError is an error response from the helper.
@@ -61,6 +62,7 @@ var (
 	ErrBwrapUnusable    = &RPCError{Code: CodeBwrapUnusable, Message: "bwrap unusable"}
 	ErrPathNotAllowed   = &RPCError{Code: CodePathNotAllowed, Message: "path not allowed"}
 	ErrShuttingDown     = &RPCError{Code: CodeShuttingDown, Message: "server shutting down"}
+	ErrOutOfMemory      = &RPCError{Code: CodeOutOfMemory, Message: "server out of memory budget"}
 )
 
 // ErrorCode returns the JSON-RPC error code carried by err, if it wraps an *RPCError.

@@ -56,6 +56,9 @@ type RunRequest struct {
 	KillGraceMs *int64 `json:"killGraceMs,omitempty"`
 	// Interactive is reserved by the protocol for terminal sessions.
 	Interactive bool `json:"interactive,omitempty"`
+	// Capabilities are Linux capabilities ("CAP_NET_RAW", ...) the sandbox gets beyond
+	// the server's default; nil sends nothing. Needs a server that has the parameter.
+	Capabilities []string `json:"capabilities,omitempty"`
 
 	// Check makes a command that did not exit with code 0 an error: Run and Wait then
 	// return an *ExitError (with the Result), as exec.Cmd.Run does.
@@ -224,11 +227,15 @@ type Result struct {
 	Usage      Usage   `json:"usage"`
 	// Stdout and Stderr are the captured outputs, decoded from text or base64;
 	// nil when the output was not captured.
-	Stdout          []byte  `json:"-" wire:"stdout"`
-	Stderr          []byte  `json:"-" wire:"stderr"`
-	StdoutTruncated bool    `json:"-"`
-	StderrTruncated bool    `json:"-"`
-	Cleanup         Cleanup `json:"cleanup"`
+	Stdout          []byte `json:"-" wire:"stdout"`
+	Stderr          []byte `json:"-" wire:"stderr"`
+	StdoutTruncated bool   `json:"-"`
+	StderrTruncated bool   `json:"-"`
+	// StdoutError and StderrError say why a capture stopped early (the pipe could not
+	// be read, or the output not kept; the ...Truncated flag is then set); "" otherwise.
+	StdoutError string  `json:"-"`
+	StderrError string  `json:"-"`
+	Cleanup     Cleanup `json:"cleanup"`
 	// Raw is the result exactly as the server sent it (for extensions).
 	Raw json.RawMessage `json:"-"`
 }
@@ -251,6 +258,14 @@ type captured struct {
 	Text      *string `json:"text"`
 	Base64    *string `json:"base64"`
 	Truncated bool    `json:"truncated"`
+	Error     *string `json:"error"`
+}
+
+func (d *captured) errorText() string {
+	if d.Error == nil {
+		return ""
+	}
+	return *d.Error
 }
 
 func (d *captured) decode() ([]byte, error) {
@@ -280,13 +295,13 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 		if r.Stdout, err = wire.Stdout.decode(); err != nil {
 			return fmt.Errorf("bwrapd: result stdout: %w", err)
 		}
-		r.StdoutTruncated = wire.Stdout.Truncated
+		r.StdoutTruncated, r.StdoutError = wire.Stdout.Truncated, wire.Stdout.errorText()
 	}
 	if wire.Stderr != nil {
 		if r.Stderr, err = wire.Stderr.decode(); err != nil {
 			return fmt.Errorf("bwrapd: result stderr: %w", err)
 		}
-		r.StderrTruncated = wire.Stderr.Truncated
+		r.StderrTruncated, r.StderrError = wire.Stderr.Truncated, wire.Stderr.errorText()
 	}
 	r.Raw = append(json.RawMessage(nil), b...)
 	return nil

@@ -45,6 +45,8 @@ export interface RunParams {
   timeoutMs?: number;
   killGraceMs?: number;
   interactive?: boolean;
+  /** Linux capabilities ('CAP_NET_RAW', ...) beyond the server's default. */
+  capabilities?: string[];
 }
 
 export interface Usage {
@@ -57,6 +59,8 @@ export interface Captured {
   text: string | null;
   base64: string | null;
   truncated: boolean;
+  /** Why the capture stopped early (then truncated is true); null otherwise. */
+  error?: string | null;
 }
 
 export interface CleanupFailure {

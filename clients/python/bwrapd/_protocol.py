@@ -273,6 +273,7 @@ _RUN_OPTIONS: Dict[str, Tuple[str, Callable[[Any], Any]]] = {
     "timeout_ms": ("timeoutMs", lambda v: _int("timeout_ms", v)),
     "kill_grace_ms": ("killGraceMs", lambda v: _int("kill_grace_ms", v)),
     "interactive": ("interactive", lambda v: _bool("interactive", v)),
+    "capabilities": ("capabilities", lambda v: [_str("capability", c) for c in _seq("capabilities", v)]),
 }
 
 #: Keyword arguments that shape what the client hands back rather than the run.

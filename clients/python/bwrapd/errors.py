@@ -28,6 +28,7 @@ __all__ = [
     "BwrapUnavailable",
     "PathNotAllowed",
     "ShuttingDown",
+    "OutOfMemoryBudget",
     "HelperDied",
     "HelperNotFound",
     "SandboxFailed",
@@ -145,6 +146,13 @@ class ShuttingDown(BwrapdError):
     code = -32006
 
 
+class OutOfMemoryBudget(BwrapdError):
+    """-32010: the server's memory budget (``--max-memory``) cannot hold the
+    message now; nothing was started, a retry later may succeed."""
+
+    code = -32010
+
+
 _BY_CODE: Dict[Optional[int], Type[BwrapdError]] = {
     cls.code: cls
     for cls in (
@@ -160,6 +168,7 @@ _BY_CODE: Dict[Optional[int], Type[BwrapdError]] = {
         BwrapUnavailable,
         PathNotAllowed,
         ShuttingDown,
+        OutOfMemoryBudget,
     )
 }
 

@@ -152,19 +152,19 @@ class Cleanup:
 
 
 #: The fields of a captured stream (``Captured`` in the OpenRPC document).
-CAPTURED_FIELDS = ("text", "base64", "truncated")
+CAPTURED_FIELDS = ("text", "base64", "truncated", "error")
 
 
-def _decode_output(data: Any) -> "tuple[Optional[bytes], bool]":
-    """``{"text"|"base64", "truncated"}`` -> (bytes or None, truncated)."""
+def _decode_output(data: Any) -> "tuple[Optional[bytes], bool, Optional[str]]":
+    """``{"text"|"base64", "truncated", "error"}`` -> (bytes or None, truncated, error)."""
     if not isinstance(data, dict):
-        return None, False
-    truncated = bool(data.get("truncated"))
+        return None, False, None
+    truncated, error = bool(data.get("truncated")), data.get("error")
     if data.get("base64") is not None:
-        return base64.b64decode(data["base64"]), truncated
+        return base64.b64decode(data["base64"]), truncated, error
     if data.get("text") is not None:
-        return data["text"].encode("utf-8", "surrogatepass"), truncated
-    return b"", truncated
+        return data["text"].encode("utf-8", "surrogatepass"), truncated, error
+    return b"", truncated, error
 
 
 def signal_number(name: Optional[str]) -> Optional[int]:
@@ -200,6 +200,10 @@ class RunResult:
     stderr: Union[bytes, str, None] = None
     stdout_truncated: bool = field(default=False, metadata=LOCAL)
     stderr_truncated: bool = field(default=False, metadata=LOCAL)
+    #: why a capture stopped early (the pipe could not be read, or the output
+    #: not kept; ``..._truncated`` is then True); None otherwise
+    stdout_error: Optional[str] = field(default=None, metadata=LOCAL)
+    stderr_error: Optional[str] = field(default=None, metadata=LOCAL)
     cleanup: Optional[Cleanup] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, metadata=LOCAL)
 
@@ -209,8 +213,8 @@ class RunResult:
         """A ``sandbox/run`` result; captured output is decoded with
         ``encoding`` when one is given (``errors`` defaults to ``"replace"``:
         a sandboxed command's bytes are not to be trusted to decode)."""
-        stdout, stdout_truncated = _decode_output(data.get("stdout"))
-        stderr, stderr_truncated = _decode_output(data.get("stderr"))
+        stdout, stdout_truncated, stdout_error = _decode_output(data.get("stdout"))
+        stderr, stderr_truncated, stderr_error = _decode_output(data.get("stderr"))
         return cls(
             args=list(args),
             sandbox_id=str(data.get("sandboxId")),
@@ -224,6 +228,8 @@ class RunResult:
             stderr=_text(stderr, encoding, errors),
             stdout_truncated=stdout_truncated,
             stderr_truncated=stderr_truncated,
+            stdout_error=stdout_error,
+            stderr_error=stderr_error,
             cleanup=Cleanup.from_wire(data.get("cleanup")),
             raw=dict(data),
         )
@@ -470,6 +476,9 @@ class RunOptions(TypedDict, total=False):
     timeout_ms: Optional[int]
     kill_grace_ms: Optional[int]
     interactive: Optional[bool]
+    #: Linux capabilities ("CAP_NET_RAW", ...) beyond the server's default (a
+    #: server that has the parameter)
+    capabilities: Optional[Sequence[str]]
     #: captured stdout/stderr as str (UTF-8 unless ``encoding``), as subprocess does
     text: bool
     encoding: Optional[str]

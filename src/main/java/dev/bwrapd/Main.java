@@ -9,6 +9,7 @@ import dev.bwrapd.cleanup.RootLeases;
 import dev.bwrapd.jsonrpc.MessageReader;
 import dev.bwrapd.jsonrpc.MessageWriter;
 import dev.bwrapd.jsonrpc.Server;
+import dev.bwrapd.memory.MemoryBudget;
 import dev.bwrapd.process.Libc;
 import dev.bwrapd.process.Reaper;
 import dev.bwrapd.process.Spawner;
@@ -100,8 +101,10 @@ public class Main implements QuarkusApplication {
         limits.put("maxNestingDepth", MAX_NESTING_DEPTH);
         Server[] server = new Server[1];
         SandboxRunner runner = new SandboxRunner(new RootLeases(), spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried());
+        // Bytes held for clients (for now: input waiting for its command), at most half the heap.
+        MemoryBudget budget = new MemoryBudget(Math.max(64L << 20, Runtime.getRuntime().maxMemory() / 2));
         BwrapdMethods methods = new BwrapdMethods(json, sandboxes, runner, host,
-                Version.VERSION, limits, code -> exit(sandboxes, server[0], code));
+                Version.VERSION, limits, budget, code -> exit(sandboxes, server[0], code));
         // Handlers that block (shutdown, signals waiting for a command) get pool threads; runs have their own.
         ExecutorService handlers = Executors.newCachedThreadPool(Thread.ofPlatform().daemon().name("rpc-", 0).factory());
         server[0] = new Server(json, reader, writer, options.maxMessageBytes(), methods.handlers(), handlers, ProtocolErrors::toRpc);

@@ -53,6 +53,7 @@ final class CBinding implements LibcBinding {
         @CFunction static native long read(int fd, CCharPointer buffer, long count);
         @CFunction static native long write(int fd, CCharPointer buffer, long count);
         @CFunction static native int poll(CCharPointer fds, long count, int timeout);
+        @CFunction static native int ioctl(int fd, long request, CCharPointer arg);
         @CFunction static native int kill(int pid, int signal);
         @CFunction static native int pidfd_open(int pid, int flags);
         @CFunction static native int pidfd_send_signal(int pidfd, int signal, VoidPointer info, int flags);
@@ -211,6 +212,13 @@ final class CBinding implements LibcBinding {
     public int poll(byte[] pollfds, int count, int timeoutMs) {
         try (Pins pins = new Pins()) {
             return kept(Functions.poll(pins.array(pollfds), count, timeoutMs));
+        }
+    }
+
+    @Override
+    public int ioctl(int fd, long request, byte[] arg) {
+        try (Pins pins = new Pins()) {
+            return kept(Functions.ioctl(fd, request, pins.array(arg)));
         }
     }
 

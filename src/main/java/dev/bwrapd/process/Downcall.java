@@ -36,6 +36,7 @@ enum Downcall {
     READ("read", LONG, INT, POINTER, LONG),
     WRITE("write", LONG, INT, POINTER, LONG),
     POLL("poll", INT, POINTER, LONG, INT),
+    IOCTL("ioctl", 2, INT, INT, LONG, POINTER),
     KILL("kill", INT, INT, INT),
     PIDFD_OPEN("pidfd_open", INT, INT, INT),
     PIDFD_SEND_SIGNAL("pidfd_send_signal", INT, INT, INT, POINTER, INT),

@@ -75,6 +75,7 @@ final class FfmBinding implements LibcBinding {
         static final MethodHandle READ = link(Downcall.READ);
         static final MethodHandle WRITE = link(Downcall.WRITE);
         static final MethodHandle POLL = link(Downcall.POLL);
+        static final MethodHandle IOCTL = link(Downcall.IOCTL);
         static final MethodHandle KILL = link(Downcall.KILL);
         static final MethodHandle PIDFD_OPEN = link(Downcall.PIDFD_OPEN);
         static final MethodHandle PIDFD_SEND_SIGNAL = link(Downcall.PIDFD_SEND_SIGNAL);
@@ -236,6 +237,16 @@ final class FfmBinding implements LibcBinding {
         try { n = (int) Linked.POLL.invokeExact(state(), native_, (long) count, timeoutMs); } catch (Throwable t) { throw unexpected(t); }
         if (n > 0) MemorySegment.copy(native_, JAVA_BYTE, 0, pollfds, 0, 8 * count);
         return n;
+    }
+
+    @Override
+    public int ioctl(int fd, long request, byte[] arg) {
+        MemorySegment native_ = scratch(arg.length);
+        MemorySegment.copy(arg, 0, native_, JAVA_BYTE, 0, arg.length);
+        int rc;
+        try { rc = (int) Linked.IOCTL.invokeExact(state(), fd, request, native_); } catch (Throwable t) { throw unexpected(t); }
+        MemorySegment.copy(native_, JAVA_BYTE, 0, arg, 0, arg.length);
+        return rc;
     }
 
     @Override

@@ -18,10 +18,10 @@ public final class Libc {
 
     // Linux constants (generic values; the few that differ by architecture are picked below).
     public static final int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2;
-    public static final int O_CREAT = 0100, O_TRUNC = 01000, O_APPEND = 02000, O_CLOEXEC = 02000000;
+    public static final int O_CREAT = 0100, O_NOCTTY = 0400, O_TRUNC = 01000, O_APPEND = 02000, O_NONBLOCK = 04000, O_CLOEXEC = 02000000;
     public static final int O_DIRECTORY = isAarch64() ? 040000 : 0200000;
     public static final int O_NOFOLLOW = isAarch64() ? 0100000 : 0400000;
-    public static final int EINTR = 4, ESRCH = 3, ENOENT = 2, ECHILD = 10, EEXIST = 17, ELOOP = 40, ENOTDIR = 20;
+    public static final int EINTR = 4, EAGAIN = 11, EIO = 5, ESRCH = 3, ENOENT = 2, ECHILD = 10, EEXIST = 17, ELOOP = 40, ENOTDIR = 20;
     public static final short POSIX_SPAWN_SETSIGDEF = 0x04, POSIX_SPAWN_SETSIGMASK = 0x08, POSIX_SPAWN_SETSID = 0x80;
     public static final int PR_SET_CHILD_SUBREAPER = 36;
     public static final int WNOHANG = 1, WEXITED = 4, WNOWAIT = 0x01000000;
@@ -186,6 +186,55 @@ public final class Libc {
         }
         for (int i = 0; i < count; i++) revents[i] = n == 0 ? 0 : (short) SHORT_AT.get(pollfds, 8 * i + 6);
         return n;
+    }
+
+    // Terminal ioctls (asm-generic values, used by x86_64 and aarch64).
+    private static final long TIOCGPGRP = 0x540F, TIOCSWINSZ = 0x5414, TIOCGWINSZ = 0x5413,
+            TIOCGPTN = 0x80045430L, TIOCSPTLCK = 0x40045431L;
+
+    /**
+     * A new pseudo-terminal's master, unlocked, non-blocking and close-on-exec, never this
+     * process's controlling terminal; {@link #ptsName} names its other end. (What posix_openpt,
+     * grantpt and unlockpt do on Linux, where grantpt has nothing left to do with devpts.)
+     */
+    public static int openPtyMaster() throws Error {
+        int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_NONBLOCK, 0);
+        byte[] unlock = new byte[4]; // int 0: unlock
+        if (BINDING.ioctl(master, TIOCSPTLCK, unlock) != 0) {
+            int errno = errno();
+            close(master);
+            throw new Error("ioctl(TIOCSPTLCK)", errno);
+        }
+        return master;
+    }
+
+    /** The path of a pseudo-terminal master's slave end (ptsname_r), such as /dev/pts/3. */
+    public static String ptsName(int master) throws Error {
+        byte[] number = new byte[4];
+        if (BINDING.ioctl(master, TIOCGPTN, number) != 0) throw new Error("ioctl(TIOCGPTN)", errno());
+        return "/dev/pts/" + (int) INT_AT.get(number, 0);
+    }
+
+    /** TIOCSWINSZ: the terminal's size; the kernel sends SIGWINCH to its foreground process group when it changes. */
+    public static void setWindowSize(int fd, int rows, int cols) throws Error {
+        byte[] size = new byte[8]; // struct winsize: unsigned short ws_row, ws_col, ws_xpixel, ws_ypixel
+        SHORT_AT.set(size, 0, (short) rows);
+        SHORT_AT.set(size, 2, (short) cols);
+        if (BINDING.ioctl(fd, TIOCSWINSZ, size) != 0) throw new Error("ioctl(TIOCSWINSZ)", errno());
+    }
+
+    /** TIOCGWINSZ: {rows, cols}. */
+    public static int[] windowSize(int fd) throws Error {
+        byte[] size = new byte[8];
+        if (BINDING.ioctl(fd, TIOCGWINSZ, size) != 0) throw new Error("ioctl(TIOCGWINSZ)", errno());
+        return new int[] {Short.toUnsignedInt((short) SHORT_AT.get(size, 0)), Short.toUnsignedInt((short) SHORT_AT.get(size, 2))};
+    }
+
+    /** TIOCGPGRP on a master: the terminal's foreground process group (as this process sees pids), or 0 if it has none. */
+    public static int foregroundGroup(int master) {
+        byte[] group = new byte[4];
+        if (BINDING.ioctl(master, TIOCGPGRP, group) != 0) return 0;
+        return (int) INT_AT.get(group, 0);
     }
 
     /** kill(2): a negative pid is a process group. Returns 0, or -1 with errno. */

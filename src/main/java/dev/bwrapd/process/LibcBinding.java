@@ -46,6 +46,9 @@ interface LibcBinding {
     /** poll over {@code count} struct pollfds packed in {@code pollfds} (8 bytes each: fd, events, revents; native byte order). */
     int poll(byte[] pollfds, int count, int timeoutMs);
 
+    /** ioctl with a pointer argument: {@code arg} is the memory it points to, read and written in place. */
+    int ioctl(int fd, long request, byte[] arg);
+
     int kill(int pid, int signal);
 
     int pidfdOpen(int pid, int flags);

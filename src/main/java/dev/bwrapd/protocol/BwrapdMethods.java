@@ -7,6 +7,7 @@ import dev.bwrapd.jsonrpc.Call;
 import dev.bwrapd.jsonrpc.ErrorCodes;
 import dev.bwrapd.jsonrpc.Handler;
 import dev.bwrapd.jsonrpc.RpcException;
+import dev.bwrapd.memory.MemoryBudget;
 import dev.bwrapd.process.Signals;
 import dev.bwrapd.sandbox.BwrapCommand;
 import dev.bwrapd.sandbox.HostCapabilities;
@@ -38,16 +39,18 @@ public final class BwrapdMethods {
     private final String serverVersion;
     private final IntConsumer exit;
     private final Map<String, Object> limits;
+    private final MemoryBudget budget;
     private volatile boolean shutdownRequested;
 
     public BwrapdMethods(ObjectMapper json, Sandboxes sandboxes, SandboxRunner runner, CompletableFuture<HostCapabilities> host,
-                         String serverVersion, Map<String, Object> limits, IntConsumer exit) {
+                         String serverVersion, Map<String, Object> limits, MemoryBudget budget, IntConsumer exit) {
         this.json = json;
         this.sandboxes = sandboxes;
         this.runner = runner;
         this.host = host;
         this.serverVersion = serverVersion;
         this.limits = limits;
+        this.budget = budget;
         this.exit = exit;
     }
 
@@ -64,6 +67,8 @@ public final class BwrapdMethods {
         methods.put("sandbox/terminate", this::terminate);
         methods.put("sandbox/list", this::list);
         methods.put("sandbox/argv", this::argv);
+        methods.put("sandbox/input", (Handler.Deferred) this::input);
+        methods.put("sandbox/resize", this::resize);
         return methods;
     }
 
@@ -173,6 +178,53 @@ public final class BwrapdMethods {
         boolean live = sandbox.state() != Sandbox.State.FINISHED;
         runner.terminate(sandbox, Sandbox.Ending.TERMINATED, grace);
         return json.createObjectNode().put("delivered", live);
+    }
+
+    /**
+     * Started on arrival, so pieces reach the command in the order they were sent; answered from
+     * the run's thread once the bytes are in the pipe or terminal (fewer if it closed first).
+     * Bytes waiting to be written are held against the memory budget: a piece that does not fit
+     * is refused (-32010) instead of being held.
+     */
+    private void input(Call call) throws Exception {
+        Params p = Params.of(call.params(), "sandboxId", "text", "base64", "eof");
+        Sandbox sandbox = sandboxes.get(p.requiredString("sandboxId"));
+        byte[] data = bytes(p);
+        boolean eof = p.bool("eof", false);
+        if (!budget.tryReserve(data.length)) {
+            throw new RpcException(ProtocolErrors.OUT_OF_MEMORY, "sandbox/input: " + data.length
+                    + " bytes do not fit in the memory budget while earlier input waits for the command");
+        }
+        try {
+            sandbox.input(data, eof, written -> {
+                budget.release(data.length);
+                call.reply(json.createObjectNode().put("written", written));
+            });
+        } catch (RuntimeException | dev.bwrapd.sandbox.SandboxException e) {
+            budget.release(data.length);
+            throw e;
+        }
+    }
+
+    /** {@code text} (UTF-8) or {@code base64}; neither is no bytes (an eof alone). */
+    private static byte[] bytes(Params p) throws RpcException {
+        if (p.has("text")) {
+            if (p.has("base64")) throw Params.invalid("text: give text or base64, not both");
+            return p.string("text", "").getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        }
+        String base64 = p.string("base64", "");
+        try {
+            return java.util.Base64.getDecoder().decode(base64);
+        } catch (IllegalArgumentException e) {
+            throw Params.invalid("base64: not valid base64");
+        }
+    }
+
+    private Object resize(Call call) throws Exception {
+        Params p = Params.of(call.params(), "sandboxId", "rows", "cols");
+        int[] size = RunParams.size(p);
+        Sandbox sandbox = sandboxes.get(p.requiredString("sandboxId"));
+        return json.createObjectNode().put("delivered", sandbox.resize(size[0], size[1]));
     }
 
     private Object list(Call call) throws Exception {

@@ -23,7 +23,8 @@ import java.util.Map;
 public final class RunParams {
     static final String[] FIELDS = {"command", "root", "sandboxId", "cwd", "env", "network", "readOnlyRoot", "hostname",
             "uid", "gid", "inheritUid", "mounts", "devices", "devShm", "linux32", "stdin", "stdout", "stderr",
-            "captureLimitBytes", "timeoutMs", "killGraceMs", "interactive", "capabilities"};
+            "captureLimitBytes", "timeoutMs", "killGraceMs", "interactive", "capabilities", "terminal"};
+    static final String DEFAULT_TERM = "xterm-256color";
     /** bwrap (0.8) refuses ids above 2^31-1 ("Invalid uid"): refuse them here, with the field named. */
     private static final long MAX_ID = Integer.MAX_VALUE;
 
@@ -48,12 +49,43 @@ public final class RunParams {
         Long grace = p.integer("killGraceMs", 0, Long.MAX_VALUE / 2);
         RunSpec.Output stdout = output(p, "stdout", false);
         RunSpec.Output stderr = output(p, "stderr", true);
+        RunSpec.Stdin stdin = stdin(p);
+        RunSpec.Terminal terminal = terminal(p);
+        if (terminal != null) {
+            for (String stdio : List.of("stdin", "stdout", "stderr")) {
+                if (p.has(stdio)) throw Params.invalid(stdio + ": must be left out with terminal (the terminal is stdin, stdout and stderr)");
+            }
+            // Everything the command writes comes out of the terminal: one stream, and bwrap's own message is in it.
+            stdout = new RunSpec.Output.Stream();
+            stderr = new RunSpec.Output.IntoStdout();
+            if (!env.containsKey("TERM")) {
+                env = new LinkedHashMap<>(env);
+                env.put("TERM", terminal.term());
+            }
+        }
         return new RunSpec(command, root, sandboxId, cwd, env,
                 p.bool("network", false), p.bool("readOnlyRoot", false), hostname,
                 uid == null ? 0 : uid.intValue(), gid == null ? 0 : gid.intValue(), p.bool("inheritUid", false),
-                mounts(p), devices(p), p.bool("devShm", false), p.bool("linux32", false), stdin(p), stdout, stderr,
+                mounts(p), devices(p), p.bool("devShm", false), p.bool("linux32", false), stdin, stdout, stderr,
                 captureLimit == null ? 1 << 20 : captureLimit, timeout, grace == null ? 2000 : grace,
-                p.bool("interactive", false), capabilities(p));
+                p.bool("interactive", false), capabilities(p), terminal);
+    }
+
+    /** {@code terminal}: {rows, cols, term?}; sizes as the kernel's struct winsize holds them. */
+    private static RunSpec.Terminal terminal(Params p) throws RpcException {
+        if (!p.has("terminal")) return null;
+        Params t = p.object("terminal", "rows", "cols", "term");
+        int[] size = size(t);
+        String term = t.string("term", DEFAULT_TERM);
+        if (term.isEmpty()) throw Params.invalid("terminal.term: must not be empty");
+        return new RunSpec.Terminal(size[0], size[1], term);
+    }
+
+    /** Required {@code rows} and {@code cols}, 1 to 65535 each (sandbox/run's terminal, sandbox/resize). */
+    static int[] size(Params p) throws RpcException {
+        if (!p.has("rows")) throw Params.invalid(p.name("rows") + ": required");
+        if (!p.has("cols")) throw Params.invalid(p.name("cols") + ": required");
+        return new int[] {p.integer("rows", 1, 65535).intValue(), p.integer("cols", 1, 65535).intValue()};
     }
 
     private static List<String> command(Params p) throws RpcException {
@@ -172,7 +204,8 @@ public final class RunParams {
         JsonNode value = p.raw("stdin");
         if (value.isTextual()) {
             if (value.textValue().equals("null")) return new RunSpec.Stdin.Null();
-            throw Params.invalid("stdin: must be \"null\", {\"text\"}, {\"base64\"} or {\"file\"}");
+            if (value.textValue().equals("stream")) return new RunSpec.Stdin.Stream();
+            throw Params.invalid("stdin: must be \"null\", \"stream\", {\"text\"}, {\"base64\"} or {\"file\"}");
         }
         Params s = p.object("stdin", "text", "base64", "file");
         if (s.has("text")) return new RunSpec.Stdin.Bytes(s.string("text", "").getBytes(java.nio.charset.StandardCharsets.UTF_8));

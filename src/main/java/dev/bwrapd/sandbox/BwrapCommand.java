@@ -46,7 +46,8 @@ public final class BwrapCommand {
         add(argv, "--proc", "/proc");
         add(argv, "--tmpfs", "/tmp");
 
-        if (spec.interactive()) {
+        if (fullDev(spec)) {
+            // bwrap's own /dev; on a terminal it also binds that terminal at /dev/console (ttyname works).
             add(argv, "--dev", "/dev");
         } else {
             for (String device : spec.devices()) add(argv, "--dev-bind", device, device);
@@ -74,8 +75,25 @@ public final class BwrapCommand {
         }
 
         argv.add("--");
+        // The terminal becomes the controlling terminal of a session the command leads: see TERMINAL_STEP.
+        if (spec.terminal() != null) argv.addAll(TERMINAL_STEP);
         argv.addAll(spec.command());
         return new Invocation(executable, List.copyOf(argv), environment(spec.env()));
+    }
+
+    /**
+     * A terminal run starts the command through the root's own {@code setsid -c} (util-linux or
+     * busybox): a new session whose controlling terminal is stdin, the pseudo-terminal. bwrap's
+     * --new-session puts the sandbox's init in a session without a terminal, and only a session
+     * leader can take one (TIOCSCTTY); the init is bwrap's code, so the step is the command's
+     * own first exec. Without --new-session the sandbox would share bwrap's session and its
+     * foreground group, where a typed Ctrl-C would kill bwrap itself (docs/architecture.md).
+     */
+    public static final List<String> TERMINAL_STEP = List.of("setsid", "-c", "--");
+
+    /** A full /dev of bwrap's making: asked for, or a terminal run (whose /dev/console is its terminal). */
+    static boolean fullDev(RunSpec spec) {
+        return spec.interactive() || spec.terminal() != null;
     }
 
     /** The command runs as uid 0: the requested uid in its own user namespace, else bwrapd's own. */
@@ -101,7 +119,7 @@ public final class BwrapCommand {
     public static List<String> createdPaths(RunSpec spec) {
         List<String> paths = new ArrayList<>();
         paths.add("dev");
-        if (!spec.interactive()) {
+        if (!fullDev(spec)) {
             for (String device : spec.devices()) addWithParents(paths, device);
             if (spec.devShm()) paths.add("dev/shm");
         }

@@ -62,8 +62,10 @@ final class Run {
     private int childStdin = -1, childStdout = -1, childStderr = -1;
     private final Output stdout;
     private final Output stderr;
-    private byte[] stdinData;
-    private int stdinWritten;
+    /** What goes to the command's stdin pipe or terminal (STDIN slot), or null. */
+    private Input input;
+    /** The pseudo-terminal's master of a terminal run (both the STDOUT and the STDIN slot), or -1. */
+    private int terminal = -1;
     private boolean leased;
 
     private Reaper.Child bwrap;
@@ -83,8 +85,9 @@ final class Run {
         this.spec = spec;
         this.sandbox = sandbox;
         this.listener = listener;
-        this.stdout = new Output(spec.stdout(), false, spec.captureLimitBytes());
-        this.stderr = new Output(spec.stderr(), true, spec.captureLimitBytes());
+        this.stdout = new Output(spec.stdout(), spec.terminal() != null ? RunListener.Stream.TERMINAL : RunListener.Stream.STDOUT,
+                spec.captureLimitBytes());
+        this.stderr = new Output(spec.stderr(), RunListener.Stream.STDERR, spec.captureLimitBytes());
         Arrays.fill(fds, -1);
     }
 
@@ -126,20 +129,30 @@ final class Run {
         if (!RootPaths.hasCommand(spec.root(), command, spec.cwd(), spec.env().get("PATH"))) {
             throw new SandboxException.CommandNotFound(command, spec.root().toString());
         }
+        if (spec.terminal() != null && !RootPaths.hasCommand(spec.root(), BwrapCommand.TERMINAL_STEP.getFirst(), spec.cwd(), spec.env().get("PATH"))) {
+            throw new SandboxException.Invalid("terminal: the root has no setsid (util-linux or busybox) on PATH, which gives the command its terminal");
+        }
         return host;
     }
 
     // ----- 2. the command's files and pipes -----
 
     private void openStdio() throws SandboxException, Libc.Error {
+        if (spec.terminal() != null) {
+            openTerminal();
+            return;
+        }
         switch (spec.stdin()) {
             case RunSpec.Stdin.Null n -> childStdin = own(Libc.open("/dev/null", Libc.O_RDONLY, 0));
             case RunSpec.Stdin.File f -> childStdin = own(open("stdin.file", f.path(), Libc.O_RDONLY));
             case RunSpec.Stdin.Bytes b -> {
-                int[] pipe = pipe();
-                childStdin = pipe[0];
-                watch(STDIN, pipe[1], Libc.POLLOUT);
-                stdinData = b.data();
+                input = new Input();
+                input.offer(b.data(), true, null);
+                childStdin = inputPipe();
+            }
+            case RunSpec.Stdin.Stream s -> {
+                input = sandbox.input();
+                childStdin = inputPipe();
             }
         }
         // stdout "discard" goes to /dev/null, unless stderr is merged into it: then bwrap's own
@@ -147,6 +160,28 @@ final class Run {
         boolean merged = spec.stderr() instanceof RunSpec.Output.IntoStdout;
         childStdout = outputFd(spec.stdout(), "stdout", STDOUT, !merged);
         childStderr = merged ? childStdout : outputFd(spec.stderr(), "stderr", STDERR, false);
+    }
+
+    /** A pipe for the command's stdin: its read end; the write end is the STDIN slot, written as input comes. */
+    private int inputPipe() throws Libc.Error {
+        int[] pipe = pipe();
+        watch(STDIN, pipe[1], (short) 0);
+        return pipe[0];
+    }
+
+    /**
+     * A terminal run: a new pseudo-terminal, whose slave end is the command's stdin, stdout and
+     * stderr (and, through the setsid step, its controlling terminal), and whose master bwrapd
+     * reads (STDOUT slot: the "terminal" stream) and writes (STDIN slot: sandbox/input).
+     */
+    private void openTerminal() throws Libc.Error {
+        terminal = own(Libc.openPtyMaster());
+        int slave = own(Libc.open(Libc.ptsName(terminal), Libc.O_RDWR | Libc.O_NOCTTY, 0));
+        sandbox.attachTerminal(terminal);
+        childStdin = childStdout = childStderr = slave;
+        watch(STDOUT, terminal, Libc.POLLIN);
+        watch(STDIN, terminal, (short) 0);
+        input = sandbox.input();
     }
 
     /** The descriptor a stream goes to; a pipe's read end joins the poll set. stderr "discard" still uses a pipe: bwrap's message may be on it. */
@@ -220,7 +255,10 @@ final class Run {
             if (!announced && fds[STATUS] < 0 && !awaitingCommand) flushHeldOutput(); // no sandbox/started is coming
             boolean outputOpen = fds[STATUS] >= 0 || fds[STDOUT] >= 0 || fds[STDERR] >= 0;
             if (!outputOpen && bwrapEnded && (initPid == 0 || initEnded)) break;
-            if (bwrapEnded && (initPid == 0 || initEnded) && fds[STDIN] >= 0) closeSlot(STDIN); // nobody left to read it
+            if (bwrapEnded && (initPid == 0 || initEnded) && fds[STDIN] >= 0) { // nobody left to read it
+            closeSlot(STDIN);
+            input.close();
+        }
 
             long now = System.nanoTime();
             if (now >= timeoutAt) {
@@ -236,12 +274,13 @@ final class Run {
             long until = Math.min(timeoutAt, killAt);
             int timeoutMs = until == Long.MAX_VALUE ? -1 : (int) Math.min(Integer.MAX_VALUE, Math.max(1, (until - now + 999_999) / 1_000_000));
             if (awaitingCommand) timeoutMs = timeoutMs < 0 ? COMMAND_POLL_MS : Math.min(timeoutMs, COMMAND_POLL_MS);
+            if (fds[STDIN] >= 0) events[STDIN] = input.pending() ? Libc.POLLOUT : 0; // errors and hang-ups come anyway
 
             if (Libc.poll(fds, events, revents, SLOTS, timeoutMs) == 0) continue;
             if (revents[STATUS] != 0) readStatus();
             if (revents[STDOUT] != 0) readOutput(STDOUT, stdout);
             if (revents[STDERR] != 0) readOutput(STDERR, stderr);
-            if (revents[STDIN] != 0) writeStdin();
+            if (revents[STDIN] != 0) writeInput();
             if (revents[BWRAP] != 0) {
                 bwrapEnded = true;
                 fds[BWRAP] = -1; // closed with the rest at the end
@@ -253,6 +292,7 @@ final class Run {
             if (revents[WAKE] != 0) Libc.read(fds[WAKE], chunk, 0, 64);
         }
         if (!announced) flushHeldOutput();
+        if (input != null) input.close();
         stdout.ended();
         stderr.ended();
     }
@@ -310,7 +350,8 @@ final class Run {
         try {
             n = Libc.read(fds[slot], chunk, 0, CHUNK);
         } catch (Libc.Error e) {
-            n = 0; // the pipe broke: what was read so far stands
+            if (e.errno == Libc.EAGAIN) return; // the terminal's master is non-blocking
+            n = 0; // the pipe broke, or the terminal hung up (EIO): what was read so far stands
         }
         if (n == 0) {
             closeSlot(slot);
@@ -319,18 +360,26 @@ final class Run {
         output.accept(chunk, n);
     }
 
-    private void writeStdin() {
-        int remaining = stdinData.length - stdinWritten;
-        if (remaining > 0 && (revents[STDIN] & Libc.POLLOUT) != 0) {
-            try {
-                // At most PIPE_BUF after POLLOUT: a blocking pipe takes it without blocking.
-                stdinWritten += Libc.write(fds[STDIN], stdinData, stdinWritten, Math.min(remaining, 4096));
-                remaining = stdinData.length - stdinWritten;
-            } catch (Libc.Error e) {
-                remaining = 0; // the command closed its stdin early: not an error of the run
+    /** Input to the STDIN slot, a piece at a time; the slot closes at the end of input or when the reader is gone. */
+    private void writeInput() {
+        boolean ended = (revents[STDIN] & (Libc.POLLERR | Libc.POLLHUP)) != 0;
+        if ((revents[STDIN] & Libc.POLLOUT) != 0) {
+            byte[] data = input.data();
+            if (data != null) {
+                int at = input.offset();
+                try {
+                    // At most PIPE_BUF after POLLOUT: a blocking pipe takes it without blocking (the terminal's master does not block).
+                    int n = data.length == at ? 0 : Libc.write(fds[STDIN], data, at, Math.min(data.length - at, 4096));
+                    ended |= input.wrote(n);
+                } catch (Libc.Error e) {
+                    if (e.errno != Libc.EAGAIN) ended = true; // the command closed its stdin early: not an error of the run
+                }
             }
         }
-        if (remaining == 0 || (revents[STDIN] & (Libc.POLLERR | Libc.POLLHUP)) != 0) closeSlot(STDIN);
+        if (ended) {
+            closeSlot(STDIN);
+            input.close();
+        }
     }
 
     private void flushHeldOutput() {
@@ -457,7 +506,8 @@ final class Run {
     }
 
     private void closeSlot(int slot) {
-        closeOwned(fds[slot]);
+        // The terminal's master serves two slots, and the sandbox resizes it: it is closed only at the end, after Sandbox.finished.
+        if (fds[slot] != terminal) closeOwned(fds[slot]);
         fds[slot] = -1;
     }
 
@@ -469,7 +519,7 @@ final class Run {
 
     /** Where one output pipe's bytes go: kept up to the limit, streamed to the listener, or only its head kept. */
     private final class Output {
-        private final boolean isStderr;
+        private final RunListener.Stream name;
         private final boolean capture;
         private final boolean stream;
         private final long limit;
@@ -481,8 +531,8 @@ final class Run {
         /** Streamed chunks that came before sandbox/started went out. */
         private List<byte[]> held;
 
-        Output(RunSpec.Output kind, boolean isStderr, long limit) {
-            this.isStderr = isStderr;
+        Output(RunSpec.Output kind, RunListener.Stream name, long limit) {
+            this.name = name;
             this.capture = kind instanceof RunSpec.Output.Capture;
             this.stream = kind instanceof RunSpec.Output.Stream;
             this.limit = capture ? limit : 0;
@@ -508,7 +558,7 @@ final class Run {
             }
             if (stream) {
                 if (announced) {
-                    listener.output(sandbox, isStderr, data, 0, n);
+                    listener.output(sandbox, name, data, 0, n);
                 } else {
                     if (held == null) held = new ArrayList<>();
                     held.add(Arrays.copyOf(data, n));
@@ -520,11 +570,11 @@ final class Run {
             if (held == null) return;
             List<byte[]> chunks = held;
             held = null;
-            for (byte[] c : chunks) listener.output(sandbox, isStderr, c, 0, c.length);
+            for (byte[] c : chunks) listener.output(sandbox, name, c, 0, c.length);
         }
 
         void ended() {
-            if (stream) listener.outputEnded(sandbox, isStderr);
+            if (stream) listener.outputEnded(sandbox, name);
         }
 
         RunOutcome.Captured captured() {

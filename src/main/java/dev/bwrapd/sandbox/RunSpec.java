@@ -31,7 +31,8 @@ public record RunSpec(
         Long timeoutMs,
         long killGraceMs,
         boolean interactive,
-        List<String> capabilities) {
+        List<String> capabilities,
+        Terminal terminal) {
 
     public static final Path HOST_ROOT = Path.of("/");
     public static final String DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
@@ -50,6 +51,19 @@ public record RunSpec(
         record Null() implements Stdin {}
         record Bytes(byte[] data) implements Stdin {}
         record File(String path) implements Stdin {}
+        /** A pipe fed with what the client sends while the command runs (sandbox/input). */
+        record Stream() implements Stdin {}
+    }
+
+    /**
+     * Run on a new pseudo-terminal of this size: it is the command's stdin, stdout, stderr and
+     * controlling terminal; {@code term} is TERM's value unless env sets it.
+     */
+    public record Terminal(int rows, int cols, String term) {}
+
+    /** Whether the client may send input while the command runs: a terminal, or stdin "stream". */
+    public boolean takesInput() {
+        return terminal != null || stdin instanceof Stdin.Stream;
     }
 
     /** Where a command's standard output or error goes. */

@@ -52,6 +52,7 @@ public final class SandboxRunner {
 
     /** Starts {@code spec} in {@code sandbox} on a run thread; the listener hears the rest. */
     public void start(RunSpec spec, Sandbox sandbox, RunListener listener) {
+        if (spec.takesInput()) sandbox.takeInput(spec.terminal()); // now: input may follow the request at once
         runThreads.execute(new Run(this, leases, spawner, reaper, spec, sandbox, listener)::run);
     }
 

@@ -62,11 +62,12 @@ class BwrapCommandTest {
         List<RunSpec.Mount> mounts = List.of();
         List<String> devices = RunSpec.DEFAULT_DEVICES;
         List<String> capabilities = List.of();
+        RunSpec.Terminal terminal;
 
         RunSpec build() {
             return new RunSpec(command, root, null, cwd, env, network, readOnlyRoot, hostname, uid, gid, inheritUid,
                     mounts, devices, devShm, linux32, new RunSpec.Stdin.Null(), new RunSpec.Output.Capture(),
-                    new RunSpec.Output.Capture(), 1 << 20, null, 2000, interactive, capabilities);
+                    new RunSpec.Output.Capture(), 1 << 20, null, 2000, interactive, capabilities, terminal);
         }
     }
 

@@ -18,6 +18,7 @@ import dev.bwrapd.protocol.BwrapdMethods;
 import dev.bwrapd.protocol.ProtocolErrors;
 import dev.bwrapd.sandbox.HostCapabilities;
 import dev.bwrapd.sandbox.HostProbe;
+import dev.bwrapd.sandbox.RunSpec;
 import dev.bwrapd.sandbox.SandboxRunner;
 import dev.bwrapd.sandbox.Sandboxes;
 import io.quarkus.runtime.QuarkusApplication;
@@ -104,7 +105,8 @@ public class Main implements QuarkusApplication {
         // Bytes held for clients (for now: input waiting for its command), at most half the heap.
         MemoryBudget budget = new MemoryBudget(Math.max(64L << 20, Runtime.getRuntime().maxMemory() / 2));
         BwrapdMethods methods = new BwrapdMethods(json, sandboxes, runner, host,
-                Version.VERSION, limits, budget, code -> exit(sandboxes, server[0], code));
+                Version.VERSION, limits, budget, options.seccompDefault() ? RunSpec.Seccomp.DEFAULT : null,
+                code -> exit(sandboxes, server[0], code));
         // Handlers that block (shutdown, signals waiting for a command) get pool threads; runs have their own.
         ExecutorService handlers = Executors.newCachedThreadPool(Thread.ofPlatform().daemon().name("rpc-", 0).factory());
         server[0] = new Server(json, reader, writer, options.maxMessageBytes(), methods.handlers(), handlers, ProtocolErrors::toRpc);

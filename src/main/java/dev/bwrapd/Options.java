@@ -5,7 +5,8 @@ import dev.bwrapd.jsonrpc.Framing;
 import java.util.Locale;
 
 /** The command line. */
-record Options(boolean help, boolean version, String bwrap, Framing framing, String logLevel, long maxMessageBytes) {
+record Options(boolean help, boolean version, String bwrap, Framing framing, String logLevel, long maxMessageBytes,
+               boolean seccompDefault) {
 
     static final long DEFAULT_MAX_MESSAGE_BYTES = 16L << 20;
 
@@ -20,6 +21,7 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
               --bwrap PATH               the bwrap to run (default: bwrap on PATH)
               --framing ndjson|lsp       force a framing instead of detecting it
               --max-message-bytes N      largest message accepted (default 16777216)
+              --seccomp default|none     the system-call filter of runs that name none (default none)
               --log-level LEVEL          error, warn, info or debug (default warn)
               --version                  print the version and exit
               --help                     print this help and exit
@@ -30,6 +32,7 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
         String bwrap = null, logLevel = "warn";
         Framing framing = null;
         long maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
+        boolean seccompDefault = false;
         for (int i = 0; i < args.length; i++) {
             String arg = args[i];
             String value = null;
@@ -45,10 +48,19 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
                 case "--framing" -> framing = Framing.parse(value != null ? value : next(args, ++i, arg));
                 case "--log-level" -> logLevel = level(value != null ? value : next(args, ++i, arg));
                 case "--max-message-bytes" -> maxMessageBytes = size(value != null ? value : next(args, ++i, arg));
+                case "--seccomp" -> seccompDefault = seccomp(value != null ? value : next(args, ++i, arg));
                 default -> throw new IllegalArgumentException("unknown option: " + args[i]);
             }
         }
-        return new Options(help, version, bwrap, framing, logLevel, maxMessageBytes);
+        return new Options(help, version, bwrap, framing, logLevel, maxMessageBytes, seccompDefault);
+    }
+
+    private static boolean seccomp(String value) {
+        return switch (value) {
+            case "default" -> true;
+            case "none" -> false;
+            default -> throw new IllegalArgumentException("--seccomp takes default or none, not " + value);
+        };
     }
 
     private static String next(String[] args, int i, String option) {

@@ -43,7 +43,10 @@ enum Downcall {
     WAIT4("wait4", INT, INT, POINTER, INT, POINTER),
     WAITID("waitid", INT, INT, INT, POINTER, INT),
     STRERROR("strerror", POINTER, INT),
-    PRCTL("prctl", 1, INT, INT, LONG);
+    PRCTL("prctl", 1, INT, INT, LONG),
+    // Loading libseccomp in the native image (the JVM's FFM looks libraries up itself).
+    DLOPEN("dlopen", POINTER, POINTER, INT),
+    DLSYM("dlsym", POINTER, POINTER, POINTER);
 
     /** The C types in these signatures (64-bit Linux: pointers and longs are 8 bytes). */
     enum CType { INT, LONG, SHORT, POINTER }

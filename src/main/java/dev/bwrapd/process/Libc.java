@@ -21,7 +21,7 @@ public final class Libc {
     public static final int O_CREAT = 0100, O_NOCTTY = 0400, O_TRUNC = 01000, O_APPEND = 02000, O_NONBLOCK = 04000, O_CLOEXEC = 02000000;
     public static final int O_DIRECTORY = isAarch64() ? 040000 : 0200000;
     public static final int O_NOFOLLOW = isAarch64() ? 0100000 : 0400000;
-    public static final int EINTR = 4, EAGAIN = 11, EIO = 5, ESRCH = 3, ENOENT = 2, ECHILD = 10, EEXIST = 17, ELOOP = 40, ENOTDIR = 20;
+    public static final int EINTR = 4, EAGAIN = 11, EIO = 5, ENOMEM = 12, EINVAL = 22, ESRCH = 3, ENOENT = 2, ECHILD = 10, EEXIST = 17, ELOOP = 40, ENOTDIR = 20;
     public static final short POSIX_SPAWN_SETSIGDEF = 0x04, POSIX_SPAWN_SETSIGMASK = 0x08, POSIX_SPAWN_SETSID = 0x80;
     public static final int PR_SET_CHILD_SUBREAPER = 36;
     public static final int WNOHANG = 1, WEXITED = 4, WNOWAIT = 0x01000000;
@@ -165,6 +165,8 @@ public final class Libc {
 
     private static final java.lang.invoke.VarHandle INT_AT =
             java.lang.invoke.MethodHandles.byteArrayViewVarHandle(int[].class, java.nio.ByteOrder.nativeOrder());
+    private static final java.lang.invoke.VarHandle LONG_AT =
+            java.lang.invoke.MethodHandles.byteArrayViewVarHandle(long[].class, java.nio.ByteOrder.nativeOrder());
     private static final java.lang.invoke.VarHandle SHORT_AT =
             java.lang.invoke.MethodHandles.byteArrayViewVarHandle(short[].class, java.nio.ByteOrder.nativeOrder());
 
@@ -235,6 +237,69 @@ public final class Libc {
         byte[] group = new byte[4];
         if (BINDING.ioctl(master, TIOCGPGRP, group) != 0) return 0;
         return (int) INT_AT.get(group, 0);
+    }
+
+    // ----- seccomp filters, built by libseccomp (loaded at run time) -----
+
+    /** Audit architecture tokens: every ABI an x86_64 kernel runs binaries as. */
+    public static final int AUDIT_ARCH_X86_64 = 0xc000003e, AUDIT_ARCH_I386 = 0x40000003, AUDIT_ARCH_X32 = 0x4000003e;
+    /** enum scmp_compare. */
+    public static final int SCMP_CMP_NE = 1, SCMP_CMP_LT = 2, SCMP_CMP_GT = 6, SCMP_CMP_MASKED_EQ = 7;
+    private static final int SCMP_ACT_ALLOW = 0x7fff0000, SCMP_ACT_ERRNO = 0x00050000, EEXIST_NEGATIVE = -17;
+
+    /** One comparison of a system call's argument {@code arg} (0-5): {@code op} as in libseccomp, with its operands. */
+    public record ArgCompare(int arg, int op, long a, long b) {}
+
+    /** Fail {@code syscall} with {@code errno} when every comparison holds (always, without any). */
+    public record SeccompRule(String syscall, int errno, List<ArgCompare> when) {}
+
+    private static volatile Boolean seccomp;
+
+    /** Whether libseccomp (libseccomp.so.2) can be loaded here; asked once. */
+    public static boolean seccompAvailable() {
+        Boolean known = seccomp;
+        if (known == null) seccomp = known = BINDING.seccompLoad();
+        return known;
+    }
+
+    /** Whether libseccomp knows a system call of this name, on any architecture. */
+    public static boolean isSyscall(String name) {
+        return seccompAvailable() && BINDING.seccompResolve(name) != -1;
+    }
+
+    /**
+     * Writes a BPF program to {@code fd} (what bwrap's --seccomp reads) that allows everything
+     * but {@code rules}, for x86_64, i386 and x32 binaries alike: libseccomp translates each call
+     * to every architecture's number.
+     */
+    public static void exportSeccompFilter(List<SeccompRule> rules, int fd) throws Error {
+        if (!seccompAvailable()) throw new Error("libseccomp", ENOENT);
+        long context = BINDING.seccompInit(SCMP_ACT_ALLOW);
+        if (context == 0) throw new Error("seccomp_init", ENOMEM);
+        try {
+            for (int arch : new int[] {AUDIT_ARCH_X86_64, AUDIT_ARCH_I386, AUDIT_ARCH_X32}) {
+                int rc = BINDING.seccompArchAdd(context, arch);
+                if (rc != 0 && rc != EEXIST_NEGATIVE) throw new Error("seccomp_arch_add", -rc); // the native one is there already
+            }
+            for (SeccompRule rule : rules) {
+                int syscall = BINDING.seccompResolve(rule.syscall());
+                if (syscall == -1) throw new Error("seccomp: unknown system call " + rule.syscall(), EINVAL);
+                byte[] comparisons = new byte[24 * rule.when().size()]; // struct scmp_arg_cmp: uint arg, enum op, u64 a, u64 b
+                for (int i = 0; i < rule.when().size(); i++) {
+                    ArgCompare c = rule.when().get(i);
+                    INT_AT.set(comparisons, 24 * i, c.arg());
+                    INT_AT.set(comparisons, 24 * i + 4, c.op());
+                    LONG_AT.set(comparisons, 24 * i + 8, c.a());
+                    LONG_AT.set(comparisons, 24 * i + 16, c.b());
+                }
+                int rc = BINDING.seccompRuleAdd(context, SCMP_ACT_ERRNO | (rule.errno() & 0xffff), syscall, rule.when().size(), comparisons);
+                if (rc != 0) throw new Error("seccomp_rule_add " + rule.syscall(), -rc);
+            }
+            int rc = BINDING.seccompExportBpf(context, fd);
+            if (rc != 0) throw new Error("seccomp_export_bpf", -rc);
+        } finally {
+            BINDING.seccompRelease(context);
+        }
     }
 
     /** kill(2): a negative pid is a process group. Returns 0, or -1 with errno. */

@@ -40,10 +40,13 @@ public final class BwrapdMethods {
     private final IntConsumer exit;
     private final Map<String, Object> limits;
     private final MemoryBudget budget;
+    /** The filter of runs that name none (bwrapd --seccomp), or null. */
+    private final RunSpec.Seccomp defaultSeccomp;
     private volatile boolean shutdownRequested;
 
     public BwrapdMethods(ObjectMapper json, Sandboxes sandboxes, SandboxRunner runner, CompletableFuture<HostCapabilities> host,
-                         String serverVersion, Map<String, Object> limits, MemoryBudget budget, IntConsumer exit) {
+                         String serverVersion, Map<String, Object> limits, MemoryBudget budget, RunSpec.Seccomp defaultSeccomp,
+                         IntConsumer exit) {
         this.json = json;
         this.sandboxes = sandboxes;
         this.runner = runner;
@@ -51,6 +54,7 @@ public final class BwrapdMethods {
         this.serverVersion = serverVersion;
         this.limits = limits;
         this.budget = budget;
+        this.defaultSeccomp = defaultSeccomp;
         this.exit = exit;
     }
 
@@ -92,6 +96,7 @@ public final class BwrapdMethods {
                 .put("jsonStatusFd", h.jsonStatusFd())
                 .put("childSubreaper", h.subreaper())
                 .put("linux32", h.linux32())
+                .put("seccomp", dev.bwrapd.process.Libc.seccompAvailable())
                 .put("framings", "ndjson,lsp");
         result.set("limits", json.valueToTree(limits));
         return result;
@@ -131,7 +136,7 @@ public final class BwrapdMethods {
      * racing the run to -32001, and a duplicate id is refused in arrival order too.
      */
     private void startRun(Call call) throws Exception {
-        RunSpec spec = RunParams.parse(call.params());
+        RunSpec spec = RunParams.parse(call.params(), defaultSeccomp);
         Sandbox sandbox = sandboxes.register(spec.sandboxId(), spec.command());
         try {
             call.onCancel(() -> sandbox.kill(Sandbox.Ending.CANCELLED));
@@ -147,7 +152,7 @@ public final class BwrapdMethods {
      * environment; descriptor 3 is bwrap's status pipe), without running anything.
      */
     private Object argv(Call call) throws Exception {
-        BwrapCommand.Invocation invocation = runner.invocation(RunParams.parse(call.params()));
+        BwrapCommand.Invocation invocation = runner.invocation(RunParams.parse(call.params(), defaultSeccomp));
         ObjectNode result = json.createObjectNode().put("executable", invocation.executable());
         ArrayNode argv = result.putArray("argv");
         invocation.argv().forEach(argv::add);

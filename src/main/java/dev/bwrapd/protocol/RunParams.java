@@ -23,7 +23,7 @@ import java.util.Map;
 public final class RunParams {
     static final String[] FIELDS = {"command", "root", "sandboxId", "cwd", "env", "network", "readOnlyRoot", "hostname",
             "uid", "gid", "inheritUid", "mounts", "devices", "devShm", "linux32", "stdin", "stdout", "stderr",
-            "captureLimitBytes", "timeoutMs", "killGraceMs", "interactive", "capabilities", "terminal"};
+            "captureLimitBytes", "timeoutMs", "killGraceMs", "interactive", "capabilities", "terminal", "seccomp"};
     static final String DEFAULT_TERM = "xterm-256color";
     /** bwrap (0.8) refuses ids above 2^31-1 ("Invalid uid"): refuse them here, with the field named. */
     private static final long MAX_ID = Integer.MAX_VALUE;
@@ -31,6 +31,11 @@ public final class RunParams {
     private RunParams() {}
 
     public static RunSpec parse(JsonNode json) throws RpcException {
+        return parse(json, null);
+    }
+
+    /** @param defaultSeccomp the filter of a run that does not name one (bwrapd --seccomp), or null */
+    public static RunSpec parse(JsonNode json, RunSpec.Seccomp defaultSeccomp) throws RpcException {
         Params p = Params.of(json, FIELDS);
         List<String> command = command(p);
         Path root = root(p);
@@ -68,7 +73,33 @@ public final class RunParams {
                 uid == null ? 0 : uid.intValue(), gid == null ? 0 : gid.intValue(), p.bool("inheritUid", false),
                 mounts(p), devices(p), p.bool("devShm", false), p.bool("linux32", false), stdin, stdout, stderr,
                 captureLimit == null ? 1 << 20 : captureLimit, timeout, grace == null ? 2000 : grace,
-                p.bool("interactive", false), capabilities(p), terminal);
+                p.bool("interactive", false), capabilities(p), terminal, seccomp(p, defaultSeccomp));
+    }
+
+    /** "none", "default", or {deny: [names], errno?: name}; whether the names are system calls is the host's to say. */
+    private static RunSpec.Seccomp seccomp(Params p, RunSpec.Seccomp fallback) throws RpcException {
+        if (!p.has("seccomp")) return fallback;
+        JsonNode value = p.raw("seccomp");
+        if (value.isTextual()) {
+            switch (value.textValue()) {
+                case "none": return null;
+                case "default": return RunSpec.Seccomp.DEFAULT;
+                default: throw Params.invalid("seccomp: must be \"none\", \"default\" or {\"deny\", \"errno\"}, not " + value);
+            }
+        }
+        Params s = p.object("seccomp", "deny", "errno");
+        JsonNode deny = s.raw("deny");
+        if (deny == null || !deny.isArray()) throw Params.invalid("seccomp.deny: required, an array of system call names");
+        List<String> names = new ArrayList<>();
+        for (int i = 0; i < deny.size(); i++) {
+            if (!deny.get(i).isTextual() || deny.get(i).textValue().isEmpty()) throw Params.invalid("seccomp.deny[" + i + "]: must be a system call name");
+            String name = Params.noNul("seccomp.deny[" + i + "]", deny.get(i).textValue());
+            if (!names.contains(name)) names.add(name);
+        }
+        String errno = s.string("errno", "EPERM");
+        Integer number = dev.bwrapd.sandbox.SeccompPolicy.ERRNOS.get(errno);
+        if (number == null) throw Params.invalid("seccomp.errno: must be one of " + new java.util.TreeSet<>(dev.bwrapd.sandbox.SeccompPolicy.ERRNOS.keySet()));
+        return new RunSpec.Seccomp(List.copyOf(names), number);
     }
 
     /** {@code terminal}: {rows, cols, term?}; sizes as the kernel's struct winsize holds them. */

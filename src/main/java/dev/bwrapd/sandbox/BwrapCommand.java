@@ -14,6 +14,11 @@ public final class BwrapCommand {
     /** bwrap writes its JSON status lines to this descriptor in the child. */
     public static final int STATUS_FD = 3;
 
+    /** bwrap reads the run's seccomp filter (BPF) from this descriptor: the one after the status pipe, if any. */
+    public static int seccompFd(HostCapabilities host) {
+        return host.jsonStatusFd() ? STATUS_FD + 1 : STATUS_FD;
+    }
+
     private BwrapCommand() {}
 
     /** The program to execute, its argv, and its environment. */
@@ -65,6 +70,12 @@ public final class BwrapCommand {
             // bwrap keeps every capability for root: start from none, add back the policy's (Capabilities).
             add(argv, "--cap-drop", "ALL");
             for (String cap : Capabilities.granted(sandboxUserIsRoot(spec, host), spec.capabilities())) add(argv, "--cap-add", cap);
+        }
+        if (spec.seccomp() != null) {
+            add(argv, "--seccomp", Integer.toString(seccompFd(host)));
+            // Belt and braces with the default filter's refusal of CLONE_NEWUSER: bwrap caps the sandbox's
+            // user namespaces at the one it made (bwrap needs --unshare-user for that).
+            if (spec.seccomp().isDefault() && host.userNamespaces()) argv.add("--disable-userns");
         }
         if (host.userNamespaces()) {
             argv.add("--unshare-user");

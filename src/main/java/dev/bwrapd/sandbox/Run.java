@@ -227,6 +227,11 @@ final class Run {
         int[] childFds = status == null
                 ? new int[] {childStdin, childStdout, childStderr}
                 : new int[] {childStdin, childStdout, childStderr, status[1]};
+        int filter = seccompFilter();
+        if (filter >= 0) {
+            childFds = Arrays.copyOf(childFds, childFds.length + 1);
+            childFds[BwrapCommand.seccompFd(host)] = filter;
+        }
         int[] wake = pipe();
         watch(WAKE, wake[0], Libc.POLLIN);
         sandbox.attachWake(wake[1]);
@@ -236,7 +241,7 @@ final class Run {
             throw new SandboxException.BwrapUnusable("cannot start bwrap: " + e.getMessage(), host.bwrapPath(), e.getMessage(), List.of());
         }
         sandbox.spawned(bwrap.pid());
-        closeOwned(childStdin, childStdout, childStderr);
+        closeOwned(childStdin, childStdout, childStderr, filter);
         if (status != null) {
             closeOwned(status[1]);
             watch(STATUS, status[0], Libc.POLLIN);
@@ -244,6 +249,18 @@ final class Run {
         int pidfd = reaper.pidfdOfChild(bwrap);
         if (pidfd >= 0) watch(BWRAP, own(pidfd), Libc.POLLIN);
         else bwrapEnded = true; // already reaped: its exit is in hand
+    }
+
+    /**
+     * The run's seccomp filter as bwrap reads it: a pipe holding the whole BPF program (at most
+     * the kernel's 4096 instructions, 32 KiB: it fits in the pipe, so writing it never blocks); -1 without a filter.
+     */
+    private int seccompFilter() throws Libc.Error {
+        if (spec.seccomp() == null) return -1;
+        int[] pipe = pipe();
+        Libc.exportSeccompFilter(SeccompPolicy.rules(spec.seccomp()), pipe[1]);
+        closeOwned(pipe[1]);
+        return pipe[0];
     }
 
     // ----- 5. follow the run -----

@@ -32,7 +32,8 @@ public record RunSpec(
         long killGraceMs,
         boolean interactive,
         List<String> capabilities,
-        Terminal terminal) {
+        Terminal terminal,
+        Seccomp seccomp) {
 
     public static final Path HOST_ROOT = Path.of("/");
     public static final String DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
@@ -60,6 +61,18 @@ public record RunSpec(
      * controlling terminal; {@code term} is TERM's value unless env sets it.
      */
     public record Terminal(int rows, int cols, String term) {}
+
+    /**
+     * A system-call filter: the default one ({@link SeccompPolicy}), or exactly {@code deny},
+     * failing with {@code errno}. A run without a filter has none (null).
+     */
+    public record Seccomp(List<String> deny, int errno) {
+        public static final Seccomp DEFAULT = new Seccomp(null, 0);
+
+        public boolean isDefault() {
+            return deny == null;
+        }
+    }
 
     /** Whether the client may send input while the command runs: a terminal, or stdin "stream". */
     public boolean takesInput() {

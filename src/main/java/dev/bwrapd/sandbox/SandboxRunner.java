@@ -75,6 +75,13 @@ public final class SandboxRunner {
                         + (h.privileged() ? " (bwrapd does not hold it)" : " (no user namespaces)"));
             }
         }
+        if (spec.seccomp() != null) {
+            if (!dev.bwrapd.process.Libc.seccompAvailable()) {
+                throw new SandboxException.Invalid("seccomp: this host has no libseccomp (libseccomp.so.2) to build a filter with; capabilities.seccomp is false");
+            }
+            String unknown = SeccompPolicy.unknownName(spec.seccomp());
+            if (unknown != null) throw new SandboxException.Invalid(unknown);
+        }
         return h;
     }
 

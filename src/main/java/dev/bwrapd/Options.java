@@ -5,7 +5,7 @@ import dev.bwrapd.jsonrpc.Framing;
 import java.util.Locale;
 
 /** The command line. */
-record Options(boolean help, boolean version, String bwrap, Framing framing, String logLevel, long maxMessageBytes,
+record Options(boolean help, boolean version, String bwrap, Framing framing, String logLevel, long maxMessageBytes, Long maxMemory,
                boolean seccompDefault) {
 
     static final long DEFAULT_MAX_MESSAGE_BYTES = 16L << 20;
@@ -21,6 +21,8 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
               --bwrap PATH               the bwrap to run (default: bwrap on PATH)
               --framing ndjson|lsp       force a framing instead of detecting it
               --max-message-bytes N      largest message accepted (default 16777216)
+              --max-memory BYTES         memory for what clients send and get (requests, stdin,
+                                         captured output, notifications; default: half the heap)
               --seccomp default|none     the system-call filter of runs that name none (default none)
               --log-level LEVEL          error, warn, info or debug (default warn)
               --version                  print the version and exit
@@ -32,6 +34,7 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
         String bwrap = null, logLevel = "warn";
         Framing framing = null;
         long maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
+        Long maxMemory = null;
         boolean seccompDefault = false;
         for (int i = 0; i < args.length; i++) {
             String arg = args[i];
@@ -48,11 +51,12 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
                 case "--framing" -> framing = Framing.parse(value != null ? value : next(args, ++i, arg));
                 case "--log-level" -> logLevel = level(value != null ? value : next(args, ++i, arg));
                 case "--max-message-bytes" -> maxMessageBytes = size(value != null ? value : next(args, ++i, arg));
+                case "--max-memory" -> maxMemory = memory(value != null ? value : next(args, ++i, arg));
                 case "--seccomp" -> seccompDefault = seccomp(value != null ? value : next(args, ++i, arg));
                 default -> throw new IllegalArgumentException("unknown option: " + args[i]);
             }
         }
-        return new Options(help, version, bwrap, framing, logLevel, maxMessageBytes, seccompDefault);
+        return new Options(help, version, bwrap, framing, logLevel, maxMessageBytes, maxMemory, seccompDefault);
     }
 
     private static boolean seccomp(String value) {
@@ -62,6 +66,19 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
             default -> throw new IllegalArgumentException("--seccomp takes default or none, not " + value);
         };
     }
+
+    private static long memory(String value) {
+        try {
+            long n = Long.parseLong(value);
+            if (n >= MIN_MEMORY) return n;
+        } catch (NumberFormatException ignored) {
+            // reported below
+        }
+        throw new IllegalArgumentException("--max-memory takes a number of bytes of at least " + MIN_MEMORY + ", not " + value);
+    }
+
+    /** Enough for one small request and its answer. */
+    static final long MIN_MEMORY = 1L << 20;
 
     private static String next(String[] args, int i, String option) {
         if (i >= args.length) throw new IllegalArgumentException(option + " needs a value");

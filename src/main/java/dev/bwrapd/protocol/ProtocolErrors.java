@@ -16,14 +16,13 @@ public final class ProtocolErrors {
     public static final int BWRAP_UNUSABLE = -32004;
     public static final int PATH_NOT_ALLOWED = -32005;
     public static final int SHUTTING_DOWN = -32006;
-    /** The request would take the server past its memory budget. */
-    public static final int OUT_OF_MEMORY = -32010;
 
     /** The error answer for a failure of a bwrapd method; null for what is not the protocol's (a bug: -32603). */
     public static RpcException toRpc(Throwable failure) {
         return switch (failure) {
             case RpcException e -> e;
             case SandboxException.Invalid e -> new RpcException(ErrorCodes.INVALID_PARAMS, e.getMessage());
+            case SandboxException.NotAllowed e -> new RpcException(PATH_NOT_ALLOWED, e.getMessage());
             case SandboxException.CommandNotFound e -> new RpcException(COMMAND_NOT_FOUND, e.getMessage(),
                     object().put("command", e.command).put("root", e.root));
             case SandboxException.BwrapUnusable e -> {

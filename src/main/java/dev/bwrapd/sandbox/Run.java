@@ -9,6 +9,7 @@ import dev.bwrapd.process.Signals;
 import dev.bwrapd.process.Spawner;
 
 import java.io.IOException;
+import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -35,10 +36,15 @@ import java.util.concurrent.CompletableFuture;
  */
 final class Run {
     private static final int CHUNK = 64 * 1024;
+    /** What a pipe that poll reported writable takes without blocking. */
+    private static final int PIPE_BUF = 4096;
     /** The first bytes of an output pipe are kept whatever it is for: bwrap writes its own message there. */
     private static final int HEAD = 4096;
-    /** Waiting for the init to fork the command, the loop looks this often. */
-    private static final int COMMAND_POLL_MS = 1;
+    /**
+     * Waiting for the init to fork the command, the loop looks after 1 ms, then twice as long each
+     * time up to this: a loaded machine stretches bwrap's setup, and each look costs CPU.
+     */
+    private static final int COMMAND_POLL_MAX_MS = 8;
     /** Only should the init hang in its setup does sandbox/started stop waiting for the command. */
     private static final long COMMAND_WAIT_NANOS = 60_000_000_000L;
 
@@ -62,11 +68,18 @@ final class Run {
     private int childStdin = -1, childStdout = -1, childStderr = -1;
     private final Output stdout;
     private final Output stderr;
+    /** The request's stdin bytes, produced as they are written; a chunk of them read but not yet all written. */
+    private InputStream stdinData;
+    private final byte[] stdinChunk = new byte[PIPE_BUF];
+    private int stdinFrom, stdinTo;
     /** What goes to the command's stdin pipe or terminal (STDIN slot), or null. */
     private Input input;
     /** The pseudo-terminal's master of a terminal run (both the STDOUT and the STDIN slot), or -1. */
     private int terminal = -1;
     private boolean leased;
+    /** The request's host paths, opened and checked once (root, mount sources, devices). */
+    private HostPaths paths;
+    private BwrapCommand.Places places;
 
     private Reaper.Child bwrap;
     private int initPid;
@@ -74,10 +87,12 @@ final class Run {
     private Integer exitCode;
     private boolean bwrapEnded, initEnded, awaitingCommand, announced;
     private long commandWaitEnds;
+    private int commandPollMs;
     private final StringBuilder statusText = new StringBuilder();
     private final byte[] chunk = new byte[CHUNK];
 
-    Run(SandboxRunner runner, RootLeases leases, Spawner spawner, Reaper reaper, RunSpec spec, Sandbox sandbox, RunListener listener) {
+    Run(SandboxRunner runner, RootLeases leases, Spawner spawner, Reaper reaper, Capture.Store captures, RunSpec spec,
+        Sandbox sandbox, RunListener listener) {
         this.runner = runner;
         this.leases = leases;
         this.spawner = spawner;
@@ -86,8 +101,8 @@ final class Run {
         this.sandbox = sandbox;
         this.listener = listener;
         this.stdout = new Output(spec.stdout(), spec.terminal() != null ? RunListener.Stream.TERMINAL : RunListener.Stream.STDOUT,
-                spec.captureLimitBytes());
-        this.stderr = new Output(spec.stderr(), RunListener.Stream.STDERR, spec.captureLimitBytes());
+                spec.captureLimitBytes(), captures);
+        this.stderr = new Output(spec.stderr(), RunListener.Stream.STDERR, spec.captureLimitBytes(), captures);
         Arrays.fill(fds, -1);
     }
 
@@ -97,6 +112,7 @@ final class Run {
         SandboxException failure = null;
         try {
             HostCapabilities host = resolve();
+            openHostPaths();
             openStdio();
             leaseRoot();
             spawn(host);
@@ -115,10 +131,16 @@ final class Run {
             sandbox.finished();
             for (int fd : owned) Libc.close(fd);
             owned.clear();
-            if (leased) leases.release(spec.root());
+            if (leased) leases.release(paths.root());
+            if (paths != null) paths.close();
         }
-        if (outcome != null) listener.finished(outcome);
-        else listener.failed(failure);
+        if (outcome != null) {
+            listener.finished(outcome);
+        } else {
+            stdout.discard(); // no answer will carry the captures
+            stderr.discard();
+            listener.failed(failure);
+        }
     }
 
     // ----- 1. resolve -----
@@ -135,7 +157,20 @@ final class Run {
         return host;
     }
 
-    // ----- 2. the command's files and pipes -----
+    // ----- 2. host paths, the command's files and pipes -----
+
+    /** Every host path of the request opened once and checked on its descriptor (HostPaths); bwrap gets the descriptors. */
+    private void openHostPaths() throws SandboxException {
+        try {
+            paths = HostPaths.open(spec);
+        } catch (HostPaths.Refused e) {
+            throw refused(e);
+        }
+    }
+
+    private static SandboxException refused(HostPaths.Refused e) {
+        return e.notAllowed ? new SandboxException.NotAllowed(e.getMessage()) : new SandboxException.Invalid(e.getMessage());
+    }
 
     private void openStdio() throws SandboxException, Libc.Error {
         if (spec.terminal() != null) {
@@ -145,11 +180,8 @@ final class Run {
         switch (spec.stdin()) {
             case RunSpec.Stdin.Null n -> childStdin = own(Libc.open("/dev/null", Libc.O_RDONLY, 0));
             case RunSpec.Stdin.File f -> childStdin = own(open("stdin.file", f.path(), Libc.O_RDONLY));
-            case RunSpec.Stdin.Bytes b -> {
-                input = new Input();
-                input.offer(b.data(), true, null);
-                childStdin = inputPipe();
-            }
+            case RunSpec.Stdin.Text t -> stdinFrom(t.open());
+            case RunSpec.Stdin.Base64 b -> stdinFrom(b.open());
             case RunSpec.Stdin.Stream s -> {
                 input = sandbox.input();
                 childStdin = inputPipe();
@@ -160,6 +192,13 @@ final class Run {
         boolean merged = spec.stderr() instanceof RunSpec.Output.IntoStdout;
         childStdout = outputFd(spec.stdout(), "stdout", STDOUT, !merged);
         childStderr = merged ? childStdout : outputFd(spec.stderr(), "stderr", STDERR, false);
+    }
+
+    private void stdinFrom(InputStream data) throws Libc.Error {
+        int[] pipe = pipe();
+        childStdin = pipe[0];
+        watch(STDIN, pipe[1], Libc.POLLOUT);
+        stdinData = data;
     }
 
     /** A pipe for the command's stdin: its read end; the write end is the STDIN slot, written as input comes. */
@@ -200,22 +239,29 @@ final class Run {
 
     private static int open(String field, String path, int flags) throws SandboxException {
         try {
-            return Libc.open(path, flags, 0644);
-        } catch (Libc.Error e) {
-            throw new SandboxException.Invalid(field + ": cannot open " + path + ": " + Libc.strerror(e.errno));
+            return HostPaths.openStdio(field, path, flags);
+        } catch (HostPaths.Refused e) {
+            throw refused(e);
         }
     }
 
     // ----- 3. the root -----
 
-    private void leaseRoot() throws SandboxException, InterruptedException {
-        if (spec.isHostRoot()) return;
+    /** Every destination with the root's links resolved as the sandbox sees them (MountPoints); cwd; the lease. */
+    private void leaseRoot() throws SandboxException, InterruptedException, Libc.Error {
+        places = BwrapCommand.Places.asGiven(spec);
+        if (paths.hostRoot()) return;
         try {
-            RootPaths.createDirectories(spec.root(), RootPaths.names(spec.cwd()).orElseThrow());
+            places = MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources());
+        } catch (HostPaths.Refused e) {
+            throw refused(e);
+        }
+        try {
+            RootPaths.createDirectories(paths.root(), RootPaths.names(spec.cwd()).orElseThrow());
         } catch (IOException e) {
             throw new SandboxException.Invalid("cwd: cannot create " + spec.cwd() + " in the root: " + e.getMessage());
         }
-        leases.acquire(spec.root(), RootPaths.physical(spec.root(), BwrapCommand.createdPaths(spec)));
+        leases.acquire(paths.root(), BwrapCommand.createdPaths(spec, places));
         leased = true;
     }
 
@@ -223,20 +269,19 @@ final class Run {
 
     private void spawn(HostCapabilities host) throws SandboxException, Libc.Error {
         int[] status = host.jsonStatusFd() ? pipe() : null;
-        BwrapCommand.Invocation invocation = BwrapCommand.of(spec, host);
-        int[] childFds = status == null
-                ? new int[] {childStdin, childStdout, childStderr}
-                : new int[] {childStdin, childStdout, childStderr, status[1]};
+        List<Integer> childFds = new ArrayList<>(List.of(childStdin, childStdout, childStderr));
+        if (status != null) childFds.add(status[1]);
         int filter = seccompFilter();
-        if (filter >= 0) {
-            childFds = Arrays.copyOf(childFds, childFds.length + 1);
-            childFds[BwrapCommand.seccompFd(host)] = filter;
-        }
+        if (filter >= 0) childFds.add(filter); // at BwrapCommand.seccompFd
+        // bwrap binds the descriptors bwrapd checked, numbered after stdio, the status pipe and the filter.
+        BwrapCommand.Invocation invocation = BwrapCommand.of(spec, host, paths.inChild(childFds.size()), places);
+        childFds.addAll(paths.descriptors());
         int[] wake = pipe();
         watch(WAKE, wake[0], Libc.POLLIN);
         sandbox.attachWake(wake[1]);
         try {
-            bwrap = spawner.spawn(new Spawner.Spec(invocation.executable(), invocation.argv(), invocation.environment(), childFds));
+            bwrap = spawner.spawn(new Spawner.Spec(invocation.executable(), invocation.argv(), invocation.environment(),
+                    childFds.stream().mapToInt(Integer::intValue).toArray()));
         } catch (Libc.Error e) {
             throw new SandboxException.BwrapUnusable("cannot start bwrap: " + e.getMessage(), host.bwrapPath(), e.getMessage(), List.of());
         }
@@ -273,9 +318,9 @@ final class Run {
             boolean outputOpen = fds[STATUS] >= 0 || fds[STDOUT] >= 0 || fds[STDERR] >= 0;
             if (!outputOpen && bwrapEnded && (initPid == 0 || initEnded)) break;
             if (bwrapEnded && (initPid == 0 || initEnded) && fds[STDIN] >= 0) { // nobody left to read it
-            closeSlot(STDIN);
-            input.close();
-        }
+                closeSlot(STDIN);
+                if (input != null) input.close();
+            }
 
             long now = System.nanoTime();
             if (now >= timeoutAt) {
@@ -290,14 +335,20 @@ final class Run {
             }
             long until = Math.min(timeoutAt, killAt);
             int timeoutMs = until == Long.MAX_VALUE ? -1 : (int) Math.min(Integer.MAX_VALUE, Math.max(1, (until - now + 999_999) / 1_000_000));
-            if (awaitingCommand) timeoutMs = timeoutMs < 0 ? COMMAND_POLL_MS : Math.min(timeoutMs, COMMAND_POLL_MS);
-            if (fds[STDIN] >= 0) events[STDIN] = input.pending() ? Libc.POLLOUT : 0; // errors and hang-ups come anyway
+            if (awaitingCommand) {
+                timeoutMs = timeoutMs < 0 ? commandPollMs : Math.min(timeoutMs, commandPollMs);
+                commandPollMs = Math.min(COMMAND_POLL_MAX_MS, 2 * commandPollMs);
+            }
+            if (fds[STDIN] >= 0 && input != null) events[STDIN] = input.pending() ? Libc.POLLOUT : 0; // errors and hang-ups come anyway
 
             if (Libc.poll(fds, events, revents, SLOTS, timeoutMs) == 0) continue;
             if (revents[STATUS] != 0) readStatus();
             if (revents[STDOUT] != 0) readOutput(STDOUT, stdout);
             if (revents[STDERR] != 0) readOutput(STDERR, stderr);
-            if (revents[STDIN] != 0) writeInput();
+            if (revents[STDIN] != 0) {
+                if (input != null) writeInput(); // stdin "stream", a terminal
+                else writeStdin(); // stdin text or base64
+            }
             if (revents[BWRAP] != 0) {
                 bwrapEnded = true;
                 fds[BWRAP] = -1; // closed with the rest at the end
@@ -340,6 +391,7 @@ final class Run {
             if (pidfd >= 0) watch(INIT, pidfd, Libc.POLLIN);
             else initEnded = true; // gone already: the reaper has its exit
             awaitingCommand = true;
+            commandPollMs = 1;
             commandWaitEnds = System.nanoTime() + COMMAND_WAIT_NANOS;
             checkCommand();
         }
@@ -368,13 +420,34 @@ final class Run {
             n = Libc.read(fds[slot], chunk, 0, CHUNK);
         } catch (Libc.Error e) {
             if (e.errno == Libc.EAGAIN) return; // the terminal's master is non-blocking
-            n = 0; // the pipe broke, or the terminal hung up (EIO): what was read so far stands
+            if (e.errno != Libc.EIO || terminal < 0) output.failed("cannot read the output: " + e.getMessage());
+            n = 0; // the pipe is broken, or the terminal hung up (EIO: its last user is gone)
         }
         if (n == 0) {
             closeSlot(slot);
             return;
         }
         output.accept(chunk, n);
+    }
+
+    /** At most PIPE_BUF bytes once poll says the pipe is writable: a blocking pipe takes them without blocking. */
+    private void writeStdin() {
+        boolean done = (revents[STDIN] & (Libc.POLLERR | Libc.POLLHUP)) != 0;
+        if (!done && (revents[STDIN] & Libc.POLLOUT) != 0) {
+            try {
+                if (stdinFrom == stdinTo) {
+                    stdinFrom = 0;
+                    stdinTo = Math.max(0, stdinData.readNBytes(stdinChunk, 0, stdinChunk.length));
+                }
+                if (stdinFrom == stdinTo) done = true; // all written
+                else stdinFrom += Libc.write(fds[STDIN], stdinChunk, stdinFrom, stdinTo - stdinFrom);
+            } catch (Libc.Error e) {
+                done = true; // the command closed its stdin early: not an error of the run
+            } catch (IOException e) {
+                done = true; // checked before the run started; cannot happen
+            }
+        }
+        if (done) closeSlot(STDIN);
     }
 
     /** Input to the STDIN slot, a piece at a time; the slot closes at the end of input or when the reader is gone. */
@@ -423,7 +496,7 @@ final class Run {
     private CleanupReport cleanup() {
         if (!leased) return CleanupReport.NOTHING;
         leased = false;
-        return leases.release(spec.root());
+        return leases.release(paths.root());
     }
 
     // ----- 8. outcome -----
@@ -469,7 +542,7 @@ final class Run {
         if (ending == Sandbox.Ending.CANCELLED) status = RunOutcome.Status.CANCELLED;
         RunOutcome.Usage used = new RunOutcome.Usage(usage.userCpuMicros(), usage.systemCpuMicros(), usage.maxRssKiB());
         return new RunOutcome(sandbox.id(), status, code, signal, setupError, System.nanoTime() - startNanos, used,
-                stdout.captured(), stderr.captured(), cleanup);
+                stdout.capture, stderr.capture, cleanup);
     }
 
     /** bwrap's own lines ("bwrap: ..."), from wherever stderr went. */
@@ -534,25 +607,20 @@ final class Run {
         }
     }
 
-    /** Where one output pipe's bytes go: kept up to the limit, streamed to the listener, or only its head kept. */
+    /** Where one output pipe's bytes go: into a capture, streamed to the listener, or only its head kept. */
     private final class Output {
         private final RunListener.Stream name;
-        private final boolean capture;
+        private final Capture capture;
         private final boolean stream;
-        private final long limit;
-        private byte[] kept = new byte[0];
-        private int keptLength;
-        private boolean truncated;
         private final byte[] head = new byte[HEAD];
         private int headLength;
         /** Streamed chunks that came before sandbox/started went out. */
         private List<byte[]> held;
 
-        Output(RunSpec.Output kind, RunListener.Stream name, long limit) {
+        Output(RunSpec.Output kind, RunListener.Stream name, long limit, Capture.Store captures) {
             this.name = name;
-            this.capture = kind instanceof RunSpec.Output.Capture;
+            this.capture = kind instanceof RunSpec.Output.Capture ? new Capture(limit, captures) : null;
             this.stream = kind instanceof RunSpec.Output.Stream;
-            this.limit = capture ? limit : 0;
         }
 
         void accept(byte[] data, int n) {
@@ -561,18 +629,7 @@ final class Run {
                 System.arraycopy(data, 0, head, headLength, take);
                 headLength += take;
             }
-            if (capture) {
-                int room = (int) Math.min(Integer.MAX_VALUE - 8, limit - keptLength);
-                int take = Math.min(n, Math.max(0, room));
-                if (take < n) truncated = true;
-                if (take > 0) {
-                    if (keptLength + take > kept.length) {
-                        kept = Arrays.copyOf(kept, (int) Math.min(room + (long) keptLength, Math.max(keptLength + take, 2L * kept.length + 4096)));
-                    }
-                    System.arraycopy(data, 0, kept, keptLength, take);
-                    keptLength += take;
-                }
-            }
+            if (capture != null) capture.append(data, 0, n); // never throws: the pipe keeps draining
             if (stream) {
                 if (announced) {
                     listener.output(sandbox, name, data, 0, n);
@@ -591,11 +648,18 @@ final class Run {
         }
 
         void ended() {
+            if (capture != null) capture.finish();
             if (stream) listener.outputEnded(sandbox, name);
         }
 
-        RunOutcome.Captured captured() {
-            return capture ? new RunOutcome.Captured(kept, keptLength, truncated) : null;
+        /** A pipe that broke: what was kept stands, marked incomplete. */
+        void failed(String why) {
+            if (capture != null) capture.fail(why);
+        }
+
+        /** Gives back the capture's memory and file when no outcome carries it. */
+        void discard() {
+            if (capture != null) capture.close();
         }
 
         String head() {

@@ -54,7 +54,7 @@ class OpenRpcDocumentTest {
 
     @Test
     void isAnOpenRpcDocument() {
-        assertEquals("1.2.6", doc.path("openrpc").asText());
+        assertEquals("1.3.2", doc.path("openrpc").asText());
         assertTrue(doc.path("info").isObject(), "info");
         assertEquals("bwrapd", doc.path("info").path("title").asText());
         assertTrue(doc.path("info").has("version"), "info.version");
@@ -109,7 +109,9 @@ class OpenRpcDocumentTest {
     void resultSchemasHaveExactlyTheRecordsFields() {
         assertRecordSchema(RunResult.class, "RunResult");
         assertRecordSchema(RunResult.Usage.class, "Usage");
-        assertRecordSchema(RunResult.Captured.class, "Captured");
+        JsonNode captured = doc.path("components").path("schemas").path("Captured");
+        assertEquals(CaptureSerializer.FIELDS, fieldNames(captured.path("properties")), "Captured.properties vs CaptureSerializer");
+        assertEquals(new TreeSet<>(CaptureSerializer.FIELDS), new TreeSet<>(texts(captured.path("required"))));
         assertRecordSchema(CleanupReport.class, "Cleanup");
         assertRecordSchema(CleanupReport.Failure.class, "CleanupFailure");
         assertEquals("#/components/schemas/RunResult", method("sandbox/run").path("result").path("schema").path("$ref").asText());

@@ -208,7 +208,11 @@ class TerminalIT {
         }
 
         private void take(Duration timeout) throws InterruptedException {
-            JsonNode n = bwrapd.nextNotification(timeout);
+            keep(bwrapd.nextNotification(timeout));
+        }
+
+        /** Keeps what a notification says this terminal printed. */
+        private void keep(JsonNode n) {
             if (n == null || !n.path("method").asText().equals("sandbox/output")) return;
             JsonNode p = n.get("params");
             if (!p.path("sandboxId").asText().equals(id)) return;
@@ -225,13 +229,7 @@ class TerminalIT {
         JsonNode result() throws Exception {
             JsonNode response = run.get(60, TimeUnit.SECONDS);
             JsonNode n;
-            while ((n = bwrapd.nextNotification(Duration.ZERO)) != null) {
-                if (n.path("method").asText().equals("sandbox/output") && n.at("/params/sandboxId").asText().equals(id)) {
-                    JsonNode p = n.get("params");
-                    seen.writeBytes(p.has("text") ? p.get("text").asText().getBytes(StandardCharsets.UTF_8)
-                            : Base64.getDecoder().decode(p.get("base64").asText()));
-                }
-            }
+            while ((n = bwrapd.nextNotification(Duration.ZERO)) != null) keep(n);
             assertTrue(response.has("result"), response::toString);
             return response.get("result");
         }

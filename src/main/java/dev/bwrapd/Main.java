@@ -22,6 +22,7 @@ import dev.bwrapd.protocol.ProtocolErrors;
 import dev.bwrapd.sandbox.Capture;
 import dev.bwrapd.sandbox.HostCapabilities;
 import dev.bwrapd.sandbox.HostProbe;
+import dev.bwrapd.sandbox.RunSpec;
 import dev.bwrapd.sandbox.SandboxRunner;
 import dev.bwrapd.sandbox.Sandboxes;
 import io.quarkus.runtime.QuarkusApplication;
@@ -117,7 +118,8 @@ public class Main implements QuarkusApplication {
         SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(),
                 captures);
         BwrapdMethods methods = new BwrapdMethods(json, sandboxes, runner, host,
-                Version.VERSION, limits, budget, code -> finishInBackground(sandboxes, server[0], code));
+                Version.VERSION, limits, budget, options.seccompDefault() ? RunSpec.Seccomp.DEFAULT : null,
+                code -> finishInBackground(sandboxes, server[0], code));
         // Handlers that block (shutdown, signals waiting for a command) get pool threads; runs have their own.
         ExecutorService handlers = Executors.newCachedThreadPool(Thread.ofPlatform().daemon().name("rpc-", 0).factory());
         server[0] = new Server(json, reader, writer, options.maxMessageBytes(), methods.handlers(), handlers, ProtocolErrors::toRpc, budget);

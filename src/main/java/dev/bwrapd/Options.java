@@ -5,7 +5,8 @@ import dev.bwrapd.jsonrpc.Framing;
 import java.util.Locale;
 
 /** The command line. */
-record Options(boolean help, boolean version, String bwrap, Framing framing, String logLevel, long maxMessageBytes, Long maxMemory) {
+record Options(boolean help, boolean version, String bwrap, Framing framing, String logLevel, long maxMessageBytes, Long maxMemory,
+               boolean seccompDefault) {
 
     static final long DEFAULT_MAX_MESSAGE_BYTES = 16L << 20;
 
@@ -22,6 +23,7 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
               --max-message-bytes N      largest message accepted (default 16777216)
               --max-memory BYTES         memory for what clients send and get (requests, stdin,
                                          captured output, notifications; default: half the heap)
+              --seccomp default|none     the system-call filter of runs that name none (default none)
               --log-level LEVEL          error, warn, info or debug (default warn)
               --version                  print the version and exit
               --help                     print this help and exit
@@ -33,6 +35,7 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
         Framing framing = null;
         long maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
         Long maxMemory = null;
+        boolean seccompDefault = false;
         for (int i = 0; i < args.length; i++) {
             String arg = args[i];
             String value = null;
@@ -49,10 +52,19 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
                 case "--log-level" -> logLevel = level(value != null ? value : next(args, ++i, arg));
                 case "--max-message-bytes" -> maxMessageBytes = size(value != null ? value : next(args, ++i, arg));
                 case "--max-memory" -> maxMemory = memory(value != null ? value : next(args, ++i, arg));
+                case "--seccomp" -> seccompDefault = seccomp(value != null ? value : next(args, ++i, arg));
                 default -> throw new IllegalArgumentException("unknown option: " + args[i]);
             }
         }
-        return new Options(help, version, bwrap, framing, logLevel, maxMessageBytes, maxMemory);
+        return new Options(help, version, bwrap, framing, logLevel, maxMessageBytes, maxMemory, seccompDefault);
+    }
+
+    private static boolean seccomp(String value) {
+        return switch (value) {
+            case "default" -> true;
+            case "none" -> false;
+            default -> throw new IllegalArgumentException("--seccomp takes default or none, not " + value);
+        };
     }
 
     private static long memory(String value) {

@@ -55,6 +55,7 @@ public final class SandboxRunner {
 
     /** Starts {@code spec} in {@code sandbox} on a run thread; the listener hears the rest. */
     public void start(RunSpec spec, Sandbox sandbox, RunListener listener) {
+        if (spec.takesInput()) sandbox.takeInput(spec.terminal()); // now: input may follow the request at once
         runThreads.execute(new Run(this, leases, spawner, reaper, captures, spec, sandbox, listener)::run);
     }
 
@@ -76,6 +77,13 @@ public final class SandboxRunner {
                 throw new SandboxException.Invalid("capabilities[" + i + "]: this host cannot grant " + name
                         + (h.privileged() ? " (bwrapd does not hold it)" : " (no user namespaces)"));
             }
+        }
+        if (spec.seccomp() != null) {
+            if (!dev.bwrapd.process.Libc.seccompAvailable()) {
+                throw new SandboxException.Invalid("seccomp: this host has no libseccomp (libseccomp.so.2) to build a filter with; capabilities.seccomp is false");
+            }
+            String unknown = SeccompPolicy.unknownName(spec.seccomp());
+            if (unknown != null) throw new SandboxException.Invalid(unknown);
         }
         return h;
     }

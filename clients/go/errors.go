@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// JSON-RPC error codes used by bwrapd (PROTOCOL.md section 2).
+// JSON-RPC error codes used by bwrapd (docs/protocol.md).
 const (
 	CodeParseError       = -32700
 	CodeInvalidRequest   = -32600

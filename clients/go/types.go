@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// RunRequest holds the params of sandbox/run (PROTOCOL.md section 4). Zero values
+// RunRequest holds the params of sandbox/run (docs/protocol.md). Zero values
 // and nil pointers are left out, so the server applies its defaults.
 type RunRequest struct {
 	// Command is the argv; Command[0] without "/" is looked up in the sandbox PATH.

@@ -10,7 +10,7 @@ import (
 	bwrapd "bwrapd.dev/client"
 )
 
-// The exact wire form of sandbox/run params (PROTOCOL.md section 4).
+// The exact wire form of sandbox/run params (docs/protocol.md).
 func TestRunRequestWireForm(t *testing.T) {
 	cases := []struct {
 		req  bwrapd.RunRequest

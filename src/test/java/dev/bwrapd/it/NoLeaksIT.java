@@ -24,7 +24,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * PROTOCOL.md section 7: no zombie and no stray process outlives its run, whether the helper is
+ * docs/protocol.md, processes: no zombie and no stray process outlives its run, whether the helper is
  * killed, loses its client, is shut down, or just runs many sandboxes. Each test has a helper of
  * its own, since most of them end it.
  */

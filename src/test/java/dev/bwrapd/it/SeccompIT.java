@@ -16,7 +16,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * The system-call filter (PROTOCOL.md section 9) with real bwrap: a static probe program, compiled
+ * The system-call filter (docs/protocol.md) with real bwrap: a static probe program, compiled
  * here with the host's gcc into the busybox root, tries what the filter refuses; each refusal is
  * checked against the same run without a filter, so that it is the filter that refused.
  */

@@ -22,7 +22,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 /**
  * Input while the command runs (stdin "stream", sandbox/input) and terminal sessions (terminal,
- * sandbox/resize), PROTOCOL.md section 10, driven like an editor's terminal would: a busybox
+ * sandbox/resize), docs/protocol.md, driven like an editor's terminal would: a busybox
  * shell on the pseudo-terminal, keystrokes in, what it prints out as "terminal" notifications.
  */
 class TerminalIT {

@@ -20,7 +20,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
-/** bwrap's argv for every field of a run (PROTOCOL.md section 4), without running anything. */
+/** bwrap's argv for every field of a run (docs/protocol.md, sandbox/run), without running anything. */
 class BwrapCommandTest {
     static final String BWRAP = "/opt/test/bin/bwrap";
     static final String LINUX32 = "/opt/test/bin/linux32";

@@ -47,6 +47,10 @@ export interface RunParams {
   interactive?: boolean;
   /** Linux capabilities ('CAP_NET_RAW', ...) beyond the server's default. */
   capabilities?: string[];
+  /** System-call filter: 'none', 'default', or a deny list (needs capabilities.seccomp). */
+  seccomp?: 'none' | 'default' | { deny: string[]; errno?: string };
+  /** Run on a new pseudo-terminal; its output arrives on the 'terminal' stream. */
+  terminal?: { rows: number; cols: number; term?: string };
 }
 
 export interface Usage {
@@ -116,6 +120,7 @@ export interface Capabilities {
   childSubreaper: boolean;
   linux32: boolean;
   framings: string;
+  seccomp: boolean;
 }
 
 export interface Limits {

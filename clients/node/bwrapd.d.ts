@@ -48,9 +48,22 @@ export interface RunParams {
   /** Linux capabilities ('CAP_NET_RAW', ...) beyond the server's default. */
   capabilities?: string[];
   /** System-call filter: 'none', 'default', or a deny list (needs capabilities.seccomp). */
-  seccomp?: 'none' | 'default' | { deny: string[]; errno?: string };
+  seccomp?: 'none' | 'default' | SeccompDeny;
   /** Run on a new pseudo-terminal; its output arrives on the 'terminal' stream. */
-  terminal?: { rows: number; cols: number; term?: string };
+  terminal?: Terminal;
+}
+
+/** Exactly these system calls fail, with errno (default 'EPERM'). */
+export interface SeccompDeny {
+  deny: string[];
+  errno?: string;
+}
+
+/** The size (and TERM, default 'xterm-256color') of a run's pseudo-terminal. */
+export interface Terminal {
+  rows: number;
+  cols: number;
+  term?: string;
 }
 
 export interface Usage {

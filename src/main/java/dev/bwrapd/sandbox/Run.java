@@ -7,6 +7,7 @@ import dev.bwrapd.process.Libc;
 import dev.bwrapd.process.Reaper;
 import dev.bwrapd.process.Signals;
 import dev.bwrapd.process.Spawner;
+import org.jboss.logging.Logger;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -35,6 +36,8 @@ import java.util.concurrent.CompletableFuture;
  * </ol>
  */
 final class Run {
+    private static final Logger LOG = Logger.getLogger(Run.class);
+
     private static final int CHUNK = 64 * 1024;
     /** What a pipe that poll reported writable takes without blocking. */
     private static final int PIPE_BUF = 4096;
@@ -127,6 +130,9 @@ final class Run {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             failure = new SandboxException.Failed("interrupted");
+        } catch (RuntimeException e) { // a bug must not leave the request unanswered
+            LOG.errorf(e, "sandbox %s: run failed", sandbox.id());
+            failure = new SandboxException.Failed("internal error: " + e);
         } finally {
             sandbox.finished();
             for (int fd : owned) Libc.close(fd);

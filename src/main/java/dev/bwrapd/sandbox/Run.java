@@ -413,7 +413,9 @@ final class Run {
         if (!sandbox.commandRunningOrGone() && System.nanoTime() < commandWaitEnds) return;
         awaitingCommand = false;
         sandbox.deliverQueued();
-        if (sandbox.state() != Sandbox.State.FINISHED && !initEnded) {
+        // Also when the init has ended already (a quick command, a failed setup): the run had
+        // its init, and the answer must not come without its sandbox/started before it.
+        if (sandbox.state() != Sandbox.State.FINISHED) {
             announced = true;
             listener.started(sandbox);
             flushHeldOutput();

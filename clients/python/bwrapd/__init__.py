@@ -10,8 +10,8 @@ bubblewrap sandboxes.
 
 from ._protocol import PROTOCOL_VERSION, RUN_OPTION_NAMES, default_helper_path
 from ._version import __version__
-from .aio import AsyncHelper, AsyncSandbox
-from .client import Helper, Sandbox
+from .aio import AsyncHelper, AsyncSandbox, AsyncSandboxInput, AsyncTerminal
+from .client import Helper, Sandbox, SandboxInput, Terminal
 from . import errors
 from .errors import *  # noqa: F401,F403 - exactly the names in errors.__all__
 from .types import (
@@ -44,6 +44,10 @@ __all__ = [
     "Sandbox",
     "AsyncHelper",
     "AsyncSandbox",
+    "Terminal",
+    "AsyncTerminal",
+    "SandboxInput",
+    "AsyncSandboxInput",
     "Mount",
     "StdinFile",
     "OutputFile",

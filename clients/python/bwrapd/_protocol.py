@@ -214,13 +214,15 @@ def _mount(value: Any) -> Dict[str, Any]:
 def _stdin(value: Any) -> Any:
     if value is None or value is subprocess.DEVNULL:
         return "null"
+    if value is subprocess.PIPE:
+        return "stream"  # written while it runs: Sandbox.stdin
     if isinstance(value, StdinFile):
         return {"file": _path("stdin file", value.path)}
     if isinstance(value, str):
         return {"text": value}
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
-    raise TypeError("stdin must be bytes, str, StdinFile(path) or None, not %s" % type(value).__name__)
+    raise TypeError("stdin must be bytes, str, StdinFile(path), subprocess.PIPE or None, not %s" % type(value).__name__)
 
 
 _OUTPUT_MODES = ("capture", "discard", "stream")
@@ -435,6 +437,62 @@ def terminate_params(sandbox_id: str, grace_ms: Optional[int]) -> Dict[str, Any]
     if grace_ms is not None:
         params["graceMs"] = _int("grace_ms", grace_ms)
     return params
+
+
+#: The most bytes (or characters) one ``sandbox/input`` carries: a long write
+#: goes in pieces, each answered before the next is sent, so that one piece at
+#: most waits in the server (docs/protocol.md, Flow control).
+INPUT_PIECE = 16 * 1024
+
+InputData = Union[bytes, bytearray, memoryview, str]
+
+
+def input_pieces(sandbox_id: str, data: InputData, eof: bool) -> List[Tuple[Dict[str, Any], int]]:
+    """The ``sandbox/input`` params that write ``data`` (str as UTF-8 text,
+    bytes as base64), each with its number of bytes; ``eof`` goes with the
+    last (alone when there are no bytes)."""
+    pieces: List[Tuple[Dict[str, Any], int]] = []
+    if isinstance(data, str):
+        for i in range(0, len(data), INPUT_PIECE):
+            text = data[i:i + INPUT_PIECE]
+            pieces.append(({"sandboxId": sandbox_id, "text": text}, len(text.encode("utf-8", "surrogatepass"))))
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        raw = bytes(data)
+        for i in range(0, len(raw), INPUT_PIECE):
+            chunk = raw[i:i + INPUT_PIECE]
+            pieces.append(({"sandboxId": sandbox_id, "base64": base64.b64encode(chunk).decode("ascii")}, len(chunk)))
+    else:
+        raise TypeError("input must be bytes or str, not %s" % type(data).__name__)
+    if eof:
+        if not pieces:
+            pieces.append(({"sandboxId": sandbox_id}, 0))
+        pieces[-1][0]["eof"] = True
+    return pieces
+
+
+def written(result: Any) -> int:
+    """The ``sandbox/input`` result: how many bytes went in."""
+    return int(result.get("written", 0)) if isinstance(result, dict) else 0
+
+
+def _size(name: str, value: Any) -> int:
+    if _int(name, value) < 1 or value > 65535:
+        raise ValueError("%s must be 1..65535, not %d" % (name, value))
+    return int(value)
+
+
+def resize_params(sandbox_id: str, rows: int, cols: int) -> Dict[str, Any]:
+    return {"sandboxId": sandbox_id, "rows": _size("rows", rows), "cols": _size("cols", cols)}
+
+
+def terminal_options(rows: int, cols: int, term: Optional[str], options: Dict[str, Any]) -> Dict[str, Any]:
+    """``open_terminal`` arguments -> the options of a run on a terminal of
+    that size (the terminal is its stdin, stdout and stderr)."""
+    for name in ("stdin", "stdout", "stderr", "terminal"):
+        if name in options:
+            raise TypeError("open_terminal() got %s: the terminal is the command's stdin, stdout and stderr" % name)
+    options["terminal"] = {"rows": _size("rows", rows), "cols": _size("cols", cols), "term": term}
+    return options
 
 
 def terminated_count(result: Any) -> int:

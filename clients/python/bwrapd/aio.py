@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # PEP 692 keyword types; nothing of it is needed at run time
 
     from .types import RunOptions
 
-__all__ = ["AsyncHelper", "AsyncSandbox"]
+__all__ = ["AsyncHelper", "AsyncSandbox", "AsyncSandboxInput", "AsyncTerminal"]
 
 log = logging.getLogger("bwrapd")
 
@@ -64,6 +64,8 @@ class AsyncSandbox(P.SandboxBase):
         self._future.add_done_callback(_retrieve)
         self._started = asyncio.Event()
         self._queue: "Optional[asyncio.Queue[Any]]" = None if on_output else asyncio.Queue()
+        #: The command's stdin when the run was started with ``stdin=subprocess.PIPE``, else None.
+        self.stdin = AsyncSandboxInput(helper, self.sandbox_id) if plan.params.get("stdin") == "stream" else None
 
     async def wait(self, timeout: Optional[float] = None, check: Optional[bool] = None) -> RunResult:
         """Wait for the result; see :meth:`bwrapd.Sandbox.wait`."""
@@ -139,6 +141,65 @@ class AsyncSandbox(P.SandboxBase):
             await asyncio.shield(self._future)
         except Exception:
             pass
+
+
+class AsyncSandboxInput:
+    """The asyncio twin of :class:`bwrapd.SandboxInput`: ``await
+    sandbox.stdin.write(data)``, ``await sandbox.stdin.close()``."""
+
+    def __init__(self, helper: "AsyncHelper", sandbox_id: str) -> None:
+        self._helper = helper
+        self._sandbox_id = sandbox_id
+        self.closed = False
+
+    async def write(self, data: P.InputData) -> int:
+        """See :meth:`bwrapd.SandboxInput.write`."""
+        if self.closed:
+            raise ValueError("write to the closed stdin of sandbox %s" % self._sandbox_id)
+        try:
+            return await self._helper.input(self._sandbox_id, data)
+        except NoSuchSandbox:
+            return 0  # the run is over
+
+    async def close(self) -> None:
+        """See :meth:`bwrapd.SandboxInput.close`."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self._helper.input(self._sandbox_id, b"", eof=True)
+        except NoSuchSandbox:
+            pass
+
+
+class AsyncTerminal(AsyncSandbox):
+    """The asyncio twin of :class:`bwrapd.Terminal`, returned by
+    :meth:`AsyncHelper.open_terminal`: ``await write()``, ``await resize()``,
+    ``async for chunk in terminal``, ``await wait()``."""
+
+    _kind = "AsyncTerminal"
+
+    async def write(self, data: P.InputData) -> int:
+        """See :meth:`bwrapd.Terminal.write`."""
+        try:
+            return await self._helper.input(self.sandbox_id, data)
+        except NoSuchSandbox:
+            return 0  # the run is over
+
+    async def resize(self, rows: int, cols: int) -> bool:
+        """See :meth:`bwrapd.Terminal.resize`."""
+        try:
+            return await self._helper.resize(self.sandbox_id, rows, cols)
+        except NoSuchSandbox:
+            return False  # the run is over
+
+    async def chunks(self, timeout: Optional[float] = None) -> AsyncIterator[bytes]:
+        """See :meth:`bwrapd.Terminal.chunks`."""
+        async for _, chunk in self.output(timeout):
+            yield chunk
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.chunks()
 
 
 class AsyncHelper:
@@ -432,6 +493,41 @@ class AsyncHelper:
             except Exception:
                 pass
             raise
+
+    async def open_terminal(
+        self,
+        command: Sequence[StrPath],
+        *,
+        rows: int = 24,
+        cols: int = 80,
+        term: Optional[str] = None,
+        root: Optional[StrPath] = None,
+        timeout: Optional[float] = None,
+        sandbox_id: Optional[str] = None,
+        on_output: Optional[P.OutputCallback] = None,
+        check: bool = False,
+        **options: "Unpack[RunOptions]",
+    ) -> AsyncTerminal:
+        """See :meth:`bwrapd.Helper.open_terminal`."""
+        run_options = P.terminal_options(rows, cols, term, dict(options))
+        plan = P.prepare_run(command, root, sandbox_id, timeout, run_options, "open_terminal")
+        terminal = AsyncTerminal(self, plan, check, on_output)
+        await self._submit("sandbox/run", plan.params, terminal)
+        return terminal
+
+    async def input(self, sandbox_id: str, data: P.InputData, eof: bool = False) -> int:
+        """See :meth:`bwrapd.Helper.input`."""
+        total = 0
+        for params, size in P.input_pieces(sandbox_id, data, eof):
+            went_in = P.written(await self.call("sandbox/input", params))
+            total += went_in
+            if went_in < size:
+                break
+        return total
+
+    async def resize(self, sandbox_id: str, rows: int, cols: int) -> bool:
+        """See :meth:`bwrapd.Helper.resize`."""
+        return P.delivered(await self.call("sandbox/resize", P.resize_params(sandbox_id, rows, cols)))
 
     async def signal(self, sandbox_id: str, sig: P.SignalLike) -> bool:
         """See :meth:`bwrapd.Helper.signal`."""

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # PEP 692 keyword types; nothing of it is needed at run time
 
     from .types import RunOptions
 
-__all__ = ["Helper", "Sandbox"]
+__all__ = ["Helper", "Sandbox", "SandboxInput", "Terminal"]
 
 log = logging.getLogger("bwrapd")
 
@@ -68,6 +68,8 @@ class Sandbox(P.SandboxBase):
         self._future: "Future[RunResult]" = Future()
         self._started = threading.Event()
         self._queue: "Optional[queue.SimpleQueue[Any]]" = None if on_output else queue.SimpleQueue()
+        #: The command's stdin when the run was started with ``stdin=subprocess.PIPE``, else None.
+        self.stdin = SandboxInput(helper, self.sandbox_id) if plan.params.get("stdin") == "stream" else None
 
     # -- state
 
@@ -177,6 +179,80 @@ class Sandbox(P.SandboxBase):
             self._future.result()
         except BaseException:
             pass
+
+
+class SandboxInput:
+    """The standard input of a run started with ``stdin=subprocess.PIPE``
+    (``"stream"``): what is written goes to the command's pipe through
+    ``sandbox/input``; :meth:`close` ends it (``eof``)."""
+
+    def __init__(self, helper: "Helper", sandbox_id: str) -> None:
+        self._helper = helper
+        self._sandbox_id = sandbox_id
+        self.closed = False
+
+    def write(self, data: P.InputData) -> int:
+        """Send ``data`` (str as UTF-8) and wait until the command has taken
+        it; the number of bytes that went in, fewer when the command closed
+        its stdin or ended first."""
+        if self.closed:
+            raise ValueError("write to the closed stdin of sandbox %s" % self._sandbox_id)
+        try:
+            return self._helper.input(self._sandbox_id, data)
+        except NoSuchSandbox:
+            return 0  # the run is over
+
+    def close(self) -> None:
+        """Close the pipe: the command reads end of file. Again: nothing."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._helper.input(self._sandbox_id, b"", eof=True)
+        except NoSuchSandbox:
+            pass  # the run is over: nothing left to close
+
+    def __enter__(self) -> "SandboxInput":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Terminal(Sandbox):
+    """A run on a pseudo-terminal, returned by :meth:`Helper.open_terminal`:
+    :meth:`write` types into it, iterating over it yields what the command
+    prints (bytes, as a terminal emulator gets them), :meth:`resize` changes
+    its size, and :meth:`wait` returns the :class:`RunResult` (its ``stdout``
+    and ``stderr`` are None). ``signal``, ``suspend``, ``resume`` and a
+    grace-period ``terminate`` reach the terminal's foreground job."""
+
+    _kind = "Terminal"
+
+    def write(self, data: P.InputData) -> int:
+        """Type ``data`` (``"\\x03"`` is Ctrl-C, ``"\\x04"`` ends a line-mode
+        read); the number of bytes that went in (fewer once the run ended)."""
+        try:
+            return self._helper.input(self.sandbox_id, data)
+        except NoSuchSandbox:
+            return 0  # the run is over
+
+    def resize(self, rows: int, cols: int) -> bool:
+        """Set the terminal's size (the foreground job gets SIGWINCH); False
+        once the run has ended."""
+        try:
+            return self._helper.resize(self.sandbox_id, rows, cols)
+        except NoSuchSandbox:
+            return False  # the run is over
+
+    def chunks(self, timeout: Optional[float] = None) -> Iterator[bytes]:
+        """What the command prints, chunk by chunk, until the run ends;
+        ``timeout`` bounds the wait for each chunk (:class:`WaitTimeout`)."""
+        for _, chunk in self.output(timeout):
+            yield chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.chunks()
 
 
 class Helper:
@@ -474,6 +550,48 @@ class Helper:
             except Exception:
                 pass
             raise
+
+    def open_terminal(
+        self,
+        command: Sequence[StrPath],
+        *,
+        rows: int = 24,
+        cols: int = 80,
+        term: Optional[str] = None,
+        root: Optional[StrPath] = None,
+        timeout: Optional[float] = None,
+        sandbox_id: Optional[str] = None,
+        on_output: Optional[P.OutputCallback] = None,
+        check: bool = False,
+        **options: "Unpack[RunOptions]",
+    ) -> Terminal:
+        """Start ``command`` on a new pseudo-terminal of ``rows`` x ``cols``
+        (``TERM`` is ``term``, default ``xterm-256color``) and return its
+        :class:`Terminal` at once. Options as for :meth:`start`, except
+        ``stdin``, ``stdout`` and ``stderr`` (the terminal is all three);
+        ``on_output(stream, data)`` takes the place of iterating."""
+        run_options = P.terminal_options(rows, cols, term, dict(options))
+        plan = P.prepare_run(command, root, sandbox_id, timeout, run_options, "open_terminal")
+        terminal = Terminal(self, plan, check, on_output)
+        self._submit("sandbox/run", plan.params, terminal)
+        return terminal
+
+    def input(self, sandbox_id: str, data: P.InputData, eof: bool = False) -> int:
+        """``sandbox/input``: write ``data`` (str as UTF-8) to a run's stdin
+        stream or terminal, in pieces each answered before the next; with
+        ``eof`` close the stdin stream after it. The number of bytes that went
+        in: fewer when the pipe closed (the command ended) first."""
+        total = 0
+        for params, size in P.input_pieces(sandbox_id, data, eof):
+            went_in = P.written(self.call("sandbox/input", params))
+            total += went_in
+            if went_in < size:
+                break
+        return total
+
+    def resize(self, sandbox_id: str, rows: int, cols: int) -> bool:
+        """``sandbox/resize``: set a terminal run's size; False once it ended."""
+        return P.delivered(self.call("sandbox/resize", P.resize_params(sandbox_id, rows, cols)))
 
     def signal(self, sandbox_id: str, sig: P.SignalLike) -> bool:
         """Send ``sig`` (``"SIGTERM"``, ``signal.SIGINT``, 2...) to the process

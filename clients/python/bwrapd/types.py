@@ -466,7 +466,8 @@ class RunOptions(TypedDict, total=False):
     devices: Optional[Sequence[StrPath]]
     dev_shm: Optional[bool]
     linux32: Optional[bool]
-    #: bytes or str (written to the command), a host file, None or subprocess.DEVNULL
+    #: bytes or str (written to the command), a host file, None or subprocess.DEVNULL,
+    #: or subprocess.PIPE: written while the command runs (``Sandbox.stdin``)
     stdin: Union[bytes, str, StdinFile, int, None]
     #: "capture", "discard", "stream", OutputFile(path), a writable file object
     #: (streamed into it), subprocess.PIPE/DEVNULL

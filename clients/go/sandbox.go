@@ -22,6 +22,7 @@ type Sandbox struct {
 	writers   map[string]io.Writer // streamed outputs that go to an io.Writer
 	check     bool                 // RunRequest.Check
 	writeErr  error                // the first error of a writer
+	terminal  *terminalOutput      // what a terminal printed, for TerminalSession.Read; nil for other runs
 
 	pid         atomic.Int64
 	started     chan struct{}
@@ -71,6 +72,11 @@ func (h *Helper) Run(ctx context.Context, req RunRequest) (*Result, error) {
 // false) the server never announces a start: Start returns as soon as the request is
 // sent, PID stays 0, and errors come from Wait. The sandbox can be terminated at once.
 func (h *Helper) Start(ctx context.Context, req RunRequest) (*Sandbox, error) {
+	return h.start(ctx, req, nil)
+}
+
+// start is Start, with a terminal's output kept for TerminalSession.Read when terminal is not nil.
+func (h *Helper) start(ctx context.Context, req RunRequest, terminal *terminalOutput) (*Sandbox, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -81,8 +87,9 @@ func (h *Helper) Start(ctx context.Context, req RunRequest) (*Sandbox, error) {
 		h:        h,
 		id:       req.SandboxID,
 		onOutput: req.OnOutput,
-		writers:  streamWriters(req),
+		writers:  streamWriters(req, terminal),
 		check:    req.Check,
+		terminal: terminal,
 		started:  make(chan struct{}),
 		done:     make(chan struct{}),
 		qsig:     make(chan struct{}, 1),
@@ -199,6 +206,9 @@ func (s *Sandbox) deliver() {
 				continue
 			}
 			s.complete(ev)
+			if s.terminal != nil {
+				s.terminal.end()
+			}
 			return
 		}
 	}
@@ -249,10 +259,13 @@ func (s *Sandbox) complete(ev event) {
 	close(s.done)
 }
 
-// streamWriters are the io.Writers of the outputs req streams to one (see StreamTo).
-// Standard error merged into standard output arrives as "stdout".
-func streamWriters(req RunRequest) map[string]io.Writer {
+// streamWriters are the io.Writers of the outputs req streams to one (see StreamTo),
+// and the terminal's. Standard error merged into standard output arrives as "stdout".
+func streamWriters(req RunRequest, terminal *terminalOutput) map[string]io.Writer {
 	writers := map[string]io.Writer{}
+	if terminal != nil {
+		writers["terminal"] = terminal
+	}
 	if req.Stdout != nil && req.Stdout.w != nil {
 		writers["stdout"] = req.Stdout.w
 	}

@@ -54,7 +54,7 @@ type RunRequest struct {
 	TimeoutMs *int64 `json:"timeoutMs,omitempty"`
 	// KillGraceMs (server default 2000).
 	KillGraceMs *int64 `json:"killGraceMs,omitempty"`
-	// Interactive is reserved by the protocol for terminal sessions.
+	// Interactive gives the sandbox a complete /dev (a terminal is asked for with Terminal).
 	Interactive bool `json:"interactive,omitempty"`
 	// Capabilities are Linux capabilities ("CAP_NET_RAW", ...) the sandbox gets beyond
 	// the server's default; nil sends nothing. Needs a server that has the parameter.
@@ -63,7 +63,8 @@ type RunRequest struct {
 	// nil leaves the server's default. Needs Capabilities.Seccomp.
 	Seccomp *Seccomp `json:"seccomp,omitempty"`
 	// Terminal runs the command on a new pseudo-terminal (Stdin, Stdout and Stderr must be
-	// nil); what it prints arrives on the "terminal" stream.
+	// nil); what it prints arrives on the "terminal" stream. Helper.OpenTerminal sets it and
+	// returns a TerminalSession to type into and read from.
 	Terminal *Terminal `json:"terminal,omitempty"`
 
 	// Check makes a command that did not exit with code 0 an error: Run and Wait then
@@ -108,9 +109,9 @@ func Ptr[T any](v T) *T { return &v }
 func Millis(d time.Duration) *int64 { ms := d.Milliseconds(); return &ms }
 
 // Stdin is the command's standard input. Build one with StdinNull, StdinText,
-// StdinBytes or StdinFile.
+// StdinBytes, StdinFile or StdinStream.
 type Stdin struct {
-	kind int // 0 null, 1 text, 2 bytes, 3 file
+	kind int // 0 null, 1 text, 2 bytes, 3 file, 4 stream
 	text string
 	data []byte
 }
@@ -127,6 +128,9 @@ func StdinBytes(b []byte) *Stdin { return &Stdin{kind: 2, data: b} }
 // StdinFile feeds the host file at path to the command.
 func StdinFile(path string) *Stdin { return &Stdin{kind: 3, text: path} }
 
+// StdinStream feeds the command what is written to Sandbox.Stdin() while it runs.
+func StdinStream() *Stdin { return &Stdin{kind: 4} }
+
 func (s Stdin) MarshalJSON() ([]byte, error) {
 	switch s.kind {
 	case 1:
@@ -135,6 +139,8 @@ func (s Stdin) MarshalJSON() ([]byte, error) {
 		return json.Marshal(map[string]string{"base64": base64.StdEncoding.EncodeToString(s.data)})
 	case 3:
 		return json.Marshal(map[string]string{"file": s.text})
+	case 4:
+		return []byte(`"stream"`), nil
 	default:
 		return []byte(`"null"`), nil
 	}

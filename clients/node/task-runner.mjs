@@ -4,10 +4,13 @@
 // their output streamed, and reports each run's lines as $/progress-style messages.
 //
 //   node task-runner.mjs [--helper PATH] [--root DIR] [--cwd DIR] [--timeout MS] -- COMMAND [ARG...]
+//   node task-runner.mjs --terminal [--root DIR] [-- COMMAND [ARG...]]   (default: sh)
 //
 // The helper is --helper, else $BWRAPD, else bwrapd on PATH (never anything else).
 // This is the pattern to copy: one handler per notification routing by sandboxId,
-// every pending run rejected when the helper dies, arguments checked.
+// every pending run rejected when the helper dies, arguments checked; and with
+// --terminal, an integrated terminal: the command on a pseudo-terminal in the sandbox,
+// wired to the terminal this program runs in (runInTerminal).
 import { spawn } from 'node:child_process';
 import { accessSync, constants, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -61,6 +64,7 @@ class HelperExitedError extends Error {
 }
 
 let taskCounter = 0;
+const newSandboxId = () => `node-${process.pid}-${++taskCounter}`;
 
 /**
  * Spawns bwrapd (in a process group of its own, so a terminal's Ctrl-C reaches only
@@ -137,7 +141,7 @@ export async function startBwrapd({ command, args = [], onStderr } = {}) {
    */
   async function runTask(params, { onOutput, onStarted, onProgress, token } = {}) {
     if (dead) throw dead;
-    const sandboxId = params.sandboxId ?? `node-${process.pid}-${++taskCounter}`;
+    const sandboxId = params.sandboxId ?? newSandboxId();
     if (tasks.has(sandboxId)) throw new Error(`sandboxId ${sandboxId} is already running in this client`);
     const progress = onProgress && lineProgress(params.command.join(' '), onProgress);
     let fail;
@@ -151,7 +155,8 @@ export async function startBwrapd({ command, args = [], onStderr } = {}) {
       fail,
     });
     try {
-      const runParams = { stdout: 'stream', stderr: 'stream', ...params, sandboxId };
+      // A terminal is the command's stdin, stdout and stderr: nothing to stream besides it.
+      const runParams = params.terminal ? { ...params, sandboxId } : { stdout: 'stream', stderr: 'stream', ...params, sandboxId };
       // Pass the token only when there is one: a trailing undefined would be taken as a
       // second positional parameter, and params sent as an array.
       const request = token
@@ -188,6 +193,38 @@ export async function startBwrapd({ command, args = [], onStderr } = {}) {
 }
 
 /**
+ * Runs params.command on a pseudo-terminal in a sandbox, wired to a local terminal the
+ * way an editor wires its integrated terminal: `input` in raw mode, so that every
+ * keystroke (Ctrl-C too) goes to the sandbox as typed (sandbox/input); the local window
+ * size, and each change of it ('resize', the local SIGWINCH), to the sandbox's terminal
+ * (sandbox/resize); what the command prints to `output`. The local terminal is
+ * restored at the end. Resolves with the run's result.
+ * @param {RunParams} params
+ * @returns {Promise<RunResult>}
+ */
+export async function runInTerminal(bwrapd, params, { input = process.stdin, output = process.stdout } = {}) {
+  const sandboxId = params.sandboxId ?? newSandboxId();
+  const size = () => ({ rows: output.rows || 24, cols: output.columns || 80 });
+  // Keystrokes and sizes race with the run's end: an answer that it is over is no error.
+  const send = (method, p) => bwrapd.connection.sendRequest(method, { sandboxId, ...p }).catch(() => {});
+  const onKeys = (data) => send('sandbox/input', { base64: data.toString('base64') });
+  const onResize = () => send('sandbox/resize', size());
+  const run = bwrapd.runTask({ ...params, sandboxId, terminal: { ...size(), term: process.env.TERM || undefined } },
+    { onOutput: (_, data) => output.write(data) });
+  input.setRawMode?.(true); // only a terminal has it; from a pipe the bytes go as they come
+  input.on('data', onKeys);
+  output.on('resize', onResize);
+  try {
+    return await run;
+  } finally {
+    output.off('resize', onResize);
+    input.off('data', onKeys);
+    input.setRawMode?.(false);
+    input.pause();
+  }
+}
+
+/**
  * Turns streamed output into work-done progress the way an editor shows a long
  * task: {kind: 'begin', title}, then {kind: 'report', message} for each complete
  * line (a line split across chunks is reported once whole), then {kind: 'end'}.
@@ -216,17 +253,17 @@ export function lineProgress(title, report) {
   };
 }
 
-const USAGE = 'usage: task-runner.mjs [--helper PATH] [--root DIR] [--cwd DIR] [--timeout MS] [--progress] -- COMMAND [ARG...]';
+const USAGE = 'usage: task-runner.mjs [--helper PATH] [--root DIR] [--cwd DIR] [--timeout MS] [--progress | --terminal] -- COMMAND [ARG...]';
 
-/** The command line as { helper, progress, params }; throws a usage error for bad arguments. */
+/** The command line as { helper, progress, terminal, params }; throws a usage error for bad arguments. */
 export function parseArgs(argv) {
   const params = { root: '/' };
-  const options = { helper: undefined, progress: false, params };
+  const options = { helper: undefined, progress: false, terminal: false, params };
   let i = 0;
   for (; i < argv.length && argv[i] !== '--'; i++) {
     const flag = argv[i];
-    if (flag === '--progress') {
-      options.progress = true;
+    if (flag === '--progress' || flag === '--terminal') {
+      options[flag.slice(2)] = true;
       continue;
     }
     if (!['--helper', '--root', '--cwd', '--timeout'].includes(flag)) throw new Error(`unknown option ${flag}`);
@@ -240,7 +277,9 @@ export function parseArgs(argv) {
     } else params.timeoutMs = Number(value);
   }
   params.command = argv.slice(i + 1);
+  if (params.command.length === 0 && options.terminal) params.command = ['sh'];
   if (params.command.length === 0) throw new Error('no command given');
+  if (options.progress && options.terminal) throw new Error('--progress and --terminal do not go together');
   return options;
 }
 
@@ -253,6 +292,17 @@ async function main(argv) {
     return 2;
   }
   const bwrapd = await startBwrapd({ command: options.helper, onStderr: (s) => process.stderr.write(s) });
+  if (options.terminal) {
+    try {
+      const result = await runInTerminal(bwrapd, options.params);
+      return result.status === 'exited' ? result.exitCode : 1; // the shell's exit status
+    } catch (err) {
+      console.error(`[terminal failed: ${err.message}]`);
+      return 1;
+    } finally {
+      await bwrapd.close();
+    }
+  }
   // Ctrl-C cancels the task: the helper terminates the sandbox and answers -32800.
   const cancel = new CancellationTokenSource();
   process.on('SIGINT', () => cancel.cancel());

@@ -148,6 +148,7 @@ func TestWireTypesHaveEveryFieldOfTheOpenRPCDocument(t *testing.T) {
 		{"Capabilities", Capabilities{}, doc.schema(t, "Capabilities")},
 		{"Limits", Limits{}, doc.schema(t, "Limits")},
 		{"sandbox/argv result", ArgvResult{}, doc.result(t, "sandbox/argv")},
+		{"sandbox/input result", inputResult{}, doc.result(t, "sandbox/input")},
 		{"RunParams", RunRequest{}, doc.schema(t, "RunParams")},
 		{"Mount", Mount{}, doc.schema(t, "Mount")},
 	} {

@@ -13,11 +13,16 @@ import (
 // (docs/protocol.md, Flow control).
 const inputPiece = 16 * 1024
 
-// inputParams are the params of sandbox/input.
+// inputParams are the params of sandbox/input (bytes always as base64).
 type inputParams struct {
 	SandboxID string `json:"sandboxId"`
 	Base64    string `json:"base64,omitempty"`
 	EOF       bool   `json:"eof,omitempty"`
+}
+
+// inputResult is the answer to sandbox/input.
+type inputResult struct {
+	Written int `json:"written"`
 }
 
 // Input writes data to the stdin stream or the terminal of a run (sandbox/input), in
@@ -37,9 +42,7 @@ func (h *Helper) Input(ctx context.Context, sandboxID string, data []byte, eof b
 			return total, nil
 		}
 		params := inputParams{SandboxID: sandboxID, Base64: base64.StdEncoding.EncodeToString(piece), EOF: last && eof}
-		var res struct {
-			Written int `json:"written"`
-		}
+		var res inputResult
 		if err := h.Call(ctx, "sandbox/input", params, &res); err != nil {
 			return total, err
 		}

@@ -12,7 +12,8 @@ export interface Mount {
   readOnly?: boolean;
 }
 
-export type Stdin = 'null' | { text: string } | { base64: string } | { file: string };
+/** 'stream': what the client sends with sandbox/input while the command runs. */
+export type Stdin = 'null' | 'stream' | { text: string } | { base64: string } | { file: string };
 
 export interface OutputFile {
   file: string;
@@ -64,6 +65,27 @@ export interface Terminal {
   rows: number;
   cols: number;
   term?: string;
+}
+
+/** The params of sandbox/input: bytes to a run's stdin stream or terminal. */
+export interface InputParams {
+  sandboxId: string;
+  text?: string;
+  base64?: string;
+  /** Close the stdin stream after these bytes (not for a terminal: type '\u0004'). */
+  eof?: boolean;
+}
+
+/** The result of sandbox/input: how many of the bytes went in. */
+export interface InputResult {
+  written: number;
+}
+
+/** The params of sandbox/resize (answered with Delivered). */
+export interface ResizeParams {
+  sandboxId: string;
+  rows: number;
+  cols: number;
 }
 
 export interface Usage {
@@ -164,7 +186,7 @@ export interface StartedParams {
 
 export interface OutputParams {
   sandboxId: string;
-  stream: 'stdout' | 'stderr';
+  stream: 'stdout' | 'stderr' | 'terminal';
   text?: string;
   base64?: string;
 }

@@ -41,6 +41,10 @@ test('every interface has every field of the OpenRPC document', () => {
   covers(members('InitializeResult'), props(result('initialize')), 'InitializeResult');
   covers(members('BwrapInfo'), props(result('initialize').properties.bwrap), 'BwrapInfo');
   covers(members('ArgvResult'), props(result('sandbox/argv')), 'ArgvResult');
+  covers(members('InputResult'), props(result('sandbox/input')), 'InputResult');
+  for (const [method, name] of [['sandbox/input', 'InputParams'], ['sandbox/resize', 'ResizeParams']]) {
+    covers(members(name), doc.methods.find((m) => m.name === method).params.map((p) => p.name), name);
+  }
   const interfaces = { 'sandbox/started': 'StartedParams', 'sandbox/output': 'OutputParams' };
   for (const n of doc['x-notifications']) {
     assert.ok(interfaces[n.name], `notification ${n.name} is unknown to bwrapd.d.ts`);

@@ -4,6 +4,7 @@ needed)."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import inspect
 import json
@@ -115,6 +116,28 @@ class OpenRpcParityTest(unittest.TestCase):
         for method in (bwrapd.Helper.run, bwrapd.Helper.start, bwrapd.AsyncHelper.run, bwrapd.AsyncHelper.start):
             keywords = set(inspect.signature(method).parameters) - {"self", "command", "options"}
             self.assertEqual(keywords, {"root", "check", "timeout", "sandbox_id", "on_output"}, method)
+
+    def test_input_and_resize_send_the_methods_params(self):
+        def params(method):
+            return {p["name"] for m in self.doc["methods"] if m["name"] == method for p in m["params"]}
+
+        sent = set()
+        for data in ("text", b"bytes"):
+            for piece, _ in _protocol.input_pieces("sb", data, True):
+                sent |= set(piece)
+        self.assertEqual(sent, params("sandbox/input"))
+        self.assertEqual(set(self.result_schema("sandbox/input")["properties"]), {"written"})
+        self.assertEqual(set(_protocol.resize_params("sb", 1, 2)), params("sandbox/resize"))
+
+    def test_input_goes_in_pieces(self):
+        data = bytes(range(256)) * 160
+        pieces = _protocol.input_pieces("sb", data, True)
+        self.assertEqual(b"".join(base64.b64decode(p["base64"]) for p, _ in pieces), data)
+        self.assertEqual([n for _, n in pieces], [_protocol.INPUT_PIECE, _protocol.INPUT_PIECE, len(data) - 2 * _protocol.INPUT_PIECE])
+        self.assertEqual([p.get("eof") for p, _ in pieces], [None, None, True])
+        self.assertEqual(_protocol.input_pieces("sb", "", True), [({"sandboxId": "sb", "eof": True}, 0)])
+        self.assertEqual(_protocol.input_pieces("sb", "é\x03", False), [({"sandboxId": "sb", "text": "é\x03"}, 3)])
+        self.assertEqual(_protocol.input_pieces("sb", b"", False), [])
 
     def test_enums(self):
         self.assertEqual(set(typing.get_args(bwrapd.RunStatus)), set(self.schemas["RunStatus"]["enum"]))

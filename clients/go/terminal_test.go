@@ -101,7 +101,8 @@ func (s *screen) end() (string, error) {
 	}
 }
 
-func openShell(t *testing.T, rows, cols int) *bwrapd.TerminalSession {
+// shellAtPrompt opens a busybox shell on a rows x cols terminal and waits for its prompt.
+func shellAtPrompt(t *testing.T, rows, cols int) (*bwrapd.TerminalSession, *screen) {
 	t.Helper()
 	term, err := helper(t).OpenTerminal(testCtx(t), bwrapd.RunRequest{
 		Command:   []string{"sh"},
@@ -113,7 +114,18 @@ func openShell(t *testing.T, rows, cols int) *bwrapd.TerminalSession {
 		t.Fatalf("OpenTerminal: %v", err)
 	}
 	t.Cleanup(func() { term.Close() })
-	return term
+	s := watch(t, term)
+	s.expect("# ")
+	return term, s
+}
+
+// allBytes is every byte value, in order.
+func allBytes() []byte {
+	all := make([]byte, 256)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	return all
 }
 
 func typeKeys(t *testing.T, w io.Writer, keys string) {
@@ -124,9 +136,7 @@ func typeKeys(t *testing.T, w io.Writer, keys string) {
 }
 
 func TestTerminalShellSession(t *testing.T) {
-	term := openShell(t, 24, 80)
-	s := watch(t, term)
-	s.expect("# ")
+	term, s := shellAtPrompt(t, 24, 80)
 	typeKeys(t, term, "echo typed-$((6 * 7))\n")
 	s.expect("typed-42\r\n")
 
@@ -189,10 +199,7 @@ func TestTerminalColoursAndEveryByteValue(t *testing.T) {
 	s.expect("term=vt100\r\n")
 	s.expect("\x1b[31mred\x1b[0m\r\n")
 	s.expect("ready")
-	all := make([]byte, 256)
-	for i := range all {
-		all[i] = byte(i)
-	}
+	all := allBytes()
 	if n, err := term.Write(all); n != 256 || err != nil {
 		t.Fatalf("Write: %d, %v", n, err)
 	}
@@ -210,9 +217,7 @@ func TestTerminalColoursAndEveryByteValue(t *testing.T) {
 }
 
 func TestTerminalCloseEndsTheSession(t *testing.T) {
-	term := openShell(t, 24, 80)
-	s := watch(t, term)
-	s.expect("# ")
+	term, s := shellAtPrompt(t, 24, 80)
 	typeKeys(t, term, "sleep 100; echo status=$?\n")
 	s.expect("echo status=$?\r\n")
 	time.Sleep(300 * time.Millisecond)
@@ -243,10 +248,7 @@ func TestOpenTerminalRefusesStdio(t *testing.T) {
 }
 
 func TestStdinStreamCarriesBytesInPiecesUntilClose(t *testing.T) {
-	all := make([]byte, 256)
-	for i := range all {
-		all[i] = byte(i)
-	}
+	all := allBytes()
 	sb, err := helper(t).Start(testCtx(t), bwrapd.RunRequest{Command: []string{"cat"}, Root: rootfs, Stdin: bwrapd.StdinStream()})
 	if err != nil {
 		t.Fatal(err)

@@ -283,6 +283,23 @@ export function parseArgs(argv) {
   return options;
 }
 
+/** Runs the task with its output (or progress) on this program's stdout and stderr. */
+async function runTaskHere(bwrapd, { params, progress }) {
+  // Ctrl-C cancels the task: the helper terminates the sandbox and answers -32800.
+  const cancel = new CancellationTokenSource();
+  process.on('SIGINT', () => cancel.cancel());
+  const result = await bwrapd.runTask(params, {
+    token: cancel.token,
+    onStarted: (p) => console.error(`[task ${p.sandboxId} started, pid ${p.pid}]`),
+    onOutput: progress ? undefined : (stream, data) => (stream === 'stderr' ? process.stderr : process.stdout).write(data),
+    onProgress: progress ? (p) => console.log(JSON.stringify({ method: '$/progress', params: { token: 'task', value: p } })) : undefined,
+  });
+  console.error(`[task ${result.sandboxId}: ${result.status}, exit code ${result.exitCode}` +
+    `${result.signal ? `, signal ${result.signal}` : ''}${result.setupError ? `, ${result.setupError}` : ''}` +
+    `, ${Math.round(result.durationMs)} ms]`);
+  return result;
+}
+
 async function main(argv) {
   let options;
   try {
@@ -292,38 +309,15 @@ async function main(argv) {
     return 2;
   }
   const bwrapd = await startBwrapd({ command: options.helper, onStderr: (s) => process.stderr.write(s) });
-  if (options.terminal) {
-    try {
-      const result = await runInTerminal(bwrapd, options.params);
-      return result.status === 'exited' ? result.exitCode : 1; // the shell's exit status
-    } catch (err) {
-      console.error(`[terminal failed: ${err.message}]`);
-      return 1;
-    } finally {
-      await bwrapd.close();
-    }
-  }
-  // Ctrl-C cancels the task: the helper terminates the sandbox and answers -32800.
-  const cancel = new CancellationTokenSource();
-  process.on('SIGINT', () => cancel.cancel());
-  let code = 1;
   try {
-    const result = await bwrapd.runTask(options.params, {
-      token: cancel.token,
-      onStarted: (p) => console.error(`[task ${p.sandboxId} started, pid ${p.pid}]`),
-      onOutput: options.progress ? undefined : (stream, data) => (stream === 'stderr' ? process.stderr : process.stdout).write(data),
-      onProgress: options.progress ? (p) => console.log(JSON.stringify({ method: '$/progress', params: { token: 'task', value: p } })) : undefined,
-    });
-    console.error(`[task ${result.sandboxId}: ${result.status}, exit code ${result.exitCode}` +
-      `${result.signal ? `, signal ${result.signal}` : ''}${result.setupError ? `, ${result.setupError}` : ''}` +
-      `, ${Math.round(result.durationMs)} ms]`);
-    if (result.status === 'exited') code = result.exitCode;
+    const result = options.terminal ? await runInTerminal(bwrapd, options.params) : await runTaskHere(bwrapd, options);
+    return result.status === 'exited' ? result.exitCode : 1;
   } catch (err) {
-    console.error(`[task failed: ${err.message}${err.code ? ` (code ${err.code})` : ''}]`);
+    console.error(`[${options.terminal ? 'terminal' : 'task'} failed: ${err.message}${err.code ? ` (code ${err.code})` : ''}]`);
+    return 1;
   } finally {
     await bwrapd.close();
   }
-  return code;
 }
 
 // Run as a program (also through the bwrapd-task link npm makes), not when imported.

@@ -97,7 +97,8 @@ type TerminalSession struct {
 }
 
 // OpenTerminal starts req.Command on a new pseudo-terminal of the size req.Terminal
-// gives (24 x 80 when nil), and returns once it runs, as Start does. Stdin, Stdout,
+// gives (24 x 80 when nil), and returns once it runs, as Start does (ctx governs the
+// whole run: cancelling it cancels the run). Stdin, Stdout,
 // Stderr and OnOutput must be left unset: the terminal is all three, read with Read.
 // What the command prints is kept until it is read, so Wait returns whether or not
 // anybody reads it.

@@ -55,6 +55,10 @@ public class Main implements QuarkusApplication {
 
     @Override
     public int run(String... args) throws Exception {
+        // The Buildbarn runner is a mode of its own (gRPC on a unix socket): only it loads gRPC.
+        if (args.length > 0 && args[0].equals("buildbarn-runner")) {
+            return dev.bwrapd.buildbarn.RunnerCommand.run(java.util.Arrays.copyOfRange(args, 1, args.length));
+        }
         // stdout carries protocol frames only: anything else that prints goes to stderr.
         OutputStream protocolOut = new FileOutputStream(FileDescriptor.out);
         PrintStream stdout = System.out;

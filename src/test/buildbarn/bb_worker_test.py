@@ -226,7 +226,7 @@ class InputRootTest(unittest.TestCase):
         elapsed = time.monotonic() - start
         self.assertEqual(grpc.StatusCode.DEADLINE_EXCEEDED, e.exception.code())
         self.assertLess(elapsed, 1.5)
-        self.assertTrue(wait_until(lambda: not marked_processes(mark), 0.5),
+        self.assertTrue(wait_until(lambda: not marked_processes(mark), 1.0),
                         "processes of the action survived its deadline: %s" % marked_processes(mark))
         # The server ended the run too: the root is cleaned (bwrap's mount points removed).
         self.assertTrue(wait_until(lambda: not os.path.exists(os.path.join(d, "root/proc")), 5), "root not cleaned")

@@ -1,5 +1,6 @@
 package dev.bwrapd.it;
 
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 
 import java.nio.file.Files;
@@ -41,6 +42,9 @@ class BuildbarnRunnerIT {
     /** The stdio mode loads nothing of gRPC or Netty: its start-up and memory stay what they were. */
     @Test
     void theStdioModeLoadsNoGrpcClass() throws Exception {
+        String command = System.getProperty("bwrapd.command");
+        Assumptions.assumeTrue(command == null || command.isBlank(), "a JVM check: this run tests " + command);
+        Assumptions.assumeTrue(Files.isRegularFile(HOME.resolve("target/quarkus-app/quarkus-run.jar")), "no JVM build here");
         Path classes = Files.createTempFile("bwrapd-classes-", ".log");
         try {
             ProcessBuilder builder = new ProcessBuilder(HOME.resolve("bwrapd").toString())

@@ -52,9 +52,23 @@ public class Main implements QuarkusApplication {
     public static final int MAX_NESTING_DEPTH = 64;
     /** Per captured stream, kept in memory (budget allowing) before the rest goes to a spool file. */
     static final int CAPTURE_MEMORY_BYTES = 256 * 1024;
+    /**
+     * Whether this is the native image: a constant there (the class is initialized while the image
+     * is built), so the Buildbarn runner and gRPC stay out of the binary (docs/buildbarn.md says why).
+     */
+    private static final boolean NATIVE_IMAGE = System.getProperty("org.graalvm.nativeimage.imagecode") != null;
 
     @Override
     public int run(String... args) throws Exception {
+        // The Buildbarn runner is a mode of its own (gRPC on a unix socket): only it loads gRPC.
+        if (args.length > 0 && args[0].equals("buildbarn-runner")) {
+            if (NATIVE_IMAGE) {
+                System.err.println("bwrapd buildbarn-runner: not in the native build (docs/buildbarn.md); run the JVM build:"
+                        + " BWRAPD_JVM=1 ./bwrapd buildbarn-runner ...");
+                return 2;
+            }
+            return dev.bwrapd.buildbarn.RunnerCommand.run(java.util.Arrays.copyOfRange(args, 1, args.length));
+        }
         // stdout carries protocol frames only: anything else that prints goes to stderr.
         OutputStream protocolOut = new FileOutputStream(FileDescriptor.out);
         PrintStream stdout = System.out;

@@ -12,6 +12,7 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
 
     static final String USAGE = """
             Usage: bwrapd [OPTIONS]
+                   bwrapd buildbarn-runner --listen PATH --build-directory DIR [OPTIONS]  (--help there)
 
             Runs commands in bubblewrap sandboxes for a client that speaks JSON-RPC 2.0 on this
             program's stdin and stdout (newline-delimited JSON or LSP Content-Length framing,

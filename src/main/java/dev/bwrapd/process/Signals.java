@@ -27,6 +27,12 @@ public final class Signals {
         return "SIG" + number;
     }
 
+    /** The number of the signal that {@link #name} calls {@code name}, or -1. */
+    public static int number(String name) {
+        for (int n = 1; n <= 64; n++) if (name(n).equals(name)) return n;
+        return -1;
+    }
+
     /** bwrap reports a command killed by signal N as exit code 128+N. */
     public static Optional<String> fromExitCode(int exitCode) {
         int signal = exitCode - 128;

@@ -24,6 +24,9 @@ import java.util.List;
  *     bwrapd's {@code /}, however it was spelled (a bind mount of {@code /} included).</li>
  * <li>A read-write mount source is never the host root.</li>
  * <li>A device is a character or block device whose real path is under {@code /dev/}.</li>
+ * <li>A relative path (which a caller with a directory of its own gives, the Buildbarn runner's
+ *     build directory) is resolved beneath that directory's descriptor and through no symbolic
+ *     link at all (openat2 {@code RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS}): it cannot leave it.</li>
  * </ul>
  */
 public final class HostPaths implements AutoCloseable {
@@ -45,16 +48,19 @@ public final class HostPaths implements AutoCloseable {
 
     private HostPaths() {}
 
-    /** Opens and checks every host path of {@code spec}; on a refusal nothing stays open. */
-    public static HostPaths open(RunSpec spec) throws Refused {
+    /**
+     * Opens and checks every host path of {@code spec}; on a refusal nothing stays open.
+     * {@code base}: the directory relative paths are resolved beneath, or -1 (they are refused).
+     */
+    public static HostPaths open(RunSpec spec, int base) throws Refused {
         HostPaths paths = new HostPaths();
         try {
-            paths.root = paths.own(openPath("root", spec.root().toString(), Libc.O_DIRECTORY));
+            paths.root = paths.own(openPath(base, "root", spec.root().toString(), Libc.O_DIRECTORY));
             paths.hostRoot = isHostRoot(paths.root);
             for (int i = 0; i < spec.mounts().size(); i++) {
                 RunSpec.Mount mount = spec.mounts().get(i);
                 String field = "mounts[" + i + "].source";
-                int fd = paths.own(openPath(field, mount.source(), 0));
+                int fd = paths.own(openPath(base, field, mount.source(), 0));
                 if (!mount.readOnly() && isHostRoot(fd)) {
                     throw new Refused(true, field + ": " + mount.source() + " is the host root /, which may only be mounted read-only");
                 }
@@ -123,19 +129,19 @@ public final class HostPaths implements AutoCloseable {
      * same rules: no magic link, nothing on a procfs, and never a directory (a descriptor of a
      * directory lets the command open anything beneath it, with bwrapd's rights).
      */
-    public static int openStdio(String field, String path, int flags) throws Refused {
-        return checked(field, path, openChecked(field, path, flags, 0644), stat -> {
+    public static int openStdio(int base, String field, String path, int flags) throws Refused {
+        return checked(field, path, openChecked(base, field, path, flags, 0644), stat -> {
             if (stat.type() == Libc.S_IFDIR) throw new Refused(true, field + ": " + path + " is a directory");
         });
     }
 
     /** O_PATH open of a root or mount source: no device access, just a handle bwrap can bind. */
-    private static int openPath(String field, String path, int flags) throws Refused {
-        return checked(field, path, openChecked(field, path, Libc.O_PATH | flags, 0), stat -> {});
+    private static int openPath(int base, String field, String path, int flags) throws Refused {
+        return checked(field, path, openChecked(base, field, path, Libc.O_PATH | flags, 0), stat -> {});
     }
 
     private static int openDevice(String field, String path) throws Refused {
-        int fd = openChecked(field, path, Libc.O_PATH, 0);
+        int fd = openChecked(-1, field, path, Libc.O_PATH, 0);
         return checked(field, path, fd, stat -> {
             if (stat.type() != Libc.S_IFCHR && stat.type() != Libc.S_IFBLK) {
                 throw new Refused(true, field + ": " + path + " is not a device node");
@@ -170,8 +176,10 @@ public final class HostPaths implements AutoCloseable {
     /**
      * Opens {@code path} without crossing a magic link. A kernel without openat2 (before 5.6)
      * gets the same rule from the spelling: nothing under /proc or /dev/fd, no /dev/std*.
+     * A relative path is opened beneath {@code base} ({@link #openBeneath}).
      */
-    static int openChecked(String field, String path, int flags, int mode) throws Refused {
+    static int openChecked(int base, String field, String path, int flags, int mode) throws Refused {
+        if (!path.startsWith("/")) return openBeneath(base, field, path, flags, mode);
         int fd = Libc.openat2(Libc.AT_FDCWD, path, flags, (flags & Libc.O_CREAT) != 0 ? mode : 0, Libc.RESOLVE_NO_MAGICLINKS);
         if (fd < 0 && Libc.errno() == Libc.ENOSYS) {
             if (namesADescriptor(path)) throw magicLink(field, path);
@@ -184,6 +192,24 @@ public final class HostPaths implements AutoCloseable {
         if (fd >= 0) return fd;
         int errno = Libc.errno();
         if (errno == Libc.ELOOP && crossesMagicLink(path)) throw magicLink(field, path);
+        throw new Refused(false, field + ": cannot open " + path + ": " + Libc.strerror(errno));
+    }
+
+    /**
+     * Opens {@code path} (relative) beneath the directory {@code base} (-1: none, refused), through
+     * no symbolic link, magic or not, and never above {@code base}: the kernel checks every step
+     * as it takes it, so nothing swapped in meanwhile can lead elsewhere.
+     */
+    public static int openBeneath(int base, String field, String path, int flags, int mode) throws Refused {
+        if (base < 0) throw new Refused(true, field + ": " + path + " is not an absolute path");
+        int fd = Libc.openat2(base, path, flags, (flags & Libc.O_CREAT) != 0 ? mode : 0,
+                Libc.RESOLVE_BENEATH | Libc.RESOLVE_NO_SYMLINKS | Libc.RESOLVE_NO_MAGICLINKS);
+        if (fd >= 0) return fd;
+        int errno = Libc.errno();
+        if (errno == Libc.EXDEV || errno == Libc.ELOOP) {
+            throw new Refused(true, field + ": " + path + " leads out of its directory or through a symbolic link");
+        }
+        if (errno == Libc.ENOSYS) throw new Refused(false, field + ": resolving " + path + " safely needs openat2 (Linux 5.6)");
         throw new Refused(false, field + ": cannot open " + path + ": " + Libc.strerror(errno));
     }
 

@@ -59,6 +59,8 @@ final class Run {
     private final Spawner spawner;
     private final Reaper reaper;
     private final RunSpec spec;
+    /** The directory the spec's relative host paths are resolved beneath (a descriptor), or -1. */
+    private final int base;
     private final Sandbox sandbox;
     private final RunListener listener;
     private final long startNanos = System.nanoTime();
@@ -95,7 +97,8 @@ final class Run {
     private final byte[] chunk = new byte[CHUNK];
 
     Run(SandboxRunner runner, RootLeases leases, Spawner spawner, Reaper reaper, Capture.Store captures, RunSpec spec,
-        Sandbox sandbox, RunListener listener) {
+        int base, Sandbox sandbox, RunListener listener) {
+        this.base = base;
         this.runner = runner;
         this.leases = leases;
         this.spawner = spawner;
@@ -114,8 +117,9 @@ final class Run {
         RunOutcome outcome = null;
         SandboxException failure = null;
         try {
-            HostCapabilities host = resolve();
+            HostCapabilities host = runner.host(spec);
             openHostPaths();
+            findCommand();
             openStdio();
             leaseRoot();
             spawn(host);
@@ -149,30 +153,30 @@ final class Run {
         }
     }
 
-    // ----- 1. resolve -----
-
-    private HostCapabilities resolve() throws SandboxException {
-        HostCapabilities host = runner.host(spec);
-        String command = spec.command().getFirst();
-        if (!RootPaths.hasCommand(spec.root(), command, spec.cwd(), spec.env().get("PATH"))) {
-            throw new SandboxException.CommandNotFound(command, spec.root().toString());
-        }
-        if (spec.terminal() != null && !RootPaths.hasCommand(spec.root(), BwrapCommand.TERMINAL_STEP.getFirst(), spec.cwd(), spec.env().get("PATH"))) {
-            throw new SandboxException.Invalid("terminal: the root has no setsid (util-linux or busybox) on PATH, which gives the command its terminal");
-        }
-        return host;
-    }
-
-    // ----- 2. host paths, the command's files and pipes -----
+    // ----- 1. resolve: the host's bwrap (the caller), the host paths, the command inside the root -----
 
     /** Every host path of the request opened once and checked on its descriptor (HostPaths); bwrap gets the descriptors. */
     private void openHostPaths() throws SandboxException {
         try {
-            paths = HostPaths.open(spec);
+            paths = HostPaths.open(spec, base);
         } catch (HostPaths.Refused e) {
             throw refused(e);
         }
     }
+
+    /** The command, looked up in the root bwrap will bind: through its descriptor. */
+    private void findCommand() throws SandboxException {
+        java.nio.file.Path root = RootPaths.of(paths.root());
+        String command = spec.command().getFirst();
+        if (!RootPaths.hasCommand(root, command, spec.cwd(), spec.env().get("PATH"))) {
+            throw new SandboxException.CommandNotFound(command, spec.root().toString());
+        }
+        if (spec.terminal() != null && !RootPaths.hasCommand(root, BwrapCommand.TERMINAL_STEP.getFirst(), spec.cwd(), spec.env().get("PATH"))) {
+            throw new SandboxException.Invalid("terminal: the root has no setsid (util-linux or busybox) on PATH, which gives the command its terminal");
+        }
+    }
+
+    // ----- 2. the command's files and pipes -----
 
     private static SandboxException refused(HostPaths.Refused e) {
         return e.notAllowed ? new SandboxException.NotAllowed(e.getMessage()) : new SandboxException.Invalid(e.getMessage());
@@ -243,9 +247,9 @@ final class Run {
         };
     }
 
-    private static int open(String field, String path, int flags) throws SandboxException {
+    private int open(String field, String path, int flags) throws SandboxException {
         try {
-            return HostPaths.openStdio(field, path, flags);
+            return HostPaths.openStdio(base, field, path, flags);
         } catch (HostPaths.Refused e) {
             throw refused(e);
         }
@@ -574,13 +578,17 @@ final class Run {
     }
 
     /** The last few KiB of an output file, where bwrap's message landed when stderr went there. */
-    private static String fileTail(String path) {
+    private String fileTail(String path) {
+        int fd = -1;
         try {
-            byte[] bytes = Files.readAllBytes(Path.of(path));
+            fd = HostPaths.openStdio(base, "stderr.file", path, Libc.O_RDONLY);
+            byte[] bytes = Files.readAllBytes(RootPaths.of(fd));
             int from = Math.max(0, bytes.length - HEAD);
             return new String(bytes, from, bytes.length - from, StandardCharsets.UTF_8);
-        } catch (IOException e) {
+        } catch (IOException | HostPaths.Refused e) {
             return "";
+        } finally {
+            if (fd >= 0) Libc.close(fd);
         }
     }
 

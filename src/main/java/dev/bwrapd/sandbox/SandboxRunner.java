@@ -55,8 +55,17 @@ public final class SandboxRunner {
 
     /** Starts {@code spec} in {@code sandbox} on a run thread; the listener hears the rest. */
     public void start(RunSpec spec, Sandbox sandbox, RunListener listener) {
+        start(spec, -1, sandbox, listener);
+    }
+
+    /**
+     * The same, for a spec whose relative host paths (root, mount sources, output files) lie
+     * beneath the directory {@code base} (a descriptor the caller keeps open): each is resolved
+     * beneath it, through no symbolic link (see {@link HostPaths}).
+     */
+    public void start(RunSpec spec, int base, Sandbox sandbox, RunListener listener) {
         if (spec.takesInput()) sandbox.takeInput(spec.terminal()); // now: input may follow the request at once
-        runThreads.execute(new Run(this, leases, spawner, reaper, captures, spec, sandbox, listener)::run);
+        runThreads.execute(new Run(this, leases, spawner, reaper, captures, spec, base, sandbox, listener)::run);
     }
 
     /** What {@code spec} would execute: bwrap's argv and environment (descriptor 3 is its status pipe). */

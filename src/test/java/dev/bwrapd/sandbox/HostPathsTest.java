@@ -42,14 +42,14 @@ class HostPathsTest {
     }
 
     static HostPaths.Refused refused(RunSpec spec) {
-        return assertThrows(HostPaths.Refused.class, () -> HostPaths.open(spec).close());
+        return assertThrows(HostPaths.Refused.class, () -> HostPaths.open(spec, -1).close());
     }
 
     @ParameterizedTest
     @ValueSource(strings = {"/proc/self/fd/0", "/dev/stdin", "/dev/fd/0", "/proc/self/root", "/proc/thread-self/cwd"})
     void magicLinksAreRefusedNotResolved(String path) {
         assertTrue(refused(spec(dir, List.of(new RunSpec.Mount(path, "/m", true)), List.of())).notAllowed, path);
-        HostPaths.Refused stdio = assertThrows(HostPaths.Refused.class, () -> Libc.close(HostPaths.openStdio("stdin.file", path, Libc.O_RDONLY)));
+        HostPaths.Refused stdio = assertThrows(HostPaths.Refused.class, () -> Libc.close(HostPaths.openStdio(-1, "stdin.file", path, Libc.O_RDONLY)));
         assertTrue(stdio.notAllowed, path);
     }
 
@@ -64,15 +64,15 @@ class HostPathsTest {
     @Test
     void nothingOnAProcfs() {
         assertTrue(refused(spec(dir, List.of(new RunSpec.Mount("/proc/self", "/m", true)), List.of())).notAllowed);
-        assertThrows(HostPaths.Refused.class, () -> Libc.close(HostPaths.openStdio("stdout.file", "/proc/self/status", Libc.O_RDONLY)));
+        assertThrows(HostPaths.Refused.class, () -> Libc.close(HostPaths.openStdio(-1, "stdout.file", "/proc/self/status", Libc.O_RDONLY)));
     }
 
     @Test
     void theHostRootIsKnownByItsIdentityHoweverSpelled() throws Exception {
-        try (HostPaths paths = HostPaths.open(spec(dir.resolve("to-root"), List.of(), List.of()))) {
+        try (HostPaths paths = HostPaths.open(spec(dir.resolve("to-root"), List.of(), List.of()), -1)) {
             assertTrue(paths.hostRoot());
         }
-        try (HostPaths paths = HostPaths.open(spec(dir, List.of(new RunSpec.Mount(dir.resolve("to-root").toString(), "/h", true)), List.of()))) {
+        try (HostPaths paths = HostPaths.open(spec(dir, List.of(new RunSpec.Mount(dir.resolve("to-root").toString(), "/h", true)), List.of()), -1)) {
             assertFalse(paths.hostRoot());
             assertEquals(2, paths.descriptors().size());
         }
@@ -83,7 +83,7 @@ class HostPathsTest {
 
     @Test
     void devicesAreDeviceNodesUnderDev() throws Exception {
-        try (HostPaths paths = HostPaths.open(spec(dir, List.of(), List.of("/dev/null", "/dev/zero")))) {
+        try (HostPaths paths = HostPaths.open(spec(dir, List.of(), List.of("/dev/null", "/dev/zero")), -1)) {
             assertEquals(new BwrapCommand.Descriptors(10, false, List.of(), List.of(11, 12)), paths.inChild(10));
         }
         assertTrue(refused(spec(dir, List.of(), List.of("/dev/shm"))).notAllowed, "a directory is not a device");
@@ -92,14 +92,41 @@ class HostPathsTest {
 
     @Test
     void aDirectoryIsNeverAStdioFile() {
-        assertTrue(assertThrows(HostPaths.Refused.class, () -> HostPaths.openStdio("stdin.file", "/", Libc.O_RDONLY)).notAllowed);
+        assertTrue(assertThrows(HostPaths.Refused.class, () -> HostPaths.openStdio(-1, "stdin.file", "/", Libc.O_RDONLY)).notAllowed);
     }
 
     @Test
     void whatCannotBeOpenedIsTheClientsError() throws Exception {
         assertFalse(refused(spec(dir, List.of(new RunSpec.Mount(dir.resolve("missing").toString(), "/m", true)), List.of())).notAllowed);
         assertFalse(refused(spec(dir, List.of(), List.of("/dev/bwrapd-no-such-device"))).notAllowed);
-        int fd = HostPaths.openStdio("stdin.file", dir.resolve("file").toString(), Libc.O_RDONLY);
+        int fd = HostPaths.openStdio(-1, "stdin.file", dir.resolve("file").toString(), Libc.O_RDONLY);
         Libc.close(fd);
+    }
+
+    /** A relative path (the Buildbarn runner's) stays beneath its directory and follows no link. */
+    @Test
+    void relativePathsStayBeneathTheirDirectoryThroughNoLink() throws Exception {
+        Path base = Files.createDirectories(dir.resolve("base/sub"));
+        Files.createSymbolicLink(base.resolve("out"), dir);
+        Files.createSymbolicLink(base.resolve("in"), base);
+        int baseFd = Libc.open(base.getParent().toString(), Libc.O_PATH | Libc.O_DIRECTORY, 0);
+        try {
+            Libc.close(HostPaths.openBeneath(baseFd, "root", "sub", Libc.O_PATH | Libc.O_DIRECTORY, 0));
+            int created = HostPaths.openStdio(baseFd, "stdout.file", "sub/stdout", Libc.O_WRONLY | Libc.O_CREAT | Libc.O_TRUNC);
+            Libc.close(created);
+            assertTrue(Files.isRegularFile(base.resolve("stdout")));
+            for (String escape : List.of("../escaped", "sub/../../escaped", "sub/out/escaped", "sub/out", "sub/in", "sub/in/stdout")) {
+                HostPaths.Refused e = assertThrows(HostPaths.Refused.class,
+                        () -> Libc.close(HostPaths.openStdio(baseFd, "stdout.file", escape, Libc.O_WRONLY | Libc.O_CREAT)), escape);
+                assertTrue(e.notAllowed, escape + ": " + e.getMessage());
+            }
+            assertFalse(Files.exists(dir.resolve("escaped")), "nothing was created outside");
+            assertFalse(assertThrows(HostPaths.Refused.class, () -> HostPaths.openBeneath(baseFd, "root", "missing", Libc.O_PATH, 0)).notAllowed);
+            assertTrue(assertThrows(HostPaths.Refused.class, () -> HostPaths.openBeneath(-1, "root", "sub", Libc.O_PATH, 0)).notAllowed,
+                    "without a directory a relative path is refused");
+        } finally {
+            Libc.close(baseFd);
+            for (String name : List.of("sub/stdout", "sub/out", "sub/in", "sub", "")) Files.deleteIfExists(base.getParent().resolve(name));
+        }
     }
 }

@@ -1,0 +1,157 @@
+package dev.bwrapd.buildbarn;
+
+import dev.bwrapd.cleanup.RootJournal;
+import dev.bwrapd.cleanup.RootLeases;
+import dev.bwrapd.memory.MemoryBudget;
+import dev.bwrapd.process.Libc;
+import dev.bwrapd.process.Reaper;
+import dev.bwrapd.process.Spawner;
+import dev.bwrapd.process.Watchdog;
+import dev.bwrapd.sandbox.Capture;
+import dev.bwrapd.sandbox.HostCapabilities;
+import dev.bwrapd.sandbox.HostProbe;
+import dev.bwrapd.sandbox.RootPaths;
+import dev.bwrapd.sandbox.RunSpec;
+import dev.bwrapd.sandbox.SandboxRunner;
+import dev.bwrapd.sandbox.Sandboxes;
+import io.grpc.Server;
+import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.grpc.netty.shaded.io.netty.channel.epoll.EpollEventLoopGroup;
+import io.grpc.netty.shaded.io.netty.channel.epoll.EpollServerDomainSocketChannel;
+import io.grpc.netty.shaded.io.netty.channel.unix.DomainSocketAddress;
+import org.jboss.logging.Logger;
+import sun.misc.Signal;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+
+/**
+ * {@code bwrapd buildbarn-runner}: Buildbarn's runner service on a unix socket (docs/buildbarn.md).
+ * Main hands this mode its arguments before anything of the stdio mode is made, so neither mode
+ * loads the other's classes (the stdio mode loads nothing of gRPC or Netty). Like Main, it makes
+ * every process-wide piece here, never in a static initializer.
+ */
+public final class RunnerCommand {
+    private static final Logger LOG = Logger.getLogger(RunnerCommand.class);
+    /** Run outcomes hold no captured output here (it goes to files): a small budget is plenty. */
+    private static final long MEMORY = 16L << 20;
+
+    private RunnerCommand() {}
+
+    /** Serves until SIGTERM, SIGINT or SIGHUP; returns the exit status (2 for a bad command line). */
+    public static int run(String... args) throws Exception {
+        RunnerOptions options;
+        try {
+            options = RunnerOptions.parse(args);
+        } catch (IllegalArgumentException e) {
+            System.err.println("bwrapd buildbarn-runner: " + e.getMessage() + "\n\n" + RunnerOptions.USAGE);
+            return 2;
+        }
+        if (options.help()) {
+            System.err.print(RunnerOptions.USAGE);
+            return 0;
+        }
+        java.util.logging.Logger.getLogger("dev.bwrapd").setLevel(switch (options.logLevel()) {
+            case "error" -> java.util.logging.Level.SEVERE;
+            case "info" -> java.util.logging.Level.INFO;
+            case "debug" -> java.util.logging.Level.FINE;
+            default -> java.util.logging.Level.WARNING;
+        });
+        int buildDirectory = Libc.openat2(Libc.AT_FDCWD, options.buildDirectory().toString(), Libc.O_PATH | Libc.O_DIRECTORY, 0, 0);
+        if (buildDirectory < 0) {
+            System.err.println("bwrapd buildbarn-runner: --build-directory " + options.buildDirectory() + ": "
+                    + Libc.strerror(Libc.errno()));
+            return 2;
+        }
+        // Where --root host binds input roots: the directory as opened, with no link left in its path.
+        Path buildDirectoryPath = RootPaths.of(buildDirectory).toRealPath();
+
+        // The sandbox layer, made as Main makes it for the stdio mode.
+        Reaper reaper = new Reaper();
+        Spawner spawner = new Spawner(reaper);
+        Watchdog watchdog = new Watchdog(spawner);
+        HostProbe.Lookup bwrap = HostProbe.findBwrap(options.bwrap());
+        if (bwrap.found() == null) LOG.warnf("bwrap not found (tried %s); every Run will fail", bwrap.tried());
+        CompletableFuture<HostCapabilities> host = new CompletableFuture<>();
+        Thread.ofPlatform().daemon().name("bwrapd-link").start(Libc::link);
+        Thread.ofPlatform().daemon().name("bwrapd-probe").start(() -> {
+            HostCapabilities probed = HostProbe.probe(bwrap.found(), false);
+            boolean subreaper = reaper.start(); // only after the probe: it would take the probe's children from the JDK
+            host.complete(new HostCapabilities(probed.bwrapPath(), probed.bwrapVersion(), probed.userNamespaces(),
+                    probed.dieWithParent(), probed.jsonStatusFd(), subreaper, probed.linux32Path(),
+                    probed.privileged(), probed.permittedCapabilities()));
+        });
+        Capture.Store captures = new Capture.Store(new MemoryBudget(MEMORY), Path.of(System.getProperty("java.io.tmpdir")), 0);
+        Sandboxes sandboxes = new Sandboxes(watchdog);
+        RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), uid()));
+        SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(), captures);
+        Actions actions = new Actions(buildDirectoryPath, options.root(), options.network(),
+                options.seccompDefault() ? RunSpec.Seccomp.DEFAULT : null);
+
+        // At most --concurrency Runs at once (a Run's handler waits for its sandbox); further calls
+        // wait for a thread. CheckReadiness never waits behind them.
+        ExecutorService runs = Executors.newFixedThreadPool(options.concurrency(), Thread.ofPlatform().daemon().name("grpc-run-", 0).factory());
+        ExecutorService calls = Executors.newCachedThreadPool(Thread.ofPlatform().daemon().name("grpc-call-", 0).factory());
+        removeStaleSocket(options.listen());
+        EpollEventLoopGroup events = new EpollEventLoopGroup(1, Thread.ofPlatform().daemon().name("grpc-epoll-", 0).factory());
+        Server server = NettyServerBuilder.forAddress(new DomainSocketAddress(options.listen().toString()))
+                .channelType(EpollServerDomainSocketChannel.class)
+                .bossEventLoopGroup(events)
+                .workerEventLoopGroup(events)
+                .executor(calls)
+                .callExecutor(new io.grpc.ServerCallExecutorSupplier() {
+                    @Override
+                    public <Q, R> java.util.concurrent.Executor getExecutor(io.grpc.ServerCall<Q, R> call, io.grpc.Metadata headers) {
+                        return call.getMethodDescriptor().getFullMethodName().equals(
+                                dev.bwrapd.buildbarn.proto.RunnerGrpc.getRunMethod().getFullMethodName()) ? runs : null;
+                    }
+                })
+                .addService(new RunnerService(actions, runner, sandboxes, buildDirectory))
+                .build()
+                .start();
+        endOnSignals(server, sandboxes);
+        LOG.infof("serving Buildbarn's runner on %s (build directory %s, --root %s, %d at once)", options.listen(),
+                buildDirectoryPath, options.root().name().toLowerCase(java.util.Locale.ROOT), options.concurrency());
+        server.awaitTermination();
+        return 0;
+    }
+
+    /** A socket left by an earlier runner is replaced; anything else at that path is not touched. */
+    private static void removeStaleSocket(Path listen) throws IOException {
+        if (Files.exists(listen, LinkOption.NOFOLLOW_LINKS)
+                && ((Integer) Files.getAttribute(listen, "unix:mode", LinkOption.NOFOLLOW_LINKS) & Libc.S_IFMT) == 0140000) {
+            Files.delete(listen);
+        }
+    }
+
+    /** SIGTERM, SIGINT and SIGHUP: refuse new calls, kill every sandbox, clean every root, exit 128+N. */
+    private static void endOnSignals(Server server, Sandboxes sandboxes) {
+        for (String name : new String[] {"TERM", "INT", "HUP"}) {
+            Signal.handle(new Signal(name), signal -> Thread.ofPlatform().name("bwrapd-exit").start(() -> {
+                LOG.infof("SIG%s: ending every sandbox, then exiting", name);
+                server.shutdownNow();
+                try {
+                    sandboxes.shutdown();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+                System.err.flush();
+                Runtime.getRuntime().halt(128 + signal.getNumber());
+            }));
+        }
+    }
+
+    /** bwrapd's effective uid (the owner of /proc/self), -1 if unknown: whose root journal this is. */
+    private static int uid() {
+        try {
+            return (int) Files.getAttribute(Path.of("/proc/self"), "unix:uid");
+        } catch (IOException | RuntimeException e) {
+            return -1;
+        }
+    }
+}

@@ -1,0 +1,104 @@
+package dev.bwrapd.buildbarn;
+
+import java.nio.file.Path;
+import java.util.Locale;
+
+/**
+ * The command line of {@code bwrapd buildbarn-runner}. Each option is one case of {@link #parse}
+ * and one component; a per-endpoint option that shapes every sandbox (such as a future
+ * {@code --limits JSON}) is one more of each, handed to {@link Actions}.
+ */
+record RunnerOptions(boolean help, Path listen, Path buildDirectory, Actions.Root root, boolean network, boolean seccompDefault,
+                     int concurrency, String bwrap, String logLevel) {
+
+    static final String USAGE = """
+            Usage: bwrapd buildbarn-runner --listen PATH --build-directory DIR [OPTIONS]
+
+            Serves Buildbarn's runner service (gRPC, buildbarn.runner.Runner) on the unix socket
+            PATH, so that bb_worker runs each action in a bubblewrap sandbox. See docs/buildbarn.md.
+
+            Options:
+              --listen PATH              the unix socket to serve on (a stale socket there is replaced)
+              --build-directory DIR      bb_worker's build directory: every path of a request is
+                                         relative to it and must stay inside it
+              --root input|host          input: the action's input root is / (default); host: the
+                                         host's / read-only, the input root read-write at its own path
+              --network                  give actions the host's network (default: none)
+              --seccomp default|none     the system-call filter of every action (default none)
+              --concurrency N            actions run at once, more wait (default: the number of CPUs)
+              --bwrap PATH               the bwrap to run (default: bwrap on PATH)
+              --log-level LEVEL          error, warn, info or debug (default warn)
+              --help                     print this help and exit
+            """;
+
+    static RunnerOptions parse(String... args) {
+        boolean help = false, network = false, seccompDefault = false;
+        Path listen = null, buildDirectory = null;
+        Actions.Root root = Actions.Root.INPUT;
+        int concurrency = Runtime.getRuntime().availableProcessors();
+        String bwrap = null, logLevel = "warn";
+        for (int i = 0; i < args.length; i++) {
+            String arg = args[i];
+            String value = null;
+            int equals = arg.indexOf('=');
+            if (arg.startsWith("--") && equals > 0) {
+                value = arg.substring(equals + 1);
+                arg = arg.substring(0, equals);
+            }
+            switch (arg) {
+                case "--help", "-h" -> help = true;
+                case "--network" -> network = true;
+                case "--listen" -> listen = Path.of(value != null ? value : next(args, ++i, arg));
+                case "--build-directory" -> buildDirectory = Path.of(value != null ? value : next(args, ++i, arg));
+                case "--root" -> root = root(value != null ? value : next(args, ++i, arg));
+                case "--seccomp" -> seccompDefault = seccomp(value != null ? value : next(args, ++i, arg));
+                case "--concurrency" -> concurrency = concurrency(value != null ? value : next(args, ++i, arg));
+                case "--bwrap" -> bwrap = value != null ? value : next(args, ++i, arg);
+                case "--log-level" -> logLevel = level(value != null ? value : next(args, ++i, arg));
+                default -> throw new IllegalArgumentException("unknown option: " + args[i]);
+            }
+        }
+        if (!help && listen == null) throw new IllegalArgumentException("--listen PATH is required");
+        if (!help && buildDirectory == null) throw new IllegalArgumentException("--build-directory DIR is required");
+        return new RunnerOptions(help, listen, buildDirectory, root, network, seccompDefault, concurrency, bwrap, logLevel);
+    }
+
+    private static String next(String[] args, int i, String option) {
+        if (i >= args.length) throw new IllegalArgumentException(option + " needs a value");
+        return args[i];
+    }
+
+    private static Actions.Root root(String value) {
+        return switch (value) {
+            case "input" -> Actions.Root.INPUT;
+            case "host" -> Actions.Root.HOST;
+            default -> throw new IllegalArgumentException("--root takes input or host, not " + value);
+        };
+    }
+
+    private static boolean seccomp(String value) {
+        return switch (value) {
+            case "default" -> true;
+            case "none" -> false;
+            default -> throw new IllegalArgumentException("--seccomp takes default or none, not " + value);
+        };
+    }
+
+    private static int concurrency(String value) {
+        try {
+            int n = Integer.parseInt(value);
+            if (n >= 1 && n <= 4096) return n;
+        } catch (NumberFormatException ignored) {
+            // reported below
+        }
+        throw new IllegalArgumentException("--concurrency takes a number from 1 to 4096, not " + value);
+    }
+
+    private static String level(String level) {
+        String lower = level.toLowerCase(Locale.ROOT);
+        return switch (lower) {
+            case "error", "warn", "info", "debug" -> lower;
+            default -> throw new IllegalArgumentException("--log-level takes error, warn, info or debug, not " + level);
+        };
+    }
+}

@@ -1,0 +1,128 @@
+package dev.bwrapd.buildbarn;
+
+import com.google.protobuf.Empty;
+import dev.bwrapd.buildbarn.proto.CheckReadinessRequest;
+import dev.bwrapd.buildbarn.proto.RunRequest;
+import dev.bwrapd.buildbarn.proto.RunResponse;
+import dev.bwrapd.buildbarn.proto.RunnerGrpc;
+import dev.bwrapd.process.Libc;
+import dev.bwrapd.sandbox.HostPaths;
+import dev.bwrapd.sandbox.RunListener;
+import dev.bwrapd.sandbox.RunOutcome;
+import dev.bwrapd.sandbox.RunSpec;
+import dev.bwrapd.sandbox.Sandbox;
+import dev.bwrapd.sandbox.SandboxException;
+import dev.bwrapd.sandbox.SandboxRunner;
+import dev.bwrapd.sandbox.Sandboxes;
+import io.grpc.Context;
+import io.grpc.Contexts;
+import io.grpc.Status;
+import io.grpc.StatusException;
+import io.grpc.stub.StreamObserver;
+
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * Buildbarn's runner service over the sandbox layer: each Run is one sandbox run, exactly as a
+ * {@code sandbox/run} is (the same {@link SandboxRunner}), its paths resolved beneath the build
+ * directory's descriptor. A Run's handler waits for its sandbox (the server runs at most
+ * {@code --concurrency} of them at once); the call's deadline or cancellation kills the whole
+ * sandbox at once, as {@code sandbox/terminate} does.
+ */
+final class RunnerService extends RunnerGrpc.RunnerImplBase {
+    private final Actions actions;
+    private final SandboxRunner runner;
+    private final Sandboxes sandboxes;
+    /** The build directory (O_PATH), open for the server's life: every path of a request is resolved beneath it. */
+    private final int buildDirectory;
+
+    RunnerService(Actions actions, SandboxRunner runner, Sandboxes sandboxes, int buildDirectory) {
+        this.actions = actions;
+        this.runner = runner;
+        this.sandboxes = sandboxes;
+        this.buildDirectory = buildDirectory;
+    }
+
+    /** OK when the path exists beneath the build directory (bb_worker's check that both see the same one). */
+    @Override
+    public void checkReadiness(CheckReadinessRequest request, StreamObserver<Empty> response) {
+        try {
+            String path = Actions.relative("path", request.getPath());
+            Libc.close(HostPaths.openBeneath(buildDirectory, "path", path, Libc.O_PATH, 0));
+            response.onNext(Empty.getDefaultInstance());
+            response.onCompleted();
+        } catch (Actions.Invalid e) {
+            response.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asException());
+        } catch (HostPaths.Refused e) {
+            Status status = e.notAllowed ? Status.INVALID_ARGUMENT : Status.NOT_FOUND;
+            response.onError(status.withDescription(e.getMessage()).asException());
+        }
+    }
+
+    @Override
+    public void run(RunRequest request, StreamObserver<RunResponse> response) {
+        try {
+            response.onNext(run(actions.spec(request), Context.current()));
+            response.onCompleted();
+        } catch (Actions.Invalid e) {
+            response.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asException());
+        } catch (StatusException e) {
+            response.onError(e);
+        }
+    }
+
+    private RunResponse run(RunSpec spec, Context call) throws StatusException {
+        if (call.isCancelled()) throw ended(call); // its deadline passed while it waited for a thread
+        Sandbox sandbox;
+        try {
+            sandbox = sandboxes.register(null, spec.command());
+        } catch (SandboxException e) {
+            throw Responses.failure(e).asException();
+        }
+        CompletableFuture<RunOutcome> ended = new CompletableFuture<>();
+        // Called on the thread that cancels the call (the deadline's timer, the transport), at
+        // once: SIGKILL to the sandbox's init, which ends every process in it.
+        Context.CancellationListener kill = context -> runner.terminate(sandbox,
+                Contexts.statusFromCancelled(context).getCode() == Status.Code.DEADLINE_EXCEEDED
+                        ? Sandbox.Ending.TIMED_OUT : Sandbox.Ending.CANCELLED, null);
+        call.addListener(kill, Runnable::run);
+        RunOutcome outcome;
+        try {
+            runner.start(spec, buildDirectory, sandbox, new RunListener() {
+                @Override
+                public void started(Sandbox s) {}
+
+                @Override
+                public void output(Sandbox s, Stream stream, byte[] data, int offset, int length) {} // output goes to files
+
+                @Override
+                public void finished(RunOutcome o) {
+                    sandboxes.remove(sandbox);
+                    ended.complete(o);
+                }
+
+                @Override
+                public void failed(SandboxException failure) {
+                    sandboxes.remove(sandbox);
+                    ended.completeExceptionally(failure);
+                }
+            });
+            outcome = ended.join(); // every run ends, killed ones too: no interruption to handle
+        } catch (java.util.concurrent.CompletionException e) {
+            throw Responses.failure((SandboxException) e.getCause()).asException();
+        } finally {
+            call.removeListener(kill);
+        }
+        if (call.isCancelled()) throw ended(call);
+        Status failed = Responses.failure(outcome);
+        if (failed != null) throw failed.asException();
+        return Responses.of(outcome);
+    }
+
+    /** DEADLINE_EXCEEDED or CANCELLED, as the call ended. */
+    private static StatusException ended(Context call) {
+        Status status = Contexts.statusFromCancelled(call);
+        String what = status.getCode() == Status.Code.DEADLINE_EXCEEDED ? "the action's deadline passed" : "the call was cancelled";
+        return status.withDescription(what + ": its sandbox was killed, every process in it").asException();
+    }
+}

@@ -1,0 +1,328 @@
+#!/usr/bin/python3
+"""Plays Buildbarn's bb_worker against a real `bwrapd buildbarn-runner`.
+
+The gRPC client is generated at test time, with grpc_tools' protoc, from the project's own
+src/main/proto (Buildbarn's names, numbers and types). Each action follows bb_worker's
+sequence: a directory in the build directory with root/ (the inputs: a busybox tree), tmp/ and
+server_logs/, CheckReadiness, then Run with paths relative to the build directory.
+
+Environment: BWRAPD (the helper to run), BWRAPD_HOME (the repository). Run by BuildbarnRunnerIT.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import uuid
+
+import grpc
+import grpc_tools
+from grpc_tools import protoc
+
+HOME = os.environ["BWRAPD_HOME"]
+BWRAPD = os.environ["BWRAPD"]
+STUBS = tempfile.mkdtemp(prefix="bwrapd-bb-stubs-")
+if protoc.main(["protoc", "-I" + os.path.join(HOME, "src/main/proto"),
+                "-I" + os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"),
+                "--python_out=" + STUBS, "--grpc_python_out=" + STUBS, "runner.proto", "resourceusage.proto"]) != 0:
+    raise SystemExit("protoc failed")
+sys.path.insert(0, STUBS)
+import resourceusage_pb2  # noqa: E402
+import runner_pb2  # noqa: E402
+import runner_pb2_grpc  # noqa: E402
+
+PATH = {"PATH": "/bin:/usr/bin"}
+
+
+class Runner:
+    """`bwrapd buildbarn-runner` on a socket of its own, with a build directory of its own."""
+
+    def __init__(self, *options):
+        self.dir = tempfile.mkdtemp(prefix="bwrapd-bb-")
+        os.chmod(self.dir, 0o755)
+        self.build = os.path.join(self.dir, "build")
+        os.mkdir(self.build)
+        self.socket = os.path.join(self.dir, "runner.sock")
+        self.log = open(os.path.join(self.dir, "runner.log"), "wb")
+        self.process = subprocess.Popen(
+            [BWRAPD, "buildbarn-runner", "--listen", self.socket, "--build-directory", self.build, *options],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log, start_new_session=True)
+        self.channel = grpc.insecure_channel("unix:" + self.socket)
+        grpc.channel_ready_future(self.channel).result(timeout=60)
+        self.stub = runner_pb2_grpc.RunnerStub(self.channel)
+
+    def action(self, name, with_root=True):
+        """bb_worker's preparation: <bd>/NAME/{root,tmp,server_logs}, the root holding the inputs."""
+        d = os.path.join(self.build, name)
+        os.makedirs(os.path.join(d, "tmp"))
+        os.makedirs(os.path.join(d, "server_logs"))
+        if with_root:
+            subprocess.run(["sh", os.path.join(HOME, "tools/make-rootfs.sh"), os.path.join(d, "root")], check=True,
+                           stdout=subprocess.DEVNULL)
+        return d
+
+    def request(self, name, arguments, env=None, working_directory=""):
+        return runner_pb2.RunRequest(
+            arguments=arguments, environment_variables=PATH if env is None else env,
+            working_directory=working_directory,
+            stdout_path=name + "/stdout", stderr_path=name + "/stderr",
+            input_root_directory=name + "/root", temporary_directory=name + "/tmp",
+            server_logs_directory=name + "/server_logs")
+
+    def run(self, name, arguments, env=None, working_directory="", timeout=60):
+        """Prepares an action, runs it; its response, stdout and stderr."""
+        d = self.action(name)
+        response = self.stub.Run(self.request(name, arguments, env, working_directory), timeout=timeout)
+        return response, read(os.path.join(d, "stdout")), read(os.path.join(d, "stderr"))
+
+    def close(self):
+        self.channel.close()
+        self.process.terminate()
+        self.process.wait(30)
+        self.log.close()
+        output = self.process.stdout.read()
+        self.process.stdout.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return output
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read().decode()
+
+
+def usage_of(response):
+    assert len(response.resource_usage) == 1, response
+    any_usage = response.resource_usage[0]
+    assert any_usage.type_url == "type.googleapis.com/buildbarn.resourceusage.POSIXResourceUsage", any_usage.type_url
+    usage = resourceusage_pb2.POSIXResourceUsage()
+    assert any_usage.Unpack(usage)
+    return usage
+
+
+def marked_processes(mark):
+    """Host pids whose environment holds MARK: the processes of one action, wherever they are."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/environ" % pid, "rb") as f:
+                if mark.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def wait_until(condition, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+class InputRootTest(unittest.TestCase):
+    """--root input (the default): the input root is the action's /."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.runner = Runner("--concurrency", "8")
+
+    @classmethod
+    def tearDownClass(cls):
+        stdout = cls.runner.close()
+        assert stdout == b"", "the runner wrote to its stdout: %r" % stdout
+
+    def test_check_readiness_on_an_existing_and_a_missing_path(self):
+        self.runner.action("ready", with_root=False)
+        self.runner.stub.CheckReadiness(runner_pb2.CheckReadinessRequest(path="ready/tmp"), timeout=30)
+        with self.assertRaises(grpc.RpcError) as missing:
+            self.runner.stub.CheckReadiness(runner_pb2.CheckReadinessRequest(path="ready/no-such-file"), timeout=30)
+        self.assertEqual(grpc.StatusCode.NOT_FOUND, missing.exception.code())
+        for escape in ["../", "/etc", "ready/../../x"]:
+            with self.assertRaises(grpc.RpcError) as e:
+                self.runner.stub.CheckReadiness(runner_pb2.CheckReadinessRequest(path=escape), timeout=30)
+            self.assertEqual(grpc.StatusCode.INVALID_ARGUMENT, e.exception.code(), escape)
+
+    def test_exit_codes_and_output_files(self):
+        response, out, err = self.runner.run("exit3", ["sh", "-c", "echo to stdout; echo to stderr >&2; exit 3"])
+        self.assertEqual(3, response.exit_code)
+        self.assertEqual("to stdout\n", out)
+        self.assertEqual("to stderr\n", err)
+        self.assertEqual("", usage_of(response).termination_signal)
+        self.assertEqual(0, self.runner.run("true", ["true"])[0].exit_code)
+
+    def test_signal_deaths(self):
+        for name, number in [("KILL", 9), ("TERM", 15), ("SEGV", 11)]:
+            response, _, _ = self.runner.run("signal-" + name, ["sh", "-c", "kill -%s $$" % name])
+            self.assertEqual(128 + number, response.exit_code, name)
+            self.assertEqual(name, usage_of(response).termination_signal, name)
+
+    def test_environment_and_working_directory_are_exactly_the_requests(self):
+        env = {"PATH": "/bin", "GREETING": "hello world", "EMPTY": ""}
+        d = self.runner.action("env")
+        os.makedirs(os.path.join(d, "root/src/pkg"))
+        response = self.runner.stub.Run(self.runner.request("env", ["/bin/cat", "/proc/self/environ"], env, "src/pkg"),
+                                        timeout=60)
+        self.assertEqual(0, response.exit_code, read(os.path.join(d, "stderr")))
+        seen = dict(entry.split("=", 1) for entry in read(os.path.join(d, "stdout")).split("\0") if entry)
+        self.assertEqual(dict(env, PWD="/src/pkg"), seen)  # bwrap sets PWD to the working directory
+        response, out, _ = self.runner.run("pwd", ["sh", "-c", "pwd; mkdir -p here; cd here && pwd -P"],
+                                           working_directory="work/dir")
+        self.assertEqual("/work/dir\n/work/dir/here\n", out)
+
+    def test_paths_that_escape_the_build_directory_are_invalid_argument(self):
+        r = self.runner
+        d = r.action("escape")
+        victim_dir = os.path.join(r.dir, "victim")
+        os.mkdir(victim_dir)
+        victim = os.path.join(victim_dir, "file")
+        with open(victim, "w") as f:
+            f.write("untouched")
+        os.symlink(victim_dir, os.path.join(r.build, "link-out"))
+        os.symlink(victim, os.path.join(d, "stdout-link"))
+        os.symlink(os.path.join(d, "root"), os.path.join(r.build, "link-in"))
+        base = r.request("escape", ["sh", "-c", "echo escaped > /escaped; echo escaped"])
+        cases = {
+            "stdout ../": dict(stdout_path="../escaped"),
+            "stdout absolute": dict(stdout_path=os.path.join(victim_dir, "escaped")),
+            "stdout through a link": dict(stdout_path="link-out/escaped"),
+            "stdout is a link": dict(stdout_path="escape/stdout-link"),
+            "stderr climbing": dict(stderr_path="escape/../../escaped"),
+            "input root ../": dict(input_root_directory="escape/../.."),
+            "input root absolute": dict(input_root_directory=victim_dir),
+            "input root a link out": dict(input_root_directory="link-out"),
+            "input root a link in": dict(input_root_directory="link-in"),
+            "temporary directory a link out": dict(temporary_directory="link-out"),
+            "temporary directory absolute": dict(temporary_directory="/tmp"),
+            "server logs ../": dict(server_logs_directory="../x"),
+            "working directory climbing": dict(working_directory="../../.."),
+        }
+        for what, change in cases.items():
+            request = runner_pb2.RunRequest()
+            request.CopyFrom(base)
+            for field, value in change.items():
+                setattr(request, field, value)
+            with self.assertRaises(grpc.RpcError, msg=what) as e:
+                r.stub.Run(request, timeout=60)
+            self.assertEqual(grpc.StatusCode.INVALID_ARGUMENT, e.exception.code(), what + ": " + e.exception.details())
+        self.assertEqual(["file"], os.listdir(victim_dir))
+        self.assertEqual("untouched", read(victim))
+        self.assertFalse(os.path.exists(os.path.join(r.dir, "escaped")))
+
+    def test_deadline_kills_the_whole_sandbox(self):
+        mark = "BWRAPD_BB_MARK=" + uuid.uuid4().hex
+        name, value = mark.split("=")
+        d = self.runner.action("deadline")
+        request = self.runner.request("deadline", ["sh", "-c", "sleep 100 & sleep 100"], dict(PATH, **{name: value}))
+        start = time.monotonic()
+        with self.assertRaises(grpc.RpcError) as e:
+            self.runner.stub.Run(request, timeout=1)
+        elapsed = time.monotonic() - start
+        self.assertEqual(grpc.StatusCode.DEADLINE_EXCEEDED, e.exception.code())
+        self.assertLess(elapsed, 1.5)
+        self.assertTrue(wait_until(lambda: not marked_processes(mark), 1.0),
+                        "processes of the action survived its deadline: %s" % marked_processes(mark))
+        # The server ended the run too: the root is cleaned (bwrap's mount points removed).
+        self.assertTrue(wait_until(lambda: not os.path.exists(os.path.join(d, "root/proc")), 5), "root not cleaned")
+        self.assertEqual(0, self.runner.run("after-deadline", ["true"])[0].exit_code)
+
+    def test_cancellation_kills_the_whole_sandbox(self):
+        mark = "BWRAPD_BB_MARK=" + uuid.uuid4().hex
+        name, value = mark.split("=")
+        self.runner.action("cancel")
+        future = self.runner.stub.Run.future(
+            self.runner.request("cancel", ["sh", "-c", "sleep 100 & sleep 100"], dict(PATH, **{name: value})), timeout=60)
+        self.assertTrue(wait_until(lambda: len(marked_processes(mark)) >= 3, 30), "the action never started")
+        future.cancel()
+        self.assertTrue(wait_until(lambda: not marked_processes(mark), 1.0),
+                        "processes of the action survived its cancellation: %s" % marked_processes(mark))
+
+    def test_eight_runs_at_once(self):
+        for i in range(8):
+            self.runner.action("parallel-%d" % i)
+        start = time.monotonic()
+        futures = [self.runner.stub.Run.future(self.runner.request(
+            "parallel-%d" % i, ["sh", "-c", "sleep 2; echo $N"], dict(PATH, N=str(i))), timeout=120) for i in range(8)]
+        responses = [f.result() for f in futures]
+        elapsed = time.monotonic() - start
+        self.assertEqual([0] * 8, [r.exit_code for r in responses])
+        for i in range(8):
+            self.assertEqual("%d\n" % i, read(os.path.join(self.runner.build, "parallel-%d/stdout" % i)))
+        self.assertLess(elapsed, 12, "the eight 2 s runs did not run at once")
+
+    def test_proc_is_fresh_with_a_pid_1(self):
+        response, out, err = self.runner.run("proc", ["sh", "-c", "test -r /proc/1/stat && echo pid1; echo $$; ls /proc | grep -c '^[0-9]'"])
+        self.assertEqual(0, response.exit_code, err)
+        lines = out.split()
+        self.assertEqual("pid1", lines[0])
+        self.assertLessEqual(int(lines[1]), 4, "the command is not near the top of a PID namespace of its own")
+        self.assertLessEqual(int(lines[2]), 6, "the host's processes are visible")
+
+    def test_no_network(self):
+        response, out, err = self.runner.run("net", ["sh", "-c", "cat /proc/net/dev"])
+        self.assertEqual(0, response.exit_code, err)
+        interfaces = [line.split(":")[0].strip() for line in out.splitlines()[2:]]
+        self.assertEqual(["lo"], interfaces)
+
+    def test_tmp_is_the_actions_temporary_directory(self):
+        d = self.runner.action("tmp")
+        with open(os.path.join(d, "tmp/given"), "w") as f:
+            f.write("from bb_worker")
+        response = self.runner.stub.Run(self.runner.request("tmp", ["sh", "-c", "cat /tmp/given; echo made > /tmp/made"]),
+                                        timeout=60)
+        self.assertEqual(0, response.exit_code, read(os.path.join(d, "stderr")))
+        self.assertEqual("from bb_worker", read(os.path.join(d, "stdout")))
+        self.assertEqual("made\n", read(os.path.join(d, "tmp/made")))
+        self.assertFalse(os.path.exists(os.path.join(d, "root/tmp/made")))
+
+    def test_resource_usage_is_plausible(self):
+        response, _, err = self.runner.run("usage", ["sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
+        self.assertEqual(0, response.exit_code, err)
+        usage = usage_of(response)
+        cpu = usage.user_time.ToTimedelta().total_seconds() + usage.system_time.ToTimedelta().total_seconds()
+        self.assertGreater(cpu, 0.1, usage)
+        self.assertLess(cpu, 60, usage)
+        self.assertGreater(usage.maximum_resident_set_size, 100 * 1024, usage)
+        self.assertLess(usage.maximum_resident_set_size, 1 << 30, usage)
+
+    def test_the_input_root_is_left_as_the_action_left_it(self):
+        d = self.runner.action("clean")
+        before = sorted(os.listdir(os.path.join(d, "root")))
+        response = self.runner.stub.Run(self.runner.request("clean", ["sh", "-c", "echo out > /output"]), timeout=60)
+        self.assertEqual(0, response.exit_code)
+        self.assertEqual(sorted(before + ["output"]), sorted(os.listdir(os.path.join(d, "root"))))
+
+
+class HostRootTest(unittest.TestCase):
+    """--root host: the host's / read-only, the input root read-write at its own path."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.runner = Runner("--root", "host")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.runner.close()
+
+    def test_host_tools_and_the_input_root_at_its_path(self):
+        d = self.runner.action("host")
+        os.makedirs(os.path.join(d, "root/src"))
+        with open(os.path.join(d, "tmp/given"), "w") as f:
+            f.write("from bb_worker\n")
+        root = os.path.realpath(os.path.join(d, "root"))
+        response = self.runner.stub.Run(self.runner.request(
+            "host", ["/bin/sh", "-c", "pwd; echo built > out; touch /etc/bwrapd-bb-test 2>/dev/null || echo read-only; cat /tmp/given"],
+            working_directory="src"), timeout=60)
+        self.assertEqual(0, response.exit_code, read(os.path.join(d, "stderr")))
+        self.assertEqual(root + "/src\nread-only\nfrom bb_worker\n", read(os.path.join(d, "stdout")))
+        self.assertEqual("built\n", read(os.path.join(d, "root/src/out")))
+        self.assertFalse(os.path.exists("/etc/bwrapd-bb-test"))
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,121 @@
+package dev.bwrapd.buildbarn;
+
+import com.google.protobuf.InvalidProtocolBufferException;
+import dev.bwrapd.buildbarn.proto.POSIXResourceUsage;
+import dev.bwrapd.buildbarn.proto.RunRequest;
+import dev.bwrapd.buildbarn.proto.RunResponse;
+import dev.bwrapd.cleanup.CleanupReport;
+import dev.bwrapd.sandbox.RunOutcome;
+import dev.bwrapd.sandbox.RunSpec;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** A Buildbarn request as a RunSpec, and an outcome as a RunResponse: the pure parts of the runner. */
+class ActionsTest {
+    private static final Path BUILD = Path.of("/var/bb/build");
+
+    private static RunRequest.Builder request() {
+        return RunRequest.newBuilder().addArguments("sh").addArguments("-c").addArguments("true")
+                .putEnvironmentVariables("PATH", "/bin").setWorkingDirectory("src")
+                .setStdoutPath("1/stdout").setStderrPath("1/stderr").setInputRootDirectory("1/root")
+                .setTemporaryDirectory("1/tmp").setServerLogsDirectory("1/server_logs");
+    }
+
+    @Test
+    void inputRootModeBindsTheInputRootAsRootAndTheTemporaryDirectoryAtTmp() throws Exception {
+        RunSpec spec = new Actions(BUILD, Actions.Root.INPUT, false, null).spec(request().build());
+        assertEquals(List.of("sh", "-c", "true"), spec.command());
+        assertEquals(Path.of("1/root"), spec.root());
+        assertEquals("/src", spec.cwd());
+        assertEquals(Map.of("PATH", "/bin"), spec.env());
+        assertEquals(List.of(new RunSpec.Mount("1/tmp", "/tmp", false)), spec.mounts());
+        assertEquals(new RunSpec.Output.File("1/stdout", false), spec.stdout());
+        assertEquals(new RunSpec.Output.File("1/stderr", false), spec.stderr());
+        assertTrue(spec.inheritUid());
+        assertEquals(false, spec.network());
+        assertEquals(RunSpec.DEFAULT_DEVICES, spec.devices());
+        assertNull(spec.timeoutMs(), "the call's deadline ends the run, not a timer of its own");
+        assertNull(spec.seccomp());
+    }
+
+    @Test
+    void hostModeBindsTheInputRootAtItsOwnPathAfterTmp() throws Exception {
+        RunSpec spec = new Actions(BUILD, Actions.Root.HOST, true, RunSpec.Seccomp.DEFAULT).spec(request().build());
+        assertTrue(spec.isHostRoot());
+        assertEquals("/var/bb/build/1/root/src", spec.cwd());
+        assertEquals(List.of(new RunSpec.Mount("1/tmp", "/tmp", false), new RunSpec.Mount("1/root", "/var/bb/build/1/root", false)),
+                spec.mounts());
+        assertEquals(true, spec.network());
+        assertEquals(RunSpec.Seccomp.DEFAULT, spec.seccomp());
+        assertEquals("/var/bb/build/1/root", new Actions(BUILD, Actions.Root.HOST, false, null)
+                .spec(request().setWorkingDirectory("").build()).cwd());
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"", "/abs", "..", "../x", "a/../../x", ".", "a/..", "nul\0byte"})
+    void pathsThatAreNotInsideTheBuildDirectoryAreInvalid(String path) {
+        Actions actions = new Actions(BUILD, Actions.Root.INPUT, false, null);
+        for (RunRequest r : List.of(request().setStdoutPath(path).build(), request().setStderrPath(path).build(),
+                request().setInputRootDirectory(path).build(), request().setTemporaryDirectory(path).build(),
+                request().setServerLogsDirectory(path).build())) {
+            assertThrows(Actions.Invalid.class, () -> actions.spec(r), path);
+        }
+    }
+
+    @Test
+    void pathsAreNormalized() throws Exception {
+        RunSpec spec = new Actions(BUILD, Actions.Root.INPUT, false, null)
+                .spec(request().setInputRootDirectory("./1//x/../root/").setWorkingDirectory("a/./b/..").build());
+        assertEquals(Path.of("1/root"), spec.root());
+        assertEquals("/a", spec.cwd());
+    }
+
+    @Test
+    void otherInvalidRequests() {
+        Actions actions = new Actions(BUILD, Actions.Root.INPUT, false, null);
+        assertThrows(Actions.Invalid.class, () -> actions.spec(request().clearArguments().build()));
+        assertThrows(Actions.Invalid.class, () -> actions.spec(request().clearArguments().addArguments("").build()));
+        assertThrows(Actions.Invalid.class, () -> actions.spec(request().addArguments("a\0b").build()));
+        assertThrows(Actions.Invalid.class, () -> actions.spec(request().putEnvironmentVariables("A=B", "x").build()));
+        assertThrows(Actions.Invalid.class, () -> actions.spec(request().putEnvironmentVariables("", "x").build()));
+        assertThrows(Actions.Invalid.class, () -> actions.spec(request().putEnvironmentVariables("A", "x\0").build()));
+        assertThrows(Actions.Invalid.class, () -> actions.spec(request().setWorkingDirectory("/abs").build()));
+        assertThrows(Actions.Invalid.class, () -> actions.spec(request().setWorkingDirectory("../..").build()));
+    }
+
+    @Test
+    void anExitAndASignalDeathAsResponses() throws InvalidProtocolBufferException {
+        RunResponse exited = Responses.of(outcome(RunOutcome.Status.EXITED, 3, null));
+        assertEquals(3, exited.getExitCode());
+        POSIXResourceUsage usage = exited.getResourceUsage(0).unpack(POSIXResourceUsage.class);
+        assertEquals(1, usage.getUserTime().getSeconds());
+        assertEquals(500_000_000, usage.getUserTime().getNanos());
+        assertEquals(250_000, usage.getSystemTime().getNanos());
+        assertEquals(2048L * 1024, usage.getMaximumResidentSetSize());
+        assertEquals("", usage.getTerminationSignal());
+
+        RunResponse killed = Responses.of(outcome(RunOutcome.Status.SIGNALED, 137, "SIGKILL"));
+        assertEquals(137, killed.getExitCode());
+        assertEquals("KILL", killed.getResourceUsage(0).unpack(POSIXResourceUsage.class).getTerminationSignal());
+        // Killed before the command ran (no exit code from bwrap): still 128+N.
+        assertEquals(137, Responses.of(outcome(RunOutcome.Status.SIGNALED, null, "SIGKILL")).getExitCode());
+        assertNull(Responses.failure(outcome(RunOutcome.Status.EXITED, 0, null)));
+        assertEquals(io.grpc.Status.Code.FAILED_PRECONDITION,
+                Responses.failure(outcome(RunOutcome.Status.SETUP_FAILED, null, null)).getCode());
+    }
+
+    private static RunOutcome outcome(RunOutcome.Status status, Integer exitCode, String signal) {
+        return new RunOutcome("sb-1", status, exitCode, signal, status == RunOutcome.Status.SETUP_FAILED ? "no" : null, 1,
+                new RunOutcome.Usage(1_500_000, 250, 2048), null, null, CleanupReport.NOTHING);
+    }
+}

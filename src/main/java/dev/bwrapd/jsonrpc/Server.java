@@ -127,6 +127,31 @@ public final class Server {
         }
     }
 
+    /**
+     * From a thread that serves no request: waits at most {@code timeoutMs} until every request
+     * received so far has been answered; whether they all were.
+     */
+    public boolean awaitIdle(long timeoutMs) throws InterruptedException {
+        long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(timeoutMs);
+        synchronized (pending) {
+            while (!pending.isEmpty()) {
+                long left = java.util.concurrent.TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
+                if (left <= 0) return false;
+                pending.wait(left);
+            }
+            return true;
+        }
+    }
+
+    /**
+     * Answers every request still unanswered with {@code error} (a batch's member in its batch):
+     * for an ending server whose handlers did not finish in time. A handler answering later is
+     * ignored, as is any second answer.
+     */
+    public void failPending(RpcException error) {
+        for (Call call : List.copyOf(inFlight.values())) call.fail(error);
+    }
+
     public void notifyClient(String method, Object params) {
         ObjectNode message = json.createObjectNode().put("jsonrpc", "2.0").put("method", method);
         message.set("params", tree(params));

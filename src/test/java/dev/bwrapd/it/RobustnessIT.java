@@ -228,6 +228,42 @@ class RobustnessIT {
         assertEquals(before, root.snapshot(), "the root is as it was: every cleanup ran");
     }
 
+    /**
+     * SIGTERM while a run sleeps and another streams into a client that reads nothing: that run's
+     * thread waits for room the client never makes, yet the helper exits 143 within its bound
+     * (grace 5 s, flush 1 s) and leaves no process of either run behind.
+     */
+    @Test
+    void aTerminatingSignalEndsWithinItsBoundEvenWhenTheClientReadsNothing() throws Exception {
+        String marker = ProcessSupport.newMarker();
+        try (TestRoot own = TestRoot.create()) {
+            Path log = Files.createTempFile("bwrapd-robustness-", ".log");
+            Process helper = new ProcessBuilder(BwrapdProcess.command("--max-memory", "1048576")).redirectError(log.toFile()).start();
+            try {
+                org.junit.jupiter.api.Assumptions.assumeFalse(ignores(helper.pid(), 15), "started with SIGTERM ignored");
+                ObjectNode flood = ProcessSupport.runParams(own, null, marker, "yes " + PATTERN.strip() + "; sleep 1000");
+                flood.put("stdout", "stream");
+                String requests = request(1, "sandbox/run", ProcessSupport.runParams(own, null, marker, "sleep 1000"))
+                        + request(2, "sandbox/run", flood);
+                helper.getOutputStream().write(requests.getBytes(StandardCharsets.UTF_8));
+                helper.getOutputStream().flush(); // stdin stays open, stdout is never read
+                ProcessSupport.awaitMarked(marker, "sleep", 1, Duration.ofSeconds(60));
+                ProcessSupport.awaitMarked(marker, "yes", 1, Duration.ofSeconds(60));
+                Thread.sleep(500); // the budget (1 MiB) and the pipe to the client fill up
+                long start = System.nanoTime();
+                assertEquals(0, new ProcessBuilder("kill", "-TERM", Long.toString(helper.pid())).start().waitFor());
+                assertTrue(helper.waitFor(20, TimeUnit.SECONDS), "bwrapd did not exit within 20 s of SIGTERM; log:\n" + Files.readString(log));
+                long tookMs = (System.nanoTime() - start) / 1_000_000;
+                assertEquals(143, helper.exitValue(), Files.readString(log));
+                assertTrue(tookMs < 5_000 + 1_000 + 5_000, "exited " + tookMs + " ms after SIGTERM");
+                ProcessSupport.awaitNoSurvivors(marker, Duration.ofSeconds(10), "bwrapd's exit");
+            } finally {
+                helper.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+                Files.deleteIfExists(log);
+            }
+        }
+    }
+
     /** Whether the process ignores the signal (SigIgn in /proc/PID/status). */
     private static boolean ignores(long pid, int signal) throws IOException {
         for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {

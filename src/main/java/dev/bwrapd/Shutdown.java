@@ -42,11 +42,9 @@ final class Shutdown {
         if (sandboxes.awaitEnded(GRACE_MS) && server.awaitIdle(Math.max(0, deadline - System.currentTimeMillis()))) return;
         LOG.warnf("%s: runs or answers not done after %d ms; killing what is left and answering for it", why, GRACE_MS);
         sandboxes.killAll();
-        // Answered from a thread of its own: a client that reads nothing would block the writing.
-        Thread answering = Thread.ofPlatform().daemon().name("bwrapd-abandon").start(() -> server.failPending(
-                new RpcException(ProtocolErrors.SHUTTING_DOWN, "bwrapd is exiting and this request did not end within "
-                        + GRACE_MS + " ms of being killed")));
-        answering.join(FLUSH_MS);
+        server.failPending(new RpcException(ProtocolErrors.SHUTTING_DOWN, "bwrapd is exiting and this request did not end within "
+                + GRACE_MS + " ms of being killed"));
+        if (!server.flush(FLUSH_MS)) LOG.warnf("%s: the client did not read the last answers within %d ms", why, FLUSH_MS);
     }
 
     /**

@@ -40,7 +40,6 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.logging.Level;
 
 import sun.misc.Signal;
@@ -121,7 +120,8 @@ public class Main implements QuarkusApplication {
                 Version.VERSION, limits, budget, options.seccompDefault() ? RunSpec.Seccomp.DEFAULT : null,
                 code -> shutdown[0].finishInBackground("exit", code));
         // Handlers that block (shutdown, signals waiting for a command) get pool threads; runs have their own.
-        ExecutorService handlers = Executors.newCachedThreadPool(Thread.ofPlatform().daemon().name("rpc-", 0).factory());
+        // Idle ones end within a second, like the runs' threads: the helper goes back to the threads it had.
+        ExecutorService handlers = SandboxRunner.retiringThreads("rpc-");
         Server server = new Server(json, reader, writer, options.maxMessageBytes(), methods.handlers(), handlers, ProtocolErrors::toRpc, budget);
         shutdown[0] = new Shutdown(methods, sandboxes, server);
         handleTerminatingSignals(shutdown[0]);

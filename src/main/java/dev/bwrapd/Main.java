@@ -22,6 +22,7 @@ import dev.bwrapd.protocol.ProtocolErrors;
 import dev.bwrapd.sandbox.Capture;
 import dev.bwrapd.sandbox.HostCapabilities;
 import dev.bwrapd.sandbox.HostProbe;
+import dev.bwrapd.sandbox.ProbeCache;
 import dev.bwrapd.sandbox.RunSpec;
 import dev.bwrapd.sandbox.SandboxRunner;
 import dev.bwrapd.sandbox.Sandboxes;
@@ -91,7 +92,8 @@ public class Main implements QuarkusApplication {
         // Linking the libc downcalls is the slowest part of start-up: do it alongside the probe.
         Thread.ofPlatform().daemon().name("bwrapd-link").start(Libc::link);
         Thread.ofPlatform().daemon().name("bwrapd-probe").start(() -> {
-            HostCapabilities probed = HostProbe.probe(bwrap.found(), false);
+            ProbeCache cache = ProbeCache.open(System.getenv("XDG_CACHE_HOME"), System.getenv("HOME"), uid(), Version.VERSION);
+            HostCapabilities probed = HostProbe.probe(bwrap.found(), false, cache);
             // Only now may the reaper start: it would take the probes' children from the JDK.
             boolean subreaper = reaper.start();
             host.complete(new HostCapabilities(probed.bwrapPath(), probed.bwrapVersion(), probed.userNamespaces(),

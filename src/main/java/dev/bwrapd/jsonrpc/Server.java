@@ -416,7 +416,7 @@ public final class Server {
         }
         String name = method.textValue();
         long unread = outbox.held();
-        if (id != null && unread > refuseAbove()) {
+        if (id != null && unread > refuseAbove() && !name.equals(CANCEL_METHOD)) { // a cancel only shrinks what waits
             early(slot, unit, release, unread(replyId, unread));
             return;
         }

@@ -22,6 +22,7 @@ import dev.bwrapd.protocol.ProtocolErrors;
 import dev.bwrapd.sandbox.Capture;
 import dev.bwrapd.sandbox.HostCapabilities;
 import dev.bwrapd.sandbox.HostProbe;
+import dev.bwrapd.sandbox.ProbeCache;
 import dev.bwrapd.sandbox.RunSpec;
 import dev.bwrapd.sandbox.SandboxRunner;
 import dev.bwrapd.sandbox.Sandboxes;
@@ -40,7 +41,6 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.logging.Level;
 
 import sun.misc.Signal;
@@ -106,7 +106,8 @@ public class Main implements QuarkusApplication {
         // Linking the libc downcalls is the slowest part of start-up: do it alongside the probe.
         Thread.ofPlatform().daemon().name("bwrapd-link").start(Libc::link);
         Thread.ofPlatform().daemon().name("bwrapd-probe").start(() -> {
-            HostCapabilities probed = HostProbe.probe(bwrap.found(), false);
+            ProbeCache cache = ProbeCache.open(System.getenv("XDG_CACHE_HOME"), System.getenv("HOME"), uid(), Version.VERSION);
+            HostCapabilities probed = HostProbe.probe(bwrap.found(), false, cache);
             // Only now may the reaper start: it would take the probes' children from the JDK.
             boolean subreaper = reaper.start();
             host.complete(new HostCapabilities(probed.bwrapPath(), probed.bwrapVersion(), probed.userNamespaces(),
@@ -126,66 +127,45 @@ public class Main implements QuarkusApplication {
         Map<String, Object> limits = new LinkedHashMap<>();
         limits.put("maxMessageBytes", options.maxMessageBytes());
         limits.put("maxNestingDepth", MAX_NESTING_DEPTH);
-        Server[] server = new Server[1];
+        Shutdown[] shutdown = new Shutdown[1];
         // What a killed bwrapd left in a root is recorded outside it, for the next bwrapd to remove.
         RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), uid()));
         SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(),
                 captures);
         BwrapdMethods methods = new BwrapdMethods(json, sandboxes, runner, host,
                 Version.VERSION, limits, budget, options.seccompDefault() ? RunSpec.Seccomp.DEFAULT : null,
-                code -> finishInBackground(sandboxes, server[0], code));
+                code -> shutdown[0].finishInBackground("exit", code));
         // Handlers that block (shutdown, signals waiting for a command) get pool threads; runs have their own.
-        ExecutorService handlers = Executors.newCachedThreadPool(Thread.ofPlatform().daemon().name("rpc-", 0).factory());
-        server[0] = new Server(json, reader, writer, options.maxMessageBytes(), methods.handlers(), handlers, ProtocolErrors::toRpc, budget);
-        handleTerminatingSignals(methods, sandboxes, server[0]);
+        // Idle ones end within a second, like the runs' threads: the helper goes back to the threads it had.
+        ExecutorService handlers = SandboxRunner.retiringThreads("rpc-");
+        Server server = new Server(json, reader, writer, options.maxMessageBytes(), methods.handlers(), handlers, ProtocolErrors::toRpc, budget);
+        shutdown[0] = new Shutdown(methods, sandboxes, server);
+        handleTerminatingSignals(shutdown[0]);
 
         LOG.debugf("serving %d ms after the process started", sinceStart());
-        server[0].serve();
+        server.serve();
         // End of input: the client is gone or done. End every sandbox, clean up, answer what can be answered.
-        methods.close();
-        int ended = sandboxes.shutdown();
-        server[0].awaitIdle();
-        LOG.debugf("end of input: %d sandbox(es) terminated", ended);
+        shutdown[0].finish("end of input");
         return 0;
     }
 
     /**
-     * SIGTERM, SIGINT and SIGHUP end the helper the way shutdown and end of input do: refuse what
-     * comes next, kill every sandbox, clean every root, answer every pending request, then exit
-     * with 128 + the signal's number. Installed here, never in a static initializer (a native image
-     * initializes classes at build time); a native image needs signal handling enabled, which is
-     * its default for executables.
+     * SIGTERM, SIGINT and SIGHUP end the helper the way shutdown and end of input do (within
+     * {@link Shutdown}'s bound), then it exits with 128 + the signal's number. Installed here,
+     * never in a static initializer (a native image initializes classes at build time); a native
+     * image needs signal handling enabled, which is its default for executables.
      */
-    private static void handleTerminatingSignals(BwrapdMethods methods, Sandboxes sandboxes, Server server) {
+    private static void handleTerminatingSignals(Shutdown shutdown) {
         for (String name : new String[] {"TERM", "INT", "HUP"}) {
             try {
                 Signal.handle(new Signal(name), signal -> {
                     LOG.infof("SIG%s: ending every sandbox, then exiting", name);
-                    methods.close();
-                    finishInBackground(sandboxes, server, 128 + signal.getNumber());
+                    shutdown.finishInBackground("SIG" + name, 128 + signal.getNumber());
                 });
             } catch (IllegalArgumentException e) {
                 LOG.warnf("cannot handle SIG%s: %s", name, e.getMessage());
             }
         }
-    }
-
-    /**
-     * Ends the process with {@code code} once nothing is left running or uncleaned and every request
-     * received has been answered (its answer written): on a thread of its own, so the request or
-     * batch that asked for it is answered too.
-     */
-    private static void finishInBackground(Sandboxes sandboxes, Server server, int code) {
-        Thread.ofPlatform().name("bwrapd-exit").start(() -> {
-            try {
-                sandboxes.shutdown();
-                server.awaitIdle();
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-            System.err.flush();
-            Runtime.getRuntime().halt(code);
-        });
     }
 
     /**

@@ -10,6 +10,7 @@ import dev.bwrapd.process.Watchdog;
 import dev.bwrapd.sandbox.Capture;
 import dev.bwrapd.sandbox.HostCapabilities;
 import dev.bwrapd.sandbox.HostProbe;
+import dev.bwrapd.sandbox.ProbeCache;
 import dev.bwrapd.sandbox.RootPaths;
 import dev.bwrapd.sandbox.RunSpec;
 import dev.bwrapd.sandbox.SandboxRunner;
@@ -80,7 +81,8 @@ public final class RunnerCommand {
         CompletableFuture<HostCapabilities> host = new CompletableFuture<>();
         Thread.ofPlatform().daemon().name("bwrapd-link").start(Libc::link);
         Thread.ofPlatform().daemon().name("bwrapd-probe").start(() -> {
-            HostCapabilities probed = HostProbe.probe(bwrap.found(), false);
+            HostCapabilities probed = HostProbe.probe(bwrap.found(), false,
+                    ProbeCache.open(System.getenv("XDG_CACHE_HOME"), System.getenv("HOME"), uid(), dev.bwrapd.Version.VERSION));
             boolean subreaper = reaper.start(); // only after the probe: it would take the probe's children from the JDK
             host.complete(new HostCapabilities(probed.bwrapPath(), probed.bwrapVersion(), probed.userNamespaces(),
                     probed.dieWithParent(), probed.jsonStatusFd(), subreaper, probed.linux32Path(),

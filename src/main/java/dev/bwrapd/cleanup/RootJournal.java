@@ -6,11 +6,8 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.nio.file.attribute.PosixFileAttributes;
-import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -43,25 +40,11 @@ public final class RootJournal {
         Path dir = xdgRuntimeDir != null && xdgRuntimeDir.startsWith("/") ? Path.of(xdgRuntimeDir, "bwrapd")
                 : uid == 0 ? Path.of("/run/bwrapd") : Path.of("/tmp/bwrapd-" + uid);
         try {
-            Files.createDirectory(dir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
-        } catch (java.nio.file.FileAlreadyExistsException e) {
-            // checked below
-        } catch (IOException | UnsupportedOperationException e) {
+            return new RootJournal(PrivateDirectory.open(dir, uid));
+        } catch (IOException e) {
             LOG.warnf("no root journal (%s): a bwrapd killed mid-run leaves its mount points in the root", e.getMessage());
             return null;
         }
-        try {
-            PosixFileAttributes a = Files.readAttributes(dir, PosixFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
-            boolean mine = (int) Files.getAttribute(dir, "unix:uid", LinkOption.NOFOLLOW_LINKS) == uid;
-            if (!a.isDirectory() || !mine || !a.permissions().equals(PosixFilePermissions.fromString("rwx------"))) {
-                LOG.warnf("no root journal: %s is not a private directory of this user", dir);
-                return null;
-            }
-        } catch (IOException e) {
-            LOG.warnf("no root journal: %s", e.getMessage());
-            return null;
-        }
-        return new RootJournal(dir);
     }
 
     /**

@@ -45,7 +45,10 @@ public final class Call {
         server.notifyClient(method, params);
     }
 
-    /** Sends a notification already serialized as a whole frame body ({@code body[0..length)}; a spare byte after it saves a copy). */
+    /**
+     * Sends a notification already serialized as a whole frame body ({@code body[0..length)}, copied):
+     * for a producer that can wait, it waits while the client leaves too much unread (see Server).
+     */
     public void notifyClientRaw(byte[] body, int length) {
         server.sendRaw(body, length);
     }

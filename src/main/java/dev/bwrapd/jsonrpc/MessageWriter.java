@@ -74,6 +74,21 @@ public final class MessageWriter {
         }
     }
 
+    /**
+     * The body serialized, with one spare byte after it (its length is the array's minus one), or
+     * null when it is larger than {@link #BUFFERED} bytes: such a message is written with
+     * {@link #write(Body)}, which streams it.
+     */
+    public static byte[] serialize(Body body) throws BodyException {
+        Buffer buffer = new Buffer();
+        try {
+            body.writeTo(buffer);
+        } catch (IOException | RuntimeException e) {
+            if (!buffer.full) throw new BodyException(e);
+        }
+        return buffer.full ? null : java.util.Arrays.copyOf(buffer.buf(), buffer.size() + 1);
+    }
+
     /** Writes one message; false once the client has gone away. */
     public synchronized boolean write(Body body) throws BodyException {
         if (broken) return false;
@@ -238,6 +253,10 @@ public final class MessageWriter {
         public void reset() {
             super.reset();
             full = false;
+        }
+
+        byte[] buf() {
+            return buf;
         }
 
         /** NDJSON's line end, past the cap if need be. */

@@ -31,8 +31,10 @@ import java.util.function.Function;
 /**
  * A JSON-RPC 2.0 endpoint over a message stream: parses, validates, dispatches each request to its
  * handler (on a pool thread, or started in arrival order for a {@link Handler.Deferred} that
- * answers later from a thread of its own), and writes each response whole, from the answering
- * thread. Batches are answered in one array, in order.
+ * answers later from a thread of its own). Every frame goes out through one queue and one writer
+ * thread ({@link Outbox}): no thread that answers waits for the client to read, the reading thread
+ * least of all, and what one thread sends reaches the client in that order. Batches are answered
+ * in one array, in order.
  */
 public final class Server {
     private static final Logger LOG = Logger.getLogger(Server.class);
@@ -50,7 +52,8 @@ public final class Server {
     private final ObjectMapper json;
     private final ObjectWriter messageWriter;
     private final MessageReader reader;
-    private final MessageWriter writer;
+    private final Outbox outbox;
+    private static final Runnable NOTHING = () -> {};
     private final long maxMessageBytes;
     private final Map<String, Handler> methods;
     private final Map<String, Call> inFlight = new ConcurrentHashMap<>();
@@ -85,7 +88,7 @@ public final class Server {
         this.json = json;
         this.messageWriter = json.writer().without(JsonGenerator.Feature.AUTO_CLOSE_TARGET);
         this.reader = reader;
-        this.writer = writer;
+        this.outbox = new Outbox(writer, budget);
         this.maxMessageBytes = maxMessageBytes;
         this.methods = methods;
     }
@@ -93,6 +96,13 @@ public final class Server {
     /** Serves until end of input. Requests still running go on; see {@link #awaitIdle()}. */
     public void serve() throws IOException {
         while (true) {
+            try {
+                // The last resort against a client that sends and never reads: stop reading too.
+                outbox.awaitAtMost(pauseAbove());
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new java.io.InterruptedIOException("interrupted while the client read nothing");
+            }
             switch (reader.next()) {
                 case Frame.Message(byte[] body) -> receive(body);
                 case Frame.TooLarge(long size) -> send(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST,
@@ -115,8 +125,13 @@ public final class Server {
         synchronized (pending) {
             if (own == null) {
                 while (!pending.isEmpty()) pending.wait();
-                return;
             }
+        }
+        if (own == null) {
+            outbox.drain(Long.MAX_VALUE); // answers without a request (parse errors) too
+            return;
+        }
+        synchronized (pending) {
             waiting.add(own);
             pending.notifyAll();
             try {
@@ -127,10 +142,40 @@ public final class Server {
         }
     }
 
+    /**
+     * From a thread that serves no request: waits at most {@code timeoutMs} until every request
+     * received so far has been answered; whether they all were.
+     */
+    public boolean awaitIdle(long timeoutMs) throws InterruptedException {
+        long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(timeoutMs);
+        synchronized (pending) {
+            while (!pending.isEmpty()) {
+                long left = java.util.concurrent.TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
+                if (left <= 0) return false;
+                pending.wait(left);
+            }
+        }
+        return flush(Math.max(0, java.util.concurrent.TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime())));
+    }
+
+    /** Waits at most {@code timeoutMs} until every frame sent so far has been written; whether it was. */
+    public boolean flush(long timeoutMs) throws InterruptedException {
+        return outbox.drain(timeoutMs);
+    }
+
+    /**
+     * Answers every request still unanswered with {@code error} (a batch's member in its batch):
+     * for an ending server whose handlers did not finish in time. A handler answering later is
+     * ignored, as is any second answer.
+     */
+    public void failPending(RpcException error) {
+        for (Call call : List.copyOf(inFlight.values())) call.fail(error);
+    }
+
     public void notifyClient(String method, Object params) {
         ObjectNode message = json.createObjectNode().put("jsonrpc", "2.0").put("method", method);
         message.set("params", tree(params));
-        send(message);
+        send(message, NOTHING);
     }
 
     /**
@@ -203,7 +248,33 @@ public final class Server {
         }
         LOG.warnf("refused a message of %d bytes: memory budget exhausted (%d of %d used)", held / HELD_PER_BYTE, budget.used(), budget.limit());
         if (answers.isEmpty()) return;
-        send(message.isArray() ? answers : answers.get(0));
+        send(message.isArray() ? answers : answers.get(0), NOTHING);
+    }
+
+    /**
+     * The refusal of a request while the client leaves more than {@link #refuseAbove()} bytes of
+     * answers unread: it is not served (whatever it asks would only add to them).
+     */
+    private ObjectNode unread(JsonNode id, long unread) {
+        ObjectNode data = json.createObjectNode().put("what", "output").put("bytes", unread)
+                .put("available", Math.max(0, budget.limit() - budget.used())).put("limit", budget.limit());
+        return error(id, ErrorCodes.OUT_OF_MEMORY, "server out of memory budget: " + unread
+                + " bytes of answers wait for the client to read them; read them, then retry", data);
+    }
+
+    /** Unread answers above this many bytes (a quarter of the budget) get new requests refused. */
+    private long refuseAbove() {
+        return budget.limit() / 4;
+    }
+
+    /** Unread answers above this many bytes (twice the budget) stop the reading: refusals too are answers. */
+    private long pauseAbove() {
+        return budget.limit() > Long.MAX_VALUE / 2 ? Long.MAX_VALUE : 2 * budget.limit();
+    }
+
+    /** Raw notifications wait while more than this (an eighth of the budget) is unread: streamed output keeps below {@link #refuseAbove()}. */
+    private long notifyAbove() {
+        return budget.limit() / 8;
     }
 
     /** A batch's members, or the message itself. */
@@ -256,12 +327,12 @@ public final class Server {
             return array;
         });
         answer.whenComplete((array, t) -> {
-            try {
-                if (array != null && !array.isEmpty()) send(array);
-            } finally {
+            Runnable done = () -> {
                 release.run();
                 end(unit);
-            }
+            };
+            if (array != null && !array.isEmpty()) send(array, done);
+            else done.run();
         });
     }
 
@@ -344,6 +415,11 @@ public final class Server {
             return;
         }
         String name = method.textValue();
+        long unread = outbox.held();
+        if (id != null && unread > refuseAbove() && !name.equals(CANCEL_METHOD)) { // a cancel only shrinks what waits
+            early(slot, unit, release, unread(replyId, unread));
+            return;
+        }
         Call call = new Call(id, params, this, unit, slot, release);
         if (name.equals(CANCEL_METHOD)) {
             cancel(call.params().get("id"));
@@ -387,19 +463,25 @@ public final class Server {
         if (slot != null) {
             slot.complete(response);
         } else {
-            try {
-                send(response);
-            } finally {
-                release.run();
+            send(response, () -> {
+                if (release != null) release.run();
                 end(unit);
-            }
+            });
         }
     }
 
-    /** A call's one answer: written at once (on the answering thread), or into its batch's slot. */
+    /**
+     * A call's one answer: queued for the client, or put into its batch's slot. The call counts as
+     * answered (awaitIdle, its memory) once the answer is written.
+     */
     void answer(Call call, Object result, Throwable failure) {
         JsonNode id = call.id();
         if (id != null) inFlight.remove(key(id), call);
+        Runnable done = call.batchSlot != null ? NOTHING : () -> {
+            call.release.run();
+            end(call.unit);
+        };
+        boolean queued = false;
         try {
             if (id == null) {
                 if (failure != null) LOG.debugf("a notification failed: %s", failure.toString());
@@ -411,19 +493,16 @@ public final class Server {
             if (failure != null) {
                 ObjectNode response = errorResponse(id, failure);
                 if (call.batchSlot != null) call.batchSlot.complete(response);
-                else send(response);
+                else queued = send(response, done);
             } else if (call.batchSlot != null) {
                 call.batchSlot.complete(result(id, tree(result)));
             } else if (result instanceof RawJson raw) {
-                sendRaw(id, raw);
+                queued = sendRaw(id, raw, done);
             } else {
-                send(result(id, tree(result)));
+                queued = send(result(id, tree(result)), done);
             }
         } finally {
-            if (call.batchSlot == null) {
-                call.release.run();
-                end(call.unit);
-            }
+            if (!queued) done.run();
         }
     }
 
@@ -499,7 +578,7 @@ public final class Server {
     private static final byte[] RESULT_MIDDLE = ",\"result\":".getBytes(StandardCharsets.US_ASCII);
 
     /** A response whose result is already serialized: copied once into the frame, never parsed again. */
-    private void sendRaw(JsonNode id, RawJson result) {
+    private boolean sendRaw(JsonNode id, RawJson result, Runnable written) {
         try {
             byte[] idBytes = json.writeValueAsBytes(id);
             byte[] frame = new byte[RESULT_START.length + idBytes.length + RESULT_MIDDLE.length + result.length() + 2];
@@ -508,9 +587,11 @@ public final class Server {
             at = put(frame, at, RESULT_MIDDLE, RESULT_MIDDLE.length);
             at = put(frame, at, result.bytes(), result.length());
             frame[at++] = '}';
-            writer.write(frame, at);
+            outbox.post(Outbox.Frame.of(frame, at, written));
+            return true;
         } catch (JsonProcessingException e) {
             LOG.error("cannot serialize a response", e);
+            return false;
         }
     }
 
@@ -519,21 +600,58 @@ public final class Server {
         return at + length;
     }
 
-    /** Sends a message already serialized ({@code body[0..length)}; a spare byte after it saves a copy). */
+    /**
+     * Sends a notification already serialized ({@code body[0..length)}, copied: the caller may reuse
+     * its buffer). The sender is a producer that can wait (a run's streamed output): while more
+     * than {@link #notifyAbove()} bytes are unread it waits, and with it the command on its pipe.
+     */
     public void sendRaw(byte[] body, int length) {
-        writer.write(body, length);
+        try {
+            outbox.awaitAtMost(notifyAbove());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt(); // sent all the same: output is never dropped
+        }
+        outbox.post(Outbox.Frame.of(java.util.Arrays.copyOf(body, length + 1), length, NOTHING));
+    }
+
+    /**
+     * Queues a message; {@code written} runs once it is out. Serialized here, on the sending thread,
+     * when it fits {@link MessageWriter#BUFFERED} bytes (so what it holds is counted exactly and
+     * released at once); a larger one (a run's captured output, from memory and spool file) is
+     * serialized as it is written. Whether it was queued: if not, nothing will run {@code written}.
+     */
+    private boolean send(JsonNode message, Runnable written) {
+        byte[] body;
+        try {
+            body = MessageWriter.serialize(out -> messageWriter.writeValue(out, message));
+        } catch (MessageWriter.BodyException e) {
+            release(message);
+            return unwritable(message, e, written);
+        }
+        if (body != null) {
+            release(message);
+            outbox.post(Outbox.Frame.of(body, body.length - 1, written));
+            return true;
+        }
+        outbox.post(new Outbox.Frame(null, 0, out -> messageWriter.writeValue(out, message),
+                () -> unwritable(message, null, NOTHING), MessageWriter.BUFFERED, () -> {
+                    release(message);
+                    written.run();
+                }));
+        return true;
     }
 
     private void send(JsonNode message) {
-        try {
-            writer.write(out -> messageWriter.writeValue(out, message));
-        } catch (MessageWriter.BodyException e) {
-            LOG.errorf(e, "cannot write a message");
-            JsonNode id = message.get("id");
-            if (message.isObject() && id != null) send(error(id, ErrorCodes.INTERNAL_ERROR, "Internal error: cannot write the response: " + e.getMessage()));
-        } finally {
-            release(message);
-        }
+        send(message, NOTHING);
+    }
+
+    /** A message that could not be serialized: a response becomes an internal error, anything else is dropped. */
+    private boolean unwritable(JsonNode message, Exception e, Runnable written) {
+        if (e != null) LOG.errorf(e, "cannot write a message");
+        JsonNode id = message.get("id");
+        if (!message.isObject() || id == null) return false;
+        return send(error(id, ErrorCodes.INTERNAL_ERROR, "Internal error: cannot write the response"
+                + (e == null ? "" : ": " + e.getMessage())), written);
     }
 
     /** Closes what results and error data held until they were written (a run's captured output). */

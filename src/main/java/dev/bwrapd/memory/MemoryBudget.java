@@ -44,10 +44,16 @@ public final class MemoryBudget {
                 wait(5); // a release may have come between the try and the wait: look again soon
             }
         }
-        if (wanted < bytes) forced(bytes - wanted);
+        if (wanted < bytes) hold(bytes - wanted);
     }
 
-    private void forced(long bytes) {
+    /**
+     * Counts {@code bytes} whatever the limit, for what must be held anyway (an answer already
+     * made waits to be written): past the limit, every other reservation waits or is refused
+     * until they are released.
+     */
+    public void hold(long bytes) {
+        if (bytes < 0) throw new IllegalArgumentException("negative reservation: " + bytes);
         used.addAndGet(bytes);
     }
 

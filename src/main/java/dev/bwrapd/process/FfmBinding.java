@@ -27,9 +27,20 @@ final class FfmBinding implements LibcBinding {
     private static final Linker LINKER = Linker.nativeLinker();
     private static final MemoryLayout CALL_STATE = Linker.Option.captureStateLayout();
     private static final VarHandle ERRNO = CALL_STATE.varHandle(MemoryLayout.PathElement.groupElement("errno"));
-    /** Per thread: where downcalls leave errno, and a buffer for reads and small structs. */
-    private static final ThreadLocal<MemorySegment> STATE = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(CALL_STATE));
-    private static final ThreadLocal<MemorySegment[]> SCRATCH = ThreadLocal.withInitial(() -> new MemorySegment[1]);
+    /**
+     * Per thread: where downcalls leave errno, and a buffer for reads and small structs, in arenas
+     * confined to the thread and closed by {@link #threadEnding} when a pooled thread ends. (Auto
+     * arenas were freed only by a full collection, long after their threads had gone.) A thread
+     * that ends without it keeps its few KiB until the process ends: only one-off start-up threads.
+     */
+    private static final ThreadLocal<ThreadMemory> MEMORY = ThreadLocal.withInitial(ThreadMemory::new);
+
+    private static final class ThreadMemory {
+        final Arena arena = Arena.ofConfined();
+        final MemorySegment state = arena.allocate(CALL_STATE);
+        Arena scratchArena;
+        MemorySegment scratch;
+    }
 
     static MethodHandle link(Downcall call) {
         MemoryLayout[] parameters = call.parameters.stream().map(FfmBinding::layout).toArray(MemoryLayout[]::new);
@@ -96,14 +107,26 @@ final class FfmBinding implements LibcBinding {
     }
 
     private static MemorySegment state() {
-        return STATE.get();
+        return MEMORY.get().state;
     }
 
     /** This thread's scratch memory of at least {@code size} bytes (grown, never shrunk; freed with the thread). */
     private static MemorySegment scratch(long size) {
-        MemorySegment[] slot = SCRATCH.get();
-        if (slot[0] == null || slot[0].byteSize() < size) slot[0] = Arena.ofAuto().allocate(Math.max(size, 1024), 16);
-        return slot[0];
+        ThreadMemory memory = MEMORY.get();
+        if (memory.scratch == null || memory.scratch.byteSize() < size) {
+            if (memory.scratchArena != null) memory.scratchArena.close();
+            memory.scratchArena = Arena.ofConfined();
+            memory.scratch = memory.scratchArena.allocate(Math.max(size, 1024), 16);
+        }
+        return memory.scratch;
+    }
+
+    @Override
+    public void threadEnding() {
+        ThreadMemory memory = MEMORY.get();
+        MEMORY.remove();
+        if (memory.scratchArena != null) memory.scratchArena.close();
+        memory.arena.close();
     }
 
     private static RuntimeException unexpected(Throwable t) {

@@ -17,6 +17,9 @@ interface LibcBinding {
     /** Links every downcall now, where linking costs something (FFM), so that first calls are quick. */
     default void link() {}
 
+    /** Frees the calling thread's own native memory (see {@link Libc#threadEnding}). */
+    default void threadEnding() {}
+
     int prctl(int option, long arg);
 
     /**

@@ -30,7 +30,7 @@ final class RunReporter implements RunListener {
     private final Sandbox sandbox;
     /** Per stream: the frame of a sandbox/output notification up to its data; then text or base64 follows. */
     private final byte[][] prefixes = new byte[RunListener.Stream.values().length][];
-    /** The frame being built, reused for every chunk (the writer is done with it when write returns). */
+    /** The frame being built, reused for every chunk (the server copies it into its queue). */
     private byte[] frame = new byte[8192];
     /** An incomplete UTF-8 sequence at the end of the last chunk, per stream, held for the next. */
     private final byte[][] carries = new byte[RunListener.Stream.values().length][];

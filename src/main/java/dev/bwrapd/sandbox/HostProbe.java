@@ -44,12 +44,28 @@ public final class HostProbe {
      * downcalls costs about 200 ms, which would delay the answer to initialize; it happens
      * meanwhile on another thread. The probes must be over before the reaper starts (it reaps every
      * child), so the caller asks {@code Reaper} for the subreaper flag only afterwards.
+     *
+     * <p>bwrap's part comes from {@code cache} (may be null) when it holds a result for this very
+     * bwrap on this host; a result where every option worked is kept there (a failure may be
+     * passing: it is probed again next time).
      */
-    public static HostCapabilities probe(String bwrap, boolean subreaper) {
+    public static HostCapabilities probe(String bwrap, boolean subreaper, ProbeCache cache) {
         String linux32 = findOnPath("linux32", null);
         boolean privileged = statusField("Uid:", 1).equals("0");
         long permitted = Capabilities.parseMask(statusField("CapPrm:", 0));
         if (bwrap == null) return new HostCapabilities(null, null, false, false, false, subreaper, linux32, privileged, permitted);
+        String key = cache == null ? null : cache.key(bwrap);
+        ProbeCache.Probed p = key == null ? null : cache.read(key);
+        if (p == null) {
+            p = probeBwrap(bwrap);
+            if (key != null && p.userNamespaces() && p.dieWithParent() && p.jsonStatusFd() && p.version() != null) cache.write(key, p);
+        }
+        return new HostCapabilities(bwrap, p.version(), p.userNamespaces(), p.dieWithParent(), p.jsonStatusFd(),
+                subreaper, linux32, privileged, permitted);
+    }
+
+    /** What only running bwrap tells: its version, and which of the options it needs work here. */
+    private static ProbeCache.Probed probeBwrap(String bwrap) {
         String probeCommand = findOnPath("true", null);
         if (probeCommand == null) probeCommand = "/bin/true";
         List<String> base = List.of(bwrap, "--ro-bind", "/", "/");
@@ -60,12 +76,11 @@ public final class HostProbe {
         // Usually everything works: one run that uses all three options settles it. Only if that
         // fails is each option tried alone, to learn which one this host lacks.
         boolean all = succeeds(base, List.of(userNs, dieWithParent, jsonStatus), probeCommand).join();
-        if (all) return new HostCapabilities(bwrap, version.join(), true, true, true, subreaper, linux32, privileged, permitted);
+        if (all) return new ProbeCache.Probed(version.join(), true, true, true);
         CompletableFuture<Boolean> hasUserNs = succeeds(base, List.of(userNs), probeCommand);
         CompletableFuture<Boolean> hasDieWithParent = succeeds(base, List.of(dieWithParent), probeCommand);
         CompletableFuture<Boolean> hasJsonStatus = succeeds(base, List.of(jsonStatus), probeCommand);
-        return new HostCapabilities(bwrap, version.join(), hasUserNs.join(), hasDieWithParent.join(), hasJsonStatus.join(),
-                subreaper, linux32, privileged, permitted);
+        return new ProbeCache.Probed(version.join(), hasUserNs.join(), hasDieWithParent.join(), hasJsonStatus.join());
     }
 
     /** Word {@code index} after {@code name} in /proc/self/status ("Uid:" real, effective, ...); "" if absent. */

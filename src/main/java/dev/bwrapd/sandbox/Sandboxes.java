@@ -52,18 +52,37 @@ public final class Sandboxes {
 
     /** Refuses new sandboxes, kills the running ones and waits until each has been cleaned up. */
     public int shutdown() throws InterruptedException {
-        List<Sandbox> victims;
+        int killed = killAll();
+        awaitEnded(Long.MAX_VALUE);
+        return killed;
+    }
+
+    /**
+     * Refuses new sandboxes and kills every one still there (a second call kills again those a
+     * first call missed ending, but counts only the new ones): how many it had not killed before.
+     */
+    public int killAll() {
+        List<Sandbox> all, victims;
         synchronized (this) {
             shuttingDown = true;
-            victims = new ArrayList<>(running.values());
+            all = new ArrayList<>(running.values());
+            victims = new ArrayList<>(all);
             victims.removeAll(killed);
             killed.addAll(victims);
         }
-        for (Sandbox sandbox : victims) sandbox.kill(Sandbox.Ending.SHUTDOWN);
-        synchronized (this) {
-            while (!running.isEmpty()) wait();
-        }
+        for (Sandbox sandbox : all) sandbox.kill(Sandbox.Ending.SHUTDOWN);
         return victims.size();
+    }
+
+    /** Waits until every sandbox has been cleaned up and removed, at most {@code timeoutMs}: whether they all were. */
+    public synchronized boolean awaitEnded(long timeoutMs) throws InterruptedException {
+        long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(Math.min(timeoutMs, Long.MAX_VALUE / 2_000_000));
+        while (!running.isEmpty()) {
+            long left = java.util.concurrent.TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
+            if (left <= 0) return false;
+            wait(left);
+        }
+        return true;
     }
 
     /** From now on no sandbox is registered (-32006); those there are left running. */

@@ -228,12 +228,113 @@ class RobustnessIT {
         assertEquals(before, root.snapshot(), "the root is as it was: every cleanup ran");
     }
 
+    /**
+     * SIGTERM while a run sleeps and another streams into a client that reads nothing: that run's
+     * thread waits for room the client never makes, yet the helper exits 143 within its bound
+     * (grace 5 s, flush 1 s) and leaves no process of either run behind.
+     */
+    @Test
+    void aTerminatingSignalEndsWithinItsBoundEvenWhenTheClientReadsNothing() throws Exception {
+        String marker = ProcessSupport.newMarker();
+        try (TestRoot own = TestRoot.create()) {
+            Path log = Files.createTempFile("bwrapd-robustness-", ".log");
+            Process helper = new ProcessBuilder(BwrapdProcess.command("--max-memory", "1048576")).redirectError(log.toFile()).start();
+            try {
+                org.junit.jupiter.api.Assumptions.assumeFalse(ignores(helper.pid(), 15), "started with SIGTERM ignored");
+                ObjectNode flood = ProcessSupport.runParams(own, null, marker, "yes " + PATTERN.strip() + "; sleep 1000");
+                flood.put("stdout", "stream");
+                String requests = request(1, "sandbox/run", ProcessSupport.runParams(own, null, marker, "sleep 1000"))
+                        + request(2, "sandbox/run", flood);
+                helper.getOutputStream().write(requests.getBytes(StandardCharsets.UTF_8));
+                helper.getOutputStream().flush(); // stdin stays open, stdout is never read
+                ProcessSupport.awaitMarked(marker, "sleep", 1, Duration.ofSeconds(60));
+                ProcessSupport.awaitMarked(marker, "yes", 1, Duration.ofSeconds(60));
+                Thread.sleep(500); // the budget (1 MiB) and the pipe to the client fill up
+                long start = System.nanoTime();
+                assertEquals(0, new ProcessBuilder("kill", "-TERM", Long.toString(helper.pid())).start().waitFor());
+                assertTrue(helper.waitFor(20, TimeUnit.SECONDS), "bwrapd did not exit within 20 s of SIGTERM; log:\n" + Files.readString(log));
+                long tookMs = (System.nanoTime() - start) / 1_000_000;
+                assertEquals(143, helper.exitValue(), Files.readString(log));
+                assertTrue(tookMs < 5_000 + 1_000 + 5_000, "exited " + tookMs + " ms after SIGTERM");
+                ProcessSupport.awaitNoSurvivors(marker, Duration.ofSeconds(10), "bwrapd's exit");
+            } finally {
+                helper.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+                Files.deleteIfExists(log);
+            }
+        }
+    }
+
     /** Whether the process ignores the signal (SigIgn in /proc/PID/status). */
     private static boolean ignores(long pid, int signal) throws IOException {
         for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
             if (line.startsWith("SigIgn:")) return (Long.parseUnsignedLong(line.substring(7).strip(), 16) & (1L << (signal - 1))) != 0;
         }
         return false;
+    }
+
+    // ----- a client that does not read -----
+
+    /**
+     * A client writes a streamed run and 3,000 requests (half of them answered on the reading thread,
+     * an unknown method), then reads nothing for a while: the helper
+     * goes on reading (the run's $/cancelRequest is acted on meanwhile), refuses requests -32010
+     * once a quarter of its budget waits unread instead of queueing without bound, and when the
+     * client reads at last, every request has exactly one answer and the run's output is whole,
+     * in order, before its answer.
+     */
+    @Test
+    void aClientThatDoesNotReadIsStillHeardAndLosesNothing() throws Exception {
+        String marker = ProcessSupport.newMarker();
+        int requests = 3_000;
+        try (TestRoot own = TestRoot.create(); Lean bwrapd = new Lean(false, "--max-memory", "1048576")) {
+            ObjectNode flood = ProcessSupport.runParams(own, null, marker, "yes " + PATTERN.strip());
+            flood.put("stdout", "stream");
+            bwrapd.send(request(1, "sandbox/run", flood));
+            ProcessSupport.awaitMarked(marker, "yes", 1, Duration.ofSeconds(60));
+            StringBuilder many = new StringBuilder();
+            // Half of them answered by the reading thread itself (an unknown method): it must never wait to write.
+            for (int i = 0; i < requests; i++) many.append(request(100 + i, i % 2 == 0 ? "sandbox/list" : "no/such/method", null));
+            bwrapd.send(many.toString());
+            bwrapd.send("{\"jsonrpc\":\"2.0\",\"method\":\"$/cancelRequest\",\"params\":{\"id\":1}}\n");
+            // Still not reading: the cancel must have been read and acted on all the same.
+            ProcessSupport.awaitNoSurvivors(marker, Duration.ofSeconds(30), "the cancel of a client that reads nothing");
+
+            bwrapd.startReading();
+            long streamed = 0;
+            boolean started = false;
+            JsonNode run = null;
+            int listed = 0, refused = 0;
+            java.util.Set<Long> answered = new java.util.HashSet<>();
+            while (answered.size() < requests + 1) {
+                JsonNode message = bwrapd.next();
+                String method = message.path("method").asText();
+                if (method.equals("sandbox/started")) {
+                    started = true;
+                } else if (method.equals("sandbox/output")) {
+                    assertTrue(started && run == null, "output after sandbox/started, before the run's answer");
+                    String text = message.at("/params/text").asText();
+                    assertPattern(text, streamed);
+                    streamed += text.length();
+                } else {
+                    long id = message.get("id").asLong();
+                    assertTrue(answered.add(id), "answered twice: " + id);
+                    if (id == 1) {
+                        run = message;
+                    } else if (message.has("result") || message.at("/error/code").asInt() == -32601) {
+                        listed++;
+                    } else {
+                        assertEquals(-32010, message.at("/error/code").asInt(), message::toString);
+                        assertEquals("output", message.at("/error/data/what").asText(), message::toString);
+                        refused++;
+                    }
+                }
+            }
+            assertEquals(-32800, run.at("/error/code").asInt(), run::toString);
+            assertEquals("cancelled", run.at("/error/data/status").asText(), run::toString);
+            assertTrue(streamed > 0 && refused > 0 && listed > 0, "streamed " + streamed + ", listed " + listed + ", refused " + refused);
+            bwrapd.send("{\"jsonrpc\":\"2.0\",\"method\":\"exit\"}\n");
+            assertEquals(1, bwrapd.waitFor(), bwrapd.log());
+        }
     }
 
     // ----- lifecycle -----
@@ -371,9 +472,18 @@ class RobustnessIT {
         private static final byte[] END = new byte[0];
 
         Lean(String... args) throws IOException {
+            this(true, args);
+        }
+
+        /** A helper whose stdout is read from the start, or only once {@link #startReading} is called. */
+        Lean(boolean reading, String... args) throws IOException {
             log = Files.createTempFile("bwrapd-robustness-", ".log");
             process = new ProcessBuilder(BwrapdProcess.command(args)).redirectError(log.toFile()).start();
             in = process.getOutputStream();
+            if (reading) startReading();
+        }
+
+        void startReading() {
             Thread.ofPlatform().daemon().name("lean-reader").start(this::read);
         }
 

@@ -40,6 +40,8 @@ public final class Libc {
     public static final int PR_SET_CHILD_SUBREAPER = 36;
     public static final int WNOHANG = 1, WEXITED = 4, WNOWAIT = 0x01000000;
     public static final int P_ALL = 0, P_PID = 1;
+    public static final int RLIMIT_CPU = 0, RLIMIT_FSIZE = 1, RLIMIT_NOFILE = 7;
+    public static final long RLIM_INFINITY = -1L;
 
     /** Sizes of glibc's opaque structs on 64-bit Linux, rounded up generously. */
     static final long SPAWN_ATTR_SIZE = 512, FILE_ACTIONS_SIZE = 256, SIGSET_SIZE = 128, SIGINFO_SIZE = 128;
@@ -88,6 +90,7 @@ public final class Libc {
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
     private static final MethodHandle WAIT4 = downcall("wait4", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS));
     private static final MethodHandle WAITID = downcall("waitid", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
+    private static final MethodHandle PRLIMIT = downcall("prlimit", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS));
     private static final MethodHandle STRERROR = downcall("strerror", FunctionDescriptor.of(ADDRESS, JAVA_INT));
 
     private static MethodHandle downcall(String name, FunctionDescriptor shape, Linker.Option... extra) {
@@ -246,6 +249,34 @@ public final class Libc {
             }
             offset += n;
         }
+    }
+
+    /** Writes all of {@code data}, retrying EINTR and short writes. */
+    public static void writeFully(int fd, byte[] data) throws Error {
+        try (Arena arena = Arena.ofConfined()) {
+            writeFully(fd, arena.allocateFrom(ValueLayout.JAVA_BYTE, data));
+        }
+    }
+
+    /** Process {@code pid}'s limit {@code resource} as {soft, hard}; {@link #RLIM_INFINITY} means none. */
+    public static long[] getrlimit(int pid, int resource) throws Error {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment old = arena.allocate(JAVA_LONG, 2);
+            int rc = (int) PRLIMIT.invokeExact(STATE.get(), pid, resource, MemorySegment.NULL, old);
+            if (rc != 0) throw new Error("prlimit", errno());
+            return new long[] {old.getAtIndex(JAVA_LONG, 0), old.getAtIndex(JAVA_LONG, 1)};
+        } catch (Error e) { throw e; } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    /** prlimit(2): sets process {@code pid}'s limit {@code resource} (lowering needs no privilege). */
+    public static void setrlimit(int pid, int resource, long soft, long hard) throws Error {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment limit = arena.allocate(JAVA_LONG, 2);
+            limit.setAtIndex(JAVA_LONG, 0, soft);
+            limit.setAtIndex(JAVA_LONG, 1, hard);
+            int rc = (int) PRLIMIT.invokeExact(STATE.get(), pid, resource, limit, MemorySegment.NULL);
+            if (rc != 0) throw new Error("prlimit", errno());
+        } catch (Error e) { throw e; } catch (Throwable t) { throw unexpected(t); }
     }
 
     /** kill(2): a negative pid is a process group. Returns 0, or -1 with errno. */

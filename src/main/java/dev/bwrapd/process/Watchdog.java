@@ -2,7 +2,6 @@ package dev.bwrapd.process;
 
 import org.jboss.logging.Logger;
 
-import java.lang.foreign.Arena;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
 
@@ -13,12 +12,17 @@ import java.util.List;
  * the sandboxes still alive; bwrapd tells it of each group as it appears and goes. When its input
  * ends — bwrapd exited or was killed, the kernel closes the pipe either way — it kills every group
  * it still holds. A group id is never reused while the group has members, so it can only hit
- * what it was told of.
+ * what it was told of. It also holds the sandboxes' cgroups: killing a cgroup reaches every process
+ * of the sandbox, however it left its group or session, and the cgroups are removed afterwards.
  */
 public final class Watchdog {
     private static final Logger LOG = Logger.getLogger(Watchdog.class);
 
-    /** "+ID" adds process group ID, "-ID" drops it; at end of input every group left is killed. */
+    /**
+     * "+ID" adds process group ID, "-ID" drops it; an ID starting with "/" is a sandbox's cgroup
+     * directory. At end of input every cgroup left is killed (cgroup.kill; on v1, SIGKILL to each
+     * member, thawed, until it is empty), every group left is killed, and the cgroups are removed.
+     */
     static final String SCRIPT = """
             live=' '
             while read -r line; do
@@ -28,7 +32,21 @@ public final class Watchdog {
                 -*) case $live in *" $id "*) live="${live%%" $id "*} ${live#*" $id "}" ;; esac ;;
               esac
             done
-            for id in $live; do kill -9 "-$id" 2>/dev/null; done
+            for id in $live; do
+              case $id in
+                /*) [ ! -e "$id/cgroup.kill" ] || echo 1 > "$id/cgroup.kill" ;;
+                *) kill -9 "-$id" ;;
+              esac
+            done 2>/dev/null
+            for id in $live; do
+              case $id in /*)
+                n=0
+                while [ -d "$id" ] && ! rmdir "$id" && [ $n -lt 500 ]; do
+                  [ -e "$id/cgroup.kill" ] || { kill -9 $(cat "$id/cgroup.procs"); [ ! -e "$id/freezer.state" ] || echo THAWED > "$id/freezer.state"; }
+                  sleep 0.01; n=$((n+1))
+                done ;;
+              esac
+            done 2>/dev/null
             """;
 
     private final Spawner spawner;
@@ -68,12 +86,21 @@ public final class Watchdog {
         send("-" + pgid + "\n");
     }
 
+    /** From now on, kill every process in cgroup {@code dir} and remove it should bwrapd die. */
+    public void watchCgroup(java.nio.file.Path dir) {
+        send("+" + dir + "\n");
+    }
+
+    /** The cgroup {@code dir} is removed (or about to be): forget it. */
+    public void forgetCgroup(java.nio.file.Path dir) {
+        send("-" + dir + "\n");
+    }
+
     private synchronized void send(String line) {
         if (pipe == 0) pipe = start();
         if (pipe < 0) return;
-        try (Arena arena = Arena.ofConfined()) {
-            byte[] bytes = line.getBytes(StandardCharsets.US_ASCII);
-            Libc.writeFully(pipe, arena.allocateFrom(java.lang.foreign.ValueLayout.JAVA_BYTE, bytes));
+        try {
+            Libc.writeFully(pipe, line.getBytes(StandardCharsets.UTF_8));
         } catch (Libc.Error e) {
             LOG.debugf("watchdog gone: %s", e.getMessage());
         }

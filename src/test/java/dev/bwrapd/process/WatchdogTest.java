@@ -58,4 +58,31 @@ class WatchdogTest {
             held.children().forEach(ProcessHandle::destroyForcibly);
         }
     }
+
+    /** A sandbox's cgroup, with a process that left its session inside: killed, then the cgroup removed. */
+    @Test
+    void killsAndRemovesTheCgroupsItHolds() throws Exception {
+        dev.bwrapd.cgroup.CgroupHost host = dev.bwrapd.cgroup.CgroupHost.detect(null);
+        org.junit.jupiter.api.Assumptions.assumeTrue(host.available(), "no cgroup for this user here");
+        dev.bwrapd.cgroup.SandboxCgroup held = dev.bwrapd.cgroup.SandboxCgroup.create(host, dev.bwrapd.cgroup.Limits.NONE);
+        dev.bwrapd.cgroup.SandboxCgroup forgotten = dev.bwrapd.cgroup.SandboxCgroup.create(host, dev.bwrapd.cgroup.Limits.NONE);
+        Process inHeld = new ProcessBuilder("setsid", "sleep", "300").start();
+        Process inForgotten = new ProcessBuilder("sleep", "300").start();
+        try {
+            held.add((int) inHeld.pid());
+            forgotten.add((int) inForgotten.pid());
+            StringBuilder input = new StringBuilder();
+            for (Path dir : held.directories()) input.append('+').append(dir).append('\n');
+            for (Path dir : forgotten.directories()) input.append('+').append(dir).append('\n').append('-').append(dir).append('\n');
+            runWatchdog(input.toString());
+            assertTrue(inHeld.waitFor(5, TimeUnit.SECONDS), "a process in a held cgroup is killed");
+            for (Path dir : held.directories()) assertFalse(Files.exists(dir), dir + " is removed");
+            assertFalse(inForgotten.waitFor(300, TimeUnit.MILLISECONDS), "a forgotten cgroup is left alone");
+        } finally {
+            inHeld.destroyForcibly();
+            inForgotten.destroyForcibly().waitFor();
+            held.remove(2000);
+            forgotten.remove(2000);
+        }
+    }
 }

@@ -14,6 +14,7 @@ import dev.bwrapd.process.Reaper;
 import dev.bwrapd.process.Spawner;
 import dev.bwrapd.process.Watchdog;
 import dev.bwrapd.protocol.BwrapdMethods;
+import dev.bwrapd.protocol.ProtocolErrors;
 import dev.bwrapd.sandbox.HostCapabilities;
 import dev.bwrapd.sandbox.HostProbe;
 import dev.bwrapd.sandbox.SandboxRunner;
@@ -33,9 +34,6 @@ import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
-import java.util.concurrent.SynchronousQueue;
-import java.util.concurrent.ThreadPoolExecutor;
-import java.util.concurrent.TimeUnit;
 import java.util.logging.Level;
 
 /** Entry point: wires the JSON-RPC server on stdin/stdout to the sandbox layer. */
@@ -87,7 +85,8 @@ public class Main implements QuarkusApplication {
             // Only now may the reaper start: it would take the probes' children from the JDK.
             boolean subreaper = reaper.start();
             host.complete(new HostCapabilities(probed.bwrapPath(), probed.bwrapVersion(), probed.userNamespaces(),
-                    probed.dieWithParent(), probed.jsonStatusFd(), subreaper, probed.linux32Path()));
+                    probed.dieWithParent(), probed.jsonStatusFd(), subreaper, probed.linux32Path(),
+                    probed.privileged(), probed.permittedCapabilities()));
             LOG.debugf("bwrap probed %d ms after the process started", sinceStart());
         });
         if (bwrap.found() == null) LOG.warnf("bwrap not found (tried %s); sandbox/run will fail", bwrap.tried());
@@ -100,11 +99,12 @@ public class Main implements QuarkusApplication {
         limits.put("maxMessageBytes", options.maxMessageBytes());
         limits.put("maxNestingDepth", MAX_NESTING_DEPTH);
         Server[] server = new Server[1];
-        SandboxRunner runner = new SandboxRunner(new RootLeases(), spawner, reaper, reusedThreads("bwrapd-output-"),
-                Executors.newSingleThreadScheduledExecutor(Thread.ofPlatform().daemon().name("bwrapd-timers").factory()));
-        BwrapdMethods methods = new BwrapdMethods(json, sandboxes, runner, host, bwrap,
+        SandboxRunner runner = new SandboxRunner(new RootLeases(), spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried());
+        BwrapdMethods methods = new BwrapdMethods(json, sandboxes, runner, host,
                 Version.VERSION, limits, code -> exit(sandboxes, server[0], code));
-        server[0] = new Server(json, reader, writer, options.maxMessageBytes(), methods.handlers(), reusedThreads("rpc-"));
+        // Handlers that block (shutdown, signals waiting for a command) get pool threads; runs have their own.
+        ExecutorService handlers = Executors.newCachedThreadPool(Thread.ofPlatform().daemon().name("rpc-", 0).factory());
+        server[0] = new Server(json, reader, writer, options.maxMessageBytes(), methods.handlers(), handlers, ProtocolErrors::toRpc);
 
         LOG.debugf("serving %d ms after the process started", sinceStart());
         server[0].serve();
@@ -113,17 +113,6 @@ public class Main implements QuarkusApplication {
         server[0].awaitIdle();
         LOG.debugf("end of input: %d sandbox(es) terminated", ended);
         return 0;
-    }
-
-    /**
-     * Platform threads kept for reuse: creating and ending one per request costs about 0.5 ms of
-     * CPU. A sandbox/run handler spawns bwrap on its thread and holds it until the sandbox is
-     * reaped, and a thread only ends after ten idle minutes, so bwrap's --die-with-parent (which
-     * fires when the spawning thread ends) never fires while a sandbox lives.
-     */
-    private static ExecutorService reusedThreads(String prefix) {
-        return new ThreadPoolExecutor(0, Integer.MAX_VALUE, 10, TimeUnit.MINUTES, new SynchronousQueue<>(),
-                Thread.ofPlatform().daemon().name(prefix, 0).factory());
     }
 
     /** The exit notification: nothing is left running or uncleaned, then the process ends. */

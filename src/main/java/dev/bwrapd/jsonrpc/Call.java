@@ -2,34 +2,34 @@ package dev.bwrapd.jsonrpc;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.MissingNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 
-/** One incoming request or notification, as its handler sees it. */
+import java.util.concurrent.CompletableFuture;
+
+/** One incoming request or notification, as its handler sees it, and the way to answer it. */
 public final class Call {
-    private final String method;
     private final JsonNode id;
     private final JsonNode params;
     private final Server server;
+    /** The request or batch this call belongs to, for {@link Server#awaitIdle()}; null for a lone notification. */
+    final Object unit;
+    /** Where the answer goes when the call is part of a batch; null: straight to the client. */
+    final CompletableFuture<ObjectNode> batchSlot;
     private Runnable onCancel;
     private boolean cancelled;
+    private boolean answered;
 
-    Call(String method, JsonNode id, JsonNode params, Server server) {
-        this.method = method;
+    Call(JsonNode id, JsonNode params, Server server, Object unit, CompletableFuture<ObjectNode> batchSlot) {
         this.id = id;
         this.params = params == null ? MissingNode.getInstance() : params;
         this.server = server;
-    }
-
-    public String method() {
-        return method;
+        this.unit = unit;
+        this.batchSlot = batchSlot;
     }
 
     /** The request id exactly as sent, or null for a notification. */
     public JsonNode id() {
         return id;
-    }
-
-    public boolean isNotification() {
-        return id == null;
     }
 
     /** The params member: an object, an array, or missing. */
@@ -40,6 +40,27 @@ public final class Call {
     /** Sends a notification to the client. */
     public void notifyClient(String method, Object params) {
         server.notifyClient(method, params);
+    }
+
+    /** Sends a notification already serialized as a whole frame body ({@code body[0..length)}; a spare byte after it saves a copy). */
+    public void notifyClientRaw(byte[] body, int length) {
+        server.sendRaw(body, length);
+    }
+
+    /** Answers with a result (for a notification: only ends it). Only the first answer counts. */
+    public void reply(Object result) {
+        if (firstAnswer()) server.answer(this, result, null);
+    }
+
+    /** Answers with an error: an RpcException as it is, anything else through the server's error mapper. */
+    public void fail(Throwable error) {
+        if (firstAnswer()) server.answer(this, null, error);
+    }
+
+    private synchronized boolean firstAnswer() {
+        if (answered) return false;
+        answered = true;
+        return true;
     }
 
     /** What to do if the client cancels this request ($/cancelRequest); runs at once if it already has. */

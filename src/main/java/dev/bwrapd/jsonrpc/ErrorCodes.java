@@ -1,6 +1,6 @@
 package dev.bwrapd.jsonrpc;
 
-/** The error codes of PROTOCOL.md section 2. */
+/** The error codes JSON-RPC 2.0 defines, and -32800 (request cancelled) as LSP uses it. */
 public final class ErrorCodes {
     private ErrorCodes() {}
 
@@ -10,11 +10,4 @@ public final class ErrorCodes {
     public static final int INVALID_PARAMS = -32602;
     public static final int INTERNAL_ERROR = -32603;
     public static final int REQUEST_CANCELLED = -32800;
-
-    public static final int NO_SUCH_SANDBOX = -32001;
-    public static final int SANDBOX_ID_IN_USE = -32002;
-    public static final int COMMAND_NOT_FOUND = -32003;
-    public static final int BWRAP_UNUSABLE = -32004;
-    public static final int PATH_NOT_ALLOWED = -32005;
-    public static final int SHUTTING_DOWN = -32006;
 }

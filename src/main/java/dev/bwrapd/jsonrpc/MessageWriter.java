@@ -20,16 +20,27 @@ public final class MessageWriter {
     }
 
     /** Writes one message; false once the client has gone away (the message is dropped). */
-    public synchronized boolean write(byte[] body) {
+    public boolean write(byte[] body) {
+        return write(body, body.length);
+    }
+
+    /**
+     * Writes the message {@code body[0..length)}. With room after it, a newline-framed message
+     * takes its newline there and goes out in one write, without a copy.
+     */
+    public synchronized boolean write(byte[] body, int length) {
         if (broken) return false;
         try {
             if (framing.get() == Framing.LSP) {
-                out.write(("Content-Length: " + body.length + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
-                out.write(body);
+                out.write(("Content-Length: " + length + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
+                out.write(body, 0, length);
+            } else if (body.length > length) {
+                body[length] = '\n';
+                out.write(body, 0, length + 1);
             } else {
-                byte[] line = new byte[body.length + 1];
-                System.arraycopy(body, 0, line, 0, body.length);
-                line[body.length] = '\n';
+                byte[] line = new byte[length + 1];
+                System.arraycopy(body, 0, line, 0, length);
+                line[length] = '\n';
                 out.write(line);
             }
             out.flush();

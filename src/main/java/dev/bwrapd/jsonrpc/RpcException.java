@@ -24,8 +24,4 @@ public class RpcException extends Exception {
     public JsonNode data() {
         return data;
     }
-
-    public static RpcException invalidParams(String message) {
-        return new RpcException(ErrorCodes.INVALID_PARAMS, message);
-    }
 }

@@ -10,11 +10,6 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import org.jboss.logging.Logger;
 
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.CharBuffer;
-import java.nio.charset.CharsetDecoder;
-import java.nio.charset.CoderResult;
-import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.HashSet;
@@ -24,11 +19,13 @@ import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executor;
+import java.util.function.Function;
 
 /**
- * A JSON-RPC 2.0 endpoint over a message stream: parses, validates, dispatches each request on its
- * own platform thread (requests run concurrently and may take long: a sandbox run lasts as long as
- * its command), and writes each response whole. Batches are answered in one array, in order.
+ * A JSON-RPC 2.0 endpoint over a message stream: parses, validates, dispatches each request to its
+ * handler (on a pool thread, or started in arrival order for a {@link Handler.Deferred} that
+ * answers later from a thread of its own), and writes each response whole, from the answering
+ * thread. Batches are answered in one array, in order.
  */
 public final class Server {
     private static final Logger LOG = Logger.getLogger(Server.class);
@@ -48,10 +45,18 @@ public final class Server {
     private static final ThreadLocal<Object> UNIT = new ThreadLocal<>();
     /** Runs each request's handler; handlers may block, so it must not queue behind busy threads. */
     private final Executor handlers;
+    /** Turns a handler's own exceptions into error answers (null: an internal error). */
+    private final Function<Throwable, RpcException> errors;
 
     public Server(ObjectMapper json, MessageReader reader, MessageWriter writer, long maxMessageBytes,
                   Map<String, Handler> methods, Executor handlers) {
+        this(json, reader, writer, maxMessageBytes, methods, handlers, t -> null);
+    }
+
+    public Server(ObjectMapper json, MessageReader reader, MessageWriter writer, long maxMessageBytes,
+                  Map<String, Handler> methods, Executor handlers, Function<Throwable, RpcException> errors) {
         this.handlers = handlers;
+        this.errors = errors;
         this.json = json;
         this.reader = reader;
         this.writer = writer;
@@ -131,14 +136,7 @@ public final class Server {
         } else {
             // Notifications (exit among them) are not waited for. The token is taken before the handler
             // starts, and released only once the response is written, so awaitIdle misses nothing.
-            Object unit = message.has("id") ? begin() : null;
-            dispatch(message, unit).whenComplete((r, t) -> {
-                try {
-                    if (r != null) send(r);
-                } finally {
-                    end(unit);
-                }
-            });
+            dispatch(message, message.has("id") ? begin() : null, null);
         }
     }
 
@@ -151,7 +149,11 @@ public final class Server {
         for (JsonNode element : batch) hasRequest |= element.has("id");
         Object unit = hasRequest ? begin() : null;
         List<CompletableFuture<ObjectNode>> responses = new ArrayList<>();
-        for (JsonNode element : batch) responses.add(dispatch(element, unit));
+        for (JsonNode element : batch) {
+            CompletableFuture<ObjectNode> slot = new CompletableFuture<>();
+            responses.add(slot);
+            dispatch(element, unit, slot);
+        }
         CompletableFuture<Void> all = CompletableFuture.allOf(responses.toArray(CompletableFuture[]::new));
         CompletableFuture<ArrayNode> answer = all.thenApply(done -> {
             ArrayNode array = json.createArrayNode();
@@ -167,68 +169,115 @@ public final class Server {
         });
     }
 
-    /** Validates one message and starts it; completes with its response, or null for a notification. */
-    private CompletableFuture<ObjectNode> dispatch(JsonNode message, Object unit) {
+    /**
+     * Validates one message and starts it. Its answer goes to {@code slot} when it is part of a
+     * batch (null for a notification), else straight to the client.
+     */
+    private void dispatch(JsonNode message, Object unit, CompletableFuture<ObjectNode> slot) {
         if (!message.isObject()) {
-            return CompletableFuture.completedFuture(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST,
-                    "Invalid Request: a message must be an object"));
+            early(slot, unit, error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: a message must be an object"));
+            return;
         }
         JsonNode id = message.get("id");
         if (id != null && !(id.isTextual() || id.isNumber() || id.isNull())) {
-            return invalid(NullNode.getInstance(), "id must be a string, a number or null");
+            early(slot, unit, invalid(NullNode.getInstance(), "id must be a string, a number or null"));
+            return;
         }
         JsonNode replyId = id == null ? NullNode.getInstance() : id;
         JsonNode version = message.get("jsonrpc");
         if (version == null || !version.isTextual() || !version.textValue().equals("2.0")) {
-            return invalid(replyId, "jsonrpc must be \"2.0\"");
+            early(slot, unit, invalid(replyId, "jsonrpc must be \"2.0\""));
+            return;
         }
         JsonNode method = message.get("method");
         if (method == null || !method.isTextual()) {
-            return invalid(replyId, "method must be a string");
+            early(slot, unit, invalid(replyId, "method must be a string"));
+            return;
         }
         JsonNode params = message.get("params");
         if (params != null && !params.isObject() && !params.isArray()) {
-            return invalid(replyId, "params must be an object or an array");
+            early(slot, unit, invalid(replyId, "params must be an object or an array"));
+            return;
         }
         String name = method.textValue();
-        Call call = new Call(name, id, params, this);
+        Call call = new Call(id, params, this, unit, slot);
         if (name.equals(CANCEL_METHOD)) {
             cancel(call.params().get("id"));
-            return CompletableFuture.completedFuture(id == null ? null : result(id, NullNode.getInstance()));
+            call.reply(NullNode.getInstance());
+            return;
         }
         Handler handler = methods.get(name);
         if (handler == null) {
-            if (id == null) return CompletableFuture.completedFuture(null);
-            return CompletableFuture.completedFuture(error(id, ErrorCodes.METHOD_NOT_FOUND, "Method not found: " + name));
+            call.fail(new RpcException(ErrorCodes.METHOD_NOT_FOUND, "Method not found: " + name));
+            return;
         }
-        try {
-            handler.received(call); // in arrival order, before any later message is dispatched
-        } catch (RpcException e) {
-            return CompletableFuture.completedFuture(id == null ? null : error(id, e.code(), e.getMessage(), e.data()));
-        } catch (RuntimeException e) { // a bug in one method must not end the server
-            LOG.errorf(e, "internal error on receiving %s", name);
-            return CompletableFuture.completedFuture(id == null ? null : error(id, ErrorCodes.INTERNAL_ERROR, "Internal error: " + e));
+        if (id != null) inFlight.put(key(id), call);
+        if (handler instanceof Handler.Deferred deferred) {
+            try {
+                deferred.start(call); // in arrival order, before any later message is dispatched
+            } catch (Exception e) { // a bug in one method (a RuntimeException) must not end the server either
+                call.fail(e);
+            }
+            return;
         }
-        CompletableFuture<ObjectNode> response = new CompletableFuture<>();
-        String key = id == null ? null : key(id);
-        if (key != null) inFlight.put(key, call);
         handlers.execute(() -> {
             UNIT.set(unit);
             try {
-                Object result = handler.handle(call);
-                response.complete(id == null ? null : result(id, tree(result)));
-            } catch (RpcException e) {
-                if (id == null) LOG.debugf("notification %s failed: %s", name, e.getMessage());
-                response.complete(id == null ? null : error(id, e.code(), e.getMessage(), e.data()));
+                call.reply(handler.handle(call));
             } catch (Throwable t) {
-                LOG.errorf(t, "internal error in %s", name);
-                response.complete(id == null ? null : error(id, ErrorCodes.INTERNAL_ERROR, "Internal error: " + t));
+                call.fail(t);
             } finally {
                 UNIT.remove();
-                if (key != null) inFlight.remove(key, call);
             }
         });
-        return response;
+    }
+
+    /** An answer before any handler ran (the message was invalid). */
+    private void early(CompletableFuture<ObjectNode> slot, Object unit, ObjectNode response) {
+        if (slot != null) {
+            slot.complete(response);
+        } else {
+            try {
+                send(response);
+            } finally {
+                end(unit);
+            }
+        }
+    }
+
+    /** A call's one answer: written at once (on the answering thread), or into its batch's slot. */
+    void answer(Call call, Object result, Throwable failure) {
+        JsonNode id = call.id();
+        if (id != null) inFlight.remove(key(id), call);
+        try {
+            if (id == null) {
+                if (failure != null) LOG.debugf("a notification failed: %s", failure.toString());
+                if (call.batchSlot != null) call.batchSlot.complete(null);
+                return;
+            }
+            if (failure != null) {
+                ObjectNode response = errorResponse(id, failure);
+                if (call.batchSlot != null) call.batchSlot.complete(response);
+                else send(response);
+            } else if (call.batchSlot != null) {
+                call.batchSlot.complete(result(id, tree(result)));
+            } else if (result instanceof RawJson raw) {
+                sendRaw(id, raw);
+            } else {
+                send(result(id, tree(result)));
+            }
+        } finally {
+            if (call.batchSlot == null) end(call.unit);
+        }
+    }
+
+    private ObjectNode errorResponse(JsonNode id, Throwable failure) {
+        RpcException e = failure instanceof RpcException rpc ? rpc : errors.apply(failure);
+        if (e == null) {
+            LOG.errorf(failure, "internal error");
+            return error(id, ErrorCodes.INTERNAL_ERROR, "Internal error: " + failure);
+        }
+        return error(id, e.code(), e.getMessage(), e.data());
     }
 
     private void cancel(JsonNode id) {
@@ -258,29 +307,14 @@ public final class Server {
         }
     }
 
-    /**
-     * Why the body is not well-formed UTF-8 (RFC 3629: no overlong forms, surrogates or code points
-     * past U+10FFFF, which the JSON parser would let through), or null when it is.
-     */
+    /** Why the body is not well-formed UTF-8 (which the JSON parser would partly let through), or null when it is. */
     static String invalidUtf8(byte[] body) {
-        int i = 0;
-        while (i < body.length && body[i] >= 0) i++;
-        if (i == body.length) return null; // ASCII, the common case
-        CharsetDecoder decoder = StandardCharsets.UTF_8.newDecoder()
-                .onMalformedInput(CodingErrorAction.REPORT).onUnmappableCharacter(CodingErrorAction.REPORT);
-        ByteBuffer in = ByteBuffer.wrap(body, i, body.length - i);
-        CharBuffer out = CharBuffer.allocate(8192);
-        while (true) {
-            CoderResult result = decoder.decode(in, out, true);
-            if (result.isUnderflow()) result = decoder.flush(out);
-            if (result.isError()) return "invalid UTF-8 at byte " + in.position();
-            if (result.isUnderflow()) return null;
-            out.clear();
-        }
+        int valid = Utf8.validUpTo(body, 0, body.length);
+        return valid == body.length ? null : "invalid UTF-8 at byte " + valid;
     }
 
-    private CompletableFuture<ObjectNode> invalid(JsonNode id, String why) {
-        return CompletableFuture.completedFuture(error(id, ErrorCodes.INVALID_REQUEST, "Invalid Request: " + why));
+    private ObjectNode invalid(JsonNode id, String why) {
+        return error(id, ErrorCodes.INVALID_REQUEST, "Invalid Request: " + why);
     }
 
     private ObjectNode result(JsonNode id, JsonNode result) {
@@ -300,6 +334,35 @@ public final class Server {
         ObjectNode error = response.putObject("error").put("code", code).put("message", message);
         if (data != null) error.set("data", data);
         return response;
+    }
+
+    private static final byte[] RESULT_START = "{\"jsonrpc\":\"2.0\",\"id\":".getBytes(StandardCharsets.US_ASCII);
+    private static final byte[] RESULT_MIDDLE = ",\"result\":".getBytes(StandardCharsets.US_ASCII);
+
+    /** A response whose result is already serialized: copied once into the frame, never parsed again. */
+    private void sendRaw(JsonNode id, RawJson result) {
+        try {
+            byte[] idBytes = json.writeValueAsBytes(id);
+            byte[] frame = new byte[RESULT_START.length + idBytes.length + RESULT_MIDDLE.length + result.length() + 2];
+            int at = put(frame, 0, RESULT_START, RESULT_START.length);
+            at = put(frame, at, idBytes, idBytes.length);
+            at = put(frame, at, RESULT_MIDDLE, RESULT_MIDDLE.length);
+            at = put(frame, at, result.bytes(), result.length());
+            frame[at++] = '}';
+            writer.write(frame, at);
+        } catch (JsonProcessingException e) {
+            LOG.error("cannot serialize a response", e);
+        }
+    }
+
+    private static int put(byte[] into, int at, byte[] bytes, int length) {
+        System.arraycopy(bytes, 0, into, at, length);
+        return at + length;
+    }
+
+    /** Sends a message already serialized ({@code body[0..length)}; a spare byte after it saves a copy). */
+    public void sendRaw(byte[] body, int length) {
+        writer.write(body, length);
     }
 
     private void send(JsonNode message) {

@@ -1,14 +1,8 @@
 package dev.bwrapd.process;
 
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
-import java.util.function.IntSupplier;
-
-import static dev.bwrapd.process.Libc.INT;
-import static dev.bwrapd.process.Libc.LONG;
 
 /**
  * The one place where children are reaped. The server is a child subreaper, so the sandbox's
@@ -37,7 +31,7 @@ public final class Reaper {
      */
     public synchronized boolean start() {
         if (!started) {
-            subreaper = Subreaper.become();
+            subreaper = Libc.becomeSubreaper();
             Thread.ofPlatform().daemon().name("bwrapd-reaper").start(this::loop);
             started = true;
         }
@@ -62,6 +56,16 @@ public final class Reaper {
             childrenMayExist = true;
             lock.notifyAll();
             return new Child(pid, exit);
+        }
+    }
+
+    /**
+     * A pidfd for {@code child} (readable once it has exited), or -1 once it is reaped. Opened under
+     * the lock, so the pid cannot have been reaped and reused meanwhile.
+     */
+    public int pidfdOfChild(Child child) {
+        synchronized (lock) {
+            return child.exit().isDone() ? -1 : Libc.pidfdOpen(child.pid());
         }
     }
 
@@ -92,36 +96,23 @@ public final class Reaper {
     public void parentGone(int pid, CompletableFuture<ExitStatus> watch) {
         synchronized (lock) {
             if (watch.isDone()) return;
-            try (Arena arena = Arena.ofConfined()) {
-                MemorySegment info = arena.allocate(Libc.SIGINFO_SIZE);
-                if (Libc.waitid(Libc.P_PID, pid, info, Libc.WEXITED | Libc.WNOHANG | Libc.WNOWAIT) == -1) {
-                    waiters.remove(pid);
-                    watch.complete(null);
-                }
+            if (Libc.waitid(Libc.P_PID, pid, Libc.WEXITED | Libc.WNOHANG | Libc.WNOWAIT) == -1) {
+                waiters.remove(pid);
+                watch.complete(null);
             }
         }
     }
 
     private void loop() {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment info = arena.allocate(Libc.SIGINFO_SIZE);
-            MemorySegment status = arena.allocate(INT);
-            MemorySegment usage = arena.allocate(Libc.RUSAGE_SIZE);
-            while (true) {
-                if (Libc.waitid(Libc.P_ALL, 0, info, Libc.WEXITED | Libc.WNOWAIT) == -1) {
-                    int errno = Libc.errno();
-                    if (errno == Libc.ECHILD) awaitChildren();
-                    continue;
-                }
-                int pid = info.get(INT, 16); // siginfo_t.si_pid
-                synchronized (lock) {
-                    if (Libc.wait4(pid, status, Libc.WNOHANG, usage) == pid) {
-                        deliver(new ExitStatus(pid, status.get(INT, 0),
-                                usage.get(LONG, 0) * 1_000_000 + usage.get(LONG, 8),
-                                usage.get(LONG, 16) * 1_000_000 + usage.get(LONG, 24),
-                                usage.get(LONG, 32)));
-                    }
-                }
+        while (true) {
+            int pid = Libc.waitid(Libc.P_ALL, 0, Libc.WEXITED | Libc.WNOWAIT);
+            if (pid == -1) {
+                if (Libc.errno() == Libc.ECHILD) awaitChildren();
+                continue;
+            }
+            synchronized (lock) {
+                ExitStatus exit = Libc.wait4(pid, Libc.WNOHANG);
+                if (exit != null) deliver(exit);
             }
         }
     }

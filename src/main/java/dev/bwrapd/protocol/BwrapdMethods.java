@@ -1,6 +1,5 @@
 package dev.bwrapd.protocol;
 
-import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -11,8 +10,6 @@ import dev.bwrapd.jsonrpc.RpcException;
 import dev.bwrapd.process.Signals;
 import dev.bwrapd.sandbox.BwrapCommand;
 import dev.bwrapd.sandbox.HostCapabilities;
-import dev.bwrapd.sandbox.HostProbe;
-import dev.bwrapd.sandbox.RootPaths;
 import dev.bwrapd.sandbox.RunSpec;
 import dev.bwrapd.sandbox.Sandbox;
 import dev.bwrapd.sandbox.SandboxRunner;
@@ -20,16 +17,16 @@ import dev.bwrapd.sandbox.Sandboxes;
 
 import java.io.IOException;
 import java.io.InputStream;
-import java.util.ArrayList;
-import java.util.Base64;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.IntConsumer;
 
-/** The methods of the bwrapd protocol (PROTOCOL.md sections 3 to 6), bound to the sandbox layer. */
+/**
+ * The methods of the bwrapd protocol (docs/protocol.md), bound to the sandbox layer: params in,
+ * through {@link RunParams}; outcomes out, through {@link RunReporter}; failures through
+ * {@link ProtocolErrors}.
+ */
 public final class BwrapdMethods {
     public static final String SERVER_NAME = "bwrapd";
     public static final int PROTOCOL_VERSION = 1;
@@ -38,21 +35,17 @@ public final class BwrapdMethods {
     private final Sandboxes sandboxes;
     private final SandboxRunner runner;
     private final CompletableFuture<HostCapabilities> host;
-    private final HostProbe.Lookup bwrapLookup;
     private final String serverVersion;
     private final IntConsumer exit;
     private final Map<String, Object> limits;
     private volatile boolean shutdownRequested;
-    /** Sandboxes registered as their sandbox/run arrived, until the run's thread takes them. */
-    private final Map<Call, Sandbox> reserved = new ConcurrentHashMap<>();
 
     public BwrapdMethods(ObjectMapper json, Sandboxes sandboxes, SandboxRunner runner, CompletableFuture<HostCapabilities> host,
-                         HostProbe.Lookup bwrapLookup, String serverVersion, Map<String, Object> limits, IntConsumer exit) {
+                         String serverVersion, Map<String, Object> limits, IntConsumer exit) {
         this.json = json;
         this.sandboxes = sandboxes;
         this.runner = runner;
         this.host = host;
-        this.bwrapLookup = bwrapLookup;
         this.serverVersion = serverVersion;
         this.limits = limits;
         this.exit = exit;
@@ -64,17 +57,7 @@ public final class BwrapdMethods {
         methods.put("shutdown", this::shutdown);
         methods.put("exit", this::exit);
         methods.put("rpc.discover", call -> discover());
-        methods.put("sandbox/run", new Handler() {
-            @Override
-            public Object handle(Call call) throws RpcException {
-                return run(call);
-            }
-
-            @Override
-            public void received(Call call) throws RpcException {
-                reserve(call);
-            }
-        });
+        methods.put("sandbox/run", (Handler.Deferred) this::startRun);
         methods.put("sandbox/signal", this::signal);
         methods.put("sandbox/suspend", call -> deliver(call, Signals.SIGSTOP));
         methods.put("sandbox/resume", call -> deliver(call, Signals.SIGCONT));
@@ -84,7 +67,7 @@ public final class BwrapdMethods {
         return methods;
     }
 
-    private Object initialize(Call call) throws RpcException {
+    private Object initialize(Call call) throws Exception {
         Params p = Params.of(call.params());
         p.string("clientName", null);
         p.string("clientVersion", null);
@@ -109,7 +92,7 @@ public final class BwrapdMethods {
         return result;
     }
 
-    private Object shutdown(Call call) throws RpcException {
+    private Object shutdown(Call call) throws Exception {
         Params.of(call.params());
         shutdownRequested = true;
         try {
@@ -125,7 +108,7 @@ public final class BwrapdMethods {
         return null;
     }
 
-    private Object discover() throws RpcException {
+    private Object discover() throws Exception {
         try (InputStream in = BwrapdMethods.class.getResourceAsStream("/openrpc.json")) {
             ObjectNode document = (ObjectNode) json.readTree(in);
             ((ObjectNode) document.get("info")).put("version", serverVersion);
@@ -136,55 +119,30 @@ public final class BwrapdMethods {
     }
 
     /**
-     * On arrival, before any later message is read: takes the run's sandboxId, so a sandbox/signal
-     * or sandbox/terminate the client sends right after the request finds the sandbox (and is
-     * queued until it starts) instead of racing the run's thread to -32001; a duplicate id is
-     * refused (-32002) in arrival order too. Only a quick look at the params, no I/O: anything
-     * malformed is left for {@link #run}'s validation to answer.
+     * Validates the request and starts the run on a thread of the sandbox layer's own; the answer
+     * goes out from that thread when the run ends. This part runs on arrival, before any later
+     * message is read: the sandboxId is taken at once, so a sandbox/signal or sandbox/terminate the
+     * client sends right after the request finds the sandbox (queued until it starts) instead of
+     * racing the run to -32001, and a duplicate id is refused in arrival order too.
      */
-    private void reserve(Call call) throws RpcException {
-        JsonNode params = call.params();
-        if (!params.isObject()) return;
-        JsonNode id = params.get("sandboxId");
-        String requested = null;
-        if (id != null) {
-            if (!id.isTextual() || id.textValue().isEmpty() || id.textValue().length() > 256) return;
-            requested = id.textValue();
-        }
-        List<String> command = new ArrayList<>();
-        for (JsonNode word : params.path("command")) command.add(word.asText());
-        reserved.put(call, sandboxes.register(requested, List.copyOf(command)));
-    }
-
-    private Object run(Call call) throws RpcException {
-        Sandbox reservation = reserved.remove(call);
+    private void startRun(Call call) throws Exception {
+        RunSpec spec = RunParams.parse(call.params());
+        Sandbox sandbox = sandboxes.register(spec.sandboxId(), spec.command());
         try {
-            return run(call, reservation);
-        } finally {
-            if (reservation != null) sandboxes.remove(reservation);
+            call.onCancel(() -> sandbox.kill(Sandbox.Ending.CANCELLED));
+            runner.start(spec, sandbox, new RunReporter(json, call, sandboxes, sandbox));
+        } catch (RuntimeException e) {
+            sandboxes.remove(sandbox);
+            throw e;
         }
-    }
-
-    /** The host's capabilities, or -32004 if there is no bwrap to run. */
-    private HostCapabilities usableHost(RunSpec spec) throws RpcException {
-        HostCapabilities h = host.join();
-        if (h.bwrapPath() == null) {
-            ObjectNode data = json.createObjectNode();
-            ArrayNode tried = data.putArray("tried");
-            bwrapLookup.tried().forEach(tried::add);
-            throw new RpcException(ErrorCodes.BWRAP_UNUSABLE, "bwrap not found (install bubblewrap or pass --bwrap)", data);
-        }
-        if (spec.linux32() && !h.linux32()) throw Params.invalid("linux32: this host has no linux32 (setarch) to set the personality");
-        return h;
     }
 
     /**
      * Extension: what {@code sandbox/run} with these params would execute (bwrap's argv and
      * environment; descriptor 3 is bwrap's status pipe), without running anything.
      */
-    private Object argv(Call call) throws RpcException {
-        RunSpec spec = RunParams.parse(call.params());
-        BwrapCommand.Invocation invocation = BwrapCommand.of(spec, usableHost(spec));
+    private Object argv(Call call) throws Exception {
+        BwrapCommand.Invocation invocation = runner.invocation(RunParams.parse(call.params()));
         ObjectNode result = json.createObjectNode().put("executable", invocation.executable());
         ArrayNode argv = result.putArray("argv");
         invocation.argv().forEach(argv::add);
@@ -193,38 +151,7 @@ public final class BwrapdMethods {
         return result;
     }
 
-    private Object run(Call call, Sandbox reservation) throws RpcException {
-        RunSpec spec = RunParams.parse(call.params());
-        HostCapabilities h = usableHost(spec);
-        if (!RootPaths.hasCommand(spec.root(), spec.command().getFirst(), spec.cwd(), spec.env().get("PATH"))) {
-            throw new RpcException(ErrorCodes.COMMAND_NOT_FOUND, "command not found in the sandbox root: " + spec.command().getFirst(),
-                    json.createObjectNode().put("command", spec.command().getFirst()).put("root", spec.root().toString()));
-        }
-        Sandbox sandbox = reservation != null ? reservation : sandboxes.register(spec.sandboxId(), spec.command());
-        try {
-            call.onCancel(() -> sandbox.kill(Sandbox.Ending.CANCELLED));
-            return runner.run(spec, h, sandbox, new SandboxRunner.Events() {
-                @Override
-                public void started(Sandbox s) {
-                    ObjectNode params = json.createObjectNode().put("sandboxId", s.id()).put("pid", s.pid());
-                    params.set("requestId", call.id());
-                    call.notifyClient("sandbox/started", params);
-                }
-
-                @Override
-                public void output(Sandbox s, String stream, byte[] data, boolean isText) {
-                    ObjectNode params = json.createObjectNode().put("sandboxId", s.id()).put("stream", stream);
-                    if (isText) params.put("text", new String(data, java.nio.charset.StandardCharsets.UTF_8));
-                    else params.put("base64", Base64.getEncoder().encodeToString(data));
-                    call.notifyClient("sandbox/output", params);
-                }
-            });
-        } finally {
-            sandboxes.remove(sandbox);
-        }
-    }
-
-    private Object signal(Call call) throws RpcException {
+    private Object signal(Call call) throws Exception {
         Params p = Params.of(call.params(), "sandboxId", "signal");
         String name = p.requiredString("signal");
         Integer signal = Signals.SENDABLE.get(name);
@@ -233,13 +160,13 @@ public final class BwrapdMethods {
         return json.createObjectNode().put("delivered", sandbox.signal(signal));
     }
 
-    private Object deliver(Call call, int signal) throws RpcException {
+    private Object deliver(Call call, int signal) throws Exception {
         Params p = Params.of(call.params(), "sandboxId");
         Sandbox sandbox = sandboxes.get(p.requiredString("sandboxId"));
         return json.createObjectNode().put("delivered", sandbox.signal(signal));
     }
 
-    private Object terminate(Call call) throws RpcException {
+    private Object terminate(Call call) throws Exception {
         Params p = Params.of(call.params(), "sandboxId", "graceMs");
         Long grace = p.integer("graceMs", 0, Long.MAX_VALUE / 2);
         Sandbox sandbox = sandboxes.get(p.requiredString("sandboxId"));
@@ -248,7 +175,7 @@ public final class BwrapdMethods {
         return json.createObjectNode().put("delivered", live);
     }
 
-    private Object list(Call call) throws RpcException {
+    private Object list(Call call) throws Exception {
         Params.of(call.params());
         ArrayNode list = json.createArrayNode();
         for (Sandbox s : sandboxes.list()) {

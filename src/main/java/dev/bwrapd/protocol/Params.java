@@ -106,6 +106,6 @@ final class Params {
     }
 
     static RpcException pathNotAllowed(String message) {
-        return new RpcException(ErrorCodes.PATH_NOT_ALLOWED, message);
+        return new RpcException(ProtocolErrors.PATH_NOT_ALLOWED, message);
     }
 }

@@ -2,6 +2,7 @@ package dev.bwrapd.protocol;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.bwrapd.jsonrpc.RpcException;
+import dev.bwrapd.sandbox.Capabilities;
 import dev.bwrapd.sandbox.RootPaths;
 import dev.bwrapd.sandbox.RunSpec;
 
@@ -22,7 +23,7 @@ import java.util.Map;
 public final class RunParams {
     static final String[] FIELDS = {"command", "root", "sandboxId", "cwd", "env", "network", "readOnlyRoot", "hostname",
             "uid", "gid", "inheritUid", "mounts", "devices", "devShm", "linux32", "stdin", "stdout", "stderr",
-            "captureLimitBytes", "timeoutMs", "killGraceMs", "interactive"};
+            "captureLimitBytes", "timeoutMs", "killGraceMs", "interactive", "capabilities"};
     /** bwrap (0.8) refuses ids above 2^31-1 ("Invalid uid"): refuse them here, with the field named. */
     private static final long MAX_ID = Integer.MAX_VALUE;
 
@@ -52,7 +53,7 @@ public final class RunParams {
                 uid == null ? 0 : uid.intValue(), gid == null ? 0 : gid.intValue(), p.bool("inheritUid", false),
                 mounts(p), devices(p), p.bool("devShm", false), p.bool("linux32", false), stdin(p), stdout, stderr,
                 captureLimit == null ? 1 << 20 : captureLimit, timeout, grace == null ? 2000 : grace,
-                p.bool("interactive", false));
+                p.bool("interactive", false), capabilities(p));
     }
 
     private static List<String> command(Params p) throws RpcException {
@@ -148,6 +149,22 @@ public final class RunParams {
             devices.add(device);
         }
         return List.copyOf(devices);
+    }
+
+    /** Capability names beyond the default (see Capabilities); whether the host can grant them is checked with the host. */
+    private static List<String> capabilities(Params p) throws RpcException {
+        if (!p.has("capabilities")) return List.of();
+        JsonNode value = p.raw("capabilities");
+        if (!value.isArray()) throw Params.invalid("capabilities: must be an array of capability names");
+        List<String> names = new ArrayList<>();
+        for (int i = 0; i < value.size(); i++) {
+            String field = "capabilities[" + i + "]";
+            if (!value.get(i).isTextual()) throw Params.invalid(field + ": must be a string");
+            String name = value.get(i).textValue();
+            if (!Capabilities.isName(name)) throw Params.invalid(field + ": not a capability name like CAP_NET_RAW: " + name);
+            names.add(name);
+        }
+        return List.copyOf(names);
     }
 
     private static RunSpec.Stdin stdin(Params p) throws RpcException {

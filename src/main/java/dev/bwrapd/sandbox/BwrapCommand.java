@@ -60,6 +60,11 @@ public final class BwrapCommand {
 
         if (spec.readOnlyRoot()) add(argv, "--remount-ro", "/");
 
+        if (host.privileged() || host.userNamespaces()) {
+            // bwrap keeps every capability for root: start from none, add back the policy's (Capabilities).
+            add(argv, "--cap-drop", "ALL");
+            for (String cap : Capabilities.granted(sandboxUserIsRoot(spec, host), spec.capabilities())) add(argv, "--cap-add", cap);
+        }
         if (host.userNamespaces()) {
             argv.add("--unshare-user");
             if (!spec.inheritUid()) {
@@ -71,6 +76,11 @@ public final class BwrapCommand {
         argv.add("--");
         argv.addAll(spec.command());
         return new Invocation(executable, List.copyOf(argv), environment(spec.env()));
+    }
+
+    /** The command runs as uid 0: the requested uid in its own user namespace, else bwrapd's own. */
+    static boolean sandboxUserIsRoot(RunSpec spec, HostCapabilities host) {
+        return host.userNamespaces() && !spec.inheritUid() ? spec.uid() == 0 : host.privileged();
     }
 
     /**

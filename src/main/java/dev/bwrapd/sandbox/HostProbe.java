@@ -47,7 +47,9 @@ public final class HostProbe {
      */
     public static HostCapabilities probe(String bwrap, boolean subreaper) {
         String linux32 = findOnPath("linux32", null);
-        if (bwrap == null) return new HostCapabilities(null, null, false, false, false, subreaper, linux32);
+        boolean privileged = statusField("Uid:", 1).equals("0");
+        long permitted = Capabilities.parseMask(statusField("CapPrm:", 0));
+        if (bwrap == null) return new HostCapabilities(null, null, false, false, false, subreaper, linux32, privileged, permitted);
         String probeCommand = findOnPath("true", null);
         if (probeCommand == null) probeCommand = "/bin/true";
         List<String> base = List.of(bwrap, "--ro-bind", "/", "/");
@@ -58,12 +60,26 @@ public final class HostProbe {
         // Usually everything works: one run that uses all three options settles it. Only if that
         // fails is each option tried alone, to learn which one this host lacks.
         boolean all = succeeds(base, List.of(userNs, dieWithParent, jsonStatus), probeCommand).join();
-        if (all) return new HostCapabilities(bwrap, version.join(), true, true, true, subreaper, linux32);
+        if (all) return new HostCapabilities(bwrap, version.join(), true, true, true, subreaper, linux32, privileged, permitted);
         CompletableFuture<Boolean> hasUserNs = succeeds(base, List.of(userNs), probeCommand);
         CompletableFuture<Boolean> hasDieWithParent = succeeds(base, List.of(dieWithParent), probeCommand);
         CompletableFuture<Boolean> hasJsonStatus = succeeds(base, List.of(jsonStatus), probeCommand);
         return new HostCapabilities(bwrap, version.join(), hasUserNs.join(), hasDieWithParent.join(), hasJsonStatus.join(),
-                subreaper, linux32);
+                subreaper, linux32, privileged, permitted);
+    }
+
+    /** Word {@code index} after {@code name} in /proc/self/status ("Uid:" real, effective, ...); "" if absent. */
+    private static String statusField(String name, int index) {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+                if (!line.startsWith(name)) continue;
+                String[] words = line.substring(name.length()).trim().split("\\s+");
+                return index < words.length ? words[index] : "";
+            }
+        } catch (java.io.IOException e) {
+            // no /proc: treated as unprivileged, with nothing to hand on
+        }
+        return "";
     }
 
     private static void onNewThread(Runnable task) {

@@ -30,7 +30,8 @@ public record RunSpec(
         long captureLimitBytes,
         Long timeoutMs,
         long killGraceMs,
-        boolean interactive) {
+        boolean interactive,
+        List<String> capabilities) {
 
     public static final Path HOST_ROOT = Path.of("/");
     public static final String DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";

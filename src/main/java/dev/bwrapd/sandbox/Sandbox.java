@@ -40,6 +40,10 @@ public final class Sandbox {
     private int initPidfd = -1;
     private boolean killWhenStarted;
     private boolean commandForked;
+    /** When the run's thread is to kill the sandbox (the end of a grace period), or Long.MAX_VALUE. */
+    private long killDeadline = Long.MAX_VALUE;
+    /** Writing a byte here wakes the run's thread to look at killDeadline again. */
+    private int wakeFd = -1;
     private final List<Integer> queued = new ArrayList<>();
 
     Sandbox(String id, List<String> command, Watchdog watchdog) {
@@ -62,19 +66,52 @@ public final class Sandbox {
         if (killWhenStarted) Libc.kill(-bwrapPid, Signals.SIGKILL);
     }
 
-    /** bwrap reported the init: deliver what was queued. */
+    /** bwrap reported the init. Queued signals wait for {@link #deliverQueued}, once the command runs. */
     synchronized void started(int pid) {
         if (state == State.FINISHED) return;
         initPid = pid;
         initPidfd = Libc.pidfdOpen(pid);
         watchdog.watch(initPid); // the command's group, once the init has called setsid
         state = State.RUNNING;
-        if (killWhenStarted) {
-            killInit();
-            return;
-        }
+        if (killWhenStarted) killInit();
+    }
+
+    /** The init's pidfd (readable once it has exited), or -1. */
+    synchronized int initPidfd() {
+        return initPidfd;
+    }
+
+    /** Without waiting: whether the init has forked the command, or will never (it is gone, or the sandbox ended). */
+    synchronized boolean commandRunningOrGone() {
+        return state == State.FINISHED || initPid == 0 || commandForked() || !initAlive();
+    }
+
+    /** Delivers the signals that came before the command ran. */
+    synchronized void deliverQueued() {
+        if (killWhenStarted) return;
         for (int signal : queued) deliver(signal);
         queued.clear();
+    }
+
+    synchronized void attachWake(int fd) {
+        wakeFd = fd;
+    }
+
+    synchronized long killDeadline() {
+        return killDeadline;
+    }
+
+    /** Has the run's thread kill the sandbox at {@code deadline} (System.nanoTime), unless it ends first. */
+    synchronized void killAt(long deadline) {
+        if (state == State.FINISHED || deadline >= killDeadline) return;
+        killDeadline = deadline;
+        if (wakeFd >= 0) {
+            try {
+                Libc.write(wakeFd, new byte[] {1}, 0, 1);
+            } catch (Libc.Error e) {
+                // the run is ending: nothing left to kill
+            }
+        }
     }
 
     /**
@@ -104,6 +141,7 @@ public final class Sandbox {
         state = State.FINISHED;
         Libc.close(initPidfd);
         initPidfd = -1;
+        wakeFd = -1; // the run's, closed by it
         queued.clear();
     }
 

@@ -1,7 +1,5 @@
 package dev.bwrapd.sandbox;
 
-import dev.bwrapd.jsonrpc.ErrorCodes;
-import dev.bwrapd.jsonrpc.RpcException;
 import dev.bwrapd.process.Watchdog;
 
 import java.util.ArrayList;
@@ -21,13 +19,13 @@ public final class Sandboxes {
     }
 
     /** Reserves an id (the client's, or the next free sb-N) for a new sandbox. */
-    public synchronized Sandbox register(String requestedId, List<String> command) throws RpcException {
-        if (shuttingDown) throw new RpcException(ErrorCodes.SHUTTING_DOWN, "the server is shutting down: no new sandboxes");
+    public synchronized Sandbox register(String requestedId, List<String> command) throws SandboxException {
+        if (shuttingDown) throw new SandboxException.ShuttingDown();
         String id = requestedId;
         if (id == null) {
             do id = "sb-" + nextId++; while (running.containsKey(id));
         } else if (running.containsKey(id)) {
-            throw new RpcException(ErrorCodes.SANDBOX_ID_IN_USE, "sandboxId " + id + " is already in use by a running sandbox");
+            throw new SandboxException.IdInUse(id);
         }
         Sandbox sandbox = new Sandbox(id, command, watchdog);
         running.put(id, sandbox);
@@ -39,9 +37,9 @@ public final class Sandboxes {
         notifyAll();
     }
 
-    public synchronized Sandbox get(String id) throws RpcException {
+    public synchronized Sandbox get(String id) throws SandboxException {
         Sandbox sandbox = running.get(id);
-        if (sandbox == null) throw new RpcException(ErrorCodes.NO_SUCH_SANDBOX, "no such sandbox: " + id);
+        if (sandbox == null) throw new SandboxException.NoSuchSandbox(id);
         return sandbox;
     }
 
@@ -61,9 +59,5 @@ public final class Sandboxes {
             while (!running.isEmpty()) wait();
         }
         return victims.size();
-    }
-
-    public synchronized boolean isShuttingDown() {
-        return shuttingDown;
     }
 }

@@ -46,6 +46,8 @@ class ServerTest {
     private static final java.util.concurrent.ExecutorService HANDLERS =
             java.util.concurrent.Executors.newCachedThreadPool(Thread.ofPlatform().daemon().factory());
     private static final long LIMIT = 4096;
+    /** An application error code, as a method of the application would answer. */
+    private static final int APP_ERROR = -32001;
     /** Reads responses with exact numbers, so "1.50" and 1.5 are told apart. */
     private static final ObjectMapper EXACT = JsonMapper.builder()
             .nodeFactory(JsonNodeFactory.withExactBigDecimals(true))
@@ -59,7 +61,7 @@ class ServerTest {
     ServerTest() {
         methods.put("echo", call -> call.params());
         methods.put("fail", call -> {
-            throw new RpcException(ErrorCodes.NO_SUCH_SANDBOX, "no such thing",
+            throw new RpcException(APP_ERROR, "no such thing",
                     JsonNodeFactory.instance.objectNode().put("what", "thing"));
         });
         methods.put("boom", call -> {
@@ -104,7 +106,7 @@ class ServerTest {
     @Test
     void rpcExceptionBecomesAnErrorWithItsData() throws Exception {
         JsonNode response = single(serve("{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"fail\"}\n"));
-        assertError(response, "3", ErrorCodes.NO_SUCH_SANDBOX);
+        assertError(response, "3", APP_ERROR);
         assertEquals("no such thing", response.at("/error/message").asText());
         assertEquals(json("{\"what\":\"thing\"}"), response.at("/error/data"));
     }
@@ -338,7 +340,7 @@ class ServerTest {
         assertEquals(json("[1]"), byId.get("1").get("result"));
         assertError(byId.get("null"), "null", ErrorCodes.INVALID_REQUEST);
         assertError(byId.get("\"3\""), "\"3\"", ErrorCodes.METHOD_NOT_FOUND);
-        assertError(byId.get("4"), "4", ErrorCodes.NO_SUCH_SANDBOX);
+        assertError(byId.get("4"), "4", APP_ERROR);
     }
 
     @Test

@@ -6,7 +6,7 @@ import dev.bwrapd.cleanup.CleanupReport;
 import dev.bwrapd.jsonrpc.ErrorCodes;
 import dev.bwrapd.jsonrpc.Server;
 import dev.bwrapd.process.Signals;
-import dev.bwrapd.sandbox.RunResult;
+
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
@@ -49,7 +49,7 @@ class OpenRpcDocumentTest {
 
     private static BwrapdMethods methods() {
         // handlers() only binds method references: none of these collaborators is touched.
-        return new BwrapdMethods(JSON, null, null, new CompletableFuture<>(), null, "9.8.7-test", Map.of(), code -> { });
+        return new BwrapdMethods(JSON, null, null, new CompletableFuture<>(), "9.8.7-test", Map.of(), code -> { });
     }
 
     @Test
@@ -124,8 +124,10 @@ class OpenRpcDocumentTest {
     @Test
     void errorCodesAreTheServersCodes() throws IllegalAccessException {
         Set<Integer> codes = new TreeSet<>();
-        for (Field field : ErrorCodes.class.getFields()) {
-            if (Modifier.isStatic(field.getModifiers()) && field.getType() == int.class) codes.add(field.getInt(null));
+        for (Class<?> holder : List.of(ErrorCodes.class, ProtocolErrors.class)) {
+            for (Field field : holder.getFields()) {
+                if (Modifier.isStatic(field.getModifiers()) && field.getType() == int.class) codes.add(field.getInt(null));
+            }
         }
         Set<Integer> documented = new TreeSet<>();
         for (JsonNode error : doc.path("components").path("errors")) {

@@ -119,7 +119,7 @@ class RunParamsTest {
                 + "'mounts':[{'source':'/srv/a','target':'/a'},{'source':'/srv/b','target':'/b/c/','readOnly':true}],"
                 + "'devices':['/dev/null','/dev/fuse'],'devShm':true,'linux32':true,'stdin':{'file':" + quote(in.toString()) + "},"
                 + "'stdout':{'file':'/tmp/out.log','append':true},'stderr':'stdout','captureLimitBytes':10,"
-                + "'timeoutMs':500,'killGraceMs':0,'interactive':true");
+                + "'timeoutMs':500,'killGraceMs':0,'interactive':true,'capabilities':['CAP_NET_RAW','CAP_SYS_PTRACE']");
         assertEquals("job-1", spec.sandboxId());
         assertEquals("/build/src", spec.cwd());
         assertEquals(Map.of("A", "1", "B", ""), spec.env());
@@ -133,6 +133,7 @@ class RunParamsTest {
         assertEquals(new RunSpec.Output.File("/tmp/out.log", true), spec.stdout());
         assertInstanceOf(RunSpec.Output.IntoStdout.class, spec.stderr());
         assertEquals(10, spec.captureLimitBytes());
+        assertEquals(List.of("CAP_NET_RAW", "CAP_SYS_PTRACE"), spec.capabilities());
         assertEquals(500L, spec.timeoutMs());
         assertEquals(0, spec.killGraceMs());
     }
@@ -223,6 +224,10 @@ class RunParamsTest {
                 Arguments.of("timeoutMs", "+'timeoutMs':1.5"),
                 Arguments.of("killGraceMs", "+'killGraceMs':-5"),
                 Arguments.of("interactive", "+'interactive':'false'"),
+                Arguments.of("capabilities", "+'capabilities':'CAP_CHOWN'"),
+                Arguments.of("capabilities[0]", "+'capabilities':[5]"),
+                Arguments.of("capabilities[1]", "+'capabilities':['CAP_CHOWN','ALL']"),
+                Arguments.of("capabilities[0]", "+'capabilities':['net_raw']"),
                 Arguments.of("bogus", "+'bogus':1"),
                 Arguments.of("Command", "+'Command':['sh']"));
     }
@@ -279,7 +284,7 @@ class RunParamsTest {
     void pathsNotAllowed(String field, String json) throws IOException {
         JsonNode params = json.startsWith("+") ? params(json.substring(1)) : JSON.readTree(json.replace('\'', '"'));
         RpcException e = error(params);
-        assertEquals(ErrorCodes.PATH_NOT_ALLOWED, e.code(), e::getMessage);
+        assertEquals(ProtocolErrors.PATH_NOT_ALLOWED, e.code(), e::getMessage);
         assertTrue(e.getMessage().contains(field + ":"), () -> "message does not name " + field + ": " + e.getMessage());
     }
 

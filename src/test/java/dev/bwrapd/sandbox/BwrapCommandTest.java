@@ -26,6 +26,30 @@ class BwrapCommandTest {
     static final String LINUX32 = "/opt/test/bin/linux32";
     static final HostCapabilities FULL = new HostCapabilities(BWRAP, "0.8.0", true, true, true, true, LINUX32);
 
+    static final HostCapabilities PRIVILEGED_NO_USERNS =
+            new HostCapabilities(BWRAP, "0.8.0", false, true, true, true, LINUX32, true, -1L);
+
+    /** Capabilities a uid-0 sandbox must never hold by default: each undoes part of the sandbox. */
+    @Test
+    void rootDefaultHoldsNothingThatUndoesTheSandbox() {
+        for (String dangerous : List.of("CAP_SYS_ADMIN", "CAP_SYS_MODULE", "CAP_SYS_PTRACE", "CAP_SYS_RAWIO", "CAP_NET_ADMIN",
+                "CAP_SYS_BOOT", "CAP_MKNOD", "CAP_SYS_CHROOT", "CAP_DAC_READ_SEARCH", "CAP_NET_RAW")) {
+            assertFalse(BwrapCommand.of(spec(s -> {}), FULL).argv().contains(dangerous), dangerous);
+            assertFalse(Capabilities.ROOT_DEFAULT.contains(dangerous), dangerous);
+        }
+    }
+
+    @Test
+    void grantableFollowsTheHost() {
+        HostCapabilities rootWithChownOnly = new HostCapabilities(BWRAP, "0.8.0", true, true, true, true, LINUX32, true, 1L);
+        assertTrue(Capabilities.grantable(rootWithChownOnly, "CAP_CHOWN"));
+        assertFalse(Capabilities.grantable(rootWithChownOnly, "CAP_SYS_ADMIN"), "root cannot hand on what it lacks");
+        assertTrue(Capabilities.grantable(FULL, "CAP_SYS_ADMIN"), "unprivileged with user namespaces: only inside its own");
+        assertFalse(Capabilities.grantable(host(false, true, true), "CAP_CHOWN"), "setuid bwrap refuses --cap-add");
+        assertEquals(List.of("CAP_CHOWN", "CAP_SYS_ADMIN"), Capabilities.names(Capabilities.parseMask("0000000000200001")));
+        assertEquals(41, Capabilities.names(Capabilities.parseMask("000001ffffffffff")).size());
+    }
+
     /** A mutable RunSpec with the protocol's defaults, for building test cases. */
     static final class Spec {
         List<String> command = List.of("sh", "-c", "true");
@@ -37,11 +61,12 @@ class BwrapCommandTest {
         int uid, gid;
         List<RunSpec.Mount> mounts = List.of();
         List<String> devices = RunSpec.DEFAULT_DEVICES;
+        List<String> capabilities = List.of();
 
         RunSpec build() {
             return new RunSpec(command, root, null, cwd, env, network, readOnlyRoot, hostname, uid, gid, inheritUid,
                     mounts, devices, devShm, linux32, new RunSpec.Stdin.Null(), new RunSpec.Output.Capture(),
-                    new RunSpec.Output.Capture(), 1 << 20, null, 2000, interactive);
+                    new RunSpec.Output.Capture(), 1 << 20, null, 2000, interactive, capabilities);
         }
     }
 
@@ -68,6 +93,9 @@ class BwrapCommandTest {
                 "--dev-bind", "/dev/full", "/dev/full", "--dev-bind", "/dev/null", "/dev/null",
                 "--dev-bind", "/dev/urandom", "/dev/urandom", "--dev-bind", "/dev/random", "/dev/random",
                 "--dev-bind", "/dev/zero", "/dev/zero",
+                "--cap-drop", "ALL", "--cap-add", "CAP_CHOWN", "--cap-add", "CAP_DAC_OVERRIDE", "--cap-add", "CAP_FOWNER",
+                "--cap-add", "CAP_FSETID", "--cap-add", "CAP_KILL", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETUID",
+                "--cap-add", "CAP_SETPCAP", "--cap-add", "CAP_NET_BIND_SERVICE", "--cap-add", "CAP_SETFCAP",
                 "--unshare-user", "--uid", "0", "--gid", "0",
                 "--", "sh", "-c", "true"), inv.argv());
         assertEquals(List.of("PATH=" + RunSpec.DEFAULT_PATH), inv.environment());
@@ -131,6 +159,16 @@ class BwrapCommandTest {
                         List.of(List.of("--unshare-user", "--")), List.of(List.of("--uid"), List.of("--gid"))),
                 new Row("no user namespaces: no ids", spec(s -> { s.uid = 1000; s.gid = 100; }), host(false, true, true),
                         List.of(), List.of(List.of("--unshare-user"), List.of("--uid"), List.of("--gid"))),
+                row("a non-root sandbox user gets no capability", s -> s.uid = 1000,
+                        List.of(List.of("--cap-drop", "ALL", "--unshare-user")), List.of(List.of("--cap-add"))),
+                row("requested capabilities come on top of the root default", s -> s.capabilities = List.of("CAP_NET_RAW"),
+                        List.of(List.of("--cap-add", "CAP_SETFCAP", "--cap-add", "CAP_NET_RAW", "--unshare-user")), List.of()),
+                row("requested capabilities for a non-root user", s -> { s.uid = 1000; s.capabilities = List.of("CAP_SYS_PTRACE"); },
+                        List.of(List.of("--cap-drop", "ALL", "--cap-add", "CAP_SYS_PTRACE", "--unshare-user")), List.of()),
+                new Row("as root without user namespaces: root's own uid is the sandbox's", spec(s -> s.uid = 1000), PRIVILEGED_NO_USERNS,
+                        List.of(List.of("--cap-drop", "ALL", "--cap-add", "CAP_CHOWN")), List.of(List.of("--unshare-user"))),
+                new Row("unprivileged without user namespaces (setuid bwrap): no capability options", spec(s -> {}), host(false, true, true),
+                        List.of(), List.of(List.of("--cap-drop"), List.of("--cap-add"))),
                 row("command words that look like options stay after --", s -> s.command = List.of("--help", "--bind", "/", "/"),
                         List.of(List.of("--", "--help", "--bind", "/", "/")), List.of()));
     }

@@ -1,9 +1,9 @@
-package dev.bwrapd.sandbox;
+package dev.bwrapd.protocol;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
 import dev.bwrapd.cleanup.CleanupReport;
 
-/** The answer to {@code sandbox/run} (PROTOCOL.md section 4), field for field. */
+/** The answer to {@code sandbox/run} as the wire has it (docs/protocol.md), made from a sandbox.RunOutcome. */
 @JsonInclude(JsonInclude.Include.ALWAYS)
 public record RunResult(
         String sandboxId,

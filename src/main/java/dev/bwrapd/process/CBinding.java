@@ -1,0 +1,264 @@
+package dev.bwrapd.process;
+
+import org.graalvm.nativeimage.PinnedObject;
+import org.graalvm.nativeimage.c.function.CFunction;
+import org.graalvm.nativeimage.c.type.CCharPointer;
+import org.graalvm.nativeimage.c.type.CCharPointerPointer;
+import org.graalvm.nativeimage.c.type.CIntPointer;
+import org.graalvm.nativeimage.c.type.CLongPointer;
+import org.graalvm.nativeimage.c.type.CTypeConversion;
+import org.graalvm.nativeimage.c.type.VoidPointer;
+import org.graalvm.word.PointerBase;
+import org.graalvm.word.WordFactory;
+
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * libc through GraalVM's C interface: the native image's binding. Each {@link Downcall} is a
+ * {@code @CFunction} below, compiled into a direct call. Memory C reads or writes is a Java array
+ * pinned for the call (no stack values: they are not allowed on virtual threads, no malloc), and
+ * errno is read right after each call, before anything else can change it.
+ *
+ * <p>Only ever loaded in a native image ({@link Libc} picks it while the image is built); on the
+ * JVM GraalVM's API is not even on the class path.
+ */
+final class CBinding implements LibcBinding {
+    private static final ThreadLocal<int[]> ERRNO = ThreadLocal.withInitial(() -> new int[1]);
+
+    /** The declarations, one per {@link Downcall} and of the same shape (NativeConfigTest checks it). */
+    static final class Functions {
+        private Functions() {}
+
+        @CFunction static native int posix_spawn(CIntPointer pid, CCharPointer path, VoidPointer fileActions, VoidPointer attr,
+                                                 CCharPointerPointer argv, CCharPointerPointer envp);
+        @CFunction static native int posix_spawn_file_actions_init(VoidPointer fileActions);
+        @CFunction static native int posix_spawn_file_actions_destroy(VoidPointer fileActions);
+        @CFunction static native int posix_spawn_file_actions_adddup2(VoidPointer fileActions, int fd, int newFd);
+        @CFunction static native int posix_spawn_file_actions_addclosefrom_np(VoidPointer fileActions, int from);
+        @CFunction static native int posix_spawnattr_init(VoidPointer attr);
+        @CFunction static native int posix_spawnattr_destroy(VoidPointer attr);
+        @CFunction static native int posix_spawnattr_setflags(VoidPointer attr, short flags);
+        @CFunction static native int posix_spawnattr_setsigmask(VoidPointer attr, VoidPointer set);
+        @CFunction static native int posix_spawnattr_setsigdefault(VoidPointer attr, VoidPointer set);
+        @CFunction static native int sigemptyset(VoidPointer set);
+        @CFunction static native int sigfillset(VoidPointer set);
+        @CFunction static native int pipe2(CIntPointer fds, int flags);
+        @CFunction static native int open(CCharPointer path, int flags, int mode);
+        @CFunction static native int openat(int dirFd, CCharPointer name, int flags, int mode);
+        @CFunction static native int mkdirat(int dirFd, CCharPointer name, int mode);
+        @CFunction static native int close(int fd);
+        @CFunction static native long read(int fd, CCharPointer buffer, long count);
+        @CFunction static native long write(int fd, CCharPointer buffer, long count);
+        @CFunction static native int poll(CCharPointer fds, long count, int timeout);
+        @CFunction static native int kill(int pid, int signal);
+        @CFunction static native int prlimit(int pid, int resource, CLongPointer newLimit, CLongPointer oldLimit);
+        @CFunction static native int pidfd_open(int pid, int flags);
+        @CFunction static native int pidfd_send_signal(int pidfd, int signal, VoidPointer info, int flags);
+        @CFunction static native int wait4(int pid, CIntPointer status, int options, CLongPointer rusage);
+        @CFunction static native int waitid(int idType, int id, CIntPointer info, int options);
+        @CFunction static native CCharPointer strerror(int errno);
+        @CFunction static native int prctl(int option, long arg);
+
+        /** How the C interface reads errno (FFM captures it instead): not a {@link Downcall}. */
+        @CFunction(transition = CFunction.Transition.NO_TRANSITION)
+        static native CIntPointer __errno_location();
+    }
+
+    /** Keeps errno of the call that just returned {@code result}, for {@link #errno()}; returns the result. */
+    private static int kept(int result) {
+        int errno = Functions.__errno_location().read();
+        ERRNO.get()[0] = errno;
+        return result;
+    }
+
+    private static long kept(long result) {
+        int errno = Functions.__errno_location().read();
+        ERRNO.get()[0] = errno;
+        return result;
+    }
+
+    /** Java arrays pinned while one call runs, so that C reads and writes them in place. */
+    private static final class Pins implements AutoCloseable {
+        private final List<PinnedObject> pinned = new ArrayList<>();
+
+        <T extends PointerBase> T array(Object array, int index) {
+            PinnedObject pin = PinnedObject.create(array);
+            pinned.add(pin);
+            return pin.addressOfArrayElement(index);
+        }
+
+        <T extends PointerBase> T array(Object array) {
+            return array(array, 0);
+        }
+
+        /** A NUL-terminated UTF-8 copy of {@code value}, as FFM's {@code allocateFrom} makes. */
+        CCharPointer string(String value) {
+            byte[] utf8 = value.getBytes(StandardCharsets.UTF_8);
+            return array(Arrays.copyOf(utf8, utf8.length + 1));
+        }
+
+        /** A NULL-terminated array of C strings. */
+        CCharPointerPointer strings(List<String> values) {
+            long[] addresses = new long[values.size() + 1];
+            for (int i = 0; i < values.size(); i++) addresses[i] = string(values.get(i)).rawValue();
+            return array(addresses);
+        }
+
+        @Override
+        public void close() {
+            for (PinnedObject pin : pinned) pin.close();
+        }
+    }
+
+    @Override
+    public int errno() {
+        return ERRNO.get()[0];
+    }
+
+    @Override
+    public String strerror(int errno) {
+        return CTypeConversion.toJavaString(Functions.strerror(errno));
+    }
+
+    @Override
+    public int prctl(int option, long arg) {
+        return kept(Functions.prctl(option, arg));
+    }
+
+    @Override
+    public int spawn(String path, List<String> argv, List<String> environment, int[] fds, short flags) throws Libc.Error {
+        try (Pins pins = new Pins()) {
+            VoidPointer actions = pins.array(new long[Downcall.FILE_ACTIONS_SIZE / 8]);
+            VoidPointer attr = pins.array(new long[Downcall.SPAWN_ATTR_SIZE / 8]);
+            VoidPointer emptySet = pins.array(new long[Downcall.SIGSET_SIZE / 8]);
+            VoidPointer allSignals = pins.array(new long[Downcall.SIGSET_SIZE / 8]);
+            int[] pid = new int[1];
+            CIntPointer cPid = pins.array(pid);
+            CCharPointer cPath = pins.string(path);
+            CCharPointerPointer cArgv = pins.strings(argv);
+            CCharPointerPointer cEnvironment = pins.strings(environment);
+            Functions.posix_spawn_file_actions_init(actions);
+            Functions.posix_spawnattr_init(attr);
+            try {
+                for (int target = 0; target < fds.length; target++) {
+                    Libc.check("posix_spawn_file_actions_adddup2", Functions.posix_spawn_file_actions_adddup2(actions, fds[target], target));
+                }
+                Libc.check("posix_spawn_file_actions_addclosefrom_np", Functions.posix_spawn_file_actions_addclosefrom_np(actions, fds.length));
+                Functions.sigemptyset(emptySet);
+                Functions.sigfillset(allSignals);
+                Libc.check("posix_spawnattr_setsigmask", Functions.posix_spawnattr_setsigmask(attr, emptySet));
+                Libc.check("posix_spawnattr_setsigdefault", Functions.posix_spawnattr_setsigdefault(attr, allSignals));
+                Libc.check("posix_spawnattr_setflags", Functions.posix_spawnattr_setflags(attr, flags));
+                Libc.check("posix_spawn " + path, Functions.posix_spawn(cPid, cPath, actions, attr, cArgv, cEnvironment));
+                return pid[0];
+            } finally {
+                Functions.posix_spawn_file_actions_destroy(actions);
+                Functions.posix_spawnattr_destroy(attr);
+            }
+        }
+    }
+
+    @Override
+    public int pipe2(int[] fds, int flags) {
+        try (Pins pins = new Pins()) {
+            return kept(Functions.pipe2(pins.array(fds), flags));
+        }
+    }
+
+    @Override
+    public int open(String path, int flags, int mode) {
+        try (Pins pins = new Pins()) {
+            return kept(Functions.open(pins.string(path), flags, mode));
+        }
+    }
+
+    @Override
+    public int openat(int dirFd, String name, int flags, int mode) {
+        try (Pins pins = new Pins()) {
+            return kept(Functions.openat(dirFd, pins.string(name), flags, mode));
+        }
+    }
+
+    @Override
+    public int mkdirat(int dirFd, String name, int mode) {
+        try (Pins pins = new Pins()) {
+            return kept(Functions.mkdirat(dirFd, pins.string(name), mode));
+        }
+    }
+
+    @Override
+    public int close(int fd) {
+        return kept(Functions.close(fd));
+    }
+
+    @Override
+    public long read(int fd, byte[] buffer, int offset, int length) {
+        try (Pins pins = new Pins()) {
+            return kept(Functions.read(fd, pins.array(buffer, offset), length));
+        }
+    }
+
+    @Override
+    public long write(int fd, byte[] data, int offset, int length) {
+        try (Pins pins = new Pins()) {
+            return kept(Functions.write(fd, pins.array(data, offset), length));
+        }
+    }
+
+    @Override
+    public int poll(byte[] pollfds, int count, int timeoutMs) {
+        try (Pins pins = new Pins()) {
+            return kept(Functions.poll(pins.array(pollfds), count, timeoutMs));
+        }
+    }
+
+    @Override
+    public int kill(int pid, int signal) {
+        return kept(Functions.kill(pid, signal));
+    }
+
+    @Override
+    public int prlimit(int pid, int resource, long[] newLimit, long[] oldLimit) {
+        try (Pins pins = new Pins()) {
+            CLongPointer next = newLimit == null ? WordFactory.nullPointer() : pins.array(newLimit);
+            CLongPointer old = oldLimit == null ? WordFactory.nullPointer() : pins.array(oldLimit);
+            return kept(Functions.prlimit(pid, resource, next, old));
+        }
+    }
+
+    @Override
+    public int pidfdOpen(int pid, int flags) {
+        return kept(Functions.pidfd_open(pid, flags));
+    }
+
+    @Override
+    public int pidfdSendSignal(int pidfd, int signal) {
+        return kept(Functions.pidfd_send_signal(pidfd, signal, WordFactory.nullPointer(), 0));
+    }
+
+    @Override
+    public int waitid(int idType, int id, int options) {
+        int[] info = new int[Downcall.SIGINFO_SIZE / 4];
+        try (Pins pins = new Pins()) {
+            int rc = kept(Functions.waitid(idType, id, pins.array(info), options));
+            return rc == -1 ? -1 : info[Downcall.SIGINFO_PID_OFFSET / 4];
+        }
+    }
+
+    @Override
+    public int wait4(int pid, int options, long[] statusAndUsage) {
+        int[] status = new int[1];
+        long[] usage = new long[Downcall.RUSAGE_SIZE / 8];
+        try (Pins pins = new Pins()) {
+            int rc = kept(Functions.wait4(pid, pins.array(status), options, pins.array(usage)));
+            if (rc > 0) {
+                statusAndUsage[0] = status[0];
+                System.arraycopy(usage, 0, statusAndUsage, 1, Downcall.RUSAGE_LONGS);
+            }
+            return rc;
+        }
+    }
+}

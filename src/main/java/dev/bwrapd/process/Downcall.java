@@ -1,0 +1,77 @@
+package dev.bwrapd.process;
+
+import java.util.List;
+
+import static dev.bwrapd.process.Downcall.CType.INT;
+import static dev.bwrapd.process.Downcall.CType.LONG;
+import static dev.bwrapd.process.Downcall.CType.POINTER;
+import static dev.bwrapd.process.Downcall.CType.SHORT;
+
+/**
+ * Every libc function bwrapd calls, with its C signature: the one description both bindings
+ * follow. {@link FfmBinding} links each entry from here; {@link CBinding} declares each as a
+ * {@code @CFunction} of the same name and shape; NativeConfigTest checks CBinding and
+ * native-config/reachability-metadata.json (where a GraalVM image would find FFM downcalls)
+ * against this list. A new libc function: an entry here, a method in {@link LibcBinding}, its
+ * two implementations, and a line in the metadata (the test prints it).
+ */
+enum Downcall {
+    POSIX_SPAWN("posix_spawn", INT, POINTER, POINTER, POINTER, POINTER, POINTER, POINTER),
+    FILE_ACTIONS_INIT("posix_spawn_file_actions_init", INT, POINTER),
+    FILE_ACTIONS_DESTROY("posix_spawn_file_actions_destroy", INT, POINTER),
+    FILE_ACTIONS_ADDDUP2("posix_spawn_file_actions_adddup2", INT, POINTER, INT, INT),
+    FILE_ACTIONS_ADDCLOSEFROM("posix_spawn_file_actions_addclosefrom_np", INT, POINTER, INT),
+    ATTR_INIT("posix_spawnattr_init", INT, POINTER),
+    ATTR_DESTROY("posix_spawnattr_destroy", INT, POINTER),
+    ATTR_SETFLAGS("posix_spawnattr_setflags", INT, POINTER, SHORT),
+    ATTR_SETSIGMASK("posix_spawnattr_setsigmask", INT, POINTER, POINTER),
+    ATTR_SETSIGDEFAULT("posix_spawnattr_setsigdefault", INT, POINTER, POINTER),
+    SIGEMPTYSET("sigemptyset", INT, POINTER),
+    SIGFILLSET("sigfillset", INT, POINTER),
+    PIPE2("pipe2", INT, POINTER, INT),
+    OPEN("open", 2, INT, POINTER, INT, INT),
+    OPENAT("openat", 3, INT, INT, POINTER, INT, INT),
+    MKDIRAT("mkdirat", INT, INT, POINTER, INT),
+    CLOSE("close", INT, INT),
+    READ("read", LONG, INT, POINTER, LONG),
+    WRITE("write", LONG, INT, POINTER, LONG),
+    POLL("poll", INT, POINTER, LONG, INT),
+    KILL("kill", INT, INT, INT),
+    PIDFD_OPEN("pidfd_open", INT, INT, INT),
+    PIDFD_SEND_SIGNAL("pidfd_send_signal", INT, INT, INT, POINTER, INT),
+    WAIT4("wait4", INT, INT, POINTER, INT, POINTER),
+    WAITID("waitid", INT, INT, INT, POINTER, INT),
+    STRERROR("strerror", POINTER, INT),
+    PRCTL("prctl", 1, INT, INT, LONG),
+    PRLIMIT("prlimit", INT, INT, INT, POINTER, POINTER);
+
+    /** The C types in these signatures (64-bit Linux: pointers and longs are 8 bytes). */
+    enum CType { INT, LONG, SHORT, POINTER }
+
+    final String function;
+    final CType returns;
+    final List<CType> parameters;
+    /** Index of the first variadic parameter (FFM must know it), or -1. */
+    final int firstVariadicArg;
+
+    Downcall(String function, CType returns, CType... parameters) {
+        this(function, -1, returns, parameters);
+    }
+
+    Downcall(String function, int firstVariadicArg, CType returns, CType... parameters) {
+        this.function = function;
+        this.returns = returns;
+        this.parameters = List.of(parameters);
+        this.firstVariadicArg = firstVariadicArg;
+    }
+
+    // Layouts of the structs bindings fill, for 64-bit Linux/glibc (sizes of opaque ones rounded up generously).
+    static final int SPAWN_ATTR_SIZE = 512, FILE_ACTIONS_SIZE = 256, SIGSET_SIZE = 128;
+    /** siginfo_t: 128 bytes; si_pid is the int at byte 16. */
+    static final int SIGINFO_SIZE = 128, SIGINFO_PID_OFFSET = 16;
+    /**
+     * struct rusage: ru_utime and ru_stime (timevals: seconds, microseconds) then longs, ru_maxrss
+     * (KiB) first: its first {@value #RUSAGE_LONGS} longs are what bwrapd reads.
+     */
+    static final int RUSAGE_SIZE = 144, RUSAGE_LONGS = 5;
+}

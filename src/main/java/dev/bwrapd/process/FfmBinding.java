@@ -1,0 +1,291 @@
+package dev.bwrapd.process;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
+import java.lang.invoke.VarHandle;
+import java.util.List;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+import static java.lang.foreign.ValueLayout.JAVA_SHORT;
+
+/**
+ * libc through the Foreign Function & Memory API: the JVM's binding. It needs no C toolchain and
+ * calls libc directly; every downcall captures errno. Linking the downcalls costs about 200 ms,
+ * so they link on first use of {@link Linked} (Main starts that on a thread of its own), apart
+ * from prctl, which start-up needs at once.
+ */
+final class FfmBinding implements LibcBinding {
+    private static final Linker LINKER = Linker.nativeLinker();
+    private static final MemoryLayout CALL_STATE = Linker.Option.captureStateLayout();
+    private static final VarHandle ERRNO = CALL_STATE.varHandle(MemoryLayout.PathElement.groupElement("errno"));
+    /** Per thread: where downcalls leave errno, and a buffer for reads and small structs. */
+    private static final ThreadLocal<MemorySegment> STATE = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(CALL_STATE));
+    private static final ThreadLocal<MemorySegment[]> SCRATCH = ThreadLocal.withInitial(() -> new MemorySegment[1]);
+
+    static MethodHandle link(Downcall call) {
+        MemoryLayout[] parameters = call.parameters.stream().map(FfmBinding::layout).toArray(MemoryLayout[]::new);
+        FunctionDescriptor shape = FunctionDescriptor.of(layout(call.returns), parameters);
+        Linker.Option errno = Linker.Option.captureCallState("errno");
+        Linker.Option[] options = call.firstVariadicArg < 0 ? new Linker.Option[] {errno}
+                : new Linker.Option[] {errno, Linker.Option.firstVariadicArg(call.firstVariadicArg)};
+        MemorySegment symbol = LINKER.defaultLookup().find(call.function)
+                .orElseThrow(() -> new UnsatisfiedLinkError("libc lacks " + call.function));
+        return LINKER.downcallHandle(symbol, shape, options);
+    }
+
+    static MemoryLayout layout(Downcall.CType type) {
+        return switch (type) {
+            case INT -> JAVA_INT;
+            case LONG -> JAVA_LONG;
+            case SHORT -> JAVA_SHORT;
+            case POINTER -> ADDRESS;
+        };
+    }
+
+    private static final class Prctl {
+        static final MethodHandle PRCTL = link(Downcall.PRCTL);
+    }
+
+    private static final class Linked {
+        static final MethodHandle POSIX_SPAWN = link(Downcall.POSIX_SPAWN);
+        static final MethodHandle FA_INIT = link(Downcall.FILE_ACTIONS_INIT);
+        static final MethodHandle FA_DESTROY = link(Downcall.FILE_ACTIONS_DESTROY);
+        static final MethodHandle FA_ADDDUP2 = link(Downcall.FILE_ACTIONS_ADDDUP2);
+        static final MethodHandle FA_ADDCLOSEFROM = link(Downcall.FILE_ACTIONS_ADDCLOSEFROM);
+        static final MethodHandle ATTR_INIT = link(Downcall.ATTR_INIT);
+        static final MethodHandle ATTR_DESTROY = link(Downcall.ATTR_DESTROY);
+        static final MethodHandle ATTR_SETFLAGS = link(Downcall.ATTR_SETFLAGS);
+        static final MethodHandle ATTR_SETSIGMASK = link(Downcall.ATTR_SETSIGMASK);
+        static final MethodHandle ATTR_SETSIGDEFAULT = link(Downcall.ATTR_SETSIGDEFAULT);
+        static final MethodHandle SIGEMPTYSET = link(Downcall.SIGEMPTYSET);
+        static final MethodHandle SIGFILLSET = link(Downcall.SIGFILLSET);
+        static final MethodHandle PIPE2 = link(Downcall.PIPE2);
+        static final MethodHandle OPEN = link(Downcall.OPEN);
+        static final MethodHandle OPENAT = link(Downcall.OPENAT);
+        static final MethodHandle MKDIRAT = link(Downcall.MKDIRAT);
+        static final MethodHandle CLOSE = link(Downcall.CLOSE);
+        static final MethodHandle READ = link(Downcall.READ);
+        static final MethodHandle WRITE = link(Downcall.WRITE);
+        static final MethodHandle POLL = link(Downcall.POLL);
+        static final MethodHandle KILL = link(Downcall.KILL);
+        static final MethodHandle PRLIMIT = link(Downcall.PRLIMIT);
+        static final MethodHandle PIDFD_OPEN = link(Downcall.PIDFD_OPEN);
+        static final MethodHandle PIDFD_SEND_SIGNAL = link(Downcall.PIDFD_SEND_SIGNAL);
+        static final MethodHandle WAIT4 = link(Downcall.WAIT4);
+        static final MethodHandle WAITID = link(Downcall.WAITID);
+        static final MethodHandle STRERROR = link(Downcall.STRERROR);
+
+        static void now() {}
+    }
+
+    @Override
+    public void link() {
+        Linked.now();
+    }
+
+    private static MemorySegment state() {
+        return STATE.get();
+    }
+
+    /** This thread's scratch memory of at least {@code size} bytes (grown, never shrunk; freed with the thread). */
+    private static MemorySegment scratch(long size) {
+        MemorySegment[] slot = SCRATCH.get();
+        if (slot[0] == null || slot[0].byteSize() < size) slot[0] = Arena.ofAuto().allocate(Math.max(size, 1024), 16);
+        return slot[0];
+    }
+
+    private static RuntimeException unexpected(Throwable t) {
+        if (t instanceof RuntimeException r) return r;
+        if (t instanceof Error e) throw e;
+        return new IllegalStateException(t);
+    }
+
+    @Override
+    public int errno() {
+        return (int) ERRNO.get(state(), 0L);
+    }
+
+    @Override
+    public String strerror(int errno) {
+        try {
+            MemorySegment text = (MemorySegment) Linked.STRERROR.invokeExact(state(), errno);
+            return text.reinterpret(Long.MAX_VALUE).getString(0);
+        } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int prctl(int option, long arg) {
+        try { return (int) Prctl.PRCTL.invokeExact(state(), option, arg); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int spawn(String path, List<String> argv, List<String> environment, int[] fds, short flags) throws Libc.Error {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment actions = arena.allocate(Downcall.FILE_ACTIONS_SIZE, 16);
+            MemorySegment attr = arena.allocate(Downcall.SPAWN_ATTR_SIZE, 16);
+            MemorySegment emptySet = arena.allocate(Downcall.SIGSET_SIZE, 16);
+            MemorySegment allSignals = arena.allocate(Downcall.SIGSET_SIZE, 16);
+            MemorySegment pid = arena.allocate(JAVA_INT);
+            MemorySegment cPath = arena.allocateFrom(path);
+            MemorySegment cArgv = strings(arena, argv);
+            MemorySegment cEnvironment = strings(arena, environment);
+            MemorySegment state = state();
+            int ignored = (int) Linked.FA_INIT.invokeExact(state, actions);
+            ignored = (int) Linked.ATTR_INIT.invokeExact(state, attr);
+            try {
+                for (int target = 0; target < fds.length; target++) {
+                    Libc.check("posix_spawn_file_actions_adddup2",
+                            (int) Linked.FA_ADDDUP2.invokeExact(state, actions, fds[target], target));
+                }
+                Libc.check("posix_spawn_file_actions_addclosefrom_np", (int) Linked.FA_ADDCLOSEFROM.invokeExact(state, actions, fds.length));
+                ignored = (int) Linked.SIGEMPTYSET.invokeExact(state, emptySet);
+                ignored = (int) Linked.SIGFILLSET.invokeExact(state, allSignals);
+                Libc.check("posix_spawnattr_setsigmask", (int) Linked.ATTR_SETSIGMASK.invokeExact(state, attr, emptySet));
+                Libc.check("posix_spawnattr_setsigdefault", (int) Linked.ATTR_SETSIGDEFAULT.invokeExact(state, attr, allSignals));
+                Libc.check("posix_spawnattr_setflags", (int) Linked.ATTR_SETFLAGS.invokeExact(state, attr, flags));
+                Libc.check("posix_spawn " + path,
+                        (int) Linked.POSIX_SPAWN.invokeExact(state, pid, cPath, actions, attr, cArgv, cEnvironment));
+                return pid.get(JAVA_INT, 0);
+            } finally {
+                ignored = (int) Linked.FA_DESTROY.invokeExact(state, actions);
+                ignored = (int) Linked.ATTR_DESTROY.invokeExact(state, attr);
+            }
+        } catch (Libc.Error e) { throw e; } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    /** A NULL-terminated array of C strings. */
+    private static MemorySegment strings(Arena arena, List<String> values) {
+        MemorySegment array = arena.allocate(ADDRESS, values.size() + 1L);
+        for (int i = 0; i < values.size(); i++) array.setAtIndex(ADDRESS, i, arena.allocateFrom(values.get(i)));
+        array.setAtIndex(ADDRESS, values.size(), MemorySegment.NULL);
+        return array;
+    }
+
+    @Override
+    public int pipe2(int[] fds, int flags) {
+        MemorySegment ends = scratch(8);
+        try {
+            int rc = (int) Linked.PIPE2.invokeExact(state(), ends, flags);
+            if (rc == 0) {
+                fds[0] = ends.getAtIndex(JAVA_INT, 0);
+                fds[1] = ends.getAtIndex(JAVA_INT, 1);
+            }
+            return rc;
+        } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int open(String path, int flags, int mode) {
+        try (Arena arena = Arena.ofConfined()) {
+            return (int) Linked.OPEN.invokeExact(state(), arena.allocateFrom(path), flags, mode);
+        } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int openat(int dirFd, String name, int flags, int mode) {
+        try (Arena arena = Arena.ofConfined()) {
+            return (int) Linked.OPENAT.invokeExact(state(), dirFd, arena.allocateFrom(name), flags, mode);
+        } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int mkdirat(int dirFd, String name, int mode) {
+        try (Arena arena = Arena.ofConfined()) {
+            return (int) Linked.MKDIRAT.invokeExact(state(), dirFd, arena.allocateFrom(name), mode);
+        } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int close(int fd) {
+        try { return (int) Linked.CLOSE.invokeExact(state(), fd); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    /** Reads and writes go through the scratch buffer at most this much at a time (short counts are legal). */
+    private static final int MAX_TRANSFER = 64 * 1024;
+
+    @Override
+    public long read(int fd, byte[] buffer, int offset, int length) {
+        length = Math.min(length, MAX_TRANSFER);
+        MemorySegment native_ = scratch(length);
+        long n;
+        try { n = (long) Linked.READ.invokeExact(state(), fd, native_, (long) length); } catch (Throwable t) { throw unexpected(t); }
+        if (n > 0) MemorySegment.copy(native_, JAVA_BYTE, 0, buffer, offset, (int) n);
+        return n;
+    }
+
+    @Override
+    public long write(int fd, byte[] data, int offset, int length) {
+        length = Math.min(length, MAX_TRANSFER);
+        MemorySegment native_ = scratch(length);
+        MemorySegment.copy(data, offset, native_, JAVA_BYTE, 0, length);
+        try { return (long) Linked.WRITE.invokeExact(state(), fd, native_, (long) length); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int poll(byte[] pollfds, int count, int timeoutMs) {
+        MemorySegment native_ = scratch(8L * count);
+        MemorySegment.copy(pollfds, 0, native_, JAVA_BYTE, 0, 8 * count);
+        int n;
+        try { n = (int) Linked.POLL.invokeExact(state(), native_, (long) count, timeoutMs); } catch (Throwable t) { throw unexpected(t); }
+        if (n > 0) MemorySegment.copy(native_, JAVA_BYTE, 0, pollfds, 0, 8 * count);
+        return n;
+    }
+
+    @Override
+    public int kill(int pid, int signal) {
+        try { return (int) Linked.KILL.invokeExact(state(), pid, signal); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int prlimit(int pid, int resource, long[] newLimit, long[] oldLimit) {
+        MemorySegment memory = scratch(32);
+        MemorySegment next = newLimit == null ? MemorySegment.NULL : memory.asSlice(0, 16);
+        MemorySegment old = oldLimit == null ? MemorySegment.NULL : memory.asSlice(16, 16);
+        if (newLimit != null) MemorySegment.copy(newLimit, 0, next, JAVA_LONG, 0, 2);
+        int rc;
+        try { rc = (int) Linked.PRLIMIT.invokeExact(state(), pid, resource, next, old); } catch (Throwable t) { throw unexpected(t); }
+        if (rc == 0 && oldLimit != null) MemorySegment.copy(old, JAVA_LONG, 0, oldLimit, 0, 2);
+        return rc;
+    }
+
+    @Override
+    public int pidfdOpen(int pid, int flags) {
+        try { return (int) Linked.PIDFD_OPEN.invokeExact(state(), pid, flags); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int pidfdSendSignal(int pidfd, int signal) {
+        try {
+            return (int) Linked.PIDFD_SEND_SIGNAL.invokeExact(state(), pidfd, signal, MemorySegment.NULL, 0);
+        } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int waitid(int idType, int id, int options) {
+        MemorySegment info = scratch(Downcall.SIGINFO_SIZE).asSlice(0, Downcall.SIGINFO_SIZE).fill((byte) 0);
+        int rc;
+        try { rc = (int) Linked.WAITID.invokeExact(state(), idType, id, info, options); } catch (Throwable t) { throw unexpected(t); }
+        return rc == -1 ? -1 : info.get(JAVA_INT, Downcall.SIGINFO_PID_OFFSET);
+    }
+
+    @Override
+    public int wait4(int pid, int options, long[] statusAndUsage) {
+        MemorySegment memory = scratch(16 + Downcall.RUSAGE_SIZE);
+        MemorySegment status = memory.asSlice(0, 8), usage = memory.asSlice(16, Downcall.RUSAGE_SIZE);
+        int rc;
+        try { rc = (int) Linked.WAIT4.invokeExact(state(), pid, status, options, usage); } catch (Throwable t) { throw unexpected(t); }
+        if (rc > 0) {
+            statusAndUsage[0] = status.get(JAVA_INT, 0);
+            for (int i = 0; i < Downcall.RUSAGE_LONGS; i++) statusAndUsage[1 + i] = usage.getAtIndex(JAVA_LONG, i);
+        }
+        return rc;
+    }
+}

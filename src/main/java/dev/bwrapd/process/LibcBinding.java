@@ -1,0 +1,67 @@
+package dev.bwrapd.process;
+
+import java.util.List;
+
+/**
+ * How {@link Libc} reaches libc: the {@link Downcall}s with plain Java values, native memory
+ * being each binding's own business. {@link FfmBinding} on the JVM, {@link CBinding} (GraalVM's
+ * C interface) in a native image. Methods return what the C function returns; after a failure,
+ * {@link #errno()} says why.
+ */
+interface LibcBinding {
+    /** errno right after this thread's last call through this binding. */
+    int errno();
+
+    String strerror(int errno);
+
+    /** Links every downcall now, where linking costs something (FFM), so that first calls are quick. */
+    default void link() {}
+
+    int prctl(int option, long arg);
+
+    /**
+     * posix_spawn of {@code path} with {@code flags}, an empty signal mask, every signal at its
+     * default, and {@code fds[i]} as descriptor i (every other descriptor closed).
+     *
+     * @return the child's pid
+     * @throws Libc.Error naming the step that failed
+     */
+    int spawn(String path, List<String> argv, List<String> environment, int[] fds, short flags) throws Libc.Error;
+
+    /** pipe2: the two ends land in {@code fds[0]} (read) and {@code fds[1]} (write). */
+    int pipe2(int[] fds, int flags);
+
+    int open(String path, int flags, int mode);
+
+    int openat(int dirFd, String name, int flags, int mode);
+
+    int mkdirat(int dirFd, String name, int mode);
+
+    int close(int fd);
+
+    long read(int fd, byte[] buffer, int offset, int length);
+
+    long write(int fd, byte[] data, int offset, int length);
+
+    /** poll over {@code count} struct pollfds packed in {@code pollfds} (8 bytes each: fd, events, revents; native byte order). */
+    int poll(byte[] pollfds, int count, int timeoutMs);
+
+    int kill(int pid, int signal);
+
+    /** prlimit: sets {@code newLimit} {soft, hard} unless null, and reads the old one into {@code oldLimit} unless null. */
+    int prlimit(int pid, int resource, long[] newLimit, long[] oldLimit);
+
+    int pidfdOpen(int pid, int flags);
+
+    /** pidfd_send_signal without a siginfo or flags. */
+    int pidfdSendSignal(int pidfd, int signal);
+
+    /** waitid: -1, or the pid the siginfo names (0 when WNOHANG found nothing). */
+    int waitid(int idType, int id, int options);
+
+    /**
+     * wait4: its result; when it is a pid, {@code statusAndUsage} holds the wait status, then the
+     * first {@value Downcall#RUSAGE_LONGS} longs of the struct rusage.
+     */
+    int wait4(int pid, int options, long[] statusAndUsage);
+}

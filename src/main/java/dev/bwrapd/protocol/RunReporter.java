@@ -1,0 +1,175 @@
+package dev.bwrapd.protocol;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.bwrapd.jsonrpc.Call;
+import dev.bwrapd.jsonrpc.ErrorCodes;
+import dev.bwrapd.jsonrpc.RawJson;
+import dev.bwrapd.jsonrpc.RpcException;
+import dev.bwrapd.jsonrpc.Utf8;
+import dev.bwrapd.sandbox.RunListener;
+import dev.bwrapd.sandbox.RunOutcome;
+import dev.bwrapd.sandbox.Sandbox;
+import dev.bwrapd.sandbox.SandboxException;
+import dev.bwrapd.sandbox.Sandboxes;
+
+import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
+import java.util.Base64;
+
+/**
+ * Words one run for the client, on the run's own thread: sandbox/started, sandbox/output (each
+ * chunk escaped straight from the pipe's bytes into the frame), then the answer to sandbox/run.
+ */
+final class RunReporter implements RunListener {
+    private static final byte[] HEX = "0123456789abcdef".getBytes(StandardCharsets.US_ASCII);
+
+    private final ObjectMapper json;
+    private final Call call;
+    private final Sandboxes sandboxes;
+    private final Sandbox sandbox;
+    /** The frame of a sandbox/output notification up to its data; then text or base64 follows. */
+    private final byte[] stdoutPrefix, stderrPrefix;
+    /** The frame being built, reused for every chunk (the writer is done with it when write returns). */
+    private byte[] frame = new byte[8192];
+    /** An incomplete UTF-8 sequence at the end of the last chunk, per stream, held for the next. */
+    private byte[] carryOut = new byte[0], carryErr = new byte[0];
+
+    RunReporter(ObjectMapper json, Call call, Sandboxes sandboxes, Sandbox sandbox) {
+        this.json = json;
+        this.call = call;
+        this.sandboxes = sandboxes;
+        this.sandbox = sandbox;
+        String id = json.getNodeFactory().textNode(sandbox.id()).toString();
+        stdoutPrefix = prefix(id, "stdout");
+        stderrPrefix = prefix(id, "stderr");
+    }
+
+    private static byte[] prefix(String quotedId, String stream) {
+        return ("{\"jsonrpc\":\"2.0\",\"method\":\"sandbox/output\",\"params\":{\"sandboxId\":" + quotedId
+                + ",\"stream\":\"" + stream + "\",").getBytes(StandardCharsets.UTF_8);
+    }
+
+    @Override
+    public void started(Sandbox sandbox) {
+        ObjectNode params = json.createObjectNode().put("sandboxId", sandbox.id()).put("pid", sandbox.pid());
+        params.set("requestId", call.id());
+        call.notifyClient("sandbox/started", params);
+    }
+
+    /** Text when the chunk is valid UTF-8 (a character split at its end waits for the next chunk), else base64. */
+    @Override
+    public void output(Sandbox sandbox, boolean stderr, byte[] data, int offset, int length) {
+        byte[] carry = stderr ? carryErr : carryOut;
+        if (carry.length > 0) {
+            byte[] joined = Arrays.copyOf(carry, carry.length + length);
+            System.arraycopy(data, offset, joined, carry.length, length);
+            data = joined;
+            offset = 0;
+            length = joined.length;
+        }
+        int end = offset + length;
+        int complete = Utf8.completeLength(data, offset, end);
+        byte[] rest;
+        if (Utf8.isValid(data, offset, complete)) {
+            if (complete > offset) sendText(stderr, data, offset, complete);
+            rest = Arrays.copyOfRange(data, complete, end);
+        } else {
+            sendBase64(stderr, data, offset, end);
+            rest = new byte[0];
+        }
+        if (stderr) carryErr = rest;
+        else carryOut = rest;
+    }
+
+    @Override
+    public void outputEnded(Sandbox sandbox, boolean stderr) {
+        byte[] carry = stderr ? carryErr : carryOut;
+        if (carry.length > 0) sendBase64(stderr, carry, 0, carry.length);
+    }
+
+    private void sendText(boolean stderr, byte[] data, int from, int to) {
+        byte[] prefix = stderr ? stderrPrefix : stdoutPrefix;
+        int at = start(prefix, 6 * (to - from) + 16, "\"text\":\"");
+        for (int i = from; i < to; i++) {
+            byte b = data[i];
+            if (b == '"' || b == '\\') {
+                frame[at++] = '\\';
+                frame[at++] = b;
+            } else if (b >= 0 && b < 0x20) {
+                at = control(b, at);
+            } else {
+                frame[at++] = b; // ASCII, or part of a well-formed UTF-8 sequence: JSON takes it as it is
+            }
+        }
+        finish(at);
+    }
+
+    private int control(byte b, int at) {
+        frame[at++] = '\\';
+        switch (b) {
+            case '\n' -> frame[at++] = 'n';
+            case '\r' -> frame[at++] = 'r';
+            case '\t' -> frame[at++] = 't';
+            case '\b' -> frame[at++] = 'b';
+            case '\f' -> frame[at++] = 'f';
+            default -> {
+                frame[at++] = 'u';
+                frame[at++] = '0';
+                frame[at++] = '0';
+                frame[at++] = HEX[b >> 4];
+                frame[at++] = HEX[b & 0xf];
+            }
+        }
+        return at;
+    }
+
+    private void sendBase64(boolean stderr, byte[] data, int from, int to) {
+        byte[] prefix = stderr ? stderrPrefix : stdoutPrefix;
+        int encoded = 4 * ((to - from + 2) / 3);
+        int at = start(prefix, encoded + 16, "\"base64\":\"");
+        byte[] text = Base64.getEncoder().encode(Arrays.copyOfRange(data, from, to)); // the rare case: not UTF-8
+        System.arraycopy(text, 0, frame, at, text.length);
+        finish(at + text.length);
+    }
+
+    /** Starts a frame: the prefix, the member name; room for {@code body} more bytes and the end. */
+    private int start(byte[] prefix, int body, String member) {
+        int need = prefix.length + member.length() + body + 4;
+        if (frame.length < need) frame = new byte[Math.max(need, frame.length * 2)];
+        System.arraycopy(prefix, 0, frame, 0, prefix.length);
+        int at = prefix.length;
+        for (int i = 0; i < member.length(); i++) frame[at++] = (byte) member.charAt(i);
+        return at;
+    }
+
+    private void finish(int at) {
+        frame[at++] = '"';
+        frame[at++] = '}';
+        frame[at++] = '}';
+        call.notifyClientRaw(frame, at); // a spare byte is left: the newline goes there
+    }
+
+    @Override
+    public void finished(RunOutcome outcome) {
+        sandboxes.remove(sandbox); // before the answer: the client may reuse the id at once
+        RunResult result = RunResults.of(outcome);
+        if (outcome.status() == RunOutcome.Status.CANCELLED) {
+            call.fail(new RpcException(ErrorCodes.REQUEST_CANCELLED, "Request cancelled", json.valueToTree(result)));
+            return;
+        }
+        try {
+            byte[] bytes = json.writeValueAsBytes(result);
+            call.reply(new RawJson(bytes, bytes.length));
+        } catch (JsonProcessingException e) {
+            call.fail(e);
+        }
+    }
+
+    @Override
+    public void failed(SandboxException failure) {
+        sandboxes.remove(sandbox);
+        call.fail(failure);
+    }
+}

@@ -1,0 +1,538 @@
+package dev.bwrapd.sandbox;
+
+import dev.bwrapd.cleanup.CleanupReport;
+import dev.bwrapd.cleanup.RootLeases;
+import dev.bwrapd.process.ExitStatus;
+import dev.bwrapd.process.Libc;
+import dev.bwrapd.process.Reaper;
+import dev.bwrapd.process.Signals;
+import dev.bwrapd.process.Spawner;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * One sandbox run, start to end, on the one platform thread that calls {@link #run()} (bwrap's
+ * --die-with-parent watches the thread that spawned it, so that thread lives until the run ends).
+ * The steps, in order, as in bubblewrap's own list of setup operations:
+ * <ol>
+ * <li>{@link #resolve}: the host's bwrap, the command inside the root;
+ * <li>{@link #openStdio}: the command's files and pipes;
+ * <li>{@link #leaseRoot}: the working directory, and what existed in the root before;
+ * <li>{@link #spawn}: bwrap with its argv, environment and descriptors;
+ * <li>{@link #follow}: one poll loop over bwrap's status pipe, the output pipes, stdin, the
+ * processes' pidfds and a wake-up pipe, with the timers as its timeout;
+ * <li>{@link #await}: the exits and rusage the reaper collected;
+ * <li>{@link #cleanup}: what bwrap left in the root;
+ * <li>{@link #outcome}: how it ended.
+ * </ol>
+ */
+final class Run {
+    private static final int CHUNK = 64 * 1024;
+    /** The first bytes of an output pipe are kept whatever it is for: bwrap writes its own message there. */
+    private static final int HEAD = 4096;
+    /** Waiting for the init to fork the command, the loop looks this often. */
+    private static final int COMMAND_POLL_MS = 1;
+    /** Only should the init hang in its setup does sandbox/started stop waiting for the command. */
+    private static final long COMMAND_WAIT_NANOS = 60_000_000_000L;
+
+    // poll slots
+    private static final int STATUS = 0, STDOUT = 1, STDERR = 2, STDIN = 3, BWRAP = 4, INIT = 5, WAKE = 6, SLOTS = 7;
+
+    private final SandboxRunner runner;
+    private final RootLeases leases;
+    private final Spawner spawner;
+    private final Reaper reaper;
+    private final RunSpec spec;
+    private final Sandbox sandbox;
+    private final RunListener listener;
+    private final long startNanos = System.nanoTime();
+
+    /** Every descriptor this run opened and still owns; closed at the end whatever happens. */
+    private final List<Integer> owned = new ArrayList<>();
+    private final int[] fds = new int[SLOTS];
+    private final short[] events = new short[SLOTS];
+    private final short[] revents = new short[SLOTS];
+    private int childStdin = -1, childStdout = -1, childStderr = -1;
+    private final Output stdout;
+    private final Output stderr;
+    private byte[] stdinData;
+    private int stdinWritten;
+    private boolean leased;
+
+    private Reaper.Child bwrap;
+    private int initPid;
+    private CompletableFuture<ExitStatus> initExit;
+    private Integer exitCode;
+    private boolean bwrapEnded, initEnded, awaitingCommand, announced;
+    private long commandWaitEnds;
+    private final StringBuilder statusText = new StringBuilder();
+    private final byte[] chunk = new byte[CHUNK];
+
+    Run(SandboxRunner runner, RootLeases leases, Spawner spawner, Reaper reaper, RunSpec spec, Sandbox sandbox, RunListener listener) {
+        this.runner = runner;
+        this.leases = leases;
+        this.spawner = spawner;
+        this.reaper = reaper;
+        this.spec = spec;
+        this.sandbox = sandbox;
+        this.listener = listener;
+        this.stdout = new Output(spec.stdout(), false, spec.captureLimitBytes());
+        this.stderr = new Output(spec.stderr(), true, spec.captureLimitBytes());
+        Arrays.fill(fds, -1);
+    }
+
+    /** Runs every step and tells the listener how it ended. */
+    void run() {
+        RunOutcome outcome = null;
+        SandboxException failure = null;
+        try {
+            HostCapabilities host = resolve();
+            openStdio();
+            leaseRoot();
+            spawn(host);
+            follow();
+            ExitStatus[] exits = await();
+            CleanupReport cleanup = cleanup();
+            outcome = outcome(host, exits[0], exits[1], cleanup);
+        } catch (SandboxException e) {
+            failure = e;
+        } catch (Libc.Error e) {
+            failure = new SandboxException.Failed("cannot prepare the sandbox: " + e.getMessage());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            failure = new SandboxException.Failed("interrupted");
+        } finally {
+            sandbox.finished();
+            for (int fd : owned) Libc.close(fd);
+            owned.clear();
+            if (leased) leases.release(spec.root());
+        }
+        if (outcome != null) listener.finished(outcome);
+        else listener.failed(failure);
+    }
+
+    // ----- 1. resolve -----
+
+    private HostCapabilities resolve() throws SandboxException {
+        HostCapabilities host = runner.host(spec);
+        String command = spec.command().getFirst();
+        if (!RootPaths.hasCommand(spec.root(), command, spec.cwd(), spec.env().get("PATH"))) {
+            throw new SandboxException.CommandNotFound(command, spec.root().toString());
+        }
+        return host;
+    }
+
+    // ----- 2. the command's files and pipes -----
+
+    private void openStdio() throws SandboxException, Libc.Error {
+        switch (spec.stdin()) {
+            case RunSpec.Stdin.Null n -> childStdin = own(Libc.open("/dev/null", Libc.O_RDONLY, 0));
+            case RunSpec.Stdin.File f -> childStdin = own(open("stdin.file", f.path(), Libc.O_RDONLY));
+            case RunSpec.Stdin.Bytes b -> {
+                int[] pipe = pipe();
+                childStdin = pipe[0];
+                watch(STDIN, pipe[1], Libc.POLLOUT);
+                stdinData = b.data();
+            }
+        }
+        // stdout "discard" goes to /dev/null, unless stderr is merged into it: then bwrap's own
+        // message would be lost there, so it goes through a pipe that is drained like stderr's.
+        boolean merged = spec.stderr() instanceof RunSpec.Output.IntoStdout;
+        childStdout = outputFd(spec.stdout(), "stdout", STDOUT, !merged);
+        childStderr = merged ? childStdout : outputFd(spec.stderr(), "stderr", STDERR, false);
+    }
+
+    /** The descriptor a stream goes to; a pipe's read end joins the poll set. stderr "discard" still uses a pipe: bwrap's message may be on it. */
+    private int outputFd(RunSpec.Output output, String field, int slot, boolean discardToDevNull) throws SandboxException, Libc.Error {
+        return switch (output) {
+            case RunSpec.Output.File f -> own(open(field + ".file", f.path(),
+                    Libc.O_WRONLY | Libc.O_CREAT | (f.append() ? Libc.O_APPEND : Libc.O_TRUNC)));
+            case RunSpec.Output.Discard d when discardToDevNull -> own(Libc.open("/dev/null", Libc.O_WRONLY, 0));
+            default -> {
+                int[] pipe = pipe();
+                watch(slot, pipe[0], Libc.POLLIN);
+                yield pipe[1];
+            }
+        };
+    }
+
+    private static int open(String field, String path, int flags) throws SandboxException {
+        try {
+            return Libc.open(path, flags, 0644);
+        } catch (Libc.Error e) {
+            throw new SandboxException.Invalid(field + ": cannot open " + path + ": " + Libc.strerror(e.errno));
+        }
+    }
+
+    // ----- 3. the root -----
+
+    private void leaseRoot() throws SandboxException, InterruptedException {
+        if (spec.isHostRoot()) return;
+        try {
+            RootPaths.createDirectories(spec.root(), RootPaths.names(spec.cwd()).orElseThrow());
+        } catch (IOException e) {
+            throw new SandboxException.Invalid("cwd: cannot create " + spec.cwd() + " in the root: " + e.getMessage());
+        }
+        leases.acquire(spec.root(), RootPaths.physical(spec.root(), BwrapCommand.createdPaths(spec)));
+        leased = true;
+    }
+
+    // ----- 4. spawn -----
+
+    private void spawn(HostCapabilities host) throws SandboxException, Libc.Error {
+        int[] status = host.jsonStatusFd() ? pipe() : null;
+        BwrapCommand.Invocation invocation = BwrapCommand.of(spec, host);
+        int[] childFds = status == null
+                ? new int[] {childStdin, childStdout, childStderr}
+                : new int[] {childStdin, childStdout, childStderr, status[1]};
+        int[] wake = pipe();
+        watch(WAKE, wake[0], Libc.POLLIN);
+        sandbox.attachWake(wake[1]);
+        try {
+            bwrap = spawner.spawn(new Spawner.Spec(invocation.executable(), invocation.argv(), invocation.environment(), childFds));
+        } catch (Libc.Error e) {
+            throw new SandboxException.BwrapUnusable("cannot start bwrap: " + e.getMessage(), host.bwrapPath(), e.getMessage(), List.of());
+        }
+        sandbox.spawned(bwrap.pid());
+        closeOwned(childStdin, childStdout, childStderr);
+        if (status != null) {
+            closeOwned(status[1]);
+            watch(STATUS, status[0], Libc.POLLIN);
+        }
+        int pidfd = reaper.pidfdOfChild(bwrap);
+        if (pidfd >= 0) watch(BWRAP, own(pidfd), Libc.POLLIN);
+        else bwrapEnded = true; // already reaped: its exit is in hand
+    }
+
+    // ----- 5. follow the run -----
+
+    private void follow() throws Libc.Error {
+        long timeoutAt = spec.timeoutMs() == null ? Long.MAX_VALUE : startNanos + spec.timeoutMs() * 1_000_000L;
+        while (true) {
+            if (awaitingCommand) checkCommand();
+            if (!announced && fds[STATUS] < 0 && !awaitingCommand) flushHeldOutput(); // no sandbox/started is coming
+            boolean outputOpen = fds[STATUS] >= 0 || fds[STDOUT] >= 0 || fds[STDERR] >= 0;
+            if (!outputOpen && bwrapEnded && (initPid == 0 || initEnded)) break;
+            if (bwrapEnded && (initPid == 0 || initEnded) && fds[STDIN] >= 0) closeSlot(STDIN); // nobody left to read it
+
+            long now = System.nanoTime();
+            if (now >= timeoutAt) {
+                timeoutAt = Long.MAX_VALUE;
+                if (awaitingCommand || initPid == 0) sandbox.kill(Sandbox.Ending.TIMED_OUT); // nothing to give grace to yet
+                else runner.terminate(sandbox, Sandbox.Ending.TIMED_OUT, spec.killGraceMs());
+            }
+            long killAt = sandbox.killDeadline();
+            if (now >= killAt) {
+                sandbox.kill(sandbox.ending());
+                killAt = Long.MAX_VALUE;
+            }
+            long until = Math.min(timeoutAt, killAt);
+            int timeoutMs = until == Long.MAX_VALUE ? -1 : (int) Math.min(Integer.MAX_VALUE, Math.max(1, (until - now + 999_999) / 1_000_000));
+            if (awaitingCommand) timeoutMs = timeoutMs < 0 ? COMMAND_POLL_MS : Math.min(timeoutMs, COMMAND_POLL_MS);
+
+            if (Libc.poll(fds, events, revents, SLOTS, timeoutMs) == 0) continue;
+            if (revents[STATUS] != 0) readStatus();
+            if (revents[STDOUT] != 0) readOutput(STDOUT, stdout);
+            if (revents[STDERR] != 0) readOutput(STDERR, stderr);
+            if (revents[STDIN] != 0) writeStdin();
+            if (revents[BWRAP] != 0) {
+                bwrapEnded = true;
+                fds[BWRAP] = -1; // closed with the rest at the end
+            }
+            if (revents[INIT] != 0) {
+                initEnded = true;
+                fds[INIT] = -1; // the sandbox's, closed by it
+            }
+            if (revents[WAKE] != 0) Libc.read(fds[WAKE], chunk, 0, 64);
+        }
+        if (!announced) flushHeldOutput();
+        stdout.ended();
+        stderr.ended();
+    }
+
+    /** bwrap's status lines: child-pid once the sandbox's init exists, exit-code only if the command ran. */
+    private void readStatus() throws Libc.Error {
+        int n = Libc.read(fds[STATUS], chunk, 0, 1024);
+        if (n == 0) {
+            statusLine(statusText.toString());
+            closeSlot(STATUS);
+            return;
+        }
+        statusText.append(new String(chunk, 0, n, StandardCharsets.UTF_8));
+        int newline;
+        while ((newline = statusText.indexOf("\n")) >= 0) {
+            statusLine(statusText.substring(0, newline));
+            statusText.delete(0, newline + 1);
+        }
+    }
+
+    private void statusLine(String line) {
+        long pid = BwrapStatus.number(line, "child-pid");
+        if (pid > 0 && initPid == 0) {
+            initPid = (int) pid;
+            initExit = reaper.watchDescendant(initPid);
+            sandbox.started(initPid);
+            int pidfd = sandbox.initPidfd();
+            if (pidfd >= 0) watch(INIT, pidfd, Libc.POLLIN);
+            else initEnded = true; // gone already: the reaper has its exit
+            awaitingCommand = true;
+            commandWaitEnds = System.nanoTime() + COMMAND_WAIT_NANOS;
+            checkCommand();
+        }
+        long code = BwrapStatus.number(line, "exit-code");
+        if (code >= 0) exitCode = (int) code;
+    }
+
+    /**
+     * sandbox/started means the command runs, not that bwrap began its setup: bwrap reports the
+     * init before it sets the sandbox up, and the init arms --die-with-parent only after that.
+     */
+    private void checkCommand() {
+        if (!sandbox.commandRunningOrGone() && System.nanoTime() < commandWaitEnds) return;
+        awaitingCommand = false;
+        sandbox.deliverQueued();
+        if (sandbox.state() != Sandbox.State.FINISHED && !initEnded) {
+            announced = true;
+            listener.started(sandbox);
+            flushHeldOutput();
+        }
+    }
+
+    private void readOutput(int slot, Output output) throws Libc.Error {
+        int n;
+        try {
+            n = Libc.read(fds[slot], chunk, 0, CHUNK);
+        } catch (Libc.Error e) {
+            n = 0; // the pipe broke: what was read so far stands
+        }
+        if (n == 0) {
+            closeSlot(slot);
+            return;
+        }
+        output.accept(chunk, n);
+    }
+
+    private void writeStdin() {
+        int remaining = stdinData.length - stdinWritten;
+        if (remaining > 0 && (revents[STDIN] & Libc.POLLOUT) != 0) {
+            try {
+                // At most PIPE_BUF after POLLOUT: a blocking pipe takes it without blocking.
+                stdinWritten += Libc.write(fds[STDIN], stdinData, stdinWritten, Math.min(remaining, 4096));
+                remaining = stdinData.length - stdinWritten;
+            } catch (Libc.Error e) {
+                remaining = 0; // the command closed its stdin early: not an error of the run
+            }
+        }
+        if (remaining == 0 || (revents[STDIN] & (Libc.POLLERR | Libc.POLLHUP)) != 0) closeSlot(STDIN);
+    }
+
+    private void flushHeldOutput() {
+        stdout.release();
+        stderr.release();
+    }
+
+    // ----- 6. wait for the processes -----
+
+    /** bwrap's exit, and the usage of the whole sandbox. */
+    private ExitStatus[] await() {
+        ExitStatus bwrapExit = bwrap.exit().join(); // the reaper has it, or is about to
+        ExitStatus usage = bwrapExit;
+        if (initExit != null) {
+            reaper.parentGone(initPid, initExit);
+            usage = ExitStatus.sandboxUsage(bwrapExit, initExit.join());
+        }
+        sandbox.finished();
+        return new ExitStatus[] {bwrapExit, usage};
+    }
+
+    // ----- 7. cleanup -----
+
+    private CleanupReport cleanup() {
+        if (!leased) return CleanupReport.NOTHING;
+        leased = false;
+        return leases.release(spec.root());
+    }
+
+    // ----- 8. outcome -----
+
+    private RunOutcome outcome(HostCapabilities host, ExitStatus bwrapExit, ExitStatus usage, CleanupReport cleanup) {
+        Integer code = exitCode;
+        if (!host.jsonStatusFd() && bwrapExit.exited()) {
+            code = bwrapExit.exitCode(); // without status lines bwrap's exit code is all there is
+            if (code == 1 && bwrapMessages().startsWith("bwrap: ")) code = null;
+        }
+        Sandbox.Ending ending = sandbox.ending();
+        RunOutcome.Status status;
+        String signal = null;
+        String setupError = null;
+        if (code != null) {
+            signal = Signals.fromExitCode(code).orElse(null);
+            status = signal != null ? RunOutcome.Status.SIGNALED : RunOutcome.Status.EXITED;
+        } else if (ending != Sandbox.Ending.NONE) {
+            status = RunOutcome.Status.SIGNALED; // ended by us before the command ran
+            signal = bwrapExit.signaled() ? Signals.name(bwrapExit.termSignal()) : "SIGKILL";
+        } else if (bwrapExit.signaled()) {
+            status = RunOutcome.Status.SIGNALED; // bwrap itself was killed from outside
+            signal = Signals.name(bwrapExit.termSignal());
+        } else if (bwrapExit.exited() && Signals.fromExitCode(bwrapExit.exitCode()).isPresent()) {
+            // The command's process died of a signal before its exec (a sandbox/signal sent while the
+            // sandbox was starting lands there): bwrap passes the 128+N on as its own exit code but
+            // writes no exit-code line, which it does only once the command was about to run. bwrap's
+            // own setup failures exit 1.
+            code = bwrapExit.exitCode();
+            status = RunOutcome.Status.SIGNALED;
+            signal = Signals.fromExitCode(code).orElseThrow();
+        } else {
+            status = RunOutcome.Status.SETUP_FAILED;
+            setupError = setupError(bwrapMessages(), bwrapExit);
+        }
+        if (ending == Sandbox.Ending.TERMINATED && status == RunOutcome.Status.EXITED) {
+            // Terminated with a grace period, the command caught SIGTERM and exited by itself: it
+            // still ended because it was told to (a terminated run answers "signaled").
+            status = RunOutcome.Status.SIGNALED;
+            signal = Signals.name(Signals.SIGTERM);
+        }
+        if (ending == Sandbox.Ending.TIMED_OUT) status = RunOutcome.Status.TIMED_OUT;
+        if (ending == Sandbox.Ending.CANCELLED) status = RunOutcome.Status.CANCELLED;
+        RunOutcome.Usage used = new RunOutcome.Usage(usage.userCpuMicros(), usage.systemCpuMicros(), usage.maxRssKiB());
+        return new RunOutcome(sandbox.id(), status, code, signal, setupError, System.nanoTime() - startNanos, used,
+                stdout.captured(), stderr.captured(), cleanup);
+    }
+
+    /** bwrap's own lines ("bwrap: ..."), from wherever stderr went. */
+    private static String setupError(String stderr, ExitStatus bwrapExit) {
+        List<String> lines = new ArrayList<>();
+        for (String line : stderr.split("\n")) if (line.startsWith("bwrap: ")) lines.add(line.substring(7));
+        if (!lines.isEmpty()) return String.join("; ", lines);
+        return "bwrap could not set up the sandbox (exit status " + (bwrapExit.exited() ? bwrapExit.exitCode() : -1)
+                + "); its message was not captured";
+    }
+
+    /** Where bwrap's own message went: the start of the stderr pipe, or the end of the file stderr went to. */
+    private String bwrapMessages() {
+        if (spec.stderr() instanceof RunSpec.Output.File file) return fileTail(file.path());
+        if (spec.stderr() instanceof RunSpec.Output.IntoStdout) {
+            // Merged: bwrap's message went wherever stdout goes (lost only if that is /dev/null).
+            if (spec.stdout() instanceof RunSpec.Output.File file) return fileTail(file.path());
+            return stdout.head();
+        }
+        return stderr.head();
+    }
+
+    /** The last few KiB of an output file, where bwrap's message landed when stderr went there. */
+    private static String fileTail(String path) {
+        try {
+            byte[] bytes = Files.readAllBytes(Path.of(path));
+            int from = Math.max(0, bytes.length - HEAD);
+            return new String(bytes, from, bytes.length - from, StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            return "";
+        }
+    }
+
+    // ----- descriptors -----
+
+    private int own(int fd) {
+        owned.add(fd);
+        return fd;
+    }
+
+    private int[] pipe() throws Libc.Error {
+        int[] pipe = Libc.pipe();
+        own(pipe[0]);
+        own(pipe[1]);
+        return pipe;
+    }
+
+    private void watch(int slot, int fd, short what) {
+        fds[slot] = fd;
+        events[slot] = what;
+    }
+
+    private void closeSlot(int slot) {
+        closeOwned(fds[slot]);
+        fds[slot] = -1;
+    }
+
+    private void closeOwned(int... toClose) {
+        for (int fd : toClose) {
+            if (fd >= 0 && owned.remove(Integer.valueOf(fd))) Libc.close(fd);
+        }
+    }
+
+    /** Where one output pipe's bytes go: kept up to the limit, streamed to the listener, or only its head kept. */
+    private final class Output {
+        private final boolean isStderr;
+        private final boolean capture;
+        private final boolean stream;
+        private final long limit;
+        private byte[] kept = new byte[0];
+        private int keptLength;
+        private boolean truncated;
+        private final byte[] head = new byte[HEAD];
+        private int headLength;
+        /** Streamed chunks that came before sandbox/started went out. */
+        private List<byte[]> held;
+
+        Output(RunSpec.Output kind, boolean isStderr, long limit) {
+            this.isStderr = isStderr;
+            this.capture = kind instanceof RunSpec.Output.Capture;
+            this.stream = kind instanceof RunSpec.Output.Stream;
+            this.limit = capture ? limit : 0;
+        }
+
+        void accept(byte[] data, int n) {
+            if (headLength < HEAD) {
+                int take = Math.min(n, HEAD - headLength);
+                System.arraycopy(data, 0, head, headLength, take);
+                headLength += take;
+            }
+            if (capture) {
+                int room = (int) Math.min(Integer.MAX_VALUE - 8, limit - keptLength);
+                int take = Math.min(n, Math.max(0, room));
+                if (take < n) truncated = true;
+                if (take > 0) {
+                    if (keptLength + take > kept.length) {
+                        kept = Arrays.copyOf(kept, (int) Math.min(room + (long) keptLength, Math.max(keptLength + take, 2L * kept.length + 4096)));
+                    }
+                    System.arraycopy(data, 0, kept, keptLength, take);
+                    keptLength += take;
+                }
+            }
+            if (stream) {
+                if (announced) {
+                    listener.output(sandbox, isStderr, data, 0, n);
+                } else {
+                    if (held == null) held = new ArrayList<>();
+                    held.add(Arrays.copyOf(data, n));
+                }
+            }
+        }
+
+        void release() {
+            if (held == null) return;
+            List<byte[]> chunks = held;
+            held = null;
+            for (byte[] c : chunks) listener.output(sandbox, isStderr, c, 0, c.length);
+        }
+
+        void ended() {
+            if (stream) listener.outputEnded(sandbox, isStderr);
+        }
+
+        RunOutcome.Captured captured() {
+            return capture ? new RunOutcome.Captured(kept, keptLength, truncated) : null;
+        }
+
+        String head() {
+            return new String(head, 0, headLength, StandardCharsets.UTF_8);
+        }
+    }
+}

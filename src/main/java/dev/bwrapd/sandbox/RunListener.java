@@ -1,0 +1,20 @@
+package dev.bwrapd.sandbox;
+
+/**
+ * What the caller of {@link SandboxRunner#start} hears, all on the run's own thread, in order:
+ * started (at most once), output, then exactly one of finished or failed.
+ */
+public interface RunListener {
+    /** The command runs (its init is {@link Sandbox#pid()}). */
+    void started(Sandbox sandbox);
+
+    /** A chunk of streamed output, {@code data[offset..offset+length)}; the array is reused after the call. */
+    void output(Sandbox sandbox, boolean stderr, byte[] data, int offset, int length);
+
+    /** The end of a streamed output (e.g. to flush what was held back). */
+    default void outputEnded(Sandbox sandbox, boolean stderr) {}
+
+    void finished(RunOutcome outcome);
+
+    void failed(SandboxException failure);
+}

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import dev.bwrapd.cgroup.CgroupHost;
 import dev.bwrapd.cleanup.RootLeases;
 import dev.bwrapd.jsonrpc.MessageReader;
 import dev.bwrapd.jsonrpc.MessageWriter;
@@ -74,6 +75,11 @@ public class Main implements QuarkusApplication {
         Reaper reaper = new Reaper();
         Spawner spawner = new Spawner(reaper);
         Watchdog watchdog = new Watchdog(spawner);
+        // Before anything is spawned: bwrapd may have to move into a leaf of its own cgroup, which
+        // it does only while it is the cgroup's one process (see CgroupHost).
+        CgroupHost cgroups = CgroupHost.detect(options.cgroupParent());
+        LOG.debugf("%s", cgroups);
+        if (options.cgroupParent() != null && cgroups.v2Base() == null) LOG.warnf("%s", cgroups.note());
 
         // Probing bwrap takes a few milliseconds of spawning: start it now, answer initialize when done.
         HostProbe.Lookup bwrap = HostProbe.findBwrap(options.bwrap());
@@ -99,7 +105,8 @@ public class Main implements QuarkusApplication {
         limits.put("maxMessageBytes", options.maxMessageBytes());
         limits.put("maxNestingDepth", MAX_NESTING_DEPTH);
         Server[] server = new Server[1];
-        SandboxRunner runner = new SandboxRunner(new RootLeases(), spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried());
+        SandboxRunner runner = new SandboxRunner(new RootLeases(), spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(),
+                cgroups);
         BwrapdMethods methods = new BwrapdMethods(json, sandboxes, runner, host,
                 Version.VERSION, limits, code -> exit(sandboxes, server[0], code));
         // Handlers that block (shutdown, signals waiting for a command) get pool threads; runs have their own.

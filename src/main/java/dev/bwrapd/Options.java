@@ -5,7 +5,8 @@ import dev.bwrapd.jsonrpc.Framing;
 import java.util.Locale;
 
 /** The command line. */
-record Options(boolean help, boolean version, String bwrap, Framing framing, String logLevel, long maxMessageBytes) {
+record Options(boolean help, boolean version, String bwrap, Framing framing, String logLevel, long maxMessageBytes,
+               String cgroupParent) {
 
     static final long DEFAULT_MAX_MESSAGE_BYTES = 16L << 20;
 
@@ -20,6 +21,8 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
               --bwrap PATH               the bwrap to run (default: bwrap on PATH)
               --framing ndjson|lsp       force a framing instead of detecting it
               --max-message-bytes N      largest message accepted (default 16777216)
+              --cgroup-parent PATH       a writable cgroup v2 directory to make the sandboxes'
+                                         cgroups in (default: bwrapd's own cgroup)
               --log-level LEVEL          error, warn, info or debug (default warn)
               --version                  print the version and exit
               --help                     print this help and exit
@@ -27,7 +30,7 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
 
     static Options parse(String... args) {
         boolean help = false, version = false;
-        String bwrap = null, logLevel = "warn";
+        String bwrap = null, logLevel = "warn", cgroupParent = null;
         Framing framing = null;
         long maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
         for (int i = 0; i < args.length; i++) {
@@ -45,15 +48,21 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
                 case "--framing" -> framing = Framing.parse(value != null ? value : next(args, ++i, arg));
                 case "--log-level" -> logLevel = level(value != null ? value : next(args, ++i, arg));
                 case "--max-message-bytes" -> maxMessageBytes = size(value != null ? value : next(args, ++i, arg));
+                case "--cgroup-parent" -> cgroupParent = absolute(value != null ? value : next(args, ++i, arg), arg);
                 default -> throw new IllegalArgumentException("unknown option: " + args[i]);
             }
         }
-        return new Options(help, version, bwrap, framing, logLevel, maxMessageBytes);
+        return new Options(help, version, bwrap, framing, logLevel, maxMessageBytes, cgroupParent);
     }
 
     private static String next(String[] args, int i, String option) {
         if (i >= args.length) throw new IllegalArgumentException(option + " needs a value");
         return args[i];
+    }
+
+    private static String absolute(String path, String option) {
+        if (!path.startsWith("/")) throw new IllegalArgumentException(option + " takes an absolute path, not " + path);
+        return path;
     }
 
     private static String level(String level) {

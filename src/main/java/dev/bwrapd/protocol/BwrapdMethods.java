@@ -3,6 +3,7 @@ package dev.bwrapd.protocol;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.bwrapd.cgroup.CgroupHost;
 import dev.bwrapd.jsonrpc.Call;
 import dev.bwrapd.jsonrpc.ErrorCodes;
 import dev.bwrapd.jsonrpc.Handler;
@@ -59,8 +60,8 @@ public final class BwrapdMethods {
         methods.put("rpc.discover", call -> discover());
         methods.put("sandbox/run", (Handler.Deferred) this::startRun);
         methods.put("sandbox/signal", this::signal);
-        methods.put("sandbox/suspend", call -> deliver(call, Signals.SIGSTOP));
-        methods.put("sandbox/resume", call -> deliver(call, Signals.SIGCONT));
+        methods.put("sandbox/suspend", call -> json.createObjectNode().put("delivered", target(call).suspend()));
+        methods.put("sandbox/resume", call -> json.createObjectNode().put("delivered", target(call).resume()));
         methods.put("sandbox/terminate", this::terminate);
         methods.put("sandbox/list", this::list);
         methods.put("sandbox/argv", this::argv);
@@ -81,13 +82,20 @@ public final class BwrapdMethods {
                 .put("serverVersion", serverVersion)
                 .put("protocolVersion", PROTOCOL_VERSION);
         result.putObject("bwrap").put("path", h.bwrapPath()).put("version", h.bwrapVersion());
-        result.putObject("capabilities")
+        ObjectNode capabilities = result.putObject("capabilities");
+        capabilities
                 .put("userNamespaces", h.userNamespaces())
                 .put("dieWithParent", h.dieWithParent())
                 .put("jsonStatusFd", h.jsonStatusFd())
                 .put("childSubreaper", h.subreaper())
                 .put("linux32", h.linux32())
                 .put("framings", "ndjson,lsp");
+        CgroupHost cgroups = runner.cgroups();
+        ObjectNode cgroup = capabilities.putObject("cgroup")
+                .put("available", cgroups.available() && h.jsonStatusFd())
+                .put("path", cgroups.v2Base() == null ? null : cgroups.v2Base().toString());
+        cgroups.controllers().forEach(cgroup.putArray("controllers")::add);
+        capabilities.set("limits", json.valueToTree(runner.limitMechanisms(h)));
         result.set("limits", json.valueToTree(limits));
         return result;
     }
@@ -160,10 +168,9 @@ public final class BwrapdMethods {
         return json.createObjectNode().put("delivered", sandbox.signal(signal));
     }
 
-    private Object deliver(Call call, int signal) throws Exception {
+    private Sandbox target(Call call) throws Exception {
         Params p = Params.of(call.params(), "sandboxId");
-        Sandbox sandbox = sandboxes.get(p.requiredString("sandboxId"));
-        return json.createObjectNode().put("delivered", sandbox.signal(signal));
+        return sandboxes.get(p.requiredString("sandboxId"));
     }
 
     private Object terminate(Call call) throws Exception {

@@ -15,7 +15,8 @@ public record RunResult(
         Usage usage,
         Captured stdout,
         Captured stderr,
-        CleanupReport cleanup) {
+        CleanupReport cleanup,
+        String limitExceeded) {
 
     public record Usage(double userCpuMs, double systemCpuMs, long maxRssKiB) {}
 

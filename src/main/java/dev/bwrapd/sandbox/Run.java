@@ -1,5 +1,8 @@
 package dev.bwrapd.sandbox;
 
+import dev.bwrapd.cgroup.Limits;
+import dev.bwrapd.cgroup.Rlimits;
+import dev.bwrapd.cgroup.SandboxCgroup;
 import dev.bwrapd.cleanup.CleanupReport;
 import dev.bwrapd.cleanup.RootLeases;
 import dev.bwrapd.process.ExitStatus;
@@ -7,6 +10,8 @@ import dev.bwrapd.process.Libc;
 import dev.bwrapd.process.Reaper;
 import dev.bwrapd.process.Signals;
 import dev.bwrapd.process.Spawner;
+
+import org.jboss.logging.Logger;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -25,15 +30,19 @@ import java.util.concurrent.CompletableFuture;
  * <li>{@link #resolve}: the host's bwrap, the command inside the root;
  * <li>{@link #openStdio}: the command's files and pipes;
  * <li>{@link #leaseRoot}: the working directory, and what existed in the root before;
- * <li>{@link #spawn}: bwrap with its argv, environment and descriptors;
+ * <li>{@link #makeCgroup}: the sandbox's cgroup, with its limits;
+ * <li>{@link #spawn}: bwrap with its argv, environment and descriptors, its init held until it is
+ * in the cgroup and has its rlimits ({@link #release});
  * <li>{@link #follow}: one poll loop over bwrap's status pipe, the output pipes, stdin, the
  * processes' pidfds and a wake-up pipe, with the timers as its timeout;
  * <li>{@link #await}: the exits and rusage the reaper collected;
+ * <li>{@link #closeCgroup}: kill what is left in the cgroup, read its usage, remove it;
  * <li>{@link #cleanup}: what bwrap left in the root;
  * <li>{@link #outcome}: how it ended.
  * </ol>
  */
 final class Run {
+    private static final Logger LOG = Logger.getLogger(Run.class);
     private static final int CHUNK = 64 * 1024;
     /** The first bytes of an output pipe are kept whatever it is for: bwrap writes its own message there. */
     private static final int HEAD = 4096;
@@ -66,6 +75,14 @@ final class Run {
     private int stdinWritten;
     private boolean leased;
 
+    private SandboxCgroup cgroup;
+    /** Our end of the pipe bwrap's init is held on (--block-fd), until {@link #release}; -1 when not held. */
+    private int holdFd = -1;
+    /** Why the held init could not be confined (it is killed, and the run reports a setup failure). */
+    private String holdFailure;
+    private SandboxCgroup.Usage cgroupUsage;
+    private String cgroupLimitExceeded;
+
     private Reaper.Child bwrap;
     private int initPid;
     private CompletableFuture<ExitStatus> initExit;
@@ -96,9 +113,11 @@ final class Run {
             HostCapabilities host = resolve();
             openStdio();
             leaseRoot();
+            makeCgroup(host);
             spawn(host);
             follow();
             ExitStatus[] exits = await();
+            closeCgroup();
             CleanupReport cleanup = cleanup();
             outcome = outcome(host, exits[0], exits[1], cleanup);
         } catch (SandboxException e) {
@@ -109,6 +128,7 @@ final class Run {
             Thread.currentThread().interrupt();
             failure = new SandboxException.Failed("interrupted");
         } finally {
+            if (cgroup != null) closeCgroup();
             sandbox.finished();
             for (int fd : owned) Libc.close(fd);
             owned.clear();
@@ -184,14 +204,70 @@ final class Run {
         leased = true;
     }
 
-    // ----- 4. spawn -----
+    // ----- 4. the cgroup -----
+
+    /**
+     * A cgroup for the sandbox when the host lets us make one, and bwrap reports its init (only
+     * then can the init be held and moved in before it starts the command). Without one, a limit
+     * that needs it was refused earlier ({@link SandboxRunner#host}).
+     */
+    private void makeCgroup(HostCapabilities host) throws SandboxException {
+        if (!host.jsonStatusFd() || !runner.cgroups().available()) return;
+        try {
+            cgroup = SandboxCgroup.create(runner.cgroups(), spec.limits());
+        } catch (IOException e) {
+            throw new SandboxException.Failed("cannot make the sandbox's cgroup: " + e.getMessage());
+        }
+        sandbox.attachCgroup(cgroup);
+    }
+
+    /** Nothing of the sandbox survives it: kill what is left, keep the figures, remove the cgroup. */
+    private void closeCgroup() {
+        SandboxCgroup closing = cgroup;
+        cgroup = null;
+        closing.kill();
+        cgroupUsage = closing.usage();
+        cgroupLimitExceeded = closing.limitExceeded();
+        if (!closing.remove(2000)) LOG.warnf("sandbox %s: cgroup %s not removed (a process would not die)", sandbox.id(), closing);
+        sandbox.detachCgroup();
+    }
+
+    /**
+     * The init is held on --block-fd: move it into the cgroup, set its rlimits (everything it
+     * starts inherits both), then let it go on. Should that fail, it never runs the command.
+     */
+    private void release() {
+        if (holdFd < 0) return;
+        try {
+            if (cgroup != null) {
+                cgroup.add(initPid);
+                sandbox.confined();
+            }
+            Rlimits.apply(initPid, spec.limits());
+        } catch (IOException e) {
+            if (Libc.kill(initPid, 0) == 0) { // else it ended by itself: nothing to confine
+                holdFailure = "cannot confine the sandbox's init: " + e.getMessage();
+                sandbox.kill(Sandbox.Ending.NONE);
+            }
+        }
+        try {
+            if (holdFailure == null) Libc.writeFully(holdFd, new byte[] {1});
+        } catch (Libc.Error e) {
+            // the init is gone (killed, or bwrap failed): nobody to release
+        }
+        closeOwned(holdFd);
+        holdFd = -1;
+    }
+
+    // ----- 5. spawn -----
 
     private void spawn(HostCapabilities host) throws SandboxException, Libc.Error {
         int[] status = host.jsonStatusFd() ? pipe() : null;
+        int[] hold = host.jsonStatusFd() ? pipe() : null; // BwrapCommand.BLOCK_FD and SYNC_FD
         BwrapCommand.Invocation invocation = BwrapCommand.of(spec, host);
         int[] childFds = status == null
                 ? new int[] {childStdin, childStdout, childStderr}
-                : new int[] {childStdin, childStdout, childStderr, status[1]};
+                : new int[] {childStdin, childStdout, childStderr, status[1], hold[0], hold[1]};
         int[] wake = pipe();
         watch(WAKE, wake[0], Libc.POLLIN);
         sandbox.attachWake(wake[1]);
@@ -203,7 +279,8 @@ final class Run {
         sandbox.spawned(bwrap.pid());
         closeOwned(childStdin, childStdout, childStderr);
         if (status != null) {
-            closeOwned(status[1]);
+            closeOwned(status[1], hold[0]);
+            holdFd = hold[1];
             watch(STATUS, status[0], Libc.POLLIN);
         }
         int pidfd = reaper.pidfdOfChild(bwrap);
@@ -211,7 +288,7 @@ final class Run {
         else bwrapEnded = true; // already reaped: its exit is in hand
     }
 
-    // ----- 5. follow the run -----
+    // ----- 6. follow the run -----
 
     private void follow() throws Libc.Error {
         long timeoutAt = spec.timeoutMs() == null ? Long.MAX_VALUE : startNanos + spec.timeoutMs() * 1_000_000L;
@@ -279,6 +356,7 @@ final class Run {
             initPid = (int) pid;
             initExit = reaper.watchDescendant(initPid);
             sandbox.started(initPid);
+            release();
             int pidfd = sandbox.initPidfd();
             if (pidfd >= 0) watch(INIT, pidfd, Libc.POLLIN);
             else initEnded = true; // gone already: the reaper has its exit
@@ -338,7 +416,7 @@ final class Run {
         stderr.release();
     }
 
-    // ----- 6. wait for the processes -----
+    // ----- 7. wait for the processes -----
 
     /** bwrap's exit, and the usage of the whole sandbox. */
     private ExitStatus[] await() {
@@ -352,7 +430,7 @@ final class Run {
         return new ExitStatus[] {bwrapExit, usage};
     }
 
-    // ----- 7. cleanup -----
+    // ----- 8. cleanup -----
 
     private CleanupReport cleanup() {
         if (!leased) return CleanupReport.NOTHING;
@@ -360,7 +438,7 @@ final class Run {
         return leases.release(spec.root());
     }
 
-    // ----- 8. outcome -----
+    // ----- 9. outcome -----
 
     private RunOutcome outcome(HostCapabilities host, ExitStatus bwrapExit, ExitStatus usage, CleanupReport cleanup) {
         Integer code = exitCode;
@@ -393,6 +471,12 @@ final class Run {
             status = RunOutcome.Status.SETUP_FAILED;
             setupError = setupError(bwrapMessages(), bwrapExit);
         }
+        if (holdFailure != null) {
+            status = RunOutcome.Status.SETUP_FAILED; // killed before its command could run unconfined
+            code = null;
+            signal = null;
+            setupError = holdFailure;
+        }
         if (ending == Sandbox.Ending.TERMINATED && status == RunOutcome.Status.EXITED) {
             // Terminated with a grace period, the command caught SIGTERM and exited by itself: it
             // still ended because it was told to (a terminated run answers "signaled").
@@ -401,9 +485,33 @@ final class Run {
         }
         if (ending == Sandbox.Ending.TIMED_OUT) status = RunOutcome.Status.TIMED_OUT;
         if (ending == Sandbox.Ending.CANCELLED) status = RunOutcome.Status.CANCELLED;
-        RunOutcome.Usage used = new RunOutcome.Usage(usage.userCpuMicros(), usage.systemCpuMicros(), usage.maxRssKiB());
+        RunOutcome.Usage used = usage(usage);
         return new RunOutcome(sandbox.id(), status, code, signal, setupError, System.nanoTime() - startNanos, used,
-                stdout.captured(), stderr.captured(), cleanup);
+                stdout.captured(), stderr.captured(), cleanup, limitExceeded(signal, used));
+    }
+
+    /**
+     * The cgroup's figures when there is one: every process the sandbox ever had, reaped by the
+     * init or not, and its memory peak where a memory controller counts it; else the rusage.
+     */
+    private RunOutcome.Usage usage(ExitStatus rusage) {
+        SandboxCgroup.Usage c = cgroupUsage;
+        if (c == null || c.userMicros() < 0) return new RunOutcome.Usage(rusage.userCpuMicros(), rusage.systemCpuMicros(), rusage.maxRssKiB());
+        return new RunOutcome.Usage(c.userMicros(), c.systemMicros(), c.peakBytes() >= 0 ? c.peakBytes() / 1024 : rusage.maxRssKiB());
+    }
+
+    /**
+     * Which limit ended or hampered the run: the cgroup's own count of OOM kills and refused forks,
+     * else the signal an rlimit sends (SIGXCPU, SIGXFSZ), or CPU time at the limit when a kill
+     * ended the command (RLIMIT_CPU's hard limit is SIGKILL).
+     */
+    private String limitExceeded(String signal, RunOutcome.Usage used) {
+        if (cgroupLimitExceeded != null) return cgroupLimitExceeded;
+        Limits limits = spec.limits();
+        if (limits.cpuMs() != null && ("SIGXCPU".equals(signal)
+                || "SIGKILL".equals(signal) && used.userCpuMicros() + used.systemCpuMicros() >= limits.cpuMs() * 1000)) return "cpu";
+        if (limits.fileSizeBytes() != null && "SIGXFSZ".equals(signal)) return "fileSize";
+        return null;
     }
 
     /** bwrap's own lines ("bwrap: ..."), from wherever stderr went. */

@@ -66,7 +66,7 @@ class BwrapCommandTest {
         RunSpec build() {
             return new RunSpec(command, root, null, cwd, env, network, readOnlyRoot, hostname, uid, gid, inheritUid,
                     mounts, devices, devShm, linux32, new RunSpec.Stdin.Null(), new RunSpec.Output.Capture(),
-                    new RunSpec.Output.Capture(), 1 << 20, null, 2000, interactive, capabilities);
+                    new RunSpec.Output.Capture(), 1 << 20, null, 2000, interactive, capabilities, dev.bwrapd.cgroup.Limits.NONE);
         }
     }
 
@@ -85,7 +85,7 @@ class BwrapCommandTest {
         BwrapCommand.Invocation inv = BwrapCommand.of(spec(s -> {}), FULL);
         assertEquals(BWRAP, inv.executable());
         assertEquals(List.of(BWRAP,
-                "--unshare-pid", "--die-with-parent", "--new-session", "--json-status-fd", "3",
+                "--unshare-pid", "--die-with-parent", "--new-session", "--json-status-fd", "3", "--block-fd", "4", "--sync-fd", "5",
                 "--bind", "/srv/root", "/",
                 "--unshare-net", "--unshare-uts", "--hostname", "sandbox", "--unshare-ipc",
                 "--chdir", "/",

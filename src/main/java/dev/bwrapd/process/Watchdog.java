@@ -21,7 +21,8 @@ public final class Watchdog {
     /**
      * "+ID" adds process group ID, "-ID" drops it; an ID starting with "/" is a sandbox's cgroup
      * directory. At end of input every cgroup left is killed (cgroup.kill; on v1, SIGKILL to each
-     * member, thawed, until it is empty), every group left is killed, and the cgroups are removed.
+     * member, thawed, until it is empty), every group left is killed, then every process whose
+     * command line matches $1 (see {@link #pattern}), and the cgroups are removed.
      */
     static final String SCRIPT = """
             live=' '
@@ -38,6 +39,11 @@ public final class Watchdog {
                 *) kill -9 "-$id" ;;
               esac
             done 2>/dev/null
+            if [ -n "$1" ]; then
+              for f in $(grep -l -a -s "$1" /proc/[0-9]*/cmdline); do
+                p=${f#/proc/}; kill -9 "${p%/cmdline}"
+              done 2>/dev/null
+            fi
             for id in $live; do
               case $id in /*)
                 n=0
@@ -52,10 +58,34 @@ public final class Watchdog {
     private final Spawner spawner;
     /** The write end of the shell's input; 0 before the first use, -1 if the shell could not start. */
     private int pipe;
+    /** bwrap's argv[0] for this helper's sandboxes ({@link #mark}), passed to the shell as $1. */
+    private final String mark;
 
-    /** Made in Main; the shell starts at the first {@link #watch}, so a helper that runs nothing starts none. */
+    /** Made in Main; the shell starts at the first {@link #mark} or {@link #watch}, so a helper that runs nothing starts none. */
     public Watchdog(Spawner spawner) {
         this.spawner = spawner;
+        this.mark = "bwrapd-held-" + ProcessHandle.current().pid() + "-" + Long.toHexString(new java.security.SecureRandom().nextLong() >>> 1) + ":";
+    }
+
+    /**
+     * The grep pattern for command lines with an argument starting with {@code mark} (GNU grep
+     * takes the NULs between arguments as line ends): spelled so that grep's own command line does
+     * not match it. Marks end with ':', so no mark is a prefix of another.
+     */
+    static String pattern(String mark) {
+        return "^" + mark.replaceFirst("-", "[-]");
+    }
+
+    /**
+     * The name this helper's bwraps run under (their argv[0]; bwrap's messages still say "bwrap:").
+     * A sandbox's init keeps bwrap's command line until it ends, so when bwrapd dies the watchdog
+     * finds, by this name, every sandbox it was not yet told of — one whose bwrap had just been
+     * spawned — and kills it: its init is still held, in bwrap's session, never past its setup.
+     * Starts the watchdog if it is not running yet, so that it exists before the first spawn.
+     */
+    public synchronized String mark() {
+        if (pipe == 0) pipe = start();
+        return mark;
     }
 
     private int start() {
@@ -63,7 +93,7 @@ public final class Watchdog {
             int[] input = Libc.pipe();
             int devNull = Libc.open("/dev/null", Libc.O_RDWR, 0);
             try {
-                spawner.spawn(new Spawner.Spec("/bin/sh", List.of("bwrapd-watchdog", "-c", SCRIPT), List.of("PATH=/usr/bin:/bin"),
+                spawner.spawn(new Spawner.Spec("/bin/sh", List.of("bwrapd-watchdog", "-c", SCRIPT, "bwrapd-watchdog", pattern(mark)), List.of("PATH=/usr/bin:/bin"),
                         new int[] {input[0], devNull, devNull}));
             } finally {
                 Libc.close(input[0]);

@@ -272,7 +272,12 @@ final class Run {
         watch(WAKE, wake[0], Libc.POLLIN);
         sandbox.attachWake(wake[1]);
         try {
-            bwrap = spawner.spawn(new Spawner.Spec(invocation.executable(), invocation.argv(), invocation.environment(), childFds));
+            List<String> argv = invocation.argv();
+            if (!spec.linux32()) { // under linux32 bwrap's argv[0] is linux32's to choose
+                argv = new ArrayList<>(argv);
+                argv.set(0, sandbox.bwrapName());
+            }
+            bwrap = spawner.spawn(new Spawner.Spec(invocation.executable(), argv, invocation.environment(), childFds));
         } catch (Libc.Error e) {
             throw new SandboxException.BwrapUnusable("cannot start bwrap: " + e.getMessage(), host.bwrapPath(), e.getMessage(), List.of());
         }

@@ -84,6 +84,11 @@ public final class Sandbox {
         if (killWhenStarted) killInit();
     }
 
+    /** bwrap's argv[0]: the name the watchdog finds this helper's sandboxes by (see Watchdog.mark). */
+    String bwrapName() {
+        return watchdog.mark();
+    }
+
     /** The sandbox's cgroup, made before bwrap runs: the watchdog kills and removes it should bwrapd die. */
     synchronized void attachCgroup(SandboxCgroup made) {
         cgroup = made;

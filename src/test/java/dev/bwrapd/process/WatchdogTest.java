@@ -34,8 +34,10 @@ class WatchdogTest {
         return Long.parseLong(stat.substring(stat.lastIndexOf(')') + 2).split(" ")[2]);
     }
 
-    private static void runWatchdog(String input) throws Exception {
-        Process watchdog = new ProcessBuilder("/bin/sh", "-c", Watchdog.SCRIPT).start();
+    private static void runWatchdog(String input, String... mark) throws Exception {
+        java.util.List<String> command = new java.util.ArrayList<>(java.util.List.of("/bin/sh", "-c", Watchdog.SCRIPT, "bwrapd-watchdog"));
+        command.addAll(java.util.List.of(mark));
+        Process watchdog = new ProcessBuilder(command).start();
         try (OutputStream in = watchdog.getOutputStream()) {
             in.write(input.getBytes(StandardCharsets.US_ASCII));
         }
@@ -83,6 +85,23 @@ class WatchdogTest {
             inForgotten.destroyForcibly().waitFor();
             held.remove(2000);
             forgotten.remove(2000);
+        }
+    }
+
+    /** A bwrap it was never told of (spawned just before bwrapd died) is found by its argv[0], the helper's mark. */
+    @Test
+    void killsProcessesNamedWithTheMarkAndNoOthers() throws Exception {
+        String mark = "bwrapd-held-4242-" + Long.toHexString(System.nanoTime()) + ":";
+        Process marked = new ProcessBuilder("bash", "-c", "exec -a " + mark + " sleep 300").start();
+        Process other = new ProcessBuilder("bash", "-c", "exec -a " + mark.replace(":", "0:") + " sleep 300").start();
+        try {
+            for (int i = 0; i < 200 && !ProcessHandle.of(marked.pid()).flatMap(h -> h.info().commandLine()).orElse("").contains(mark); i++) Thread.sleep(10);
+            runWatchdog("", Watchdog.pattern(mark));
+            assertTrue(marked.waitFor(5, TimeUnit.SECONDS), "argv[0] is the mark: killed");
+            assertFalse(other.waitFor(300, TimeUnit.MILLISECONDS), "another helper's mark (a longer one) is left alone");
+        } finally {
+            marked.destroyForcibly();
+            other.destroyForcibly();
         }
     }
 }

@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import dev.bwrapd.cgroup.CgroupHost;
 import dev.bwrapd.cleanup.RootLeases;
+import com.fasterxml.jackson.databind.module.SimpleModule;
 import dev.bwrapd.jsonrpc.MessageReader;
 import dev.bwrapd.jsonrpc.MessageWriter;
 import dev.bwrapd.jsonrpc.Server;
@@ -14,8 +15,11 @@ import dev.bwrapd.process.Libc;
 import dev.bwrapd.process.Reaper;
 import dev.bwrapd.process.Spawner;
 import dev.bwrapd.process.Watchdog;
+import dev.bwrapd.memory.MemoryBudget;
 import dev.bwrapd.protocol.BwrapdMethods;
+import dev.bwrapd.protocol.CaptureSerializer;
 import dev.bwrapd.protocol.ProtocolErrors;
+import dev.bwrapd.sandbox.Capture;
 import dev.bwrapd.sandbox.HostCapabilities;
 import dev.bwrapd.sandbox.HostProbe;
 import dev.bwrapd.sandbox.SandboxRunner;
@@ -30,6 +34,7 @@ import java.io.FileOutputStream;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.io.PrintStream;
+import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -37,11 +42,15 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.logging.Level;
 
+import sun.misc.Signal;
+
 /** Entry point: wires the JSON-RPC server on stdin/stdout to the sandbox layer. */
 @QuarkusMain
 public class Main implements QuarkusApplication {
     private static final Logger LOG = Logger.getLogger(Main.class);
     public static final int MAX_NESTING_DEPTH = 64;
+    /** Per captured stream, kept in memory (budget allowing) before the rest goes to a spool file. */
+    static final int CAPTURE_MEMORY_BYTES = 256 * 1024;
 
     @Override
     public int run(String... args) throws Exception {
@@ -97,6 +106,9 @@ public class Main implements QuarkusApplication {
         });
         if (bwrap.found() == null) LOG.warnf("bwrap not found (tried %s); sandbox/run will fail", bwrap.tried());
 
+        MemoryBudget budget = new MemoryBudget(options.maxMemory() != null ? options.maxMemory() : defaultMemory());
+        LOG.debugf("memory budget: %d bytes", budget.limit());
+        Capture.Store captures = new Capture.Store(budget, Path.of(System.getProperty("java.io.tmpdir")), CAPTURE_MEMORY_BYTES);
         ObjectMapper json = jsonMapper(options.maxMessageBytes());
         MessageReader reader = new MessageReader(new FileInputStream(FileDescriptor.in), options.framing(), options.maxMessageBytes());
         MessageWriter writer = new MessageWriter(protocolOut, reader::framing);
@@ -106,32 +118,61 @@ public class Main implements QuarkusApplication {
         limits.put("maxNestingDepth", MAX_NESTING_DEPTH);
         Server[] server = new Server[1];
         SandboxRunner runner = new SandboxRunner(new RootLeases(), spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(),
-                cgroups);
+                captures, cgroups);
         BwrapdMethods methods = new BwrapdMethods(json, sandboxes, runner, host,
-                Version.VERSION, limits, code -> exit(sandboxes, server[0], code));
+                Version.VERSION, limits, budget, code -> finishInBackground(sandboxes, server[0], code));
         // Handlers that block (shutdown, signals waiting for a command) get pool threads; runs have their own.
         ExecutorService handlers = Executors.newCachedThreadPool(Thread.ofPlatform().daemon().name("rpc-", 0).factory());
-        server[0] = new Server(json, reader, writer, options.maxMessageBytes(), methods.handlers(), handlers, ProtocolErrors::toRpc);
+        server[0] = new Server(json, reader, writer, options.maxMessageBytes(), methods.handlers(), handlers, ProtocolErrors::toRpc, budget);
+        handleTerminatingSignals(methods, sandboxes, server[0]);
 
         LOG.debugf("serving %d ms after the process started", sinceStart());
         server[0].serve();
         // End of input: the client is gone or done. End every sandbox, clean up, answer what can be answered.
+        methods.close();
         int ended = sandboxes.shutdown();
         server[0].awaitIdle();
         LOG.debugf("end of input: %d sandbox(es) terminated", ended);
         return 0;
     }
 
-    /** The exit notification: nothing is left running or uncleaned, then the process ends. */
-    private static void exit(Sandboxes sandboxes, Server server, int code) {
-        try {
-            sandboxes.shutdown();
-            server.awaitIdle();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
+    /**
+     * SIGTERM, SIGINT and SIGHUP end the helper the way shutdown and end of input do: refuse what
+     * comes next, kill every sandbox, clean every root, answer every pending request, then exit
+     * with 128 + the signal's number. Installed here, never in a static initializer (a native image
+     * initializes classes at build time); a native image needs signal handling enabled, which is
+     * its default for executables.
+     */
+    private static void handleTerminatingSignals(BwrapdMethods methods, Sandboxes sandboxes, Server server) {
+        for (String name : new String[] {"TERM", "INT", "HUP"}) {
+            try {
+                Signal.handle(new Signal(name), signal -> {
+                    LOG.infof("SIG%s: ending every sandbox, then exiting", name);
+                    methods.close();
+                    finishInBackground(sandboxes, server, 128 + signal.getNumber());
+                });
+            } catch (IllegalArgumentException e) {
+                LOG.warnf("cannot handle SIG%s: %s", name, e.getMessage());
+            }
         }
-        System.err.flush();
-        Runtime.getRuntime().halt(code);
+    }
+
+    /**
+     * Ends the process with {@code code} once nothing is left running or uncleaned and every request
+     * received has been answered (its answer written): on a thread of its own, so the request or
+     * batch that asked for it is answered too.
+     */
+    private static void finishInBackground(Sandboxes sandboxes, Server server, int code) {
+        Thread.ofPlatform().name("bwrapd-exit").start(() -> {
+            try {
+                sandboxes.shutdown();
+                server.awaitIdle();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            System.err.flush();
+            Runtime.getRuntime().halt(code);
+        });
     }
 
     /**
@@ -146,8 +187,17 @@ public class Main implements QuarkusApplication {
                 .map(start -> java.time.Duration.between(start, java.time.Instant.now()).toMillis()).orElse(-1L);
     }
 
+    /**
+     * Half the maximum heap: the other half is the helper's own (its threads, the one message being
+     * read and parsed, which can hold a few times --max-message-bytes, buffers).
+     */
+    static long defaultMemory() {
+        return Math.max(Options.MIN_MEMORY, Runtime.getRuntime().maxMemory() / 2);
+    }
+
     public static ObjectMapper jsonMapper(long maxMessageBytes) {
         JsonMapper mapper = JsonMapper.builder()
+                .addModule(new SimpleModule().addSerializer(Capture.class, new CaptureSerializer()))
                 .nodeFactory(JsonNodeFactory.withExactBigDecimals(true))
                 .enable(DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS)
                 .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)

@@ -5,7 +5,7 @@ import dev.bwrapd.jsonrpc.Framing;
 import java.util.Locale;
 
 /** The command line. */
-record Options(boolean help, boolean version, String bwrap, Framing framing, String logLevel, long maxMessageBytes,
+record Options(boolean help, boolean version, String bwrap, Framing framing, String logLevel, long maxMessageBytes, Long maxMemory,
                String cgroupParent) {
 
     static final long DEFAULT_MAX_MESSAGE_BYTES = 16L << 20;
@@ -21,6 +21,8 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
               --bwrap PATH               the bwrap to run (default: bwrap on PATH)
               --framing ndjson|lsp       force a framing instead of detecting it
               --max-message-bytes N      largest message accepted (default 16777216)
+              --max-memory BYTES         memory for what clients send and get (requests, stdin,
+                                         captured output, notifications; default: half the heap)
               --cgroup-parent PATH       a writable cgroup v2 directory to make the sandboxes'
                                          cgroups in (default: bwrapd's own cgroup)
               --log-level LEVEL          error, warn, info or debug (default warn)
@@ -33,6 +35,7 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
         String bwrap = null, logLevel = "warn", cgroupParent = null;
         Framing framing = null;
         long maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
+        Long maxMemory = null;
         for (int i = 0; i < args.length; i++) {
             String arg = args[i];
             String value = null;
@@ -48,12 +51,26 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
                 case "--framing" -> framing = Framing.parse(value != null ? value : next(args, ++i, arg));
                 case "--log-level" -> logLevel = level(value != null ? value : next(args, ++i, arg));
                 case "--max-message-bytes" -> maxMessageBytes = size(value != null ? value : next(args, ++i, arg));
+                case "--max-memory" -> maxMemory = memory(value != null ? value : next(args, ++i, arg));
                 case "--cgroup-parent" -> cgroupParent = absolute(value != null ? value : next(args, ++i, arg), arg);
                 default -> throw new IllegalArgumentException("unknown option: " + args[i]);
             }
         }
-        return new Options(help, version, bwrap, framing, logLevel, maxMessageBytes, cgroupParent);
+        return new Options(help, version, bwrap, framing, logLevel, maxMessageBytes, maxMemory, cgroupParent);
     }
+
+    private static long memory(String value) {
+        try {
+            long n = Long.parseLong(value);
+            if (n >= MIN_MEMORY) return n;
+        } catch (NumberFormatException ignored) {
+            // reported below
+        }
+        throw new IllegalArgumentException("--max-memory takes a number of bytes of at least " + MIN_MEMORY + ", not " + value);
+    }
+
+    /** Enough for one small request and its answer. */
+    static final long MIN_MEMORY = 1L << 20;
 
     private static String next(String[] args, int i, String option) {
         if (i >= args.length) throw new IllegalArgumentException(option + " needs a value");

@@ -15,16 +15,19 @@ public final class Call {
     final Object unit;
     /** Where the answer goes when the call is part of a batch; null: straight to the client. */
     final CompletableFuture<ObjectNode> batchSlot;
+    /** Gives back what the message held of the memory budget once it is answered (lone calls only). */
+    final Runnable release;
     private Runnable onCancel;
     private boolean cancelled;
     private boolean answered;
 
-    Call(JsonNode id, JsonNode params, Server server, Object unit, CompletableFuture<ObjectNode> batchSlot) {
+    Call(JsonNode id, JsonNode params, Server server, Object unit, CompletableFuture<ObjectNode> batchSlot, Runnable release) {
         this.id = id;
         this.params = params == null ? MissingNode.getInstance() : params;
         this.server = server;
         this.unit = unit;
         this.batchSlot = batchSlot;
+        this.release = release == null ? () -> {} : release;
     }
 
     /** The request id exactly as sent, or null for a notification. */

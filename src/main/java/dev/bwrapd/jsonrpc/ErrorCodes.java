@@ -10,4 +10,6 @@ public final class ErrorCodes {
     public static final int INVALID_PARAMS = -32602;
     public static final int INTERNAL_ERROR = -32603;
     public static final int REQUEST_CANCELLED = -32800;
+    /** bwrapd's own server error: the request would take the server past its memory budget (--max-memory). */
+    public static final int OUT_OF_MEMORY = -32010;
 }

@@ -1,6 +1,6 @@
 package dev.bwrapd.jsonrpc;
 
-/** How messages are delimited on the wire (PROTOCOL.md section 1). */
+/** How messages are delimited on the wire (docs/protocol.md, Transport). */
 public enum Framing {
     /** One JSON value per line. */
     NDJSON,

@@ -10,6 +10,13 @@ public interface Handler {
     Object handle(Call call) throws Exception;
 
     /**
+     * Runs on the reading thread as the message arrives, in arrival order, before the method
+     * starts: for what later messages must already see (a barrier). Must be quick and must not
+     * block. An exception answers the request at once; the method then never runs.
+     */
+    default void received(Call call) throws Exception {}
+
+    /**
      * A method that answers later: {@link #start} runs on the reading thread as the message
      * arrives, in arrival order, before any later message is read (so what it records is seen by
      * the messages after it), and must not block. It answers through {@link Call#reply} or

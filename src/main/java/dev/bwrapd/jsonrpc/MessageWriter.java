@@ -1,5 +1,7 @@
 package dev.bwrapd.jsonrpc;
 
+import java.io.BufferedOutputStream;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
@@ -8,10 +10,32 @@ import java.util.function.Supplier;
 /**
  * Writes whole frames to the protocol stream, one at a time, so concurrent responses never
  * interleave. The framing is the reader's (answers go out the way requests came in).
+ *
+ * <p>A message is written by a {@link Body}, which may be large (a capture of up to 1 GiB): one
+ * that fits {@link #BUFFERED} bytes is serialized into memory and written at once; a larger one
+ * is streamed straight to the output, after a first pass that only counts its bytes when the
+ * framing needs its length up front (LSP's Content-Length). So no message is ever held whole.
  */
 public final class MessageWriter {
+    /** Messages up to this size are serialized in memory first (one buffer, reused). */
+    static final int BUFFERED = 1 << 20;
+
+    /** Writes one message body; called once, or twice (count, then write) for a large LSP message. */
+    @FunctionalInterface
+    public interface Body {
+        void writeTo(OutputStream out) throws IOException;
+    }
+
+    /** The body itself failed (not the output): nothing, or a padded frame, was written. */
+    public static final class BodyException extends IOException {
+        BodyException(Throwable cause) {
+            super(cause.getMessage(), cause);
+        }
+    }
+
     private final OutputStream out;
     private final Supplier<Framing> framing;
+    private final Buffer buffer = new Buffer();
     private boolean broken;
 
     public MessageWriter(OutputStream out, Supplier<Framing> framing) {
@@ -25,8 +49,8 @@ public final class MessageWriter {
     }
 
     /**
-     * Writes the message {@code body[0..length)}. With room after it, a newline-framed message
-     * takes its newline there and goes out in one write, without a copy.
+     * Writes the message {@code body[0..length)} as it is, without a copy: with room after it, a
+     * newline-framed message takes its newline there and goes out in one write.
      */
     public synchronized boolean write(byte[] body, int length) {
         if (broken) return false;
@@ -38,8 +62,7 @@ public final class MessageWriter {
                 body[length] = '\n';
                 out.write(body, 0, length + 1);
             } else {
-                byte[] line = new byte[length + 1];
-                System.arraycopy(body, 0, line, 0, length);
+                byte[] line = java.util.Arrays.copyOf(body, length + 1);
                 line[length] = '\n';
                 out.write(line);
             }
@@ -48,6 +71,189 @@ public final class MessageWriter {
         } catch (IOException e) {
             broken = true;
             return false;
+        }
+    }
+
+    /** Writes one message; false once the client has gone away. */
+    public synchronized boolean write(Body body) throws BodyException {
+        if (broken) return false;
+        buffer.reset();
+        try {
+            body.writeTo(buffer);
+        } catch (IOException | RuntimeException e) {
+            if (!buffer.full) throw new BodyException(e);
+        }
+        try {
+            if (!buffer.full) {
+                frame(buffer);
+            } else {
+                streamed(body);
+            }
+            out.flush();
+            return true;
+        } catch (BodyException e) {
+            throw e;
+        } catch (IOException e) {
+            broken = true;
+            return false;
+        } finally {
+            buffer.shrink();
+        }
+    }
+
+    private void frame(Buffer body) throws OutputFailure {
+        try {
+            if (framing.get() == Framing.LSP) {
+                out.write(("Content-Length: " + body.size() + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
+                body.writeTo(out);
+            } else {
+                body.newline();
+                body.writeTo(out);
+            }
+        } catch (IOException e) {
+            throw new OutputFailure(e);
+        }
+    }
+
+    private void streamed(Body body) throws OutputFailure, BodyException {
+        boolean lsp = framing.get() == Framing.LSP;
+        long length = -1;
+        if (lsp) {
+            Counter counter = new Counter();
+            try {
+                body.writeTo(counter);
+            } catch (IOException | RuntimeException e) {
+                throw new BodyException(e);
+            }
+            length = counter.count;
+        }
+        Sink sink = new Sink(new BufferedOutputStream(out, 64 * 1024));
+        try {
+            if (lsp) sink.out.write(("Content-Length: " + length + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
+            body.writeTo(sink);
+        } catch (OutputFailure e) {
+            throw e;
+        } catch (IOException | RuntimeException e) {
+            // Half a message is out: end the frame so the client can read on (it sees one unparsable message).
+            try {
+                if (lsp) for (long n = sink.count; n < length; n++) sink.out.write(' ');
+                if (!lsp) sink.out.write('\n');
+                sink.out.flush();
+            } catch (IOException ignored) {
+                broken = true;
+            }
+            throw new BodyException(e);
+        }
+        try {
+            if (lsp && sink.count != length) throw new IllegalStateException("a message changed between counting and writing");
+            if (!lsp) sink.out.write('\n');
+            sink.out.flush();
+        } catch (IOException e) {
+            throw new OutputFailure(e);
+        }
+    }
+
+    /** The output failed: the client is gone. */
+    private static final class OutputFailure extends IOException {
+        OutputFailure(IOException cause) {
+            super(cause);
+        }
+    }
+
+    /** The real output, counting, and telling its own failures apart from the body's. */
+    private static final class Sink extends OutputStream {
+        final OutputStream out;
+        long count;
+
+        Sink(OutputStream out) {
+            this.out = out;
+        }
+
+        @Override
+        public void write(int b) throws IOException {
+            try {
+                out.write(b);
+            } catch (IOException e) {
+                throw new OutputFailure(e);
+            }
+            count++;
+        }
+
+        @Override
+        public void write(byte[] b, int off, int len) throws IOException {
+            try {
+                out.write(b, off, len);
+            } catch (IOException e) {
+                throw new OutputFailure(e);
+            }
+            count += len;
+        }
+
+        @Override
+        public void close() {
+            // the protocol stream stays open
+        }
+    }
+
+    private static final class Counter extends OutputStream {
+        long count;
+
+        @Override
+        public void write(int b) {
+            count++;
+        }
+
+        @Override
+        public void write(byte[] b, int off, int len) {
+            count += len;
+        }
+    }
+
+    /** Collects a small message; a write past {@link #BUFFERED} bytes marks it full and fails. */
+    private static final class Buffer extends ByteArrayOutputStream {
+        boolean full;
+
+        Buffer() {
+            super(8192);
+        }
+
+        @Override
+        public void write(int b) {
+            if (count + 1 > BUFFERED) overflow();
+            super.write(b);
+        }
+
+        @Override
+        public void write(byte[] b, int off, int len) {
+            if (count + len > BUFFERED) overflow();
+            super.write(b, off, len);
+        }
+
+        private void overflow() {
+            full = true;
+            throw new IllegalStateException("message larger than " + BUFFERED + " bytes: streamed instead");
+        }
+
+        @Override
+        public void reset() {
+            super.reset();
+            full = false;
+        }
+
+        /** NDJSON's line end, past the cap if need be. */
+        void newline() {
+            super.write('\n');
+        }
+
+        /** Keeps the buffer small between messages. */
+        void shrink() {
+            if (buf.length > 64 * 1024) buf = new byte[8192];
+            reset();
+        }
+
+        @Override
+        public void close() {
+            // reused
         }
     }
 }

@@ -1,12 +1,19 @@
 package dev.bwrapd.jsonrpc;
 
+import com.fasterxml.jackson.core.JsonGenerator;
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.exc.StreamConstraintsException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.ObjectWriter;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.NullNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.fasterxml.jackson.databind.node.POJONode;
+import com.fasterxml.jackson.databind.util.RawValue;
+import dev.bwrapd.memory.MemoryBudget;
 import org.jboss.logging.Logger;
 
 import java.io.IOException;
@@ -31,7 +38,17 @@ public final class Server {
     private static final Logger LOG = Logger.getLogger(Server.class);
     public static final String CANCEL_METHOD = "$/cancelRequest";
 
+    /**
+     * Messages up to this size are not counted against the budget (they are the server's working
+     * memory): control requests, cancellations and exit always get through.
+     */
+    static final int UNCOUNTED_BYTES = 64 * 1024;
+    /** What a message holds while it is served, per byte read: the bytes' share of its parsed tree (strings may be UTF-16). */
+    static final int HELD_PER_BYTE = 2;
+
+    private final MemoryBudget budget;
     private final ObjectMapper json;
+    private final ObjectWriter messageWriter;
     private final MessageReader reader;
     private final MessageWriter writer;
     private final long maxMessageBytes;
@@ -50,14 +67,23 @@ public final class Server {
 
     public Server(ObjectMapper json, MessageReader reader, MessageWriter writer, long maxMessageBytes,
                   Map<String, Handler> methods, Executor handlers) {
-        this(json, reader, writer, maxMessageBytes, methods, handlers, t -> null);
+        this(json, reader, writer, maxMessageBytes, methods, handlers, t -> null, new MemoryBudget(Long.MAX_VALUE));
     }
 
+    /**
+     * @param handlers runs the handlers that are not {@link Handler.Deferred}
+     * @param errors   turns a handler's own exceptions into error answers (null: an internal error)
+     * @param budget   accounts for every message larger than {@link #UNCOUNTED_BYTES} from the moment it
+     *                 is read until its answer is written; a request that does not fit is refused
+     *                 with {@link ErrorCodes#OUT_OF_MEMORY} before its handler hears of it
+     */
     public Server(ObjectMapper json, MessageReader reader, MessageWriter writer, long maxMessageBytes,
-                  Map<String, Handler> methods, Executor handlers, Function<Throwable, RpcException> errors) {
+                  Map<String, Handler> methods, Executor handlers, Function<Throwable, RpcException> errors, MemoryBudget budget) {
         this.handlers = handlers;
         this.errors = errors;
+        this.budget = budget;
         this.json = json;
+        this.messageWriter = json.writer().without(JsonGenerator.Feature.AUTO_CLOSE_TARGET);
         this.reader = reader;
         this.writer = writer;
         this.maxMessageBytes = maxMessageBytes;
@@ -107,9 +133,15 @@ public final class Server {
         send(message);
     }
 
-    /** A value as a JSON tree; a tree is taken as it is (valueToTree would copy it through a serializer). */
+    /**
+     * A value as a JSON tree; a tree is taken as it is, serialized JSON as its text. Anything else is
+     * serialized only when the message is written, straight to the output: a result may hold far
+     * more than memory should (a run's captured output, read back from its spool file).
+     */
     private JsonNode tree(Object value) {
-        return value instanceof JsonNode node ? node : json.valueToTree(value);
+        if (value instanceof JsonNode node) return node;
+        if (value instanceof RawJson raw) return json.getNodeFactory().rawValueNode(new RawValue(new String(raw.bytes(), 0, raw.length(), StandardCharsets.UTF_8)));
+        return json.getNodeFactory().pojoNode(value);
     }
 
     private void receive(byte[] body) {
@@ -131,17 +163,80 @@ public final class Server {
         }
         if (message == null || message.isMissingNode()) {
             send(error(NullNode.getInstance(), ErrorCodes.PARSE_ERROR, "Parse error: no JSON value"));
-        } else if (message.isArray()) {
-            receiveBatch((ArrayNode) message);
+            return;
+        }
+        List<String> exactIds = exactIds(body, message);
+        long held = body.length > UNCOUNTED_BYTES ? (long) HELD_PER_BYTE * body.length : 0;
+        if (!budget.tryReserve(held)) {
+            refuse(message, exactIds, held);
+            return;
+        }
+        Runnable release = held == 0 ? () -> {} : new Once(() -> budget.release(held));
+        if (message.isArray()) {
+            receiveBatch((ArrayNode) message, exactIds, release);
         } else {
             // Notifications (exit among them) are not waited for. The token is taken before the handler
             // starts, and released only once the response is written, so awaitIdle misses nothing.
-            dispatch(message, message.has("id") ? begin() : null, null);
+            dispatch(message, exactIds.getFirst(), message.has("id") ? begin() : null, null, release);
         }
     }
 
-    private void receiveBatch(ArrayNode batch) {
+    /**
+     * A message that does not fit the memory budget: each request in it is answered
+     * {@link ErrorCodes#OUT_OF_MEMORY} (the message is dropped before any handler hears of it);
+     * notifications in it are dropped.
+     */
+    private void refuse(JsonNode message, List<String> exactIds, long held) {
+        long available = Math.max(0, budget.limit() - budget.used());
+        ObjectNode data = json.createObjectNode().put("what", "request").put("bytes", held)
+                .put("available", available).put("limit", budget.limit());
+        String why = "server out of memory budget: this message would hold " + held + " bytes, " + available + " of "
+                + budget.limit() + " are free (--max-memory); retry when runs have ended";
+        List<JsonNode> members = members(message);
+        ArrayNode answers = json.createArrayNode();
+        for (int i = 0; i < members.size(); i++) {
+            JsonNode member = members.get(i);
+            JsonNode id = member.get("id");
+            if (!member.isObject() || id == null) continue;
+            JsonNode replyId = id.isTextual() || id.isNumber() || id.isNull() ? exact(id, exactIds.get(i)) : NullNode.getInstance();
+            answers.add(error(replyId, ErrorCodes.OUT_OF_MEMORY, why, data));
+        }
+        LOG.warnf("refused a message of %d bytes: memory budget exhausted (%d of %d used)", held / HELD_PER_BYTE, budget.used(), budget.limit());
+        if (answers.isEmpty()) return;
+        send(message.isArray() ? answers : answers.get(0));
+    }
+
+    /** A batch's members, or the message itself. */
+    private static List<JsonNode> members(JsonNode message) {
+        List<JsonNode> members = new ArrayList<>();
+        if (message.isArray()) message.forEach(members::add);
+        else members.add(message);
+        return members;
+    }
+
+    /** Runs once, however often it is called. */
+    private static final class Once implements Runnable {
+        private Runnable action;
+
+        Once(Runnable action) {
+            this.action = action;
+        }
+
+        @Override
+        public void run() {
+            Runnable now;
+            synchronized (this) {
+                now = action;
+                action = null;
+            }
+            if (now != null) now.run();
+        }
+    }
+
+
+    private void receiveBatch(ArrayNode batch, List<String> exactIds, Runnable release) {
         if (batch.isEmpty()) {
+            release.run();
             send(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: empty batch"));
             return;
         }
@@ -149,10 +244,10 @@ public final class Server {
         for (JsonNode element : batch) hasRequest |= element.has("id");
         Object unit = hasRequest ? begin() : null;
         List<CompletableFuture<ObjectNode>> responses = new ArrayList<>();
-        for (JsonNode element : batch) {
+        for (int i = 0; i < batch.size(); i++) {
             CompletableFuture<ObjectNode> slot = new CompletableFuture<>();
             responses.add(slot);
-            dispatch(element, unit, slot);
+            dispatch(batch.get(i), exactIds.get(i), unit, slot, null);
         }
         CompletableFuture<Void> all = CompletableFuture.allOf(responses.toArray(CompletableFuture[]::new));
         CompletableFuture<ArrayNode> answer = all.thenApply(done -> {
@@ -164,43 +259,92 @@ public final class Server {
             try {
                 if (array != null && !array.isEmpty()) send(array);
             } finally {
+                release.run();
                 end(unit);
             }
         });
     }
 
     /**
+     * The exact JSON text of each numeric id that the parsed tree might not write back the same
+     * (-0, -0.0, exponents): one entry per message (the message itself, or each batch member), null
+     * where the tree's own id is exact. The body is parsed a second time only for such ids.
+     */
+    private List<String> exactIds(byte[] body, JsonNode message) {
+        List<JsonNode> members = members(message);
+        List<String> exact = new ArrayList<>(java.util.Collections.nCopies(Math.max(1, members.size()), (String) null));
+        boolean inexact = false;
+        for (JsonNode member : members) {
+            JsonNode id = member.get("id");
+            inexact |= id != null && id.isNumber() && (!id.isIntegralNumber() || id.asLong() == 0);
+        }
+        if (!inexact) return exact;
+        try (JsonParser parser = json.getFactory().createParser(body)) {
+            JsonToken first = parser.nextToken();
+            if (first == JsonToken.START_OBJECT) {
+                exact.set(0, idText(parser));
+            } else if (first == JsonToken.START_ARRAY) {
+                for (int i = 0; parser.nextToken() != JsonToken.END_ARRAY; i++) {
+                    if (parser.currentToken() == JsonToken.START_OBJECT) exact.set(i, idText(parser));
+                    else parser.skipChildren();
+                }
+            }
+        } catch (IOException e) {
+            LOG.debugf("ids kept as parsed: %s", e.getMessage());
+        }
+        return exact;
+    }
+
+    /** The text of the object's last numeric "id" member (the one the tree keeps); the parser ends on the object's end. */
+    private static String idText(JsonParser parser) throws IOException {
+        String text = null;
+        while (parser.nextToken() == JsonToken.FIELD_NAME) {
+            boolean isId = parser.currentName().equals("id");
+            JsonToken value = parser.nextToken();
+            if (isId) text = value.isNumeric() ? parser.getText() : null;
+            parser.skipChildren();
+        }
+        return text;
+    }
+
+    /** The id to echo: a number as its exact text, when known. */
+    private static JsonNode exact(JsonNode id, String text) {
+        return text == null || !id.isNumber() ? id : new POJONode(new RawValue(text));
+    }
+
+    /**
      * Validates one message and starts it. Its answer goes to {@code slot} when it is part of a
      * batch (null for a notification), else straight to the client.
      */
-    private void dispatch(JsonNode message, Object unit, CompletableFuture<ObjectNode> slot) {
+    private void dispatch(JsonNode message, String exactId, Object unit, CompletableFuture<ObjectNode> slot, Runnable release) {
         if (!message.isObject()) {
-            early(slot, unit, error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: a message must be an object"));
+            early(slot, unit, release, error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: a message must be an object"));
             return;
         }
         JsonNode id = message.get("id");
         if (id != null && !(id.isTextual() || id.isNumber() || id.isNull())) {
-            early(slot, unit, invalid(NullNode.getInstance(), "id must be a string, a number or null"));
+            early(slot, unit, release, invalid(NullNode.getInstance(), "id must be a string, a number or null"));
             return;
         }
+        if (id != null) id = exact(id, exactId);
         JsonNode replyId = id == null ? NullNode.getInstance() : id;
         JsonNode version = message.get("jsonrpc");
         if (version == null || !version.isTextual() || !version.textValue().equals("2.0")) {
-            early(slot, unit, invalid(replyId, "jsonrpc must be \"2.0\""));
+            early(slot, unit, release, invalid(replyId, "jsonrpc must be \"2.0\""));
             return;
         }
         JsonNode method = message.get("method");
         if (method == null || !method.isTextual()) {
-            early(slot, unit, invalid(replyId, "method must be a string"));
+            early(slot, unit, release, invalid(replyId, "method must be a string"));
             return;
         }
         JsonNode params = message.get("params");
         if (params != null && !params.isObject() && !params.isArray()) {
-            early(slot, unit, invalid(replyId, "params must be an object or an array"));
+            early(slot, unit, release, invalid(replyId, "params must be an object or an array"));
             return;
         }
         String name = method.textValue();
-        Call call = new Call(id, params, this, unit, slot);
+        Call call = new Call(id, params, this, unit, slot, release);
         if (name.equals(CANCEL_METHOD)) {
             cancel(call.params().get("id"));
             call.reply(NullNode.getInstance());
@@ -211,11 +355,17 @@ public final class Server {
             call.fail(new RpcException(ErrorCodes.METHOD_NOT_FOUND, "Method not found: " + name));
             return;
         }
+        try {
+            handler.received(call); // in arrival order, before any later message is dispatched
+        } catch (Exception e) { // a bug in one method (a RuntimeException) must not end the server either
+            call.fail(e);
+            return;
+        }
         if (id != null) inFlight.put(key(id), call);
         if (handler instanceof Handler.Deferred deferred) {
             try {
-                deferred.start(call); // in arrival order, before any later message is dispatched
-            } catch (Exception e) { // a bug in one method (a RuntimeException) must not end the server either
+                deferred.start(call); // in arrival order too
+            } catch (Exception e) {
                 call.fail(e);
             }
             return;
@@ -233,13 +383,14 @@ public final class Server {
     }
 
     /** An answer before any handler ran (the message was invalid). */
-    private void early(CompletableFuture<ObjectNode> slot, Object unit, ObjectNode response) {
+    private void early(CompletableFuture<ObjectNode> slot, Object unit, Runnable release, ObjectNode response) {
         if (slot != null) {
             slot.complete(response);
         } else {
             try {
                 send(response);
             } finally {
+                release.run();
                 end(unit);
             }
         }
@@ -252,6 +403,8 @@ public final class Server {
         try {
             if (id == null) {
                 if (failure != null) LOG.debugf("a notification failed: %s", failure.toString());
+                if (failure instanceof RpcException e) closeHeld(e.data());
+                if (failure == null) closeHeld(tree(result)); // nobody will write it
                 if (call.batchSlot != null) call.batchSlot.complete(null);
                 return;
             }
@@ -267,7 +420,10 @@ public final class Server {
                 send(result(id, tree(result)));
             }
         } finally {
-            if (call.batchSlot == null) end(call.unit);
+            if (call.batchSlot == null) {
+                call.release.run();
+                end(call.unit);
+            }
         }
     }
 
@@ -286,9 +442,12 @@ public final class Server {
         if (call != null) call.cancel();
     }
 
-    /** Ids of different types never collide: "1" and 1 are different requests. */
+    /** Ids of different types never collide: "1" and 1 are different requests; 1.0 and 1 (and -0 and 0) are the same. */
     private static String key(JsonNode id) {
-        return (id.isTextual() ? "s:" : "n:") + id.asText();
+        if (id.isTextual()) return "s:" + id.textValue();
+        java.math.BigDecimal value = id instanceof POJONode pojo && pojo.getPojo() instanceof RawValue raw
+                ? new java.math.BigDecimal(raw.rawValue().toString()) : id.decimalValue();
+        return "n:" + (value.signum() == 0 ? "0" : value.stripTrailingZeros().toString());
     }
 
     private Object begin() {
@@ -367,9 +526,34 @@ public final class Server {
 
     private void send(JsonNode message) {
         try {
-            writer.write(json.writeValueAsBytes(message));
-        } catch (JsonProcessingException e) {
-            LOG.error("cannot serialize a response", e);
+            writer.write(out -> messageWriter.writeValue(out, message));
+        } catch (MessageWriter.BodyException e) {
+            LOG.errorf(e, "cannot write a message");
+            JsonNode id = message.get("id");
+            if (message.isObject() && id != null) send(error(id, ErrorCodes.INTERNAL_ERROR, "Internal error: cannot write the response: " + e.getMessage()));
+        } finally {
+            release(message);
+        }
+    }
+
+    /** Closes what results and error data held until they were written (a run's captured output). */
+    private static void release(JsonNode message) {
+        if (message.isArray()) {
+            for (JsonNode element : message) release(element);
+            return;
+        }
+        closeHeld(message.get("result"));
+        JsonNode error = message.get("error");
+        if (error != null) closeHeld(error.get("data"));
+    }
+
+    private static void closeHeld(JsonNode value) {
+        if (value instanceof POJONode pojo && pojo.getPojo() instanceof AutoCloseable held) {
+            try {
+                held.close();
+            } catch (Exception e) {
+                LOG.warnf(e, "cannot release a written result");
+            }
         }
     }
 }

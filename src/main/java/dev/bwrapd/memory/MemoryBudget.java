@@ -31,11 +31,34 @@ public final class MemoryBudget {
         }
     }
 
+    /**
+     * Reserves {@code bytes}, waiting while they do not fit: flow control for producers that can
+     * wait (streamed output waits for the client to take earlier notifications, and the command
+     * for its pipe). A reservation larger than the whole limit waits only for everything else to
+     * be given back, then takes the limit's worth.
+     */
+    public void reserve(long bytes) throws InterruptedException {
+        long wanted = Math.min(bytes, limit);
+        while (!tryReserve(wanted)) {
+            synchronized (this) {
+                wait(5); // a release may have come between the try and the wait: look again soon
+            }
+        }
+        if (wanted < bytes) forced(bytes - wanted);
+    }
+
+    private void forced(long bytes) {
+        used.addAndGet(bytes);
+    }
+
     /** Gives back bytes an earlier {@link #tryReserve} took. */
     public void release(long bytes) {
         if (bytes < 0) throw new IllegalArgumentException("negative release: " + bytes);
         long after = used.addAndGet(-bytes);
         if (after < 0) throw new IllegalStateException("released more than was reserved: " + after);
+        synchronized (this) {
+            notifyAll();
+        }
     }
 
     public long limit() {

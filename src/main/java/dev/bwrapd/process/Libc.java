@@ -142,14 +142,7 @@ public final class Libc {
     /** Writes all of {@code data}, retrying EINTR and short writes. */
     public static void writeFully(int fd, byte[] data) throws Error {
         int offset = 0;
-        while (offset < data.length) {
-            long n = BINDING.write(fd, data, offset, data.length - offset);
-            if (n < 0) {
-                if (errno() == EINTR) continue;
-                throw new Error("write", errno());
-            }
-            offset += (int) n;
-        }
+        while (offset < data.length) offset += write(fd, data, offset, data.length - offset);
     }
 
     /**

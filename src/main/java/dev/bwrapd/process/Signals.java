@@ -10,7 +10,7 @@ public final class Signals {
     public static final int SIGHUP = 1, SIGINT = 2, SIGQUIT = 3, SIGKILL = 9, SIGUSR1 = 10, SIGUSR2 = 12,
             SIGTERM = 15, SIGCONT = 18, SIGSTOP = 19;
 
-    /** The signals a client may send (PROTOCOL.md section 5). */
+    /** The signals a client may send (docs/protocol.md, Controlling a running sandbox). */
     public static final Map<String, Integer> SENDABLE = Map.of(
             "SIGSTOP", SIGSTOP, "SIGCONT", SIGCONT, "SIGTERM", SIGTERM, "SIGKILL", SIGKILL, "SIGINT", SIGINT,
             "SIGHUP", SIGHUP, "SIGUSR1", SIGUSR1, "SIGUSR2", SIGUSR2, "SIGQUIT", SIGQUIT);

@@ -8,6 +8,7 @@ import dev.bwrapd.jsonrpc.Call;
 import dev.bwrapd.jsonrpc.ErrorCodes;
 import dev.bwrapd.jsonrpc.Handler;
 import dev.bwrapd.jsonrpc.RpcException;
+import dev.bwrapd.memory.MemoryBudget;
 import dev.bwrapd.process.Signals;
 import dev.bwrapd.sandbox.BwrapCommand;
 import dev.bwrapd.sandbox.HostCapabilities;
@@ -40,10 +41,14 @@ public final class BwrapdMethods {
     private final IntConsumer exit;
     private final Map<String, Object> limits;
     private volatile boolean shutdownRequested;
+    /** Set, in arrival order, by shutdown, exit or a signal: from then on every request but exit (and shutdown) is refused. */
+    private volatile boolean closing;
+    private final MemoryBudget budget;
 
     public BwrapdMethods(ObjectMapper json, Sandboxes sandboxes, SandboxRunner runner, CompletableFuture<HostCapabilities> host,
-                         String serverVersion, Map<String, Object> limits, IntConsumer exit) {
+                         String serverVersion, Map<String, Object> limits, MemoryBudget budget, IntConsumer exit) {
         this.json = json;
+        this.budget = budget;
         this.sandboxes = sandboxes;
         this.runner = runner;
         this.host = host;
@@ -54,18 +59,82 @@ public final class BwrapdMethods {
 
     public Map<String, Handler> handlers() {
         Map<String, Handler> methods = new LinkedHashMap<>();
-        methods.put("initialize", this::initialize);
-        methods.put("shutdown", this::shutdown);
-        methods.put("exit", this::exit);
-        methods.put("rpc.discover", call -> discover());
-        methods.put("sandbox/run", (Handler.Deferred) this::startRun);
-        methods.put("sandbox/signal", this::signal);
-        methods.put("sandbox/suspend", call -> json.createObjectNode().put("delivered", target(call).suspend()));
-        methods.put("sandbox/resume", call -> json.createObjectNode().put("delivered", target(call).resume()));
-        methods.put("sandbox/terminate", this::terminate);
-        methods.put("sandbox/list", this::list);
-        methods.put("sandbox/argv", this::argv);
+        methods.put("initialize", gated(this::initialize));
+        methods.put("shutdown", new Handler() {
+            @Override
+            public Object handle(Call call) throws Exception {
+                return shutdown(call);
+            }
+
+            @Override
+            public void received(Call call) {
+                shutdownRequested = true;
+                close();
+            }
+        });
+        methods.put("exit", new Handler() {
+            @Override
+            public Object handle(Call call) {
+                exit.accept(shutdownRequested ? 0 : 1);
+                return null;
+            }
+
+            @Override
+            public void received(Call call) {
+                close();
+            }
+        });
+        methods.put("rpc.discover", gated(call -> discover()));
+        methods.put("sandbox/run", gated((Handler.Deferred) this::startRun));
+        methods.put("sandbox/signal", gated(this::signal));
+        methods.put("sandbox/suspend", gated(call -> json.createObjectNode().put("delivered", target(call).suspend())));
+        methods.put("sandbox/resume", gated(call -> json.createObjectNode().put("delivered", target(call).resume())));
+        methods.put("sandbox/terminate", gated(this::terminate));
+        methods.put("sandbox/list", gated(this::list));
+        methods.put("sandbox/argv", gated(this::argv));
         return methods;
+    }
+
+    /**
+     * The shutdown barrier, taken on the reading thread in arrival order: every request read after
+     * shutdown or exit (in the same buffer or batch too), or after a terminating signal, is refused.
+     */
+    public void close() {
+        closing = true;
+        sandboxes.refuseNew();
+    }
+
+    /** A method that is refused (-32006) once the server is closing. */
+    private Handler gated(Handler handler) {
+        if (handler instanceof Handler.Deferred deferred) {
+            return new Handler.Deferred() {
+                @Override
+                public void received(Call call) throws Exception {
+                    refuseIfClosing();
+                }
+
+                @Override
+                public void start(Call call) throws Exception {
+                    deferred.start(call);
+                }
+            };
+        }
+        return new Handler() {
+            @Override
+            public Object handle(Call call) throws Exception {
+                return handler.handle(call);
+            }
+
+            @Override
+            public void received(Call call) throws Exception {
+                refuseIfClosing();
+                handler.received(call);
+            }
+        };
+    }
+
+    private void refuseIfClosing() throws RpcException {
+        if (closing) throw new RpcException(ProtocolErrors.SHUTTING_DOWN, "the server is shutting down: only exit is accepted");
     }
 
     private Object initialize(Call call) throws Exception {
@@ -111,11 +180,6 @@ public final class BwrapdMethods {
         }
     }
 
-    private Object exit(Call call) {
-        exit.accept(shutdownRequested ? 0 : 1);
-        return null;
-    }
-
     private Object discover() throws Exception {
         try (InputStream in = BwrapdMethods.class.getResourceAsStream("/openrpc.json")) {
             ObjectNode document = (ObjectNode) json.readTree(in);
@@ -135,10 +199,12 @@ public final class BwrapdMethods {
      */
     private void startRun(Call call) throws Exception {
         RunSpec spec = RunParams.parse(call.params());
+        BwrapCommand.Invocation invocation = runner.invocation(spec); // waits for the probe at start-up only
+        RunParams.checkExecSize(invocation.argv(), invocation.environment());
         Sandbox sandbox = sandboxes.register(spec.sandboxId(), spec.command());
         try {
             call.onCancel(() -> sandbox.kill(Sandbox.Ending.CANCELLED));
-            runner.start(spec, sandbox, new RunReporter(json, call, sandboxes, sandbox));
+            runner.start(spec, sandbox, new RunReporter(json, call, sandboxes, sandbox, budget));
         } catch (RuntimeException e) {
             sandboxes.remove(sandbox);
             throw e;
@@ -151,6 +217,7 @@ public final class BwrapdMethods {
      */
     private Object argv(Call call) throws Exception {
         BwrapCommand.Invocation invocation = runner.invocation(RunParams.parse(call.params()));
+        RunParams.checkExecSize(invocation.argv(), invocation.environment());
         ObjectNode result = json.createObjectNode().put("executable", invocation.executable());
         ArrayNode argv = result.putArray("argv");
         invocation.argv().forEach(argv::add);

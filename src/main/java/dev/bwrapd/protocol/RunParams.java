@@ -8,10 +8,11 @@ import dev.bwrapd.sandbox.RootPaths;
 import dev.bwrapd.sandbox.RunSpec;
 
 import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Base64;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -25,6 +26,16 @@ public final class RunParams {
     static final String[] FIELDS = {"command", "root", "sandboxId", "cwd", "env", "network", "readOnlyRoot", "hostname",
             "uid", "gid", "inheritUid", "mounts", "devices", "devShm", "linux32", "stdin", "stdout", "stderr",
             "captureLimitBytes", "timeoutMs", "killGraceMs", "interactive", "capabilities", "limits"};
+    /** The kernel's limit on a hostname, in bytes (sethostname). */
+    static final int HOST_NAME_MAX = 64;
+    /** The kernel's limit on one argv or environment string, its NUL included (MAX_ARG_STRLEN, 32 pages). */
+    public static final int MAX_ARG_STRLEN = 32 * 4096;
+    /**
+     * The kernel's limit on argv and environment together (strings, their NULs and pointers): a
+     * quarter of the stack limit, at most 6 MiB. 2 MiB with the usual 8 MiB stack; bwrapd assumes
+     * that, and a larger stack limit does not raise it.
+     */
+    public static final int ARG_MAX = 2 * 1024 * 1024;
     /** bwrap (0.8) refuses ids above 2^31-1 ("Invalid uid"): refuse them here, with the field named. */
     private static final long MAX_ID = Integer.MAX_VALUE;
 
@@ -41,7 +52,10 @@ public final class RunParams {
         String cwd = absolutePath(p.name("cwd"), p.string("cwd", "/"));
         Map<String, String> env = env(p);
         String hostname = p.string("hostname", "sandbox");
-        if (hostname.isEmpty() || hostname.length() > 64) throw Params.invalid("hostname: must be 1 to 64 characters");
+        int hostnameBytes = hostname.getBytes(StandardCharsets.UTF_8).length;
+        if (hostname.isEmpty() || hostnameBytes > HOST_NAME_MAX) {
+            throw Params.invalid("hostname: must be 1 to " + HOST_NAME_MAX + " bytes in UTF-8 (the kernel's HOST_NAME_MAX), not " + hostnameBytes);
+        }
         Long uid = p.integer("uid", 0, MAX_ID);
         Long gid = p.integer("gid", 0, MAX_ID);
         Long captureLimit = p.integer("captureLimitBytes", 0, 1L << 30);
@@ -65,16 +79,42 @@ public final class RunParams {
         for (int i = 0; i < value.size(); i++) {
             JsonNode word = value.get(i);
             if (!word.isTextual()) throw Params.invalid("command[" + i + "]: must be a string");
-            command.add(Params.noNul("command[" + i + "]", word.textValue()));
+            command.add(argString("command[" + i + "]", Params.noNul("command[" + i + "]", word.textValue()), 0));
         }
         if (command.getFirst().isEmpty()) throw Params.invalid("command[0]: must not be empty");
         return List.copyOf(command);
     }
 
+    /** A string the kernel must copy for exec: at most MAX_ARG_STRLEN bytes with its NUL ({@code prefix}: "NAME=" for env). */
+    private static String argString(String field, String value, int prefix) throws RpcException {
+        // Only long strings need counting: a char is at most 3 UTF-8 bytes.
+        if ((long) value.length() * 3 + prefix + 1 <= MAX_ARG_STRLEN) return value;
+        long bytes = value.getBytes(StandardCharsets.UTF_8).length + prefix + 1L;
+        if (bytes > MAX_ARG_STRLEN) {
+            throw Params.invalid(field + ": " + bytes + " bytes with its NUL" + (prefix > 0 ? " and NAME=" : "")
+                    + ", over the kernel's limit of " + MAX_ARG_STRLEN + " bytes per argument or environment string (MAX_ARG_STRLEN)");
+        }
+        return value;
+    }
+
+    /**
+     * The whole argv and environment of an exec must fit the kernel's ARG_MAX: -32602 naming the
+     * limit, rather than an exec failure (E2BIG) that would look like an unusable bwrap.
+     */
+    public static void checkExecSize(List<String> argv, List<String> environment) throws RpcException {
+        long bytes = 0;
+        for (String s : argv) bytes += s.getBytes(StandardCharsets.UTF_8).length + 1L + 8;
+        for (String s : environment) bytes += s.getBytes(StandardCharsets.UTF_8).length + 1L + 8;
+        if (bytes > ARG_MAX) {
+            throw Params.invalid("command, env: bwrap's argv and environment would take " + bytes
+                    + " bytes (strings, NULs and pointers), over the kernel's limit of " + ARG_MAX + " bytes (ARG_MAX)");
+        }
+    }
+
     /** The root as a real directory path; symbolic links resolved, so "/" is recognised however spelled. */
     private static Path root(Params p) throws RpcException {
         String root = p.string("root", "/");
-        if (!root.startsWith("/")) throw Params.pathNotAllowed("root: must be an absolute path, not " + root);
+        requireAbsolute("root", root);
         try {
             Path real = Path.of(root).toRealPath();
             if (!Files.isDirectory(real)) throw Params.invalid("root: not a directory: " + root);
@@ -84,9 +124,14 @@ public final class RunParams {
         }
     }
 
+    /** The one absolute-path rule (host and sandbox paths alike): a relative path is -32005, naming the field. */
+    static void requireAbsolute(String field, String path) throws RpcException {
+        if (!path.startsWith("/")) throw Params.pathNotAllowed(field + ": must be an absolute path, not " + path);
+    }
+
     /** An absolute path inside the sandbox, normalized; {@code ..} may not climb above "/". */
     static String absolutePath(String field, String path) throws RpcException {
-        if (!path.startsWith("/")) throw Params.pathNotAllowed(field + ": must be an absolute path, not " + path);
+        requireAbsolute(field, path);
         return RootPaths.normalize(path)
                 .orElseThrow(() -> Params.pathNotAllowed(field + ": " + path + " climbs out of the root with .."));
     }
@@ -103,7 +148,7 @@ public final class RunParams {
             if (name.isEmpty() || name.contains("=")) throw Params.invalid(field + ": a variable name must be non-empty and without '='");
             Params.noNul(field, name);
             if (!entry.getValue().isTextual()) throw Params.invalid(field + ": must be a string");
-            env.put(name, Params.noNul(field, entry.getValue().textValue()));
+            env.put(name, argString(field, Params.noNul(field, entry.getValue().textValue()), name.length() + 1));
         }
         return env;
     }
@@ -117,7 +162,7 @@ public final class RunParams {
             String name = "mounts[" + i + "]";
             Params m = Params.element(value.get(i), name, "source", "target", "readOnly");
             String source = m.requiredString("source");
-            if (!source.startsWith("/")) throw Params.pathNotAllowed(name + ".source: must be an absolute path, not " + source);
+            requireAbsolute(name + ".source", source);
             String target = absolutePath(name + ".target", m.requiredString("target"));
             boolean readOnly = m.bool("readOnly", false);
             if (!readOnly && isHostRoot(source)) {
@@ -185,13 +230,19 @@ public final class RunParams {
             throw Params.invalid("stdin: must be \"null\", {\"text\"}, {\"base64\"} or {\"file\"}");
         }
         Params s = p.object("stdin", "text", "base64", "file");
-        if (s.has("text")) return new RunSpec.Stdin.Bytes(s.string("text", "").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        // Kept as the request's own string (no second copy): encoded or decoded while it is written.
+        if (s.has("text")) return new RunSpec.Stdin.Text(s.string("text", ""));
         if (s.has("base64")) {
-            try {
-                return new RunSpec.Stdin.Bytes(Base64.getDecoder().decode(s.string("base64", "")));
-            } catch (IllegalArgumentException e) {
+            RunSpec.Stdin.Base64 base64 = new RunSpec.Stdin.Base64(s.string("base64", ""));
+            try (InputStream bytes = base64.open()) {
+                bytes.skip(Long.MAX_VALUE);
+                while (bytes.read() >= 0) {
+                    // skip may stop early; read decides
+                }
+            } catch (IOException e) {
                 throw Params.invalid("stdin.base64: not valid base64");
             }
+            return base64;
         }
         if (s.has("file")) return new RunSpec.Stdin.File(hostFile(s, "file"));
         throw Params.invalid("stdin: must have one of text, base64, file");
@@ -220,7 +271,7 @@ public final class RunParams {
 
     private static String hostFile(Params p, String field) throws RpcException {
         String path = p.requiredString(field);
-        if (!path.startsWith("/")) throw Params.pathNotAllowed(p.name(field) + ": must be an absolute path, not " + path);
+        requireAbsolute(p.name(field), path);
         return path;
     }
 }

@@ -1,13 +1,12 @@
 package dev.bwrapd.protocol;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.bwrapd.jsonrpc.Call;
 import dev.bwrapd.jsonrpc.ErrorCodes;
-import dev.bwrapd.jsonrpc.RawJson;
 import dev.bwrapd.jsonrpc.RpcException;
 import dev.bwrapd.jsonrpc.Utf8;
+import dev.bwrapd.memory.MemoryBudget;
 import dev.bwrapd.sandbox.RunListener;
 import dev.bwrapd.sandbox.RunOutcome;
 import dev.bwrapd.sandbox.Sandbox;
@@ -36,7 +35,10 @@ final class RunReporter implements RunListener {
     /** An incomplete UTF-8 sequence at the end of the last chunk, per stream, held for the next. */
     private byte[] carryOut = new byte[0], carryErr = new byte[0];
 
-    RunReporter(ObjectMapper json, Call call, Sandboxes sandboxes, Sandbox sandbox) {
+    private final MemoryBudget budget;
+
+    RunReporter(ObjectMapper json, Call call, Sandboxes sandboxes, Sandbox sandbox, MemoryBudget budget) {
+        this.budget = budget;
         this.json = json;
         this.call = call;
         this.sandboxes = sandboxes;
@@ -58,9 +60,28 @@ final class RunReporter implements RunListener {
         call.notifyClient("sandbox/started", params);
     }
 
-    /** Text when the chunk is valid UTF-8 (a character split at its end waits for the next chunk), else base64. */
+    /**
+     * Text when the chunk is valid UTF-8 (a character split at its end waits for the next chunk),
+     * else base64. The frame is held until written, within the memory budget: waiting for room
+     * holds the run's thread, so the command waits on its pipe while the client is slow.
+     */
     @Override
     public void output(Sandbox sandbox, boolean stderr, byte[] data, int offset, int length) {
+        long held = 2L * length;
+        try {
+            budget.reserve(held);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            held = 0; // sent all the same: output is never dropped
+        }
+        try {
+            encode(stderr, data, offset, length);
+        } finally {
+            if (held > 0) budget.release(held);
+        }
+    }
+
+    private void encode(boolean stderr, byte[] data, int offset, int length) {
         byte[] carry = stderr ? carryErr : carryOut;
         if (carry.length > 0) {
             byte[] joined = Arrays.copyOf(carry, carry.length + length);
@@ -154,16 +175,12 @@ final class RunReporter implements RunListener {
     @Override
     public void finished(RunOutcome outcome) {
         sandboxes.remove(sandbox); // before the answer: the client may reuse the id at once
+        // Written (captured output streamed from memory and spool file) and closed by the server.
         RunResult result = RunResults.of(outcome);
         if (outcome.status() == RunOutcome.Status.CANCELLED) {
-            call.fail(new RpcException(ErrorCodes.REQUEST_CANCELLED, "Request cancelled", json.valueToTree(result)));
-            return;
-        }
-        try {
-            byte[] bytes = json.writeValueAsBytes(result);
-            call.reply(new RawJson(bytes, bytes.length));
-        } catch (JsonProcessingException e) {
-            call.fail(e);
+            call.fail(new RpcException(ErrorCodes.REQUEST_CANCELLED, "Request cancelled", json.getNodeFactory().pojoNode(result)));
+        } else {
+            call.reply(result);
         }
     }
 

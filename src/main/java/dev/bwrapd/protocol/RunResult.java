@@ -2,8 +2,13 @@ package dev.bwrapd.protocol;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
 import dev.bwrapd.cleanup.CleanupReport;
+import dev.bwrapd.sandbox.Capture;
 
-/** The answer to {@code sandbox/run} as the wire has it (docs/protocol.md), made from a sandbox.RunOutcome. */
+/**
+ * The answer to {@code sandbox/run} as the wire has it (docs/protocol.md), made from a
+ * sandbox.RunOutcome. It holds the captured output (memory and spool files): close it once it has
+ * been written.
+ */
 @JsonInclude(JsonInclude.Include.ALWAYS)
 public record RunResult(
         String sandboxId,
@@ -13,13 +18,16 @@ public record RunResult(
         String setupError,
         double durationMs,
         Usage usage,
-        Captured stdout,
-        Captured stderr,
+        Capture stdout,
+        Capture stderr,
         CleanupReport cleanup,
-        String limitExceeded) {
+        String limitExceeded) implements AutoCloseable {
 
     public record Usage(double userCpuMs, double systemCpuMs, long maxRssKiB) {}
 
-    /** Captured output: text when it is valid UTF-8, base64 otherwise. */
-    public record Captured(String text, String base64, boolean truncated) {}
+    @Override
+    public void close() {
+        if (stdout != null) stdout.close();
+        if (stderr != null) stderr.close();
+    }
 }

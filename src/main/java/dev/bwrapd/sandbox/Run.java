@@ -14,6 +14,7 @@ import dev.bwrapd.process.Spawner;
 import org.jboss.logging.Logger;
 
 import java.io.IOException;
+import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -44,6 +45,8 @@ import java.util.concurrent.CompletableFuture;
 final class Run {
     private static final Logger LOG = Logger.getLogger(Run.class);
     private static final int CHUNK = 64 * 1024;
+    /** What a pipe that poll reported writable takes without blocking. */
+    private static final int PIPE_BUF = 4096;
     /** The first bytes of an output pipe are kept whatever it is for: bwrap writes its own message there. */
     private static final int HEAD = 4096;
     /** Waiting for the init to fork the command, the loop looks this often. */
@@ -71,8 +74,10 @@ final class Run {
     private int childStdin = -1, childStdout = -1, childStderr = -1;
     private final Output stdout;
     private final Output stderr;
-    private byte[] stdinData;
-    private int stdinWritten;
+    /** The request's stdin bytes, produced as they are written; a chunk of them read but not yet all written. */
+    private InputStream stdinData;
+    private final byte[] stdinChunk = new byte[PIPE_BUF];
+    private int stdinFrom, stdinTo;
     private boolean leased;
 
     private SandboxCgroup cgroup;
@@ -92,7 +97,8 @@ final class Run {
     private final StringBuilder statusText = new StringBuilder();
     private final byte[] chunk = new byte[CHUNK];
 
-    Run(SandboxRunner runner, RootLeases leases, Spawner spawner, Reaper reaper, RunSpec spec, Sandbox sandbox, RunListener listener) {
+    Run(SandboxRunner runner, RootLeases leases, Spawner spawner, Reaper reaper, Capture.Store captures, RunSpec spec,
+        Sandbox sandbox, RunListener listener) {
         this.runner = runner;
         this.leases = leases;
         this.spawner = spawner;
@@ -100,8 +106,8 @@ final class Run {
         this.spec = spec;
         this.sandbox = sandbox;
         this.listener = listener;
-        this.stdout = new Output(spec.stdout(), false, spec.captureLimitBytes());
-        this.stderr = new Output(spec.stderr(), true, spec.captureLimitBytes());
+        this.stdout = new Output(spec.stdout(), false, spec.captureLimitBytes(), captures);
+        this.stderr = new Output(spec.stderr(), true, spec.captureLimitBytes(), captures);
         Arrays.fill(fds, -1);
     }
 
@@ -134,8 +140,13 @@ final class Run {
             owned.clear();
             if (leased) leases.release(spec.root());
         }
-        if (outcome != null) listener.finished(outcome);
-        else listener.failed(failure);
+        if (outcome != null) {
+            listener.finished(outcome);
+        } else {
+            stdout.discard(); // no answer will carry the captures
+            stderr.discard();
+            listener.failed(failure);
+        }
     }
 
     // ----- 1. resolve -----
@@ -155,18 +166,21 @@ final class Run {
         switch (spec.stdin()) {
             case RunSpec.Stdin.Null n -> childStdin = own(Libc.open("/dev/null", Libc.O_RDONLY, 0));
             case RunSpec.Stdin.File f -> childStdin = own(open("stdin.file", f.path(), Libc.O_RDONLY));
-            case RunSpec.Stdin.Bytes b -> {
-                int[] pipe = pipe();
-                childStdin = pipe[0];
-                watch(STDIN, pipe[1], Libc.POLLOUT);
-                stdinData = b.data();
-            }
+            case RunSpec.Stdin.Text t -> stdinFrom(t.open());
+            case RunSpec.Stdin.Base64 b -> stdinFrom(b.open());
         }
         // stdout "discard" goes to /dev/null, unless stderr is merged into it: then bwrap's own
         // message would be lost there, so it goes through a pipe that is drained like stderr's.
         boolean merged = spec.stderr() instanceof RunSpec.Output.IntoStdout;
         childStdout = outputFd(spec.stdout(), "stdout", STDOUT, !merged);
         childStderr = merged ? childStdout : outputFd(spec.stderr(), "stderr", STDERR, false);
+    }
+
+    private void stdinFrom(InputStream data) throws Libc.Error {
+        int[] pipe = pipe();
+        childStdin = pipe[0];
+        watch(STDIN, pipe[1], Libc.POLLOUT);
+        stdinData = data;
     }
 
     /** The descriptor a stream goes to; a pipe's read end joins the poll set. stderr "discard" still uses a pipe: bwrap's message may be on it. */
@@ -393,7 +407,8 @@ final class Run {
         try {
             n = Libc.read(fds[slot], chunk, 0, CHUNK);
         } catch (Libc.Error e) {
-            n = 0; // the pipe broke: what was read so far stands
+            output.failed("cannot read the output: " + e.getMessage());
+            n = 0; // the pipe itself is broken: nothing more can come from it
         }
         if (n == 0) {
             closeSlot(slot);
@@ -402,18 +417,24 @@ final class Run {
         output.accept(chunk, n);
     }
 
+    /** At most PIPE_BUF bytes once poll says the pipe is writable: a blocking pipe takes them without blocking. */
     private void writeStdin() {
-        int remaining = stdinData.length - stdinWritten;
-        if (remaining > 0 && (revents[STDIN] & Libc.POLLOUT) != 0) {
+        boolean done = (revents[STDIN] & (Libc.POLLERR | Libc.POLLHUP)) != 0;
+        if (!done && (revents[STDIN] & Libc.POLLOUT) != 0) {
             try {
-                // At most PIPE_BUF after POLLOUT: a blocking pipe takes it without blocking.
-                stdinWritten += Libc.write(fds[STDIN], stdinData, stdinWritten, Math.min(remaining, 4096));
-                remaining = stdinData.length - stdinWritten;
+                if (stdinFrom == stdinTo) {
+                    stdinFrom = 0;
+                    stdinTo = Math.max(0, stdinData.readNBytes(stdinChunk, 0, stdinChunk.length));
+                }
+                if (stdinFrom == stdinTo) done = true; // all written
+                else stdinFrom += Libc.write(fds[STDIN], stdinChunk, stdinFrom, stdinTo - stdinFrom);
             } catch (Libc.Error e) {
-                remaining = 0; // the command closed its stdin early: not an error of the run
+                done = true; // the command closed its stdin early: not an error of the run
+            } catch (IOException e) {
+                done = true; // checked before the run started; cannot happen
             }
         }
-        if (remaining == 0 || (revents[STDIN] & (Libc.POLLERR | Libc.POLLHUP)) != 0) closeSlot(STDIN);
+        if (done) closeSlot(STDIN);
     }
 
     private void flushHeldOutput() {
@@ -492,7 +513,7 @@ final class Run {
         if (ending == Sandbox.Ending.CANCELLED) status = RunOutcome.Status.CANCELLED;
         RunOutcome.Usage used = usage(usage);
         return new RunOutcome(sandbox.id(), status, code, signal, setupError, System.nanoTime() - startNanos, used,
-                stdout.captured(), stderr.captured(), cleanup, limitExceeded(signal, used));
+                stdout.capture, stderr.capture, cleanup, limitExceeded(signal, used));
     }
 
     /**
@@ -580,25 +601,20 @@ final class Run {
         }
     }
 
-    /** Where one output pipe's bytes go: kept up to the limit, streamed to the listener, or only its head kept. */
+    /** Where one output pipe's bytes go: into a capture, streamed to the listener, or only its head kept. */
     private final class Output {
         private final boolean isStderr;
-        private final boolean capture;
+        private final Capture capture;
         private final boolean stream;
-        private final long limit;
-        private byte[] kept = new byte[0];
-        private int keptLength;
-        private boolean truncated;
         private final byte[] head = new byte[HEAD];
         private int headLength;
         /** Streamed chunks that came before sandbox/started went out. */
         private List<byte[]> held;
 
-        Output(RunSpec.Output kind, boolean isStderr, long limit) {
+        Output(RunSpec.Output kind, boolean isStderr, long limit, Capture.Store captures) {
             this.isStderr = isStderr;
-            this.capture = kind instanceof RunSpec.Output.Capture;
+            this.capture = kind instanceof RunSpec.Output.Capture ? new Capture(limit, captures) : null;
             this.stream = kind instanceof RunSpec.Output.Stream;
-            this.limit = capture ? limit : 0;
         }
 
         void accept(byte[] data, int n) {
@@ -607,18 +623,7 @@ final class Run {
                 System.arraycopy(data, 0, head, headLength, take);
                 headLength += take;
             }
-            if (capture) {
-                int room = (int) Math.min(Integer.MAX_VALUE - 8, limit - keptLength);
-                int take = Math.min(n, Math.max(0, room));
-                if (take < n) truncated = true;
-                if (take > 0) {
-                    if (keptLength + take > kept.length) {
-                        kept = Arrays.copyOf(kept, (int) Math.min(room + (long) keptLength, Math.max(keptLength + take, 2L * kept.length + 4096)));
-                    }
-                    System.arraycopy(data, 0, kept, keptLength, take);
-                    keptLength += take;
-                }
-            }
+            if (capture != null) capture.append(data, 0, n); // never throws: the pipe keeps draining
             if (stream) {
                 if (announced) {
                     listener.output(sandbox, isStderr, data, 0, n);
@@ -637,11 +642,18 @@ final class Run {
         }
 
         void ended() {
+            if (capture != null) capture.finish();
             if (stream) listener.outputEnded(sandbox, isStderr);
         }
 
-        RunOutcome.Captured captured() {
-            return capture ? new RunOutcome.Captured(kept, keptLength, truncated) : null;
+        /** A pipe that broke: what was kept stands, marked incomplete. */
+        void failed(String why) {
+            if (capture != null) capture.fail(why);
+        }
+
+        /** Gives back the capture's memory and file when no outcome carries it. */
+        void discard() {
+            if (capture != null) capture.close();
         }
 
         String head() {

@@ -14,9 +14,9 @@ public record RunOutcome(
         String setupError,
         long durationNanos,
         Usage usage,
-        /** What the command wrote, when that stream was captured; else null. */
-        Captured stdout,
-        Captured stderr,
+        /** What the command wrote, when that stream was captured; else null. Whoever takes the outcome closes them. */
+        Capture stdout,
+        Capture stderr,
         CleanupReport cleanup,
         /** The limit that ended or hampered the run (memory, pids, cpu, fileSize), or null. */
         String limitExceeded) {
@@ -25,7 +25,4 @@ public record RunOutcome(
 
     /** The whole sandbox's CPU time and peak memory. */
     public record Usage(long userCpuMicros, long systemCpuMicros, long maxRssKiB) {}
-
-    /** Captured bytes ({@code bytes[0..length)}), and whether more were written than the limit kept. */
-    public record Captured(byte[] bytes, int length, boolean truncated) {}
 }

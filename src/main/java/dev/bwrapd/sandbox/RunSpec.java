@@ -51,7 +51,18 @@ public record RunSpec(
     /** Where the command's standard input comes from. */
     public sealed interface Stdin {
         record Null() implements Stdin {}
-        record Bytes(byte[] data) implements Stdin {}
+        /** Written to a pipe in UTF-8, encoded as it is written. */
+        record Text(String text) implements Stdin {
+            public java.io.InputStream open() {
+                return StringStreams.utf8(text);
+            }
+        }
+        /** Written to a pipe as the bytes it encodes, decoded as it is written (checked by the parser first). */
+        record Base64(String base64) implements Stdin {
+            public java.io.InputStream open() {
+                return StringStreams.base64(base64);
+            }
+        }
         record File(String path) implements Stdin {}
     }
 

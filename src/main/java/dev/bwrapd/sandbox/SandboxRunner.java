@@ -27,16 +27,19 @@ public final class SandboxRunner {
     private final ExecutorService runThreads;
     private final CompletableFuture<HostCapabilities> host;
     private final List<String> bwrapTried;
+    private final Capture.Store captures;
     private final CgroupHost cgroups;
 
     /**
      * @param runThreads from {@link #runThreads()}, made in Main
      * @param host       this host's capabilities, once probed
      * @param bwrapTried where bwrap was looked for, for the error when it was not found
+     * @param captures   where captured output is kept
      * @param cgroups    where sandboxes' cgroups can be made, detected at start-up
      */
     public SandboxRunner(RootLeases leases, Spawner spawner, Reaper reaper, ExecutorService runThreads,
-                         CompletableFuture<HostCapabilities> host, List<String> bwrapTried, CgroupHost cgroups) {
+                         CompletableFuture<HostCapabilities> host, List<String> bwrapTried, Capture.Store captures, CgroupHost cgroups) {
+        this.captures = captures;
         this.leases = leases;
         this.spawner = spawner;
         this.reaper = reaper;
@@ -71,7 +74,7 @@ public final class SandboxRunner {
 
     /** Starts {@code spec} in {@code sandbox} on a run thread; the listener hears the rest. */
     public void start(RunSpec spec, Sandbox sandbox, RunListener listener) {
-        runThreads.execute(new Run(this, leases, spawner, reaper, spec, sandbox, listener)::run);
+        runThreads.execute(new Run(this, leases, spawner, reaper, captures, spec, sandbox, listener)::run);
     }
 
     /** What {@code spec} would execute: bwrap's argv and environment (descriptor 3 is its status pipe). */

@@ -13,6 +13,8 @@ public final class Sandboxes {
     private final Watchdog watchdog;
     private long nextId = 1;
     private boolean shuttingDown;
+    /** Sandboxes a shutdown has already killed: a second shutdown does not count them again. */
+    private final java.util.Set<Sandbox> killed = new java.util.HashSet<>();
 
     public Sandboxes(Watchdog watchdog) {
         this.watchdog = watchdog;
@@ -34,6 +36,7 @@ public final class Sandboxes {
 
     public synchronized void remove(Sandbox sandbox) {
         running.remove(sandbox.id(), sandbox);
+        killed.remove(sandbox);
         notifyAll();
     }
 
@@ -53,11 +56,18 @@ public final class Sandboxes {
         synchronized (this) {
             shuttingDown = true;
             victims = new ArrayList<>(running.values());
+            victims.removeAll(killed);
+            killed.addAll(victims);
         }
         for (Sandbox sandbox : victims) sandbox.kill(Sandbox.Ending.SHUTDOWN);
         synchronized (this) {
             while (!running.isEmpty()) wait();
         }
         return victims.size();
+    }
+
+    /** From now on no sandbox is registered (-32006); those there are left running. */
+    public synchronized void refuseNew() {
+        shuttingDown = true;
     }
 }

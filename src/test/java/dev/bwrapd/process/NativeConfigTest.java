@@ -88,7 +88,7 @@ class NativeConfigTest {
         JsonNode metadata = new ObjectMapper().readTree(METADATA.toFile());
         Set<String> types = new HashSet<>();
         for (JsonNode entry : metadata.path("reflection")) types.add(entry.path("type").asText());
-        for (Class<?> type : List.of(RunResult.class, RunResult.Usage.class, RunResult.Captured.class,
+        for (Class<?> type : List.of(RunResult.class, RunResult.Usage.class,
                 CleanupReport.class, CleanupReport.Failure.class)) {
             assertTrue(types.contains(type.getName()), type.getName() + " is serialized by reflection; register it");
         }

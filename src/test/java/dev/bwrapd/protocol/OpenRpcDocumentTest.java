@@ -49,12 +49,12 @@ class OpenRpcDocumentTest {
 
     private static BwrapdMethods methods() {
         // handlers() only binds method references: none of these collaborators is touched.
-        return new BwrapdMethods(JSON, null, null, new CompletableFuture<>(), "9.8.7-test", Map.of(), code -> { });
+        return new BwrapdMethods(JSON, null, null, new CompletableFuture<>(), "9.8.7-test", Map.of(), null, code -> { });
     }
 
     @Test
     void isAnOpenRpcDocument() {
-        assertEquals("1.2.6", doc.path("openrpc").asText());
+        assertEquals("1.3.2", doc.path("openrpc").asText());
         assertTrue(doc.path("info").isObject(), "info");
         assertEquals("bwrapd", doc.path("info").path("title").asText());
         assertTrue(doc.path("info").has("version"), "info.version");
@@ -109,7 +109,9 @@ class OpenRpcDocumentTest {
     void resultSchemasHaveExactlyTheRecordsFields() {
         assertRecordSchema(RunResult.class, "RunResult");
         assertRecordSchema(RunResult.Usage.class, "Usage");
-        assertRecordSchema(RunResult.Captured.class, "Captured");
+        JsonNode captured = doc.path("components").path("schemas").path("Captured");
+        assertEquals(CaptureSerializer.FIELDS, fieldNames(captured.path("properties")), "Captured.properties vs CaptureSerializer");
+        assertEquals(new TreeSet<>(CaptureSerializer.FIELDS), new TreeSet<>(texts(captured.path("required"))));
         assertRecordSchema(CleanupReport.class, "Cleanup");
         assertRecordSchema(CleanupReport.Failure.class, "CleanupFailure");
         assertEquals("#/components/schemas/RunResult", method("sandbox/run").path("result").path("schema").path("$ref").asText());

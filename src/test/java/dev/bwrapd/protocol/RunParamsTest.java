@@ -186,6 +186,9 @@ class RunParamsTest {
                 Arguments.of("readOnlyRoot", "+'readOnlyRoot':'true'"),
                 Arguments.of("hostname", "+'hostname':1"),
                 Arguments.of("hostname", "+'hostname':''"),
+                Arguments.of("hostname", "+'hostname':'" + "é".repeat(33) + "'"), // 33 characters, 66 bytes
+                Arguments.of("command[1]", "{'command':['sh','" + "x".repeat(RunParams.MAX_ARG_STRLEN) + "']}"),
+                Arguments.of("env.A", "+'env':{'A':'" + "é".repeat(RunParams.MAX_ARG_STRLEN / 2) + "'}"),
                 Arguments.of("uid", "+'uid':'1000'"),
                 Arguments.of("uid", "+'uid':1.5"),
                 Arguments.of("uid", "+'uid':-1"),
@@ -325,20 +328,42 @@ class RunParamsTest {
         assertEquals(List.of("/dev/null"), spec.devices());
     }
 
+    @Test
+    void kernelLimitsAreCountedInBytes() throws RpcException {
+        assertEquals("é".repeat(32), parse("'hostname':'" + "é".repeat(32) + "'").hostname(), "64 bytes: the limit");
+        String longest = "x".repeat(RunParams.MAX_ARG_STRLEN - 1);
+        assertEquals(longest, parse("'command':['sh','" + longest + "']").command().get(1));
+        RunParams.checkExecSize(List.of("x".repeat(1_000_000)), List.of("A=" + "y".repeat(1_000_000)));
+        RpcException tooMuch = assertThrows(RpcException.class,
+                () -> RunParams.checkExecSize(List.of("x".repeat(1_100_000)), List.of("A=" + "y".repeat(1_000_000))));
+        assertEquals(-32602, tooMuch.code());
+        assertTrue(tooMuch.getMessage().contains("ARG_MAX"), tooMuch.getMessage());
+    }
+
     // ----- stdin and output forms -----
 
     @Test
     void stdinForms() throws RpcException {
         assertInstanceOf(RunSpec.Stdin.Null.class, parse("'stdin':'null'").stdin());
         RunSpec.Stdin text = parse("'stdin':{'text':'héllo\\n'}").stdin();
-        assertArrayEquals("héllo\n".getBytes(StandardCharsets.UTF_8), ((RunSpec.Stdin.Bytes) text).data());
+        assertArrayEquals("héllo\n".getBytes(StandardCharsets.UTF_8), bytes(((RunSpec.Stdin.Text) text).open()));
         RunSpec.Stdin empty = parse("'stdin':{'text':''}").stdin();
-        assertArrayEquals(new byte[0], ((RunSpec.Stdin.Bytes) empty).data());
+        assertArrayEquals(new byte[0], bytes(((RunSpec.Stdin.Text) empty).open()));
+        String long_ = "aé€𝄞".repeat(100_000); // characters of every length across the encoder's chunks
+        assertArrayEquals(long_.getBytes(StandardCharsets.UTF_8), bytes(new RunSpec.Stdin.Text(long_).open()));
         byte[] all = new byte[256];
         for (int i = 0; i < all.length; i++) all[i] = (byte) i;
         RunSpec.Stdin binary = parse("'stdin':{'base64':'" + java.util.Base64.getEncoder().encodeToString(all) + "'}").stdin();
-        assertArrayEquals(all, ((RunSpec.Stdin.Bytes) binary).data());
+        assertArrayEquals(all, bytes(((RunSpec.Stdin.Base64) binary).open()));
         assertEquals(new RunSpec.Stdin.File("/etc/hostname"), parse("'stdin':{'file':'/etc/hostname'}").stdin());
+    }
+
+    private static byte[] bytes(java.io.InputStream in) {
+        try (in) {
+            return in.readAllBytes();
+        } catch (java.io.IOException e) {
+            throw new AssertionError(e);
+        }
     }
 
     @Test

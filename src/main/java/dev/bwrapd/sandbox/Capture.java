@@ -1,0 +1,229 @@
+package dev.bwrapd.sandbox;
+
+import dev.bwrapd.memory.MemoryBudget;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.SequenceInputStream;
+import java.io.ByteArrayInputStream;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.Arrays;
+
+/**
+ * The captured bytes of one output stream, exact or saying they are not. The first bytes are kept
+ * in memory as far as the memory budget allows (up to {@link Store#memoryBytes()}); the rest, up to
+ * the capture limit, goes to an unlinked temporary file, so nothing below the limit is dropped. It
+ * counts every byte the stream produced: {@link #truncated()} is true exactly when fewer were kept
+ * (beyond the limit, or after a failure, which {@link #error()} then names).
+ *
+ * <p>Independent of who reads the pipe: the reader calls {@link #append} for every chunk, even
+ * after a failure (the pipe must keep draining), then {@link #finish}. The owner reads it back
+ * with {@link #open} (as often as needed: once to measure a response, once to write it) and
+ * {@link #close}s it, which gives back its memory and its file.
+ */
+public final class Capture implements AutoCloseable {
+    /** Where captures keep their bytes: the shared budget, a directory for spool files, the memory part's size. */
+    public record Store(MemoryBudget budget, Path spoolDirectory, int memoryBytes) {}
+
+    private static final byte[] EMPTY = new byte[0];
+
+    private final long limit;
+    private final Store store;
+    private byte[] memory = EMPTY;
+    private int inMemory;
+    private boolean memoryFull;
+    private FileChannel spool;
+    private long spooled;
+    private long size;
+    private String error;
+    private boolean finished;
+    private boolean closed;
+    private final Utf8Check utf8 = new Utf8Check();
+
+    public Capture(long limit, Store store) {
+        if (limit < 0) throw new IllegalArgumentException("negative capture limit: " + limit);
+        this.limit = limit;
+        this.store = store;
+    }
+
+    /** Takes the next bytes of the stream. Never throws: a failure is recorded and counting goes on. */
+    public synchronized void append(byte[] data, int offset, int length) {
+        if (finished) throw new IllegalStateException("the capture has finished");
+        long room = Math.max(0, limit - size);
+        size += length;
+        if (error != null || closed || room == 0) return;
+        int keep = (int) Math.min(room, length);
+        int toMemory = memoryFull || spool != null ? 0 : Math.min(keep, makeRoom(keep));
+        if (toMemory > 0) {
+            System.arraycopy(data, offset, memory, inMemory, toMemory);
+            inMemory += toMemory;
+            utf8.scan(data, offset, toMemory);
+        }
+        if (keep > toMemory) toSpool(data, offset + toMemory, keep - toMemory);
+    }
+
+    /** Grows the memory part toward {@code wanted} more bytes within the budget; how many fit. */
+    private int makeRoom(int wanted) {
+        int free = memory.length - inMemory;
+        if (free >= wanted) return wanted;
+        int capacity = (int) Math.min(store.memoryBytes(), Math.max((long) memory.length * 2, (long) inMemory + wanted));
+        capacity = Math.max(capacity, Math.min(store.memoryBytes(), 4096));
+        if (capacity > memory.length && store.budget().tryReserve(capacity - memory.length)) {
+            memory = Arrays.copyOf(memory, capacity);
+            free = capacity - inMemory;
+        }
+        if (free < wanted) memoryFull = true; // from here on everything goes to the file, in order
+        return free;
+    }
+
+    private void toSpool(byte[] data, int offset, int length) {
+        try {
+            if (spool == null) spool = openSpool(store.spoolDirectory());
+            ByteBuffer buffer = ByteBuffer.wrap(data, offset, length);
+            while (buffer.hasRemaining()) spool.write(buffer, spooled + (length - buffer.remaining()));
+            spooled += length;
+            utf8.scan(data, offset, length);
+        } catch (IOException | RuntimeException e) {
+            fail("cannot keep the output beyond " + kept() + " bytes in a file: " + e.getMessage());
+        }
+    }
+
+    /** A file that has no name from the start (unlinked at once), so nothing is left behind whatever happens. */
+    private static FileChannel openSpool(Path directory) throws IOException {
+        Path file = Files.createTempFile(directory, "bwrapd-capture-", ".spool");
+        try {
+            return FileChannel.open(file, StandardOpenOption.READ, StandardOpenOption.WRITE);
+        } finally {
+            Files.delete(file);
+        }
+    }
+
+    /** The stream could not be read (or kept) further: what was kept stays, marked as incomplete. */
+    public synchronized void fail(String why) {
+        if (error == null) error = why;
+    }
+
+    /** The stream has ended. */
+    public synchronized void finish() {
+        finished = true;
+    }
+
+    /** Every byte the stream produced, kept or not. */
+    public synchronized long size() {
+        return size;
+    }
+
+    /** The bytes kept, which {@link #open} returns. */
+    public synchronized long kept() {
+        return inMemory + spooled;
+    }
+
+    /** Whether bytes are missing: beyond the limit, or after a failure. */
+    public synchronized boolean truncated() {
+        return kept() < size || error != null;
+    }
+
+    /** Why the capture is incomplete beyond its limit (a read or spool failure), or null. */
+    public synchronized String error() {
+        return error;
+    }
+
+    /** Whether the kept bytes are valid UTF-8 (a character cut by the limit makes them not). */
+    public synchronized boolean isText() {
+        return utf8.complete();
+    }
+
+    /** The kept bytes from the first; each call starts again. Valid until {@link #close}. */
+    public synchronized InputStream open() {
+        InputStream head = new ByteArrayInputStream(memory, 0, inMemory);
+        if (spool == null) return head;
+        return new SequenceInputStream(head, new SpoolStream(spool, spooled));
+    }
+
+    /** Gives back the memory and the spool file; what is appended afterwards is only counted. */
+    @Override
+    public synchronized void close() {
+        closed = true;
+        if (memory.length > 0) store.budget().release(memory.length);
+        memory = EMPTY;
+        inMemory = 0;
+        spooled = 0;
+        if (spool != null) {
+            try {
+                spool.close();
+            } catch (IOException ignored) {
+                // the file has no name: its space is freed with the descriptor anyway
+            }
+            spool = null;
+        }
+    }
+
+    /** Reads a spool file from the start by position, so several readers never disturb each other. */
+    private static final class SpoolStream extends InputStream {
+        private final FileChannel channel;
+        private final long end;
+        private long position;
+
+        SpoolStream(FileChannel channel, long end) {
+            this.channel = channel;
+            this.end = end;
+        }
+
+        @Override
+        public int read() throws IOException {
+            byte[] one = new byte[1];
+            return read(one, 0, 1) < 0 ? -1 : one[0] & 0xff;
+        }
+
+        @Override
+        public int read(byte[] b, int off, int len) throws IOException {
+            if (position >= end) return -1;
+            int n = channel.read(ByteBuffer.wrap(b, off, (int) Math.min(len, end - position)), position);
+            if (n < 0) throw new IOException("the capture's spool file ended early");
+            position += n;
+            return n;
+        }
+    }
+
+    /** Incremental UTF-8 validation (RFC 3629: no overlong forms, surrogates or code points past U+10FFFF). */
+    static final class Utf8Check {
+        private boolean valid = true;
+        private int need;
+        private int low = 0x80, high = 0xbf;
+
+        void scan(byte[] data, int offset, int length) {
+            int end = offset + length;
+            for (int i = offset; valid && i < end; i++) {
+                int c = data[i] & 0xff;
+                if (need == 0) {
+                    if (c < 0x80) continue;
+                    low = 0x80;
+                    high = 0xbf;
+                    if (c >= 0xc2 && c <= 0xdf) need = 1;
+                    else if (c == 0xe0) { need = 2; low = 0xa0; }
+                    else if (c == 0xed) { need = 2; high = 0x9f; }
+                    else if (c >= 0xe1 && c <= 0xef) need = 2;
+                    else if (c == 0xf0) { need = 3; low = 0x90; }
+                    else if (c == 0xf4) { need = 3; high = 0x8f; }
+                    else if (c >= 0xf1 && c <= 0xf3) need = 3;
+                    else valid = false;
+                } else if (c < low || c > high) {
+                    valid = false;
+                } else {
+                    need--;
+                    low = 0x80;
+                    high = 0xbf;
+                }
+            }
+        }
+
+        /** Valid so far and not inside a character. */
+        boolean complete() {
+            return valid && need == 0;
+        }
+    }
+}

@@ -1,0 +1,175 @@
+package dev.bwrapd.sandbox;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.bwrapd.Main;
+import dev.bwrapd.memory.MemoryBudget;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Base64;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class CaptureTest {
+    @TempDir
+    Path spool;
+
+    private Capture capture(long limit, MemoryBudget budget, int memoryBytes) {
+        return new Capture(limit, new Capture.Store(budget, spool, memoryBytes));
+    }
+
+    private static byte[] read(Capture capture) throws IOException {
+        try (InputStream in = capture.open()) {
+            return in.readAllBytes();
+        }
+    }
+
+    private static byte[] random(int n, long seed) {
+        byte[] data = new byte[n];
+        new Random(seed).nextBytes(data);
+        return data;
+    }
+
+    /** Feeds the data in pieces of varying size, as a pipe would. */
+    private static void feed(Capture capture, byte[] data) {
+        int offset = 0;
+        for (int step = 1; offset < data.length; step = step * 3 % 70_001 + 1) {
+            int n = Math.min(step, data.length - offset);
+            capture.append(data, offset, n);
+            offset += n;
+        }
+    }
+
+    @Test
+    void keepsEveryByteBelowTheLimitInMemoryAndInTheSpoolFile() throws IOException {
+        MemoryBudget budget = new MemoryBudget(1 << 20);
+        byte[] data = random(3_000_000, 1);
+        try (Capture capture = capture(4_000_000, budget, 64 * 1024)) {
+            feed(capture, data);
+            capture.finish();
+            assertEquals(data.length, capture.size());
+            assertEquals(data.length, capture.kept());
+            assertFalse(capture.truncated());
+            assertNull(capture.error());
+            assertArrayEquals(data, read(capture));
+            assertArrayEquals(data, read(capture), "can be read again");
+            assertTrue(budget.used() <= 64 * 1024, "at most the memory part is held: " + budget.used());
+            try (var files = Files.list(spool)) {
+                assertEquals(0, files.count(), "the spool file has no name");
+            }
+        }
+        assertEquals(0, budget.used(), "closing gives the memory back");
+    }
+
+    @Test
+    void truncatesExactlyAtTheLimitAndCountsTheRest() throws IOException {
+        byte[] data = "0123456789".repeat(100).getBytes(StandardCharsets.US_ASCII);
+        try (Capture capture = capture(333, new MemoryBudget(1 << 20), 100)) {
+            feed(capture, data);
+            capture.finish();
+            assertEquals(1000, capture.size());
+            assertEquals(333, capture.kept());
+            assertTrue(capture.truncated());
+            assertArrayEquals(java.util.Arrays.copyOf(data, 333), read(capture));
+        }
+    }
+
+    @Test
+    void aFullBudgetSendsTheBytesToTheFileInstead() throws IOException {
+        MemoryBudget budget = new MemoryBudget(1000);
+        assertTrue(budget.tryReserve(1000));
+        byte[] data = random(200_000, 2);
+        try (Capture capture = capture(1 << 20, budget, 64 * 1024)) {
+            feed(capture, data);
+            capture.finish();
+            assertFalse(capture.truncated());
+            assertArrayEquals(data, read(capture));
+        }
+        assertEquals(1000, budget.used());
+    }
+
+    @Test
+    void aLimitOfZeroKeepsNothingAndSaysSo() throws IOException {
+        try (Capture capture = capture(0, new MemoryBudget(1 << 20), 1024)) {
+            capture.append(new byte[10], 0, 10);
+            capture.finish();
+            assertTrue(capture.truncated());
+            assertEquals(0, read(capture).length);
+        }
+    }
+
+    @Test
+    void aFailureKeepsWhatWasReadAndIsNeverExact() {
+        try (Capture capture = capture(100, new MemoryBudget(1 << 20), 1024)) {
+            capture.append(new byte[] {'a'}, 0, 1);
+            capture.fail("cannot read the output: EIO");
+            capture.append(new byte[] {'b'}, 0, 1);
+            capture.finish();
+            assertTrue(capture.truncated());
+            assertEquals("cannot read the output: EIO", capture.error());
+            assertEquals(1, capture.kept());
+            assertEquals(2, capture.size());
+        }
+    }
+
+    @Test
+    void anUnusableSpoolDirectoryIsAnErrorNotALoss() {
+        Capture capture = new Capture(1 << 20, new Capture.Store(new MemoryBudget(1 << 20), spool.resolve("missing"), 16));
+        capture.append(new byte[100], 0, 100);
+        capture.finish();
+        assertTrue(capture.truncated());
+        assertTrue(capture.error().startsWith("cannot keep the output beyond 16 bytes in a file"), capture.error());
+        capture.close();
+    }
+
+    @Test
+    void textOnlyWhenTheKeptBytesAreWholeUtf8() {
+        byte[] accent = "aé".getBytes(StandardCharsets.UTF_8); // 3 bytes
+        try (Capture whole = capture(3, new MemoryBudget(1 << 20), 1024); Capture cut = capture(2, new MemoryBudget(1 << 20), 1024)) {
+            whole.append(accent, 0, 3);
+            cut.append(accent, 0, 3);
+            assertTrue(whole.isText());
+            assertFalse(cut.isText(), "a character cut by the limit");
+        }
+        for (String bad : new String[] {"c0af", "eda080", "f4908080", "ff", "e282"}) {
+            Capture.Utf8Check check = new Capture.Utf8Check();
+            byte[] bytes = java.util.HexFormat.of().parseHex(bad);
+            check.scan(bytes, 0, bytes.length);
+            assertFalse(check.complete(), bad);
+        }
+        Capture.Utf8Check check = new Capture.Utf8Check();
+        byte[] all = "x€𝄞é\u0000".getBytes(StandardCharsets.UTF_8);
+        for (byte b : all) check.scan(new byte[] {b}, 0, 1); // one byte at a time, across every boundary
+        assertTrue(check.complete());
+    }
+
+    @Test
+    void writtenAsTheProtocolsObjectStreamedFromTheSpool() throws IOException {
+        ObjectMapper json = Main.jsonMapper(1 << 20);
+        byte[] text = "line\n".repeat(50_000).getBytes(StandardCharsets.UTF_8);
+        byte[] binary = random(70_000, 3);
+        try (Capture t = capture(1 << 20, new MemoryBudget(1 << 20), 1000); Capture b = capture(1 << 20, new MemoryBudget(1 << 20), 1000)) {
+            feed(t, text);
+            feed(b, binary);
+            JsonNode asText = json.readTree(json.writeValueAsBytes(t));
+            assertEquals(new String(text, StandardCharsets.UTF_8), asText.get("text").textValue());
+            assertTrue(asText.get("base64").isNull());
+            assertFalse(asText.get("truncated").booleanValue());
+            assertTrue(asText.get("error").isNull());
+            JsonNode asBase64 = json.readTree(json.writeValueAsBytes(b));
+            assertTrue(asBase64.get("text").isNull());
+            assertArrayEquals(binary, Base64.getDecoder().decode(asBase64.get("base64").textValue()));
+        }
+    }
+}

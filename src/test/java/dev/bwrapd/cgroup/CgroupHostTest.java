@@ -80,14 +80,20 @@ class CgroupHostTest {
         assertNull(CgroupHost.locate(new CgroupHost.Mount(mountPoint, "/", true, Set.of()), "/../../etc"));
     }
 
+    /** A v2 cgroup directory as the kernel shows it, for detection on a fake cgroupfs. */
+    private static Path fakeCgroup(Path dir, String procs, String controllers, String subtreeControl) throws Exception {
+        Files.createDirectories(dir);
+        Files.writeString(dir.resolve("cgroup.procs"), procs);
+        Files.writeString(dir.resolve("cgroup.controllers"), controllers);
+        Files.writeString(dir.resolve("cgroup.subtree_control"), subtreeControl);
+        return dir;
+    }
+
     @Test
     void aPureV2HostDelegatingControllersToAnExistingSubtree(@TempDir Path fs) throws Exception {
         // A user's service cgroup where systemd delegated memory, pids and cpu, and bwrapd runs in
-        // a cgroup of its own whose subtree already has them (the leaf move is tested on the real host).
-        Path own = Files.createDirectories(fs.resolve("user.slice/user@1000.service/app.slice/build.scope"));
-        Files.writeString(own.resolve("cgroup.procs"), "");
-        Files.writeString(own.resolve("cgroup.controllers"), "cpu memory pids\n");
-        Files.writeString(own.resolve("cgroup.subtree_control"), "cpu memory pids\n");
+        // a cgroup of its own whose subtree already has them.
+        Path own = fakeCgroup(fs.resolve("user.slice/user@1000.service/app.slice/build.scope"), "", "cpu memory pids\n", "cpu memory pids\n");
         String mountinfo = "25 22 0:23 / " + fs + " rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
         CgroupHost host = CgroupHost.detect("0::/user.slice/user@1000.service/app.slice/build.scope\n", mountinfo, null, 4242);
         assertEquals(own, host.v2Base());
@@ -101,10 +107,7 @@ class CgroupHostTest {
     @Test
     void sharedOwnCgroupKeepsItsControllersOff(@TempDir Path fs) throws Exception {
         // Others (the client, a shell) share our cgroup: enabling controllers would need them moved.
-        Path own = Files.createDirectories(fs.resolve("session.scope"));
-        Files.writeString(own.resolve("cgroup.procs"), "100\n4242\n");
-        Files.writeString(own.resolve("cgroup.controllers"), "cpu memory pids\n");
-        Files.writeString(own.resolve("cgroup.subtree_control"), "");
+        Path own = fakeCgroup(fs.resolve("session.scope"), "100\n4242\n", "cpu memory pids\n", "");
         String mountinfo = "25 22 0:23 / " + fs + " rw - cgroup2 cgroup2 rw\n";
         CgroupHost host = CgroupHost.detect("0::/session.scope\n", mountinfo, null, 4242);
         assertEquals(own, host.v2Base(), "sandboxes still get cgroups: kill and freeze need no controller");
@@ -114,6 +117,18 @@ class CgroupHostTest {
         Map<String, String> mechanisms = Mechanisms.of(host);
         assertFalse(mechanisms.containsKey("memoryBytes"));
         assertEquals("rlimit RLIMIT_CPU", mechanisms.get("cpuMs"));
+    }
+
+    @Test
+    void aLoneHelperMovesIntoALeafThenEnablesControllers(@TempDir Path fs) throws Exception {
+        // bwrapd alone in its cgroup: it moves into the leaf, then asks for the controllers (on a
+        // real cgroupfs each write to cgroup.subtree_control is one request; here they land in a file).
+        Path own = fakeCgroup(fs.resolve("app.slice/build.scope"), "4242\n", "cpu memory pids\n", "");
+        Path leaf = Files.createDirectories(own.resolve(CgroupHost.SELF_LEAF));
+        Files.writeString(leaf.resolve("cgroup.procs"), "");
+        CgroupHost.detect("0::/app.slice/build.scope\n", "25 22 0:23 / " + fs + " rw - cgroup2 cgroup2 rw\n", null, 4242);
+        assertEquals("4242", Files.readString(leaf.resolve("cgroup.procs")), "moved into the leaf first");
+        assertTrue(Files.readString(own.resolve("cgroup.subtree_control")).startsWith("+"), "then enabled controllers");
     }
 
     @Test

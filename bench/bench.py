@@ -343,6 +343,47 @@ def find_jdk():
     return None, {}
 
 
+class Build:
+    """One build of bwrapd under test: the native binary, or the JVM build through the launcher."""
+
+    def __init__(self, name, command, env, label, jvm, size_bytes):
+        self.name, self.command, self.env, self.label, self.jvm, self.size_bytes = name, command, env, label, jvm, size_bytes
+
+    def start(self, env=None):
+        return Helper(self.command, env=env or self.env)
+
+
+def tree_size(path):
+    total = 0
+    for directory, _, files in os.walk(path):
+        for name in files:
+            total += os.lstat(os.path.join(directory, name)).st_size
+    return total
+
+
+def find_builds(helper):
+    """The builds to compare: --helper alone if given, else both builds of this checkout that exist."""
+    if helper:
+        label, jvm = helper_mode([helper])
+        return [Build("bwrapd", [helper], None, label, jvm, None)]
+    target = os.path.join(REPO, "target")
+    builds = []
+    natives = sorted(n for n in os.listdir(target) if n.startswith("bwrapd-") and n.endswith("-runner")) \
+        if os.path.isdir(target) else []
+    if natives:
+        binary = os.path.join(target, natives[0])
+        builds.append(Build("native", [binary], None, "native image (target/%s)" % natives[0], False,
+                            os.path.getsize(binary)))
+    if os.path.isfile(os.path.join(target, "quarkus-app", "quarkus-run.jar")):
+        aot = os.path.join(target, "bwrapd.aot")
+        size = tree_size(os.path.join(target, "quarkus-app")) + (os.path.getsize(aot) if os.path.isfile(aot) else 0)
+        label = "JVM, AOT cache target/bwrapd.aot" if os.path.isfile(aot) else "JVM, no AOT cache"
+        builds.append(Build("jvm", [os.path.join(REPO, "bwrapd")], dict(os.environ, BWRAPD_JVM="1"), label, True, size))
+    if not builds:
+        raise SystemExit("bench: nothing built; run ./mvnw package -DskipTests (and/or -Dnative) first")
+    return builds
+
+
 def helper_mode(helper_cmd):
     launcher = os.path.realpath(helper_cmd[0])
     if os.path.basename(launcher) != "bwrapd":
@@ -360,7 +401,7 @@ def helper_mode(helper_cmd):
     return "JVM, no AOT cache", False
 
 
-def machine(helper_cmd, init):
+def machine(builds, init):
     home, fields = find_jdk()
     jdk = None
     if home:
@@ -375,8 +416,7 @@ def machine(helper_cmd, init):
         "jdk": jdk,
         "python": platform.python_version(),
         "buildstream": package_version("python3-buildstream"),
-        "helper": helper_mode(helper_cmd)[0],
-        "helper_command": " ".join(helper_cmd),
+        "builds": {b.name: {"label": b.label, "command": " ".join(b.command), "size_bytes": b.size_bytes} for b in builds},
         "uid": os.getuid(),
         "userNamespaces": init["capabilities"].get("userNamespaces"),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -394,32 +434,36 @@ def run_params(root, **extra):
     return params
 
 
-def bench_latency(helper, roots, bst, runs, warmup):
-    """1. One run at a time, three contenders interleaved; milliseconds per run."""
+def bench_latency(helpers, roots, bst, runs, warmup):
+    """1. One run at a time, every contender interleaved; milliseconds per run. `helpers` maps each
+    build's name to a running helper; the first one also runs on the bare root."""
     params = run_params(roots["bwrapd"])
     bare_params = run_params(roots["bare"])
-    inv = Invocation(helper.call("sandbox/argv", run_params(roots["popen"])))
+    primary = next(iter(helpers))
+    inv = Invocation(helpers[primary].call("sandbox/argv", run_params(roots["popen"])))
 
     def bwrapd_bare():
         c = time.process_time()
         t = time.perf_counter()
-        result = helper.call("sandbox/run", bare_params)
+        result = helpers[primary].call("sandbox/run", bare_params)
         elapsed = time.perf_counter() - t
-        cpu["bwrapd_bare"] += time.process_time() - c
+        cpu["bare"] += time.process_time() - c
         check_run(result, "bwrapd (bare root)")
         if not result["cleanup"]["ok"] or "/proc" not in result["cleanup"]["removed"]:
             raise SystemExit("bench: the bare-root run did not clean up as expected: %s" % result["cleanup"])
         return elapsed
 
-    def bwrapd():
-        c = time.process_time()
-        t = time.perf_counter()
-        result = helper.call("sandbox/run", params)
-        elapsed = time.perf_counter() - t
-        cpu["bwrapd"] += time.process_time() - c
-        check_run(result, "bwrapd")
-        server_ms.append(result["durationMs"])
-        return elapsed
+    def bwrapd(name):
+        def run():
+            c = time.process_time()
+            t = time.perf_counter()
+            result = helpers[name].call("sandbox/run", params)
+            elapsed = time.perf_counter() - t
+            cpu[name] += time.process_time() - c
+            check_run(result, "bwrapd " + name)
+            server_ms[name].append(result["durationMs"])
+            return elapsed
+        return run
 
     def popen():
         c = time.process_time()
@@ -437,16 +481,17 @@ def bench_latency(helper, roots, bst, runs, warmup):
         cpu["buildstream"] += time.process_time() - c
         return elapsed
 
-    contenders = [("bwrapd", bwrapd), ("popen", popen)]
+    contenders = [(name, bwrapd(name)) for name in helpers] + [("popen", popen)]
     if bst is not None:
         contenders.append(("buildstream", buildstream))
-    contenders.append(("bwrapd_bare", bwrapd_bare))
-    server_ms = []
+    contenders.append(("bare", bwrapd_bare))
+    server_ms = {name: [] for name in helpers}
     cpu = {name: 0.0 for name, _ in contenders}
     for _ in range(warmup):
         for _, fn in contenders:
             fn()
-    server_ms.clear()
+    for values in server_ms.values():
+        values.clear()
     cpu.update((name, 0.0) for name in cpu)
     times = {name: [] for name, _ in contenders}
     for i in range(runs):
@@ -454,20 +499,25 @@ def bench_latency(helper, roots, bst, runs, warmup):
         for name, fn in contenders[k:] + contenders[:k]:
             times[name].append(fn() * 1000.0)
     out = {name: summary(v) for name, v in times.items()}
-    out["bwrapd_server_durationMs"] = summary(server_ms)
+    out["durationMs"] = {name: summary(v) for name, v in server_ms.items()}
+    out["primary"] = primary
     # CPU milliseconds per run spent by the orchestrating process(es), not by bwrap or the command:
     # for bwrapd the helper (all its threads) plus this client; for the others this Python process.
     # The helper's CPU time is only readable per process, in clock ticks: it is taken over a block of
     # runs of one kind after the interleaved part.
-    out["cpu_ms_per_run"] = {"bwrapd_client": cpu["bwrapd"] * 1000 / runs}
+    out["cpu_ms_per_run"] = {name: {"client": cpu[name] * 1000 / runs} for name in helpers}
     for name in cpu:
-        if not name.startswith("bwrapd"):
+        if name not in helpers and name != "bare":
             out["cpu_ms_per_run"][name] = cpu[name] * 1000 / runs
-    for key, fn in (("bwrapd_helper", bwrapd), ("bwrapd_helper_bare", bwrapd_bare)):
+    for name, fn in [(name, bwrapd(name)) for name in helpers] + [("bare", bwrapd_bare)]:
+        helper = helpers[primary if name == "bare" else name]
         before = helper.cpu_seconds()
         for _ in range(runs):
             fn()
-        out["cpu_ms_per_run"][key] = (helper.cpu_seconds() - before) * 1000 / runs
+        if name == "bare":
+            out["cpu_ms_per_run"][primary]["helper_bare"] = (helper.cpu_seconds() - before) * 1000 / runs
+        else:
+            out["cpu_ms_per_run"][name]["helper"] = (helper.cpu_seconds() - before) * 1000 / runs
     out["raw"] = times
     out["argv"] = [inv.executable] + inv.argv[1:]
     return out
@@ -521,29 +571,34 @@ def popen_threads(inv, total, threads):
     return total / elapsed
 
 
-def bench_throughput(helper, roots, levels, total, rounds):
+def bench_throughput(helpers, roots, levels, total, rounds):
     """2. Runs per second with `level` runs in flight; each round does total/rounds runs per contender."""
     params = run_params(roots["bwrapd"])
-    inv = Invocation(helper.call("sandbox/argv", run_params(roots["popen"])))
+    inv = Invocation(next(iter(helpers.values())).call("sandbox/argv", run_params(roots["popen"])))
     per_round = max(1, total // rounds)
+    names = list(helpers) + ["popen"]
     results = {}
     for level in levels:
-        results[level] = {"bwrapd": [], "popen": []}
+        results[level] = {name: [] for name in names}
     # warm-up: one short round of each
     for level in levels:
-        bwrapd_pipelined(helper, params, level, level)
+        for helper in helpers.values():
+            bwrapd_pipelined(helper, params, level, level)
         popen_threads(inv, level, level)
-    cpu = {(level, name): 0.0 for level in levels for name in ("bwrapd", "popen")}
+    cpu = {(level, name): 0.0 for level in levels for name in names}
+
+    def helper_cpu(name):
+        return helpers[name].cpu_seconds() if name in helpers else 0
+
     for r in range(rounds):
         for level in levels:
-            pair = [("bwrapd", lambda: bwrapd_pipelined(helper, params, per_round, level)),
-                    ("popen", lambda: popen_threads(inv, per_round, level))]
-            if r % 2:
-                pair.reverse()
-            for name, fn in pair:
-                c = time.process_time() + (helper.cpu_seconds() if name == "bwrapd" else 0)
+            contenders = [(name, lambda name=name: bwrapd_pipelined(helpers[name], params, per_round, level)) for name in helpers]
+            contenders.append(("popen", lambda: popen_threads(inv, per_round, level)))
+            k = r % len(contenders)
+            for name, fn in contenders[k:] + contenders[:k]:
+                c = time.process_time() + helper_cpu(name)
                 results[level][name].append(fn())
-                cpu[(level, name)] += time.process_time() + (helper.cpu_seconds() if name == "bwrapd" else 0) - c
+                cpu[(level, name)] += time.process_time() + helper_cpu(name) - c
     out = {}
     for level, by in results.items():
         # overall rate over all rounds: runs / total time (harmonic mean of the round rates)
@@ -554,22 +609,25 @@ def bench_throughput(helper, roots, levels, total, rounds):
     return out
 
 
-def bench_startup(helper_cmd, samples, jvm, root):
+def bench_startup(builds, samples, root):
     """3. Spawn to initialize response, milliseconds; memory right after initialize; the first
     sandbox run of a fresh helper (cold code); and, for the JVM build, the JVM alone."""
-    modes = [("default", None)]
-    if jvm:
-        modes.append(("no-aot", dict(os.environ, BWRAPD_JVM_OPTS="-XX:AOTMode=off")))
-    times = {name: [] for name, _ in modes}
-    first = {name: [] for name, _ in modes}
-    memory = {name: [] for name, _ in modes}
+    modes = []
+    for build in builds:
+        modes.append((build.name, build, None))
+        if build.jvm:
+            modes.append((build.name + "-no-aot", build, dict(build.env or os.environ, BWRAPD_JVM_OPTS="-XX:AOTMode=off")))
+    jvm = any(build.jvm for build in builds)
+    times = {name: [] for name, _, _ in modes}
+    first = {name: [] for name, _, _ in modes}
+    memory = {name: [] for name, _, _ in modes}
     floor = []
     home, _ = find_jdk()
     for i in range(samples):
-        order = modes if i % 2 == 0 else list(reversed(modes))
-        for name, env in order:
+        k = i % len(modes)
+        for name, build, env in modes[k:] + modes[:k]:
             t = time.perf_counter()
-            h = Helper(helper_cmd, env=env)
+            h = build.start(env)
             try:
                 h.call("initialize", {"clientName": "bench"})
                 times[name].append((time.perf_counter() - t) * 1000.0)
@@ -619,7 +677,7 @@ def bench_memory_under_load(helper, root, concurrent):
     return sample
 
 
-def bench_streaming(helper, roots, mib, rounds, tmpdir):
+def bench_streaming(helpers, roots, mib, rounds, tmpdir):
     """5. MB/s for `mib` MiB of text on stdout (cat of a 1 MiB file, `mib` times), three ways, interleaved."""
     size = mib * MiB
     # cat (sendfile) of a cached file: the command costs little, so the transport is what is measured
@@ -628,9 +686,10 @@ def bench_streaming(helper, roots, mib, rounds, tmpdir):
                      "readOnlyRoot": True, "env": {"PATH": PATH}}
     out_file = os.path.join(tmpdir, "stream-out")
     file_params = dict(stream_params, stdout={"file": out_file})
-    inv = Invocation(helper.call("sandbox/argv", dict(stream_params, root=roots["popen"], stdout="capture")))
+    inv = Invocation(next(iter(helpers.values())).call("sandbox/argv", dict(stream_params, root=roots["popen"], stdout="capture")))
 
-    def stream():
+    def stream(name):
+        helper = helpers[name]
         got = [0]
 
         def on_output(message):
@@ -646,18 +705,19 @@ def bench_streaming(helper, roots, mib, rounds, tmpdir):
         t = time.perf_counter()
         result = helper.call("sandbox/run", stream_params, on_notification=on_output)
         elapsed = time.perf_counter() - t
-        cpu["bwrapd_stream"] += helper.cpu_seconds() - hc + time.process_time() - c
+        cpu[name + "_stream"] += helper.cpu_seconds() - hc + time.process_time() - c
         check_run(result, "stream")
         if got[0] != size:
             raise SystemExit("bench: stream mode delivered %d bytes, not %d" % (got[0], size))
         return size / elapsed / 1e6
 
-    def to_file():
+    def to_file(name):
+        helper = helpers[name]
         c, hc = time.process_time(), helper.cpu_seconds()
         t = time.perf_counter()
         result = helper.call("sandbox/run", file_params)
         elapsed = time.perf_counter() - t
-        cpu["bwrapd_file"] += helper.cpu_seconds() - hc + time.process_time() - c
+        cpu[name + "_file"] += helper.cpu_seconds() - hc + time.process_time() - c
         check_run(result, "file")
         got = os.path.getsize(out_file)
         os.unlink(out_file)
@@ -686,7 +746,10 @@ def bench_streaming(helper, roots, mib, rounds, tmpdir):
             raise SystemExit("bench: Popen read %d bytes, not %d" % (got, size))
         return size / elapsed / 1e6
 
-    contenders = [("bwrapd_stream", stream), ("bwrapd_file", to_file), ("popen_pipe", popen_pipe)]
+    contenders = []
+    for name in helpers:
+        contenders += [(name + "_stream", lambda name=name: stream(name)), (name + "_file", lambda name=name: to_file(name))]
+    contenders.append(("popen_pipe", popen_pipe))
     rates = {name: [] for name, _ in contenders}
     cpu = {name: 0.0 for name, _ in contenders}
     for i in range(rounds):
@@ -706,6 +769,10 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
+def build_label(res, name):
+    return {"native": "bwrapd native", "jvm": "bwrapd JVM"}.get(name, "bwrapd")
+
+
 def report_markdown(res):
     m = res["machine"]
     lat = res["latency"]
@@ -713,6 +780,7 @@ def report_markdown(res):
     st = res["startup"]
     mem = res["memory"]
     stream = res["streaming"]
+    names = list(m["builds"])
     lines = []
     add = lines.append
     add("# bwrapd benchmark results")
@@ -726,7 +794,10 @@ def report_markdown(res):
     add("| kernel | %s |" % m["kernel"])
     add("| bwrap | %s |" % m["bwrap"])
     add("| JDK | %s |" % m["jdk"])
-    add("| helper | `%s`: %s, version %s |" % (m["helper_command"], m["helper"], res.get("server_version")))
+    for name, build in m["builds"].items():
+        size = " (%.1f MB)" % (build["size_bytes"] / 1e6) if build["size_bytes"] else ""
+        add("| %s | `%s`: %s%s, version %s |" % (build_label(res, name), build["command"], build["label"], size,
+                                                res.get("server_version")))
     add("| Python / BuildStream | %s / %s |" % (m["python"], m["buildstream"]))
     add("| user | uid %s, user namespaces %s |" % (m["uid"], m["userNamespaces"]))
     add("| load average (1 min) | %s at start, %s at end (other work was running on the machine) |"
@@ -734,91 +805,116 @@ def report_markdown(res):
     add("")
     add("## 1. Latency of one `/bin/true` sandbox (busybox root, read-only, stdout/stderr discarded)")
     add("")
-    add("%d runs each, interleaved; milliseconds from request to answer." % lat["bwrapd"]["n"])
+    add("%d runs each, interleaved; milliseconds from request to answer." % lat[names[0]]["n"])
     add("")
     add("| contender | median ms | p90 ms | mean ms | min ms |")
     add("| --- | ---: | ---: | ---: | ---: |")
-    labels = {"bwrapd": "bwrapd `sandbox/run` (one helper)", "popen": "Python `subprocess.Popen`, same bwrap argv",
-              "buildstream": "BuildStream 1.6 `SandboxBwrap.run()`",
-              "bwrapd_bare": "bwrapd, bare root (removes /dev/*, /dev, /proc, /tmp after each run)"}
-    for name in ("bwrapd", "popen", "buildstream", "bwrapd_bare"):
+    labels = {name: "%s `sandbox/run` (one helper)" % build_label(res, name) for name in names}
+    labels.update({"popen": "Python `subprocess.Popen`, same bwrap argv",
+                   "buildstream": "BuildStream 1.6 `SandboxBwrap.run()`",
+                   "bare": "%s, bare root (removes /dev/*, /dev, /proc, /tmp after each run)" % build_label(res, lat["primary"])})
+    for name in names + ["popen", "buildstream", "bare"]:
         if name in lat:
             s = lat[name]
             add("| %s | %.2f | %.2f | %.2f | %.2f |" % (labels[name], s["median"], s["p90"], s["mean"], s["min"]))
-    s = lat["bwrapd_server_durationMs"]
-    add("| (bwrapd's own `durationMs`, inside the helper) | %.2f | %.2f | %.2f | %.2f |"
-        % (s["median"], s["p90"], s["mean"], s["min"]))
+    for name in names:
+        s = lat["durationMs"][name]
+        add("| (%s's own `durationMs`, inside the helper) | %.2f | %.2f | %.2f | %.2f |"
+            % (build_label(res, name), s["median"], s["p90"], s["mean"], s["min"]))
     add("")
-    r_popen = lat["bwrapd"]["median"] / lat["popen"]["median"]
-    add("- bwrapd / Popen: **%.3f** (median), %.3f (p90). Target <= 1.05: %s."
-        % (r_popen, lat["bwrapd"]["p90"] / lat["popen"]["p90"], verdict(r_popen <= 1.05)))
-    if "buildstream" in lat:
-        add("- bwrapd / BuildStream: **%.3f** (median), %.3f (p90)."
-            % (lat["bwrapd"]["median"] / lat["buildstream"]["median"], lat["bwrapd"]["p90"] / lat["buildstream"]["p90"]))
+    for name in names:
+        r_popen = lat[name]["median"] / lat["popen"]["median"]
+        add("- %s / Popen: **%.3f** (median), %.3f (p90). Target <= 1.05: %s."
+            % (build_label(res, name), r_popen, lat[name]["p90"] / lat["popen"]["p90"], verdict(r_popen <= 1.05)))
+        if "buildstream" in lat:
+            add("- %s / BuildStream: **%.3f** (median), %.3f (p90)." % (
+                build_label(res, name), lat[name]["median"] / lat["buildstream"]["median"],
+                lat[name]["p90"] / lat["buildstream"]["p90"]))
+    if "native" in lat and "jvm" in lat:
+        add("- native / JVM: **%.3f** (median). Target <= 1: %s." % (
+            lat["native"]["median"] / lat["jvm"]["median"], verdict(lat["native"]["median"] <= lat["jvm"]["median"])))
     c = lat["cpu_ms_per_run"]
-    add("- CPU time of the orchestrating process per run (not bwrap's, not the command's): bwrapd helper %.2f ms"
-        " (%.2f ms on the bare root) + its Python client %.2f ms; Popen %.2f ms%s." % (
-            c["bwrapd_helper"], c["bwrapd_helper_bare"], c["bwrapd_client"], c["popen"],
-            "; BuildStream %.2f ms" % c["buildstream"] if "buildstream" in c else ""))
+    parts = ["%s helper %.2f ms (%s+ its Python client %.2f ms)" % (
+        build_label(res, name), c[name]["helper"],
+        "%.2f ms on the bare root, " % c[name]["helper_bare"] if "helper_bare" in c[name] else "", c[name]["client"])
+        for name in names]
+    add("- CPU time of the orchestrating process per run (not bwrap's, not the command's): %s; Popen %.2f ms%s." % (
+        "; ".join(parts), c["popen"], "; BuildStream %.2f ms" % c["buildstream"] if "buildstream" in c else ""))
     add("")
     add("## 2. Throughput (runs per second, same `/bin/true` run)")
     add("")
-    add("| in flight | bwrapd (pipelined, one helper) | Python threads doing Popen | bwrapd / Python |"
-        " CPU ms per run: bwrapd helper + client / Python |")
-    add("| ---: | ---: | ---: | ---: | ---: |")
+    add("| in flight | %s | Python threads doing Popen | %s | CPU ms per run: %s / Python |" % (
+        " | ".join("%s (pipelined, one helper)" % build_label(res, n) for n in names),
+        " | ".join("%s / Python" % build_label(res, n) for n in names),
+        " / ".join("%s helper + client" % build_label(res, n) for n in names)))
+    add("| ---: |%s ---: |%s ---: |" % (" ---: |" * len(names), " ---: |" * len(names)))
     for level, by in thr.items():
-        b, p = by["bwrapd"]["runs_per_s"], by["popen"]["runs_per_s"]
-        add("| %s | %.1f | %.1f | **%.2f** | %.2f / %.2f |" % (level, b, p, b / p, by["bwrapd"]["cpu_ms_per_run"],
-                                                             by["popen"]["cpu_ms_per_run"]))
+        p = by["popen"]["runs_per_s"]
+        add("| %s | %s | %.1f | %s | %s / %.2f |" % (
+            level, " | ".join("%.1f" % by[n]["runs_per_s"] for n in names), p,
+            " | ".join("**%.2f**" % (by[n]["runs_per_s"] / p) for n in names),
+            " / ".join("%.2f" % by[n]["cpu_ms_per_run"] for n in names), by["popen"]["cpu_ms_per_run"]))
     if "16" in thr:
-        r16 = thr["16"]["bwrapd"]["runs_per_s"] / thr["16"]["popen"]["runs_per_s"]
         add("")
-        add("%d runs per contender and level. Target at 16 in flight >= 1.2: %s (%.2f)."
-            % (thr["16"]["bwrapd"]["runs"], verdict(r16 >= 1.2), r16))
+        add("%d runs per contender and level. Target at 16 in flight >= 1.2: %s." % (
+            thr["16"][names[0]]["runs"], "; ".join("%s %s (%.2f)" % (
+                build_label(res, n), verdict(thr["16"][n]["runs_per_s"] / thr["16"]["popen"]["runs_per_s"] >= 1.2),
+                thr["16"][n]["runs_per_s"] / thr["16"]["popen"]["runs_per_s"]) for n in names)))
     add("")
     add("## 3. Start-up (spawn to `initialize` response)")
     add("")
-    add("| mode | median ms | p90 ms | min ms | VmRSS after initialize | then the first `/bin/true` run |")
+    add("| build | median ms | p90 ms | min ms | VmRSS after initialize | then the first `/bin/true` run |")
     add("| --- | ---: | ---: | ---: | ---: | ---: |")
-    names = {"default": "launcher as is (%s)" % m["helper"], "no-aot": "JVM without the AOT cache (`-XX:AOTMode=off`)"}
-    for name in ("default", "no-aot"):
-        if name in st:
-            s = st[name]
-            add("| %s | %.0f | %.0f | %.0f | %.1f MiB | %.0f ms |" % (
-                names[name], s["median"], s["p90"], s["min"], s["VmRSS_KiB_median"] / 1024, s["first_run_ms_median"]))
+    for name in names:
+        for mode, label in ((name, "%s: %s" % (build_label(res, name), m["builds"][name]["label"])),
+                            (name + "-no-aot", "%s without the AOT cache (`-XX:AOTMode=off`)" % build_label(res, name))):
+            if mode in st:
+                s = st[mode]
+                add("| %s | %.0f | %.0f | %.0f | %.1f MiB | %.0f ms |" % (
+                    label, s["median"], s["p90"], s["min"], s["VmRSS_KiB_median"] / 1024, s["first_run_ms_median"]))
     if "jvm-floor" in st:
         s = st["jvm-floor"]
         add("| the JVM alone: `java -version`, same JDK and VM flags, no application | %.0f | %.0f | %.0f | | |"
             % (s["median"], s["p90"], s["min"]))
     add("")
-    add("%d samples each. Target < 300 ms: %s." % (st["default"]["n"], verdict(st["default"]["median"] < 300)))
+    targets = {"native": 15, "jvm": 300}
+    add("%d samples each. Targets: %s." % (st[names[0]]["n"], "; ".join(
+        "%s < %d ms %s" % (build_label(res, n), targets.get(n, 300), verdict(st[n]["median"] <= targets.get(n, 300)))
+        for n in names)))
     add("")
     add("## 4. Helper memory")
     add("")
-    add("Idle and 16 running are measured on a fresh helper, before the other measurements.")
+    add("Idle and 16 running are measured on fresh helpers, before the other measurements.")
     add("")
-    add("| when | VmRSS | VmHWM | RssAnon | RssFile |")
+    add("| build, when | VmRSS | VmHWM | RssAnon | RssFile |")
     add("| --- | ---: | ---: | ---: | ---: |")
-    for key, label in (("idle", "idle after `initialize`"), ("busy16", "16 sandboxes running"),
-                       ("after", "idle after the benchmark")):
-        add("| %s | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB |" % (
-            label, mem[key]["VmRSS"] / 1024, mem[key]["VmHWM"] / 1024, mem[key]["RssAnon"] / 1024,
-            mem[key]["RssFile"] / 1024))
+    for name in names:
+        for key, label in (("idle", "idle after `initialize`"), ("busy16", "16 sandboxes running"),
+                           ("after", "idle after the benchmark")):
+            v = mem[name][key]
+            add("| %s, %s | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB |" % (
+                build_label(res, name), label, v["VmRSS"] / 1024, v["VmHWM"] / 1024, v["RssAnon"] / 1024,
+                v["RssFile"] / 1024))
     add("")
-    add("Target idle < 48 MiB: %s." % verdict(mem["idle"]["VmRSS"] < 48 * 1024))
+    targets = {"native": 20, "jvm": 48}
+    add("Targets idle: %s." % "; ".join("%s < %d MiB %s" % (
+        build_label(res, n), targets.get(n, 48), verdict(mem[n]["idle"]["VmRSS"] <= targets.get(n, 48) * 1024)) for n in names))
     add("")
     add("## 5. Streaming %d MiB of text on stdout (`cat` of a 1 MiB file in a loop)" % (stream["bytes"] // MiB))
     add("")
     add("| how | MB/s (median of %d) | CPU s per 100 MiB outside the sandbox |" % len(stream["popen_pipe"]["rounds"]))
     add("| --- | ---: | ---: |")
-    for key, label in (("bwrapd_stream", "bwrapd `\"stream\"` (sandbox/output notifications, decoded by the client)"),
-                       ("bwrapd_file", "bwrapd `{\"file\": ...}` (the command writes the file)"),
-                       ("popen_pipe", "Python Popen reading the pipe")):
+    rows = []
+    for name in names:
+        rows += [(name + "_stream", "%s `\"stream\"` (sandbox/output notifications, decoded by the client)" % build_label(res, name)),
+                 (name + "_file", "%s `{\"file\": ...}` (the command writes the file)" % build_label(res, name))]
+    rows.append(("popen_pipe", "Python Popen reading the pipe"))
+    for key, label in rows:
         add("| %s | %.0f | %.2f |" % (label, stream[key]["MB_per_s_median"], stream[key]["cpu_s_per_100MiB"]))
     add("")
-    add("bwrapd stream / Popen pipe: %.2f; bwrapd file / Popen pipe: %.2f."
-        % (stream["bwrapd_stream"]["MB_per_s_median"] / stream["popen_pipe"]["MB_per_s_median"],
-           stream["bwrapd_file"]["MB_per_s_median"] / stream["popen_pipe"]["MB_per_s_median"]))
+    add("; ".join("%s stream / Popen pipe: %.2f, file / Popen pipe: %.2f" % (
+        build_label(res, n), stream[n + "_stream"]["MB_per_s_median"] / stream["popen_pipe"]["MB_per_s_median"],
+        stream[n + "_file"]["MB_per_s_median"] / stream["popen_pipe"]["MB_per_s_median"]) for n in names) + ".")
     add("")
     add("Total benchmark time: %.0f s." % res["elapsed_s"])
     return "\n".join(lines) + "\n"
@@ -832,17 +928,19 @@ def plot(res, path):
     except ImportError:
         print("bench: matplotlib not installed (apt-get install python3-matplotlib): no plot", file=sys.stderr)
         return False
-    lat, thr, st, stream = res["latency"], res["throughput"], res["startup"], res["streaming"]
+    lat, thr, st, stream, mem = res["latency"], res["throughput"], res["startup"], res["streaming"], res["memory"]
+    builds = list(res["machine"]["builds"])
+    short = {"native": "native", "jvm": "JVM", "bwrapd": "bwrapd"}
     fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
     fig.suptitle("bwrapd benchmark — %s, %s CPUs, load %.1f→%.1f" % (res["machine"]["date"][:10], res["machine"]["nproc"],
                                                                       res["load"]["start"][0], res["load"]["end"][0]))
 
     ax = axes[0][0]
-    short = {"bwrapd": "bwrapd", "popen": "Popen", "buildstream": "BuildStream", "bwrapd_bare": "bwrapd\nbare root"}
-    names = [n for n in ("bwrapd", "popen", "buildstream", "bwrapd_bare") if n in lat["raw"]]
-    data = [lat["raw"][n] for n in names]
-    ax.boxplot(data, showfliers=False, whis=(10, 90))
-    ax.set_xticks(range(1, len(names) + 1), [short[n] for n in names])
+    labels = {n: "bwrapd\n" + short[n] for n in builds}
+    labels.update({"popen": "Popen", "buildstream": "BuildStream", "bare": "bwrapd %s\nbare root" % short[lat["primary"]]})
+    names = [n for n in builds + ["popen", "buildstream", "bare"] if n in lat["raw"]]
+    ax.boxplot([lat["raw"][n] for n in names], showfliers=False, whis=(10, 90))
+    ax.set_xticks(range(1, len(names) + 1), [labels[n] for n in names])
     for i, n in enumerate(names, 1):
         ax.annotate("%.1f" % lat[n]["median"], (i, lat[n]["median"]), xytext=(22, 0), textcoords="offset points",
                     va="center", fontsize=9)
@@ -851,50 +949,54 @@ def plot(res, path):
 
     ax = axes[0][1]
     levels = list(thr.keys())
-    x = range(len(levels))
-    width = 0.38
-    b = [thr[l]["bwrapd"]["runs_per_s"] for l in levels]
-    p = [thr[l]["popen"]["runs_per_s"] for l in levels]
-    ax.bar([i - width / 2 for i in x], b, width, label="bwrapd (pipelined)")
-    ax.bar([i + width / 2 for i in x], p, width, label="Python threads + Popen")
-    ax.set_xticks(list(x), ["%s in flight" % l for l in levels])
+    contenders = builds + ["popen"]
+    width = 0.8 / len(contenders)
+    for j, name in enumerate(contenders):
+        ax.bar([i + (j - (len(contenders) - 1) / 2) * width for i in range(len(levels))],
+               [thr[l][name]["runs_per_s"] for l in levels], width,
+               label="bwrapd %s (pipelined)" % short[name] if name in builds else "Python threads + Popen")
+    ax.set_xticks(range(len(levels)), ["%s in flight" % l for l in levels])
     ax.set_ylabel("runs / s")
     ax.set_title("2. throughput")
     ax.legend(loc="lower right")
 
     ax = axes[0][2]
     cpu = lat["cpu_ms_per_run"]
-    bars = [("bwrapd\nhelper+client", cpu["bwrapd_helper"] + cpu["bwrapd_client"]), ("Popen", cpu["popen"])]
+    bars = [("bwrapd %s\nhelper+client" % short[n], cpu[n]["helper"] + cpu[n]["client"]) for n in builds]
+    bars.append(("Popen", cpu["popen"]))
     if "buildstream" in cpu:
         bars.append(("BuildStream", cpu["buildstream"]))
-    ax.bar(range(len(bars)), [v for _, v in bars], color=["tab:blue", "tab:orange", "tab:purple"][:len(bars)])
+    ax.bar(range(len(bars)), [v for _, v in bars])
     ax.set_xticks(range(len(bars)), [k for k, _ in bars])
     ax.set_ylabel("CPU ms per run, outside bwrap")
     ax.set_title("1b. orchestrator CPU per /bin/true run")
 
     ax = axes[1][0]
-    modes = [n for n in ("default", "no-aot") if n in st]
-    ax.bar(range(len(modes)), [st[n]["median"] for n in modes], color=["tab:green", "tab:gray"][:len(modes)])
-    ax.axhline(300, color="red", linestyle="--", linewidth=1, label="target 300 ms")
-    ax.set_xticks(range(len(modes)), ["launcher as is", "no AOT cache"][:len(modes)])
-    ax.set_ylabel("ms, spawn → initialize answered (median)")
+    modes = [(n, short[n]) for n in builds] + [(n + "-no-aot", short[n] + "\nno AOT cache") for n in builds if n + "-no-aot" in st]
+    ax.bar(range(len(modes)), [st[n]["median"] for n, _ in modes], color="tab:green")
+    for i, (n, _) in enumerate(modes):
+        ax.annotate("%.0f" % st[n]["median"], (i, st[n]["median"]), ha="center", va="bottom", fontsize=9)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(modes)), [label for _, label in modes])
+    ax.set_ylabel("ms, spawn → initialize answered (median, log scale)")
     ax.set_title("3. start-up")
-    ax.legend()
 
     ax = axes[1][1]
-    mem = res["memory"]
-    keys = [("idle", "idle after\ninitialize"), ("busy16", "16 sandboxes\nrunning"), ("after", "idle after\nthe benchmark")]
-    ax.bar(range(3), [mem[k]["VmRSS"] / 1024 for k, _ in keys], color="tab:olive")
-    ax.axhline(48, color="red", linestyle="--", linewidth=1, label="target 48 MiB (idle)")
+    keys = [("idle", "idle"), ("busy16", "16 running"), ("after", "after the bench")]
+    width = 0.8 / len(builds)
+    for j, name in enumerate(builds):
+        ax.bar([i + (j - (len(builds) - 1) / 2) * width for i in range(3)], [mem[name][k]["VmRSS"] / 1024 for k, _ in keys],
+               width, label="bwrapd " + short[name])
     ax.set_xticks(range(3), [label for _, label in keys])
     ax.set_ylabel("helper VmRSS, MiB")
     ax.set_title("4. memory")
     ax.legend()
 
     ax = axes[1][2]
-    keys = ["bwrapd_stream", "bwrapd_file", "popen_pipe"]
-    ax.bar(range(3), [stream[k]["MB_per_s_median"] for k in keys], color=["tab:blue", "tab:cyan", "tab:orange"])
-    ax.set_xticks(range(3), ["bwrapd stream\n(notifications)", "bwrapd file", "Popen pipe"])
+    keys = [k for n in builds for k in (n + "_stream", n + "_file")] + ["popen_pipe"]
+    ax.bar(range(len(keys)), [stream[k]["MB_per_s_median"] for k in keys])
+    ax.set_xticks(range(len(keys)), [k.replace("_stream", "\nstream").replace("_file", "\nfile").replace("popen_pipe", "Popen\npipe")
+                                     for k in keys])
     ax.set_ylabel("MB/s")
     ax.set_title("5. streaming %d MiB of stdout" % (stream["bytes"] // MiB))
 
@@ -929,8 +1031,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a ~1-minute smoke run (fewer runs, 50 MB stream)")
-    parser.add_argument("--helper", default=os.path.join(REPO, "bwrapd"),
-                        help="the helper to run (default: the launcher ./bwrapd of this checkout)")
+    parser.add_argument("--helper", help="the one helper to run (default: both builds of this checkout that"
+                                          " exist, the native binary and the JVM build)")
     parser.add_argument("--runs", type=int, help="latency runs per contender (default 500, quick 60)")
     parser.add_argument("--no-buildstream", action="store_true", help="skip BuildStream's SandboxBwrap")
     parser.add_argument("--max-load", type=float, default=1.5,
@@ -947,7 +1049,7 @@ def main():
     startup_samples = 5 if quick else 15
     stream_mib = 50 if quick else 200
     stream_rounds = 1 if quick else 3
-    helper_cmd = [args.helper]
+    builds = find_builds(args.helper)
 
     park_fd3()
     print("bench: waiting for a quiet machine (load <= %.2f, at most %.0f s)" % (args.max_load, args.load_wait), flush=True)
@@ -957,7 +1059,7 @@ def main():
     tmpdir = tempfile.mkdtemp(prefix="bwrapd-bench-")
     os.chmod(tmpdir, 0o755)
     res = {"quick": quick, "load": {"start": load_start}}
-    helper = None
+    helpers = {}
     try:
         roots = {"bwrapd": os.path.join(tmpdir, "root-bwrapd"), "popen": os.path.join(tmpdir, "root-popen"),
                  "bare": os.path.join(tmpdir, "root-bare")}
@@ -971,32 +1073,35 @@ def main():
             roots["buildstream"] = bst.root
 
         print("bench: 3. start-up (%d samples per mode)" % startup_samples, flush=True)
-        res["startup"] = bench_startup(helper_cmd, startup_samples, helper_mode(helper_cmd)[1], roots["bwrapd"])
+        res["startup"] = bench_startup(builds, startup_samples, roots["bwrapd"])
 
-        helper = Helper(helper_cmd)
-        init = helper.call("initialize", {"clientName": "bench"})
-        res["machine"] = machine(helper_cmd, init)
-        res["server_version"] = init.get("serverVersion")
-        time.sleep(1.0)
-        res["memory"] = {"idle": helper.memory()}
-        print("bench: 4. memory with 16 sandboxes running", flush=True)
-        res["memory"]["busy16"] = bench_memory_under_load(helper, roots["bwrapd"], 16)
+        res["memory"] = {}
+        for build in builds:
+            helper = helpers[build.name] = build.start()
+            init = helper.call("initialize", {"clientName": "bench"})
+            res["machine"] = machine(builds, init)
+            res["server_version"] = init.get("serverVersion")
+            time.sleep(1.0)
+            res["memory"][build.name] = {"idle": helper.memory()}
+            print("bench: 4. memory of %s with 16 sandboxes running" % build.name, flush=True)
+            res["memory"][build.name]["busy16"] = bench_memory_under_load(helper, roots["bwrapd"], 16)
 
         print("bench: 1. latency (%d runs per contender, interleaved)" % runs, flush=True)
         res["load"]["latency"] = loadavg()
-        res["latency"] = bench_latency(helper, roots, bst, runs, warmup)
+        res["latency"] = bench_latency(helpers, roots, bst, runs, warmup)
 
         print("bench: 2. throughput (%d runs per contender and level)" % throughput_total, flush=True)
         res["load"]["throughput"] = loadavg()
-        res["throughput"] = bench_throughput(helper, roots, [16, 64], throughput_total, throughput_rounds)
+        res["throughput"] = bench_throughput(helpers, roots, [16, 64], throughput_total, throughput_rounds)
 
         print("bench: 5. streaming %d MiB (%d rounds)" % (stream_mib, stream_rounds), flush=True)
         res["load"]["streaming"] = loadavg()
-        res["streaming"] = bench_streaming(helper, roots, stream_mib, stream_rounds, tmpdir)
+        res["streaming"] = bench_streaming(helpers, roots, stream_mib, stream_rounds, tmpdir)
         time.sleep(1.0)
-        res["memory"]["after"] = helper.memory()
+        for name, helper in helpers.items():
+            res["memory"][name]["after"] = helper.memory()
     finally:
-        if helper is not None:
+        for helper in helpers.values():
             helper.close()
         shutil.rmtree(tmpdir, ignore_errors=True)
     res["load"]["end"] = loadavg()

@@ -184,7 +184,8 @@ func TestStatuses(t *testing.T) {
 	t.Run("setup-failed", func(t *testing.T) {
 		res := run(t, bwrapd.RunRequest{
 			Command: []string{"true"},
-			Mounts:  []bwrapd.Mount{{Source: "/nonexistent/bwrapd-go-test", Target: "/mnt/x"}},
+			// A mount point bwrap cannot make (below a file); a missing source is refused before bwrap runs.
+			Mounts: []bwrapd.Mount{{Source: "/tmp", Target: "/etc/passwd/bwrapd-go-test", ReadOnly: true}},
 		})
 		if res.Status != bwrapd.StatusSetupFailed || res.SetupError == "" {
 			t.Fatalf("want setup-failed with bwrap's message, got %s", describe(res))

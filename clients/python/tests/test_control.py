@@ -170,7 +170,7 @@ class ControlTest(HelperTestCase):
         sandbox.wait(timeout=30)
 
     def test_wait_started_on_setup_failure(self):
-        sandbox = self.helper.start(["true"], root=self.rootfs, mounts=[Mount("/nonexistent/x", "/x")])
+        sandbox = self.helper.start(["true"], root=self.rootfs, mounts=[Mount("/tmp", "/etc/passwd/x", read_only=True)])
         sandbox.wait_started(30)  # returns (pid or None), never hangs
         self.assertEqual(sandbox.wait(timeout=30).status, "setup-failed")
 

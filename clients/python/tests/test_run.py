@@ -86,7 +86,8 @@ class RunTest(HelperTestCase):
     def test_setup_failed_bad_mount_source(self):
         result = self.helper.run(
             ["echo", "never"], root=self.rootfs,
-            mounts=[Mount("/nonexistent/bwrapd-python-test", "/mnt/data")])
+            # a mount point bwrap cannot make (below a file); a missing source is refused before bwrap runs
+            mounts=[Mount("/tmp", "/etc/passwd/bwrapd-python-test", read_only=True)])
         self.assertEqual(result.status, "setup-failed", result.describe())
         self.assertTrue(result.setup_error)
         self.assertFalse(result.ok)

@@ -17,8 +17,8 @@ import java.util.List;
 /**
  * Removes what bwrap left in a root. Every step is taken relative to an opened directory and
  * never through a symbolic link: a sandboxed command that replaced {@code /dev} with a link to a
- * host directory gets its link reported, not followed. Only empty directories and mount-point
- * files are removed; EBUSY (a bind mount not yet gone) is retried, as BuildStream did.
+ * host directory gets its link reported, not followed. Only empty directories and empty
+ * files are removed (what bwrap makes); EBUSY (a bind mount not yet gone) is retried, as BuildStream did.
  */
 final class RootCleaner {
     private static final int BUSY_RETRIES = 200;
@@ -74,6 +74,11 @@ final class RootCleaner {
             }
             if (attributes.isSymbolicLink()) {
                 throw new IOException("replaced by a symbolic link during the run; left in place, not followed");
+            }
+            // bwrap makes directories and empty files (mount points for files and devices); anything else is not its.
+            if (!attributes.isDirectory() && !(attributes.isRegularFile() && attributes.size() == 0)) {
+                throw new IOException("not what bwrap made (" + (attributes.isRegularFile() ? "a file with content" : "a special file")
+                        + "); left in place");
             }
             for (int attempt = 0; ; attempt++) {
                 try {

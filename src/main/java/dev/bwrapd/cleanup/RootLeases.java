@@ -1,7 +1,7 @@
 package dev.bwrapd.cleanup;
 
-import java.nio.file.Files;
-import java.nio.file.LinkOption;
+import dev.bwrapd.process.Libc;
+
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -15,11 +15,17 @@ import java.util.Set;
  * Tracks which sandbox roots are in use and what existed in them before bwrap ran. Runs that
  * share a root share one lease: what bwrap creates for one run (device mount points, /tmp, ...)
  * is still mounted on by the others, so only the last run to finish removes it.
+ *
+ * <p>A root is the directory behind the descriptor each run opened at its start, known by its
+ * device and inode: never by its path, which a sandboxed command that reaches the root's parent
+ * could point elsewhere (a root swapped for a link) while the run goes on.
  */
 public final class RootLeases {
-    private final Map<Path, Lease> leases = new HashMap<>();
+    private final Map<Identity, Lease> leases = new HashMap<>();
     /** Roots whose last user is removing bwrap's leftovers right now: no new run starts there until it is done. */
-    private final Set<Path> cleaning = new HashSet<>();
+    private final Set<Identity> cleaning = new HashSet<>();
+
+    private record Identity(long device, long inode) {}
 
     /** One root's shared state: how many runs use it, and for each watched path whether it pre-existed. */
     private static final class Lease {
@@ -28,23 +34,28 @@ public final class RootLeases {
     }
 
     /**
-     * Starts using {@code root}; {@code paths} (relative, parents first) are those this run's
-     * bwrap may create. Their prior existence is recorded once, by the first run that names them.
-     * If the previous last user of this root is still cleaning it, waits for that first: what it
-     * is removing must neither be recorded as "existed before" (it would never be removed) nor be
-     * removed from under this run's mounts.
+     * Starts using the root behind {@code rootFd}; {@code paths} (relative, parents first) are
+     * those this run's bwrap may create. Their prior existence is recorded once, by the first run
+     * that names them. If the previous last user of this root is still cleaning it, waits for that
+     * first: what it is removing must neither be recorded as "existed before" (it would never be
+     * removed) nor be removed from under this run's mounts.
      */
-    public synchronized void acquire(Path root, List<String> paths) throws InterruptedException {
+    public synchronized void acquire(int rootFd, List<String> paths) throws InterruptedException, Libc.Error {
+        Identity root = identity(rootFd);
         while (cleaning.contains(root)) wait();
         Lease lease = leases.computeIfAbsent(root, r -> new Lease());
         lease.users++;
-        for (String path : paths) {
-            lease.existedBefore.computeIfAbsent(path, p -> Files.exists(root.resolve(p), LinkOption.NOFOLLOW_LINKS));
-        }
+        for (String path : paths) lease.existedBefore.computeIfAbsent(path, p -> exists(rootFd, p));
     }
 
-    /** Stops using {@code root}; the last user removes what bwrap created there. */
-    public CleanupReport release(Path root) {
+    /** Stops using the root behind {@code rootFd}; the last user removes what bwrap created there, through that descriptor. */
+    public CleanupReport release(int rootFd) {
+        Identity root;
+        try {
+            root = identity(rootFd);
+        } catch (Libc.Error e) {
+            return new CleanupReport(false, List.of(), List.of(new CleanupReport.Failure("/", e.getMessage())), false);
+        }
         List<String> toRemove = new ArrayList<>();
         synchronized (this) {
             Lease lease = leases.get(root);
@@ -56,12 +67,27 @@ public final class RootLeases {
         }
         try {
             // Children before parents: the paths were recorded parents first.
-            return RootCleaner.remove(root, toRemove.reversed());
+            return RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), toRemove.reversed());
         } finally {
             synchronized (this) {
                 cleaning.remove(root);
                 notifyAll();
             }
+        }
+    }
+
+    private static Identity identity(int rootFd) throws Libc.Error {
+        Libc.FileStat stat = Libc.stat(rootFd, "", Libc.AT_EMPTY_PATH);
+        return new Identity(stat.device(), stat.inode());
+    }
+
+    /** Whether {@code path} is there, the last name not followed if it is a link. */
+    private static boolean exists(int rootFd, String path) {
+        try {
+            Libc.stat(rootFd, path, Libc.AT_SYMLINK_NOFOLLOW);
+            return true;
+        } catch (Libc.Error e) {
+            return false;
         }
     }
 

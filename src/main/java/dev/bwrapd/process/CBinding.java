@@ -53,6 +53,9 @@ final class CBinding implements LibcBinding {
         @CFunction static native long read(int fd, CCharPointer buffer, long count);
         @CFunction static native long write(int fd, CCharPointer buffer, long count);
         @CFunction static native int poll(CCharPointer fds, long count, int timeout);
+        @CFunction static native long syscall(long number, long dirFd, CCharPointer path, CLongPointer how, long size);
+        @CFunction static native int statx(int dirFd, CCharPointer path, int flags, int mask, CCharPointer buffer);
+        @CFunction static native int fstatfs(int fd, CCharPointer buffer);
         @CFunction static native int kill(int pid, int signal);
         @CFunction static native int prlimit(int pid, int resource, CLongPointer newLimit, CLongPointer oldLimit);
         @CFunction static native int pidfd_open(int pid, int flags);
@@ -205,6 +208,27 @@ final class CBinding implements LibcBinding {
     public long write(int fd, byte[] data, int offset, int length) {
         try (Pins pins = new Pins()) {
             return kept(Functions.write(fd, pins.array(data, offset), length));
+        }
+    }
+
+    @Override
+    public int openat2(int dirFd, String path, long[] how) {
+        try (Pins pins = new Pins()) {
+            return (int) kept(Functions.syscall(437, dirFd, pins.string(path), pins.array(how), 8L * how.length));
+        }
+    }
+
+    @Override
+    public int statx(int dirFd, String path, int flags, int mask, byte[] buffer) {
+        try (Pins pins = new Pins()) {
+            return kept(Functions.statx(dirFd, pins.string(path), flags, mask, pins.array(buffer)));
+        }
+    }
+
+    @Override
+    public int fstatfs(int fd, byte[] buffer) {
+        try (Pins pins = new Pins()) {
+            return kept(Functions.fstatfs(fd, pins.array(buffer)));
         }
     }
 

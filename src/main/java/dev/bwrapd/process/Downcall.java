@@ -41,6 +41,9 @@ enum Downcall {
     PIDFD_SEND_SIGNAL("pidfd_send_signal", INT, INT, INT, POINTER, INT),
     WAIT4("wait4", INT, INT, POINTER, INT, POINTER),
     WAITID("waitid", INT, INT, INT, POINTER, INT),
+    SYSCALL("syscall", 1, LONG, LONG, LONG, POINTER, POINTER, LONG),
+    STATX("statx", INT, INT, POINTER, INT, INT, POINTER),
+    FSTATFS("fstatfs", INT, INT, POINTER),
     STRERROR("strerror", POINTER, INT),
     PRCTL("prctl", 1, INT, INT, LONG),
     PRLIMIT("prlimit", INT, INT, INT, POINTER, POINTER);

@@ -75,6 +75,9 @@ final class FfmBinding implements LibcBinding {
         static final MethodHandle READ = link(Downcall.READ);
         static final MethodHandle WRITE = link(Downcall.WRITE);
         static final MethodHandle POLL = link(Downcall.POLL);
+        static final MethodHandle SYSCALL = link(Downcall.SYSCALL);
+        static final MethodHandle STATX = link(Downcall.STATX);
+        static final MethodHandle FSTATFS = link(Downcall.FSTATFS);
         static final MethodHandle KILL = link(Downcall.KILL);
         static final MethodHandle PRLIMIT = link(Downcall.PRLIMIT);
         static final MethodHandle PIDFD_OPEN = link(Downcall.PIDFD_OPEN);
@@ -227,6 +230,39 @@ final class FfmBinding implements LibcBinding {
         MemorySegment native_ = scratch(length);
         MemorySegment.copy(data, offset, native_, JAVA_BYTE, 0, length);
         try { return (long) Linked.WRITE.invokeExact(state(), fd, native_, (long) length); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    /** The syscall number of openat2 (the same on x86_64 and aarch64; glibc 2.36 has no wrapper). */
+    private static final long SYS_OPENAT2 = 437;
+
+    @Override
+    public int openat2(int dirFd, String path, long[] how) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment native_ = arena.allocate(JAVA_LONG, how.length);
+            MemorySegment.copy(how, 0, native_, JAVA_LONG, 0, how.length);
+            return (int) (long) Linked.SYSCALL.invokeExact(state(), SYS_OPENAT2, (long) dirFd, arena.allocateFrom(path), native_,
+                    native_.byteSize());
+        } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int statx(int dirFd, String path, int flags, int mask, byte[] buffer) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment native_ = arena.allocate(buffer.length, 8);
+            int rc = (int) Linked.STATX.invokeExact(state(), dirFd, arena.allocateFrom(path), flags, mask, native_);
+            if (rc == 0) MemorySegment.copy(native_, JAVA_BYTE, 0, buffer, 0, buffer.length);
+            return rc;
+        } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int fstatfs(int fd, byte[] buffer) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment native_ = arena.allocate(buffer.length, 8);
+            int rc = (int) Linked.FSTATFS.invokeExact(state(), fd, native_);
+            if (rc == 0) MemorySegment.copy(native_, JAVA_BYTE, 0, buffer, 0, buffer.length);
+            return rc;
+        } catch (Throwable t) { throw unexpected(t); }
     }
 
     @Override

@@ -21,7 +21,14 @@ public final class Libc {
     public static final int O_CREAT = 0100, O_TRUNC = 01000, O_APPEND = 02000, O_CLOEXEC = 02000000;
     public static final int O_DIRECTORY = isAarch64() ? 040000 : 0200000;
     public static final int O_NOFOLLOW = isAarch64() ? 0100000 : 0400000;
-    public static final int EINTR = 4, ESRCH = 3, ENOENT = 2, ECHILD = 10, EEXIST = 17, ELOOP = 40, ENOTDIR = 20;
+    public static final int O_PATH = 010000000, O_NONBLOCK = 04000;
+    public static final int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100, AT_EMPTY_PATH = 0x1000;
+    /** openat2(2) resolve flags. */
+    public static final long RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_IN_ROOT = 0x10;
+    public static final int EINTR = 4, ESRCH = 3, ENOENT = 2, ECHILD = 10, EEXIST = 17, ELOOP = 40, ENOTDIR = 20, ENOSYS = 38;
+    /** File types of {@link FileStat#mode()}. */
+    public static final int S_IFMT = 0170000, S_IFDIR = 0040000, S_IFREG = 0100000, S_IFLNK = 0120000, S_IFCHR = 0020000,
+            S_IFBLK = 0060000;
     public static final short POSIX_SPAWN_SETSIGDEF = 0x04, POSIX_SPAWN_SETSIGMASK = 0x08, POSIX_SPAWN_SETSID = 0x80;
     public static final int PR_SET_CHILD_SUBREAPER = 36;
     public static final int WNOHANG = 1, WEXITED = 4, WNOWAIT = 0x01000000;
@@ -113,6 +120,53 @@ public final class Libc {
     /** openat(2) with O_CLOEXEC; returns -1 and leaves errno on failure. */
     public static int openat(int dirFd, String name, int flags) {
         return BINDING.openat(dirFd, name, flags | O_CLOEXEC, 0);
+    }
+
+    /**
+     * openat2(2) with O_CLOEXEC added: {@code resolve} restricts how the path is walked (e.g.
+     * {@link #RESOLVE_NO_MAGICLINKS}: no /proc/PID/fd/N or /proc/PID/root on the way). Returns the
+     * descriptor, or -1 and leaves errno (ENOSYS on kernels before 5.6).
+     */
+    public static int openat2(int dirFd, String path, int flags, int mode, long resolve) {
+        return BINDING.openat2(dirFd, path, new long[] {Integer.toUnsignedLong(flags | O_CLOEXEC), mode, resolve});
+    }
+
+    /** What statx(2) says of a file: its type and permission bits, identity and size. */
+    public record FileStat(int mode, long device, long inode, long size, int uid) {
+        public int type() {
+            return mode & S_IFMT;
+        }
+
+        /** The same file as {@code other} (same device and inode). */
+        public boolean sameFile(FileStat other) {
+            return device == other.device && inode == other.inode;
+        }
+    }
+
+    private static final int STATX_BASIC_STATS = 0x7ff;
+    private static final java.lang.invoke.VarHandle LONG_AT =
+            java.lang.invoke.MethodHandles.byteArrayViewVarHandle(long[].class, java.nio.ByteOrder.nativeOrder());
+
+    /**
+     * statx(2) of {@code path} relative to {@code dirFd}; with {@link #AT_EMPTY_PATH} and "" it
+     * is the descriptor itself, with {@link #AT_SYMLINK_NOFOLLOW} a final link is not followed.
+     */
+    public static FileStat stat(int dirFd, String path, int flags) throws Error {
+        byte[] buf = new byte[256]; // struct statx: the same layout on every architecture
+        if (BINDING.statx(dirFd, path, flags, STATX_BASIC_STATS, buf) != 0) throw new Error("statx " + path, errno());
+        long device = ((long) (int) INT_AT.get(buf, 136) << 32) | Integer.toUnsignedLong((int) INT_AT.get(buf, 140));
+        return new FileStat(Short.toUnsignedInt((short) SHORT_AT.get(buf, 28)), device, (long) LONG_AT.get(buf, 32),
+                (long) LONG_AT.get(buf, 40), (int) INT_AT.get(buf, 20));
+    }
+
+    /** f_type of procfs in fstatfs(2). */
+    public static final long PROC_SUPER_MAGIC = 0x9fa0;
+
+    /** The filesystem type (f_type, e.g. {@link #PROC_SUPER_MAGIC}) of the file behind {@code fd}. */
+    public static long filesystemType(int fd) throws Error {
+        byte[] buf = new byte[256]; // struct statfs: f_type is the first word
+        if (BINDING.fstatfs(fd, buf) != 0) throw new Error("fstatfs", errno());
+        return (long) LONG_AT.get(buf, 0);
     }
 
     /** mkdirat(2); returns -1 and leaves errno on failure. */

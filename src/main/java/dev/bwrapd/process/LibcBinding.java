@@ -37,6 +37,15 @@ interface LibcBinding {
 
     int mkdirat(int dirFd, String name, int mode);
 
+    /** syscall(SYS_openat2, dirFd, path, how, sizeof how): {@code how} is struct open_how {flags, mode, resolve}. */
+    int openat2(int dirFd, String path, long[] how);
+
+    /** statx into {@code buffer} (256 bytes: struct statx). */
+    int statx(int dirFd, String path, int flags, int mask, byte[] buffer);
+
+    /** fstatfs into {@code buffer} (256 bytes: struct statfs, f_type first). */
+    int fstatfs(int fd, byte[] buffer);
+
     int close(int fd);
 
     long read(int fd, byte[] buffer, int offset, int length);

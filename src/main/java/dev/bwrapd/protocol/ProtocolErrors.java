@@ -22,6 +22,7 @@ public final class ProtocolErrors {
         return switch (failure) {
             case RpcException e -> e;
             case SandboxException.Invalid e -> new RpcException(ErrorCodes.INVALID_PARAMS, e.getMessage());
+            case SandboxException.NotAllowed e -> new RpcException(PATH_NOT_ALLOWED, e.getMessage());
             case SandboxException.CommandNotFound e -> new RpcException(COMMAND_NOT_FOUND, e.getMessage(),
                     object().put("command", e.command).put("root", e.root));
             case SandboxException.BwrapUnusable e -> {

@@ -27,7 +27,34 @@ public final class BwrapCommand {
     /** The program to execute, its argv, and its environment. */
     public record Invocation(String executable, List<String> argv, List<String> environment) {}
 
+    /**
+     * The descriptors bwrapd opened and checked for the host paths (see {@link HostPaths}), as
+     * numbered in bwrap: the root, each mount source, each device (in the request's order).
+     */
+    public record Descriptors(int root, boolean hostRoot, List<Integer> mounts, List<Integer> devices) {}
+
+    /**
+     * Where in the sandbox bwrap creates and mounts each destination: the request's paths, or the
+     * same with the root's links resolved (see {@link MountPoints}). {@code shm} is null without devShm.
+     */
+    public record Places(String proc, String tmp, String dev, String shm, List<String> devices, List<String> mounts) {
+        /** The destinations as the request spells them. */
+        public static Places asGiven(RunSpec spec) {
+            return new Places("/proc", "/tmp", "/dev", spec.devShm() ? "/dev/shm" : null, spec.devices(),
+                    spec.mounts().stream().map(RunSpec.Mount::target).toList());
+        }
+    }
+
+    /** The argv with host paths spelled out: what {@code sandbox/argv} shows. */
     public static Invocation of(RunSpec spec, HostCapabilities host) {
+        return of(spec, host, null, Places.asGiven(spec));
+    }
+
+    /**
+     * The argv of a run: with {@code fds}, bwrap binds the descriptors bwrapd checked (bwrap closes
+     * those of --bind-fd and --ro-bind-fd once mounted); without, the paths.
+     */
+    public static Invocation of(RunSpec spec, HostCapabilities host, Descriptors fds, Places places) {
         List<String> argv = new ArrayList<>();
         String executable = host.bwrapPath();
         if (spec.linux32()) {
@@ -46,7 +73,8 @@ public final class BwrapCommand {
             add(argv, "--block-fd", Integer.toString(BLOCK_FD), "--sync-fd", Integer.toString(SYNC_FD));
         }
 
-        add(argv, spec.isHostRoot() ? "--ro-bind" : "--bind", spec.root().toString(), "/");
+        if (fds != null) add(argv, fds.hostRoot() ? "--ro-bind-fd" : "--bind-fd", Integer.toString(fds.root()), "/");
+        else add(argv, spec.isHostRoot() ? "--ro-bind" : "--bind", spec.root().toString(), "/");
 
         if (!spec.network()) {
             argv.add("--unshare-net");
@@ -54,19 +82,28 @@ public final class BwrapCommand {
             argv.add("--unshare-ipc");
         }
         add(argv, "--chdir", spec.cwd());
-        add(argv, "--proc", "/proc");
-        add(argv, "--tmpfs", "/tmp");
+        add(argv, "--proc", places.proc());
+        add(argv, "--tmpfs", places.tmp());
 
         if (spec.interactive()) {
-            add(argv, "--dev", "/dev");
+            add(argv, "--dev", places.dev());
         } else {
-            for (String device : spec.devices()) add(argv, "--dev-bind", device, device);
-            if (spec.devShm()) add(argv, "--tmpfs", "/dev/shm");
+            for (int i = 0; i < spec.devices().size(); i++) {
+                String device = spec.devices().get(i);
+                // No --dev-bind-fd in bwrap 0.8: the checked descriptor, named through bwrap's own fd table.
+                add(argv, "--dev-bind", fds == null ? device : "/proc/self/fd/" + fds.devices().get(i), places.devices().get(i));
+            }
+            if (spec.devShm()) add(argv, "--tmpfs", places.shm());
         }
 
-        for (RunSpec.Mount mount : spec.mounts()) {
-            // Like the seed, read-write mounts use --dev-bind: a plain bind that keeps device nodes usable.
-            add(argv, mount.readOnly() ? "--ro-bind" : "--dev-bind", mount.source(), mount.target());
+        for (int i = 0; i < spec.mounts().size(); i++) {
+            RunSpec.Mount mount = spec.mounts().get(i);
+            if (fds != null) {
+                // --bind-fd mounts nodev: device nodes come through `devices` only.
+                add(argv, mount.readOnly() ? "--ro-bind-fd" : "--bind-fd", Integer.toString(fds.mounts().get(i)), places.mounts().get(i));
+            } else {
+                add(argv, mount.readOnly() ? "--ro-bind" : "--bind", mount.source(), places.mounts().get(i));
+            }
         }
 
         if (spec.readOnlyRoot()) add(argv, "--remount-ro", "/");
@@ -110,15 +147,20 @@ public final class BwrapCommand {
 
     /** Paths (relative to the root) that bwrap may create there for this run, parents first. */
     public static List<String> createdPaths(RunSpec spec) {
+        return createdPaths(spec, Places.asGiven(spec));
+    }
+
+    /** The same for destinations placed in the root ({@link MountPoints}): where bwrap really creates them. */
+    public static List<String> createdPaths(RunSpec spec, Places places) {
         List<String> paths = new ArrayList<>();
-        paths.add("dev");
+        addWithParents(paths, places.dev());
         if (!spec.interactive()) {
-            for (String device : spec.devices()) addWithParents(paths, device);
-            if (spec.devShm()) paths.add("dev/shm");
+            for (String device : places.devices()) addWithParents(paths, device);
+            if (places.shm() != null) addWithParents(paths, places.shm());
         }
-        paths.add("tmp");
-        paths.add("proc");
-        for (RunSpec.Mount mount : spec.mounts()) addWithParents(paths, mount.target());
+        addWithParents(paths, places.tmp());
+        addWithParents(paths, places.proc());
+        for (String target : places.mounts()) addWithParents(paths, target);
         return paths;
     }
 

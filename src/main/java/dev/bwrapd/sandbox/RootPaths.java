@@ -6,9 +6,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Deque;
 import java.util.List;
 import java.util.Optional;
 
@@ -18,9 +16,15 @@ import java.util.Optional;
  * so nothing here ever reaches outside the root.
  */
 public final class RootPaths {
-    private static final int MAX_LINKS = 40;
-
     private RootPaths() {}
+
+    /**
+     * The root behind a descriptor, as a path the JDK can walk: the kernel resolves
+     * /proc/self/fd/N to the very directory bwrapd opened, however the path it came from changed since.
+     */
+    public static Path of(int rootFd) {
+        return Path.of("/proc/self/fd/" + rootFd);
+    }
 
     /** Splits an absolute path into its names, resolving {@code .} and {@code ..}; empty if it climbs above {@code /}. */
     public static Optional<List<String>> names(String absolute) {
@@ -44,75 +48,13 @@ public final class RootPaths {
 
     /** The host path of {@code absolute} inside {@code root}, following links within the root; empty if missing. */
     public static Optional<Path> resolve(Path root, String absolute) {
-        Deque<String> todo = new ArrayDeque<>(List.of(absolute.split("/")));
-        List<String> done = new ArrayList<>();
-        int links = 0;
-        while (!todo.isEmpty()) {
-            String name = todo.removeFirst();
-            if (name.isEmpty() || name.equals(".")) continue;
-            if (name.equals("..")) {
-                if (!done.isEmpty()) done.removeLast();
-                continue;
-            }
-            Path candidate = hostPath(root, done).resolve(name);
-            if (Files.isSymbolicLink(candidate)) {
-                if (++links > MAX_LINKS) return Optional.empty();
-                String target;
-                try {
-                    target = Files.readSymbolicLink(candidate).toString();
-                } catch (IOException e) {
-                    return Optional.empty();
-                }
-                if (target.startsWith("/")) done.clear();
-                List<String> parts = List.of(target.split("/"));
-                for (int i = parts.size() - 1; i >= 0; i--) todo.addFirst(parts.get(i));
-            } else if (Files.exists(candidate, LinkOption.NOFOLLOW_LINKS)) {
-                done.add(name);
-            } else {
-                return Optional.empty();
-            }
+        try {
+            Path found = root;
+            for (String name : names(new MountPoints(root).place(absolute)).orElseThrow()) found = found.resolve(name);
+            return Files.exists(found, LinkOption.NOFOLLOW_LINKS) ? Optional.of(found) : Optional.empty();
+        } catch (HostPaths.Refused e) {
+            return Optional.empty(); // a link loop
         }
-        return Optional.of(hostPath(root, done));
-    }
-
-    private static Path hostPath(Path root, List<String> names) {
-        Path path = root;
-        for (String name : names) path = path.resolve(name);
-        return path;
-    }
-
-    /**
-     * Where in the root bwrap will really create each of {@code paths} (relative to the root,
-     * parents first, as {@link BwrapCommand#createdPaths} gives them): the symbolic links of a
-     * path's existing leading part are resolved inside the root, as bwrap resolves them when it
-     * makes a mount point. In a merged-/usr root (lib -> usr/lib) a mount at /lib/x/y creates
-     * usr/lib/x and usr/lib/x/y; recording "lib/x" instead would leave them behind, and cleanup
-     * (which never follows a link) would report /lib as a link it refused. Parents still come
-     * first, duplicates once.
-     */
-    public static List<String> physical(Path root, List<String> paths) {
-        java.util.LinkedHashSet<String> result = new java.util.LinkedHashSet<>();
-        for (String path : paths) {
-            String real = physical(root, path);
-            for (int slash = real.indexOf('/'); slash > 0; slash = real.indexOf('/', slash + 1)) {
-                result.add(real.substring(0, slash));
-            }
-            if (!real.isEmpty()) result.add(real);
-        }
-        return List.copyOf(result);
-    }
-
-    private static String physical(Path root, String relative) {
-        String[] names = relative.split("/");
-        for (int n = names.length; n > 0; n--) {
-            Optional<Path> found = resolve(root, "/" + String.join("/", java.util.Arrays.copyOf(names, n)));
-            if (found.isPresent()) {
-                String base = root.relativize(found.get()).toString();
-                String rest = String.join("/", java.util.Arrays.copyOfRange(names, n, names.length));
-                return base.isEmpty() ? rest : rest.isEmpty() ? base : base + "/" + rest;
-            }
-        }
-        return relative;
     }
 
     /**
@@ -142,9 +84,19 @@ public final class RootPaths {
      * directory and never through a symbolic link (a link is left for bwrap to resolve inside the
      * sandbox). Returns the directories it created, relative to the root.
      */
-    public static List<String> createDirectories(Path root, List<String> names) throws IOException {
+    static List<String> createDirectories(Path root, List<String> names) throws IOException {
+        int rootFd = Libc.open(root.toString(), Libc.O_PATH | Libc.O_DIRECTORY, 0);
+        try {
+            return createDirectories(rootFd, names);
+        } finally {
+            Libc.close(rootFd);
+        }
+    }
+
+    public static List<String> createDirectories(int rootFd, List<String> names) throws IOException {
         List<String> created = new ArrayList<>();
-        int dir = Libc.open(root.toString(), Libc.O_RDONLY | Libc.O_DIRECTORY, 0);
+        int dir = Libc.openat(rootFd, ".", Libc.O_RDONLY | Libc.O_DIRECTORY);
+        if (dir < 0) throw new Libc.Error("open the root", Libc.errno());
         try {
             StringBuilder relative = new StringBuilder();
             for (String name : names) {

@@ -49,8 +49,11 @@ final class Run {
     private static final int PIPE_BUF = 4096;
     /** The first bytes of an output pipe are kept whatever it is for: bwrap writes its own message there. */
     private static final int HEAD = 4096;
-    /** Waiting for the init to fork the command, the loop looks this often. */
-    private static final int COMMAND_POLL_MS = 1;
+    /**
+     * Waiting for the init to fork the command, the loop looks after 1 ms, then twice as long each
+     * time up to this: a loaded machine stretches bwrap's setup, and each look costs CPU.
+     */
+    private static final int COMMAND_POLL_MAX_MS = 8;
     /** Only should the init hang in its setup does sandbox/started stop waiting for the command. */
     private static final long COMMAND_WAIT_NANOS = 60_000_000_000L;
 
@@ -79,6 +82,9 @@ final class Run {
     private final byte[] stdinChunk = new byte[PIPE_BUF];
     private int stdinFrom, stdinTo;
     private boolean leased;
+    /** The request's host paths, opened and checked once (root, mount sources, devices). */
+    private HostPaths paths;
+    private BwrapCommand.Places places;
 
     private SandboxCgroup cgroup;
     /** Our end of the pipe bwrap's init is held on (--block-fd), until {@link #release}; -1 when not held. */
@@ -94,6 +100,7 @@ final class Run {
     private Integer exitCode;
     private boolean bwrapEnded, initEnded, awaitingCommand, announced;
     private long commandWaitEnds;
+    private int commandPollMs;
     private final StringBuilder statusText = new StringBuilder();
     private final byte[] chunk = new byte[CHUNK];
 
@@ -117,6 +124,7 @@ final class Run {
         SandboxException failure = null;
         try {
             HostCapabilities host = resolve();
+            openHostPaths();
             openStdio();
             leaseRoot();
             makeCgroup(host);
@@ -138,7 +146,8 @@ final class Run {
             sandbox.finished();
             for (int fd : owned) Libc.close(fd);
             owned.clear();
-            if (leased) leases.release(spec.root());
+            if (leased) leases.release(paths.root());
+            if (paths != null) paths.close();
         }
         if (outcome != null) {
             listener.finished(outcome);
@@ -160,7 +169,20 @@ final class Run {
         return host;
     }
 
-    // ----- 2. the command's files and pipes -----
+    // ----- 2. host paths, the command's files and pipes -----
+
+    /** Every host path of the request opened once and checked on its descriptor (HostPaths); bwrap gets the descriptors. */
+    private void openHostPaths() throws SandboxException {
+        try {
+            paths = HostPaths.open(spec);
+        } catch (HostPaths.Refused e) {
+            throw refused(e);
+        }
+    }
+
+    private static SandboxException refused(HostPaths.Refused e) {
+        return e.notAllowed ? new SandboxException.NotAllowed(e.getMessage()) : new SandboxException.Invalid(e.getMessage());
+    }
 
     private void openStdio() throws SandboxException, Libc.Error {
         switch (spec.stdin()) {
@@ -199,22 +221,29 @@ final class Run {
 
     private static int open(String field, String path, int flags) throws SandboxException {
         try {
-            return Libc.open(path, flags, 0644);
-        } catch (Libc.Error e) {
-            throw new SandboxException.Invalid(field + ": cannot open " + path + ": " + Libc.strerror(e.errno));
+            return HostPaths.openStdio(field, path, flags);
+        } catch (HostPaths.Refused e) {
+            throw refused(e);
         }
     }
 
     // ----- 3. the root -----
 
-    private void leaseRoot() throws SandboxException, InterruptedException {
-        if (spec.isHostRoot()) return;
+    /** Every destination with the root's links resolved as the sandbox sees them (MountPoints); cwd; the lease. */
+    private void leaseRoot() throws SandboxException, InterruptedException, Libc.Error {
+        places = BwrapCommand.Places.asGiven(spec);
+        if (paths.hostRoot()) return;
         try {
-            RootPaths.createDirectories(spec.root(), RootPaths.names(spec.cwd()).orElseThrow());
+            places = MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources());
+        } catch (HostPaths.Refused e) {
+            throw refused(e);
+        }
+        try {
+            RootPaths.createDirectories(paths.root(), RootPaths.names(spec.cwd()).orElseThrow());
         } catch (IOException e) {
             throw new SandboxException.Invalid("cwd: cannot create " + spec.cwd() + " in the root: " + e.getMessage());
         }
-        leases.acquire(spec.root(), RootPaths.physical(spec.root(), BwrapCommand.createdPaths(spec)));
+        leases.acquire(paths.root(), BwrapCommand.createdPaths(spec, places));
         leased = true;
     }
 
@@ -277,11 +306,15 @@ final class Run {
 
     private void spawn(HostCapabilities host) throws SandboxException, Libc.Error {
         int[] status = host.jsonStatusFd() ? pipe() : null;
-        int[] hold = host.jsonStatusFd() ? pipe() : null; // BwrapCommand.BLOCK_FD and SYNC_FD
-        BwrapCommand.Invocation invocation = BwrapCommand.of(spec, host);
-        int[] childFds = status == null
-                ? new int[] {childStdin, childStdout, childStderr}
-                : new int[] {childStdin, childStdout, childStderr, status[1], hold[0], hold[1]};
+        List<Integer> childFds = new ArrayList<>(List.of(childStdin, childStdout, childStderr));
+        int[] hold = null;
+        if (status != null) {
+            hold = pipe(); // BwrapCommand.BLOCK_FD and SYNC_FD, right after the status pipe
+            childFds.addAll(List.of(status[1], hold[0], hold[1]));
+        }
+        // bwrap binds the descriptors bwrapd checked, numbered after stdio, the status and the hold pipes.
+        BwrapCommand.Invocation invocation = BwrapCommand.of(spec, host, paths.inChild(childFds.size()), places);
+        childFds.addAll(paths.descriptors());
         int[] wake = pipe();
         watch(WAKE, wake[0], Libc.POLLIN);
         sandbox.attachWake(wake[1]);
@@ -291,7 +324,8 @@ final class Run {
                 argv = new ArrayList<>(argv);
                 argv.set(0, sandbox.bwrapName());
             }
-            bwrap = spawner.spawn(new Spawner.Spec(invocation.executable(), argv, invocation.environment(), childFds));
+            bwrap = spawner.spawn(new Spawner.Spec(invocation.executable(), argv, invocation.environment(),
+                    childFds.stream().mapToInt(Integer::intValue).toArray()));
         } catch (Libc.Error e) {
             throw new SandboxException.BwrapUnusable("cannot start bwrap: " + e.getMessage(), host.bwrapPath(), e.getMessage(), List.of());
         }
@@ -331,7 +365,10 @@ final class Run {
             }
             long until = Math.min(timeoutAt, killAt);
             int timeoutMs = until == Long.MAX_VALUE ? -1 : (int) Math.min(Integer.MAX_VALUE, Math.max(1, (until - now + 999_999) / 1_000_000));
-            if (awaitingCommand) timeoutMs = timeoutMs < 0 ? COMMAND_POLL_MS : Math.min(timeoutMs, COMMAND_POLL_MS);
+            if (awaitingCommand) {
+                timeoutMs = timeoutMs < 0 ? commandPollMs : Math.min(timeoutMs, commandPollMs);
+                commandPollMs = Math.min(COMMAND_POLL_MAX_MS, 2 * commandPollMs);
+            }
 
             if (Libc.poll(fds, events, revents, SLOTS, timeoutMs) == 0) continue;
             if (revents[STATUS] != 0) readStatus();
@@ -380,6 +417,7 @@ final class Run {
             if (pidfd >= 0) watch(INIT, pidfd, Libc.POLLIN);
             else initEnded = true; // gone already: the reaper has its exit
             awaitingCommand = true;
+            commandPollMs = 1;
             commandWaitEnds = System.nanoTime() + COMMAND_WAIT_NANOS;
             checkCommand();
         }
@@ -461,7 +499,7 @@ final class Run {
     private CleanupReport cleanup() {
         if (!leased) return CleanupReport.NOTHING;
         leased = false;
-        return leases.release(spec.root());
+        return leases.release(paths.root());
     }
 
     // ----- 9. outcome -----

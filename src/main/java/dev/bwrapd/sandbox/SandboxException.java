@@ -16,6 +16,11 @@ public abstract sealed class SandboxException extends Exception {
         public Invalid(String message) { super(message); }
     }
 
+    /** A path the request may not use: relative, through a process's descriptor, on a procfs, the host's / read-write. */
+    public static final class NotAllowed extends SandboxException {
+        public NotAllowed(String message) { super(message); }
+    }
+
     public static final class CommandNotFound extends SandboxException {
         public final String command;
         public final String root;

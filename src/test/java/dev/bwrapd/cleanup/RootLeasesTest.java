@@ -32,6 +32,23 @@ class RootLeasesTest {
     Path root;
     Path host;
     RootLeases leases;
+    final Map<Path, Integer> opened = new java.util.HashMap<>();
+
+    /** The root's descriptor, as a run holds it (one per root for the whole test). */
+    int fd(Path dir) {
+        return opened.computeIfAbsent(dir, d -> {
+            try {
+                return dev.bwrapd.process.Libc.open(d.toString(), dev.bwrapd.process.Libc.O_PATH | dev.bwrapd.process.Libc.O_DIRECTORY, 0);
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        });
+    }
+
+    @org.junit.jupiter.api.AfterEach
+    void closeRoots() {
+        opened.values().forEach(dev.bwrapd.process.Libc::close);
+    }
 
     @BeforeEach
     void setUp() throws IOException {
@@ -65,9 +82,9 @@ class RootLeasesTest {
     @Test
     void removesWhatBwrapCreatedChildrenFirst() throws Exception {
         TreeMap<String, String> before = snapshot(root);
-        leases.acquire(root, DEFAULT_PATHS);
+        leases.acquire(fd(root), DEFAULT_PATHS);
         bwrapLeftovers();
-        CleanupReport report = leases.release(root);
+        CleanupReport report = leases.release(fd(root));
         assertTrue(report.ok(), report::toString);
         assertFalse(report.deferred());
         assertEquals(List.of(), report.failed());
@@ -84,9 +101,9 @@ class RootLeasesTest {
         Files.createDirectories(root.resolve("tmp/keep"));
         Files.createDirectories(root.resolve("proc"));
         TreeMap<String, String> before = snapshot(root);
-        leases.acquire(root, DEFAULT_PATHS);
+        leases.acquire(fd(root), DEFAULT_PATHS);
         bwrapLeftovers();
-        CleanupReport report = leases.release(root);
+        CleanupReport report = leases.release(fd(root));
         assertTrue(report.ok(), report::toString);
         assertEquals(List.of("/dev/shm", "/dev/zero", "/dev/random", "/dev/urandom", "/dev/full"), report.removed());
         assertEquals(before, snapshot(root));
@@ -94,20 +111,20 @@ class RootLeasesTest {
 
     @Test
     void pathsAlreadyGoneAreNotReported() throws Exception {
-        leases.acquire(root, DEFAULT_PATHS);
+        leases.acquire(fd(root), DEFAULT_PATHS);
         Files.createDirectories(root.resolve("dev"));
         Files.createFile(root.resolve("dev/null"));
-        CleanupReport report = leases.release(root);
+        CleanupReport report = leases.release(fd(root));
         assertTrue(report.ok(), report::toString);
         assertEquals(List.of("/dev/null", "/dev"), report.removed());
     }
 
     @Test
     void aNonEmptyDirectoryIsReportedAndKept() throws Exception {
-        leases.acquire(root, List.of("a", "a/b", "a/b/c"));
+        leases.acquire(fd(root), List.of("a", "a/b", "a/b/c"));
         Files.createDirectories(root.resolve("a/b/c"));
         Files.writeString(root.resolve("a/b/left-by-the-command"), "data");
-        CleanupReport report = leases.release(root);
+        CleanupReport report = leases.release(fd(root));
         assertFalse(report.ok());
         assertEquals(List.of("/a/b/c"), report.removed());
         assertEquals(List.of("/a/b", "/a"), report.failed().stream().map(CleanupReport.Failure::path).toList());
@@ -122,12 +139,12 @@ class RootLeasesTest {
         Files.writeString(host.resolve("shm/inner/file"), "deep");
         TreeMap<String, String> hostBefore = snapshot(host);
 
-        leases.acquire(root, DEFAULT_PATHS);
+        leases.acquire(fd(root), DEFAULT_PATHS);
         bwrapLeftovers();
         Files.move(root.resolve("dev"), root.resolve("dev.moved"));
         Files.createSymbolicLink(root.resolve("dev"), host);
 
-        CleanupReport report = leases.release(root);
+        CleanupReport report = leases.release(fd(root));
         assertEquals(hostBefore, snapshot(host), "cleanup followed the link into the host directory");
         assertFalse(report.ok());
         assertEquals(List.of("/proc", "/tmp"), report.removed());
@@ -143,11 +160,11 @@ class RootLeasesTest {
     void relativeLinkOutOfTheRootIsNotFollowedEither() throws Exception {
         for (String name : DEVICES) Files.writeString(host.resolve(name), name);
         TreeMap<String, String> hostBefore = snapshot(host);
-        leases.acquire(root, DEFAULT_PATHS);
+        leases.acquire(fd(root), DEFAULT_PATHS);
         bwrapLeftovers();
         Files.move(root.resolve("dev"), root.resolve("dev.moved"));
         Files.createSymbolicLink(root.resolve("dev"), Path.of("../host"));
-        CleanupReport report = leases.release(root);
+        CleanupReport report = leases.release(fd(root));
         assertEquals(hostBefore, snapshot(host));
         assertFalse(report.ok());
     }
@@ -156,11 +173,11 @@ class RootLeasesTest {
     void aLeafReplacedByALinkIsNotFollowed() throws Exception {
         Files.createDirectories(host.resolve("sub"));
         TreeMap<String, String> hostBefore = snapshot(host);
-        leases.acquire(root, List.of("proc", "a", "a/b"));
+        leases.acquire(fd(root), List.of("proc", "a", "a/b"));
         Files.createSymbolicLink(root.resolve("proc"), host);
         Files.createDirectories(root.resolve("a"));
         Files.createSymbolicLink(root.resolve("a/b"), host.resolve("sub"));
-        CleanupReport report = leases.release(root);
+        CleanupReport report = leases.release(fd(root));
         assertEquals(hostBefore, snapshot(host));
         assertEquals(List.of("/a/b", "/a", "/proc"), report.failed().stream().map(CleanupReport.Failure::path).toList());
         assertEquals(List.of(), report.removed(), "/a still holds the link, so it stays");
@@ -169,18 +186,18 @@ class RootLeasesTest {
 
     @Test
     void theLastUserOfARootCleans() throws Exception {
-        leases.acquire(root, DEFAULT_PATHS);
+        leases.acquire(fd(root), DEFAULT_PATHS);
         bwrapLeftovers();
-        leases.acquire(root, DEFAULT_PATHS); // a second run on the same root: /dev now exists, but not thanks to the root
+        leases.acquire(fd(root), DEFAULT_PATHS); // a second run on the same root: /dev now exists, but not thanks to the root
         assertEquals(1, leases.inUse());
 
-        CleanupReport first = leases.release(root);
+        CleanupReport first = leases.release(fd(root));
         assertTrue(first.deferred());
         assertTrue(first.ok());
         assertEquals(List.of(), first.removed());
         assertTrue(Files.exists(root.resolve("dev/null")), "removed while another run still used it");
 
-        CleanupReport last = leases.release(root);
+        CleanupReport last = leases.release(fd(root));
         assertFalse(last.deferred());
         assertTrue(last.ok(), last::toString);
         assertTrue(last.removed().containsAll(List.of("/dev/null", "/dev", "/tmp", "/proc")), last::toString);
@@ -190,13 +207,13 @@ class RootLeasesTest {
 
     @Test
     void pathsNamedOnlyByALaterRunAreCleanedToo() throws Exception {
-        leases.acquire(root, List.of("dev", "dev/null", "tmp", "proc"));
-        leases.acquire(root, List.of("dev", "dev/null", "tmp", "proc", "dev/shm", "mnt", "mnt/x"));
+        leases.acquire(fd(root), List.of("dev", "dev/null", "tmp", "proc"));
+        leases.acquire(fd(root), List.of("dev", "dev/null", "tmp", "proc", "dev/shm", "mnt", "mnt/x"));
         Files.createDirectories(root.resolve("dev/shm"));
         Files.createFile(root.resolve("dev/null"));
         Files.createDirectories(root.resolve("mnt/x"));
-        assertTrue(leases.release(root).deferred());
-        CleanupReport report = leases.release(root);
+        assertTrue(leases.release(fd(root)).deferred());
+        CleanupReport report = leases.release(fd(root));
         assertTrue(report.ok(), report::toString);
         assertEquals(List.of("/bin", "/bin/sh"), snapshot(root).keySet().stream().filter(p -> !p.equals("/")).toList());
     }
@@ -204,19 +221,19 @@ class RootLeasesTest {
     @Test
     void rootsAreIndependent() throws Exception {
         Path other = Files.createDirectory(tmp.resolve("other"));
-        leases.acquire(root, List.of("tmp"));
-        leases.acquire(other, List.of("tmp"));
+        leases.acquire(fd(root), List.of("tmp"));
+        leases.acquire(fd(other), List.of("tmp"));
         Files.createDirectories(root.resolve("tmp"));
         Files.createDirectories(other.resolve("tmp"));
         assertEquals(2, leases.inUse());
-        assertEquals(List.of("/tmp"), leases.release(root).removed());
+        assertEquals(List.of("/tmp"), leases.release(fd(root)).removed());
         assertTrue(Files.isDirectory(other.resolve("tmp")));
-        assertEquals(List.of("/tmp"), leases.release(other).removed());
+        assertEquals(List.of("/tmp"), leases.release(fd(other)).removed());
     }
 
     @Test
     void releasingAnUnknownRootDoesNothing() {
-        CleanupReport report = leases.release(root);
+        CleanupReport report = leases.release(fd(root));
         assertTrue(report.ok());
         assertFalse(report.deferred());
         assertEquals(List.of(), report.removed());

@@ -10,6 +10,7 @@ import org.junit.jupiter.api.Test;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.TreeMap;
 
 import static dev.bwrapd.it.Runs.assertContains;
@@ -18,6 +19,7 @@ import static dev.bwrapd.it.Runs.mount;
 import static dev.bwrapd.it.Runs.run;
 import static dev.bwrapd.it.Runs.sh;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -70,6 +72,172 @@ class SandboxBoundaryIT {
             if (line.startsWith("CapEff:")) return Long.parseUnsignedLong(line.substring(7).trim(), 16);
         }
         throw new AssertionError("no CapEff in " + result);
+    }
+
+    // ----- class 1: host paths that bwrap would resolve differently from bwrapd -----
+
+    void assertRefused(ObjectNode params, int code, String field) throws Exception {
+        JsonNode error = Runs.error(bwrapd, params);
+        assertEquals(code, error.get("code").asInt(), error::toString);
+        assertContains(error.get("message").asText(), field);
+        assertVictimUntouched();
+    }
+
+    /** The reported attack: stdin a host directory, and a mount of "bwrapd's stdin" that bwrap took as its own. */
+    @Test
+    void descriptorPathsNeverReachBwrap() throws Exception {
+        for (String source : new String[] {"/proc/self/fd/0", "/dev/stdin", "/dev/fd/0", "/proc/self/root", "/proc/self/cwd",
+                "/proc/thread-self/fd/1"}) {
+            for (boolean readOnly : new boolean[] {false, true}) {
+                ObjectNode p = sh(root, "echo owned > /h/precious");
+                p.putObject("stdin").put("file", "/dev/null");
+                p.set("mounts", Runs.JSON.createArrayNode().add(mount(source, "/h", readOnly)));
+                assertRefused(p, -32005, "mounts[0].source");
+            }
+        }
+        ObjectNode device = sh(root, "true");
+        device.putArray("devices").add("/dev/stdin");
+        assertRefused(device, -32005, "devices[0]");
+        for (String stream : new String[] {"stdout", "stderr"}) {
+            ObjectNode p = sh(root, "echo '{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"forged\"}'");
+            p.putObject(stream).put("file", "/dev/stdout");
+            assertRefused(p, -32005, stream + ".file");
+        }
+        ObjectNode stdin = sh(root, "cat");
+        stdin.putObject("stdin").put("file", "/proc/self/fd/0");
+        assertRefused(stdin, -32005, "stdin.file");
+    }
+
+    /** A descriptor of a host directory as stdin would let the command open anything beneath it. */
+    @Test
+    void aDirectoryIsNeverACommandsStdin() throws Exception {
+        ObjectNode p = sh(root, "true");
+        p.putObject("stdin").put("file", victim.toString());
+        assertRefused(p, -32005, "stdin.file");
+    }
+
+    /** The host root read-write, however it is spelled: through a link the test made, or a bind mount's path. */
+    @Test
+    void theHostRootIsNeverMountedReadWrite() throws Exception {
+        Path link = Files.createSymbolicLink(victim.resolve("to-root"), Path.of("/"));
+        victimBefore = TestRoot.snapshot(victim);
+        for (String source : new String[] {link.toString(), "/tmp/..", "//"}) {
+            ObjectNode p = sh(root, "touch /h" + victim + "/owned");
+            p.set("mounts", Runs.JSON.createArrayNode().add(mount(source, "/h", false)));
+            assertRefused(p, -32005, "mounts[0].source");
+        }
+        ObjectNode procfs = sh(root, "true");
+        procfs.set("mounts", Runs.JSON.createArrayNode().add(mount("/proc/self", "/h", true)));
+        assertRefused(procfs, -32005, "mounts[0].source");
+        ObjectNode notADevice = sh(root, "true");
+        notADevice.putArray("devices").add("/dev/shm");
+        assertRefused(notADevice, -32005, "devices[0]");
+    }
+
+    /** A missing source is the client's error, found before bwrap runs. */
+    @Test
+    void aMissingMountSourceIsRefusedUpFront() throws Exception {
+        ObjectNode p = sh(root, "true");
+        p.set("mounts", Runs.JSON.createArrayNode().add(mount(victim.resolve("missing").toString(), "/h", true)));
+        assertRefused(p, -32602, "mounts[0].source");
+    }
+
+    // ----- class 3: cleanup after the root was swapped for a link -----
+
+    /**
+     * The command reaches the root's parent (mounted read-write), moves the root aside and puts a
+     * link to the victim in its place. The victim holds what cleanup removes (an empty /tmp, /proc,
+     * /parent; /dev/null with content): a cleaner that went by the root's path would empty it.
+     */
+    @Test
+    void cleanupWorksOnTheRootItWasGivenNotOnItsPath() throws Exception {
+        for (String dir : List.of("tmp", "proc", "parent", "dev")) Files.createDirectories(victim.resolve(dir));
+        Files.writeString(victim.resolve("dev/null"), "host data\n");
+        victimBefore = TestRoot.snapshot(victim);
+        Path parent = Runs.hostDir("bwrapd-parent-");
+        Path nested = parent.resolve("root");
+        Files.move(root.path(), nested);
+        try {
+            TreeMap<String, String> rootBefore = TestRoot.snapshot(nested);
+            ObjectNode p = Runs.params(null, "/bin/sh", "-c",
+                    "mv /parent/root /parent/root.moved && ln -s " + victim + " /parent/root && echo swapped");
+            p.put("root", nested.toString());
+            p.set("mounts", Runs.JSON.createArrayNode().add(mount(parent.toString(), "/parent", false)));
+            JsonNode result = run(bwrapd, p);
+            assertExited(result, 0);
+            assertEquals("swapped\n", Runs.out(result));
+            assertVictimUntouched();
+            assertTrue(result.get("cleanup").get("ok").asBoolean(), result::toString);
+            assertTrue(Files.isSymbolicLink(nested));
+            Runs.assertSameTree(rootBefore, TestRoot.snapshot(parent.resolve("root.moved")), "the moved root was not cleaned");
+        } finally {
+            if (Files.isDirectory(parent.resolve("root.moved"), java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                Files.move(parent.resolve("root.moved"), root.path());
+            } else if (Files.isDirectory(nested, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                Files.move(nested, root.path());
+            }
+            TestRoot.deleteTree(parent);
+        }
+    }
+
+    // ----- class 4: links in the root that would make bwrap create files on the host -----
+
+    /**
+     * bwrap meets its mount points from its own root, where the host is /oldroot: links planted in
+     * the root (absolute, relative climbing out, a mount target's parent) must only ever lead to
+     * places inside the root. Each run must work or be refused; the victim and the host stay as they were.
+     */
+    @Test
+    void linksInTheRootNeverLeadBwrapOutOfIt() throws Exception {
+        Path source = Files.createDirectory(victim.resolve("source"));
+        victimBefore = TestRoot.snapshot(victim);
+        String out = "/oldroot" + victim + "/dir";
+        String climb = "../../../../../../../../.." + victim + "/dir";
+        List<String[]> cases = List.of(
+                new String[] {"dev", out, "/dev/null"},                    // the reported case
+                new String[] {"dev", climb, "/dev/null"},                  // a relative link climbing out
+                new String[] {"evil", out, "/evil/x"},                     // the parent of a mount target
+                new String[] {"evil", "/oldroot", "/evil" + victim + "/dir/x"},
+                new String[] {"tmp", out, "/tmp/x"},                       // where bwrap mounts the tmpfs
+                new String[] {"proc", out, "/proc"});
+        for (String[] c : cases) {
+            Path link = root.path().resolve(c[0]);
+            Files.createSymbolicLink(link, Path.of(c[1]));
+            TreeMap<String, String> rootBefore = root.snapshot();
+            ObjectNode p = sh(root, "echo x > /dev/null && echo ok");
+            if (c[2].startsWith("/evil") || c[2].equals("/tmp/x")) {
+                p.set("mounts", Runs.JSON.createArrayNode().add(mount(source.toString(), c[2], true)));
+            }
+            JsonNode response = bwrapd.request("sandbox/run", p);
+            String what = String.join(" ", c) + ": " + response;
+            if (response.has("result")) {
+                assertExited(response.get("result"), 0);
+                assertTrue(response.get("result").get("cleanup").get("ok").asBoolean(), what);
+                Runs.assertSameTree(rootBefore, root.snapshot(), "the root changed: " + what);
+            } else {
+                assertEquals(-32005, response.at("/error/code").asInt(), what);
+            }
+            assertVictimUntouched();
+            assertFalse(Files.exists(Path.of("/oldroot")), "nothing is created at the host's /oldroot");
+            Files.delete(link);
+        }
+    }
+
+    /** The same with the link planted by an earlier run's command (the root read-write), and a device link into /proc. */
+    @Test
+    void aLinkPlantedByOneRunIsHarmlessToTheNext() throws Exception {
+        JsonNode plant = run(bwrapd, sh(root, "mkdir -p /work && mv /work /work.old && ln -s /oldroot" + victim + "/dir /work && echo planted"));
+        assertExited(plant, 0);
+        TreeMap<String, String> rootBefore = root.snapshot();
+        ObjectNode p = sh(root, "test -d /work/src && echo ok");
+        p.set("mounts", Runs.JSON.createArrayNode().add(mount(victim.toString(), "/work/src", true)));
+        JsonNode result = run(bwrapd, p);
+        assertExited(result, 0);
+        Runs.assertSameTree(rootBefore, root.snapshot(), "the root changed");
+        assertVictimUntouched();
+
+        Files.createSymbolicLink(root.path().resolve("dev"), Path.of("/proc/self/fd"));
+        assertRefused(sh(root, "true"), -32005, "/dev leads into /proc");
     }
 
     // ----- class 2: capabilities -----

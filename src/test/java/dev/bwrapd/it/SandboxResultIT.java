@@ -123,11 +123,12 @@ class SandboxResultIT {
     @Test
     void setupFailedCarriesBwrapsMessage() throws Exception {
         TreeMap<String, String> before = root.snapshot();
-        String source = "/nonexistent/bwrapd-it-mount-source";
+        // A mount point bwrap cannot make (below a file); a missing source is refused before bwrap runs.
+        String source = "/etc/passwd/bwrapd-it-mount-target";
         // stderr as given; stdout captured, except in the last case (merged into a discarded stdout).
         for (String stderr : List.of("capture", "discard", "stream", "stdout", "stdout+discard")) {
             ObjectNode p = params(root, "true");
-            p.set("mounts", Runs.JSON.createArrayNode().add(mount(source, "/mnt/x", true)));
+            p.set("mounts", Runs.JSON.createArrayNode().add(mount(root.path().resolve("bin").toString(), source, true)));
             p.put("stderr", stderr.replace("+discard", ""));
             if (stderr.endsWith("+discard")) p.put("stdout", "discard");
             JsonNode result = run(bwrapd, p);
@@ -147,11 +148,11 @@ class SandboxResultIT {
         try {
             Path log = dir.resolve("err.log");
             ObjectNode p = params(root, "true");
-            p.set("mounts", Runs.JSON.createArrayNode().add(mount("/nonexistent/src-for-file-case", "/mnt/y", false)));
+            p.set("mounts", Runs.JSON.createArrayNode().add(mount(dir.toString(), "/etc/passwd/target-for-file-case", false)));
             p.putObject("stderr").put("file", log.toString());
             JsonNode result = run(bwrapd, p);
             assertEquals("setup-failed", result.get("status").asText(), result::toString);
-            assertContains(result.get("setupError").asText(), "/nonexistent/src-for-file-case");
+            assertContains(result.get("setupError").asText(), "/etc/passwd/target-for-file-case");
         } finally {
             TestRoot.deleteTree(dir);
         }

@@ -138,7 +138,7 @@ class StdoutPurityIT {
     /** bwrap's own complaint about a mount it cannot make reaches the client in the result, not on stdout. */
     private void failingSetupRun(BwrapdProcess server) throws Exception {
         Map<String, Object> params = run("true", "stream", "stream");
-        params.put("mounts", List.of(Map.of("source", "/nonexistent-bwrapd-purity-" + ProcessHandle.current().pid(), "target", "/mnt")));
+        params.put("mounts", List.of(Map.of("source", "/tmp", "target", "/etc/passwd/bwrapd-purity", "readOnly", true)));
         JsonNode response = server.request("sandbox/run", params);
         // Whether refused up front or reported as setup-failed, it is an answer, not stray bytes.
         assertTrue(response.has("error") || "setup-failed".equals(response.at("/result/status").asText()), response.toString());

@@ -39,6 +39,28 @@ class BwrapCommandTest {
         }
     }
 
+    /** A run hands bwrap the descriptors bwrapd checked, never a path it would resolve again. */
+    @Test
+    void withDescriptorsNoHostPathReachesBwrap() {
+        RunSpec spec = spec(s -> {
+            s.devices = List.of("/dev/null", "/dev/zero");
+            s.mounts = List.of(new RunSpec.Mount("/proc/self/fd/0", "/h", false), new RunSpec.Mount("/srv/ro", "/r", true));
+        });
+        List<String> argv = BwrapCommand.of(spec, FULL, new BwrapCommand.Descriptors(4, false, List.of(5, 6), List.of(7, 8)),
+                BwrapCommand.Places.asGiven(spec)).argv();
+        List<String> options = argv.subList(0, argv.indexOf("--"));
+        assertTrue(Collections.indexOfSubList(options, List.of("--bind-fd", "4", "/")) >= 0, argv::toString);
+        assertTrue(Collections.indexOfSubList(options, List.of("--dev-bind", "/proc/self/fd/7", "/dev/null",
+                "--dev-bind", "/proc/self/fd/8", "/dev/zero")) >= 0, argv::toString);
+        assertTrue(Collections.indexOfSubList(options, List.of("--bind-fd", "5", "/h", "--ro-bind-fd", "6", "/r")) >= 0, argv::toString);
+        for (String hostPath : List.of("/srv/root", "/proc/self/fd/0", "/srv/ro")) assertFalse(options.contains(hostPath), hostPath);
+
+        RunSpec bare = spec(s -> s.devices = List.of());
+        List<String> hostRoot = BwrapCommand.of(bare, FULL, new BwrapCommand.Descriptors(3, true, List.of(), List.of()),
+                BwrapCommand.Places.asGiven(bare)).argv();
+        assertTrue(Collections.indexOfSubList(hostRoot, List.of("--ro-bind-fd", "3", "/")) >= 0, hostRoot::toString);
+    }
+
     @Test
     void grantableFollowsTheHost() {
         HostCapabilities rootWithChownOnly = new HostCapabilities(BWRAP, "0.8.0", true, true, true, true, LINUX32, true, 1L);
@@ -147,9 +169,9 @@ class BwrapCommandTest {
                 row("mounts in order, ro and rw", s -> s.mounts = List.of(
                                 new RunSpec.Mount("/src", "/a", true), new RunSpec.Mount("/out", "/a/b/c", false),
                                 new RunSpec.Mount("/x", "/d", true)),
-                        List.of(List.of("--ro-bind", "/src", "/a", "--dev-bind", "/out", "/a/b/c", "--ro-bind", "/x", "/d")), List.of()),
+                        List.of(List.of("--ro-bind", "/src", "/a", "--bind", "/out", "/a/b/c", "--ro-bind", "/x", "/d")), List.of()),
                 row("readOnlyRoot", s -> { s.readOnlyRoot = true; s.mounts = List.of(new RunSpec.Mount("/out", "/out", false)); },
-                        List.of(List.of("--dev-bind", "/out", "/out", "--remount-ro", "/")), List.of()),
+                        List.of(List.of("--bind", "/out", "/out", "--remount-ro", "/")), List.of()),
                 row("not readOnlyRoot", s -> s.readOnlyRoot = false, List.of(), List.of(remount)),
                 row("uid and gid", s -> { s.uid = 1000; s.gid = 100; },
                         List.of(List.of("--unshare-user", "--uid", "1000", "--gid", "100", "--")), List.of()),
@@ -202,7 +224,7 @@ class BwrapCommandTest {
         int lastDevice = Collections.lastIndexOfSubList(argv, List.of("--dev-bind", "/dev/zero", "/dev/zero"));
         int shm = Collections.indexOfSubList(argv, List.of("--tmpfs", "/dev/shm"));
         int firstMount = Collections.indexOfSubList(argv, List.of("--ro-bind", "/src", "/a"));
-        int lastMount = Collections.indexOfSubList(argv, List.of("--dev-bind", "/out", "/b"));
+        int lastMount = Collections.indexOfSubList(argv, List.of("--bind", "/out", "/b"));
         int remount = Collections.indexOfSubList(argv, List.of("--remount-ro", "/"));
         int userNs = argv.indexOf("--unshare-user");
         assertTrue(argv.indexOf("--unshare-pid") < root, argv::toString);

@@ -183,28 +183,83 @@ class RootPathsTest {
         assertTrue(RootPaths.hasCommand(Path.of("/"), "sh", "/", "/usr/bin:/bin"));
     }
 
-    // ----- physical: where bwrap really creates a path -----
+    // ----- MountPoints: where bwrap creates each destination, links resolved as in the sandbox -----
 
-    @Test
-    void physicalPathsWithoutLinksAreUnchanged() {
-        List<String> created = List.of("dev", "dev/full", "dev/null", "tmp", "proc", "a", "a/b", "a/b/c", "etc", "etc/passwd");
-        assertEquals(created, RootPaths.physical(root, created));
+    String place(String path) throws HostPaths.Refused {
+        return new MountPoints(root).place(path);
     }
 
     @Test
-    void physicalPathsResolveLinksInTheExistingPart() {
-        assertEquals(List.of("usr", "usr/lib", "usr/lib/modules", "usr/lib/modules/x", "tmp"),
-                RootPaths.physical(root, List.of("lib", "lib/modules", "lib/modules/x", "tmp")));
-        assertEquals(List.of("a", "a/b"), RootPaths.physical(root, List.of("climb/a", "climb/a/b")));
-        assertEquals(List.of("usr", "usr/lib", "usr/lib/x"), RootPaths.physical(root, List.of("usr", "usr/lib", "lib/x")));
+    void placesWithoutLinksAreUnchanged() throws Exception {
+        for (String path : List.of("/dev", "/dev/null", "/tmp", "/a/b/c", "/etc/passwd", "/etc/passwd/below-a-file")) {
+            assertEquals(path, place(path));
+        }
     }
 
     @Test
-    void physicalPathsNeverLeaveTheRoot() {
-        // A link to a host path resolves inside the root, where it does not exist: the path is kept as given
-        // (cleanup then meets the link and refuses it).
-        assertEquals(List.of("hostlink", "hostlink/b"), RootPaths.physical(root, List.of("hostlink", "hostlink/b")));
-        assertEquals(List.of("bin", "bin/dangling", "bin/dangling/x"), RootPaths.physical(root, List.of("bin", "bin/dangling", "bin/dangling/x")));
+    void relativeLinksAreFollowedInsideTheRoot() throws Exception {
+        assertEquals("/usr/lib/modules/x", place("/lib/modules/x"));          // merged /usr
+        assertEquals("/a/b", place("/climb/a/b"));                            // .. stops at the root
+        assertEquals("/bin/nothing-here/x", place("/bin/dangling/x"));        // a dangling link: its target is created
+    }
+
+    @Test
+    void absoluteLinksStartAgainAtTheRoot() throws Exception {
+        assertEquals("/bin/x", place("/sbin/x"));
+        // A link to a host path means that path inside the root: bwrap creates it there, never on the host.
+        assertEquals(outside + "/null", place("/hostlink/null"));
+        Files.createSymbolicLink(root.resolve("dev"), Path.of("/oldroot" + outside));
+        assertEquals("/oldroot" + outside + "/null", place("/dev/null"));
+        assertFalse(Files.exists(outside.resolve("null")));
+    }
+
+    @Test
+    void linkLoopsAreRefused() {
+        HostPaths.Refused refused = org.junit.jupiter.api.Assertions.assertThrows(HostPaths.Refused.class, () -> place("/bin/loop1/x"));
+        assertTrue(refused.notAllowed);
+    }
+
+    @Test
+    void destinationsBelowProcOrThroughALinkIntoItAreRefused() throws Exception {
+        Files.createDirectories(root.resolve("src"));
+        Files.createSymbolicLink(root.resolve("dev"), Path.of("/proc/self/fd"));
+        Files.createSymbolicLink(root.resolve("evil"), Path.of("../proc/self/root/oldroot"));
+        RunSpec.Mount mount = new RunSpec.Mount("/srv", "/evil/x", true);
+        for (RunSpec spec : List.of(spec(List.of("/dev/null"), List.of()), spec(List.of(), List.of(mount)),
+                spec(List.of(), List.of(new RunSpec.Mount("/srv", "/proc/x", true))))) {
+            HostPaths.Refused refused = org.junit.jupiter.api.Assertions.assertThrows(HostPaths.Refused.class,
+                    () -> MountPoints.plan(spec, root, List.of(root.resolve("src"))));
+            assertTrue(refused.notAllowed, refused.getMessage());
+        }
+    }
+
+    @Test
+    void destinationsBelowAnEarlierMountAreResolvedInItsSource() throws Exception {
+        Path source = Files.createDirectory(tmp.resolve("source"));
+        Files.createSymbolicLink(source.resolve("up"), Path.of("/etc"));
+        Files.createSymbolicLink(root.resolve("tmp"), Path.of("/usr"));
+        BwrapCommand.Places places = MountPoints.plan(spec(List.of(), List.of(new RunSpec.Mount("/s", "/a", true),
+                new RunSpec.Mount("/s", "/a/up/x", true), new RunSpec.Mount("/s", "/tmp/y/z", true))), root, List.of(source, source, source));
+        // /a/up is a link in the mount's source: an absolute one means the sandbox's /etc.
+        // /tmp, a link to /usr in the root, is where bwrap mounts the tmpfs: below it nothing is resolved.
+        assertEquals("/usr", places.tmp());
+        assertEquals(List.of("/a", "/etc/x", "/usr/y/z"), places.mounts());
+    }
+
+    @Test
+    void aTargetThatLeadsToTheRootIsRefused() throws Exception {
+        Files.createSymbolicLink(root.resolve("top"), Path.of("/"));
+        assertThrows(() -> MountPoints.plan(spec(List.of(), List.of(new RunSpec.Mount("/s", "/top", true))), root, List.of(root)));
+    }
+
+    static void assertThrows(org.junit.jupiter.api.function.Executable executable) {
+        org.junit.jupiter.api.Assertions.assertThrows(HostPaths.Refused.class, executable);
+    }
+
+    static RunSpec spec(List<String> devices, List<RunSpec.Mount> mounts) {
+        return new RunSpec(List.of("true"), Path.of("/r"), null, "/", java.util.Map.of(), false, false, "h", 0, 0, false,
+                mounts, devices, false, false, new RunSpec.Stdin.Null(), new RunSpec.Output.Capture(), new RunSpec.Output.Capture(),
+                0, null, 0, false, List.of(), dev.bwrapd.cgroup.Limits.NONE);
     }
 
     // ----- createDirectories -----

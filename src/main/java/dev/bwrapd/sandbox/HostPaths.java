@@ -1,0 +1,225 @@
+package dev.bwrapd.sandbox;
+
+import dev.bwrapd.process.Libc;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The host paths of a request (root, mount sources, devices), opened once by bwrapd and checked
+ * on the open descriptor; bwrap then gets the descriptor, never the path. A path is a string
+ * that bwrap would resolve again, later, with its own descriptors: {@code /proc/self/fd/0} or
+ * {@code /dev/stdin} meant bwrapd's stdin when checked and bwrap's (a directory chosen by the
+ * request) when mounted, and any link could be swapped in between.
+ *
+ * <p>The rules, each checked on the descriptor:
+ * <ul>
+ * <li>No path may pass through a magic link ({@code /proc/PID/fd/N}, {@code /proc/PID/root},
+ *     {@code /dev/stdin}, {@code /dev/fd/N}...): such a path names some process's descriptor,
+ *     bwrapd's own included. Refused (openat2 {@code RESOLVE_NO_MAGICLINKS}), not resolved: a
+ *     client that means a file can name the file.</li>
+ * <li>Nothing on a procfs: its magic links would hand the command other processes' files and
+ *     roots, whatever the mount's {@code readOnly}.</li>
+ * <li>The root is a directory; it is the host root when it is the same file (device and inode) as
+ *     bwrapd's {@code /}, however it was spelled (a bind mount of {@code /} included).</li>
+ * <li>A read-write mount source is never the host root.</li>
+ * <li>A device is a character or block device whose real path is under {@code /dev/}.</li>
+ * </ul>
+ */
+public final class HostPaths implements AutoCloseable {
+    /** A host path that may not be used ({@code notAllowed}), or that cannot be opened. */
+    public static final class Refused extends Exception {
+        public final boolean notAllowed;
+
+        Refused(boolean notAllowed, String message) {
+            super(message);
+            this.notAllowed = notAllowed;
+        }
+    }
+
+    private final List<Integer> owned = new ArrayList<>();
+    private int root = -1;
+    private boolean hostRoot;
+    private final List<Integer> mounts = new ArrayList<>();
+    private final List<Integer> devices = new ArrayList<>();
+
+    private HostPaths() {}
+
+    /** Opens and checks every host path of {@code spec}; on a refusal nothing stays open. */
+    public static HostPaths open(RunSpec spec) throws Refused {
+        HostPaths paths = new HostPaths();
+        try {
+            paths.root = paths.own(openPath("root", spec.root().toString(), Libc.O_DIRECTORY));
+            paths.hostRoot = isHostRoot(paths.root);
+            for (int i = 0; i < spec.mounts().size(); i++) {
+                RunSpec.Mount mount = spec.mounts().get(i);
+                String field = "mounts[" + i + "].source";
+                int fd = paths.own(openPath(field, mount.source(), 0));
+                if (!mount.readOnly() && isHostRoot(fd)) {
+                    throw new Refused(true, field + ": " + mount.source() + " is the host root /, which may only be mounted read-only");
+                }
+                paths.mounts.add(fd);
+            }
+            if (!spec.interactive()) {
+                for (int i = 0; i < spec.devices().size(); i++) {
+                    String field = "devices[" + i + "]";
+                    paths.devices.add(paths.own(openDevice(field, spec.devices().get(i))));
+                }
+            }
+            return paths;
+        } catch (Refused | RuntimeException e) {
+            paths.close();
+            throw e;
+        }
+    }
+
+    /** The root's descriptor (O_PATH), held for the whole run: cleanup works on it, never on the path. */
+    public int root() {
+        return root;
+    }
+
+    /** The root is the host's own {@code /}: bound read-only, never written or cleaned. */
+    public boolean hostRoot() {
+        return hostRoot;
+    }
+
+    /** The mount sources as paths the JDK can walk (through bwrapd's descriptors of them). */
+    public List<java.nio.file.Path> mountSources() {
+        return mounts.stream().map(RootPaths::of).toList();
+    }
+
+    /** Every descriptor bwrap needs, in the order {@link #inChild} numbers them. */
+    public List<Integer> descriptors() {
+        List<Integer> all = new ArrayList<>();
+        all.add(root);
+        all.addAll(mounts);
+        all.addAll(devices);
+        return all;
+    }
+
+    /** Where bwrap finds the descriptors when they are handed to it from number {@code first} on. */
+    public BwrapCommand.Descriptors inChild(int first) {
+        List<Integer> mountFds = new ArrayList<>();
+        List<Integer> deviceFds = new ArrayList<>();
+        int next = first + 1;
+        for (int i = 0; i < mounts.size(); i++) mountFds.add(next++);
+        for (int i = 0; i < devices.size(); i++) deviceFds.add(next++);
+        return new BwrapCommand.Descriptors(first, hostRoot, mountFds, deviceFds);
+    }
+
+    private int own(int fd) {
+        owned.add(fd);
+        return fd;
+    }
+
+    @Override
+    public void close() {
+        for (int fd : owned) Libc.close(fd);
+        owned.clear();
+    }
+
+    /**
+     * Opens a file the command gets as stdin, stdout or stderr (flags as for open(2)), under the
+     * same rules: no magic link, nothing on a procfs, and never a directory (a descriptor of a
+     * directory lets the command open anything beneath it, with bwrapd's rights).
+     */
+    public static int openStdio(String field, String path, int flags) throws Refused {
+        return checked(field, path, openChecked(field, path, flags, 0644), stat -> {
+            if (stat.type() == Libc.S_IFDIR) throw new Refused(true, field + ": " + path + " is a directory");
+        });
+    }
+
+    /** O_PATH open of a root or mount source: no device access, just a handle bwrap can bind. */
+    private static int openPath(String field, String path, int flags) throws Refused {
+        return checked(field, path, openChecked(field, path, Libc.O_PATH | flags, 0), stat -> {});
+    }
+
+    private static int openDevice(String field, String path) throws Refused {
+        int fd = openChecked(field, path, Libc.O_PATH, 0);
+        return checked(field, path, fd, stat -> {
+            if (stat.type() != Libc.S_IFCHR && stat.type() != Libc.S_IFBLK) {
+                throw new Refused(true, field + ": " + path + " is not a device node");
+            }
+            String real = realPath(fd);
+            if (!real.startsWith("/dev/")) throw new Refused(true, field + ": " + path + " leads to " + real + ", outside /dev/");
+        });
+    }
+
+    /** A rule about the file behind a descriptor. */
+    private interface Check {
+        void check(Libc.FileStat stat) throws Refused;
+    }
+
+    /** {@code fd} if its file is on no procfs and passes {@code check}; else it is closed and the path refused. */
+    private static int checked(String field, String path, int fd, Check check) throws Refused {
+        try {
+            if (Libc.filesystemType(fd) == Libc.PROC_SUPER_MAGIC) {
+                throw new Refused(true, field + ": " + path + " is on a procfs, whose links lead to other processes' files");
+            }
+            check.check(Libc.stat(fd, "", Libc.AT_EMPTY_PATH));
+            return fd;
+        } catch (Refused | RuntimeException e) {
+            Libc.close(fd);
+            throw e;
+        } catch (Libc.Error e) {
+            Libc.close(fd);
+            throw new Refused(false, field + ": cannot examine " + path + ": " + e.getMessage());
+        }
+    }
+
+    /**
+     * Opens {@code path} without crossing a magic link. A kernel without openat2 (before 5.6)
+     * gets the same rule from the spelling: nothing under /proc or /dev/fd, no /dev/std*.
+     */
+    static int openChecked(String field, String path, int flags, int mode) throws Refused {
+        int fd = Libc.openat2(Libc.AT_FDCWD, path, flags, (flags & Libc.O_CREAT) != 0 ? mode : 0, Libc.RESOLVE_NO_MAGICLINKS);
+        if (fd < 0 && Libc.errno() == Libc.ENOSYS) {
+            if (namesADescriptor(path)) throw magicLink(field, path);
+            try {
+                return Libc.open(path, flags, mode);
+            } catch (Libc.Error e) {
+                throw new Refused(false, field + ": cannot open " + path + ": " + Libc.strerror(e.errno));
+            }
+        }
+        if (fd >= 0) return fd;
+        int errno = Libc.errno();
+        if (errno == Libc.ELOOP && crossesMagicLink(path)) throw magicLink(field, path);
+        throw new Refused(false, field + ": cannot open " + path + ": " + Libc.strerror(errno));
+    }
+
+    /** ELOOP has two causes: a magic link on the way (refused) or a real loop. An unrestricted O_PATH open tells them apart. */
+    private static boolean crossesMagicLink(String path) {
+        int fd = Libc.openat2(Libc.AT_FDCWD, path, Libc.O_PATH, 0, 0);
+        Libc.close(fd);
+        return fd >= 0;
+    }
+
+    private static Refused magicLink(String field, String path) {
+        return new Refused(true, field + ": " + path + " goes through a process's descriptor or root (/proc/PID/fd, "
+                + "/proc/PID/root, /dev/fd, /dev/std*): name the file itself");
+    }
+
+    /** The spelling-only form of the magic-link rule, for kernels without openat2. */
+    static boolean namesADescriptor(String path) {
+        String normal = RootPaths.normalize(path).orElse(path);
+        return normal.equals("/proc") || normal.startsWith("/proc/") || normal.equals("/dev/fd") || normal.startsWith("/dev/fd/")
+                || normal.startsWith("/dev/std");
+    }
+
+    private static boolean isHostRoot(int fd) throws Refused {
+        try {
+            return Libc.stat(fd, "", Libc.AT_EMPTY_PATH).sameFile(Libc.stat(Libc.AT_FDCWD, "/", 0));
+        } catch (Libc.Error e) {
+            throw new Refused(false, "cannot examine a host path: " + e.getMessage());
+        }
+    }
+
+    /** Where a descriptor really leads (the kernel's own account of it). */
+    private static String realPath(int fd) throws Refused {
+        try {
+            return java.nio.file.Files.readSymbolicLink(java.nio.file.Path.of("/proc/self/fd/" + fd)).toString();
+        } catch (java.io.IOException e) {
+            throw new Refused(false, "cannot tell where descriptor " + fd + " leads: " + e.getMessage());
+        }
+    }
+}

@@ -1,0 +1,127 @@
+package dev.bwrapd.sandbox;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Deque;
+import java.util.List;
+
+/**
+ * Where bwrap's setup will create and mount each destination of a run, resolved the way the
+ * sandbox will see it. bwrap makes a mount point by following the path it is given from its own
+ * root, where the host's root is {@code /oldroot}: a link {@code dev -> /oldroot/home/x} planted in
+ * a root by an earlier run made bwrap create {@code null}, {@code zero}... in the host's
+ * {@code /home/x}. So bwrap gets each destination with every link already resolved as in a chroot
+ * (an absolute target starts again at the sandbox's root, {@code ..} stops there): a path with no
+ * link left in it, which bwrap can only create inside the root.
+ *
+ * <p>Why resolve rather than refuse: roots hold ordinary absolute links ({@code /var/run ->
+ * /run}, merged {@code /usr}), and inside the sandbox those links mean exactly this resolution;
+ * the result is also where the command will find the mount.
+ *
+ * <p>Earlier mounts count, in bwrap's order: a destination below a bind mount is resolved in
+ * the mount's source (through bwrapd's descriptor of it), one below {@code /tmp} or
+ * {@code /dev/shm} lies in a fresh tmpfs (no links there), and one at or below {@code /proc} (or
+ * below the {@code --dev /dev} of an interactive run, which holds links to {@code /proc/self/fd})
+ * is refused: those links lead to processes' files and roots.
+ */
+final class MountPoints {
+    private static final int MAX_LINKS = 40;
+
+    private enum Kind { TREE, FRESH, FORBIDDEN }
+
+    /** What backs the sandbox's tree from {@code at} down (the most recent layer wins). */
+    private record Layer(List<String> at, Path base, Kind kind) {}
+
+    private final List<Layer> layers = new ArrayList<>();
+
+    /** {@code root}: a path to the root's directory that the JDK can walk (RootPaths.of its descriptor). */
+    MountPoints(Path root) {
+        layers.add(new Layer(List.of(), root, Kind.TREE));
+    }
+
+    /** Every destination of {@code spec}, placed in bwrap's order (see BwrapCommand). */
+    static BwrapCommand.Places plan(RunSpec spec, Path root, List<Path> mountSources) throws HostPaths.Refused {
+        MountPoints view = new MountPoints(root);
+        String proc = view.place("/proc");
+        view.mounted(proc, null, Kind.FORBIDDEN);
+        String tmp = view.place("/tmp");
+        view.mounted(tmp, null, Kind.FRESH);
+        String dev = view.place("/dev");
+        List<String> devices = new ArrayList<>();
+        String shm = null;
+        if (spec.interactive()) {
+            view.mounted(dev, null, Kind.FORBIDDEN);
+        } else {
+            for (String device : spec.devices()) devices.add(view.place(device));
+            if (spec.devShm()) {
+                shm = view.place("/dev/shm");
+                view.mounted(shm, null, Kind.FRESH);
+            }
+        }
+        List<String> mounts = new ArrayList<>();
+        for (int i = 0; i < spec.mounts().size(); i++) {
+            String target = view.place(spec.mounts().get(i).target());
+            if (target.equals("/")) {
+                throw new HostPaths.Refused(true, "mounts[" + i + "].target: " + spec.mounts().get(i).target()
+                        + " leads to / through the root's links; use root instead");
+            }
+            mounts.add(target);
+            view.mounted(target, mountSources.get(i), Kind.TREE);
+        }
+        return new BwrapCommand.Places(proc, tmp, dev, shm, devices, mounts);
+    }
+
+    /** The path with no link in it that means {@code absolute} in the sandbox as set up so far. */
+    String place(String absolute) throws HostPaths.Refused {
+        Deque<String> todo = new ArrayDeque<>(Arrays.asList(absolute.split("/")));
+        List<String> done = new ArrayList<>();
+        int links = 0;
+        while (!todo.isEmpty()) {
+            String name = todo.removeFirst();
+            if (name.isEmpty() || name.equals(".")) continue;
+            if (name.equals("..")) {
+                if (!done.isEmpty()) done.removeLast();
+                continue;
+            }
+            done.add(name);
+            Layer layer = backing(done);
+            if (layer.kind() == Kind.FORBIDDEN) {
+                throw new HostPaths.Refused(true, absolute + " leads into /" + String.join("/", layer.at())
+                        + ", which bwrap fills itself and whose links lead to processes' files");
+            }
+            if (layer.kind() == Kind.FRESH || done.size() == layer.at().size()) continue;
+            Path host = layer.base();
+            for (String n : done.subList(layer.at().size(), done.size())) host = host.resolve(n);
+            // A directory, a file, or nothing yet: bwrap meets no link here (what it creates is plain).
+            if (!Files.isSymbolicLink(host)) continue;
+            if (++links > MAX_LINKS) throw new HostPaths.Refused(true, absolute + ": too many levels of symbolic links in the root");
+            String target;
+            try {
+                target = Files.readSymbolicLink(host).toString();
+            } catch (IOException e) {
+                throw new HostPaths.Refused(false, absolute + ": cannot read a link in the root: " + e.getMessage());
+            }
+            done.removeLast();
+            if (target.startsWith("/")) done.clear();
+            List<String> parts = Arrays.asList(target.split("/"));
+            for (int i = parts.size() - 1; i >= 0; i--) todo.addFirst(parts.get(i));
+        }
+        return "/" + String.join("/", done);
+    }
+
+    /** From now on, what is at {@code placed} (a result of {@link #place}) is {@code base}, or a filesystem of {@code kind}. */
+    private void mounted(String placed, Path base, Kind kind) {
+        layers.add(new Layer(List.copyOf(RootPaths.names(placed).orElseThrow()), base, kind));
+    }
+
+    private Layer backing(List<String> names) {
+        for (Layer layer : layers.reversed()) {
+            if (layer.at().size() <= names.size() && names.subList(0, layer.at().size()).equals(layer.at())) return layer;
+        }
+        throw new IllegalStateException("the root layer backs every path");
+    }
+}

@@ -1,0 +1,438 @@
+package dev.bwrapd.it;
+
+import com.fasterxml.jackson.core.JsonFactory;
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.StreamReadConstraints;
+import com.fasterxml.jackson.core.JsonToken;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.io.BufferedInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+
+import static dev.bwrapd.it.Runs.JSON;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+/**
+ * The helper within its limits under hostile but valid load (issue 11): bounded memory, exact or
+ * marked output, signals that end it cleanly, an exact lifecycle, kernel limits as -32602. Each
+ * test has its own helper, read by a lean client that keeps nothing it has checked (responses
+ * here run to hundreds of MiB in total).
+ */
+@Timeout(value = 2, unit = TimeUnit.MINUTES)
+class RobustnessIT {
+    private static TestRoot root;
+    private static final String PATTERN = "0123456789abcdef\n";
+
+    @BeforeAll
+    static void makeRoot() throws Exception {
+        root = TestRoot.create();
+    }
+
+    @AfterAll
+    static void removeRoot() throws Exception {
+        if (root != null) root.close();
+    }
+
+    // ----- memory -----
+
+    /** Eight 15 MiB stdin texts at once within a 40 MB budget: some run, the others are refused; the helper lives. */
+    @Test
+    void stdinFloodIsAnsweredNotFatal() throws Exception {
+        TreeMap<String, String> before = root.snapshot();
+        try (Lean bwrapd = new Lean("--max-memory", "40000000")) {
+            String text = "x".repeat(15 << 20);
+            for (int i = 0; i < 8; i++) {
+                ObjectNode params = Runs.sh(root, "sleep 1; wc -c");
+                params.putObject("stdin").put("text", text);
+                bwrapd.send(request(i, "sandbox/run", params));
+            }
+            Map<Long, JsonNode> answers = bwrapd.answers(8);
+            int ran = 0, refused = 0;
+            for (JsonNode answer : answers.values()) {
+                if (answer.has("result")) {
+                    Runs.assertExited(answer.get("result"), 0);
+                    assertEquals(String.valueOf(15 << 20), Runs.out(answer.get("result")).strip());
+                    ran++;
+                } else {
+                    JsonNode error = answer.get("error");
+                    assertEquals(-32010, error.get("code").asInt(), answer::toString);
+                    assertEquals("request", error.at("/data/what").asText());
+                    assertEquals(40000000, error.at("/data/limit").asLong());
+                    assertTrue(error.at("/data/bytes").asLong() > error.at("/data/available").asLong(), answer::toString);
+                    refused++;
+                }
+            }
+            assertTrue(ran >= 1 && refused >= 1, "ran " + ran + ", refused " + refused);
+            // Once the runs are over, the memory is back: the same request fits again.
+            ObjectNode again = Runs.sh(root, "wc -c");
+            again.putObject("stdin").put("text", text);
+            bwrapd.send(request(100, "sandbox/run", again));
+            assertEquals(String.valueOf(15 << 20), Runs.out(bwrapd.answers(1).get(100L).get("result")).strip());
+            bwrapd.closeInput();
+            assertEquals(0, bwrapd.waitFor(), bwrapd.log());
+        }
+        assertEquals(before, root.snapshot());
+    }
+
+    /** Streamed output through a 1 MiB budget: notifications wait for room, none is lost. */
+    @Test
+    void streamedOutputWaitsForTheBudgetAndLosesNothing() throws Exception {
+        try (Lean bwrapd = new Lean("--max-memory", "1048576")) {
+            int size = 5_000_000;
+            ObjectNode params = Runs.sh(root, "yes " + PATTERN.strip() + " | head -c " + size);
+            params.put("stdout", "stream");
+            bwrapd.send(request(1, "sandbox/run", params));
+            long streamed = 0;
+            while (true) {
+                JsonNode message = bwrapd.next();
+                if ("sandbox/output".equals(message.path("method").asText())) {
+                    String text = message.at("/params/text").asText();
+                    assertPattern(text, streamed);
+                    streamed += text.length();
+                } else if (message.has("id")) {
+                    Runs.assertExited(message.get("result"), 0);
+                    break;
+                }
+            }
+            assertEquals(size, streamed);
+        }
+    }
+
+    // ----- exact capture -----
+
+    /** 120 runs at once, each writing 2,000,000 bytes to stdout and to stderr: each capture exact, or cut exactly at its limit. */
+    @Test
+    void concurrentLargeOutputIsExactOrMarked() throws Exception {
+        int runs = 120, size = 2_000_000;
+        try (Lean bwrapd = new Lean()) {
+            for (int i = 0; i < runs; i++) {
+                ObjectNode params = Runs.sh(root, "yes " + PATTERN.strip() + " | head -c " + size
+                        + "; yes " + PATTERN.strip() + " | head -c " + size + " >&2");
+                if (i % 4 == 0) params.put("captureLimitBytes", size);
+                bwrapd.send(request(i, "sandbox/run", params));
+            }
+            for (int answered = 0; answered < runs; answered++) {
+                JsonNode answer = bwrapd.nextAnswer();
+                int i = answer.get("id").asInt();
+                JsonNode result = answer.get("result");
+                assertNotNull(result, answer.toString().substring(0, Math.min(500, answer.toString().length())));
+                Runs.assertExited(result, 0);
+                long expected = i % 4 == 0 ? size : 1 << 20;
+                for (String stream : List.of("stdout", "stderr")) {
+                    JsonNode captured = result.get(stream);
+                    assertTrue(captured.get("error").isNull(), captured.get("error").asText());
+                    assertEquals(expected, captured.get("text").asText().length(), stream + " of run " + i);
+                    assertEquals(expected < size, captured.get("truncated").asBoolean(), stream + " of run " + i);
+                    assertPattern(captured.get("text").asText(), 0);
+                }
+            }
+        }
+    }
+
+    /** The documented capture limit (1 GiB) can be used: 200 MB of output comes back whole. */
+    @Test
+    void aGigabyteCaptureLimitIsUsable() throws Exception {
+        int size = 200_000_000;
+        try (Lean bwrapd = new Lean()) {
+            ObjectNode params = Runs.sh(root, "yes " + PATTERN.strip() + " | head -c " + size);
+            params.put("captureLimitBytes", 1 << 30);
+            params.put("stderr", "discard");
+            bwrapd.send(request(1, "sandbox/run", params));
+            byte[] line = bwrapd.nextLine();
+            while (startsWith(line, "{\"jsonrpc\":\"2.0\",\"method\"")) line = bwrapd.nextLine(); // sandbox/started
+            // Checked straight from the parser's buffer: no 200 MB String.
+            JsonFactory unlimited = JsonFactory.builder()
+                    .streamReadConstraints(StreamReadConstraints.builder().maxStringLength(Integer.MAX_VALUE).build()).build();
+            try (JsonParser parser = unlimited.createParser(line)) {
+                String field = null;
+                boolean sawText = false;
+                while (parser.nextToken() != null) {
+                    if (parser.currentToken() == JsonToken.FIELD_NAME) {
+                        field = parser.currentName();
+                    } else if ("text".equals(field) && parser.currentToken() == JsonToken.VALUE_STRING) {
+                        assertEquals(size, parser.getTextLength());
+                        char[] chars = parser.getTextCharacters();
+                        int offset = parser.getTextOffset();
+                        for (int i = 0; i < size; i++) {
+                            if (chars[offset + i] != PATTERN.charAt(i % PATTERN.length())) fail("byte " + i + " differs");
+                        }
+                        sawText = true;
+                        field = null;
+                    } else if ("truncated".equals(field) && parser.currentToken().isBoolean()) {
+                        if (sawText) assertFalse(parser.getBooleanValue());
+                        field = null;
+                    }
+                }
+                assertTrue(sawText, "no captured text in " + new String(line, 0, Math.min(line.length, 300), StandardCharsets.UTF_8));
+            }
+        }
+    }
+
+    // ----- signals -----
+
+    @ParameterizedTest
+    @ValueSource(strings = {"TERM", "INT", "HUP"})
+    void aTerminatingSignalEndsEveryRunCleanly(String signal) throws Exception {
+        TreeMap<String, String> before = root.snapshot();
+        try (Lean bwrapd = new Lean()) {
+            for (int i = 0; i < 3; i++) bwrapd.send(request(i, "sandbox/run", Runs.sh(root, "sleep 60")));
+            for (int started = 0; started < 3; ) {
+                if ("sandbox/started".equals(bwrapd.next().path("method").asText())) started++;
+            }
+            Process kill = new ProcessBuilder("kill", "-" + signal, Long.toString(bwrapd.process.pid())).start();
+            assertEquals(0, kill.waitFor());
+            Map<Long, JsonNode> answers = bwrapd.answers(3);
+            for (JsonNode answer : answers.values()) {
+                assertEquals("signaled", answer.at("/result/status").asText(), answer::toString);
+                assertTrue(answer.at("/result/cleanup/ok").asBoolean(), answer::toString);
+            }
+            int number = switch (signal) { case "TERM" -> 15; case "INT" -> 2; default -> 1; };
+            assertEquals(128 + number, bwrapd.waitFor(), bwrapd.log());
+        }
+        assertEquals(before, root.snapshot(), "the root is as it was: every cleanup ran");
+    }
+
+    // ----- lifecycle -----
+
+    /** shutdown and a run written in one buffer: the run is refused, every time; a second shutdown ended nothing. */
+    @Test
+    void shutdownIsABarrierWithinOneWrite() throws Exception {
+        for (int round = 0; round < 10; round++) {
+            try (Lean bwrapd = new Lean()) {
+                bwrapd.send(request(1, "shutdown", null) + request(2, "sandbox/run", Runs.params(root, "true"))
+                        + "[" + request(3, "shutdown", null).strip() + "," + request(4, "sandbox/list", null).strip() + "]\n");
+                Map<Long, JsonNode> answers = new HashMap<>();
+                JsonNode batch = null;
+                while (answers.size() < 2 || batch == null) {
+                    JsonNode message = bwrapd.next();
+                    if (message.isArray()) batch = message;
+                    else answers.put(message.get("id").asLong(), message);
+                }
+                assertEquals(0, answers.get(1L).at("/result/terminated").asInt(-1), answers.toString());
+                assertEquals(-32006, answers.get(2L).at("/error/code").asInt(), answers.toString());
+                assertEquals(0, batch.get(0).at("/result/terminated").asInt(-1), batch.toString());
+                assertEquals(-32006, batch.get(1).at("/error/code").asInt(), batch.toString());
+                bwrapd.send("{\"jsonrpc\":\"2.0\",\"method\":\"exit\"}\n");
+                assertEquals(0, bwrapd.waitFor(), bwrapd.log());
+            }
+        }
+    }
+
+    /** exit inside a batch: the rest of the batch is answered (a run included) before the process ends. */
+    @Test
+    void exitInABatchAnswersTheBatchFirst() throws Exception {
+        try (Lean bwrapd = new Lean()) {
+            bwrapd.send("[" + request(1, "sandbox/run", Runs.sh(root, "echo ran")).strip() + ","
+                    + "{\"jsonrpc\":\"2.0\",\"method\":\"exit\"}," + request(2, "sandbox/list", null).strip() + "]\n");
+            JsonNode batch = null;
+            while (batch == null) {
+                JsonNode message = bwrapd.next();
+                if (message.isArray()) batch = message;
+            }
+            assertEquals(2, batch.size(), batch.toString());
+            assertEquals(1, batch.get(0).get("id").asInt());
+            assertTrue(batch.get(0).has("result"), batch.toString());
+            assertEquals(2, batch.get(1).get("id").asInt());
+            assertEquals(1, bwrapd.waitFor(), "exit without shutdown: status 1; " + bwrapd.log());
+        }
+    }
+
+    @Test
+    void numericIdsComeBackAsWritten() throws Exception {
+        List<String> ids = List.of("-0", "-0.0", "1e3", "1.50", "-1.0E-7", "12345678901234567890123");
+        try (Lean bwrapd = new Lean()) {
+            StringBuilder batch = new StringBuilder("[");
+            for (String id : ids) {
+                bwrapd.send("{\"jsonrpc\":\"2.0\",\"id\":" + id + ",\"method\":\"sandbox/list\"}\n");
+                batch.append(batch.length() > 1 ? "," : "").append("{\"jsonrpc\":\"2.0\",\"id\":").append(id).append(",\"method\":\"nope\"}");
+            }
+            bwrapd.send(batch.append("]\n").toString());
+            for (String id : ids) {
+                assertEquals("{\"jsonrpc\":\"2.0\",\"id\":" + id + ",\"result\":[]}", new String(bwrapd.nextLine(), StandardCharsets.UTF_8));
+            }
+            String answer = new String(bwrapd.nextLine(), StandardCharsets.UTF_8);
+            for (String id : ids) assertTrue(answer.contains("\"id\":" + id + ",\"error\""), id + " in " + answer);
+        }
+    }
+
+    // ----- kernel limits -----
+
+    @Test
+    void kernelLimitsAreInvalidParamsNamingTheLimit() throws Exception {
+        try (Lean bwrapd = new Lean()) {
+            ObjectNode longHostname = Runs.params(root, "hostname");
+            longHostname.put("hostname", "é".repeat(33)); // 33 characters, 66 bytes
+            ObjectNode fitting = Runs.params(root, "hostname");
+            fitting.put("hostname", "é".repeat(32));
+            ObjectNode longArgument = Runs.params(root, "echo", "x".repeat(128 * 1024));
+            ObjectNode longEnv = Runs.params(root, "true");
+            longEnv.putObject("env").put("BIG", "y".repeat(128 * 1024));
+            List<String> many = new ArrayList<>(List.of("echo"));
+            for (int i = 0; i < 20; i++) many.add("z".repeat(120_000));
+            ObjectNode tooMuch = Runs.params(root, many.toArray(String[]::new));
+            bwrapd.send(request(1, "sandbox/run", longHostname) + request(2, "sandbox/run", fitting)
+                    + request(3, "sandbox/run", longArgument) + request(4, "sandbox/run", longEnv) + request(5, "sandbox/run", tooMuch));
+            Map<Long, JsonNode> answers = bwrapd.answers(5);
+            assertInvalid(answers.get(1L), "hostname: must be 1 to 64 bytes");
+            assertEquals("é".repeat(32), Runs.out(answers.get(2L).get("result")).strip());
+            assertInvalid(answers.get(3L), "command[1]: 131073 bytes with its NUL, over the kernel's limit of 131072");
+            assertInvalid(answers.get(4L), "env.BIG: 131077 bytes");
+            assertInvalid(answers.get(5L), "(ARG_MAX)");
+        }
+    }
+
+    private static void assertInvalid(JsonNode answer, String message) {
+        assertEquals(-32602, answer.at("/error/code").asInt(), () -> abbreviated(answer));
+        Runs.assertContains(answer.at("/error/message").asText(), message);
+    }
+
+    // ----- helpers -----
+
+    private static void assertPattern(String text, long from) {
+        for (int i = 0; i < text.length(); i++) {
+            if (text.charAt(i) != PATTERN.charAt((int) ((from + i) % PATTERN.length()))) fail("character " + (from + i) + " differs");
+        }
+    }
+
+    private static boolean startsWith(byte[] line, String prefix) {
+        byte[] p = prefix.getBytes(StandardCharsets.UTF_8);
+        return line.length >= p.length && java.util.Arrays.equals(line, 0, p.length, p, 0, p.length);
+    }
+
+    private static String abbreviated(JsonNode node) {
+        String text = node.toString();
+        return text.length() > 500 ? text.substring(0, 500) + "..." : text;
+    }
+
+    private static String request(long id, String method, JsonNode params) throws IOException {
+        ObjectNode message = JSON.createObjectNode().put("jsonrpc", "2.0").put("id", id).put("method", method);
+        if (params != null) message.set("params", params);
+        return JSON.writeValueAsString(message) + "\n";
+    }
+
+    /** A helper under test, NDJSON, keeping only the lines not yet taken (its stderr goes to a file). */
+    static final class Lean implements AutoCloseable {
+        final Process process;
+        private final OutputStream in;
+        private final Path log;
+        private final BlockingQueue<byte[]> lines = new LinkedBlockingQueue<>();
+        private static final byte[] END = new byte[0];
+
+        Lean(String... args) throws IOException {
+            log = Files.createTempFile("bwrapd-robustness-", ".log");
+            process = new ProcessBuilder(BwrapdProcess.command(args)).redirectError(log.toFile()).start();
+            in = process.getOutputStream();
+            Thread.ofPlatform().daemon().name("lean-reader").start(this::read);
+        }
+
+        private void read() {
+            try (InputStream out = new BufferedInputStream(process.getInputStream(), 1 << 16)) {
+                ByteArrayOutputStream line = new ByteArrayOutputStream();
+                byte[] buffer = new byte[1 << 16];
+                int n;
+                while ((n = out.read(buffer)) > 0) {
+                    int start = 0;
+                    for (int i = 0; i < n; i++) {
+                        if (buffer[i] != '\n') continue;
+                        line.write(buffer, start, i - start);
+                        lines.add(line.toByteArray());
+                        line.reset();
+                        start = i + 1;
+                    }
+                    line.write(buffer, start, n - start);
+                }
+            } catch (IOException e) {
+                // the helper is gone
+            } finally {
+                lines.add(END);
+            }
+        }
+
+        void send(String text) throws IOException {
+            in.write(text.getBytes(StandardCharsets.UTF_8));
+            in.flush();
+        }
+
+        byte[] nextLine() throws InterruptedException {
+            byte[] line = lines.poll(100, TimeUnit.SECONDS);
+            if (line == null || line == END) fail("no more output from bwrapd; its log:\n" + log());
+            return line;
+        }
+
+        JsonNode next() throws Exception {
+            return JSON.readTree(nextLine());
+        }
+
+        /** The next response (notifications skipped). */
+        JsonNode nextAnswer() throws Exception {
+            while (true) {
+                JsonNode message = next();
+                if (message.has("id")) return message;
+            }
+        }
+
+        /** The next {@code count} responses by id (notifications skipped). */
+        Map<Long, JsonNode> answers(int count) throws Exception {
+            Map<Long, JsonNode> answers = new HashMap<>();
+            while (answers.size() < count) {
+                JsonNode answer = nextAnswer();
+                answers.put(answer.get("id").asLong(), answer);
+            }
+            return answers;
+        }
+
+        void closeInput() throws IOException {
+            in.close();
+        }
+
+        int waitFor() throws InterruptedException {
+            assertTrue(process.waitFor(60, TimeUnit.SECONDS), "bwrapd did not exit");
+            return process.exitValue();
+        }
+
+        String log() {
+            try {
+                return Files.readString(log);
+            } catch (IOException e) {
+                return "(no log: " + e + ")";
+            }
+        }
+
+        @Override
+        public void close() throws Exception {
+            try {
+                in.close();
+            } catch (IOException ignored) {
+                // already closed
+            }
+            if (!process.waitFor(30, TimeUnit.SECONDS)) process.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
+            Files.deleteIfExists(log);
+        }
+    }
+}

@@ -1,0 +1,105 @@
+package dev.bwrapd.sandbox;
+
+import dev.bwrapd.process.Libc;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** One test per rule of HostPaths: what a host path in a request may be, checked on the open descriptor. */
+class HostPathsTest {
+    Path dir;
+
+    @BeforeEach
+    void makeDir() throws IOException {
+        dir = Files.createTempDirectory("bwrapd-hostpaths-");
+        Files.writeString(dir.resolve("file"), "data");
+        Files.createSymbolicLink(dir.resolve("to-root"), Path.of("/"));
+    }
+
+    @AfterEach
+    void removeDir() throws IOException {
+        Files.delete(dir.resolve("to-root"));
+        Files.delete(dir.resolve("file"));
+        Files.delete(dir);
+    }
+
+    static RunSpec spec(Path root, List<RunSpec.Mount> mounts, List<String> devices) {
+        return new RunSpec(List.of("true"), root, null, "/", Map.of(), false, false, "h", 0, 0, false, mounts, devices, false,
+                false, new RunSpec.Stdin.Null(), new RunSpec.Output.Capture(), new RunSpec.Output.Capture(), 0, null, 0, false, List.of(), dev.bwrapd.cgroup.Limits.NONE);
+    }
+
+    static HostPaths.Refused refused(RunSpec spec) {
+        return assertThrows(HostPaths.Refused.class, () -> HostPaths.open(spec).close());
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"/proc/self/fd/0", "/dev/stdin", "/dev/fd/0", "/proc/self/root", "/proc/thread-self/cwd"})
+    void magicLinksAreRefusedNotResolved(String path) {
+        assertTrue(refused(spec(dir, List.of(new RunSpec.Mount(path, "/m", true)), List.of())).notAllowed, path);
+        HostPaths.Refused stdio = assertThrows(HostPaths.Refused.class, () -> Libc.close(HostPaths.openStdio("stdin.file", path, Libc.O_RDONLY)));
+        assertTrue(stdio.notAllowed, path);
+    }
+
+    @Test
+    void theSpellingRuleForKernelsWithoutOpenat2() {
+        for (String path : List.of("/proc/self/fd/0", "/proc/1/root", "/dev/fd/3", "/dev/stdout", "/dev/./stdin", "/proc")) {
+            assertTrue(HostPaths.namesADescriptor(path), path);
+        }
+        for (String path : List.of("/dev/null", "/srv/proc", "/tmp/dev/fd", "/home/u/dev/stdin")) assertFalse(HostPaths.namesADescriptor(path), path);
+    }
+
+    @Test
+    void nothingOnAProcfs() {
+        assertTrue(refused(spec(dir, List.of(new RunSpec.Mount("/proc/self", "/m", true)), List.of())).notAllowed);
+        assertThrows(HostPaths.Refused.class, () -> Libc.close(HostPaths.openStdio("stdout.file", "/proc/self/status", Libc.O_RDONLY)));
+    }
+
+    @Test
+    void theHostRootIsKnownByItsIdentityHoweverSpelled() throws Exception {
+        try (HostPaths paths = HostPaths.open(spec(dir.resolve("to-root"), List.of(), List.of()))) {
+            assertTrue(paths.hostRoot());
+        }
+        try (HostPaths paths = HostPaths.open(spec(dir, List.of(new RunSpec.Mount(dir.resolve("to-root").toString(), "/h", true)), List.of()))) {
+            assertFalse(paths.hostRoot());
+            assertEquals(2, paths.descriptors().size());
+        }
+        for (String source : List.of("/", "//", "/tmp/..", dir.resolve("to-root").toString())) {
+            assertTrue(refused(spec(dir, List.of(new RunSpec.Mount(source, "/h", false)), List.of())).notAllowed, source);
+        }
+    }
+
+    @Test
+    void devicesAreDeviceNodesUnderDev() throws Exception {
+        try (HostPaths paths = HostPaths.open(spec(dir, List.of(), List.of("/dev/null", "/dev/zero")))) {
+            assertEquals(new BwrapCommand.Descriptors(10, false, List.of(), List.of(11, 12)), paths.inChild(10));
+        }
+        assertTrue(refused(spec(dir, List.of(), List.of("/dev/shm"))).notAllowed, "a directory is not a device");
+        assertTrue(refused(spec(dir, List.of(), List.of("/dev/stdin"))).notAllowed);
+    }
+
+    @Test
+    void aDirectoryIsNeverAStdioFile() {
+        assertTrue(assertThrows(HostPaths.Refused.class, () -> HostPaths.openStdio("stdin.file", "/", Libc.O_RDONLY)).notAllowed);
+    }
+
+    @Test
+    void whatCannotBeOpenedIsTheClientsError() throws Exception {
+        assertFalse(refused(spec(dir, List.of(new RunSpec.Mount(dir.resolve("missing").toString(), "/m", true)), List.of())).notAllowed);
+        assertFalse(refused(spec(dir, List.of(), List.of("/dev/bwrapd-no-such-device"))).notAllowed);
+        int fd = HostPaths.openStdio("stdin.file", dir.resolve("file").toString(), Libc.O_RDONLY);
+        Libc.close(fd);
+    }
+}

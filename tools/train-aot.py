@@ -16,7 +16,7 @@ HOME = os.path.dirname(HERE)
 
 
 def main() -> int:
-    env = dict(os.environ, BWRAPD_AOT_TRAINING="1")
+    env = dict(os.environ, BWRAPD_AOT_TRAINING="1", BWRAPD_JVM="1")  # the JVM build even where a native one exists
     proc = subprocess.Popen([os.path.join(HOME, "bwrapd")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env)
     next_id = [0]

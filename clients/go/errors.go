@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 )
 
-// JSON-RPC error codes used by bwrapd (PROTOCOL.md section 2).
+// JSON-RPC error codes used by bwrapd (docs/protocol.md).
 const (
 	CodeParseError       = -32700
 	CodeInvalidRequest   = -32600
@@ -22,6 +23,7 @@ const (
 	CodeBwrapUnusable   = -32004 // bwrap missing, too old or unusable on this host
 	CodePathNotAllowed  = -32005 // relative path, ".." escape, or read-write bind of the host root
 	CodeShuttingDown    = -32006 // server is shutting down
+	CodeOutOfMemory     = -32010 // the server's memory budget (--max-memory) cannot hold the message now
 )
 
 // RPCError is an error response from the helper.
@@ -60,6 +62,7 @@ var (
 	ErrBwrapUnusable    = &RPCError{Code: CodeBwrapUnusable, Message: "bwrap unusable"}
 	ErrPathNotAllowed   = &RPCError{Code: CodePathNotAllowed, Message: "path not allowed"}
 	ErrShuttingDown     = &RPCError{Code: CodeShuttingDown, Message: "server shutting down"}
+	ErrOutOfMemory      = &RPCError{Code: CodeOutOfMemory, Message: "server out of memory budget"}
 )
 
 // ErrorCode returns the JSON-RPC error code carried by err, if it wraps an *RPCError.
@@ -70,6 +73,19 @@ func ErrorCode(err error) (int, bool) {
 	}
 	return 0, false
 }
+
+// HelperNotFoundError is returned by Start when no helper was named: Options.Path is
+// empty, BWRAPD is not set and no "bwrapd" is on PATH. errors.Is(err, fs.ErrNotExist)
+// is true for it.
+type HelperNotFoundError struct{}
+
+func (e *HelperNotFoundError) Error() string {
+	return "bwrapd: helper not found: set Options.Path or the BWRAPD environment variable " +
+		"to the bwrapd executable, or put bwrapd on PATH"
+}
+
+// Is makes errors.Is(err, fs.ErrNotExist) true.
+func (e *HelperNotFoundError) Is(target error) bool { return target == fs.ErrNotExist }
 
 var (
 	// ErrHelperExited matches (errors.Is) the error of every call that failed because
@@ -116,20 +132,67 @@ func (e *HelperExitedError) Is(target error) bool {
 // Unwrap returns the process exit error, if any.
 func (e *HelperExitedError) Unwrap() error { return e.ExitErr }
 
-// cancelledError is returned when the caller's context ended a run: it wraps the
-// context's error (errors.Is(err, context.Canceled/DeadlineExceeded)) and the server's
-// answer, normally -32800 (errors.As(err, &rpcErr), errors.Is(err, ErrRequestCancelled)).
-type cancelledError struct {
-	ctxErr error
-	cause  error
+// CancelledError is the error of a run that was cancelled: its context ended, so the
+// client sent $/cancelRequest, and the server killed the sandbox and answered -32800.
+// errors.Is(err, context.Canceled) (or DeadlineExceeded) and errors.Is(err,
+// ErrRequestCancelled) both hold; errors.As(err, &cancelled) gives the run's Result.
+type CancelledError struct {
+	// Result is what the run would have answered (Status "cancelled"), with its output
+	// and cleanup report; nil when the server's answer carried none.
+	Result *Result
+	// Context is the context's error; nil when the run was cancelled by someone else.
+	Context error
+	// Err is the server's answer: normally an *RPCError with CodeRequestCancelled.
+	Err error
 }
 
-func (e *cancelledError) Error() string {
-	return fmt.Sprintf("%v: %v", e.ctxErr, e.cause)
+func (e *CancelledError) Error() string {
+	msg := e.Err.Error()
+	if e.Result != nil { // not the whole result, which the server's error data holds
+		msg = fmt.Sprintf("bwrapd: sandbox %s cancelled", e.Result.SandboxID)
+	}
+	if e.Context != nil {
+		msg = e.Context.Error() + ": " + msg
+	}
+	return msg
 }
 
-func (e *cancelledError) Unwrap() error { return e.ctxErr }
+// Unwrap gives the server's answer.
+func (e *CancelledError) Unwrap() error { return e.Err }
 
-func (e *cancelledError) Is(target error) bool { return errors.Is(e.cause, target) }
+// Is matches the context's error as well as the server's answer.
+func (e *CancelledError) Is(target error) bool {
+	return (e.Context != nil && errors.Is(e.Context, target)) || errors.Is(e.Err, target)
+}
 
-func (e *cancelledError) As(target any) bool { return errors.As(e.cause, target) }
+// As reaches the server's *RPCError.
+func (e *CancelledError) As(target any) bool { return errors.As(e.Err, target) }
+
+// ExitError is returned by Run and Wait when RunRequest.Check is set and the command
+// did not exit with code 0, as *exec.ExitError is by exec.Cmd.Run. The Result is
+// returned too.
+type ExitError struct {
+	Result *Result
+}
+
+func (e *ExitError) Error() string {
+	r := e.Result
+	switch {
+	case r.Status == StatusExited && r.ExitCode != nil:
+		return fmt.Sprintf("bwrapd: sandbox %s: exit status %d", r.SandboxID, *r.ExitCode)
+	case r.Signal != "":
+		return fmt.Sprintf("bwrapd: sandbox %s: %s by %s", r.SandboxID, r.Status, r.Signal)
+	case r.SetupError != "":
+		return fmt.Sprintf("bwrapd: sandbox %s: %s: %s", r.SandboxID, r.Status, r.SetupError)
+	}
+	return fmt.Sprintf("bwrapd: sandbox %s: %s", r.SandboxID, r.Status)
+}
+
+// ExitCode is the command's exit code, or -1 when it did not exit by itself (as
+// exec.ExitError's).
+func (e *ExitError) ExitCode() int {
+	if e.Result.Status == StatusExited && e.Result.ExitCode != nil {
+		return *e.Result.ExitCode
+	}
+	return -1
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"os"
+	"syscall"
 	"time"
 
 	bwrapd "bwrapd.dev/client"
@@ -12,7 +14,7 @@ import (
 // The README's example (compiled, not run: it needs the helper).
 func Example() {
 	ctx := context.Background()
-	h, err := bwrapd.Start(ctx, bwrapd.Options{}) // $BWRAPD, else the checkout's ./bwrapd
+	h, err := bwrapd.Start(ctx, bwrapd.Options{}) // $BWRAPD, else bwrapd on PATH
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -31,17 +33,17 @@ func Example() {
 
 	// Start returns a handle to control a running sandbox; output can be streamed.
 	sb, err := h.Start(ctx, bwrapd.RunRequest{
-		Command:  []string{"/bin/sh", "-c", "while :; do date; sleep 1; done"},
-		Stdout:   bwrapd.Stream(),
-		OnOutput: func(stream string, data []byte) { fmt.Printf("%s: %s", stream, data) },
+		Command: []string{"/bin/sh", "-c", "while :; do date; sleep 1; done"},
+		Stdout:  bwrapd.StreamTo(os.Stdout), // or Stream() with OnOutput
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
-	_ = sb.Suspend(ctx)
-	_ = sb.Resume(ctx)
-	_ = sb.Terminate(ctx, time.Second) // SIGTERM, then SIGKILL after 1 s
+	_, _ = sb.Suspend(ctx)
+	_, _ = sb.Signal(ctx, syscall.SIGUSR1) // delivered or not, and an error
+	_, _ = sb.Resume(ctx)
+	_, _ = sb.Terminate(ctx, time.Second) // SIGTERM, then SIGKILL after 1 s
 	res, _ = sb.Wait()
 	fmt.Println(sb.ID(), res.Status) // go-<pid>-2 signaled
 }

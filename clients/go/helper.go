@@ -13,13 +13,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,9 +30,7 @@ const Version = "0.1.0"
 // Options configure Start.
 type Options struct {
 	// Path of the helper executable. When empty: the BWRAPD environment variable,
-	// else the launcher of the checkout this package was built from (../../bwrapd
-	// relative to this package, or a "bwrapd" executable found walking up from the
-	// working directory), else "bwrapd" on PATH.
+	// else "bwrapd" in a directory of PATH; nothing else (see HelperNotFoundError).
 	Path string
 	// Args are extra command-line arguments for the helper.
 	Args []string
@@ -199,7 +194,9 @@ func Start(ctx context.Context, opts Options) (*Helper, error) {
 	return h, nil
 }
 
-// locate finds the helper executable (see Options.Path).
+// locate finds the helper executable: the explicit path, else $BWRAPD, else "bwrapd" in
+// an absolute directory of PATH. Nothing else: a file the user did not choose, such as
+// one named bwrapd in the working directory or above it, is never run.
 func locate(path string) (string, error) {
 	if path != "" {
 		return path, nil
@@ -207,32 +204,11 @@ func locate(path string) (string, error) {
 	if p := os.Getenv("BWRAPD"); p != "" {
 		return p, nil
 	}
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		if p := filepath.Join(filepath.Dir(file), "..", "..", "bwrapd"); isExecutable(p) {
-			return filepath.Clean(p), nil
-		}
-	}
-	if wd, err := os.Getwd(); err == nil {
-		for dir := wd; ; {
-			if p := filepath.Join(dir, "bwrapd"); isExecutable(p) {
-				return p, nil
-			}
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				break
-			}
-			dir = parent
-		}
-	}
+	// exec.LookPath refuses a match from a relative PATH entry (exec.ErrDot).
 	if p, err := exec.LookPath("bwrapd"); err == nil {
 		return p, nil
 	}
-	return "", errors.New("bwrapd: helper not found: set Options.Path or BWRAPD, or put bwrapd on PATH")
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
+	return "", &HelperNotFoundError{}
 }
 
 // ServerInfo is the helper's answer to initialize.
@@ -306,34 +282,53 @@ func (h *Helper) List(ctx context.Context) ([]SandboxInfo, error) {
 	return list, err
 }
 
-// Signal sends sig ("SIGTERM", "SIGKILL", "SIGINT", ...) to the process group of
-// the sandbox's command and reports whether it was delivered.
-func (h *Helper) Signal(ctx context.Context, sandboxID, sig string) (bool, error) {
-	var res struct {
-		Delivered bool `json:"delivered"`
+// Signal sends sig to the process group of the sandbox's command and reports whether
+// it was delivered (or kept, for a sandbox still starting). Only SIGSTOP, SIGCONT,
+// SIGTERM, SIGKILL, SIGINT, SIGHUP, SIGUSR1, SIGUSR2 and SIGQUIT can be sent.
+func (h *Helper) Signal(ctx context.Context, sandboxID string, sig syscall.Signal) (bool, error) {
+	name, err := signalName(sig)
+	if err != nil {
+		return false, err
 	}
-	err := h.Call(ctx, "sandbox/signal", map[string]string{"sandboxId": sandboxID, "signal": sig}, &res)
-	return res.Delivered, err
+	return h.control(ctx, "sandbox/signal", map[string]any{"sandboxId": sandboxID, "signal": name})
 }
 
 // Suspend stops the sandbox's command (SIGSTOP to its process group).
-func (h *Helper) Suspend(ctx context.Context, sandboxID string) error {
-	return h.Call(ctx, "sandbox/suspend", map[string]string{"sandboxId": sandboxID}, nil)
+func (h *Helper) Suspend(ctx context.Context, sandboxID string) (bool, error) {
+	return h.control(ctx, "sandbox/suspend", map[string]any{"sandboxId": sandboxID})
 }
 
 // Resume continues a suspended sandbox (SIGCONT).
-func (h *Helper) Resume(ctx context.Context, sandboxID string) error {
-	return h.Call(ctx, "sandbox/resume", map[string]string{"sandboxId": sandboxID}, nil)
+func (h *Helper) Resume(ctx context.Context, sandboxID string) (bool, error) {
+	return h.control(ctx, "sandbox/resume", map[string]any{"sandboxId": sandboxID})
 }
 
 // Terminate ends the whole sandbox. With grace > 0 its processes get SIGTERM first
 // and SIGKILL after grace; otherwise SIGKILL at once. The run then ends "signaled".
-func (h *Helper) Terminate(ctx context.Context, sandboxID string, grace time.Duration) error {
+func (h *Helper) Terminate(ctx context.Context, sandboxID string, grace time.Duration) (bool, error) {
 	params := map[string]any{"sandboxId": sandboxID}
 	if grace > 0 {
 		params["graceMs"] = grace.Milliseconds()
 	}
-	return h.Call(ctx, "sandbox/terminate", params, nil)
+	return h.control(ctx, "sandbox/terminate", params)
+}
+
+// control sends one of the four control methods; all answer {"delivered": bool}:
+// false when the sandbox's command had already ended.
+func (h *Helper) control(ctx context.Context, method string, params map[string]any) (bool, error) {
+	var res delivered
+	err := h.Call(ctx, method, params, &res)
+	return res.Delivered, err
+}
+
+// Argv validates req like Run but runs nothing, and returns what the server would
+// execute for it (sandbox/argv): for reproducing a sandbox by hand.
+func (h *Helper) Argv(ctx context.Context, req RunRequest) (*ArgvResult, error) {
+	var res ArgvResult
+	if err := h.Call(ctx, "sandbox/argv", req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
 }
 
 // Shutdown asks the helper to refuse new sandboxes and terminate the running ones;
@@ -596,11 +591,7 @@ func (h *Helper) handleNotification(method string, params json.RawMessage) {
 	}
 	switch method {
 	case "sandbox/started":
-		var p struct {
-			SandboxID string          `json:"sandboxId"`
-			PID       int             `json:"pid"`
-			RequestID json.RawMessage `json:"requestId"`
-		}
+		var p startedParams
 		if json.Unmarshal(params, &p) != nil {
 			return
 		}
@@ -620,12 +611,7 @@ func (h *Helper) handleNotification(method string, params json.RawMessage) {
 			sb.markStarted(p.PID)
 		}
 	case "sandbox/output":
-		var p struct {
-			SandboxID string  `json:"sandboxId"`
-			Stream    string  `json:"stream"`
-			Text      *string `json:"text"`
-			Base64    *string `json:"base64"`
-		}
+		var p outputParams
 		if json.Unmarshal(params, &p) != nil {
 			return
 		}

@@ -3,6 +3,10 @@ package bwrapd_test
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -111,5 +115,103 @@ func TestCancelledStartContext(t *testing.T) {
 	cancel()
 	if _, err := bwrapd.Start(ctx, bwrapd.Options{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("want context.Canceled, got %v", err)
+	}
+}
+
+// writeScript writes an executable shell script named name into dir.
+func writeScript(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// The helper is Options.Path, else $BWRAPD, else bwrapd in an absolute PATH directory:
+// never a file named bwrapd that the user did not choose, such as one in the
+// working directory (a repository can ship one).
+func TestHelperDiscoveryRunsOnlyWhatTheUserChose(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	writeScript(t, dir, "bwrapd", "touch '"+marker+"'; echo 'bwrapd-go-test: found on PATH' >&2; exit 3\n")
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chdir(sub); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chdir(wd)
+	t.Setenv("BWRAPD", "")
+
+	for _, path := range []string{"/usr/bin:/bin", ".:..:/usr/bin", ""} {
+		t.Setenv("PATH", path)
+		_, err := bwrapd.Start(testCtx(t), bwrapd.Options{})
+		var notFound *bwrapd.HelperNotFoundError
+		if !errors.As(err, &notFound) || !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "BWRAPD") {
+			t.Fatalf("PATH=%q: want a HelperNotFoundError saying how to name the helper, got %v", path, err)
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Fatalf("PATH=%q: the bwrapd in the working directory's parent was run", path)
+		}
+	}
+
+	t.Setenv("PATH", dir+":/usr/bin:/bin")
+	_, err = bwrapd.Start(testCtx(t), bwrapd.Options{})
+	if !errors.Is(err, bwrapd.ErrHelperExited) || !strings.Contains(err.Error(), "found on PATH") {
+		t.Fatalf("bwrapd in an absolute PATH directory: want it started, got %v", err)
+	}
+	os.Remove(marker)
+	t.Setenv("BWRAPD", "/bin/false")
+	_, err = bwrapd.Start(testCtx(t), bwrapd.Options{})
+	if !errors.Is(err, bwrapd.ErrHelperExited) || !strings.Contains(err.Error(), "exit status 1") {
+		t.Fatalf("BWRAPD comes before PATH: want /bin/false started, got %v", err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("BWRAPD was set, yet the bwrapd on PATH was run")
+	}
+}
+
+// A bwrap without --json-status-fd: the server never sends sandbox/started, so Start
+// must not wait for it, and the sandbox can be terminated while it runs.
+func TestStartWithoutJSONStatusFd(t *testing.T) {
+	bwrap, err := exec.LookPath("bwrap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := writeScript(t, t.TempDir(), "bwrap-without-json-status-fd", `for a; do
+  if [ "$a" = --json-status-fd ]; then echo "bwrap: Unknown option --json-status-fd" >&2; exit 1; fi
+done
+exec `+bwrap+` "$@"
+`)
+	h, err := startHelper(bwrapd.Options{Args: []string{"--bwrap", old}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if h.ServerInfo().Capabilities.JSONStatusFd {
+		t.Fatalf("the server did not notice the missing --json-status-fd: %s", h.ServerInfo().Raw)
+	}
+	ctx := testCtx(t)
+	start := time.Now()
+	sb, err := h.Start(ctx, bwrapd.RunRequest{Root: rootfs, Command: []string{"sleep", "30"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Start waited %v for a sandbox/started that never comes", d)
+	}
+	time.Sleep(300 * time.Millisecond) // let the sandbox start
+	if delivered, err := sb.Terminate(ctx, 0); err != nil || !delivered {
+		t.Fatalf("terminate while running: delivered=%v err=%v", delivered, err)
+	}
+	res, err := sb.Wait()
+	if err != nil || res.Status != bwrapd.StatusSignaled || time.Since(start) > 20*time.Second {
+		t.Fatalf("want signaled well before sleep 30 ends, got %v %s after %v", err, describe(res), time.Since(start))
 	}
 }

@@ -396,8 +396,10 @@ func TestDevicesNetworkPersonality(t *testing.T) {
 func TestUsage(t *testing.T) {
 	res := run(t, bwrapd.RunRequest{Command: []string{"sh", "-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done"}})
 	wantExit(t, res, 0)
+	// CPU time, not a share of the wall time, which a loaded machine stretches: the loop
+	// needs some 100 ms of CPU wherever it runs, bwrap alone a few.
 	cpu := res.Usage.UserCPUMs + res.Usage.SystemCPUMs
-	if cpu < 0.25*res.DurationMs || res.Usage.MaxRSSKiB <= 0 {
+	if cpu < 50 || res.Usage.MaxRSSKiB <= 0 {
 		t.Fatalf("a busy loop of %.0f ms used %.0f ms of CPU (usage %+v): usage must be the sandbox's processes",
 			res.DurationMs, cpu, res.Usage)
 	}

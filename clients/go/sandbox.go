@@ -3,9 +3,12 @@ package bwrapd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -16,6 +19,9 @@ type Sandbox struct {
 	requestID int64
 	indexed   bool // registered under id in h.bySandbox
 	onOutput  func(stream string, data []byte)
+	writers   map[string]io.Writer // streamed outputs that go to an io.Writer
+	check     bool                 // RunRequest.Check
+	writeErr  error                // the first error of a writer
 
 	pid         atomic.Int64
 	started     chan struct{}
@@ -43,8 +49,10 @@ type event struct {
 // ($/cancelRequest): the sandbox is terminated, and Run returns an error that wraps
 // both ctx.Err() and the server's answer (normally ErrRequestCancelled).
 //
-// A run that ended is not an error: check Result.Status and Result.ExitCode.
-// Errors are *RPCError (see the Err* sentinels), *HelperExitedError, or ctx errors.
+// A run that ended is not an error unless RunRequest.Check is set (then a command that
+// did not exit with 0 is an *ExitError): check Result.Status and Result.ExitCode.
+// Errors are *RPCError (see the Err* sentinels), *CancelledError, *ExitError,
+// *HelperExitedError, or ctx errors.
 func (h *Helper) Run(ctx context.Context, req RunRequest) (*Result, error) {
 	sb, err := h.Start(ctx, req)
 	if err != nil {
@@ -58,6 +66,10 @@ func (h *Helper) Run(ctx context.Context, req RunRequest) (*Result, error) {
 // Errors that end the run before it started, such as ErrCommandNotFound, are
 // returned by Start. ctx governs the whole run, as for Run: cancelling it cancels
 // the run.
+//
+// On a host whose bwrap has no --json-status-fd (ServerInfo().Capabilities.JSONStatusFd
+// false) the server never announces a start: Start returns as soon as the request is
+// sent, PID stays 0, and errors come from Wait. The sandbox can be terminated at once.
 func (h *Helper) Start(ctx context.Context, req RunRequest) (*Sandbox, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -69,6 +81,8 @@ func (h *Helper) Start(ctx context.Context, req RunRequest) (*Sandbox, error) {
 		h:        h,
 		id:       req.SandboxID,
 		onOutput: req.OnOutput,
+		writers:  streamWriters(req),
+		check:    req.Check,
 		started:  make(chan struct{}),
 		done:     make(chan struct{}),
 		qsig:     make(chan struct{}, 1),
@@ -86,6 +100,9 @@ func (h *Helper) Start(ctx context.Context, req RunRequest) (*Sandbox, error) {
 		return nil, sb.err
 	}
 	go sb.watch(ctx)
+	if !h.info.Capabilities.JSONStatusFd {
+		return sb, nil // no sandbox/started will come
+	}
 	select {
 	case <-sb.started:
 	case <-sb.done:
@@ -109,25 +126,27 @@ func (s *Sandbox) Started() <-chan struct{} { return s.started }
 func (s *Sandbox) Done() <-chan struct{} { return s.done }
 
 // Wait waits for the run to end and returns its result. Every streamed output chunk
-// has been delivered to OnOutput before Wait returns.
+// has been delivered to its io.Writer or OnOutput before Wait returns. With an
+// *ExitError or a *CancelledError the result is returned too; a run whose output
+// could not be written to its io.Writer returns that write error with its result.
 func (s *Sandbox) Wait() (*Result, error) {
 	<-s.done
 	return s.result, s.err
 }
 
-// Signal sends sig to the sandboxed command's process group.
-func (s *Sandbox) Signal(ctx context.Context, sig string) (bool, error) {
+// Signal sends sig to the sandboxed command's process group (see Helper.Signal).
+func (s *Sandbox) Signal(ctx context.Context, sig syscall.Signal) (bool, error) {
 	return s.h.Signal(ctx, s.id, sig)
 }
 
 // Suspend stops the sandboxed command (SIGSTOP).
-func (s *Sandbox) Suspend(ctx context.Context) error { return s.h.Suspend(ctx, s.id) }
+func (s *Sandbox) Suspend(ctx context.Context) (bool, error) { return s.h.Suspend(ctx, s.id) }
 
 // Resume continues it (SIGCONT).
-func (s *Sandbox) Resume(ctx context.Context) error { return s.h.Resume(ctx, s.id) }
+func (s *Sandbox) Resume(ctx context.Context) (bool, error) { return s.h.Resume(ctx, s.id) }
 
 // Terminate ends the whole sandbox, with SIGTERM first when grace > 0.
-func (s *Sandbox) Terminate(ctx context.Context, grace time.Duration) error {
+func (s *Sandbox) Terminate(ctx context.Context, grace time.Duration) (bool, error) {
 	return s.h.Terminate(ctx, s.id, grace)
 }
 
@@ -174,9 +193,7 @@ func (s *Sandbox) deliver() {
 		s.qmu.Unlock()
 		for _, ev := range evs {
 			if !ev.final {
-				if s.onOutput != nil {
-					s.onOutput(ev.stream, ev.data)
-				}
+				s.write(ev.stream, ev.data)
 				continue
 			}
 			s.complete(ev)
@@ -185,25 +202,62 @@ func (s *Sandbox) deliver() {
 	}
 }
 
-func (s *Sandbox) complete(ev event) {
-	if ev.err == nil {
-		var r Result
-		if err := json.Unmarshal(ev.result, &r); err != nil {
-			s.err = fmt.Errorf("bwrapd: decoding sandbox/run result: %w", err)
-		} else {
-			s.result = &r
+// write hands one chunk to its io.Writer, else to OnOutput.
+func (s *Sandbox) write(stream string, data []byte) {
+	if w := s.writers[stream]; w != nil {
+		if _, err := w.Write(data); err != nil && s.writeErr == nil {
+			s.writeErr = fmt.Errorf("bwrapd: sandbox %s: writing %s: %w", s.id, stream, err)
 		}
-	} else {
-		s.err = ev.err
+	} else if s.onOutput != nil {
+		s.onOutput(stream, data)
 	}
+}
+
+func (s *Sandbox) complete(ev event) {
 	s.qmu.Lock()
 	ctxErr := s.ctxErr
 	s.qmu.Unlock()
-	if ctxErr != nil && s.err != nil {
-		s.err = &cancelledError{ctxErr: ctxErr, cause: s.err}
+	var rpcErr *RPCError
+	switch {
+	case ev.err == nil:
+		var r Result
+		if err := json.Unmarshal(ev.result, &r); err != nil {
+			s.err = fmt.Errorf("bwrapd: decoding sandbox/run result: %w", err)
+			break
+		}
+		s.result = &r
+		if s.writeErr != nil {
+			s.err = s.writeErr
+		} else if s.check && !r.Success() {
+			s.err = &ExitError{Result: &r}
+		}
+	case errors.As(ev.err, &rpcErr) && rpcErr.Code == CodeRequestCancelled:
+		cancelled := &CancelledError{Context: ctxErr, Err: ev.err}
+		var r Result
+		if len(rpcErr.Data) > 0 && json.Unmarshal(rpcErr.Data, &r) == nil && r.Status != "" {
+			cancelled.Result, s.result = &r, &r
+		}
+		s.err = cancelled
+	case ctxErr != nil:
+		s.err = &CancelledError{Context: ctxErr, Err: ev.err}
+	default:
+		s.err = ev.err
 	}
 	s.h.unindex(s)
 	close(s.done)
+}
+
+// streamWriters are the io.Writers of the outputs req streams to one (see StreamTo).
+// Standard error merged into standard output arrives as "stdout".
+func streamWriters(req RunRequest) map[string]io.Writer {
+	writers := map[string]io.Writer{}
+	if req.Stdout != nil && req.Stdout.w != nil {
+		writers["stdout"] = req.Stdout.w
+	}
+	if req.Stderr != nil && req.Stderr.w != nil {
+		writers["stderr"] = req.Stderr.w
+	}
+	return writers
 }
 
 // watch cancels the run when ctx ends first.

@@ -4,11 +4,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"strconv"
+	"io"
+	"syscall"
 	"time"
 )
 
-// RunRequest holds the params of sandbox/run (PROTOCOL.md section 4). Zero values
+// RunRequest holds the params of sandbox/run (docs/protocol.md). Zero values
 // and nil pointers are left out, so the server applies its defaults.
 type RunRequest struct {
 	// Command is the argv; Command[0] without "/" is looked up in the sandbox PATH.
@@ -55,6 +56,13 @@ type RunRequest struct {
 	KillGraceMs *int64 `json:"killGraceMs,omitempty"`
 	// Interactive is reserved by the protocol for terminal sessions.
 	Interactive bool `json:"interactive,omitempty"`
+	// Capabilities are Linux capabilities ("CAP_NET_RAW", ...) the sandbox gets beyond
+	// the server's default; nil sends nothing. Needs a server that has the parameter.
+	Capabilities []string `json:"capabilities,omitempty"`
+
+	// Check makes a command that did not exit with code 0 an error: Run and Wait then
+	// return an *ExitError (with the Result), as exec.Cmd.Run does.
+	Check bool `json:"-"`
 
 	// OnOutput receives the chunks of the outputs set to Stream(), in order, before
 	// Run/Wait returns. It runs on a goroutine of its own per run (never concurrently
@@ -132,6 +140,7 @@ type Output struct {
 	mode   string // "capture", "discard", "stream", "stdout", or "" for a file
 	path   string
 	append bool
+	w      io.Writer // StreamTo
 }
 
 // Capture returns the output in the Result (the server default), up to CaptureLimitBytes.
@@ -142,6 +151,11 @@ func Discard() *Output { return &Output{mode: "discard"} }
 
 // Stream sends the output as sandbox/output notifications, delivered to RunRequest.OnOutput.
 func Stream() *Output { return &Output{mode: "stream"} }
+
+// StreamTo streams the output as Stream does, and writes each chunk to w, in order,
+// from a goroutine of the run's own, before Run/Wait returns (OnOutput does not get
+// them). A write error is returned by Wait, with the result.
+func StreamTo(w io.Writer) *Output { return &Output{mode: "stream", w: w} }
 
 // ToFile makes the command write straight to the host file at path.
 func ToFile(path string, append bool) *Output { return &Output{path: path, append: append} }
@@ -159,7 +173,7 @@ func (o Output) MarshalJSON() ([]byte, error) {
 	return json.Marshal(o.mode)
 }
 
-// Status is how a run ended.
+// Status is how a run ended (RunStatus in the OpenRPC document).
 type Status string
 
 const (
@@ -170,18 +184,29 @@ const (
 	StatusSetupFailed Status = "setup-failed"
 )
 
-// Usage is the resource usage of the sandboxed command's processes.
+// Usage is the resource usage of the sandbox (see docs/protocol.md for what it covers).
 type Usage struct {
 	UserCPUMs   float64 `json:"userCpuMs"`
 	SystemCPUMs float64 `json:"systemCpuMs"`
 	MaxRSSKiB   int64   `json:"maxRssKiB"`
 }
 
+// UserCPU is UserCPUMs as a time.Duration.
+func (u Usage) UserCPU() time.Duration { return millis(u.UserCPUMs) }
+
+// SystemCPU is SystemCPUMs as a time.Duration.
+func (u Usage) SystemCPU() time.Duration { return millis(u.SystemCPUMs) }
+
+func millis(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
+
 // Cleanup lists what the server removed from the root after the run.
 type Cleanup struct {
 	OK      bool             `json:"ok"`
 	Removed []string         `json:"removed"`
 	Failed  []CleanupFailure `json:"failed"`
+	// Deferred: another run was still using the same root, and that run's result
+	// reports the cleanup for both (Removed and Failed are then empty).
+	Deferred bool `json:"deferred"`
 }
 
 // CleanupFailure is a path the server could not remove.
@@ -190,22 +215,27 @@ type CleanupFailure struct {
 	Error string `json:"error"`
 }
 
-// Result is the answer to a sandbox/run.
+// Result is the answer to a sandbox/run. Fields the server sends as null are zero
+// values here: ExitCode nil, Signal and SetupError "".
 type Result struct {
 	SandboxID  string  `json:"sandboxId"`
 	Status     Status  `json:"status"`
-	ExitCode   *int    `json:"exitCode"`
-	Signal     string  `json:"signal"`     // e.g. "SIGKILL" when the command died of a signal
+	ExitCode   *int    `json:"exitCode"`   // as bwrap reports it (128+N for signal N); nil when none
+	Signal     string  `json:"signal"`     // e.g. "SIGKILL" when a signal ended the command; see SignalNumber
 	SetupError string  `json:"setupError"` // bwrap's message when the sandbox could not be set up
-	DurationMs float64 `json:"durationMs"`
+	DurationMs float64 `json:"durationMs"` // see Duration
 	Usage      Usage   `json:"usage"`
 	// Stdout and Stderr are the captured outputs, decoded from text or base64;
 	// nil when the output was not captured.
-	Stdout          []byte  `json:"-"`
-	Stderr          []byte  `json:"-"`
-	StdoutTruncated bool    `json:"-"`
-	StderrTruncated bool    `json:"-"`
-	Cleanup         Cleanup `json:"cleanup"`
+	Stdout          []byte `json:"-" wire:"stdout"`
+	Stderr          []byte `json:"-" wire:"stderr"`
+	StdoutTruncated bool   `json:"-"`
+	StderrTruncated bool   `json:"-"`
+	// StdoutError and StderrError say why a capture stopped early (the pipe could not
+	// be read, or the output not kept; the ...Truncated flag is then set); "" otherwise.
+	StdoutError string  `json:"-"`
+	StderrError string  `json:"-"`
+	Cleanup     Cleanup `json:"cleanup"`
 	// Raw is the result exactly as the server sent it (for extensions).
 	Raw json.RawMessage `json:"-"`
 }
@@ -215,13 +245,30 @@ func (r *Result) Success() bool {
 	return r.Status == StatusExited && r.ExitCode != nil && *r.ExitCode == 0
 }
 
-type wireData struct {
+// Duration is DurationMs as a time.Duration: from the start of the run's
+// preparation to its result, cleanup included.
+func (r *Result) Duration() time.Duration { return millis(r.DurationMs) }
+
+// SignalNumber is the signal that ended the command, 0 when none did (or the
+// server named one this client does not know).
+func (r *Result) SignalNumber() syscall.Signal { return signalNumber(r.Signal) }
+
+// captured is the wire form of a captured stream (Captured in the OpenRPC document).
+type captured struct {
 	Text      *string `json:"text"`
 	Base64    *string `json:"base64"`
 	Truncated bool    `json:"truncated"`
+	Error     *string `json:"error"`
 }
 
-func (d *wireData) decode() ([]byte, error) {
+func (d *captured) errorText() string {
+	if d.Error == nil {
+		return ""
+	}
+	return *d.Error
+}
+
+func (d *captured) decode() ([]byte, error) {
 	switch {
 	case d.Text != nil:
 		return []byte(*d.Text), nil
@@ -236,8 +283,8 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 	type plain Result
 	var wire struct {
 		*plain
-		Stdout *wireData `json:"stdout"`
-		Stderr *wireData `json:"stderr"`
+		Stdout *captured `json:"stdout"`
+		Stderr *captured `json:"stderr"`
 	}
 	wire.plain = (*plain)(r)
 	if err := json.Unmarshal(b, &wire); err != nil {
@@ -248,13 +295,13 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 		if r.Stdout, err = wire.Stdout.decode(); err != nil {
 			return fmt.Errorf("bwrapd: result stdout: %w", err)
 		}
-		r.StdoutTruncated = wire.Stdout.Truncated
+		r.StdoutTruncated, r.StdoutError = wire.Stdout.Truncated, wire.Stdout.errorText()
 	}
 	if wire.Stderr != nil {
 		if r.Stderr, err = wire.Stderr.decode(); err != nil {
 			return fmt.Errorf("bwrapd: result stderr: %w", err)
 		}
-		r.StderrTruncated = wire.Stderr.Truncated
+		r.StderrTruncated, r.StderrError = wire.Stderr.Truncated, wire.Stderr.errorText()
 	}
 	r.Raw = append(json.RawMessage(nil), b...)
 	return nil
@@ -262,53 +309,82 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 
 // ServerInfo is the result of initialize.
 type ServerInfo struct {
-	ServerName      string `json:"serverName"`
-	ServerVersion   string `json:"serverVersion"`
-	ProtocolVersion int    `json:"protocolVersion"`
-	Bwrap           struct {
-		Path    string `json:"path"`
-		Version string `json:"version"`
-	} `json:"bwrap"`
-	Capabilities Capabilities `json:"capabilities"`
+	ServerName      string       `json:"serverName"`
+	ServerVersion   string       `json:"serverVersion"`
+	ProtocolVersion int          `json:"protocolVersion"`
+	Bwrap           BwrapInfo    `json:"bwrap"`
+	Capabilities    Capabilities `json:"capabilities"`
+	Limits          Limits       `json:"limits"`
 	// Raw is the result exactly as the server sent it.
 	Raw json.RawMessage `json:"-"`
 }
 
-// Capabilities is what the host really supports. Other capabilities the server
-// announces are in ServerInfo.Raw.
-type Capabilities struct {
-	UserNamespaces bool `json:"userNamespaces"`
-	DieWithParent  bool `json:"dieWithParent"`
-	JSONStatusFd   bool `json:"jsonStatusFd"`
+// BwrapInfo is the bwrap the server runs; both fields are "" when it found none
+// (then every run fails with ErrBwrapUnusable).
+type BwrapInfo struct {
+	Path    string `json:"path"`
+	Version string `json:"version"`
 }
+
+// Capabilities is what the host really supports, found by running bwrap at start-up.
+type Capabilities struct {
+	UserNamespaces bool `json:"userNamespaces"` // UID and GID apply
+	DieWithParent  bool `json:"dieWithParent"`  // sandboxes die with the helper
+	JSONStatusFd   bool `json:"jsonStatusFd"`   // sandbox/started, pids, signals and exact exit codes
+	ChildSubreaper bool `json:"childSubreaper"` // Usage covers the sandboxed command
+	Linux32        bool `json:"linux32"`        // RunRequest.Linux32 works
+	// Framings the server reads, comma-separated ("ndjson,lsp").
+	Framings string `json:"framings"`
+}
+
+// Limits are the message limits in force; a larger or deeper message is refused.
+type Limits struct {
+	MaxMessageBytes int64 `json:"maxMessageBytes"`
+	MaxNestingDepth int   `json:"maxNestingDepth"`
+}
+
+// SandboxState is the state of a sandbox in sandbox/list.
+type SandboxState string
+
+const (
+	StateStarting  SandboxState = "starting"
+	StateRunning   SandboxState = "running"
+	StateSuspended SandboxState = "suspended"
+)
 
 // SandboxInfo is one entry of sandbox/list.
 type SandboxInfo struct {
-	SandboxID string   `json:"sandboxId"`
-	PID       int      `json:"pid"`
-	State     string   `json:"state"` // "starting", "running" or "suspended"
-	Command   []string `json:"command"`
-	// StartedAt as the server sent it: the protocol does not fix its type
-	// (an ISO-8601 string or a number); see StartTime.
-	StartedAt json.RawMessage `json:"startedAt"`
+	SandboxID string       `json:"sandboxId"`
+	PID       int          `json:"pid"` // the init's host pid; 0 while starting
+	State     SandboxState `json:"state"`
+	Command   []string     `json:"command"`
+	StartedAt time.Time    `json:"startedAt"` // when the server received the run
 }
 
-// StartTime interprets StartedAt: an RFC 3339 string, or a number of milliseconds
-// since the epoch.
-func (s SandboxInfo) StartTime() (time.Time, bool) {
-	var str string
-	if json.Unmarshal(s.StartedAt, &str) == nil {
-		if t, err := time.Parse(time.RFC3339Nano, str); err == nil {
-			return t, true
-		}
-		if ms, err := strconv.ParseFloat(str, 64); err == nil {
-			return time.UnixMilli(int64(ms)), true
-		}
-		return time.Time{}, false
-	}
-	var ms float64
-	if json.Unmarshal(s.StartedAt, &ms) == nil {
-		return time.UnixMilli(int64(ms)), true
-	}
-	return time.Time{}, false
+// ArgvResult is what sandbox/argv answers: the program the server would spawn
+// for a RunRequest, its whole argv and its environment ("NAME=value").
+type ArgvResult struct {
+	Executable string   `json:"executable"`
+	Argv       []string `json:"argv"`
+	Env        []string `json:"env"`
+}
+
+// delivered is the answer of sandbox/signal, suspend, resume and terminate.
+type delivered struct {
+	Delivered bool `json:"delivered"`
+}
+
+// startedParams are the params of the sandbox/started notification.
+type startedParams struct {
+	SandboxID string          `json:"sandboxId"`
+	PID       int             `json:"pid"`
+	RequestID json.RawMessage `json:"requestId"`
+}
+
+// outputParams are the params of the sandbox/output notification.
+type outputParams struct {
+	SandboxID string  `json:"sandboxId"`
+	Stream    string  `json:"stream"`
+	Text      *string `json:"text"`
+	Base64    *string `json:"base64"`
 }

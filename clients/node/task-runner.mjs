@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 // An editor-style task runner on bwrapd: it spawns the helper, talks JSON-RPC over
-// LSP (Content-Length) framing with vscode-jsonrpc, runs one command in a sandbox
-// with its output streamed, and prints each sandbox/output chunk as it arrives.
+// LSP (Content-Length) framing with vscode-jsonrpc, runs commands in sandboxes with
+// their output streamed, and reports each run's lines as $/progress-style messages.
 //
-//   node task-runner.mjs [--root DIR] [--cwd DIR] [--timeout MS] -- COMMAND [ARG...]
+//   node task-runner.mjs [--helper PATH] [--root DIR] [--cwd DIR] [--timeout MS] -- COMMAND [ARG...]
 //
-// The helper is $BWRAPD, else the launcher of this checkout (../../bwrapd).
+// The helper is --helper, else $BWRAPD, else bwrapd on PATH (never anything else).
+// This is the pattern to copy: one handler per notification routing by sandboxId,
+// every pending run rejected when the helper dies, arguments checked.
 import { spawn } from 'node:child_process';
+import { accessSync, constants, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -16,18 +19,56 @@ import {
   createMessageConnection,
 } from 'vscode-jsonrpc/node';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
+/** @typedef {import('./bwrapd').RunParams} RunParams */
+/** @typedef {import('./bwrapd').RunResult} RunResult */
+/** @typedef {import('./bwrapd').InitializeResult} InitializeResult */
+/** @typedef {import('./bwrapd').OutputParams} OutputParams */
+/** @typedef {import('./bwrapd').StartedParams} StartedParams */
+/** @typedef {import('./bwrapd').WorkDoneProgress} WorkDoneProgress */
 
-/** The helper executable: $BWRAPD, else this checkout's launcher. */
-export function helperPath() {
-  return process.env.BWRAPD || path.resolve(here, '..', '..', 'bwrapd');
-}
+const HOW_TO_NAME_THE_HELPER =
+  'pass its path (--helper, or startBwrapd({command})), set BWRAPD to it, or put bwrapd on PATH';
 
 /**
- * Spawns bwrapd and initializes it.
- * Returns { connection, child, info, stderr(), close() }.
+ * The helper executable: $BWRAPD, else bwrapd in an absolute directory of PATH.
+ * Nothing else, so a file the user did not choose (one in the working directory,
+ * say) is never run. Throws an Error with code 'ENOENT' when there is none.
  */
-export async function startBwrapd({ command = helperPath(), args = [], onStderr } = {}) {
+export function helperPath(env = process.env) {
+  if (env.BWRAPD) return env.BWRAPD;
+  for (const dir of (env.PATH ?? '').split(path.delimiter)) {
+    if (!path.isAbsolute(dir)) continue; // a relative entry would mean the working directory
+    const candidate = path.join(dir, 'bwrapd');
+    try {
+      if (statSync(candidate).isFile()) {
+        accessSync(candidate, constants.X_OK);
+        return candidate;
+      }
+    } catch { /* not there, or not executable */ }
+  }
+  throw Object.assign(new Error(`the bwrapd helper was not found: ${HOW_TO_NAME_THE_HELPER}`), { code: 'ENOENT' });
+}
+
+/** The error every pending and later run gets once the helper is gone. */
+class HelperExitedError extends Error {
+  constructor(code, signal, stderr) {
+    const how = signal ? `killed by ${signal}` : `exit status ${code}`;
+    super(`bwrapd exited (${how})${stderr.trim() ? `; last stderr:\n${stderr.trim()}` : ''}`);
+    this.name = 'HelperExitedError';
+    this.exitCode = code;
+    this.signal = signal;
+  }
+}
+
+let taskCounter = 0;
+
+/**
+ * Spawns bwrapd (in a process group of its own, so a terminal's Ctrl-C reaches only
+ * this program) and initializes it. Returns
+ * { connection, child, info, runTask(params, handlers), close(), stderr(), exited }.
+ */
+export async function startBwrapd({ command, args = [], onStderr } = {}) {
+  command ??= helperPath();
   const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   let stderrText = '';
   child.stderr.setEncoding('utf8');
@@ -35,44 +76,105 @@ export async function startBwrapd({ command = helperPath(), args = [], onStderr 
     stderrText = (stderrText + chunk).slice(-8192);
     onStderr?.(chunk);
   });
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  const spawnError = new Promise((_, reject) => child.on('error', reject));
+  const spawned = new Promise((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', reject);
+  });
+  const exited = new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
 
   // The first byte the server reads is the 'C' of "Content-Length:": LSP framing.
-  const connection = createMessageConnection(
-    new StreamMessageReader(child.stdout),
-    new StreamMessageWriter(child.stdin),
-  );
+  const connection = createMessageConnection(new StreamMessageReader(child.stdout), new StreamMessageWriter(child.stdin));
+
+  // One handler per notification for all runs: connection.onNotification keeps only
+  // the last handler registered for a method, so a handler per run would steal the
+  // notifications of the runs before it.
+  /** @type {Map<string, {onOutput?: Function, onStarted?: Function, fail: (err: Error) => void}>} */
+  const tasks = new Map();
+  connection.onNotification('sandbox/output', (/** @type {OutputParams} */ p) => {
+    const data = p.text ?? Buffer.from(p.base64 ?? '', 'base64');
+    tasks.get(p.sandboxId)?.onOutput?.(p.stream, data);
+  });
+  connection.onNotification('sandbox/started', (/** @type {StartedParams} */ p) => {
+    tasks.get(p.sandboxId)?.onStarted?.(p);
+  });
   connection.listen();
 
+  // Once the helper is gone every pending run is rejected at once; vscode-jsonrpc
+  // itself would leave them pending when the stream just closes.
+  let dead = null;
   const died = exited.then(({ code, signal }) => {
-    throw new Error(`bwrapd exited (code ${code}, signal ${signal}); stderr:\n${stderrText}`);
+    dead = new HelperExitedError(code, signal, stderrText);
+    for (const task of tasks.values()) task.fail(dead);
+    tasks.clear();
+    connection.dispose();
+    throw dead;
   });
+  died.catch(() => {});
+
   let info;
   try {
+    await spawned;
     info = await Promise.race([
-      connection.sendRequest('initialize', {
-        clientName: 'bwrapd-node-example',
-        clientVersion: '0.1.0',
-        protocolVersion: 1,
-      }),
+      connection.sendRequest('initialize', { clientName: 'bwrapd-node-example', clientVersion: '0.1.0', protocolVersion: 1 }),
       died,
-      spawnError,
     ]);
   } catch (err) {
     connection.dispose();
-    child.kill('SIGKILL');
+    if (child.exitCode === null && child.pid) child.kill('SIGKILL');
+    if (err.code === 'ENOENT') err.message += `; ${HOW_TO_NAME_THE_HELPER}`;
     throw err;
   }
-  died.catch(() => {});
+
+  /**
+   * Runs one command in a sandbox with stdout and stderr streamed (unless params say
+   * otherwise). onOutput(stream, text|Buffer) gets each chunk, onStarted({sandboxId,
+   * pid}) the start, onProgress a $/progress-style report (begin, one report per
+   * line of output, end). Resolves with the run's result; rejects with the server's
+   * error (-32800 with the result as data when the token cancelled it) or a
+   * HelperExitedError when the helper dies first.
+   * @param {RunParams} params
+   * @returns {Promise<RunResult>}
+   */
+  async function runTask(params, { onOutput, onStarted, onProgress, token } = {}) {
+    if (dead) throw dead;
+    const sandboxId = params.sandboxId ?? `node-${process.pid}-${++taskCounter}`;
+    if (tasks.has(sandboxId)) throw new Error(`sandboxId ${sandboxId} is already running in this client`);
+    const progress = onProgress && lineProgress(params.command.join(' '), onProgress);
+    let fail;
+    const failed = new Promise((_, reject) => { fail = reject; });
+    tasks.set(sandboxId, {
+      onStarted,
+      onOutput: (stream, data) => {
+        progress?.output(stream, data);
+        onOutput?.(stream, data);
+      },
+      fail,
+    });
+    try {
+      const runParams = { stdout: 'stream', stderr: 'stream', ...params, sandboxId };
+      // Pass the token only when there is one: a trailing undefined would be taken as a
+      // second positional parameter, and params sent as an array.
+      const request = token
+        ? connection.sendRequest('sandbox/run', runParams, token)
+        : connection.sendRequest('sandbox/run', runParams);
+      const result = await Promise.race([request, failed]);
+      progress?.end(`${result.status}${result.exitCode !== null ? ` ${result.exitCode}` : ''}`);
+      return result;
+    } catch (err) {
+      progress?.end(`failed: ${err.message.split('\n')[0]}`);
+      throw err;
+    } finally {
+      tasks.delete(sandboxId);
+    }
+  }
 
   async function close(timeoutMs = 10000) {
     const timer = setTimeout(() => {
       try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
     }, timeoutMs);
     try {
-      const result = await Promise.race([connection.sendRequest('shutdown'), exited]);
-      await connection.sendNotification('exit');
+      const result = dead ? null : await Promise.race([connection.sendRequest('shutdown'), died]).catch(() => null);
+      if (!dead) await connection.sendNotification('exit').catch(() => {});
       child.stdin.end();
       const status = await exited;
       return { shutdown: result, ...status };
@@ -82,65 +184,85 @@ export async function startBwrapd({ command = helperPath(), args = [], onStderr 
     }
   }
 
-  return { connection, child, info, exited, stderr: () => stderrText, close };
+  return { connection, child, info, exited, runTask, stderr: () => stderrText, close };
 }
 
 /**
- * Runs one command in a sandbox with stdout and stderr streamed. onOutput(stream, text)
- * gets each sandbox/output chunk as it arrives (base64 chunks are decoded to a Buffer);
- * onStarted({sandboxId, pid}) when the command runs. Resolves with the run's result;
- * a CancellationToken sends $/cancelRequest (the server answers -32800).
+ * Turns streamed output into work-done progress the way an editor shows a long
+ * task: {kind: 'begin', title}, then {kind: 'report', message} for each complete
+ * line (a line split across chunks is reported once whole), then {kind: 'end'}.
+ * @param {(value: WorkDoneProgress) => void} report
  */
-let taskCounter = 0;
-export async function runTask(connection, params, { onOutput, onStarted, token } = {}) {
-  const sandboxId = params.sandboxId ?? `node-${process.pid}-${++taskCounter}`;
-  const subscriptions = [
-    connection.onNotification('sandbox/output', (p) => {
-      if (p.sandboxId !== sandboxId) return;
-      onOutput?.(p.stream, p.text ?? Buffer.from(p.base64 ?? '', 'base64'));
-    }),
-    connection.onNotification('sandbox/started', (p) => {
-      if (p.sandboxId === sandboxId) onStarted?.(p);
-    }),
-  ];
-  try {
-    const runParams = { stdout: 'stream', stderr: 'stream', ...params, sandboxId };
-    // Pass the token only when there is one: a trailing undefined would be taken as a
-    // second positional parameter, and params sent as an array.
-    return await (token
-      ? connection.sendRequest('sandbox/run', runParams, token)
-      : connection.sendRequest('sandbox/run', runParams));
-  } finally {
-    subscriptions.forEach((s) => s.dispose());
+export function lineProgress(title, report) {
+  const partial = { stdout: '', stderr: '' };
+  const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
+  report({ kind: 'begin', title, cancellable: true });
+  const flush = (stream, text) => {
+    const lines = (partial[stream] + text).split('\n');
+    partial[stream] = lines.pop();
+    for (const line of lines) report({ kind: 'report', message: line });
+  };
+  return {
+    output(stream, data) {
+      flush(stream, typeof data === 'string' ? data : decoders[stream].decode(data, { stream: true }));
+    },
+    end(message) {
+      for (const stream of ['stdout', 'stderr']) {
+        if (partial[stream]) report({ kind: 'report', message: partial[stream] });
+        partial[stream] = '';
+      }
+      report({ kind: 'end', message });
+    },
+  };
+}
+
+const USAGE = 'usage: task-runner.mjs [--helper PATH] [--root DIR] [--cwd DIR] [--timeout MS] [--progress] -- COMMAND [ARG...]';
+
+/** The command line as { helper, progress, params }; throws a usage error for bad arguments. */
+export function parseArgs(argv) {
+  const params = { root: '/' };
+  const options = { helper: undefined, progress: false, params };
+  let i = 0;
+  for (; i < argv.length && argv[i] !== '--'; i++) {
+    const flag = argv[i];
+    if (flag === '--progress') {
+      options.progress = true;
+      continue;
+    }
+    if (!['--helper', '--root', '--cwd', '--timeout'].includes(flag)) throw new Error(`unknown option ${flag}`);
+    const value = argv[++i];
+    if (value === undefined || value === '--') throw new Error(`${flag} needs a value`);
+    if (flag === '--helper') options.helper = value;
+    else if (flag === '--root') params.root = value;
+    else if (flag === '--cwd') params.cwd = value;
+    else if (!/^[1-9][0-9]*$/.test(value) || !Number.isSafeInteger(Number(value))) {
+      throw new Error(`--timeout must be a whole number of milliseconds, not ${JSON.stringify(value)}`);
+    } else params.timeoutMs = Number(value);
   }
+  params.command = argv.slice(i + 1);
+  if (params.command.length === 0) throw new Error('no command given');
+  return options;
 }
 
 async function main(argv) {
-  const params = { root: '/' };
-  let i = 0;
-  for (; i < argv.length && argv[i] !== '--'; i += 2) {
-    const [flag, value] = [argv[i], argv[i + 1]];
-    if (flag === '--root') params.root = value;
-    else if (flag === '--cwd') params.cwd = value;
-    else if (flag === '--timeout') params.timeoutMs = Number(value);
-    else throw new Error(`unknown option ${flag}`);
+  let options;
+  try {
+    options = parseArgs(argv);
+  } catch (err) {
+    console.error(`task-runner: ${err.message}\n${USAGE}`);
+    return 2;
   }
-  params.command = argv.slice(i + 1);
-  if (params.command.length === 0) {
-    console.error('usage: task-runner.mjs [--root DIR] [--cwd DIR] [--timeout MS] -- COMMAND [ARG...]');
-    process.exit(2);
-  }
-
-  const bwrapd = await startBwrapd({ onStderr: (s) => process.stderr.write(s) });
+  const bwrapd = await startBwrapd({ command: options.helper, onStderr: (s) => process.stderr.write(s) });
   // Ctrl-C cancels the task: the helper terminates the sandbox and answers -32800.
   const cancel = new CancellationTokenSource();
   process.on('SIGINT', () => cancel.cancel());
   let code = 1;
   try {
-    const result = await runTask(bwrapd.connection, params, {
+    const result = await bwrapd.runTask(options.params, {
       token: cancel.token,
       onStarted: (p) => console.error(`[task ${p.sandboxId} started, pid ${p.pid}]`),
-      onOutput: (stream, data) => (stream === 'stderr' ? process.stderr : process.stdout).write(data),
+      onOutput: options.progress ? undefined : (stream, data) => (stream === 'stderr' ? process.stderr : process.stdout).write(data),
+      onProgress: options.progress ? (p) => console.log(JSON.stringify({ method: '$/progress', params: { token: 'task', value: p } })) : undefined,
     });
     console.error(`[task ${result.sandboxId}: ${result.status}, exit code ${result.exitCode}` +
       `${result.signal ? `, signal ${result.signal}` : ''}${result.setupError ? `, ${result.setupError}` : ''}` +
@@ -151,12 +273,13 @@ async function main(argv) {
   } finally {
     await bwrapd.close();
   }
-  process.exit(code);
+  return code;
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  main(process.argv.slice(2)).catch((err) => {
-    console.error(err.message);
+// Run as a program (also through the bwrapd-task link npm makes), not when imported.
+if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).then((code) => process.exit(code), (err) => {
+    console.error(`task-runner: ${err.message}`);
     process.exit(1);
   });
 }

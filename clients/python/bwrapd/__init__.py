@@ -3,24 +3,34 @@ bubblewrap sandboxes.
 
     from bwrapd import Helper
 
-    with Helper() as helper:
-        result = helper.run(["echo", "hello"], root="/", check=True)
-        print(result.stdout.decode())
+    with Helper() as helper:               # $BWRAPD, else bwrapd on PATH
+        result = helper.run(["echo", "hello"], root="/", check=True, text=True)
+        print(result.stdout)
 """
 
-from ._protocol import PROTOCOL_VERSION, RUN_OPTION_NAMES, __version__, default_helper_path
+from ._protocol import PROTOCOL_VERSION, RUN_OPTION_NAMES, default_helper_path
+from ._version import __version__
 from .aio import AsyncHelper, AsyncSandbox
 from .client import Helper, Sandbox
 from . import errors
 from .errors import *  # noqa: F401,F403 - exactly the names in errors.__all__
 from .types import (
+    ArgvResult,
+    BwrapInfo,
+    Capabilities,
     Cleanup,
     CleanupFailure,
+    Limits,
     Mount,
     OutputFile,
+    OutputMode,
+    RunOptions,
     RunResult,
+    RunStatus,
     SandboxInfo,
+    SandboxState,
     ServerInfo,
+    SignalName,
     StdinFile,
     Usage,
 )
@@ -42,6 +52,15 @@ __all__ = [
     "Cleanup",
     "CleanupFailure",
     "ServerInfo",
+    "BwrapInfo",
+    "Capabilities",
+    "Limits",
     "SandboxInfo",
+    "ArgvResult",
+    "RunOptions",
+    "RunStatus",
+    "SignalName",
+    "SandboxState",
+    "OutputMode",
 ]
 __all__ += errors.__all__

@@ -6,6 +6,8 @@ is found. None of it touches the pipes."""
 from __future__ import annotations
 
 import base64
+import codecs
+import io
 import itertools
 import json
 import logging
@@ -18,10 +20,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .errors import BwrapdError, HelperDied, SandboxIdInUse, error_from_response
-from .types import Mount, OutputFile, RunResult, SandboxInfo, StdinFile
-
-__version__ = "0.1.0"
+from ._version import __version__
+from .errors import BwrapdError, HelperDied, HelperNotFound, RequestCancelled, SandboxIdInUse, error_from_response
+from .types import ArgvResult, Mount, OutputFile, RunResult, SandboxInfo, StdinFile
 
 PROTOCOL_VERSION = 1
 CLIENT_NAME = "bwrapd-python"
@@ -35,20 +36,32 @@ SignalLike = Union[str, int, _signal.Signals]
 # ---------------------------------------------------------------- helper path
 
 
+HOW_TO_NAME_THE_HELPER = (
+    "pass its path (Helper(path)), set the BWRAPD environment variable to it, or put bwrapd on PATH")
+
+
 def default_helper_path() -> str:
-    """``$BWRAPD`` if set, else the launcher of the checkout this package lives
-    in (``clients/python/bwrapd`` -> ``../../bwrapd`` from ``clients/python``),
-    else ``bwrapd`` on ``PATH``."""
+    """The helper to run when none is given: ``$BWRAPD`` if set, else
+    ``bwrapd`` in an absolute directory of ``PATH``; nothing else, so that a
+    file the user did not choose (one in the working directory, say) is never
+    run. Raises :class:`HelperNotFound` when there is none."""
     env = os.environ.get("BWRAPD")
     if env:
         return env
-    launcher = Path(__file__).resolve().parent.parent.parent.parent / "bwrapd"
-    if launcher.is_file():
-        return str(launcher)
-    found = shutil.which("bwrapd")
-    if found:
-        return found
-    return str(launcher)  # fails with a clear "not found" naming it
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if os.path.isabs(directory):  # a relative entry would mean the working directory
+            candidate = os.path.join(directory, "bwrapd")
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
+    raise HelperNotFound("the bwrapd helper was not found: " + HOW_TO_NAME_THE_HELPER)
+
+
+def spawn_error(path: str, exc: OSError) -> Exception:
+    """What starting the helper at ``path`` failed with, for the caller."""
+    if isinstance(exc, FileNotFoundError):
+        return HelperNotFound("cannot start the bwrapd helper %r: no such file; %s"
+                              % (path, HOW_TO_NAME_THE_HELPER))
+    return HelperDied("cannot start the bwrapd helper %r: %s" % (path, exc))
 
 
 _sandbox_counter = itertools.count(1)
@@ -213,7 +226,13 @@ def _stdin(value: Any) -> Any:
 _OUTPUT_MODES = ("capture", "discard", "stream")
 
 
+def _is_file_object(value: Any) -> bool:
+    return callable(getattr(value, "write", None)) and not isinstance(value, (str, OutputFile))
+
+
 def _output(name: str, value: Any) -> Any:
+    if _is_file_object(value):
+        return "stream"  # the client writes the chunks into it (see RunPlan.writers)
     if value is subprocess.PIPE:
         return "capture"
     if value is subprocess.DEVNULL:
@@ -228,7 +247,8 @@ def _output(name: str, value: Any) -> Any:
             return value
         raise ValueError("%s must be one of %s or OutputFile(path), not %r"
                          % (name, ", ".join(repr(a) for a in allowed), value))
-    raise TypeError("%s must be a mode string or OutputFile(path), not %s" % (name, type(value).__name__))
+    raise TypeError("%s must be a mode string, OutputFile(path) or a writable file object, not %s"
+                    % (name, type(value).__name__))
 
 
 # snake_case keyword -> (wire name, converter)
@@ -253,10 +273,14 @@ _RUN_OPTIONS: Dict[str, Tuple[str, Callable[[Any], Any]]] = {
     "timeout_ms": ("timeoutMs", lambda v: _int("timeout_ms", v)),
     "kill_grace_ms": ("killGraceMs", lambda v: _int("kill_grace_ms", v)),
     "interactive": ("interactive", lambda v: _bool("interactive", v)),
+    "capabilities": ("capabilities", lambda v: [_str("capability", c) for c in _seq("capabilities", v)]),
 }
 
+#: Keyword arguments that shape what the client hands back rather than the run.
+_CLIENT_OPTIONS = frozenset({"text", "encoding", "errors", "extra_params"})
+
 #: The keyword arguments ``run``/``start`` accept besides ``command``.
-RUN_OPTION_NAMES = frozenset(_RUN_OPTIONS) | {"timeout", "sandbox_id", "extra_params"}
+RUN_OPTION_NAMES = frozenset(_RUN_OPTIONS) | {"timeout", "sandbox_id"} | _CLIENT_OPTIONS
 
 
 def _seq(name: str, value: Any) -> Sequence[Any]:
@@ -292,6 +316,8 @@ def build_run_params(
         if key == "extra_params":
             extra = value
             continue
+        if key in _CLIENT_OPTIONS:
+            continue
         spec = _RUN_OPTIONS.get(key)
         if spec is None:
             raise TypeError("%s() got an unexpected keyword argument %r" % (func, key))
@@ -312,6 +338,23 @@ def build_run_params(
     return argv, params
 
 
+class RunPlan:
+    """A checked ``run``/``start`` call: the sandbox id, the argv, the wire
+    params, how captured output is decoded (``encoding``, ``errors``) and the
+    file objects streamed output is written into (by stream name)."""
+
+    __slots__ = ("sandbox_id", "argv", "params", "encoding", "errors", "writers")
+
+    def __init__(self, sandbox_id: str, argv: List[str], params: Dict[str, Any],
+                 encoding: Optional[str], errors: Optional[str], writers: Dict[str, Any]) -> None:
+        self.sandbox_id = sandbox_id
+        self.argv = argv
+        self.params = params
+        self.encoding = encoding
+        self.errors = errors
+        self.writers = writers
+
+
 def prepare_run(
     command: Any,
     root: Any,
@@ -319,14 +362,19 @@ def prepare_run(
     timeout: Optional[float],
     options: Dict[str, Any],
     func: str,
-) -> Tuple[str, List[str], Dict[str, Any]]:
-    """``run``/``start`` arguments -> (sandbox id, argv, wire params): a
-    fresh sandbox id unless one is given, ``root`` folded into the options."""
+) -> RunPlan:
+    """``run``/``start`` arguments -> a :class:`RunPlan`: a fresh sandbox id
+    unless one is given, ``root`` folded into the options."""
     if root is not None:
         options["root"] = root
     sandbox_id = sandbox_id if sandbox_id is not None else new_sandbox_id()
     argv, params = build_run_params(command, sandbox_id, timeout, options, func=func)
-    return sandbox_id, argv, params
+    encoding = options.get("encoding")
+    errors = options.get("errors")
+    if encoding is None and (options.get("text") or errors is not None):
+        encoding = "utf-8"
+    writers = {name: options[name] for name in ("stdout", "stderr") if _is_file_object(options.get(name))}
+    return RunPlan(sandbox_id, argv, params, encoding, errors, writers)
 
 
 # ---------------------------------------------------------------- messages
@@ -373,7 +421,8 @@ def terminated_count(result: Any) -> int:
 
 
 def delivered(result: Any) -> bool:
-    """The ``sandbox/signal`` result."""
+    """The answer of ``sandbox/signal``, ``suspend``, ``resume`` and
+    ``terminate``: whether the signal reached the sandbox."""
     return bool(result.get("delivered")) if isinstance(result, dict) else bool(result)
 
 
@@ -382,6 +431,12 @@ def sandbox_infos(result: Any) -> List[SandboxInfo]:
     if isinstance(result, dict):
         result = result.get("sandboxes", [])
     return [SandboxInfo.from_wire(item) for item in result or []]
+
+
+def argv_result(result: Any) -> ArgvResult:
+    """The ``sandbox/argv`` result."""
+    result = result if isinstance(result, dict) else {}
+    return ArgvResult(str(result.get("executable")), list(result.get("argv") or []), list(result.get("env") or []))
 
 
 def sandbox_id_in_use(sandbox_id: str) -> SandboxIdInUse:
@@ -404,14 +459,19 @@ def decode_line(line: bytes) -> List[Any]:
     return message if isinstance(message, list) else [message]
 
 
-def run_outcome(args: List[str], message: Mapping[str, Any]) -> Tuple[Optional[RunResult], Optional[BaseException]]:
-    """The response to a ``sandbox/run``: (result, None) or (None, error)."""
+def run_outcome(plan: RunPlan, message: Mapping[str, Any]) -> Tuple[Optional[RunResult], Optional[BaseException]]:
+    """The response to a ``sandbox/run``: (result, None) or (None, error). A
+    cancelled run's error carries its result (``RequestCancelled.result``)."""
     if "error" in message:
-        return None, error_from_response(message["error"])
+        error = error_from_response(message["error"])
+        data = getattr(error, "data", None)
+        if isinstance(error, RequestCancelled) and isinstance(data, dict) and "status" in data:
+            error.result = RunResult.from_wire(plan.argv, data, plan.encoding, plan.errors)
+        return None, error
     result = message.get("result")
     if not isinstance(result, dict):
         return None, BwrapdError("malformed sandbox/run result: %r" % (result,))
-    return RunResult.from_wire(args, result), None
+    return RunResult.from_wire(plan.argv, result, plan.encoding, plan.errors), None
 
 
 # ---------------------------------------------------------------- death
@@ -465,9 +525,11 @@ class SandboxBase:
     _started: Any
     _queue: Any
 
-    def __init__(self, sandbox_id: str, args: List[str], check: bool, on_output: Optional[OutputCallback]) -> None:
-        self.sandbox_id = sandbox_id
-        self.args = args
+    def __init__(self, plan: RunPlan, check: bool, on_output: Optional[OutputCallback]) -> None:
+        self.sandbox_id = plan.sandbox_id
+        self.args = plan.argv
+        self._plan = plan
+        self._decoders: Dict[str, Any] = {}
         self.request_id: Optional[int] = None
         self.pid: Optional[int] = None
         self._check = check
@@ -485,7 +547,13 @@ class SandboxBase:
         self._started.set()
 
     def _deliver(self, stream: str, data: bytes) -> None:
-        if self._on_output is not None:
+        writer = self._plan.writers.get(stream)
+        if writer is not None:
+            try:
+                self._write(writer, stream, data)
+            except Exception:
+                log.exception("writing the %s of sandbox %s failed", stream, self.sandbox_id)
+        elif self._on_output is not None:
             try:
                 self._on_output(stream, data)
             except Exception:
@@ -493,7 +561,24 @@ class SandboxBase:
         elif self._queue is not None:
             self._queue.put_nowait((stream, data))
 
+    def _write(self, writer: Any, stream: str, data: bytes) -> None:
+        """Write a chunk into a file object: decoded (by an incremental decoder
+        that keeps a character split across chunks) when it is a text file."""
+        if isinstance(writer, io.TextIOBase):
+            decoder = self._decoders.get(stream)
+            if decoder is None:
+                encoding = self._plan.encoding or getattr(writer, "encoding", None) or "utf-8"
+                decoder = self._decoders[stream] = codecs.getincrementaldecoder(encoding)(self._plan.errors or "replace")
+            writer.write(decoder.decode(data))
+        else:
+            writer.write(data)
+        writer.flush()
+
     def _finish(self, result: Optional[RunResult] = None, exc: Optional[BaseException] = None) -> None:
+        for stream, decoder in self._decoders.items():  # what an incomplete last character left
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                self._plan.writers[stream].write(tail)
         settle(self._future, result, exc)
         self._started.set()
         if self._queue is not None:

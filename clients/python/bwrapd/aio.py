@@ -13,7 +13,7 @@ import itertools
 import logging
 import os
 import signal as _signal
-from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import _protocol as P
 from .errors import (
@@ -23,7 +23,12 @@ from .errors import (
     WaitTimeout,
     error_from_response,
 )
-from .types import RunResult, SandboxInfo, ServerInfo, StrPath
+from .types import ArgvResult, RunResult, SandboxInfo, ServerInfo, StrPath
+
+if TYPE_CHECKING:  # PEP 692 keyword types; nothing of it is needed at run time
+    from typing_extensions import Unpack
+
+    from .types import RunOptions
 
 __all__ = ["AsyncHelper", "AsyncSandbox"]
 
@@ -48,12 +53,11 @@ class AsyncSandbox(P.SandboxBase):
     def __init__(
         self,
         helper: "AsyncHelper",
-        sandbox_id: str,
-        args: List[str],
+        plan: P.RunPlan,
         check: bool,
         on_output: Optional[P.OutputCallback],
     ) -> None:
-        super().__init__(sandbox_id, args, check, on_output)
+        super().__init__(plan, check, on_output)
         self._helper = helper
         self._future: "asyncio.Future[RunResult]" = asyncio.get_running_loop().create_future()
         # A failure nobody waited for is not worth a "never retrieved" warning.
@@ -93,20 +97,25 @@ class AsyncSandbox(P.SandboxBase):
             yield item
 
     async def signal(self, sig: P.SignalLike) -> bool:
+        """Send a signal to the command's process group; whether it was delivered."""
         return await self._helper.signal(self.sandbox_id, sig)
 
     send_signal = signal
 
-    async def suspend(self) -> Any:
+    async def suspend(self) -> bool:
+        """SIGSTOP the command's process group; whether it was delivered."""
         return await self._helper.suspend(self.sandbox_id)
 
-    async def resume(self) -> Any:
+    async def resume(self) -> bool:
+        """SIGCONT the command's process group; whether it was delivered."""
         return await self._helper.resume(self.sandbox_id)
 
-    async def terminate(self, grace_ms: Optional[int] = None) -> Any:
+    async def terminate(self, grace_ms: Optional[int] = None) -> bool:
+        """End the whole sandbox (SIGTERM first when ``grace_ms`` is given)."""
         return await self._helper.terminate(self.sandbox_id, grace_ms)
 
-    async def kill(self) -> Any:
+    async def kill(self) -> bool:
+        """End the whole sandbox at once."""
         return await self.terminate()
 
     async def cancel(self) -> None:
@@ -179,6 +188,8 @@ class AsyncHelper:
         return helper
 
     async def open(self) -> "AsyncHelper":
+        """Spawn the helper (in a session of its own) and initialize it;
+        done by ``async with`` and :meth:`create`."""
         if self._proc is not None:
             return self
         self._write_lock = asyncio.Lock()
@@ -193,7 +204,7 @@ class AsyncHelper:
                 limit=STREAM_LIMIT,
             )
         except OSError as exc:
-            raise HelperDied("cannot start the bwrapd helper %r: %s" % (self.path, exc)) from exc
+            raise P.spawn_error(self.path, exc) from exc
         self._reader = asyncio.ensure_future(self._read_stdout())
         self._stderr_task = asyncio.ensure_future(self._read_stderr())
         self._watcher = asyncio.ensure_future(self._watch())
@@ -211,23 +222,29 @@ class AsyncHelper:
 
     @property
     def pid(self) -> int:
+        """The helper's process id."""
         assert self._proc is not None, "not opened"
         return self._proc.pid
 
     @property
     def returncode(self) -> Optional[int]:
+        """The helper's exit status, None while it runs."""
         return self._proc.returncode if self._proc is not None else None
 
     @property
     def alive(self) -> bool:
+        """True until the helper has exited or closed its output."""
         return self._proc is not None and self._dead is None and self._proc.returncode is None
 
     def stderr_tail(self) -> List[str]:
+        """The helper's last stderr lines (up to 50)."""
         return self._stderr.lines()
 
     # ------------------------------------------------------------ lifecycle
 
     async def initialize(self, client_name: str = P.CLIENT_NAME, timeout: Optional[float] = None) -> ServerInfo:
+        """Send ``initialize`` (done by :meth:`open`) and keep the answer in
+        :attr:`server_info`."""
         result = await self.call(
             "initialize",
             P.initialize_params(client_name),
@@ -237,6 +254,7 @@ class AsyncHelper:
         return self.server_info
 
     async def shutdown(self, timeout: Optional[float] = None) -> int:
+        """Refuse new sandboxes, terminate the running ones; the count."""
         result = await self.call("shutdown", None, timeout=timeout)
         return P.terminated_count(result)
 
@@ -356,6 +374,7 @@ class AsyncHelper:
         return request_id, future
 
     async def call(self, method: str, params: Any = None, timeout: Optional[float] = None) -> Any:
+        """Send a request and return its result (raising its error)."""
         request_id, future = await self._submit(method, params)
         try:
             return await asyncio.wait_for(future, timeout)
@@ -367,6 +386,7 @@ class AsyncHelper:
             raise
 
     async def notify(self, method: str, params: Any = None) -> None:
+        """Send a notification."""
         await self._write(P.notification_message(method, params))
 
     # ------------------------------------------------------------ sandboxes
@@ -380,13 +400,13 @@ class AsyncHelper:
         sandbox_id: Optional[str] = None,
         on_output: Optional[P.OutputCallback] = None,
         check: bool = False,
-        **options: Any,
+        **options: "Unpack[RunOptions]",
     ) -> AsyncSandbox:
         """Send ``sandbox/run`` and return an :class:`AsyncSandbox` at once
         (options as for :meth:`bwrapd.Helper.start`)."""
-        sandbox_id, argv, params = P.prepare_run(command, root, sandbox_id, timeout, options, "start")
-        sandbox = AsyncSandbox(self, sandbox_id, argv, check, on_output)
-        await self._submit("sandbox/run", params, sandbox)
+        plan = P.prepare_run(command, root, sandbox_id, timeout, dict(options), "start")
+        sandbox = AsyncSandbox(self, plan, check, on_output)
+        await self._submit("sandbox/run", plan.params, sandbox)
         return sandbox
 
     async def run(
@@ -398,7 +418,7 @@ class AsyncHelper:
         timeout: Optional[float] = None,
         sandbox_id: Optional[str] = None,
         on_output: Optional[P.OutputCallback] = None,
-        **options: Any,
+        **options: "Unpack[RunOptions]",
     ) -> RunResult:
         """Run ``command`` and return its :class:`RunResult`. If the awaiting
         task is cancelled, the run is cancelled on the server too."""
@@ -414,22 +434,33 @@ class AsyncHelper:
             raise
 
     async def signal(self, sandbox_id: str, sig: P.SignalLike) -> bool:
-        result = await self.call("sandbox/signal", P.signal_params(sandbox_id, sig))
-        return P.delivered(result)
+        """See :meth:`bwrapd.Helper.signal`."""
+        return P.delivered(await self.call("sandbox/signal", P.signal_params(sandbox_id, sig)))
 
-    async def suspend(self, sandbox_id: str) -> Any:
-        return await self.call("sandbox/suspend", {"sandboxId": sandbox_id})
+    async def suspend(self, sandbox_id: str) -> bool:
+        """SIGSTOP a sandbox's command; whether it was delivered."""
+        return P.delivered(await self.call("sandbox/suspend", {"sandboxId": sandbox_id}))
 
-    async def resume(self, sandbox_id: str) -> Any:
-        return await self.call("sandbox/resume", {"sandboxId": sandbox_id})
+    async def resume(self, sandbox_id: str) -> bool:
+        """SIGCONT a sandbox's command; whether it was delivered."""
+        return P.delivered(await self.call("sandbox/resume", {"sandboxId": sandbox_id}))
 
-    async def terminate(self, sandbox_id: str, grace_ms: Optional[int] = None) -> Any:
-        return await self.call("sandbox/terminate", P.terminate_params(sandbox_id, grace_ms))
+    async def terminate(self, sandbox_id: str, grace_ms: Optional[int] = None) -> bool:
+        """See :meth:`bwrapd.Helper.terminate`."""
+        return P.delivered(await self.call("sandbox/terminate", P.terminate_params(sandbox_id, grace_ms)))
+
+    async def argv(self, command: Sequence[StrPath], *, root: Optional[StrPath] = None,
+                   **options: "Unpack[RunOptions]") -> ArgvResult:
+        """See :meth:`bwrapd.Helper.argv`."""
+        plan = P.prepare_run(command, root, None, None, dict(options), "argv")
+        return P.argv_result(await self.call("sandbox/argv", plan.params))
 
     async def list(self) -> List[SandboxInfo]:
+        """``sandbox/list``: the running sandboxes."""
         return P.sandbox_infos(await self.call("sandbox/list"))
 
     async def discover(self) -> Dict[str, Any]:
+        """``rpc.discover``: the server's OpenRPC document."""
         result: Dict[str, Any] = await self.call("rpc.discover")
         return result
 
@@ -531,7 +562,7 @@ class AsyncHelper:
         if sandbox is not None:
             if self._sandboxes.get(sandbox.sandbox_id) is sandbox:
                 del self._sandboxes[sandbox.sandbox_id]
-            result, exc = P.run_outcome(sandbox.args, message)
+            result, exc = P.run_outcome(sandbox._plan, message)
             sandbox._finish(result, exc)
         elif "error" in message:
             P.settle(future, exc=error_from_response(message["error"]))

@@ -18,7 +18,7 @@ import subprocess
 import threading
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as _FutureTimeout
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from . import _protocol as P
 from .errors import (
@@ -28,7 +28,12 @@ from .errors import (
     WaitTimeout,
     error_from_response,
 )
-from .types import RunResult, SandboxInfo, ServerInfo, StrPath
+from .types import ArgvResult, RunResult, SandboxInfo, ServerInfo, StrPath
+
+if TYPE_CHECKING:  # PEP 692 keyword types; nothing of it is needed at run time
+    from typing_extensions import Unpack
+
+    from .types import RunOptions
 
 __all__ = ["Helper", "Sandbox"]
 
@@ -54,12 +59,11 @@ class Sandbox(P.SandboxBase):
     def __init__(
         self,
         helper: "Helper",
-        sandbox_id: str,
-        args: List[str],
+        plan: P.RunPlan,
         check: bool,
         on_output: Optional[P.OutputCallback],
     ) -> None:
-        super().__init__(sandbox_id, args, check, on_output)
+        super().__init__(plan, check, on_output)
         self._helper = helper
         self._future: "Future[RunResult]" = Future()
         self._started = threading.Event()
@@ -127,25 +131,26 @@ class Sandbox(P.SandboxBase):
     # -- control
 
     def signal(self, sig: P.SignalLike) -> bool:
-        """Send a signal (name or number) to the command's process group."""
+        """Send a signal (name or number) to the command's process group;
+        whether it was delivered (see :meth:`Helper.signal`)."""
         return self._helper.signal(self.sandbox_id, sig)
 
     send_signal = signal
 
-    def suspend(self) -> Any:
-        """SIGSTOP the command's process group."""
+    def suspend(self) -> bool:
+        """SIGSTOP the command's process group; whether it was delivered."""
         return self._helper.suspend(self.sandbox_id)
 
-    def resume(self) -> Any:
-        """SIGCONT the command's process group."""
+    def resume(self) -> bool:
+        """SIGCONT the command's process group; whether it was delivered."""
         return self._helper.resume(self.sandbox_id)
 
-    def terminate(self, grace_ms: Optional[int] = None) -> Any:
+    def terminate(self, grace_ms: Optional[int] = None) -> bool:
         """End the whole sandbox (SIGTERM first when ``grace_ms`` is given);
         :meth:`wait` then returns status ``"signaled"``."""
         return self._helper.terminate(self.sandbox_id, grace_ms)
 
-    def kill(self) -> Any:
+    def kill(self) -> bool:
         """End the whole sandbox at once."""
         return self.terminate()
 
@@ -177,8 +182,9 @@ class Sandbox(P.SandboxBase):
 class Helper:
     """A running ``bwrapd`` helper process.
 
-    ``Helper(path=None)`` spawns it (``path``, else ``$BWRAPD``, else the
-    checkout's launcher), sends ``initialize`` and keeps the result in
+    ``Helper(path=None)`` spawns it (``path``, else ``$BWRAPD``, else
+    ``bwrapd`` on ``PATH``; :class:`HelperNotFound` when there is none) in a
+    session of its own, sends ``initialize`` and keeps the result in
     :attr:`server_info`. Use it as a context manager, or call :meth:`close`.
     Every method is thread-safe.
     """
@@ -217,7 +223,7 @@ class Helper:
                 env=dict(env) if env is not None else None,
             )
         except OSError as exc:
-            raise HelperDied("cannot start the bwrapd helper %r: %s" % (self.path, exc)) from exc
+            raise P.spawn_error(self.path, exc) from exc
         pid = self._proc.pid
         self._stderr_thread = threading.Thread(target=self._read_stderr, name="bwrapd-stderr-%d" % pid, daemon=True)
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="bwrapd-dispatch-%d" % pid, daemon=True)
@@ -250,10 +256,12 @@ class Helper:
 
     @property
     def returncode(self) -> Optional[int]:
+        """The helper's exit status, None while it runs."""
         return self._proc.poll()
 
     @property
     def alive(self) -> bool:
+        """True until the helper has exited or closed its output."""
         return self._dead is None and self._proc.poll() is None
 
     def stderr_tail(self) -> List[str]:
@@ -266,6 +274,8 @@ class Helper:
     # ------------------------------------------------------------ lifecycle
 
     def initialize(self, client_name: str = P.CLIENT_NAME, timeout: Optional[float] = None) -> ServerInfo:
+        """Send ``initialize`` (done by the constructor) and keep the answer
+        in :attr:`server_info`."""
         result = self.call(
             "initialize",
             P.initialize_params(client_name),
@@ -423,19 +433,19 @@ class Helper:
         sandbox_id: Optional[str] = None,
         on_output: Optional[P.OutputCallback] = None,
         check: bool = False,
-        **options: Any,
+        **options: "Unpack[RunOptions]",
     ) -> Sandbox:
         """Send ``sandbox/run`` without waiting; returns a :class:`Sandbox`.
 
-        Options are the snake_case names of PROTOCOL.md section 4
+        Options (:class:`RunOptions`) are the snake_case names of the sandbox/run params
         (``read_only_root``, ``mounts=[Mount(...)]``, ``stdout="stream"``...).
         ``timeout`` is in seconds (``timeoutMs``). ``on_output(stream, data)``
         is called, in order, from the helper's dispatcher thread for
         ``"stream"`` outputs; without it, use :meth:`Sandbox.output`.
         """
-        sandbox_id, argv, params = P.prepare_run(command, root, sandbox_id, timeout, options, "start")
-        sandbox = Sandbox(self, sandbox_id, argv, check, on_output)
-        self._submit("sandbox/run", params, sandbox)
+        plan = P.prepare_run(command, root, sandbox_id, timeout, dict(options), "start")
+        sandbox = Sandbox(self, plan, check, on_output)
+        self._submit("sandbox/run", plan.params, sandbox)
         return sandbox
 
     def run(
@@ -447,15 +457,15 @@ class Helper:
         timeout: Optional[float] = None,
         sandbox_id: Optional[str] = None,
         on_output: Optional[P.OutputCallback] = None,
-        **options: Any,
+        **options: "Unpack[RunOptions]",
     ) -> RunResult:
         """Run ``command`` in a sandbox and wait for its :class:`RunResult`
         (see :meth:`start` for the options). With ``check=True`` a run that
         does not exit with 0 raises :class:`SandboxFailed`. A
         KeyboardInterrupt while waiting cancels the run."""
-        sandbox_id, argv, params = P.prepare_run(command, root, sandbox_id, timeout, options, "run")
-        sandbox = Sandbox(self, sandbox_id, argv, check, on_output)
-        self._submit("sandbox/run", params, sandbox)
+        plan = P.prepare_run(command, root, sandbox_id, timeout, dict(options), "run")
+        sandbox = Sandbox(self, plan, check, on_output)
+        self._submit("sandbox/run", plan.params, sandbox)
         try:
             return sandbox.wait()
         except KeyboardInterrupt:
@@ -466,17 +476,30 @@ class Helper:
             raise
 
     def signal(self, sandbox_id: str, sig: P.SignalLike) -> bool:
-        result = self.call("sandbox/signal", P.signal_params(sandbox_id, sig))
-        return P.delivered(result)
+        """Send ``sig`` (``"SIGTERM"``, ``signal.SIGINT``, 2...) to the process
+        group of a sandbox's command. True when it was delivered (or kept for a
+        sandbox still starting), False when the command had already ended."""
+        return P.delivered(self.call("sandbox/signal", P.signal_params(sandbox_id, sig)))
 
-    def suspend(self, sandbox_id: str) -> Any:
-        return self.call("sandbox/suspend", {"sandboxId": sandbox_id})
+    def suspend(self, sandbox_id: str) -> bool:
+        """SIGSTOP a sandbox's command; whether it was delivered."""
+        return P.delivered(self.call("sandbox/suspend", {"sandboxId": sandbox_id}))
 
-    def resume(self, sandbox_id: str) -> Any:
-        return self.call("sandbox/resume", {"sandboxId": sandbox_id})
+    def resume(self, sandbox_id: str) -> bool:
+        """SIGCONT a sandbox's command; whether it was delivered."""
+        return P.delivered(self.call("sandbox/resume", {"sandboxId": sandbox_id}))
 
-    def terminate(self, sandbox_id: str, grace_ms: Optional[int] = None) -> Any:
-        return self.call("sandbox/terminate", P.terminate_params(sandbox_id, grace_ms))
+    def terminate(self, sandbox_id: str, grace_ms: Optional[int] = None) -> bool:
+        """End a whole sandbox: SIGKILL at once, or SIGTERM and SIGKILL
+        ``grace_ms`` later. Whether the sandbox was still there to end."""
+        return P.delivered(self.call("sandbox/terminate", P.terminate_params(sandbox_id, grace_ms)))
+
+    def argv(self, command: Sequence[StrPath], *, root: Optional[StrPath] = None,
+             **options: "Unpack[RunOptions]") -> ArgvResult:
+        """``sandbox/argv``: what a run with these arguments would execute
+        (checked like a run, but nothing runs)."""
+        plan = P.prepare_run(command, root, None, None, dict(options), "argv")
+        return P.argv_result(self.call("sandbox/argv", plan.params))
 
     def list(self) -> List[SandboxInfo]:
         """``sandbox/list``: the running sandboxes."""
@@ -620,7 +643,7 @@ class Helper:
         with self._lock:
             if self._sandboxes.get(sandbox.sandbox_id) is sandbox:
                 del self._sandboxes[sandbox.sandbox_id]
-        result, exc = P.run_outcome(sandbox.args, message)
+        result, exc = P.run_outcome(sandbox._plan, message)
         sandbox._finish(result, exc)
 
 

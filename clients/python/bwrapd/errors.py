@@ -1,13 +1,13 @@
 """Exceptions raised by the bwrapd client.
 
 Every error response of the server becomes an :class:`RpcError`; the codes of
-PROTOCOL.md section 2 each have their own subclass of :class:`BwrapdError`, so
+docs/protocol.md (Errors) each have their own subclass of :class:`BwrapdError`, so
 callers can write ``except CommandNotFound:``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple, Type
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple, Type, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     from .types import RunResult
@@ -28,7 +28,9 @@ __all__ = [
     "BwrapUnavailable",
     "PathNotAllowed",
     "ShuttingDown",
+    "OutOfMemoryBudget",
     "HelperDied",
+    "HelperNotFound",
     "SandboxFailed",
     "WaitTimeout",
     "error_from_response",
@@ -66,14 +68,20 @@ class BwrapdError(RpcError):
 
 
 class ParseError(BwrapdError):
+    """-32700: the server could not read a message (not JSON, not UTF-8)."""
+
     code = -32700
 
 
 class InvalidRequest(BwrapdError):
+    """-32600: not a JSON-RPC request, or over the server's size or depth limits."""
+
     code = -32600
 
 
 class MethodNotFound(BwrapdError):
+    """-32601: the server has no such method."""
+
     code = -32601
 
 
@@ -84,13 +92,21 @@ class InvalidParams(BwrapdError):
 
 
 class InternalError(BwrapdError):
+    """-32603: a failure inside the server that no parameter explains."""
+
     code = -32603
 
 
 class RequestCancelled(BwrapdError):
-    """-32800: the request was cancelled with ``$/cancelRequest``."""
+    """-32800: the run was cancelled with ``$/cancelRequest``. ``result`` is
+    the :class:`RunResult` it would have had (status ``"cancelled"``, with
+    its output and cleanup), when the server sent one."""
 
     code = -32800
+    result: "Optional[RunResult]" = None
+
+    def __str__(self) -> str:  # the result is in .result, not in the message
+        return "%s (code %d)" % (self.message, self.code)
 
 
 class NoSuchSandbox(BwrapdError):
@@ -130,7 +146,14 @@ class ShuttingDown(BwrapdError):
     code = -32006
 
 
-_BY_CODE: Dict[int, Type[BwrapdError]] = {
+class OutOfMemoryBudget(BwrapdError):
+    """-32010: the server's memory budget (``--max-memory``) cannot hold the
+    message now; nothing was started, a retry later may succeed."""
+
+    code = -32010
+
+
+_BY_CODE: Dict[Optional[int], Type[BwrapdError]] = {
     cls.code: cls
     for cls in (
         ParseError,
@@ -145,6 +168,7 @@ _BY_CODE: Dict[int, Type[BwrapdError]] = {
         BwrapUnavailable,
         PathNotAllowed,
         ShuttingDown,
+        OutOfMemoryBudget,
     )
 }
 
@@ -203,18 +227,27 @@ class SandboxFailed(Error):
 
     @property
     def returncode(self) -> Optional[int]:
+        """The result's ``returncode``."""
         return self.result.returncode
 
     @property
-    def stdout(self) -> Optional[bytes]:
+    def stdout(self) -> Union[bytes, str, None]:
+        """The result's captured ``stdout``."""
         return self.result.stdout
 
     @property
-    def stderr(self) -> Optional[bytes]:
+    def stderr(self) -> Union[bytes, str, None]:
+        """The result's captured ``stderr``."""
         return self.result.stderr
 
     def __reduce__(self) -> Tuple[Any, ...]:
         return (type(self), (self.result,))
+
+
+class HelperNotFound(Error, FileNotFoundError):
+    """No helper to run: none was given, ``BWRAPD`` is not set and ``bwrapd``
+    is not on ``PATH``, or the given path does not exist. The message says
+    how to point the client at it."""
 
 
 class WaitTimeout(Error, TimeoutError):

@@ -1,4 +1,9 @@
-"""Data types of the bwrapd client: run options and results."""
+"""Data types of the bwrapd client: run options and results.
+
+Every result type has every field the server sends (a test compares them with the
+server's OpenRPC document); a field's name on the wire is its name in camelCase,
+or the ``wire`` entry of its metadata.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import base64
 import os
 import signal as _signal
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Union
+from datetime import datetime
+from typing import IO, Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, TypedDict, Union
 
 __all__ = [
     "Mount",
@@ -16,12 +22,35 @@ __all__ = [
     "CleanupFailure",
     "Cleanup",
     "RunResult",
+    "RunStatus",
+    "SignalName",
+    "SandboxState",
+    "OutputMode",
     "ServerInfo",
+    "BwrapInfo",
+    "Capabilities",
+    "Limits",
     "SandboxInfo",
+    "ArgvResult",
+    "RunOptions",
     "StrPath",
 ]
 
 StrPath = Union[str, "os.PathLike[str]"]
+
+#: How a run ended.
+RunStatus = Literal["exited", "signaled", "timed-out", "cancelled", "setup-failed"]
+#: The signals a sandbox can be sent, by the protocol's names.
+SignalName = Literal["SIGSTOP", "SIGCONT", "SIGTERM", "SIGKILL", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT"]
+#: The state of a sandbox in ``sandbox/list``.
+SandboxState = Literal["starting", "running", "suspended"]
+#: Where ``stdout``/``stderr`` go: a mode, a host file, or a writable file object
+#: (the output is then streamed into it).
+OutputMode = Union[Literal["capture", "discard", "stream"], "OutputFile", "IO[bytes]", "IO[str]"]
+
+
+#: The metadata of a dataclass field the client adds (not on the wire).
+LOCAL = {"local": True}
 
 
 @dataclass(frozen=True)
@@ -33,6 +62,7 @@ class Mount:
     read_only: bool = False
 
     def to_wire(self) -> Dict[str, Any]:
+        """The ``mounts`` item for this mount."""
         return {
             "source": os.fspath(self.source),
             "target": os.fspath(self.target),
@@ -47,6 +77,7 @@ class StdinFile:
     path: StrPath
 
     def to_wire(self) -> Dict[str, Any]:
+        """The ``stdin`` param for this file."""
         return {"file": os.fspath(self.path)}
 
 
@@ -58,19 +89,22 @@ class OutputFile:
     append: bool = False
 
     def to_wire(self) -> Dict[str, Any]:
+        """The ``stdout``/``stderr`` param for this file."""
         return {"file": os.fspath(self.path), "append": bool(self.append)}
 
 
 @dataclass(frozen=True)
 class Usage:
-    """Resource usage of the sandboxed command's processes."""
+    """Resource usage of the sandbox (bwrap, its init and what the init reaped;
+    see docs/protocol.md): CPU milliseconds and peak resident set size."""
 
     user_cpu_ms: float
     system_cpu_ms: float
-    max_rss_kib: int
+    max_rss_kib: int = field(metadata={"wire": "maxRssKiB"})
 
     @classmethod
     def from_wire(cls, data: Any) -> Optional["Usage"]:
+        """The ``usage`` of a result (None when absent)."""
         if not isinstance(data, dict):
             return None
         return cls(
@@ -82,20 +116,26 @@ class Usage:
 
 @dataclass(frozen=True)
 class CleanupFailure:
+    """A path in the root the server could not remove, and why."""
+
     path: str
     error: str
 
 
 @dataclass(frozen=True)
 class Cleanup:
-    """What the server removed from the root after the run."""
+    """What the server removed from the root after the run. ``deferred``: another
+    run was still using the root, and that run's cleanup covers this one
+    (``removed`` and ``failed`` are then empty)."""
 
     ok: bool
     removed: List[str] = field(default_factory=list)
     failed: List[CleanupFailure] = field(default_factory=list)
+    deferred: bool = False
 
     @classmethod
     def from_wire(cls, data: Any) -> Optional["Cleanup"]:
+        """The ``cleanup`` of a result (None when absent)."""
         if not isinstance(data, dict):
             return None
         failed = [
@@ -107,19 +147,24 @@ class Cleanup:
             ok=bool(data.get("ok")),
             removed=[str(p) for p in data.get("removed") or []],
             failed=failed,
+            deferred=bool(data.get("deferred")),
         )
 
 
-def _decode_output(data: Any) -> "tuple[Optional[bytes], bool]":
-    """``{"text"|"base64", "truncated"}`` -> (bytes or None, truncated)."""
+#: The fields of a captured stream (``Captured`` in the OpenRPC document).
+CAPTURED_FIELDS = ("text", "base64", "truncated", "error")
+
+
+def _decode_output(data: Any) -> "tuple[Optional[bytes], bool, Optional[str]]":
+    """``{"text"|"base64", "truncated", "error"}`` -> (bytes or None, truncated, error)."""
     if not isinstance(data, dict):
-        return None, False
-    truncated = bool(data.get("truncated"))
+        return None, False, None
+    truncated, error = bool(data.get("truncated")), data.get("error")
     if data.get("base64") is not None:
-        return base64.b64decode(data["base64"]), truncated
+        return base64.b64decode(data["base64"]), truncated, error
     if data.get("text") is not None:
-        return data["text"].encode("utf-8", "surrogatepass"), truncated
-    return b"", truncated
+        return data["text"].encode("utf-8", "surrogatepass"), truncated, error
+    return b"", truncated, error
 
 
 def signal_number(name: Optional[str]) -> Optional[int]:
@@ -139,41 +184,52 @@ class RunResult:
 
     ``status`` is one of ``"exited"``, ``"signaled"``, ``"timed-out"``,
     ``"cancelled"``, ``"setup-failed"``. ``stdout``/``stderr`` are bytes when
-    captured, ``None`` otherwise (discarded, streamed, or written to a file).
+    captured (str when the run was given ``text=True`` or an ``encoding``),
+    ``None`` otherwise (discarded, streamed, or written to a file).
     """
 
-    args: List[str]
+    args: List[str] = field(metadata=LOCAL)
     sandbox_id: str
-    status: str
+    status: RunStatus
     exit_code: Optional[int] = None
     signal: Optional[str] = None
     setup_error: Optional[str] = None
     duration_ms: float = 0
     usage: Optional[Usage] = None
-    stdout: Optional[bytes] = None
-    stderr: Optional[bytes] = None
-    stdout_truncated: bool = False
-    stderr_truncated: bool = False
+    stdout: Union[bytes, str, None] = None
+    stderr: Union[bytes, str, None] = None
+    stdout_truncated: bool = field(default=False, metadata=LOCAL)
+    stderr_truncated: bool = field(default=False, metadata=LOCAL)
+    #: why a capture stopped early (the pipe could not be read, or the output
+    #: not kept; ``..._truncated`` is then True); None otherwise
+    stdout_error: Optional[str] = field(default=None, metadata=LOCAL)
+    stderr_error: Optional[str] = field(default=None, metadata=LOCAL)
     cleanup: Optional[Cleanup] = None
-    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, metadata=LOCAL)
 
     @classmethod
-    def from_wire(cls, args: List[str], data: Mapping[str, Any]) -> "RunResult":
-        stdout, stdout_truncated = _decode_output(data.get("stdout"))
-        stderr, stderr_truncated = _decode_output(data.get("stderr"))
+    def from_wire(cls, args: List[str], data: Mapping[str, Any],
+                  encoding: Optional[str] = None, errors: Optional[str] = None) -> "RunResult":
+        """A ``sandbox/run`` result; captured output is decoded with
+        ``encoding`` when one is given (``errors`` defaults to ``"replace"``:
+        a sandboxed command's bytes are not to be trusted to decode)."""
+        stdout, stdout_truncated, stdout_error = _decode_output(data.get("stdout"))
+        stderr, stderr_truncated, stderr_error = _decode_output(data.get("stderr"))
         return cls(
             args=list(args),
             sandbox_id=str(data.get("sandboxId")),
-            status=str(data.get("status")),
+            status=data.get("status"),  # type: ignore[arg-type]
             exit_code=data.get("exitCode"),
             signal=data.get("signal"),
             setup_error=data.get("setupError"),
             duration_ms=data.get("durationMs") or 0,
             usage=Usage.from_wire(data.get("usage")),
-            stdout=stdout,
-            stderr=stderr,
+            stdout=_text(stdout, encoding, errors),
+            stderr=_text(stderr, encoding, errors),
             stdout_truncated=stdout_truncated,
             stderr_truncated=stderr_truncated,
+            stdout_error=stdout_error,
+            stderr_error=stderr_error,
             cleanup=Cleanup.from_wire(data.get("cleanup")),
             raw=dict(data),
         )
@@ -199,6 +255,11 @@ class RunResult:
         """Duration in seconds."""
         return (self.duration_ms or 0) / 1000.0
 
+    @property
+    def signal_number(self) -> Optional[int]:
+        """The number of the signal that ended the command (None if none did)."""
+        return signal_number(self.signal)
+
     def check_returncode(self) -> None:
         """Raise :class:`SandboxFailed` unless the command exited with 0."""
         if not self.ok:
@@ -207,6 +268,7 @@ class RunResult:
             raise SandboxFailed(self)
 
     def describe(self) -> str:
+        """One line saying how the run ended, with the tail of its stderr."""
         cmd = " ".join(self.args)
         if self.status == "exited":
             text = "sandbox %s: command %r exited with status %s" % (
@@ -224,10 +286,63 @@ class RunResult:
             text = "sandbox %s: command %r ended with status %s" % (
                 self.sandbox_id, cmd, self.status)
         if self.stderr:
-            tail = self.stderr[-500:].decode("utf-8", "replace").rstrip()
+            stderr = self.stderr[-500:]
+            tail = (stderr if isinstance(stderr, str) else stderr.decode("utf-8", "replace")).rstrip()
             if tail:
                 text += "; stderr: " + tail
         return text
+
+
+def _text(data: Optional[bytes], encoding: Optional[str], errors: Optional[str]) -> Union[bytes, str, None]:
+    if data is None or encoding is None:
+        return data
+    return data.decode(encoding, errors or "replace")
+
+
+@dataclass(frozen=True)
+class BwrapInfo:
+    """The bwrap the server runs: ``path`` and ``version`` are None when it
+    found none (then every run fails with :class:`BwrapUnavailable`)."""
+
+    path: Optional[str]
+    version: Optional[str]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the host really supports, found by running bwrap at start-up."""
+
+    user_namespaces: bool  #: ``uid``/``gid`` apply
+    die_with_parent: bool  #: sandboxes die with the helper
+    json_status_fd: bool  #: ``sandbox/started``, pids, signals and exact exit codes
+    child_subreaper: bool  #: ``usage`` covers the sandboxed command
+    linux32: bool  #: ``linux32=True`` works
+    framings: str  #: the framings the server reads, comma-separated
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The message limits in force: a larger or deeper message is refused."""
+
+    max_message_bytes: int
+    max_nesting_depth: int
+
+
+def _fields_from_wire(cls: Any, data: Any) -> Dict[str, Any]:
+    """The keyword arguments of dataclass ``cls`` from its wire object (missing
+    fields are None)."""
+    from dataclasses import fields
+
+    data = data if isinstance(data, dict) else {}
+    return {f.name: data.get(wire_name(f)) for f in fields(cls)}
+
+
+def wire_name(f: Any) -> str:
+    """The name dataclass field ``f`` has on the wire."""
+    if "wire" in f.metadata:
+        return str(f.metadata["wire"])
+    head, *rest = str(f.name).split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 @dataclass(frozen=True)
@@ -237,26 +352,35 @@ class ServerInfo:
     server_name: str
     server_version: str
     protocol_version: int
-    bwrap_path: Optional[str]
-    bwrap_version: Optional[str]
-    capabilities: Dict[str, Any]
-    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+    bwrap: BwrapInfo
+    capabilities: Capabilities
+    limits: Limits
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, metadata=LOCAL)
 
     @classmethod
     def from_wire(cls, data: Any) -> "ServerInfo":
+        """The ``initialize`` result."""
         if not isinstance(data, dict):
             data = {}
-        bwrap = data.get("bwrap") if isinstance(data.get("bwrap"), dict) else {}
-        caps = data.get("capabilities") if isinstance(data.get("capabilities"), dict) else {}
         return cls(
             server_name=str(data.get("serverName")),
             server_version=str(data.get("serverVersion")),
             protocol_version=data.get("protocolVersion") or 0,
-            bwrap_path=bwrap.get("path"),
-            bwrap_version=bwrap.get("version"),
-            capabilities=dict(caps),
+            bwrap=BwrapInfo(**_fields_from_wire(BwrapInfo, data.get("bwrap"))),
+            capabilities=Capabilities(**_fields_from_wire(Capabilities, data.get("capabilities"))),
+            limits=Limits(**_fields_from_wire(Limits, data.get("limits"))),
             raw=dict(data),
         )
+
+    @property
+    def bwrap_path(self) -> Optional[str]:
+        """``bwrap.path``."""
+        return self.bwrap.path
+
+    @property
+    def bwrap_version(self) -> Optional[str]:
+        """``bwrap.version``."""
+        return self.bwrap.version
 
     def __getitem__(self, key: str) -> Any:
         """``info["serverName"]``: the raw wire fields."""
@@ -265,24 +389,100 @@ class ServerInfo:
 
 @dataclass(frozen=True)
 class SandboxInfo:
-    """One entry of ``sandbox/list``."""
+    """One entry of ``sandbox/list``: ``pid`` is the init's host pid (0 while
+    starting), ``started_at`` when the server received the run (UTC)."""
 
     sandbox_id: str
-    pid: Optional[int]
-    state: str
+    pid: int
+    state: SandboxState
     command: List[str]
-    started_at: Any
-    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+    started_at: Optional[datetime]
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, metadata=LOCAL)
 
     @classmethod
     def from_wire(cls, data: Any) -> "SandboxInfo":
+        """One item of the ``sandbox/list`` result."""
         if not isinstance(data, dict):
             data = {}
         return cls(
             sandbox_id=str(data.get("sandboxId")),
-            pid=data.get("pid"),
-            state=str(data.get("state")),
+            pid=data.get("pid") or 0,
+            state=data.get("state"),
             command=list(data.get("command") or []),
-            started_at=data.get("startedAt"),
+            started_at=parse_time(data.get("startedAt")),
             raw=dict(data),
         )
+
+
+def parse_time(value: Any) -> Optional[datetime]:
+    """An ISO 8601 UTC time as the server writes it (nanoseconds are cut to
+    the microseconds datetime holds); None when absent or unreadable."""
+    if not isinstance(value, str):
+        return None
+    text = value.replace("Z", "+00:00")
+    if "." in text:  # fromisoformat takes at most 6 fraction digits before Python 3.11
+        whole, rest = text.split(".", 1)
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = whole + "." + rest[:min(digits, 6)].ljust(6, "0") + rest[digits:]
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ArgvResult:
+    """What ``sandbox/argv`` answers: the program the server would spawn for a
+    run, its whole argv and its environment (``NAME=value``)."""
+
+    executable: str
+    argv: List[str]
+    env: List[str]
+
+
+MountLike = Union[Mount, Tuple[StrPath, StrPath], Tuple[StrPath, StrPath, bool], Mapping[str, Any]]
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword options of ``run``/``start`` besides ``root``, ``check``,
+    ``timeout``, ``sandbox_id`` and ``on_output``: the ``sandbox/run`` params in
+    snake_case (see docs/protocol.md), then how the client hands output back.
+    ``None`` leaves a param to the server's default (``stdin=None`` is no
+    input). A type checker that knows PEP 692 (mypy >= 1.0 with
+    ``--enable-incomplete-feature=Unpack`` before 1.7; pyright) rejects a
+    misspelled option; at run time it raises ``TypeError`` before anything is
+    sent."""
+
+    cwd: Optional[StrPath]
+    env: Optional[Mapping[str, str]]
+    network: Optional[bool]
+    read_only_root: Optional[bool]
+    hostname: Optional[str]
+    uid: Optional[int]
+    gid: Optional[int]
+    inherit_uid: Optional[bool]
+    mounts: Optional[Sequence[MountLike]]
+    devices: Optional[Sequence[StrPath]]
+    dev_shm: Optional[bool]
+    linux32: Optional[bool]
+    #: bytes or str (written to the command), a host file, None or subprocess.DEVNULL
+    stdin: Union[bytes, str, StdinFile, int, None]
+    #: "capture", "discard", "stream", OutputFile(path), a writable file object
+    #: (streamed into it), subprocess.PIPE/DEVNULL
+    stdout: Union[OutputMode, int, None]
+    #: as stdout, plus "stdout" or subprocess.STDOUT (merged into stdout)
+    stderr: Union[OutputMode, Literal["stdout"], int, None]
+    capture_limit_bytes: Optional[int]
+    timeout_ms: Optional[int]
+    kill_grace_ms: Optional[int]
+    interactive: Optional[bool]
+    #: Linux capabilities ("CAP_NET_RAW", ...) beyond the server's default (a
+    #: server that has the parameter)
+    capabilities: Optional[Sequence[str]]
+    #: captured stdout/stderr as str (UTF-8 unless ``encoding``), as subprocess does
+    text: bool
+    encoding: Optional[str]
+    #: how undecodable bytes are decoded (default "replace", unlike subprocess's "strict")
+    errors: Optional[str]
+    #: raw params merged into the request as they are (for extensions)
+    extra_params: Optional[Mapping[str, Any]]

@@ -4,7 +4,9 @@
     python3 examples/run_echo.py                       # echo hello from a sandbox, host root read-only
     python3 examples/run_echo.py --root /tmp/rootfs -- sh -c 'id; hostname'
 
-The helper is $BWRAPD, else the launcher of this checkout (../../bwrapd).
+The helper is --helper, else $BWRAPD, else bwrapd on PATH. Run it with the
+client installed (pip install clients/python), or from the checkout, where it
+falls back to the client next to it.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-import bwrapd  # noqa: E402
+try:
+    import bwrapd
+except ImportError:  # not installed: the client of the checkout this example is in
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    import bwrapd
 
 
 def main(argv: "list[str] | None" = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="/", help="host directory mounted at / (default: the host root, read-only)")
-    parser.add_argument("--helper", default=None, help="path of bwrapd (default: $BWRAPD or the checkout's launcher)")
+    parser.add_argument("--helper", default=None, help="path of bwrapd (default: $BWRAPD, else bwrapd on PATH)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds before the sandbox is killed")
     parser.add_argument("command", nargs="*", help="the command, after --")
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """Shared test fixtures: the real bwrapd helper and a busybox root filesystem.
 
-The tests run against the REAL helper (``$BWRAPD``, else the checkout's
-launcher). If it cannot be started, every test that needs it FAILS with a
+The tests run against the REAL helper (``$BWRAPD``, else ``bwrapd`` on
+``PATH``; from a checkout: ``BWRAPD=$PWD/../../bwrapd``). If it cannot be started, every test that needs it FAILS with a
 message saying why: a skipped suite would hide a broken build.
 """
 
@@ -85,7 +85,10 @@ def remove_tree(path: Optional[str]) -> None:
 
 
 def helper_description() -> str:
-    return os.environ.get("BWRAPD") or bwrapd.default_helper_path()
+    try:
+        return bwrapd.default_helper_path()
+    except bwrapd.HelperNotFound as exc:
+        return "(none: %s)" % exc
 
 
 def start_helper(**kwargs) -> bwrapd.Helper:

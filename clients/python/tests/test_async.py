@@ -9,7 +9,7 @@ import tempfile
 import time
 import unittest
 
-from support import SharedRootfs
+from support import SharedRootfs, helper_description
 
 import bwrapd
 from bwrapd import AsyncHelper, CommandNotFound, Mount, NoSuchSandbox, SandboxFailed, WaitTimeout
@@ -20,7 +20,7 @@ class AsyncTest(SharedRootfs, unittest.IsolatedAsyncioTestCase):
         try:
             self.helper = await AsyncHelper.create()
         except Exception as exc:
-            raise AssertionError("cannot start the bwrapd helper %s: %s" % (bwrapd.default_helper_path(), exc)) from exc
+            raise AssertionError("cannot start the bwrapd helper %s: %s" % (helper_description(), exc)) from exc
 
     async def asyncTearDown(self):
         self.assertEqual(await self.helper.close(), 0)

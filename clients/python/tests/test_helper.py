@@ -167,9 +167,11 @@ class StartFailureTest(unittest.TestCase):
         self.assertEqual(caught.exception.stderr_tail, ["line one", "bwrapd: not built yet"])
 
     def test_missing_executable(self):
-        with self.assertRaises(HelperDied) as caught:
+        with self.assertRaises(FileNotFoundError) as caught:
             bwrapd.Helper("/nonexistent/bwrapd")
+        self.assertIsInstance(caught.exception, bwrapd.HelperNotFound)
         self.assertIn("/nonexistent/bwrapd", str(caught.exception))
+        self.assertIn("BWRAPD", str(caught.exception))
 
     def test_stderr_tail_keeps_last_50_lines(self):
         path = self.write_script("i=0; while [ $i -lt 80 ]; do echo \"err $i\" >&2; i=$((i+1)); done; exit 3\n")

@@ -1,6 +1,6 @@
 """The mapping of pythonic keyword arguments to sandbox/run params.
 
-Pure client-side checks (no helper needed): every PROTOCOL.md section-4 field
+Pure client-side checks (no helper needed): every sandbox/run field of docs/protocol.md
 must be reachable, with the exact wire shape.
 """
 

@@ -21,9 +21,13 @@ class InitializeTest(HelperTestCase):
         self.assertEqual(info.server_name, "bwrapd")
         self.assertEqual(info.protocol_version, 1)
         self.assertTrue(info.server_version)
-        self.assertIsInstance(info.capabilities.get("userNamespaces"), bool)
-        self.assertIsInstance(info.capabilities.get("dieWithParent"), bool)
+        self.assertIsInstance(info.capabilities.user_namespaces, bool)
+        self.assertIsInstance(info.capabilities.die_with_parent, bool)
+        self.assertIsInstance(info.capabilities.child_subreaper, bool)
+        self.assertEqual(info.capabilities.framings, "ndjson,lsp")
+        self.assertGreaterEqual(info.limits.max_message_bytes, 1024)
         self.assertTrue(info.bwrap_path)
+        self.assertEqual(info.bwrap.path, info.bwrap_path)
 
 
 class RunTest(HelperTestCase):
@@ -278,14 +282,14 @@ class OptionsTest(HelperTestCase):
         self.assertEqual(result.stdout.decode().count("\n"), host)
 
     def test_uid_gid(self):
-        if not self.helper.server_info.capabilities.get("userNamespaces"):
+        if not self.helper.server_info.capabilities.user_namespaces:
             self.skipTest("no user namespaces on this host: uid/gid cannot be mapped")
         result = self.sh("id -u; id -g", uid=1234, gid=4321)
         self.assertExited(result)
         self.assertEqual(result.stdout, b"1234\n4321\n")
 
     def test_default_uid_is_root_inside(self):
-        if not self.helper.server_info.capabilities.get("userNamespaces") and os.getuid() != 0:
+        if not self.helper.server_info.capabilities.user_namespaces and os.getuid() != 0:
             self.skipTest("no user namespaces and not root")
         self.assertEqual(self.sh("id -u").stdout, b"0\n")
 

@@ -2,7 +2,7 @@
 //
 //	go run ./cmd/bwrapd-run [-root /] [-stream] [-timeout 10s] [-network] -- COMMAND [ARG...]
 //
-// The helper is found as bwrapd.Start does: $BWRAPD, else the checkout's launcher.
+// The helper is found as bwrapd.Start does: -helper, else $BWRAPD, else bwrapd on PATH.
 // By default the host root "/" is mounted read-only at "/" in the sandbox.
 package main
 
@@ -25,6 +25,7 @@ func main() {
 	network := flag.Bool("network", false, "share the host network")
 	cwd := flag.String("cwd", "/", "working directory inside the sandbox")
 	verbose := flag.Bool("v", false, "show the helper's stderr")
+	helperPath := flag.String("helper", "", "the bwrapd executable (default: $BWRAPD, else bwrapd on PATH)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [flags] -- COMMAND [ARG...]\n", os.Args[0])
 		flag.PrintDefaults()
@@ -39,7 +40,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	opts := bwrapd.Options{}
+	opts := bwrapd.Options{Path: *helperPath}
 	if *verbose {
 		opts.Stderr = os.Stderr
 	}
@@ -62,14 +63,7 @@ func main() {
 		req.TimeoutMs = bwrapd.Millis(*timeout)
 	}
 	if *stream {
-		req.Stdout, req.Stderr = bwrapd.Stream(), bwrapd.Stream()
-		req.OnOutput = func(name string, data []byte) {
-			if name == "stderr" {
-				os.Stderr.Write(data)
-			} else {
-				os.Stdout.Write(data)
-			}
-		}
+		req.Stdout, req.Stderr = bwrapd.StreamTo(os.Stdout), bwrapd.StreamTo(os.Stderr)
 	}
 	res, err := h.Run(ctx, req)
 	if err != nil {
@@ -84,14 +78,14 @@ func main() {
 	if res.ExitCode != nil {
 		fmt.Fprintf(os.Stderr, ", exit code %d", *res.ExitCode)
 	}
-	if res.Signal != "" {
+	if res.Signal != "" { // res.SignalNumber() is the syscall.Signal
 		fmt.Fprintf(os.Stderr, ", signal %s", res.Signal)
 	}
 	if res.SetupError != "" {
 		fmt.Fprintf(os.Stderr, ", setup error: %s", res.SetupError)
 	}
-	fmt.Fprintf(os.Stderr, ", %.0f ms (user %.0f ms, system %.0f ms, max RSS %d KiB)\n",
-		res.DurationMs, res.Usage.UserCPUMs, res.Usage.SystemCPUMs, res.Usage.MaxRSSKiB)
+	fmt.Fprintf(os.Stderr, ", %v (user %v, system %v, max RSS %d KiB)\n", res.Duration().Round(time.Millisecond),
+		res.Usage.UserCPU().Round(time.Microsecond), res.Usage.SystemCPU().Round(time.Microsecond), res.Usage.MaxRSSKiB)
 
 	code := 1
 	if res.Status == bwrapd.StatusExited && res.ExitCode != nil {

@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import dev.bwrapd.cgroup.CgroupHost;
+import dev.bwrapd.cleanup.RootJournal;
 import dev.bwrapd.cleanup.RootLeases;
 import com.fasterxml.jackson.databind.module.SimpleModule;
 import dev.bwrapd.jsonrpc.MessageReader;
@@ -22,6 +23,7 @@ import dev.bwrapd.protocol.ProtocolErrors;
 import dev.bwrapd.sandbox.Capture;
 import dev.bwrapd.sandbox.HostCapabilities;
 import dev.bwrapd.sandbox.HostProbe;
+import dev.bwrapd.sandbox.RunSpec;
 import dev.bwrapd.sandbox.SandboxRunner;
 import dev.bwrapd.sandbox.Sandboxes;
 import io.quarkus.runtime.QuarkusApplication;
@@ -117,10 +119,13 @@ public class Main implements QuarkusApplication {
         limits.put("maxMessageBytes", options.maxMessageBytes());
         limits.put("maxNestingDepth", MAX_NESTING_DEPTH);
         Server[] server = new Server[1];
-        SandboxRunner runner = new SandboxRunner(new RootLeases(), spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(),
+        // What a killed bwrapd left in a root is recorded outside it, for the next bwrapd to remove.
+        RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), uid()));
+        SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(),
                 captures, cgroups);
         BwrapdMethods methods = new BwrapdMethods(json, sandboxes, runner, host,
-                Version.VERSION, limits, budget, code -> finishInBackground(sandboxes, server[0], code));
+                Version.VERSION, limits, budget, options.seccompDefault() ? RunSpec.Seccomp.DEFAULT : null,
+                code -> finishInBackground(sandboxes, server[0], code));
         // Handlers that block (shutdown, signals waiting for a command) get pool threads; runs have their own.
         ExecutorService handlers = Executors.newCachedThreadPool(Thread.ofPlatform().daemon().name("rpc-", 0).factory());
         server[0] = new Server(json, reader, writer, options.maxMessageBytes(), methods.handlers(), handlers, ProtocolErrors::toRpc, budget);
@@ -180,6 +185,15 @@ public class Main implements QuarkusApplication {
      * kernel's start time is only as exact as the boot time (a second); a measuring script can
      * pass the exact launch time in BWRAPD_LAUNCH_MS (epoch milliseconds) instead.
      */
+    /** bwrapd's effective uid (the owner of /proc/self), -1 if unknown. */
+    private static int uid() {
+        try {
+            return (int) java.nio.file.Files.getAttribute(java.nio.file.Path.of("/proc/self"), "unix:uid");
+        } catch (java.io.IOException | RuntimeException e) {
+            return -1;
+        }
+    }
+
     static long sinceStart() {
         String launched = System.getenv("BWRAPD_LAUNCH_MS");
         if (launched != null && launched.matches("\\d+")) return System.currentTimeMillis() - Long.parseLong(launched);

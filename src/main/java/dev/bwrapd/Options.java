@@ -6,7 +6,7 @@ import java.util.Locale;
 
 /** The command line. */
 record Options(boolean help, boolean version, String bwrap, Framing framing, String logLevel, long maxMessageBytes, Long maxMemory,
-               String cgroupParent) {
+               String cgroupParent, boolean seccompDefault) {
 
     static final long DEFAULT_MAX_MESSAGE_BYTES = 16L << 20;
 
@@ -25,6 +25,7 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
                                          captured output, notifications; default: half the heap)
               --cgroup-parent PATH       a writable cgroup v2 directory to make the sandboxes'
                                          cgroups in (default: bwrapd's own cgroup)
+              --seccomp default|none     the system-call filter of runs that name none (default none)
               --log-level LEVEL          error, warn, info or debug (default warn)
               --version                  print the version and exit
               --help                     print this help and exit
@@ -36,6 +37,7 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
         Framing framing = null;
         long maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
         Long maxMemory = null;
+        boolean seccompDefault = false;
         for (int i = 0; i < args.length; i++) {
             String arg = args[i];
             String value = null;
@@ -53,10 +55,19 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
                 case "--max-message-bytes" -> maxMessageBytes = size(value != null ? value : next(args, ++i, arg));
                 case "--max-memory" -> maxMemory = memory(value != null ? value : next(args, ++i, arg));
                 case "--cgroup-parent" -> cgroupParent = absolute(value != null ? value : next(args, ++i, arg), arg);
+                case "--seccomp" -> seccompDefault = seccomp(value != null ? value : next(args, ++i, arg));
                 default -> throw new IllegalArgumentException("unknown option: " + args[i]);
             }
         }
-        return new Options(help, version, bwrap, framing, logLevel, maxMessageBytes, maxMemory, cgroupParent);
+        return new Options(help, version, bwrap, framing, logLevel, maxMessageBytes, maxMemory, cgroupParent, seccompDefault);
+    }
+
+    private static boolean seccomp(String value) {
+        return switch (value) {
+            case "default" -> true;
+            case "none" -> false;
+            default -> throw new IllegalArgumentException("--seccomp takes default or none, not " + value);
+        };
     }
 
     private static long memory(String value) {

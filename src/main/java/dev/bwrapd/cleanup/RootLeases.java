@@ -2,6 +2,7 @@ package dev.bwrapd.cleanup;
 
 import dev.bwrapd.process.Libc;
 
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -21,11 +22,26 @@ import java.util.Set;
  * could point elsewhere (a root swapped for a link) while the run goes on.
  */
 public final class RootLeases {
+    private static final org.jboss.logging.Logger LOG = org.jboss.logging.Logger.getLogger(RootLeases.class);
     private final Map<Identity, Lease> leases = new HashMap<>();
+    /** Where what bwrap may create is recorded until cleaned (null: not recorded). */
+    private final RootJournal journal;
     /** Roots whose last user is removing bwrap's leftovers right now: no new run starts there until it is done. */
     private final Set<Identity> cleaning = new HashSet<>();
 
-    private record Identity(long device, long inode) {}
+    private record Identity(long device, long inode) {
+        String name() {
+            return device + "-" + inode;
+        }
+    }
+
+    public RootLeases() {
+        this(null);
+    }
+
+    public RootLeases(RootJournal journal) {
+        this.journal = journal;
+    }
 
     /** One root's shared state: how many runs use it, and for each watched path whether it pre-existed. */
     private static final class Lease {
@@ -43,9 +59,38 @@ public final class RootLeases {
     public synchronized void acquire(int rootFd, List<String> paths) throws InterruptedException, Libc.Error {
         Identity root = identity(rootFd);
         while (cleaning.contains(root)) wait();
-        Lease lease = leases.computeIfAbsent(root, r -> new Lease());
+        Lease lease = leases.get(root);
+        if (lease == null) {
+            lease = new Lease();
+            leases.put(root, lease);
+            if (journal != null) restore(rootFd, root);
+        }
         lease.users++;
         for (String path : paths) lease.existedBefore.computeIfAbsent(path, p -> exists(rootFd, p));
+        if (journal != null) journal.write(root.name(), where(rootFd), created(lease));
+    }
+
+    /** What a bwrapd that died using this root recorded, removed before anything here counts as pre-existing. */
+    private void restore(int rootFd, Identity root) {
+        List<String> orphans = journal.takeOrphans(root.name(), where(rootFd));
+        if (orphans.isEmpty()) return;
+        CleanupReport report = RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), orphans.reversed());
+        LOG.infof("removed what a killed bwrapd left in a root: %s (left: %s)", report.removed(), report.failed());
+    }
+
+    /** Where the root is now, as the kernel names it. */
+    private static String where(int rootFd) {
+        try {
+            return Files.readSymbolicLink(Path.of("/proc/self/fd/" + rootFd)).toString();
+        } catch (java.io.IOException e) {
+            return "";
+        }
+    }
+
+    private static List<String> created(Lease lease) {
+        List<String> paths = new ArrayList<>();
+        lease.existedBefore.forEach((path, existed) -> { if (!existed) paths.add(path); });
+        return paths;
     }
 
     /** Stops using the root behind {@code rootFd}; the last user removes what bwrap created there, through that descriptor. */
@@ -63,11 +108,13 @@ public final class RootLeases {
             if (--lease.users > 0) return CleanupReport.DEFERRED;
             leases.remove(root);
             cleaning.add(root);
-            lease.existedBefore.forEach((path, existed) -> { if (!existed) toRemove.add(path); });
+            toRemove.addAll(created(lease));
         }
         try {
             // Children before parents: the paths were recorded parents first.
-            return RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), toRemove.reversed());
+            CleanupReport report = RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), toRemove.reversed());
+            if (journal != null) journal.forget(root.name());
+            return report;
         } finally {
             synchronized (this) {
                 cleaning.remove(root);

@@ -2,6 +2,8 @@ package dev.bwrapd.process;
 
 import org.graalvm.nativeimage.PinnedObject;
 import org.graalvm.nativeimage.c.function.CFunction;
+import org.graalvm.nativeimage.c.function.CFunctionPointer;
+import org.graalvm.nativeimage.c.function.InvokeCFunctionPointer;
 import org.graalvm.nativeimage.c.type.CCharPointer;
 import org.graalvm.nativeimage.c.type.CCharPointerPointer;
 import org.graalvm.nativeimage.c.type.CIntPointer;
@@ -53,6 +55,7 @@ final class CBinding implements LibcBinding {
         @CFunction static native long read(int fd, CCharPointer buffer, long count);
         @CFunction static native long write(int fd, CCharPointer buffer, long count);
         @CFunction static native int poll(CCharPointer fds, long count, int timeout);
+        @CFunction static native int ioctl(int fd, long request, CCharPointer arg);
         @CFunction static native long syscall(long number, long dirFd, CCharPointer path, CLongPointer how, long size);
         @CFunction static native int statx(int dirFd, CCharPointer path, int flags, int mask, CCharPointer buffer);
         @CFunction static native int fstatfs(int fd, CCharPointer buffer);
@@ -64,6 +67,8 @@ final class CBinding implements LibcBinding {
         @CFunction static native int waitid(int idType, int id, CIntPointer info, int options);
         @CFunction static native CCharPointer strerror(int errno);
         @CFunction static native int prctl(int option, long arg);
+        @CFunction static native VoidPointer dlopen(CCharPointer file, int mode);
+        @CFunction static native VoidPointer dlsym(VoidPointer handle, CCharPointer name);
 
         /** How the C interface reads errno (FFM captures it instead): not a {@link Downcall}. */
         @CFunction(transition = CFunction.Transition.NO_TRANSITION)
@@ -240,6 +245,13 @@ final class CBinding implements LibcBinding {
     }
 
     @Override
+    public int ioctl(int fd, long request, byte[] arg) {
+        try (Pins pins = new Pins()) {
+            return kept(Functions.ioctl(fd, request, pins.array(arg)));
+        }
+    }
+
+    @Override
     public int kill(int pid, int signal) {
         return kept(Functions.kill(pid, signal));
     }
@@ -270,6 +282,86 @@ final class CBinding implements LibcBinding {
             int rc = kept(Functions.waitid(idType, id, pins.array(info), options));
             return rc == -1 ? -1 : info[Downcall.SIGINFO_PID_OFFSET / 4];
         }
+    }
+
+    // libseccomp through dlopen/dlsym and calls through its function pointers.
+    interface SeccompInit extends CFunctionPointer { @InvokeCFunctionPointer VoidPointer call(int defaultAction); }
+    interface SeccompArchAdd extends CFunctionPointer { @InvokeCFunctionPointer int call(VoidPointer context, int arch); }
+    interface SeccompResolve extends CFunctionPointer { @InvokeCFunctionPointer int call(CCharPointer name); }
+    interface SeccompRuleAdd extends CFunctionPointer {
+        @InvokeCFunctionPointer int call(VoidPointer context, int action, int syscall, int count, CCharPointer comparisons);
+    }
+    interface SeccompExport extends CFunctionPointer { @InvokeCFunctionPointer int call(VoidPointer context, int fd); }
+    interface SeccompRelease extends CFunctionPointer { @InvokeCFunctionPointer void call(VoidPointer context); }
+
+    private static final int RTLD_NOW = 2;
+    private long seccompLibrary; // the dlopen handle, 0 before loading; -1 when it failed
+    private SeccompInit seccompInit;
+    private SeccompArchAdd seccompArchAdd;
+    private SeccompResolve seccompResolve;
+    private SeccompRuleAdd seccompRuleAdd;
+    private SeccompExport seccompExport;
+    private SeccompRelease seccompRelease;
+
+    @Override
+    public synchronized boolean seccompLoad() {
+        if (seccompLibrary == 0) {
+            try (Pins pins = new Pins()) {
+                VoidPointer handle = Functions.dlopen(pins.string("libseccomp.so.2"), RTLD_NOW);
+                seccompLibrary = handle.isNull() ? -1 : handle.rawValue();
+                if (seccompLibrary != -1) {
+                    seccompInit = symbol(pins, handle, "seccomp_init");
+                    seccompArchAdd = symbol(pins, handle, "seccomp_arch_add");
+                    seccompResolve = symbol(pins, handle, "seccomp_syscall_resolve_name");
+                    seccompRuleAdd = symbol(pins, handle, "seccomp_rule_add_array");
+                    seccompExport = symbol(pins, handle, "seccomp_export_bpf");
+                    seccompRelease = symbol(pins, handle, "seccomp_release");
+                    if (seccompInit.isNull() || seccompArchAdd.isNull() || seccompResolve.isNull() || seccompRuleAdd.isNull()
+                            || seccompExport.isNull() || seccompRelease.isNull()) {
+                        seccompLibrary = -1;
+                    }
+                }
+            }
+        }
+        return seccompLibrary != -1;
+    }
+
+    private static <T extends CFunctionPointer> T symbol(Pins pins, VoidPointer handle, String name) {
+        return WordFactory.pointer(Functions.dlsym(handle, pins.string(name)).rawValue());
+    }
+
+    @Override
+    public long seccompInit(int defaultAction) {
+        return seccompInit.call(defaultAction).rawValue();
+    }
+
+    @Override
+    public int seccompArchAdd(long context, int arch) {
+        return seccompArchAdd.call(WordFactory.pointer(context), arch);
+    }
+
+    @Override
+    public int seccompResolve(String name) {
+        try (Pins pins = new Pins()) {
+            return seccompResolve.call(pins.string(name));
+        }
+    }
+
+    @Override
+    public int seccompRuleAdd(long context, int action, int syscall, int count, byte[] comparisons) {
+        try (Pins pins = new Pins()) {
+            return seccompRuleAdd.call(WordFactory.pointer(context), action, syscall, count, pins.array(Arrays.copyOf(comparisons, Math.max(1, comparisons.length))));
+        }
+    }
+
+    @Override
+    public int seccompExportBpf(long context, int fd) {
+        return seccompExport.call(WordFactory.pointer(context), fd);
+    }
+
+    @Override
+    public void seccompRelease(long context) {
+        seccompRelease.call(WordFactory.pointer(context));
     }
 
     @Override

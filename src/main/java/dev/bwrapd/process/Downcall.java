@@ -36,6 +36,7 @@ enum Downcall {
     READ("read", LONG, INT, POINTER, LONG),
     WRITE("write", LONG, INT, POINTER, LONG),
     POLL("poll", INT, POINTER, LONG, INT),
+    IOCTL("ioctl", 2, INT, INT, LONG, POINTER),
     KILL("kill", INT, INT, INT),
     PIDFD_OPEN("pidfd_open", INT, INT, INT),
     PIDFD_SEND_SIGNAL("pidfd_send_signal", INT, INT, INT, POINTER, INT),
@@ -46,7 +47,10 @@ enum Downcall {
     FSTATFS("fstatfs", INT, INT, POINTER),
     STRERROR("strerror", POINTER, INT),
     PRCTL("prctl", 1, INT, INT, LONG),
-    PRLIMIT("prlimit", INT, INT, INT, POINTER, POINTER);
+    PRLIMIT("prlimit", INT, INT, INT, POINTER, POINTER),
+    // Loading libseccomp in the native image (the JVM's FFM looks libraries up itself).
+    DLOPEN("dlopen", POINTER, POINTER, INT),
+    DLSYM("dlsym", POINTER, POINTER, POINTER);
 
     /** The C types in these signatures (64-bit Linux: pointers and longs are 8 bytes). */
     enum CType { INT, LONG, SHORT, POINTER }

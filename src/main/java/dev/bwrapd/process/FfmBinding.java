@@ -5,6 +5,7 @@ import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
 import java.lang.invoke.VarHandle;
@@ -75,6 +76,7 @@ final class FfmBinding implements LibcBinding {
         static final MethodHandle READ = link(Downcall.READ);
         static final MethodHandle WRITE = link(Downcall.WRITE);
         static final MethodHandle POLL = link(Downcall.POLL);
+        static final MethodHandle IOCTL = link(Downcall.IOCTL);
         static final MethodHandle SYSCALL = link(Downcall.SYSCALL);
         static final MethodHandle STATX = link(Downcall.STATX);
         static final MethodHandle FSTATFS = link(Downcall.FSTATFS);
@@ -276,6 +278,16 @@ final class FfmBinding implements LibcBinding {
     }
 
     @Override
+    public int ioctl(int fd, long request, byte[] arg) {
+        MemorySegment native_ = scratch(arg.length);
+        MemorySegment.copy(arg, 0, native_, JAVA_BYTE, 0, arg.length);
+        int rc;
+        try { rc = (int) Linked.IOCTL.invokeExact(state(), fd, request, native_); } catch (Throwable t) { throw unexpected(t); }
+        MemorySegment.copy(native_, JAVA_BYTE, 0, arg, 0, arg.length);
+        return rc;
+    }
+
+    @Override
     public int kill(int pid, int signal) {
         try { return (int) Linked.KILL.invokeExact(state(), pid, signal); } catch (Throwable t) { throw unexpected(t); }
     }
@@ -310,6 +322,67 @@ final class FfmBinding implements LibcBinding {
         int rc;
         try { rc = (int) Linked.WAITID.invokeExact(state(), idType, id, info, options); } catch (Throwable t) { throw unexpected(t); }
         return rc == -1 ? -1 : info.get(JAVA_INT, Downcall.SIGINFO_PID_OFFSET);
+    }
+
+    /** libseccomp, linked on first use; its absence shows as this class failing to initialize. */
+    private static final class Seccomp {
+        static final SymbolLookup LIBRARY = SymbolLookup.libraryLookup("libseccomp.so.2", Arena.global());
+        static final MethodHandle INIT = link("seccomp_init", FunctionDescriptor.of(ADDRESS, JAVA_INT));
+        static final MethodHandle ARCH_ADD = link("seccomp_arch_add", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+        static final MethodHandle RESOLVE = link("seccomp_syscall_resolve_name", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        static final MethodHandle RULE_ADD = link("seccomp_rule_add_array",
+                FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
+        static final MethodHandle EXPORT = link("seccomp_export_bpf", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+        static final MethodHandle RELEASE = link("seccomp_release", FunctionDescriptor.ofVoid(ADDRESS));
+
+        private static MethodHandle link(String name, FunctionDescriptor shape) {
+            return LINKER.downcallHandle(LIBRARY.find(name).orElseThrow(() -> new UnsatisfiedLinkError("libseccomp lacks " + name)), shape);
+        }
+    }
+
+    @Override
+    public boolean seccompLoad() {
+        try {
+            return Seccomp.RELEASE != null;
+        } catch (LinkageError | IllegalArgumentException e) {
+            return false; // no libseccomp.so.2 here
+        }
+    }
+
+    @Override
+    public long seccompInit(int defaultAction) {
+        try { return ((MemorySegment) Seccomp.INIT.invokeExact(defaultAction)).address(); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int seccompArchAdd(long context, int arch) {
+        try { return (int) Seccomp.ARCH_ADD.invokeExact(MemorySegment.ofAddress(context), arch); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int seccompResolve(String name) {
+        try (Arena arena = Arena.ofConfined()) {
+            return (int) Seccomp.RESOLVE.invokeExact(arena.allocateFrom(name));
+        } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int seccompRuleAdd(long context, int action, int syscall, int count, byte[] comparisons) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment array = arena.allocate(Math.max(1, comparisons.length), 8);
+            MemorySegment.copy(comparisons, 0, array, JAVA_BYTE, 0, comparisons.length);
+            return (int) Seccomp.RULE_ADD.invokeExact(MemorySegment.ofAddress(context), action, syscall, count, array);
+        } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int seccompExportBpf(long context, int fd) {
+        try { return (int) Seccomp.EXPORT.invokeExact(MemorySegment.ofAddress(context), fd); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public void seccompRelease(long context) {
+        try { Seccomp.RELEASE.invokeExact(MemorySegment.ofAddress(context)); } catch (Throwable t) { throw unexpected(t); }
     }
 
     @Override

@@ -18,14 +18,15 @@ public final class Libc {
 
     // Linux constants (generic values; the few that differ by architecture are picked below).
     public static final int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2;
-    public static final int O_CREAT = 0100, O_TRUNC = 01000, O_APPEND = 02000, O_CLOEXEC = 02000000;
+    public static final int O_CREAT = 0100, O_NOCTTY = 0400, O_TRUNC = 01000, O_APPEND = 02000, O_NONBLOCK = 04000, O_CLOEXEC = 02000000;
     public static final int O_DIRECTORY = isAarch64() ? 040000 : 0200000;
     public static final int O_NOFOLLOW = isAarch64() ? 0100000 : 0400000;
-    public static final int O_PATH = 010000000, O_NONBLOCK = 04000;
+    public static final int O_PATH = 010000000;
     public static final int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100, AT_EMPTY_PATH = 0x1000;
     /** openat2(2) resolve flags. */
     public static final long RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_IN_ROOT = 0x10;
-    public static final int EINTR = 4, ESRCH = 3, ENOENT = 2, ECHILD = 10, EEXIST = 17, ELOOP = 40, ENOTDIR = 20, ENOSYS = 38;
+    public static final int EINTR = 4, EAGAIN = 11, EIO = 5, ENOMEM = 12, EINVAL = 22, ESRCH = 3, ENOENT = 2, ECHILD = 10,
+            EEXIST = 17, ELOOP = 40, ENOTDIR = 20, ENOSYS = 38;
     /** File types of {@link FileStat#mode()}. */
     public static final int S_IFMT = 0170000, S_IFDIR = 0040000, S_IFREG = 0100000, S_IFLNK = 0120000, S_IFCHR = 0020000,
             S_IFBLK = 0060000;
@@ -235,6 +236,118 @@ public final class Libc {
         }
         for (int i = 0; i < count; i++) revents[i] = n == 0 ? 0 : (short) SHORT_AT.get(pollfds, 8 * i + 6);
         return n;
+    }
+
+    // Terminal ioctls (asm-generic values, used by x86_64 and aarch64).
+    private static final long TIOCGPGRP = 0x540F, TIOCSWINSZ = 0x5414, TIOCGWINSZ = 0x5413,
+            TIOCGPTN = 0x80045430L, TIOCSPTLCK = 0x40045431L;
+
+    /**
+     * A new pseudo-terminal's master, unlocked, non-blocking and close-on-exec, never this
+     * process's controlling terminal; {@link #ptsName} names its other end. (What posix_openpt,
+     * grantpt and unlockpt do on Linux, where grantpt has nothing left to do with devpts.)
+     */
+    public static int openPtyMaster() throws Error {
+        int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_NONBLOCK, 0);
+        byte[] unlock = new byte[4]; // int 0: unlock
+        if (BINDING.ioctl(master, TIOCSPTLCK, unlock) != 0) {
+            int errno = errno();
+            close(master);
+            throw new Error("ioctl(TIOCSPTLCK)", errno);
+        }
+        return master;
+    }
+
+    /** The path of a pseudo-terminal master's slave end (ptsname_r), such as /dev/pts/3. */
+    public static String ptsName(int master) throws Error {
+        byte[] number = new byte[4];
+        if (BINDING.ioctl(master, TIOCGPTN, number) != 0) throw new Error("ioctl(TIOCGPTN)", errno());
+        return "/dev/pts/" + (int) INT_AT.get(number, 0);
+    }
+
+    /** TIOCSWINSZ: the terminal's size; the kernel sends SIGWINCH to its foreground process group when it changes. */
+    public static void setWindowSize(int fd, int rows, int cols) throws Error {
+        byte[] size = new byte[8]; // struct winsize: unsigned short ws_row, ws_col, ws_xpixel, ws_ypixel
+        SHORT_AT.set(size, 0, (short) rows);
+        SHORT_AT.set(size, 2, (short) cols);
+        if (BINDING.ioctl(fd, TIOCSWINSZ, size) != 0) throw new Error("ioctl(TIOCSWINSZ)", errno());
+    }
+
+    /** TIOCGWINSZ: {rows, cols}. */
+    public static int[] windowSize(int fd) throws Error {
+        byte[] size = new byte[8];
+        if (BINDING.ioctl(fd, TIOCGWINSZ, size) != 0) throw new Error("ioctl(TIOCGWINSZ)", errno());
+        return new int[] {Short.toUnsignedInt((short) SHORT_AT.get(size, 0)), Short.toUnsignedInt((short) SHORT_AT.get(size, 2))};
+    }
+
+    /** TIOCGPGRP on a master: the terminal's foreground process group (as this process sees pids), or 0 if it has none. */
+    public static int foregroundGroup(int master) {
+        byte[] group = new byte[4];
+        if (BINDING.ioctl(master, TIOCGPGRP, group) != 0) return 0;
+        return (int) INT_AT.get(group, 0);
+    }
+
+    // ----- seccomp filters, built by libseccomp (loaded at run time) -----
+
+    /** Audit architecture tokens: every ABI an x86_64 kernel runs binaries as. */
+    public static final int AUDIT_ARCH_X86_64 = 0xc000003e, AUDIT_ARCH_I386 = 0x40000003, AUDIT_ARCH_X32 = 0x4000003e;
+    /** enum scmp_compare. */
+    public static final int SCMP_CMP_NE = 1, SCMP_CMP_LT = 2, SCMP_CMP_GT = 6, SCMP_CMP_MASKED_EQ = 7;
+    private static final int SCMP_ACT_ALLOW = 0x7fff0000, SCMP_ACT_ERRNO = 0x00050000, EEXIST_NEGATIVE = -17;
+
+    /** One comparison of a system call's argument {@code arg} (0-5): {@code op} as in libseccomp, with its operands. */
+    public record ArgCompare(int arg, int op, long a, long b) {}
+
+    /** Fail {@code syscall} with {@code errno} when every comparison holds (always, without any). */
+    public record SeccompRule(String syscall, int errno, List<ArgCompare> when) {}
+
+    private static volatile Boolean seccomp;
+
+    /** Whether libseccomp (libseccomp.so.2) can be loaded here; asked once. */
+    public static boolean seccompAvailable() {
+        Boolean known = seccomp;
+        if (known == null) seccomp = known = BINDING.seccompLoad();
+        return known;
+    }
+
+    /** Whether libseccomp knows a system call of this name, on any architecture. */
+    public static boolean isSyscall(String name) {
+        return seccompAvailable() && BINDING.seccompResolve(name) != -1;
+    }
+
+    /**
+     * Writes a BPF program to {@code fd} (what bwrap's --seccomp reads) that allows everything
+     * but {@code rules}, for x86_64, i386 and x32 binaries alike: libseccomp translates each call
+     * to every architecture's number.
+     */
+    public static void exportSeccompFilter(List<SeccompRule> rules, int fd) throws Error {
+        if (!seccompAvailable()) throw new Error("libseccomp", ENOENT);
+        long context = BINDING.seccompInit(SCMP_ACT_ALLOW);
+        if (context == 0) throw new Error("seccomp_init", ENOMEM);
+        try {
+            for (int arch : new int[] {AUDIT_ARCH_X86_64, AUDIT_ARCH_I386, AUDIT_ARCH_X32}) {
+                int rc = BINDING.seccompArchAdd(context, arch);
+                if (rc != 0 && rc != EEXIST_NEGATIVE) throw new Error("seccomp_arch_add", -rc); // the native one is there already
+            }
+            for (SeccompRule rule : rules) {
+                int syscall = BINDING.seccompResolve(rule.syscall());
+                if (syscall == -1) throw new Error("seccomp: unknown system call " + rule.syscall(), EINVAL);
+                byte[] comparisons = new byte[24 * rule.when().size()]; // struct scmp_arg_cmp: uint arg, enum op, u64 a, u64 b
+                for (int i = 0; i < rule.when().size(); i++) {
+                    ArgCompare c = rule.when().get(i);
+                    INT_AT.set(comparisons, 24 * i, c.arg());
+                    INT_AT.set(comparisons, 24 * i + 4, c.op());
+                    LONG_AT.set(comparisons, 24 * i + 8, c.a());
+                    LONG_AT.set(comparisons, 24 * i + 16, c.b());
+                }
+                int rc = BINDING.seccompRuleAdd(context, SCMP_ACT_ERRNO | (rule.errno() & 0xffff), syscall, rule.when().size(), comparisons);
+                if (rc != 0) throw new Error("seccomp_rule_add " + rule.syscall(), -rc);
+            }
+            int rc = BINDING.seccompExportBpf(context, fd);
+            if (rc != 0) throw new Error("seccomp_export_bpf", -rc);
+        } finally {
+            BINDING.seccompRelease(context);
+        }
     }
 
     /** kill(2): a negative pid is a process group. Returns 0, or -1 with errno. */

@@ -55,6 +55,9 @@ interface LibcBinding {
     /** poll over {@code count} struct pollfds packed in {@code pollfds} (8 bytes each: fd, events, revents; native byte order). */
     int poll(byte[] pollfds, int count, int timeoutMs);
 
+    /** ioctl with a pointer argument: {@code arg} is the memory it points to, read and written in place. */
+    int ioctl(int fd, long request, byte[] arg);
+
     int kill(int pid, int signal);
 
     /** prlimit: sets {@code newLimit} {soft, hard} unless null, and reads the old one into {@code oldLimit} unless null. */
@@ -73,4 +76,25 @@ interface LibcBinding {
      * first {@value Downcall#RUSAGE_LONGS} longs of the struct rusage.
      */
     int wait4(int pid, int options, long[] statusAndUsage);
+
+    // libseccomp (libseccomp.so.2), loaded at run time: a host without it still runs bwrapd.
+    // Its functions return a negative errno on failure; a filter context is an opaque handle.
+
+    /** Loads libseccomp once; whether it is there (the other seccomp methods work only then). */
+    boolean seccompLoad();
+
+    /** seccomp_init: a new filter context, 0 on failure. */
+    long seccompInit(int defaultAction);
+
+    int seccompArchAdd(long context, int arch);
+
+    /** seccomp_syscall_resolve_name: the native number, a negative pseudo number for another architecture's call, -1 if unknown. */
+    int seccompResolve(String name);
+
+    /** seccomp_rule_add_array over {@code count} struct scmp_arg_cmp (24 bytes each) packed in {@code comparisons}. */
+    int seccompRuleAdd(long context, int action, int syscall, int count, byte[] comparisons);
+
+    int seccompExportBpf(long context, int fd);
+
+    void seccompRelease(long context);
 }

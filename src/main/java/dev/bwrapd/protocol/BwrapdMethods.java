@@ -40,13 +40,16 @@ public final class BwrapdMethods {
     private final String serverVersion;
     private final IntConsumer exit;
     private final Map<String, Object> limits;
+    private final MemoryBudget budget;
+    /** The filter of runs that name none (bwrapd --seccomp), or null. */
+    private final RunSpec.Seccomp defaultSeccomp;
     private volatile boolean shutdownRequested;
     /** Set, in arrival order, by shutdown, exit or a signal: from then on every request but exit (and shutdown) is refused. */
     private volatile boolean closing;
-    private final MemoryBudget budget;
 
     public BwrapdMethods(ObjectMapper json, Sandboxes sandboxes, SandboxRunner runner, CompletableFuture<HostCapabilities> host,
-                         String serverVersion, Map<String, Object> limits, MemoryBudget budget, IntConsumer exit) {
+                         String serverVersion, Map<String, Object> limits, MemoryBudget budget, RunSpec.Seccomp defaultSeccomp,
+                         IntConsumer exit) {
         this.json = json;
         this.budget = budget;
         this.sandboxes = sandboxes;
@@ -54,6 +57,7 @@ public final class BwrapdMethods {
         this.host = host;
         this.serverVersion = serverVersion;
         this.limits = limits;
+        this.defaultSeccomp = defaultSeccomp;
         this.exit = exit;
     }
 
@@ -92,6 +96,8 @@ public final class BwrapdMethods {
         methods.put("sandbox/terminate", gated(this::terminate));
         methods.put("sandbox/list", gated(this::list));
         methods.put("sandbox/argv", gated(this::argv));
+        methods.put("sandbox/input", gated((Handler.Deferred) this::input));
+        methods.put("sandbox/resize", gated(this::resize));
         return methods;
     }
 
@@ -158,6 +164,7 @@ public final class BwrapdMethods {
                 .put("jsonStatusFd", h.jsonStatusFd())
                 .put("childSubreaper", h.subreaper())
                 .put("linux32", h.linux32())
+                .put("seccomp", dev.bwrapd.process.Libc.seccompAvailable())
                 .put("framings", "ndjson,lsp");
         CgroupHost cgroups = runner.cgroups();
         ObjectNode cgroup = capabilities.putObject("cgroup")
@@ -198,7 +205,7 @@ public final class BwrapdMethods {
      * racing the run to -32001, and a duplicate id is refused in arrival order too.
      */
     private void startRun(Call call) throws Exception {
-        RunSpec spec = RunParams.parse(call.params());
+        RunSpec spec = RunParams.parse(call.params(), defaultSeccomp);
         BwrapCommand.Invocation invocation = runner.invocation(spec); // waits for the probe at start-up only
         RunParams.checkExecSize(invocation.argv(), invocation.environment());
         Sandbox sandbox = sandboxes.register(spec.sandboxId(), spec.command());
@@ -216,7 +223,7 @@ public final class BwrapdMethods {
      * environment; descriptor 3 is bwrap's status pipe), without running anything.
      */
     private Object argv(Call call) throws Exception {
-        BwrapCommand.Invocation invocation = runner.invocation(RunParams.parse(call.params()));
+        BwrapCommand.Invocation invocation = runner.invocation(RunParams.parse(call.params(), defaultSeccomp));
         RunParams.checkExecSize(invocation.argv(), invocation.environment());
         ObjectNode result = json.createObjectNode().put("executable", invocation.executable());
         ArrayNode argv = result.putArray("argv");
@@ -247,6 +254,53 @@ public final class BwrapdMethods {
         boolean live = sandbox.state() != Sandbox.State.FINISHED;
         runner.terminate(sandbox, Sandbox.Ending.TERMINATED, grace);
         return json.createObjectNode().put("delivered", live);
+    }
+
+    /**
+     * Started on arrival, so pieces reach the command in the order they were sent; answered from
+     * the run's thread once the bytes are in the pipe or terminal (fewer if it closed first).
+     * Bytes waiting to be written are held against the memory budget: a piece that does not fit
+     * is refused (-32010) instead of being held.
+     */
+    private void input(Call call) throws Exception {
+        Params p = Params.of(call.params(), "sandboxId", "text", "base64", "eof");
+        Sandbox sandbox = sandboxes.get(p.requiredString("sandboxId"));
+        byte[] data = bytes(p);
+        boolean eof = p.bool("eof", false);
+        if (!budget.tryReserve(data.length)) {
+            throw new RpcException(ErrorCodes.OUT_OF_MEMORY, "sandbox/input: " + data.length
+                    + " bytes do not fit in the memory budget while earlier input waits for the command");
+        }
+        try {
+            sandbox.input(data, eof, written -> {
+                budget.release(data.length);
+                call.reply(json.createObjectNode().put("written", written));
+            });
+        } catch (RuntimeException | dev.bwrapd.sandbox.SandboxException e) {
+            budget.release(data.length);
+            throw e;
+        }
+    }
+
+    /** {@code text} (UTF-8) or {@code base64}; neither is no bytes (an eof alone). */
+    private static byte[] bytes(Params p) throws RpcException {
+        if (p.has("text")) {
+            if (p.has("base64")) throw Params.invalid("text: give text or base64, not both");
+            return p.string("text", "").getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        }
+        String base64 = p.string("base64", "");
+        try {
+            return java.util.Base64.getDecoder().decode(base64);
+        } catch (IllegalArgumentException e) {
+            throw Params.invalid("base64: not valid base64");
+        }
+    }
+
+    private Object resize(Call call) throws Exception {
+        Params p = Params.of(call.params(), "sandboxId", "rows", "cols");
+        int[] size = RunParams.size(p);
+        Sandbox sandbox = sandboxes.get(p.requiredString("sandboxId"));
+        return json.createObjectNode().put("delivered", sandbox.resize(size[0], size[1]));
     }
 
     private Object list(Call call) throws Exception {

@@ -25,7 +25,8 @@ import java.util.Map;
 public final class RunParams {
     static final String[] FIELDS = {"command", "root", "sandboxId", "cwd", "env", "network", "readOnlyRoot", "hostname",
             "uid", "gid", "inheritUid", "mounts", "devices", "devShm", "linux32", "stdin", "stdout", "stderr",
-            "captureLimitBytes", "timeoutMs", "killGraceMs", "interactive", "capabilities", "limits"};
+            "captureLimitBytes", "timeoutMs", "killGraceMs", "interactive", "capabilities", "terminal", "seccomp", "limits"};
+    static final String DEFAULT_TERM = "xterm-256color";
     /** The kernel's limit on a hostname, in bytes (sethostname). */
     static final int HOST_NAME_MAX = 64;
     /** The kernel's limit on one argv or environment string, its NUL included (MAX_ARG_STRLEN, 32 pages). */
@@ -42,6 +43,11 @@ public final class RunParams {
     private RunParams() {}
 
     public static RunSpec parse(JsonNode json) throws RpcException {
+        return parse(json, null);
+    }
+
+    /** @param defaultSeccomp the filter of a run that does not name one (bwrapd --seccomp), or null */
+    public static RunSpec parse(JsonNode json, RunSpec.Seccomp defaultSeccomp) throws RpcException {
         Params p = Params.of(json, FIELDS);
         List<String> command = command(p);
         Path root = root(p);
@@ -63,12 +69,69 @@ public final class RunParams {
         Long grace = p.integer("killGraceMs", 0, Long.MAX_VALUE / 2);
         RunSpec.Output stdout = output(p, "stdout", false);
         RunSpec.Output stderr = output(p, "stderr", true);
+        RunSpec.Stdin stdin = stdin(p);
+        RunSpec.Terminal terminal = terminal(p);
+        if (terminal != null) {
+            for (String stdio : List.of("stdin", "stdout", "stderr")) {
+                if (p.has(stdio)) throw Params.invalid(stdio + ": must be left out with terminal (the terminal is stdin, stdout and stderr)");
+            }
+            // Everything the command writes comes out of the terminal: one stream, and bwrap's own message is in it.
+            stdout = new RunSpec.Output.Stream();
+            stderr = new RunSpec.Output.IntoStdout();
+            if (!env.containsKey("TERM")) {
+                env = new LinkedHashMap<>(env);
+                env.put("TERM", terminal.term());
+            }
+        }
         return new RunSpec(command, root, sandboxId, cwd, env,
                 p.bool("network", false), p.bool("readOnlyRoot", false), hostname,
                 uid == null ? 0 : uid.intValue(), gid == null ? 0 : gid.intValue(), p.bool("inheritUid", false),
-                mounts(p), devices(p), p.bool("devShm", false), p.bool("linux32", false), stdin(p), stdout, stderr,
+                mounts(p), devices(p), p.bool("devShm", false), p.bool("linux32", false), stdin, stdout, stderr,
                 captureLimit == null ? 1 << 20 : captureLimit, timeout, grace == null ? 2000 : grace,
-                p.bool("interactive", false), capabilities(p), limits(p));
+                p.bool("interactive", false), capabilities(p), terminal, seccomp(p, defaultSeccomp), limits(p));
+    }
+
+    /** "none", "default", or {deny: [names], errno?: name}; whether the names are system calls is the host's to say. */
+    private static RunSpec.Seccomp seccomp(Params p, RunSpec.Seccomp fallback) throws RpcException {
+        if (!p.has("seccomp")) return fallback;
+        JsonNode value = p.raw("seccomp");
+        if (value.isTextual()) {
+            switch (value.textValue()) {
+                case "none": return null;
+                case "default": return RunSpec.Seccomp.DEFAULT;
+                default: throw Params.invalid("seccomp: must be \"none\", \"default\" or {\"deny\", \"errno\"}, not " + value);
+            }
+        }
+        Params s = p.object("seccomp", "deny", "errno");
+        JsonNode deny = s.raw("deny");
+        if (deny == null || !deny.isArray()) throw Params.invalid("seccomp.deny: required, an array of system call names");
+        List<String> names = new ArrayList<>();
+        for (int i = 0; i < deny.size(); i++) {
+            if (!deny.get(i).isTextual() || deny.get(i).textValue().isEmpty()) throw Params.invalid("seccomp.deny[" + i + "]: must be a system call name");
+            String name = Params.noNul("seccomp.deny[" + i + "]", deny.get(i).textValue());
+            if (!names.contains(name)) names.add(name);
+        }
+        String errno = s.string("errno", "EPERM");
+        Integer number = dev.bwrapd.sandbox.SeccompPolicy.ERRNOS.get(errno);
+        if (number == null) throw Params.invalid("seccomp.errno: must be one of " + new java.util.TreeSet<>(dev.bwrapd.sandbox.SeccompPolicy.ERRNOS.keySet()));
+        return new RunSpec.Seccomp(List.copyOf(names), number);
+    }
+
+    /** {@code terminal}: {rows, cols, term?}; sizes as the kernel's struct winsize holds them. */
+    private static RunSpec.Terminal terminal(Params p) throws RpcException {
+        if (!p.has("terminal")) return null;
+        Params t = p.object("terminal", "rows", "cols", "term");
+        int[] size = size(t);
+        String term = t.string("term", DEFAULT_TERM);
+        if (term.isEmpty()) throw Params.invalid("terminal.term: must not be empty");
+        return new RunSpec.Terminal(size[0], size[1], term);
+    }
+
+    /** Required {@code rows} and {@code cols}, 1 to 65535 each (sandbox/run's terminal, sandbox/resize). */
+    static int[] size(Params p) throws RpcException {
+        if (!p.has("rows")) throw Params.invalid(p.name("rows") + ": required");
+        if (!p.has("cols")) throw Params.invalid(p.name("cols") + ": required");
+        return new int[] {p.integer("rows", 1, 65535).intValue(), p.integer("cols", 1, 65535).intValue()};
     }
 
     private static List<String> command(Params p) throws RpcException {
@@ -227,7 +290,8 @@ public final class RunParams {
         JsonNode value = p.raw("stdin");
         if (value.isTextual()) {
             if (value.textValue().equals("null")) return new RunSpec.Stdin.Null();
-            throw Params.invalid("stdin: must be \"null\", {\"text\"}, {\"base64\"} or {\"file\"}");
+            if (value.textValue().equals("stream")) return new RunSpec.Stdin.Stream();
+            throw Params.invalid("stdin: must be \"null\", \"stream\", {\"text\"}, {\"base64\"} or {\"file\"}");
         }
         Params s = p.object("stdin", "text", "base64", "file");
         // Kept as the request's own string (no second copy): encoded or decoded while it is written.

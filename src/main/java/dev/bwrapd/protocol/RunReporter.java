@@ -28,12 +28,12 @@ final class RunReporter implements RunListener {
     private final Call call;
     private final Sandboxes sandboxes;
     private final Sandbox sandbox;
-    /** The frame of a sandbox/output notification up to its data; then text or base64 follows. */
-    private final byte[] stdoutPrefix, stderrPrefix;
+    /** Per stream: the frame of a sandbox/output notification up to its data; then text or base64 follows. */
+    private final byte[][] prefixes = new byte[RunListener.Stream.values().length][];
     /** The frame being built, reused for every chunk (the writer is done with it when write returns). */
     private byte[] frame = new byte[8192];
     /** An incomplete UTF-8 sequence at the end of the last chunk, per stream, held for the next. */
-    private byte[] carryOut = new byte[0], carryErr = new byte[0];
+    private final byte[][] carries = new byte[RunListener.Stream.values().length][];
 
     private final MemoryBudget budget;
 
@@ -44,8 +44,10 @@ final class RunReporter implements RunListener {
         this.sandboxes = sandboxes;
         this.sandbox = sandbox;
         String id = json.getNodeFactory().textNode(sandbox.id()).toString();
-        stdoutPrefix = prefix(id, "stdout");
-        stderrPrefix = prefix(id, "stderr");
+        for (RunListener.Stream stream : RunListener.Stream.values()) {
+            prefixes[stream.ordinal()] = prefix(id, stream.name().toLowerCase(java.util.Locale.ROOT));
+            carries[stream.ordinal()] = new byte[0];
+        }
     }
 
     private static byte[] prefix(String quotedId, String stream) {
@@ -66,7 +68,7 @@ final class RunReporter implements RunListener {
      * holds the run's thread, so the command waits on its pipe while the client is slow.
      */
     @Override
-    public void output(Sandbox sandbox, boolean stderr, byte[] data, int offset, int length) {
+    public void output(Sandbox sandbox, RunListener.Stream stream, byte[] data, int offset, int length) {
         long held = 2L * length;
         try {
             budget.reserve(held);
@@ -75,14 +77,14 @@ final class RunReporter implements RunListener {
             held = 0; // sent all the same: output is never dropped
         }
         try {
-            encode(stderr, data, offset, length);
+            encode(stream, data, offset, length);
         } finally {
             if (held > 0) budget.release(held);
         }
     }
 
-    private void encode(boolean stderr, byte[] data, int offset, int length) {
-        byte[] carry = stderr ? carryErr : carryOut;
+    private void encode(RunListener.Stream stream, byte[] data, int offset, int length) {
+        byte[] carry = carries[stream.ordinal()];
         if (carry.length > 0) {
             byte[] joined = Arrays.copyOf(carry, carry.length + length);
             System.arraycopy(data, offset, joined, carry.length, length);
@@ -94,24 +96,23 @@ final class RunReporter implements RunListener {
         int complete = Utf8.completeLength(data, offset, end);
         byte[] rest;
         if (Utf8.isValid(data, offset, complete)) {
-            if (complete > offset) sendText(stderr, data, offset, complete);
+            if (complete > offset) sendText(stream, data, offset, complete);
             rest = Arrays.copyOfRange(data, complete, end);
         } else {
-            sendBase64(stderr, data, offset, end);
+            sendBase64(stream, data, offset, end);
             rest = new byte[0];
         }
-        if (stderr) carryErr = rest;
-        else carryOut = rest;
+        carries[stream.ordinal()] = rest;
     }
 
     @Override
-    public void outputEnded(Sandbox sandbox, boolean stderr) {
-        byte[] carry = stderr ? carryErr : carryOut;
-        if (carry.length > 0) sendBase64(stderr, carry, 0, carry.length);
+    public void outputEnded(Sandbox sandbox, RunListener.Stream stream) {
+        byte[] carry = carries[stream.ordinal()];
+        if (carry.length > 0) sendBase64(stream, carry, 0, carry.length);
     }
 
-    private void sendText(boolean stderr, byte[] data, int from, int to) {
-        byte[] prefix = stderr ? stderrPrefix : stdoutPrefix;
+    private void sendText(RunListener.Stream stream, byte[] data, int from, int to) {
+        byte[] prefix = prefixes[stream.ordinal()];
         int at = start(prefix, 6 * (to - from) + 16, "\"text\":\"");
         for (int i = from; i < to; i++) {
             byte b = data[i];
@@ -146,8 +147,8 @@ final class RunReporter implements RunListener {
         return at;
     }
 
-    private void sendBase64(boolean stderr, byte[] data, int from, int to) {
-        byte[] prefix = stderr ? stderrPrefix : stdoutPrefix;
+    private void sendBase64(RunListener.Stream stream, byte[] data, int from, int to) {
+        byte[] prefix = prefixes[stream.ordinal()];
         int encoded = 4 * ((to - from + 2) / 3);
         int at = start(prefix, encoded + 16, "\"base64\":\"");
         byte[] text = Base64.getEncoder().encode(Arrays.copyOfRange(data, from, to)); // the rare case: not UTF-8

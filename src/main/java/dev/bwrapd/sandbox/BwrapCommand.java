@@ -22,6 +22,11 @@ public final class BwrapCommand {
      */
     public static final int BLOCK_FD = 4, SYNC_FD = 5;
 
+    /** bwrap reads the run's seccomp filter (BPF) from this descriptor: the one after the status and hold pipes, if any. */
+    public static int seccompFd(HostCapabilities host) {
+        return host.jsonStatusFd() ? SYNC_FD + 1 : STATUS_FD;
+    }
+
     private BwrapCommand() {}
 
     /** The program to execute, its argv, and its environment. */
@@ -85,7 +90,8 @@ public final class BwrapCommand {
         add(argv, "--proc", places.proc());
         add(argv, "--tmpfs", places.tmp());
 
-        if (spec.interactive()) {
+        if (fullDev(spec)) {
+            // bwrap's own /dev; on a terminal it also binds that terminal at /dev/console (ttyname works).
             add(argv, "--dev", places.dev());
         } else {
             for (int i = 0; i < spec.devices().size(); i++) {
@@ -113,6 +119,12 @@ public final class BwrapCommand {
             add(argv, "--cap-drop", "ALL");
             for (String cap : Capabilities.granted(sandboxUserIsRoot(spec, host), spec.capabilities())) add(argv, "--cap-add", cap);
         }
+        if (spec.seccomp() != null) {
+            add(argv, "--seccomp", Integer.toString(seccompFd(host)));
+            // Belt and braces with the default filter's refusal of CLONE_NEWUSER: bwrap caps the sandbox's
+            // user namespaces at the one it made (bwrap needs --unshare-user for that).
+            if (spec.seccomp().isDefault() && host.userNamespaces()) argv.add("--disable-userns");
+        }
         if (host.userNamespaces()) {
             argv.add("--unshare-user");
             if (!spec.inheritUid()) {
@@ -122,8 +134,25 @@ public final class BwrapCommand {
         }
 
         argv.add("--");
+        // The terminal becomes the controlling terminal of a session the command leads: see TERMINAL_STEP.
+        if (spec.terminal() != null) argv.addAll(TERMINAL_STEP);
         argv.addAll(spec.command());
         return new Invocation(executable, List.copyOf(argv), environment(spec.env()));
+    }
+
+    /**
+     * A terminal run starts the command through the root's own {@code setsid -c} (util-linux or
+     * busybox): a new session whose controlling terminal is stdin, the pseudo-terminal. bwrap's
+     * --new-session puts the sandbox's init in a session without a terminal, and only a session
+     * leader can take one (TIOCSCTTY); the init is bwrap's code, so the step is the command's
+     * own first exec. Without --new-session the sandbox would share bwrap's session and its
+     * foreground group, where a typed Ctrl-C would kill bwrap itself (docs/architecture.md).
+     */
+    public static final List<String> TERMINAL_STEP = List.of("setsid", "-c", "--");
+
+    /** A full /dev of bwrap's making: asked for, or a terminal run (whose /dev/console is its terminal). */
+    static boolean fullDev(RunSpec spec) {
+        return spec.interactive() || spec.terminal() != null;
     }
 
     /** The command runs as uid 0: the requested uid in its own user namespace, else bwrapd's own. */
@@ -154,7 +183,7 @@ public final class BwrapCommand {
     public static List<String> createdPaths(RunSpec spec, Places places) {
         List<String> paths = new ArrayList<>();
         addWithParents(paths, places.dev());
-        if (!spec.interactive()) {
+        if (!fullDev(spec)) {
             for (String device : places.devices()) addWithParents(paths, device);
             if (places.shm() != null) addWithParents(paths, places.shm());
         }

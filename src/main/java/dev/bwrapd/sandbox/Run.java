@@ -81,6 +81,10 @@ final class Run {
     private InputStream stdinData;
     private final byte[] stdinChunk = new byte[PIPE_BUF];
     private int stdinFrom, stdinTo;
+    /** What goes to the command's stdin pipe or terminal (STDIN slot), or null. */
+    private Input input;
+    /** The pseudo-terminal's master of a terminal run (both the STDOUT and the STDIN slot), or -1. */
+    private int terminal = -1;
     private boolean leased;
     /** The request's host paths, opened and checked once (root, mount sources, devices). */
     private HostPaths paths;
@@ -113,8 +117,9 @@ final class Run {
         this.spec = spec;
         this.sandbox = sandbox;
         this.listener = listener;
-        this.stdout = new Output(spec.stdout(), false, spec.captureLimitBytes(), captures);
-        this.stderr = new Output(spec.stderr(), true, spec.captureLimitBytes(), captures);
+        this.stdout = new Output(spec.stdout(), spec.terminal() != null ? RunListener.Stream.TERMINAL : RunListener.Stream.STDOUT,
+                spec.captureLimitBytes(), captures);
+        this.stderr = new Output(spec.stderr(), RunListener.Stream.STDERR, spec.captureLimitBytes(), captures);
         Arrays.fill(fds, -1);
     }
 
@@ -166,6 +171,9 @@ final class Run {
         if (!RootPaths.hasCommand(spec.root(), command, spec.cwd(), spec.env().get("PATH"))) {
             throw new SandboxException.CommandNotFound(command, spec.root().toString());
         }
+        if (spec.terminal() != null && !RootPaths.hasCommand(spec.root(), BwrapCommand.TERMINAL_STEP.getFirst(), spec.cwd(), spec.env().get("PATH"))) {
+            throw new SandboxException.Invalid("terminal: the root has no setsid (util-linux or busybox) on PATH, which gives the command its terminal");
+        }
         return host;
     }
 
@@ -185,11 +193,19 @@ final class Run {
     }
 
     private void openStdio() throws SandboxException, Libc.Error {
+        if (spec.terminal() != null) {
+            openTerminal();
+            return;
+        }
         switch (spec.stdin()) {
             case RunSpec.Stdin.Null n -> childStdin = own(Libc.open("/dev/null", Libc.O_RDONLY, 0));
             case RunSpec.Stdin.File f -> childStdin = own(open("stdin.file", f.path(), Libc.O_RDONLY));
             case RunSpec.Stdin.Text t -> stdinFrom(t.open());
             case RunSpec.Stdin.Base64 b -> stdinFrom(b.open());
+            case RunSpec.Stdin.Stream s -> {
+                input = sandbox.input();
+                childStdin = inputPipe();
+            }
         }
         // stdout "discard" goes to /dev/null, unless stderr is merged into it: then bwrap's own
         // message would be lost there, so it goes through a pipe that is drained like stderr's.
@@ -203,6 +219,28 @@ final class Run {
         childStdin = pipe[0];
         watch(STDIN, pipe[1], Libc.POLLOUT);
         stdinData = data;
+    }
+
+    /** A pipe for the command's stdin: its read end; the write end is the STDIN slot, written as input comes. */
+    private int inputPipe() throws Libc.Error {
+        int[] pipe = pipe();
+        watch(STDIN, pipe[1], (short) 0);
+        return pipe[0];
+    }
+
+    /**
+     * A terminal run: a new pseudo-terminal, whose slave end is the command's stdin, stdout and
+     * stderr (and, through the setsid step, its controlling terminal), and whose master bwrapd
+     * reads (STDOUT slot: the "terminal" stream) and writes (STDIN slot: sandbox/input).
+     */
+    private void openTerminal() throws Libc.Error {
+        terminal = own(Libc.openPtyMaster());
+        int slave = own(Libc.open(Libc.ptsName(terminal), Libc.O_RDWR | Libc.O_NOCTTY, 0));
+        sandbox.attachTerminal(terminal);
+        childStdin = childStdout = childStderr = slave;
+        watch(STDOUT, terminal, Libc.POLLIN);
+        watch(STDIN, terminal, (short) 0);
+        input = sandbox.input();
     }
 
     /** The descriptor a stream goes to; a pipe's read end joins the poll set. stderr "discard" still uses a pipe: bwrap's message may be on it. */
@@ -312,7 +350,9 @@ final class Run {
             hold = pipe(); // BwrapCommand.BLOCK_FD and SYNC_FD, right after the status pipe
             childFds.addAll(List.of(status[1], hold[0], hold[1]));
         }
-        // bwrap binds the descriptors bwrapd checked, numbered after stdio, the status and the hold pipes.
+        int filter = seccompFilter();
+        if (filter >= 0) childFds.add(filter); // at BwrapCommand.seccompFd
+        // bwrap binds the descriptors bwrapd checked, numbered after stdio, the status and hold pipes and the filter.
         BwrapCommand.Invocation invocation = BwrapCommand.of(spec, host, paths.inChild(childFds.size()), places);
         childFds.addAll(paths.descriptors());
         int[] wake = pipe();
@@ -330,7 +370,7 @@ final class Run {
             throw new SandboxException.BwrapUnusable("cannot start bwrap: " + e.getMessage(), host.bwrapPath(), e.getMessage(), List.of());
         }
         sandbox.spawned(bwrap.pid());
-        closeOwned(childStdin, childStdout, childStderr);
+        closeOwned(childStdin, childStdout, childStderr, filter);
         if (status != null) {
             closeOwned(status[1], hold[0]);
             holdFd = hold[1];
@@ -339,6 +379,18 @@ final class Run {
         int pidfd = reaper.pidfdOfChild(bwrap);
         if (pidfd >= 0) watch(BWRAP, own(pidfd), Libc.POLLIN);
         else bwrapEnded = true; // already reaped: its exit is in hand
+    }
+
+    /**
+     * The run's seccomp filter as bwrap reads it: a pipe holding the whole BPF program (at most
+     * the kernel's 4096 instructions, 32 KiB: it fits in the pipe, so writing it never blocks); -1 without a filter.
+     */
+    private int seccompFilter() throws Libc.Error {
+        if (spec.seccomp() == null) return -1;
+        int[] pipe = pipe();
+        Libc.exportSeccompFilter(SeccompPolicy.rules(spec.seccomp()), pipe[1]);
+        closeOwned(pipe[1]);
+        return pipe[0];
     }
 
     // ----- 6. follow the run -----
@@ -350,7 +402,10 @@ final class Run {
             if (!announced && fds[STATUS] < 0 && !awaitingCommand) flushHeldOutput(); // no sandbox/started is coming
             boolean outputOpen = fds[STATUS] >= 0 || fds[STDOUT] >= 0 || fds[STDERR] >= 0;
             if (!outputOpen && bwrapEnded && (initPid == 0 || initEnded)) break;
-            if (bwrapEnded && (initPid == 0 || initEnded) && fds[STDIN] >= 0) closeSlot(STDIN); // nobody left to read it
+            if (bwrapEnded && (initPid == 0 || initEnded) && fds[STDIN] >= 0) { // nobody left to read it
+                closeSlot(STDIN);
+                if (input != null) input.close();
+            }
 
             long now = System.nanoTime();
             if (now >= timeoutAt) {
@@ -369,12 +424,16 @@ final class Run {
                 timeoutMs = timeoutMs < 0 ? commandPollMs : Math.min(timeoutMs, commandPollMs);
                 commandPollMs = Math.min(COMMAND_POLL_MAX_MS, 2 * commandPollMs);
             }
+            if (fds[STDIN] >= 0 && input != null) events[STDIN] = input.pending() ? Libc.POLLOUT : 0; // errors and hang-ups come anyway
 
             if (Libc.poll(fds, events, revents, SLOTS, timeoutMs) == 0) continue;
             if (revents[STATUS] != 0) readStatus();
             if (revents[STDOUT] != 0) readOutput(STDOUT, stdout);
             if (revents[STDERR] != 0) readOutput(STDERR, stderr);
-            if (revents[STDIN] != 0) writeStdin();
+            if (revents[STDIN] != 0) {
+                if (input != null) writeInput(); // stdin "stream", a terminal
+                else writeStdin(); // stdin text or base64
+            }
             if (revents[BWRAP] != 0) {
                 bwrapEnded = true;
                 fds[BWRAP] = -1; // closed with the rest at the end
@@ -386,6 +445,7 @@ final class Run {
             if (revents[WAKE] != 0) Libc.read(fds[WAKE], chunk, 0, 64);
         }
         if (!announced) flushHeldOutput();
+        if (input != null) input.close();
         stdout.ended();
         stderr.ended();
     }
@@ -445,8 +505,9 @@ final class Run {
         try {
             n = Libc.read(fds[slot], chunk, 0, CHUNK);
         } catch (Libc.Error e) {
-            output.failed("cannot read the output: " + e.getMessage());
-            n = 0; // the pipe itself is broken: nothing more can come from it
+            if (e.errno == Libc.EAGAIN) return; // the terminal's master is non-blocking
+            if (e.errno != Libc.EIO || terminal < 0) output.failed("cannot read the output: " + e.getMessage());
+            n = 0; // the pipe is broken, or the terminal hung up (EIO: its last user is gone)
         }
         if (n == 0) {
             closeSlot(slot);
@@ -473,6 +534,28 @@ final class Run {
             }
         }
         if (done) closeSlot(STDIN);
+    }
+
+    /** Input to the STDIN slot, a piece at a time; the slot closes at the end of input or when the reader is gone. */
+    private void writeInput() {
+        boolean ended = (revents[STDIN] & (Libc.POLLERR | Libc.POLLHUP)) != 0;
+        if ((revents[STDIN] & Libc.POLLOUT) != 0) {
+            byte[] data = input.data();
+            if (data != null) {
+                int at = input.offset();
+                try {
+                    // At most PIPE_BUF after POLLOUT: a blocking pipe takes it without blocking (the terminal's master does not block).
+                    int n = data.length == at ? 0 : Libc.write(fds[STDIN], data, at, Math.min(data.length - at, 4096));
+                    ended |= input.wrote(n);
+                } catch (Libc.Error e) {
+                    if (e.errno != Libc.EAGAIN) ended = true; // the command closed its stdin early: not an error of the run
+                }
+            }
+        }
+        if (ended) {
+            closeSlot(STDIN);
+            input.close();
+        }
     }
 
     private void flushHeldOutput() {
@@ -629,7 +712,8 @@ final class Run {
     }
 
     private void closeSlot(int slot) {
-        closeOwned(fds[slot]);
+        // The terminal's master serves two slots, and the sandbox resizes it: it is closed only at the end, after Sandbox.finished.
+        if (fds[slot] != terminal) closeOwned(fds[slot]);
         fds[slot] = -1;
     }
 
@@ -641,7 +725,7 @@ final class Run {
 
     /** Where one output pipe's bytes go: into a capture, streamed to the listener, or only its head kept. */
     private final class Output {
-        private final boolean isStderr;
+        private final RunListener.Stream name;
         private final Capture capture;
         private final boolean stream;
         private final byte[] head = new byte[HEAD];
@@ -649,8 +733,8 @@ final class Run {
         /** Streamed chunks that came before sandbox/started went out. */
         private List<byte[]> held;
 
-        Output(RunSpec.Output kind, boolean isStderr, long limit, Capture.Store captures) {
-            this.isStderr = isStderr;
+        Output(RunSpec.Output kind, RunListener.Stream name, long limit, Capture.Store captures) {
+            this.name = name;
             this.capture = kind instanceof RunSpec.Output.Capture ? new Capture(limit, captures) : null;
             this.stream = kind instanceof RunSpec.Output.Stream;
         }
@@ -664,7 +748,7 @@ final class Run {
             if (capture != null) capture.append(data, 0, n); // never throws: the pipe keeps draining
             if (stream) {
                 if (announced) {
-                    listener.output(sandbox, isStderr, data, 0, n);
+                    listener.output(sandbox, name, data, 0, n);
                 } else {
                     if (held == null) held = new ArrayList<>();
                     held.add(Arrays.copyOf(data, n));
@@ -676,12 +760,12 @@ final class Run {
             if (held == null) return;
             List<byte[]> chunks = held;
             held = null;
-            for (byte[] c : chunks) listener.output(sandbox, isStderr, c, 0, c.length);
+            for (byte[] c : chunks) listener.output(sandbox, name, c, 0, c.length);
         }
 
         void ended() {
             if (capture != null) capture.finish();
-            if (stream) listener.outputEnded(sandbox, isStderr);
+            if (stream) listener.outputEnded(sandbox, name);
         }
 
         /** A pipe that broke: what was kept stands, marked incomplete. */

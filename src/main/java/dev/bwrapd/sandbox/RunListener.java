@@ -5,14 +5,17 @@ package dev.bwrapd.sandbox;
  * started (at most once), output, then exactly one of finished or failed.
  */
 public interface RunListener {
+    /** Where streamed output came from: the command's stdout or stderr pipe, or its terminal. */
+    enum Stream { STDOUT, STDERR, TERMINAL }
+
     /** The command runs (its init is {@link Sandbox#pid()}). */
     void started(Sandbox sandbox);
 
     /** A chunk of streamed output, {@code data[offset..offset+length)}; the array is reused after the call. */
-    void output(Sandbox sandbox, boolean stderr, byte[] data, int offset, int length);
+    void output(Sandbox sandbox, Stream stream, byte[] data, int offset, int length);
 
     /** The end of a streamed output (e.g. to flush what was held back). */
-    default void outputEnded(Sandbox sandbox, boolean stderr) {}
+    default void outputEnded(Sandbox sandbox, Stream stream) {}
 
     void finished(RunOutcome outcome);
 

@@ -34,6 +34,8 @@ public record RunSpec(
         long killGraceMs,
         boolean interactive,
         List<String> capabilities,
+        Terminal terminal,
+        Seccomp seccomp,
         Limits limits) {
 
     public static final Path HOST_ROOT = Path.of("/");
@@ -64,6 +66,31 @@ public record RunSpec(
             }
         }
         record File(String path) implements Stdin {}
+        /** A pipe fed with what the client sends while the command runs (sandbox/input). */
+        record Stream() implements Stdin {}
+    }
+
+    /**
+     * Run on a new pseudo-terminal of this size: it is the command's stdin, stdout, stderr and
+     * controlling terminal; {@code term} is TERM's value unless env sets it.
+     */
+    public record Terminal(int rows, int cols, String term) {}
+
+    /**
+     * A system-call filter: the default one ({@link SeccompPolicy}), or exactly {@code deny},
+     * failing with {@code errno}. A run without a filter has none (null).
+     */
+    public record Seccomp(List<String> deny, int errno) {
+        public static final Seccomp DEFAULT = new Seccomp(null, 0);
+
+        public boolean isDefault() {
+            return deny == null;
+        }
+    }
+
+    /** Whether the client may send input while the command runs: a terminal, or stdin "stream". */
+    public boolean takesInput() {
+        return terminal != null || stdin instanceof Stdin.Stream;
     }
 
     /** Where a command's standard output or error goes. */

@@ -53,6 +53,12 @@ public final class Sandbox {
     private SandboxCgroup cgroup;
     /** Whether the init is in {@link #cgroup}: from then on the cgroup holds the whole sandbox. */
     private boolean confined;
+    /** What the client sends while the command runs, if this run takes input (see {@link #takeInput}). */
+    private Input input;
+    private boolean hasTerminal;
+    /** The terminal's master while the run has it open, and the size it is to have. */
+    private int terminalFd = -1;
+    private int rows, cols;
 
     Sandbox(String id, List<String> command, Watchdog watchdog) {
         this.id = id;
@@ -130,6 +136,75 @@ public final class Sandbox {
         wakeFd = fd;
     }
 
+    /** Wakes the run's thread (a new deadline, new input). */
+    private void wake() {
+        if (wakeFd < 0) return;
+        try {
+            Libc.write(wakeFd, new byte[] {1}, 0, 1);
+        } catch (Libc.Error e) {
+            // the run is ending: nothing left to wake it for
+        }
+    }
+
+    // ----- input and terminal (sandbox/input, sandbox/resize) -----
+
+    /** From arrival on, the run takes input from the client: a stdin stream, or a terminal of this size. */
+    synchronized void takeInput(RunSpec.Terminal terminal) {
+        input = new Input();
+        if (terminal != null) {
+            hasTerminal = true;
+            rows = terminal.rows();
+            cols = terminal.cols();
+        }
+    }
+
+    synchronized Input input() {
+        return input;
+    }
+
+    /**
+     * Queues bytes for the command's stdin pipe or terminal; {@code written} hears how many went in
+     * (all of them, or fewer if the pipe closed first; 0 once it is closed or the run is over).
+     * {@code eof} closes the pipe after them; a terminal has no such thing (the client types the
+     * EOF character, as on a real one).
+     */
+    public void input(byte[] data, boolean eof, java.util.function.IntConsumer written) throws SandboxException {
+        Input target;
+        synchronized (this) {
+            if (input == null) throw new SandboxException.Invalid("sandboxId: " + id + " takes no input (its stdin is not \"stream\" and it has no terminal)");
+            if (eof && hasTerminal) throw new SandboxException.Invalid("eof: a terminal has no end of input; send its EOF character (\\u0004) instead");
+            target = input;
+        }
+        if (!target.offer(data, eof, written)) {
+            written.accept(0);
+            return;
+        }
+        synchronized (this) {
+            wake();
+        }
+    }
+
+    /** Sets the terminal's size (now, or when it is opened); false once the run is over. */
+    public synchronized boolean resize(int rows, int cols) throws SandboxException {
+        if (!hasTerminal) throw new SandboxException.Invalid("sandboxId: " + id + " has no terminal");
+        if (state == State.FINISHED) return false;
+        this.rows = rows;
+        this.cols = cols;
+        if (terminalFd < 0) return true;
+        try {
+            Libc.setWindowSize(terminalFd, rows, cols);
+            return true;
+        } catch (Libc.Error e) {
+            return false;
+        }
+    }
+
+    /** The run opened the terminal: it gets the size asked for so far. Until {@link #finished}, resize and signals use it. */
+    synchronized void attachTerminal(int master) throws Libc.Error {
+        Libc.setWindowSize(master, rows, cols);
+        terminalFd = master;
+    }
+
     synchronized long killDeadline() {
         return killDeadline;
     }
@@ -138,13 +213,7 @@ public final class Sandbox {
     synchronized void killAt(long deadline) {
         if (state == State.FINISHED || deadline >= killDeadline) return;
         killDeadline = deadline;
-        if (wakeFd >= 0) {
-            try {
-                Libc.write(wakeFd, new byte[] {1}, 0, 1);
-            } catch (Libc.Error e) {
-                // the run is ending: nothing left to kill
-            }
-        }
+        wake();
     }
 
     /**
@@ -166,16 +235,22 @@ public final class Sandbox {
         }
     }
 
-    synchronized void finished() {
-        if (state != State.FINISHED) {
-            if (bwrapPid != 0) watchdog.forget(bwrapPid);
-            if (initPid != 0) watchdog.forget(initPid);
+    void finished() {
+        Input ended;
+        synchronized (this) {
+            if (state != State.FINISHED) {
+                if (bwrapPid != 0) watchdog.forget(bwrapPid);
+                if (initPid != 0) watchdog.forget(initPid);
+            }
+            state = State.FINISHED;
+            Libc.close(initPidfd);
+            initPidfd = -1;
+            wakeFd = -1; // the run's, closed by it
+            terminalFd = -1; // likewise
+            queued.clear();
+            ended = input;
         }
-        state = State.FINISHED;
-        Libc.close(initPidfd);
-        initPidfd = -1;
-        wakeFd = -1; // the run's, closed by it
-        queued.clear();
+        if (ended != null) ended.close(); // outside the lock: it answers waiting sandbox/input requests
     }
 
     /**
@@ -198,7 +273,7 @@ public final class Sandbox {
         // long as the init lives (a kill meanwhile ends it, and the wait).
         awaitCommand();
         if (state == State.FINISHED || !commandForked()) return false; // it ended before its command ran
-        if (Libc.kill(-initPid, signal) != 0) return false;
+        if (Libc.kill(-signalGroup(), signal) != 0) return false;
         if (signal == Signals.SIGSTOP) state = State.SUSPENDED;
         if (signal == Signals.SIGCONT) state = State.RUNNING;
         return true;
@@ -220,6 +295,19 @@ public final class Sandbox {
         boolean continued = signal(Signals.SIGCONT);
         if (thawed && state != State.FINISHED) state = State.RUNNING;
         return thawed || continued;
+    }
+
+    /**
+     * The process group signals go to: the command's, whose id is the init's pid (bwrap's
+     * --new-session), except on a terminal, where the command leads a session of its own (setsid
+     * -c) and the group is the terminal's foreground group, the one a typed Ctrl-C reaches.
+     */
+    private int signalGroup() {
+        if (terminalFd >= 0) {
+            int foreground = Libc.foregroundGroup(terminalFd);
+            if (foreground > 0) return foreground;
+        }
+        return initPid; // setsid -c has not run yet: the command is still in the init's group
     }
 
     /**

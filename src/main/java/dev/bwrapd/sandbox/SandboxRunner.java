@@ -74,6 +74,7 @@ public final class SandboxRunner {
 
     /** Starts {@code spec} in {@code sandbox} on a run thread; the listener hears the rest. */
     public void start(RunSpec spec, Sandbox sandbox, RunListener listener) {
+        if (spec.takesInput()) sandbox.takeInput(spec.terminal()); // now: input may follow the request at once
         runThreads.execute(new Run(this, leases, spawner, reaper, captures, spec, sandbox, listener)::run);
     }
 
@@ -101,6 +102,13 @@ public final class SandboxRunner {
             String why = !h.jsonStatusFd() ? "bwrap has no --json-status-fd"
                     : cgroups.note() != null ? cgroups.note() : "no writable cgroup with that controller";
             throw new SandboxException.Invalid("limits." + unenforceable.get() + ": this host cannot enforce it (" + why + ")");
+        }
+        if (spec.seccomp() != null) {
+            if (!dev.bwrapd.process.Libc.seccompAvailable()) {
+                throw new SandboxException.Invalid("seccomp: this host has no libseccomp (libseccomp.so.2) to build a filter with; capabilities.seccomp is false");
+            }
+            String unknown = SeccompPolicy.unknownName(spec.seccomp());
+            if (unknown != null) throw new SandboxException.Invalid(unknown);
         }
         return h;
     }

@@ -238,4 +238,39 @@ class RootLeasesTest {
         assertFalse(report.deferred());
         assertEquals(List.of(), report.removed());
     }
+
+    /** A record left by a bwrapd that died (no such pid): the next lease removes what it names, and only that. */
+    @Test
+    void aDeadHelpersRecordIsCleanedByTheNextLease() throws Exception {
+        Path journalDir = Files.createDirectory(tmp.resolve("run"));
+        int uid = (int) Files.getAttribute(journalDir, "unix:uid");
+        RootJournal journal = RootJournal.open(journalDir.toString(), uid);
+        assertTrue(journal != null);
+        Files.createDirectories(root.resolve("dev"));
+        Files.createFile(root.resolve("dev/null"));
+        Files.createDirectories(root.resolve("tmp"));
+        Files.createDirectories(root.resolve("a/b"));
+        Files.writeString(root.resolve("a/kept"), "the command's"); // a/ not empty: stays, reported
+        dev.bwrapd.process.Libc.FileStat stat = dev.bwrapd.process.Libc.stat(fd(root), "", dev.bwrapd.process.Libc.AT_EMPTY_PATH);
+        String name = stat.device() + "-" + stat.inode();
+        Files.write(journalDir.resolve("bwrapd/" + name + "-2147483646"),
+                List.of(root.toString(), "dev", "dev/null", "tmp", "a", "a/b", "bin"));
+        Files.write(journalDir.resolve("bwrapd/" + name + "-2147483645"), List.of("/elsewhere", "bin/sh"));
+
+        RootLeases withJournal = new RootLeases(journal);
+        withJournal.acquire(fd(root), List.of("proc"));
+        assertFalse(Files.exists(root.resolve("dev")));
+        assertFalse(Files.exists(root.resolve("tmp")));
+        assertFalse(Files.exists(root.resolve("a/b")));
+        assertTrue(Files.exists(root.resolve("a/kept")));
+        assertEquals("sh", Files.readString(root.resolve("bin/sh")), "a record for another path (a reused inode) is not used");
+        try (Stream<Path> records = Files.list(journalDir.resolve("bwrapd"))) {
+            assertEquals(List.of(journalDir.resolve("bwrapd/" + name + "-" + ProcessHandle.current().pid())), records.toList(),
+                    "the dead records are gone; this process's own is there while the root is in use");
+        }
+        withJournal.release(fd(root));
+        try (Stream<Path> records = Files.list(journalDir.resolve("bwrapd"))) {
+            assertEquals(List.of(), records.toList(), "a clean root has no record");
+        }
+    }
 }

@@ -24,7 +24,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * PROTOCOL.md section 7: no zombie and no stray process outlives its run, whether the helper is
+ * docs/protocol.md, processes: no zombie and no stray process outlives its run, whether the helper is
  * killed, loses its client, is shut down, or just runs many sandboxes. Each test has a helper of
  * its own, since most of them end it.
  */
@@ -152,8 +152,7 @@ class NoLeaksIT {
             }
             JsonNode refused = bwrapd.request("sandbox/run", runParams(root, null, marker, "true"));
             assertEquals(-32006, refused.path("error").path("code").asInt(), refused.toString());
-            // After shutdown only exit is accepted (the barrier): sandbox/list too is refused.
-            JsonNode list = bwrapd.request("sandbox/list", null);
+            JsonNode list = bwrapd.request("sandbox/list", null); // shutdown is a barrier: every request but exit is refused
             assertEquals(-32006, list.path("error").path("code").asInt(), list.toString());
             bwrapd.notify("exit", null);
             assertEquals(0, bwrapd.waitFor(Duration.ofSeconds(5)), "exit code after shutdown and exit");

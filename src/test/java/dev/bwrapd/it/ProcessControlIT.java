@@ -33,7 +33,7 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * Signals, suspend/resume, terminate, timeouts and cancellation (PROTOCOL.md sections 5 to 7)
+ * Signals, suspend/resume, terminate, timeouts and cancellation (docs/protocol.md)
  * against the built helper, real bwrap and real processes. One helper serves every test here;
  * each test marks its commands (see {@link ProcessSupport}) and checks that nothing of them
  * outlives the run.

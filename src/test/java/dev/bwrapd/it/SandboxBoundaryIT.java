@@ -240,6 +240,39 @@ class SandboxBoundaryIT {
         assertRefused(sh(root, "true"), -32005, "/dev leads into /proc");
     }
 
+    // ----- a helper killed mid-run -----
+
+    /**
+     * bwrapd is SIGKILLed while a sandbox runs: no cleanup happens then, and bwrap's mount points
+     * stay in the root. The next bwrapd to use the root finds the dead one's record and removes them.
+     */
+    @Test
+    void whatAKilledHelperLeftIsRemovedByTheNextRunOnTheRoot() throws Exception {
+        TreeMap<String, String> before = root.snapshot();
+        try (BwrapdProcess doomed = BwrapdProcess.start()) {
+            Runs.initialize(doomed);
+            ObjectNode p = sh(root, "sleep 60");
+            p.put("sandboxId", "doomed");
+            p.put("devShm", true);
+            p.set("mounts", Runs.JSON.createArrayNode().add(mount(victim.toString(), "/a/b", true)));
+            doomed.requestAsync("sandbox/run", p);
+            Runs.awaitNotification(doomed, "sandbox/started", "doomed", java.time.Duration.ofSeconds(30));
+            doomed.process().destroyForcibly(); // SIGKILL: no cleanup
+            doomed.process().waitFor();
+        }
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (Files.exists(root.path().resolve("dev/null")) && root.snapshot().equals(before)) Thread.sleep(10);
+        assertTrue(Files.exists(root.path().resolve("a/b")), "the killed run left its mount points behind");
+        while (System.nanoTime() < deadline && ProcessHandle.allProcesses().anyMatch(h -> h.info().commandLine().orElse("").contains("sleep 60")
+                && h.info().commandLine().orElse("").contains(root.toString()))) {
+            Thread.sleep(20);
+        }
+        JsonNode next = run(bwrapd, sh(root, "true"));
+        assertExited(next, 0);
+        Runs.assertSameTree(before, root.snapshot(), "the next run must leave the root as it was before the killed one");
+        assertVictimUntouched();
+    }
+
     // ----- class 2: capabilities -----
 
     @Test

@@ -40,7 +40,7 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * sandbox/run end to end, one test (or a few) per row of the parameter table in PROTOCOL.md
+ * sandbox/run end to end, one test (or a few) per row of the parameter table in docs/protocol.md
  * section 4: the built bwrapd, real bwrap, a busybox root.
  */
 class SandboxRunIT {

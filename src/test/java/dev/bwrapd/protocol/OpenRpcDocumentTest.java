@@ -49,7 +49,7 @@ class OpenRpcDocumentTest {
 
     private static BwrapdMethods methods() {
         // handlers() only binds method references: none of these collaborators is touched.
-        return new BwrapdMethods(JSON, null, null, new CompletableFuture<>(), "9.8.7-test", Map.of(), null, code -> { });
+        return new BwrapdMethods(JSON, null, null, new CompletableFuture<>(), "9.8.7-test", Map.of(), null, null, code -> { });
     }
 
     @Test

@@ -393,4 +393,39 @@ class RunParamsTest {
         assertEquals(1L, parse("'timeoutMs':1").timeoutMs());
         assertEquals(Arrays.asList("a", "b"), parse("'command':['a','b']").command());
     }
+
+    @Test
+    void terminalAndStreamedStdin() throws RpcException {
+        RunSpec t = parse("\"terminal\": {\"rows\": 24, \"cols\": 80}");
+        assertEquals(new RunSpec.Terminal(24, 80, "xterm-256color"), t.terminal());
+        assertEquals("xterm-256color", t.env().get("TERM"));
+        assertTrue(t.takesInput());
+        assertEquals("vt100", parse("\"terminal\": {\"rows\": 1, \"cols\": 65535, \"term\": \"vt100\"}").env().get("TERM"));
+        assertEquals("dumb", parse("\"terminal\": {\"rows\": 1, \"cols\": 1}, \"env\": {\"TERM\": \"dumb\"}").env().get("TERM"));
+        assertInstanceOf(RunSpec.Stdin.Stream.class, parse("\"stdin\": \"stream\"").stdin());
+        assertTrue(parse("\"stdin\": \"stream\"").takesInput());
+        assertFalse(parse("").takesInput());
+        for (String bad : List.of("\"terminal\": {\"rows\": 0, \"cols\": 80}", "\"terminal\": {\"rows\": 24}",
+                "\"terminal\": {\"rows\": 24, \"cols\": 65536}", "\"terminal\": {\"rows\": 24, \"cols\": 80, \"x\": 1}",
+                "\"terminal\": {\"rows\": 24, \"cols\": 80}, \"stdin\": \"stream\"",
+                "\"terminal\": {\"rows\": 24, \"cols\": 80}, \"stderr\": \"discard\"", "\"terminal\": true")) {
+            assertEquals(-32602, error(params(bad)).code(), bad);
+        }
+    }
+
+    @Test
+    void seccomp() throws RpcException {
+        assertNull(parse("").seccomp());
+        assertNull(parse("\"seccomp\": \"none\"").seccomp());
+        assertEquals(RunSpec.Seccomp.DEFAULT, parse("\"seccomp\": \"default\"").seccomp());
+        assertEquals(new RunSpec.Seccomp(List.of("getpid", "mount"), 38),
+                parse("\"seccomp\": {\"deny\": [\"getpid\", \"mount\", \"getpid\"], \"errno\": \"ENOSYS\"}").seccomp());
+        assertEquals(1, parse("\"seccomp\": {\"deny\": []}").seccomp().errno());
+        assertEquals(RunSpec.Seccomp.DEFAULT, RunParams.parse(params(""), RunSpec.Seccomp.DEFAULT).seccomp(), "bwrapd --seccomp default");
+        assertNull(RunParams.parse(params("\"seccomp\": \"none\""), RunSpec.Seccomp.DEFAULT).seccomp());
+        for (String bad : List.of("\"seccomp\": \"strict\"", "\"seccomp\": {}", "\"seccomp\": {\"deny\": [1]}",
+                "\"seccomp\": {\"deny\": [\"getpid\"], \"errno\": \"EFOO\"}", "\"seccomp\": {\"deny\": [], \"x\": 1}")) {
+            assertEquals(-32602, error(params(bad)).code(), bad);
+        }
+    }
 }

@@ -20,7 +20,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
-/** bwrap's argv for every field of a run (PROTOCOL.md section 4), without running anything. */
+/** bwrap's argv for every field of a run (docs/protocol.md, sandbox/run), without running anything. */
 class BwrapCommandTest {
     static final String BWRAP = "/opt/test/bin/bwrap";
     static final String LINUX32 = "/opt/test/bin/linux32";
@@ -84,11 +84,13 @@ class BwrapCommandTest {
         List<RunSpec.Mount> mounts = List.of();
         List<String> devices = RunSpec.DEFAULT_DEVICES;
         List<String> capabilities = List.of();
+        RunSpec.Terminal terminal;
+        RunSpec.Seccomp seccomp;
 
         RunSpec build() {
             return new RunSpec(command, root, null, cwd, env, network, readOnlyRoot, hostname, uid, gid, inheritUid,
                     mounts, devices, devShm, linux32, new RunSpec.Stdin.Null(), new RunSpec.Output.Capture(),
-                    new RunSpec.Output.Capture(), 1 << 20, null, 2000, interactive, capabilities, dev.bwrapd.cgroup.Limits.NONE);
+                    new RunSpec.Output.Capture(), 1 << 20, null, 2000, interactive, capabilities, terminal, seccomp, dev.bwrapd.cgroup.Limits.NONE);
         }
     }
 
@@ -304,5 +306,29 @@ class BwrapCommandTest {
                 assertTrue(at >= 0 && at < i, () -> parent + " must be listed before " + path + " in " + paths);
             }
         }
+    }
+
+    @Test
+    void aTerminalRunHasAFullDevAndStartsThroughSetsid() {
+        List<String> argv = BwrapCommand.of(spec(s -> s.terminal = new RunSpec.Terminal(24, 80, "xterm")), FULL).argv();
+        assertTrue(java.util.Collections.indexOfSubList(argv, List.of("--dev", "/dev")) > 0, argv::toString);
+        assertFalse(argv.contains("--dev-bind"), argv::toString);
+        assertEquals(List.of("--", "setsid", "-c", "--", "sh", "-c", "true"), argv.subList(argv.size() - 7, argv.size()));
+        assertTrue(argv.contains("--new-session"), "the init keeps its own session");
+    }
+
+    @Test
+    void aFilterIsReadFromTheDescriptorAfterTheStatusAndHoldPipes() {
+        List<String> withStatus = BwrapCommand.of(spec(s -> s.seccomp = RunSpec.Seccomp.DEFAULT), FULL).argv();
+        assertTrue(java.util.Collections.indexOfSubList(withStatus, List.of("--seccomp", "6")) > 0, withStatus::toString);
+        assertTrue(withStatus.contains("--disable-userns"), withStatus::toString);
+        assertTrue(withStatus.indexOf("--disable-userns") < withStatus.indexOf("--"), "an option, before the command");
+        List<String> withoutStatus = BwrapCommand.of(spec(s -> s.seccomp = RunSpec.Seccomp.DEFAULT), host(true, true, false)).argv();
+        assertTrue(java.util.Collections.indexOfSubList(withoutStatus, List.of("--seccomp", "3")) > 0, withoutStatus::toString);
+        List<String> noUserNs = BwrapCommand.of(spec(s -> s.seccomp = RunSpec.Seccomp.DEFAULT), host(false, true, true)).argv();
+        assertFalse(noUserNs.contains("--disable-userns"), "bwrap needs --unshare-user for it");
+        List<String> denyList = BwrapCommand.of(spec(s -> s.seccomp = new RunSpec.Seccomp(List.of("getpid"), 1)), FULL).argv();
+        assertFalse(denyList.contains("--disable-userns"), "a deny list denies exactly its entries");
+        assertFalse(BwrapCommand.of(spec(s -> {}), FULL).argv().contains("--seccomp"));
     }
 }

@@ -1,0 +1,158 @@
+// The bwrapd wire types (docs/protocol.md, served as OpenRPC by rpc.discover), for
+// editors and type checkers; task-runner.mjs refers to them in JSDoc. A test
+// (test/types.test.mjs) compares every interface here with openrpc.json.
+
+export type RunStatus = 'exited' | 'signaled' | 'timed-out' | 'cancelled' | 'setup-failed';
+export type SignalName = 'SIGSTOP' | 'SIGCONT' | 'SIGTERM' | 'SIGKILL' | 'SIGINT' | 'SIGHUP' | 'SIGUSR1' | 'SIGUSR2' | 'SIGQUIT';
+export type SandboxState = 'starting' | 'running' | 'suspended';
+
+export interface Mount {
+  source: string;
+  target: string;
+  readOnly?: boolean;
+}
+
+export type Stdin = 'null' | { text: string } | { base64: string } | { file: string };
+
+export interface OutputFile {
+  file: string;
+  append?: boolean;
+}
+
+export type Output = 'capture' | 'discard' | 'stream' | OutputFile;
+
+/** The params of sandbox/run (and sandbox/argv). */
+export interface RunParams {
+  command: string[];
+  root?: string;
+  sandboxId?: string;
+  cwd?: string;
+  env?: Record<string, string>;
+  network?: boolean;
+  readOnlyRoot?: boolean;
+  hostname?: string;
+  uid?: number;
+  gid?: number;
+  inheritUid?: boolean;
+  mounts?: Mount[];
+  devices?: string[];
+  devShm?: boolean;
+  linux32?: boolean;
+  stdin?: Stdin;
+  stdout?: Output;
+  stderr?: Output | 'stdout';
+  captureLimitBytes?: number;
+  timeoutMs?: number;
+  killGraceMs?: number;
+  interactive?: boolean;
+  /** Linux capabilities ('CAP_NET_RAW', ...) beyond the server's default. */
+  capabilities?: string[];
+}
+
+export interface Usage {
+  userCpuMs: number;
+  systemCpuMs: number;
+  maxRssKiB: number;
+}
+
+export interface Captured {
+  text: string | null;
+  base64: string | null;
+  truncated: boolean;
+  /** Why the capture stopped early (then truncated is true); null otherwise. */
+  error?: string | null;
+}
+
+export interface CleanupFailure {
+  path: string;
+  error: string;
+}
+
+export interface Cleanup {
+  ok: boolean;
+  removed: string[];
+  failed: CleanupFailure[];
+  /** Another run on the same root reports the cleanup for both. */
+  deferred: boolean;
+}
+
+/** The result of sandbox/run; also the data of its -32800 error when cancelled. */
+export interface RunResult {
+  sandboxId: string;
+  status: RunStatus;
+  exitCode: number | null;
+  signal: string | null;
+  setupError: string | null;
+  durationMs: number;
+  usage: Usage;
+  stdout: Captured | null;
+  stderr: Captured | null;
+  cleanup: Cleanup;
+}
+
+/** The result of sandbox/signal, suspend, resume and terminate. */
+export interface Delivered {
+  delivered: boolean;
+}
+
+export interface SandboxInfo {
+  sandboxId: string;
+  pid: number;
+  state: SandboxState;
+  command: string[];
+  /** ISO 8601, UTC: new Date(startedAt). */
+  startedAt: string;
+}
+
+export interface BwrapInfo {
+  path: string | null;
+  version: string | null;
+}
+
+export interface Capabilities {
+  userNamespaces: boolean;
+  dieWithParent: boolean;
+  jsonStatusFd: boolean;
+  childSubreaper: boolean;
+  linux32: boolean;
+  framings: string;
+}
+
+export interface Limits {
+  maxMessageBytes: number;
+  maxNestingDepth: number;
+}
+
+export interface InitializeResult {
+  serverName: string;
+  serverVersion: string;
+  protocolVersion: number;
+  bwrap: BwrapInfo;
+  capabilities: Capabilities;
+  limits: Limits;
+}
+
+export interface ArgvResult {
+  executable: string;
+  argv: string[];
+  env: string[];
+}
+
+export interface StartedParams {
+  sandboxId: string;
+  pid: number;
+  requestId: string | number | null;
+}
+
+export interface OutputParams {
+  sandboxId: string;
+  stream: 'stdout' | 'stderr';
+  text?: string;
+  base64?: string;
+}
+
+/** The value of an LSP $/progress notification, as lineProgress reports it. */
+export type WorkDoneProgress =
+  | { kind: 'begin'; title: string; cancellable?: boolean }
+  | { kind: 'report'; message: string }
+  | { kind: 'end'; message?: string };

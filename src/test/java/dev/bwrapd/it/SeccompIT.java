@@ -1,0 +1,135 @@
+package dev.bwrapd.it;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The system-call filter (docs/protocol.md) with real bwrap: a static probe program, compiled
+ * here with the host's gcc into the busybox root, tries what the filter refuses; each refusal is
+ * checked against the same run without a filter, so that it is the filter that refused.
+ */
+class SeccompIT {
+    private static TestRoot root;
+    private static BwrapdProcess bwrapd;
+    private static boolean i386Runs;
+
+    @BeforeAll
+    static void start() throws Exception {
+        root = TestRoot.create();
+        bwrapd = BwrapdProcess.start();
+        JsonNode init = Runs.initialize(bwrapd);
+        Assumptions.assumeTrue(init.at("/capabilities/seccomp").asBoolean(), "no libseccomp on this host: capabilities.seccomp is false");
+        Path source = root.path().resolve("probe.c");
+        Files.copy(BwrapdProcess.home().resolve("src/test/resources/seccomp-probe.c"), source);
+        Assumptions.assumeTrue(compile(source, root.path().resolve("bin/probe")),
+                "gcc cannot build static programs here (install gcc and libc6-dev): the seccomp tests need one");
+        // i386: gcc-multilib, and a kernel that runs i386 binaries (CONFIG_IA32_EMULATION).
+        i386Runs = compile(source, root.path().resolve("bin/probe32"), "-m32")
+                && new ProcessBuilder(root.path().resolve("bin/probe32").toString(), "getpid").start().waitFor() == 0;
+    }
+
+    private static boolean compile(Path source, Path binary, String... flags) throws Exception {
+        List<String> command = new java.util.ArrayList<>(List.of("gcc", "-static", "-O2", "-o", binary.toString()));
+        command.addAll(List.of(flags));
+        command.add(source.toString());
+        try {
+            Process gcc = new ProcessBuilder(command).redirectErrorStream(true).start();
+            gcc.getInputStream().readAllBytes();
+            return gcc.waitFor(120, TimeUnit.SECONDS) && gcc.exitValue() == 0;
+        } catch (java.io.IOException e) {
+            return false; // no gcc
+        }
+    }
+
+    @AfterAll
+    static void stop() throws Exception {
+        if (bwrapd != null) Runs.closeChecked(bwrapd, root);
+    }
+
+    private static String probe(Object seccomp, String... what) throws Exception {
+        return probeWith(seccomp, "probe", what);
+    }
+
+    private static String probeWith(Object seccomp, String binary, String... what) throws Exception {
+        String[] command = new String[what.length + 1];
+        command[0] = binary;
+        System.arraycopy(what, 0, command, 1, what.length);
+        ObjectNode params = Runs.params(root, command);
+        // CAP_SYS_ADMIN, so that without a filter mount and unshare -m succeed: a refusal is the filter's.
+        params.putArray("capabilities").add("CAP_SYS_ADMIN");
+        if (seccomp instanceof String s) params.put("seccomp", s);
+        else if (seccomp != null) params.set("seccomp", Runs.JSON.valueToTree(seccomp));
+        return Runs.out(Runs.ok(bwrapd, params));
+    }
+
+    @Test
+    void theDefaultFilterRefusesTerminalInjectionNamespacesAndMounts() throws Exception {
+        String without = probe("none", "tiocsti", "unshare-user", "unshare-mount", "mount", "getpid");
+        assertEquals("tiocsti=ENOTTY\nunshare-user=ok\nunshare-mount=ok\nmount=ok\ngetpid=ok\n", without);
+        String with = probe("default", "tiocsti", "unshare-user", "unshare-mount", "mount", "getpid");
+        assertEquals("tiocsti=EPERM\nunshare-user=EPERM\nunshare-mount=EPERM\nmount=EPERM\ngetpid=ok\n", with);
+    }
+
+    @Test
+    void busyboxUnderTheDefaultFilter() throws Exception {
+        ObjectNode works = Runs.sh(root, "echo ok; ls / > /dev/null && echo listed; unshare -U true || echo no-userns; unshare -m true || echo no-mountns");
+        works.put("seccomp", "default");
+        works.putArray("capabilities").add("CAP_SYS_ADMIN");
+        assertEquals("ok\nlisted\nno-userns\nno-mountns\n", Runs.out(Runs.ok(bwrapd, works)));
+    }
+
+    @Test
+    void personalityIsLimitedToLinuxAndLinux32() throws Exception {
+        assertEquals("personality-linux32=ok\npersonality-linux=ok\npersonality-norandom=EPERM\n",
+                probe("default", "personality-linux32", "personality-linux", "personality-norandom"));
+        assertEquals("personality-norandom=ok\n", probe("none", "personality-norandom"));
+    }
+
+    @Test
+    void linux32RunsUnderTheDefaultFilter() throws Exception {
+        JsonNode init = Runs.initialize(bwrapd);
+        Assumptions.assumeTrue(init.at("/capabilities/linux32").asBoolean(), "no linux32 on this host");
+        ObjectNode params = Runs.sh(root, "uname -m; linux32 uname -m");
+        params.put("linux32", true).put("seccomp", "default");
+        assertEquals("i686\ni686\n", Runs.out(Runs.ok(bwrapd, params)));
+    }
+
+    @Test
+    void aDenyListDeniesExactlyItsEntries() throws Exception {
+        ObjectNode deny = Runs.JSON.createObjectNode();
+        deny.putArray("deny").add("uname").add("mount");
+        deny.put("errno", "ENOSYS");
+        assertEquals("uname=ENOSYS\nmount=ENOSYS\ntiocsti=ENOTTY\nunshare-user=ok\nfork=ok\n",
+                probe(deny, "uname", "mount", "tiocsti", "unshare-user", "fork"));
+    }
+
+    @Test
+    void unknownNamesAndErrnosAreRefused() throws Exception {
+        ObjectNode params = Runs.params(root, "true");
+        params.putObject("seccomp").putArray("deny").add("getpid").add("no_such_call");
+        JsonNode error = Runs.error(bwrapd, params);
+        assertEquals(-32602, error.get("code").asInt());
+        assertTrue(error.get("message").asText().startsWith("seccomp.deny[1]:"), error::toString);
+        params.putObject("seccomp").put("errno", "EWHATEVER").putArray("deny").add("getpid");
+        assertEquals(-32602, Runs.error(bwrapd, params).get("code").asInt());
+    }
+
+    @Test
+    void i386BinariesAreFilteredToo() throws Exception {
+        Assumptions.assumeTrue(i386Runs, "no i386 probe: gcc -m32 needs gcc-multilib, and the kernel must run i386 binaries (CONFIG_IA32_EMULATION)");
+        assertEquals("tiocsti=EPERM\nunshare-user=EPERM\nmount=EPERM\ngetpid=ok\n",
+                probeWith("default", "probe32", "tiocsti", "unshare-user", "mount", "getpid"));
+    }
+}

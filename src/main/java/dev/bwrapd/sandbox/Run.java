@@ -136,7 +136,7 @@ final class Run {
             spawn(host);
             follow();
             ExitStatus[] exits = await();
-            closeCgroup();
+            closeCgroup(); // before usage is read: its figures come from the cgroup
             CleanupReport cleanup = cleanup();
             outcome = outcome(host, exits[0], exits[1], cleanup);
         } catch (SandboxException e) {
@@ -146,8 +146,11 @@ final class Run {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             failure = new SandboxException.Failed("interrupted");
+        } catch (RuntimeException e) { // a bug must not leave the request unanswered
+            LOG.errorf(e, "sandbox %s: run failed", sandbox.id());
+            failure = new SandboxException.Failed("internal error: " + e);
         } finally {
-            if (cgroup != null) closeCgroup();
+            closeCgroup();
             sandbox.finished();
             for (int fd : owned) Libc.close(fd);
             owned.clear();
@@ -304,6 +307,7 @@ final class Run {
 
     /** Nothing of the sandbox survives it: kill what is left, keep the figures, remove the cgroup. */
     private void closeCgroup() {
+        if (cgroup == null) return; // none on this host (e.g. unprivileged without a writable cgroup), or closed already
         SandboxCgroup closing = cgroup;
         cgroup = null;
         closing.kill();

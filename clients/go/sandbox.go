@@ -106,7 +106,9 @@ func (h *Helper) Start(ctx context.Context, req RunRequest) (*Sandbox, error) {
 	select {
 	case <-sb.started:
 	case <-sb.done:
-		if sb.err != nil {
+		// A run that ended with a result (an *ExitError with Check, a cancelled run) is
+		// Wait's to report, with that result; Start fails only when there is none.
+		if sb.result == nil && sb.err != nil {
 			return nil, sb.err
 		}
 	}

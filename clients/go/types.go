@@ -59,6 +59,12 @@ type RunRequest struct {
 	// Capabilities are Linux capabilities ("CAP_NET_RAW", ...) the sandbox gets beyond
 	// the server's default; nil sends nothing. Needs a server that has the parameter.
 	Capabilities []string `json:"capabilities,omitempty"`
+	// Seccomp is the system-call filter: SeccompDefault(), SeccompNone() or SeccompDeny(...);
+	// nil leaves the server's default. Needs Capabilities.Seccomp.
+	Seccomp *Seccomp `json:"seccomp,omitempty"`
+	// Terminal runs the command on a new pseudo-terminal (Stdin, Stdout and Stderr must be
+	// nil); what it prints arrives on the "terminal" stream.
+	Terminal *Terminal `json:"terminal,omitempty"`
 
 	// Check makes a command that did not exit with code 0 an error: Run and Wait then
 	// return an *ExitError (with the Result), as exec.Cmd.Run does.
@@ -335,6 +341,45 @@ type Capabilities struct {
 	Linux32        bool `json:"linux32"`        // RunRequest.Linux32 works
 	// Framings the server reads, comma-separated ("ndjson,lsp").
 	Framings string `json:"framings"`
+	Seccomp  bool   `json:"seccomp"` // RunRequest.Seccomp can be built
+}
+
+// Terminal is the size (and TERM, default "xterm-256color") of a run's pseudo-terminal.
+type Terminal struct {
+	Rows int    `json:"rows"`
+	Cols int    `json:"cols"`
+	Term string `json:"term,omitempty"`
+}
+
+// Seccomp is a run's system-call filter: a named policy ("none", "default") or a deny list.
+type Seccomp struct {
+	Policy string   // "none" or "default"; empty with Deny
+	Deny   []string // system calls that fail with Errno
+	Errno  string   // "EPERM" (the server's default when empty), "ENOSYS", ...
+}
+
+// SeccompDefault is the server's default filter; SeccompNone installs nothing.
+func SeccompDefault() *Seccomp { return &Seccomp{Policy: "default"} }
+
+// SeccompNone installs no filter.
+func SeccompNone() *Seccomp { return &Seccomp{Policy: "none"} }
+
+// SeccompDeny makes exactly the named system calls fail with errno ("" for EPERM).
+func SeccompDeny(errno string, calls ...string) *Seccomp { return &Seccomp{Deny: calls, Errno: errno} }
+
+// MarshalJSON writes the policy name, or {"deny": [...], "errno": ...}.
+func (s Seccomp) MarshalJSON() ([]byte, error) {
+	if s.Policy != "" {
+		return json.Marshal(s.Policy)
+	}
+	deny := struct {
+		Deny  []string `json:"deny"`
+		Errno string   `json:"errno,omitempty"`
+	}{s.Deny, s.Errno}
+	if deny.Deny == nil {
+		deny.Deny = []string{}
+	}
+	return json.Marshal(deny)
 }
 
 // Limits are the message limits in force; a larger or deeper message is refused.

@@ -47,6 +47,23 @@ export interface RunParams {
   interactive?: boolean;
   /** Linux capabilities ('CAP_NET_RAW', ...) beyond the server's default. */
   capabilities?: string[];
+  /** System-call filter: 'none', 'default', or a deny list (needs capabilities.seccomp). */
+  seccomp?: 'none' | 'default' | SeccompDeny;
+  /** Run on a new pseudo-terminal; its output arrives on the 'terminal' stream. */
+  terminal?: Terminal;
+}
+
+/** Exactly these system calls fail, with errno (default 'EPERM'). */
+export interface SeccompDeny {
+  deny: string[];
+  errno?: string;
+}
+
+/** The size (and TERM, default 'xterm-256color') of a run's pseudo-terminal. */
+export interface Terminal {
+  rows: number;
+  cols: number;
+  term?: string;
 }
 
 export interface Usage {
@@ -116,6 +133,7 @@ export interface Capabilities {
   childSubreaper: boolean;
   linux32: boolean;
   framings: string;
+  seccomp: boolean;
 }
 
 export interface Limits {

@@ -274,7 +274,29 @@ _RUN_OPTIONS: Dict[str, Tuple[str, Callable[[Any], Any]]] = {
     "kill_grace_ms": ("killGraceMs", lambda v: _int("kill_grace_ms", v)),
     "interactive": ("interactive", lambda v: _bool("interactive", v)),
     "capabilities": ("capabilities", lambda v: [_str("capability", c) for c in _seq("capabilities", v)]),
+    "seccomp": ("seccomp", lambda v: _seccomp(v)),
+    "terminal": ("terminal", lambda v: _terminal(v)),
 }
+
+
+def _seccomp(value: Any) -> Any:
+    if value in ("none", "default"):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("deny"), (list, tuple)):
+        policy: Dict[str, Any] = {"deny": [_str("seccomp deny entry", name) for name in value["deny"]]}
+        if value.get("errno") is not None:
+            policy["errno"] = _str("seccomp errno", value["errno"])
+        return policy
+    raise TypeError('seccomp must be "none", "default" or {"deny": [...], "errno": ...}')
+
+
+def _terminal(value: Any) -> Dict[str, Any]:
+    if not isinstance(value, dict) or "rows" not in value or "cols" not in value:
+        raise TypeError('terminal must be {"rows": int, "cols": int, "term": str}')
+    terminal: Dict[str, Any] = {"rows": _int("terminal rows", value["rows"]), "cols": _int("terminal cols", value["cols"])}
+    if value.get("term") is not None:
+        terminal["term"] = _str("terminal term", value["term"])
+    return terminal
 
 #: Keyword arguments that shape what the client hands back rather than the run.
 _CLIENT_OPTIONS = frozenset({"text", "encoding", "errors", "extra_params"})

@@ -318,6 +318,7 @@ class Capabilities:
     child_subreaper: bool  #: ``usage`` covers the sandboxed command
     linux32: bool  #: ``linux32=True`` works
     framings: str  #: the framings the server reads, comma-separated
+    seccomp: Optional[bool] = None  #: system-call filters can be built (``seccomp=``); None: an older server
 
 
 @dataclass(frozen=True)
@@ -479,6 +480,12 @@ class RunOptions(TypedDict, total=False):
     #: Linux capabilities ("CAP_NET_RAW", ...) beyond the server's default (a
     #: server that has the parameter)
     capabilities: Optional[Sequence[str]]
+    #: "none", "default", or {"deny": [system call, ...], "errno": "EPERM"}: the
+    #: system-call filter (a server whose capabilities say seccomp)
+    seccomp: Union[Literal["none", "default"], Mapping[str, Any], None]
+    #: {"rows": int, "cols": int, "term": str}: run on a new pseudo-terminal (its
+    #: output arrives on the "terminal" stream; stdin/stdout/stderr left out)
+    terminal: Optional[Mapping[str, Any]]
     #: captured stdout/stderr as str (UTF-8 unless ``encoding``), as subprocess does
     text: bool
     encoding: Optional[str]

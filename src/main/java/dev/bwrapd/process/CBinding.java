@@ -151,8 +151,9 @@ final class CBinding implements LibcBinding {
             Functions.posix_spawn_file_actions_init(actions);
             Functions.posix_spawnattr_init(attr);
             try {
-                for (int target = 0; target < fds.length; target++) {
-                    Libc.check("posix_spawn_file_actions_adddup2", Functions.posix_spawn_file_actions_adddup2(actions, fds[target], target));
+                int[] plan = Libc.dup2Plan(fds);
+                for (int i = 0; i < plan.length; i += 2) {
+                    Libc.check("posix_spawn_file_actions_adddup2", Functions.posix_spawn_file_actions_adddup2(actions, plan[i], plan[i + 1]));
                 }
                 Libc.check("posix_spawn_file_actions_addclosefrom_np", Functions.posix_spawn_file_actions_addclosefrom_np(actions, fds.length));
                 Functions.sigemptyset(emptySet);

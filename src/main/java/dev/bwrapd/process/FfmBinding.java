@@ -146,9 +146,10 @@ final class FfmBinding implements LibcBinding {
             int ignored = (int) Linked.FA_INIT.invokeExact(state, actions);
             ignored = (int) Linked.ATTR_INIT.invokeExact(state, attr);
             try {
-                for (int target = 0; target < fds.length; target++) {
+                int[] plan = Libc.dup2Plan(fds);
+                for (int i = 0; i < plan.length; i += 2) {
                     Libc.check("posix_spawn_file_actions_adddup2",
-                            (int) Linked.FA_ADDDUP2.invokeExact(state, actions, fds[target], target));
+                            (int) Linked.FA_ADDDUP2.invokeExact(state, actions, plan[i], plan[i + 1]));
                 }
                 Libc.check("posix_spawn_file_actions_addclosefrom_np", (int) Linked.FA_ADDCLOSEFROM.invokeExact(state, actions, fds.length));
                 ignored = (int) Linked.SIGEMPTYSET.invokeExact(state, emptySet);

@@ -104,6 +104,37 @@ public final class Libc {
                 (short) (POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF));
     }
 
+    /**
+     * The posix_spawn dup2 actions, as {from, to} pairs in order, that make {@code fds[i]}
+     * descriptor i in the child. Done one by one in the child, {@code dup2(fds[i], i)} would go
+     * wrong when the numbers are small (as in a native image, which has few descriptors open): a
+     * later source may be one an earlier dup2 already replaced, and {@code dup2(i, i)} leaves i
+     * close-on-exec. Then every source is first copied above all of them, and from there down.
+     */
+    static int[] dup2Plan(int[] fds) {
+        int highest = fds.length - 1;
+        for (int fd : fds) highest = Math.max(highest, fd);
+        boolean direct = true;
+        for (int fd : fds) direct &= fd >= fds.length;
+        if (direct) {
+            int[] plan = new int[fds.length * 2];
+            for (int target = 0; target < fds.length; target++) {
+                plan[2 * target] = fds[target];
+                plan[2 * target + 1] = target;
+            }
+            return plan;
+        }
+        int[] plan = new int[fds.length * 4];
+        int above = highest + 1;
+        for (int target = 0; target < fds.length; target++) {
+            plan[2 * target] = fds[target];
+            plan[2 * target + 1] = above + target;
+            plan[2 * fds.length + 2 * target] = above + target;
+            plan[2 * fds.length + 2 * target + 1] = target;
+        }
+        return plan;
+    }
+
     /** A close-on-exec pipe: {read end, write end}. */
     public static int[] pipe() throws Error {
         int[] fds = new int[2];

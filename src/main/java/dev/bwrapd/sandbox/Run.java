@@ -10,7 +10,6 @@ import dev.bwrapd.process.Libc;
 import dev.bwrapd.process.Reaper;
 import dev.bwrapd.process.Signals;
 import dev.bwrapd.process.Spawner;
-
 import org.jboss.logging.Logger;
 
 import java.io.IOException;
@@ -497,7 +496,9 @@ final class Run {
         if (!sandbox.commandRunningOrGone() && System.nanoTime() < commandWaitEnds) return;
         awaitingCommand = false;
         sandbox.deliverQueued();
-        if (sandbox.state() != Sandbox.State.FINISHED && !initEnded) {
+        // Also when the init has ended already (a quick command, a failed setup): the run had
+        // its init, and the answer must not come without its sandbox/started before it.
+        if (sandbox.state() != Sandbox.State.FINISHED) {
             announced = true;
             listener.started(sandbox);
             flushHeldOutput();

@@ -1,0 +1,51 @@
+package dev.bwrapd.process;
+
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.Map;
+import java.util.Set;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The dup2 actions posix_spawn runs in the child, played on a model of the child's descriptor
+ * table: every target must end up with its source's file, and no action may be dup2(n, n), which
+ * would leave n close-on-exec.
+ */
+class SpawnPlanTest {
+    static Stream<int[]> layouts() {
+        return Stream.of(
+                new int[] {40, 41, 42},              // the JVM: every source above the targets
+                new int[] {5, 6, 7, 3, 4},           // a native image: small numbers, sources among the targets
+                new int[] {0, 1, 2},                 // each source already its own target
+                new int[] {2, 1, 0},                 // a swap
+                new int[] {4, 3, 9, 1, 0, 12},       // sources a later action would overwrite
+                new int[] {7, 7, 8});                // one source at two targets
+    }
+
+    @ParameterizedTest
+    @MethodSource("layouts")
+    void everyTargetGetsItsSourcesFile(int[] fds) {
+        Map<Integer, String> table = new HashMap<>();
+        for (int fd : fds) table.put(fd, "file@" + fd); // every open descriptor is close-on-exec
+        Set<Integer> dupped = new HashSet<>();
+        int[] plan = Libc.dup2Plan(fds);
+        for (int i = 0; i < plan.length; i += 2) {
+            int from = plan[i], to = plan[i + 1];
+            assertNotEquals(from, to, "dup2(n, n) keeps n close-on-exec");
+            assertTrue(table.containsKey(from), "dup2 from a closed descriptor " + from);
+            table.put(to, table.get(from));
+            dupped.add(to);
+        }
+        for (int target = 0; target < fds.length; target++) {
+            assertEquals("file@" + fds[target], table.get(target), "descriptor " + target);
+            assertTrue(dupped.contains(target), "descriptor " + target + " must come from a dup2 (not close-on-exec)");
+        }
+    }
+}

@@ -75,6 +75,14 @@ public final class CgroupHost {
         return v2Base != null || v1Bases.containsKey("freezer");
     }
 
+    /**
+     * Whether each sandbox's cgroup counts the CPU time of all its processes: v2's cpu.stat (every
+     * v2 cgroup has it, controllers or not), else v1's cpuacct beside the freezer.
+     */
+    public boolean countsCpu() {
+        return v2Base != null || available() && v1Bases.containsKey("cpuacct");
+    }
+
     /** The controllers a sandbox's cgroups offer, v2 or v1, by name. */
     public Set<String> controllers() {
         Set<String> all = new TreeSet<>(v2Controllers);

@@ -23,6 +23,11 @@ public record Limits(Long memoryBytes, Long pids, Long cpuMs, Double cpus, Long 
         return names;
     }
 
+    /** These limits without {@code cpuMs}: for the rlimits when the cgroup watches the CPU time instead. */
+    public Limits withoutCpuMs() {
+        return new Limits(memoryBytes, pids, null, cpus, fileSizeBytes, openFiles);
+    }
+
     public boolean isEmpty() {
         return requested().isEmpty();
     }

@@ -9,14 +9,21 @@ import java.util.Optional;
  * for our sandboxes, else a writable cgroup v1 controller, else an rlimit where one means the same
  * thing. A limit missing from the map cannot be enforced here (a request naming it is refused).
  *
+ * <p>{@code cpuMs} is the CPU time of the whole sandbox where its cgroup counts it (v2 cpu.stat,
+ * v1 cpuacct.usage): the run watches that count and kills the cgroup at the limit. Elsewhere it
+ * falls back to RLIMIT_CPU, per process (whole seconds, rounded up; SIGXCPU at the limit, SIGKILL
+ * a second later).
+ *
  * <p>rlimits are per process, set on the sandbox's init before it is released and inherited by
- * everything it starts: {@code cpuMs} is RLIMIT_CPU (whole seconds, rounded up; SIGXCPU at the
- * limit, SIGKILL a second later), {@code fileSizeBytes} RLIMIT_FSIZE (a longer write fails with
- * EFBIG, or kills with SIGXFSZ unless that is ignored), {@code openFiles} RLIMIT_NOFILE. Memory,
- * processes and CPU bandwidth have no per-process equivalent that means the same, so they need a
- * cgroup controller.
+ * everything it starts: {@code fileSizeBytes} is RLIMIT_FSIZE (a longer write fails with EFBIG, or
+ * kills with SIGXFSZ unless that is ignored), {@code openFiles} RLIMIT_NOFILE. Memory, processes
+ * and CPU bandwidth have no per-process equivalent that means the same, so they need a cgroup
+ * controller.
  */
 public final class Mechanisms {
+    /** cpuMs without a cgroup that counts CPU time: per process. */
+    static final String RLIMIT_CPU = "rlimit RLIMIT_CPU (per process)";
+
     private Mechanisms() {}
 
     /** Limit name to mechanism, in the protocol's order, for {@code capabilities.limits}. */
@@ -24,7 +31,8 @@ public final class Mechanisms {
         Map<String, String> out = new LinkedHashMap<>();
         controller(out, host, "memoryBytes", "memory", "memory.max", "memory.limit_in_bytes");
         controller(out, host, "pids", "pids", "pids.max", "pids.max");
-        out.put("cpuMs", "rlimit RLIMIT_CPU");
+        out.put("cpuMs", !host.countsCpu() ? RLIMIT_CPU
+                : host.v2Base() != null ? "cgroup v2 cpu.stat (whole sandbox)" : "cgroup v1 cpuacct.usage (whole sandbox)");
         controller(out, host, "cpus", "cpu", "cpu.max", "cpu.cfs_quota_us");
         out.put("fileSizeBytes", "rlimit RLIMIT_FSIZE");
         out.put("openFiles", "rlimit RLIMIT_NOFILE");

@@ -185,6 +185,19 @@ public final class SandboxCgroup {
         return false;
     }
 
+    /** Whether this cgroup counts the CPU time of the whole sandbox ({@link #cpuMicros}). */
+    public boolean countsCpu() {
+        return v2 != null || v1.containsKey("cpuacct");
+    }
+
+    /** CPU time (user and system) of every process the sandbox ever had, in microseconds; -1 if unknown. */
+    public long cpuMicros() {
+        if (v2 != null) return CgroupFiles.keyed(v2.resolve("cpu.stat")).getOrDefault("usage_usec", -1L);
+        if (!v1.containsKey("cpuacct")) return -1;
+        long nanos = CgroupFiles.number(v1.get("cpuacct").resolve("cpuacct.usage"));
+        return nanos < 0 ? -1 : nanos / 1000;
+    }
+
     /** CPU time of every process the sandbox ever had, and its memory peak; -1 where unknown. */
     public record Usage(long userMicros, long systemMicros, long peakBytes) {}
 

@@ -96,6 +96,10 @@ final class Run {
     private String holdFailure;
     private SandboxCgroup.Usage cgroupUsage;
     private String cgroupLimitExceeded;
+    /** When to look at the cgroup's CPU time again (cpuMs of the whole sandbox), or Long.MAX_VALUE. */
+    private long cpuCheckAt = Long.MAX_VALUE;
+    /** The sandbox was killed at its cpuMs. */
+    private boolean cpuExceeded;
 
     private Reaper.Child bwrap;
     private int initPid;
@@ -323,11 +327,16 @@ final class Run {
     private void release() {
         if (holdFd < 0) return;
         try {
+            Limits perProcess = spec.limits();
             if (cgroup != null) {
                 cgroup.add(initPid);
                 sandbox.confined();
+                if (perProcess.cpuMs() != null && cgroup.countsCpu()) { // the whole sandbox's CPU time, watched
+                    cpuCheckAt = System.nanoTime();
+                    perProcess = perProcess.withoutCpuMs();
+                }
             }
-            Rlimits.apply(initPid, spec.limits());
+            Rlimits.apply(initPid, perProcess);
         } catch (IOException e) {
             if (Libc.kill(initPid, 0) == 0) { // else it ended by itself: nothing to confine
                 holdFailure = "cannot confine the sandbox's init: " + e.getMessage();
@@ -421,7 +430,8 @@ final class Run {
                 sandbox.kill(sandbox.ending());
                 killAt = Long.MAX_VALUE;
             }
-            long until = Math.min(timeoutAt, killAt);
+            if (now >= cpuCheckAt) cpuCheckAt = watchCpu(now);
+            long until = Math.min(Math.min(timeoutAt, killAt), cpuCheckAt);
             int timeoutMs = until == Long.MAX_VALUE ? -1 : (int) Math.min(Integer.MAX_VALUE, Math.max(1, (until - now + 999_999) / 1_000_000));
             if (awaitingCommand) {
                 timeoutMs = timeoutMs < 0 ? commandPollMs : Math.min(timeoutMs, commandPollMs);
@@ -451,6 +461,23 @@ final class Run {
         if (input != null) input.close();
         stdout.ended();
         stderr.ended();
+    }
+
+    /**
+     * cpuMs of the whole sandbox: the cgroup's count of its CPU time, looked at again no sooner
+     * than the limit could be reached with every CPU busy (within 5 to 250 ms); at the limit the
+     * sandbox is killed. Returns when to look next.
+     */
+    private long watchCpu(long now) {
+        if (initEnded || cgroup == null) return Long.MAX_VALUE; // the sandbox is gone: nothing left to stop
+        long used = cgroup.cpuMicros();
+        long left = spec.limits().cpuMs() * 1000 - used;
+        if (used >= 0 && left <= 0) {
+            cpuExceeded = sandbox.kill(Sandbox.Ending.NONE);
+            return Long.MAX_VALUE;
+        }
+        long waitMicros = used < 0 ? 250_000 : Math.clamp(left / Runtime.getRuntime().availableProcessors(), 5_000, 250_000);
+        return now + waitMicros * 1000;
     }
 
     /** bwrap's status lines: child-pid once the sandbox's init exists, exit-code only if the command ran. */
@@ -654,11 +681,13 @@ final class Run {
 
     /**
      * Which limit ended or hampered the run: the cgroup's own count of OOM kills and refused forks,
-     * else the signal an rlimit sends (SIGXCPU, SIGXFSZ), or CPU time at the limit when a kill
-     * ended the command (RLIMIT_CPU's hard limit is SIGKILL).
+     * the sandbox's CPU time that the run watched reaching cpuMs, else the signal an rlimit sends
+     * (SIGXCPU, SIGXFSZ), or CPU time at the limit when a kill ended the command (RLIMIT_CPU's hard
+     * limit is SIGKILL).
      */
     private String limitExceeded(String signal, RunOutcome.Usage used) {
         if (cgroupLimitExceeded != null) return cgroupLimitExceeded;
+        if (cpuExceeded) return "cpu";
         Limits limits = spec.limits();
         if (limits.cpuMs() != null && ("SIGXCPU".equals(signal)
                 || "SIGKILL".equals(signal) && used.userCpuMicros() + used.systemCpuMicros() >= limits.cpuMs() * 1000)) return "cpu";

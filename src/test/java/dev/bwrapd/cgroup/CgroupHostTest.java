@@ -116,7 +116,7 @@ class CgroupHostTest {
         assertTrue(host.note().contains("other processes"), host.note());
         Map<String, String> mechanisms = Mechanisms.of(host);
         assertFalse(mechanisms.containsKey("memoryBytes"));
-        assertEquals("rlimit RLIMIT_CPU", mechanisms.get("cpuMs"));
+        assertEquals("cgroup v2 cpu.stat (whole sandbox)", mechanisms.get("cpuMs"), "every v2 cgroup counts its CPU time");
     }
 
     @Test
@@ -150,6 +150,7 @@ class CgroupHostTest {
         CgroupHost host = CgroupHost.detect("0::/\n", "21 26 0:20 / /proc rw - proc proc rw\n", null, 1);
         assertFalse(host.available());
         assertEquals(List.of("cpuMs", "fileSizeBytes", "openFiles"), List.copyOf(Mechanisms.of(host).keySet()));
+        assertEquals("rlimit RLIMIT_CPU (per process)", Mechanisms.of(host).get("cpuMs"));
         assertEquals("memoryBytes", Mechanisms.unenforceable(new Limits(1L << 26, null, null, null, null, null), Mechanisms.of(host)).orElseThrow());
         assertTrue(Mechanisms.unenforceable(new Limits(null, null, 500L, null, 1024L, 64L), Mechanisms.of(host)).isEmpty());
     }

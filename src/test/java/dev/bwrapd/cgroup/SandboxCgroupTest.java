@@ -109,6 +109,9 @@ class SandboxCgroupTest {
         assertTrue(p.waitFor(10, TimeUnit.SECONDS));
         SandboxCgroup.Usage usage = cgroup.usage();
         assertTrue(usage.userMicros() + usage.systemMicros() >= 150_000, usage.toString());
+        assertTrue(cgroup.countsCpu());
+        long total = cgroup.cpuMicros(); // what cpuMs of the whole sandbox is watched by
+        assertTrue(Math.abs(total - usage.userMicros() - usage.systemMicros()) < 20_000, total + " vs " + usage);
         assertNull(cgroup.limitExceeded());
     }
 

@@ -83,10 +83,14 @@ public final class CgroupHost {
         return v2Base != null || available() && v1Bases.containsKey("cpuacct");
     }
 
-    /** The controllers a sandbox's cgroups offer, v2 or v1, by name. */
+    /**
+     * The controllers a sandbox's cgroups can have, v2 or v1, by name: v1's freezer and cpuacct
+     * only where there is no v2 cgroup (which freezes and counts CPU time by itself).
+     */
     public Set<String> controllers() {
         Set<String> all = new TreeSet<>(v2Controllers);
         all.addAll(v1Bases.keySet());
+        if (v2Base != null) all.removeAll(List.of("freezer", "cpuacct"));
         return all;
     }
 

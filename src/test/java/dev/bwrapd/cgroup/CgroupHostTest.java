@@ -57,6 +57,15 @@ class CgroupHostTest {
     }
 
     @Test
+    void controllersAreThoseSandboxesCanGet() {
+        Map<String, Path> v1 = Map.of("memory", Path.of("/m"), "freezer", Path.of("/f"), "cpuacct", Path.of("/c"));
+        assertEquals(Set.of("memory", "pids"), new CgroupHost(Path.of("/v2"), Set.of("pids"), v1, null).controllers(),
+                "a v2 cgroup freezes and counts CPU time itself: v1's freezer and cpuacct are never used");
+        assertEquals(Set.of("cpuacct", "freezer", "memory"), new CgroupHost(null, Set.of(), v1, null).controllers());
+        assertEquals("cgroup v1 cpuacct.usage (whole sandbox)", Mechanisms.of(new CgroupHost(null, Set.of(), v1, null)).get("cpuMs"));
+    }
+
+    @Test
     void mountinfoEscapesAreDecoded() {
         String line = "40 30 0:37 /a\\040b /sys/fs/cgroup/my\\040mount rw - cgroup2 cgroup2 rw\n";
         CgroupHost.Mount mount = CgroupHost.parseMountinfo(line).getFirst();

@@ -42,6 +42,15 @@ public final class SandboxCgroup {
      * set is an IOException (callers refuse such requests before, through {@link Mechanisms}).
      */
     public static SandboxCgroup create(CgroupHost host, Limits limits) throws IOException {
+        return create(host, limits, dir -> {});
+    }
+
+    /**
+     * As {@link #create(CgroupHost, Limits)}, telling {@code beforeMaking} of each directory before
+     * it is made: the watchdog must know a cgroup before it exists, or a helper killed in between
+     * leaves it behind (the names are never reused, so knowing one that is never made is harmless).
+     */
+    public static SandboxCgroup create(CgroupHost host, Limits limits, java.util.function.Consumer<Path> beforeMaking) throws IOException {
         String name = "bwrapd-" + ProcessHandle.current().pid() + "-" + SEQUENCE.incrementAndGet();
         Set<String> needed = new LinkedHashSet<>();
         if (limits.memoryBytes() != null && "v1".equals(host.version("memory"))) needed.add("memory");
@@ -56,6 +65,7 @@ public final class SandboxCgroup {
         SandboxCgroup made = new SandboxCgroup(null, v1);
         try {
             if (host.v2Base() != null) {
+                beforeMaking.accept(host.v2Base().resolve(name));
                 v2 = makeDirectory(host.v2Base().resolve(name));
                 made = new SandboxCgroup(v2, v1);
             }
@@ -63,7 +73,10 @@ public final class SandboxCgroup {
                 Path base = host.v1Bases().get(controller);
                 if (base == null) continue;
                 Path dir = base.resolve(name);
-                if (!v1.containsValue(dir)) makeDirectory(dir);
+                if (!v1.containsValue(dir)) {
+                    beforeMaking.accept(dir);
+                    makeDirectory(dir);
+                }
                 v1.put(controller, dir);
             }
             made.limit(host, limits);

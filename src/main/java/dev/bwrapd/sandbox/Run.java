@@ -301,7 +301,7 @@ final class Run {
     private void makeCgroup(HostCapabilities host) throws SandboxException {
         if (!host.jsonStatusFd() || !runner.cgroups().available()) return;
         try {
-            cgroup = SandboxCgroup.create(runner.cgroups(), spec.limits());
+            cgroup = SandboxCgroup.create(runner.cgroups(), spec.limits(), sandbox::willMakeCgroup);
         } catch (IOException e) {
             throw new SandboxException.Failed("cannot make the sandbox's cgroup: " + e.getMessage());
         }

@@ -95,10 +95,14 @@ public final class Sandbox {
         return watchdog.mark();
     }
 
-    /** The sandbox's cgroup, made before bwrap runs: the watchdog kills and removes it should bwrapd die. */
+    /** A directory of the sandbox's cgroup, about to be made: the watchdog kills and removes it should bwrapd die. */
+    void willMakeCgroup(java.nio.file.Path dir) {
+        watchdog.watchCgroup(dir);
+    }
+
+    /** The sandbox's cgroup, made before bwrap runs (the watchdog knows it from {@link #willMakeCgroup}). */
     synchronized void attachCgroup(SandboxCgroup made) {
         cgroup = made;
-        for (java.nio.file.Path dir : made.directories()) watchdog.watchCgroup(dir);
     }
 
     /** The init is in the cgroup: kills and freezes go there from now on. */

@@ -104,4 +104,17 @@ class WatchdogTest {
             other.destroyForcibly();
         }
     }
+
+    /** A process that takes the mark a moment after the watchdog began to look (a bwrap exec'ing, an init being cloned) is found too. */
+    @Test
+    void keepsLookingForMarkedProcessesUntilNoneAppear() throws Exception {
+        String mark = "bwrapd-held-4343-" + Long.toHexString(System.nanoTime()) + ":";
+        Process late = new ProcessBuilder("bash", "-c", "sleep 0.03; exec -a " + mark + " sleep 300").start();
+        try {
+            runWatchdog("", Watchdog.pattern(mark));
+            assertTrue(late.waitFor(5, TimeUnit.SECONDS), "marked 30 ms after the watchdog's input ended: killed");
+        } finally {
+            late.destroyForcibly();
+        }
+    }
 }

@@ -146,6 +146,8 @@ func TestWireTypesHaveEveryFieldOfTheOpenRPCDocument(t *testing.T) {
 		{"InitializeResult", ServerInfo{}, initialize},
 		{"InitializeResult.bwrap", BwrapInfo{}, initialize.Properties["bwrap"]},
 		{"Capabilities", Capabilities{}, doc.schema(t, "Capabilities")},
+		{"Capabilities.cgroup", CgroupInfo{}, doc.schema(t, "Capabilities").Properties["cgroup"]},
+		{"ResourceLimits", ResourceLimits{}, doc.schema(t, "ResourceLimits")},
 		{"Limits", Limits{}, doc.schema(t, "Limits")},
 		{"sandbox/argv result", ArgvResult{}, doc.result(t, "sandbox/argv")},
 		{"sandbox/input result", inputResult{}, doc.result(t, "sandbox/input")},
@@ -175,6 +177,9 @@ func TestEnumsMatchTheOpenRPCDocument(t *testing.T) {
 	statuses := []string{string(StatusExited), string(StatusSignaled), string(StatusTimedOut),
 		string(StatusCancelled), string(StatusSetupFailed)}
 	sameNames(t, "RunStatus", statuses, doc.schema(t, "RunStatus").Enum)
+	// null (no limit exceeded) reads as "", as LimitExceeded has it.
+	limits := []string{LimitMemory, LimitPids, LimitCPU, LimitFileSize, LimitOpenFiles, ""}
+	sameNames(t, "RunResult.limitExceeded", limits, doc.schema(t, "RunResult").Properties["limitExceeded"].Enum)
 	states := []string{string(StateStarting), string(StateRunning), string(StateSuspended)}
 	sameNames(t, "SandboxInfo.state", states, doc.schema(t, "SandboxInfo").Properties["state"].Enum)
 	var signals []string

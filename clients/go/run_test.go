@@ -405,6 +405,37 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// Limits round-trip: asked for, enforced by the host, reported in LimitExceeded;
+// where the host cannot enforce one, the refusal names it.
+func TestLimits(t *testing.T) {
+	enforced := helper(t).ServerInfo().Capabilities.Limits
+	if enforced == nil {
+		t.Fatal("the server reports no capabilities.limits")
+	}
+	res := run(t, bwrapd.RunRequest{Command: []string{"dd", "if=/dev/zero", "of=/tmp/big", "bs=1024", "count=64"},
+		Limits: &bwrapd.ResourceLimits{FileSizeBytes: bwrapd.Ptr[int64](10000)}})
+	if res.Status != bwrapd.StatusSignaled || res.Signal != "SIGXFSZ" || res.LimitExceeded != bwrapd.LimitFileSize {
+		t.Errorf("a write beyond fileSizeBytes (an rlimit, enforced everywhere): limitExceeded %q, %s", res.LimitExceeded, describe(res))
+	}
+	if res := run(t, bwrapd.RunRequest{Command: []string{"true"}}); res.LimitExceeded != "" {
+		t.Errorf("no limits, yet limitExceeded %q", res.LimitExceeded)
+	}
+	if _, ok := enforced["pids"]; !ok {
+		_, err := helper(t).Run(testCtx(t), bwrapd.RunRequest{Command: []string{"true"}, Root: rootfs,
+			Limits: &bwrapd.ResourceLimits{Pids: bwrapd.Ptr[int64](8)}})
+		if wantCode(t, err, bwrapd.ErrInvalidParams); !strings.Contains(err.Error(), "limits.pids") {
+			t.Errorf("the refusal names the limit: %v", err)
+		}
+		t.Skipf("this host cannot enforce pids for this user (capabilities.limits %v): refused by name, as it must be", enforced)
+	}
+	// A subshell forks sleeps until the limit refuses one (busybox's shell then gives up).
+	res = run(t, bwrapd.RunRequest{Command: []string{"sh", "-c", "(i=0; while [ $i -lt 64 ]; do sleep 30 & i=$((i+1)); done) 2>/dev/null; echo forked"},
+		Limits: &bwrapd.ResourceLimits{Pids: bwrapd.Ptr[int64](8)}})
+	if res.LimitExceeded != bwrapd.LimitPids || string(res.Stdout) != "forked\n" {
+		t.Errorf("a fork loop under pids 8: limitExceeded %q, %s", res.LimitExceeded, describe(res))
+	}
+}
+
 func TestCleanup(t *testing.T) {
 	root := newRootfs(t)
 	before := listDir(t, root)

@@ -66,6 +66,9 @@ type RunRequest struct {
 	// nil); what it prints arrives on the "terminal" stream. Helper.OpenTerminal sets it and
 	// returns a TerminalSession to type into and read from.
 	Terminal *Terminal `json:"terminal,omitempty"`
+	// Limits are resource limits of the whole sandbox; nil sets none. A limit missing
+	// from Capabilities.Limits is refused (an *RPCError, InvalidParams, naming it).
+	Limits *ResourceLimits `json:"limits,omitempty"`
 
 	// Check makes a command that did not exit with code 0 an error: Run and Wait then
 	// return an *ExitError (with the Result), as exec.Cmd.Run does.
@@ -101,6 +104,27 @@ type Mount struct {
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
 }
+
+// ResourceLimits are the limits of a whole sandbox, each enforced by the mechanism
+// Capabilities.Limits names; nil fields are not limited. Set them with Ptr:
+// &ResourceLimits{Pids: Ptr[int64](32)}.
+type ResourceLimits struct {
+	MemoryBytes   *int64   `json:"memoryBytes,omitempty"`   // memory of all its processes together
+	Pids          *int64   `json:"pids,omitempty"`          // processes and threads at once
+	CPUMs         *int64   `json:"cpuMs,omitempty"`         // CPU time (the whole sandbox's, or per process: see the mechanism)
+	CPUs          *float64 `json:"cpus,omitempty"`          // CPU bandwidth (1.5 = one and a half CPUs)
+	FileSizeBytes *int64   `json:"fileSizeBytes,omitempty"` // largest file written
+	OpenFiles     *int64   `json:"openFiles,omitempty"`     // open descriptors per process
+}
+
+// The limits a Result's LimitExceeded names.
+const (
+	LimitMemory    = "memory"
+	LimitPids      = "pids"
+	LimitCPU       = "cpu"
+	LimitFileSize  = "fileSize"
+	LimitOpenFiles = "openFiles"
+)
 
 // Ptr returns a pointer to v, for the optional fields of RunRequest.
 func Ptr[T any](v T) *T { return &v }
@@ -248,6 +272,9 @@ type Result struct {
 	StdoutError string  `json:"-"`
 	StderrError string  `json:"-"`
 	Cleanup     Cleanup `json:"cleanup"`
+	// LimitExceeded names the limit that ended or hampered the run (LimitMemory,
+	// LimitPids, ...), beside the usual Status; "" when none did.
+	LimitExceeded string `json:"limitExceeded"`
 	// Raw is the result exactly as the server sent it (for extensions).
 	Raw json.RawMessage `json:"-"`
 }
@@ -348,6 +375,19 @@ type Capabilities struct {
 	// Framings the server reads, comma-separated ("ndjson,lsp").
 	Framings string `json:"framings"`
 	Seccomp  bool   `json:"seccomp"` // RunRequest.Seccomp can be built
+	// Cgroup says whether each sandbox gets a cgroup of its own; nil from an older server.
+	Cgroup *CgroupInfo `json:"cgroup"`
+	// Limits maps each limit of RunRequest.Limits this host enforces (by its wire name,
+	// "memoryBytes", "pids", ...) to its mechanism; a limit missing is refused.
+	Limits map[string]string `json:"limits"`
+}
+
+// CgroupInfo is capabilities.cgroup: with a cgroup, ending a sandbox kills every
+// process of it, suspending freezes them all, and Usage counts them all.
+type CgroupInfo struct {
+	Available   bool     `json:"available"`
+	Path        string   `json:"path"`        // the cgroup v2 directory sandboxes' cgroups are made in, or ""
+	Controllers []string `json:"controllers"` // v2 or v1 controllers they have
 }
 
 // Terminal is the size (and TERM, default "xterm-256color") of a run's pseudo-terminal.

@@ -39,6 +39,10 @@ func TestRunRequestWireForm(t *testing.T) {
 		{bwrapd.RunRequest{Command: []string{"x"}, Stdin: bwrapd.StdinNull(), Stdout: bwrapd.Capture(), Stderr: bwrapd.ToFile("/e", false)},
 			`{"command":["x"],"stdin":"null","stdout":"capture","stderr":{"file":"/e","append":false}}`},
 		{bwrapd.RunRequest{Command: []string{"x"}, Stdin: bwrapd.StdinFile("/in")}, `{"command":["x"],"stdin":{"file":"/in"}}`},
+		{bwrapd.RunRequest{Command: []string{"x"}, Limits: &bwrapd.ResourceLimits{MemoryBytes: bwrapd.Ptr[int64](1 << 26),
+			Pids: bwrapd.Ptr[int64](32), CPUMs: bwrapd.Ptr[int64](500), CPUs: bwrapd.Ptr(1.5),
+			FileSizeBytes: bwrapd.Ptr[int64](0), OpenFiles: bwrapd.Ptr[int64](64)}},
+			`{"command":["x"],"limits":{"memoryBytes":67108864,"pids":32,"cpuMs":500,"cpus":1.5,"fileSizeBytes":0,"openFiles":64}}`},
 	}
 	for _, c := range cases {
 		got, err := json.Marshal(c.req)
@@ -60,7 +64,8 @@ func TestResultDecoding(t *testing.T) {
 	raw := `{"sandboxId":"sb-1","status":"signaled","exitCode":null,"signal":"SIGKILL","setupError":null,
 	  "durationMs":12.5,"usage":{"userCpuMs":1.5,"systemCpuMs":2,"maxRssKiB":1024},
 	  "stdout":{"text":"hi\n","base64":null,"truncated":true},"stderr":{"text":null,"base64":"/wA=","truncated":false,"error":"EIO"},
-	  "cleanup":{"ok":false,"removed":["/dev/null"],"failed":[{"path":"/proc","error":"EBUSY"}],"deferred":true}}`
+	  "cleanup":{"ok":false,"removed":["/dev/null"],"failed":[{"path":"/proc","error":"EBUSY"}],"deferred":true},
+	  "limitExceeded":"memory"}`
 	var r bwrapd.Result
 	if err := json.Unmarshal([]byte(raw), &r); err != nil {
 		t.Fatal(err)
@@ -70,7 +75,7 @@ func TestResultDecoding(t *testing.T) {
 		string(r.Stdout) != "hi\n" || !r.StdoutTruncated || string(r.Stderr) != "\xff\x00" || r.StderrTruncated || r.StderrError != "EIO" || r.StdoutError != "" ||
 		r.Cleanup.OK || !reflect.DeepEqual(r.Cleanup.Removed, []string{"/dev/null"}) ||
 		r.Cleanup.Failed[0] != (bwrapd.CleanupFailure{Path: "/proc", Error: "EBUSY"}) || !r.Cleanup.Deferred ||
-		string(r.Raw) != raw || r.SignalNumber() != syscall.SIGKILL || r.Duration() != 12500*time.Microsecond {
+		r.LimitExceeded != bwrapd.LimitMemory || string(r.Raw) != raw || r.SignalNumber() != syscall.SIGKILL || r.Duration() != 12500*time.Microsecond {
 		t.Fatalf("decoded %+v", r)
 	}
 	var n bwrapd.Result

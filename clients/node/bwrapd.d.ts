@@ -52,7 +52,28 @@ export interface RunParams {
   seccomp?: 'none' | 'default' | SeccompDeny;
   /** Run on a new pseudo-terminal; its output arrives on the 'terminal' stream. */
   terminal?: Terminal;
+  /** Resource limits of the whole sandbox; one missing from capabilities.limits is refused (-32602). */
+  limits?: ResourceLimits;
 }
+
+/** Resource limits of a whole sandbox, each enforced by the mechanism capabilities.limits names. */
+export interface ResourceLimits {
+  /** Memory of all its processes together (at least 1 MiB). */
+  memoryBytes?: number;
+  /** Processes and threads at once. */
+  pids?: number;
+  /** CPU time: the whole sandbox's, or per process (see the mechanism). */
+  cpuMs?: number;
+  /** CPU bandwidth (1.5 = one and a half CPUs). */
+  cpus?: number;
+  /** Largest file written. */
+  fileSizeBytes?: number;
+  /** Open descriptors per process. */
+  openFiles?: number;
+}
+
+/** The limit that ended or hampered a run. */
+export type LimitName = 'memory' | 'pids' | 'cpu' | 'fileSize' | 'openFiles';
 
 /** Exactly these system calls fail, with errno (default 'EPERM'). */
 export interface SeccompDeny {
@@ -127,6 +148,8 @@ export interface RunResult {
   stdout: Captured | null;
   stderr: Captured | null;
   cleanup: Cleanup;
+  /** The limit that ended or hampered the run, beside the usual status; null when none did. */
+  limitExceeded: LimitName | null;
 }
 
 /** The result of sandbox/signal, suspend, resume and terminate. */
@@ -156,6 +179,19 @@ export interface Capabilities {
   linux32: boolean;
   framings: string;
   seccomp: boolean;
+  /** Whether each sandbox gets a cgroup of its own. */
+  cgroup: CgroupInfo;
+  /** Each limit of RunParams.limits this host enforces, with its mechanism ("cgroup v2 pids.max", ...). */
+  limits: Partial<Record<keyof ResourceLimits, string>>;
+}
+
+/** With a cgroup, ending a sandbox kills every process of it, suspend freezes them all, usage counts them all. */
+export interface CgroupInfo {
+  available: boolean;
+  /** The cgroup v2 directory the sandboxes' cgroups are made in, or null. */
+  path: string | null;
+  /** The v2 or v1 controllers they have. */
+  controllers: string[];
 }
 
 export interface Limits {

@@ -105,6 +105,26 @@ test('a long run is reported as $/progress: begin, one report per line, end', as
   ]);
 });
 
+test('limits round-trip: enforced where capabilities.limits says, reported in limitExceeded, refused by name elsewhere', async (t) => {
+  const enforced = bwrapd.info.capabilities.limits;
+  assert.ok(enforced && enforced.fileSizeBytes, `fileSizeBytes is an rlimit, enforced everywhere: ${JSON.stringify(enforced)}`);
+  const big = await bwrapd.runTask({
+    root: '/', command: ['/bin/dd', 'if=/dev/zero', 'of=/tmp/big', 'bs=1024', 'count=64'], stderr: 'capture',
+    limits: { fileSizeBytes: 10000 },
+  });
+  assert.deepEqual([big.status, big.signal, big.limitExceeded], ['signaled', 'SIGXFSZ', 'fileSize'], JSON.stringify(big));
+  const fork = { root: '/', stdout: 'capture', limits: { pids: 8 },
+    command: ['/bin/sh', '-c', '(i=0; while [ $i -lt 64 ]; do sleep 30 & i=$((i+1)); done) 2>/dev/null; echo forked'] };
+  if (!enforced.pids) {
+    await assert.rejects(bwrapd.runTask(fork), (err) => err.code === -32602 && err.message.startsWith('limits.pids: '));
+    t.skip(`this host cannot enforce pids for this user (capabilities.limits ${JSON.stringify(enforced)}): refused by name`);
+    return;
+  }
+  const forked = await bwrapd.runTask(fork);
+  assert.equal(forked.limitExceeded, 'pids', JSON.stringify(forked));
+  assert.equal(forked.stdout.text, 'forked\n');
+});
+
 test('lineProgress keeps a character split across chunks whole', () => {
   const reports = [];
   const progress = lineProgress('t', (p) => reports.push(p));

@@ -35,9 +35,11 @@ const covers = (client, server, what) => {
 
 test('every interface has every field of the OpenRPC document', () => {
   for (const name of ['RunParams', 'Mount', 'OutputFile', 'RunResult', 'Usage', 'Captured', 'Cleanup',
-    'CleanupFailure', 'Delivered', 'SandboxInfo', 'Capabilities', 'Limits', 'StartedParams', 'OutputParams']) {
+    'CleanupFailure', 'Delivered', 'SandboxInfo', 'Capabilities', 'Limits', 'StartedParams', 'OutputParams',
+    'ResourceLimits']) {
     covers(members(name), props(schemas[name]), name);
   }
+  covers(members('CgroupInfo'), props(schemas.Capabilities.properties.cgroup), 'CgroupInfo');
   covers(members('InitializeResult'), props(result('initialize')), 'InitializeResult');
   covers(members('BwrapInfo'), props(result('initialize').properties.bwrap), 'BwrapInfo');
   covers(members('ArgvResult'), props(result('sandbox/argv')), 'ArgvResult');
@@ -56,6 +58,7 @@ test('statuses, signals and states are those of the OpenRPC document', () => {
   assert.deepEqual(literals('RunStatus'), [...schemas.RunStatus.enum].sort());
   assert.deepEqual(literals('SignalName'), [...schemas.SignalName.enum].sort());
   assert.deepEqual(literals('SandboxState'), [...schemas.SandboxInfo.properties.state.enum].sort());
+  assert.deepEqual(literals('LimitName'), schemas.RunResult.properties.limitExceeded.enum.filter((v) => v !== null).sort());
 });
 
 test('the example carries the project version', () => {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import dataclasses
 import io
 import itertools
 import json
@@ -22,7 +23,7 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence
 
 from ._version import __version__
 from .errors import BwrapdError, HelperDied, HelperNotFound, RequestCancelled, SandboxIdInUse, error_from_response
-from .types import ArgvResult, Mount, OutputFile, RunResult, SandboxInfo, StdinFile
+from .types import ArgvResult, Mount, OutputFile, ResourceLimits, RunResult, SandboxInfo, StdinFile, wire_name
 
 PROTOCOL_VERSION = 1
 CLIENT_NAME = "bwrapd-python"
@@ -278,6 +279,7 @@ _RUN_OPTIONS: Dict[str, Tuple[str, Callable[[Any], Any]]] = {
     "capabilities": ("capabilities", lambda v: [_str("capability", c) for c in _seq("capabilities", v)]),
     "seccomp": ("seccomp", lambda v: _seccomp(v)),
     "terminal": ("terminal", lambda v: _terminal(v)),
+    "limits": ("limits", lambda v: _limits(v)),
 }
 
 
@@ -299,6 +301,25 @@ def _terminal(value: Any) -> Dict[str, Any]:
     if value.get("term") is not None:
         terminal["term"] = _str("terminal term", value["term"])
     return terminal
+
+def _limits(value: Any) -> Dict[str, Any]:
+    if isinstance(value, ResourceLimits):
+        value = value.to_wire()
+    if not isinstance(value, dict):
+        raise TypeError("limits must be ResourceLimits(...) or a mapping of limit names to numbers")
+    names = {wire_name(f): f.name for f in dataclasses.fields(ResourceLimits)}
+    limits: Dict[str, Any] = {}
+    for name, number in value.items():
+        wire = name if name in names else {v: k for k, v in names.items()}.get(name)
+        if wire is None:
+            raise ValueError("unknown limit %r (one of %s)" % (name, ", ".join(sorted(names))))
+        if number is None:
+            continue
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or (wire != "cpus" and not isinstance(number, int)):
+            raise TypeError("limits %s must be %s" % (name, "a number" if wire == "cpus" else "an int"))
+        limits[wire] = number
+    return limits
+
 
 #: Keyword arguments that shape what the client hands back rather than the run.
 _CLIENT_OPTIONS = frozenset({"text", "encoding", "errors", "extra_params"})

@@ -29,7 +29,10 @@ __all__ = [
     "ServerInfo",
     "BwrapInfo",
     "Capabilities",
+    "CgroupInfo",
     "Limits",
+    "ResourceLimits",
+    "LimitName",
     "SandboxInfo",
     "ArgvResult",
     "RunOptions",
@@ -42,6 +45,8 @@ StrPath = Union[str, "os.PathLike[str]"]
 RunStatus = Literal["exited", "signaled", "timed-out", "cancelled", "setup-failed"]
 #: The signals a sandbox can be sent, by the protocol's names.
 SignalName = Literal["SIGSTOP", "SIGCONT", "SIGTERM", "SIGKILL", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT"]
+#: The limit that ended or hampered a run (``RunResult.limit_exceeded``).
+LimitName = Literal["memory", "pids", "cpu", "fileSize", "openFiles"]
 #: The state of a sandbox in ``sandbox/list``.
 SandboxState = Literal["starting", "running", "suspended"]
 #: Where ``stdout``/``stderr`` go: a mode, a host file, or a writable file object
@@ -91,6 +96,27 @@ class OutputFile:
     def to_wire(self) -> Dict[str, Any]:
         """The ``stdout``/``stderr`` param for this file."""
         return {"file": os.fspath(self.path), "append": bool(self.append)}
+
+
+@dataclass(frozen=True)
+class ResourceLimits:
+    """Resource limits of a whole sandbox (the ``limits`` run param; None: not
+    limited). Each is enforced by the best mechanism the host has, which
+    ``ServerInfo.capabilities.limits`` names; a limit the host cannot enforce
+    fails the run with :class:`InvalidParams` naming it."""
+
+    memory_bytes: Optional[int] = None  #: memory of all its processes together
+    pids: Optional[int] = None  #: processes and threads at once
+    cpu_ms: Optional[int] = None  #: CPU time (the whole sandbox's, or per process: see the mechanism)
+    cpus: Optional[float] = None  #: CPU bandwidth (1.5 = one and a half CPUs)
+    file_size_bytes: Optional[int] = None  #: largest file written
+    open_files: Optional[int] = None  #: open descriptors per process
+
+    def to_wire(self) -> Dict[str, Any]:
+        """The ``limits`` param: the limits that are set."""
+        from dataclasses import fields
+
+        return {wire_name(f): getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
 @dataclass(frozen=True)
@@ -205,6 +231,9 @@ class RunResult:
     stdout_error: Optional[str] = field(default=None, metadata=LOCAL)
     stderr_error: Optional[str] = field(default=None, metadata=LOCAL)
     cleanup: Optional[Cleanup] = None
+    #: the limit that ended or hampered the run ("memory", "pids", "cpu",
+    #: "fileSize"), beside the usual status; None when none did
+    limit_exceeded: Optional[LimitName] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, metadata=LOCAL)
 
     @classmethod
@@ -231,6 +260,7 @@ class RunResult:
             stdout_error=stdout_error,
             stderr_error=stderr_error,
             cleanup=Cleanup.from_wire(data.get("cleanup")),
+            limit_exceeded=data.get("limitExceeded"),
             raw=dict(data),
         )
 
@@ -319,6 +349,39 @@ class Capabilities:
     linux32: bool  #: ``linux32=True`` works
     framings: str  #: the framings the server reads, comma-separated
     seccomp: Optional[bool] = None  #: system-call filters can be built (``seccomp=``); None: an older server
+    #: whether each sandbox gets a cgroup of its own; None: an older server
+    cgroup: Optional[CgroupInfo] = None
+    #: each limit of ``limits=`` this host enforces, with its mechanism
+    #: (``{"pids": "cgroup v1 pids.max", ...}``); a limit missing is refused
+    limits: Optional[Dict[str, str]] = None
+
+    @classmethod
+    def from_wire(cls, data: Any) -> "Capabilities":
+        """The ``capabilities`` of the ``initialize`` result."""
+        fields = _fields_from_wire(cls, data)
+        fields["cgroup"] = CgroupInfo.from_wire(fields["cgroup"])
+        if fields["limits"] is not None:
+            fields["limits"] = dict(fields["limits"])
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class CgroupInfo:
+    """Whether each sandbox runs in a cgroup of its own (then ending it kills
+    every process, suspend freezes them all, and ``usage`` counts them all):
+    ``path`` the cgroup v2 directory they are made in, ``controllers`` the v2
+    or v1 controllers they have."""
+
+    available: bool
+    path: Optional[str]
+    controllers: List[str] = field(default_factory=list)
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Optional["CgroupInfo"]:
+        """``capabilities.cgroup`` (None when absent)."""
+        if not isinstance(data, dict):
+            return None
+        return cls(bool(data.get("available")), data.get("path"), [str(c) for c in data.get("controllers") or []])
 
 
 @dataclass(frozen=True)
@@ -368,7 +431,7 @@ class ServerInfo:
             server_version=str(data.get("serverVersion")),
             protocol_version=data.get("protocolVersion") or 0,
             bwrap=BwrapInfo(**_fields_from_wire(BwrapInfo, data.get("bwrap"))),
-            capabilities=Capabilities(**_fields_from_wire(Capabilities, data.get("capabilities"))),
+            capabilities=Capabilities.from_wire(data.get("capabilities")),
             limits=Limits(**_fields_from_wire(Limits, data.get("limits"))),
             raw=dict(data),
         )
@@ -487,6 +550,9 @@ class RunOptions(TypedDict, total=False):
     #: {"rows": int, "cols": int, "term": str}: run on a new pseudo-terminal (its
     #: output arrives on the "terminal" stream; stdin/stdout/stderr left out)
     terminal: Optional[Mapping[str, Any]]
+    #: ResourceLimits(...), or a mapping of its fields (snake_case or the wire's
+    #: camelCase): limits of the whole sandbox (see ``capabilities.limits``)
+    limits: Union[ResourceLimits, Mapping[str, Any], None]
     #: captured stdout/stderr as str (UTF-8 unless ``encoding``), as subprocess does
     text: bool
     encoding: Optional[str]

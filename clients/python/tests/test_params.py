@@ -80,6 +80,21 @@ class ParamsTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             out("stdout", "pipe")
 
+    def test_limits_forms(self):
+        def limits(value):
+            return build_run_params(["x"], None, None, {"limits": value})[1]["limits"]
+
+        self.assertEqual(limits(bwrapd.ResourceLimits(pids=32, cpus=1.5, file_size_bytes=0)),
+                         {"pids": 32, "cpus": 1.5, "fileSizeBytes": 0})
+        self.assertEqual(limits({"memory_bytes": 1 << 26, "cpuMs": 500, "open_files": None}),
+                         {"memoryBytes": 1 << 26, "cpuMs": 500})
+        with self.assertRaises(ValueError):
+            limits({"memory": 1})
+        with self.assertRaises(TypeError):
+            limits({"pids": 1.5})
+        with self.assertRaises(TypeError):
+            limits(32)
+
     def test_defaults_are_left_to_the_server(self):
         _, params = build_run_params(["true"], None, None, {"cwd": None, "env": None})
         self.assertEqual(params, {"command": ["true"]})

@@ -11,7 +11,7 @@ import unittest
 
 from support import HelperTestCase, make_rootfs, remove_tree
 
-from bwrapd import Mount, OutputFile, SandboxFailed, StdinFile
+from bwrapd import InvalidParams, Mount, OutputFile, ResourceLimits, SandboxFailed, StdinFile
 
 
 class InitializeTest(HelperTestCase):
@@ -308,6 +308,43 @@ class OptionsTest(HelperTestCase):
 
     def test_interactive_is_accepted_as_false(self):
         self.assertExited(self.helper.run(["true"], root=self.rootfs, interactive=False))
+
+
+class LimitsTest(HelperTestCase):
+    """``limits`` round-trip: asked for by the client, enforced by the host,
+    reported in ``limit_exceeded``; where the host cannot enforce one, the
+    refusal names it."""
+
+    def enforced(self):
+        limits = self.helper.server_info.capabilities.limits
+        self.assertIsNotNone(limits, "the server reports capabilities.limits")
+        return limits
+
+    def test_pids_limit_is_reported(self):
+        if "pids" not in self.enforced():
+            self.skipTest("this host cannot enforce pids for this user (capabilities.limits: %r)" % self.enforced())
+        # A subshell forks sleeps until the limit refuses one (busybox's shell then gives up).
+        result = self.sh("(i=0; while [ $i -lt 64 ]; do sleep 30 & i=$((i+1)); done) 2>/dev/null; echo forked",
+                         limits=ResourceLimits(pids=8))
+        self.assertEqual(result.limit_exceeded, "pids", result.describe())
+        self.assertEqual(result.stdout, b"forked\n")
+
+    def test_file_size_limit_is_reported(self):
+        self.assertIn("fileSizeBytes", self.enforced(), "an rlimit: every host enforces it")
+        result = self.sh("dd if=/dev/zero of=/tmp/big bs=1024 count=64", limits={"file_size_bytes": 10000})
+        self.assertEqual((result.status, result.signal, result.limit_exceeded), ("signaled", "SIGXFSZ", "fileSize"),
+                         result.describe())
+
+    def test_no_limit_no_report(self):
+        self.assertIsNone(self.sh("true").limit_exceeded)
+
+    def test_a_limit_the_host_cannot_enforce_is_refused_by_name(self):
+        missing = [name for name in ("memoryBytes", "pids", "cpus") if name not in self.enforced()]
+        if not missing:
+            self.skipTest("this host enforces every limit for this user")
+        with self.assertRaises(InvalidParams) as caught:
+            self.sh("true", limits={missing[0]: 1 << 26})
+        self.assertIn("limits." + missing[0], str(caught.exception))
 
 
 class CleanupTest(HelperTestCase):

@@ -63,6 +63,8 @@ class OpenRpcParityTest(unittest.TestCase):
             (bwrapd.ServerInfo, initialize),
             (bwrapd.BwrapInfo, initialize["properties"]["bwrap"]),
             (bwrapd.Capabilities, self.schemas["Capabilities"]),
+            (bwrapd.CgroupInfo, self.schemas["Capabilities"]["properties"]["cgroup"]),
+            (bwrapd.ResourceLimits, self.schemas["ResourceLimits"]),
             (bwrapd.Limits, self.schemas["Limits"]),
             (bwrapd.ArgvResult, self.result_schema("sandbox/argv")),
         ]:
@@ -79,7 +81,8 @@ class OpenRpcParityTest(unittest.TestCase):
                "stdout": {"text": "h\u00e9\n", "base64": None, "truncated": True},
                "stderr": {"text": None, "base64": "/wA=", "truncated": True, "error": "EIO"},
                "cleanup": {"ok": False, "removed": ["/dev"], "failed": [{"path": "/proc", "error": "EBUSY"}],
-                           "deferred": True}}
+                           "deferred": True},
+               "limitExceeded": "pids"}
         self.assertLessEqual(set(self.schemas["RunResult"]["properties"]), set(run))
         result = bwrapd.RunResult.from_wire(["x"], run)
         self.assertEqual((result.sandbox_id, result.status, result.exit_code, result.signal, result.signal_number,
@@ -88,6 +91,7 @@ class OpenRpcParityTest(unittest.TestCase):
         self.assertEqual((result.stderr_truncated, result.stderr_error, result.stdout_error), (True, "EIO", None))
         self.assertEqual(result.usage, bwrapd.Usage(1.5, 2.0, 1024))
         self.assertEqual(result.cleanup, bwrapd.Cleanup(False, ["/dev"], [bwrapd.CleanupFailure("/proc", "EBUSY")], True))
+        self.assertEqual(result.limit_exceeded, "pids")
         decoded = bwrapd.RunResult.from_wire(["x"], run, "utf-8")
         self.assertEqual((decoded.stdout, decoded.stderr), ("h\u00e9\n", "\ufffd\0"))
 
@@ -100,6 +104,12 @@ class OpenRpcParityTest(unittest.TestCase):
         self.assertEqual(info.bwrap, bwrapd.BwrapInfo(None, None))
         self.assertEqual(info.capabilities, bwrapd.Capabilities(True, False, True, False, True, "ndjson,lsp"))
         self.assertEqual(info.limits, bwrapd.Limits(2048, 64))
+        init["capabilities"].update({"seccomp": True, "cgroup": {"available": True, "path": "/sys/fs/cgroup/x",
+                                                                 "controllers": ["pids"]},
+                                     "limits": {"pids": "cgroup v2 pids.max"}})
+        caps = bwrapd.ServerInfo.from_wire(init).capabilities
+        self.assertEqual(caps.cgroup, bwrapd.CgroupInfo(True, "/sys/fs/cgroup/x", ["pids"]))
+        self.assertEqual(caps.limits, {"pids": "cgroup v2 pids.max"})
 
         entry = bwrapd.SandboxInfo.from_wire({"sandboxId": "a", "pid": 7, "state": "suspended", "command": ["x"],
                                              "startedAt": "2026-11-29T07:43:49.174957768Z"})
@@ -142,6 +152,8 @@ class OpenRpcParityTest(unittest.TestCase):
     def test_enums(self):
         self.assertEqual(set(typing.get_args(bwrapd.RunStatus)), set(self.schemas["RunStatus"]["enum"]))
         self.assertEqual(set(typing.get_args(bwrapd.SignalName)), set(self.schemas["SignalName"]["enum"]))
+        self.assertEqual(set(typing.get_args(bwrapd.LimitName)) | {None},
+                         set(self.schemas["RunResult"]["properties"]["limitExceeded"]["enum"]))
         self.assertEqual(set(typing.get_args(bwrapd.SandboxState)),
                          set(self.schemas["SandboxInfo"]["properties"]["state"]["enum"]))
 

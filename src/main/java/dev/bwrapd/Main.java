@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import dev.bwrapd.cgroup.CgroupHost;
 import dev.bwrapd.cleanup.RootJournal;
 import dev.bwrapd.cleanup.RootLeases;
 import com.fasterxml.jackson.databind.module.SimpleModule;
@@ -99,6 +100,11 @@ public class Main implements QuarkusApplication {
         Reaper reaper = new Reaper();
         Spawner spawner = new Spawner(reaper);
         Watchdog watchdog = new Watchdog(spawner);
+        // Before anything is spawned: bwrapd may have to move into a leaf of its own cgroup, which
+        // it does only while it is the cgroup's one process (see CgroupHost).
+        CgroupHost cgroups = CgroupHost.detect(options.cgroupParent());
+        LOG.debugf("%s", cgroups);
+        if (options.cgroupParent() != null && cgroups.v2Base() == null) LOG.warnf("%s", cgroups.note());
 
         // Probing bwrap takes a few milliseconds of spawning: start it now, answer initialize when done.
         HostProbe.Lookup bwrap = HostProbe.findBwrap(options.bwrap());
@@ -131,7 +137,7 @@ public class Main implements QuarkusApplication {
         // What a killed bwrapd left in a root is recorded outside it, for the next bwrapd to remove.
         RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), uid()));
         SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(),
-                captures);
+                captures, cgroups);
         BwrapdMethods methods = new BwrapdMethods(json, sandboxes, runner, host,
                 Version.VERSION, limits, budget, options.seccompDefault() ? RunSpec.Seccomp.DEFAULT : null,
                 code -> shutdown[0].finishInBackground("exit", code));

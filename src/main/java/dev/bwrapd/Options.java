@@ -6,7 +6,7 @@ import java.util.Locale;
 
 /** The command line. */
 record Options(boolean help, boolean version, String bwrap, Framing framing, String logLevel, long maxMessageBytes, Long maxMemory,
-               boolean seccompDefault) {
+               String cgroupParent, boolean seccompDefault) {
 
     static final long DEFAULT_MAX_MESSAGE_BYTES = 16L << 20;
 
@@ -24,6 +24,8 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
               --max-message-bytes N      largest message accepted (default 16777216)
               --max-memory BYTES         memory for what clients send and get (requests, stdin,
                                          captured output, notifications; default: half the heap)
+              --cgroup-parent PATH       a writable cgroup v2 directory to make the sandboxes'
+                                         cgroups in (default: bwrapd's own cgroup)
               --seccomp default|none     the system-call filter of runs that name none (default none)
               --log-level LEVEL          error, warn, info or debug (default warn)
               --version                  print the version and exit
@@ -32,7 +34,7 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
 
     static Options parse(String... args) {
         boolean help = false, version = false;
-        String bwrap = null, logLevel = "warn";
+        String bwrap = null, logLevel = "warn", cgroupParent = null;
         Framing framing = null;
         long maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
         Long maxMemory = null;
@@ -53,11 +55,12 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
                 case "--log-level" -> logLevel = level(value != null ? value : next(args, ++i, arg));
                 case "--max-message-bytes" -> maxMessageBytes = size(value != null ? value : next(args, ++i, arg));
                 case "--max-memory" -> maxMemory = memory(value != null ? value : next(args, ++i, arg));
+                case "--cgroup-parent" -> cgroupParent = absolute(value != null ? value : next(args, ++i, arg), arg);
                 case "--seccomp" -> seccompDefault = seccomp(value != null ? value : next(args, ++i, arg));
                 default -> throw new IllegalArgumentException("unknown option: " + args[i]);
             }
         }
-        return new Options(help, version, bwrap, framing, logLevel, maxMessageBytes, maxMemory, seccompDefault);
+        return new Options(help, version, bwrap, framing, logLevel, maxMessageBytes, maxMemory, cgroupParent, seccompDefault);
     }
 
     private static boolean seccomp(String value) {
@@ -84,6 +87,11 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
     private static String next(String[] args, int i, String option) {
         if (i >= args.length) throw new IllegalArgumentException(option + " needs a value");
         return args[i];
+    }
+
+    private static String absolute(String path, String option) {
+        if (!path.startsWith("/")) throw new IllegalArgumentException(option + " takes an absolute path, not " + path);
+        return path;
     }
 
     private static String level(String level) {

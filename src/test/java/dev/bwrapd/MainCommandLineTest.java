@@ -29,7 +29,7 @@ class MainCommandLineTest {
         assertEquals(0, result.exitCode());
         String out = result.getOutput();
         assertTrue(out.startsWith("Usage: bwrapd"), out);
-        for (String option : new String[] {"--bwrap", "--framing", "--max-message-bytes", "--log-level", "--version", "--help"}) {
+        for (String option : new String[] {"--bwrap", "--framing", "--max-message-bytes", "--cgroup-parent", "--log-level", "--version", "--help"}) {
             assertTrue(out.contains(option), "usage lists " + option + ": " + out);
         }
     }
@@ -39,5 +39,11 @@ class MainCommandLineTest {
     void unknownOptionExits2WithAMessageOnStderr(LaunchResult result) {
         assertEquals("", result.getOutput(), "nothing on stdout");
         assertTrue(result.getErrorOutput().contains("--no-such-option"), result.getErrorOutput());
+    }
+
+    @Test
+    @Launch(value = {"--cgroup-parent", "relative/path"}, exitCode = 2)
+    void cgroupParentMustBeAbsolute(LaunchResult result) {
+        assertTrue(result.getErrorOutput().contains("--cgroup-parent takes an absolute path"), result.getErrorOutput());
     }
 }

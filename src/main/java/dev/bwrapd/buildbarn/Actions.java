@@ -88,7 +88,7 @@ final class Actions {
         return new RunSpec(command, sandboxRoot, null, cwd, env, network, false, "localhost", 0, 0, true,
                 mounts, RunSpec.DEFAULT_DEVICES, true, false, new RunSpec.Stdin.Null(),
                 new RunSpec.Output.File(stdout, false), new RunSpec.Output.File(stderr, false), 0, null, 0,
-                false, List.of(), null, seccomp);
+                false, List.of(), null, seccomp, dev.bwrapd.cgroup.Limits.NONE);
     }
 
     /**

@@ -76,6 +76,7 @@ public final class RunnerCommand {
         Reaper reaper = new Reaper();
         Spawner spawner = new Spawner(reaper);
         Watchdog watchdog = new Watchdog(spawner);
+        dev.bwrapd.cgroup.CgroupHost cgroups = dev.bwrapd.cgroup.CgroupHost.detect(null);
         HostProbe.Lookup bwrap = HostProbe.findBwrap(options.bwrap());
         if (bwrap.found() == null) LOG.warnf("bwrap not found (tried %s); every Run will fail", bwrap.tried());
         CompletableFuture<HostCapabilities> host = new CompletableFuture<>();
@@ -91,7 +92,7 @@ public final class RunnerCommand {
         Capture.Store captures = new Capture.Store(new MemoryBudget(MEMORY), Path.of(System.getProperty("java.io.tmpdir")), 0);
         Sandboxes sandboxes = new Sandboxes(watchdog);
         RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), uid()));
-        SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(), captures);
+        SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(), captures, cgroups);
         Actions actions = new Actions(buildDirectoryPath, options.root(), options.network(),
                 options.seccompDefault() ? RunSpec.Seccomp.DEFAULT : null);
 

@@ -60,6 +60,7 @@ final class CBinding implements LibcBinding {
         @CFunction static native int statx(int dirFd, CCharPointer path, int flags, int mask, CCharPointer buffer);
         @CFunction static native int fstatfs(int fd, CCharPointer buffer);
         @CFunction static native int kill(int pid, int signal);
+        @CFunction static native int prlimit(int pid, int resource, CLongPointer newLimit, CLongPointer oldLimit);
         @CFunction static native int pidfd_open(int pid, int flags);
         @CFunction static native int pidfd_send_signal(int pidfd, int signal, VoidPointer info, int flags);
         @CFunction static native int wait4(int pid, CIntPointer status, int options, CLongPointer rusage);
@@ -254,6 +255,15 @@ final class CBinding implements LibcBinding {
     @Override
     public int kill(int pid, int signal) {
         return kept(Functions.kill(pid, signal));
+    }
+
+    @Override
+    public int prlimit(int pid, int resource, long[] newLimit, long[] oldLimit) {
+        try (Pins pins = new Pins()) {
+            CLongPointer next = newLimit == null ? WordFactory.nullPointer() : pins.array(newLimit);
+            CLongPointer old = oldLimit == null ? WordFactory.nullPointer() : pins.array(oldLimit);
+            return kept(Functions.prlimit(pid, resource, next, old));
+        }
     }
 
     @Override

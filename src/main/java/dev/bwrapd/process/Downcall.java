@@ -47,6 +47,7 @@ enum Downcall {
     FSTATFS("fstatfs", INT, INT, POINTER),
     STRERROR("strerror", POINTER, INT),
     PRCTL("prctl", 1, INT, INT, LONG),
+    PRLIMIT("prlimit", INT, INT, INT, POINTER, POINTER),
     // Loading libseccomp in the native image (the JVM's FFM looks libraries up itself).
     DLOPEN("dlopen", POINTER, POINTER, INT),
     DLSYM("dlsym", POINTER, POINTER, POINTER);

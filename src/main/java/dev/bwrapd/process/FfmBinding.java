@@ -92,6 +92,7 @@ final class FfmBinding implements LibcBinding {
         static final MethodHandle STATX = link(Downcall.STATX);
         static final MethodHandle FSTATFS = link(Downcall.FSTATFS);
         static final MethodHandle KILL = link(Downcall.KILL);
+        static final MethodHandle PRLIMIT = link(Downcall.PRLIMIT);
         static final MethodHandle PIDFD_OPEN = link(Downcall.PIDFD_OPEN);
         static final MethodHandle PIDFD_SEND_SIGNAL = link(Downcall.PIDFD_SEND_SIGNAL);
         static final MethodHandle WAIT4 = link(Downcall.WAIT4);
@@ -313,6 +314,18 @@ final class FfmBinding implements LibcBinding {
     @Override
     public int kill(int pid, int signal) {
         try { return (int) Linked.KILL.invokeExact(state(), pid, signal); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int prlimit(int pid, int resource, long[] newLimit, long[] oldLimit) {
+        MemorySegment memory = scratch(32);
+        MemorySegment next = newLimit == null ? MemorySegment.NULL : memory.asSlice(0, 16);
+        MemorySegment old = oldLimit == null ? MemorySegment.NULL : memory.asSlice(16, 16);
+        if (newLimit != null) MemorySegment.copy(newLimit, 0, next, JAVA_LONG, 0, 2);
+        int rc;
+        try { rc = (int) Linked.PRLIMIT.invokeExact(state(), pid, resource, next, old); } catch (Throwable t) { throw unexpected(t); }
+        if (rc == 0 && oldLimit != null) MemorySegment.copy(old, JAVA_LONG, 0, oldLimit, 0, 2);
+        return rc;
     }
 
     @Override

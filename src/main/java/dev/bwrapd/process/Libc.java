@@ -34,6 +34,8 @@ public final class Libc {
     public static final int PR_SET_CHILD_SUBREAPER = 36;
     public static final int WNOHANG = 1, WEXITED = 4, WNOWAIT = 0x01000000;
     public static final int P_ALL = 0, P_PID = 1;
+    public static final int RLIMIT_CPU = 0, RLIMIT_FSIZE = 1, RLIMIT_NOFILE = 7;
+    public static final long RLIM_INFINITY = -1L;
     public static final short POLLIN = 0x1, POLLOUT = 0x4, POLLERR = 0x8, POLLHUP = 0x10, POLLNVAL = 0x20;
 
     /**
@@ -393,6 +395,18 @@ public final class Libc {
     /** kill(2): a negative pid is a process group. Returns 0, or -1 with errno. */
     public static int kill(int pid, int signal) {
         return BINDING.kill(pid, signal);
+    }
+
+    /** Process {@code pid}'s limit {@code resource} as {soft, hard}; {@link #RLIM_INFINITY} means none. */
+    public static long[] getrlimit(int pid, int resource) throws Error {
+        long[] old = new long[2];
+        if (BINDING.prlimit(pid, resource, null, old) != 0) throw new Error("prlimit", errno());
+        return old;
+    }
+
+    /** prlimit(2): sets process {@code pid}'s limit {@code resource} (lowering needs no privilege). */
+    public static void setrlimit(int pid, int resource, long soft, long hard) throws Error {
+        if (BINDING.prlimit(pid, resource, new long[] {soft, hard}, null) != 0) throw new Error("prlimit", errno());
     }
 
     /** pidfd_open(2): a descriptor that names this process and never a later one with the same pid. */

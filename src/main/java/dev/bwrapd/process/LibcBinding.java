@@ -63,6 +63,9 @@ interface LibcBinding {
 
     int kill(int pid, int signal);
 
+    /** prlimit: sets {@code newLimit} {soft, hard} unless null, and reads the old one into {@code oldLimit} unless null. */
+    int prlimit(int pid, int resource, long[] newLimit, long[] oldLimit);
+
     int pidfdOpen(int pid, int flags);
 
     /** pidfd_send_signal without a siginfo or flags. */

@@ -12,12 +12,21 @@ import java.util.List;
  * the sandboxes still alive; bwrapd tells it of each group as it appears and goes. When its input
  * ends — bwrapd exited or was killed, the kernel closes the pipe either way — it kills every group
  * it still holds. A group id is never reused while the group has members, so it can only hit
- * what it was told of.
+ * what it was told of. It also holds the sandboxes' cgroups: killing a cgroup reaches every process
+ * of the sandbox, however it left its group or session, and the cgroups are removed afterwards.
  */
 public final class Watchdog {
     private static final Logger LOG = Logger.getLogger(Watchdog.class);
 
-    /** "+ID" adds process group ID, "-ID" drops it; at end of input every group left is killed. */
+    /**
+     * "+ID" adds process group ID, "-ID" drops it; an ID starting with "/" is a sandbox's cgroup
+     * directory. At end of input every cgroup left is killed (cgroup.kill; on v1, SIGKILL to each
+     * member, thawed, until it is empty), every group left is killed, then every process whose
+     * command line matches $1 (see {@link #pattern}), and the cgroups are removed. The look for
+     * marked processes is repeated until ten in a row (some 100 ms) find none: a marked bwrap the watchdog was
+     * never told of may clone its init between one look's listing of /proc and its kill, and a bwrap
+     * spawned the moment before bwrapd died takes the mark only once it has exec'd.
+     */
     static final String SCRIPT = """
             live=' '
             while read -r line; do
@@ -27,16 +36,65 @@ public final class Watchdog {
                 -*) case $live in *" $id "*) live="${live%%" $id "*} ${live#*" $id "}" ;; esac ;;
               esac
             done
-            for id in $live; do kill -9 "-$id" 2>/dev/null; done
+            for id in $live; do
+              case $id in
+                /*) [ ! -e "$id/cgroup.kill" ] || echo 1 > "$id/cgroup.kill" ;;
+                *) kill -9 "-$id" ;;
+              esac
+            done 2>/dev/null
+            if [ -n "$1" ]; then
+              quiet=0; n=0
+              while [ $quiet -lt 10 ] && [ $n -lt 500 ]; do
+                found=$(grep -l -a -s "$1" /proc/[0-9]*/cmdline)
+                if [ -n "$found" ]; then quiet=0; else quiet=$((quiet+1)); fi
+                for f in $found; do
+                  p=${f#/proc/}; kill -9 "${p%/cmdline}"
+                done
+                sleep 0.01; n=$((n+1))
+              done 2>/dev/null
+            fi
+            for id in $live; do
+              case $id in /*)
+                n=0
+                while [ -d "$id" ] && ! rmdir "$id" && [ $n -lt 500 ]; do
+                  [ -e "$id/cgroup.kill" ] || { kill -9 $(cat "$id/cgroup.procs"); [ ! -e "$id/freezer.state" ] || echo THAWED > "$id/freezer.state"; }
+                  sleep 0.01; n=$((n+1))
+                done ;;
+              esac
+            done 2>/dev/null
             """;
 
     private final Spawner spawner;
     /** The write end of the shell's input; 0 before the first use, -1 if the shell could not start. */
     private int pipe;
+    /** bwrap's argv[0] for this helper's sandboxes ({@link #mark}), passed to the shell as $1. */
+    private final String mark;
 
-    /** Made in Main; the shell starts at the first {@link #watch}, so a helper that runs nothing starts none. */
+    /** Made in Main; the shell starts at the first {@link #mark} or {@link #watch}, so a helper that runs nothing starts none. */
     public Watchdog(Spawner spawner) {
         this.spawner = spawner;
+        this.mark = "bwrapd-held-" + ProcessHandle.current().pid() + "-" + Long.toHexString(new java.security.SecureRandom().nextLong() >>> 1) + ":";
+    }
+
+    /**
+     * The grep pattern for command lines with an argument starting with {@code mark} (GNU grep
+     * takes the NULs between arguments as line ends): spelled so that grep's own command line does
+     * not match it. Marks end with ':', so no mark is a prefix of another.
+     */
+    static String pattern(String mark) {
+        return "^" + mark.replaceFirst("-", "[-]");
+    }
+
+    /**
+     * The name this helper's bwraps run under (their argv[0]; bwrap's messages still say "bwrap:").
+     * A sandbox's init keeps bwrap's command line until it ends, so when bwrapd dies the watchdog
+     * finds, by this name, every sandbox it was not yet told of — one whose bwrap had just been
+     * spawned — and kills it: its init is still held, in bwrap's session, never past its setup.
+     * Starts the watchdog if it is not running yet, so that it exists before the first spawn.
+     */
+    public synchronized String mark() {
+        if (pipe == 0) pipe = start();
+        return mark;
     }
 
     private int start() {
@@ -44,7 +102,7 @@ public final class Watchdog {
             int[] input = Libc.pipe();
             int devNull = Libc.open("/dev/null", Libc.O_RDWR, 0);
             try {
-                spawner.spawn(new Spawner.Spec("/bin/sh", List.of("bwrapd-watchdog", "-c", SCRIPT), List.of("PATH=/usr/bin:/bin"),
+                spawner.spawn(new Spawner.Spec("/bin/sh", List.of("bwrapd-watchdog", "-c", SCRIPT, "bwrapd-watchdog", pattern(mark)), List.of("PATH=/usr/bin:/bin"),
                         new int[] {input[0], devNull, devNull}));
             } finally {
                 Libc.close(input[0]);
@@ -67,11 +125,21 @@ public final class Watchdog {
         send("-" + pgid + "\n");
     }
 
+    /** From now on, kill every process in cgroup {@code dir} and remove it should bwrapd die. */
+    public void watchCgroup(java.nio.file.Path dir) {
+        send("+" + dir + "\n");
+    }
+
+    /** The cgroup {@code dir} is removed (or about to be): forget it. */
+    public void forgetCgroup(java.nio.file.Path dir) {
+        send("-" + dir + "\n");
+    }
+
     private synchronized void send(String line) {
         if (pipe == 0) pipe = start();
         if (pipe < 0) return;
         try {
-            Libc.writeFully(pipe, line.getBytes(StandardCharsets.US_ASCII));
+            Libc.writeFully(pipe, line.getBytes(StandardCharsets.UTF_8));
         } catch (Libc.Error e) {
             LOG.debugf("watchdog gone: %s", e.getMessage());
         }

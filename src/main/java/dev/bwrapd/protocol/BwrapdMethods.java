@@ -3,6 +3,7 @@ package dev.bwrapd.protocol;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.bwrapd.cgroup.CgroupHost;
 import dev.bwrapd.jsonrpc.Call;
 import dev.bwrapd.jsonrpc.ErrorCodes;
 import dev.bwrapd.jsonrpc.Handler;
@@ -90,8 +91,8 @@ public final class BwrapdMethods {
         methods.put("rpc.discover", gated(call -> discover()));
         methods.put("sandbox/run", gated((Handler.Deferred) this::startRun));
         methods.put("sandbox/signal", gated(this::signal));
-        methods.put("sandbox/suspend", gated(call -> deliver(call, Signals.SIGSTOP)));
-        methods.put("sandbox/resume", gated(call -> deliver(call, Signals.SIGCONT)));
+        methods.put("sandbox/suspend", gated(call -> json.createObjectNode().put("delivered", target(call).suspend())));
+        methods.put("sandbox/resume", gated(call -> json.createObjectNode().put("delivered", target(call).resume())));
         methods.put("sandbox/terminate", gated(this::terminate));
         methods.put("sandbox/list", gated(this::list));
         methods.put("sandbox/argv", gated(this::argv));
@@ -156,7 +157,8 @@ public final class BwrapdMethods {
                 .put("serverVersion", serverVersion)
                 .put("protocolVersion", PROTOCOL_VERSION);
         result.putObject("bwrap").put("path", h.bwrapPath()).put("version", h.bwrapVersion());
-        result.putObject("capabilities")
+        ObjectNode capabilities = result.putObject("capabilities");
+        capabilities
                 .put("userNamespaces", h.userNamespaces())
                 .put("dieWithParent", h.dieWithParent())
                 .put("jsonStatusFd", h.jsonStatusFd())
@@ -164,6 +166,12 @@ public final class BwrapdMethods {
                 .put("linux32", h.linux32())
                 .put("seccomp", dev.bwrapd.process.Libc.seccompAvailable())
                 .put("framings", "ndjson,lsp");
+        CgroupHost cgroups = runner.cgroups();
+        ObjectNode cgroup = capabilities.putObject("cgroup")
+                .put("available", cgroups.available() && h.jsonStatusFd())
+                .put("path", cgroups.v2Base() == null ? null : cgroups.v2Base().toString());
+        cgroups.controllers().forEach(cgroup.putArray("controllers")::add);
+        capabilities.set("limits", json.valueToTree(runner.limitMechanisms(h)));
         result.set("limits", json.valueToTree(limits));
         return result;
     }
@@ -234,10 +242,9 @@ public final class BwrapdMethods {
         return json.createObjectNode().put("delivered", sandbox.signal(signal));
     }
 
-    private Object deliver(Call call, int signal) throws Exception {
+    private Sandbox target(Call call) throws Exception {
         Params p = Params.of(call.params(), "sandboxId");
-        Sandbox sandbox = sandboxes.get(p.requiredString("sandboxId"));
-        return json.createObjectNode().put("delivered", sandbox.signal(signal));
+        return sandboxes.get(p.requiredString("sandboxId"));
     }
 
     private Object terminate(Call call) throws Exception {

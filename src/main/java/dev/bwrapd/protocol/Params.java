@@ -96,6 +96,16 @@ final class Params {
         return n;
     }
 
+    /** A number (fractions allowed) within [min, max]; null when absent. */
+    Double number(String field, double min, double max) throws RpcException {
+        if (!has(field)) return null;
+        JsonNode value = node.get(field);
+        if (!value.isNumber()) throw invalid(name(field) + ": must be a number");
+        double n = value.doubleValue();
+        if (!(n >= min && n <= max)) throw invalid(name(field) + ": must be between " + min + " and " + max);
+        return n;
+    }
+
     static String noNul(String field, String value) throws RpcException {
         if (value.indexOf('\0') >= 0) throw invalid(field + ": must not contain a NUL character");
         return value;

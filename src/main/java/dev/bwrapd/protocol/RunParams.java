@@ -1,6 +1,7 @@
 package dev.bwrapd.protocol;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.bwrapd.cgroup.Limits;
 import dev.bwrapd.jsonrpc.RpcException;
 import dev.bwrapd.sandbox.Capabilities;
 import dev.bwrapd.sandbox.RootPaths;
@@ -24,7 +25,7 @@ import java.util.Map;
 public final class RunParams {
     static final String[] FIELDS = {"command", "root", "sandboxId", "cwd", "env", "network", "readOnlyRoot", "hostname",
             "uid", "gid", "inheritUid", "mounts", "devices", "devShm", "linux32", "stdin", "stdout", "stderr",
-            "captureLimitBytes", "timeoutMs", "killGraceMs", "interactive", "capabilities", "terminal", "seccomp"};
+            "captureLimitBytes", "timeoutMs", "killGraceMs", "interactive", "capabilities", "terminal", "seccomp", "limits"};
     static final String DEFAULT_TERM = "xterm-256color";
     /** The kernel's limit on a hostname, in bytes (sethostname). */
     static final int HOST_NAME_MAX = 64;
@@ -87,7 +88,7 @@ public final class RunParams {
                 uid == null ? 0 : uid.intValue(), gid == null ? 0 : gid.intValue(), p.bool("inheritUid", false),
                 mounts(p), devices(p), p.bool("devShm", false), p.bool("linux32", false), stdin, stdout, stderr,
                 captureLimit == null ? 1 << 20 : captureLimit, timeout, grace == null ? 2000 : grace,
-                p.bool("interactive", false), capabilities(p), terminal, seccomp(p, defaultSeccomp));
+                p.bool("interactive", false), capabilities(p), terminal, seccomp(p, defaultSeccomp), limits(p));
     }
 
     /** "none", "default", or {deny: [names], errno?: name}; whether the names are system calls is the host's to say. */
@@ -260,6 +261,15 @@ public final class RunParams {
     }
 
     /** Capability names beyond the default (see Capabilities); whether the host can grant them is checked with the host. */
+    /** Whether the host can enforce them is the sandbox layer's check (it knows the host); here only types and ranges. */
+    private static Limits limits(Params p) throws RpcException {
+        if (!p.has("limits")) return Limits.NONE;
+        Params l = p.object("limits", "memoryBytes", "pids", "cpuMs", "cpus", "fileSizeBytes", "openFiles");
+        return new Limits(l.integer("memoryBytes", 1L << 20, Long.MAX_VALUE / 2), l.integer("pids", 1, 1L << 22),
+                l.integer("cpuMs", 1, Long.MAX_VALUE / 2), l.number("cpus", 0.01, 4096), l.integer("fileSizeBytes", 0, Long.MAX_VALUE / 2),
+                l.integer("openFiles", 1, 1L << 20));
+    }
+
     private static List<String> capabilities(Params p) throws RpcException {
         if (!p.has("capabilities")) return List.of();
         JsonNode value = p.raw("capabilities");

@@ -20,7 +20,8 @@ public record RunResult(
         Usage usage,
         Capture stdout,
         Capture stderr,
-        CleanupReport cleanup) implements AutoCloseable {
+        CleanupReport cleanup,
+        String limitExceeded) implements AutoCloseable {
 
     public record Usage(double userCpuMs, double systemCpuMs, long maxRssKiB) {}
 

@@ -13,7 +13,7 @@ final class RunResults {
         return new RunResult(o.sandboxId(), status(o.status()), o.exitCode(), o.signal(), o.setupError(),
                 Math.round(o.durationNanos() / 1000.0) / 1000.0,
                 new RunResult.Usage(u.userCpuMicros() / 1000.0, u.systemCpuMicros() / 1000.0, u.maxRssKiB()),
-                o.stdout(), o.stderr(), o.cleanup());
+                o.stdout(), o.stderr(), o.cleanup(), o.limitExceeded());
     }
 
     /** EXITED is "exited", SETUP_FAILED is "setup-failed". */

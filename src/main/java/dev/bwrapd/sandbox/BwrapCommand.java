@@ -13,10 +13,18 @@ import java.util.Map;
 public final class BwrapCommand {
     /** bwrap writes its JSON status lines to this descriptor in the child. */
     public static final int STATUS_FD = 3;
+    /**
+     * With the status pipe, bwrap's init is held before it starts the command (--block-fd: a pipe
+     * bwrapd writes one byte to once the init is in the sandbox's cgroup and has its rlimits) and
+     * holds the pipe's write end itself (--sync-fd, which the init keeps and the command does not
+     * get): so bwrapd's death alone never releases it, and a held init is still in bwrap's session,
+     * where the watchdog kills it.
+     */
+    public static final int BLOCK_FD = 4, SYNC_FD = 5;
 
-    /** bwrap reads the run's seccomp filter (BPF) from this descriptor: the one after the status pipe, if any. */
+    /** bwrap reads the run's seccomp filter (BPF) from this descriptor: the one after the status and hold pipes, if any. */
     public static int seccompFd(HostCapabilities host) {
-        return host.jsonStatusFd() ? STATUS_FD + 1 : STATUS_FD;
+        return host.jsonStatusFd() ? SYNC_FD + 1 : STATUS_FD;
     }
 
     private BwrapCommand() {}
@@ -65,7 +73,10 @@ public final class BwrapCommand {
         if (host.dieWithParent()) argv.add("--die-with-parent");
         // The command gets a session and process group of its own: signals go to that group.
         argv.add("--new-session");
-        if (host.jsonStatusFd()) add(argv, "--json-status-fd", Integer.toString(STATUS_FD));
+        if (host.jsonStatusFd()) {
+            add(argv, "--json-status-fd", Integer.toString(STATUS_FD));
+            add(argv, "--block-fd", Integer.toString(BLOCK_FD), "--sync-fd", Integer.toString(SYNC_FD));
+        }
 
         if (fds != null) add(argv, fds.hostRoot() ? "--ro-bind-fd" : "--bind-fd", Integer.toString(fds.root()), "/");
         else add(argv, spec.isHostRoot() ? "--ro-bind" : "--bind", spec.root().toString(), "/");

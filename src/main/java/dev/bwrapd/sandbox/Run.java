@@ -1,5 +1,8 @@
 package dev.bwrapd.sandbox;
 
+import dev.bwrapd.cgroup.Limits;
+import dev.bwrapd.cgroup.Rlimits;
+import dev.bwrapd.cgroup.SandboxCgroup;
 import dev.bwrapd.cleanup.CleanupReport;
 import dev.bwrapd.cleanup.RootLeases;
 import dev.bwrapd.process.ExitStatus;
@@ -27,17 +30,19 @@ import java.util.concurrent.CompletableFuture;
  * <li>{@link #resolve}: the host's bwrap, the command inside the root;
  * <li>{@link #openStdio}: the command's files and pipes;
  * <li>{@link #leaseRoot}: the working directory, and what existed in the root before;
- * <li>{@link #spawn}: bwrap with its argv, environment and descriptors;
+ * <li>{@link #makeCgroup}: the sandbox's cgroup, with its limits;
+ * <li>{@link #spawn}: bwrap with its argv, environment and descriptors, its init held until it is
+ * in the cgroup and has its rlimits ({@link #release});
  * <li>{@link #follow}: one poll loop over bwrap's status pipe, the output pipes, stdin, the
  * processes' pidfds and a wake-up pipe, with the timers as its timeout;
  * <li>{@link #await}: the exits and rusage the reaper collected;
+ * <li>{@link #closeCgroup}: kill what is left in the cgroup, read its usage, remove it;
  * <li>{@link #cleanup}: what bwrap left in the root;
  * <li>{@link #outcome}: how it ended.
  * </ol>
  */
 final class Run {
     private static final Logger LOG = Logger.getLogger(Run.class);
-
     private static final int CHUNK = 64 * 1024;
     /** What a pipe that poll reported writable takes without blocking. */
     private static final int PIPE_BUF = 4096;
@@ -86,6 +91,18 @@ final class Run {
     private HostPaths paths;
     private BwrapCommand.Places places;
 
+    private SandboxCgroup cgroup;
+    /** Our end of the pipe bwrap's init is held on (--block-fd), until {@link #release}; -1 when not held. */
+    private int holdFd = -1;
+    /** Why the held init could not be confined (it is killed, and the run reports a setup failure). */
+    private String holdFailure;
+    private SandboxCgroup.Usage cgroupUsage;
+    private String cgroupLimitExceeded;
+    /** When to look at the cgroup's CPU time again (cpuMs of the whole sandbox), or Long.MAX_VALUE. */
+    private long cpuCheckAt = Long.MAX_VALUE;
+    /** The sandbox was killed at its cpuMs. */
+    private boolean cpuExceeded;
+
     private Reaper.Child bwrap;
     private int initPid;
     private CompletableFuture<ExitStatus> initExit;
@@ -122,9 +139,11 @@ final class Run {
             findCommand();
             openStdio();
             leaseRoot();
+            makeCgroup(host);
             spawn(host);
             follow();
             ExitStatus[] exits = await();
+            closeCgroup(); // before usage is read: its figures come from the cgroup
             CleanupReport cleanup = cleanup();
             outcome = outcome(host, exits[0], exits[1], cleanup);
         } catch (SandboxException e) {
@@ -138,6 +157,7 @@ final class Run {
             LOG.errorf(e, "sandbox %s: run failed", sandbox.id());
             failure = new SandboxException.Failed("internal error: " + e);
         } finally {
+            closeCgroup();
             sandbox.finished();
             for (int fd : owned) Libc.close(fd);
             owned.clear();
@@ -275,22 +295,92 @@ final class Run {
         leased = true;
     }
 
-    // ----- 4. spawn -----
+    // ----- 4. the cgroup -----
+
+    /**
+     * A cgroup for the sandbox when the host lets us make one, and bwrap reports its init (only
+     * then can the init be held and moved in before it starts the command). Without one, a limit
+     * that needs it was refused earlier ({@link SandboxRunner#host}).
+     */
+    private void makeCgroup(HostCapabilities host) throws SandboxException {
+        if (!host.jsonStatusFd() || !runner.cgroups().available()) return;
+        try {
+            cgroup = SandboxCgroup.create(runner.cgroups(), spec.limits(), sandbox::willMakeCgroup);
+        } catch (IOException e) {
+            throw new SandboxException.Failed("cannot make the sandbox's cgroup: " + e.getMessage());
+        }
+        sandbox.attachCgroup(cgroup);
+    }
+
+    /** Nothing of the sandbox survives it: kill what is left, keep the figures, remove the cgroup. */
+    private void closeCgroup() {
+        if (cgroup == null) return; // none on this host (e.g. unprivileged without a writable cgroup), or closed already
+        SandboxCgroup closing = cgroup;
+        cgroup = null;
+        closing.kill();
+        cgroupUsage = closing.usage();
+        cgroupLimitExceeded = closing.limitExceeded();
+        if (!closing.remove(2000)) LOG.warnf("sandbox %s: cgroup %s not removed (a process would not die)", sandbox.id(), closing);
+        sandbox.detachCgroup();
+    }
+
+    /**
+     * The init is held on --block-fd: move it into the cgroup, set its rlimits (everything it
+     * starts inherits both), then let it go on. Should that fail, it never runs the command.
+     */
+    private void release() {
+        if (holdFd < 0) return;
+        try {
+            Limits perProcess = spec.limits();
+            if (cgroup != null) {
+                cgroup.add(initPid);
+                sandbox.confined();
+                if (perProcess.cpuMs() != null && cgroup.countsCpu()) { // the whole sandbox's CPU time, watched
+                    cpuCheckAt = System.nanoTime();
+                    perProcess = perProcess.withoutCpuMs();
+                }
+            }
+            Rlimits.apply(initPid, perProcess);
+        } catch (IOException e) {
+            if (Libc.kill(initPid, 0) == 0) { // else it ended by itself: nothing to confine
+                holdFailure = "cannot confine the sandbox's init: " + e.getMessage();
+                sandbox.kill(Sandbox.Ending.NONE);
+            }
+        }
+        try {
+            if (holdFailure == null) Libc.writeFully(holdFd, new byte[] {1});
+        } catch (Libc.Error e) {
+            // the init is gone (killed, or bwrap failed): nobody to release
+        }
+        closeOwned(holdFd);
+        holdFd = -1;
+    }
+
+    // ----- 5. spawn -----
 
     private void spawn(HostCapabilities host) throws SandboxException, Libc.Error {
         int[] status = host.jsonStatusFd() ? pipe() : null;
         List<Integer> childFds = new ArrayList<>(List.of(childStdin, childStdout, childStderr));
-        if (status != null) childFds.add(status[1]);
+        int[] hold = null;
+        if (status != null) {
+            hold = pipe(); // BwrapCommand.BLOCK_FD and SYNC_FD, right after the status pipe
+            childFds.addAll(List.of(status[1], hold[0], hold[1]));
+        }
         int filter = seccompFilter();
         if (filter >= 0) childFds.add(filter); // at BwrapCommand.seccompFd
-        // bwrap binds the descriptors bwrapd checked, numbered after stdio, the status pipe and the filter.
+        // bwrap binds the descriptors bwrapd checked, numbered after stdio, the status and hold pipes and the filter.
         BwrapCommand.Invocation invocation = BwrapCommand.of(spec, host, paths.inChild(childFds.size()), places);
         childFds.addAll(paths.descriptors());
         int[] wake = pipe();
         watch(WAKE, wake[0], Libc.POLLIN);
         sandbox.attachWake(wake[1]);
         try {
-            bwrap = spawner.spawn(new Spawner.Spec(invocation.executable(), invocation.argv(), invocation.environment(),
+            List<String> argv = invocation.argv();
+            if (!spec.linux32()) { // under linux32 bwrap's argv[0] is linux32's to choose
+                argv = new ArrayList<>(argv);
+                argv.set(0, sandbox.bwrapName());
+            }
+            bwrap = spawner.spawn(new Spawner.Spec(invocation.executable(), argv, invocation.environment(),
                     childFds.stream().mapToInt(Integer::intValue).toArray()));
         } catch (Libc.Error e) {
             throw new SandboxException.BwrapUnusable("cannot start bwrap: " + e.getMessage(), host.bwrapPath(), e.getMessage(), List.of());
@@ -298,7 +388,8 @@ final class Run {
         sandbox.spawned(bwrap.pid());
         closeOwned(childStdin, childStdout, childStderr, filter);
         if (status != null) {
-            closeOwned(status[1]);
+            closeOwned(status[1], hold[0]);
+            holdFd = hold[1];
             watch(STATUS, status[0], Libc.POLLIN);
         }
         int pidfd = reaper.pidfdOfChild(bwrap);
@@ -318,7 +409,7 @@ final class Run {
         return pipe[0];
     }
 
-    // ----- 5. follow the run -----
+    // ----- 6. follow the run -----
 
     private void follow() throws Libc.Error {
         long timeoutAt = spec.timeoutMs() == null ? Long.MAX_VALUE : startNanos + spec.timeoutMs() * 1_000_000L;
@@ -343,7 +434,8 @@ final class Run {
                 sandbox.kill(sandbox.ending());
                 killAt = Long.MAX_VALUE;
             }
-            long until = Math.min(timeoutAt, killAt);
+            if (now >= cpuCheckAt) cpuCheckAt = watchCpu(now);
+            long until = Math.min(Math.min(timeoutAt, killAt), cpuCheckAt);
             int timeoutMs = until == Long.MAX_VALUE ? -1 : (int) Math.min(Integer.MAX_VALUE, Math.max(1, (until - now + 999_999) / 1_000_000));
             if (awaitingCommand) {
                 timeoutMs = timeoutMs < 0 ? commandPollMs : Math.min(timeoutMs, commandPollMs);
@@ -375,6 +467,23 @@ final class Run {
         stderr.ended();
     }
 
+    /**
+     * cpuMs of the whole sandbox: the cgroup's count of its CPU time, looked at again no sooner
+     * than the limit could be reached with every CPU busy (within 5 to 250 ms); at the limit the
+     * sandbox is killed. Returns when to look next.
+     */
+    private long watchCpu(long now) {
+        if (initEnded || cgroup == null) return Long.MAX_VALUE; // the sandbox is gone: nothing left to stop
+        long used = cgroup.cpuMicros();
+        long left = spec.limits().cpuMs() * 1000 - used;
+        if (used >= 0 && left <= 0) {
+            cpuExceeded = sandbox.kill(Sandbox.Ending.NONE);
+            return Long.MAX_VALUE;
+        }
+        long waitMicros = used < 0 ? 250_000 : Math.clamp(left / Runtime.getRuntime().availableProcessors(), 5_000, 250_000);
+        return now + waitMicros * 1000;
+    }
+
     /** bwrap's status lines: child-pid once the sandbox's init exists, exit-code only if the command ran. */
     private void readStatus() throws Libc.Error {
         int n = Libc.read(fds[STATUS], chunk, 0, 1024);
@@ -397,6 +506,7 @@ final class Run {
             initPid = (int) pid;
             initExit = reaper.watchDescendant(initPid);
             sandbox.started(initPid);
+            release();
             int pidfd = sandbox.initPidfd();
             if (pidfd >= 0) watch(INIT, pidfd, Libc.POLLIN);
             else initEnded = true; // gone already: the reaper has its exit
@@ -489,7 +599,7 @@ final class Run {
         stderr.release();
     }
 
-    // ----- 6. wait for the processes -----
+    // ----- 7. wait for the processes -----
 
     /** bwrap's exit, and the usage of the whole sandbox. */
     private ExitStatus[] await() {
@@ -503,7 +613,7 @@ final class Run {
         return new ExitStatus[] {bwrapExit, usage};
     }
 
-    // ----- 7. cleanup -----
+    // ----- 8. cleanup -----
 
     private CleanupReport cleanup() {
         if (!leased) return CleanupReport.NOTHING;
@@ -511,7 +621,7 @@ final class Run {
         return leases.release(paths.root());
     }
 
-    // ----- 8. outcome -----
+    // ----- 9. outcome -----
 
     private RunOutcome outcome(HostCapabilities host, ExitStatus bwrapExit, ExitStatus usage, CleanupReport cleanup) {
         Integer code = exitCode;
@@ -544,6 +654,12 @@ final class Run {
             status = RunOutcome.Status.SETUP_FAILED;
             setupError = setupError(bwrapMessages(), bwrapExit);
         }
+        if (holdFailure != null) {
+            status = RunOutcome.Status.SETUP_FAILED; // killed before its command could run unconfined
+            code = null;
+            signal = null;
+            setupError = holdFailure;
+        }
         if (ending == Sandbox.Ending.TERMINATED && status == RunOutcome.Status.EXITED) {
             // Terminated with a grace period, the command caught SIGTERM and exited by itself: it
             // still ended because it was told to (a terminated run answers "signaled").
@@ -552,9 +668,35 @@ final class Run {
         }
         if (ending == Sandbox.Ending.TIMED_OUT) status = RunOutcome.Status.TIMED_OUT;
         if (ending == Sandbox.Ending.CANCELLED) status = RunOutcome.Status.CANCELLED;
-        RunOutcome.Usage used = new RunOutcome.Usage(usage.userCpuMicros(), usage.systemCpuMicros(), usage.maxRssKiB());
+        RunOutcome.Usage used = usage(usage);
         return new RunOutcome(sandbox.id(), status, code, signal, setupError, System.nanoTime() - startNanos, used,
-                stdout.capture, stderr.capture, cleanup);
+                stdout.capture, stderr.capture, cleanup, limitExceeded(signal, used));
+    }
+
+    /**
+     * The cgroup's figures when there is one: every process the sandbox ever had, reaped by the
+     * init or not, and its memory peak where a memory controller counts it; else the rusage.
+     */
+    private RunOutcome.Usage usage(ExitStatus rusage) {
+        SandboxCgroup.Usage c = cgroupUsage;
+        if (c == null || c.userMicros() < 0) return new RunOutcome.Usage(rusage.userCpuMicros(), rusage.systemCpuMicros(), rusage.maxRssKiB());
+        return new RunOutcome.Usage(c.userMicros(), c.systemMicros(), c.peakBytes() >= 0 ? c.peakBytes() / 1024 : rusage.maxRssKiB());
+    }
+
+    /**
+     * Which limit ended or hampered the run: the cgroup's own count of OOM kills and refused forks,
+     * the sandbox's CPU time that the run watched reaching cpuMs, else the signal an rlimit sends
+     * (SIGXCPU, SIGXFSZ), or CPU time at the limit when a kill ended the command (RLIMIT_CPU's hard
+     * limit is SIGKILL).
+     */
+    private String limitExceeded(String signal, RunOutcome.Usage used) {
+        if (cgroupLimitExceeded != null) return cgroupLimitExceeded;
+        if (cpuExceeded) return "cpu";
+        Limits limits = spec.limits();
+        if (limits.cpuMs() != null && ("SIGXCPU".equals(signal)
+                || "SIGKILL".equals(signal) && used.userCpuMicros() + used.systemCpuMicros() >= limits.cpuMs() * 1000)) return "cpu";
+        if (limits.fileSizeBytes() != null && "SIGXFSZ".equals(signal)) return "fileSize";
+        return null;
     }
 
     /** bwrap's own lines ("bwrap: ..."), from wherever stderr went. */

@@ -17,7 +17,9 @@ public record RunOutcome(
         /** What the command wrote, when that stream was captured; else null. Whoever takes the outcome closes them. */
         Capture stdout,
         Capture stderr,
-        CleanupReport cleanup) {
+        CleanupReport cleanup,
+        /** The limit that ended or hampered the run (memory, pids, cpu, fileSize), or null. */
+        String limitExceeded) {
 
     public enum Status { EXITED, SIGNALED, SETUP_FAILED, TIMED_OUT, CANCELLED }
 

@@ -1,5 +1,7 @@
 package dev.bwrapd.sandbox;
 
+import dev.bwrapd.cgroup.Limits;
+
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
@@ -33,7 +35,8 @@ public record RunSpec(
         boolean interactive,
         List<String> capabilities,
         Terminal terminal,
-        Seccomp seccomp) {
+        Seccomp seccomp,
+        Limits limits) {
 
     public static final Path HOST_ROOT = Path.of("/");
     public static final String DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";

@@ -1,5 +1,6 @@
 package dev.bwrapd.sandbox;
 
+import dev.bwrapd.cgroup.SandboxCgroup;
 import dev.bwrapd.process.Libc;
 import dev.bwrapd.process.Signals;
 import dev.bwrapd.process.Watchdog;
@@ -22,6 +23,10 @@ import java.util.List;
  * a pidfd, so a recycled pid is never hit.
  *
  * <p>Signals that arrive before the init exists are queued and delivered when it does.
+ *
+ * <p>With a cgroup (once the init is in it, before it may start the command): kills go to the
+ * whole cgroup, so nothing survives however it left the group or session, and suspend/resume
+ * freeze and thaw it as a whole.
  */
 public final class Sandbox {
     public enum State { STARTING, RUNNING, SUSPENDED, FINISHED }
@@ -45,6 +50,9 @@ public final class Sandbox {
     /** Writing a byte here wakes the run's thread to look at killDeadline again. */
     private int wakeFd = -1;
     private final List<Integer> queued = new ArrayList<>();
+    private SandboxCgroup cgroup;
+    /** Whether the init is in {@link #cgroup}: from then on the cgroup holds the whole sandbox. */
+    private boolean confined;
     /** What the client sends while the command runs, if this run takes input (see {@link #takeInput}). */
     private Input input;
     private boolean hasTerminal;
@@ -80,6 +88,35 @@ public final class Sandbox {
         watchdog.watch(initPid); // the command's group, once the init has called setsid
         state = State.RUNNING;
         if (killWhenStarted) killInit();
+    }
+
+    /** bwrap's argv[0]: the name the watchdog finds this helper's sandboxes by (see Watchdog.mark). */
+    String bwrapName() {
+        return watchdog.mark();
+    }
+
+    /** A directory of the sandbox's cgroup, about to be made: the watchdog kills and removes it should bwrapd die. */
+    void willMakeCgroup(java.nio.file.Path dir) {
+        watchdog.watchCgroup(dir);
+    }
+
+    /** The sandbox's cgroup, made before bwrap runs (the watchdog knows it from {@link #willMakeCgroup}). */
+    synchronized void attachCgroup(SandboxCgroup made) {
+        cgroup = made;
+    }
+
+    /** The init is in the cgroup: kills and freezes go there from now on. */
+    synchronized void confined() {
+        confined = true;
+        if (killWhenStarted) cgroup.kill();
+    }
+
+    /** The cgroup is removed: the watchdog forgets it. */
+    synchronized void detachCgroup() {
+        if (cgroup == null) return;
+        for (java.nio.file.Path dir : cgroup.directories()) watchdog.forgetCgroup(dir);
+        cgroup = null;
+        confined = false;
     }
 
     /** The init's pidfd (readable once it has exited), or -1. */
@@ -246,6 +283,24 @@ public final class Sandbox {
         return true;
     }
 
+    /** Stops the whole sandbox: freezes its cgroup, or SIGSTOP to the command's group without one. */
+    public synchronized boolean suspend() {
+        if (state == State.FINISHED) return false;
+        if (!confined || !commandRunningOrGone()) return signal(Signals.SIGSTOP); // queued until the command runs
+        if (!cgroup.freeze(true)) return signal(Signals.SIGSTOP);
+        state = State.SUSPENDED;
+        return true;
+    }
+
+    /** Lets a suspended sandbox go on: thaws its cgroup, and SIGCONT to the group (also undoes a SIGSTOP sent as a signal). */
+    public synchronized boolean resume() {
+        if (state == State.FINISHED) return false;
+        boolean thawed = confined && cgroup.freeze(false);
+        boolean continued = signal(Signals.SIGCONT);
+        if (thawed && state != State.FINISHED) state = State.RUNNING;
+        return thawed || continued;
+    }
+
     /**
      * The process group signals go to: the command's, whose id is the init's pid (bwrap's
      * --new-session), except on a terminal, where the command leads a session of its own (setsid
@@ -292,6 +347,7 @@ public final class Sandbox {
             if (bwrapPid != 0) Libc.kill(-bwrapPid, Signals.SIGKILL);
             return true;
         }
+        if (confined) cgroup.kill(); // every process, also those that left the init's namespace group or session
         killInit();
         return true;
     }

@@ -1,11 +1,15 @@
 package dev.bwrapd.sandbox;
 
+import dev.bwrapd.cgroup.CgroupHost;
+import dev.bwrapd.cgroup.Mechanisms;
 import dev.bwrapd.cleanup.RootLeases;
 import dev.bwrapd.process.Reaper;
 import dev.bwrapd.process.Signals;
 import dev.bwrapd.process.Spawner;
 
 import java.util.List;
+import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.SynchronousQueue;
@@ -24,15 +28,17 @@ public final class SandboxRunner {
     private final CompletableFuture<HostCapabilities> host;
     private final List<String> bwrapTried;
     private final Capture.Store captures;
+    private final CgroupHost cgroups;
 
     /**
      * @param runThreads from {@link #runThreads()}, made in Main
      * @param host       this host's capabilities, once probed
      * @param bwrapTried where bwrap was looked for, for the error when it was not found
      * @param captures   where captured output is kept
+     * @param cgroups    where sandboxes' cgroups can be made, detected at start-up
      */
     public SandboxRunner(RootLeases leases, Spawner spawner, Reaper reaper, ExecutorService runThreads,
-                         CompletableFuture<HostCapabilities> host, List<String> bwrapTried, Capture.Store captures) {
+                         CompletableFuture<HostCapabilities> host, List<String> bwrapTried, Capture.Store captures, CgroupHost cgroups) {
         this.captures = captures;
         this.leases = leases;
         this.spawner = spawner;
@@ -40,6 +46,19 @@ public final class SandboxRunner {
         this.runThreads = runThreads;
         this.host = host;
         this.bwrapTried = bwrapTried;
+        this.cgroups = cgroups;
+    }
+
+    public CgroupHost cgroups() {
+        return cgroups;
+    }
+
+    /**
+     * Each limit this host can enforce, by the mechanism that does it. Everything needs bwrap's
+     * status pipe: the init is held, confined and given its rlimits once bwrap reports it.
+     */
+    public Map<String, String> limitMechanisms(HostCapabilities h) {
+        return h.jsonStatusFd() ? Mechanisms.of(cgroups) : Map.of();
     }
 
     /** How long an idle run thread waits for the next run before it ends. */
@@ -103,6 +122,12 @@ public final class SandboxRunner {
                         + (h.privileged() ? " (bwrapd does not hold it)" : " (no user namespaces)"));
             }
         }
+        Optional<String> unenforceable = Mechanisms.unenforceable(spec.limits(), limitMechanisms(h));
+        if (unenforceable.isPresent()) {
+            String why = !h.jsonStatusFd() ? "bwrap has no --json-status-fd"
+                    : cgroups.note() != null ? cgroups.note() : "no writable cgroup with that controller";
+            throw new SandboxException.Invalid("limits." + unenforceable.get() + ": this host cannot enforce it (" + why + ")");
+        }
         if (spec.seccomp() != null) {
             if (!dev.bwrapd.process.Libc.seccompAvailable()) {
                 throw new SandboxException.Invalid("seccomp: this host has no libseccomp (libseccomp.so.2) to build a filter with; capabilities.seccomp is false");
@@ -121,7 +146,7 @@ public final class SandboxRunner {
         }
         sandbox.markEnding(why);
         sandbox.killAt(System.nanoTime() + graceMs * 1_000_000L);
-        sandbox.signal(Signals.SIGCONT); // a suspended command could not act on SIGTERM
+        sandbox.resume(); // a suspended command could not act on SIGTERM
         sandbox.signal(Signals.SIGTERM);
     }
 }

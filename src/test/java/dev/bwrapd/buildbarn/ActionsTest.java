@@ -116,6 +116,6 @@ class ActionsTest {
 
     private static RunOutcome outcome(RunOutcome.Status status, Integer exitCode, String signal) {
         return new RunOutcome("sb-1", status, exitCode, signal, status == RunOutcome.Status.SETUP_FAILED ? "no" : null, 1,
-                new RunOutcome.Usage(1_500_000, 250, 2048), null, null, CleanupReport.NOTHING);
+                new RunOutcome.Usage(1_500_000, 250, 2048), null, null, CleanupReport.NOTHING, null);
     }
 }

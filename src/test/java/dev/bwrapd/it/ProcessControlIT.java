@@ -118,7 +118,7 @@ class ProcessControlIT {
         }
     }
 
-    /** Waits until every marked process in the process group {@code pgrp} is stopped (state T). */
+    /** Waits until every marked process in the process group {@code pgrp} is stopped (state T), or frozen with its cgroup. */
     private void awaitStopped(int pgrp, Duration timeout) throws Exception {
         long deadline = System.nanoTime() + timeout.toNanos();
         while (true) {
@@ -132,7 +132,7 @@ class ProcessControlIT {
                     continue; // a sleep that ended before the stop
                 }
                 if (s.pgrp() != pgrp) continue;
-                if (s.state() == 'T') stopped++;
+                if (s.state() == 'T' || ProcessSupport.isFrozen(pid)) stopped++;
                 else running.add(ProcessSupport.describe(pid));
             }
             if (running.isEmpty() && stopped > 0) return;

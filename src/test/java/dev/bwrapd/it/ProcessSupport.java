@@ -105,6 +105,21 @@ final class ProcessSupport {
         return cmdline(pid).contains(marker);
     }
 
+    /** Whether {@code pid}'s cgroup v2 is frozen (cgroup.events "frozen 1"): how suspend stops a sandbox that has a cgroup. */
+    static boolean isFrozen(long pid) {
+        String own = null;
+        for (String line : new String(readOrEmpty(Path.of("/proc/" + pid + "/cgroup")), StandardCharsets.UTF_8).split("\n")) {
+            if (line.startsWith("0::")) own = line.substring(3);
+        }
+        if (own == null) return false;
+        for (String line : new String(readOrEmpty(Path.of("/proc/self/mountinfo")), StandardCharsets.UTF_8).split("\n")) {
+            if (!line.contains(" - cgroup2 ")) continue;
+            Path events = Path.of(line.split(" ")[4] + own, "cgroup.events");
+            if (new String(readOrEmpty(events), StandardCharsets.UTF_8).contains("frozen 1")) return true;
+        }
+        return false;
+    }
+
     /** Every live process carrying {@code marker}, described as "pid state comm: cmdline". */
     static Map<Integer, String> marked(String marker) throws IOException {
         Map<Integer, String> found = new LinkedHashMap<>();

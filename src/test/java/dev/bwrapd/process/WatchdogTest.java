@@ -34,8 +34,10 @@ class WatchdogTest {
         return Long.parseLong(stat.substring(stat.lastIndexOf(')') + 2).split(" ")[2]);
     }
 
-    private static void runWatchdog(String input) throws Exception {
-        Process watchdog = new ProcessBuilder("/bin/sh", "-c", Watchdog.SCRIPT).start();
+    private static void runWatchdog(String input, String... mark) throws Exception {
+        java.util.List<String> command = new java.util.ArrayList<>(java.util.List.of("/bin/sh", "-c", Watchdog.SCRIPT, "bwrapd-watchdog"));
+        command.addAll(java.util.List.of(mark));
+        Process watchdog = new ProcessBuilder(command).start();
         try (OutputStream in = watchdog.getOutputStream()) {
             in.write(input.getBytes(StandardCharsets.US_ASCII));
         }
@@ -56,6 +58,63 @@ class WatchdogTest {
             forgotten.destroyForcibly();
             forgotten.children().forEach(ProcessHandle::destroyForcibly);
             held.children().forEach(ProcessHandle::destroyForcibly);
+        }
+    }
+
+    /** A sandbox's cgroup, with a process that left its session inside: killed, then the cgroup removed. */
+    @Test
+    void killsAndRemovesTheCgroupsItHolds() throws Exception {
+        dev.bwrapd.cgroup.CgroupHost host = dev.bwrapd.cgroup.CgroupHost.detect(null);
+        org.junit.jupiter.api.Assumptions.assumeTrue(host.available(), "no cgroup for this user here");
+        dev.bwrapd.cgroup.SandboxCgroup held = dev.bwrapd.cgroup.SandboxCgroup.create(host, dev.bwrapd.cgroup.Limits.NONE);
+        dev.bwrapd.cgroup.SandboxCgroup forgotten = dev.bwrapd.cgroup.SandboxCgroup.create(host, dev.bwrapd.cgroup.Limits.NONE);
+        Process inHeld = new ProcessBuilder("setsid", "sleep", "300").start();
+        Process inForgotten = new ProcessBuilder("sleep", "300").start();
+        try {
+            held.add((int) inHeld.pid());
+            forgotten.add((int) inForgotten.pid());
+            StringBuilder input = new StringBuilder();
+            for (Path dir : held.directories()) input.append('+').append(dir).append('\n');
+            for (Path dir : forgotten.directories()) input.append('+').append(dir).append('\n').append('-').append(dir).append('\n');
+            runWatchdog(input.toString());
+            assertTrue(inHeld.waitFor(5, TimeUnit.SECONDS), "a process in a held cgroup is killed");
+            for (Path dir : held.directories()) assertFalse(Files.exists(dir), dir + " is removed");
+            assertFalse(inForgotten.waitFor(300, TimeUnit.MILLISECONDS), "a forgotten cgroup is left alone");
+        } finally {
+            inHeld.destroyForcibly();
+            inForgotten.destroyForcibly().waitFor();
+            held.remove(2000);
+            forgotten.remove(2000);
+        }
+    }
+
+    /** A bwrap it was never told of (spawned just before bwrapd died) is found by its argv[0], the helper's mark. */
+    @Test
+    void killsProcessesNamedWithTheMarkAndNoOthers() throws Exception {
+        String mark = "bwrapd-held-4242-" + Long.toHexString(System.nanoTime()) + ":";
+        Process marked = new ProcessBuilder("bash", "-c", "exec -a " + mark + " sleep 300").start();
+        Process other = new ProcessBuilder("bash", "-c", "exec -a " + mark.replace(":", "0:") + " sleep 300").start();
+        try {
+            for (int i = 0; i < 200 && !ProcessHandle.of(marked.pid()).flatMap(h -> h.info().commandLine()).orElse("").contains(mark); i++) Thread.sleep(10);
+            runWatchdog("", Watchdog.pattern(mark));
+            assertTrue(marked.waitFor(5, TimeUnit.SECONDS), "argv[0] is the mark: killed");
+            assertFalse(other.waitFor(300, TimeUnit.MILLISECONDS), "another helper's mark (a longer one) is left alone");
+        } finally {
+            marked.destroyForcibly();
+            other.destroyForcibly();
+        }
+    }
+
+    /** A process that takes the mark a moment after the watchdog began to look (a bwrap exec'ing, an init being cloned) is found too. */
+    @Test
+    void keepsLookingForMarkedProcessesUntilNoneAppear() throws Exception {
+        String mark = "bwrapd-held-4343-" + Long.toHexString(System.nanoTime()) + ":";
+        Process late = new ProcessBuilder("bash", "-c", "sleep 0.03; exec -a " + mark + " sleep 300").start();
+        try {
+            runWatchdog("", Watchdog.pattern(mark));
+            assertTrue(late.waitFor(5, TimeUnit.SECONDS), "marked 30 ms after the watchdog's input ended: killed");
+        } finally {
+            late.destroyForcibly();
         }
     }
 }

@@ -90,7 +90,7 @@ class BwrapCommandTest {
         RunSpec build() {
             return new RunSpec(command, root, null, cwd, env, network, readOnlyRoot, hostname, uid, gid, inheritUid,
                     mounts, devices, devShm, linux32, new RunSpec.Stdin.Null(), new RunSpec.Output.Capture(),
-                    new RunSpec.Output.Capture(), 1 << 20, null, 2000, interactive, capabilities, terminal, seccomp);
+                    new RunSpec.Output.Capture(), 1 << 20, null, 2000, interactive, capabilities, terminal, seccomp, dev.bwrapd.cgroup.Limits.NONE);
         }
     }
 
@@ -109,7 +109,7 @@ class BwrapCommandTest {
         BwrapCommand.Invocation inv = BwrapCommand.of(spec(s -> {}), FULL);
         assertEquals(BWRAP, inv.executable());
         assertEquals(List.of(BWRAP,
-                "--unshare-pid", "--die-with-parent", "--new-session", "--json-status-fd", "3",
+                "--unshare-pid", "--die-with-parent", "--new-session", "--json-status-fd", "3", "--block-fd", "4", "--sync-fd", "5",
                 "--bind", "/srv/root", "/",
                 "--unshare-net", "--unshare-uts", "--hostname", "sandbox", "--unshare-ipc",
                 "--chdir", "/",
@@ -318,9 +318,9 @@ class BwrapCommandTest {
     }
 
     @Test
-    void aFilterIsReadFromTheDescriptorAfterTheStatusPipe() {
+    void aFilterIsReadFromTheDescriptorAfterTheStatusAndHoldPipes() {
         List<String> withStatus = BwrapCommand.of(spec(s -> s.seccomp = RunSpec.Seccomp.DEFAULT), FULL).argv();
-        assertTrue(java.util.Collections.indexOfSubList(withStatus, List.of("--seccomp", "4")) > 0, withStatus::toString);
+        assertTrue(java.util.Collections.indexOfSubList(withStatus, List.of("--seccomp", "6")) > 0, withStatus::toString);
         assertTrue(withStatus.contains("--disable-userns"), withStatus::toString);
         assertTrue(withStatus.indexOf("--disable-userns") < withStatus.indexOf("--"), "an option, before the command");
         List<String> withoutStatus = BwrapCommand.of(spec(s -> s.seccomp = RunSpec.Seccomp.DEFAULT), host(true, true, false)).argv();

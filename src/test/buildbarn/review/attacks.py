@@ -27,31 +27,6 @@ def request(r, name, arguments, **change):
     return q
 
 
-class HostRootReachesTheRunnerSocket(unittest.TestCase):
-    """--root host: an action connects to the runner's own socket (read-only mounts do not stop
-    connect(2), nor does the network namespace) and runs a second action on ANOTHER action's
-    input root, read-write; it also reads the whole build directory."""
-
-    def test(self):
-        r = Runner("--root", "host")
-        try:
-            a, b = r.action("A"), r.action("B")
-            nested = (
-                "import sys; sys.path.insert(0, %r)\n"
-                "import grpc, runner_pb2, runner_pb2_grpc\n"
-                "st = runner_pb2_grpc.RunnerStub(grpc.insecure_channel('unix:%s'))\n"
-                "st.Run(runner_pb2.RunRequest(arguments=['sh', '-c', 'echo PWNED > %s/B/root/pwned'],\n"
-                "  environment_variables={'PATH': '/bin'}, stdout_path='B/o', stderr_path='B/e',\n"
-                "  input_root_directory='B/root', temporary_directory='B/tmp', server_logs_directory='B/server_logs'), timeout=30)\n"
-            ) % (T.STUBS, r.socket, r.build)
-            r.stub.Run(request(r, "A", ["/usr/bin/python3", "-c", nested]), timeout=60)
-            self.assertFalse(os.path.exists(os.path.join(b, "root/pwned")),
-                             "action A wrote into action B's input root through the runner's socket: "
-                             + read(os.path.join(a, "stderr")))
-        finally:
-            r.close()
-
-
 class FifoAsStdoutWedgesTheRunner(unittest.TestCase):
     """A FIFO planted by an earlier action, named as stdout_path: open(O_WRONLY) blocks forever on
     the run thread; the deadline cannot free it; after --concurrency of them no Run ever runs."""

@@ -26,6 +26,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -90,8 +91,20 @@ public final class RunnerCommand {
         Sandboxes sandboxes = new Sandboxes(watchdog);
         RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), uid()));
         SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(), captures);
+        List<String> hidden;
+        try {
+            hidden = options.root() == Actions.Root.HOST ? Actions.hiddenFromHostRoot(buildDirectoryPath,
+                    options.listen().toAbsolutePath().getParent().toRealPath(), Files.isDirectory(Path.of("/var/run"), LinkOption.NOFOLLOW_LINKS))
+                    : List.of();
+        } catch (IllegalArgumentException e) {
+            System.err.println("bwrapd buildbarn-runner: " + e.getMessage());
+            return 2;
+        } catch (IOException e) {
+            System.err.println("bwrapd buildbarn-runner: --listen " + options.listen() + ": its directory: " + e);
+            return 2;
+        }
         Actions actions = new Actions(buildDirectoryPath, options.root(), options.network(),
-                options.seccompDefault() ? RunSpec.Seccomp.DEFAULT : null);
+                options.seccompDefault() ? RunSpec.Seccomp.DEFAULT : null, hidden);
 
         // At most --concurrency Runs at once (a Run's handler waits for its sandbox); further calls
         // wait for a thread. CheckReadiness never waits behind them.

@@ -33,7 +33,19 @@ public record RunSpec(
         boolean interactive,
         List<String> capabilities,
         Terminal terminal,
-        Seccomp seccomp) {
+        Seccomp seccomp,
+        List<String> hidden) {
+
+    /**
+     * {@code hidden}: host paths each covered by an empty, read-only tmpfs before the mounts are
+     * made (the Buildbarn runner's build directory and socket under {@code --root host}). Only
+     * with the host root, whose paths mean the same in the sandbox: in a client's root they would
+     * be resolved through that root's links.
+     */
+    public RunSpec {
+        hidden = List.copyOf(hidden);
+        if (!hidden.isEmpty() && !root.equals(HOST_ROOT)) throw new IllegalArgumentException("hidden paths need the host root");
+    }
 
     public static final Path HOST_ROOT = Path.of("/");
     public static final String DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";

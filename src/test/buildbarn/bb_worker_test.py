@@ -215,6 +215,29 @@ class InputRootTest(unittest.TestCase):
         self.assertEqual("untouched", read(victim))
         self.assertFalse(os.path.exists(os.path.join(r.dir, "escaped")))
 
+    def test_an_output_path_that_is_not_a_regular_file_is_invalid_argument_at_once(self):
+        """Review finding: a FIFO (planted by an earlier action) named as stdout_path blocked a run
+        thread for ever in open(2); after --concurrency of them no Run ever ran. Refused at once
+        now, with or without a reader at its other end, and the runner goes on serving."""
+        r = self.runner
+        d = r.action("fifo")
+        fifo = os.path.join(d, "root/fifo")
+        os.mkfifo(fifo)
+        reader = None
+        for field in ["stdout_path", "stderr_path"] * 2:
+            request = r.request("fifo", ["sh", "-c", "echo out; echo err >&2"])
+            setattr(request, field, "fifo/root/fifo")
+            start = time.monotonic()
+            with self.assertRaises(grpc.RpcError, msg=field) as e:
+                r.stub.Run(request, timeout=10)
+            self.assertEqual(grpc.StatusCode.INVALID_ARGUMENT, e.exception.code(), field + ": " + e.exception.details())
+            self.assertIn(field.replace("_path", ""), e.exception.details())
+            self.assertLess(time.monotonic() - start, 5)
+            if reader is None:  # the second round: a reader holds the other end open, so open(2) alone would succeed
+                reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        os.close(reader)
+        self.assertEqual(0, r.stub.Run(r.request("fifo", ["true"]), timeout=30).exit_code)
+
     def test_deadline_kills_the_whole_sandbox(self):
         mark = "BWRAPD_BB_MARK=" + uuid.uuid4().hex
         name, value = mark.split("=")

@@ -27,29 +27,6 @@ def request(r, name, arguments, **change):
     return q
 
 
-class FifoAsStdoutWedgesTheRunner(unittest.TestCase):
-    """A FIFO planted by an earlier action, named as stdout_path: open(O_WRONLY) blocks forever on
-    the run thread; the deadline cannot free it; after --concurrency of them no Run ever runs."""
-
-    def test(self):
-        r = Runner("--concurrency", "1")
-        try:
-            r.action("A")
-            r.stub.Run(request(r, "A", ["mkfifo", "/fifo"]), timeout=60)
-            try:
-                r.stub.Run(request(r, "A", ["true"], stdout_path="A/root/fifo"), timeout=3)
-            except grpc.RpcError:
-                pass
-            start = time.monotonic()
-            try:
-                r.stub.Run(request(r, "A", ["true"]), timeout=10)
-            except grpc.RpcError as e:
-                self.fail("a plain Run after a FIFO stdout_path: %s after %.1f s" % (e.code(), time.monotonic() - start))
-        finally:
-            r.process.kill()
-            r.close()
-
-
 class RootActionWritesThroughReadOnlyHardLinks(unittest.TestCase):
     """Runner and bb_worker as the same user (docs/buildbarn.md says so): an action writes through
     a read-only input file hard-linked from the worker's cache, poisoning every later action."""

@@ -238,6 +238,44 @@ class InputRootTest(unittest.TestCase):
         os.close(reader)
         self.assertEqual(0, r.stub.Run(r.request("fifo", ["true"]), timeout=30).exit_code)
 
+    def test_an_action_has_no_capability_and_set_id_bits_have_no_effect(self):
+        """Review finding: as root an action kept CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID...
+        Now it has none (unless --cap-add), runs with no_new_privs, and its / is mounted nosuid."""
+        response, out, err = self.runner.run("caps", ["sh", "-c", "grep -E '^(CapEff|CapPrm|NoNewPrivs):' /proc/self/status; "
+                                                      "awk '$5 == \"/\" {print $6}' /proc/self/mountinfo"])
+        self.assertEqual(0, response.exit_code, err)
+        lines = out.split("\n")
+        self.assertIn("CapPrm:\t0000000000000000", lines)
+        self.assertIn("CapEff:\t0000000000000000", lines)
+        self.assertIn("NoNewPrivs:\t1", lines)
+        self.assertIn("nosuid", lines[3].split(","), out)
+        if os.geteuid() == 0:
+            self.assertIn("running as root", read(os.path.join(self.runner.dir, "runner.log")))
+
+    def test_an_action_cannot_write_through_a_read_only_cache_file_of_another_user(self):
+        """Review finding: with the runner and bb_worker as one user, an action chmod'ed a 0444 file
+        hard-linked from bb_worker's cache and wrote through it, poisoning later actions. With no
+        capability it cannot touch a file it does not own: run the runner as a user of its own
+        (docs/buildbarn.md). Needs root to give the cache file another owner."""
+        if os.geteuid() != 0:
+            self.skipTest("giving the cache file another owner needs root")
+        r = self.runner
+        d = r.action("cache")
+        cache = os.path.join(r.dir, "cache")
+        os.mkdir(cache)
+        blob = os.path.join(cache, "blob")
+        with open(blob, "w") as f:
+            f.write("clean\n")
+        os.chown(blob, 65534, 65534)  # bb_worker's user, not the runner's
+        os.chmod(blob, 0o444)
+        os.link(blob, os.path.join(d, "root/input.h"))  # bb_worker's hard-linking native build directory
+        response = r.stub.Run(r.request("cache", ["sh", "-c", "chmod u+w,u+s /input.h; echo POISONED >> /input.h; chown 0 /input.h"]),
+                              timeout=60)
+        self.assertNotEqual(0, response.exit_code)
+        self.assertEqual("clean\n", read(blob), "the action changed the worker's cache file")
+        st = os.stat(blob)
+        self.assertEqual((0o100444, 65534), (st.st_mode, st.st_uid))
+
     def test_deadline_kills_the_whole_sandbox(self):
         mark = "BWRAPD_BB_MARK=" + uuid.uuid4().hex
         name, value = mark.split("=")

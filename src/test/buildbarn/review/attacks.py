@@ -27,26 +27,5 @@ def request(r, name, arguments, **change):
     return q
 
 
-class RootActionWritesThroughReadOnlyHardLinks(unittest.TestCase):
-    """Runner and bb_worker as the same user (docs/buildbarn.md says so): an action writes through
-    a read-only input file hard-linked from the worker's cache, poisoning every later action."""
-
-    def test(self):
-        r = Runner()
-        try:
-            a = r.action("A")
-            cache = os.path.join(r.dir, "cache")
-            os.mkdir(cache)
-            blob = os.path.join(cache, "blob")
-            with open(blob, "w") as f:
-                f.write("clean\n")
-            os.chmod(blob, 0o444)
-            os.link(blob, os.path.join(a, "root/input.h"))  # bb_worker's hard-linking native build directory
-            r.stub.Run(request(r, "A", ["sh", "-c", "chmod u+w /input.h; echo POISONED >> /input.h"]), timeout=60)
-            self.assertEqual("clean\n", read(blob), "the action changed the worker's cache file")
-        finally:
-            r.close()
-
-
 if __name__ == "__main__":
     unittest.main()

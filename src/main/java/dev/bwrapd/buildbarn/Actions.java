@@ -38,18 +38,21 @@ final class Actions {
     private final boolean network;
     private final RunSpec.Seccomp seccomp;
     private final List<String> hidden;
+    private final List<String> capabilities;
 
     /**
      * @param buildDirectory the build directory's real path (no link in it): where {@code --root host} binds the input root
      * @param seccomp        every action's filter, or null
      * @param hidden         with {@code --root host}: the host paths no action may see ({@link #hiddenFromHostRoot})
+     * @param capabilities   what every action gets (the runner's {@code --cap-add}); nothing else, even as root
      */
-    Actions(Path buildDirectory, Root root, boolean network, RunSpec.Seccomp seccomp, List<String> hidden) {
+    Actions(Path buildDirectory, Root root, boolean network, RunSpec.Seccomp seccomp, List<String> hidden, List<String> capabilities) {
         this.buildDirectory = buildDirectory;
         this.root = root;
         this.network = network;
         this.seccomp = seccomp;
         this.hidden = root == Root.HOST ? List.copyOf(hidden) : List.of();
+        this.capabilities = List.copyOf(capabilities);
     }
 
     /**
@@ -115,11 +118,13 @@ final class Actions {
             cwd = workingDirectory.equals("/") ? inputRootInside : inputRootInside + workingDirectory;
         }
         // The action runs as the runner's own user (as under Buildbarn's own runner), with exactly
-        // its environment, a minimal /dev, fresh /proc, no network unless the runner allows it.
+        // its environment, a minimal /dev, fresh /proc, no network unless the runner allows it, and
+        // no capability the runner did not name, even as root: with CAP_FOWNER or CAP_DAC_OVERRIDE
+        // it could write through a read-only file hard-linked from bb_worker's cache.
         return new RunSpec(command, sandboxRoot, null, cwd, env, network, false, "localhost", 0, 0, true,
                 mounts, RunSpec.DEFAULT_DEVICES, true, false, new RunSpec.Stdin.Null(),
                 new RunSpec.Output.File(stdout, false), new RunSpec.Output.File(stderr, false), 0, null, 0,
-                false, List.of(), null, seccomp, hidden);
+                false, false, capabilities, null, seccomp, hidden);
     }
 
     /**

@@ -104,7 +104,11 @@ public final class RunnerCommand {
             return 2;
         }
         Actions actions = new Actions(buildDirectoryPath, options.root(), options.network(),
-                options.seccompDefault() ? RunSpec.Seccomp.DEFAULT : null, hidden);
+                options.seccompDefault() ? RunSpec.Seccomp.DEFAULT : null, hidden, options.capabilities());
+        if (uid() == 0) {
+            LOG.warn("running as root: an action runs as root too (with no capability unless --cap-add names one), and owns "
+                    + "the files it makes; run the runner as a user of its own, not bb_worker's (docs/buildbarn.md, Users)");
+        }
 
         // At most --concurrency Runs at once (a Run's handler waits for its sandbox); further calls
         // wait for a thread. CheckReadiness never waits behind them.

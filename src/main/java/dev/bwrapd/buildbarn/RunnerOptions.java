@@ -1,6 +1,10 @@
 package dev.bwrapd.buildbarn;
 
+import dev.bwrapd.sandbox.Capabilities;
+
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Locale;
 
 /**
@@ -9,7 +13,7 @@ import java.util.Locale;
  * {@code --limits JSON}) is one more of each, handed to {@link Actions}.
  */
 record RunnerOptions(boolean help, Path listen, Path buildDirectory, Actions.Root root, boolean network, boolean seccompDefault,
-                     int concurrency, String bwrap, String logLevel) {
+                     int concurrency, String bwrap, String logLevel, List<String> capabilities) {
 
     static final String USAGE = """
             Usage: bwrapd buildbarn-runner --listen PATH --build-directory DIR [OPTIONS]
@@ -26,6 +30,8 @@ record RunnerOptions(boolean help, Path listen, Path buildDirectory, Actions.Roo
               --network                  give actions the host's network (default: none)
               --seccomp default|none     the system-call filter of every action (default none)
               --concurrency N            actions run at once, more wait (default: the number of CPUs)
+              --cap-add CAP_NAME         a capability every action gets (repeatable; default none,
+                                         even when the runner runs as root)
               --bwrap PATH               the bwrap to run (default: bwrap on PATH)
               --log-level LEVEL          error, warn, info or debug (default warn)
               --help                     print this help and exit
@@ -37,6 +43,7 @@ record RunnerOptions(boolean help, Path listen, Path buildDirectory, Actions.Roo
         Actions.Root root = Actions.Root.INPUT;
         int concurrency = Runtime.getRuntime().availableProcessors();
         String bwrap = null, logLevel = "warn";
+        List<String> capabilities = new ArrayList<>();
         for (int i = 0; i < args.length; i++) {
             String arg = args[i];
             String value = null;
@@ -55,12 +62,14 @@ record RunnerOptions(boolean help, Path listen, Path buildDirectory, Actions.Roo
                 case "--concurrency" -> concurrency = concurrency(value != null ? value : next(args, ++i, arg));
                 case "--bwrap" -> bwrap = value != null ? value : next(args, ++i, arg);
                 case "--log-level" -> logLevel = level(value != null ? value : next(args, ++i, arg));
+                case "--cap-add" -> capabilities.add(capability(value != null ? value : next(args, ++i, arg)));
                 default -> throw new IllegalArgumentException("unknown option: " + args[i]);
             }
         }
         if (!help && listen == null) throw new IllegalArgumentException("--listen PATH is required");
         if (!help && buildDirectory == null) throw new IllegalArgumentException("--build-directory DIR is required");
-        return new RunnerOptions(help, listen, buildDirectory, root, network, seccompDefault, concurrency, bwrap, logLevel);
+        return new RunnerOptions(help, listen, buildDirectory, root, network, seccompDefault, concurrency, bwrap, logLevel,
+                List.copyOf(capabilities));
     }
 
     private static String next(String[] args, int i, String option) {
@@ -92,6 +101,11 @@ record RunnerOptions(boolean help, Path listen, Path buildDirectory, Actions.Roo
             // reported below
         }
         throw new IllegalArgumentException("--concurrency takes a number from 1 to 4096, not " + value);
+    }
+
+    private static String capability(String name) {
+        if (!Capabilities.isName(name)) throw new IllegalArgumentException("--cap-add takes a capability name such as CAP_CHOWN, not " + name);
+        return name;
     }
 
     private static String level(String level) {

@@ -110,7 +110,9 @@ public final class BwrapCommand {
         if (host.privileged() || host.userNamespaces()) {
             // bwrap keeps every capability for root: start from none, add back the policy's (Capabilities).
             add(argv, "--cap-drop", "ALL");
-            for (String cap : Capabilities.granted(sandboxUserIsRoot(spec, host), spec.capabilities())) add(argv, "--cap-add", cap);
+            for (String cap : Capabilities.granted(spec.rootCapabilities() && sandboxUserIsRoot(spec, host), spec.capabilities())) {
+                add(argv, "--cap-add", cap);
+            }
         }
         if (spec.seccomp() != null) {
             add(argv, "--seccomp", Integer.toString(seccompFd(host)));

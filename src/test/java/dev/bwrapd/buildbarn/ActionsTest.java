@@ -33,7 +33,7 @@ class ActionsTest {
 
     @Test
     void inputRootModeBindsTheInputRootAsRootAndTheTemporaryDirectoryAtTmp() throws Exception {
-        RunSpec spec = new Actions(BUILD, Actions.Root.INPUT, false, null, List.of()).spec(request().build());
+        RunSpec spec = new Actions(BUILD, Actions.Root.INPUT, false, null, List.of(), List.of()).spec(request().build());
         assertEquals(List.of("sh", "-c", "true"), spec.command());
         assertEquals(Path.of("1/root"), spec.root());
         assertEquals("/src", spec.cwd());
@@ -50,14 +50,18 @@ class ActionsTest {
 
     @Test
     void hostModeBindsTheInputRootAtItsOwnPathAfterTmp() throws Exception {
-        RunSpec spec = new Actions(BUILD, Actions.Root.HOST, true, RunSpec.Seccomp.DEFAULT, List.of()).spec(request().build());
+        RunSpec spec = new Actions(BUILD, Actions.Root.HOST, true, RunSpec.Seccomp.DEFAULT, List.of(), List.of()).spec(request().build());
         assertTrue(spec.isHostRoot());
         assertEquals("/var/bb/build/1/root/src", spec.cwd());
         assertEquals(List.of(new RunSpec.Mount("1/tmp", "/tmp", false), new RunSpec.Mount("1/root", "/var/bb/build/1/root", false)),
                 spec.mounts());
         assertEquals(true, spec.network());
         assertEquals(RunSpec.Seccomp.DEFAULT, spec.seccomp());
-        assertEquals("/var/bb/build/1/root", new Actions(BUILD, Actions.Root.HOST, false, null, List.of())
+        assertEquals(false, spec.rootCapabilities(), "no capability for an action, even as root");
+        assertEquals(List.of(), spec.capabilities());
+        assertEquals(List.of("CAP_KILL"), new Actions(BUILD, Actions.Root.INPUT, false, null, List.of(), List.of("CAP_KILL"))
+                .spec(request().build()).capabilities());
+        assertEquals("/var/bb/build/1/root", new Actions(BUILD, Actions.Root.HOST, false, null, List.of(), List.of())
                 .spec(request().setWorkingDirectory("").build()).cwd());
     }
 
@@ -65,9 +69,9 @@ class ActionsTest {
     void hostModeHidesTheBuildDirectoryTheSocketsDirectoryAndRun() throws Exception {
         List<String> hidden = Actions.hiddenFromHostRoot(BUILD, Path.of("/worker"), false);
         assertEquals(List.of("/run", "/var/bb/build", "/worker"), hidden);
-        RunSpec spec = new Actions(BUILD, Actions.Root.HOST, false, null, hidden).spec(request().build());
+        RunSpec spec = new Actions(BUILD, Actions.Root.HOST, false, null, hidden, List.of()).spec(request().build());
         assertEquals(hidden, spec.hidden());
-        assertEquals(List.of(), new Actions(BUILD, Actions.Root.INPUT, false, null, hidden).spec(request().build()).hidden());
+        assertEquals(List.of(), new Actions(BUILD, Actions.Root.INPUT, false, null, hidden, List.of()).spec(request().build()).hidden());
         // /var/run when it is a directory of its own; beneath another or under /tmp (the action's own): dropped.
         assertEquals(List.of("/run", "/var/bb", "/var/run"), Actions.hiddenFromHostRoot(BUILD, Path.of("/var/bb"), true));
         assertEquals(List.of("/run"), Actions.hiddenFromHostRoot(Path.of("/tmp/bb/build"), Path.of("/run/bb"), false));
@@ -77,7 +81,7 @@ class ActionsTest {
     @ParameterizedTest
     @ValueSource(strings = {"", "/abs", "..", "../x", "a/../../x", ".", "a/..", "nul\0byte"})
     void pathsThatAreNotInsideTheBuildDirectoryAreInvalid(String path) {
-        Actions actions = new Actions(BUILD, Actions.Root.INPUT, false, null, List.of());
+        Actions actions = new Actions(BUILD, Actions.Root.INPUT, false, null, List.of(), List.of());
         for (RunRequest r : List.of(request().setStdoutPath(path).build(), request().setStderrPath(path).build(),
                 request().setInputRootDirectory(path).build(), request().setTemporaryDirectory(path).build(),
                 request().setServerLogsDirectory(path).build())) {
@@ -87,7 +91,7 @@ class ActionsTest {
 
     @Test
     void pathsAreNormalized() throws Exception {
-        RunSpec spec = new Actions(BUILD, Actions.Root.INPUT, false, null, List.of())
+        RunSpec spec = new Actions(BUILD, Actions.Root.INPUT, false, null, List.of(), List.of())
                 .spec(request().setInputRootDirectory("./1//x/../root/").setWorkingDirectory("a/./b/..").build());
         assertEquals(Path.of("1/root"), spec.root());
         assertEquals("/a", spec.cwd());
@@ -95,7 +99,7 @@ class ActionsTest {
 
     @Test
     void otherInvalidRequests() {
-        Actions actions = new Actions(BUILD, Actions.Root.INPUT, false, null, List.of());
+        Actions actions = new Actions(BUILD, Actions.Root.INPUT, false, null, List.of(), List.of());
         assertThrows(Actions.Invalid.class, () -> actions.spec(request().clearArguments().build()));
         assertThrows(Actions.Invalid.class, () -> actions.spec(request().clearArguments().addArguments("").build()));
         assertThrows(Actions.Invalid.class, () -> actions.spec(request().addArguments("a\0b").build()));

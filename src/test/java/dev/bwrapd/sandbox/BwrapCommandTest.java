@@ -77,6 +77,21 @@ class BwrapCommandTest {
     }
 
     @Test
+    void withoutRootCapabilitiesARootSandboxGetsOnlyWhatItNames() {
+        HostCapabilities root = new HostCapabilities(BWRAP, "0.8.0", false, true, true, true, LINUX32, true, -1L);
+        List<String> none = BwrapCommand.of(spec(s -> s.rootCapabilities = false), root).argv();
+        assertTrue(Collections.indexOfSubList(none, List.of("--cap-drop", "ALL")) > 0, none::toString);
+        assertFalse(none.contains("--cap-add"), none::toString);
+        List<String> named = BwrapCommand.of(spec(s -> {
+            s.rootCapabilities = false;
+            s.capabilities = List.of("CAP_KILL");
+        }), root).argv();
+        assertEquals(1, Collections.frequency(named, "--cap-add"), named::toString);
+        assertTrue(Collections.indexOfSubList(named, List.of("--cap-add", "CAP_KILL")) > 0, named::toString);
+        assertTrue(BwrapCommand.of(spec(s -> {}), root).argv().contains("CAP_DAC_OVERRIDE"), "sandbox/run keeps the root default");
+    }
+
+    @Test
     void grantableFollowsTheHost() {
         HostCapabilities rootWithChownOnly = new HostCapabilities(BWRAP, "0.8.0", true, true, true, true, LINUX32, true, 1L);
         assertTrue(Capabilities.grantable(rootWithChownOnly, "CAP_CHOWN"));
@@ -102,11 +117,12 @@ class BwrapCommandTest {
         RunSpec.Terminal terminal;
         RunSpec.Seccomp seccomp;
         List<String> hidden = List.of();
+        boolean rootCapabilities = true;
 
         RunSpec build() {
             return new RunSpec(command, root, null, cwd, env, network, readOnlyRoot, hostname, uid, gid, inheritUid,
                     mounts, devices, devShm, linux32, new RunSpec.Stdin.Null(), new RunSpec.Output.Capture(),
-                    new RunSpec.Output.Capture(), 1 << 20, null, 2000, interactive, capabilities, terminal, seccomp, hidden);
+                    new RunSpec.Output.Capture(), 1 << 20, null, 2000, interactive, rootCapabilities, capabilities, terminal, seccomp, hidden);
         }
     }
 

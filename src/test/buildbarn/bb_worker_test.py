@@ -276,6 +276,13 @@ class InputRootTest(unittest.TestCase):
         st = os.stat(blob)
         self.assertEqual((0o100444, 65534), (st.st_mode, st.st_uid))
 
+    def test_one_file_for_stdout_and_stderr_gets_both_streams(self):
+        d = self.runner.action("same")
+        request = self.runner.request("same", ["sh", "-c", "echo one; echo two >&2; echo three"])
+        request.stderr_path = request.stdout_path
+        self.assertEqual(0, self.runner.stub.Run(request, timeout=60).exit_code)
+        self.assertEqual("one\ntwo\nthree\n", read(os.path.join(d, "stdout")))
+
     def test_deadline_kills_the_whole_sandbox(self):
         mark = "BWRAPD_BB_MARK=" + uuid.uuid4().hex
         name, value = mark.split("=")
@@ -358,6 +365,64 @@ class InputRootTest(unittest.TestCase):
         response = self.runner.stub.Run(self.runner.request("clean", ["sh", "-c", "echo out > /output"]), timeout=60)
         self.assertEqual(0, response.exit_code)
         self.assertEqual(sorted(before + ["output"]), sorted(os.listdir(os.path.join(d, "root"))))
+
+
+class WaitingTest(unittest.TestCase):
+    """Calls beyond --concurrency wait, as many as --concurrency of them; any more are refused at
+    once with RESOURCE_EXHAUSTED, so that what the runner holds stays bounded (review finding)."""
+
+    def test_calls_wait_for_a_turn_and_beyond_that_are_refused(self):
+        r = Runner("--concurrency", "1")
+        try:
+            mark = "BWRAPD_BB_MARK=" + uuid.uuid4().hex
+            name, value = mark.split("=")
+            for action in ["running", "waiting", "refused", "later"]:
+                r.action(action)
+            env = dict(PATH, **{name: value})
+            running = r.stub.Run.future(r.request("running", ["sleep", "100"], env), timeout=60)
+            self.assertTrue(wait_until(lambda: marked_processes(mark), 30), "the first action never started")
+            waiting = r.stub.Run.future(r.request("waiting", ["sh", "-c", "echo ran"]), timeout=60)
+            time.sleep(1)
+            self.assertFalse(waiting.done(), "the second call did not wait for its turn")
+            start = time.monotonic()
+            with self.assertRaises(grpc.RpcError) as refused:
+                r.stub.Run(r.request("refused", ["true"]), timeout=30)
+            self.assertEqual(grpc.StatusCode.RESOURCE_EXHAUSTED, refused.exception.code(), refused.exception.details())
+            self.assertLess(time.monotonic() - start, 5)
+            r.stub.CheckReadiness(runner_pb2.CheckReadinessRequest(path="later"), timeout=5)  # never waits behind Runs
+            running.cancel()
+            self.assertEqual(0, waiting.result(timeout=30).exit_code)  # its turn came when the first ended
+            self.assertEqual("ran\n", read(os.path.join(r.build, "waiting/stdout")))
+            self.assertEqual(0, r.stub.Run(r.request("later", ["true"]), timeout=30).exit_code)
+        finally:
+            r.close()
+
+    def test_a_call_whose_deadline_passes_while_it_waits_ends_then(self):
+        r = Runner("--concurrency", "1")
+        try:
+            r.action("running")
+            r.action("waiting")
+            running = r.stub.Run.future(r.request("running", ["sleep", "100"]), timeout=60)
+            time.sleep(1)
+            start = time.monotonic()
+            with self.assertRaises(grpc.RpcError) as e:
+                r.stub.Run(r.request("waiting", ["true"]), timeout=1)
+            self.assertEqual(grpc.StatusCode.DEADLINE_EXCEEDED, e.exception.code())
+            self.assertLess(time.monotonic() - start, 3)
+            running.cancel()
+            # Its place was given back: once the cancelled run has ended too, a call runs again.
+            self.assertTrue(wait_until(lambda: running.done(), 5))
+            for attempt in range(100):
+                try:
+                    self.assertEqual(0, r.stub.Run(r.request("waiting", ["true"]), timeout=30).exit_code)
+                    break
+                except grpc.RpcError as refused:  # the cancelled run's handler may still be cleaning up
+                    self.assertEqual(grpc.StatusCode.RESOURCE_EXHAUSTED, refused.code(), refused.details())
+                    time.sleep(0.05)
+            else:
+                self.fail("no turn came back after the cancelled run")
+        finally:
+            r.close()
 
 
 class HostRootTest(unittest.TestCase):

@@ -110,9 +110,8 @@ public final class RunnerCommand {
                     + "the files it makes; run the runner as a user of its own, not bb_worker's (docs/buildbarn.md, Users)");
         }
 
-        // At most --concurrency Runs at once (a Run's handler waits for its sandbox); further calls
-        // wait for a thread. CheckReadiness never waits behind them.
-        ExecutorService runs = Executors.newFixedThreadPool(options.concurrency(), Thread.ofPlatform().daemon().name("grpc-run-", 0).factory());
+        // Every call on a thread of its own (a Run's handler waits for its turn, then for its
+        // sandbox): RunnerService bounds the Runs held at once, so CheckReadiness never waits.
         ExecutorService calls = Executors.newCachedThreadPool(Thread.ofPlatform().daemon().name("grpc-call-", 0).factory());
         removeStaleSocket(options.listen());
         EpollEventLoopGroup events = new EpollEventLoopGroup(1, Thread.ofPlatform().daemon().name("grpc-epoll-", 0).factory());
@@ -121,14 +120,7 @@ public final class RunnerCommand {
                 .bossEventLoopGroup(events)
                 .workerEventLoopGroup(events)
                 .executor(calls)
-                .callExecutor(new io.grpc.ServerCallExecutorSupplier() {
-                    @Override
-                    public <Q, R> java.util.concurrent.Executor getExecutor(io.grpc.ServerCall<Q, R> call, io.grpc.Metadata headers) {
-                        return call.getMethodDescriptor().getFullMethodName().equals(
-                                dev.bwrapd.buildbarn.proto.RunnerGrpc.getRunMethod().getFullMethodName()) ? runs : null;
-                    }
-                })
-                .addService(new RunnerService(actions, runner, sandboxes, buildDirectory))
+                .addService(new RunnerService(actions, runner, sandboxes, buildDirectory, options.concurrency()))
                 .build()
                 .start();
         endOnSignals(server, sandboxes);

@@ -78,6 +78,14 @@ class ActionsTest {
         assertThrows(IllegalArgumentException.class, () -> Actions.hiddenFromHostRoot(BUILD, Path.of("/"), false));
     }
 
+    @Test
+    void oneFileForStdoutAndStderrIsOpenedOnceAndShared() throws Exception {
+        RunSpec spec = new Actions(BUILD, Actions.Root.INPUT, false, null, List.of(), List.of())
+                .spec(request().setStdoutPath("1/log").setStderrPath("1/./log").build());
+        assertEquals(new RunSpec.Output.File("1/log", false), spec.stdout());
+        assertEquals(new RunSpec.Output.IntoStdout(), spec.stderr());
+    }
+
     @ParameterizedTest
     @ValueSource(strings = {"", "/abs", "..", "../x", "a/../../x", ".", "a/..", "nul\0byte"})
     void pathsThatAreNotInsideTheBuildDirectoryAreInvalid(String path) {

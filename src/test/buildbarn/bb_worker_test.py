@@ -39,8 +39,8 @@ PATH = {"PATH": "/bin:/usr/bin"}
 class Runner:
     """`bwrapd buildbarn-runner` on a socket of its own, with a build directory of its own."""
 
-    def __init__(self, *options):
-        self.dir = tempfile.mkdtemp(prefix="bwrapd-bb-")
+    def __init__(self, *options, parent=None):
+        self.dir = tempfile.mkdtemp(prefix="bwrapd-bb-", dir=parent)
         os.chmod(self.dir, 0o755)
         self.build = os.path.join(self.dir, "build")
         os.mkdir(self.build)
@@ -215,6 +215,74 @@ class InputRootTest(unittest.TestCase):
         self.assertEqual("untouched", read(victim))
         self.assertFalse(os.path.exists(os.path.join(r.dir, "escaped")))
 
+    def test_an_output_path_that_is_not_a_regular_file_is_invalid_argument_at_once(self):
+        """Review finding: a FIFO (planted by an earlier action) named as stdout_path blocked a run
+        thread for ever in open(2); after --concurrency of them no Run ever ran. Refused at once
+        now, with or without a reader at its other end, and the runner goes on serving."""
+        r = self.runner
+        d = r.action("fifo")
+        fifo = os.path.join(d, "root/fifo")
+        os.mkfifo(fifo)
+        reader = None
+        for field in ["stdout_path", "stderr_path"] * 2:
+            request = r.request("fifo", ["sh", "-c", "echo out; echo err >&2"])
+            setattr(request, field, "fifo/root/fifo")
+            start = time.monotonic()
+            with self.assertRaises(grpc.RpcError, msg=field) as e:
+                r.stub.Run(request, timeout=10)
+            self.assertEqual(grpc.StatusCode.INVALID_ARGUMENT, e.exception.code(), field + ": " + e.exception.details())
+            self.assertIn(field.replace("_path", ""), e.exception.details())
+            self.assertLess(time.monotonic() - start, 5)
+            if reader is None:  # the second round: a reader holds the other end open, so open(2) alone would succeed
+                reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        os.close(reader)
+        self.assertEqual(0, r.stub.Run(r.request("fifo", ["true"]), timeout=30).exit_code)
+
+    def test_an_action_has_no_capability_and_set_id_bits_have_no_effect(self):
+        """Review finding: as root an action kept CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID...
+        Now it has none (unless --cap-add), runs with no_new_privs, and its / is mounted nosuid."""
+        response, out, err = self.runner.run("caps", ["sh", "-c", "grep -E '^(CapEff|CapPrm|NoNewPrivs):' /proc/self/status; "
+                                                      "awk '$5 == \"/\" {print $6}' /proc/self/mountinfo"])
+        self.assertEqual(0, response.exit_code, err)
+        lines = out.split("\n")
+        self.assertIn("CapPrm:\t0000000000000000", lines)
+        self.assertIn("CapEff:\t0000000000000000", lines)
+        self.assertIn("NoNewPrivs:\t1", lines)
+        self.assertIn("nosuid", lines[3].split(","), out)
+        if os.geteuid() == 0:
+            self.assertIn("running as root", read(os.path.join(self.runner.dir, "runner.log")))
+
+    def test_an_action_cannot_write_through_a_read_only_cache_file_of_another_user(self):
+        """Review finding: with the runner and bb_worker as one user, an action chmod'ed a 0444 file
+        hard-linked from bb_worker's cache and wrote through it, poisoning later actions. With no
+        capability it cannot touch a file it does not own: run the runner as a user of its own
+        (docs/buildbarn.md). Needs root to give the cache file another owner."""
+        if os.geteuid() != 0:
+            self.skipTest("giving the cache file another owner needs root")
+        r = self.runner
+        d = r.action("cache")
+        cache = os.path.join(r.dir, "cache")
+        os.mkdir(cache)
+        blob = os.path.join(cache, "blob")
+        with open(blob, "w") as f:
+            f.write("clean\n")
+        os.chown(blob, 65534, 65534)  # bb_worker's user, not the runner's
+        os.chmod(blob, 0o444)
+        os.link(blob, os.path.join(d, "root/input.h"))  # bb_worker's hard-linking native build directory
+        response = r.stub.Run(r.request("cache", ["sh", "-c", "chmod u+w,u+s /input.h; echo POISONED >> /input.h; chown 0 /input.h"]),
+                              timeout=60)
+        self.assertNotEqual(0, response.exit_code)
+        self.assertEqual("clean\n", read(blob), "the action changed the worker's cache file")
+        st = os.stat(blob)
+        self.assertEqual((0o100444, 65534), (st.st_mode, st.st_uid))
+
+    def test_one_file_for_stdout_and_stderr_gets_both_streams(self):
+        d = self.runner.action("same")
+        request = self.runner.request("same", ["sh", "-c", "echo one; echo two >&2; echo three"])
+        request.stderr_path = request.stdout_path
+        self.assertEqual(0, self.runner.stub.Run(request, timeout=60).exit_code)
+        self.assertEqual("one\ntwo\nthree\n", read(os.path.join(d, "stdout")))
+
     def test_deadline_kills_the_whole_sandbox(self):
         mark = "BWRAPD_BB_MARK=" + uuid.uuid4().hex
         name, value = mark.split("=")
@@ -299,12 +367,72 @@ class InputRootTest(unittest.TestCase):
         self.assertEqual(sorted(before + ["output"]), sorted(os.listdir(os.path.join(d, "root"))))
 
 
+class WaitingTest(unittest.TestCase):
+    """Calls beyond --concurrency wait, as many as --concurrency of them; any more are refused at
+    once with RESOURCE_EXHAUSTED, so that what the runner holds stays bounded (review finding)."""
+
+    def test_calls_wait_for_a_turn_and_beyond_that_are_refused(self):
+        r = Runner("--concurrency", "1")
+        try:
+            mark = "BWRAPD_BB_MARK=" + uuid.uuid4().hex
+            name, value = mark.split("=")
+            for action in ["running", "waiting", "refused", "later"]:
+                r.action(action)
+            env = dict(PATH, **{name: value})
+            running = r.stub.Run.future(r.request("running", ["sleep", "100"], env), timeout=60)
+            self.assertTrue(wait_until(lambda: marked_processes(mark), 30), "the first action never started")
+            waiting = r.stub.Run.future(r.request("waiting", ["sh", "-c", "echo ran"]), timeout=60)
+            time.sleep(1)
+            self.assertFalse(waiting.done(), "the second call did not wait for its turn")
+            start = time.monotonic()
+            with self.assertRaises(grpc.RpcError) as refused:
+                r.stub.Run(r.request("refused", ["true"]), timeout=30)
+            self.assertEqual(grpc.StatusCode.RESOURCE_EXHAUSTED, refused.exception.code(), refused.exception.details())
+            self.assertLess(time.monotonic() - start, 5)
+            r.stub.CheckReadiness(runner_pb2.CheckReadinessRequest(path="later"), timeout=5)  # never waits behind Runs
+            running.cancel()
+            self.assertEqual(0, waiting.result(timeout=30).exit_code)  # its turn came when the first ended
+            self.assertEqual("ran\n", read(os.path.join(r.build, "waiting/stdout")))
+            self.assertEqual(0, r.stub.Run(r.request("later", ["true"]), timeout=30).exit_code)
+        finally:
+            r.close()
+
+    def test_a_call_whose_deadline_passes_while_it_waits_ends_then(self):
+        r = Runner("--concurrency", "1")
+        try:
+            r.action("running")
+            r.action("waiting")
+            running = r.stub.Run.future(r.request("running", ["sleep", "100"]), timeout=60)
+            time.sleep(1)
+            start = time.monotonic()
+            with self.assertRaises(grpc.RpcError) as e:
+                r.stub.Run(r.request("waiting", ["true"]), timeout=1)
+            self.assertEqual(grpc.StatusCode.DEADLINE_EXCEEDED, e.exception.code())
+            self.assertLess(time.monotonic() - start, 3)
+            running.cancel()
+            # Its place was given back: once the cancelled run has ended too, a call runs again.
+            self.assertTrue(wait_until(lambda: running.done(), 5))
+            for attempt in range(100):
+                try:
+                    self.assertEqual(0, r.stub.Run(r.request("waiting", ["true"]), timeout=30).exit_code)
+                    break
+                except grpc.RpcError as refused:  # the cancelled run's handler may still be cleaning up
+                    self.assertEqual(grpc.StatusCode.RESOURCE_EXHAUSTED, refused.code(), refused.details())
+                    time.sleep(0.05)
+            else:
+                self.fail("no turn came back after the cancelled run")
+        finally:
+            r.close()
+
+
 class HostRootTest(unittest.TestCase):
-    """--root host: the host's / read-only, the input root read-write at its own path."""
+    """--root host: the host's / read-only, the input root read-write at its own path. The runner's
+    directory is under /var/tmp, as a farm's /worker is: under /tmp the action's own /tmp would hide
+    the socket and the build directory whatever the runner does."""
 
     @classmethod
     def setUpClass(cls):
-        cls.runner = Runner("--root", "host")
+        cls.runner = Runner("--root", "host", parent="/var/tmp")
 
     @classmethod
     def tearDownClass(cls):
@@ -323,6 +451,40 @@ class HostRootTest(unittest.TestCase):
         self.assertEqual(root + "/src\nread-only\nfrom bb_worker\n", read(os.path.join(d, "stdout")))
         self.assertEqual("built\n", read(os.path.join(d, "root/src/out")))
         self.assertFalse(os.path.exists("/etc/bwrapd-bb-test"))
+
+    def test_an_action_reaches_neither_the_runners_socket_nor_other_actions_nor_run(self):
+        """Review finding: a read-only / does not stop connect(2) on the runner's socket, nor does
+        the network namespace: an action ran an action of its own on ANOTHER action's input root
+        and read the whole build directory. The build directory, the socket's directory and /run
+        are hidden behind empty read-only tmpfs mounts."""
+        r = self.runner
+        a, b = r.action("attacker"), r.action("victim")
+        shutil.copytree(STUBS, os.path.join(a, "tmp/stubs"))
+        probe = (
+            "import os, sys; sys.path.insert(0, '/tmp/stubs')\n"
+            "import grpc, runner_pb2, runner_pb2_grpc\n"
+            "print('socket', os.path.exists(%(socket)r))\n"
+            "print('build', sorted(os.listdir(%(build)r)))\n"
+            "print('run', os.listdir('/run'))\n"
+            "print('root', sorted(os.listdir(%(root)r)) == sorted(os.listdir('.')))\n"
+            "st = runner_pb2_grpc.RunnerStub(grpc.insecure_channel('unix:' + %(socket)r))\n"
+            "try:\n"
+            "  st.Run(runner_pb2.RunRequest(arguments=['sh', '-c', 'echo PWNED > pwned'], environment_variables={'PATH': '/bin'},\n"
+            "    stdout_path='victim/o', stderr_path='victim/e', input_root_directory='victim/root',\n"
+            "    temporary_directory='victim/tmp', server_logs_directory='victim/server_logs'), timeout=5)\n"
+            "  print('ran')\n"
+            "except grpc.RpcError as e:\n"
+            "  print('refused', e.code())\n"
+        ) % {"socket": r.socket, "build": r.build, "root": os.path.realpath(os.path.join(a, "root"))}
+        response = r.stub.Run(r.request("attacker", ["/usr/bin/python3", "-c", probe]), timeout=60)
+        out = read(os.path.join(a, "stdout"))
+        self.assertEqual(0, response.exit_code, read(os.path.join(a, "stderr")))
+        self.assertFalse(os.path.exists(os.path.join(b, "root/pwned")), "the action ran a command in another action's root")
+        self.assertIn("socket False\n", out)
+        self.assertIn("build ['attacker']\n", out)  # only the mount point of its own input root
+        self.assertIn("run []\n", out)
+        self.assertIn("root True\n", out)  # its own input root is still there, at its path
+        self.assertIn("refused StatusCode.UNAVAILABLE\n", out)
 
 if __name__ == "__main__":
     unittest.main()

@@ -37,16 +37,53 @@ final class Actions {
     private final Root root;
     private final boolean network;
     private final RunSpec.Seccomp seccomp;
+    private final List<String> hidden;
+    private final List<String> capabilities;
+    /** Every action's resource limits (the runner's {@code --limits}), enforced as sandbox/run's are. */
+    private final dev.bwrapd.cgroup.Limits limits;
 
     /**
      * @param buildDirectory the build directory's real path (no link in it): where {@code --root host} binds the input root
      * @param seccomp        every action's filter, or null
+     * @param hidden         with {@code --root host}: the host paths no action may see ({@link #hiddenFromHostRoot})
+     * @param capabilities   what every action gets (the runner's {@code --cap-add}); nothing else, even as root
      */
-    Actions(Path buildDirectory, Root root, boolean network, RunSpec.Seccomp seccomp) {
+    Actions(Path buildDirectory, Root root, boolean network, RunSpec.Seccomp seccomp, List<String> hidden, List<String> capabilities,
+            dev.bwrapd.cgroup.Limits limits) {
+        this.limits = limits;
         this.buildDirectory = buildDirectory;
         this.root = root;
         this.network = network;
         this.seccomp = seccomp;
+        this.hidden = root == Root.HOST ? List.copyOf(hidden) : List.of();
+        this.capabilities = List.copyOf(capabilities);
+    }
+
+    /**
+     * What {@code --root host} hides behind an empty read-only tmpfs (real paths, no link in
+     * them): the build directory (every other action's files), the directory of the runner's own
+     * socket (read-only mounts do not stop connect(2) on a socket, nor does a network namespace:
+     * an action could run actions of its own on any input root), and {@code /run} (the host's
+     * daemons' sockets; {@code /var/run} too when it is a directory of its own, not Debian's link
+     * to {@code /run}). Paths under {@code /tmp} need nothing: the action's {@code /tmp} is its
+     * temporary directory. Ancestors come first, paths beneath another are dropped.
+     *
+     * @throws IllegalArgumentException when one of them is {@code /} (nothing would be left)
+     */
+    static List<String> hiddenFromHostRoot(Path buildDirectory, Path socketDirectory, boolean varRunIsADirectory) {
+        java.util.TreeSet<String> paths = new java.util.TreeSet<>(List.of("/run", buildDirectory.toString(), socketDirectory.toString()));
+        if (varRunIsADirectory) paths.add("/var/run");
+        List<String> hidden = new ArrayList<>();
+        for (String path : paths) {
+            if (path.equals("/")) throw new IllegalArgumentException("--root host would hide / itself: put the socket and the build directory in directories of their own");
+            if (beneath(path, "/tmp") || hidden.stream().anyMatch(h -> beneath(path, h))) continue;
+            hidden.add(path);
+        }
+        return List.copyOf(hidden);
+    }
+
+    private static boolean beneath(String path, String directory) {
+        return path.equals(directory) || path.startsWith(directory + "/");
     }
 
     RunSpec spec(RunRequest request) throws Invalid {
@@ -72,7 +109,8 @@ final class Actions {
         }
 
         // The action's temporary directory is its /tmp; in --root host mode the input root then
-        // comes at its own path (after /tmp, so a build directory below /tmp stays visible).
+        // comes at its own path (after /tmp, so a build directory below /tmp stays visible), over
+        // the tmpfs that hides the rest of the build directory.
         List<RunSpec.Mount> mounts = new ArrayList<>();
         mounts.add(new RunSpec.Mount(tmp, "/tmp", false));
         Path sandboxRoot = Path.of(inputRoot);
@@ -84,11 +122,16 @@ final class Actions {
             cwd = workingDirectory.equals("/") ? inputRootInside : inputRootInside + workingDirectory;
         }
         // The action runs as the runner's own user (as under Buildbarn's own runner), with exactly
-        // its environment, a minimal /dev, fresh /proc, no network unless the runner allows it.
+        // its environment, a minimal /dev, fresh /proc, no network unless the runner allows it, and
+        // no capability the runner did not name, even as root: with CAP_FOWNER or CAP_DAC_OVERRIDE
+        // it could write through a read-only file hard-linked from bb_worker's cache.
         return new RunSpec(command, sandboxRoot, null, cwd, env, network, false, "localhost", 0, 0, true,
                 mounts, RunSpec.DEFAULT_DEVICES, true, false, new RunSpec.Stdin.Null(),
-                new RunSpec.Output.File(stdout, false), new RunSpec.Output.File(stderr, false), 0, null, 0,
-                false, List.of(), null, seccomp, dev.bwrapd.cgroup.Limits.NONE);
+                new RunSpec.Output.File(stdout, false),
+                // One file named twice is opened once and shared, as 2>&1 does: two descriptors would
+                // each truncate it and write over each other's bytes.
+                stderr.equals(stdout) ? new RunSpec.Output.IntoStdout() : new RunSpec.Output.File(stderr, false), 0, null, 0,
+                false, false, capabilities, null, seccomp, limits, hidden);
     }
 
     /**

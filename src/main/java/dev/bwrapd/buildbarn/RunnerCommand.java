@@ -27,6 +27,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -93,12 +94,27 @@ public final class RunnerCommand {
         Sandboxes sandboxes = new Sandboxes(watchdog);
         RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), uid()));
         SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(), captures, cgroups);
+        List<String> hidden;
+        try {
+            hidden = options.root() == Actions.Root.HOST ? Actions.hiddenFromHostRoot(buildDirectoryPath,
+                    options.listen().toAbsolutePath().getParent().toRealPath(), Files.isDirectory(Path.of("/var/run"), LinkOption.NOFOLLOW_LINKS))
+                    : List.of();
+        } catch (IllegalArgumentException e) {
+            System.err.println("bwrapd buildbarn-runner: " + e.getMessage());
+            return 2;
+        } catch (IOException e) {
+            System.err.println("bwrapd buildbarn-runner: --listen " + options.listen() + ": its directory: " + e);
+            return 2;
+        }
         Actions actions = new Actions(buildDirectoryPath, options.root(), options.network(),
-                options.seccompDefault() ? RunSpec.Seccomp.DEFAULT : null);
+                options.seccompDefault() ? RunSpec.Seccomp.DEFAULT : null, hidden, options.capabilities(), options.limits());
+        if (uid() == 0) {
+            LOG.warn("running as root: an action runs as root too (with no capability unless --cap-add names one), and owns "
+                    + "the files it makes; run the runner as a user of its own, not bb_worker's (docs/buildbarn.md, Users)");
+        }
 
-        // At most --concurrency Runs at once (a Run's handler waits for its sandbox); further calls
-        // wait for a thread. CheckReadiness never waits behind them.
-        ExecutorService runs = Executors.newFixedThreadPool(options.concurrency(), Thread.ofPlatform().daemon().name("grpc-run-", 0).factory());
+        // Every call on a thread of its own (a Run's handler waits for its turn, then for its
+        // sandbox): RunnerService bounds the Runs held at once, so CheckReadiness never waits.
         ExecutorService calls = Executors.newCachedThreadPool(Thread.ofPlatform().daemon().name("grpc-call-", 0).factory());
         removeStaleSocket(options.listen());
         EpollEventLoopGroup events = new EpollEventLoopGroup(1, Thread.ofPlatform().daemon().name("grpc-epoll-", 0).factory());
@@ -107,14 +123,7 @@ public final class RunnerCommand {
                 .bossEventLoopGroup(events)
                 .workerEventLoopGroup(events)
                 .executor(calls)
-                .callExecutor(new io.grpc.ServerCallExecutorSupplier() {
-                    @Override
-                    public <Q, R> java.util.concurrent.Executor getExecutor(io.grpc.ServerCall<Q, R> call, io.grpc.Metadata headers) {
-                        return call.getMethodDescriptor().getFullMethodName().equals(
-                                dev.bwrapd.buildbarn.proto.RunnerGrpc.getRunMethod().getFullMethodName()) ? runs : null;
-                    }
-                })
-                .addService(new RunnerService(actions, runner, sandboxes, buildDirectory))
+                .addService(new RunnerService(actions, runner, sandboxes, buildDirectory, options.concurrency()))
                 .build()
                 .start();
         endOnSignals(server, sandboxes);

@@ -1,15 +1,19 @@
 package dev.bwrapd.buildbarn;
 
+import dev.bwrapd.cgroup.Limits;
+import dev.bwrapd.sandbox.Capabilities;
+
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Locale;
 
 /**
  * The command line of {@code bwrapd buildbarn-runner}. Each option is one case of {@link #parse}
- * and one component; a per-endpoint option that shapes every sandbox (such as a future
- * {@code --limits JSON}) is one more of each, handed to {@link Actions}.
+ * and one component; the options that shape every sandbox are handed to {@link Actions}.
  */
 record RunnerOptions(boolean help, Path listen, Path buildDirectory, Actions.Root root, boolean network, boolean seccompDefault,
-                     int concurrency, String bwrap, String logLevel) {
+                     int concurrency, String bwrap, String logLevel, List<String> capabilities, Limits limits) {
 
     static final String USAGE = """
             Usage: bwrapd buildbarn-runner --listen PATH --build-directory DIR [OPTIONS]
@@ -26,6 +30,11 @@ record RunnerOptions(boolean help, Path listen, Path buildDirectory, Actions.Roo
               --network                  give actions the host's network (default: none)
               --seccomp default|none     the system-call filter of every action (default none)
               --concurrency N            actions run at once, more wait (default: the number of CPUs)
+              --cap-add CAP_NAME         a capability every action gets (repeatable; default none,
+                                         even when the runner runs as root)
+              --limits NAME=N,...        resource limits of every action, as sandbox/run's limits:
+                                         memoryBytes, pids, cpuMs, cpus, fileSizeBytes, openFiles
+                                         (one the host cannot enforce fails each Run, naming it)
               --bwrap PATH               the bwrap to run (default: bwrap on PATH)
               --log-level LEVEL          error, warn, info or debug (default warn)
               --help                     print this help and exit
@@ -37,6 +46,8 @@ record RunnerOptions(boolean help, Path listen, Path buildDirectory, Actions.Roo
         Actions.Root root = Actions.Root.INPUT;
         int concurrency = Runtime.getRuntime().availableProcessors();
         String bwrap = null, logLevel = "warn";
+        List<String> capabilities = new ArrayList<>();
+        Limits limits = Limits.NONE;
         for (int i = 0; i < args.length; i++) {
             String arg = args[i];
             String value = null;
@@ -55,12 +66,44 @@ record RunnerOptions(boolean help, Path listen, Path buildDirectory, Actions.Roo
                 case "--concurrency" -> concurrency = concurrency(value != null ? value : next(args, ++i, arg));
                 case "--bwrap" -> bwrap = value != null ? value : next(args, ++i, arg);
                 case "--log-level" -> logLevel = level(value != null ? value : next(args, ++i, arg));
+                case "--cap-add" -> capabilities.add(capability(value != null ? value : next(args, ++i, arg)));
+                case "--limits" -> limits = limits(value != null ? value : next(args, ++i, arg));
                 default -> throw new IllegalArgumentException("unknown option: " + args[i]);
             }
         }
         if (!help && listen == null) throw new IllegalArgumentException("--listen PATH is required");
         if (!help && buildDirectory == null) throw new IllegalArgumentException("--build-directory DIR is required");
-        return new RunnerOptions(help, listen, buildDirectory, root, network, seccompDefault, concurrency, bwrap, logLevel);
+        return new RunnerOptions(help, listen, buildDirectory, root, network, seccompDefault, concurrency, bwrap, logLevel,
+                List.copyOf(capabilities), limits);
+    }
+
+    /** {@code memoryBytes=67108864,pids=256,cpus=1.5}: the names and meanings of sandbox/run's limits. */
+    static Limits limits(String value) {
+        java.util.Map<String, String> named = new java.util.HashMap<>();
+        for (String pair : value.split(",", -1)) {
+            int equals = pair.indexOf('=');
+            String name = equals > 0 ? pair.substring(0, equals) : pair;
+            if (equals <= 0 || !List.of("memoryBytes", "pids", "cpuMs", "cpus", "fileSizeBytes", "openFiles").contains(name)
+                    || named.put(name, pair.substring(equals + 1)) != null) {
+                throw new IllegalArgumentException("--limits takes NAME=N,... with each of memoryBytes, pids, cpuMs, cpus,"
+                        + " fileSizeBytes, openFiles at most once, not " + value);
+            }
+        }
+        try {
+            Double cpus = named.containsKey("cpus") ? Double.valueOf(named.get("cpus")) : null;
+            Limits limits = new Limits(whole(named, "memoryBytes"), whole(named, "pids"), whole(named, "cpuMs"), cpus,
+                    whole(named, "fileSizeBytes"), whole(named, "openFiles"));
+            boolean positive = java.util.stream.Stream.of(limits.memoryBytes(), limits.pids(), limits.cpuMs(), limits.fileSizeBytes(),
+                    limits.openFiles()).allMatch(n -> n == null || n > 0) && (cpus == null || (cpus > 0 && cpus.isInfinite() == false));
+            if (positive) return limits;
+        } catch (NumberFormatException ignored) {
+            // reported below
+        }
+        throw new IllegalArgumentException("--limits: every value must be a positive number, not " + value);
+    }
+
+    private static Long whole(java.util.Map<String, String> named, String name) {
+        return named.containsKey(name) ? Long.valueOf(named.get(name)) : null;
     }
 
     private static String next(String[] args, int i, String option) {
@@ -92,6 +135,11 @@ record RunnerOptions(boolean help, Path listen, Path buildDirectory, Actions.Roo
             // reported below
         }
         throw new IllegalArgumentException("--concurrency takes a number from 1 to 4096, not " + value);
+    }
+
+    private static String capability(String name) {
+        if (!Capabilities.isName(name)) throw new IllegalArgumentException("--cap-add takes a capability name such as CAP_CHOWN, not " + name);
+        return name;
     }
 
     private static String level(String level) {

@@ -21,13 +21,16 @@ import io.grpc.StatusException;
 import io.grpc.stub.StreamObserver;
 
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Semaphore;
 
 /**
  * Buildbarn's runner service over the sandbox layer: each Run is one sandbox run, exactly as a
  * {@code sandbox/run} is (the same {@link SandboxRunner}), its paths resolved beneath the build
- * directory's descriptor. A Run's handler waits for its sandbox (the server runs at most
- * {@code --concurrency} of them at once); the call's deadline or cancellation kills the whole
- * sandbox at once, as {@code sandbox/terminate} does.
+ * directory's descriptor. A Run's handler waits for its sandbox; at most {@code --concurrency}
+ * sandboxes run at once, as many more calls wait for a turn, and any beyond those end at once
+ * with RESOURCE_EXHAUSTED, so that threads and requests held stay bounded whatever a client
+ * sends. The call's deadline or cancellation kills the whole sandbox at once, as
+ * {@code sandbox/terminate} does, or ends the call's wait for a turn.
  */
 final class RunnerService extends RunnerGrpc.RunnerImplBase {
     private final Actions actions;
@@ -35,12 +38,20 @@ final class RunnerService extends RunnerGrpc.RunnerImplBase {
     private final Sandboxes sandboxes;
     /** The build directory (O_PATH), open for the server's life: every path of a request is resolved beneath it. */
     private final int buildDirectory;
+    private final int concurrency;
+    /** Runs at once. */
+    private final Semaphore turns;
+    /** Run calls held at once, running or waiting for a turn: twice the turns. */
+    private final Semaphore admitted;
 
-    RunnerService(Actions actions, SandboxRunner runner, Sandboxes sandboxes, int buildDirectory) {
+    RunnerService(Actions actions, SandboxRunner runner, Sandboxes sandboxes, int buildDirectory, int concurrency) {
         this.actions = actions;
         this.runner = runner;
         this.sandboxes = sandboxes;
         this.buildDirectory = buildDirectory;
+        this.concurrency = concurrency;
+        this.turns = new Semaphore(concurrency, true);
+        this.admitted = new Semaphore(2 * concurrency);
     }
 
     /** OK when the path exists beneath the build directory (bb_worker's check that both see the same one). */
@@ -61,18 +72,47 @@ final class RunnerService extends RunnerGrpc.RunnerImplBase {
 
     @Override
     public void run(RunRequest request, StreamObserver<RunResponse> response) {
+        if (!admitted.tryAcquire()) {
+            response.onError(Status.RESOURCE_EXHAUSTED.withDescription(concurrency + " actions run and " + concurrency
+                    + " more wait already (--concurrency " + concurrency + "); try again later").asException());
+            return;
+        }
         try {
-            response.onNext(run(actions.spec(request), Context.current()));
-            response.onCompleted();
+            RunSpec spec = actions.spec(request);
+            Context call = Context.current();
+            awaitTurn(call);
+            try {
+                response.onNext(run(spec, call));
+                response.onCompleted();
+            } finally {
+                turns.release();
+            }
         } catch (Actions.Invalid e) {
             response.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asException());
         } catch (StatusException e) {
             response.onError(e);
+        } finally {
+            admitted.release();
+        }
+    }
+
+    /** Waits for a turn to run, until the call ends (its deadline passes, it is cancelled): then ended. */
+    private void awaitTurn(Context call) throws StatusException {
+        Thread waiting = Thread.currentThread();
+        Context.CancellationListener wake = context -> waiting.interrupt();
+        call.addListener(wake, Runnable::run);
+        try {
+            turns.acquire();
+        } catch (InterruptedException e) {
+            throw ended(call);
+        } finally {
+            call.removeListener(wake);
+            Thread.interrupted(); // a wake-up that came once the turn was taken: run() sees the call ended
         }
     }
 
     private RunResponse run(RunSpec spec, Context call) throws StatusException {
-        if (call.isCancelled()) throw ended(call); // its deadline passed while it waited for a thread
+        if (call.isCancelled()) throw ended(call); // its deadline passed while it waited for a turn
         Sandbox sandbox;
         try {
             sandbox = sandboxes.register(null, spec.command());

@@ -53,6 +53,8 @@ final class CBinding implements LibcBinding {
         @CFunction static native int mkdirat(int dirFd, CCharPointer name, int mode);
         @CFunction static native int close(int fd);
         @CFunction static native long read(int fd, CCharPointer buffer, long count);
+        @CFunction static native long pread(int fd, CCharPointer buffer, long count, long offset);
+        @CFunction static native int fcntl(int fd, int command, int arg);
         @CFunction static native long write(int fd, CCharPointer buffer, long count);
         @CFunction static native int poll(CCharPointer fds, long count, int timeout);
         @CFunction static native int ioctl(int fd, long request, CCharPointer arg);
@@ -208,6 +210,18 @@ final class CBinding implements LibcBinding {
         try (Pins pins = new Pins()) {
             return kept(Functions.read(fd, pins.array(buffer, offset), length));
         }
+    }
+
+    @Override
+    public long pread(int fd, byte[] buffer, int offset, int length, long position) {
+        try (Pins pins = new Pins()) {
+            return kept(Functions.pread(fd, pins.array(buffer, offset), length, position));
+        }
+    }
+
+    @Override
+    public int fcntl(int fd, int command, int arg) {
+        return kept(Functions.fcntl(fd, command, arg));
     }
 
     @Override

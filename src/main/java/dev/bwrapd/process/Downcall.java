@@ -34,6 +34,8 @@ enum Downcall {
     MKDIRAT("mkdirat", INT, INT, POINTER, INT),
     CLOSE("close", INT, INT),
     READ("read", LONG, INT, POINTER, LONG),
+    PREAD("pread", LONG, INT, POINTER, LONG, LONG),
+    FCNTL("fcntl", 2, INT, INT, INT, INT),
     WRITE("write", LONG, INT, POINTER, LONG),
     POLL("poll", INT, POINTER, LONG, INT),
     IOCTL("ioctl", 2, INT, INT, LONG, POINTER),

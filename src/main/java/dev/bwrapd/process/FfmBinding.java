@@ -85,6 +85,8 @@ final class FfmBinding implements LibcBinding {
         static final MethodHandle MKDIRAT = link(Downcall.MKDIRAT);
         static final MethodHandle CLOSE = link(Downcall.CLOSE);
         static final MethodHandle READ = link(Downcall.READ);
+        static final MethodHandle PREAD = link(Downcall.PREAD);
+        static final MethodHandle FCNTL = link(Downcall.FCNTL);
         static final MethodHandle WRITE = link(Downcall.WRITE);
         static final MethodHandle POLL = link(Downcall.POLL);
         static final MethodHandle IOCTL = link(Downcall.IOCTL);
@@ -248,6 +250,21 @@ final class FfmBinding implements LibcBinding {
         try { n = (long) Linked.READ.invokeExact(state(), fd, native_, (long) length); } catch (Throwable t) { throw unexpected(t); }
         if (n > 0) MemorySegment.copy(native_, JAVA_BYTE, 0, buffer, offset, (int) n);
         return n;
+    }
+
+    @Override
+    public long pread(int fd, byte[] buffer, int offset, int length, long position) {
+        length = Math.min(length, MAX_TRANSFER);
+        MemorySegment native_ = scratch(length);
+        long n;
+        try { n = (long) Linked.PREAD.invokeExact(state(), fd, native_, (long) length, position); } catch (Throwable t) { throw unexpected(t); }
+        if (n > 0) MemorySegment.copy(native_, JAVA_BYTE, 0, buffer, offset, (int) n);
+        return n;
+    }
+
+    @Override
+    public int fcntl(int fd, int command, int arg) {
+        try { return (int) Linked.FCNTL.invokeExact(state(), fd, command, arg); } catch (Throwable t) { throw unexpected(t); }
     }
 
     @Override

@@ -236,6 +236,24 @@ public final class Libc {
         }
     }
 
+    /** pread(2) into {@code buffer[offset, offset + length)} from file position {@code position}, retrying EINTR; 0 at end of file. */
+    public static int pread(int fd, byte[] buffer, int offset, int length, long position) throws Error {
+        java.util.Objects.checkFromIndexSize(offset, length, buffer.length);
+        while (true) {
+            long n = BINDING.pread(fd, buffer, offset, length, position);
+            if (n >= 0) return (int) n;
+            if (errno() != EINTR) throw new Error("pread", errno());
+        }
+    }
+
+    private static final int F_GETFL = 3, F_SETFL = 4;
+
+    /** Clears O_NONBLOCK on an open file (it was opened with it so that opening a FIFO could not block). */
+    public static void clearNonBlocking(int fd) throws Error {
+        int flags = BINDING.fcntl(fd, F_GETFL, 0);
+        if (flags < 0 || BINDING.fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) throw new Error("fcntl(F_SETFL)", errno());
+    }
+
     /** Writes all of {@code data}, retrying EINTR and short writes. */
     public static void writeFully(int fd, byte[] data) throws Error {
         int offset = 0;

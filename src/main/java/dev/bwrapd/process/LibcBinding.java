@@ -53,6 +53,11 @@ interface LibcBinding {
 
     long read(int fd, byte[] buffer, int offset, int length);
 
+    long pread(int fd, byte[] buffer, int offset, int length, long position);
+
+    /** fcntl with an int argument (F_GETFL, F_SETFL). */
+    int fcntl(int fd, int command, int arg);
+
     long write(int fd, byte[] data, int offset, int length);
 
     /** poll over {@code count} struct pollfds packed in {@code pollfds} (8 bytes each: fd, events, revents; native byte order). */

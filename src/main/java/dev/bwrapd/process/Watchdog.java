@@ -21,11 +21,13 @@ public final class Watchdog {
     /**
      * "+ID" adds process group ID, "-ID" drops it; an ID starting with "/" is a sandbox's cgroup
      * directory. At end of input every cgroup left is killed (cgroup.kill; on v1, SIGKILL to each
-     * member, thawed, until it is empty), every group left is killed, then every process whose
-     * command line matches $1 (see {@link #pattern}), and the cgroups are removed. The look for
-     * marked processes is repeated until ten in a row (some 100 ms) find none: a marked bwrap the watchdog was
+     * member, thawed, until it is empty), every group left is killed, the cgroups are removed, then every process whose
+     * command line matches $1 (see {@link #pattern}) is killed. The look for marked processes is
+     * repeated until a hundred in a row (over a second) find none: a marked bwrap the watchdog was
      * never told of may clone its init between one look's listing of /proc and its kill, and a bwrap
-     * spawned the moment before bwrapd died takes the mark only once it has exec'd.
+     * spawned the moment before bwrapd died takes the mark only once it has exec'd, which a loaded
+     * machine can delay by a good part of a second (CI found held inits that ten looks, some
+     * 100 ms, missed).
      */
     static final String SCRIPT = """
             live=' '
@@ -42,17 +44,6 @@ public final class Watchdog {
                 *) kill -9 "-$id" ;;
               esac
             done 2>/dev/null
-            if [ -n "$1" ]; then
-              quiet=0; n=0
-              while [ $quiet -lt 10 ] && [ $n -lt 500 ]; do
-                found=$(grep -l -a -s "$1" /proc/[0-9]*/cmdline)
-                if [ -n "$found" ]; then quiet=0; else quiet=$((quiet+1)); fi
-                for f in $found; do
-                  p=${f#/proc/}; kill -9 "${p%/cmdline}"
-                done
-                sleep 0.01; n=$((n+1))
-              done 2>/dev/null
-            fi
             for id in $live; do
               case $id in /*)
                 n=0
@@ -62,6 +53,17 @@ public final class Watchdog {
                 done ;;
               esac
             done 2>/dev/null
+            if [ -n "$1" ]; then
+              quiet=0; n=0
+              while [ $quiet -lt 100 ] && [ $n -lt 2000 ]; do
+                found=$(grep -l -a -s "$1" /proc/[0-9]*/cmdline)
+                if [ -n "$found" ]; then quiet=0; else quiet=$((quiet+1)); fi
+                for f in $found; do
+                  p=${f#/proc/}; kill -9 "${p%/cmdline}"
+                done
+                sleep 0.01; n=$((n+1))
+              done 2>/dev/null
+            fi
             """;
 
     private final Spawner spawner;

@@ -102,6 +102,9 @@ public final class BwrapCommand {
             if (spec.devShm()) add(argv, "--tmpfs", places.shm());
         }
 
+        // Hidden host paths: an empty tmpfs over each before the mounts (which may lie beneath one,
+        // such as the input root under the build directory), made read-only after them.
+        for (String path : spec.hidden()) add(argv, "--tmpfs", path);
         for (int i = 0; i < spec.mounts().size(); i++) {
             RunSpec.Mount mount = spec.mounts().get(i);
             if (fds != null) {
@@ -112,12 +115,15 @@ public final class BwrapCommand {
             }
         }
 
+        for (String path : spec.hidden()) add(argv, "--remount-ro", path); // bwrap 0.8 remounts no submount
         if (spec.readOnlyRoot()) add(argv, "--remount-ro", "/");
 
         if (host.privileged() || host.userNamespaces()) {
             // bwrap keeps every capability for root: start from none, add back the policy's (Capabilities).
             add(argv, "--cap-drop", "ALL");
-            for (String cap : Capabilities.granted(sandboxUserIsRoot(spec, host), spec.capabilities())) add(argv, "--cap-add", cap);
+            for (String cap : Capabilities.granted(spec.rootCapabilities() && sandboxUserIsRoot(spec, host), spec.capabilities())) {
+                add(argv, "--cap-add", cap);
+            }
         }
         if (spec.seccomp() != null) {
             add(argv, "--seccomp", Integer.toString(seccompFd(host)));

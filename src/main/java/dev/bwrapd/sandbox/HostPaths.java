@@ -127,12 +127,24 @@ public final class HostPaths implements AutoCloseable {
     /**
      * Opens a file the command gets as stdin, stdout or stderr (flags as for open(2)), under the
      * same rules: no magic link, nothing on a procfs, and never a directory (a descriptor of a
-     * directory lets the command open anything beneath it, with bwrapd's rights).
+     * directory lets the command open anything beneath it, with bwrapd's rights). An output goes
+     * only to a regular file, never through a final symbolic link. Every open is O_NONBLOCK, so
+     * that a FIFO left at the path (by an earlier sandbox, say) cannot block the calling thread:
+     * open(2) of a FIFO waits for its other end. O_NONBLOCK is cleared once the file is checked.
      */
     public static int openStdio(int base, String field, String path, int flags) throws Refused {
-        return checked(field, path, openChecked(base, field, path, flags, 0644), stat -> {
+        boolean output = (flags & (Libc.O_WRONLY | Libc.O_RDWR)) != 0;
+        int fd = checked(field, path, openChecked(base, field, path, flags | Libc.O_NONBLOCK | (output ? Libc.O_NOFOLLOW : 0), 0644), stat -> {
             if (stat.type() == Libc.S_IFDIR) throw new Refused(true, field + ": " + path + " is a directory");
+            if (output && stat.type() != Libc.S_IFREG) throw new Refused(false, field + ": " + path + " is not a regular file");
         });
+        try {
+            Libc.clearNonBlocking(fd);
+            return fd;
+        } catch (Libc.Error e) {
+            Libc.close(fd);
+            throw new Refused(false, field + ": " + path + ": " + e.getMessage());
+        }
     }
 
     /** O_PATH open of a root or mount source: no device access, just a handle bwrap can bind. */
@@ -191,6 +203,9 @@ public final class HostPaths implements AutoCloseable {
         }
         if (fd >= 0) return fd;
         int errno = Libc.errno();
+        if (errno == Libc.ELOOP && (flags & Libc.O_NOFOLLOW) != 0 && isSymbolicLink(path)) {
+            throw new Refused(true, field + ": " + path + " is a symbolic link: name the file itself");
+        }
         if (errno == Libc.ELOOP && crossesMagicLink(path)) throw magicLink(field, path);
         throw new Refused(false, field + ": cannot open " + path + ": " + Libc.strerror(errno));
     }
@@ -211,6 +226,18 @@ public final class HostPaths implements AutoCloseable {
         }
         if (errno == Libc.ENOSYS) throw new Refused(false, field + ": resolving " + path + " safely needs openat2 (Linux 5.6)");
         throw new Refused(false, field + ": cannot open " + path + ": " + Libc.strerror(errno));
+    }
+
+    /** After ELOOP with O_NOFOLLOW: the path is itself a symbolic link (true), or it crosses a magic link on the way. */
+    private static boolean isSymbolicLink(String path) {
+        int fd = Libc.openat2(Libc.AT_FDCWD, path, Libc.O_PATH | Libc.O_NOFOLLOW, 0, Libc.RESOLVE_NO_MAGICLINKS);
+        try {
+            return fd >= 0 && Libc.stat(fd, "", Libc.AT_EMPTY_PATH).type() == Libc.S_IFLNK;
+        } catch (Libc.Error e) {
+            return false;
+        } finally {
+            Libc.close(fd);
+        }
     }
 
     /** ELOOP has two causes: a magic link on the way (refused) or a real loop. An unrestricted O_PATH open tells them apart. */

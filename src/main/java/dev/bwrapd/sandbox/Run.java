@@ -76,6 +76,8 @@ final class Run {
     private final short[] events = new short[SLOTS];
     private final short[] revents = new short[SLOTS];
     private int childStdin = -1, childStdout = -1, childStderr = -1;
+    /** The file stderr goes to (stdout's when merged), read-only: where bwrap's own message lands ({@link #fileTail}). */
+    private int messagesFile = -1;
     private final Output stdout;
     private final Output stderr;
     /** The request's stdin bytes, produced as they are written; a chunk of them read but not yet all written. */
@@ -222,6 +224,20 @@ final class Run {
         boolean merged = spec.stderr() instanceof RunSpec.Output.IntoStdout;
         childStdout = outputFd(spec.stdout(), "stdout", STDOUT, !merged);
         childStderr = merged ? childStdout : outputFd(spec.stderr(), "stderr", STDERR, false);
+        if ((merged ? spec.stdout() : spec.stderr()) instanceof RunSpec.Output.File) messagesFile = readerOf(childStderr);
+    }
+
+    /**
+     * A read-only descriptor of the file behind {@code fd} (the command's is write-only, and stays
+     * so): bwrap's message is read back from it. Reopened through bwrapd's own descriptor, it is
+     * the file that was checked whatever happened to its path since; -1 if it cannot be read.
+     */
+    private int readerOf(int fd) {
+        try {
+            return own(Libc.open("/proc/self/fd/" + fd, Libc.O_RDONLY | Libc.O_NONBLOCK, 0));
+        } catch (Libc.Error e) {
+            return -1;
+        }
     }
 
     private void stdinFrom(InputStream data) throws Libc.Error {
@@ -710,27 +726,28 @@ final class Run {
 
     /** Where bwrap's own message went: the start of the stderr pipe, or the end of the file stderr went to. */
     private String bwrapMessages() {
-        if (spec.stderr() instanceof RunSpec.Output.File file) return fileTail(file.path());
+        if (spec.stderr() instanceof RunSpec.Output.File) return fileTail();
         if (spec.stderr() instanceof RunSpec.Output.IntoStdout) {
             // Merged: bwrap's message went wherever stdout goes (lost only if that is /dev/null).
-            if (spec.stdout() instanceof RunSpec.Output.File file) return fileTail(file.path());
+            if (spec.stdout() instanceof RunSpec.Output.File) return fileTail();
             return stdout.head();
         }
         return stderr.head();
     }
 
-    /** The last few KiB of an output file, where bwrap's message landed when stderr went there. */
-    private String fileTail(String path) {
-        int fd = -1;
+    /** The last few KiB of the output file bwrap's message landed in: read from its end, however large it grew. */
+    private String fileTail() {
+        if (messagesFile < 0) return "";
         try {
-            fd = HostPaths.openStdio(base, "stderr.file", path, Libc.O_RDONLY);
-            byte[] bytes = Files.readAllBytes(RootPaths.of(fd));
-            int from = Math.max(0, bytes.length - HEAD);
-            return new String(bytes, from, bytes.length - from, StandardCharsets.UTF_8);
-        } catch (IOException | HostPaths.Refused e) {
+            long size = Libc.stat(messagesFile, "", Libc.AT_EMPTY_PATH).size();
+            byte[] tail = new byte[(int) Math.min(size, HEAD)];
+            int length = 0;
+            for (int n; length < tail.length && (n = Libc.pread(messagesFile, tail, length, tail.length - length, size - tail.length + length)) > 0; ) {
+                length += n;
+            }
+            return new String(tail, 0, length, StandardCharsets.UTF_8);
+        } catch (Libc.Error e) {
             return "";
-        } finally {
-            if (fd >= 0) Libc.close(fd);
         }
     }
 

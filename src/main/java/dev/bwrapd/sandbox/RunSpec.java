@@ -33,10 +33,25 @@ public record RunSpec(
         Long timeoutMs,
         long killGraceMs,
         boolean interactive,
+        boolean rootCapabilities,
         List<String> capabilities,
         Terminal terminal,
         Seccomp seccomp,
-        Limits limits) {
+        Limits limits,
+        List<String> hidden) {
+
+    /**
+     * {@code rootCapabilities}: a sandbox whose user is uid 0 gets {@link Capabilities#ROOT_DEFAULT}
+     * ({@code sandbox/run}); without it, only {@code capabilities} (the Buildbarn runner's actions).
+     * {@code hidden}: host paths each covered by an empty, read-only tmpfs before the mounts are
+     * made (the Buildbarn runner's build directory and socket under {@code --root host}). Only
+     * with the host root, whose paths mean the same in the sandbox: in a client's root they would
+     * be resolved through that root's links.
+     */
+    public RunSpec {
+        hidden = List.copyOf(hidden);
+        if (!hidden.isEmpty() && !root.equals(HOST_ROOT)) throw new IllegalArgumentException("hidden paths need the host root");
+    }
 
     public static final Path HOST_ROOT = Path.of("/");
     public static final String DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";

@@ -33,7 +33,7 @@ class ActionsTest {
 
     @Test
     void inputRootModeBindsTheInputRootAsRootAndTheTemporaryDirectoryAtTmp() throws Exception {
-        RunSpec spec = new Actions(BUILD, Actions.Root.INPUT, false, null).spec(request().build());
+        RunSpec spec = new Actions(BUILD, Actions.Root.INPUT, false, null, List.of(), List.of(), dev.bwrapd.cgroup.Limits.NONE).spec(request().build());
         assertEquals(List.of("sh", "-c", "true"), spec.command());
         assertEquals(Path.of("1/root"), spec.root());
         assertEquals("/src", spec.cwd());
@@ -50,21 +50,46 @@ class ActionsTest {
 
     @Test
     void hostModeBindsTheInputRootAtItsOwnPathAfterTmp() throws Exception {
-        RunSpec spec = new Actions(BUILD, Actions.Root.HOST, true, RunSpec.Seccomp.DEFAULT).spec(request().build());
+        RunSpec spec = new Actions(BUILD, Actions.Root.HOST, true, RunSpec.Seccomp.DEFAULT, List.of(), List.of(), dev.bwrapd.cgroup.Limits.NONE).spec(request().build());
         assertTrue(spec.isHostRoot());
         assertEquals("/var/bb/build/1/root/src", spec.cwd());
         assertEquals(List.of(new RunSpec.Mount("1/tmp", "/tmp", false), new RunSpec.Mount("1/root", "/var/bb/build/1/root", false)),
                 spec.mounts());
         assertEquals(true, spec.network());
         assertEquals(RunSpec.Seccomp.DEFAULT, spec.seccomp());
-        assertEquals("/var/bb/build/1/root", new Actions(BUILD, Actions.Root.HOST, false, null)
+        assertEquals(false, spec.rootCapabilities(), "no capability for an action, even as root");
+        assertEquals(List.of(), spec.capabilities());
+        assertEquals(List.of("CAP_KILL"), new Actions(BUILD, Actions.Root.INPUT, false, null, List.of(), List.of("CAP_KILL"), dev.bwrapd.cgroup.Limits.NONE)
+                .spec(request().build()).capabilities());
+        assertEquals("/var/bb/build/1/root", new Actions(BUILD, Actions.Root.HOST, false, null, List.of(), List.of(), dev.bwrapd.cgroup.Limits.NONE)
                 .spec(request().setWorkingDirectory("").build()).cwd());
+    }
+
+    @Test
+    void hostModeHidesTheBuildDirectoryTheSocketsDirectoryAndRun() throws Exception {
+        List<String> hidden = Actions.hiddenFromHostRoot(BUILD, Path.of("/worker"), false);
+        assertEquals(List.of("/run", "/var/bb/build", "/worker"), hidden);
+        RunSpec spec = new Actions(BUILD, Actions.Root.HOST, false, null, hidden, List.of(), dev.bwrapd.cgroup.Limits.NONE).spec(request().build());
+        assertEquals(hidden, spec.hidden());
+        assertEquals(List.of(), new Actions(BUILD, Actions.Root.INPUT, false, null, hidden, List.of(), dev.bwrapd.cgroup.Limits.NONE).spec(request().build()).hidden());
+        // /var/run when it is a directory of its own; beneath another or under /tmp (the action's own): dropped.
+        assertEquals(List.of("/run", "/var/bb", "/var/run"), Actions.hiddenFromHostRoot(BUILD, Path.of("/var/bb"), true));
+        assertEquals(List.of("/run"), Actions.hiddenFromHostRoot(Path.of("/tmp/bb/build"), Path.of("/run/bb"), false));
+        assertThrows(IllegalArgumentException.class, () -> Actions.hiddenFromHostRoot(BUILD, Path.of("/"), false));
+    }
+
+    @Test
+    void oneFileForStdoutAndStderrIsOpenedOnceAndShared() throws Exception {
+        RunSpec spec = new Actions(BUILD, Actions.Root.INPUT, false, null, List.of(), List.of(), dev.bwrapd.cgroup.Limits.NONE)
+                .spec(request().setStdoutPath("1/log").setStderrPath("1/./log").build());
+        assertEquals(new RunSpec.Output.File("1/log", false), spec.stdout());
+        assertEquals(new RunSpec.Output.IntoStdout(), spec.stderr());
     }
 
     @ParameterizedTest
     @ValueSource(strings = {"", "/abs", "..", "../x", "a/../../x", ".", "a/..", "nul\0byte"})
     void pathsThatAreNotInsideTheBuildDirectoryAreInvalid(String path) {
-        Actions actions = new Actions(BUILD, Actions.Root.INPUT, false, null);
+        Actions actions = new Actions(BUILD, Actions.Root.INPUT, false, null, List.of(), List.of(), dev.bwrapd.cgroup.Limits.NONE);
         for (RunRequest r : List.of(request().setStdoutPath(path).build(), request().setStderrPath(path).build(),
                 request().setInputRootDirectory(path).build(), request().setTemporaryDirectory(path).build(),
                 request().setServerLogsDirectory(path).build())) {
@@ -74,7 +99,7 @@ class ActionsTest {
 
     @Test
     void pathsAreNormalized() throws Exception {
-        RunSpec spec = new Actions(BUILD, Actions.Root.INPUT, false, null)
+        RunSpec spec = new Actions(BUILD, Actions.Root.INPUT, false, null, List.of(), List.of(), dev.bwrapd.cgroup.Limits.NONE)
                 .spec(request().setInputRootDirectory("./1//x/../root/").setWorkingDirectory("a/./b/..").build());
         assertEquals(Path.of("1/root"), spec.root());
         assertEquals("/a", spec.cwd());
@@ -82,7 +107,7 @@ class ActionsTest {
 
     @Test
     void otherInvalidRequests() {
-        Actions actions = new Actions(BUILD, Actions.Root.INPUT, false, null);
+        Actions actions = new Actions(BUILD, Actions.Root.INPUT, false, null, List.of(), List.of(), dev.bwrapd.cgroup.Limits.NONE);
         assertThrows(Actions.Invalid.class, () -> actions.spec(request().clearArguments().build()));
         assertThrows(Actions.Invalid.class, () -> actions.spec(request().clearArguments().addArguments("").build()));
         assertThrows(Actions.Invalid.class, () -> actions.spec(request().addArguments("a\0b").build()));
@@ -117,5 +142,17 @@ class ActionsTest {
     private static RunOutcome outcome(RunOutcome.Status status, Integer exitCode, String signal) {
         return new RunOutcome("sb-1", status, exitCode, signal, status == RunOutcome.Status.SETUP_FAILED ? "no" : null, 1,
                 new RunOutcome.Usage(1_500_000, 250, 2048), null, null, CleanupReport.NOTHING, null);
+    }
+
+    @Test
+    void limitsOfEveryActionAreParsedByTheirProtocolNames() throws Exception {
+        assertEquals(new dev.bwrapd.cgroup.Limits(64L << 20, 32L, null, 1.5, null, null),
+                RunnerOptions.limits("memoryBytes=67108864,pids=32,cpus=1.5"));
+        RunSpec spec = new Actions(BUILD, Actions.Root.INPUT, false, null, List.of(), List.of(), RunnerOptions.limits("pids=8"))
+                .spec(request().build());
+        assertEquals(8L, spec.limits().pids());
+        for (String bad : new String[] {"", "pids", "pids=0", "pids=-1", "pids=x", "pids=1,pids=2", "memory=1", "cpus=NaN"}) {
+            org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> RunnerOptions.limits(bad), bad);
+        }
     }
 }

@@ -108,6 +108,42 @@ class SandboxBoundaryIT {
         assertRefused(stdin, -32005, "stdin.file");
     }
 
+    /**
+     * Review finding: a FIFO named as an output file blocked the run's thread for ever in open(2);
+     * enough of them and no run ever ran again. An output goes to a regular file only, opened
+     * without waiting, and never through a final symbolic link.
+     */
+    @Test
+    void anOutputFileIsARegularFileOpenedWithoutWaiting() throws Exception {
+        Path fifo = victim.resolve("fifo");
+        Process mkfifo = new ProcessBuilder("mkfifo", fifo.toString()).inheritIO().start();
+        assertEquals(0, mkfifo.waitFor());
+        Path link = Files.createSymbolicLink(victim.resolve("link"), victim.resolve("file-by-link"));
+        victimBefore = TestRoot.snapshot(victim);
+        for (String stream : new String[] {"stdout", "stderr"}) {
+            for (String path : new String[] {fifo.toString(), "/dev/null"}) {
+                ObjectNode p = sh(root, "echo escaped");
+                p.putObject(stream).put("file", path);
+                long start = System.nanoTime();
+                assertRefused(p, -32602, stream + ".file");
+                assertTrue(System.nanoTime() - start < 10_000_000_000L, "refused only after " + (System.nanoTime() - start) / 1_000_000 + " ms");
+            }
+            ObjectNode p = sh(root, "echo escaped");
+            p.putObject(stream).put("file", link.toString());
+            assertRefused(p, -32005, stream + ".file");
+        }
+        // The same run with a regular file works, and later runs are not held up.
+        Path dir = Runs.hostDir("bwrapd-out-");
+        try {
+            ObjectNode p = sh(root, "echo fine");
+            p.putObject("stdout").put("file", dir.resolve("out.log").toString());
+            Runs.ok(bwrapd, p);
+            assertEquals("fine\n", Files.readString(dir.resolve("out.log")));
+        } finally {
+            TestRoot.deleteTree(dir);
+        }
+    }
+
     /** A descriptor of a host directory as stdin would let the command open anything beneath it. */
     @Test
     void aDirectoryIsNeverACommandsStdin() throws Exception {

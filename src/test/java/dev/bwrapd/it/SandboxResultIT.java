@@ -153,6 +153,12 @@ class SandboxResultIT {
             JsonNode result = run(bwrapd, p);
             assertEquals("setup-failed", result.get("status").asText(), result::toString);
             assertContains(result.get("setupError").asText(), "/etc/passwd/target-for-file-case");
+            // Appended to a large file: the message is read back from its end, not the whole file.
+            Files.writeString(log, "earlier output\n".repeat(600_000));
+            p.putObject("stderr").put("file", log.toString()).put("append", true);
+            JsonNode appended = run(bwrapd, p);
+            assertEquals("setup-failed", appended.get("status").asText(), appended::toString);
+            assertContains(appended.get("setupError").asText(), "/etc/passwd/target-for-file-case");
         } finally {
             TestRoot.deleteTree(dir);
         }

@@ -17,6 +17,7 @@ import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
@@ -62,6 +63,35 @@ class BwrapCommandTest {
     }
 
     @Test
+    void hiddenPathsAreEmptyTmpfsBeforeTheMountsAndReadOnlyAfterThem() {
+        List<String> argv = BwrapCommand.of(spec(s -> {
+            s.root = RunSpec.HOST_ROOT;
+            s.hidden = List.of("/run", "/worker");
+            s.mounts = List.of(new RunSpec.Mount("/worker/build/1/root", "/worker/build/1/root", false));
+        }), FULL).argv();
+        int tmpfs = Collections.indexOfSubList(argv, List.of("--tmpfs", "/run", "--tmpfs", "/worker"));
+        int mount = Collections.indexOfSubList(argv, List.of("--bind", "/worker/build/1/root", "/worker/build/1/root"));
+        int readOnly = Collections.indexOfSubList(argv, List.of("--remount-ro", "/run", "--remount-ro", "/worker"));
+        assertTrue(tmpfs > 0 && tmpfs < mount && mount < readOnly, argv::toString);
+        assertThrows(IllegalArgumentException.class, () -> spec(s -> s.hidden = List.of("/run")), "only with the host root");
+    }
+
+    @Test
+    void withoutRootCapabilitiesARootSandboxGetsOnlyWhatItNames() {
+        HostCapabilities root = new HostCapabilities(BWRAP, "0.8.0", false, true, true, true, LINUX32, true, -1L);
+        List<String> none = BwrapCommand.of(spec(s -> s.rootCapabilities = false), root).argv();
+        assertTrue(Collections.indexOfSubList(none, List.of("--cap-drop", "ALL")) > 0, none::toString);
+        assertFalse(none.contains("--cap-add"), none::toString);
+        List<String> named = BwrapCommand.of(spec(s -> {
+            s.rootCapabilities = false;
+            s.capabilities = List.of("CAP_KILL");
+        }), root).argv();
+        assertEquals(1, Collections.frequency(named, "--cap-add"), named::toString);
+        assertTrue(Collections.indexOfSubList(named, List.of("--cap-add", "CAP_KILL")) > 0, named::toString);
+        assertTrue(BwrapCommand.of(spec(s -> {}), root).argv().contains("CAP_DAC_OVERRIDE"), "sandbox/run keeps the root default");
+    }
+
+    @Test
     void grantableFollowsTheHost() {
         HostCapabilities rootWithChownOnly = new HostCapabilities(BWRAP, "0.8.0", true, true, true, true, LINUX32, true, 1L);
         assertTrue(Capabilities.grantable(rootWithChownOnly, "CAP_CHOWN"));
@@ -86,11 +116,13 @@ class BwrapCommandTest {
         List<String> capabilities = List.of();
         RunSpec.Terminal terminal;
         RunSpec.Seccomp seccomp;
+        List<String> hidden = List.of();
+        boolean rootCapabilities = true;
 
         RunSpec build() {
             return new RunSpec(command, root, null, cwd, env, network, readOnlyRoot, hostname, uid, gid, inheritUid,
                     mounts, devices, devShm, linux32, new RunSpec.Stdin.Null(), new RunSpec.Output.Capture(),
-                    new RunSpec.Output.Capture(), 1 << 20, null, 2000, interactive, capabilities, terminal, seccomp, dev.bwrapd.cgroup.Limits.NONE);
+                    new RunSpec.Output.Capture(), 1 << 20, null, 2000, interactive, rootCapabilities, capabilities, terminal, seccomp, dev.bwrapd.cgroup.Limits.NONE, hidden);
         }
     }
 

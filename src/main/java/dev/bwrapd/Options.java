@@ -1,8 +1,7 @@
 package dev.bwrapd;
 
+import dev.bwrapd.cli.CommandLine;
 import dev.bwrapd.jsonrpc.Framing;
-
-import java.util.Locale;
 
 /** The command line. */
 record Options(boolean help, boolean version, String bwrap, Framing framing, String logLevel, long maxMessageBytes, Long maxMemory,
@@ -39,36 +38,22 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
         long maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
         Long maxMemory = null;
         boolean seccompDefault = false;
-        for (int i = 0; i < args.length; i++) {
-            String arg = args[i];
-            String value = null;
-            int equals = arg.indexOf('=');
-            if (arg.startsWith("--") && equals > 0) {
-                value = arg.substring(equals + 1);
-                arg = arg.substring(0, equals);
-            }
-            switch (arg) {
+        CommandLine line = new CommandLine(args);
+        while (line.next()) {
+            switch (line.option()) {
                 case "--help", "-h" -> help = true;
                 case "--version" -> version = true;
-                case "--bwrap" -> bwrap = value != null ? value : next(args, ++i, arg);
-                case "--framing" -> framing = Framing.parse(value != null ? value : next(args, ++i, arg));
-                case "--log-level" -> logLevel = level(value != null ? value : next(args, ++i, arg));
-                case "--max-message-bytes" -> maxMessageBytes = size(value != null ? value : next(args, ++i, arg));
-                case "--max-memory" -> maxMemory = memory(value != null ? value : next(args, ++i, arg));
-                case "--cgroup-parent" -> cgroupParent = absolute(value != null ? value : next(args, ++i, arg), arg);
-                case "--seccomp" -> seccompDefault = seccomp(value != null ? value : next(args, ++i, arg));
-                default -> throw new IllegalArgumentException("unknown option: " + args[i]);
+                case "--bwrap" -> bwrap = line.value();
+                case "--framing" -> framing = Framing.parse(line.value());
+                case "--log-level" -> logLevel = CommandLine.logLevel(line.value());
+                case "--max-message-bytes" -> maxMessageBytes = size(line.value());
+                case "--max-memory" -> maxMemory = memory(line.value());
+                case "--cgroup-parent" -> cgroupParent = absolute(line.value(), line.option());
+                case "--seccomp" -> seccompDefault = CommandLine.seccomp(line.value());
+                default -> throw line.unknown();
             }
         }
         return new Options(help, version, bwrap, framing, logLevel, maxMessageBytes, maxMemory, cgroupParent, seccompDefault);
-    }
-
-    private static boolean seccomp(String value) {
-        return switch (value) {
-            case "default" -> true;
-            case "none" -> false;
-            default -> throw new IllegalArgumentException("--seccomp takes default or none, not " + value);
-        };
     }
 
     private static long memory(String value) {
@@ -84,22 +69,9 @@ record Options(boolean help, boolean version, String bwrap, Framing framing, Str
     /** Enough for one small request and its answer. */
     static final long MIN_MEMORY = 1L << 20;
 
-    private static String next(String[] args, int i, String option) {
-        if (i >= args.length) throw new IllegalArgumentException(option + " needs a value");
-        return args[i];
-    }
-
     private static String absolute(String path, String option) {
         if (!path.startsWith("/")) throw new IllegalArgumentException(option + " takes an absolute path, not " + path);
         return path;
-    }
-
-    private static String level(String level) {
-        String lower = level.toLowerCase(Locale.ROOT);
-        return switch (lower) {
-            case "error", "warn", "info", "debug" -> lower;
-            default -> throw new IllegalArgumentException("--log-level takes error, warn, info or debug, not " + level);
-        };
     }
 
     private static long size(String value) {

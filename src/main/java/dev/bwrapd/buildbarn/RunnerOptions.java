@@ -1,12 +1,12 @@
 package dev.bwrapd.buildbarn;
 
 import dev.bwrapd.cgroup.Limits;
+import dev.bwrapd.cli.CommandLine;
 import dev.bwrapd.sandbox.Capabilities;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Locale;
 
 /**
  * The command line of {@code bwrapd buildbarn-runner}. Each option is one case of {@link #parse}
@@ -48,27 +48,21 @@ record RunnerOptions(boolean help, Path listen, Path buildDirectory, Actions.Roo
         String bwrap = null, logLevel = "warn";
         List<String> capabilities = new ArrayList<>();
         Limits limits = Limits.NONE;
-        for (int i = 0; i < args.length; i++) {
-            String arg = args[i];
-            String value = null;
-            int equals = arg.indexOf('=');
-            if (arg.startsWith("--") && equals > 0) {
-                value = arg.substring(equals + 1);
-                arg = arg.substring(0, equals);
-            }
-            switch (arg) {
+        CommandLine line = new CommandLine(args);
+        while (line.next()) {
+            switch (line.option()) {
                 case "--help", "-h" -> help = true;
                 case "--network" -> network = true;
-                case "--listen" -> listen = Path.of(value != null ? value : next(args, ++i, arg));
-                case "--build-directory" -> buildDirectory = Path.of(value != null ? value : next(args, ++i, arg));
-                case "--root" -> root = root(value != null ? value : next(args, ++i, arg));
-                case "--seccomp" -> seccompDefault = seccomp(value != null ? value : next(args, ++i, arg));
-                case "--concurrency" -> concurrency = concurrency(value != null ? value : next(args, ++i, arg));
-                case "--bwrap" -> bwrap = value != null ? value : next(args, ++i, arg);
-                case "--log-level" -> logLevel = level(value != null ? value : next(args, ++i, arg));
-                case "--cap-add" -> capabilities.add(capability(value != null ? value : next(args, ++i, arg)));
-                case "--limits" -> limits = limits(value != null ? value : next(args, ++i, arg));
-                default -> throw new IllegalArgumentException("unknown option: " + args[i]);
+                case "--listen" -> listen = Path.of(line.value());
+                case "--build-directory" -> buildDirectory = Path.of(line.value());
+                case "--root" -> root = root(line.value());
+                case "--seccomp" -> seccompDefault = CommandLine.seccomp(line.value());
+                case "--concurrency" -> concurrency = concurrency(line.value());
+                case "--bwrap" -> bwrap = line.value();
+                case "--log-level" -> logLevel = CommandLine.logLevel(line.value());
+                case "--cap-add" -> capabilities.add(capability(line.value()));
+                case "--limits" -> limits = limits(line.value());
+                default -> throw line.unknown();
             }
         }
         if (!help && listen == null) throw new IllegalArgumentException("--listen PATH is required");
@@ -106,24 +100,11 @@ record RunnerOptions(boolean help, Path listen, Path buildDirectory, Actions.Roo
         return named.containsKey(name) ? Long.valueOf(named.get(name)) : null;
     }
 
-    private static String next(String[] args, int i, String option) {
-        if (i >= args.length) throw new IllegalArgumentException(option + " needs a value");
-        return args[i];
-    }
-
     private static Actions.Root root(String value) {
         return switch (value) {
             case "input" -> Actions.Root.INPUT;
             case "host" -> Actions.Root.HOST;
             default -> throw new IllegalArgumentException("--root takes input or host, not " + value);
-        };
-    }
-
-    private static boolean seccomp(String value) {
-        return switch (value) {
-            case "default" -> true;
-            case "none" -> false;
-            default -> throw new IllegalArgumentException("--seccomp takes default or none, not " + value);
         };
     }
 
@@ -140,13 +121,5 @@ record RunnerOptions(boolean help, Path listen, Path buildDirectory, Actions.Roo
     private static String capability(String name) {
         if (!Capabilities.isName(name)) throw new IllegalArgumentException("--cap-add takes a capability name such as CAP_CHOWN, not " + name);
         return name;
-    }
-
-    private static String level(String level) {
-        String lower = level.toLowerCase(Locale.ROOT);
-        return switch (lower) {
-            case "error", "warn", "info", "debug" -> lower;
-            default -> throw new IllegalArgumentException("--log-level takes error, warn, info or debug, not " + level);
-        };
     }
 }

@@ -51,7 +51,7 @@ public final class SandboxCgroup {
      * leaves it behind (the names are never reused, so knowing one that is never made is harmless).
      */
     public static SandboxCgroup create(CgroupHost host, Limits limits, java.util.function.Consumer<Path> beforeMaking) throws IOException {
-        String name = "bwrapd-" + ProcessHandle.current().pid() + "-" + SEQUENCE.incrementAndGet();
+        String name = "bwrapd-" + ProcessHandle.current().pid() + "-" + helperToken() + "-" + SEQUENCE.incrementAndGet();
         Set<String> needed = new LinkedHashSet<>();
         if (limits.memoryBytes() != null && "v1".equals(host.version("memory"))) needed.add("memory");
         if (limits.pids() != null && "v1".equals(host.version("pids"))) needed.add("pids");
@@ -85,6 +85,25 @@ public final class SandboxCgroup {
             made.remove(0);
             throw e;
         }
+    }
+
+    private static volatile String helperToken;
+
+    /**
+     * A random word of this helper, in every cgroup's name: a pid alone is reused (CI met a cgroup
+     * that an earlier helper with the same pid had left), and helpers in other PID namespaces may
+     * share the cgroup tree. Made at the first sandbox, never in a static initializer (a native
+     * image would bake one value into every process).
+     */
+    private static String helperToken() {
+        String token = helperToken;
+        if (token == null) {
+            synchronized (SandboxCgroup.class) {
+                if (helperToken == null) helperToken = Long.toHexString(new java.security.SecureRandom().nextLong() >>> 4);
+                token = helperToken;
+            }
+        }
+        return token;
     }
 
     private static Path makeDirectory(Path dir) throws IOException {

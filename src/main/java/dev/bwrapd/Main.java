@@ -23,7 +23,6 @@ import dev.bwrapd.protocol.ProtocolErrors;
 import dev.bwrapd.sandbox.Capture;
 import dev.bwrapd.sandbox.HostCapabilities;
 import dev.bwrapd.sandbox.HostProbe;
-import dev.bwrapd.sandbox.ProbeCache;
 import dev.bwrapd.sandbox.RunSpec;
 import dev.bwrapd.sandbox.SandboxRunner;
 import dev.bwrapd.sandbox.Sandboxes;
@@ -106,21 +105,11 @@ public class Main implements QuarkusApplication {
         LOG.debugf("%s", cgroups);
         if (options.cgroupParent() != null && cgroups.v2Base() == null) LOG.warnf("%s", cgroups.note());
 
-        // Probing bwrap takes a few milliseconds of spawning: start it now, answer initialize when done.
         HostProbe.Lookup bwrap = HostProbe.findBwrap(options.bwrap());
-        CompletableFuture<HostCapabilities> host = new CompletableFuture<>();
-        // Linking the libc downcalls is the slowest part of start-up: do it alongside the probe.
-        Thread.ofPlatform().daemon().name("bwrapd-link").start(Libc::link);
-        Thread.ofPlatform().daemon().name("bwrapd-probe").start(() -> {
-            ProbeCache cache = ProbeCache.open(System.getenv("XDG_CACHE_HOME"), System.getenv("HOME"), uid(), Version.VERSION);
-            HostCapabilities probed = HostProbe.probe(bwrap.found(), false, cache);
-            // Only now may the reaper start: it would take the probes' children from the JDK.
-            boolean subreaper = reaper.start();
-            host.complete(new HostCapabilities(probed.bwrapPath(), probed.bwrapVersion(), probed.userNamespaces(),
-                    probed.dieWithParent(), probed.jsonStatusFd(), subreaper, probed.linux32Path(),
-                    probed.privileged(), probed.permittedCapabilities()));
-            LOG.debugf("bwrap probed %d ms after the process started", sinceStart());
-        });
+        // Linking the libc downcalls and probing bwrap are the slowest part of start-up: both go
+        // alongside; initialize is answered when the probe is done.
+        CompletableFuture<HostCapabilities> host = HostProbe.start(bwrap, reaper, Version.VERSION);
+        host.thenRun(() -> LOG.debugf("bwrap probed %d ms after the process started", sinceStart()));
         if (bwrap.found() == null) LOG.warnf("bwrap not found (tried %s); sandbox/run will fail", bwrap.tried());
 
         MemoryBudget budget = new MemoryBudget(options.maxMemory() != null ? options.maxMemory() : defaultMemory());
@@ -135,7 +124,7 @@ public class Main implements QuarkusApplication {
         limits.put("maxNestingDepth", MAX_NESTING_DEPTH);
         Shutdown[] shutdown = new Shutdown[1];
         // What a killed bwrapd left in a root is recorded outside it, for the next bwrapd to remove.
-        RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), uid()));
+        RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), Libc.uid()));
         SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(),
                 captures, cgroups);
         BwrapdMethods methods = new BwrapdMethods(json, sandboxes, runner, host,
@@ -179,15 +168,6 @@ public class Main implements QuarkusApplication {
      * kernel's start time is only as exact as the boot time (a second); a measuring script can
      * pass the exact launch time in BWRAPD_LAUNCH_MS (epoch milliseconds) instead.
      */
-    /** bwrapd's effective uid (the owner of /proc/self), -1 if unknown. */
-    private static int uid() {
-        try {
-            return (int) java.nio.file.Files.getAttribute(java.nio.file.Path.of("/proc/self"), "unix:uid");
-        } catch (java.io.IOException | RuntimeException e) {
-            return -1;
-        }
-    }
-
     static long sinceStart() {
         String launched = System.getenv("BWRAPD_LAUNCH_MS");
         if (launched != null && launched.matches("\\d+")) return System.currentTimeMillis() - Long.parseLong(launched);

@@ -10,7 +10,6 @@ import dev.bwrapd.process.Watchdog;
 import dev.bwrapd.sandbox.Capture;
 import dev.bwrapd.sandbox.HostCapabilities;
 import dev.bwrapd.sandbox.HostProbe;
-import dev.bwrapd.sandbox.ProbeCache;
 import dev.bwrapd.sandbox.RootPaths;
 import dev.bwrapd.sandbox.RunSpec;
 import dev.bwrapd.sandbox.SandboxRunner;
@@ -80,19 +79,10 @@ public final class RunnerCommand {
         dev.bwrapd.cgroup.CgroupHost cgroups = dev.bwrapd.cgroup.CgroupHost.detect(null);
         HostProbe.Lookup bwrap = HostProbe.findBwrap(options.bwrap());
         if (bwrap.found() == null) LOG.warnf("bwrap not found (tried %s); every Run will fail", bwrap.tried());
-        CompletableFuture<HostCapabilities> host = new CompletableFuture<>();
-        Thread.ofPlatform().daemon().name("bwrapd-link").start(Libc::link);
-        Thread.ofPlatform().daemon().name("bwrapd-probe").start(() -> {
-            HostCapabilities probed = HostProbe.probe(bwrap.found(), false,
-                    ProbeCache.open(System.getenv("XDG_CACHE_HOME"), System.getenv("HOME"), uid(), dev.bwrapd.Version.VERSION));
-            boolean subreaper = reaper.start(); // only after the probe: it would take the probe's children from the JDK
-            host.complete(new HostCapabilities(probed.bwrapPath(), probed.bwrapVersion(), probed.userNamespaces(),
-                    probed.dieWithParent(), probed.jsonStatusFd(), subreaper, probed.linux32Path(),
-                    probed.privileged(), probed.permittedCapabilities()));
-        });
+        CompletableFuture<HostCapabilities> host = HostProbe.start(bwrap, reaper, dev.bwrapd.Version.VERSION);
         Capture.Store captures = new Capture.Store(new MemoryBudget(MEMORY), Path.of(System.getProperty("java.io.tmpdir")), 0);
         Sandboxes sandboxes = new Sandboxes(watchdog);
-        RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), uid()));
+        RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), Libc.uid()));
         SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(), captures, cgroups);
         List<String> hidden;
         try {
@@ -108,7 +98,7 @@ public final class RunnerCommand {
         }
         Actions actions = new Actions(buildDirectoryPath, options.root(), options.network(),
                 options.seccompDefault() ? RunSpec.Seccomp.DEFAULT : null, hidden, options.capabilities(), options.limits());
-        if (uid() == 0) {
+        if (Libc.uid() == 0) {
             LOG.warn("running as root: an action runs as root too (with no capability unless --cap-add names one), and owns "
                     + "the files it makes; run the runner as a user of its own, not bb_worker's (docs/buildbarn.md, Users)");
         }
@@ -155,15 +145,6 @@ public final class RunnerCommand {
                 System.err.flush();
                 Runtime.getRuntime().halt(128 + signal.getNumber());
             }));
-        }
-    }
-
-    /** bwrapd's effective uid (the owner of /proc/self), -1 if unknown: whose root journal this is. */
-    private static int uid() {
-        try {
-            return (int) Files.getAttribute(Path.of("/proc/self"), "unix:uid");
-        } catch (IOException | RuntimeException e) {
-            return -1;
         }
     }
 }

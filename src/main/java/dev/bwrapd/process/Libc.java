@@ -51,6 +51,15 @@ public final class Libc {
         return "aarch64".equals(System.getProperty("os.arch"));
     }
 
+    /** This process's real uid (the owner of /proc/self), or -1 if it cannot be read. */
+    public static int uid() {
+        try {
+            return (int) java.nio.file.Files.getAttribute(java.nio.file.Path.of("/proc/self"), "unix:uid");
+        } catch (java.io.IOException | RuntimeException e) {
+            return -1;
+        }
+    }
+
     /**
      * Frees the native memory this thread keeps for its calls (errno's slot, a buffer for reads):
      * for a pooled thread about to end. Left to the garbage collector, it would be freed only when

@@ -15,6 +15,26 @@ import java.util.concurrent.CompletableFuture;
 public final class HostProbe {
     private HostProbe() {}
 
+    /**
+     * Links the libc downcalls and probes bwrap, each on a thread of its own (the slowest parts of
+     * start-up, done alongside), then starts {@code reaper}: only after the probe, whose children it
+     * would take from the JDK. The future completes with what the host can do. Made by each mode's
+     * entry point, never in a static initializer.
+     */
+    public static CompletableFuture<HostCapabilities> start(Lookup bwrap, dev.bwrapd.process.Reaper reaper, String version) {
+        CompletableFuture<HostCapabilities> host = new CompletableFuture<>();
+        Thread.ofPlatform().daemon().name("bwrapd-link").start(dev.bwrapd.process.Libc::link);
+        Thread.ofPlatform().daemon().name("bwrapd-probe").start(() -> {
+            ProbeCache cache = ProbeCache.open(System.getenv("XDG_CACHE_HOME"), System.getenv("HOME"), dev.bwrapd.process.Libc.uid(), version);
+            HostCapabilities probed = probe(bwrap.found(), false, cache);
+            boolean subreaper = reaper.start();
+            host.complete(new HostCapabilities(probed.bwrapPath(), probed.bwrapVersion(), probed.userNamespaces(),
+                    probed.dieWithParent(), probed.jsonStatusFd(), subreaper, probed.linux32Path(),
+                    probed.privileged(), probed.permittedCapabilities()));
+        });
+        return host;
+    }
+
     /** Where bwrap was looked for, for error messages. */
     public record Lookup(String found, List<String> tried) {}
 

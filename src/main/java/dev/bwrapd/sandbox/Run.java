@@ -538,9 +538,12 @@ final class Run {
     /**
      * sandbox/started means the command runs, not that bwrap began its setup: bwrap reports the
      * init before it sets the sandbox up, and the init arms --die-with-parent only after that.
+     * An init whose pidfd said it ended is gone for this purpose even while it is a zombie not yet
+     * reaped (bwrap gone first: the reaper's to reap), which still looks alive and childless: the
+     * loop ends on that same look, and the run would be answered without sandbox/started.
      */
     private void checkCommand() {
-        if (!sandbox.commandRunningOrGone() && System.nanoTime() < commandWaitEnds) return;
+        if (!initEnded && !sandbox.commandRunningOrGone() && System.nanoTime() < commandWaitEnds) return;
         awaitingCommand = false;
         sandbox.deliverQueued();
         // Also when the init has ended already (a quick command, a failed setup): the run had

@@ -330,7 +330,7 @@ public final class Sandbox {
         return commandForked;
     }
 
-    /** Whether the init still exists (a zombie counts: its parent, bwrap, reaps it at once). */
+    /** Whether the init still exists (a zombie counts: bwrap, or the reaper once bwrap is gone, reaps it soon). */
     private boolean initAlive() {
         int rc = initPidfd >= 0 ? Libc.pidfdSendSignal(initPidfd, 0) : Libc.kill(initPid, 0);
         return rc == 0 || Libc.errno() != Libc.ESRCH;

@@ -247,12 +247,6 @@ class CgroupIT {
      */
     @Test
     void sigkillOfTheHelperInTheSetupWindowLeavesNothing() throws Exception {
-        // Known failure, issue #15 left open: the native binary, which spawns much faster, leaves a
-        // held init (its bwrap killed, the init never seen by the watchdog's looks) in about 3 of
-        // 100 rounds here; the JVM build passes all 100. Skipped, saying so, until that is found.
-        String command = System.getProperty("bwrapd.command");
-        org.junit.jupiter.api.Assumptions.assumeTrue(command == null || command.isBlank(),
-                "known failure against the native binary (" + command + "): ~3 of 100 rounds leave a held init; issue #15");
         int rounds = 0;
         List<String> failures = new ArrayList<>();
         while (rounds < 100) {
@@ -261,19 +255,30 @@ class CgroupIT {
                 bwrapd.call("initialize", null); // the probe is done: runs start at once
                 for (int i = 0; i < 8; i++) bwrapd.requestAsync("sandbox/run", runParams(root, null, marker, ESCAPEE));
                 Thread.sleep(ThreadLocalRandom.current().nextInt(21));
+                String killedAt = Files.readString(Path.of("/proc/uptime")).split(" ")[0];
                 bwrapd.process().destroyForcibly();
                 assertTrue(bwrapd.process().waitFor(5, TimeUnit.SECONDS));
                 try {
                     awaitNoSurvivors(marker, Duration.ofSeconds(3), "round " + rounds);
                     awaitNoCgroupsOf(bwrapd.process().pid(), Duration.ofSeconds(3));
                 } catch (AssertionError e) {
-                    failures.add(e.getMessage());
+                    failures.add(e.getMessage() + "\n  the helper's watchdog now: " + watchdogOf(bwrapd.process().pid())
+                            + "\n  helper " + bwrapd.process().pid() + " killed at uptime " + killedAt + " s, now " + Files.readString(Path.of("/proc/uptime")).split(" ")[0]);
                     for (int pid : ProcessSupport.marked(marker).keySet()) new ProcessBuilder("kill", "-9", "" + pid).start().waitFor();
                 }
             }
         }
         System.err.println("CgroupIT: " + rounds + " rounds of 8 runs, helper SIGKILLed 0-20 ms after sending them");
         assertEquals(List.of(), failures, "survivors in " + failures.size() + " of " + rounds + " rounds");
+    }
+
+    /** The helper's watchdog shell (its command line names the helper's mark), described, or "gone". */
+    private static String watchdogOf(long helperPid) throws IOException {
+        for (int pid : ProcessSupport.allPids()) {
+            String cmdline = ProcessSupport.cmdline(pid);
+            if (cmdline.startsWith("bwrapd-watchdog") && cmdline.contains("held-" + helperPid + "-")) return ProcessSupport.describe(pid);
+        }
+        return "gone";
     }
 
     // ----- cgroups the helper made -----

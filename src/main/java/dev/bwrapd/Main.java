@@ -119,6 +119,7 @@ public class Main implements QuarkusApplication {
         MessageReader reader = new MessageReader(new FileInputStream(FileDescriptor.in), options.framing(), options.maxMessageBytes());
         MessageWriter writer = new MessageWriter(protocolOut, reader::framing);
         Sandboxes sandboxes = new Sandboxes(watchdog);
+        new IdleCollector(sandboxes).start();
         Map<String, Object> limits = new LinkedHashMap<>();
         limits.put("maxMessageBytes", options.maxMessageBytes());
         limits.put("maxNestingDepth", MAX_NESTING_DEPTH);

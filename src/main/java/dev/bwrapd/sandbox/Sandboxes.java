@@ -12,6 +12,8 @@ public final class Sandboxes {
     private final Map<String, Sandbox> running = new LinkedHashMap<>();
     private final Watchdog watchdog;
     private long nextId = 1;
+    /** How many sandboxes were ever registered: tells a waiter whether any came meanwhile. */
+    private long registered;
     private boolean shuttingDown;
     /** Sandboxes a shutdown has already killed: a second shutdown does not count them again. */
     private final java.util.Set<Sandbox> killed = new java.util.HashSet<>();
@@ -31,6 +33,8 @@ public final class Sandboxes {
         }
         Sandbox sandbox = new Sandbox(id, command, watchdog);
         running.put(id, sandbox);
+        registered++;
+        notifyAll();
         return sandbox;
     }
 
@@ -38,6 +42,22 @@ public final class Sandboxes {
         running.remove(sandbox.id(), sandbox);
         killed.remove(sandbox);
         notifyAll();
+    }
+
+    /** Waits until more than {@code count} sandboxes have been registered in all. */
+    public synchronized void awaitRegisteredBeyond(long count) throws InterruptedException {
+        while (registered <= count) wait();
+    }
+
+    /** Waits until none runs; then how many were registered in all. */
+    public synchronized long awaitNoneRunning() throws InterruptedException {
+        while (!running.isEmpty()) wait();
+        return registered;
+    }
+
+    /** Whether none runs and none was registered beyond {@code count}: still the same quiet spell. */
+    public synchronized boolean stillIdleSince(long count) {
+        return running.isEmpty() && registered == count;
     }
 
     public synchronized Sandbox get(String id) throws SandboxException {

@@ -1,0 +1,50 @@
+package dev.bwrapd;
+
+import dev.bwrapd.sandbox.Sandboxes;
+
+/**
+ * Gives memory back once the helper falls idle. A burst of runs grows the heap (the JVM build's
+ * and the native image's alike), and neither collector returns it to the system on its own while
+ * nothing allocates; an editor keeps its helper for hours, mostly idle. So a second after the last
+ * sandbox of a burst ended, with none started since, one full collection runs (tens of
+ * milliseconds, once per quiet spell). Started in {@link Main}, a daemon: it never holds the exit.
+ */
+final class IdleCollector {
+    /** How long nothing must run before the collection. */
+    static final long QUIET_MS = 1000;
+
+    private final Sandboxes sandboxes;
+    private final long quietMs;
+    private final Runnable collect;
+
+    /** Main's: System.gc() after {@link #QUIET_MS}. */
+    IdleCollector(Sandboxes sandboxes) {
+        this(sandboxes, QUIET_MS, System::gc);
+    }
+
+    IdleCollector(Sandboxes sandboxes, long quietMs, Runnable collect) {
+        this.sandboxes = sandboxes;
+        this.quietMs = quietMs;
+        this.collect = collect;
+    }
+
+    Thread start() {
+        return Thread.ofPlatform().daemon().name("bwrapd-idle").start(this::collectWhenIdle);
+    }
+
+    private void collectWhenIdle() {
+        long collectedAt = 0; // sandboxes registered in all at the last collection
+        try {
+            while (true) {
+                sandboxes.awaitRegisteredBeyond(collectedAt); // something ran since
+                long count = sandboxes.awaitNoneRunning();
+                Thread.sleep(quietMs);
+                if (!sandboxes.stillIdleSince(count)) continue;
+                collect.run();
+                collectedAt = count;
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

@@ -51,7 +51,7 @@ public final class Sandboxes {
 
     /** Waits until none runs; then how many were registered in all. */
     public synchronized long awaitNoneRunning() throws InterruptedException {
-        while (!running.isEmpty()) wait();
+        awaitEnded(Long.MAX_VALUE);
         return registered;
     }
 

@@ -92,7 +92,7 @@ public class Main implements QuarkusApplication {
             return 0;
         }
         setLogLevel(options.logLevel());
-        LOG.debugf("main entered %d ms after the process started", sinceStart());
+        logStartup("main entered");
 
         // The process-wide pieces, made here and passed down (never in static initializers: a
         // native image initializes classes at build time). None starts a thread or a process yet.
@@ -109,7 +109,7 @@ public class Main implements QuarkusApplication {
         // Linking the libc downcalls and probing bwrap are the slowest part of start-up: both go
         // alongside; initialize is answered when the probe is done.
         CompletableFuture<HostCapabilities> host = HostProbe.start(bwrap, reaper, Version.VERSION);
-        host.thenRun(() -> LOG.debugf("bwrap probed %d ms after the process started", sinceStart()));
+        host.thenRun(() -> logStartup("bwrap probed"));
         if (bwrap.found() == null) LOG.warnf("bwrap not found (tried %s); sandbox/run will fail", bwrap.tried());
 
         MemoryBudget budget = new MemoryBudget(options.maxMemory() != null ? options.maxMemory() : defaultMemory());
@@ -138,7 +138,7 @@ public class Main implements QuarkusApplication {
         shutdown[0] = new Shutdown(methods, sandboxes, server);
         handleTerminatingSignals(shutdown[0]);
 
-        LOG.debugf("serving %d ms after the process started", sinceStart());
+        logStartup("serving");
         server.serve();
         // End of input: the client is gone or done. End every sandbox, clean up, answer what can be answered.
         shutdown[0].finish("end of input");
@@ -162,6 +162,14 @@ public class Main implements QuarkusApplication {
                 LOG.warnf("cannot handle SIG%s: %s", name, e.getMessage());
             }
         }
+    }
+
+    /**
+     * A start-up milestone in the debug log. Only then is the time asked for: the process's start
+     * time costs a handful of /proc and /etc/passwd reads, at every start.
+     */
+    private static void logStartup(String milestone) {
+        if (LOG.isDebugEnabled()) LOG.debugf("%s %d ms after the process started", milestone, sinceStart());
     }
 
     /**

@@ -15,7 +15,9 @@ from the (shared) machine hits every contender alike:
      `SandboxBwrap.run()` in this process;
   2. throughput with 16 and 64 runs in flight: bwrapd (pipelined requests) vs Python threads
      each doing Popen of the same argv;
-  3. helper start-up (spawn to `initialize` response), with and without the JDK AOT cache;
+  3. helper start-up (spawn to `initialize` response), with and without the JDK AOT cache, and
+     the floors under it: the native binary's `--version`, bench/floor's Quarkus-only binary (when
+     built: ./mvnw -f bench/floor/pom.xml package -Dnative ...), `java -version`;
   4. the helper's memory (VmRSS, VmHWM): idle, with 16 sandboxes running, after the benchmark;
   5. streaming 200 MiB of text on stdout: bwrapd "stream" (sandbox/output notifications, decoded
      here), bwrapd "file" (the command writes a temp file), Python Popen reading the pipe.
@@ -138,14 +140,7 @@ class Helper:
         return pids
 
     def memory(self):
-        """VmRSS and VmHWM of the helper process, in KiB."""
-        values = {}
-        with open("/proc/%d/status" % self.proc.pid) as status:
-            for line in status:
-                key, _, rest = line.partition(":")
-                if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-                    values[key] = int(rest.split()[0])
-        return values
+        return memory_of(self.proc.pid)
 
     def close(self):
         try:
@@ -609,6 +604,37 @@ def bench_throughput(helpers, roots, levels, total, rounds):
     return out
 
 
+def memory_of(pid):
+    """VmRSS, VmHWM, RssAnon and RssFile of a process, in KiB."""
+    values = {}
+    with open("/proc/%d/status" % pid) as status:
+        for line in status:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                values[key] = int(rest.split()[0])
+    return values
+
+
+FLOOR = os.path.join(HERE, "floor", "target", "quarkus-floor-0.1.0-runner")
+
+
+def floor_start():
+    """bench/floor's binary (Quarkus alone, bwrapd's toolchain and flags): ms from spawn to its
+    answer to one line, and its memory then."""
+    t = time.perf_counter()
+    proc = subprocess.Popen([FLOOR], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        proc.stdin.write(b"start\n")
+        proc.stdin.flush()
+        if proc.stdout.readline() != b"ok\n":
+            raise SystemExit("bench: %s did not answer ok" % FLOOR)
+        ms = (time.perf_counter() - t) * 1000.0
+        return ms, memory_of(proc.pid)
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
+
+
 def bench_startup(builds, samples, root):
     """3. Spawn to initialize response, milliseconds; memory right after initialize; the first
     sandbox run of a fresh helper (cold code); and, for the JVM build, the JVM alone."""
@@ -622,6 +648,8 @@ def bench_startup(builds, samples, root):
     first = {name: [] for name, _, _ in modes}
     memory = {name: [] for name, _, _ in modes}
     floor = []
+    native_floor = {build.name: [] for build in builds if not build.jvm}
+    quarkus_floor = []
     home, _ = find_jdk()
     for i in range(samples):
         k = i % len(modes)
@@ -637,6 +665,14 @@ def bench_startup(builds, samples, root):
                 first[name].append((time.perf_counter() - t) * 1000.0)
             finally:
                 h.close()
+        for build in builds:
+            if build.name in native_floor:
+                # the image's own floor: the same binary starting Quarkus, printing its version and exiting
+                t = time.perf_counter()
+                subprocess.run(build.command + ["--version"], stdout=subprocess.DEVNULL, check=True)
+                native_floor[build.name].append((time.perf_counter() - t) * 1000.0)
+        if native_floor and os.path.isfile(FLOOR):
+            quarkus_floor.append(floor_start())
         if jvm and home:
             # the floor: the same JDK starting and stopping with the launcher's main VM flags, no application
             t = time.perf_counter()
@@ -650,6 +686,13 @@ def bench_startup(builds, samples, root):
         out[name]["first_run_ms_median"] = statistics.median(first[name])
     if floor:
         out["jvm-floor"] = summary(floor)
+    for name, v in native_floor.items():
+        out[name + "-version"] = summary(v)
+    if quarkus_floor:
+        out["quarkus-floor"] = summary([ms for ms, _ in quarkus_floor])
+        out["quarkus-floor"]["VmRSS_KiB_median"] = statistics.median(m["VmRSS"] for _, m in quarkus_floor)
+        out["quarkus-floor"]["RssAnon_KiB_median"] = statistics.median(m["RssAnon"] for _, m in quarkus_floor)
+        out["quarkus-floor"]["size_bytes"] = os.path.getsize(FLOOR)
     out["raw"] = times
     return out
 
@@ -872,6 +915,16 @@ def report_markdown(res):
                 s = st[mode]
                 add("| %s | %.0f | %.0f | %.0f | %.1f MiB | %.0f ms |" % (
                     label, s["median"], s["p90"], s["min"], s["VmRSS_KiB_median"] / 1024, s["first_run_ms_median"]))
+    for name in names:
+        if name + "-version" in st:
+            s = st[name + "-version"]
+            add("| %s alone: `--version` (the image and Quarkus start, then exit; no helper work) | %.0f | %.0f | %.0f | | |"
+                % (build_label(res, name), s["median"], s["p90"], s["min"]))
+    if "quarkus-floor" in st:
+        s = st["quarkus-floor"]
+        add("| Quarkus alone: bench/floor's binary answering one line (same Quarkus, toolchain and image flags; %.1f MB) "
+            "| %.0f | %.0f | %.0f | %.1f MiB | |" % (s["size_bytes"] / 1e6, s["median"], s["p90"], s["min"],
+                                                     s["VmRSS_KiB_median"] / 1024))
     if "jvm-floor" in st:
         s = st["jvm-floor"]
         add("| the JVM alone: `java -version`, same JDK and VM flags, no application | %.0f | %.0f | %.0f | | |"

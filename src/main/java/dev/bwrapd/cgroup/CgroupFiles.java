@@ -1,10 +1,13 @@
 package dev.bwrapd.cgroup;
 
+import dev.bwrapd.process.Libc;
+
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
 
@@ -12,12 +15,27 @@ import java.util.Map;
 final class CgroupFiles {
     private CgroupFiles() {}
 
-    /** The file's text, or null if it cannot be read (absent on this kernel, cgroup gone). */
+    /**
+     * The file's text, or null if it cannot be read (absent on this kernel, cgroup gone). Read
+     * with plain system calls: every run reads a few files that this host's cgroups do not have,
+     * and the JDK's reader answers each of those with an exception.
+     */
     static String read(Path file) {
+        int fd = Libc.openat(Libc.AT_FDCWD, file.toString(), Libc.O_RDONLY);
+        if (fd < 0) return null;
         try {
-            return Files.readString(file);
-        } catch (IOException e) {
+            byte[] buffer = new byte[4096];
+            int length = 0;
+            while (true) {
+                if (length == buffer.length) buffer = Arrays.copyOf(buffer, buffer.length * 2);
+                int n = Libc.read(fd, buffer, length, buffer.length - length);
+                if (n == 0) return new String(buffer, 0, length, StandardCharsets.US_ASCII);
+                length += n;
+            }
+        } catch (Libc.Error e) {
             return null;
+        } finally {
+            Libc.close(fd);
         }
     }
 

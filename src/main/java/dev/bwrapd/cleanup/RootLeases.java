@@ -131,8 +131,7 @@ public final class RootLeases {
     /** Whether {@code path} is there, the last name not followed if it is a link. */
     private static boolean exists(int rootFd, String path) {
         try {
-            Libc.stat(rootFd, path, Libc.AT_SYMLINK_NOFOLLOW);
-            return true;
+            return Libc.statIfPresent(rootFd, path, Libc.AT_SYMLINK_NOFOLLOW) != null;
         } catch (Libc.Error e) {
             return false;
         }

@@ -206,6 +206,25 @@ public final class Libc {
     public static FileStat stat(int dirFd, String path, int flags) throws Error {
         byte[] buf = new byte[256]; // struct statx: the same layout on every architecture
         if (BINDING.statx(dirFd, path, flags, STATX_BASIC_STATS, buf) != 0) throw new Error("statx " + path, errno());
+        return fileStat(buf);
+    }
+
+    /**
+     * {@link #stat}, or null when nothing is there (ENOENT, or ENOTDIR: a name on the way is not a
+     * directory). Runs ask this of paths that are usually missing, so missing is an answer here,
+     * not an exception (a stack trace per missing path was most of what a run threw).
+     */
+    public static FileStat statIfPresent(int dirFd, String path, int flags) throws Error {
+        byte[] buf = new byte[256]; // struct statx: the same layout on every architecture
+        if (BINDING.statx(dirFd, path, flags, STATX_BASIC_STATS, buf) != 0) {
+            int errno = errno();
+            if (errno == ENOENT || errno == ENOTDIR) return null;
+            throw new Error("statx " + path, errno);
+        }
+        return fileStat(buf);
+    }
+
+    private static FileStat fileStat(byte[] buf) {
         long device = ((long) (int) INT_AT.get(buf, 136) << 32) | Integer.toUnsignedLong((int) INT_AT.get(buf, 140));
         return new FileStat(Short.toUnsignedInt((short) SHORT_AT.get(buf, 28)), device, (long) LONG_AT.get(buf, 32),
                 (long) LONG_AT.get(buf, 40), (int) INT_AT.get(buf, 20));

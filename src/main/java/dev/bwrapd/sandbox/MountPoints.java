@@ -1,5 +1,7 @@
 package dev.bwrapd.sandbox;
 
+import dev.bwrapd.process.Libc;
+
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -97,7 +99,8 @@ final class MountPoints {
             Path host = layer.base();
             for (String n : done.subList(layer.at().size(), done.size())) host = host.resolve(n);
             // A directory, a file, or nothing yet: bwrap meets no link here (what it creates is plain).
-            if (!Files.isSymbolicLink(host)) continue;
+            Libc.FileStat stat = RootPaths.lstat(host);
+            if (stat == null || stat.type() != Libc.S_IFLNK) continue;
             if (++links > MAX_LINKS) throw new HostPaths.Refused(true, absolute + ": too many levels of symbolic links in the root");
             String target;
             try {

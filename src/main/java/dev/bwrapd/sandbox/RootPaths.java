@@ -4,7 +4,6 @@ import dev.bwrapd.process.Libc;
 
 import java.io.IOException;
 import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -51,9 +50,21 @@ public final class RootPaths {
         try {
             Path found = root;
             for (String name : names(new MountPoints(root).place(absolute)).orElseThrow()) found = found.resolve(name);
-            return Files.exists(found, LinkOption.NOFOLLOW_LINKS) ? Optional.of(found) : Optional.empty();
+            return lstat(found) != null ? Optional.of(found) : Optional.empty();
         } catch (HostPaths.Refused e) {
             return Optional.empty(); // a link loop
+        }
+    }
+
+    /**
+     * What is at a host path, the last name not followed if it is a link; null if nothing is (or
+     * it cannot be looked at). Asked of paths in roots that are often missing: no exception then.
+     */
+    static Libc.FileStat lstat(Path path) {
+        try {
+            return Libc.statIfPresent(Libc.AT_FDCWD, path.toString(), Libc.AT_SYMLINK_NOFOLLOW);
+        } catch (Libc.Error e) {
+            return null;
         }
     }
 

@@ -204,9 +204,9 @@ public final class Libc {
      * is the descriptor itself, with {@link #AT_SYMLINK_NOFOLLOW} a final link is not followed.
      */
     public static FileStat stat(int dirFd, String path, int flags) throws Error {
-        byte[] buf = new byte[256]; // struct statx: the same layout on every architecture
-        if (BINDING.statx(dirFd, path, flags, STATX_BASIC_STATS, buf) != 0) throw new Error("statx " + path, errno());
-        return fileStat(buf);
+        FileStat stat = statx(dirFd, path, flags);
+        if (stat == null) throw new Error("statx " + path, errno());
+        return stat;
     }
 
     /**
@@ -215,16 +215,17 @@ public final class Libc {
      * not an exception (a stack trace per missing path was most of what a run threw).
      */
     public static FileStat statIfPresent(int dirFd, String path, int flags) throws Error {
-        byte[] buf = new byte[256]; // struct statx: the same layout on every architecture
-        if (BINDING.statx(dirFd, path, flags, STATX_BASIC_STATS, buf) != 0) {
-            int errno = errno();
-            if (errno == ENOENT || errno == ENOTDIR) return null;
-            throw new Error("statx " + path, errno);
-        }
-        return fileStat(buf);
+        FileStat stat = statx(dirFd, path, flags);
+        if (stat != null) return stat;
+        int errno = errno();
+        if (errno == ENOENT || errno == ENOTDIR) return null;
+        throw new Error("statx " + path, errno);
     }
 
-    private static FileStat fileStat(byte[] buf) {
+    /** The statx(2) call both share: the file's stat, or null with errno set. */
+    private static FileStat statx(int dirFd, String path, int flags) {
+        byte[] buf = new byte[256]; // struct statx: the same layout on every architecture
+        if (BINDING.statx(dirFd, path, flags, STATX_BASIC_STATS, buf) != 0) return null;
         long device = ((long) (int) INT_AT.get(buf, 136) << 32) | Integer.toUnsignedLong((int) INT_AT.get(buf, 140));
         return new FileStat(Short.toUnsignedInt((short) SHORT_AT.get(buf, 28)), device, (long) LONG_AT.get(buf, 32),
                 (long) LONG_AT.get(buf, 40), (int) INT_AT.get(buf, 20));

@@ -12,9 +12,12 @@ from the (shared) machine hits every contender alike:
   1. latency of one /bin/true sandbox in a busybox root, requests one at a time:
      (a) bwrapd `sandbox/run` over one long-lived helper, (b) Python `subprocess.Popen` of the very
      same bwrap argv and environment (from the helper's `sandbox/argv`), (c) BuildStream 1.6's own
-     `SandboxBwrap.run()` in this process;
+     `SandboxBwrap.run()` in this process, (d) the floor: bench/floor/run_floor.c (compiled
+     here with gcc), the same argv from C doing only what bwrapd must per run (a cgroup, the
+     spawn, bwrap's status, reaping bwrap and the sandbox's init, cpu.stat), with and without the
+     cgroup;
   2. throughput with 16 and 64 runs in flight: bwrapd (pipelined requests) vs Python threads
-     each doing Popen of the same argv;
+     each doing Popen of the same argv, and the floor (one run_floor process per run in flight);
   3. helper start-up (spawn to `initialize` response), with and without the JDK AOT cache, and
      the floors under it: the native binary's `--version`, bench/floor's Quarkus-only binary (when
      built: ./mvnw -f bench/floor/pom.xml package -Dnative ...), `java -version`;
@@ -228,6 +231,61 @@ def popen_run(inv, stdout=subprocess.DEVNULL, reader=None):
 
 
 # --------------------------------------------------------------------------------------------
+# The floor under the helper's CPU per run: bench/floor/run_floor.c, the same argv in C doing only
+# what bwrapd must per run (a cgroup, the spawn, bwrap's status, both reaps, cpu.stat, removal).
+# --------------------------------------------------------------------------------------------
+
+RUN_FLOOR_SOURCE = os.path.join(HERE, "floor", "run_floor.c")
+
+
+def build_run_floor(tmpdir):
+    """Compiles run_floor.c into tmpdir; None (and a message) without gcc."""
+    binary = os.path.join(tmpdir, "run_floor")
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        print("bench: no gcc, so no floor (C) contender", flush=True)
+        return None
+    subprocess.run([gcc, "-O2", "-o", binary, RUN_FLOOR_SOURCE], check=True)
+    return binary
+
+
+class RunFloor:
+    """One run_floor process: a line in, one run of `inv`, a line out."""
+
+    def __init__(self, binary, inv, cgroup_base):
+        self.proc = subprocess.Popen([binary, cgroup_base or "-", inv.executable] + inv.argv, env=inv.env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def run(self):
+        self.proc.stdin.write(b"run\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        if answer != b"ok 0\n":
+            raise SystemExit("bench: a floor (C) run failed: %r" % answer)
+
+    def cpu_seconds(self):
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(30)
+        self.proc.stdout.close()
+
+
+def floor_variants(binary, inv, cgroup_base):
+    """The floor with a cgroup per run (as bwrapd, where the helper has one) and without."""
+    variants = {}
+    if binary is None:
+        return variants
+    if cgroup_base:
+        variants["floor"] = RunFloor(binary, inv, cgroup_base)
+    variants["floor-nocgroup"] = RunFloor(binary, inv, None)
+    return variants
+
+
+# --------------------------------------------------------------------------------------------
 # BuildStream 1.6's SandboxBwrap, the real class, created the way BuildStream's Linux platform does.
 # --------------------------------------------------------------------------------------------
 
@@ -429,13 +487,14 @@ def run_params(root, **extra):
     return params
 
 
-def bench_latency(helpers, roots, bst, runs, warmup):
+def bench_latency(helpers, roots, bst, runs, warmup, floor_binary, cgroup_base):
     """1. One run at a time, every contender interleaved; milliseconds per run. `helpers` maps each
     build's name to a running helper; the first one also runs on the bare root."""
     params = run_params(roots["bwrapd"])
     bare_params = run_params(roots["bare"])
     primary = next(iter(helpers))
     inv = Invocation(helpers[primary].call("sandbox/argv", run_params(roots["popen"])))
+    floors = floor_variants(floor_binary, inv, cgroup_base)
 
     def bwrapd_bare():
         c = time.process_time()
@@ -476,9 +535,17 @@ def bench_latency(helpers, roots, bst, runs, warmup):
         cpu["buildstream"] += time.process_time() - c
         return elapsed
 
+    def floor(name):
+        def run():
+            t = time.perf_counter()
+            floors[name].run()
+            return time.perf_counter() - t
+        return run
+
     contenders = [(name, bwrapd(name)) for name in helpers] + [("popen", popen)]
     if bst is not None:
         contenders.append(("buildstream", buildstream))
+    contenders += [(name, floor(name)) for name in floors]
     contenders.append(("bare", bwrapd_bare))
     server_ms = {name: [] for name in helpers}
     cpu = {name: 0.0 for name, _ in contenders}
@@ -488,11 +555,15 @@ def bench_latency(helpers, roots, bst, runs, warmup):
     for values in server_ms.values():
         values.clear()
     cpu.update((name, 0.0) for name in cpu)
+    floor_cpu = {name: f.cpu_seconds() for name, f in floors.items()}
     times = {name: [] for name, _ in contenders}
     for i in range(runs):
         k = i % len(contenders)  # rotate who goes first
         for name, fn in contenders[k:] + contenders[:k]:
             times[name].append(fn() * 1000.0)
+    for name, f in floors.items():  # the floor process does nothing else: its own CPU over the runs
+        cpu[name] = f.cpu_seconds() - floor_cpu[name]
+        f.close()
     out = {name: summary(v) for name, v in times.items()}
     out["durationMs"] = {name: summary(v) for name, v in server_ms.items()}
     out["primary"] = primary
@@ -566,12 +637,44 @@ def popen_threads(inv, total, threads):
     return total / elapsed
 
 
-def bench_throughput(helpers, roots, levels, total, rounds):
+def floor_processes(pool, total):
+    """Runs per second of `total` floor runs over a pool of floor processes, one thread each."""
+    left = [total]
+    lock = threading.Lock()
+    errors = []
+
+    def worker(floor):
+        try:
+            while True:
+                with lock:
+                    if left[0] <= 0:
+                        return
+                    left[0] -= 1
+                floor.run()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    workers = [threading.Thread(target=worker, args=(f,)) for f in pool]
+    t = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - t
+    if errors:
+        raise SystemExit("bench: a floor (C) thread failed: %r" % errors[0])
+    return total / elapsed
+
+
+def bench_throughput(helpers, roots, levels, total, rounds, floor_binary, cgroup_base):
     """2. Runs per second with `level` runs in flight; each round does total/rounds runs per contender."""
     params = run_params(roots["bwrapd"])
     inv = Invocation(next(iter(helpers.values())).call("sandbox/argv", run_params(roots["popen"])))
     per_round = max(1, total // rounds)
-    names = list(helpers) + ["popen"]
+    # the floor: as many run_floor processes as runs in flight, each one run at a time
+    pools = {level: [RunFloor(floor_binary, inv, cgroup_base) for _ in range(level)] for level in levels} \
+        if floor_binary is not None else {}
+    names = list(helpers) + ["popen"] + (["floor"] if pools else [])
     results = {}
     for level in levels:
         results[level] = {name: [] for name in names}
@@ -580,20 +683,29 @@ def bench_throughput(helpers, roots, levels, total, rounds):
         for helper in helpers.values():
             bwrapd_pipelined(helper, params, level, level)
         popen_threads(inv, level, level)
+        if pools:
+            floor_processes(pools[level], level)
     cpu = {(level, name): 0.0 for level in levels for name in names}
 
-    def helper_cpu(name):
+    def helper_cpu(name, level):  # plus this process's, as for bwrapd's client and Python's threads
+        if name == "floor":
+            return sum(f.cpu_seconds() for f in pools[level])
         return helpers[name].cpu_seconds() if name in helpers else 0
 
     for r in range(rounds):
         for level in levels:
             contenders = [(name, lambda name=name: bwrapd_pipelined(helpers[name], params, per_round, level)) for name in helpers]
             contenders.append(("popen", lambda: popen_threads(inv, per_round, level)))
+            if pools:
+                contenders.append(("floor", lambda: floor_processes(pools[level], per_round)))
             k = r % len(contenders)
             for name, fn in contenders[k:] + contenders[:k]:
-                c = time.process_time() + helper_cpu(name)
+                c = time.process_time() + helper_cpu(name, level)
                 results[level][name].append(fn())
-                cpu[(level, name)] += time.process_time() + helper_cpu(name) - c
+                cpu[(level, name)] += time.process_time() + helper_cpu(name, level) - c
+    for pool in pools.values():
+        for f in pool:
+            f.close()
     out = {}
     for level, by in results.items():
         # overall rate over all rounds: runs / total time (harmonic mean of the round rates)
@@ -855,8 +967,10 @@ def report_markdown(res):
     labels = {name: "%s `sandbox/run` (one helper)" % build_label(res, name) for name in names}
     labels.update({"popen": "Python `subprocess.Popen`, same bwrap argv",
                    "buildstream": "BuildStream 1.6 `SandboxBwrap.run()`",
-                   "bare": "%s, bare root (removes /dev/*, /dev, /proc, /tmp after each run)" % build_label(res, lat["primary"])})
-    for name in names + ["popen", "buildstream", "bare"]:
+                   "bare": "%s, bare root (removes /dev/*, /dev, /proc, /tmp after each run)" % build_label(res, lat["primary"]),
+                   "floor": "floor (C): `bench/floor/run_floor.c`, same argv, a cgroup per run, both reaps",
+                   "floor-nocgroup": "floor (C) without the cgroup"})
+    for name in names + ["popen", "buildstream", "floor", "floor-nocgroup", "bare"]:
         if name in lat:
             s = lat[name]
             add("| %s | %.2f | %.2f | %.2f | %.2f |" % (labels[name], s["median"], s["p90"], s["mean"], s["min"]))
@@ -881,8 +995,15 @@ def report_markdown(res):
         build_label(res, name), c[name]["helper"],
         "%.2f ms on the bare root, " % c[name]["helper_bare"] if "helper_bare" in c[name] else "", c[name]["client"])
         for name in names]
-    add("- CPU time of the orchestrating process per run (not bwrap's, not the command's): %s; Popen %.2f ms%s." % (
-        "; ".join(parts), c["popen"], "; BuildStream %.2f ms" % c["buildstream"] if "buildstream" in c else ""))
+    add("- CPU time of the orchestrating process per run (not bwrap's, not the command's): %s; Popen %.2f ms%s%s." % (
+        "; ".join(parts), c["popen"], "; BuildStream %.2f ms" % c["buildstream"] if "buildstream" in c else "",
+        "".join("; %s %.2f ms" % (label, c[key]) for key, label in (("floor", "floor (C)"),
+                                                                     ("floor-nocgroup", "floor (C) without the cgroup"))
+                if key in c)))
+    if "floor" in lat:
+        add("- floor (C) / Popen: **%.3f** (median): what the cgroup and the wait for the sandbox's init cost a "
+            "helper that does nothing else. Helper CPU target <= 0.35 ms: floor %s (%.2f ms)." % (
+                lat["floor"]["median"] / lat["popen"]["median"], verdict(c["floor"] <= 0.35), c["floor"]))
     add("")
     add("## 2. Throughput (runs per second, same `/bin/true` run)")
     add("")
@@ -897,6 +1018,13 @@ def report_markdown(res):
             level, " | ".join("%.1f" % by[n]["runs_per_s"] for n in names), p,
             " | ".join("**%.2f**" % (by[n]["runs_per_s"] / p) for n in names),
             " / ".join("%.2f" % by[n]["cpu_ms_per_run"] for n in names), by["popen"]["cpu_ms_per_run"]))
+    for level, by in thr.items():
+        if "floor" in by:
+            f = by["floor"]
+            add("")
+            add("- %s in flight, floor (C), one `run_floor` process per run in flight: %.1f runs/s, **%.2f** × Python, "
+                "CPU %.2f ms per run (the processes and this script)." % (
+                    level, f["runs_per_s"], f["runs_per_s"] / by["popen"]["runs_per_s"], f["cpu_ms_per_run"]))
     if "16" in thr:
         add("")
         add("%d runs per contender and level. Target at 16 in flight >= 1.2: %s." % (
@@ -990,8 +1118,9 @@ def plot(res, path):
 
     ax = axes[0][0]
     labels = {n: "bwrapd\n" + short[n] for n in builds}
-    labels.update({"popen": "Popen", "buildstream": "BuildStream", "bare": "bwrapd %s\nbare root" % short[lat["primary"]]})
-    names = [n for n in builds + ["popen", "buildstream", "bare"] if n in lat["raw"]]
+    labels.update({"popen": "Popen", "buildstream": "BuildStream", "bare": "bwrapd %s\nbare root" % short[lat["primary"]],
+                   "floor": "floor (C)"})
+    names = [n for n in builds + ["popen", "buildstream", "floor", "bare"] if n in lat["raw"]]
     ax.boxplot([lat["raw"][n] for n in names], showfliers=False, whis=(10, 90))
     ax.set_xticks(range(1, len(names) + 1), [labels[n] for n in names])
     for i, n in enumerate(names, 1):
@@ -1019,6 +1148,8 @@ def plot(res, path):
     bars.append(("Popen", cpu["popen"]))
     if "buildstream" in cpu:
         bars.append(("BuildStream", cpu["buildstream"]))
+    if "floor" in cpu:
+        bars.append(("floor (C)", cpu["floor"]))
     ax.bar(range(len(bars)), [v for _, v in bars])
     ax.set_xticks(range(len(bars)), [k for k, _ in bars])
     ax.set_ylabel("CPU ms per run, outside bwrap")
@@ -1139,13 +1270,19 @@ def main():
             print("bench: 4. memory of %s with 16 sandboxes running" % build.name, flush=True)
             res["memory"][build.name]["busy16"] = bench_memory_under_load(helper, roots["bwrapd"], 16)
 
+        floor_binary = build_run_floor(tmpdir)
+        cgroup = init["capabilities"].get("cgroup") or {}
+        cgroup_base = cgroup.get("path") if cgroup.get("available") else None
+        res["floor"] = {"cgroup": cgroup_base}
+
         print("bench: 1. latency (%d runs per contender, interleaved)" % runs, flush=True)
         res["load"]["latency"] = loadavg()
-        res["latency"] = bench_latency(helpers, roots, bst, runs, warmup)
+        res["latency"] = bench_latency(helpers, roots, bst, runs, warmup, floor_binary, cgroup_base)
 
         print("bench: 2. throughput (%d runs per contender and level)" % throughput_total, flush=True)
         res["load"]["throughput"] = loadavg()
-        res["throughput"] = bench_throughput(helpers, roots, [16, 64], throughput_total, throughput_rounds)
+        res["throughput"] = bench_throughput(helpers, roots, [16, 64], throughput_total, throughput_rounds,
+                                             floor_binary, cgroup_base)
 
         print("bench: 5. streaming %d MiB (%d rounds)" % (stream_mib, stream_rounds), flush=True)
         res["load"]["streaming"] = loadavg()

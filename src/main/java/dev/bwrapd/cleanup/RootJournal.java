@@ -1,15 +1,20 @@
 package dev.bwrapd.cleanup;
 
+import dev.bwrapd.process.Libc;
 import org.jboss.logging.Logger;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.DirectoryStream;
+import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Supplier;
 
 /**
  * A record, outside every root, of what bwrap may create in each root in use: written before
@@ -20,10 +25,12 @@ import java.util.List;
  * <p>The records live in a directory of bwrapd's user only: {@code $XDG_RUNTIME_DIR/bwrapd},
  * else {@code /run/bwrapd} for root, else {@code /tmp/bwrapd-UID}; one that is not a directory
  * of this user with mode 0700 (a link, someone else's) disables the journal rather than trusting it.
- * A record is named after the root's device and inode and the writer's pid, and holds the root's
- * path: one whose writer still runs is left alone (a reused pid only leaves debris, as without a
- * journal), one whose path differs (a reused inode) is dropped unused. Records of roots never used
- * again stay, a few bytes each.
+ * Each root has a directory there named after its device and inode, and each writer a record in it
+ * named after its pid, holding the root's path: a lease lists only its own root's records (the
+ * directory as a whole grows with every root ever used, and every run used to list it all). A
+ * record whose writer still runs is left alone (a reused pid only leaves debris, as without a
+ * journal), one whose path differs (a reused inode) is dropped unused. The directories of roots
+ * never used again stay, empty.
  */
 public final class RootJournal {
     private static final Logger LOG = Logger.getLogger(RootJournal.class);
@@ -56,9 +63,11 @@ public final class RootJournal {
         List<String> lines = new ArrayList<>();
         lines.add(where);
         for (String path : paths) if (path.indexOf('\n') < 0) lines.add(path);
-        Path file = dir.resolve(root + "-" + pid);
-        Path temporary = dir.resolve(root + "-" + pid + ".new");
+        Path records = dir.resolve(root);
+        Path file = records.resolve(Long.toString(pid));
+        Path temporary = records.resolve(pid + ".new");
         try {
+            if (!Files.isDirectory(records, LinkOption.NOFOLLOW_LINKS)) makeDirectory(records);
             Files.write(temporary, lines, StandardCharsets.UTF_8);
             Files.move(temporary, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
         } catch (IOException e) {
@@ -66,10 +75,18 @@ public final class RootJournal {
         }
     }
 
-    /** The root is clean: this process's record of it goes. */
+    private static void makeDirectory(Path records) throws IOException {
+        try {
+            Files.createDirectory(records, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+        } catch (FileAlreadyExistsException e) {
+            // another helper made it just now
+        }
+    }
+
+    /** The root is clean: this process's record of it goes (its directory stays: another helper may be writing there). */
     void forget(String root) {
         try {
-            Files.deleteIfExists(dir.resolve(root + "-" + pid));
+            Files.deleteIfExists(dir.resolve(root).resolve(Long.toString(pid)));
         } catch (IOException e) {
             LOG.warnf("cannot remove a root record: %s", e.getMessage());
         }
@@ -77,17 +94,33 @@ public final class RootJournal {
 
     /**
      * What bwrapd processes that died while using {@code root} recorded there (parents first), their
-     * records removed: the caller cleans it.
+     * records removed: the caller cleans it. {@code whereNow} (the root's path now) is asked only
+     * when there is a record to compare it with.
      */
-    List<String> takeOrphans(String root, String where) {
+    List<String> takeOrphans(String root, Supplier<String> whereNow) {
         List<String> paths = new ArrayList<>();
-        try (DirectoryStream<Path> records = Files.newDirectoryStream(dir, root + "-*")) {
+        Path dirOfRoot = dir.resolve(root);
+        try {
+            // Usually there is none (nothing was ever recorded for this root): asked without an exception.
+            Libc.FileStat stat = Libc.statIfPresent(Libc.AT_FDCWD, dirOfRoot.toString(), Libc.AT_SYMLINK_NOFOLLOW);
+            if (stat == null || stat.type() != Libc.S_IFDIR) return paths;
+        } catch (Libc.Error e) {
+            LOG.warnf("cannot read the root records: %s", e.getMessage());
+            return paths;
+        }
+        String where = null;
+        try (DirectoryStream<Path> records = Files.newDirectoryStream(dirOfRoot)) {
             for (Path record : records) {
-                String writer = record.getFileName().toString().substring(root.length() + 1);
-                if (!writer.matches("[0-9]+") || Files.exists(Path.of("/proc", writer))) continue; // alive, or not a record
-                List<String> lines = Files.readAllLines(record, StandardCharsets.UTF_8);
-                if (!lines.isEmpty() && lines.getFirst().equals(where)) {
-                    for (String path : lines.subList(1, lines.size())) if (!paths.contains(path)) paths.add(path);
+                String name = record.getFileName().toString();
+                boolean unfinished = name.endsWith(".new"); // a writer killed while writing it
+                String writer = unfinished ? name.substring(0, name.length() - 4) : name;
+                if (!isNumber(writer) || Files.exists(Path.of("/proc", writer))) continue; // alive, or not a record
+                if (!unfinished) {
+                    if (where == null) where = whereNow.get();
+                    List<String> lines = Files.readAllLines(record, StandardCharsets.UTF_8);
+                    if (!lines.isEmpty() && lines.getFirst().equals(where)) {
+                        for (String path : lines.subList(1, lines.size())) if (!paths.contains(path)) paths.add(path);
+                    }
                 }
                 Files.delete(record);
             }
@@ -95,5 +128,11 @@ public final class RootJournal {
             LOG.warnf("cannot read the root records: %s", e.getMessage());
         }
         return paths;
+    }
+
+    private static boolean isNumber(String text) {
+        if (text.isEmpty()) return false;
+        for (int i = 0; i < text.length(); i++) if (text.charAt(i) < '0' || text.charAt(i) > '9') return false;
+        return true;
     }
 }

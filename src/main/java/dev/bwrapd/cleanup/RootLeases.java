@@ -47,6 +47,8 @@ public final class RootLeases {
     private static final class Lease {
         int users;
         final Map<String, Boolean> existedBefore = new LinkedHashMap<>();
+        /** What the journal holds for this lease: nothing until bwrap may create something here. */
+        List<String> recorded = List.of();
     }
 
     /**
@@ -67,12 +69,17 @@ public final class RootLeases {
         }
         lease.users++;
         for (String path : paths) lease.existedBefore.computeIfAbsent(path, p -> exists(rootFd, p));
-        if (journal != null) journal.write(root.name(), where(rootFd), created(lease));
+        // Written only when it changes: a prepared root (its mount points already there) never is.
+        List<String> created = created(lease);
+        if (journal != null && !created.equals(lease.recorded)) {
+            journal.write(root.name(), where(rootFd), created);
+            lease.recorded = created;
+        }
     }
 
     /** What a bwrapd that died using this root recorded, removed before anything here counts as pre-existing. */
     private void restore(int rootFd, Identity root) {
-        List<String> orphans = journal.takeOrphans(root.name(), where(rootFd));
+        List<String> orphans = journal.takeOrphans(root.name(), () -> where(rootFd));
         if (orphans.isEmpty()) return;
         CleanupReport report = RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), orphans.reversed());
         LOG.infof("removed what a killed bwrapd left in a root: %s (left: %s)", report.removed(), report.failed());
@@ -102,6 +109,7 @@ public final class RootLeases {
             return new CleanupReport(false, List.of(), List.of(new CleanupReport.Failure("/", e.getMessage())), false);
         }
         List<String> toRemove = new ArrayList<>();
+        boolean recorded;
         synchronized (this) {
             Lease lease = leases.get(root);
             if (lease == null) return CleanupReport.NOTHING;
@@ -109,11 +117,12 @@ public final class RootLeases {
             leases.remove(root);
             cleaning.add(root);
             toRemove.addAll(created(lease));
+            recorded = !lease.recorded.isEmpty();
         }
         try {
             // Children before parents: the paths were recorded parents first.
             CleanupReport report = RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), toRemove.reversed());
-            if (journal != null) journal.forget(root.name());
+            if (journal != null && recorded) journal.forget(root.name());
             return report;
         } finally {
             synchronized (this) {

@@ -10,6 +10,7 @@ import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeMap;
 import java.util.stream.Collectors;
 import java.util.stream.Stream;
@@ -253,9 +254,11 @@ class RootLeasesTest {
         Files.writeString(root.resolve("a/kept"), "the command's"); // a/ not empty: stays, reported
         dev.bwrapd.process.Libc.FileStat stat = dev.bwrapd.process.Libc.stat(fd(root), "", dev.bwrapd.process.Libc.AT_EMPTY_PATH);
         String name = stat.device() + "-" + stat.inode();
-        Files.write(journalDir.resolve("bwrapd/" + name + "-2147483646"),
-                List.of(root.toString(), "dev", "dev/null", "tmp", "a", "a/b", "bin"));
-        Files.write(journalDir.resolve("bwrapd/" + name + "-2147483645"), List.of("/elsewhere", "bin/sh"));
+        Path records = Files.createDirectory(journalDir.resolve("bwrapd/" + name));
+        Files.write(records.resolve("2147483646"), List.of(root.toString(), "dev", "dev/null", "tmp", "a", "a/b", "bin"));
+        Files.write(records.resolve("2147483645"), List.of("/elsewhere", "bin/sh"));
+        Files.write(records.resolve("2147483644.new"), List.of(root.toString(), "bin")); // its writer died writing it
+        Files.write(records.resolve("1"), List.of(root.toString(), "bin")); // its writer (pid 1) runs: not an orphan
 
         RootLeases withJournal = new RootLeases(journal);
         withJournal.acquire(fd(root), List.of("proc"));
@@ -264,13 +267,37 @@ class RootLeasesTest {
         assertFalse(Files.exists(root.resolve("a/b")));
         assertTrue(Files.exists(root.resolve("a/kept")));
         assertEquals("sh", Files.readString(root.resolve("bin/sh")), "a record for another path (a reused inode) is not used");
-        try (Stream<Path> records = Files.list(journalDir.resolve("bwrapd"))) {
-            assertEquals(List.of(journalDir.resolve("bwrapd/" + name + "-" + ProcessHandle.current().pid())), records.toList(),
-                    "the dead records are gone; this process's own is there while the root is in use");
+        try (Stream<Path> left = Files.list(records)) {
+            assertEquals(Set.of(records.resolve("1"), records.resolve(Long.toString(ProcessHandle.current().pid()))),
+                    left.collect(Collectors.toSet()),
+                    "the dead records (and the unfinished one) are gone; this process's own is there while the root is in use");
         }
         withJournal.release(fd(root));
-        try (Stream<Path> records = Files.list(journalDir.resolve("bwrapd"))) {
-            assertEquals(List.of(), records.toList(), "a clean root has no record");
+        try (Stream<Path> left = Files.list(records)) {
+            assertEquals(List.of(records.resolve("1")), left.toList(), "a clean root has no record of this process");
         }
+    }
+
+    /** A root where bwrap creates nothing (its mount points already there) costs the journal nothing: no record, no directory. */
+    @Test
+    void aPreparedRootIsNotRecorded() throws Exception {
+        Path journalDir = Files.createDirectory(tmp.resolve("run"));
+        int uid = (int) Files.getAttribute(journalDir, "unix:uid");
+        RootJournal journal = RootJournal.open(journalDir.toString(), uid);
+        assertTrue(journal != null);
+        Files.createDirectories(root.resolve("proc"));
+        Files.createDirectories(root.resolve("tmp"));
+        RootLeases withJournal = new RootLeases(journal);
+        withJournal.acquire(fd(root), List.of("proc", "tmp"));
+        try (Stream<Path> left = Files.list(journalDir.resolve("bwrapd"))) {
+            assertEquals(List.of(), left.toList());
+        }
+        withJournal.acquire(fd(root), List.of("proc", "dev")); // a second run whose bwrap creates dev: now recorded
+        dev.bwrapd.process.Libc.FileStat stat = dev.bwrapd.process.Libc.stat(fd(root), "", dev.bwrapd.process.Libc.AT_EMPTY_PATH);
+        Path record = journalDir.resolve("bwrapd/" + stat.device() + "-" + stat.inode() + "/" + ProcessHandle.current().pid());
+        assertEquals(List.of(root.toString(), "dev"), Files.readAllLines(record));
+        withJournal.release(fd(root));
+        withJournal.release(fd(root));
+        assertFalse(Files.exists(record), "removed once the root is clean");
     }
 }

@@ -20,7 +20,9 @@ public final class Watchdog {
 
     /**
      * "+ID" adds process group ID, "-ID" drops it; an ID starting with "/" is a sandbox's cgroup
-     * directory. At end of input every cgroup left is killed (cgroup.kill; on v1, SIGKILL to each
+     * directory. The lines are followed by awk where there is one: sh's {@code read} takes a pipe a
+     * byte at a time, a system call per byte, ~150 per run (0.3–0.4 ms of CPU per run here); awk
+     * reads them in blocks. At end of input every cgroup left is killed (cgroup.kill; on v1, SIGKILL to each
      * member, thawed, until it is empty), every group left is killed, the cgroups are removed, then every process whose
      * command line matches $1 (see {@link #pattern}) is killed. The look for marked processes is
      * repeated until a hundred in a row (over a second) find none: a marked bwrap the watchdog was
@@ -30,14 +32,18 @@ public final class Watchdog {
      * 100 ms, missed).
      */
     static final String SCRIPT = """
-            live=' '
-            while read -r line; do
-              id=${line#?}
-              case $line in
-                +*) live="$live$id " ;;
-                -*) case $live in *" $id "*) live="${live%%" $id "*} ${live#*" $id "}" ;; esac ;;
-              esac
-            done
+            if command -v awk >/dev/null; then
+              live=$(awk '{ id = substr($0, 2) } /^[+]/ { live[id] = 1 } /^-/ { delete live[id] } END { for (id in live) print id }')
+            else
+              live=' '
+              while read -r line; do
+                id=${line#?}
+                case $line in
+                  +*) live="$live$id " ;;
+                  -*) case $live in *" $id "*) live="${live%%" $id "*} ${live#*" $id "}" ;; esac ;;
+                esac
+              done
+            fi
             for id in $live; do
               case $id in
                 /*) [ ! -e "$id/cgroup.kill" ] || echo 1 > "$id/cgroup.kill" ;;

@@ -35,9 +35,16 @@ class WatchdogTest {
     }
 
     private static void runWatchdog(String input, String... mark) throws Exception {
+        runWatchdogWithPath(null, input, mark);
+    }
+
+    /** {@code path}: the watchdog's PATH (null: this process's). */
+    private static void runWatchdogWithPath(String path, String input, String... mark) throws Exception {
         java.util.List<String> command = new java.util.ArrayList<>(java.util.List.of("/bin/sh", "-c", Watchdog.SCRIPT, "bwrapd-watchdog"));
         command.addAll(java.util.List.of(mark));
-        Process watchdog = new ProcessBuilder(command).start();
+        ProcessBuilder builder = new ProcessBuilder(command);
+        if (path != null) builder.environment().put("PATH", path);
+        Process watchdog = builder.start();
         try (OutputStream in = watchdog.getOutputStream()) {
             in.write(input.getBytes(StandardCharsets.US_ASCII));
         }
@@ -46,11 +53,21 @@ class WatchdogTest {
 
     @Test
     void killsTheGroupsItHoldsWhenItsInputEnds() throws Exception {
+        killsTheGroupsItHolds(null);
+    }
+
+    /** Without awk (a PATH that has none) the shell follows the lines itself, to the same end. */
+    @Test
+    void killsTheGroupsItHoldsWithoutAwk() throws Exception {
+        killsTheGroupsItHolds("/nonexistent");
+    }
+
+    private void killsTheGroupsItHolds(String path) throws Exception {
         Process held = sessionLeader();
         Process forgotten = sessionLeader();
         try {
             long heldGroup = group(held), forgottenGroup = group(forgotten);
-            runWatchdog("+" + forgottenGroup + "\n+999999\n+" + heldGroup + "\n-" + forgottenGroup + "\n-999999\n");
+            runWatchdogWithPath(path, "+" + forgottenGroup + "\n+999999\n+" + heldGroup + "\n-" + forgottenGroup + "\n-999999\n");
             assertTrue(held.waitFor(5, TimeUnit.SECONDS), "a held group is killed");
             assertFalse(forgotten.waitFor(300, TimeUnit.MILLISECONDS), "a forgotten group is left alone");
         } finally {

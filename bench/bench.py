@@ -115,9 +115,9 @@ class Helper:
         return self.stderr.read().decode(errors="replace")[-4000:]
 
     def cpu_seconds(self):
-        """CPU time of the helper process (all its threads) and of its live child processes.
-        Read between runs, the only live children are the helper's own long-lived ones (its
-        watchdog); bwrap and the sandboxes, once reaped, are not counted."""
+        """CPU time of the helper process (all its threads) and of its live descendants. Read
+        between runs, the only live ones are the helper's own long-lived ones (its watchdog);
+        bwrap and the sandboxes, once reaped, are not counted."""
         total = 0
         for pid in [self.proc.pid] + self.children():
             try:
@@ -129,17 +129,23 @@ class Helper:
         return total / os.sysconf("SC_CLK_TCK")
 
     def children(self):
+        """The helper's live descendants (its watchdog shell and what that runs)."""
         pids = []
-        try:
-            tasks = os.listdir("/proc/%d/task" % self.proc.pid)
-        except OSError:
-            return pids
-        for task in tasks:
+        todo = [self.proc.pid]
+        while todo:
+            pid = todo.pop()
             try:
-                with open("/proc/%d/task/%s/children" % (self.proc.pid, task)) as f:
-                    pids += [int(p) for p in f.read().split()]
+                tasks = os.listdir("/proc/%d/task" % pid)
             except OSError:
-                pass
+                continue
+            for task in tasks:
+                try:
+                    with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                        found = [int(p) for p in f.read().split()]
+                except OSError:
+                    continue
+                pids += found
+                todo += found
         return pids
 
     def memory(self):

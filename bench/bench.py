@@ -615,23 +615,24 @@ def bwrapd_pipelined(helper, params, total, inflight):
     return total / (time.perf_counter() - t)
 
 
-def popen_threads(inv, total, threads):
+def in_threads(total, runners, what):
+    """Runs per second of `total` runs shared by one thread per runner (a callable doing one run)."""
     left = [total]
     lock = threading.Lock()
     errors = []
 
-    def worker():
+    def worker(run):
         try:
             while True:
                 with lock:
                     if left[0] <= 0:
                         return
                     left[0] -= 1
-                popen_run(inv)
+                run()
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    workers = [threading.Thread(target=worker, args=(run,)) for run in runners]
     t = time.perf_counter()
     for w in workers:
         w.start()
@@ -639,37 +640,17 @@ def popen_threads(inv, total, threads):
         w.join()
     elapsed = time.perf_counter() - t
     if errors:
-        raise SystemExit("bench: a Popen thread failed: %r" % errors[0])
+        raise SystemExit("bench: a %s thread failed: %r" % (what, errors[0]))
     return total / elapsed
+
+
+def popen_threads(inv, total, threads):
+    return in_threads(total, [lambda: popen_run(inv)] * threads, "Popen")
 
 
 def floor_processes(pool, total):
-    """Runs per second of `total` floor runs over a pool of floor processes, one thread each."""
-    left = [total]
-    lock = threading.Lock()
-    errors = []
-
-    def worker(floor):
-        try:
-            while True:
-                with lock:
-                    if left[0] <= 0:
-                        return
-                    left[0] -= 1
-                floor.run()
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    workers = [threading.Thread(target=worker, args=(f,)) for f in pool]
-    t = time.perf_counter()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    elapsed = time.perf_counter() - t
-    if errors:
-        raise SystemExit("bench: a floor (C) thread failed: %r" % errors[0])
-    return total / elapsed
+    """`total` floor runs over a pool of floor processes, one thread each."""
+    return in_threads(total, [f.run for f in pool], "floor (C)")
 
 
 def bench_throughput(helpers, roots, levels, total, rounds, floor_binary, cgroup_base):

@@ -240,21 +240,30 @@ class RootLeasesTest {
         assertEquals(List.of(), report.removed());
     }
 
+    /** The journal in {@code dir}/bwrapd, a private directory of this user. */
+    private static RootJournal journalIn(Path dir) throws IOException {
+        RootJournal journal = RootJournal.open(dir.toString(), (int) Files.getAttribute(dir, "unix:uid"));
+        assertTrue(journal != null);
+        return journal;
+    }
+
+    /** The name of {@code dir}'s directory of records: its device and inode. */
+    private String recordsName(Path dir) throws IOException {
+        dev.bwrapd.process.Libc.FileStat stat = dev.bwrapd.process.Libc.stat(fd(dir), "", dev.bwrapd.process.Libc.AT_EMPTY_PATH);
+        return stat.device() + "-" + stat.inode();
+    }
+
     /** A record left by a bwrapd that died (no such pid): the next lease removes what it names, and only that. */
     @Test
     void aDeadHelpersRecordIsCleanedByTheNextLease() throws Exception {
         Path journalDir = Files.createDirectory(tmp.resolve("run"));
-        int uid = (int) Files.getAttribute(journalDir, "unix:uid");
-        RootJournal journal = RootJournal.open(journalDir.toString(), uid);
-        assertTrue(journal != null);
+        RootJournal journal = journalIn(journalDir);
         Files.createDirectories(root.resolve("dev"));
         Files.createFile(root.resolve("dev/null"));
         Files.createDirectories(root.resolve("tmp"));
         Files.createDirectories(root.resolve("a/b"));
         Files.writeString(root.resolve("a/kept"), "the command's"); // a/ not empty: stays, reported
-        dev.bwrapd.process.Libc.FileStat stat = dev.bwrapd.process.Libc.stat(fd(root), "", dev.bwrapd.process.Libc.AT_EMPTY_PATH);
-        String name = stat.device() + "-" + stat.inode();
-        Path records = Files.createDirectory(journalDir.resolve("bwrapd/" + name));
+        Path records = Files.createDirectory(journalDir.resolve("bwrapd/" + recordsName(root)));
         Files.write(records.resolve("2147483646"), List.of(root.toString(), "dev", "dev/null", "tmp", "a", "a/b", "bin"));
         Files.write(records.resolve("2147483645"), List.of("/elsewhere", "bin/sh"));
         Files.write(records.resolve("2147483644.new"), List.of(root.toString(), "bin")); // its writer died writing it
@@ -282,9 +291,7 @@ class RootLeasesTest {
     @Test
     void aPreparedRootIsNotRecorded() throws Exception {
         Path journalDir = Files.createDirectory(tmp.resolve("run"));
-        int uid = (int) Files.getAttribute(journalDir, "unix:uid");
-        RootJournal journal = RootJournal.open(journalDir.toString(), uid);
-        assertTrue(journal != null);
+        RootJournal journal = journalIn(journalDir);
         Files.createDirectories(root.resolve("proc"));
         Files.createDirectories(root.resolve("tmp"));
         RootLeases withJournal = new RootLeases(journal);
@@ -293,8 +300,7 @@ class RootLeasesTest {
             assertEquals(List.of(), left.toList());
         }
         withJournal.acquire(fd(root), List.of("proc", "dev")); // a second run whose bwrap creates dev: now recorded
-        dev.bwrapd.process.Libc.FileStat stat = dev.bwrapd.process.Libc.stat(fd(root), "", dev.bwrapd.process.Libc.AT_EMPTY_PATH);
-        Path record = journalDir.resolve("bwrapd/" + stat.device() + "-" + stat.inode() + "/" + ProcessHandle.current().pid());
+        Path record = journalDir.resolve("bwrapd/" + recordsName(root) + "/" + ProcessHandle.current().pid());
         assertEquals(List.of(root.toString(), "dev"), Files.readAllLines(record));
         withJournal.release(fd(root));
         withJournal.release(fd(root));

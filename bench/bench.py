@@ -62,6 +62,13 @@ class RpcError(Exception):
     pass
 
 
+def cpu_seconds_of(pid):
+    """User + system CPU seconds of process `pid` (all its threads), from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Helper:
     """One bwrapd process spoken to over its stdin/stdout."""
 
@@ -118,15 +125,13 @@ class Helper:
         """CPU time of the helper process (all its threads) and of its live descendants. Read
         between runs, the only live ones are the helper's own long-lived ones (its watchdog);
         bwrap and the sandboxes, once reaped, are not counted."""
-        total = 0
+        total = 0.0
         for pid in [self.proc.pid] + self.children():
             try:
-                with open("/proc/%d/stat" % pid) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
+                total += cpu_seconds_of(pid)
             except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12])
-        return total / os.sysconf("SC_CLK_TCK")
+                continue  # ended in between
+        return total
 
     def children(self):
         """The helper's live descendants (its watchdog shell and what that runs)."""
@@ -270,9 +275,7 @@ class RunFloor:
             raise SystemExit("bench: a floor (C) run failed: %r" % answer)
 
     def cpu_seconds(self):
-        with open("/proc/%d/stat" % self.proc.pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds_of(self.proc.pid)
 
     def close(self):
         self.proc.stdin.close()

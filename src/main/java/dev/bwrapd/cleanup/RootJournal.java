@@ -8,7 +8,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.DirectoryStream;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.attribute.PosixFilePermissions;
@@ -67,12 +66,23 @@ public final class RootJournal {
         Path file = records.resolve(Long.toString(pid));
         Path temporary = records.resolve(pid + ".new");
         try {
-            if (!Files.isDirectory(records, LinkOption.NOFOLLOW_LINKS)) makeDirectory(records);
+            if (!hasRecords(records)) makeDirectory(records);
             Files.write(temporary, lines, StandardCharsets.UTF_8);
             Files.move(temporary, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
         } catch (IOException e) {
             LOG.warnf("cannot record the mount points of a run: %s", e.getMessage());
         }
+    }
+
+    /**
+     * Whether a root's directory of records is there, asked without an exception (usually it is
+     * not: nothing was ever recorded for that root); anything else at that name is an error.
+     */
+    private static boolean hasRecords(Path records) throws Libc.Error {
+        Libc.FileStat stat = Libc.statIfPresent(Libc.AT_FDCWD, records.toString(), Libc.AT_SYMLINK_NOFOLLOW);
+        if (stat == null) return false;
+        if (stat.type() != Libc.S_IFDIR) throw new Libc.Error(records + " is not a directory", Libc.ENOTDIR);
+        return true;
     }
 
     private static void makeDirectory(Path records) throws IOException {
@@ -101,9 +111,7 @@ public final class RootJournal {
         List<String> paths = new ArrayList<>();
         Path dirOfRoot = dir.resolve(root);
         try {
-            // Usually there is none (nothing was ever recorded for this root): asked without an exception.
-            Libc.FileStat stat = Libc.statIfPresent(Libc.AT_FDCWD, dirOfRoot.toString(), Libc.AT_SYMLINK_NOFOLLOW);
-            if (stat == null || stat.type() != Libc.S_IFDIR) return paths;
+            if (!hasRecords(dirOfRoot)) return paths;
         } catch (Libc.Error e) {
             LOG.warnf("cannot read the root records: %s", e.getMessage());
             return paths;

@@ -240,8 +240,9 @@ class RootLeasesTest {
         assertEquals(List.of(), report.removed());
     }
 
-    /** The journal in {@code dir}/bwrapd, a private directory of this user. */
+    /** The journal in {@code dir}/bwrapd, a private directory of this user; {@code dir} is made. */
     private static RootJournal journalIn(Path dir) throws IOException {
+        Files.createDirectory(dir);
         RootJournal journal = RootJournal.open(dir.toString(), (int) Files.getAttribute(dir, "unix:uid"));
         assertTrue(journal != null);
         return journal;
@@ -256,7 +257,7 @@ class RootLeasesTest {
     /** A record left by a bwrapd that died (no such pid): the next lease removes what it names, and only that. */
     @Test
     void aDeadHelpersRecordIsCleanedByTheNextLease() throws Exception {
-        Path journalDir = Files.createDirectory(tmp.resolve("run"));
+        Path journalDir = tmp.resolve("run");
         RootJournal journal = journalIn(journalDir);
         Files.createDirectories(root.resolve("dev"));
         Files.createFile(root.resolve("dev/null"));
@@ -290,7 +291,7 @@ class RootLeasesTest {
     /** A root where bwrap creates nothing (its mount points already there) costs the journal nothing: no record, no directory. */
     @Test
     void aPreparedRootIsNotRecorded() throws Exception {
-        Path journalDir = Files.createDirectory(tmp.resolve("run"));
+        Path journalDir = tmp.resolve("run");
         RootJournal journal = journalIn(journalDir);
         Files.createDirectories(root.resolve("proc"));
         Files.createDirectories(root.resolve("tmp"));

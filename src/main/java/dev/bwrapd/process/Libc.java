@@ -1,5 +1,6 @@
 package dev.bwrapd.process;
 
+import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -126,33 +127,51 @@ public final class Libc {
 
     /**
      * The posix_spawn dup2 actions, as {from, to} pairs in order, that make {@code fds[i]}
-     * descriptor i in the child. Done one by one in the child, {@code dup2(fds[i], i)} would go
-     * wrong when the numbers are small (as in a native image, which has few descriptors open): a
-     * later source may be one an earlier dup2 already replaced, and {@code dup2(i, i)} leaves i
-     * close-on-exec. Then every source is first copied above all of them, and from there down.
+     * descriptor i in the child: a parallel move. Done blindly in order, {@code dup2(fds[i], i)}
+     * would go wrong when the numbers are small (as in a native image): a later source may be one
+     * an earlier dup2 already replaced, and {@code dup2(i, i)} leaves i close-on-exec. So a target
+     * is written only once no other pending move still reads it; a cycle (a swap) first parks one
+     * of its descriptors above them all, and a descriptor that is its own target goes up and back.
+     * One action per target otherwise: glibc checks each action with a getrlimit call.
      */
     static int[] dup2Plan(int[] fds) {
-        int highest = fds.length - 1;
-        for (int fd : fds) highest = Math.max(highest, fd);
-        boolean direct = true;
-        for (int fd : fds) direct &= fd >= fds.length;
-        if (direct) {
-            int[] plan = new int[fds.length * 2];
+        int[] source = fds.clone();
+        boolean[] done = new boolean[fds.length];
+        int spare = fds.length;
+        for (int fd : fds) spare = Math.max(spare, fd + 1);
+        int[] plan = new int[fds.length * 6];
+        int actions = 0;
+        for (int left = fds.length; left > 0; ) {
+            boolean moved = false;
             for (int target = 0; target < fds.length; target++) {
-                plan[2 * target] = fds[target];
-                plan[2 * target + 1] = target;
+                if (done[target] || readByAnother(source, done, target)) continue;
+                if (source[target] == target) {
+                    plan[actions++] = target;
+                    plan[actions++] = spare;
+                    source[target] = spare++;
+                }
+                plan[actions++] = source[target];
+                plan[actions++] = target;
+                done[target] = true;
+                left--;
+                moved = true;
             }
-            return plan;
+            if (!moved) { // every pending target is still read by another move: park one above
+                int target = 0;
+                while (done[target]) target++;
+                plan[actions++] = target;
+                plan[actions++] = spare;
+                for (int i = 0; i < fds.length; i++) if (!done[i] && source[i] == target) source[i] = spare;
+                spare++;
+            }
         }
-        int[] plan = new int[fds.length * 4];
-        int above = highest + 1;
-        for (int target = 0; target < fds.length; target++) {
-            plan[2 * target] = fds[target];
-            plan[2 * target + 1] = above + target;
-            plan[2 * fds.length + 2 * target] = above + target;
-            plan[2 * fds.length + 2 * target + 1] = target;
-        }
-        return plan;
+        return Arrays.copyOf(plan, actions);
+    }
+
+    /** Whether a move not yet done other than {@code target}'s own still reads descriptor {@code target}. */
+    private static boolean readByAnother(int[] source, boolean[] done, int target) {
+        for (int i = 0; i < source.length; i++) if (i != target && !done[i] && source[i] == target) return true;
+        return false;
     }
 
     /** A close-on-exec pipe: {read end, write end}. */

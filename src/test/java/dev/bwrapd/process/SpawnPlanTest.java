@@ -26,7 +26,10 @@ class SpawnPlanTest {
                 new int[] {0, 1, 2},                 // each source already its own target
                 new int[] {2, 1, 0},                 // a swap
                 new int[] {4, 3, 9, 1, 0, 12},       // sources a later action would overwrite
-                new int[] {7, 7, 8});                // one source at two targets
+                new int[] {7, 7, 8},                 // one source at two targets
+                new int[] {1, 2, 0},                 // a cycle of three
+                new int[] {1, 0, 3, 2, 2},           // two swaps, one of them read twice
+                new int[] {12, 14, 16, 17, 4, 21, 6, 7, 8, 9, 10, 11}); // a run: root and devices already at their numbers
     }
 
     @ParameterizedTest
@@ -47,5 +50,20 @@ class SpawnPlanTest {
             assertEquals("file@" + fds[target], table.get(target), "descriptor " + target);
             assertTrue(dupped.contains(target), "descriptor " + target + " must come from a dup2 (not close-on-exec)");
         }
+    }
+
+    /** glibc checks every action with a getrlimit call: a plan with no conflict takes one action per target. */
+    @ParameterizedTest
+    @MethodSource("withoutConflict")
+    void oneActionPerTargetWhenNothingConflicts(int[] fds) {
+        assertEquals(fds.length * 2, Libc.dup2Plan(fds).length);
+    }
+
+    static Stream<int[]> withoutConflict() {
+        return Stream.of(
+                new int[] {40, 41, 42},
+                new int[] {12, 14, 16, 17, 19, 21, 13, 20, 22, 23, 25, 26},
+                new int[] {5, 6, 7, 8, 2, 15},       // sources among the targets, each read before it is written
+                new int[] {1, 2, 3});
     }
 }

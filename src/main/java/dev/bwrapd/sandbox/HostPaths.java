@@ -3,7 +3,9 @@ package dev.bwrapd.sandbox;
 import dev.bwrapd.process.Libc;
 
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * The host paths of a request (root, mount sources, devices), opened once by bwrapd and checked
@@ -40,6 +42,27 @@ public final class HostPaths implements AutoCloseable {
         }
     }
 
+    /**
+     * The host's device nodes, each opened and checked on first use and then kept open for the
+     * helper's life: they are the host's {@code /dev}, which no request or sandbox can change, and
+     * opening and checking one costs four system calls, five devices in every run. Only devices
+     * that passed are kept, at most {@link #KEPT}; any further one is opened for its run alone.
+     */
+    public static final class Devices {
+        static final int KEPT = 32;
+        private final Map<String, Integer> kept = new HashMap<>();
+
+        /** The descriptor of device {@code path} for {@code run}: a kept one, or one {@code run} owns. */
+        synchronized int descriptor(String field, String path, HostPaths run) throws Refused {
+            Integer fd = kept.get(path);
+            if (fd != null) return fd;
+            int opened = openDevice(field, path);
+            if (kept.size() >= KEPT) return run.own(opened);
+            kept.put(path, opened);
+            return opened;
+        }
+    }
+
     private final List<Integer> owned = new ArrayList<>();
     private int root = -1;
     private boolean hostRoot;
@@ -50,9 +73,10 @@ public final class HostPaths implements AutoCloseable {
 
     /**
      * Opens and checks every host path of {@code spec}; on a refusal nothing stays open.
-     * {@code base}: the directory relative paths are resolved beneath, or -1 (they are refused).
+     * {@code base}: the directory relative paths are resolved beneath, or -1 (they are refused);
+     * {@code devices}: where the host's device nodes are kept open.
      */
-    public static HostPaths open(RunSpec spec, int base) throws Refused {
+    public static HostPaths open(RunSpec spec, int base, Devices devices) throws Refused {
         HostPaths paths = new HostPaths();
         try {
             paths.root = paths.own(openPath(base, "root", spec.root().toString(), Libc.O_DIRECTORY));
@@ -69,7 +93,7 @@ public final class HostPaths implements AutoCloseable {
             if (!spec.interactive()) {
                 for (int i = 0; i < spec.devices().size(); i++) {
                     String field = "devices[" + i + "]";
-                    paths.devices.add(paths.own(openDevice(field, spec.devices().get(i))));
+                    paths.devices.add(devices.descriptor(field, spec.devices().get(i), paths));
                 }
             }
             return paths;

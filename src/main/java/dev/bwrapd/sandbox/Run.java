@@ -180,7 +180,7 @@ final class Run {
     /** Every host path of the request opened once and checked on its descriptor (HostPaths); bwrap gets the descriptors. */
     private void openHostPaths() throws SandboxException {
         try {
-            paths = HostPaths.open(spec, base);
+            paths = HostPaths.open(spec, base, runner.devices());
         } catch (HostPaths.Refused e) {
             throw refused(e);
         }

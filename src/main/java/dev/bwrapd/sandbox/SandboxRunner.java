@@ -29,6 +29,7 @@ public final class SandboxRunner {
     private final List<String> bwrapTried;
     private final Capture.Store captures;
     private final CgroupHost cgroups;
+    private final HostPaths.Devices devices = new HostPaths.Devices();
 
     /**
      * @param runThreads from {@link #runThreads()}, made in Main
@@ -51,6 +52,10 @@ public final class SandboxRunner {
 
     public CgroupHost cgroups() {
         return cgroups;
+    }
+
+    HostPaths.Devices devices() {
+        return devices;
     }
 
     /**

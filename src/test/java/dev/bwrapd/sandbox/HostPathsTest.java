@@ -42,7 +42,7 @@ class HostPathsTest {
     }
 
     static HostPaths.Refused refused(RunSpec spec) {
-        return assertThrows(HostPaths.Refused.class, () -> HostPaths.open(spec, -1).close());
+        return assertThrows(HostPaths.Refused.class, () -> HostPaths.open(spec, -1, new HostPaths.Devices()).close());
     }
 
     @ParameterizedTest
@@ -69,10 +69,10 @@ class HostPathsTest {
 
     @Test
     void theHostRootIsKnownByItsIdentityHoweverSpelled() throws Exception {
-        try (HostPaths paths = HostPaths.open(spec(dir.resolve("to-root"), List.of(), List.of()), -1)) {
+        try (HostPaths paths = HostPaths.open(spec(dir.resolve("to-root"), List.of(), List.of()), -1, new HostPaths.Devices())) {
             assertTrue(paths.hostRoot());
         }
-        try (HostPaths paths = HostPaths.open(spec(dir, List.of(new RunSpec.Mount(dir.resolve("to-root").toString(), "/h", true)), List.of()), -1)) {
+        try (HostPaths paths = HostPaths.open(spec(dir, List.of(new RunSpec.Mount(dir.resolve("to-root").toString(), "/h", true)), List.of()), -1, new HostPaths.Devices())) {
             assertFalse(paths.hostRoot());
             assertEquals(2, paths.descriptors().size());
         }
@@ -83,8 +83,16 @@ class HostPathsTest {
 
     @Test
     void devicesAreDeviceNodesUnderDev() throws Exception {
-        try (HostPaths paths = HostPaths.open(spec(dir, List.of(), List.of("/dev/null", "/dev/zero")), -1)) {
+        HostPaths.Devices devices = new HostPaths.Devices();
+        List<Integer> first;
+        try (HostPaths paths = HostPaths.open(spec(dir, List.of(), List.of("/dev/null", "/dev/zero")), -1, devices)) {
             assertEquals(new BwrapCommand.Descriptors(10, false, List.of(), List.of(11, 12)), paths.inChild(10));
+            first = paths.descriptors();
+        }
+        try (HostPaths paths = HostPaths.open(spec(dir, List.of(), List.of("/dev/zero", "/dev/null")), -1, devices)) {
+            List<Integer> again = paths.descriptors();
+            assertEquals(List.of(first.get(2), first.get(1)), again.subList(1, 3), "each device opened once, kept after its run");
+            assertEquals(Libc.S_IFCHR, Libc.stat(again.get(1), "", Libc.AT_EMPTY_PATH).type(), "still open");
         }
         assertTrue(refused(spec(dir, List.of(), List.of("/dev/shm"))).notAllowed, "a directory is not a device");
         assertTrue(refused(spec(dir, List.of(), List.of("/dev/stdin"))).notAllowed);

@@ -28,11 +28,14 @@ public final class SandboxCgroup {
     static final long CPU_PERIOD_MICROS = 100_000;
 
     private final Path v2;
+    /** The controllers enabled in {@link #v2}: only their files are there (memory.peak, pids.events...). */
+    private final Set<String> v2Controllers;
     /** v1 directories by controller; co-mounted controllers (cpu,cpuacct) share one. */
     private final Map<String, Path> v1;
 
-    private SandboxCgroup(Path v2, Map<String, Path> v1) {
+    private SandboxCgroup(Path v2, Set<String> v2Controllers, Map<String, Path> v1) {
         this.v2 = v2;
+        this.v2Controllers = v2Controllers;
         this.v1 = v1;
     }
 
@@ -62,12 +65,12 @@ public final class SandboxCgroup {
         }
         Path v2 = null;
         Map<String, Path> v1 = new LinkedHashMap<>();
-        SandboxCgroup made = new SandboxCgroup(null, v1);
+        SandboxCgroup made = new SandboxCgroup(null, Set.of(), v1);
         try {
             if (host.v2Base() != null) {
                 beforeMaking.accept(host.v2Base().resolve(name));
                 v2 = makeDirectory(host.v2Base().resolve(name));
-                made = new SandboxCgroup(v2, v1);
+                made = new SandboxCgroup(v2, host.v2Controllers(), v1);
             }
             for (String controller : needed) {
                 Path base = host.v1Bases().get(controller);
@@ -170,12 +173,12 @@ public final class SandboxCgroup {
      * Whether the kill was sent.
      */
     public boolean kill() {
-        if (v2 != null && Files.exists(v2.resolve("cgroup.kill"))) {
+        if (v2 != null) {
             try {
                 CgroupFiles.write(v2.resolve("cgroup.kill"), "1");
                 return true;
             } catch (IOException e) {
-                // fall back to killing member by member
+                // no cgroup.kill (before 5.14): kill member by member
             }
         }
         for (int round = 0; round < 1000; round++) {
@@ -248,7 +251,7 @@ public final class SandboxCgroup {
             }
         }
         long peak = -1;
-        if (v2 != null) peak = CgroupFiles.number(v2.resolve("memory.peak"));
+        if (v2Controllers.contains("memory")) peak = CgroupFiles.number(v2.resolve("memory.peak"));
         if (peak < 0 && v1.containsKey("memory")) peak = CgroupFiles.number(v1.get("memory").resolve("memory.max_usage_in_bytes"));
         return new Usage(user, system, peak);
     }
@@ -258,7 +261,7 @@ public final class SandboxCgroup {
      * (the OOM killer within the cgroup), "pids" when a fork or clone failed at pids.max; else null.
      */
     public String limitExceeded() {
-        if (v2 != null && CgroupFiles.keyed(v2.resolve("memory.events")).getOrDefault("oom_kill", 0L) > 0) return "memory";
+        if (v2Controllers.contains("memory") && CgroupFiles.keyed(v2.resolve("memory.events")).getOrDefault("oom_kill", 0L) > 0) return "memory";
         Path memory = v1.get("memory");
         if (memory != null) {
             Map<String, Long> control = CgroupFiles.keyed(memory.resolve("memory.oom_control"));
@@ -266,7 +269,7 @@ public final class SandboxCgroup {
                     : CgroupFiles.number(memory.resolve("memory.failcnt")); // kernels before 4.13 count no kills
             if (kills > 0) return "memory";
         }
-        for (Path dir : new Path[] {v2, v1.get("pids")}) {
+        for (Path dir : new Path[] {v2Controllers.contains("pids") ? v2 : null, v1.get("pids")}) {
             if (dir != null && CgroupFiles.keyed(dir.resolve("pids.events")).getOrDefault("max", 0L) > 0) return "pids";
         }
         return null;

@@ -28,6 +28,7 @@ final class RootCleaner {
 
     /** Removes each relative path (children listed before their parents). */
     static CleanupReport remove(Path root, List<String> paths) {
+        if (paths.isEmpty()) return new CleanupReport(true, List.of(), List.of(), false); // a prepared root: nothing opened
         List<String> removed = new ArrayList<>();
         List<CleanupReport.Failure> failed = new ArrayList<>();
         try (DirectoryStream<Path> opened = Files.newDirectoryStream(root)) {

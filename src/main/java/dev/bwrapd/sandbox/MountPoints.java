@@ -9,7 +9,10 @@ import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Deque;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.Optional;
 
 /**
  * Where bwrap's setup will create and mount each destination of a run, resolved the way the
@@ -39,6 +42,8 @@ final class MountPoints {
     private record Layer(List<String> at, Path base, Kind kind) {}
 
     private final List<Layer> layers = new ArrayList<>();
+    /** What each host path looked like when first asked (the devices share their /dev): one lstat each per plan. */
+    private final Map<Path, Optional<Libc.FileStat>> looked = new HashMap<>();
 
     /** {@code root}: a path to the root's directory that the JDK can walk (RootPaths.of its descriptor). */
     MountPoints(Path root) {
@@ -99,7 +104,7 @@ final class MountPoints {
             Path host = layer.base();
             for (String n : done.subList(layer.at().size(), done.size())) host = host.resolve(n);
             // A directory, a file, or nothing yet: bwrap meets no link here (what it creates is plain).
-            Libc.FileStat stat = RootPaths.lstat(host);
+            Libc.FileStat stat = looked.computeIfAbsent(host, h -> Optional.ofNullable(RootPaths.lstat(h))).orElse(null);
             if (stat == null || stat.type() != Libc.S_IFLNK) continue;
             if (++links > MAX_LINKS) throw new HostPaths.Refused(true, absolute + ": too many levels of symbolic links in the root");
             String target;

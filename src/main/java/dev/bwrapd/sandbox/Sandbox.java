@@ -5,8 +5,6 @@ import dev.bwrapd.process.Libc;
 import dev.bwrapd.process.Signals;
 import dev.bwrapd.process.Watchdog;
 
-import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -43,6 +41,8 @@ public final class Sandbox {
     private int bwrapPid;
     private int initPid;
     private int initPidfd = -1;
+    /** The init's list of children, open from its report until its first child is seen: one pread a look. */
+    private int initChildren = -1;
     private boolean killWhenStarted;
     private boolean commandForked;
     /** When the run's thread is to kill the sandbox (the end of a grace period), or Long.MAX_VALUE. */
@@ -85,6 +85,7 @@ public final class Sandbox {
         if (state == State.FINISHED) return;
         initPid = pid;
         initPidfd = Libc.pidfdOpen(pid);
+        initChildren = openChildren(pid);
         watchdog.watch(initPid); // the command's group, once the init has called setsid
         state = State.RUNNING;
         if (killWhenStarted) killInit();
@@ -96,7 +97,7 @@ public final class Sandbox {
     }
 
     /** A directory of the sandbox's cgroup, about to be made: the watchdog kills and removes it should bwrapd die. */
-    void willMakeCgroup(java.nio.file.Path dir) {
+    void willMakeCgroup(Path dir) {
         watchdog.watchCgroup(dir);
     }
 
@@ -114,7 +115,7 @@ public final class Sandbox {
     /** The cgroup is removed: the watchdog forgets it. */
     synchronized void detachCgroup() {
         if (cgroup == null) return;
-        for (java.nio.file.Path dir : cgroup.directories()) watchdog.forgetCgroup(dir);
+        for (Path dir : cgroup.directories()) watchdog.forgetCgroup(dir);
         cgroup = null;
         confined = false;
     }
@@ -249,6 +250,8 @@ public final class Sandbox {
             state = State.FINISHED;
             Libc.close(initPidfd);
             initPidfd = -1;
+            Libc.close(initChildren);
+            initChildren = -1;
             wakeFd = -1; // the run's, closed by it
             terminalFd = -1; // likewise
             queued.clear();
@@ -316,18 +319,31 @@ public final class Sandbox {
 
     /**
      * Whether the init has forked the command (its first child, in its group since the init called
-     * setsid before forking). Read from the init's children list while the init lives (so its pid
-     * is still its own); a kernel without that list leaves the group's existence as the only sign.
+     * setsid before forking). Read from the init's children list, opened while the init lived (so
+     * its pid was its own); a kernel without that list leaves the group's existence as the only sign.
      */
     private boolean commandForked() {
         if (!commandForked) {
             try {
-                commandForked = !Files.readString(Path.of("/proc/" + initPid + "/task/" + initPid + "/children")).isBlank();
-            } catch (IOException e) {
-                commandForked = true; // no children list (CONFIG_PROC_CHILDREN), or the init is gone
+                commandForked = initChildren < 0 || Libc.pread(initChildren, new byte[1], 0, 1, 0) > 0;
+            } catch (Libc.Error e) {
+                commandForked = true; // the init is gone
+            }
+            if (commandForked) {
+                Libc.close(initChildren);
+                initChildren = -1;
             }
         }
         return commandForked;
+    }
+
+    /** /proc/PID/task/PID/children of the init, or -1 (no such list: CONFIG_PROC_CHILDREN, or the init is gone). */
+    private static int openChildren(int pid) {
+        try {
+            return Libc.open("/proc/" + pid + "/task/" + pid + "/children", Libc.O_RDONLY, 0);
+        } catch (Libc.Error e) {
+            return -1;
+        }
     }
 
     /** Whether the init still exists (a zombie counts: bwrap, or the reaper once bwrap is gone, reaps it soon). */

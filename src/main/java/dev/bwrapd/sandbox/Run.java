@@ -113,7 +113,9 @@ final class Run {
     private long commandWaitEnds;
     private int commandPollMs;
     private final StringBuilder statusText = new StringBuilder();
-    private final byte[] chunk = new byte[CHUNK];
+    /** What pipes are read into, then copied from: the run thread's, reused by every run it takes. */
+    private byte[] chunk;
+    private static final ThreadLocal<byte[]> CHUNKS = ThreadLocal.withInitial(() -> new byte[CHUNK]);
 
     Run(SandboxRunner runner, RootLeases leases, Spawner spawner, Reaper reaper, Capture.Store captures, RunSpec spec,
         int base, Sandbox sandbox, RunListener listener) {
@@ -133,6 +135,7 @@ final class Run {
 
     /** Runs every step and tells the listener how it ended. */
     void run() {
+        chunk = CHUNKS.get();
         RunOutcome outcome = null;
         SandboxException failure = null;
         try {

@@ -53,6 +53,11 @@ public final class Call {
         server.sendRaw(body, length);
     }
 
+    /** Sends a small notification already serialized as a whole frame body, at once: it never waits for the client. */
+    public void notifyClientRawAtOnce(byte[] body) {
+        server.postRaw(body, body.length);
+    }
+
     /** Answers with a result (for a notification: only ends it). Only the first answer counts. */
     public void reply(Object result) {
         if (firstAnswer()) server.answer(this, result, null);

@@ -33,6 +33,9 @@ public final class MessageWriter {
         }
     }
 
+    /** Up to this size an LSP frame's header and body are copied together and written at once. */
+    private static final int ONE_WRITE = 64 * 1024;
+
     private final OutputStream out;
     private final Supplier<Framing> framing;
     private final Buffer buffer = new Buffer();
@@ -56,8 +59,15 @@ public final class MessageWriter {
         if (broken) return false;
         try {
             if (framing.get() == Framing.LSP) {
-                out.write(("Content-Length: " + length + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
-                out.write(body, 0, length);
+                byte[] header = ("Content-Length: " + length + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII);
+                if (length <= ONE_WRITE) { // one write(2), and one wake-up of a client that reads what is there
+                    byte[] frame = java.util.Arrays.copyOf(header, header.length + length);
+                    System.arraycopy(body, 0, frame, header.length, length);
+                    out.write(frame);
+                } else {
+                    out.write(header);
+                    out.write(body, 0, length);
+                }
             } else if (body.length > length) {
                 body[length] = '\n';
                 out.write(body, 0, length + 1);

@@ -611,6 +611,11 @@ public final class Server {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt(); // sent all the same: output is never dropped
         }
+        postRaw(body, length);
+    }
+
+    /** Sends a small notification already serialized (copied), at once: it never waits for the client. */
+    public void postRaw(byte[] body, int length) {
         outbox.post(Outbox.Frame.of(java.util.Arrays.copyOf(body, length + 1), length, NOTHING));
     }
 

@@ -1,7 +1,8 @@
 package dev.bwrapd.protocol;
 
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.io.JsonStringEncoder;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.bwrapd.jsonrpc.Call;
 import dev.bwrapd.jsonrpc.ErrorCodes;
 import dev.bwrapd.jsonrpc.RpcException;
@@ -28,10 +29,14 @@ final class RunReporter implements RunListener {
     private final Call call;
     private final Sandboxes sandboxes;
     private final Sandbox sandbox;
-    /** Per stream: the frame of a sandbox/output notification up to its data; then text or base64 follows. */
+    private static final byte[] NO_BYTES = new byte[0];
+
+    /** The sandbox id as a JSON string. */
+    private final String quotedId;
+    /** Per stream: the frame of a sandbox/output notification up to its data ({@link #prefix}); then text or base64 follows. */
     private final byte[][] prefixes = new byte[RunListener.Stream.values().length][];
-    /** The frame being built, reused for every chunk (the server copies it into its queue). */
-    private byte[] frame = new byte[8192];
+    /** The frame being built, reused for every chunk (the server copies it into its queue); made at the first. */
+    private byte[] frame = NO_BYTES;
     /** An incomplete UTF-8 sequence at the end of the last chunk, per stream, held for the next. */
     private final byte[][] carries = new byte[RunListener.Stream.values().length][];
 
@@ -43,23 +48,37 @@ final class RunReporter implements RunListener {
         this.call = call;
         this.sandboxes = sandboxes;
         this.sandbox = sandbox;
-        String id = json.getNodeFactory().textNode(sandbox.id()).toString();
-        for (RunListener.Stream stream : RunListener.Stream.values()) {
-            prefixes[stream.ordinal()] = prefix(id, stream.name().toLowerCase(java.util.Locale.ROOT));
-            carries[stream.ordinal()] = new byte[0];
+        this.quotedId = quoted(sandbox.id());
+        Arrays.fill(carries, NO_BYTES);
+    }
+
+    private static String quoted(String text) {
+        return "\"" + new String(JsonStringEncoder.getInstance().quoteAsString(text)) + "\"";
+    }
+
+    /** The frame of a sandbox/output notification of {@code stream} up to its data: made when the stream first sends. */
+    private byte[] prefix(RunListener.Stream stream) {
+        byte[] prefix = prefixes[stream.ordinal()];
+        if (prefix == null) {
+            prefix = ("{\"jsonrpc\":\"2.0\",\"method\":\"sandbox/output\",\"params\":{\"sandboxId\":" + quotedId
+                    + ",\"stream\":\"" + stream.name().toLowerCase(java.util.Locale.ROOT) + "\",").getBytes(StandardCharsets.UTF_8);
+            prefixes[stream.ordinal()] = prefix;
         }
+        return prefix;
     }
 
-    private static byte[] prefix(String quotedId, String stream) {
-        return ("{\"jsonrpc\":\"2.0\",\"method\":\"sandbox/output\",\"params\":{\"sandboxId\":" + quotedId
-                + ",\"stream\":\"" + stream + "\",").getBytes(StandardCharsets.UTF_8);
-    }
-
+    /** Written as it goes out, like sandbox/output: a tree and its serializer cost more than the run's other answers. */
     @Override
     public void started(Sandbox sandbox) {
-        ObjectNode params = json.createObjectNode().put("sandboxId", sandbox.id()).put("pid", sandbox.pid());
-        params.set("requestId", call.id());
-        call.notifyClient("sandbox/started", params);
+        String requestId;
+        try {
+            requestId = json.writeValueAsString(call.id());
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException("a request id that was read cannot be written", e);
+        }
+        byte[] message = ("{\"jsonrpc\":\"2.0\",\"method\":\"sandbox/started\",\"params\":{\"sandboxId\":" + quotedId
+                + ",\"pid\":" + sandbox.pid() + ",\"requestId\":" + requestId + "}}").getBytes(StandardCharsets.UTF_8);
+        call.notifyClientRawAtOnce(message);
     }
 
     /**
@@ -100,7 +119,7 @@ final class RunReporter implements RunListener {
             rest = Arrays.copyOfRange(data, complete, end);
         } else {
             sendBase64(stream, data, offset, end);
-            rest = new byte[0];
+            rest = NO_BYTES;
         }
         carries[stream.ordinal()] = rest;
     }
@@ -112,8 +131,7 @@ final class RunReporter implements RunListener {
     }
 
     private void sendText(RunListener.Stream stream, byte[] data, int from, int to) {
-        byte[] prefix = prefixes[stream.ordinal()];
-        int at = start(prefix, 6 * (to - from) + 16, "\"text\":\"");
+        int at = start(prefix(stream), 6 * (to - from) + 16, "\"text\":\"");
         for (int i = from; i < to; i++) {
             byte b = data[i];
             if (b == '"' || b == '\\') {
@@ -148,9 +166,8 @@ final class RunReporter implements RunListener {
     }
 
     private void sendBase64(RunListener.Stream stream, byte[] data, int from, int to) {
-        byte[] prefix = prefixes[stream.ordinal()];
         int encoded = 4 * ((to - from + 2) / 3);
-        int at = start(prefix, encoded + 16, "\"base64\":\"");
+        int at = start(prefix(stream), encoded + 16, "\"base64\":\"");
         byte[] text = Base64.getEncoder().encode(Arrays.copyOfRange(data, from, to)); // the rare case: not UTF-8
         System.arraycopy(text, 0, frame, at, text.length);
         finish(at + text.length);
@@ -159,7 +176,7 @@ final class RunReporter implements RunListener {
     /** Starts a frame: the prefix, the member name; room for {@code body} more bytes and the end. */
     private int start(byte[] prefix, int body, String member) {
         int need = prefix.length + member.length() + body + 4;
-        if (frame.length < need) frame = new byte[Math.max(need, frame.length * 2)];
+        if (frame.length < need) frame = new byte[Math.max(need, Math.max(8192, frame.length * 2))];
         System.arraycopy(prefix, 0, frame, 0, prefix.length);
         int at = prefix.length;
         for (int i = 0; i < member.length(); i++) frame[at++] = (byte) member.charAt(i);

@@ -43,23 +43,29 @@ public final class HostPaths implements AutoCloseable {
     }
 
     /**
-     * The host's device nodes, each opened and checked on first use and then kept open for the
-     * helper's life: they are the host's {@code /dev}, which no request or sandbox can change, and
-     * opening and checking one costs four system calls, five devices in every run. Only devices
-     * that passed are kept, at most {@link #KEPT}; any further one is opened for its run alone.
+     * The host's memory devices ({@link RunSpec#DEFAULT_DEVICES}: null, zero, full, random,
+     * urandom), each opened and checked on first use and then kept open for the helper's life:
+     * the kernel defines them, no request or sandbox can change them, and opening and checking
+     * one costs four system calls, five devices in every run. Any other device is opened for its
+     * run alone: a disk or a link under /dev may be replaced (hot-plug) and must be looked up anew.
      */
     public static final class Devices {
-        static final int KEPT = 32;
         private final Map<String, Integer> kept = new HashMap<>();
 
         /** The descriptor of device {@code path} for {@code run}: a kept one, or one {@code run} owns. */
         synchronized int descriptor(String field, String path, HostPaths run) throws Refused {
+            if (!RunSpec.DEFAULT_DEVICES.contains(path)) return run.own(openDevice(field, path));
             Integer fd = kept.get(path);
-            if (fd != null) return fd;
-            int opened = openDevice(field, path);
-            if (kept.size() >= KEPT) return run.own(opened);
-            kept.put(path, opened);
-            return opened;
+            if (fd == null) {
+                fd = openDevice(field, path);
+                kept.put(path, fd);
+            }
+            return fd;
+        }
+
+        /** How many devices are kept open (for tests). */
+        synchronized int kept() {
+            return kept.size();
         }
     }
 

@@ -94,6 +94,10 @@ class HostPathsTest {
             assertEquals(List.of(first.get(2), first.get(1)), again.subList(1, 3), "each device opened once, kept after its run");
             assertEquals(Libc.S_IFCHR, Libc.stat(again.get(1), "", Libc.AT_EMPTY_PATH).type(), "still open");
         }
+        try (HostPaths paths = HostPaths.open(spec(dir, List.of(), List.of("/dev/tty")), -1, devices)) {
+            assertEquals(2, paths.descriptors().size());
+        }
+        assertEquals(2, devices.kept(), "only the kernel's memory devices are kept, not /dev/tty");
         assertTrue(refused(spec(dir, List.of(), List.of("/dev/shm"))).notAllowed, "a directory is not a device");
         assertTrue(refused(spec(dir, List.of(), List.of("/dev/stdin"))).notAllowed);
     }

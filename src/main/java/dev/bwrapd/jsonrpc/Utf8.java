@@ -41,8 +41,8 @@ public final class Utf8 {
         return to;
     }
 
-    /** Length of the well-formed multi-byte sequence at {@code data[i]}, or 0. */
-    private static int sequenceLength(byte[] data, int i, int to) {
+    /** Length of the well-formed multi-byte sequence at {@code data[i]} (ending by {@code to}), or 0. */
+    public static int sequenceLength(byte[] data, int i, int to) {
         int b0 = data[i] & 0xff;
         int length;
         int min2 = 0x80, max2 = 0xbf;

@@ -114,9 +114,8 @@ final class RunReporter implements RunListener {
         int end = offset + length;
         int complete = Utf8.completeLength(data, offset, end);
         byte[] rest;
-        if (Utf8.isValid(data, offset, complete)) {
-            if (complete > offset) sendText(stream, data, offset, complete);
-            rest = Arrays.copyOfRange(data, complete, end);
+        if (complete == offset || sentAsText(stream, data, offset, complete)) {
+            rest = complete == end ? NO_BYTES : Arrays.copyOfRange(data, complete, end);
         } else {
             sendBase64(stream, data, offset, end);
             rest = NO_BYTES;
@@ -130,20 +129,40 @@ final class RunReporter implements RunListener {
         if (carry.length > 0) sendBase64(stream, carry, 0, carry.length);
     }
 
-    private void sendText(RunListener.Stream stream, byte[] data, int from, int to) {
+    /**
+     * Escapes {@code data[from..to)} into a text frame and sends it, checking UTF-8 on the way (one
+     * pass: runs of plain ASCII are copied whole); false, nothing sent, at a malformed sequence.
+     */
+    private boolean sentAsText(RunListener.Stream stream, byte[] data, int from, int to) {
         int at = start(prefix(stream), 6 * (to - from) + 16, "\"text\":\"");
-        for (int i = from; i < to; i++) {
+        byte[] frame = this.frame;
+        int i = from;
+        while (i < to) {
+            int plain = i;
+            while (plain < to && data[plain] >= 0x20 && data[plain] != '"' && data[plain] != '\\') plain++;
+            System.arraycopy(data, i, frame, at, plain - i);
+            at += plain - i;
+            i = plain;
+            if (i == to) break;
             byte b = data[i];
-            if (b == '"' || b == '\\') {
-                frame[at++] = '\\';
-                frame[at++] = b;
-            } else if (b >= 0 && b < 0x20) {
-                at = control(b, at);
+            if (b < 0) { // a multi-byte sequence: JSON takes it as it is, if well-formed
+                int length = Utf8.sequenceLength(data, i, to);
+                if (length == 0) return false;
+                System.arraycopy(data, i, frame, at, length);
+                at += length;
+                i += length;
             } else {
-                frame[at++] = b; // ASCII, or part of a well-formed UTF-8 sequence: JSON takes it as it is
+                if (b == '"' || b == '\\') {
+                    frame[at++] = '\\';
+                    frame[at++] = b;
+                } else {
+                    at = control(b, at);
+                }
+                i++;
             }
         }
         finish(at);
+        return true;
     }
 
     private int control(byte b, int at) {

@@ -8,6 +8,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.DirectoryStream;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.attribute.PosixFilePermissions;
@@ -66,8 +67,15 @@ public final class RootJournal {
         Path file = records.resolve(Long.toString(pid));
         Path temporary = records.resolve(pid + ".new");
         try {
-            if (!hasRecords(records)) makeDirectory(records);
-            Files.write(temporary, lines, StandardCharsets.UTF_8);
+            for (int attempt = 1; ; attempt++) {
+                if (!hasRecords(records)) makeDirectory(records);
+                try {
+                    Files.write(temporary, lines, StandardCharsets.UTF_8);
+                    break;
+                } catch (NoSuchFileException e) { // another helper's last record of this root took the directory with it
+                    if (attempt == 3) throw e;
+                }
+            }
             Files.move(temporary, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
         } catch (IOException e) {
             LOG.warnf("cannot record the mount points of a run: %s", e.getMessage());
@@ -93,12 +101,23 @@ public final class RootJournal {
         }
     }
 
-    /** The root is clean: this process's record of it goes (its directory stays: another helper may be writing there). */
+    /**
+     * The root is clean: this process's record of it goes, and the root's directory with its last
+     * record, so that later leases of the root find nothing to list (a writer that finds the
+     * directory gone makes it again).
+     */
     void forget(String root) {
+        Path records = dir.resolve(root);
         try {
-            Files.deleteIfExists(dir.resolve(root).resolve(Long.toString(pid)));
+            Files.deleteIfExists(records.resolve(Long.toString(pid)));
         } catch (IOException e) {
             LOG.warnf("cannot remove a root record: %s", e.getMessage());
+            return;
+        }
+        try {
+            Files.delete(records);
+        } catch (IOException e) {
+            // other helpers' records (or unfinished ones) are still there: theirs to remove
         }
     }
 

@@ -284,7 +284,7 @@ class RootLeasesTest {
         }
         withJournal.release(fd(root));
         try (Stream<Path> left = Files.list(records)) {
-            assertEquals(List.of(records.resolve("1")), left.toList(), "a clean root has no record of this process");
+            assertEquals(List.of(records.resolve("1")), left.toList(), "a clean root has no record of this process; another's keeps the directory");
         }
     }
 
@@ -306,5 +306,9 @@ class RootLeasesTest {
         withJournal.release(fd(root));
         withJournal.release(fd(root));
         assertFalse(Files.exists(record), "removed once the root is clean");
+        assertFalse(Files.exists(record.getParent()), "and the root's directory with its last record: the next lease lists nothing");
+        withJournal.acquire(fd(root), List.of("proc", "dev")); // recorded again: the directory is made again
+        assertEquals(List.of(root.toString(), "dev"), Files.readAllLines(record));
+        withJournal.release(fd(root));
     }
 }

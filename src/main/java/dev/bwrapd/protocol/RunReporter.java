@@ -52,8 +52,25 @@ final class RunReporter implements RunListener {
         Arrays.fill(carries, NO_BYTES);
     }
 
-    private static String quoted(String text) {
-        return "\"" + new String(JsonStringEncoder.getInstance().quoteAsString(text)) + "\"";
+    /**
+     * {@code text} as a JSON string, as Jackson writes it: an unpaired surrogate (a JSON string may
+     * hold one, from a {@code \\uD800} escape) as its escape, never the '?' that UTF-8 encoding
+     * would make of it.
+     */
+    static String quoted(String text) {
+        char[] escaped = JsonStringEncoder.getInstance().quoteAsString(text);
+        StringBuilder out = new StringBuilder(escaped.length + 2).append('"');
+        for (int i = 0; i < escaped.length; i++) {
+            char c = escaped[i];
+            if (Character.isHighSurrogate(c) && i + 1 < escaped.length && Character.isLowSurrogate(escaped[i + 1])) {
+                out.append(c).append(escaped[++i]);
+            } else if (Character.isSurrogate(c)) {
+                out.append(String.format("\\u%04X", (int) c));
+            } else {
+                out.append(c);
+            }
+        }
+        return out.append('"').toString();
     }
 
     /** The frame of a sandbox/output notification of {@code stream} up to its data: made when the stream first sends. */
@@ -72,7 +89,7 @@ final class RunReporter implements RunListener {
     public void started(Sandbox sandbox) {
         String requestId;
         try {
-            requestId = json.writeValueAsString(call.id());
+            requestId = new String(json.writeValueAsBytes(call.id()), StandardCharsets.UTF_8); // bytes: a lone surrogate escaped
         } catch (JsonProcessingException e) {
             throw new IllegalStateException("a request id that was read cannot be written", e);
         }

@@ -1,0 +1,22 @@
+package dev.bwrapd.protocol;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.nio.charset.StandardCharsets;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+/** The sandbox id in notifications written as bytes reads back as the very id the client gave, whatever it holds. */
+class RunReporterTest {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    @ParameterizedTest
+    @ValueSource(strings = {"build-1", "quote \" back \\ slash", "tab\tnewline\ncontrol\u0001", "h\u00e9 \u20ac \uD83D\uDE00",
+            "lone \uD800 high", "lone \uDC00 low", "reversed \uDC00\uD800", "ends high \uD83D"})
+    void theIdReadsBackExactly(String id) throws Exception {
+        byte[] written = RunReporter.quoted(id).getBytes(StandardCharsets.UTF_8); // as it goes out
+        assertEquals(id, JSON.readValue(written, String.class), "a client reads back the very id (a lone surrogate too, not '?')");
+    }
+}

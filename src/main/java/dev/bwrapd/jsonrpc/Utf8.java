@@ -23,10 +23,6 @@ public final class Utf8 {
         return to;
     }
 
-    public static boolean isValid(byte[] data, int from, int to) {
-        return validUpTo(data, from, to) == to;
-    }
-
     /**
      * Length of {@code data[from..to)} without a trailing sequence that is incomplete but could
      * still become valid with the bytes that follow (kept back for the next chunk of a stream).

@@ -1,7 +1,6 @@
 package dev.bwrapd.protocol;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.core.io.JsonStringEncoder;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.bwrapd.jsonrpc.Call;
 import dev.bwrapd.jsonrpc.ErrorCodes;
@@ -48,29 +47,21 @@ final class RunReporter implements RunListener {
         this.call = call;
         this.sandboxes = sandboxes;
         this.sandbox = sandbox;
-        this.quotedId = quoted(sandbox.id());
+        this.quotedId = jsonText(json, sandbox.id());
         Arrays.fill(carries, NO_BYTES);
     }
 
     /**
-     * {@code text} as a JSON string, as Jackson writes it: an unpaired surrogate (a JSON string may
-     * hold one, from a {@code \\uD800} escape) as its escape, never the '?' that UTF-8 encoding
-     * would make of it.
+     * {@code value} as JSON text, as the answer writes it: through the server's mapper into bytes,
+     * which escapes an unpaired surrogate (a JSON string may hold one, from a {@code \\uD800}
+     * escape) rather than making it the '?' of a String's UTF-8 encoding.
      */
-    static String quoted(String text) {
-        char[] escaped = JsonStringEncoder.getInstance().quoteAsString(text);
-        StringBuilder out = new StringBuilder(escaped.length + 2).append('"');
-        for (int i = 0; i < escaped.length; i++) {
-            char c = escaped[i];
-            if (Character.isHighSurrogate(c) && i + 1 < escaped.length && Character.isLowSurrogate(escaped[i + 1])) {
-                out.append(c).append(escaped[++i]);
-            } else if (Character.isSurrogate(c)) {
-                out.append(String.format("\\u%04X", (int) c));
-            } else {
-                out.append(c);
-            }
+    static String jsonText(ObjectMapper json, Object value) {
+        try {
+            return new String(json.writeValueAsBytes(value), StandardCharsets.UTF_8);
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException("a value that was read cannot be written", e);
         }
-        return out.append('"').toString();
     }
 
     /** The frame of a sandbox/output notification of {@code stream} up to its data: made when the stream first sends. */
@@ -87,14 +78,8 @@ final class RunReporter implements RunListener {
     /** Written as it goes out, like sandbox/output: a tree and its serializer cost more than the run's other answers. */
     @Override
     public void started(Sandbox sandbox) {
-        String requestId;
-        try {
-            requestId = new String(json.writeValueAsBytes(call.id()), StandardCharsets.UTF_8); // bytes: a lone surrogate escaped
-        } catch (JsonProcessingException e) {
-            throw new IllegalStateException("a request id that was read cannot be written", e);
-        }
         byte[] message = ("{\"jsonrpc\":\"2.0\",\"method\":\"sandbox/started\",\"params\":{\"sandboxId\":" + quotedId
-                + ",\"pid\":" + sandbox.pid() + ",\"requestId\":" + requestId + "}}").getBytes(StandardCharsets.UTF_8);
+                + ",\"pid\":" + sandbox.pid() + ",\"requestId\":" + jsonText(json, call.id()) + "}}").getBytes(StandardCharsets.UTF_8);
         call.notifyClientRawAtOnce(message);
     }
 

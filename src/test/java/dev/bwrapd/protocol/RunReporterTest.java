@@ -16,7 +16,7 @@ class RunReporterTest {
     @ValueSource(strings = {"build-1", "quote \" back \\ slash", "tab\tnewline\ncontrol\u0001", "h\u00e9 \u20ac \uD83D\uDE00",
             "lone \uD800 high", "lone \uDC00 low", "reversed \uDC00\uD800", "ends high \uD83D"})
     void theIdReadsBackExactly(String id) throws Exception {
-        byte[] written = RunReporter.quoted(id).getBytes(StandardCharsets.UTF_8); // as it goes out
+        byte[] written = RunReporter.jsonText(JSON, id).getBytes(StandardCharsets.UTF_8); // as it goes out
         assertEquals(id, JSON.readValue(written, String.class), "a client reads back the very id (a lone surrogate too, not '?')");
     }
 }

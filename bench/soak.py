@@ -53,6 +53,9 @@ def proc_sample(pid):
             status[key] = value.strip()
     return {
         "rssKiB": int(status["VmRSS"].split()[0]),
+        # what moves: the heap (anonymous) or the binary's pages as more of its code runs (file)
+        "anonKiB": int(status["RssAnon"].split()[0]),
+        "fileKiB": int(status["RssFile"].split()[0]),
         "threads": int(status["Threads"]),
         "fds": len(os.listdir("/proc/%d/fd" % pid)),
     }
@@ -258,14 +261,14 @@ def main():
                 samples.append(sample)
                 if quiet:
                     baseline = sample
-                print("%6d runs  %7.1f s  RSS %7d KiB  threads %4d  fds %4d%s" % (
-                    n, sample["seconds"], sample["rssKiB"], sample["threads"], sample["fds"],
+                print("%6d runs  %7.1f s  RSS %7d KiB (anon %6d, file %6d)  threads %4d  fds %4d%s" % (
+                    n, sample["seconds"], sample["rssKiB"], sample["anonKiB"], sample["fileKiB"], sample["threads"], sample["fds"],
                     "  (post-warm-up, quiet)" if quiet else ""), flush=True)
         final = soak.quiet_sample()
         final.update(runs=args.runs, seconds=round(time.monotonic() - began, 1), quiet=True)
         samples.append(final)
-        print("%6d runs  %7.1f s  RSS %7d KiB  threads %4d  fds %4d  (end, quiet)" % (
-            args.runs, final["seconds"], final["rssKiB"], final["threads"], final["fds"]), flush=True)
+        print("%6d runs  %7.1f s  RSS %7d KiB (anon %6d, file %6d)  threads %4d  fds %4d  (end, quiet)" % (
+            args.runs, final["seconds"], final["rssKiB"], final["anonKiB"], final["fileKiB"], final["threads"], final["fds"]), flush=True)
     finally:
         soak.outbox.put(None)
         code = soak.proc.wait(60)

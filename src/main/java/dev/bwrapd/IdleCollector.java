@@ -17,9 +17,18 @@ final class IdleCollector {
     private final long quietMs;
     private final Runnable collect;
 
-    /** Main's: System.gc() after {@link #QUIET_MS}. */
+    /**
+     * What an idle helper runs: in a native image, a collection that also unmaps the free heap
+     * ({@link FreeHeapRelease}); on the JVM, System.gc(). Chosen when this class is initialized,
+     * which a native image does while it is built: the JVM never loads FreeHeapRelease (nor
+     * GraalVM's API, which is not on its class path).
+     */
+    private static final Runnable COLLECT =
+            System.getProperty("org.graalvm.nativeimage.imagecode") != null ? FreeHeapRelease::collect : System::gc;
+
+    /** Main's: {@link #COLLECT} after {@link #QUIET_MS}. */
     IdleCollector(Sandboxes sandboxes) {
-        this(sandboxes, QUIET_MS, System::gc);
+        this(sandboxes, QUIET_MS, COLLECT);
     }
 
     IdleCollector(Sandboxes sandboxes, long quietMs, Runnable collect) {

@@ -119,7 +119,6 @@ public class Main implements QuarkusApplication {
         MessageReader reader = new MessageReader(new FileInputStream(FileDescriptor.in), options.framing(), options.maxMessageBytes());
         MessageWriter writer = new MessageWriter(protocolOut, reader::framing);
         Sandboxes sandboxes = new Sandboxes(watchdog);
-        new IdleCollector(sandboxes).start();
         Map<String, Object> limits = new LinkedHashMap<>();
         limits.put("maxMessageBytes", options.maxMessageBytes());
         limits.put("maxNestingDepth", MAX_NESTING_DEPTH);
@@ -136,6 +135,7 @@ public class Main implements QuarkusApplication {
         ExecutorService handlers = SandboxRunner.retiringThreads("rpc-");
         Server server = new Server(json, reader, writer, options.maxMessageBytes(), methods.handlers(), handlers, ProtocolErrors::toRpc, budget);
         shutdown[0] = new Shutdown(methods, sandboxes, server);
+        new IdleCollector(sandboxes, () -> server.flush(Long.MAX_VALUE)).start();
         handleTerminatingSignals(shutdown[0]);
 
         logStartup("serving");

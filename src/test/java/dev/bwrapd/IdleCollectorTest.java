@@ -7,18 +7,26 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 import java.util.List;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
-/** One collection per quiet spell, and only after one: short quiet times, and a counter for System.gc. */
+/** One collection per quiet spell, and only after one and once its answers are written: short quiet times, and a counter for System.gc. */
 class IdleCollectorTest {
     private final Sandboxes sandboxes = new Sandboxes(new Watchdog(null)); // never started: nothing is spawned
     private final AtomicInteger collections = new AtomicInteger();
+    private final CountDownLatch written = new CountDownLatch(1);
     private Thread collector;
 
+    /** A collector whose answers are all written (the usual case). */
     private void startCollector(long quietMs) {
-        collector = new IdleCollector(sandboxes, quietMs, collections::incrementAndGet).start();
+        written.countDown();
+        startCollector(quietMs, written);
+    }
+
+    private void startCollector(long quietMs, CountDownLatch written) {
+        collector = new IdleCollector(sandboxes, written::await, quietMs, collections::incrementAndGet).start();
     }
 
     @AfterEach
@@ -59,6 +67,17 @@ class IdleCollectorTest {
 
         sandboxes.remove(run("c"));
         awaitCollections(2);
+    }
+
+    /** The answers a burst made are live until written: the collection waits for them. */
+    @Test
+    void theCollectionWaitsUntilTheAnswersAreWritten() throws Exception {
+        startCollector(50, written);
+        sandboxes.remove(run("a"));
+        Thread.sleep(300);
+        assertEquals(0, collections.get(), "its answer is not written yet");
+        written.countDown();
+        awaitCollections(1);
     }
 
     @Test

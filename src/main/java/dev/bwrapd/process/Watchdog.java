@@ -128,9 +128,14 @@ public final class Watchdog {
         send("+" + pgid + "\n");
     }
 
-    /** Group {@code pgid} is gone (or about to be): forget it. */
-    public void forget(int pgid) {
-        send("-" + pgid + "\n");
+    /**
+     * Groups {@code pgids} are gone (or about to be): forget them (0, none, is skipped). One write
+     * for all: each write wakes the watchdog.
+     */
+    public void forget(int... pgids) {
+        StringBuilder lines = new StringBuilder();
+        for (int pgid : pgids) if (pgid != 0) lines.append('-').append(pgid).append('\n');
+        if (!lines.isEmpty()) send(lines.toString());
     }
 
     /** From now on, kill every process in cgroup {@code dir} and remove it should bwrapd die. */

@@ -243,10 +243,7 @@ public final class Sandbox {
     void finished() {
         Input ended;
         synchronized (this) {
-            if (state != State.FINISHED) {
-                if (bwrapPid != 0) watchdog.forget(bwrapPid);
-                if (initPid != 0) watchdog.forget(initPid);
-            }
+            if (state != State.FINISHED) watchdog.forget(bwrapPid, initPid);
             state = State.FINISHED;
             Libc.close(initPidfd);
             initPidfd = -1;

@@ -17,7 +17,7 @@ import org.jboss.logging.Logger;
 final class FreeHeapRelease {
     private static final Logger LOG = Logger.getLogger(FreeHeapRelease.class);
     private static final String MAX_HEAP_FREE = "MaxHeapFree"; // bytes; 0 = as the policy sizes it
-    /** One aligned heap chunk (GraalVM's default size): the next allocation's. */
+    /** What the idle collection keeps: 1 MiB, one or two aligned chunks (512 KiB here), for the next allocations. */
     static final long KEPT_WHILE_IDLE = 1L << 20;
 
     private FreeHeapRelease() {}

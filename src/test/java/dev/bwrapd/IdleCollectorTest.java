@@ -22,10 +22,11 @@ class IdleCollectorTest {
     /** A collector whose answers are all written (the usual case). */
     private void startCollector(long quietMs) {
         written.countDown();
-        startCollector(quietMs, written);
+        startCollectorAnswersUnwritten(quietMs);
     }
 
-    private void startCollector(long quietMs, CountDownLatch written) {
+    /** A collector whose answers are written only once {@link #written} is counted down. */
+    private void startCollectorAnswersUnwritten(long quietMs) {
         collector = new IdleCollector(sandboxes, written::await, quietMs, collections::incrementAndGet).start();
     }
 
@@ -72,7 +73,7 @@ class IdleCollectorTest {
     /** The answers a burst made are live until written: the collection waits for them. */
     @Test
     void theCollectionWaitsUntilTheAnswersAreWritten() throws Exception {
-        startCollector(50, written);
+        startCollectorAnswersUnwritten(50);
         sandboxes.remove(run("a"));
         Thread.sleep(300);
         assertEquals(0, collections.get(), "its answer is not written yet");

@@ -174,9 +174,17 @@ class RobustnessIT {
     private static final long IDLE_GROWTH_KIB = 8 << 10;
 
     private static long rssAnonKiB(long pid) throws IOException {
-        for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status")))
-            if (line.startsWith("RssAnon:")) return Long.parseLong(line.replaceAll("[^0-9]", ""));
-        throw new IOException("no RssAnon in /proc/" + pid + "/status");
+        String kiB = statusField(pid, "RssAnon"); // "5432 kB"
+        if (kiB == null) throw new IOException("no RssAnon in /proc/" + pid + "/status");
+        return Long.parseLong(kiB.split(" ")[0]);
+    }
+
+    /** Field {@code name} of /proc/PID/status, its value stripped; null if there is none. */
+    private static String statusField(long pid, String name) throws IOException {
+        for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
+            if (line.startsWith(name + ":")) return line.substring(name.length() + 1).strip();
+        }
+        return null;
     }
 
     // ----- exact capture -----
@@ -336,10 +344,8 @@ class RobustnessIT {
 
     /** Whether the process ignores the signal (SigIgn in /proc/PID/status). */
     private static boolean ignores(long pid, int signal) throws IOException {
-        for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
-            if (line.startsWith("SigIgn:")) return (Long.parseUnsignedLong(line.substring(7).strip(), 16) & (1L << (signal - 1))) != 0;
-        }
-        return false;
+        String mask = statusField(pid, "SigIgn");
+        return mask != null && (Long.parseUnsignedLong(mask, 16) & (1L << (signal - 1))) != 0;
     }
 
     // ----- a client that does not read -----

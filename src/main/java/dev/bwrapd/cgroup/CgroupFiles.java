@@ -4,9 +4,7 @@ import dev.bwrapd.process.Libc;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
@@ -39,9 +37,22 @@ final class CgroupFiles {
         }
     }
 
-    /** Writes {@code value} in one write(2), as the kernel wants (each write to cgroup.procs moves one process). */
+    /**
+     * Writes {@code value} in one write(2), as the kernel wants (each write to cgroup.procs moves
+     * one process). Plain system calls: a run writes here two to four times, and the JDK's
+     * channel costs an object graph and a check of the file each time.
+     */
     static void write(Path file, String value) throws IOException {
-        Files.write(file, value.getBytes(StandardCharsets.US_ASCII), StandardOpenOption.WRITE);
+        byte[] bytes = value.getBytes(StandardCharsets.US_ASCII);
+        int fd = Libc.open(file.toString(), Libc.O_WRONLY, 0);
+        try {
+            int n = Libc.write(fd, bytes, 0, bytes.length);
+            if (n != bytes.length) throw new IOException("write " + file + ": " + n + " of " + bytes.length + " bytes taken");
+        } catch (Libc.Error e) {
+            throw new Libc.Error("write " + file, e.errno); // the kernel's answer (EBUSY, EINVAL...), with the file
+        } finally {
+            Libc.close(fd);
+        }
     }
 
     /** "key value" lines (cpu.stat, memory.events, pids.events, cgroup.events) as numbers; -1 for unparsable values. */

@@ -10,7 +10,8 @@ import java.util.concurrent.CompletableFuture;
  * gives the whole sandbox's rusage and leaves no zombie.
  *
  * <p>The loop learns which child ended with {@code waitid(WNOWAIT)} outside the lock and reaps it
- * with {@code wait4} inside the lock. Spawning and the "is it still my child?" question also take
+ * with {@code wait4} inside the lock. A waiter that knows its child ended may reap it first, on its
+ * own thread ({@link #reapIfExited}). Spawning and the "is it still my child?" question also take
  * the lock, so no exit is ever delivered to the wrong waiter or missed.
  */
 public final class Reaper {
@@ -91,16 +92,38 @@ public final class Reaper {
 
     /**
      * Called once the descendant's parent has been reaped: if the descendant is not ours to reap
-     * (its parent reaped it), the watch completes with null instead of waiting forever.
+     * (its parent reaped it), the watch completes with null instead of waiting forever; if it has
+     * exited, it is reaped now, as {@link #reapIfExited} does.
      */
     public void parentGone(int pid, CompletableFuture<ExitStatus> watch) {
         synchronized (lock) {
             if (watch.isDone()) return;
-            if (Libc.waitid(Libc.P_PID, pid, Libc.WEXITED | Libc.WNOHANG | Libc.WNOWAIT) == -1) {
+            int found = Libc.waitid(Libc.P_PID, pid, Libc.WEXITED | Libc.WNOHANG | Libc.WNOWAIT);
+            if (found == -1) {
                 waiters.remove(pid);
                 watch.complete(null);
+            } else if (found == pid) {
+                reap(pid);
             }
         }
+    }
+
+    /**
+     * Reaps {@code child} now if it has exited, on the caller's thread: a run learns of bwrap's
+     * exit from its pidfd when the loop does, and need not wait for the loop's thread to wake and
+     * hand the exit over. The loop then finds nothing left to reap. Until its exit is delivered
+     * the child is unreaped, so its pid is still its own.
+     */
+    public void reapIfExited(Child child) {
+        synchronized (lock) {
+            if (!child.exit().isDone()) reap(child.pid());
+        }
+    }
+
+    /** Under the lock: reaps {@code pid} if it has exited (else nothing) and delivers its exit. */
+    private void reap(int pid) {
+        ExitStatus exit = Libc.wait4(pid, Libc.WNOHANG);
+        if (exit != null) deliver(exit);
     }
 
     private void loop() {
@@ -111,8 +134,7 @@ public final class Reaper {
                 continue;
             }
             synchronized (lock) {
-                ExitStatus exit = Libc.wait4(pid, Libc.WNOHANG);
-                if (exit != null) deliver(exit);
+                reap(pid); // nothing, if a waiter reaped it first (reapIfExited)
             }
         }
     }

@@ -35,8 +35,8 @@ import java.util.concurrent.CompletableFuture;
  * in the cgroup and has its rlimits ({@link #release});
  * <li>{@link #follow}: one poll loop over bwrap's status pipe, the output pipes, stdin, the
  * processes' pidfds and a wake-up pipe, with the timers as its timeout;
- * <li>{@link #await}: the exits and rusage the reaper collected;
- * <li>{@link #closeCgroup}: kill what is left in the cgroup, read its usage, remove it;
+ * <li>{@link #await}: the exits and rusage, reaped on the run's thread once its pidfds said so;
+ * <li>{@link #closeCgroup}: read the cgroup's usage, remove it (killing what is left, if anything is);
  * <li>{@link #cleanup}: what bwrap left in the root;
  * <li>{@link #outcome}: how it ended.
  * </ol>
@@ -331,15 +331,22 @@ final class Run {
         sandbox.attachCgroup(cgroup);
     }
 
-    /** Nothing of the sandbox survives it: kill what is left, keep the figures, remove the cgroup. */
+    /**
+     * Nothing of the sandbox survives it: keep the figures, remove the cgroup, and kill what is
+     * left should it not be empty. Once the init is reaped it is: the kernel ends every process of
+     * a PID namespace (bwrap always makes one) before its init is gone. So the kill is only for a
+     * run that failed on the way, and the usual run saves the write to cgroup.kill.
+     */
     private void closeCgroup() {
         if (cgroup == null) return; // none on this host (e.g. unprivileged without a writable cgroup), or closed already
         SandboxCgroup closing = cgroup;
         cgroup = null;
-        closing.kill();
         cgroupUsage = closing.usage();
         cgroupLimitExceeded = closing.limitExceeded();
-        if (!closing.remove(2000)) LOG.warnf("sandbox %s: cgroup %s not removed (a process would not die)", sandbox.id(), closing);
+        if (!closing.remove(0)) {
+            closing.kill();
+            if (!closing.remove(2000)) LOG.warnf("sandbox %s: cgroup %s not removed (a process would not die)", sandbox.id(), closing);
+        }
         sandbox.detachCgroup();
     }
 
@@ -625,7 +632,8 @@ final class Run {
 
     /** bwrap's exit, and the usage of the whole sandbox. */
     private ExitStatus[] await() {
-        ExitStatus bwrapExit = bwrap.exit().join(); // the reaper has it, or is about to
+        reaper.reapIfExited(bwrap); // its pidfd said it ended: taken here, not handed over by the reaper's thread
+        ExitStatus bwrapExit = bwrap.exit().join();
         ExitStatus usage = bwrapExit;
         if (initExit != null) {
             reaper.parentGone(initPid, initExit);

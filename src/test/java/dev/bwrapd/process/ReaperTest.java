@@ -1,0 +1,83 @@
+package dev.bwrapd.process;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * A waiter that knows its child ended (a run, from the child's pidfd) takes the exit on its own
+ * thread. The reaper's loop is never started here: whatever is reaped, the caller reaped.
+ */
+class ReaperTest {
+    private final Reaper reaper = new Reaper();
+    private final Spawner spawner = new Spawner(reaper);
+    private int devNull = -1;
+
+    @BeforeEach
+    void openDevNull() throws Libc.Error {
+        devNull = Libc.open("/dev/null", Libc.O_RDWR, 0);
+    }
+
+    @AfterEach
+    void closeDevNull() {
+        Libc.close(devNull);
+    }
+
+    private Reaper.Child spawn(String script) throws Libc.Error {
+        return spawner.spawn(new Spawner.Spec("/bin/sh", List.of("sh", "-c", script), List.of(), new int[] {devNull, devNull, devNull}));
+    }
+
+    /** Waits, on the child's pidfd, until it has exited (not reaped: nobody reaps here but the test's calls). */
+    private void awaitExit(Reaper.Child child) throws Libc.Error {
+        int pidfd = reaper.pidfdOfChild(child);
+        try {
+            short[] revents = new short[1];
+            assertEquals(1, Libc.poll(new int[] {pidfd}, new short[] {Libc.POLLIN}, revents, 1, 10_000), "the child did not end");
+        } finally {
+            Libc.close(pidfd);
+        }
+    }
+
+    @Test
+    void anExitedChildIsReapedOnTheCallersThread() throws Libc.Error {
+        Reaper.Child child = spawn("exit 7");
+        awaitExit(child);
+        assertFalse(child.exit().isDone(), "nothing reaps without the loop");
+        reaper.reapIfExited(child);
+        assertTrue(child.exit().isDone());
+        assertEquals(7, child.exit().join().exitCode());
+        reaper.reapIfExited(child); // reaped already: nothing more
+        assertEquals(7, child.exit().join().exitCode());
+    }
+
+    @Test
+    void aRunningChildIsLeftAlone() throws Libc.Error {
+        Reaper.Child child = spawn("sleep 5");
+        try {
+            reaper.reapIfExited(child);
+            assertFalse(child.exit().isDone(), "a child that runs is not reaped");
+        } finally {
+            Libc.kill(child.pid(), 9);
+            awaitExit(child);
+            reaper.reapIfExited(child);
+        }
+        assertTrue(child.exit().join().signaled());
+    }
+
+    @Test
+    void aWatchedProcessWhoseParentIsGoneIsReapedWhenItHasExited() throws Libc.Error {
+        Reaper.Child child = spawn("exit 3");
+        CompletableFuture<ExitStatus> watch = reaper.watchDescendant(child.pid());
+        awaitExit(child);
+        reaper.parentGone(child.pid(), watch);
+        assertTrue(watch.isDone(), "an exited process of ours is reaped at once");
+        assertEquals(3, watch.join().exitCode());
+    }
+}

@@ -206,8 +206,8 @@ public final class BwrapdMethods {
      */
     private void startRun(Call call) throws Exception {
         RunSpec spec = RunParams.parse(call.params(), defaultSeccomp);
-        BwrapCommand.Invocation invocation = runner.invocation(spec); // waits for the probe at start-up only
-        RunParams.checkExecSize(invocation.argv(), invocation.environment());
+        // What depends on the host (the probe, capabilities, limits) and the size of bwrap's argv
+        // are checked by the run, on its own thread: the reading thread goes on to the next message.
         Sandbox sandbox = sandboxes.register(spec.sandboxId(), spec.command());
         try {
             call.onCancel(() -> sandbox.kill(Sandbox.Ending.CANCELLED));
@@ -224,7 +224,7 @@ public final class BwrapdMethods {
      */
     private Object argv(Call call) throws Exception {
         BwrapCommand.Invocation invocation = runner.invocation(RunParams.parse(call.params(), defaultSeccomp));
-        RunParams.checkExecSize(invocation.argv(), invocation.environment());
+        invocation.checkExecSize();
         ObjectNode result = json.createObjectNode().put("executable", invocation.executable());
         ArrayNode argv = result.putArray("argv");
         invocation.argv().forEach(argv::add);

@@ -31,12 +31,6 @@ public final class RunParams {
     static final int HOST_NAME_MAX = 64;
     /** The kernel's limit on one argv or environment string, its NUL included (MAX_ARG_STRLEN, 32 pages). */
     public static final int MAX_ARG_STRLEN = 32 * 4096;
-    /**
-     * The kernel's limit on argv and environment together (strings, their NULs and pointers): a
-     * quarter of the stack limit, at most 6 MiB. 2 MiB with the usual 8 MiB stack; bwrapd assumes
-     * that, and a larger stack limit does not raise it.
-     */
-    public static final int ARG_MAX = 2 * 1024 * 1024;
     /** bwrap (0.8) refuses ids above 2^31-1 ("Invalid uid"): refuse them here, with the field named. */
     private static final long MAX_ID = Integer.MAX_VALUE;
 
@@ -158,20 +152,6 @@ public final class RunParams {
                     + ", over the kernel's limit of " + MAX_ARG_STRLEN + " bytes per argument or environment string (MAX_ARG_STRLEN)");
         }
         return value;
-    }
-
-    /**
-     * The whole argv and environment of an exec must fit the kernel's ARG_MAX: -32602 naming the
-     * limit, rather than an exec failure (E2BIG) that would look like an unusable bwrap.
-     */
-    public static void checkExecSize(List<String> argv, List<String> environment) throws RpcException {
-        long bytes = 0;
-        for (String s : argv) bytes += s.getBytes(StandardCharsets.UTF_8).length + 1L + 8;
-        for (String s : environment) bytes += s.getBytes(StandardCharsets.UTF_8).length + 1L + 8;
-        if (bytes > ARG_MAX) {
-            throw Params.invalid("command, env: bwrap's argv and environment would take " + bytes
-                    + " bytes (strings, NULs and pointers), over the kernel's limit of " + ARG_MAX + " bytes (ARG_MAX)");
-        }
     }
 
     /** The root as a real directory path; symbolic links resolved, so "/" is recognised however spelled. */

@@ -1,5 +1,6 @@
 package dev.bwrapd.sandbox;
 
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -29,8 +30,29 @@ public final class BwrapCommand {
 
     private BwrapCommand() {}
 
+    /**
+     * The kernel's limit on argv and environment together (strings, their NULs and pointers): a
+     * quarter of the stack limit, at most 6 MiB. 2 MiB with the usual 8 MiB stack; bwrapd assumes
+     * that, and a larger stack limit does not raise it.
+     */
+    public static final int ARG_MAX = 2 * 1024 * 1024;
+
     /** The program to execute, its argv, and its environment. */
-    public record Invocation(String executable, List<String> argv, List<String> environment) {}
+    public record Invocation(String executable, List<String> argv, List<String> environment) {
+        /**
+         * The whole argv and environment must fit the kernel's ARG_MAX: refused, naming the limit,
+         * rather than an exec failure (E2BIG) that would look like an unusable bwrap.
+         */
+        public void checkExecSize() throws SandboxException.Invalid {
+            long bytes = 0;
+            for (String s : argv) bytes += s.getBytes(StandardCharsets.UTF_8).length + 1L + 8;
+            for (String s : environment) bytes += s.getBytes(StandardCharsets.UTF_8).length + 1L + 8;
+            if (bytes > ARG_MAX) {
+                throw new SandboxException.Invalid("command, env: bwrap's argv and environment would take " + bytes
+                        + " bytes (strings, NULs and pointers), over the kernel's limit of " + ARG_MAX + " bytes (ARG_MAX)");
+            }
+        }
+    }
 
     /**
      * The descriptors bwrapd opened and checked for the host paths (see {@link HostPaths}), as

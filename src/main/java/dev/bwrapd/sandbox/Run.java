@@ -396,6 +396,7 @@ final class Run {
         if (filter >= 0) childFds.add(filter); // at BwrapCommand.seccompFd
         // bwrap binds the descriptors bwrapd checked, numbered after stdio, the status and hold pipes and the filter.
         BwrapCommand.Invocation invocation = BwrapCommand.of(spec, host, paths.inChild(childFds.size()), places);
+        invocation.checkExecSize(); // checked here, on the argv that is spawned: the request's reader builds none
         childFds.addAll(paths.descriptors());
         int[] wake = pipe();
         watch(WAKE, wake[0], Libc.POLLIN);

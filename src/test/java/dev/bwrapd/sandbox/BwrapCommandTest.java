@@ -363,4 +363,16 @@ class BwrapCommandTest {
         assertFalse(denyList.contains("--disable-userns"), "a deny list denies exactly its entries");
         assertFalse(BwrapCommand.of(spec(s -> {}), FULL).argv().contains("--seccomp"));
     }
+
+    /** Strings, their NULs and their pointers, in bytes (UTF-8): up to ARG_MAX passes, over it is refused naming the limit. */
+    @Test
+    void anArgvOverArgMaxIsRefused() throws SandboxException {
+        new BwrapCommand.Invocation("/usr/bin/bwrap", List.of("x".repeat(1_000_000)), List.of("A=" + "y".repeat(1_000_000))).checkExecSize();
+        int fits = BwrapCommand.ARG_MAX - 9 - 9; // two strings: each with its NUL and pointer
+        new BwrapCommand.Invocation("/usr/bin/bwrap", List.of("x".repeat(fits - 2), "é"), List.of()).checkExecSize();
+        SandboxException.Invalid tooMuch = assertThrows(SandboxException.Invalid.class,
+                () -> new BwrapCommand.Invocation("/usr/bin/bwrap", List.of("x".repeat(fits - 1), "é"), List.of()).checkExecSize());
+        assertTrue(tooMuch.getMessage().contains("(ARG_MAX)"), tooMuch.getMessage());
+        assertTrue(tooMuch.getMessage().contains(Integer.toString(BwrapCommand.ARG_MAX + 1)), tooMuch.getMessage());
+    }
 }

@@ -1,0 +1,71 @@
+#!/usr/bin/python3
+"""A/B latency of builds of the helper, for one change (docs/performance.md, "Where a run's
+latency goes"). Not the benchmark: bench/bench.py is.
+
+Usage: /usr/bin/python3 bench/ab.py RUNS HELPER [HELPER ...]
+
+Each helper (a native binary, or ./bwrapd) runs the same /bin/true sandbox in a prepared busybox
+root, interleaved round by round with Python's Popen of the same bwrap argv (bench.py's
+contenders), so the machine's noise hits every one alike. Prints the median milliseconds from
+request to answer, the ratio to Popen, the helper's CPU per run (all its threads and its
+watchdog) and the median durationMs the helper reports (its run alone, without the request's
+parsing, the hand-offs and the pipes).
+"""
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+
+def main():
+    if len(sys.argv) < 3:
+        raise SystemExit(__doc__)
+    runs, exes = int(sys.argv[1]), sys.argv[2:]
+    root = os.path.join(tempfile.mkdtemp(prefix="bwrapd-ab-"), "root")
+    bench.make_root(root)
+    bench.park_fd3()
+    helpers = [bench.Helper([exe]) for exe in exes]
+    for helper in helpers:
+        helper.call("initialize", {})
+    params = bench.run_params(root)
+    inv = bench.Invocation(helpers[0].call("sandbox/argv", params))
+    durations = {exe: [] for exe in exes}
+
+    def through(helper, exe):
+        def run():
+            result = helper.call("sandbox/run", params)
+            bench.check_run(result, exe)
+            durations[exe].append(result["durationMs"])
+        return run
+
+    contenders = [(exe, through(h, exe)) for h, exe in zip(helpers, exes)] + [("popen", lambda: bench.popen_run(inv))]
+    for _ in range(30):  # warm-up
+        for _, run in contenders:
+            run()
+    for values in durations.values():
+        values.clear()
+    times = {name: [] for name, _ in contenders}
+    cpu_before = [h.cpu_seconds() for h in helpers]
+    for i in range(runs):
+        k = i % len(contenders)  # rotate who goes first
+        for name, run in contenders[k:] + contenders[:k]:
+            start = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - start) * 1000)
+    cpu = [(h.cpu_seconds() - before) * 1000 / runs for h, before in zip(helpers, cpu_before)]
+    popen = statistics.median(times["popen"])
+    print("popen: %.3f ms (load %.1f)" % (popen, os.getloadavg()[0]))
+    for exe, cpu_ms in zip(exes, cpu):
+        median = statistics.median(times[exe])
+        print("%s: %.3f ms, %.3f x Popen, helper CPU %.2f ms a run, durationMs %.3f"
+              % (exe, median, median / popen, cpu_ms, statistics.median(durations[exe])))
+    for helper in helpers:
+        helper.close()
+
+
+if __name__ == "__main__":
+    main()

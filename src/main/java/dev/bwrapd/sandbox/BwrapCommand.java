@@ -28,6 +28,11 @@ public final class BwrapCommand {
         return host.jsonStatusFd() ? SYNC_FD + 1 : STATUS_FD;
     }
 
+    /** The first of the host paths' descriptors in bwrap (see {@link HostPaths#inChild}): after stdio, the pipes and the filter. */
+    static int firstPathFd(RunSpec spec, HostCapabilities host) {
+        return seccompFd(host) + (spec.seccomp() != null ? 1 : 0);
+    }
+
     private BwrapCommand() {}
 
     /**

@@ -28,6 +28,8 @@ import java.util.concurrent.CompletableFuture;
  * The steps, in order, as in bubblewrap's own list of setup operations:
  * <ol>
  * <li>{@link #resolve}: the host's bwrap, the command inside the root;
+ * <li>{@link #placeMounts}, {@link #buildCommand}: where bwrap mounts each destination, and its
+ * argv, checked against the kernel's ARG_MAX before the run creates anything;
  * <li>{@link #openStdio}: the command's files and pipes;
  * <li>{@link #leaseRoot}: the working directory, and what existed in the root before;
  * <li>{@link #makeCgroup}: the sandbox's cgroup, with its limits;
@@ -92,6 +94,8 @@ final class Run {
     /** The request's host paths, opened and checked once (root, mount sources, devices). */
     private HostPaths paths;
     private BwrapCommand.Places places;
+    /** bwrap's executable, argv and environment ({@link #buildCommand}). */
+    private BwrapCommand.Invocation invocation;
 
     private SandboxCgroup cgroup;
     /** Our end of the pipe bwrap's init is held on (--block-fd), until {@link #release}; -1 when not held. */
@@ -142,6 +146,8 @@ final class Run {
             HostCapabilities host = runner.host(spec);
             openHostPaths();
             findCommand();
+            placeMounts();
+            buildCommand(host);
             openStdio();
             leaseRoot();
             makeCgroup(host);
@@ -296,8 +302,8 @@ final class Run {
 
     // ----- 3. the root -----
 
-    /** Every destination with the root's links resolved as the sandbox sees them (MountPoints); cwd; the lease. */
-    private void leaseRoot() throws SandboxException, InterruptedException, Libc.Error {
+    /** Every destination with the root's links resolved as the sandbox sees them (MountPoints): nothing is created yet. */
+    private void placeMounts() throws SandboxException {
         places = BwrapCommand.Places.asGiven(spec);
         if (paths.hostRoot()) return;
         try {
@@ -305,6 +311,20 @@ final class Run {
         } catch (HostPaths.Refused e) {
             throw refused(e);
         }
+    }
+
+    /**
+     * bwrap's argv as it will be spawned (the host paths as the descriptors bwrap will have), and
+     * refused should it not fit ARG_MAX: before an output file is truncated or a directory made.
+     */
+    private void buildCommand(HostCapabilities host) throws SandboxException {
+        invocation = BwrapCommand.of(spec, host, paths.inChild(BwrapCommand.firstPathFd(spec, host)), places);
+        invocation.checkExecSize();
+    }
+
+    /** cwd, and the lease: which of the paths bwrap may create existed before. */
+    private void leaseRoot() throws SandboxException, InterruptedException, Libc.Error {
+        if (paths.hostRoot()) return;
         try {
             RootPaths.createDirectories(paths.root(), RootPaths.names(spec.cwd()).orElseThrow());
         } catch (IOException e) {
@@ -395,8 +415,7 @@ final class Run {
         int filter = seccompFilter();
         if (filter >= 0) childFds.add(filter); // at BwrapCommand.seccompFd
         // bwrap binds the descriptors bwrapd checked, numbered after stdio, the status and hold pipes and the filter.
-        BwrapCommand.Invocation invocation = BwrapCommand.of(spec, host, paths.inChild(childFds.size()), places);
-        invocation.checkExecSize(); // checked here, on the argv that is spawned: the request's reader builds none
+        if (childFds.size() != BwrapCommand.firstPathFd(spec, host)) throw new IllegalStateException("bwrap's descriptors: " + childFds);
         childFds.addAll(paths.descriptors());
         int[] wake = pipe();
         watch(WAKE, wake[0], Libc.POLLIN);

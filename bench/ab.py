@@ -12,6 +12,7 @@ watchdog) and the median durationMs the helper reports (its run alone, without t
 parsing, the hand-offs and the pipes).
 """
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -24,11 +25,24 @@ import bench  # noqa: E402
 def main():
     if len(sys.argv) < 3:
         raise SystemExit(__doc__)
-    runs, exes = int(sys.argv[1]), sys.argv[2:]
-    root = os.path.join(tempfile.mkdtemp(prefix="bwrapd-ab-"), "root")
-    bench.make_root(root)
-    bench.park_fd3()
-    helpers = [bench.Helper([exe]) for exe in exes]
+    runs = int(sys.argv[1])
+    exes = [os.path.abspath(exe) if os.sep in exe else exe for exe in sys.argv[2:]]  # the helpers start in /
+    tmpdir = tempfile.mkdtemp(prefix="bwrapd-ab-")
+    helpers = []
+    try:
+        root = os.path.join(tmpdir, "root")
+        bench.make_root(root)
+        bench.park_fd3()
+        for exe in exes:
+            helpers.append(bench.Helper([exe]))
+        compare(runs, exes, helpers, root)
+    finally:
+        for helper in helpers:
+            helper.close()
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def compare(runs, exes, helpers, root):
     for helper in helpers:
         helper.call("initialize", {})
     params = bench.run_params(root)
@@ -63,8 +77,6 @@ def main():
         median = statistics.median(times[exe])
         print("%s: %.3f ms, %.3f x Popen, helper CPU %.2f ms a run, durationMs %.3f"
               % (exe, median, median / popen, cpu_ms, statistics.median(durations[exe])))
-    for helper in helpers:
-        helper.close()
 
 
 if __name__ == "__main__":

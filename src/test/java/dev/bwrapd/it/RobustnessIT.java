@@ -501,20 +501,23 @@ class RobustnessIT {
             ObjectNode tooMuch = Runs.params(root, many.toArray(String[]::new));
             // A refused run has no effect: its output file is not truncated, its cwd not made.
             Path kept = Files.createTempFile("bwrapd-arg-max", ".out");
-            Files.writeString(kept, "kept\n");
-            tooMuch.putObject("stdout").put("file", kept.toString());
-            tooMuch.put("cwd", "/made-by-a-refused-run");
-            bwrapd.send(request(1, "sandbox/run", longHostname) + request(2, "sandbox/run", fitting)
-                    + request(3, "sandbox/run", longArgument) + request(4, "sandbox/run", longEnv) + request(5, "sandbox/run", tooMuch));
-            Map<Long, JsonNode> answers = bwrapd.answers(5);
-            assertInvalid(answers.get(1L), "hostname: must be 1 to 64 bytes");
-            assertEquals("é".repeat(32), Runs.out(answers.get(2L).get("result")).strip());
-            assertInvalid(answers.get(3L), "command[1]: 131073 bytes with its NUL, over the kernel's limit of 131072");
-            assertInvalid(answers.get(4L), "env.BIG: 131077 bytes");
-            assertInvalid(answers.get(5L), "(ARG_MAX)");
-            assertEquals("kept\n", Files.readString(kept), "a refused run truncates no output file");
-            assertFalse(Files.exists(root.path().resolve("made-by-a-refused-run")), "a refused run makes no cwd");
-            Files.delete(kept);
+            try {
+                Files.writeString(kept, "kept\n");
+                tooMuch.putObject("stdout").put("file", kept.toString());
+                tooMuch.put("cwd", "/made-by-a-refused-run");
+                bwrapd.send(request(1, "sandbox/run", longHostname) + request(2, "sandbox/run", fitting)
+                        + request(3, "sandbox/run", longArgument) + request(4, "sandbox/run", longEnv) + request(5, "sandbox/run", tooMuch));
+                Map<Long, JsonNode> answers = bwrapd.answers(5);
+                assertInvalid(answers.get(1L), "hostname: must be 1 to 64 bytes");
+                assertEquals("é".repeat(32), Runs.out(answers.get(2L).get("result")).strip());
+                assertInvalid(answers.get(3L), "command[1]: 131073 bytes with its NUL, over the kernel's limit of 131072");
+                assertInvalid(answers.get(4L), "env.BIG: 131077 bytes");
+                assertInvalid(answers.get(5L), "(ARG_MAX)");
+                assertEquals("kept\n", Files.readString(kept), "a refused run truncates no output file");
+                assertFalse(Files.exists(root.path().resolve("made-by-a-refused-run")), "a refused run makes no cwd");
+            } finally {
+                Files.delete(kept);
+            }
         }
     }
 

@@ -23,6 +23,13 @@ public final class BwrapCommand {
      */
     public static final int BLOCK_FD = 4, SYNC_FD = 5;
 
+    /**
+     * The kernel's limit on argv and environment together (strings, their NULs and pointers): a
+     * quarter of the stack limit, at most 6 MiB. 2 MiB with the usual 8 MiB stack; bwrapd assumes
+     * that, and a larger stack limit does not raise it.
+     */
+    public static final int ARG_MAX = 2 * 1024 * 1024;
+
     /** bwrap reads the run's seccomp filter (BPF) from this descriptor: the one after the status and hold pipes, if any. */
     public static int seccompFd(HostCapabilities host) {
         return host.jsonStatusFd() ? SYNC_FD + 1 : STATUS_FD;
@@ -34,13 +41,6 @@ public final class BwrapCommand {
     }
 
     private BwrapCommand() {}
-
-    /**
-     * The kernel's limit on argv and environment together (strings, their NULs and pointers): a
-     * quarter of the stack limit, at most 6 MiB. 2 MiB with the usual 8 MiB stack; bwrapd assumes
-     * that, and a larger stack limit does not raise it.
-     */
-    public static final int ARG_MAX = 2 * 1024 * 1024;
 
     /** The program to execute, its argv, and its environment. */
     public record Invocation(String executable, List<String> argv, List<String> environment) {

@@ -18,9 +18,9 @@ import java.util.concurrent.atomic.AtomicLong;
 /**
  * One sandbox's cgroups: a v2 cgroup when the host has a writable v2 base (kill, freeze, CPU time,
  * and the limits of the controllers enabled there), plus a v1 cgroup per v1 controller needed for
- * what v2 lacks here (a limit, the freezer, CPU accounting). Made before bwrap runs; the sandbox's
- * init is moved in before it may start the command, so every process of the sandbox is inside;
- * removed once the sandbox is gone.
+ * what v2 lacks here (a limit, the freezer, CPU accounting). Named before bwrap is spawned, made
+ * while it sets the sandbox up; the sandbox's init is moved in before it may start the command, so
+ * every process of the sandbox is inside; removed once the sandbox is gone.
  */
 public final class SandboxCgroup {
     private static final AtomicLong SEQUENCE = new AtomicLong();
@@ -45,15 +45,15 @@ public final class SandboxCgroup {
      * set is an IOException (callers refuse such requests before, through {@link Mechanisms}).
      */
     public static SandboxCgroup create(CgroupHost host, Limits limits) throws IOException {
-        return create(host, limits, dir -> {});
+        return plan(host, limits).make();
     }
 
     /**
-     * As {@link #create(CgroupHost, Limits)}, telling {@code beforeMaking} of each directory before
-     * it is made: the watchdog must know a cgroup before it exists, or a helper killed in between
-     * leaves it behind (the names are never reused, so knowing one that is never made is harmless).
+     * The cgroups one sandbox will have, named but not made: the watchdog must know a cgroup before
+     * it exists, or a helper killed in between leaves it behind (the names are never reused, so
+     * knowing one that is never made is harmless).
      */
-    public static SandboxCgroup create(CgroupHost host, Limits limits, java.util.function.Consumer<Path> beforeMaking) throws IOException {
+    public static Plan plan(CgroupHost host, Limits limits) {
         String name = "bwrapd-" + ProcessHandle.current().pid() + "-" + helperToken() + "-" + SEQUENCE.incrementAndGet();
         Set<String> needed = new LinkedHashSet<>();
         if (limits.memoryBytes() != null && "v1".equals(host.version("memory"))) needed.add("memory");
@@ -63,30 +63,36 @@ public final class SandboxCgroup {
             needed.add("freezer"); // kill and freeze as a whole
             if (host.v1Bases().containsKey("cpuacct")) needed.add("cpuacct"); // CPU time of the whole sandbox
         }
-        Path v2 = null;
         Map<String, Path> v1 = new LinkedHashMap<>();
-        SandboxCgroup made = new SandboxCgroup(null, Set.of(), v1);
-        try {
-            if (host.v2Base() != null) {
-                beforeMaking.accept(host.v2Base().resolve(name));
-                v2 = makeDirectory(host.v2Base().resolve(name));
-                made = new SandboxCgroup(v2, host.v2Controllers(), v1);
-            }
-            for (String controller : needed) {
-                Path base = host.v1Bases().get(controller);
-                if (base == null) continue;
-                Path dir = base.resolve(name);
-                if (!v1.containsValue(dir)) {
-                    beforeMaking.accept(dir);
+        for (String controller : needed) {
+            Path base = host.v1Bases().get(controller);
+            if (base != null) v1.put(controller, base.resolve(name));
+        }
+        return new Plan(host, limits, host.v2Base() == null ? null : host.v2Base().resolve(name), v1);
+    }
+
+    /** See {@link #plan}. */
+    public record Plan(CgroupHost host, Limits limits, Path v2, Map<String, Path> v1) {
+        /** Every directory it will make, v2 first. */
+        public List<Path> directories() {
+            return SandboxCgroup.directories(v2, v1);
+        }
+
+        /** Makes the directories and sets the limits; on failure removes what it made. */
+        public SandboxCgroup make() throws IOException {
+            List<Path> made = new ArrayList<>();
+            try {
+                for (Path dir : directories()) {
                     makeDirectory(dir);
+                    made.add(dir);
                 }
-                v1.put(controller, dir);
+                SandboxCgroup cgroup = new SandboxCgroup(v2, v2 == null ? Set.of() : host.v2Controllers(), v1);
+                cgroup.limit(host, limits);
+                return cgroup;
+            } catch (IOException e) {
+                remove(made, 0);
+                throw e;
             }
-            made.limit(host, limits);
-            return made;
-        } catch (IOException e) {
-            made.remove(0);
-            throw e;
         }
     }
 
@@ -109,9 +115,9 @@ public final class SandboxCgroup {
         return token;
     }
 
-    private static Path makeDirectory(Path dir) throws IOException {
+    private static void makeDirectory(Path dir) throws IOException {
         try {
-            return Files.createDirectory(dir);
+            Files.createDirectory(dir);
         } catch (FileAlreadyExistsException e) {
             throw new IOException("cgroup " + dir + " exists already (a helper with the same pid elsewhere?)", e);
         }
@@ -156,6 +162,11 @@ public final class SandboxCgroup {
 
     /** Every directory made, v2 first: what the watchdog kills and removes should bwrapd die. */
     public List<Path> directories() {
+        return directories(v2, v1);
+    }
+
+    /** Co-mounted v1 controllers (cpu,cpuacct) share a directory: it is there once. */
+    private static List<Path> directories(Path v2, Map<String, Path> v1) {
         List<Path> dirs = new ArrayList<>();
         if (v2 != null) dirs.add(v2);
         for (Path dir : v1.values()) if (!dirs.contains(dir)) dirs.add(dir);
@@ -280,9 +291,12 @@ public final class SandboxCgroup {
      * them (a killed process leaves its cgroup when it has exited). Whether all are gone.
      */
     public boolean remove(long waitMillis) {
+        return remove(directories(), waitMillis);
+    }
+
+    private static boolean remove(List<Path> dirs, long waitMillis) {
         long giveUp = System.nanoTime() + waitMillis * 1_000_000;
         boolean all = true;
-        List<Path> dirs = directories();
         for (Path dir : dirs) {
             while (true) {
                 try {

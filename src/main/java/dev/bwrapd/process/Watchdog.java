@@ -3,6 +3,7 @@ package dev.bwrapd.process;
 import org.jboss.logging.Logger;
 
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.util.List;
 
 /**
@@ -123,32 +124,28 @@ public final class Watchdog {
         }
     }
 
-    /** From now on, kill process group {@code pgid} should bwrapd die. */
-    public void watch(int pgid) {
-        send("+" + pgid + "\n");
-    }
-
     /**
-     * Groups {@code pgids} are gone (or about to be): forget them (0, none, is skipped). One write
-     * for all: each write wakes the watchdog.
+     * From now on, kill process group {@code pgid} (0: none) and every process in {@code cgroups},
+     * and remove those, should bwrapd die. One write for all: each write wakes the watchdog.
      */
-    public void forget(int... pgids) {
+    public void watch(int pgid, List<Path> cgroups) {
+        send(lines('+', cgroups, pgid));
+    }
+
+    /** Group {@code pgids} and {@code cgroups} are gone (or about to be): forget them, in one write. */
+    public void forget(List<Path> cgroups, int... pgids) {
+        send(lines('-', cgroups, pgids));
+    }
+
+    private static String lines(char sign, List<Path> cgroups, int... pgids) {
         StringBuilder lines = new StringBuilder();
-        for (int pgid : pgids) if (pgid != 0) lines.append('-').append(pgid).append('\n');
-        if (!lines.isEmpty()) send(lines.toString());
-    }
-
-    /** From now on, kill every process in cgroup {@code dir} and remove it should bwrapd die. */
-    public void watchCgroup(java.nio.file.Path dir) {
-        send("+" + dir + "\n");
-    }
-
-    /** The cgroup {@code dir} is removed (or about to be): forget it. */
-    public void forgetCgroup(java.nio.file.Path dir) {
-        send("-" + dir + "\n");
+        for (int pgid : pgids) if (pgid != 0) lines.append(sign).append(pgid).append('\n');
+        for (Path dir : cgroups) lines.append(sign).append(dir).append('\n');
+        return lines.toString();
     }
 
     private synchronized void send(String line) {
+        if (line.isEmpty()) return;
         if (pipe == 0) pipe = start();
         if (pipe < 0) return;
         try {

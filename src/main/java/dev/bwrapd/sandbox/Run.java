@@ -96,6 +96,7 @@ final class Run {
     /** bwrap's executable, argv and environment ({@link #buildCommand}). */
     private BwrapCommand.Invocation invocation;
 
+    private SandboxCgroup.Plan cgroupPlan;
     private SandboxCgroup cgroup;
     /** Our end of the pipe bwrap's init is held on (--block-fd), until {@link #release}; -1 when not held. */
     private int holdFd = -1;
@@ -149,8 +150,9 @@ final class Run {
             buildCommand(host);
             openStdio();
             leaseRoot();
-            makeCgroup(host);
+            planCgroup(host);
             spawn(host);
+            makeCgroup(); // while bwrap sets the sandbox up: its init waits on the hold pipe until it is in
             follow();
             ExitStatus[] exits = await();
             closeCgroup(); // before usage is read: its figures come from the cgroup
@@ -338,16 +340,26 @@ final class Run {
     /**
      * A cgroup for the sandbox when the host lets us make one, and bwrap reports its init (only
      * then can the init be held and moved in before it starts the command). Without one, a limit
-     * that needs it was refused earlier ({@link SandboxRunner#host}).
+     * that needs it was refused earlier ({@link SandboxRunner#host}). Named before the spawn, so
+     * that the watchdog hears of bwrap and of the cgroup in one write.
      */
-    private void makeCgroup(HostCapabilities host) throws SandboxException {
-        if (!host.jsonStatusFd() || !runner.cgroups().available()) return;
+    private void planCgroup(HostCapabilities host) {
+        if (host.jsonStatusFd() && runner.cgroups().available()) cgroupPlan = SandboxCgroup.plan(runner.cgroups(), spec.limits());
+    }
+
+    /**
+     * Made after the spawn, while bwrap execs and sets the sandbox up, which takes it far longer:
+     * the run waits for neither. Should that fail, the held init never runs the command.
+     */
+    private void makeCgroup() {
+        if (cgroupPlan == null) return;
         try {
-            cgroup = SandboxCgroup.create(runner.cgroups(), spec.limits(), sandbox::willMakeCgroup);
+            cgroup = cgroupPlan.make();
+            sandbox.attachCgroup(cgroup);
         } catch (IOException e) {
-            throw new SandboxException.Failed("cannot make the sandbox's cgroup: " + e.getMessage());
+            holdFailure = "cannot make the sandbox's cgroup: " + e.getMessage();
+            sandbox.kill(Sandbox.Ending.NONE);
         }
-        sandbox.attachCgroup(cgroup);
     }
 
     /**
@@ -375,6 +387,17 @@ final class Run {
      */
     private void release() {
         if (holdFd < 0) return;
+        if (holdFailure == null) confine();
+        try {
+            if (holdFailure == null) Libc.writeFully(holdFd, new byte[] {1});
+        } catch (Libc.Error e) {
+            // the init is gone (killed, or bwrap failed): nobody to release
+        }
+        closeOwned(holdFd);
+        holdFd = -1;
+    }
+
+    private void confine() {
         try {
             Limits perProcess = spec.limits();
             if (cgroup != null) {
@@ -392,13 +415,6 @@ final class Run {
                 sandbox.kill(Sandbox.Ending.NONE);
             }
         }
-        try {
-            if (holdFailure == null) Libc.writeFully(holdFd, new byte[] {1});
-        } catch (Libc.Error e) {
-            // the init is gone (killed, or bwrap failed): nobody to release
-        }
-        closeOwned(holdFd);
-        holdFd = -1;
     }
 
     // ----- 5. spawn -----
@@ -430,7 +446,7 @@ final class Run {
         } catch (Libc.Error e) {
             throw new SandboxException.BwrapUnusable("cannot start bwrap: " + e.getMessage(), host.bwrapPath(), e.getMessage(), List.of());
         }
-        sandbox.spawned(bwrap.pid());
+        sandbox.spawned(bwrap.pid(), cgroupPlan == null ? List.of() : cgroupPlan.directories());
         closeOwned(childStdin, childStdout, childStderr, filter);
         if (status != null) {
             closeOwned(status[1], hold[0]);

@@ -51,6 +51,10 @@ public final class Sandbox {
     private int wakeFd = -1;
     private final List<Integer> queued = new ArrayList<>();
     private SandboxCgroup cgroup;
+    /** The sandbox's cgroup directories the watchdog holds (told at the spawn, before they are made). */
+    private List<Path> watchedCgroups = List.of();
+    /** Whether the watchdog holds the init's group too: only without a cgroup, which holds it otherwise. */
+    private boolean initWatched;
     /** Whether the init is in {@link #cgroup}: from then on the cgroup holds the whole sandbox. */
     private boolean confined;
     /** What the client sends while the command runs, if this run takes input (see {@link #takeInput}). */
@@ -74,9 +78,11 @@ public final class Sandbox {
     /** The sandbox init's host pid (the command's process group), or 0 before it exists. */
     public synchronized int pid() { return initPid; }
 
-    synchronized void spawned(int pid) {
+    /** bwrap runs; {@code cgroups} are the directories of the sandbox's cgroup, about to be made. */
+    synchronized void spawned(int pid, List<Path> cgroups) {
         bwrapPid = pid;
-        watchdog.watch(bwrapPid); // bwrap's session: the init is in it until its setsid
+        watchedCgroups = cgroups;
+        watchdog.watch(bwrapPid, cgroups); // bwrap's session: the init is in it until its setsid
         if (killWhenStarted) Libc.kill(-bwrapPid, Signals.SIGKILL);
     }
 
@@ -86,7 +92,12 @@ public final class Sandbox {
         initPid = pid;
         initPidfd = Libc.pidfdOpen(pid);
         initChildren = openChildren(pid);
-        watchdog.watch(initPid); // the command's group, once the init has called setsid
+        // The command's group, once the init has called setsid. A cgroup holds it instead: the
+        // init is moved in while bwrap holds it, before its setsid, and is in bwrap's session until then.
+        if (watchedCgroups.isEmpty()) {
+            watchdog.watch(initPid, List.of());
+            initWatched = true;
+        }
         state = State.RUNNING;
         if (killWhenStarted) killInit();
     }
@@ -96,12 +107,7 @@ public final class Sandbox {
         return watchdog.mark();
     }
 
-    /** A directory of the sandbox's cgroup, about to be made: the watchdog kills and removes it should bwrapd die. */
-    void willMakeCgroup(Path dir) {
-        watchdog.watchCgroup(dir);
-    }
-
-    /** The sandbox's cgroup, made before bwrap runs (the watchdog knows it from {@link #willMakeCgroup}). */
+    /** The sandbox's cgroup, made while bwrap starts (the watchdog knows it from {@link #spawned}). */
     synchronized void attachCgroup(SandboxCgroup made) {
         cgroup = made;
     }
@@ -112,12 +118,22 @@ public final class Sandbox {
         if (killWhenStarted) cgroup.kill();
     }
 
-    /** The cgroup is removed: the watchdog forgets it. */
+    /** The cgroup is removed: the watchdog forgets it, and the groups too if the sandbox is over. */
     synchronized void detachCgroup() {
         if (cgroup == null) return;
-        for (Path dir : cgroup.directories()) watchdog.forgetCgroup(dir);
         cgroup = null;
         confined = false;
+        if (state == State.FINISHED) {
+            forgetAll(); // finished() left the groups for this write
+        } else {
+            watchdog.forget(watchedCgroups);
+            watchedCgroups = List.of();
+        }
+    }
+
+    private void forgetAll() {
+        watchdog.forget(watchedCgroups, bwrapPid, initWatched ? initPid : 0);
+        watchedCgroups = List.of();
     }
 
     /** The init's pidfd (readable once it has exited), or -1. */
@@ -243,7 +259,7 @@ public final class Sandbox {
     void finished() {
         Input ended;
         synchronized (this) {
-            if (state != State.FINISHED) watchdog.forget(bwrapPid, initPid);
+            if (state != State.FINISHED && cgroup == null) forgetAll(); // else when the cgroup is removed: one write
             state = State.FINISHED;
             Libc.close(initPidfd);
             initPidfd = -1;

@@ -63,6 +63,30 @@ class SandboxCgroupTest {
         }
     }
 
+    /**
+     * A plan names the directories (for the watchdog) without making them; a make that fails
+     * removes what it made and nothing else: here the last directory is someone else's already.
+     */
+    @Test
+    void aPlanMakesNothingUntilMadeAndAFailedMakeRemovesOnlyWhatItMade() throws Exception {
+        assumeTrue(host.available(), "no cgroup for this user here");
+        Limits limits = "v1".equals(host.version("memory")) ? new Limits(64L << 20, null, null, null, null, null) : Limits.NONE;
+        SandboxCgroup.Plan plan = SandboxCgroup.plan(host, limits);
+        List<Path> dirs = plan.directories();
+        assertFalse(dirs.isEmpty());
+        for (Path dir : dirs) assertFalse(Files.exists(dir), dir + " is not made by the plan");
+        Path taken = dirs.getLast();
+        Files.createDirectory(taken);
+        try {
+            java.io.IOException refused = org.junit.jupiter.api.Assertions.assertThrows(java.io.IOException.class, plan::make);
+            assertTrue(refused.getMessage().contains("exists already"), refused.getMessage());
+            assertTrue(Files.isDirectory(taken), "not made by this plan: left alone");
+            for (Path dir : dirs.subList(0, dirs.size() - 1)) assertFalse(Files.exists(dir), dir + " made, then removed");
+        } finally {
+            Files.deleteIfExists(taken);
+        }
+    }
+
     @Test
     void killEndsEveryProcessEvenThoseThatLeftTheirSession() throws Exception {
         assumeTrue(host.available(), "no cgroup for this user here");

@@ -22,7 +22,9 @@ import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 
 import static dev.bwrapd.it.ProcessSupport.awaitMarked;
+import static dev.bwrapd.it.ProcessSupport.assertNoSurvivors;
 import static dev.bwrapd.it.ProcessSupport.awaitNoSurvivors;
+import static dev.bwrapd.it.ProcessSupport.mount;
 import static dev.bwrapd.it.ProcessSupport.runParams;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -306,6 +308,40 @@ class CgroupIT {
             // a cgroup removed while walking
         }
         return found;
+    }
+
+    /**
+     * The sandbox's cgroup is made while bwrap starts. Should the kernel refuse it (here its parent,
+     * given with --cgroup-parent, allows no descendants), the held init never runs the command, and
+     * the result says why.
+     */
+    @Test
+    void aCgroupTheKernelRefusesFailsTheSetupAndTheCommandNeverRuns() throws Exception {
+        Path base = Path.of(capabilities.path("cgroup").path("path").asText("/nonexistent"));
+        assumeTrue(hasCgroup() && Files.isWritable(base.resolve("cgroup.procs")), "no writable cgroup v2 for this user here");
+        // Not named with the marker: the helper's command line carries the name, and it must not count as the sandbox's.
+        Path parent = Files.createDirectory(base.resolve("bwrapd-it-" + Long.toHexString(ThreadLocalRandom.current().nextLong())));
+        Path out = Files.createTempDirectory("bwrapd-cgroup-refused");
+        try {
+            try (BwrapdProcess bwrapd = BwrapdProcess.start("--cgroup-parent", parent.toString())) {
+                JsonNode cgroup = bwrapd.call("initialize", null).path("capabilities").path("cgroup");
+                assertEquals(parent.toString(), cgroup.path("path").asText(), cgroup.toString());
+                Files.writeString(parent.resolve("cgroup.max.descendants"), "0"); // once the helper has looked at it
+                ObjectNode params = mount(runParams(root, null, marker, "touch /out/ran; sleep 300"), out, "/out");
+                JsonNode r = bwrapd.call("sandbox/run", params);
+                assertEquals("setup-failed", r.path("status").asText(), r.toString());
+                assertTrue(r.path("setupError").asText().startsWith("cannot make the sandbox's cgroup: "), r.toString());
+                assertFalse(Files.exists(out.resolve("ran")), "the command ran");
+                assertNoSurvivors(marker, "after a refused cgroup");
+                try (Stream<Path> left = Files.list(parent)) {
+                    assertEquals(List.of(), left.filter(Files::isDirectory).toList(), "cgroups left below " + parent);
+                }
+            }
+        } finally {
+            Files.deleteIfExists(out.resolve("ran"));
+            Files.delete(out);
+            Files.delete(parent);
+        }
     }
 
     @Test

@@ -22,7 +22,6 @@ enum Downcall {
     FILE_ACTIONS_ADDDUP2("posix_spawn_file_actions_adddup2", INT, POINTER, INT, INT),
     FILE_ACTIONS_ADDCLOSEFROM("posix_spawn_file_actions_addclosefrom_np", INT, POINTER, INT),
     ATTR_INIT("posix_spawnattr_init", INT, POINTER),
-    ATTR_DESTROY("posix_spawnattr_destroy", INT, POINTER),
     ATTR_SETFLAGS("posix_spawnattr_setflags", INT, POINTER, SHORT),
     ATTR_SETSIGMASK("posix_spawnattr_setsigmask", INT, POINTER, POINTER),
     ATTR_SETSIGDEFAULT("posix_spawnattr_setsigdefault", INT, POINTER, POINTER),

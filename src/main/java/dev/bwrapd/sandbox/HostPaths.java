@@ -85,16 +85,15 @@ public final class HostPaths implements AutoCloseable {
     public static HostPaths open(RunSpec spec, int base, Devices devices) throws Refused {
         HostPaths paths = new HostPaths();
         try {
-            paths.root = paths.own(openPath(base, "root", spec.root().toString(), Libc.O_DIRECTORY));
-            paths.hostRoot = isHostRoot(paths.root);
+            paths.root = paths.own(openPath(base, "root", spec.root().toString(), Libc.O_DIRECTORY, stat -> paths.hostRoot = isHostRoot(stat)));
             for (int i = 0; i < spec.mounts().size(); i++) {
                 RunSpec.Mount mount = spec.mounts().get(i);
                 String field = "mounts[" + i + "].source";
-                int fd = paths.own(openPath(base, field, mount.source(), 0));
-                if (!mount.readOnly() && isHostRoot(fd)) {
-                    throw new Refused(true, field + ": " + mount.source() + " is the host root /, which may only be mounted read-only");
-                }
-                paths.mounts.add(fd);
+                paths.mounts.add(paths.own(openPath(base, field, mount.source(), 0, stat -> {
+                    if (!mount.readOnly() && isHostRoot(stat)) {
+                        throw new Refused(true, field + ": " + mount.source() + " is the host root /, which may only be mounted read-only");
+                    }
+                })));
             }
             if (!spec.interactive()) {
                 for (int i = 0; i < spec.devices().size(); i++) {
@@ -178,8 +177,8 @@ public final class HostPaths implements AutoCloseable {
     }
 
     /** O_PATH open of a root or mount source: no device access, just a handle bwrap can bind. */
-    private static int openPath(int base, String field, String path, int flags) throws Refused {
-        return checked(field, path, openChecked(base, field, path, Libc.O_PATH | flags, 0), stat -> {});
+    private static int openPath(int base, String field, String path, int flags, Check check) throws Refused {
+        return checked(field, path, openChecked(base, field, path, Libc.O_PATH | flags, 0), check);
     }
 
     private static int openDevice(String field, String path) throws Refused {
@@ -289,12 +288,19 @@ public final class HostPaths implements AutoCloseable {
                 || normal.startsWith("/dev/std");
     }
 
-    private static boolean isHostRoot(int fd) throws Refused {
-        try {
-            return Libc.stat(fd, "", Libc.AT_EMPTY_PATH).sameFile(Libc.stat(Libc.AT_FDCWD, "/", 0));
-        } catch (Libc.Error e) {
-            throw new Refused(false, "cannot examine a host path: " + e.getMessage());
+    /** The host's {@code /}, looked at once: this process never changes its root. Null until the first run needs it. */
+    private static volatile Libc.FileStat hostSlash;
+
+    private static boolean isHostRoot(Libc.FileStat stat) throws Refused {
+        Libc.FileStat slash = hostSlash;
+        if (slash == null) {
+            try {
+                hostSlash = slash = Libc.stat(Libc.AT_FDCWD, "/", 0);
+            } catch (Libc.Error e) {
+                throw new Refused(false, "cannot examine the host's /: " + e.getMessage());
+            }
         }
+        return stat.sameFile(slash);
     }
 
     /** Where a descriptor really leads (the kernel's own account of it). */

@@ -104,7 +104,7 @@ final class MountPoints {
             Path host = layer.base();
             for (String n : done.subList(layer.at().size(), done.size())) host = host.resolve(n);
             // A directory, a file, or nothing yet: bwrap meets no link here (what it creates is plain).
-            Libc.FileStat stat = looked.computeIfAbsent(host, h -> Optional.ofNullable(RootPaths.lstat(h))).orElse(null);
+            Libc.FileStat stat = lstat(host);
             if (stat == null || stat.type() != Libc.S_IFLNK) continue;
             if (++links > MAX_LINKS) throw new HostPaths.Refused(true, absolute + ": too many levels of symbolic links in the root");
             String target;
@@ -119,6 +119,11 @@ final class MountPoints {
             for (int i = parts.size() - 1; i >= 0; i--) todo.addFirst(parts.get(i));
         }
         return "/" + String.join("/", done);
+    }
+
+    /** What is at a host path, its last name not followed; null if nothing. Each path is looked at once per plan. */
+    Libc.FileStat lstat(Path host) {
+        return looked.computeIfAbsent(host, h -> Optional.ofNullable(RootPaths.lstat(h))).orElse(null);
     }
 
     /** From now on, what is at {@code placed} (a result of {@link #place}) is {@code base}, or a filesystem of {@code kind}. */

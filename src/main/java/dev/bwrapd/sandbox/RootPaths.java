@@ -47,10 +47,19 @@ public final class RootPaths {
 
     /** The host path of {@code absolute} inside {@code root}, following links within the root; empty if missing. */
     public static Optional<Path> resolve(Path root, String absolute) {
+        return find(root, absolute).map(Found::path);
+    }
+
+    /** A path found in a root, with what is there (no link: every one was resolved). */
+    private record Found(Path path, Libc.FileStat stat) {}
+
+    private static Optional<Found> find(Path root, String absolute) {
         try {
+            MountPoints view = new MountPoints(root);
             Path found = root;
-            for (String name : names(new MountPoints(root).place(absolute)).orElseThrow()) found = found.resolve(name);
-            return lstat(found) != null ? Optional.of(found) : Optional.empty();
+            for (String name : names(view.place(absolute)).orElseThrow()) found = found.resolve(name);
+            Libc.FileStat stat = view.lstat(found); // looked at while placing: not asked again
+            return stat != null ? Optional.of(new Found(found, stat)) : Optional.empty();
         } catch (HostPaths.Refused e) {
             return Optional.empty(); // a link loop
         }
@@ -87,7 +96,7 @@ public final class RootPaths {
     }
 
     private static boolean isExecutable(Path root, String absolute) {
-        return resolve(root, absolute).filter(p -> Files.isRegularFile(p) && Files.isExecutable(p)).isPresent();
+        return find(root, absolute).filter(f -> f.stat().type() == Libc.S_IFREG && Files.isExecutable(f.path())).isPresent();
     }
 
     /**
@@ -105,6 +114,7 @@ public final class RootPaths {
     }
 
     public static List<String> createDirectories(int rootFd, List<String> names) throws IOException {
+        if (names.isEmpty()) return List.of(); // the root itself: nothing to open or make
         List<String> created = new ArrayList<>();
         int dir = Libc.openat(rootFd, ".", Libc.O_RDONLY | Libc.O_DIRECTORY);
         if (dir < 0) throw new Libc.Error("open the root", Libc.errno());

@@ -26,14 +26,16 @@ import java.util.concurrent.CompletableFuture;
  * --die-with-parent watches the thread that spawned it, so that thread lives until the run ends).
  * The steps, in order, as in bubblewrap's own list of setup operations:
  * <ol>
- * <li>{@link #resolve}: the host's bwrap, the command inside the root;
+ * <li>{@link #openHostPaths}, {@link #findCommand}: the host paths opened and checked, the command
+ * inside the root;
  * <li>{@link #placeMounts}, {@link #buildCommand}: where bwrap mounts each destination, and its
  * argv, checked against the kernel's ARG_MAX before the run creates anything;
  * <li>{@link #openStdio}: the command's files and pipes;
  * <li>{@link #leaseRoot}: the working directory, and what existed in the root before;
- * <li>{@link #makeCgroup}: the sandbox's cgroup, with its limits;
+ * <li>{@link #planCgroup}: the names of the sandbox's cgroup, for the watchdog;
  * <li>{@link #spawn}: bwrap with its argv, environment and descriptors, its init held until it is
  * in the cgroup and has its rlimits ({@link #release});
+ * <li>{@link #makeCgroup}: the cgroup, with its limits, made while bwrap sets the sandbox up;
  * <li>{@link #follow}: one poll loop over bwrap's status pipe, the output pipes, stdin, the
  * processes' pidfds and a wake-up pipe, with the timers as its timeout;
  * <li>{@link #await}: the exits and rusage, reaped on the run's thread once its pidfds said so;

@@ -138,70 +138,52 @@ final class CBinding implements LibcBinding {
         return kept(Functions.prctl(option, arg));
     }
 
-    /**
-     * posix_spawn's attributes and file actions, kept from one spawn to the next, which the reaper's
-     * lock serializes anyway: glibc checks every dup2 action with two getrlimit calls (37 system
-     * calls a run), and a run's descriptors mostly have the numbers the run before had. The actions
-     * are rebuilt when the plan differs; until built whole, none are kept. Unmanaged memory, made at
-     * the first spawn (never at image build time).
-     */
-    private long attrMemory, actionsMemory;
-    private int keptFlags = -1;
-    private boolean actionsInitialized;
-    /** The descriptors the kept actions give the child (see {@link Libc#spawn}); null while none are whole. */
-    private int[] keptFds;
-
     @Override
-    public synchronized int spawn(String path, List<String> argv, List<String> environment, int[] fds, short flags) throws Libc.Error {
-        try (Pins pins = new Pins()) {
-            int[] pid = new int[1];
-            CIntPointer cPid = pins.array(pid);
-            CCharPointer cPath = pins.string(path);
-            CCharPointerPointer cArgv = pins.strings(argv);
-            CCharPointerPointer cEnvironment = pins.strings(environment);
-            VoidPointer actions = fileActions(fds);
-            VoidPointer attr = attributes(flags);
-            Libc.check("posix_spawn " + path, Functions.posix_spawn(cPid, cPath, actions, attr, cArgv, cEnvironment));
-            return pid[0];
-        }
-    }
-
-    /** The kept file actions, rebuilt unless they give the child {@code fds} already. */
-    private VoidPointer fileActions(int[] fds) throws Libc.Error {
-        if (actionsMemory == 0) actionsMemory = UnmanagedMemory.calloc(Downcall.FILE_ACTIONS_SIZE).rawValue();
-        VoidPointer actions = WordFactory.pointer(actionsMemory);
-        if (Arrays.equals(fds, keptFds)) return actions;
-        keptFds = null;
-        if (actionsInitialized) Functions.posix_spawn_file_actions_destroy(actions);
-        Functions.posix_spawn_file_actions_init(actions);
-        actionsInitialized = true;
-        int[] plan = Libc.dup2Plan(fds);
-        for (int i = 0; i < plan.length; i += 2) {
-            Libc.check("posix_spawn_file_actions_adddup2", Functions.posix_spawn_file_actions_adddup2(actions, plan[i], plan[i + 1]));
-        }
-        Libc.check("posix_spawn_file_actions_addclosefrom_np", Functions.posix_spawn_file_actions_addclosefrom_np(actions, fds.length));
-        keptFds = fds.clone();
-        return actions;
-    }
-
-    /** The kept attributes: {@code flags}, an empty signal mask, every signal at its default. */
-    private VoidPointer attributes(short flags) throws Libc.Error {
-        if (attrMemory == 0) attrMemory = UnmanagedMemory.calloc(Downcall.SPAWN_ATTR_SIZE).rawValue();
-        VoidPointer attr = WordFactory.pointer(attrMemory);
-        if (flags == keptFlags) return attr;
+    public long spawnAttributes(short flags) throws Libc.Error {
+        VoidPointer attr = UnmanagedMemory.calloc(Downcall.SPAWN_ATTR_SIZE);
         try (Pins pins = new Pins()) {
             VoidPointer emptySet = pins.array(new long[Downcall.SIGSET_SIZE / 8]);
             VoidPointer allSignals = pins.array(new long[Downcall.SIGSET_SIZE / 8]);
-            keptFlags = -1;
-            Functions.posix_spawnattr_init(attr); // only sets fields: nothing to destroy before
+            Functions.posix_spawnattr_init(attr); // only sets fields: nothing to destroy
             Functions.sigemptyset(emptySet);
             Functions.sigfillset(allSignals);
             Libc.check("posix_spawnattr_setsigmask", Functions.posix_spawnattr_setsigmask(attr, emptySet));
             Libc.check("posix_spawnattr_setsigdefault", Functions.posix_spawnattr_setsigdefault(attr, allSignals));
             Libc.check("posix_spawnattr_setflags", Functions.posix_spawnattr_setflags(attr, flags));
-            keptFlags = flags;
+            return attr.rawValue();
+        } catch (Libc.Error e) {
+            UnmanagedMemory.free(attr);
+            throw e;
         }
-        return attr;
+    }
+
+    @Override
+    public long spawnFileActions() {
+        VoidPointer actions = UnmanagedMemory.calloc(Downcall.FILE_ACTIONS_SIZE);
+        Functions.posix_spawn_file_actions_init(actions);
+        return actions.rawValue();
+    }
+
+    @Override
+    public void fillSpawnFileActions(long fileActions, int[] dup2Plan, int closeFrom) throws Libc.Error {
+        VoidPointer actions = WordFactory.pointer(fileActions);
+        Functions.posix_spawn_file_actions_destroy(actions);
+        Functions.posix_spawn_file_actions_init(actions);
+        for (int i = 0; i < dup2Plan.length; i += 2) {
+            Libc.check("posix_spawn_file_actions_adddup2", Functions.posix_spawn_file_actions_adddup2(actions, dup2Plan[i], dup2Plan[i + 1]));
+        }
+        Libc.check("posix_spawn_file_actions_addclosefrom_np", Functions.posix_spawn_file_actions_addclosefrom_np(actions, closeFrom));
+    }
+
+    @Override
+    public int spawn(String path, List<String> argv, List<String> environment, long fileActions, long attributes) throws Libc.Error {
+        try (Pins pins = new Pins()) {
+            int[] pid = new int[1];
+            CIntPointer cPid = pins.array(pid);
+            Libc.check("posix_spawn " + path, Functions.posix_spawn(cPid, pins.string(path), WordFactory.pointer(fileActions),
+                    WordFactory.pointer(attributes), pins.strings(argv), pins.strings(environment)));
+            return pid[0];
+        }
     }
 
     @Override

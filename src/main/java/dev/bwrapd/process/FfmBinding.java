@@ -9,7 +9,6 @@ import java.lang.foreign.SymbolLookup;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
 import java.lang.invoke.VarHandle;
-import java.util.Arrays;
 import java.util.List;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
@@ -156,61 +155,55 @@ final class FfmBinding implements LibcBinding {
         try { return (int) Prctl.PRCTL.invokeExact(state(), option, arg); } catch (Throwable t) { throw unexpected(t); }
     }
 
-    /** As in {@link CBinding}: attributes and file actions kept between spawns, rebuilt when they differ. */
-    private MemorySegment attr, actions;
-    private int keptFlags = -1;
-    private boolean actionsInitialized;
-    private int[] keptFds;
-
     @Override
-    public synchronized int spawn(String path, List<String> argv, List<String> environment, int[] fds, short flags) throws Libc.Error {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment pid = arena.allocate(JAVA_INT);
-            MemorySegment cPath = arena.allocateFrom(path);
-            MemorySegment cArgv = strings(arena, argv);
-            MemorySegment cEnvironment = strings(arena, environment);
-            MemorySegment actions = fileActions(fds);
-            MemorySegment attr = attributes(flags);
-            Libc.check("posix_spawn " + path,
-                    (int) Linked.POSIX_SPAWN.invokeExact(state(), pid, cPath, actions, attr, cArgv, cEnvironment));
-            return pid.get(JAVA_INT, 0);
-        } catch (Libc.Error e) { throw e; } catch (Throwable t) { throw unexpected(t); }
-    }
-
-    private MemorySegment fileActions(int[] fds) throws Throwable {
-        if (actions == null) actions = Arena.global().allocate(Downcall.FILE_ACTIONS_SIZE, 16);
-        if (Arrays.equals(fds, keptFds)) return actions;
-        keptFds = null;
-        MemorySegment state = state();
-        int ignored = actionsInitialized ? (int) Linked.FA_DESTROY.invokeExact(state, actions) : 0;
-        ignored = (int) Linked.FA_INIT.invokeExact(state, actions);
-        actionsInitialized = true;
-        int[] plan = Libc.dup2Plan(fds);
-        for (int i = 0; i < plan.length; i += 2) {
-            Libc.check("posix_spawn_file_actions_adddup2", (int) Linked.FA_ADDDUP2.invokeExact(state, actions, plan[i], plan[i + 1]));
-        }
-        Libc.check("posix_spawn_file_actions_addclosefrom_np", (int) Linked.FA_ADDCLOSEFROM.invokeExact(state, actions, fds.length));
-        keptFds = fds.clone();
-        return actions;
-    }
-
-    private MemorySegment attributes(short flags) throws Throwable {
-        if (attr == null) attr = Arena.global().allocate(Downcall.SPAWN_ATTR_SIZE, 16);
-        if (flags == keptFlags) return attr;
+    public long spawnAttributes(short flags) throws Libc.Error {
+        MemorySegment attr = Arena.global().allocate(Downcall.SPAWN_ATTR_SIZE, 16); // a few hundred bytes, once
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment emptySet = arena.allocate(Downcall.SIGSET_SIZE, 16);
             MemorySegment allSignals = arena.allocate(Downcall.SIGSET_SIZE, 16);
             MemorySegment state = state();
-            keptFlags = -1;
-            int ignored = (int) Linked.ATTR_INIT.invokeExact(state, attr); // only sets fields: nothing to destroy before
+            int ignored = (int) Linked.ATTR_INIT.invokeExact(state, attr); // only sets fields: nothing to destroy
             ignored = (int) Linked.SIGEMPTYSET.invokeExact(state, emptySet);
             ignored = (int) Linked.SIGFILLSET.invokeExact(state, allSignals);
             Libc.check("posix_spawnattr_setsigmask", (int) Linked.ATTR_SETSIGMASK.invokeExact(state, attr, emptySet));
             Libc.check("posix_spawnattr_setsigdefault", (int) Linked.ATTR_SETSIGDEFAULT.invokeExact(state, attr, allSignals));
             Libc.check("posix_spawnattr_setflags", (int) Linked.ATTR_SETFLAGS.invokeExact(state, attr, flags));
-            keptFlags = flags;
-        }
-        return attr;
+            return attr.address();
+        } catch (Libc.Error e) { throw e; } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public long spawnFileActions() {
+        MemorySegment actions = Arena.global().allocate(Downcall.FILE_ACTIONS_SIZE, 16);
+        try {
+            int ignored = (int) Linked.FA_INIT.invokeExact(state(), actions);
+            return actions.address();
+        } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public void fillSpawnFileActions(long fileActions, int[] dup2Plan, int closeFrom) throws Libc.Error {
+        MemorySegment actions = MemorySegment.ofAddress(fileActions).reinterpret(Downcall.FILE_ACTIONS_SIZE);
+        try {
+            MemorySegment state = state();
+            int ignored = (int) Linked.FA_DESTROY.invokeExact(state, actions);
+            ignored = (int) Linked.FA_INIT.invokeExact(state, actions);
+            for (int i = 0; i < dup2Plan.length; i += 2) {
+                Libc.check("posix_spawn_file_actions_adddup2", (int) Linked.FA_ADDDUP2.invokeExact(state, actions, dup2Plan[i], dup2Plan[i + 1]));
+            }
+            Libc.check("posix_spawn_file_actions_addclosefrom_np", (int) Linked.FA_ADDCLOSEFROM.invokeExact(state, actions, closeFrom));
+        } catch (Libc.Error e) { throw e; } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int spawn(String path, List<String> argv, List<String> environment, long fileActions, long attributes) throws Libc.Error {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment pid = arena.allocate(JAVA_INT);
+            Libc.check("posix_spawn " + path, (int) Linked.POSIX_SPAWN.invokeExact(state(), pid, arena.allocateFrom(path),
+                    MemorySegment.ofAddress(fileActions), MemorySegment.ofAddress(attributes),
+                    strings(arena, argv), strings(arena, environment)));
+            return pid.get(JAVA_INT, 0);
+        } catch (Libc.Error e) { throw e; } catch (Throwable t) { throw unexpected(t); }
     }
 
     /** A NULL-terminated array of C strings. */

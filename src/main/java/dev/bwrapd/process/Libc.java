@@ -121,8 +121,33 @@ public final class Libc {
      * @return the child's pid
      */
     public static int spawn(String executable, List<String> argv, List<String> environment, int[] fds) throws Error {
-        return BINDING.spawn(executable, argv, environment, fds,
-                (short) (POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF));
+        return KEPT_SPAWN.spawn(executable, argv, environment, fds);
+    }
+
+    private static final KeptSpawn KEPT_SPAWN = new KeptSpawn();
+
+    /**
+     * posix_spawn's attributes and file actions, kept from one spawn to the next: glibc checks every
+     * dup2 action with two getrlimit calls (37 system calls a run), and a run's descriptors mostly
+     * have the numbers the run before had. The actions are refilled when the descriptors differ.
+     * Made at the first spawn, never at image build time. Spawns take turns here (the reaper's lock
+     * serializes them anyway).
+     */
+    private static final class KeptSpawn {
+        private long attributes, fileActions;
+        /** The descriptors the kept file actions give the child; null while they are not whole. */
+        private int[] fds;
+
+        synchronized int spawn(String executable, List<String> argv, List<String> environment, int[] fds) throws Error {
+            if (attributes == 0) attributes = BINDING.spawnAttributes((short) (POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF));
+            if (fileActions == 0) fileActions = BINDING.spawnFileActions();
+            if (!Arrays.equals(fds, this.fds)) {
+                this.fds = null;
+                BINDING.fillSpawnFileActions(fileActions, dup2Plan(fds), fds.length);
+                this.fds = fds.clone();
+            }
+            return BINDING.spawn(executable, argv, environment, fileActions, attributes);
+        }
     }
 
     /**

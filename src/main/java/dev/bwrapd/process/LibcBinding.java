@@ -23,13 +23,30 @@ interface LibcBinding {
     int prctl(int option, long arg);
 
     /**
-     * posix_spawn of {@code path} with {@code flags}, an empty signal mask, every signal at its
-     * default, and {@code fds[i]} as descriptor i (every other descriptor closed).
+     * posix_spawn attributes: {@code flags}, an empty signal mask, every signal at its default. In
+     * native memory the process keeps.
+     *
+     * @return their address
+     */
+    long spawnAttributes(short flags) throws Libc.Error;
+
+    /** @return the address of empty posix_spawn file actions, in native memory the process keeps */
+    long spawnFileActions() throws Libc.Error;
+
+    /**
+     * Empties the file actions at {@code fileActions}, then adds a dup2 for each {from, to} pair of
+     * {@code dup2Plan} in order and a closefrom({@code closeFrom}).
+     *
+     * @throws Libc.Error naming the step that failed (the actions are then incomplete)
+     */
+    void fillSpawnFileActions(long fileActions, int[] dup2Plan, int closeFrom) throws Libc.Error;
+
+    /**
+     * posix_spawn of {@code path} with the file actions and attributes at those addresses.
      *
      * @return the child's pid
-     * @throws Libc.Error naming the step that failed
      */
-    int spawn(String path, List<String> argv, List<String> environment, int[] fds, short flags) throws Libc.Error;
+    int spawn(String path, List<String> argv, List<String> environment, long fileActions, long attributes) throws Libc.Error;
 
     /** pipe2: the two ends land in {@code fds[0]} (read) and {@code fds[1]} (write). */
     int pipe2(int[] fds, int flags);

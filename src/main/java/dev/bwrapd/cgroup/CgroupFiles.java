@@ -22,7 +22,7 @@ final class CgroupFiles {
         int fd = Libc.openat(Libc.AT_FDCWD, file.toString(), Libc.O_RDONLY);
         if (fd < 0) return null;
         try {
-            byte[] buffer = new byte[4096];
+            byte[] buffer = new byte[512]; // cpu.stat, the largest read every run, is about 200 bytes
             int length = 0;
             while (true) {
                 if (length == buffer.length) buffer = Arrays.copyOf(buffer, buffer.length * 2);
@@ -60,13 +60,18 @@ final class CgroupFiles {
         Map<String, Long> out = new HashMap<>();
         String text = read(file);
         if (text == null) return out;
-        for (String line : text.split("\n")) {
-            String[] parts = line.trim().split("\\s+");
-            if (parts.length != 2) continue;
+        for (int from = 0, to; from < text.length(); from = to + 1) {
+            to = text.indexOf('\n', from);
+            if (to < 0) to = text.length();
+            String line = text.substring(from, to).strip();
+            int space = line.indexOf(' '); // the kernel writes one space between key and value
+            if (space < 0) continue;
+            String value = line.substring(space + 1).strip();
+            if (value.indexOf(' ') >= 0) continue; // not a "key value" line
             try {
-                out.put(parts[0], Long.parseLong(parts[1]));
+                out.put(line.substring(0, space), Long.parseLong(value));
             } catch (NumberFormatException e) {
-                out.put(parts[0], -1L);
+                out.put(line.substring(0, space), -1L);
             }
         }
         return out;

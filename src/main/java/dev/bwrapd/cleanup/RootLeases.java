@@ -52,14 +52,14 @@ public final class RootLeases {
     }
 
     /**
-     * Starts using the root behind {@code rootFd}; {@code paths} (relative, parents first) are
+     * Starts using the root behind {@code rootFd}, whose stat is {@code rootStat}; {@code paths} (relative, parents first) are
      * those this run's bwrap may create. Their prior existence is recorded once, by the first run
      * that names them. If the previous last user of this root is still cleaning it, waits for that
      * first: what it is removing must neither be recorded as "existed before" (it would never be
      * removed) nor be removed from under this run's mounts.
      */
-    public synchronized void acquire(int rootFd, List<String> paths) throws InterruptedException, Libc.Error {
-        Identity root = identity(rootFd);
+    public synchronized void acquire(int rootFd, Libc.FileStat rootStat, List<String> paths) throws InterruptedException {
+        Identity root = identity(rootStat);
         while (cleaning.contains(root)) wait();
         Lease lease = leases.get(root);
         if (lease == null) {
@@ -100,14 +100,12 @@ public final class RootLeases {
         return paths;
     }
 
-    /** Stops using the root behind {@code rootFd}; the last user removes what bwrap created there, through that descriptor. */
-    public CleanupReport release(int rootFd) {
-        Identity root;
-        try {
-            root = identity(rootFd);
-        } catch (Libc.Error e) {
-            return new CleanupReport(false, List.of(), List.of(new CleanupReport.Failure("/", e.getMessage())), false);
-        }
+    /**
+     * Stops using the root behind {@code rootFd} (whose stat is {@code rootStat}); the last user
+     * removes what bwrap created there, through that descriptor.
+     */
+    public CleanupReport release(int rootFd, Libc.FileStat rootStat) {
+        Identity root = identity(rootStat);
         List<String> toRemove = new ArrayList<>();
         boolean recorded;
         synchronized (this) {
@@ -132,9 +130,9 @@ public final class RootLeases {
         }
     }
 
-    private static Identity identity(int rootFd) throws Libc.Error {
-        Libc.FileStat stat = Libc.stat(rootFd, "", Libc.AT_EMPTY_PATH);
-        return new Identity(stat.device(), stat.inode());
+    /** A descriptor's device and inode stay what they were when it was opened: its stat then names the root for good. */
+    private static Identity identity(Libc.FileStat rootStat) {
+        return new Identity(rootStat.device(), rootStat.inode());
     }
 
     /** Whether {@code path} is there, the last name not followed if it is a link. */

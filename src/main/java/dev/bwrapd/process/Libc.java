@@ -240,6 +240,8 @@ public final class Libc {
     }
 
     private static final int STATX_BASIC_STATS = 0x7ff;
+    /** Each thread's struct statx, read into and out of at once: a run asks some twenty of them. */
+    private static final ThreadLocal<byte[]> STATX_BUFFER = ThreadLocal.withInitial(() -> new byte[256]);
     private static final java.lang.invoke.VarHandle LONG_AT =
             java.lang.invoke.MethodHandles.byteArrayViewVarHandle(long[].class, java.nio.ByteOrder.nativeOrder());
 
@@ -268,7 +270,7 @@ public final class Libc {
 
     /** The statx(2) call both share: the file's stat, or null with errno set. */
     private static FileStat statx(int dirFd, String path, int flags) {
-        byte[] buf = new byte[256]; // struct statx: the same layout on every architecture
+        byte[] buf = STATX_BUFFER.get(); // struct statx: the same layout on every architecture
         if (BINDING.statx(dirFd, path, flags, STATX_BASIC_STATS, buf) != 0) return null;
         long device = ((long) (int) INT_AT.get(buf, 136) << 32) | Integer.toUnsignedLong((int) INT_AT.get(buf, 140));
         return new FileStat(Short.toUnsignedInt((short) SHORT_AT.get(buf, 28)), device, (long) LONG_AT.get(buf, 32),

@@ -49,6 +49,10 @@ public final class BwrapCommand {
          * rather than an exec failure (E2BIG) that would look like an unusable bwrap.
          */
         public void checkExecSize() throws SandboxException.Invalid {
+            long most = 0; // a char is at most 3 UTF-8 bytes: only a long argv or environment needs counting
+            for (String s : argv) most += s.length() * 3L + 1 + 8;
+            for (String s : environment) most += s.length() * 3L + 1 + 8;
+            if (most <= ARG_MAX) return;
             long bytes = 0;
             for (String s : argv) bytes += s.getBytes(StandardCharsets.UTF_8).length + 1L + 8;
             for (String s : environment) bytes += s.getBytes(StandardCharsets.UTF_8).length + 1L + 8;
@@ -204,7 +208,7 @@ public final class BwrapCommand {
     }
 
     private static void add(List<String> argv, String... words) {
-        argv.addAll(List.of(words));
+        for (String word : words) argv.add(word);
     }
 
     /** Paths (relative to the root) that bwrap may create there for this run, parents first. */

@@ -72,6 +72,7 @@ public final class HostPaths implements AutoCloseable {
     private final List<Integer> owned = new ArrayList<>();
     private int root = -1;
     private boolean hostRoot;
+    private Libc.FileStat rootStat;
     private final List<Integer> mounts = new ArrayList<>();
     private final List<Integer> devices = new ArrayList<>();
 
@@ -85,7 +86,10 @@ public final class HostPaths implements AutoCloseable {
     public static HostPaths open(RunSpec spec, int base, Devices devices) throws Refused {
         HostPaths paths = new HostPaths();
         try {
-            paths.root = paths.own(openPath(base, "root", spec.root().toString(), Libc.O_DIRECTORY, stat -> paths.hostRoot = isHostRoot(stat)));
+            paths.root = paths.own(openPath(base, "root", spec.root().toString(), Libc.O_DIRECTORY, stat -> {
+                paths.rootStat = stat;
+                paths.hostRoot = isHostRoot(stat);
+            }));
             for (int i = 0; i < spec.mounts().size(); i++) {
                 RunSpec.Mount mount = spec.mounts().get(i);
                 String field = "mounts[" + i + "].source";
@@ -111,6 +115,11 @@ public final class HostPaths implements AutoCloseable {
     /** The root's descriptor (O_PATH), held for the whole run: cleanup works on it, never on the path. */
     public int root() {
         return root;
+    }
+
+    /** What the root's descriptor was when checked: its device and inode are the root's for good. */
+    public Libc.FileStat rootStat() {
+        return rootStat;
     }
 
     /** The root is the host's own {@code /}: bound read-only, never written or cleaned. */

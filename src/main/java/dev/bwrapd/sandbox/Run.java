@@ -85,7 +85,7 @@ final class Run {
     private final Output stderr;
     /** The request's stdin bytes, produced as they are written; a chunk of them read but not yet all written. */
     private InputStream stdinData;
-    private final byte[] stdinChunk = new byte[PIPE_BUF];
+    private byte[] stdinChunk;
     private int stdinFrom, stdinTo;
     /** What goes to the command's stdin pipe or terminal (STDIN slot), or null. */
     private Input input;
@@ -175,7 +175,7 @@ final class Run {
             sandbox.finished();
             for (int fd : owned) Libc.close(fd);
             owned.clear();
-            if (leased) leases.release(paths.root());
+            if (leased) leases.release(paths.root(), paths.rootStat());
             if (paths != null) paths.close();
         }
         if (outcome != null) {
@@ -257,6 +257,7 @@ final class Run {
         childStdin = pipe[0];
         watch(STDIN, pipe[1], Libc.POLLOUT);
         stdinData = data;
+        stdinChunk = new byte[PIPE_BUF];
     }
 
     /** A pipe for the command's stdin: its read end; the write end is the STDIN slot, written as input comes. */
@@ -333,7 +334,7 @@ final class Run {
         } catch (IOException e) {
             throw new SandboxException.Invalid("cwd: cannot create " + spec.cwd() + " in the root: " + e.getMessage());
         }
-        leases.acquire(paths.root(), BwrapCommand.createdPaths(spec, places));
+        leases.acquire(paths.root(), paths.rootStat(), BwrapCommand.createdPaths(spec, places));
         leased = true;
     }
 
@@ -685,7 +686,7 @@ final class Run {
     private CleanupReport cleanup() {
         if (!leased) return CleanupReport.NOTHING;
         leased = false;
-        return leases.release(paths.root());
+        return leases.release(paths.root(), paths.rootStat());
     }
 
     // ----- 9. outcome -----
@@ -838,7 +839,8 @@ final class Run {
         private final RunListener.Stream name;
         private final Capture capture;
         private final boolean stream;
-        private final byte[] head = new byte[HEAD];
+        /** Made at the first bytes: most runs' streams bring none. */
+        private byte[] head;
         private int headLength;
         /** Streamed chunks that came before sandbox/started went out. */
         private List<byte[]> held;
@@ -850,6 +852,7 @@ final class Run {
         }
 
         void accept(byte[] data, int n) {
+            if (head == null) head = new byte[HEAD];
             if (headLength < HEAD) {
                 int take = Math.min(n, HEAD - headLength);
                 System.arraycopy(data, 0, head, headLength, take);
@@ -889,7 +892,7 @@ final class Run {
         }
 
         String head() {
-            return new String(head, 0, headLength, StandardCharsets.UTF_8);
+            return head == null ? "" : new String(head, 0, headLength, StandardCharsets.UTF_8);
         }
     }
 }

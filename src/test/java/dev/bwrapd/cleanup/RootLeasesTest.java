@@ -36,6 +36,14 @@ class RootLeasesTest {
     final Map<Path, Integer> opened = new java.util.HashMap<>();
 
     /** The root's descriptor, as a run holds it (one per root for the whole test). */
+    dev.bwrapd.process.Libc.FileStat stat(Path dir) {
+        try {
+            return dev.bwrapd.process.Libc.stat(fd(dir), "", dev.bwrapd.process.Libc.AT_EMPTY_PATH);
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
     int fd(Path dir) {
         return opened.computeIfAbsent(dir, d -> {
             try {
@@ -83,9 +91,9 @@ class RootLeasesTest {
     @Test
     void removesWhatBwrapCreatedChildrenFirst() throws Exception {
         TreeMap<String, String> before = snapshot(root);
-        leases.acquire(fd(root), DEFAULT_PATHS);
+        leases.acquire(fd(root), stat(root), DEFAULT_PATHS);
         bwrapLeftovers();
-        CleanupReport report = leases.release(fd(root));
+        CleanupReport report = leases.release(fd(root), stat(root));
         assertTrue(report.ok(), report::toString);
         assertFalse(report.deferred());
         assertEquals(List.of(), report.failed());
@@ -102,9 +110,9 @@ class RootLeasesTest {
         Files.createDirectories(root.resolve("tmp/keep"));
         Files.createDirectories(root.resolve("proc"));
         TreeMap<String, String> before = snapshot(root);
-        leases.acquire(fd(root), DEFAULT_PATHS);
+        leases.acquire(fd(root), stat(root), DEFAULT_PATHS);
         bwrapLeftovers();
-        CleanupReport report = leases.release(fd(root));
+        CleanupReport report = leases.release(fd(root), stat(root));
         assertTrue(report.ok(), report::toString);
         assertEquals(List.of("/dev/shm", "/dev/zero", "/dev/random", "/dev/urandom", "/dev/full"), report.removed());
         assertEquals(before, snapshot(root));
@@ -112,20 +120,20 @@ class RootLeasesTest {
 
     @Test
     void pathsAlreadyGoneAreNotReported() throws Exception {
-        leases.acquire(fd(root), DEFAULT_PATHS);
+        leases.acquire(fd(root), stat(root), DEFAULT_PATHS);
         Files.createDirectories(root.resolve("dev"));
         Files.createFile(root.resolve("dev/null"));
-        CleanupReport report = leases.release(fd(root));
+        CleanupReport report = leases.release(fd(root), stat(root));
         assertTrue(report.ok(), report::toString);
         assertEquals(List.of("/dev/null", "/dev"), report.removed());
     }
 
     @Test
     void aNonEmptyDirectoryIsReportedAndKept() throws Exception {
-        leases.acquire(fd(root), List.of("a", "a/b", "a/b/c"));
+        leases.acquire(fd(root), stat(root), List.of("a", "a/b", "a/b/c"));
         Files.createDirectories(root.resolve("a/b/c"));
         Files.writeString(root.resolve("a/b/left-by-the-command"), "data");
-        CleanupReport report = leases.release(fd(root));
+        CleanupReport report = leases.release(fd(root), stat(root));
         assertFalse(report.ok());
         assertEquals(List.of("/a/b/c"), report.removed());
         assertEquals(List.of("/a/b", "/a"), report.failed().stream().map(CleanupReport.Failure::path).toList());
@@ -140,12 +148,12 @@ class RootLeasesTest {
         Files.writeString(host.resolve("shm/inner/file"), "deep");
         TreeMap<String, String> hostBefore = snapshot(host);
 
-        leases.acquire(fd(root), DEFAULT_PATHS);
+        leases.acquire(fd(root), stat(root), DEFAULT_PATHS);
         bwrapLeftovers();
         Files.move(root.resolve("dev"), root.resolve("dev.moved"));
         Files.createSymbolicLink(root.resolve("dev"), host);
 
-        CleanupReport report = leases.release(fd(root));
+        CleanupReport report = leases.release(fd(root), stat(root));
         assertEquals(hostBefore, snapshot(host), "cleanup followed the link into the host directory");
         assertFalse(report.ok());
         assertEquals(List.of("/proc", "/tmp"), report.removed());
@@ -161,11 +169,11 @@ class RootLeasesTest {
     void relativeLinkOutOfTheRootIsNotFollowedEither() throws Exception {
         for (String name : DEVICES) Files.writeString(host.resolve(name), name);
         TreeMap<String, String> hostBefore = snapshot(host);
-        leases.acquire(fd(root), DEFAULT_PATHS);
+        leases.acquire(fd(root), stat(root), DEFAULT_PATHS);
         bwrapLeftovers();
         Files.move(root.resolve("dev"), root.resolve("dev.moved"));
         Files.createSymbolicLink(root.resolve("dev"), Path.of("../host"));
-        CleanupReport report = leases.release(fd(root));
+        CleanupReport report = leases.release(fd(root), stat(root));
         assertEquals(hostBefore, snapshot(host));
         assertFalse(report.ok());
     }
@@ -174,11 +182,11 @@ class RootLeasesTest {
     void aLeafReplacedByALinkIsNotFollowed() throws Exception {
         Files.createDirectories(host.resolve("sub"));
         TreeMap<String, String> hostBefore = snapshot(host);
-        leases.acquire(fd(root), List.of("proc", "a", "a/b"));
+        leases.acquire(fd(root), stat(root), List.of("proc", "a", "a/b"));
         Files.createSymbolicLink(root.resolve("proc"), host);
         Files.createDirectories(root.resolve("a"));
         Files.createSymbolicLink(root.resolve("a/b"), host.resolve("sub"));
-        CleanupReport report = leases.release(fd(root));
+        CleanupReport report = leases.release(fd(root), stat(root));
         assertEquals(hostBefore, snapshot(host));
         assertEquals(List.of("/a/b", "/a", "/proc"), report.failed().stream().map(CleanupReport.Failure::path).toList());
         assertEquals(List.of(), report.removed(), "/a still holds the link, so it stays");
@@ -187,18 +195,18 @@ class RootLeasesTest {
 
     @Test
     void theLastUserOfARootCleans() throws Exception {
-        leases.acquire(fd(root), DEFAULT_PATHS);
+        leases.acquire(fd(root), stat(root), DEFAULT_PATHS);
         bwrapLeftovers();
-        leases.acquire(fd(root), DEFAULT_PATHS); // a second run on the same root: /dev now exists, but not thanks to the root
+        leases.acquire(fd(root), stat(root), DEFAULT_PATHS); // a second run on the same root: /dev now exists, but not thanks to the root
         assertEquals(1, leases.inUse());
 
-        CleanupReport first = leases.release(fd(root));
+        CleanupReport first = leases.release(fd(root), stat(root));
         assertTrue(first.deferred());
         assertTrue(first.ok());
         assertEquals(List.of(), first.removed());
         assertTrue(Files.exists(root.resolve("dev/null")), "removed while another run still used it");
 
-        CleanupReport last = leases.release(fd(root));
+        CleanupReport last = leases.release(fd(root), stat(root));
         assertFalse(last.deferred());
         assertTrue(last.ok(), last::toString);
         assertTrue(last.removed().containsAll(List.of("/dev/null", "/dev", "/tmp", "/proc")), last::toString);
@@ -208,13 +216,13 @@ class RootLeasesTest {
 
     @Test
     void pathsNamedOnlyByALaterRunAreCleanedToo() throws Exception {
-        leases.acquire(fd(root), List.of("dev", "dev/null", "tmp", "proc"));
-        leases.acquire(fd(root), List.of("dev", "dev/null", "tmp", "proc", "dev/shm", "mnt", "mnt/x"));
+        leases.acquire(fd(root), stat(root), List.of("dev", "dev/null", "tmp", "proc"));
+        leases.acquire(fd(root), stat(root), List.of("dev", "dev/null", "tmp", "proc", "dev/shm", "mnt", "mnt/x"));
         Files.createDirectories(root.resolve("dev/shm"));
         Files.createFile(root.resolve("dev/null"));
         Files.createDirectories(root.resolve("mnt/x"));
-        assertTrue(leases.release(fd(root)).deferred());
-        CleanupReport report = leases.release(fd(root));
+        assertTrue(leases.release(fd(root), stat(root)).deferred());
+        CleanupReport report = leases.release(fd(root), stat(root));
         assertTrue(report.ok(), report::toString);
         assertEquals(List.of("/bin", "/bin/sh"), snapshot(root).keySet().stream().filter(p -> !p.equals("/")).toList());
     }
@@ -222,19 +230,19 @@ class RootLeasesTest {
     @Test
     void rootsAreIndependent() throws Exception {
         Path other = Files.createDirectory(tmp.resolve("other"));
-        leases.acquire(fd(root), List.of("tmp"));
-        leases.acquire(fd(other), List.of("tmp"));
+        leases.acquire(fd(root), stat(root), List.of("tmp"));
+        leases.acquire(fd(other), stat(other), List.of("tmp"));
         Files.createDirectories(root.resolve("tmp"));
         Files.createDirectories(other.resolve("tmp"));
         assertEquals(2, leases.inUse());
-        assertEquals(List.of("/tmp"), leases.release(fd(root)).removed());
+        assertEquals(List.of("/tmp"), leases.release(fd(root), stat(root)).removed());
         assertTrue(Files.isDirectory(other.resolve("tmp")));
-        assertEquals(List.of("/tmp"), leases.release(fd(other)).removed());
+        assertEquals(List.of("/tmp"), leases.release(fd(other), stat(other)).removed());
     }
 
     @Test
     void releasingAnUnknownRootDoesNothing() {
-        CleanupReport report = leases.release(fd(root));
+        CleanupReport report = leases.release(fd(root), stat(root));
         assertTrue(report.ok());
         assertFalse(report.deferred());
         assertEquals(List.of(), report.removed());
@@ -271,7 +279,7 @@ class RootLeasesTest {
         Files.write(records.resolve("1"), List.of(root.toString(), "bin")); // its writer (pid 1) runs: not an orphan
 
         RootLeases withJournal = new RootLeases(journal);
-        withJournal.acquire(fd(root), List.of("proc"));
+        withJournal.acquire(fd(root), stat(root), List.of("proc"));
         assertFalse(Files.exists(root.resolve("dev")));
         assertFalse(Files.exists(root.resolve("tmp")));
         assertFalse(Files.exists(root.resolve("a/b")));
@@ -282,7 +290,7 @@ class RootLeasesTest {
                     left.collect(Collectors.toSet()),
                     "the dead records (and the unfinished one) are gone; this process's own is there while the root is in use");
         }
-        withJournal.release(fd(root));
+        withJournal.release(fd(root), stat(root));
         try (Stream<Path> left = Files.list(records)) {
             assertEquals(List.of(records.resolve("1")), left.toList(), "a clean root has no record of this process; another's keeps the directory");
         }
@@ -296,19 +304,19 @@ class RootLeasesTest {
         Files.createDirectories(root.resolve("proc"));
         Files.createDirectories(root.resolve("tmp"));
         RootLeases withJournal = new RootLeases(journal);
-        withJournal.acquire(fd(root), List.of("proc", "tmp"));
+        withJournal.acquire(fd(root), stat(root), List.of("proc", "tmp"));
         try (Stream<Path> left = Files.list(journalDir.resolve("bwrapd"))) {
             assertEquals(List.of(), left.toList());
         }
-        withJournal.acquire(fd(root), List.of("proc", "dev")); // a second run whose bwrap creates dev: now recorded
+        withJournal.acquire(fd(root), stat(root), List.of("proc", "dev")); // a second run whose bwrap creates dev: now recorded
         Path record = journalDir.resolve("bwrapd/" + recordsName(root) + "/" + ProcessHandle.current().pid());
         assertEquals(List.of(root.toString(), "dev"), Files.readAllLines(record));
-        withJournal.release(fd(root));
-        withJournal.release(fd(root));
+        withJournal.release(fd(root), stat(root));
+        withJournal.release(fd(root), stat(root));
         assertFalse(Files.exists(record), "removed once the root is clean");
         assertFalse(Files.exists(record.getParent()), "and the root's directory with its last record: the next lease lists nothing");
-        withJournal.acquire(fd(root), List.of("proc", "dev")); // recorded again: the directory is made again
+        withJournal.acquire(fd(root), stat(root), List.of("proc", "dev")); // recorded again: the directory is made again
         assertEquals(List.of(root.toString(), "dev"), Files.readAllLines(record));
-        withJournal.release(fd(root));
+        withJournal.release(fd(root), stat(root));
     }
 }

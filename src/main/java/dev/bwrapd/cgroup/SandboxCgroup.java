@@ -136,8 +136,8 @@ public final class SandboxCgroup {
             }
         }
         if (limits.pids() != null) {
-            // bwrap and its init are in the cgroup too: they are not among the sandbox's processes.
-            String max = Long.toString(limits.pids() + 2);
+            // bwrap's init is in the cgroup too: it is not one of the sandbox's processes.
+            String max = Long.toString(limits.pids() + 1);
             CgroupFiles.write(("v2".equals(host.version("pids")) ? v2 : v1.get("pids")).resolve("pids.max"), max);
         }
         if (limits.cpus() != null) {

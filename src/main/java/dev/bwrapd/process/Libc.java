@@ -321,15 +321,7 @@ public final class Libc {
         }
     }
 
-    private static final int F_GETFL = 3, F_SETFL = 4, F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032;
-
-    /**
-     * Whether the pipe behind {@code fd} holds {@code bytes}, made larger (F_SETPIPE_SZ) if need be.
-     * A pipe holds 64 KiB, less once its user has many (/proc/sys/fs/pipe-user-pages-soft).
-     */
-    public static boolean pipeHolds(int fd, int bytes) {
-        return BINDING.fcntl(fd, F_GETPIPE_SZ, 0) >= bytes || BINDING.fcntl(fd, F_SETPIPE_SZ, bytes) >= bytes;
-    }
+    private static final int F_GETFL = 3, F_SETFL = 4;
 
     /** Clears O_NONBLOCK on an open file (it was opened with it so that opening a FIFO could not block). */
     public static void clearNonBlocking(int fd) throws Error {

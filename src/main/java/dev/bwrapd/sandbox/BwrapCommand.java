@@ -35,46 +35,15 @@ public final class BwrapCommand {
         return host.jsonStatusFd() ? SYNC_FD + 1 : STATUS_FD;
     }
 
-    /**
-     * bwrap reads its options from this descriptor (--args: a pipe, to its end), after the filter if
-     * any: it forks nothing before it has them all, so a run can put it in the sandbox's cgroup first.
-     */
-    static int argsFd(RunSpec spec, HostCapabilities host) {
-        return seccompFd(host) + (spec.seccomp() != null ? 1 : 0);
-    }
-
-    /** The first of the host paths' descriptors in bwrap (see {@link HostPaths#inChild}): after stdio, the pipes, the filter and the options. */
+    /** The first of the host paths' descriptors in bwrap (see {@link HostPaths#inChild}): after stdio, the pipes and the filter. */
     static int firstPathFd(RunSpec spec, HostCapabilities host) {
-        return argsFd(spec, host) + 1;
+        return seccompFd(host) + (spec.seccomp() != null ? 1 : 0);
     }
 
     private BwrapCommand() {}
 
-    /**
-     * The program to execute, its argv, and its environment; bwrap's options are
-     * {@code argv[optionsFrom, optionsTo)}, between bwrap's path and the {@code --} before the command.
-     */
-    public record Invocation(String executable, List<String> argv, List<String> environment, int optionsFrom, int optionsTo) {
-        /** The argv with bwrap reading its options from descriptor {@code fd} instead (--args). */
-        public List<String> argvWithOptionsFrom(int fd) {
-            List<String> spawned = new ArrayList<>(argv.size() - (optionsTo - optionsFrom) + 2);
-            spawned.addAll(argv.subList(0, optionsFrom));
-            spawned.add("--args");
-            spawned.add(Integer.toString(fd));
-            spawned.addAll(argv.subList(optionsTo, argv.size()));
-            return spawned;
-        }
-
-        /** bwrap's options as --args reads them: each followed by a NUL. */
-        public byte[] options() {
-            java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream(1024);
-            for (String option : argv.subList(optionsFrom, optionsTo)) {
-                bytes.writeBytes(option.getBytes(StandardCharsets.UTF_8));
-                bytes.write(0);
-            }
-            return bytes.toByteArray();
-        }
-
+    /** The program to execute, its argv, and its environment. */
+    public record Invocation(String executable, List<String> argv, List<String> environment) {
         /**
          * The whole argv and environment must fit the kernel's ARG_MAX: refused, naming the limit,
          * rather than an exec failure (E2BIG) that would look like an unusable bwrap.
@@ -130,7 +99,6 @@ public final class BwrapCommand {
             argv.add(host.linux32Path());
         }
         argv.add(host.bwrapPath());
-        int optionsFrom = argv.size();
 
         argv.add("--unshare-pid");
         if (host.dieWithParent()) argv.add("--die-with-parent");
@@ -202,12 +170,11 @@ public final class BwrapCommand {
             }
         }
 
-        int optionsTo = argv.size();
         argv.add("--");
         // The terminal becomes the controlling terminal of a session the command leads: see TERMINAL_STEP.
         if (spec.terminal() != null) argv.addAll(TERMINAL_STEP);
         argv.addAll(spec.command());
-        return new Invocation(executable, List.copyOf(argv), environment(spec.env()), optionsFrom, optionsTo);
+        return new Invocation(executable, List.copyOf(argv), environment(spec.env()));
     }
 
     /**

@@ -29,16 +29,13 @@ import java.util.concurrent.CompletableFuture;
  * <li>{@link #openHostPaths}, {@link #findCommand}: the host paths opened and checked, the command
  * inside the root;
  * <li>{@link #placeMounts}, {@link #buildCommand}: where bwrap mounts each destination, and its
- * argv, checked against the kernel's ARG_MAX before the run creates anything, with the pipe its
- * options will go through;
+ * argv, checked against the kernel's ARG_MAX before the run creates anything;
  * <li>{@link #openStdio}: the command's files and pipes;
  * <li>{@link #leaseRoot}: the working directory, and what existed in the root before;
  * <li>{@link #planCgroup}: the names of the sandbox's cgroup, for the watchdog;
- * <li>{@link #spawn}: bwrap with its argv, environment and descriptors, waiting for its options;
- * <li>{@link #makeCgroup}: the cgroup, with its limits, made while bwrap starts, and bwrap moved in
- * before it forks anything;
- * <li>{@link #passOptions}: then bwrap sets the sandbox up, its init held until it has its
- * rlimits ({@link #release});
+ * <li>{@link #spawn}: bwrap with its argv, environment and descriptors, its init held until it is
+ * in the cgroup and has its rlimits ({@link #release});
+ * <li>{@link #makeCgroup}: the cgroup, with its limits, made while bwrap sets the sandbox up;
  * <li>{@link #follow}: one poll loop over bwrap's status pipe, the output pipes, stdin, the
  * processes' pidfds and a wake-up pipe, with the timers as its timeout;
  * <li>{@link #await}: the exits and rusage, reaped on the run's thread once its pidfds said so;
@@ -100,9 +97,6 @@ final class Run {
     private BwrapCommand.Places places;
     /** bwrap's executable, argv and environment ({@link #buildCommand}). */
     private BwrapCommand.Invocation invocation;
-    /** bwrap's options, and the pipe it reads them from (--args): written once it is in the cgroup ({@link #passOptions}). */
-    private byte[] options;
-    private int[] optionsPipe;
 
     private SandboxCgroup.Plan cgroupPlan;
     private SandboxCgroup cgroup;
@@ -160,8 +154,7 @@ final class Run {
             leaseRoot();
             planCgroup(host);
             spawn(host);
-            makeCgroup(); // while bwrap starts: it waits for its options, and forks nothing before it has them
-            passOptions();
+            makeCgroup(); // while bwrap sets the sandbox up: its init waits on the hold pipe until it is in
             follow();
             ExitStatus[] exits = await();
             closeCgroup(); // before usage is read: its figures come from the cgroup
@@ -327,18 +320,10 @@ final class Run {
     /**
      * bwrap's argv as it will be spawned (the host paths as the descriptors bwrap will have), and
      * refused should it not fit ARG_MAX: before an output file is truncated or a directory made.
-     * Its options go through a pipe that must take them in one write (see {@link #passOptions}).
      */
-    private void buildCommand(HostCapabilities host) throws SandboxException, Libc.Error {
+    private void buildCommand(HostCapabilities host) throws SandboxException {
         invocation = BwrapCommand.of(spec, host, paths.inChild(BwrapCommand.firstPathFd(spec, host)), places);
         invocation.checkExecSize();
-        options = invocation.options();
-        optionsPipe = pipe();
-        // POSIX: a write of up to PIPE_BUF bytes to a pipe is whole or nothing; a larger one is whole into an empty pipe with room.
-        if (options.length > PIPE_BUF && !Libc.pipeHolds(optionsPipe[1], options.length)) {
-            throw new SandboxException.Invalid("bwrap's options take " + options.length
-                    + " bytes, more than a pipe of this user can hold (/proc/sys/fs/pipe-max-size, pipe-user-pages-soft): fewer mounts or devices");
-        }
     }
 
     /** cwd, and the lease: which of the paths bwrap may create existed before. */
@@ -356,20 +341,18 @@ final class Run {
     // ----- 4. the cgroup -----
 
     /**
-     * A cgroup for the sandbox when the host lets us make one, and bwrap reports its init (whose
-     * rlimits are set while it is held). Without one, a limit that needs it was refused earlier
-     * ({@link SandboxRunner#host}). Named before the spawn, so that the watchdog hears of bwrap and
-     * of the cgroup in one write.
+     * A cgroup for the sandbox when the host lets us make one, and bwrap reports its init (only
+     * then can the init be held and moved in before it starts the command). Without one, a limit
+     * that needs it was refused earlier ({@link SandboxRunner#host}). Named before the spawn, so
+     * that the watchdog hears of bwrap and of the cgroup in one write.
      */
     private void planCgroup(HostCapabilities host) {
         if (host.jsonStatusFd() && runner.cgroups().available()) cgroupPlan = SandboxCgroup.plan(runner.cgroups(), spec.limits());
     }
 
     /**
-     * Made after the spawn, while bwrap execs and waits for its options: the run does not wait for
-     * bwrap's start, nor bwrap for this. bwrap goes in before it has its options, so before it
-     * forks anything: its init and all that follows are born in the cgroup. Should either fail,
-     * bwrap is killed before it has read an option, and nothing runs.
+     * Made after the spawn, while bwrap execs and sets the sandbox up, which takes it far longer:
+     * the run waits for neither. Should that fail, the held init never runs the command.
      */
     private void makeCgroup() {
         if (cgroupPlan == null) return;
@@ -379,35 +362,6 @@ final class Run {
         } catch (IOException e) {
             holdFailure = "cannot make the sandbox's cgroup: " + e.getMessage();
             sandbox.kill(Sandbox.Ending.NONE);
-            return;
-        }
-        try {
-            cgroup.add(bwrap.pid());
-            sandbox.confined();
-        } catch (IOException e) {
-            holdFailure = "cannot move bwrap into the sandbox's cgroup: " + e.getMessage();
-            sandbox.kill(Sandbox.Ending.NONE);
-        }
-    }
-
-    /**
-     * bwrap's options, in one write, then the end of them: bwrap reads them to the end before it
-     * does anything. All or none: were bwrapd to die in the middle, bwrap would run with those it
-     * had (without a --remount-ro, say), and a pipe with room for them all takes the write whole.
-     * Not after a failure: bwrap, killed, gets none.
-     */
-    private void passOptions() throws Libc.Error {
-        int fd = optionsPipe[1];
-        optionsPipe = null;
-        try {
-            if (holdFailure == null && Libc.write(fd, options, 0, options.length) != options.length) {
-                holdFailure = "bwrap did not take its options whole";
-                sandbox.kill(Sandbox.Ending.NONE); // before the end of them reaches it
-            }
-        } catch (Libc.Error e) {
-            // bwrap is gone already (EPIPE): its exit and its message say why
-        } finally {
-            closeOwned(fd);
         }
     }
 
@@ -431,8 +385,8 @@ final class Run {
     }
 
     /**
-     * The init is held on --block-fd: set its rlimits (everything it starts inherits them), then
-     * let it go on. Should that fail, it never runs the command.
+     * The init is held on --block-fd: move it into the cgroup, set its rlimits (everything it
+     * starts inherits both), then let it go on. Should that fail, it never runs the command.
      */
     private void release() {
         if (holdFd < 0) return;
@@ -449,11 +403,15 @@ final class Run {
     private void confine() {
         try {
             Limits perProcess = spec.limits();
-            if (cgroup != null && perProcess.cpuMs() != null && cgroup.countsCpu()) { // the whole sandbox's CPU time, watched
-                cpuCheckAt = System.nanoTime();
-                perProcess = perProcess.withoutCpuMs();
+            if (cgroup != null) {
+                cgroup.add(initPid);
+                sandbox.confined();
+                if (perProcess.cpuMs() != null && cgroup.countsCpu()) { // the whole sandbox's CPU time, watched
+                    cpuCheckAt = System.nanoTime();
+                    perProcess = perProcess.withoutCpuMs();
+                }
             }
-            Rlimits.apply(initPid, perProcess); // the init is in the cgroup already: born there
+            Rlimits.apply(initPid, perProcess);
         } catch (IOException e) {
             if (Libc.kill(initPid, 0) == 0) { // else it ended by itself: nothing to confine
                 holdFailure = "cannot confine the sandbox's init: " + e.getMessage();
@@ -474,7 +432,6 @@ final class Run {
         }
         int filter = seccompFilter();
         if (filter >= 0) childFds.add(filter); // at BwrapCommand.seccompFd
-        childFds.add(optionsPipe[0]); // at BwrapCommand.argsFd
         // bwrap binds the descriptors bwrapd checked, numbered after stdio, the status and hold pipes and the filter.
         if (childFds.size() != BwrapCommand.firstPathFd(spec, host)) throw new IllegalStateException("bwrap's descriptors: " + childFds);
         childFds.addAll(paths.descriptors());
@@ -482,15 +439,18 @@ final class Run {
         watch(WAKE, wake[0], Libc.POLLIN);
         sandbox.attachWake(wake[1]);
         try {
-            List<String> argv = invocation.argvWithOptionsFrom(BwrapCommand.argsFd(spec, host));
-            if (!spec.linux32()) argv.set(0, sandbox.bwrapName()); // under linux32 bwrap's argv[0] is linux32's to choose
+            List<String> argv = invocation.argv();
+            if (!spec.linux32()) { // under linux32 bwrap's argv[0] is linux32's to choose
+                argv = new ArrayList<>(argv);
+                argv.set(0, sandbox.bwrapName());
+            }
             bwrap = spawner.spawn(new Spawner.Spec(invocation.executable(), argv, invocation.environment(),
                     childFds.stream().mapToInt(Integer::intValue).toArray()));
         } catch (Libc.Error e) {
             throw new SandboxException.BwrapUnusable("cannot start bwrap: " + e.getMessage(), host.bwrapPath(), e.getMessage(), List.of());
         }
         sandbox.spawned(bwrap.pid(), cgroupPlan == null ? List.of() : cgroupPlan.directories());
-        closeOwned(childStdin, childStdout, childStderr, filter, optionsPipe[0]);
+        closeOwned(childStdin, childStdout, childStderr, filter);
         if (status != null) {
             closeOwned(status[1], hold[0]);
             holdFd = hold[1];

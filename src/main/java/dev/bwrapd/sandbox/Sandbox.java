@@ -22,7 +22,7 @@ import java.util.List;
  *
  * <p>Signals that arrive before the init exists are queued and delivered when it does.
  *
- * <p>With a cgroup (bwrap is moved in before it forks the init): kills go to the
+ * <p>With a cgroup (once the init is in it, before it may start the command): kills go to the
  * whole cgroup, so nothing survives however it left the group or session, and suspend/resume
  * freeze and thaw it as a whole.
  */
@@ -93,7 +93,7 @@ public final class Sandbox {
         initPidfd = Libc.pidfdOpen(pid);
         initChildren = openChildren(pid);
         // The command's group, once the init has called setsid. A cgroup holds it instead: the
-        // init is born in it (bwrap was moved in before it forked).
+        // init is moved in while bwrap holds it, before its setsid, and is in bwrap's session until then.
         if (watchedCgroups.isEmpty()) {
             watchdog.watch(initPid, List.of());
             initWatched = true;
@@ -112,7 +112,7 @@ public final class Sandbox {
         cgroup = made;
     }
 
-    /** bwrap is in the cgroup, so everything it starts will be: kills and freezes go there from now on. */
+    /** The init is in the cgroup: kills and freezes go there from now on. */
     synchronized void confined() {
         confined = true;
         if (killWhenStarted) cgroup.kill();
@@ -374,7 +374,6 @@ public final class Sandbox {
             // --die-with-parent), and the init too should it appear.
             killWhenStarted = true;
             if (bwrapPid != 0) Libc.kill(-bwrapPid, Signals.SIGKILL);
-            if (confined) cgroup.kill();
             return true;
         }
         if (confined) cgroup.kill(); // every process, also those that left the init's namespace group or session

@@ -1,7 +1,6 @@
 package dev.bwrapd.it;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -379,26 +378,6 @@ class SandboxRunIT {
         assertEquals("from-inner\n", out(ok(bwrapd, p)), "the later mount must be on top");
         p.set("mounts", Runs.JSON.createArrayNode().add(mount(inner.toString(), "/m/sub", true)).add(mount(outer.toString(), "/m", false)));
         assertEquals("from-outer\n", out(ok(bwrapd, p)), "the later mount must be on top");
-    }
-
-    /**
-     * bwrap reads its options from a pipe, in one write that must arrive whole: 300 mounts take
-     * some 15 KB, more than a pipe takes at once by rule (PIPE_BUF, 4 KiB). The last of them must
-     * be there, read-only as asked, and the root's own --remount-ro after them must hold.
-     */
-    @Test
-    void optionsLargerThanAPipeWriteArriveWhole() throws Exception {
-        Path dir = hostDir("many-mounts");
-        Files.writeString(dir.resolve("data"), "mounted\n");
-        ArrayNode mounts = Runs.JSON.createArrayNode();
-        for (int i = 0; i < 300; i++) mounts.add(mount(dir.toString(), "/tmp/mounts-of-a-long-option-list/m" + i, true));
-        ObjectNode p = params(root, "sh", "-c", "cat /tmp/mounts-of-a-long-option-list/m299/data; touch /made-in-a-read-only-root");
-        p.set("mounts", mounts);
-        p.put("readOnlyRoot", true);
-        JsonNode result = run(bwrapd, p);
-        assertEquals("mounted\n", out(result), result::toString);
-        assertContains(err(result), "Read-only file system");
-        assertFalse(Files.exists(root.path().resolve("made-in-a-read-only-root")));
     }
 
     @Test

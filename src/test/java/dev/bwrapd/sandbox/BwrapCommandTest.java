@@ -364,28 +364,14 @@ class BwrapCommandTest {
         assertFalse(BwrapCommand.of(spec(s -> {}), FULL).argv().contains("--seccomp"));
     }
 
-    /** bwrap reads its options from a descriptor (--args): the argv keeps bwrap's path, then "--" and the command; the options go NUL by NUL. */
-    @Test
-    void theOptionsGoThroughADescriptorAndTheCommandStaysInTheArgv() {
-        BwrapCommand.Invocation inv = BwrapCommand.of(spec(s -> s.linux32 = true), FULL);
-        List<String> argv = inv.argvWithOptionsFrom(7);
-        int dashes = inv.argv().indexOf("--");
-        assertEquals(List.of(LINUX32, BWRAP, "--args", "7"), argv.subList(0, 4));
-        assertEquals(inv.argv().subList(dashes, inv.argv().size()), argv.subList(4, argv.size()));
-        StringBuilder expected = new StringBuilder();
-        for (String option : inv.argv().subList(2, dashes)) expected.append(option).append('\0');
-        assertEquals(expected.toString(), new String(inv.options(), java.nio.charset.StandardCharsets.UTF_8));
-        assertEquals("--unshare-pid", inv.argv().get(2));
-    }
-
     /** Strings, their NULs and their pointers, in bytes (UTF-8): up to ARG_MAX passes, over it is refused naming the limit. */
     @Test
     void anArgvOverArgMaxIsRefused() throws SandboxException {
-        new BwrapCommand.Invocation("/usr/bin/bwrap", List.of("x".repeat(1_000_000)), List.of("A=" + "y".repeat(1_000_000)), 1, 1).checkExecSize();
+        new BwrapCommand.Invocation("/usr/bin/bwrap", List.of("x".repeat(1_000_000)), List.of("A=" + "y".repeat(1_000_000))).checkExecSize();
         int fits = BwrapCommand.ARG_MAX - 9 - 9; // two strings: each with its NUL and pointer
-        new BwrapCommand.Invocation("/usr/bin/bwrap", List.of("x".repeat(fits - 2), "é"), List.of(), 1, 1).checkExecSize();
+        new BwrapCommand.Invocation("/usr/bin/bwrap", List.of("x".repeat(fits - 2), "é"), List.of()).checkExecSize();
         SandboxException.Invalid tooMuch = assertThrows(SandboxException.Invalid.class,
-                () -> new BwrapCommand.Invocation("/usr/bin/bwrap", List.of("x".repeat(fits - 1), "é"), List.of(), 1, 1).checkExecSize());
+                () -> new BwrapCommand.Invocation("/usr/bin/bwrap", List.of("x".repeat(fits - 1), "é"), List.of()).checkExecSize());
         assertTrue(tooMuch.getMessage().contains("(ARG_MAX)"), tooMuch.getMessage());
         assertTrue(tooMuch.getMessage().contains(Integer.toString(BwrapCommand.ARG_MAX + 1)), tooMuch.getMessage());
     }

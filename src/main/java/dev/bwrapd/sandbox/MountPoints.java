@@ -43,7 +43,7 @@ final class MountPoints {
 
     private final List<Layer> layers = new ArrayList<>();
     /** What each host path looked like when first asked (the devices share their /dev): one lstat each per plan. */
-    private final Map<Path, Optional<Libc.FileStat>> looked = new HashMap<>();
+    private final Map<String, Optional<Libc.FileStat>> looked = new HashMap<>();
 
     /** {@code root}: a path to the root's directory that the JDK can walk (RootPaths.of its descriptor). */
     MountPoints(Path root) {
@@ -101,15 +101,14 @@ final class MountPoints {
                         + ", which bwrap fills itself and whose links lead to processes' files");
             }
             if (layer.kind() == Kind.FRESH || done.size() == layer.at().size()) continue;
-            Path host = layer.base();
-            for (String n : done.subList(layer.at().size(), done.size())) host = host.resolve(n);
+            String host = hostPath(layer.base(), done, layer.at().size());
             // A directory, a file, or nothing yet: bwrap meets no link here (what it creates is plain).
             Libc.FileStat stat = lstat(host);
             if (stat == null || stat.type() != Libc.S_IFLNK) continue;
             if (++links > MAX_LINKS) throw new HostPaths.Refused(true, absolute + ": too many levels of symbolic links in the root");
             String target;
             try {
-                target = Files.readSymbolicLink(host).toString();
+                target = Files.readSymbolicLink(Path.of(host)).toString();
             } catch (IOException e) {
                 throw new HostPaths.Refused(false, absolute + ": cannot read a link in the root: " + e.getMessage());
             }
@@ -121,8 +120,18 @@ final class MountPoints {
         return "/" + String.join("/", done);
     }
 
+    /** {@code base} with {@code names[from...]} below it, spelled as {@link #lstat} keys it. */
+    static String hostPath(Path base, List<String> names, int from) {
+        StringBuilder host = new StringBuilder(base.toString());
+        for (int i = from; i < names.size(); i++) {
+            if (host.charAt(host.length() - 1) != '/') host.append('/');
+            host.append(names.get(i));
+        }
+        return host.toString();
+    }
+
     /** What is at a host path, its last name not followed; null if nothing. Each path is looked at once per plan. */
-    Libc.FileStat lstat(Path host) {
+    Libc.FileStat lstat(String host) {
         return looked.computeIfAbsent(host, h -> Optional.ofNullable(RootPaths.lstat(h))).orElse(null);
     }
 
@@ -132,9 +141,16 @@ final class MountPoints {
     }
 
     private Layer backing(List<String> names) {
-        for (Layer layer : layers.reversed()) {
-            if (layer.at().size() <= names.size() && names.subList(0, layer.at().size()).equals(layer.at())) return layer;
+        for (int i = layers.size() - 1; i >= 0; i--) {
+            Layer layer = layers.get(i);
+            if (isPrefix(layer.at(), names)) return layer;
         }
         throw new IllegalStateException("the root layer backs every path");
+    }
+
+    private static boolean isPrefix(List<String> prefix, List<String> names) {
+        if (prefix.size() > names.size()) return false;
+        for (int i = 0; i < prefix.size(); i++) if (!prefix.get(i).equals(names.get(i))) return false;
+        return true;
     }
 }

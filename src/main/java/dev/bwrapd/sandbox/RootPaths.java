@@ -56,10 +56,9 @@ public final class RootPaths {
     private static Optional<Found> find(Path root, String absolute) {
         try {
             MountPoints view = new MountPoints(root);
-            Path found = root;
-            for (String name : names(view.place(absolute)).orElseThrow()) found = found.resolve(name);
+            String found = MountPoints.hostPath(root, names(view.place(absolute)).orElseThrow(), 0);
             Libc.FileStat stat = view.lstat(found); // looked at while placing: not asked again
-            return stat != null ? Optional.of(new Found(found, stat)) : Optional.empty();
+            return stat != null ? Optional.of(new Found(Path.of(found), stat)) : Optional.empty();
         } catch (HostPaths.Refused e) {
             return Optional.empty(); // a link loop
         }
@@ -69,9 +68,9 @@ public final class RootPaths {
      * What is at a host path, the last name not followed if it is a link; null if nothing is (or
      * it cannot be looked at). Asked of paths in roots that are often missing: no exception then.
      */
-    static Libc.FileStat lstat(Path path) {
+    static Libc.FileStat lstat(String path) {
         try {
-            return Libc.statIfPresent(Libc.AT_FDCWD, path.toString(), Libc.AT_SYMLINK_NOFOLLOW);
+            return Libc.statIfPresent(Libc.AT_FDCWD, path, Libc.AT_SYMLINK_NOFOLLOW);
         } catch (Libc.Error e) {
             return null;
         }

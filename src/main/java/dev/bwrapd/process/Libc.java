@@ -6,7 +6,8 @@ import java.util.List;
 /**
  * The few libc calls the JDK does not offer: spawning into a new session with extra file
  * descriptors, signalling process groups and pidfds, waiting with rusage, becoming a subreaper.
- * Plain Java values in, plain Java values out: native memory stays inside the binding.
+ * Plain Java values in, plain Java values out: native memory stays inside the binding (of
+ * posix_spawn's attributes and file actions, kept between spawns, only their addresses leave it).
  *
  * <p>Two bindings do the calls ({@link LibcBinding}, both following the one list in
  * {@link Downcall}): the Foreign Function & Memory API on the JVM ({@link FfmBinding}: no C

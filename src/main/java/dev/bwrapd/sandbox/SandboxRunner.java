@@ -120,19 +120,8 @@ public final class SandboxRunner {
             throw new SandboxException.BwrapUnusable("bwrap not found (install bubblewrap or pass --bwrap)", null, null, bwrapTried);
         }
         if (spec.linux32() && !h.linux32()) throw new SandboxException.Invalid("linux32: this host has no linux32 (setarch) to set the personality");
-        for (int i = 0; i < spec.capabilities().size(); i++) {
-            String name = spec.capabilities().get(i);
-            if (!Capabilities.grantable(h, name)) {
-                throw new SandboxException.Invalid("capabilities[" + i + "]: this host cannot grant " + name
-                        + (h.privileged() ? " (bwrapd does not hold it)" : " (no user namespaces)"));
-            }
-        }
-        Optional<String> unenforceable = Mechanisms.unenforceable(spec.limits(), limitMechanisms(h));
-        if (unenforceable.isPresent()) {
-            String why = !h.jsonStatusFd() ? "bwrap has no --json-status-fd"
-                    : cgroups.note() != null ? cgroups.note() : "no writable cgroup with that controller";
-            throw new SandboxException.Invalid("limits." + unenforceable.get() + ": this host cannot enforce it (" + why + ")");
-        }
+        String refusal = refusal(h, spec.capabilities(), spec.limits(), limitMechanisms(h), cgroups.note());
+        if (refusal != null) throw new SandboxException.Invalid(refusal);
         if (spec.seccomp() != null) {
             if (!dev.bwrapd.process.Libc.seccompAvailable()) {
                 throw new SandboxException.Invalid("seccomp: this host has no libseccomp (libseccomp.so.2) to build a filter with; capabilities.seccomp is false");
@@ -141,6 +130,34 @@ public final class SandboxRunner {
             if (unknown != null) throw new SandboxException.Invalid(unknown);
         }
         return h;
+    }
+
+    /**
+     * What this host cannot give a sandbox of {@code capabilities} and {@code limits}, worded as
+     * sandbox/run refuses it; null when it can give them all. The Buildbarn runner asks it of its
+     * own --cap-add and --limits, which every action gets, once at its start. Null also when there
+     * is no bwrap: every run fails then, and says so.
+     */
+    public String cannotGive(List<String> capabilities, dev.bwrapd.cgroup.Limits limits) {
+        HostCapabilities h = host.join();
+        return h.bwrapPath() == null ? null : refusal(h, capabilities, limits, limitMechanisms(h), cgroups.note());
+    }
+
+    /** The first capability {@code h} cannot grant or limit it cannot enforce ({@code mechanisms}: those it can), as -32602 words it; or null. */
+    static String refusal(HostCapabilities h, List<String> capabilities, dev.bwrapd.cgroup.Limits limits,
+                          Map<String, String> mechanisms, String cgroupNote) {
+        for (int i = 0; i < capabilities.size(); i++) {
+            String name = capabilities.get(i);
+            if (!Capabilities.grantable(h, name)) {
+                return "capabilities[" + i + "]: this host cannot grant " + name
+                        + (h.privileged() ? " (bwrapd does not hold it)" : " (no user namespaces)");
+            }
+        }
+        Optional<String> unenforceable = Mechanisms.unenforceable(limits, mechanisms);
+        if (unenforceable.isEmpty()) return null;
+        String why = !h.jsonStatusFd() ? "bwrap has no --json-status-fd"
+                : cgroupNote != null ? cgroupNote : "no writable cgroup with that controller";
+        return "limits." + unenforceable.get() + ": this host cannot enforce it (" + why + ")";
     }
 
     /** SIGTERM to the command's group, then SIGKILL to the whole sandbox after {@code graceMs} (from the run's thread). */

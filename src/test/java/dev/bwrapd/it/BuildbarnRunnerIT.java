@@ -41,6 +41,47 @@ class BuildbarnRunnerIT {
     }
 
     /**
+     * A limit every action gets (--limits) that this host cannot enforce stops the runner at its
+     * start, exit status 2, naming it as sandbox/run would, instead of failing every Run; one it
+     * can enforce lets it serve. Which it is depends on the user (root here has the cgroups, an
+     * unprivileged user not): the stdio mode's initialize says, and the runner must agree with it.
+     */
+    @Test
+    void aLimitTheHostCannotEnforceStopsTheRunnerAtItsStart() throws Exception {
+        assumeTheRunnerIsBuiltIn();
+        boolean enforceable;
+        try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
+            enforceable = bwrapd.call("initialize", null).path("capabilities").path("limits").has("memoryBytes");
+        }
+        Path dir = Files.createTempDirectory("bwrapd-runner-limits-");
+        Path socket = dir.resolve("runner.sock");
+        Process runner = new ProcessBuilder(BwrapdProcess.command("buildbarn-runner", "--listen", socket.toString(),
+                "--build-directory", dir.toString(), "--limits", "memoryBytes=67108864")).redirectErrorStream(true).start();
+        try {
+            if (enforceable) {
+                long giveUp = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+                while (!Files.exists(socket) && runner.isAlive() && System.nanoTime() < giveUp) Thread.sleep(50);
+                assertTrue(runner.isAlive() && Files.exists(socket), "the runner does not serve: " + output(runner));
+            } else {
+                assertTrue(runner.waitFor(60, TimeUnit.SECONDS), "the runner did not stop");
+                String said = output(runner);
+                assertEquals(2, runner.exitValue(), said);
+                assertTrue(said.contains("limits.memoryBytes: this host cannot enforce it"), said);
+            }
+        } finally {
+            runner.destroy();
+            runner.waitFor(30, TimeUnit.SECONDS);
+            Files.deleteIfExists(socket);
+            Files.delete(dir);
+        }
+    }
+
+    private static String output(Process process) throws java.io.IOException {
+        if (process.isAlive()) return "(still running)";
+        return new String(process.getInputStream().readAllBytes());
+    }
+
+    /**
      * The native build leaves the runner out (docs/buildbarn.md, Native build) and says so: then
      * this test is skipped, naming why, and that refusal is what is checked.
      */
@@ -68,7 +109,7 @@ class BuildbarnRunnerIT {
             ProcessBuilder builder = new ProcessBuilder(HOME.resolve("bwrapd").toString())
                     .redirectErrorStream(false).redirectError(ProcessBuilder.Redirect.DISCARD);
             builder.environment().put("BWRAPD_JVM", "1");
-            builder.environment().put("BWRAPD_JVM_OPTS", "-Xlog:class+load=info:file=" + classes);
+            builder.environment().put("BWRAPD_JVM_OPTS", "-Xlog:class+load=info:file=" + classes + "::filecount=0"); // no rotated .0 left behind
             Process process = builder.start();
             process.getOutputStream().write(("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\"}\n"
                     + "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"sandbox/run\",\"params\":{\"command\":[\"true\"]}}\n").getBytes());

@@ -1,0 +1,40 @@
+package dev.bwrapd.sandbox;
+
+import dev.bwrapd.cgroup.Limits;
+import org.junit.jupiter.api.Test;
+
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+
+/**
+ * What a host cannot give a sandbox, worded once for sandbox/run's -32602 and the Buildbarn
+ * runner's start: the first capability it cannot grant, then the first limit it cannot enforce.
+ */
+class SandboxRunnerTest {
+    private static final Limits MEMORY = new Limits(1L << 26, null, null, null, null, null);
+
+    @Test
+    void aCapabilityThatCannotBeGrantedIsNamedByItsPlace() {
+        HostCapabilities noUserNs = new HostCapabilities("/usr/bin/bwrap", "0.8.0", false, true, true, true, null);
+        assertEquals("capabilities[0]: this host cannot grant CAP_CHOWN (no user namespaces)",
+                SandboxRunner.refusal(noUserNs, List.of("CAP_CHOWN", "CAP_SYS_ADMIN"), Limits.NONE, Map.of(), null));
+        HostCapabilities rootWithout = new HostCapabilities("/usr/bin/bwrap", "0.8.0", false, true, true, true, null, true, 1L); // CAP_CHOWN only
+        assertNull(SandboxRunner.refusal(rootWithout, List.of("CAP_CHOWN"), Limits.NONE, Map.of(), null));
+        assertEquals("capabilities[1]: this host cannot grant CAP_SYS_ADMIN (bwrapd does not hold it)",
+                SandboxRunner.refusal(rootWithout, List.of("CAP_CHOWN", "CAP_SYS_ADMIN"), Limits.NONE, Map.of(), null));
+    }
+
+    @Test
+    void aLimitWithoutAMechanismIsNamedWithWhy() {
+        HostCapabilities status = new HostCapabilities("/usr/bin/bwrap", "0.8.0", true, true, true, true, null);
+        assertEquals("limits.memoryBytes: this host cannot enforce it (no writable cgroup)",
+                SandboxRunner.refusal(status, List.of(), MEMORY, Map.of(), "no writable cgroup"));
+        assertNull(SandboxRunner.refusal(status, List.of(), MEMORY, Map.of("memoryBytes", "cgroup v2 memory.max"), null));
+        HostCapabilities noStatus = new HostCapabilities("/usr/bin/bwrap", "0.7.0", true, true, false, true, null);
+        assertEquals("limits.memoryBytes: this host cannot enforce it (bwrap has no --json-status-fd)",
+                SandboxRunner.refusal(noStatus, List.of(), MEMORY, Map.of(), null));
+    }
+}

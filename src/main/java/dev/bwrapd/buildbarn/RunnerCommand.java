@@ -84,13 +84,11 @@ public final class RunnerCommand {
         Sandboxes sandboxes = new Sandboxes(watchdog);
         RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), Libc.uid()));
         SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(), captures, cgroups);
-        if (!options.capabilities().isEmpty() || !options.limits().equals(dev.bwrapd.cgroup.Limits.NONE)) {
-            // What every action gets: refused here, once, rather than by every Run.
-            String refusal = runner.cannotGive(options.capabilities(), options.limits());
-            if (refusal != null) {
-                System.err.println("bwrapd buildbarn-runner: what every action gets (--cap-add in order, --limits): " + refusal);
-                return 2;
-            }
+        // What every action gets: refused here, once, rather than by every Run.
+        String refusal = runner.cannotGive(options.capabilities(), options.limits());
+        if (refusal != null) {
+            System.err.println("bwrapd buildbarn-runner: what every action gets (--cap-add in order, --limits): " + refusal);
+            return 2;
         }
         List<String> hidden;
         try {

@@ -68,10 +68,11 @@ final class CgroupFiles {
             if (space < 0) continue;
             String value = line.substring(space + 1).strip();
             if (value.indexOf(' ') >= 0) continue; // not a "key value" line
+            String key = line.substring(0, space);
             try {
-                out.put(line.substring(0, space), Long.parseLong(value));
+                out.put(key, Long.parseLong(value));
             } catch (NumberFormatException e) {
-                out.put(line.substring(0, space), -1L);
+                out.put(key, -1L);
             }
         }
         return out;

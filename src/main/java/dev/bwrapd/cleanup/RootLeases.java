@@ -52,11 +52,11 @@ public final class RootLeases {
     }
 
     /**
-     * Starts using the root behind {@code rootFd}, whose stat is {@code rootStat}; {@code paths} (relative, parents first) are
-     * those this run's bwrap may create. Their prior existence is recorded once, by the first run
-     * that names them. If the previous last user of this root is still cleaning it, waits for that
-     * first: what it is removing must neither be recorded as "existed before" (it would never be
-     * removed) nor be removed from under this run's mounts.
+     * Starts using the root behind {@code rootFd}, whose stat is {@code rootStat}; {@code paths}
+     * (relative, parents first) are those this run's bwrap may create. Their prior existence is
+     * recorded once, by the first run that names them. If the previous last user of this root is
+     * still cleaning it, waits for that first: what it is removing must neither be recorded as
+     * "existed before" (it would never be removed) nor be removed from under this run's mounts.
      */
     public synchronized void acquire(int rootFd, Libc.FileStat rootStat, List<String> paths) throws InterruptedException {
         Identity root = identity(rootStat);

@@ -5,8 +5,8 @@ import java.util.List;
 /**
  * How {@link Libc} reaches libc: the {@link Downcall}s with plain Java values, native memory
  * being each binding's own business (posix_spawn's attributes and file actions aside: the binding
- * makes and fills them, {@link Libc} keeps their addresses from one spawn to the next). {@link FfmBinding} on the JVM, {@link CBinding} (GraalVM's
- * C interface) in a native image. Methods return what the C function returns; after a failure,
+ * makes and fills them, {@link Libc} keeps their addresses from one spawn to the next).
+ * {@link FfmBinding} on the JVM, {@link CBinding} (GraalVM's C interface) in a native image. Methods return what the C function returns; after a failure,
  * {@link #errno()} says why.
  */
 interface LibcBinding {

@@ -15,21 +15,20 @@ import org.graalvm.word.PointerBase;
 import org.graalvm.word.WordFactory;
 
 import java.nio.charset.StandardCharsets;
-import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 
 /**
  * libc through GraalVM's C interface: the native image's binding. Each {@link Downcall} is a
- * {@code @CFunction} below, compiled into a direct call. Memory C reads or writes is a Java array
- * pinned for the call (no stack values: they are not allowed on virtual threads, no malloc), and
- * errno is read right after each call, before anything else can change it.
+ * {@code @CFunction} below, compiled into a direct call. What C reads or writes is each thread's
+ * own native memory ({@link ThreadMemory}: no stack values, which are not allowed on virtual
+ * threads), except the data of read and write, whose Java array is pinned for the call; errno is
+ * read right after each call, before anything else can change it.
  *
  * <p>Only ever loaded in a native image ({@link Libc} picks it while the image is built); on the
  * JVM GraalVM's API is not even on the class path.
  */
 final class CBinding implements LibcBinding {
-    private static final ThreadLocal<int[]> ERRNO = ThreadLocal.withInitial(() -> new int[1]);
+    private static final ThreadLocal<ThreadMemory> MEMORY = ThreadLocal.withInitial(ThreadMemory::new);
 
     /** The declarations, one per {@link Downcall} and of the same shape (NativeConfigTest checks it). */
     static final class Functions {
@@ -77,55 +76,125 @@ final class CBinding implements LibcBinding {
         static native CIntPointer __errno_location();
     }
 
-    /** Keeps errno of the call that just returned {@code result}, for {@link #errno()}; returns the result. */
-    private static int kept(int result) {
-        int errno = Functions.__errno_location().read();
-        ERRNO.get()[0] = errno;
-        return result;
-    }
+    /**
+     * A thread's native memory for the arguments of its calls, and the errno of its last call.
+     * A call reserves what it needs ({@link #memory}), takes its pieces, copies in what C reads and
+     * out what C wrote. Pinning the Java arrays instead cost more than these copies: a pin is an
+     * object and a place in the collector's list of pinned objects, taken and given back at every
+     * call (about a tenth of the run's Java time, in a profile). Grown for a call that needs more;
+     * a block over {@link #KEPT} bytes (a long argv) is given back at the thread's next call, the
+     * rest when the thread ends ({@link #threadEnding}).
+     */
+    private static final class ThreadMemory {
+        static final long KEPT = 64 * 1024;
+        int errno;
+        private CCharPointer base = WordFactory.nullPointer();
+        private long capacity;
+        private long used;
 
-    private static long kept(long result) {
-        int errno = Functions.__errno_location().read();
-        ERRNO.get()[0] = errno;
-        return result;
-    }
-
-    /** Java arrays pinned while one call runs, so that C reads and writes them in place. */
-    private static final class Pins implements AutoCloseable {
-        private final List<PinnedObject> pinned = new ArrayList<>();
-
-        <T extends PointerBase> T array(Object array, int index) {
-            PinnedObject pin = PinnedObject.create(array);
-            pinned.add(pin);
-            return pin.addressOfArrayElement(index);
+        /** Room for {@code bytes}, all of it free: the pieces of an earlier call are no longer in use. */
+        ThreadMemory reserve(long bytes) {
+            if (capacity < bytes || (capacity > KEPT && bytes <= KEPT)) {
+                if (base.isNonNull()) UnmanagedMemory.free(base);
+                capacity = Math.max(bytes, 1024);
+                base = UnmanagedMemory.malloc(WordFactory.unsigned(capacity));
+            }
+            used = 0;
+            return this;
         }
 
-        <T extends PointerBase> T array(Object array) {
-            return array(array, 0);
+        /** {@code bytes} of the reserved room, 8-aligned (a reservation counts {@link Downcall#piece} for each). */
+        @SuppressWarnings("unchecked")
+        <T extends PointerBase> T take(long bytes) {
+            if (used + bytes > capacity) throw new IllegalStateException("more native memory taken than reserved");
+            CCharPointer piece = base.addressOf((int) used);
+            used += (bytes + 7) & ~7L;
+            return (T) piece;
         }
 
         /** A NUL-terminated UTF-8 copy of {@code value}, as FFM's {@code allocateFrom} makes. */
         CCharPointer string(String value) {
+            CCharPointer c = take(Downcall.stringSize(value));
+            int length = value.length();
+            for (int i = 0; i < length; i++) {
+                char ch = value.charAt(i);
+                if (ch >= 0x80) return encoded(c, value);
+                c.write(i, (byte) ch);
+            }
+            c.write(length, (byte) 0);
+            return c;
+        }
+
+        private static CCharPointer encoded(CCharPointer c, String value) {
             byte[] utf8 = value.getBytes(StandardCharsets.UTF_8);
-            return array(Arrays.copyOf(utf8, utf8.length + 1));
+            for (int i = 0; i < utf8.length; i++) c.write(i, utf8[i]);
+            c.write(utf8.length, (byte) 0);
+            return c;
         }
 
         /** A NULL-terminated array of C strings. */
         CCharPointerPointer strings(List<String> values) {
-            long[] addresses = new long[values.size() + 1];
-            for (int i = 0; i < values.size(); i++) addresses[i] = string(values.get(i)).rawValue();
-            return array(addresses);
+            CCharPointerPointer array = take(8L * (values.size() + 1));
+            for (int i = 0; i < values.size(); i++) array.write(i, string(values.get(i)));
+            array.write(values.size(), WordFactory.nullPointer());
+            return array;
         }
 
-        @Override
-        public void close() {
-            for (PinnedObject pin : pinned) pin.close();
+        /** A copy of {@code bytes}. */
+        CCharPointer bytes(byte[] bytes, int length) {
+            CCharPointer c = take(length);
+            for (int i = 0; i < length; i++) c.write(i, bytes[i]);
+            return c;
         }
+
+        /** A copy of {@code longs}. */
+        CLongPointer longs(long[] longs) {
+            CLongPointer c = take(8L * longs.length);
+            for (int i = 0; i < longs.length; i++) c.write(i, longs[i]);
+            return c;
+        }
+
+        /** Keeps errno of the call that just returned {@code result}, for {@link #errno()}; returns the result. */
+        int kept(int result) {
+            errno = Functions.__errno_location().read();
+            return result;
+        }
+
+        long kept(long result) {
+            errno = Functions.__errno_location().read();
+            return result;
+        }
+
+        void free() {
+            if (base.isNonNull()) UnmanagedMemory.free(base);
+            base = WordFactory.nullPointer();
+            capacity = 0;
+        }
+    }
+
+    /** This thread's memory, with room for {@code bytes}. */
+    private static ThreadMemory memory(long bytes) {
+        return MEMORY.get().reserve(bytes);
+    }
+
+    /** This thread's memory, for a call that passes C none (to keep its errno). */
+    private static ThreadMemory memory() {
+        return MEMORY.get();
+    }
+
+    private static void copyOut(CCharPointer from, byte[] to, int length) {
+        for (int i = 0; i < length; i++) to[i] = from.read(i);
+    }
+
+    @Override
+    public void threadEnding() {
+        MEMORY.get().free();
+        MEMORY.remove();
     }
 
     @Override
     public int errno() {
-        return ERRNO.get()[0];
+        return memory().errno;
     }
 
     @Override
@@ -135,15 +204,16 @@ final class CBinding implements LibcBinding {
 
     @Override
     public int prctl(int option, long arg) {
-        return kept(Functions.prctl(option, arg));
+        return memory().kept(Functions.prctl(option, arg));
     }
 
     @Override
     public long spawnAttributes(short flags) throws Libc.Error {
         VoidPointer attr = UnmanagedMemory.calloc(Downcall.SPAWN_ATTR_SIZE);
-        try (Pins pins = new Pins()) {
-            VoidPointer emptySet = pins.array(new long[Downcall.SIGSET_SIZE / 8]);
-            VoidPointer allSignals = pins.array(new long[Downcall.SIGSET_SIZE / 8]);
+        try {
+            ThreadMemory m = memory(2L * Downcall.SIGSET_SIZE);
+            VoidPointer emptySet = m.take(Downcall.SIGSET_SIZE);
+            VoidPointer allSignals = m.take(Downcall.SIGSET_SIZE);
             Functions.posix_spawnattr_init(attr); // only sets fields: nothing to destroy
             Functions.sigemptyset(emptySet);
             Functions.sigfillset(allSignals);
@@ -177,140 +247,151 @@ final class CBinding implements LibcBinding {
 
     @Override
     public int spawn(String path, List<String> argv, List<String> environment, long fileActions, long attributes) throws Libc.Error {
-        try (Pins pins = new Pins()) {
-            int[] pid = new int[1];
-            CIntPointer cPid = pins.array(pid);
-            Libc.check("posix_spawn " + path, Functions.posix_spawn(cPid, pins.string(path), WordFactory.pointer(fileActions),
-                    WordFactory.pointer(attributes), pins.strings(argv), pins.strings(environment)));
-            return pid[0];
-        }
+        ThreadMemory m = memory(Downcall.piece(4) + Downcall.stringSize(path) + Downcall.stringsSize(argv) + Downcall.stringsSize(environment));
+        CIntPointer pid = m.take(4);
+        Libc.check("posix_spawn " + path, Functions.posix_spawn(pid, m.string(path), WordFactory.pointer(fileActions),
+                WordFactory.pointer(attributes), m.strings(argv), m.strings(environment)));
+        return pid.read();
     }
 
     @Override
     public int pipe2(int[] fds, int flags) {
-        try (Pins pins = new Pins()) {
-            return kept(Functions.pipe2(pins.array(fds), flags));
+        ThreadMemory m = memory(8);
+        CIntPointer ends = m.take(8);
+        int rc = m.kept(Functions.pipe2(ends, flags));
+        if (rc == 0) {
+            fds[0] = ends.read(0);
+            fds[1] = ends.read(1);
         }
+        return rc;
     }
 
     @Override
     public int open(String path, int flags, int mode) {
-        try (Pins pins = new Pins()) {
-            return kept(Functions.open(pins.string(path), flags, mode));
-        }
+        ThreadMemory m = memory(Downcall.stringSize(path));
+        return m.kept(Functions.open(m.string(path), flags, mode));
     }
 
     @Override
     public int openat(int dirFd, String name, int flags, int mode) {
-        try (Pins pins = new Pins()) {
-            return kept(Functions.openat(dirFd, pins.string(name), flags, mode));
-        }
+        ThreadMemory m = memory(Downcall.stringSize(name));
+        return m.kept(Functions.openat(dirFd, m.string(name), flags, mode));
     }
 
     @Override
     public int mkdirat(int dirFd, String name, int mode) {
-        try (Pins pins = new Pins()) {
-            return kept(Functions.mkdirat(dirFd, pins.string(name), mode));
-        }
+        ThreadMemory m = memory(Downcall.stringSize(name));
+        return m.kept(Functions.mkdirat(dirFd, m.string(name), mode));
     }
 
     @Override
     public int close(int fd) {
-        return kept(Functions.close(fd));
+        return memory().kept(Functions.close(fd));
     }
 
     @Override
     public long read(int fd, byte[] buffer, int offset, int length) {
-        try (Pins pins = new Pins()) {
-            return kept(Functions.read(fd, pins.array(buffer, offset), length));
+        try (PinnedObject pin = PinnedObject.create(buffer)) {
+            return memory().kept(Functions.read(fd, pin.addressOfArrayElement(offset), length));
         }
     }
 
     @Override
     public long pread(int fd, byte[] buffer, int offset, int length, long position) {
-        try (Pins pins = new Pins()) {
-            return kept(Functions.pread(fd, pins.array(buffer, offset), length, position));
+        try (PinnedObject pin = PinnedObject.create(buffer)) {
+            return memory().kept(Functions.pread(fd, pin.addressOfArrayElement(offset), length, position));
         }
     }
 
     @Override
     public int fcntl(int fd, int command, int arg) {
-        return kept(Functions.fcntl(fd, command, arg));
+        return memory().kept(Functions.fcntl(fd, command, arg));
     }
 
     @Override
     public long write(int fd, byte[] data, int offset, int length) {
-        try (Pins pins = new Pins()) {
-            return kept(Functions.write(fd, pins.array(data, offset), length));
+        try (PinnedObject pin = PinnedObject.create(data)) {
+            return memory().kept(Functions.write(fd, pin.addressOfArrayElement(offset), length));
         }
     }
 
     @Override
     public int openat2(int dirFd, String path, long[] how) {
-        try (Pins pins = new Pins()) {
-            return (int) kept(Functions.syscall(437, dirFd, pins.string(path), pins.array(how), 8L * how.length));
-        }
+        ThreadMemory m = memory(Downcall.stringSize(path) + Downcall.piece(8L * how.length));
+        return (int) m.kept(Functions.syscall(437, dirFd, m.string(path), m.longs(how), 8L * how.length));
     }
 
     @Override
     public int statx(int dirFd, String path, int flags, int mask, byte[] buffer) {
-        try (Pins pins = new Pins()) {
-            return kept(Functions.statx(dirFd, pins.string(path), flags, mask, pins.array(buffer)));
-        }
+        ThreadMemory m = memory(Downcall.piece(buffer.length) + Downcall.stringSize(path));
+        CCharPointer stat = m.take(buffer.length);
+        int rc = m.kept(Functions.statx(dirFd, m.string(path), flags, mask, stat));
+        if (rc == 0) copyOut(stat, buffer, buffer.length);
+        return rc;
     }
 
     @Override
     public int fstatfs(int fd, byte[] buffer) {
-        try (Pins pins = new Pins()) {
-            return kept(Functions.fstatfs(fd, pins.array(buffer)));
-        }
+        ThreadMemory m = memory(buffer.length);
+        CCharPointer stat = m.take(buffer.length);
+        int rc = m.kept(Functions.fstatfs(fd, stat));
+        if (rc == 0) copyOut(stat, buffer, buffer.length);
+        return rc;
     }
 
     @Override
     public int poll(byte[] pollfds, int count, int timeoutMs) {
-        try (Pins pins = new Pins()) {
-            return kept(Functions.poll(pins.array(pollfds), count, timeoutMs));
-        }
+        ThreadMemory m = memory(pollfds.length);
+        CCharPointer fds = m.bytes(pollfds, pollfds.length);
+        int rc = m.kept(Functions.poll(fds, count, timeoutMs));
+        if (rc > 0) copyOut(fds, pollfds, pollfds.length);
+        return rc;
     }
 
     @Override
     public int ioctl(int fd, long request, byte[] arg) {
-        try (Pins pins = new Pins()) {
-            return kept(Functions.ioctl(fd, request, pins.array(arg)));
-        }
+        ThreadMemory m = memory(arg.length);
+        CCharPointer memory = m.bytes(arg, arg.length);
+        int rc = m.kept(Functions.ioctl(fd, request, memory));
+        copyOut(memory, arg, arg.length);
+        return rc;
     }
 
     @Override
     public int kill(int pid, int signal) {
-        return kept(Functions.kill(pid, signal));
+        return memory().kept(Functions.kill(pid, signal));
     }
 
     @Override
     public int prlimit(int pid, int resource, long[] newLimit, long[] oldLimit) {
-        try (Pins pins = new Pins()) {
-            CLongPointer next = newLimit == null ? WordFactory.nullPointer() : pins.array(newLimit);
-            CLongPointer old = oldLimit == null ? WordFactory.nullPointer() : pins.array(oldLimit);
-            return kept(Functions.prlimit(pid, resource, next, old));
+        ThreadMemory m = memory(32);
+        CLongPointer next = newLimit == null ? WordFactory.nullPointer() : m.longs(newLimit);
+        CLongPointer old = oldLimit == null ? WordFactory.nullPointer() : m.take(16);
+        int rc = m.kept(Functions.prlimit(pid, resource, next, old));
+        if (rc == 0 && oldLimit != null) {
+            oldLimit[0] = old.read(0);
+            oldLimit[1] = old.read(1);
         }
+        return rc;
     }
 
     @Override
     public int pidfdOpen(int pid, int flags) {
-        return kept(Functions.pidfd_open(pid, flags));
+        return memory().kept(Functions.pidfd_open(pid, flags));
     }
 
     @Override
     public int pidfdSendSignal(int pidfd, int signal) {
-        return kept(Functions.pidfd_send_signal(pidfd, signal, WordFactory.nullPointer(), 0));
+        return memory().kept(Functions.pidfd_send_signal(pidfd, signal, WordFactory.nullPointer(), 0));
     }
 
     @Override
     public int waitid(int idType, int id, int options) {
-        int[] info = new int[Downcall.SIGINFO_SIZE / 4];
-        try (Pins pins = new Pins()) {
-            int rc = kept(Functions.waitid(idType, id, pins.array(info), options));
-            return rc == -1 ? -1 : info[Downcall.SIGINFO_PID_OFFSET / 4];
-        }
+        ThreadMemory m = memory(Downcall.SIGINFO_SIZE);
+        CIntPointer info = m.take(Downcall.SIGINFO_SIZE);
+        for (int i = 0; i < Downcall.SIGINFO_SIZE / 4; i++) info.write(i, 0); // WNOHANG with no exit leaves it as it was
+        int rc = m.kept(Functions.waitid(idType, id, info, options));
+        return rc == -1 ? -1 : info.read(Downcall.SIGINFO_PID_OFFSET / 4);
     }
 
     // libseccomp through dlopen/dlsym and calls through its function pointers.
@@ -335,28 +416,29 @@ final class CBinding implements LibcBinding {
     @Override
     public synchronized boolean seccompLoad() {
         if (seccompLibrary == 0) {
-            try (Pins pins = new Pins()) {
-                VoidPointer handle = Functions.dlopen(pins.string("libseccomp.so.2"), RTLD_NOW);
-                seccompLibrary = handle.isNull() ? -1 : handle.rawValue();
-                if (seccompLibrary != -1) {
-                    seccompInit = symbol(pins, handle, "seccomp_init");
-                    seccompArchAdd = symbol(pins, handle, "seccomp_arch_add");
-                    seccompResolve = symbol(pins, handle, "seccomp_syscall_resolve_name");
-                    seccompRuleAdd = symbol(pins, handle, "seccomp_rule_add_array");
-                    seccompExport = symbol(pins, handle, "seccomp_export_bpf");
-                    seccompRelease = symbol(pins, handle, "seccomp_release");
-                    if (seccompInit.isNull() || seccompArchAdd.isNull() || seccompResolve.isNull() || seccompRuleAdd.isNull()
-                            || seccompExport.isNull() || seccompRelease.isNull()) {
-                        seccompLibrary = -1;
-                    }
+            String library = "libseccomp.so.2";
+            ThreadMemory m = memory(Downcall.stringSize(library));
+            VoidPointer handle = Functions.dlopen(m.string(library), RTLD_NOW);
+            seccompLibrary = handle.isNull() ? -1 : handle.rawValue();
+            if (seccompLibrary != -1) {
+                seccompInit = symbol(handle, "seccomp_init");
+                seccompArchAdd = symbol(handle, "seccomp_arch_add");
+                seccompResolve = symbol(handle, "seccomp_syscall_resolve_name");
+                seccompRuleAdd = symbol(handle, "seccomp_rule_add_array");
+                seccompExport = symbol(handle, "seccomp_export_bpf");
+                seccompRelease = symbol(handle, "seccomp_release");
+                if (seccompInit.isNull() || seccompArchAdd.isNull() || seccompResolve.isNull() || seccompRuleAdd.isNull()
+                        || seccompExport.isNull() || seccompRelease.isNull()) {
+                    seccompLibrary = -1;
                 }
             }
         }
         return seccompLibrary != -1;
     }
 
-    private static <T extends CFunctionPointer> T symbol(Pins pins, VoidPointer handle, String name) {
-        return WordFactory.pointer(Functions.dlsym(handle, pins.string(name)).rawValue());
+    private static <T extends CFunctionPointer> T symbol(VoidPointer handle, String name) {
+        ThreadMemory m = memory(Downcall.stringSize(name));
+        return WordFactory.pointer(Functions.dlsym(handle, m.string(name)).rawValue());
     }
 
     @Override
@@ -371,16 +453,16 @@ final class CBinding implements LibcBinding {
 
     @Override
     public int seccompResolve(String name) {
-        try (Pins pins = new Pins()) {
-            return seccompResolve.call(pins.string(name));
-        }
+        ThreadMemory m = memory(Downcall.stringSize(name));
+        return seccompResolve.call(m.string(name));
     }
 
     @Override
     public int seccompRuleAdd(long context, int action, int syscall, int count, byte[] comparisons) {
-        try (Pins pins = new Pins()) {
-            return seccompRuleAdd.call(WordFactory.pointer(context), action, syscall, count, pins.array(Arrays.copyOf(comparisons, Math.max(1, comparisons.length))));
-        }
+        ThreadMemory m = memory(Math.max(1, comparisons.length));
+        CCharPointer copy = m.take(Math.max(1, comparisons.length));
+        for (int i = 0; i < comparisons.length; i++) copy.write(i, comparisons[i]);
+        return seccompRuleAdd.call(WordFactory.pointer(context), action, syscall, count, copy);
     }
 
     @Override
@@ -395,15 +477,14 @@ final class CBinding implements LibcBinding {
 
     @Override
     public int wait4(int pid, int options, long[] statusAndUsage) {
-        int[] status = new int[1];
-        long[] usage = new long[Downcall.RUSAGE_SIZE / 8];
-        try (Pins pins = new Pins()) {
-            int rc = kept(Functions.wait4(pid, pins.array(status), options, pins.array(usage)));
-            if (rc > 0) {
-                statusAndUsage[0] = status[0];
-                System.arraycopy(usage, 0, statusAndUsage, 1, Downcall.RUSAGE_LONGS);
-            }
-            return rc;
+        ThreadMemory m = memory(Downcall.piece(4) + Downcall.RUSAGE_SIZE);
+        CIntPointer status = m.take(4);
+        CLongPointer usage = m.take(Downcall.RUSAGE_SIZE);
+        int rc = m.kept(Functions.wait4(pid, status, options, usage));
+        if (rc > 0) {
+            statusAndUsage[0] = status.read();
+            for (int i = 0; i < Downcall.RUSAGE_LONGS; i++) statusAndUsage[1 + i] = usage.read(i);
         }
+        return rc;
     }
 }

@@ -82,4 +82,21 @@ enum Downcall {
      * (KiB) first: its first {@value #RUSAGE_LONGS} longs are what bwrapd reads.
      */
     static final int RUSAGE_SIZE = 144, RUSAGE_LONGS = 5;
+
+    /** The room a piece of a call's memory takes: its size, rounded up to 8 bytes (the next piece stays aligned). */
+    static long piece(long bytes) {
+        return (bytes + 7) & ~7L;
+    }
+
+    /** The room {@code value} takes as a C string: at most three UTF-8 bytes a UTF-16 unit (a surrogate pair is four), then NUL. */
+    static long stringSize(String value) {
+        return piece(3L * value.length() + 1);
+    }
+
+    /** The room {@code values} take as a NULL-terminated array of C strings. */
+    static long stringsSize(List<String> values) {
+        long size = piece(8L * (values.size() + 1));
+        for (String value : values) size += stringSize(value);
+        return size;
+    }
 }

@@ -35,6 +35,8 @@ final class FfmBinding implements LibcBinding {
      */
     private static final ThreadLocal<ThreadMemory> MEMORY = ThreadLocal.withInitial(ThreadMemory::new);
 
+    private static final long SCRATCH_KEPT = 64 * 1024;
+
     private static final class ThreadMemory {
         final Arena arena = Arena.ofConfined();
         final MemorySegment state = arena.allocate(CALL_STATE);
@@ -112,15 +114,27 @@ final class FfmBinding implements LibcBinding {
         return MEMORY.get().state;
     }
 
-    /** This thread's scratch memory of at least {@code size} bytes (grown, never shrunk; freed with the thread). */
+    /**
+     * This thread's scratch memory of at least {@code size} bytes: what a call passes C and what C
+     * writes for it, copied in and out (an arena per call was most of what a run allocated on the
+     * JVM). Grown for a call that needs more; a block over {@link #SCRATCH_KEPT} bytes (a long
+     * path) is given back at the thread's next call, the rest when the thread ends.
+     */
     private static MemorySegment scratch(long size) {
         ThreadMemory memory = MEMORY.get();
-        if (memory.scratch == null || memory.scratch.byteSize() < size) {
+        if (memory.scratch == null || memory.scratch.byteSize() < size || (memory.scratch.byteSize() > SCRATCH_KEPT && size <= SCRATCH_KEPT)) {
             if (memory.scratchArena != null) memory.scratchArena.close();
             memory.scratchArena = Arena.ofConfined();
             memory.scratch = memory.scratchArena.allocate(Math.max(size, 1024), 16);
         }
         return memory.scratch;
+    }
+
+    /** {@code value} as a C string in this thread's scratch memory. */
+    private static MemorySegment string(String value) {
+        MemorySegment c = scratch(Downcall.stringSize(value));
+        c.setString(0, value);
+        return c;
     }
 
     @Override
@@ -229,23 +243,20 @@ final class FfmBinding implements LibcBinding {
 
     @Override
     public int open(String path, int flags, int mode) {
-        try (Arena arena = Arena.ofConfined()) {
-            return (int) Linked.OPEN.invokeExact(state(), arena.allocateFrom(path), flags, mode);
-        } catch (Throwable t) { throw unexpected(t); }
+        MemorySegment c = string(path);
+        try { return (int) Linked.OPEN.invokeExact(state(), c, flags, mode); } catch (Throwable t) { throw unexpected(t); }
     }
 
     @Override
     public int openat(int dirFd, String name, int flags, int mode) {
-        try (Arena arena = Arena.ofConfined()) {
-            return (int) Linked.OPENAT.invokeExact(state(), dirFd, arena.allocateFrom(name), flags, mode);
-        } catch (Throwable t) { throw unexpected(t); }
+        MemorySegment c = string(name);
+        try { return (int) Linked.OPENAT.invokeExact(state(), dirFd, c, flags, mode); } catch (Throwable t) { throw unexpected(t); }
     }
 
     @Override
     public int mkdirat(int dirFd, String name, int mode) {
-        try (Arena arena = Arena.ofConfined()) {
-            return (int) Linked.MKDIRAT.invokeExact(state(), dirFd, arena.allocateFrom(name), mode);
-        } catch (Throwable t) { throw unexpected(t); }
+        MemorySegment c = string(name);
+        try { return (int) Linked.MKDIRAT.invokeExact(state(), dirFd, c, mode); } catch (Throwable t) { throw unexpected(t); }
     }
 
     @Override
@@ -294,32 +305,34 @@ final class FfmBinding implements LibcBinding {
 
     @Override
     public int openat2(int dirFd, String path, long[] how) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment native_ = arena.allocate(JAVA_LONG, how.length);
-            MemorySegment.copy(how, 0, native_, JAVA_LONG, 0, how.length);
-            return (int) (long) Linked.SYSCALL.invokeExact(state(), SYS_OPENAT2, (long) dirFd, arena.allocateFrom(path), native_,
-                    native_.byteSize());
+        long pathAt = Downcall.piece(8L * how.length);
+        MemorySegment memory = scratch(pathAt + Downcall.stringSize(path));
+        MemorySegment.copy(how, 0, memory, JAVA_LONG, 0, how.length);
+        memory.setString(pathAt, path);
+        try {
+            return (int) (long) Linked.SYSCALL.invokeExact(state(), SYS_OPENAT2, (long) dirFd, memory.asSlice(pathAt), memory,
+                    8L * how.length);
         } catch (Throwable t) { throw unexpected(t); }
     }
 
     @Override
     public int statx(int dirFd, String path, int flags, int mask, byte[] buffer) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment native_ = arena.allocate(buffer.length, 8);
-            int rc = (int) Linked.STATX.invokeExact(state(), dirFd, arena.allocateFrom(path), flags, mask, native_);
-            if (rc == 0) MemorySegment.copy(native_, JAVA_BYTE, 0, buffer, 0, buffer.length);
-            return rc;
-        } catch (Throwable t) { throw unexpected(t); }
+        long pathAt = Downcall.piece(buffer.length);
+        MemorySegment memory = scratch(pathAt + Downcall.stringSize(path));
+        memory.setString(pathAt, path);
+        int rc;
+        try { rc = (int) Linked.STATX.invokeExact(state(), dirFd, memory.asSlice(pathAt), flags, mask, memory); } catch (Throwable t) { throw unexpected(t); }
+        if (rc == 0) MemorySegment.copy(memory, JAVA_BYTE, 0, buffer, 0, buffer.length);
+        return rc;
     }
 
     @Override
     public int fstatfs(int fd, byte[] buffer) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment native_ = arena.allocate(buffer.length, 8);
-            int rc = (int) Linked.FSTATFS.invokeExact(state(), fd, native_);
-            if (rc == 0) MemorySegment.copy(native_, JAVA_BYTE, 0, buffer, 0, buffer.length);
-            return rc;
-        } catch (Throwable t) { throw unexpected(t); }
+        MemorySegment native_ = scratch(buffer.length);
+        int rc;
+        try { rc = (int) Linked.FSTATFS.invokeExact(state(), fd, native_); } catch (Throwable t) { throw unexpected(t); }
+        if (rc == 0) MemorySegment.copy(native_, JAVA_BYTE, 0, buffer, 0, buffer.length);
+        return rc;
     }
 
     @Override

@@ -380,6 +380,26 @@ class SandboxRunIT {
         assertEquals("from-outer\n", out(ok(bwrapd, p)), "the later mount must be on top");
     }
 
+    /**
+     * Every string bwrapd hands the kernel or bwrap is encoded into native memory of its own (not
+     * a Java array pinned for the call): names of 2, 3 and 4 UTF-8 bytes a character must arrive
+     * byte for byte, as mount source and target, output file, cwd, argv and environment.
+     */
+    @Test
+    void namesOutsideAsciiArriveByteForByte() throws Exception {
+        String name = "é-✓-𝄞";
+        Path dir = Files.createDirectories(hostDir("non-ascii").resolve(name));
+        Files.writeString(dir.resolve(name + ".txt"), "from the host\n");
+        Path output = dir.resolve("out-" + name + ".log");
+        ObjectNode p = params(root, "sh", "-c", "cat \"/in/$N/$N.txt\"; echo \"$1\" \"$N\"; pwd", "sh", name);
+        p.set("mounts", Runs.JSON.createArrayNode().add(mount(dir.toString(), "/in/" + name, true)));
+        p.putObject("env").put("N", name).put("PATH", "/bin");
+        p.put("cwd", "/in/" + name);
+        p.putObject("stdout").put("file", output.toString());
+        ok(bwrapd, p);
+        assertEquals("from the host\n" + name + " " + name + "\n/in/" + name + "\n", Files.readString(output, StandardCharsets.UTF_8));
+    }
+
     @Test
     void aFileCanBeMounted() throws Exception {
         Path file = Files.writeString(hostDir("file-mount").resolve("config"), "setting=1\n");
@@ -422,6 +442,31 @@ class SandboxRunIT {
         ObjectNode none = params(root, "sh", "-c", "test -e /dev/null");
         none.set("devices", Runs.JSON.createArrayNode());
         assertExited(run(bwrapd, none), 1);
+    }
+
+    /**
+     * What the command holds: its stdio and, as docs/protocol.md says of `devices`, one O_PATH
+     * descriptor of each device (bwrap binds a device only from a path, /proc/self/fd/N, and leaves
+     * it open). Nothing else: not the root's or a mount source's descriptor (bwrap closes those of
+     * --bind-fd), not the status or hold pipes, not a stdin pipe's other end.
+     */
+    @Test
+    void theCommandHoldsItsStdioAndItsDevicesNothingElse() throws Exception {
+        Path dir = hostDir("held-descriptors");
+        // ls, a child of the shell, lists the shell's descriptors (its own would include the listing's).
+        ObjectNode p = params(root, "sh", "-c", "cat >/dev/null; ls -l /proc/$$/fd");
+        p.set("mounts", Runs.JSON.createArrayNode().add(mount(dir.toString(), "/in", true)));
+        p.putObject("stdin").put("text", "input");
+        List<String> devices = List.of("/dev/full", "/dev/null", "/dev/urandom");
+        p.set("devices", Runs.JSON.valueToTree(devices));
+        Map<Integer, String> held = new TreeMap<>();
+        for (String line : lines(out(ok(bwrapd, p)))) {
+            java.util.regex.Matcher fd = java.util.regex.Pattern.compile(" (\\d+) -> (.*)$").matcher(line);
+            if (fd.find()) held.put(Integer.parseInt(fd.group(1)), fd.group(2));
+        }
+        assertEquals(List.of(0, 1, 2), held.keySet().stream().limit(3).toList(), held::toString);
+        assertEquals(devices, held.entrySet().stream().filter(e -> e.getKey() > 2).map(Map.Entry::getValue).sorted().toList(),
+                () -> "beyond stdio, the devices' descriptors only: " + held);
     }
 
     @Test

@@ -52,15 +52,17 @@ final class Run {
     /** The first bytes of an output pipe are kept whatever it is for: bwrap writes its own message there. */
     private static final int HEAD = 4096;
     /**
-     * Waiting for the init to fork the command, the loop looks after 1 ms, then twice as long each
-     * time up to this: a loaded machine stretches bwrap's setup, and each look costs CPU.
+     * Waiting for the init to fork the command, the loop looks when the hold pipe says the init has
+     * passed its block (it then forks within microseconds), and after 1 ms, then twice as long
+     * each time up to this: a loaded machine stretches the fork, and each look costs CPU. Until
+     * the pipe says so it looks at this pace only, in case it never does.
      */
     private static final int COMMAND_POLL_MAX_MS = 8;
     /** Only should the init hang in its setup does sandbox/started stop waiting for the command. */
     private static final long COMMAND_WAIT_NANOS = 60_000_000_000L;
 
     // poll slots
-    private static final int STATUS = 0, STDOUT = 1, STDERR = 2, STDIN = 3, BWRAP = 4, INIT = 5, WAKE = 6, SLOTS = 7;
+    private static final int STATUS = 0, STDOUT = 1, STDERR = 2, STDIN = 3, BWRAP = 4, INIT = 5, WAKE = 6, HOLD = 7, SLOTS = 8;
 
     private final SandboxRunner runner;
     private final RootLeases leases;
@@ -396,7 +398,10 @@ final class Run {
         } catch (Libc.Error e) {
             // the init is gone (killed, or bwrap failed): nobody to release
         }
-        closeOwned(holdFd);
+        // The init reads the byte, closes --block-fd and forks the command: the write end is then
+        // the pipe's last, and poll reports POLLERR on it (bwrap's outer process closed its copy
+        // when it began to monitor the init). The end it keeps itself, --sync-fd, writes.
+        watch(HOLD, holdFd, (short) 0);
         holdFd = -1;
     }
 
@@ -524,6 +529,10 @@ final class Run {
                 fds[INIT] = -1; // the sandbox's, closed by it
             }
             if (revents[WAKE] != 0) Libc.read(fds[WAKE], chunk, 0, 64);
+            if (revents[HOLD] != 0) { // the init passed its block: the command is being forked
+                closeSlot(HOLD);
+                commandPollMs = 1;
+            }
         }
         if (!announced) flushHeldOutput();
         if (input != null) input.close();
@@ -575,7 +584,7 @@ final class Run {
             if (pidfd >= 0) watch(INIT, pidfd, Libc.POLLIN);
             else initEnded = true; // gone already: the reaper has its exit
             awaitingCommand = true;
-            commandPollMs = 1;
+            commandPollMs = fds[HOLD] >= 0 ? COMMAND_POLL_MAX_MS : 1; // the hold pipe will tell when to look closely
             commandWaitEnds = System.nanoTime() + COMMAND_WAIT_NANOS;
             checkCommand();
         }

@@ -9,10 +9,13 @@ import java.util.concurrent.CompletableFuture;
  * PID-namespace init, which bwrap leaves unreaped when it exits, is re-parented here: reaping it
  * gives the whole sandbox's rusage and leaves no zombie.
  *
- * <p>The loop learns which child ended with {@code waitid(WNOWAIT)} outside the lock and reaps it
- * with {@code wait4} inside the lock. A waiter that knows its child ended may reap it first, on its
- * own thread ({@link #reapIfExited}). Spawning and the "is it still my child?" question also take
- * the lock, so no exit is ever delivered to the wrong waiter or missed.
+ * <p>Every reaping is a {@code wait4} under the lock, which delivers the exit to whoever waits for
+ * it. A run reaps its own processes on its own thread, when their pidfds say they ended
+ * ({@link #reapIfExited}, {@link #parentGone}, and {@link #awaitExit} where it has no pidfd). The
+ * loop only sweeps, every {@link #SWEEP_MILLIS}, for exits nobody reaped (a process a failed run
+ * left): it no longer wakes at every exit, two a run, to find the run had reaped it already, nor
+ * holds the lock a run's thread then wanted. Spawning and the "is it still my child?" question
+ * also take the lock, so no exit is ever delivered to the wrong waiter or missed.
  */
 public final class Reaper {
     private final Object lock = new Object();
@@ -54,8 +57,10 @@ public final class Reaper {
             unclaimed.remove(pid); // a stale record of an earlier process with this pid
             CompletableFuture<ExitStatus> exit = new CompletableFuture<>();
             waiters.put(pid, exit);
-            childrenMayExist = true;
-            lock.notifyAll();
+            if (!childrenMayExist) {
+                childrenMayExist = true;
+                lock.notifyAll(); // the loop sleeps without end while there is no child at all
+            }
             return new Child(pid, exit);
         }
     }
@@ -120,35 +125,59 @@ public final class Reaper {
         }
     }
 
+    /**
+     * {@code child}'s exit, reaped on the caller's thread: for a caller without a pidfd that said
+     * the child ended (none could be opened), which waits here until it has. The wait is outside
+     * the lock and does not reap ({@code WNOWAIT}); the reaping is under it. Should the sweep
+     * reap the child meanwhile, the wait finds it gone (ECHILD) and its exit delivered.
+     */
+    public ExitStatus awaitExit(Child child) {
+        reapIfExited(child);
+        while (!child.exit().isDone()) {
+            if (Libc.waitid(Libc.P_PID, child.pid(), Libc.WEXITED | Libc.WNOWAIT) == -1 && Libc.errno() != Libc.EINTR) break;
+            reapIfExited(child);
+        }
+        return child.exit().join();
+    }
+
+    /**
+     * The exit of a watched descendant ({@link #watchDescendant}) once its parent is gone, reaped
+     * on the caller's thread ({@link #parentGone}; if it still runs, waited for as {@link #awaitExit}
+     * waits); null when it was not ours to reap.
+     */
+    public ExitStatus awaitDescendant(int pid, CompletableFuture<ExitStatus> watch) {
+        parentGone(pid, watch);
+        while (!watch.isDone()) {
+            if (Libc.waitid(Libc.P_PID, pid, Libc.WEXITED | Libc.WNOWAIT) == -1 && Libc.errno() != Libc.EINTR) {
+                parentGone(pid, watch); // reaped meanwhile (delivered), or never ours: null
+                break;
+            }
+            parentGone(pid, watch);
+        }
+        return watch.join();
+    }
+
     /** Under the lock: reaps {@code pid} if it has exited (else nothing) and delivers its exit. */
     private void reap(int pid) {
         ExitStatus exit = Libc.wait4(pid, Libc.WNOHANG);
         if (exit != null) deliver(exit);
     }
 
-    private void loop() {
-        while (true) {
-            int pid = Libc.waitid(Libc.P_ALL, 0, Libc.WEXITED | Libc.WNOWAIT);
-            if (pid == -1) {
-                if (Libc.errno() == Libc.ECHILD) awaitChildren();
-                continue;
-            }
-            synchronized (lock) {
-                reap(pid); // nothing, if a waiter reaped it first (reapIfExited)
-            }
-        }
-    }
+    /** How often the loop sweeps for exits nobody reaped, while there are children (every run reaps its own at once). */
+    static final long SWEEP_MILLIS = 1000;
 
-    private void awaitChildren() {
+    private void loop() {
         synchronized (lock) {
-            while (!childrenMayExist) {
+            while (true) {
+                int pid;
+                while ((pid = Libc.waitid(Libc.P_ALL, 0, Libc.WEXITED | Libc.WNOHANG | Libc.WNOWAIT)) > 0) reap(pid);
+                if (pid == -1 && Libc.errno() == Libc.ECHILD) childrenMayExist = false; // none at all: sleep until a spawn
                 try {
-                    lock.wait();
+                    lock.wait(childrenMayExist ? SWEEP_MILLIS : 0);
                 } catch (InterruptedException e) {
                     return;
                 }
             }
-            childrenMayExist = false;
         }
     }
 

@@ -679,13 +679,10 @@ final class Run {
 
     /** bwrap's exit, and the usage of the whole sandbox. */
     private ExitStatus[] await() {
-        reaper.reapIfExited(bwrap); // its pidfd said it ended: taken here, not handed over by the reaper's thread
-        ExitStatus bwrapExit = bwrap.exit().join();
+        // Both have ended (their pidfds said so): each is reaped here, on the run's own thread.
+        ExitStatus bwrapExit = reaper.awaitExit(bwrap);
         ExitStatus usage = bwrapExit;
-        if (initExit != null) {
-            reaper.parentGone(initPid, initExit);
-            usage = ExitStatus.sandboxUsage(bwrapExit, initExit.join());
-        }
+        if (initExit != null) usage = ExitStatus.sandboxUsage(bwrapExit, reaper.awaitDescendant(initPid, initExit));
         sandbox.finished();
         return new ExitStatus[] {bwrapExit, usage};
     }

@@ -80,4 +80,29 @@ class ReaperTest {
         assertTrue(watch.isDone(), "an exited process of ours is reaped at once");
         assertEquals(3, watch.join().exitCode());
     }
+
+    /** Without a pidfd that said it ended, the caller waits for the child itself (the loop only sweeps, once a second). */
+    @Test
+    void aCallerWithoutAPidfdWaitsForItsChildAndReapsIt() throws Libc.Error {
+        Reaper.Child child = spawn("sleep 0.2; exit 5");
+        long start = System.nanoTime();
+        assertEquals(5, reaper.awaitExit(child).exitCode());
+        assertTrue(System.nanoTime() - start >= 150_000_000L, "returned before the child ended");
+        assertEquals(-1, Libc.waitid(Libc.P_PID, child.pid(), Libc.WEXITED | Libc.WNOHANG | Libc.WNOWAIT), "left a zombie");
+    }
+
+    @Test
+    void aDescendantStillRunningWhenItsParentIsGoneIsWaitedFor() throws Libc.Error {
+        Reaper.Child child = spawn("sleep 0.2; exit 4");
+        CompletableFuture<ExitStatus> watch = reaper.watchDescendant(child.pid());
+        assertEquals(4, reaper.awaitDescendant(child.pid(), watch).exitCode());
+        assertEquals(-1, Libc.waitid(Libc.P_PID, child.pid(), Libc.WEXITED | Libc.WNOHANG | Libc.WNOWAIT), "left a zombie");
+    }
+
+    @Test
+    void aDescendantThatIsNotOursIsNull() {
+        int notOurs = (int) ProcessHandle.current().parent().orElseThrow().pid();
+        CompletableFuture<ExitStatus> watch = reaper.watchDescendant(notOurs);
+        assertEquals(null, reaper.awaitDescendant(notOurs, watch));
+    }
 }

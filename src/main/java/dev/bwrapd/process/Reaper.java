@@ -132,12 +132,7 @@ public final class Reaper {
      * reap the child meanwhile, the wait finds it gone (ECHILD) and its exit delivered.
      */
     public ExitStatus awaitExit(Child child) {
-        reapIfExited(child);
-        while (!child.exit().isDone()) {
-            if (Libc.waitid(Libc.P_PID, child.pid(), Libc.WEXITED | Libc.WNOWAIT) == -1 && Libc.errno() != Libc.EINTR) break;
-            reapIfExited(child);
-        }
-        return child.exit().join();
+        return awaitReaped(child.pid(), child.exit(), () -> reapIfExited(child));
     }
 
     /**
@@ -146,15 +141,22 @@ public final class Reaper {
      * waits); null when it was not ours to reap.
      */
     public ExitStatus awaitDescendant(int pid, CompletableFuture<ExitStatus> watch) {
-        parentGone(pid, watch);
-        while (!watch.isDone()) {
-            if (Libc.waitid(Libc.P_PID, pid, Libc.WEXITED | Libc.WNOWAIT) == -1 && Libc.errno() != Libc.EINTR) {
-                parentGone(pid, watch); // reaped meanwhile (delivered), or never ours: null
-                break;
-            }
-            parentGone(pid, watch);
+        return awaitReaped(pid, watch, () -> parentGone(pid, watch));
+    }
+
+    /**
+     * Both waits: {@code reap} (under the lock) until {@code exit} is done, waiting outside the
+     * lock, without reaping, for {@code pid} to exit in between. Once it is no child of ours
+     * (reaped meanwhile, its exit delivered; or never ours) {@code reap} has the last word.
+     */
+    private static ExitStatus awaitReaped(int pid, CompletableFuture<ExitStatus> exit, Runnable reap) {
+        reap.run();
+        while (!exit.isDone()) {
+            boolean gone = Libc.waitid(Libc.P_PID, pid, Libc.WEXITED | Libc.WNOWAIT) == -1 && Libc.errno() != Libc.EINTR;
+            reap.run();
+            if (gone) break;
         }
-        return watch.join();
+        return exit.join();
     }
 
     /** Under the lock: reaps {@code pid} if it has exited (else nothing) and delivers its exit. */

@@ -81,12 +81,10 @@ final class CBinding implements LibcBinding {
      * A call reserves what it needs ({@link #memory}), takes its pieces, copies in what C reads and
      * out what C wrote. Pinning the Java arrays instead cost more than these copies: a pin is an
      * object and a place in the collector's list of pinned objects, taken and given back at every
-     * call (about a tenth of the run's Java time, in a profile). Grown for a call that needs more;
-     * a block over {@link #KEPT} bytes (a long argv) is given back at the thread's next call, the
-     * rest when the thread ends ({@link #threadEnding}).
+     * call (about a tenth of the run's Java time, in a profile). Made anew as
+     * {@link Downcall#remakeScratch} says; freed when the thread ends ({@link #threadEnding}).
      */
     private static final class ThreadMemory {
-        static final long KEPT = 64 * 1024;
         int errno;
         private CCharPointer base = WordFactory.nullPointer();
         private long capacity;
@@ -94,7 +92,7 @@ final class CBinding implements LibcBinding {
 
         /** Room for {@code bytes}, all of it free: the pieces of an earlier call are no longer in use. */
         ThreadMemory reserve(long bytes) {
-            if (capacity < bytes || (capacity > KEPT && bytes <= KEPT)) {
+            if (base.isNull() || Downcall.remakeScratch(capacity, bytes)) {
                 if (base.isNonNull()) UnmanagedMemory.free(base);
                 capacity = Math.max(bytes, 1024);
                 base = UnmanagedMemory.malloc(WordFactory.unsigned(capacity));
@@ -108,7 +106,7 @@ final class CBinding implements LibcBinding {
         <T extends PointerBase> T take(long bytes) {
             if (used + bytes > capacity) throw new IllegalStateException("more native memory taken than reserved");
             CCharPointer piece = base.addressOf((int) used);
-            used += (bytes + 7) & ~7L;
+            used += Downcall.piece(bytes);
             return (T) piece;
         }
 
@@ -459,10 +457,8 @@ final class CBinding implements LibcBinding {
 
     @Override
     public int seccompRuleAdd(long context, int action, int syscall, int count, byte[] comparisons) {
-        ThreadMemory m = memory(Math.max(1, comparisons.length));
-        CCharPointer copy = m.take(Math.max(1, comparisons.length));
-        for (int i = 0; i < comparisons.length; i++) copy.write(i, comparisons[i]);
-        return seccompRuleAdd.call(WordFactory.pointer(context), action, syscall, count, copy);
+        ThreadMemory m = memory(comparisons.length);
+        return seccompRuleAdd.call(WordFactory.pointer(context), action, syscall, count, m.bytes(comparisons, comparisons.length));
     }
 
     @Override

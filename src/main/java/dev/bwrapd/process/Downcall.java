@@ -83,6 +83,19 @@ enum Downcall {
      */
     static final int RUSAGE_SIZE = 144, RUSAGE_LONGS = 5;
 
+    /**
+     * Each thread's memory for its calls, in both bindings: made anew when a call needs more than
+     * it has ({@code capacity}), and when a block over {@link #SCRATCH_KEPT} bytes (a long argv or
+     * path) serves a call that needs no more than that, so such a block is given back at the
+     * thread's next call; the rest goes when the thread ends.
+     */
+    static final long SCRATCH_KEPT = 64 * 1024;
+
+    /** Whether a thread's memory of {@code capacity} bytes is to be made anew for a call that needs {@code size}. */
+    static boolean remakeScratch(long capacity, long size) {
+        return capacity < size || (capacity > SCRATCH_KEPT && size <= SCRATCH_KEPT);
+    }
+
     /** The room a piece of a call's memory takes: its size, rounded up to 8 bytes (the next piece stays aligned). */
     static long piece(long bytes) {
         return (bytes + 7) & ~7L;

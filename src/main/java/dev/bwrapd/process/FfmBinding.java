@@ -35,8 +35,6 @@ final class FfmBinding implements LibcBinding {
      */
     private static final ThreadLocal<ThreadMemory> MEMORY = ThreadLocal.withInitial(ThreadMemory::new);
 
-    private static final long SCRATCH_KEPT = 64 * 1024;
-
     private static final class ThreadMemory {
         final Arena arena = Arena.ofConfined();
         final MemorySegment state = arena.allocate(CALL_STATE);
@@ -117,12 +115,11 @@ final class FfmBinding implements LibcBinding {
     /**
      * This thread's scratch memory of at least {@code size} bytes: what a call passes C and what C
      * writes for it, copied in and out (an arena per call was most of what a run allocated on the
-     * JVM). Grown for a call that needs more; a block over {@link #SCRATCH_KEPT} bytes (a long
-     * path) is given back at the thread's next call, the rest when the thread ends.
+     * JVM). Made anew as {@link Downcall#remakeScratch} says; freed when the thread ends.
      */
     private static MemorySegment scratch(long size) {
         ThreadMemory memory = MEMORY.get();
-        if (memory.scratch == null || memory.scratch.byteSize() < size || (memory.scratch.byteSize() > SCRATCH_KEPT && size <= SCRATCH_KEPT)) {
+        if (memory.scratch == null || Downcall.remakeScratch(memory.scratch.byteSize(), size)) {
             if (memory.scratchArena != null) memory.scratchArena.close();
             memory.scratchArena = Arena.ofConfined();
             memory.scratch = memory.scratchArena.allocate(Math.max(size, 1024), 16);

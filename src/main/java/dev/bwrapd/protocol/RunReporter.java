@@ -57,11 +57,39 @@ final class RunReporter implements RunListener {
      * escape) rather than making it the '?' of a String's UTF-8 encoding.
      */
     static String jsonText(ObjectMapper json, Object value) {
+        String plain = plainJson(value);
+        if (plain != null) return plain;
         try {
             return new String(json.writeValueAsBytes(value), StandardCharsets.UTF_8);
         } catch (JsonProcessingException e) {
             throw new IllegalStateException("a value that was read cannot be written", e);
         }
+    }
+
+    /**
+     * {@code value} as JSON text without the mapper when that is plain: a whole number (the usual
+     * request id, kept as the exact text it came in) or a string of printable ASCII with no quote
+     * or backslash (the usual sandbox id). Null for anything else. A generator made to write a
+     * few bytes costs more than the rest of the notification.
+     */
+    private static String plainJson(Object value) {
+        if (value instanceof com.fasterxml.jackson.databind.node.IntNode
+                || value instanceof com.fasterxml.jackson.databind.node.LongNode) {
+            return ((com.fasterxml.jackson.databind.JsonNode) value).asText();
+        }
+        if (value instanceof com.fasterxml.jackson.databind.node.POJONode pojo
+                && pojo.getPojo() instanceof com.fasterxml.jackson.databind.util.RawValue raw
+                && raw.rawValue() instanceof String text) {
+            return text; // a number exactly as the client wrote it (Server.exact)
+        }
+        String text = value instanceof String s ? s
+                : value instanceof com.fasterxml.jackson.databind.node.TextNode node ? node.textValue() : null;
+        if (text == null) return null;
+        for (int i = 0; i < text.length(); i++) {
+            char c = text.charAt(i);
+            if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') return null;
+        }
+        return '"' + text + '"';
     }
 
     /** The frame of a sandbox/output notification of {@code stream} up to its data: made when the stream first sends. */

@@ -111,7 +111,7 @@ public final class RunnerCommand {
 
         // Every call on a thread of its own (a Run's handler waits for its turn, then for its
         // sandbox): RunnerService bounds the Runs held at once, so CheckReadiness never waits.
-        ExecutorService calls = Executors.newCachedThreadPool(Thread.ofPlatform().daemon().name("grpc-call-", 0).factory());
+        ExecutorService calls = Executors.newCachedThreadPool(Libc.freeingAtEnd(Thread.ofPlatform().daemon().name("grpc-call-", 0).factory()));
         removeStaleSocket(options.listen());
         EpollEventLoopGroup events = new EpollEventLoopGroup(1, Thread.ofPlatform().daemon().name("grpc-epoll-", 0).factory());
         Server server = NettyServerBuilder.forAddress(new DomainSocketAddress(options.listen().toString()))

@@ -93,9 +93,12 @@ final class CBinding implements LibcBinding {
         /** Room for {@code bytes}, all of it free: the pieces of an earlier call are no longer in use. */
         ThreadMemory reserve(long bytes) {
             if (base.isNull() || Downcall.remakeScratch(capacity, bytes)) {
-                if (base.isNonNull()) UnmanagedMemory.free(base);
-                capacity = Math.max(bytes, 1024);
-                base = UnmanagedMemory.malloc(WordFactory.unsigned(capacity));
+                // Freed and forgotten before the malloc, which throws when it fails: the old block
+                // is then neither freed again nor written into by the thread's next call.
+                free();
+                long size = Math.max(bytes, 1024);
+                base = UnmanagedMemory.malloc(WordFactory.unsigned(size));
+                capacity = size;
             }
             used = 0;
             return this;
@@ -105,7 +108,7 @@ final class CBinding implements LibcBinding {
         @SuppressWarnings("unchecked")
         <T extends PointerBase> T take(long bytes) {
             if (used + bytes > capacity) throw new IllegalStateException("more native memory taken than reserved");
-            CCharPointer piece = base.addressOf((int) used);
+            CCharPointer piece = base.addressOf(WordFactory.signed(used)); // a long offset: a reservation may pass 2 GiB
             used += Downcall.piece(bytes);
             return (T) piece;
         }

@@ -120,9 +120,18 @@ final class FfmBinding implements LibcBinding {
     private static MemorySegment scratch(long size) {
         ThreadMemory memory = MEMORY.get();
         if (memory.scratch == null || Downcall.remakeScratch(memory.scratch.byteSize(), size)) {
-            if (memory.scratchArena != null) memory.scratchArena.close();
-            memory.scratchArena = Arena.ofConfined();
-            memory.scratch = memory.scratchArena.allocate(Math.max(size, 1024), 16);
+            Arena old = memory.scratchArena;
+            memory.scratchArena = null; // forgotten first: an allocation that fails leaves no closed arena behind
+            memory.scratch = null;
+            if (old != null) old.close();
+            Arena arena = Arena.ofConfined();
+            try {
+                memory.scratch = arena.allocate(Math.max(size, 1024), 16);
+            } catch (RuntimeException | Error e) {
+                arena.close();
+                throw e;
+            }
+            memory.scratchArena = arena;
         }
         return memory.scratch;
     }

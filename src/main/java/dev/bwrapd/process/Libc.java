@@ -73,6 +73,17 @@ public final class Libc {
         BINDING.threadEnding();
     }
 
+    /** {@code threads}, whose threads each call {@link #threadEnding} as they end: for threads that come and go. */
+    public static java.util.concurrent.ThreadFactory freeingAtEnd(java.util.concurrent.ThreadFactory threads) {
+        return task -> threads.newThread(() -> {
+            try {
+                task.run();
+            } finally {
+                threadEnding();
+            }
+        });
+    }
+
     /** Links every downcall now (on the JVM, where that takes a while), so that the first real call is quick. */
     public static void link() {
         BINDING.link();

@@ -23,8 +23,8 @@ public final class HostProbe {
      */
     public static CompletableFuture<HostCapabilities> start(Lookup bwrap, dev.bwrapd.process.Reaper reaper, String version) {
         CompletableFuture<HostCapabilities> host = new CompletableFuture<>();
-        Thread.ofPlatform().daemon().name("bwrapd-link").start(dev.bwrapd.process.Libc::link);
-        Thread.ofPlatform().daemon().name("bwrapd-probe").start(() -> {
+        onNewThread("bwrapd-link", dev.bwrapd.process.Libc::link);
+        onNewThread("bwrapd-probe", () -> {
             ProbeCache cache = ProbeCache.open(System.getenv("XDG_CACHE_HOME"), System.getenv("HOME"), dev.bwrapd.process.Libc.uid(), version);
             HostCapabilities probed = probe(bwrap.found(), false, cache);
             boolean subreaper = reaper.start();
@@ -118,7 +118,12 @@ public final class HostProbe {
     }
 
     private static void onNewThread(Runnable task) {
-        Thread.ofPlatform().daemon().name("bwrapd-probe").start(task);
+        onNewThread("bwrapd-probe", task);
+    }
+
+    /** A start-up thread, which ends soon: its native memory for C calls goes with it. */
+    private static void onNewThread(String name, Runnable task) {
+        dev.bwrapd.process.Libc.freeingAtEnd(Thread.ofPlatform().daemon().name(name).factory()).newThread(task).start();
     }
 
     private static CompletableFuture<Boolean> succeeds(List<String> base, List<List<String>> options, String command) {

@@ -82,15 +82,9 @@ public final class SandboxRunner {
 
     /** Platform daemon threads named {@code name}N, as many as tasks at once, each ending after {@link #IDLE_THREAD_SECONDS} idle. */
     public static ExecutorService retiringThreads(String name) {
-        java.util.concurrent.ThreadFactory threads = Thread.ofPlatform().daemon().name(name, 0).factory();
+        // each thread's native memory goes with it, not at the next full GC
         return new ThreadPoolExecutor(0, Integer.MAX_VALUE, IDLE_THREAD_SECONDS, TimeUnit.SECONDS, new SynchronousQueue<>(),
-                task -> threads.newThread(() -> {
-                    try {
-                        task.run();
-                    } finally {
-                        dev.bwrapd.process.Libc.threadEnding(); // its native memory goes with it, not at the next full GC
-                    }
-                }));
+                dev.bwrapd.process.Libc.freeingAtEnd(Thread.ofPlatform().daemon().name(name, 0).factory()));
     }
 
     /** Starts {@code spec} in {@code sandbox} on a run thread; the listener hears the rest. */

@@ -103,7 +103,17 @@ enum Downcall {
 
     /** The room {@code value} takes as a C string: at most three UTF-8 bytes a UTF-16 unit (a surrogate pair is four), then NUL. */
     static long stringSize(String value) {
-        return piece(3L * value.length() + 1);
+        return piece(3L * noNul(value).length() + 1);
+    }
+
+    /**
+     * {@code value}, refused if it holds a NUL: C would read only the part before it, so a path
+     * checked as one string would reach the kernel as another. Requests are refused earlier
+     * (Params); this is the last line, in every string either binding hands C.
+     */
+    static String noNul(String value) {
+        if (value.indexOf(0) >= 0) throw new IllegalArgumentException("a string for C holds a NUL");
+        return value;
     }
 
     /** The room {@code values} take as a NULL-terminated array of C strings. */

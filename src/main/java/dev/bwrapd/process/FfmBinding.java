@@ -219,7 +219,7 @@ final class FfmBinding implements LibcBinding {
     public int spawn(String path, List<String> argv, List<String> environment, long fileActions, long attributes) throws Libc.Error {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment pid = arena.allocate(JAVA_INT);
-            Libc.check("posix_spawn " + path, (int) Linked.POSIX_SPAWN.invokeExact(state(), pid, arena.allocateFrom(path),
+            Libc.check("posix_spawn " + path, (int) Linked.POSIX_SPAWN.invokeExact(state(), pid, arena.allocateFrom(Downcall.noNul(path)),
                     MemorySegment.ofAddress(fileActions), MemorySegment.ofAddress(attributes),
                     strings(arena, argv), strings(arena, environment)));
             return pid.get(JAVA_INT, 0);
@@ -229,7 +229,7 @@ final class FfmBinding implements LibcBinding {
     /** A NULL-terminated array of C strings. */
     private static MemorySegment strings(Arena arena, List<String> values) {
         MemorySegment array = arena.allocate(ADDRESS, values.size() + 1L);
-        for (int i = 0; i < values.size(); i++) array.setAtIndex(ADDRESS, i, arena.allocateFrom(values.get(i)));
+        for (int i = 0; i < values.size(); i++) array.setAtIndex(ADDRESS, i, arena.allocateFrom(Downcall.noNul(values.get(i))));
         array.setAtIndex(ADDRESS, values.size(), MemorySegment.NULL);
         return array;
     }
@@ -436,7 +436,7 @@ final class FfmBinding implements LibcBinding {
     @Override
     public int seccompResolve(String name) {
         try (Arena arena = Arena.ofConfined()) {
-            return (int) Seccomp.RESOLVE.invokeExact(arena.allocateFrom(name));
+            return (int) Seccomp.RESOLVE.invokeExact(arena.allocateFrom(Downcall.noNul(name)));
         } catch (Throwable t) { throw unexpected(t); }
     }
 

@@ -45,4 +45,13 @@ class StatIfPresentTest {
         assertEquals(Libc.ELOOP, loop.errno);
         assertThrows(Libc.Error.class, () -> Libc.stat(Libc.AT_FDCWD, dir.resolve("nothing").toString(), 0));
     }
+
+    @Test
+    void aPathWithANulNeverReachesTheKernel() throws Exception {
+        Files.writeString(dir.resolve("file"), "x");
+        // C would read "DIR/file" and find it: the whole string names nothing bwrapd checked
+        String truncated = dir.resolve("file") + "\0/../../elsewhere";
+        assertThrows(IllegalArgumentException.class, () -> Libc.statIfPresent(Libc.AT_FDCWD, truncated, 0));
+        assertThrows(IllegalArgumentException.class, () -> Libc.open(truncated, Libc.O_PATH, 0));
+    }
 }

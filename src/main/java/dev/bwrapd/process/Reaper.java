@@ -1,7 +1,11 @@
 package dev.bwrapd.process;
 
+import org.jboss.logging.Logger;
+
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 
 /**
@@ -12,17 +16,26 @@ import java.util.concurrent.CompletableFuture;
  * <p>Every reaping is a {@code wait4} under the lock, which delivers the exit to whoever waits for
  * it. A run reaps its own processes on its own thread, when their pidfds say they ended
  * ({@link #reapIfExited}, {@link #parentGone}, and {@link #awaitExit} where it has no pidfd). The
- * loop only sweeps, every {@link #SWEEP_MILLIS}, for exits nobody reaped (a process a failed run
- * left): it no longer wakes at every exit, two a run, to find the run had reaped it already, nor
- * holds the lock a run's thread then wanted. Spawning and the "is it still my child?" question
- * also take the lock, so no exit is ever delivered to the wrong waiter or missed.
+ * loop only sweeps for exits nobody reaped (a process a failed run left): every
+ * {@link #SWEEP_MILLIS} after a spawn, less and less often while its sweeps find nothing. It does
+ * not wake at every exit, two a run, to find the run had reaped it already, nor hold the lock a
+ * run's thread then wanted. Spawning and the "is it still my child?" question
+ * also take the lock, so no exit is ever delivered to the wrong waiter or missed. A pid is
+ * reused once its process is reaped: a watch or a record left for an earlier process with the
+ * same pid is never handed to a later one.
  */
 public final class Reaper {
+    private static final Logger LOG = Logger.getLogger(Reaper.class);
+
     private final Object lock = new Object();
     private final Map<Integer, CompletableFuture<ExitStatus>> waiters = new HashMap<>();
+    /** The pids in {@link #waiters} that are children spawned here (the rest are watched descendants). */
+    private final Set<Integer> children = new HashSet<>();
     /** Exits nobody was waiting for yet (a fast init reaped before its run asked about it). */
     private final Map<Integer, ExitStatus> unclaimed = new HashMap<>();
     private boolean childrenMayExist;
+    /** How long the loop waits until its next sweep: doubled by each that finds nothing, back to {@link #SWEEP_MILLIS} at a spawn. */
+    private long sweepMillis = SWEEP_MILLIS;
     private volatile boolean subreaper;
     private volatile boolean started;
 
@@ -56,7 +69,10 @@ public final class Reaper {
             int pid = spawn.getAsInt();
             unclaimed.remove(pid); // a stale record of an earlier process with this pid
             CompletableFuture<ExitStatus> exit = new CompletableFuture<>();
-            waiters.put(pid, exit);
+            CompletableFuture<ExitStatus> stale = waiters.put(pid, exit);
+            if (stale != null) stale.complete(null); // a watch of an earlier process with this pid: not ours
+            children.add(pid);
+            sweepMillis = SWEEP_MILLIS; // from the loop's next wake-up on (not woken for it: that would be a wake-up a run)
             if (!childrenMayExist) {
                 childrenMayExist = true;
                 lock.notifyAll(); // the loop sleeps without end while there is no child at all
@@ -90,8 +106,15 @@ public final class Reaper {
     public CompletableFuture<ExitStatus> watchDescendant(int pid) {
         synchronized (lock) {
             ExitStatus done = unclaimed.remove(pid);
-            if (done != null) return CompletableFuture.completedFuture(done);
-            return waiters.computeIfAbsent(pid, p -> new CompletableFuture<>());
+            // Reaped here before it was asked for, unless a process with this pid lives now: then
+            // the record was of an earlier one.
+            if (done != null && Libc.kill(pid, 0) == -1 && Libc.errno() == Libc.ESRCH) return CompletableFuture.completedFuture(done);
+            CompletableFuture<ExitStatus> watch = waiters.get(pid);
+            if (watch != null && children.contains(pid)) return watch; // a child of ours: its exit is this
+            if (watch != null) watch.complete(null); // left by a run for an earlier process with this pid
+            watch = new CompletableFuture<>();
+            waiters.put(pid, watch);
+            return watch;
         }
     }
 
@@ -105,7 +128,7 @@ public final class Reaper {
             if (watch.isDone()) return;
             int found = Libc.waitid(Libc.P_PID, pid, Libc.WEXITED | Libc.WNOHANG | Libc.WNOWAIT);
             if (found == -1) {
-                waiters.remove(pid);
+                waiters.remove(pid, watch);
                 watch.complete(null);
             } else if (found == pid) {
                 reap(pid);
@@ -156,6 +179,8 @@ public final class Reaper {
             reap.run();
             if (gone) break;
         }
+        // No child, and no exit delivered: something reaped it without this class (nothing should).
+        exit.completeExceptionally(new IllegalStateException("process " + pid + " was reaped elsewhere"));
         return exit.join();
     }
 
@@ -165,17 +190,24 @@ public final class Reaper {
         if (exit != null) deliver(exit);
     }
 
-    /** How often the loop sweeps for exits nobody reaped, while there are children (every run reaps its own at once). */
+    /** How often the loop sweeps for exits nobody reaped, after a spawn (every run reaps its own at once). */
     static final long SWEEP_MILLIS = 1000;
+    /**
+     * The longest wait between sweeps, reached by sweeps that find nothing: an idle helper, whose
+     * watchdog is its child for good, wakes about once a minute, not every second.
+     */
+    static final long IDLE_SWEEP_MILLIS = 64_000;
 
     private void loop() {
         synchronized (lock) {
             while (true) {
-                int pid;
-                while ((pid = Libc.waitid(Libc.P_ALL, 0, Libc.WEXITED | Libc.WNOHANG | Libc.WNOWAIT)) > 0) reap(pid);
-                if (pid == -1 && Libc.errno() == Libc.ECHILD) childrenMayExist = false; // none at all: sleep until a spawn
                 try {
-                    lock.wait(childrenMayExist ? SWEEP_MILLIS : 0);
+                    sweep();
+                } catch (RuntimeException e) { // the loop must outlive any one sweep
+                    LOG.warnf(e, "reaper: a sweep failed");
+                }
+                try {
+                    lock.wait(childrenMayExist ? sweepMillis : 0);
                 } catch (InterruptedException e) {
                     return;
                 }
@@ -183,7 +215,33 @@ public final class Reaper {
         }
     }
 
+    /** Under the lock: reaps every exited child nobody reaped, and says when to look again. */
+    void sweep() {
+        synchronized (lock) {
+            int pid;
+            boolean reaped = false;
+            while ((pid = Libc.waitid(Libc.P_ALL, 0, Libc.WEXITED | Libc.WNOHANG | Libc.WNOWAIT)) > 0) {
+                reap(pid);
+                reaped = true;
+            }
+            if (pid == -1 && Libc.errno() == Libc.ECHILD) childrenMayExist = false; // none at all: sleep until a spawn
+            sweepMillis = nextSweepMillis(sweepMillis, reaped);
+        }
+    }
+
+    static long nextSweepMillis(long last, boolean reapedAny) {
+        return reapedAny ? SWEEP_MILLIS : Math.min(2 * last, IDLE_SWEEP_MILLIS);
+    }
+
+    /** The wait before the loop's next sweep (for tests). */
+    long sweepMillis() {
+        synchronized (lock) {
+            return sweepMillis;
+        }
+    }
+
     private void deliver(ExitStatus exit) {
+        children.remove(exit.pid());
         CompletableFuture<ExitStatus> waiter = waiters.remove(exit.pid());
         if (waiter != null) {
             waiter.complete(exit);

@@ -3,18 +3,25 @@ package dev.bwrapd.process;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * A waiter that knows its child ended (a run, from the child's pidfd) takes the exit on its own
- * thread. The reaper's loop is never started here: whatever is reaped, the caller reaped.
+ * thread. The reaper's loop is never started here (it would reap every child of the test JVM):
+ * whatever is reaped, the caller or a {@link Reaper#sweep} the test made reaped. A wait that no
+ * longer ends fails, not hangs.
  */
+@Timeout(value = 20, threadMode = Timeout.ThreadMode.SEPARATE_THREAD) // a wait blocked in C ignores interrupts
 class ReaperTest {
     private final Reaper reaper = new Reaper();
     private final Spawner spawner = new Spawner(reaper);
@@ -104,5 +111,53 @@ class ReaperTest {
         int notOurs = (int) ProcessHandle.current().parent().orElseThrow().pid();
         CompletableFuture<ExitStatus> watch = reaper.watchDescendant(notOurs);
         assertEquals(null, reaper.awaitDescendant(notOurs, watch));
+    }
+
+    @Test
+    void aSweepReapsWhatNobodyReapedAndLooksLessOftenWhileItFindsNothing() throws Libc.Error {
+        Reaper.Child running = spawn("sleep 5");
+        try {
+            reaper.sweep();
+            assertFalse(running.exit().isDone());
+            assertEquals(2 * Reaper.SWEEP_MILLIS, reaper.sweepMillis(), "a sweep that found nothing waits longer");
+            reaper.sweep();
+            assertEquals(4 * Reaper.SWEEP_MILLIS, reaper.sweepMillis());
+            Reaper.Child done = spawn("exit 9");
+            assertEquals(Reaper.SWEEP_MILLIS, reaper.sweepMillis(), "a spawn brings the sweeps back to every second");
+            awaitExit(done);
+            reaper.sweep();
+            assertEquals(9, done.exit().join().exitCode(), "the sweep reaped it and delivered its exit");
+            assertEquals(Reaper.SWEEP_MILLIS, reaper.sweepMillis());
+        } finally {
+            Libc.kill(running.pid(), 9);
+            awaitExit(running);
+            reaper.reapIfExited(running);
+        }
+        long wait = Reaper.SWEEP_MILLIS;
+        for (int i = 0; i < 20; i++) wait = Reaper.nextSweepMillis(wait, false);
+        assertEquals(Reaper.IDLE_SWEEP_MILLIS, wait, "an idle helper still sweeps, about once a minute");
+    }
+
+    /** A run's watch of an init that is gone is never handed to a later process given the same pid. */
+    @Test
+    void aWatchLeftForAnEarlierProcessIsNotALaterOnes() throws Libc.Error {
+        Reaper.Child child = spawn("exit 0");
+        awaitExit(child);
+        reaper.reapIfExited(child);
+        int freed = child.pid(); // no process has it now, as when a run's init was reaped by its bwrap
+        CompletableFuture<ExitStatus> earlier = reaper.watchDescendant(freed);
+        CompletableFuture<ExitStatus> later = reaper.watchDescendant(freed);
+        assertTrue(earlier.isDone(), "the earlier watch ends");
+        assertNull(earlier.join(), "as not ours");
+        assertFalse(later.isDone(), "the later process's watch is its own");
+        reaper.parentGone(freed, earlier); // the earlier run going on: it does not end the later watch
+        assertFalse(later.isDone());
+    }
+
+    @Test
+    void aChildReapedBehindTheReapersBackFailsItsWaitInsteadOfHangingIt() throws Libc.Error {
+        Reaper.Child child = spawn("exit 1");
+        assertEquals(child.pid(), Libc.wait4(child.pid(), 0).pid()); // as a ProcessBuilder of the JDK would
+        assertThrows(CompletionException.class, () -> reaper.awaitExit(child));
     }
 }

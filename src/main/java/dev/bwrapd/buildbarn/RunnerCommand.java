@@ -1,5 +1,6 @@
 package dev.bwrapd.buildbarn;
 
+import dev.bwrapd.cgroup.Rlimits;
 import dev.bwrapd.cleanup.RootJournal;
 import dev.bwrapd.cleanup.RootLeases;
 import dev.bwrapd.memory.MemoryBudget;
@@ -83,7 +84,8 @@ public final class RunnerCommand {
         Capture.Store captures = new Capture.Store(new MemoryBudget(MEMORY), Path.of(System.getProperty("java.io.tmpdir")), 0);
         Sandboxes sandboxes = new Sandboxes(watchdog);
         RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), Libc.uid()));
-        SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(), captures, cgroups);
+        SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(), captures, cgroups,
+                Rlimits.clientOpenFiles(ProcessHandle.current().parent().map(ProcessHandle::pid).orElse(-1L)));
         // What every action gets: refused here, once, rather than by every Run.
         String refusal = runner.cannotGive(options.capabilities(), options.limits());
         if (refusal != null) {

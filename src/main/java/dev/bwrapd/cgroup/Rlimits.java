@@ -2,6 +2,10 @@ package dev.bwrapd.cgroup;
 
 import dev.bwrapd.process.Libc;
 
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
 /**
  * The limits enforced per process, set with prlimit(2) on the sandbox's init while bwrap holds it
  * before the command (everything the init starts inherits them). Only ever lowered: a limit above
@@ -12,6 +16,18 @@ public final class Rlimits {
 
     /** Applies the rlimit-backed limits of {@code limits} to process {@code pid}. */
     public static void apply(int pid, Limits limits) throws Libc.Error {
+        apply(pid, limits, -1);
+    }
+
+    /**
+     * The same, and without an {@code openFiles} limit, the soft limit on open files lowered to
+     * {@code clientOpenFiles} (from {@link #clientOpenFiles}; -1: left as inherited).
+     */
+    public static void apply(int pid, Limits limits, long clientOpenFiles) throws Libc.Error {
+        if (limits.openFiles() == null && clientOpenFiles >= 0) {
+            long hard = Libc.getrlimit(pid, Libc.RLIMIT_NOFILE)[1];
+            Libc.setrlimit(pid, Libc.RLIMIT_NOFILE, hard == Libc.RLIM_INFINITY ? clientOpenFiles : Math.min(clientOpenFiles, hard), hard);
+        }
         if (limits.cpuMs() != null) {
             // Whole seconds: SIGXCPU at the soft limit (which ends a process that does not handle it),
             // SIGKILL at the hard limit one second later for one that does.
@@ -20,6 +36,36 @@ public final class Rlimits {
         }
         if (limits.fileSizeBytes() != null) set(pid, Libc.RLIMIT_FSIZE, limits.fileSizeBytes(), limits.fileSizeBytes());
         if (limits.openFiles() != null) set(pid, Libc.RLIMIT_NOFILE, limits.openFiles(), limits.openFiles());
+    }
+
+    /**
+     * The soft limit on open files that the client's own children get, where it is lower than
+     * bwrapd's: its parent's (read from /proc/PID/limits once, at start). A native image raises its
+     * soft limit to the hard one before any code of bwrapd's runs, and HotSpot does too
+     * (-XX:+MaxFDLimit). bwrapd keeps that for itself, whose runs hold many descriptors at once,
+     * but a build step should see the limit it would have seen spawned by its build tool: a program
+     * that closes every descriptor up to the limit, or still uses select(2), behaves differently
+     * under a soft limit of a million. -1 when it is not lower, or cannot be read.
+     */
+    public static long clientOpenFiles(long parentPid) {
+        if (parentPid <= 0) return -1;
+        try {
+            long parent = softOpenFiles(Files.readString(Path.of("/proc/" + parentPid + "/limits")));
+            long own = Libc.getrlimit(0, Libc.RLIMIT_NOFILE)[0];
+            return parent >= 0 && (own == Libc.RLIM_INFINITY || parent < own) ? parent : -1;
+        } catch (IOException | RuntimeException e) { // Libc.Error is an IOException
+            return -1; // the parent is gone, or its limits are not ours to read: left as inherited
+        }
+    }
+
+    /** The soft "Max open files" of a /proc/PID/limits text; -1 if missing or unlimited. */
+    static long softOpenFiles(String limits) {
+        for (String line : limits.split("\n")) {
+            if (!line.startsWith("Max open files")) continue;
+            String[] words = line.substring("Max open files".length()).trim().split("\\s+");
+            return words.length > 0 && words[0].matches("[0-9]{1,18}") ? Long.parseLong(words[0]) : -1;
+        }
+        return -1;
     }
 
     private static void set(int pid, int resource, long soft, long hard) throws Libc.Error {

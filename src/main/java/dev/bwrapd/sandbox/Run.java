@@ -416,7 +416,7 @@ final class Run {
                     perProcess = perProcess.withoutCpuMs();
                 }
             }
-            Rlimits.apply(initPid, perProcess);
+            Rlimits.apply(initPid, perProcess, runner.clientOpenFiles());
         } catch (IOException e) {
             if (Libc.kill(initPid, 0) == 0) { // else it ended by itself: nothing to confine
                 holdFailure = "cannot confine the sandbox's init: " + e.getMessage();

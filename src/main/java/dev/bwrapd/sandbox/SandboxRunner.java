@@ -30,6 +30,7 @@ public final class SandboxRunner {
     private final Capture.Store captures;
     private final CgroupHost cgroups;
     private final HostPaths.Devices devices = new HostPaths.Devices();
+    private final long clientOpenFiles;
 
     /**
      * @param runThreads from {@link #runThreads()}, made in Main
@@ -37,9 +38,12 @@ public final class SandboxRunner {
      * @param bwrapTried where bwrap was looked for, for the error when it was not found
      * @param captures   where captured output is kept
      * @param cgroups    where sandboxes' cgroups can be made, detected at start-up
+     * @param clientOpenFiles the soft limit on open files a command gets without an openFiles limit ({@link dev.bwrapd.cgroup.Rlimits#clientOpenFiles}; -1: bwrapd's own)
      */
     public SandboxRunner(RootLeases leases, Spawner spawner, Reaper reaper, ExecutorService runThreads,
-                         CompletableFuture<HostCapabilities> host, List<String> bwrapTried, Capture.Store captures, CgroupHost cgroups) {
+                         CompletableFuture<HostCapabilities> host, List<String> bwrapTried, Capture.Store captures, CgroupHost cgroups,
+                         long clientOpenFiles) {
+        this.clientOpenFiles = clientOpenFiles;
         this.captures = captures;
         this.leases = leases;
         this.spawner = spawner;
@@ -52,6 +56,10 @@ public final class SandboxRunner {
 
     public CgroupHost cgroups() {
         return cgroups;
+    }
+
+    long clientOpenFiles() {
+        return clientOpenFiles;
     }
 
     HostPaths.Devices devices() {

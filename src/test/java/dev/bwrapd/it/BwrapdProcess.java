@@ -86,6 +86,16 @@ public final class BwrapdProcess implements AutoCloseable {
         return start(Framing.NDJSON, args);
     }
 
+    /**
+     * Started by a shell that first runs {@code setup} (say, a lower ulimit) and stays its parent,
+     * as a client that spawns it would be.
+     */
+    public static BwrapdProcess startUnderShell(String setup, String... args) throws IOException {
+        List<String> command = new ArrayList<>(List.of("/bin/sh", "-c", setup + "; \"$@\"; exit $?", "sh"));
+        command.addAll(command(args));
+        return new BwrapdProcess(new ProcessBuilder(command).start(), Framing.NDJSON);
+    }
+
     public static BwrapdProcess start(Framing framing, String... args) throws IOException {
         ProcessBuilder builder = new ProcessBuilder(command(args));
         return new BwrapdProcess(builder.start(), framing);

@@ -179,6 +179,37 @@ class CgroupIT {
         }
     }
 
+    /**
+     * A build step gets the soft limit on open files its client's children get, not the one
+     * bwrapd's runtime raised its own to (a native image always does, HotSpot by default); bwrapd
+     * keeps that for itself, and an openFiles limit still wins.
+     */
+    @Test
+    void theCommandGetsTheClientsSoftLimitOnOpenFiles() throws Exception {
+        try (BwrapdProcess bwrapd = BwrapdProcess.startUnderShell("ulimit -S -n 256")) {
+            bwrapd.call("initialize", null);
+            long hard = openFilesLimits(bwrapd.process().pid())[1];
+            assertTrue(hard > 256, "this test needs a hard limit above 256: " + hard);
+            long helper = bwrapd.process().children().findFirst().orElseThrow().pid();
+            assertEquals(hard, openFilesLimits(helper)[0], "bwrapd itself runs with its soft limit raised");
+            String script = "echo $(ulimit -S -n) $(ulimit -H -n)";
+            JsonNode r = bwrapd.call("sandbox/run", runParams(root, null, marker, script));
+            assertEquals("256 " + hard, r.path("stdout").path("text").asText().trim(), "the client's soft limit, the hard one unchanged: " + r);
+            r = bwrapd.call("sandbox/run", limited(script, "openFiles", 100));
+            assertEquals("100 100", r.path("stdout").path("text").asText().trim(), "openFiles wins: " + r);
+        }
+    }
+
+    /** {soft, hard} "Max open files" of process {@code pid}. */
+    private static long[] openFilesLimits(long pid) throws java.io.IOException {
+        for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/" + pid + "/limits"))) {
+            if (!line.startsWith("Max open files")) continue;
+            String[] words = line.substring("Max open files".length()).trim().split("\\s+");
+            return new long[] {Long.parseLong(words[0]), Long.parseLong(words[1])};
+        }
+        throw new AssertionError("no open files limit for " + pid);
+    }
+
     /** A child that double-forks into a session of its own, outside the command's process group. */
     private static final String ESCAPEE = "setsid sh -c 'sleep 3600 & sleep 3600' & sleep 3600";
 

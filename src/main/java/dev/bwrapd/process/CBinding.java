@@ -45,7 +45,6 @@ final class CBinding implements LibcBinding {
         @CFunction static native int posix_spawnattr_setsigmask(VoidPointer attr, VoidPointer set);
         @CFunction static native int posix_spawnattr_setsigdefault(VoidPointer attr, VoidPointer set);
         @CFunction static native int sigemptyset(VoidPointer set);
-        @CFunction static native int sigfillset(VoidPointer set);
         @CFunction static native int pipe2(CIntPointer fds, int flags);
         @CFunction static native int open(CCharPointer path, int flags, int mode);
         @CFunction static native int openat(int dirFd, CCharPointer name, int flags, int mode);
@@ -217,7 +216,7 @@ final class CBinding implements LibcBinding {
             VoidPointer allSignals = m.take(Downcall.SIGSET_SIZE);
             Functions.posix_spawnattr_init(attr); // only sets fields: nothing to destroy
             Functions.sigemptyset(emptySet);
-            Functions.sigfillset(allSignals);
+            for (int i = 0; i < Downcall.SIGSET_SIZE; i++) ((CCharPointer) allSignals).write(i, Downcall.ALL_SIGNALS);
             Libc.check("posix_spawnattr_setsigmask", Functions.posix_spawnattr_setsigmask(attr, emptySet));
             Libc.check("posix_spawnattr_setsigdefault", Functions.posix_spawnattr_setsigdefault(attr, allSignals));
             Libc.check("posix_spawnattr_setflags", Functions.posix_spawnattr_setflags(attr, flags));

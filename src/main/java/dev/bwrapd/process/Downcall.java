@@ -26,7 +26,6 @@ enum Downcall {
     ATTR_SETSIGMASK("posix_spawnattr_setsigmask", INT, POINTER, POINTER),
     ATTR_SETSIGDEFAULT("posix_spawnattr_setsigdefault", INT, POINTER, POINTER),
     SIGEMPTYSET("sigemptyset", INT, POINTER),
-    SIGFILLSET("sigfillset", INT, POINTER),
     PIPE2("pipe2", INT, POINTER, INT),
     OPEN("open", 2, INT, POINTER, INT, INT),
     OPENAT("openat", 3, INT, INT, POINTER, INT, INT),
@@ -75,6 +74,14 @@ enum Downcall {
 
     // Layouts of the structs bindings fill, for 64-bit Linux/glibc (sizes of opaque ones rounded up generously).
     static final int SPAWN_ATTR_SIZE = 512, FILE_ACTIONS_SIZE = 256, SIGSET_SIZE = 128;
+    /**
+     * The signals a spawned child gets back at their default action (posix_spawnattr_setsigdefault):
+     * every one, each byte of the set 0xff. Not sigfillset(3): glibc leaves out its own two (32, 33:
+     * thread cancellation and setxid), and posix_spawn's child then sets those to SIG_IGN, which
+     * exec keeps: bwrap and every process of every sandbox ignored them, where a fork and exec
+     * (Python's Popen) leaves them at their default.
+     */
+    static final byte ALL_SIGNALS = (byte) 0xff;
     /** siginfo_t: 128 bytes; si_pid is the int at byte 16. */
     static final int SIGINFO_SIZE = 128, SIGINFO_PID_OFFSET = 16;
     /**

@@ -77,7 +77,6 @@ final class FfmBinding implements LibcBinding {
         static final MethodHandle ATTR_SETSIGMASK = link(Downcall.ATTR_SETSIGMASK);
         static final MethodHandle ATTR_SETSIGDEFAULT = link(Downcall.ATTR_SETSIGDEFAULT);
         static final MethodHandle SIGEMPTYSET = link(Downcall.SIGEMPTYSET);
-        static final MethodHandle SIGFILLSET = link(Downcall.SIGFILLSET);
         static final MethodHandle PIPE2 = link(Downcall.PIPE2);
         static final MethodHandle OPEN = link(Downcall.OPEN);
         static final MethodHandle OPENAT = link(Downcall.OPENAT);
@@ -184,7 +183,7 @@ final class FfmBinding implements LibcBinding {
             MemorySegment state = state();
             int ignored = (int) Linked.ATTR_INIT.invokeExact(state, attr); // only sets fields: nothing to destroy
             ignored = (int) Linked.SIGEMPTYSET.invokeExact(state, emptySet);
-            ignored = (int) Linked.SIGFILLSET.invokeExact(state, allSignals);
+            allSignals.fill(Downcall.ALL_SIGNALS);
             Libc.check("posix_spawnattr_setsigmask", (int) Linked.ATTR_SETSIGMASK.invokeExact(state, attr, emptySet));
             Libc.check("posix_spawnattr_setsigdefault", (int) Linked.ATTR_SETSIGDEFAULT.invokeExact(state, attr, allSignals));
             Libc.check("posix_spawnattr_setflags", (int) Linked.ATTR_SETFLAGS.invokeExact(state, attr, flags));

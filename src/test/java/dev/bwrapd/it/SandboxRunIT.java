@@ -469,6 +469,19 @@ class SandboxRunIT {
                 () -> "beyond stdio, the devices' descriptors only: " + held);
     }
 
+    /**
+     * The command starts as after a fork and exec: no signal ignored, none blocked, glibc's own two
+     * (32, 33) included, which posix_spawn's child sets to SIG_IGN unless told otherwise. (bwrap's
+     * init, pid 1, blocks SIGCHLD for itself; it ignores none.)
+     */
+    @Test
+    void theCommandStartsWithNoSignalIgnoredOrBlocked() throws Exception {
+        String status = out(ok(bwrapd, params(root, "grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status", "/proc/1/status")));
+        List<String> zero = lines(status).stream().filter(line -> line.endsWith("\t0000000000000000")).toList();
+        assertTrue(zero.containsAll(List.of("/proc/self/status:SigBlk:\t0000000000000000", "/proc/self/status:SigIgn:\t0000000000000000",
+                "/proc/1/status:SigIgn:\t0000000000000000")), status);
+    }
+
     @Test
     void devShm() throws Exception {
         ObjectNode p = params(root, "sh", "-c", "grep ' /dev/shm ' /proc/self/mounts | cut -d' ' -f3; echo shared > /dev/shm/f && cat /dev/shm/f");

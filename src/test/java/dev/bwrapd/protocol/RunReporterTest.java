@@ -34,4 +34,22 @@ class RunReporterTest {
             assertEquals(JSON.writeValueAsString(value), RunReporter.jsonText(JSON, value), String.valueOf(value));
         }
     }
+
+    /** The word-at-a-time scan ends where the byte-by-byte one does, for every start, every kind of byte, every place. */
+    @Test
+    void plainRunsEndWhereTheByteLoopEnds() {
+        java.util.Random random = new java.util.Random(13);
+        byte[] special = {0, 1, 0x0a, 0x1f, '"', '\\', (byte) 0x80, (byte) 0xc3, (byte) 0xff, 0x7f, 0x20, 0x21, 0x5b, 0x5d, 0x23};
+        for (int round = 0; round < 2000; round++) {
+            byte[] data = new byte[1 + random.nextInt(40)];
+            for (int i = 0; i < data.length; i++) {
+                data[i] = random.nextInt(4) == 0 ? special[random.nextInt(special.length)] : (byte) (0x20 + random.nextInt(0x5f));
+            }
+            for (int from = 0; from <= data.length; from++) {
+                int expected = from;
+                while (expected < data.length && data[expected] >= 0x20 && data[expected] != '"' && data[expected] != '\\') expected++;
+                assertEquals(expected, RunReporter.plainEnd(data, from, data.length), () -> java.util.Arrays.toString(data));
+            }
+        }
+    }
 }

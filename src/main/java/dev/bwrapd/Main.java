@@ -127,7 +127,7 @@ public class Main implements QuarkusApplication {
         // What a killed bwrapd left in a root is recorded outside it, for the next bwrapd to remove.
         RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), Libc.uid()));
         SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(),
-                captures, cgroups, Rlimits.clientOpenFiles(ProcessHandle.current().parent().map(ProcessHandle::pid).orElse(-1L)));
+                captures, cgroups, Rlimits.clientOpenFiles());
         BwrapdMethods methods = new BwrapdMethods(json, sandboxes, runner, host,
                 Version.VERSION, limits, budget, options.seccompDefault() ? RunSpec.Seccomp.DEFAULT : null,
                 code -> shutdown[0].finishInBackground("exit", code));

@@ -85,7 +85,7 @@ public final class RunnerCommand {
         Sandboxes sandboxes = new Sandboxes(watchdog);
         RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), Libc.uid()));
         SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(), captures, cgroups,
-                Rlimits.clientOpenFiles(ProcessHandle.current().parent().map(ProcessHandle::pid).orElse(-1L)));
+                Rlimits.clientOpenFiles());
         // What every action gets: refused here, once, rather than by every Run.
         String refusal = runner.cannotGive(options.capabilities(), options.limits());
         if (refusal != null) {

@@ -24,10 +24,6 @@ public final class Rlimits {
      * {@code clientOpenFiles} (from {@link #clientOpenFiles}; -1: left as inherited).
      */
     public static void apply(int pid, Limits limits, long clientOpenFiles) throws Libc.Error {
-        if (limits.openFiles() == null && clientOpenFiles >= 0) {
-            long hard = Libc.getrlimit(pid, Libc.RLIMIT_NOFILE)[1];
-            Libc.setrlimit(pid, Libc.RLIMIT_NOFILE, hard == Libc.RLIM_INFINITY ? clientOpenFiles : Math.min(clientOpenFiles, hard), hard);
-        }
         if (limits.cpuMs() != null) {
             // Whole seconds: SIGXCPU at the soft limit (which ends a process that does not handle it),
             // SIGKILL at the hard limit one second later for one that does.
@@ -36,6 +32,13 @@ public final class Rlimits {
         }
         if (limits.fileSizeBytes() != null) set(pid, Libc.RLIMIT_FSIZE, limits.fileSizeBytes(), limits.fileSizeBytes());
         if (limits.openFiles() != null) set(pid, Libc.RLIMIT_NOFILE, limits.openFiles(), limits.openFiles());
+        else if (clientOpenFiles >= 0) lowerSoft(pid, Libc.RLIMIT_NOFILE, clientOpenFiles);
+    }
+
+    /** Lowers only the soft limit (to the hard one at most), leaving the hard one as it is, infinite too. */
+    private static void lowerSoft(int pid, int resource, long soft) throws Libc.Error {
+        long hard = Libc.getrlimit(pid, resource)[1];
+        Libc.setrlimit(pid, resource, hard == Libc.RLIM_INFINITY ? soft : Math.min(soft, hard), hard);
     }
 
     /**
@@ -47,7 +50,12 @@ public final class Rlimits {
      * that closes every descriptor up to the limit, or still uses select(2), behaves differently
      * under a soft limit of a million. -1 when it is not lower, or cannot be read.
      */
-    public static long clientOpenFiles(long parentPid) {
+    public static long clientOpenFiles() {
+        return clientOpenFiles(ProcessHandle.current().parent().map(ProcessHandle::pid).orElse(-1L));
+    }
+
+    /** The same, for a parent {@code parentPid}. */
+    static long clientOpenFiles(long parentPid) {
         if (parentPid <= 0) return -1;
         try {
             long parent = softOpenFiles(Files.readString(Path.of("/proc/" + parentPid + "/limits")));
@@ -63,7 +71,7 @@ public final class Rlimits {
         for (String line : limits.split("\n")) {
             if (!line.startsWith("Max open files")) continue;
             String[] words = line.substring("Max open files".length()).trim().split("\\s+");
-            return words.length > 0 && words[0].matches("[0-9]{1,18}") ? Long.parseLong(words[0]) : -1;
+            return words[0].matches("[0-9]{1,18}") ? Long.parseLong(words[0]) : -1;
         }
         return -1;
     }

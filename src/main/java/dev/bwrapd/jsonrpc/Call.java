@@ -46,11 +46,13 @@ public final class Call {
     }
 
     /**
-     * Sends a notification already serialized as a whole frame body ({@code body[0..length)}, copied):
-     * for a producer that can wait, it waits while the client leaves too much unread (see Server).
+     * Sends a notification already serialized as a whole frame body ({@code body[0..length)}; a
+     * spare byte after it takes the newline), not copied: the array is the server's until {@code written} runs (on
+     * the writer's thread, once the frame is out or dropped). For a producer that can wait: it
+     * waits while the client leaves too much unread (see Server).
      */
-    public void notifyClientRaw(byte[] body, int length) {
-        server.sendRaw(body, length);
+    public void notifyClientRaw(byte[] body, int length, Runnable written) {
+        server.sendRaw(body, length, written);
     }
 
     /** Sends a small notification already serialized as a whole frame body, at once: it never waits for the client. */

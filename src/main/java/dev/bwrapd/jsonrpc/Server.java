@@ -601,17 +601,18 @@ public final class Server {
     }
 
     /**
-     * Sends a notification already serialized ({@code body[0..length)}, copied: the caller may reuse
-     * its buffer). The sender is a producer that can wait (a run's streamed output): while more
-     * than {@link #notifyAbove()} bytes are unread it waits, and with it the command on its pipe.
+     * Sends a notification already serialized ({@code body[0..length)}; a spare byte after it takes
+     * the newline), not copied: the array is the queue's until {@code written} runs. The sender is
+     * a producer that can wait (a run's streamed output): while more than {@link #notifyAbove()}
+     * bytes are unread it waits, and with it the command on its pipe.
      */
-    public void sendRaw(byte[] body, int length) {
+    public void sendRaw(byte[] body, int length, Runnable written) {
         try {
             outbox.awaitAtMost(notifyAbove());
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt(); // sent all the same: output is never dropped
         }
-        postRaw(body, length);
+        outbox.post(Outbox.Frame.of(body, length, written));
     }
 
     /** Sends a small notification already serialized (copied), at once: it never waits for the client. */

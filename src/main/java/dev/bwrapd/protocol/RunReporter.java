@@ -34,8 +34,14 @@ final class RunReporter implements RunListener {
     private final String quotedId;
     /** Per stream: the frame of a sandbox/output notification up to its data ({@link #prefix}); then text or base64 follows. */
     private final byte[][] prefixes = new byte[RunListener.Stream.values().length][];
-    /** The frame being built, reused for every chunk (the server copies it into its queue); made at the first. */
-    private byte[] frame = NO_BYTES;
+    /**
+     * Where each sandbox/output frame is built. A sent frame is the server's until it is written,
+     * then given back ({@link #returned}) to build the one after next: two buffers take turns, and
+     * no chunk is copied into the writer's queue.
+     */
+    private final FrameBuilder frame = new FrameBuilder();
+    /** A written frame's buffer, given back by the server's writer thread; null while none is. */
+    private final java.util.concurrent.atomic.AtomicReference<byte[]> returned = new java.util.concurrent.atomic.AtomicReference<>();
     /** An incomplete UTF-8 sequence at the end of the last chunk, per stream, held for the next. */
     private final byte[][] carries = new byte[RunListener.Stream.values().length][];
 
@@ -186,83 +192,122 @@ final class RunReporter implements RunListener {
         if (carry.length > 0) sendBase64(stream, carry, 0, carry.length);
     }
 
-    /**
-     * Escapes {@code data[from..to)} into a text frame and sends it, checking UTF-8 on the way (one
-     * pass: runs of plain ASCII are copied whole); false, nothing sent, at a malformed sequence.
-     */
+    /** A text frame of {@code data[from..to)}, sent; false, nothing sent, at a malformed UTF-8 sequence. */
     private boolean sentAsText(RunListener.Stream stream, byte[] data, int from, int to) {
-        int at = start(prefix(stream), 6 * (to - from) + 16, "\"text\":\"");
-        byte[] frame = this.frame;
-        int i = from;
-        while (i < to) {
-            int plain = plainEnd(data, i, to);
-            System.arraycopy(data, i, frame, at, plain - i);
-            at += plain - i;
-            i = plain;
-            if (i == to) break;
-            byte b = data[i];
-            if (b < 0) { // a multi-byte sequence: JSON takes it as it is, if well-formed
-                int length = Utf8.sequenceLength(data, i, to);
-                if (length == 0) return false;
-                System.arraycopy(data, i, frame, at, length);
-                at += length;
-                i += length;
-            } else {
-                if (b == '"' || b == '\\') {
-                    frame[at++] = '\\';
-                    frame[at++] = b;
-                } else {
-                    at = control(b, at);
-                }
-                i++;
-            }
-        }
-        finish(at);
+        frame.start(prefix(stream), "\"text\":\"", to - from + (to - from) / 8);
+        if (!frame.text(data, from, to)) return false;
+        send();
         return true;
     }
 
-    private int control(byte b, int at) {
-        frame[at++] = '\\';
-        switch (b) {
-            case '\n' -> frame[at++] = 'n';
-            case '\r' -> frame[at++] = 'r';
-            case '\t' -> frame[at++] = 't';
-            case '\b' -> frame[at++] = 'b';
-            case '\f' -> frame[at++] = 'f';
-            default -> {
-                frame[at++] = 'u';
-                frame[at++] = '0';
-                frame[at++] = '0';
-                frame[at++] = HEX[b >> 4];
-                frame[at++] = HEX[b & 0xf];
+    private void sendBase64(RunListener.Stream stream, byte[] data, int from, int to) {
+        byte[] text = Base64.getEncoder().encode(Arrays.copyOfRange(data, from, to)); // the rare case: not UTF-8
+        frame.start(prefix(stream), "\"base64\":\"", text.length);
+        frame.append(text);
+        send();
+    }
+
+    /** Hands the frame to the server, and builds the next one in the buffer it gave back last, if any. */
+    private void send() {
+        int length = frame.end();
+        byte[] sent = frame.bytes;
+        byte[] back = returned.getAndSet(null);
+        frame.bytes = back != null ? back : NO_BYTES;
+        call.notifyClientRaw(sent, length, () -> returned.set(sent)); // a spare byte is left: the newline goes there
+    }
+
+    /**
+     * One sandbox/output frame being built: up to its data from a prefix, then the data escaped as
+     * a JSON string's content, then its end, with a spare byte after it. Its buffer grows only
+     * when escapes make the text longer than the room it was started with.
+     */
+    static final class FrameBuilder {
+        /** After the data: the string's quote and the two objects' braces, and the spare byte. */
+        private static final int END = 4;
+        byte[] bytes = NO_BYTES;
+        private int at;
+
+        /** Starts a frame: the prefix, the member name, room for {@code room} bytes of data. */
+        void start(byte[] prefix, String member, int room) {
+            at = 0;
+            ensure(prefix.length + member.length() + room);
+            System.arraycopy(prefix, 0, bytes, 0, prefix.length);
+            at = prefix.length;
+            for (int i = 0; i < member.length(); i++) bytes[at++] = (byte) member.charAt(i);
+        }
+
+        /** Room for {@code more} bytes after what is written, and the end. */
+        private void ensure(int more) {
+            long need = (long) at + more + END;
+            if (need > Integer.MAX_VALUE - 8) throw new OutOfMemoryError("a frame of " + need + " bytes");
+            if (bytes.length < need) bytes = Arrays.copyOf(bytes, (int) Math.max(need, Math.min(Integer.MAX_VALUE - 8, Math.max(8192L, bytes.length + (long) bytes.length / 2))));
+        }
+
+        void append(byte[] data) {
+            ensure(data.length);
+            System.arraycopy(data, 0, bytes, at, data.length);
+            at += data.length;
+        }
+
+        /**
+         * Escapes {@code data[from..to)} in, checking UTF-8 on the way (one pass: runs of plain
+         * ASCII are copied whole); false at a malformed sequence. There is always room for the
+         * rest of the data as it is: only an escape, which adds up to five bytes, makes more.
+         */
+        boolean text(byte[] data, int from, int to) {
+            ensure(to - from);
+            int i = from;
+            while (i < to) {
+                int plain = plainEnd(data, i, to);
+                System.arraycopy(data, i, bytes, at, plain - i);
+                at += plain - i;
+                i = plain;
+                if (i == to) break;
+                byte b = data[i];
+                if (b < 0) { // a multi-byte sequence: JSON takes it as it is, if well-formed
+                    int length = Utf8.sequenceLength(data, i, to);
+                    if (length == 0) return false;
+                    System.arraycopy(data, i, bytes, at, length);
+                    at += length;
+                    i += length;
+                    continue;
+                }
+                if (bytes.length - at < to - i + 5 + END) ensure(to - i + 5);
+                bytes[at++] = '\\';
+                if (b == '"' || b == '\\') {
+                    bytes[at++] = b;
+                } else {
+                    control(b);
+                }
+                i++;
+            }
+            return true;
+        }
+
+        private void control(byte b) {
+            switch (b) {
+                case '\n' -> bytes[at++] = 'n';
+                case '\r' -> bytes[at++] = 'r';
+                case '\t' -> bytes[at++] = 't';
+                case '\b' -> bytes[at++] = 'b';
+                case '\f' -> bytes[at++] = 'f';
+                default -> {
+                    bytes[at++] = 'u';
+                    bytes[at++] = '0';
+                    bytes[at++] = '0';
+                    bytes[at++] = HEX[b >> 4];
+                    bytes[at++] = HEX[b & 0xf];
+                }
             }
         }
-        return at;
-    }
 
-    private void sendBase64(RunListener.Stream stream, byte[] data, int from, int to) {
-        int encoded = 4 * ((to - from + 2) / 3);
-        int at = start(prefix(stream), encoded + 16, "\"base64\":\"");
-        byte[] text = Base64.getEncoder().encode(Arrays.copyOfRange(data, from, to)); // the rare case: not UTF-8
-        System.arraycopy(text, 0, frame, at, text.length);
-        finish(at + text.length);
-    }
-
-    /** Starts a frame: the prefix, the member name; room for {@code body} more bytes and the end. */
-    private int start(byte[] prefix, int body, String member) {
-        int need = prefix.length + member.length() + body + 4;
-        if (frame.length < need) frame = new byte[Math.max(need, Math.max(8192, frame.length * 2))];
-        System.arraycopy(prefix, 0, frame, 0, prefix.length);
-        int at = prefix.length;
-        for (int i = 0; i < member.length(); i++) frame[at++] = (byte) member.charAt(i);
-        return at;
-    }
-
-    private void finish(int at) {
-        frame[at++] = '"';
-        frame[at++] = '}';
-        frame[at++] = '}';
-        call.notifyClientRaw(frame, at); // a spare byte is left: the newline goes there
+        /** Ends the frame: its length (the spare byte after it is not counted). */
+        int end() {
+            bytes[at++] = '"';
+            bytes[at++] = '}';
+            bytes[at++] = '}';
+            return at;
+        }
     }
 
     @Override

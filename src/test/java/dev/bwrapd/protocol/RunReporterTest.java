@@ -11,6 +11,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 import java.nio.charset.StandardCharsets;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The sandbox id in notifications written as bytes reads back as the very id the client gave, whatever it holds. */
 class RunReporterTest {
@@ -50,6 +51,43 @@ class RunReporterTest {
                 while (expected < data.length && data[expected] >= 0x20 && data[expected] != '"' && data[expected] != '\\') expected++;
                 assertEquals(expected, RunReporter.plainEnd(data, from, data.length), () -> java.util.Arrays.toString(data));
             }
+        }
+    }
+
+    /**
+     * A frame built in a reused buffer is the JSON of its data: every kind of byte, chunks from
+     * empty to 64 KiB, escapes that make the text up to six times longer than the room it started
+     * with; false exactly where the data stops being UTF-8.
+     */
+    @Test
+    void framesReadBackAsTheirTextInWhateverBufferTheyAreBuiltIn() throws Exception {
+        java.util.Random random = new java.util.Random(29);
+        byte[] prefix = "{\"params\":{\"stream\":\"stdout\",".getBytes(StandardCharsets.US_ASCII);
+        byte[][] kinds = {"plain text, a build log line".getBytes(StandardCharsets.US_ASCII), {'\n'}, {0}, {1}, {0x1f}, {'"'}, {'\\'},
+                {(byte) 0xc3, (byte) 0xa9}, {(byte) 0xe2, (byte) 0x82, (byte) 0xac}, {(byte) 0xf0, (byte) 0x9f, (byte) 0x98, (byte) 0x80},
+                {(byte) 0x80}, {(byte) 0xc3}, {(byte) 0xed, (byte) 0xa0, (byte) 0x80}, {0x7f}};
+        RunReporter.FrameBuilder builder = new RunReporter.FrameBuilder();
+        for (int round = 0; round < 600; round++) {
+            java.io.ByteArrayOutputStream chunk = new java.io.ByteArrayOutputStream();
+            int size = random.nextInt(5) == 0 ? 65536 : random.nextInt(300);
+            boolean someMalformed = random.nextInt(3) == 0; // most chunks are valid
+            int escapesEvery = 1 + random.nextInt(round % 7 == 0 ? 1 : 40); // some chunks are all escapes
+            while (chunk.size() < size) {
+                byte[] piece = someMalformed && random.nextInt(50) == 0 ? kinds[10 + random.nextInt(4)]
+                        : random.nextInt(escapesEvery) == 0 ? kinds[1 + random.nextInt(9)] : kinds[0];
+                chunk.write(piece);
+            }
+            byte[] data = chunk.toByteArray();
+            if (random.nextBoolean()) builder.bytes = new byte[random.nextInt(100)]; // a buffer given back, of any size
+            builder.start(prefix, "\"text\":\"", data.length + data.length / 8);
+            boolean valid = dev.bwrapd.jsonrpc.Utf8.validUpTo(data, 0, data.length) == data.length;
+            assertEquals(valid, builder.text(data, 0, data.length), "round " + round);
+            if (!valid) continue;
+            int length = builder.end();
+            assertTrue(builder.bytes.length > length, "a spare byte for the newline");
+            com.fasterxml.jackson.databind.JsonNode frame = JSON.readTree(java.util.Arrays.copyOf(builder.bytes, length));
+            assertEquals(new String(data, StandardCharsets.UTF_8), frame.get("params").get("text").textValue(), "round " + round);
+            assertEquals("stdout", frame.get("params").get("stream").textValue());
         }
     }
 }

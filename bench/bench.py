@@ -263,16 +263,29 @@ def build_run_floor(tmpdir):
 class RunFloor:
     """One run_floor process: a line in, one run of `inv`, a line out."""
 
-    def __init__(self, binary, inv, cgroup_base):
-        self.proc = subprocess.Popen([binary, cgroup_base or "-", inv.executable] + inv.argv, env=inv.env,
+    def __init__(self, binary, inv, cgroup_base, root=None):
+        """With `root`, the floor under bwrapd's rules (run_floor --rules): a JSON line in, JSON lines out."""
+        rules = ["--rules", root] if root else []
+        self.proc = subprocess.Popen([binary] + rules + [cgroup_base or "-", inv.executable] + inv.argv, env=inv.env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.rules = bool(root)
 
     def run(self):
-        self.proc.stdin.write(b"run\n")
+        if not self.rules:
+            self.proc.stdin.write(b"run\n")
+            self.proc.stdin.flush()
+            answer = self.proc.stdout.readline()
+            if answer != b"ok 0\n":
+                raise SystemExit("bench: a floor (C) run failed: %r" % answer)
+            return
+        self.proc.stdin.write(b'{"jsonrpc":"2.0","id":1,"method":"sandbox/run","params":{}}\n')
         self.proc.stdin.flush()
-        answer = self.proc.stdout.readline()
-        if answer != b"ok 0\n":
-            raise SystemExit("bench: a floor (C) run failed: %r" % answer)
+        while True:  # sandbox/started, then the answer
+            message = json.loads(self.proc.stdout.readline() or b"null")
+            if message is None or "id" in message:
+                break
+        if not message or (message.get("result") or {}).get("exitCode") != 0:
+            raise SystemExit("bench: a floor (C, rules) run failed: %r" % message)
 
     def cpu_seconds(self):
         return cpu_seconds_of(self.proc.pid)
@@ -283,14 +296,16 @@ class RunFloor:
         self.proc.stdout.close()
 
 
-def floor_variants(binary, inv, cgroup_base):
-    """The floor with a cgroup per run (as bwrapd, where the helper has one) and without."""
+def floor_variants(binary, inv, cgroup_base, root):
+    """The floor with a cgroup per run (as bwrapd, where the helper has one) and without, and the
+    floor under bwrapd's rules (a cgroup where bwrapd has one)."""
     variants = {}
     if binary is None:
         return variants
     if cgroup_base:
         variants["floor"] = RunFloor(binary, inv, cgroup_base)
     variants["floor-nocgroup"] = RunFloor(binary, inv, None)
+    variants["floor-rules"] = RunFloor(binary, inv, cgroup_base, root)
     return variants
 
 
@@ -503,7 +518,7 @@ def bench_latency(helpers, roots, bst, runs, warmup, floor_binary, cgroup_base):
     bare_params = run_params(roots["bare"])
     primary = next(iter(helpers))
     inv = Invocation(helpers[primary].call("sandbox/argv", run_params(roots["popen"])))
-    floors = floor_variants(floor_binary, inv, cgroup_base)
+    floors = floor_variants(floor_binary, inv, cgroup_base, roots["popen"])
 
     def bwrapd_bare():
         c = time.process_time()
@@ -662,9 +677,10 @@ def bench_throughput(helpers, roots, levels, total, rounds, floor_binary, cgroup
     inv = Invocation(next(iter(helpers.values())).call("sandbox/argv", run_params(roots["popen"])))
     per_round = max(1, total // rounds)
     # the floor: as many run_floor processes as runs in flight, each one run at a time
-    pools = {level: [RunFloor(floor_binary, inv, cgroup_base) for _ in range(level)] for level in levels} \
-        if floor_binary is not None else {}
-    names = list(helpers) + ["popen"] + (["floor"] if pools else [])
+    floors = {"floor": None, "floor-rules": roots["popen"]} if floor_binary is not None else {}
+    pools = {(name, level): [RunFloor(floor_binary, inv, cgroup_base, root) for _ in range(level)]
+             for name, root in floors.items() for level in levels}
+    names = list(helpers) + ["popen"] + list(floors)
     results = {}
     for level in levels:
         results[level] = {name: [] for name in names}
@@ -673,21 +689,21 @@ def bench_throughput(helpers, roots, levels, total, rounds, floor_binary, cgroup
         for helper in helpers.values():
             bwrapd_pipelined(helper, params, level, level)
         popen_threads(inv, level, level)
-        if pools:
-            floor_processes(pools[level], level)
+        for name in floors:
+            floor_processes(pools[(name, level)], level)
     cpu = {(level, name): 0.0 for level in levels for name in names}
 
     def helper_cpu(name, level):  # plus this process's, as for bwrapd's client and Python's threads
-        if name == "floor":
-            return sum(f.cpu_seconds() for f in pools[level])
+        if name in floors:
+            return sum(f.cpu_seconds() for f in pools[(name, level)])
         return helpers[name].cpu_seconds() if name in helpers else 0
 
     for r in range(rounds):
         for level in levels:
             contenders = [(name, lambda name=name: bwrapd_pipelined(helpers[name], params, per_round, level)) for name in helpers]
             contenders.append(("popen", lambda: popen_threads(inv, per_round, level)))
-            if pools:
-                contenders.append(("floor", lambda: floor_processes(pools[level], per_round)))
+            for name in floors:
+                contenders.append((name, lambda name=name: floor_processes(pools[(name, level)], per_round)))
             k = r % len(contenders)
             for name, fn in contenders[k:] + contenders[:k]:
                 c = time.process_time() + helper_cpu(name, level)
@@ -959,8 +975,10 @@ def report_markdown(res):
                    "buildstream": "BuildStream 1.6 `SandboxBwrap.run()`",
                    "bare": "%s, bare root (removes /dev/*, /dev, /proc, /tmp after each run)" % build_label(res, lat["primary"]),
                    "floor": "floor (C): `bench/floor/run_floor.c`, same argv, a cgroup per run, both reaps",
-                   "floor-nocgroup": "floor (C) without the cgroup"})
-    for name in names + ["popen", "buildstream", "floor", "floor-nocgroup", "bare"]:
+                   "floor-nocgroup": "floor (C) without the cgroup",
+                   "floor-rules": "floor (C) under bwrapd's rules: `run_floor --rules`, three threads, paths by descriptor, "
+                                  "lease, watchdog, held init, poll loop, JSON lines"})
+    for name in names + ["popen", "buildstream", "floor", "floor-nocgroup", "floor-rules", "bare"]:
         if name in lat:
             s = lat[name]
             add("| %s | %.2f | %.2f | %.2f | %.2f |" % (labels[name], s["median"], s["p90"], s["mean"], s["min"]))
@@ -988,12 +1006,17 @@ def report_markdown(res):
     add("- CPU time of the orchestrating process per run (not bwrap's, not the command's): %s; Popen %.2f ms%s%s." % (
         "; ".join(parts), c["popen"], "; BuildStream %.2f ms" % c["buildstream"] if "buildstream" in c else "",
         "".join("; %s %.2f ms" % (label, c[key]) for key, label in (("floor", "floor (C)"),
-                                                                     ("floor-nocgroup", "floor (C) without the cgroup"))
+                                                                     ("floor-nocgroup", "floor (C) without the cgroup"),
+                                                                     ("floor-rules", "floor (C) under the rules"))
                 if key in c)))
     if "floor" in lat:
         add("- floor (C) / Popen: **%.3f** (median): what the cgroup and the wait for the sandbox's init cost a "
             "helper that does nothing else. Helper CPU target <= 0.35 ms: floor %s (%.2f ms)." % (
                 lat["floor"]["median"] / lat["popen"]["median"], verdict(c["floor"] <= 0.35), c["floor"]))
+    if "floor-rules" in lat:
+        add("- floor (C) under bwrapd's rules / Popen: **%.3f** (median), CPU %.2f ms a run: what any helper built "
+            "to bwrapd's rules pays on this machine, before its language does anything." % (
+                lat["floor-rules"]["median"] / lat["popen"]["median"], c["floor-rules"]))
     add("")
     add("## 2. Throughput (runs per second, same `/bin/true` run)")
     add("")
@@ -1009,12 +1032,13 @@ def report_markdown(res):
             " | ".join("**%.2f**" % (by[n]["runs_per_s"] / p) for n in names),
             " / ".join("%.2f" % by[n]["cpu_ms_per_run"] for n in names), by["popen"]["cpu_ms_per_run"]))
     for level, by in thr.items():
-        if "floor" in by:
-            f = by["floor"]
-            add("")
-            add("- %s in flight, floor (C), one `run_floor` process per run in flight: %.1f runs/s, **%.2f** × Python, "
-                "CPU %.2f ms per run (the processes and this script)." % (
-                    level, f["runs_per_s"], f["runs_per_s"] / by["popen"]["runs_per_s"], f["cpu_ms_per_run"]))
+        for name, what in (("floor", "floor (C)"), ("floor-rules", "floor (C) under bwrapd's rules")):
+            if name in by:
+                f = by[name]
+                add("")
+                add("- %s in flight, %s, one `run_floor` process per run in flight: %.1f runs/s, **%.2f** × Python, "
+                    "CPU %.2f ms per run (the processes and this script)." % (
+                        level, what, f["runs_per_s"], f["runs_per_s"] / by["popen"]["runs_per_s"], f["cpu_ms_per_run"]))
     add("")
     add("%d runs per contender and level. Target at 16 and 64 in flight >= 1.0 × Python: %s." % (
         next(iter(thr.values()))[names[0]]["runs"], "; ".join("%s at %s %s (%.2f)" % (
@@ -1108,8 +1132,8 @@ def plot(res, path):
     ax = axes[0][0]
     labels = {n: "bwrapd\n" + short[n] for n in builds}
     labels.update({"popen": "Popen", "buildstream": "BuildStream", "bare": "bwrapd %s\nbare root" % short[lat["primary"]],
-                   "floor": "floor (C)"})
-    names = [n for n in builds + ["popen", "buildstream", "floor", "bare"] if n in lat["raw"]]
+                   "floor": "floor (C)", "floor-rules": "floor (C)\nrules"})
+    names = [n for n in builds + ["popen", "buildstream", "floor", "floor-rules", "bare"] if n in lat["raw"]]
     ax.boxplot([lat["raw"][n] for n in names], showfliers=False, whis=(10, 90))
     ax.set_xticks(range(1, len(names) + 1), [labels[n] for n in names])
     for i, n in enumerate(names, 1):
@@ -1139,6 +1163,8 @@ def plot(res, path):
         bars.append(("BuildStream", cpu["buildstream"]))
     if "floor" in cpu:
         bars.append(("floor (C)", cpu["floor"]))
+    if "floor-rules" in cpu:
+        bars.append(("floor (C)\nrules", cpu["floor-rules"]))
     ax.bar(range(len(bars)), [v for _, v in bars])
     ax.set_xticks(range(len(bars)), [k for k, _ in bars])
     ax.set_ylabel("CPU ms per run, outside bwrap")

@@ -15,9 +15,9 @@ from the (shared) machine hits every contender alike:
      `SandboxBwrap.run()` in this process, (d) the floor: bench/floor/run_floor.c (compiled
      here with gcc), the same argv from C doing only what bwrapd must per run (a cgroup, the
      spawn, bwrap's status, reaping bwrap and the sandbox's init, cpu.stat), with and without the
-     cgroup;
+     cgroup, and `run_floor --rules`: also what bwrapd's rules ask of a run, the plain way in C;
   2. throughput with 16 and 64 runs in flight: bwrapd (pipelined requests) vs Python threads
-     each doing Popen of the same argv, and the floor (one run_floor process per run in flight);
+     each doing Popen of the same argv, and both floors (one run_floor process per run in flight);
   3. helper start-up (spawn to `initialize` response), with and without the JDK AOT cache, and
      the floors under it: the native binary's `--version`, bench/floor's Quarkus-only binary (when
      built: ./mvnw -f bench/floor/pom.xml package -Dnative ...), `java -version`;

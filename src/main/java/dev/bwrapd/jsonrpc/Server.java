@@ -602,8 +602,9 @@ public final class Server {
 
     /**
      * Sends a notification already serialized ({@code body[0..length)}; a spare byte after it takes
-     * the newline), not copied: the array is the queue's until {@code written} runs. The sender is
-     * a producer that can wait (a run's streamed output): while more than {@link #notifyAbove()}
+     * the newline), not copied: the array is the queue's until {@code written} runs, and held
+     * against the budget at its whole size, whatever part of it the frame is. The sender is a
+     * producer that can wait (a run's streamed output): while more than {@link #notifyAbove()}
      * bytes are unread it waits, and with it the command on its pipe.
      */
     public void sendRaw(byte[] body, int length, Runnable written) {
@@ -612,7 +613,7 @@ public final class Server {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt(); // sent all the same: output is never dropped
         }
-        outbox.post(Outbox.Frame.of(body, length, written));
+        outbox.post(new Outbox.Frame(body, length, null, null, body.length, written));
     }
 
     /** Sends a small notification already serialized (copied), at once: it never waits for the client. */

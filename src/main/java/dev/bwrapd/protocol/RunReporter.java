@@ -36,8 +36,8 @@ final class RunReporter implements RunListener {
     private final byte[][] prefixes = new byte[RunListener.Stream.values().length][];
     /**
      * Where each sandbox/output frame is built. A sent frame is the server's until it is written,
-     * then given back ({@link #returned}) to build the one after next: two buffers take turns, and
-     * no chunk is copied into the writer's queue.
+     * then given back ({@link #returned}) to build a later one: while the client keeps up two
+     * buffers take turns, and no chunk is copied into the writer's queue.
      */
     private final FrameBuilder frame = new FrameBuilder();
     /** A written frame's buffer, given back by the server's writer thread; null while none is. */
@@ -207,13 +207,22 @@ final class RunReporter implements RunListener {
         send();
     }
 
+    /**
+     * A written frame's buffer is kept for the next only up to this size (a chunk's frame is
+     * ~74 KB; one of control characters grows to ~560 KB): what a run keeps between frames is not
+     * counted against the budget, so it stays small.
+     */
+    private static final int KEPT_AT_MOST = 256 * 1024;
+
     /** Hands the frame to the server, and builds the next one in the buffer it gave back last, if any. */
     private void send() {
         int length = frame.end();
         byte[] sent = frame.bytes;
         byte[] back = returned.getAndSet(null);
         frame.bytes = back != null ? back : NO_BYTES;
-        call.notifyClientRaw(sent, length, () -> returned.set(sent)); // a spare byte is left: the newline goes there
+        call.notifyClientRaw(sent, length, () -> { // a spare byte is left: the newline goes there
+            if (sent.length <= KEPT_AT_MOST) returned.set(sent);
+        });
     }
 
     /**
@@ -240,7 +249,8 @@ final class RunReporter implements RunListener {
         private void ensure(int more) {
             long need = (long) at + more + END;
             if (need > Integer.MAX_VALUE - 8) throw new OutOfMemoryError("a frame of " + need + " bytes");
-            if (bytes.length < need) bytes = Arrays.copyOf(bytes, (int) Math.max(need, Math.min(Integer.MAX_VALUE - 8, Math.max(8192L, bytes.length + (long) bytes.length / 2))));
+            // No minimum: a queued frame is held at its array's size, and a slow client's queue of small frames must stay small.
+            if (bytes.length < need) bytes = Arrays.copyOf(bytes, (int) Math.max(need, Math.min(Integer.MAX_VALUE - 8, bytes.length + (long) bytes.length / 2)));
         }
 
         void append(byte[] data) {

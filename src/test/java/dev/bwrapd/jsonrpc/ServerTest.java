@@ -323,6 +323,46 @@ class ServerTest {
         assertEquals(2, responses.size(), "both answers were written before awaitIdle returned: " + responses);
     }
 
+    /**
+     * A notification handed over without a copy is held against the budget at its array's whole
+     * size until it is written, not at the frame's length: a client that does not read cannot
+     * make the queue hold more than the budget counts (many 1-byte frames in 8 KiB arrays).
+     */
+    @Test
+    void aFrameHandedOverIsHeldAtItsArraysSizeUntilWritten() throws Exception {
+        CountDownLatch reading = new CountDownLatch(1);
+        OutputStream stalled = new OutputStream() {
+            @Override
+            public void write(int b) {
+                write(new byte[] {(byte) b}, 0, 1);
+            }
+
+            @Override
+            public void write(byte[] b, int off, int len) {
+                try {
+                    reading.await(10, TimeUnit.SECONDS); // a client that reads nothing until told to
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        };
+        dev.bwrapd.memory.MemoryBudget budget = new dev.bwrapd.memory.MemoryBudget(1L << 30);
+        server = new Server(Main.jsonMapper(LIMIT), new MessageReader(new ByteArrayInputStream(new byte[0]), null, LIMIT),
+                new MessageWriter(stalled, () -> Framing.NDJSON), LIMIT, methods, HANDLERS, t -> null, budget);
+        CountDownLatch written = new CountDownLatch(3);
+        for (int i = 0; i < 3; i++) {
+            byte[] body = new byte[8192];
+            body[0] = '1';
+            server.sendRaw(body, 1, written::countDown);
+        }
+        assertEquals(3 * 8192, budget.used(), "three 8 KiB arrays queued or being written");
+        reading.countDown();
+        assertTrue(written.await(10, TimeUnit.SECONDS), "every frame written");
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (budget.used() != 0 && System.nanoTime() < deadline) Thread.sleep(1);
+        assertEquals(0, budget.used(), "released once written");
+    }
+
     // ----- batches -----
 
     @Test

@@ -90,4 +90,39 @@ class RunReporterTest {
             assertEquals("stdout", frame.get("params").get("stream").textValue());
         }
     }
+
+    /**
+     * Escapes that use up the room a frame started with to within a byte or two, whatever the last
+     * character is, leave room for the frame's end and the spare byte: the bounds are exact, not
+     * covered by slack.
+     */
+    @Test
+    void escapesThatEatTheStartingRoomToTheLastByteLeaveTheEndAndTheSpareByte() throws Exception {
+        byte[] prefix = "{\"params\":{\"stream\":\"stdout\",".getBytes(StandardCharsets.US_ASCII);
+        byte[][] lasts = {{'\n'}, {'"'}, {1}, {0x1f}, {(byte) 0xe2, (byte) 0x82, (byte) 0xac}, {'x'}};
+        RunReporter.FrameBuilder builder = new RunReporter.FrameBuilder();
+        for (int n : new int[] {8200, 65536, 65539}) {
+            for (int spare = -6; spare <= 6; spare++) {
+                for (byte[] last : lasts) {
+                    for (int tail = 0; tail <= 2; tail++) {
+                        for (int fresh = 0; fresh < 2; fresh++) {
+                            byte[] data = new byte[n];
+                            java.util.Arrays.fill(data, (byte) 'a');
+                            int end = n - tail - last.length;
+                            for (int i = end - (n / 8 - spare); i < end; i++) data[i] = '\n';
+                            System.arraycopy(last, 0, data, end, last.length);
+                            builder.bytes = new byte[fresh == 0 ? 0 : prefix.length + 8 + n + n / 8 + 4]; // grown, or exactly the start
+                            builder.start(prefix, "\"text\":\"", n + n / 8);
+                            assertTrue(builder.text(data, 0, n));
+                            int length = builder.end();
+                            String where = "n=" + n + " spare=" + spare + " tail=" + tail + " fresh=" + fresh;
+                            assertTrue(builder.bytes.length > length, "a spare byte: " + where);
+                            assertEquals(new String(data, StandardCharsets.UTF_8),
+                                    JSON.readTree(java.util.Arrays.copyOf(builder.bytes, length)).get("params").get("text").textValue(), where);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -337,8 +337,20 @@ public final class Libc {
 
     /** Clears O_NONBLOCK on an open file (it was opened with it so that opening a FIFO could not block). */
     public static void clearNonBlocking(int fd) throws Error {
+        setFlags(fd, 0, O_NONBLOCK);
+    }
+
+    /**
+     * Sets O_NONBLOCK on an open file: on one end of a pipe, that end only (each end is an open
+     * file of its own), so the other end's reader or writer, a command's stdin, is not changed.
+     */
+    public static void setNonBlocking(int fd) throws Error {
+        setFlags(fd, O_NONBLOCK, 0);
+    }
+
+    private static void setFlags(int fd, int set, int clear) throws Error {
         int flags = BINDING.fcntl(fd, F_GETFL, 0);
-        if (flags < 0 || BINDING.fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) throw new Error("fcntl(F_SETFL)", errno());
+        if (flags < 0 || BINDING.fcntl(fd, F_SETFL, (flags | set) & ~clear) < 0) throw new Error("fcntl(F_SETFL)", errno());
     }
 
     /** Writes all of {@code data}, retrying EINTR and short writes. */

@@ -118,6 +118,8 @@ final class Run {
     private CompletableFuture<ExitStatus> initExit;
     private Integer exitCode;
     private boolean bwrapEnded, initEnded, awaitingCommand, announced;
+    /** bwrap's and the init's ends were seen on their pidfds (not assumed for want of one). */
+    private boolean bwrapEndSeen, initEndSeen;
     private long commandWaitEnds;
     private int commandPollMs;
     private final StringBuilder statusText = new StringBuilder();
@@ -257,14 +259,22 @@ final class Run {
     private void stdinFrom(InputStream data) throws Libc.Error {
         int[] pipe = pipe();
         childStdin = pipe[0];
+        Libc.setNonBlocking(pipe[1]); // see inputPipe
         watch(STDIN, pipe[1], Libc.POLLOUT);
         stdinData = data;
         stdinChunk = new byte[PIPE_BUF];
     }
 
-    /** A pipe for the command's stdin: its read end; the write end is the STDIN slot, written as input comes. */
+    /**
+     * A pipe for the command's stdin: its read end; the write end is the STDIN slot, written as
+     * input comes. bwrapd's end does not block: "writable" from poll does not promise room for a
+     * page when the command, which holds the other end, can shrink the pipe (F_SETPIPE_SZ) in
+     * between, and a run's thread blocked in write(2) would keep no timer. The command's end is
+     * an open file of its own, and stays blocking.
+     */
     private int inputPipe() throws Libc.Error {
         int[] pipe = pipe();
+        Libc.setNonBlocking(pipe[1]);
         watch(STDIN, pipe[1], (short) 0);
         return pipe[0];
     }
@@ -487,6 +497,10 @@ final class Run {
             if (!announced && fds[STATUS] < 0 && !awaitingCommand) flushHeldOutput(); // no sandbox/started is coming
             boolean outputOpen = fds[STATUS] >= 0 || fds[STDOUT] >= 0 || fds[STDERR] >= 0;
             if (!outputOpen && bwrapEnded && (initPid == 0 || initEnded)) break;
+            if (outputOpen && bwrapEndSeen && (initPid == 0 || initEndSeen)) {
+                drainOutputs();
+                continue;
+            }
             if (bwrapEnded && (initPid == 0 || initEnded) && fds[STDIN] >= 0) { // nobody left to read it
                 closeSlot(STDIN);
                 if (input != null) input.close();
@@ -521,14 +535,14 @@ final class Run {
                 else writeStdin(); // stdin text or base64
             }
             if (revents[BWRAP] != 0) {
-                bwrapEnded = true;
+                bwrapEnded = bwrapEndSeen = true;
                 fds[BWRAP] = -1; // closed with the rest at the end
             }
             if (revents[INIT] != 0) {
-                initEnded = true;
+                initEnded = initEndSeen = true;
                 fds[INIT] = -1; // the sandbox's, closed by it
             }
-            if (revents[WAKE] != 0) Libc.read(fds[WAKE], chunk, 0, 64);
+            if (revents[WAKE] != 0) Libc.read(fds[WAKE], chunk, 0, chunk.length); // every wake-up pending: a pipe holds 64 KiB
             if (revents[HOLD] != 0) { // the init passed its block: the command is being forked
                 closeSlot(HOLD);
                 commandPollMs = 1;
@@ -538,6 +552,31 @@ final class Run {
         if (input != null) input.close();
         stdout.ended();
         stderr.ended();
+    }
+
+    /**
+     * bwrap and the init have ended, as their pidfds said: every process of the sandbox is gone
+     * (the init's end waits for all of its PID namespace), and everything they wrote is in the
+     * pipes. What is there is read; a pipe that has not ended then is held open by a process
+     * outside the sandbox (a descriptor passed out through a socket, or opened through /proc), and
+     * is closed rather than waited on, or the run would never be answered. At most 64 reads a
+     * pipe: such a process may go on writing.
+     */
+    private void drainOutputs() throws Libc.Error {
+        int[] one = new int[1];
+        short[] events = {Libc.POLLIN}, returned = new short[1];
+        for (int slot : new int[] {STATUS, STDOUT, STDERR}) {
+            for (int reads = 0; fds[slot] >= 0; reads++) {
+                one[0] = fds[slot];
+                if (reads == 64 || Libc.poll(one, events, returned, 1, 0) == 0) {
+                    if (slot == STATUS) statusLine(statusText.toString()); // its last line, if it had no newline
+                    closeSlot(slot);
+                    break;
+                }
+                if (slot == STATUS) readStatus();
+                else readOutput(slot, slot == STDOUT ? stdout : stderr);
+            }
+        }
     }
 
     /**
@@ -640,7 +679,7 @@ final class Run {
                 if (stdinFrom == stdinTo) done = true; // all written
                 else stdinFrom += Libc.write(fds[STDIN], stdinChunk, stdinFrom, stdinTo - stdinFrom);
             } catch (Libc.Error e) {
-                done = true; // the command closed its stdin early: not an error of the run
+                done = e.errno != Libc.EAGAIN; // EAGAIN: no room after all, poll again; else the command closed its stdin early
             } catch (IOException e) {
                 done = true; // checked before the run started; cannot happen
             }

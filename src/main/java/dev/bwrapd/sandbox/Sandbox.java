@@ -153,7 +153,14 @@ public final class Sandbox {
         queued.clear();
     }
 
-    synchronized void attachWake(int fd) {
+    /**
+     * The write end of the run's wake-up pipe. Written under this lock, it must never block: made
+     * non-blocking here, so a full pipe (a client sending input faster than a stalled run drains
+     * its wake-ups) is a wake-up already pending, not a reading thread stuck in write(2) holding
+     * the lock the run's thread needs to go on.
+     */
+    synchronized void attachWake(int fd) throws Libc.Error {
+        Libc.setNonBlocking(fd);
         wakeFd = fd;
     }
 
@@ -163,7 +170,7 @@ public final class Sandbox {
         try {
             Libc.write(wakeFd, new byte[] {1}, 0, 1);
         } catch (Libc.Error e) {
-            // the run is ending: nothing left to wake it for
+            // full (EAGAIN: a wake-up is pending), or the run is ending: nothing more to do
         }
     }
 

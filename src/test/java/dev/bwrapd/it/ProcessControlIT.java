@@ -450,6 +450,28 @@ class ProcessControlIT {
         assertEquals("signaled", result(response, START).path("status").asText());
     }
 
+    /**
+     * A process outside the sandbox that holds the command's stdout open (a descriptor passed out
+     * through a socket, or opened through /proc as here) never lets the pipe end: the run is
+     * answered all the same once the sandbox's processes are gone, with what they wrote.
+     */
+    @Test
+    void aRunIsAnsweredWhenItsOutputIsHeldOpenFromOutsideTheSandbox() throws Exception {
+        String id = newId("held-out");
+        CompletableFuture<JsonNode> response = client.send(JSON.valueToTree(id), "sandbox/run",
+                runParams(root, id, marker, "echo before; sleep 1; echo after"));
+        int pid = client.awaitStarted(id, START).path("params").path("pid").asInt();
+        List<Integer> children = ProcessSupport.children(pid);
+        assertFalse(children.isEmpty(), "the command runs");
+        try (java.io.FileOutputStream held = new java.io.FileOutputStream("/proc/" + children.getFirst() + "/fd/1")) {
+            JsonNode answer = response.get(START.toSeconds(), TimeUnit.SECONDS);
+            JsonNode result = answer.get("result");
+            assertTrue(result != null, answer.toString());
+            assertEquals("exited", result.path("status").asText(), result.toString());
+            assertEquals("before\nafter\n", Runs.out(result), result.toString());
+        }
+    }
+
     // ----- sandbox/started, sessions -----
 
     @Test

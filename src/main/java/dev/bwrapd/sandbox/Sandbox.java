@@ -332,9 +332,25 @@ public final class Sandbox {
     private int signalGroup() {
         if (terminalFd >= 0) {
             int foreground = Libc.foregroundGroup(terminalFd);
-            if (foreground > 0) return foreground;
+            if (foreground > 0 && inSandbox(foreground)) return foreground;
         }
         return initPid; // setsid -c has not run yet: the command is still in the init's group
+    }
+
+    /**
+     * Whether process group {@code group}'s leader lives in the sandbox's PID namespace. The
+     * terminal names its foreground group by number, and the sandbox chooses that group: one it
+     * emptied keeps the terminal's reference while its number goes free, and may be a host group's
+     * by the time a signal is sent. A group whose leader is gone, or lives elsewhere, is not signalled.
+     */
+    private boolean inSandbox(int group) {
+        try {
+            Libc.FileStat namespace = Libc.statIfPresent(Libc.AT_FDCWD, "/proc/" + group + "/ns/pid", 0);
+            Libc.FileStat sandbox = Libc.statIfPresent(Libc.AT_FDCWD, "/proc/" + initPid + "/ns/pid", 0);
+            return namespace != null && sandbox != null && namespace.sameFile(sandbox);
+        } catch (Libc.Error e) {
+            return false; // not ours to look at (another user's process): not the sandbox's
+        }
     }
 
     /**

@@ -115,7 +115,7 @@ public class Main implements QuarkusApplication {
 
         MemoryBudget budget = new MemoryBudget(options.maxMemory() != null ? options.maxMemory() : defaultMemory());
         LOG.debugf("memory budget: %d bytes", budget.limit());
-        Capture.Store captures = new Capture.Store(budget, Path.of(System.getProperty("java.io.tmpdir")), CAPTURE_MEMORY_BYTES);
+        Capture.Store captures = new Capture.Store(budget, Capture.spoolDirectory(System.getenv("TMPDIR"), System.getProperty("java.io.tmpdir")), CAPTURE_MEMORY_BYTES);
         ObjectMapper json = jsonMapper(options.maxMessageBytes());
         MessageReader reader = new MessageReader(new FileInputStream(FileDescriptor.in), options.framing(), options.maxMessageBytes());
         MessageWriter writer = new MessageWriter(protocolOut, reader::framing);

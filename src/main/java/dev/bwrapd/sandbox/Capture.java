@@ -94,12 +94,40 @@ public final class Capture implements AutoCloseable {
 
     /** A file that has no name from the start (unlinked at once), so nothing is left behind whatever happens. */
     private static FileChannel openSpool(Path directory) throws IOException {
-        Path file = Files.createTempFile(directory, "bwrapd-capture-", ".spool");
-        try {
-            return FileChannel.open(file, StandardOpenOption.READ, StandardOpenOption.WRITE);
-        } finally {
-            Files.delete(file);
+        for (int attempt = 0; ; attempt++) {
+            // Any name will do: O_EXCL refuses one that exists, whoever made it.
+            String name = "bwrapd-capture-" + Long.toUnsignedString(java.util.concurrent.ThreadLocalRandom.current().nextLong(), 36) + ".spool";
+            try {
+                return openSpool(directory, name);
+            } catch (java.nio.file.FileAlreadyExistsException e) {
+                if (attempt == 9) throw e;
+            }
         }
+    }
+
+    /**
+     * Creates {@code directory/name} and opens it in one open(2) (O_CREAT|O_EXCL, never following a
+     * link, mode 0600), then unlinks it. The temporary directory may be shared with sandboxes that
+     * see it (a mount of the host's /tmp): a file made first and opened again by its name could be
+     * a link to any file of bwrapd's user by then, and the command's output would go there.
+     */
+    static FileChannel openSpool(Path directory, String name) throws IOException {
+        Path file = directory.resolve(name);
+        FileChannel channel = FileChannel.open(file, java.util.Set.of(StandardOpenOption.CREATE_NEW, StandardOpenOption.READ,
+                        StandardOpenOption.WRITE, java.nio.file.LinkOption.NOFOLLOW_LINKS),
+                java.nio.file.attribute.PosixFilePermissions.asFileAttribute(java.nio.file.attribute.PosixFilePermissions.fromString("rw-------")));
+        try {
+            Files.delete(file);
+        } catch (IOException e) {
+            channel.close();
+            throw e;
+        }
+        return channel;
+    }
+
+    /** Where spool files go: $TMPDIR when it is an absolute path (as for any Unix program), else java.io.tmpdir. */
+    public static Path spoolDirectory(String tmpdirVariable, String javaTmpdir) {
+        return tmpdirVariable != null && tmpdirVariable.startsWith("/") ? Path.of(tmpdirVariable) : Path.of(javaTmpdir);
     }
 
     /** The stream could not be read (or kept) further: what was kept stays, marked as incomplete. */

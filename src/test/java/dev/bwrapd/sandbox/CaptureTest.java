@@ -172,4 +172,31 @@ class CaptureTest {
             assertArrayEquals(binary, Base64.getDecoder().decode(asBase64.get("base64").textValue()));
         }
     }
+
+    /**
+     * A spool file is created and opened in one step and never through a link: a link planted
+     * where the file goes (a sandbox sharing the temporary directory) is refused, and the file it
+     * points to is left as it was; a spool that opens leaves no name behind.
+     */
+    @Test
+    void aSpoolFileIsNeverOpenedThroughALinkAndLeavesNoName(@TempDir java.nio.file.Path directory) throws Exception {
+        java.nio.file.Path victim = Files.writeString(directory.resolve("victim"), "the user's file\n");
+        Files.createSymbolicLink(directory.resolve("bwrapd-capture-planted.spool"), victim);
+        org.junit.jupiter.api.Assertions.assertThrows(java.nio.file.FileAlreadyExistsException.class,
+                () -> Capture.openSpool(directory, "bwrapd-capture-planted.spool"));
+        org.junit.jupiter.api.Assertions.assertEquals("the user's file\n", Files.readString(victim));
+        try (java.nio.channels.FileChannel spool = Capture.openSpool(directory, "bwrapd-capture-fresh.spool")) {
+            org.junit.jupiter.api.Assertions.assertFalse(Files.exists(directory.resolve("bwrapd-capture-fresh.spool"), java.nio.file.LinkOption.NOFOLLOW_LINKS));
+            spool.write(java.nio.ByteBuffer.wrap(new byte[] {1, 2, 3}), 0);
+            org.junit.jupiter.api.Assertions.assertEquals(3, spool.size());
+        }
+    }
+
+    @Test
+    void spoolFilesGoToAnAbsoluteTmpdirElseJavasOwn() {
+        org.junit.jupiter.api.Assertions.assertEquals(java.nio.file.Path.of("/var/tmp/x"), Capture.spoolDirectory("/var/tmp/x", "/tmp"));
+        org.junit.jupiter.api.Assertions.assertEquals(java.nio.file.Path.of("/tmp"), Capture.spoolDirectory("relative", "/tmp"));
+        org.junit.jupiter.api.Assertions.assertEquals(java.nio.file.Path.of("/tmp"), Capture.spoolDirectory("", "/tmp"));
+        org.junit.jupiter.api.Assertions.assertEquals(java.nio.file.Path.of("/tmp"), Capture.spoolDirectory(null, "/tmp"));
+    }
 }

@@ -21,9 +21,14 @@ public final class MemoryBudget {
         this.limit = limit;
     }
 
-    /** Reserves {@code bytes} if they fit under the limit; false (and nothing reserved) if not. */
+    /**
+     * Reserves {@code bytes} if they fit under the limit; false (and nothing reserved) if not.
+     * Nothing always fits, even past the limit ({@link #hold} may go there): a message that is not
+     * counted (a control request, $/cancelRequest, exit) must never be refused for others' bytes.
+     */
     public boolean tryReserve(long bytes) {
         if (bytes < 0) throw new IllegalArgumentException("negative reservation: " + bytes);
+        if (bytes == 0) return true;
         while (true) {
             long now = used.get();
             if (bytes > limit - now) return false;

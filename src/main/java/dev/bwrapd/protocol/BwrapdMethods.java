@@ -267,20 +267,28 @@ public final class BwrapdMethods {
         Sandbox sandbox = sandboxes.get(p.requiredString("sandboxId"));
         byte[] data = bytes(p);
         boolean eof = p.bool("eof", false);
-        if (!budget.tryReserve(data.length)) {
+        long held = data.length + PIECE_BYTES;
+        if (!budget.tryReserve(held)) {
             throw new RpcException(ErrorCodes.OUT_OF_MEMORY, "sandbox/input: " + data.length
                     + " bytes do not fit in the memory budget while earlier input waits for the command");
         }
         try {
             sandbox.input(data, eof, written -> {
-                budget.release(data.length);
+                budget.release(held);
                 call.reply(json.createObjectNode().put("written", written));
             });
         } catch (RuntimeException | dev.bwrapd.sandbox.SandboxException e) {
-            budget.release(data.length);
+            budget.release(held);
             throw e;
         }
     }
+
+    /**
+     * What a piece of input holds while it waits, besides its bytes (its request, call, callback and
+     * place in the queue), counted with them: pieces of no bytes at all would otherwise be free,
+     * and a client could queue them until the heap ran out.
+     */
+    static final int PIECE_BYTES = 1024;
 
     /** {@code text} (UTF-8) or {@code base64}; neither is no bytes (an eof alone). */
     private static byte[] bytes(Params p) throws RpcException {

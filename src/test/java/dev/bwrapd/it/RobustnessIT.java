@@ -102,6 +102,46 @@ class RobustnessIT {
         assertEquals(before, root.snapshot());
     }
 
+    /**
+     * Pieces of input for a command that does not read are held against the budget with what each
+     * request holds besides its bytes: a flood of empty pieces is refused once the budget is
+     * full (before, pieces of no bytes were free, and a client could queue them until the heap ran
+     * out); a control request still gets through; the pieces taken are all answered when the run ends.
+     */
+    @Test
+    void emptyInputPiecesCountAgainstTheBudget() throws Exception {
+        try (Lean bwrapd = new Lean("--max-memory", "1048576")) {
+            ObjectNode params = Runs.sh(root, "sleep 60");
+            params.put("sandboxId", "no-reader").put("stdin", "stream");
+            bwrapd.send(request(0, "sandbox/run", params));
+            assertEquals("sandbox/started", bwrapd.next().path("method").asText());
+            // The pipe full (the command never reads): every piece after this one waits.
+            bwrapd.send(request(1, "sandbox/input", JSON.createObjectNode().put("sandboxId", "no-reader").put("text", "x".repeat(200_000))));
+            int pieces = 3000;
+            StringBuilder flood = new StringBuilder();
+            for (int i = 0; i < pieces; i++) {
+                flood.append(request(2 + i, "sandbox/input", JSON.createObjectNode().put("sandboxId", "no-reader").put("text", "")));
+            }
+            bwrapd.send(flood.toString());
+            // At most 1 MiB / 1 KiB pieces can wait; the others are refused at once, and are the first answers.
+            int refusedFirst = pieces - 1024;
+            for (int i = 0; i < refusedFirst; i++) {
+                JsonNode answer = bwrapd.nextAnswer();
+                assertEquals(-32010, answer.at("/error/code").asInt(), answer::toString);
+            }
+            bwrapd.send(request(9999, "sandbox/terminate", JSON.createObjectNode().put("sandboxId", "no-reader")));
+            Map<Long, JsonNode> rest = bwrapd.answers(pieces + 3 - refusedFirst); // every other piece, the big one, terminate, the run
+            assertTrue(rest.containsKey(0L) && rest.containsKey(1L) && rest.containsKey(9999L), rest.keySet().toString());
+            // terminate is not counted, so it gets through with the budget full (and past it, with refusals waiting to be written)
+            assertTrue(rest.get(9999L).at("/result/delivered").asBoolean(), rest.get(9999L)::toString);
+            assertEquals("signaled", rest.get(0L).at("/result/status").asText(), rest.get(0L)::toString);
+            long taken = rest.values().stream().filter(a -> a.at("/result/written").isNumber()).count() - 1; // less the big one
+            assertTrue(taken > 0 && taken < 1024, "pieces that waited: " + taken);
+            bwrapd.closeInput();
+            assertEquals(0, bwrapd.waitFor(), bwrapd.log());
+        }
+    }
+
     /** Streamed output through a 1 MiB budget: notifications wait for room, none is lost. */
     @Test
     void streamedOutputWaitsForTheBudgetAndLosesNothing() throws Exception {

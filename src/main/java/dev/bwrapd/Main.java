@@ -37,7 +37,6 @@ import java.io.FileOutputStream;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.io.PrintStream;
-import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -115,7 +114,7 @@ public class Main implements QuarkusApplication {
 
         MemoryBudget budget = new MemoryBudget(options.maxMemory() != null ? options.maxMemory() : defaultMemory());
         LOG.debugf("memory budget: %d bytes", budget.limit());
-        Capture.Store captures = new Capture.Store(budget, Capture.spoolDirectory(System.getenv("TMPDIR"), System.getProperty("java.io.tmpdir")), CAPTURE_MEMORY_BYTES);
+        Capture.Store captures = new Capture.Store(budget, Capture.spoolDirectory(), CAPTURE_MEMORY_BYTES);
         ObjectMapper json = jsonMapper(options.maxMessageBytes());
         MessageReader reader = new MessageReader(new FileInputStream(FileDescriptor.in), options.framing(), options.maxMessageBytes());
         MessageWriter writer = new MessageWriter(protocolOut, reader::framing);

@@ -81,7 +81,7 @@ public final class RunnerCommand {
         HostProbe.Lookup bwrap = HostProbe.findBwrap(options.bwrap());
         if (bwrap.found() == null) LOG.warnf("bwrap not found (tried %s); every Run will fail", bwrap.tried());
         CompletableFuture<HostCapabilities> host = HostProbe.start(bwrap, reaper, dev.bwrapd.Version.VERSION);
-        Capture.Store captures = new Capture.Store(new MemoryBudget(MEMORY), Capture.spoolDirectory(System.getenv("TMPDIR"), System.getProperty("java.io.tmpdir")), 0);
+        Capture.Store captures = new Capture.Store(new MemoryBudget(MEMORY), Capture.spoolDirectory(), 0);
         Sandboxes sandboxes = new Sandboxes(watchdog);
         RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), Libc.uid()));
         SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(), captures, cgroups,

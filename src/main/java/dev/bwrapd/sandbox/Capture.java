@@ -126,7 +126,12 @@ public final class Capture implements AutoCloseable {
     }
 
     /** Where spool files go: $TMPDIR when it is an absolute path (as for any Unix program), else java.io.tmpdir. */
-    public static Path spoolDirectory(String tmpdirVariable, String javaTmpdir) {
+    public static Path spoolDirectory() {
+        return spoolDirectory(System.getenv("TMPDIR"), System.getProperty("java.io.tmpdir"));
+    }
+
+    /** The same, from {@code $TMPDIR} and {@code java.io.tmpdir} as given. */
+    static Path spoolDirectory(String tmpdirVariable, String javaTmpdir) {
         return tmpdirVariable != null && tmpdirVariable.startsWith("/") ? Path.of(tmpdirVariable) : Path.of(javaTmpdir);
     }
 

@@ -358,6 +358,11 @@ final class CBinding implements LibcBinding {
     }
 
     @Override
+    public int ioctlValue(int fd, long request, long value) {
+        return memory().kept(Functions.ioctl(fd, request, WordFactory.pointer(value)));
+    }
+
+    @Override
     public int kill(int pid, int signal) {
         return memory().kept(Functions.kill(pid, signal));
     }

@@ -361,6 +361,11 @@ final class FfmBinding implements LibcBinding {
     }
 
     @Override
+    public int ioctlValue(int fd, long request, long value) {
+        try { return (int) Linked.IOCTL.invokeExact(state(), fd, request, MemorySegment.ofAddress(value)); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
     public int kill(int pid, int signal) {
         try { return (int) Linked.KILL.invokeExact(state(), pid, signal); } catch (Throwable t) { throw unexpected(t); }
     }

@@ -28,7 +28,7 @@ public final class Libc {
     /** openat2(2) resolve flags. */
     public static final long RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_NO_SYMLINKS = 0x04, RESOLVE_BENEATH = 0x08, RESOLVE_IN_ROOT = 0x10;
     public static final int EINTR = 4, EAGAIN = 11, EIO = 5, ENOMEM = 12, EINVAL = 22, ESRCH = 3, ENOENT = 2, ECHILD = 10,
-            EEXIST = 17, EXDEV = 18, ELOOP = 40, ENOTDIR = 20, ENOSYS = 38;
+            EEXIST = 17, EXDEV = 18, ELOOP = 40, ENOTDIR = 20, ENOSYS = 38, ENOTTY = 25, ENODEV = 19;
     /** File types of {@link FileStat#mode()}. */
     public static final int S_IFMT = 0170000, S_IFDIR = 0040000, S_IFREG = 0100000, S_IFLNK = 0120000, S_IFCHR = 0020000,
             S_IFBLK = 0060000;
@@ -399,11 +399,11 @@ public final class Libc {
 
     // Terminal ioctls (asm-generic values, used by x86_64 and aarch64).
     private static final long TIOCGPGRP = 0x540F, TIOCSWINSZ = 0x5414, TIOCGWINSZ = 0x5413,
-            TIOCGPTN = 0x80045430L, TIOCSPTLCK = 0x40045431L;
+            TIOCGPTN = 0x80045430L, TIOCSPTLCK = 0x40045431L, TIOCGPTPEER = 0x5441;
 
     /**
      * A new pseudo-terminal's master, unlocked, non-blocking and close-on-exec, never this
-     * process's controlling terminal; {@link #ptsName} names its other end. (What posix_openpt,
+     * process's controlling terminal; {@link #openPtySlave} opens its other end. (What posix_openpt,
      * grantpt and unlockpt do on Linux, where grantpt has nothing left to do with devpts.)
      */
     public static int openPtyMaster() throws Error {
@@ -417,8 +417,23 @@ public final class Libc {
         return master;
     }
 
+    /**
+     * The slave end of {@code master}, opened read-write, never as the controlling terminal. Through
+     * the master itself (TIOCGPTPEER, Linux 4.13): the very terminal, whatever devpts instance
+     * /dev/pts is here (in a container /dev/ptmx and /dev/pts may differ, and the number then names
+     * another terminal: the kernel then refuses, ENODEV). By its path only where the kernel predates
+     * TIOCGPTPEER.
+     */
+    public static int openPtySlave(int master) throws Error {
+        int slave = BINDING.ioctlValue(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (slave >= 0) return slave;
+        int errno = errno();
+        if (errno != ENOTTY && errno != EINVAL) throw new Error("ioctl(TIOCGPTPEER)", errno);
+        return open(ptsName(master), O_RDWR | O_NOCTTY, 0);
+    }
+
     /** The path of a pseudo-terminal master's slave end (ptsname_r), such as /dev/pts/3. */
-    public static String ptsName(int master) throws Error {
+    static String ptsName(int master) throws Error {
         byte[] number = new byte[4];
         if (BINDING.ioctl(master, TIOCGPTN, number) != 0) throw new Error("ioctl(TIOCGPTN)", errno());
         return "/dev/pts/" + (int) INT_AT.get(number, 0);

@@ -84,6 +84,9 @@ interface LibcBinding {
     /** ioctl with a pointer argument: {@code arg} is the memory it points to, read and written in place. */
     int ioctl(int fd, long request, byte[] arg);
 
+    /** ioctl with a value argument (as TIOCGPTPEER takes its flags). */
+    int ioctlValue(int fd, long request, long value);
+
     int kill(int pid, int signal);
 
     /** prlimit: sets {@code newLimit} {soft, hard} unless null, and reads the old one into {@code oldLimit} unless null. */

@@ -284,9 +284,16 @@ final class Run {
      * stderr (and, through the setsid step, its controlling terminal), and whose master bwrapd
      * reads (STDOUT slot: the "terminal" stream) and writes (STDIN slot: sandbox/input).
      */
-    private void openTerminal() throws Libc.Error {
+    private void openTerminal() throws SandboxException, Libc.Error {
         terminal = own(Libc.openPtyMaster());
-        int slave = own(Libc.open(Libc.ptsName(terminal), Libc.O_RDWR | Libc.O_NOCTTY, 0));
+        int slave;
+        try {
+            slave = own(Libc.openPtySlave(terminal));
+        } catch (Libc.Error e) {
+            if (e.errno != Libc.ENODEV) throw e;
+            throw new SandboxException.Failed("terminal: the pseudo-terminal made through /dev/ptmx is not in the devpts mounted at "
+                    + "/dev/pts (they are different instances here), so its other end cannot be opened: " + e.getMessage());
+        }
         sandbox.attachTerminal(terminal);
         childStdin = childStdout = childStderr = slave;
         watch(STDOUT, terminal, Libc.POLLIN);

@@ -91,7 +91,12 @@ public final class BwrapdProcess implements AutoCloseable {
      * as a client that spawns it would be.
      */
     public static BwrapdProcess startUnderShell(String setup, String... args) throws IOException {
-        List<String> command = new ArrayList<>(List.of("/bin/sh", "-c", setup + "; \"$@\"; exit $?", "sh"));
+        return startUnder(List.of("/bin/sh", "-c", setup + "; \"$@\"; exit $?", "sh"), args);
+    }
+
+    /** Started by {@code wrapper}, a command that runs its own arguments (say, unshare): the helper's command follows them. */
+    public static BwrapdProcess startUnder(List<String> wrapper, String... args) throws IOException {
+        List<String> command = new ArrayList<>(wrapper);
         command.addAll(command(args));
         return new BwrapdProcess(new ProcessBuilder(command).start(), Framing.NDJSON);
     }

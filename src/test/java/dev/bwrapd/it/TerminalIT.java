@@ -5,11 +5,14 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Base64;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -167,6 +170,29 @@ class TerminalIT {
         String printed = t.text();
         String hex = printed.substring(printed.indexOf("ready") + 5).replaceAll("\\s+", " ").trim();
         assertEquals(expected.toString().trim(), hex);
+    }
+
+    /**
+     * Where /dev/ptmx and /dev/pts are different devpts instances (a container's /dev/ptmx bound
+     * from another), a new terminal's number names another terminal, or none, under /dev/pts. Its
+     * other end is opened through the master (TIOCGPTPEER), never by that name; where even the
+     * kernel cannot find it, the run is refused saying why. The two instances are mounted in a user
+     * and mount namespace of the test's own (unshare), so it runs as root and unprivileged alike.
+     */
+    @Test
+    void aTerminalIsNeverOpenedByItsNumberInAnotherDevpts(@TempDir Path dir) throws Exception {
+        String otherDevpts = "mount -t devpts -o newinstance,ptmxmode=0666 devpts \"$0\" && mount --bind \"$0/ptmx\" /dev/ptmx"
+                + " && mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts && exec \"$@\"";
+        try (BwrapdProcess split = BwrapdProcess.startUnder(List.of("unshare", "-Urm", "--propagation", "private", "/bin/sh", "-c",
+                otherDevpts, dir.toString()))) {
+            Runs.initialize(split);
+            ObjectNode params = Runs.params(root, "sh", "-c", "echo on-my-terminal");
+            params.putObject("terminal").put("rows", 24).put("cols", 80);
+            JsonNode error = Runs.error(split, params);
+            assertEquals(-32603, error.get("code").asInt(), error::toString);
+            assertTrue(error.get("message").asText().startsWith("terminal: the pseudo-terminal made through /dev/ptmx is not in the devpts"),
+                    error::toString);
+        }
     }
 
     /** A terminal run: collects its "terminal" notifications in order. */

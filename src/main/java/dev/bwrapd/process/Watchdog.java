@@ -12,8 +12,11 @@ import java.util.List;
  * its setup forever). A small shell process, in a session of its own, keeps the process groups of
  * the sandboxes still alive; bwrapd tells it of each group as it appears and goes. When its input
  * ends — bwrapd exited or was killed, the kernel closes the pipe either way — it kills every group
- * it still holds. A group id is never reused while the group has members, so it can only hit
- * what it was told of. It also holds the sandboxes' cgroups: killing a cgroup reaches every process
+ * it still holds that is still a sandbox's: a group id is never reused while the group has members,
+ * and each group it is told of has a member with this helper's mark (bwrap, or the sandbox's init,
+ * which keeps bwrap's command line) for as long as it has any; a group it was told of but whose
+ * members carry no mark is empty and was renumbered (bwrapd reaps bwrap a moment before it tells
+ * the watchdog to forget its group), and is left alone. It also holds the sandboxes' cgroups: killing a cgroup reaches every process
  * of the sandbox, however it left its group or session, and the cgroups are removed afterwards.
  */
 public final class Watchdog {
@@ -21,10 +24,11 @@ public final class Watchdog {
 
     /**
      * "+ID" adds process group ID, "-ID" drops it; an ID starting with "/" is a sandbox's cgroup
-     * directory. The lines are followed by awk where there is one: sh's {@code read} takes a pipe a
+     * directory, one starting with "=" a group whose processes carry no mark (killed as told). The lines are followed by awk where there is one: sh's {@code read} takes a pipe a
      * byte at a time, a system call per byte, ~150 per run (0.3–0.4 ms of CPU per run here); awk
      * reads them in blocks. At end of input every cgroup left is killed (cgroup.kill; on v1, SIGKILL to each
-     * member, thawed, until it is empty), every group left is killed, the cgroups are removed, then every process whose
+     * member, thawed, until it is empty), every group left that has a member marked with $1 (or every
+     * group left, without a mark) is killed, the cgroups are removed, then every process whose
      * command line matches $1 (see {@link #pattern}) is killed. The look for marked processes is
      * repeated until a hundred in a row (over a second) find none: a marked bwrap the watchdog was
      * never told of may clone its init between one look's listing of /proc and its kill, and a bwrap
@@ -45,10 +49,18 @@ public final class Watchdog {
                 esac
               done
             fi
+            third() { echo "$3"; }
+            ours=' '
+            if [ -n "$1" ]; then
+              for f in $(grep -l -a -s "$1" /proc/[0-9]*/cmdline); do
+                s=$(cat "${f%/cmdline}/stat") && ours="$ours$(third ${s##*') '}) "
+              done 2>/dev/null
+            fi
             for id in $live; do
               case $id in
                 /*) [ ! -e "$id/cgroup.kill" ] || echo 1 > "$id/cgroup.kill" ;;
-                *) kill -9 "-$id" ;;
+                =*) kill -9 "-${id#=}" ;;
+                *) case $1:$ours in :*|*" $id "*) kill -9 "-$id" ;; esac ;;
               esac
             done 2>/dev/null
             for id in $live; do
@@ -126,20 +138,22 @@ public final class Watchdog {
 
     /**
      * From now on, kill process group {@code pgid} (0: none) and every process in {@code cgroups},
-     * and remove those, should bwrapd die. One write for all: each write wakes the watchdog.
+     * and remove those, should bwrapd die. {@code marked}: the group's bwrap runs under {@link #mark},
+     * and the group is killed only while a marked process is in it; unmarked (under linux32, which
+     * names bwrap itself), it is killed as told. One write for all: each write wakes the watchdog.
      */
-    public void watch(int pgid, List<Path> cgroups) {
-        send(lines('+', cgroups, pgid));
+    public void watch(int pgid, boolean marked, List<Path> cgroups) {
+        send(lines('+', cgroups, marked, pgid));
     }
 
     /** Group {@code pgids} and {@code cgroups} are gone (or about to be): forget them, in one write. */
-    public void forget(List<Path> cgroups, int... pgids) {
-        send(lines('-', cgroups, pgids));
+    public void forget(List<Path> cgroups, boolean marked, int... pgids) {
+        send(lines('-', cgroups, marked, pgids));
     }
 
-    private static String lines(char sign, List<Path> cgroups, int... pgids) {
+    private static String lines(char sign, List<Path> cgroups, boolean marked, int... pgids) {
         StringBuilder lines = new StringBuilder();
-        for (int pgid : pgids) if (pgid != 0) lines.append(sign).append(pgid).append('\n');
+        for (int pgid : pgids) if (pgid != 0) lines.append(sign).append(marked ? "" : "=").append(pgid).append('\n');
         for (Path dir : cgroups) lines.append(sign).append(dir).append('\n');
         return lines.toString();
     }

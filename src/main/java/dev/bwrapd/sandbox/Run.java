@@ -471,7 +471,7 @@ final class Run {
         } catch (Libc.Error e) {
             throw new SandboxException.BwrapUnusable("cannot start bwrap: " + e.getMessage(), host.bwrapPath(), e.getMessage(), List.of());
         }
-        sandbox.spawned(bwrap.pid(), cgroupPlan == null ? List.of() : cgroupPlan.directories());
+        sandbox.spawned(bwrap.pid(), !spec.linux32(), cgroupPlan == null ? List.of() : cgroupPlan.directories());
         closeOwned(childStdin, childStdout, childStderr, filter);
         if (status != null) {
             closeOwned(status[1], hold[0]);

@@ -53,6 +53,8 @@ public final class Sandbox {
     private SandboxCgroup cgroup;
     /** The sandbox's cgroup directories the watchdog holds (told at the spawn, before they are made). */
     private List<Path> watchedCgroups = List.of();
+    /** bwrap runs under the watchdog's mark (not under linux32). */
+    private boolean marked;
     /** Whether the watchdog holds the init's group too: only without a cgroup, which holds it otherwise. */
     private boolean initWatched;
     /** Whether the init is in {@link #cgroup}: from then on the cgroup holds the whole sandbox. */
@@ -78,11 +80,15 @@ public final class Sandbox {
     /** The sandbox init's host pid (the command's process group), or 0 before it exists. */
     public synchronized int pid() { return initPid; }
 
-    /** bwrap runs; {@code cgroups} are the directories of the sandbox's cgroup, about to be made. */
-    synchronized void spawned(int pid, List<Path> cgroups) {
+    /**
+     * bwrap runs; {@code cgroups} are the directories of the sandbox's cgroup, about to be made.
+     * {@code marked}: bwrap's argv[0] is {@link #bwrapName} (see Watchdog.watch).
+     */
+    synchronized void spawned(int pid, boolean marked, List<Path> cgroups) {
         bwrapPid = pid;
+        this.marked = marked;
         watchedCgroups = cgroups;
-        watchdog.watch(bwrapPid, cgroups); // bwrap's session: the init is in it until its setsid
+        watchdog.watch(bwrapPid, marked, cgroups); // bwrap's session: the init is in it until its setsid
         if (killWhenStarted) Libc.kill(-bwrapPid, Signals.SIGKILL);
     }
 
@@ -95,7 +101,7 @@ public final class Sandbox {
         // The command's group, once the init has called setsid. A cgroup holds it instead: the
         // init is moved in while bwrap holds it, before its setsid, and is in bwrap's session until then.
         if (watchedCgroups.isEmpty()) {
-            watchdog.watch(initPid, List.of());
+            watchdog.watch(initPid, marked, List.of()); // the init keeps bwrap's command line
             initWatched = true;
         }
         state = State.RUNNING;
@@ -126,13 +132,13 @@ public final class Sandbox {
         if (state == State.FINISHED) {
             forgetAll(); // finished() left the groups for this write
         } else {
-            watchdog.forget(watchedCgroups);
+            watchdog.forget(watchedCgroups, marked);
             watchedCgroups = List.of();
         }
     }
 
     private void forgetAll() {
-        watchdog.forget(watchedCgroups, bwrapPid, initWatched ? initPid : 0);
+        watchdog.forget(watchedCgroups, marked, bwrapPid, initWatched ? initPid : 0);
         watchedCgroups = List.of();
     }
 

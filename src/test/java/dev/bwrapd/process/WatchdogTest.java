@@ -80,6 +80,42 @@ class WatchdogTest {
     }
 
     /** A sandbox's cgroup, with a process that left its session inside: killed, then the cgroup removed. */
+    /**
+     * A group it holds whose members carry no mark is no sandbox's: the sandbox's processes are gone
+     * and its number was given again (bwrapd reaps bwrap a moment before it tells the watchdog to
+     * forget bwrap's group). It is left alone; a held group with a marked member is killed, its
+     * unmarked members too (the look for marked processes alone would leave those), and so is a
+     * group told as unmarked ("=": bwrap under linux32, whose argv[0] is not the mark).
+     */
+    @Test
+    void killsOnlyTheGroupsThatStillHaveAMarkedMember() throws Exception {
+        String mark = "bwrapd-held-" + ProcessHandle.current().pid() + "-groups:";
+        Process renumbered = sessionLeader();
+        Process unmarked = sessionLeader();
+        // setsid execs in place (the JVM's child leads no group): sh, with the mark as its argv[0] as bwrap has it, leads the
+        // group; its sleep is unmarked
+        Process ours = new ProcessBuilder("setsid", "bash", "-c", "exec -a \"$0\" sh -c 'sleep 300; :'", mark).start();
+        try {
+            ProcessHandle sleeper = null;
+            for (int i = 0; i < 200 && sleeper == null; i++) {
+                sleeper = ours.children().findFirst().orElse(null);
+                if (sleeper == null) Thread.sleep(10);
+            }
+            assertTrue(sleeper != null, "sh started its sleep");
+            runWatchdog("+" + group(renumbered) + "\n+" + group(ours) + "\n+=" + group(unmarked) + "\n", Watchdog.pattern(mark));
+            assertTrue(unmarked.waitFor(5, TimeUnit.SECONDS), "a group told as unmarked is killed as told");
+            assertTrue(sleeper.onExit().get(5, TimeUnit.SECONDS) != null && !sleeper.isAlive(), "the unmarked member of a marked group is killed");
+            assertFalse(renumbered.waitFor(300, TimeUnit.MILLISECONDS), "a group without a marked member is left alone");
+        } finally {
+            renumbered.destroyForcibly();
+            renumbered.children().forEach(ProcessHandle::destroyForcibly);
+            unmarked.destroyForcibly();
+            unmarked.children().forEach(ProcessHandle::destroyForcibly);
+            ours.children().forEach(ProcessHandle::destroyForcibly);
+            ours.destroyForcibly();
+        }
+    }
+
     @Test
     void killsAndRemovesTheCgroupsItHolds() throws Exception {
         dev.bwrapd.cgroup.CgroupHost host = dev.bwrapd.cgroup.CgroupHost.detect(null);

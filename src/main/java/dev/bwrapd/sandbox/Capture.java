@@ -1,6 +1,7 @@
 package dev.bwrapd.sandbox;
 
 import dev.bwrapd.memory.MemoryBudget;
+import dev.bwrapd.process.Libc;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -125,14 +126,40 @@ public final class Capture implements AutoCloseable {
         return channel;
     }
 
-    /** Where spool files go: $TMPDIR when it is an absolute path (as for any Unix program), else java.io.tmpdir. */
+    /** Where large temporary files go (FHS): a disk where /tmp is memory. */
+    static final Path VAR_TMP = Path.of("/var/tmp");
+
+    /**
+     * Where spool files go: $TMPDIR when it is an absolute path (as for any Unix program), else
+     * java.io.tmpdir (/tmp) — unless that is a tmpfs and /var/tmp a writable directory that is not:
+     * a spool file on a tmpfs is memory outside the budget, up to captureLimitBytes a stream, and
+     * many distributions now mount /tmp so. Nothing stays in /var/tmp: a spool file is unlinked at once.
+     */
     public static Path spoolDirectory() {
-        return spoolDirectory(System.getenv("TMPDIR"), System.getProperty("java.io.tmpdir"));
+        return spoolDirectory(System.getenv("TMPDIR"), System.getProperty("java.io.tmpdir"), Capture::onDisk);
     }
 
-    /** The same, from {@code $TMPDIR} and {@code java.io.tmpdir} as given. */
-    static Path spoolDirectory(String tmpdirVariable, String javaTmpdir) {
-        return tmpdirVariable != null && tmpdirVariable.startsWith("/") ? Path.of(tmpdirVariable) : Path.of(javaTmpdir);
+    /** The same, from {@code $TMPDIR} and {@code java.io.tmpdir} as given; {@code onDisk} says whether a directory is a writable one not in memory. */
+    static Path spoolDirectory(String tmpdirVariable, String javaTmpdir, java.util.function.Predicate<Path> onDisk) {
+        if (tmpdirVariable != null && tmpdirVariable.startsWith("/")) return Path.of(tmpdirVariable);
+        Path tmp = Path.of(javaTmpdir);
+        return !onDisk.test(tmp) && onDisk.test(VAR_TMP) ? VAR_TMP : tmp;
+    }
+
+    private static final long TMPFS_MAGIC = 0x01021994L, RAMFS_MAGIC = 0x858458f6L;
+
+    /** A writable directory on a file system that is not memory (tmpfs, ramfs); false when that cannot be told. */
+    static boolean onDisk(Path directory) {
+        int fd = Libc.openat(Libc.AT_FDCWD, directory.toString(), Libc.O_PATH | Libc.O_DIRECTORY);
+        if (fd < 0) return false;
+        try {
+            long type = Libc.filesystemType(fd);
+            return type != TMPFS_MAGIC && type != RAMFS_MAGIC && Files.isWritable(directory);
+        } catch (Libc.Error e) {
+            return false;
+        } finally {
+            Libc.close(fd);
+        }
     }
 
     /** The stream could not be read (or kept) further: what was kept stays, marked as incomplete. */

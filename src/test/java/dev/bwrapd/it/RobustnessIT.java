@@ -273,6 +273,43 @@ class RobustnessIT {
         }
     }
 
+    /**
+     * A capture past its first 256 KiB is spooled to a file. Where /tmp is a tmpfs (as many
+     * distributions mount it) that file is memory outside the budget, up to captureLimitBytes a
+     * stream: it goes to /var/tmp, a disk, instead. /tmp is made a tmpfs in a user and mount
+     * namespace of the test's own; the spool file, unlinked at once, is found among the helper's
+     * open descriptors while the command still runs.
+     */
+    @Test
+    void captureSpoolFilesLeaveATmpfsTmpForADisk() throws Exception {
+        Assumptions.assumeFalse(Files.getFileStore(Path.of("/var/tmp")).type().equals("tmpfs"), "/var/tmp is a disk on this host");
+        try (BwrapdProcess inMemoryTmp = BwrapdProcess.startUnder(List.of("unshare", "-Urm", "--propagation", "private",
+                "/bin/sh", "-c", "mount -t tmpfs tmpfs /tmp && exec \"$@\"", "sh"))) {
+            Runs.initialize(inMemoryTmp);
+            // the host's root: nothing of the test's /tmp is needed under the new one
+            ObjectNode params = Runs.params(null, "sh", "-c", "head -c 1000000 /dev/zero | tr '\\0' x; sleep 5");
+            java.util.concurrent.CompletableFuture<JsonNode> run = inMemoryTmp.requestAsync("sandbox/run", params);
+            Path fds = Path.of("/proc", Long.toString(inMemoryTmp.process().pid()), "fd");
+            String spool = null;
+            for (long deadline = System.nanoTime() + 30_000_000_000L; spool == null && System.nanoTime() < deadline; Thread.sleep(20)) {
+                try (var open = Files.list(fds)) {
+                    for (Path fd : open.toList()) {
+                        try {
+                            String target = Files.readSymbolicLink(fd).toString();
+                            if (target.contains("bwrapd-capture-")) spool = target;
+                        } catch (IOException closedMeanwhile) {
+                            // the descriptor went away between the listing and the look
+                        }
+                    }
+                }
+            }
+            assertNotNull(spool, "the helper spooled the capture past 256 KiB");
+            assertTrue(spool.startsWith("/var/tmp/bwrapd-capture-") && spool.endsWith(" (deleted)"), spool);
+            JsonNode result = run.get(60, TimeUnit.SECONDS).get("result");
+            assertEquals("x".repeat(1_000_000), result.at("/stdout/text").asText());
+        }
+    }
+
     /** The documented capture limit (1 GiB) can be used: 200 MB of output comes back whole. */
     @Test
     void aGigabyteCaptureLimitIsUsable() throws Exception {

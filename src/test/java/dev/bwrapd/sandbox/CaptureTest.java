@@ -194,9 +194,26 @@ class CaptureTest {
 
     @Test
     void spoolFilesGoToAnAbsoluteTmpdirElseJavasOwn() {
-        org.junit.jupiter.api.Assertions.assertEquals(java.nio.file.Path.of("/var/tmp/x"), Capture.spoolDirectory("/var/tmp/x", "/tmp"));
-        org.junit.jupiter.api.Assertions.assertEquals(java.nio.file.Path.of("/tmp"), Capture.spoolDirectory("relative", "/tmp"));
-        org.junit.jupiter.api.Assertions.assertEquals(java.nio.file.Path.of("/tmp"), Capture.spoolDirectory("", "/tmp"));
-        org.junit.jupiter.api.Assertions.assertEquals(java.nio.file.Path.of("/tmp"), Capture.spoolDirectory(null, "/tmp"));
+        java.util.function.Predicate<java.nio.file.Path> allOnDisk = dir -> true;
+        org.junit.jupiter.api.Assertions.assertEquals(java.nio.file.Path.of("/var/tmp/x"), Capture.spoolDirectory("/var/tmp/x", "/tmp", allOnDisk));
+        org.junit.jupiter.api.Assertions.assertEquals(java.nio.file.Path.of("/tmp"), Capture.spoolDirectory("relative", "/tmp", allOnDisk));
+        org.junit.jupiter.api.Assertions.assertEquals(java.nio.file.Path.of("/tmp"), Capture.spoolDirectory("", "/tmp", allOnDisk));
+        org.junit.jupiter.api.Assertions.assertEquals(java.nio.file.Path.of("/tmp"), Capture.spoolDirectory(null, "/tmp", allOnDisk));
+    }
+
+    /** A spool file on a tmpfs is memory outside the budget: /var/tmp instead, when it is a disk; an explicit $TMPDIR is kept. */
+    @Test
+    void spoolFilesLeaveATmpfsTmpForADiskVarTmp() {
+        java.nio.file.Path tmp = java.nio.file.Path.of("/tmp");
+        org.junit.jupiter.api.Assertions.assertEquals(Capture.VAR_TMP, Capture.spoolDirectory(null, "/tmp", dir -> !dir.equals(tmp)));
+        org.junit.jupiter.api.Assertions.assertEquals(tmp, Capture.spoolDirectory(null, "/tmp", dir -> false)); // both memory: no better place
+        org.junit.jupiter.api.Assertions.assertEquals(java.nio.file.Path.of("/dev/shm"), Capture.spoolDirectory("/dev/shm", "/tmp", dir -> !dir.equals(tmp)));
+    }
+
+    /** What is memory, on this machine: /dev/shm is a tmpfs everywhere; a missing directory is no place either. */
+    @Test
+    void onDiskTellsMemoryAndMissingDirectories(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) {
+        org.junit.jupiter.api.Assertions.assertFalse(Capture.onDisk(java.nio.file.Path.of("/dev/shm")));
+        org.junit.jupiter.api.Assertions.assertFalse(Capture.onDisk(dir.resolve("missing")));
     }
 }

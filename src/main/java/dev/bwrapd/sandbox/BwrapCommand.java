@@ -1,6 +1,7 @@
 package dev.bwrapd.sandbox;
 
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -81,9 +82,14 @@ public final class BwrapCommand {
         }
     }
 
-    /** The argv with host paths spelled out: what {@code sandbox/argv} shows. */
-    public static Invocation of(RunSpec spec, HostCapabilities host) {
-        return of(spec, host, null, Places.asGiven(spec));
+    /** The argv with host paths spelled out: what {@code sandbox/argv} shows; {@code root} is the root's real path. */
+    public static Invocation of(RunSpec spec, HostCapabilities host, Path root) {
+        return of(spec, host, null, Places.asGiven(spec), root);
+    }
+
+    /** The same for a spec whose root is a real path already (the Buildbarn runner's, the tests'). */
+    static Invocation of(RunSpec spec, HostCapabilities host) {
+        return of(spec, host, spec.root());
     }
 
     /**
@@ -91,6 +97,10 @@ public final class BwrapCommand {
      * those of --bind-fd and --ro-bind-fd once mounted); without, the paths.
      */
     public static Invocation of(RunSpec spec, HostCapabilities host, Descriptors fds, Places places) {
+        return of(spec, host, fds, places, null);
+    }
+
+    private static Invocation of(RunSpec spec, HostCapabilities host, Descriptors fds, Places places, Path root) {
         List<String> argv = new ArrayList<>();
         String executable = host.bwrapPath();
         if (spec.linux32()) {
@@ -110,7 +120,7 @@ public final class BwrapCommand {
         }
 
         if (fds != null) add(argv, fds.hostRoot() ? "--ro-bind-fd" : "--bind-fd", Integer.toString(fds.root()), "/");
-        else add(argv, spec.isHostRoot() ? "--ro-bind" : "--bind", spec.root().toString(), "/");
+        else add(argv, root.equals(RunSpec.HOST_ROOT) ? "--ro-bind" : "--bind", root.toString(), "/");
 
         if (!spec.network()) {
             argv.add("--unshare-net");

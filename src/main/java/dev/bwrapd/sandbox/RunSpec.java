@@ -57,11 +57,6 @@ public record RunSpec(
     public static final String DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
     public static final List<String> DEFAULT_DEVICES = List.of("/dev/full", "/dev/null", "/dev/urandom", "/dev/random", "/dev/zero");
 
-    /** The host's own root is never bound read-write and never cleaned. */
-    public boolean isHostRoot() {
-        return root.equals(HOST_ROOT);
-    }
-
     /** A bind mount; {@code target} is a normalized absolute path inside the sandbox. */
     public record Mount(String source, String target, boolean readOnly) {}
 

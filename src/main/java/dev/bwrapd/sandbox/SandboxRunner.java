@@ -7,6 +7,9 @@ import dev.bwrapd.process.Reaper;
 import dev.bwrapd.process.Signals;
 import dev.bwrapd.process.Spawner;
 
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -110,9 +113,20 @@ public final class SandboxRunner {
         runThreads.execute(new Run(this, leases, spawner, reaper, captures, spec, base, sandbox, listener)::run);
     }
 
-    /** What {@code spec} would execute: bwrap's argv and environment (descriptor 3 is its status pipe). */
+    /**
+     * What {@code spec} would execute: bwrap's argv and environment (descriptor 3 is its status
+     * pipe), with the root's real path (a run binds what it opened: the same directory).
+     */
     public BwrapCommand.Invocation invocation(RunSpec spec) throws SandboxException {
-        return BwrapCommand.of(spec, host(spec));
+        HostCapabilities h = host(spec);
+        Path root;
+        try {
+            root = spec.root().toRealPath();
+        } catch (IOException e) {
+            throw new SandboxException.Invalid("root: no such directory: " + spec.root());
+        }
+        if (!Files.isDirectory(root)) throw new SandboxException.Invalid("root: not a directory: " + spec.root());
+        return BwrapCommand.of(spec, h, root);
     }
 
     /** This host's capabilities for {@code spec}: waits for the probe; fails if there is no bwrap, no linux32, or a capability it cannot grant. */

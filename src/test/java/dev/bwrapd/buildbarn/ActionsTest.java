@@ -51,7 +51,7 @@ class ActionsTest {
     @Test
     void hostModeBindsTheInputRootAtItsOwnPathAfterTmp() throws Exception {
         RunSpec spec = new Actions(BUILD, Actions.Root.HOST, true, RunSpec.Seccomp.DEFAULT, List.of(), List.of(), dev.bwrapd.cgroup.Limits.NONE).spec(request().build());
-        assertTrue(spec.isHostRoot());
+        assertEquals(RunSpec.HOST_ROOT, spec.root());
         assertEquals("/var/bb/build/1/root/src", spec.cwd());
         assertEquals(List.of(new RunSpec.Mount("1/tmp", "/tmp", false), new RunSpec.Mount("1/root", "/var/bb/build/1/root", false)),
                 spec.mounts());

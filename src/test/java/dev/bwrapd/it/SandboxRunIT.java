@@ -134,11 +134,43 @@ class SandboxRunIT {
         assertTrue(rootMountOptions(result).matches("ro(,.*)?"), () -> "host root not read-only: " + out(result));
         assertContains(out(result), "host-has-bwrap");
         assertEquals(0, result.path("cleanup").path("removed").size(), "nothing is ever cleaned from the host root");
-        for (String spelling : List.of("//", "/.", "/usr/..")) {
+        Path linkToSlash = Files.createSymbolicLink(hostDir("slash-link").resolve("slash"), Path.of("/"));
+        for (String spelling : List.of("//", "/.", "/usr/..", linkToSlash.toString())) {
             ObjectNode p = params(null, "cat", "/proc/self/mounts");
             p.put("root", spelling);
             JsonNode r = ok(bwrapd, p);
             assertTrue(rootMountOptions(r).matches("ro(,.*)?"), () -> spelling + " was mounted read-write: " + out(r));
+        }
+    }
+
+    /**
+     * The root is opened and checked by the run, never by the thread that reads requests (a root
+     * on a hung file system would stall them all): a missing root, or a file, is -32602 naming it;
+     * a root reached through a link is that directory (sandbox/argv shows its real path); the
+     * host's root reached through ".." or a link may not be mounted read-write (-32005).
+     */
+    @Test
+    void theRootIsOpenedAndCheckedByTheRun() throws Exception {
+        Path dir = hostDir("root-spellings");
+        Files.writeString(dir.resolve("a-file"), "x");
+        for (String bad : List.of(dir.resolve("missing").toString(), dir.resolve("a-file").toString())) {
+            ObjectNode p = params(null, "true");
+            p.put("root", bad);
+            JsonNode error = Runs.error(bwrapd, p);
+            assertEquals(-32602, error.get("code").asInt(), error::toString);
+            assertTrue(error.get("message").asText().startsWith("root: ") && error.get("message").asText().contains(bad), error::toString);
+        }
+        Path link = Files.createSymbolicLink(dir.resolve("root-link"), root.path());
+        ObjectNode viaLink = params(null, "sh", "-c", "test -e /usr/bin/bwrap || echo not-the-host");
+        viaLink.put("root", link + "/.");
+        JsonNode argv = bwrapd.call("sandbox/argv", viaLink).get("argv");
+        assertTrue(argv.toString().contains(Runs.JSON.writeValueAsString(root.path().toRealPath().toString())), argv::toString);
+        assertContains(out(ok(bwrapd, viaLink)), "not-the-host");
+        for (String slash : List.of("/usr/..", "/tmp/../..")) {
+            ObjectNode p = params(root, "true");
+            p.set("mounts", Runs.JSON.createArrayNode().add(mount(slash, "/host", false)));
+            JsonNode error = Runs.error(bwrapd, p);
+            assertEquals(-32005, error.get("code").asInt(), error::toString);
         }
     }
 

@@ -78,7 +78,6 @@ class RunParamsTest {
         RunSpec spec = RunParams.parse(JSON.createObjectNode().set("command", JSON.createArrayNode().add("true")));
         assertEquals(List.of("true"), spec.command());
         assertEquals(Path.of("/"), spec.root());
-        assertTrue(spec.isHostRoot());
         assertNull(spec.sandboxId());
         assertEquals("/", spec.cwd());
         assertEquals(Map.of("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"), spec.env());
@@ -167,8 +166,6 @@ class RunParamsTest {
                 Arguments.of("command[0]", "{'command':['']}"),
                 Arguments.of("command[1]", "{'command':['sh','a\\u0000b']}"),
                 Arguments.of("root", "{'command':['sh'],'root':7}"),
-                Arguments.of("root", "{'command':['sh'],'root':'/no/such/dir/for/bwrapd'}"),
-                Arguments.of("root", "{'command':['sh'],'root':" + quote(dir.resolve("a-file").toString()) + "}"),
                 Arguments.of("sandboxId", "+'sandboxId':5"),
                 Arguments.of("sandboxId", "+'sandboxId':''"),
                 Arguments.of("sandboxId", "+'sandboxId':'" + "x".repeat(257) + "'"),
@@ -268,11 +265,6 @@ class RunParamsTest {
                 Arguments.of("mounts[0].source", "+'mounts':[{'source':'/','target':'/host','readOnly':false}]"),
                 Arguments.of("mounts[0].source", "+'mounts':[{'source':'/.','target':'/host'}]"),
                 Arguments.of("mounts[0].source", "+'mounts':[{'source':'//','target':'/host'}]"),
-                Arguments.of("mounts[0].source", "+'mounts':[{'source':'/usr/..','target':'/host'}]"),
-                Arguments.of("mounts[0].source", "+'mounts':[{'source':'/srv/../..','target':'/host'}]"),
-                Arguments.of("mounts[0].source", "+'mounts':[{'source':'/no-such-dir-for-bwrapd/..','target':'/host'}]"),
-                Arguments.of("mounts[0].source", "+'mounts':[{'source':" + quote(linkToHostRoot.toString()) + ",'target':'/host'}]"),
-                Arguments.of("mounts[0].source", "+'mounts':[{'source':" + quote(linkToHostRoot + "/") + ",'target':'/host'}]"),
                 Arguments.of("devices[0]", "+'devices':['dev/null']"),
                 Arguments.of("devices[0]", "+'devices':['/etc/passwd']"),
                 Arguments.of("devices[0]", "+'devices':['/dev/../etc/shadow']"),
@@ -297,27 +289,22 @@ class RunParamsTest {
         assertEquals(List.of(new RunSpec.Mount("/", "/host", true), new RunSpec.Mount("//", "/h2", true)), spec.mounts());
     }
 
+    /**
+     * The root is taken as spelled, never looked at: parsing runs on the thread that reads every
+     * request, which a root on a hung file system would stall. The run opens and checks it, and
+     * knows the host's root however spelled (HostPathsTest); a link to / mounted read-write is
+     * likewise the run's to refuse (HostPathsTest), "/" spelled out is refused here.
+     */
     @ParameterizedTest
-    @MethodSource("hostRootSpellings")
-    void hostRootHoweverSpelledIsTheHostRoot(String spelling) throws IOException, RpcException {
+    @MethodSource("rootSpellings")
+    void theRootIsTakenAsSpelledWithoutLookingAtIt(String spelling) throws RpcException {
         ObjectNode p = params("");
         p.put("root", spelling);
-        RunSpec spec = RunParams.parse(p);
-        assertTrue(spec.isHostRoot(), () -> spelling + " gave " + spec.root());
-        assertEquals(Path.of("/"), spec.root());
+        assertEquals(Path.of(spelling), RunParams.parse(p).root());
     }
 
-    static Stream<String> hostRootSpellings() {
-        return Stream.of("/", "/.", "//", "/usr/..", "///./", linkToHostRoot.toString());
-    }
-
-    @Test
-    void rootIsTheRealPath() throws IOException, RpcException {
-        Path link = Files.createSymbolicLink(dir.resolve("root-link"), root);
-        ObjectNode p = params("");
-        p.put("root", link + "/.");
-        assertEquals(root, RunParams.parse(p).root());
-        assertFalse(RunParams.parse(p).isHostRoot());
+    static Stream<String> rootSpellings() {
+        return Stream.of("/", "/.", "//", "/usr/..", linkToHostRoot.toString(), linkToHostRoot + "/.", "/no-such-dir-for-bwrapd/root");
     }
 
     @Test

@@ -69,8 +69,10 @@ class HostPathsTest {
 
     @Test
     void theHostRootIsKnownByItsIdentityHoweverSpelled() throws Exception {
-        try (HostPaths paths = HostPaths.open(spec(dir.resolve("to-root"), List.of(), List.of()), -1, new HostPaths.Devices())) {
-            assertTrue(paths.hostRoot());
+        for (String root : List.of("/", "/.", "//", "/usr/..", dir.resolve("to-root").toString(), dir.resolve("to-root") + "/.")) {
+            try (HostPaths paths = HostPaths.open(spec(Path.of(root), List.of(), List.of()), -1, new HostPaths.Devices())) {
+                assertTrue(paths.hostRoot(), root);
+            }
         }
         try (HostPaths paths = HostPaths.open(spec(dir, List.of(new RunSpec.Mount(dir.resolve("to-root").toString(), "/h", true)), List.of()), -1, new HostPaths.Devices())) {
             assertFalse(paths.hostRoot());

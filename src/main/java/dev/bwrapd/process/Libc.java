@@ -20,15 +20,18 @@ public final class Libc {
 
     // Linux constants (generic values; the few that differ by architecture are picked below).
     public static final int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2;
-    public static final int O_CREAT = 0100, O_NOCTTY = 0400, O_TRUNC = 01000, O_APPEND = 02000, O_NONBLOCK = 04000, O_CLOEXEC = 02000000;
+    public static final int O_CREAT = 0100, O_EXCL = 0200, O_NOCTTY = 0400, O_TRUNC = 01000, O_APPEND = 02000, O_NONBLOCK = 04000, O_CLOEXEC = 02000000;
     public static final int O_DIRECTORY = isAarch64() ? 040000 : 0200000;
     public static final int O_NOFOLLOW = isAarch64() ? 0100000 : 0400000;
     public static final int O_PATH = 010000000;
+    /** An unnamed file in the directory opened (open(2)'s O_TMPFILE: its own bit and O_DIRECTORY). */
+    public static final int O_TMPFILE = 020000000 | O_DIRECTORY;
     public static final int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100, AT_EMPTY_PATH = 0x1000;
     /** openat2(2) resolve flags. */
     public static final long RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_NO_SYMLINKS = 0x04, RESOLVE_BENEATH = 0x08, RESOLVE_IN_ROOT = 0x10;
     public static final int EINTR = 4, EAGAIN = 11, EIO = 5, ENOMEM = 12, EINVAL = 22, ESRCH = 3, ENOENT = 2, ECHILD = 10,
-            EEXIST = 17, EXDEV = 18, ELOOP = 40, ENOTDIR = 20, ENOSYS = 38, ENOTTY = 25, ENODEV = 19;
+            EEXIST = 17, EXDEV = 18, ELOOP = 40, ENOTDIR = 20, ENOSYS = 38, ENOTTY = 25, ENODEV = 19, EISDIR = 21,
+            EOPNOTSUPP = 95;
     /** File types of {@link FileStat#mode()}. */
     public static final int S_IFMT = 0170000, S_IFDIR = 0040000, S_IFREG = 0100000, S_IFLNK = 0120000, S_IFCHR = 0020000,
             S_IFBLK = 0060000;

@@ -93,8 +93,31 @@ public final class Capture implements AutoCloseable {
         }
     }
 
-    /** A file that has no name from the start (unlinked at once), so nothing is left behind whatever happens. */
-    private static FileChannel openSpool(Path directory) throws IOException {
+    /**
+     * A file that never has a name (O_TMPFILE; ext4, xfs, btrfs and tmpfs have them): nothing in
+     * the directory to see, open or swap for whoever shares it — a run on the host's root sees the
+     * host's /var/tmp and runs as bwrapd's user, and would otherwise open another run's output in
+     * the moment between its creation and unlinking. Used as a FileChannel, reopened through this
+     * process's own descriptor (the file cannot be linked anywhere: O_EXCL). Where the file system
+     * has no such files, one made with a name and unlinked at once ({@link #openSpool(Path, String)}).
+     */
+    static FileChannel openSpool(Path directory) throws IOException {
+        int fd;
+        try {
+            fd = Libc.open(directory.toString(), Libc.O_TMPFILE | Libc.O_RDWR | Libc.O_EXCL, 0600);
+        } catch (Libc.Error e) {
+            if (e.errno != Libc.EOPNOTSUPP && e.errno != Libc.EISDIR) throw new IOException(e.getMessage());
+            return openNamedSpool(directory);
+        }
+        try {
+            return FileChannel.open(Path.of("/proc/self/fd/" + fd), StandardOpenOption.READ, StandardOpenOption.WRITE);
+        } finally {
+            Libc.close(fd);
+        }
+    }
+
+    /** A file with a name only for a moment (unlinked at once), so nothing is left behind whatever happens. */
+    private static FileChannel openNamedSpool(Path directory) throws IOException {
         for (int attempt = 0; ; attempt++) {
             // Any name will do: O_EXCL refuses one that exists, whoever made it.
             String name = "bwrapd-capture-" + Long.toUnsignedString(java.util.concurrent.ThreadLocalRandom.current().nextLong(), 36) + ".spool";

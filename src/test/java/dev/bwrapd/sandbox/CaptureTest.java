@@ -174,7 +174,31 @@ class CaptureTest {
     }
 
     /**
-     * A spool file is created and opened in one step and never through a link: a link planted
+     * A spool file never has a name (O_TMPFILE): the directory, which sandboxes may see (a run on
+     * the host's root sees the host's /var/tmp, as bwrapd's user), never shows an entry to open,
+     * not even for a moment: its watcher (inotify) hears of no file created. The file holds and
+     * gives back what is written.
+     */
+    @Test
+    void aSpoolFileNeverAppearsInItsDirectory(@TempDir java.nio.file.Path directory) throws Exception {
+        try (java.nio.file.WatchService watcher = directory.getFileSystem().newWatchService()) {
+            directory.register(watcher, java.nio.file.StandardWatchEventKinds.ENTRY_CREATE);
+            try (java.nio.channels.FileChannel spool = Capture.openSpool(directory)) {
+                spool.write(java.nio.ByteBuffer.wrap(new byte[] {1, 2, 3}), 0);
+                java.nio.ByteBuffer back = java.nio.ByteBuffer.allocate(3);
+                spool.read(back, 0);
+                assertArrayEquals(new byte[] {1, 2, 3}, back.array());
+            }
+            java.nio.file.WatchKey created = watcher.poll(500, java.util.concurrent.TimeUnit.MILLISECONDS);
+            org.junit.jupiter.api.Assertions.assertNull(created, () -> "the directory showed " + created.pollEvents().getFirst().context());
+        }
+        try (var left = Files.list(directory)) {
+            org.junit.jupiter.api.Assertions.assertEquals(0, left.count());
+        }
+    }
+
+    /**
+     * Where the file system has no unnamed files, a spool file is created and opened in one step and never through a link: a link planted
      * where the file goes (a sandbox sharing the temporary directory) is refused, and the file it
      * points to is left as it was; a spool that opens leaves no name behind.
      */

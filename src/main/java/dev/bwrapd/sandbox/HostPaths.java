@@ -40,6 +40,11 @@ public final class HostPaths implements AutoCloseable {
             super(message);
             this.notAllowed = notAllowed;
         }
+
+        /** As the sandbox layer reports it: -32005 (not allowed) or -32602 (invalid) on the wire. */
+        SandboxException asSandboxException() {
+            return notAllowed ? new SandboxException.NotAllowed(getMessage()) : new SandboxException.Invalid(getMessage());
+        }
     }
 
     /**
@@ -310,6 +315,11 @@ public final class HostPaths implements AutoCloseable {
             }
         }
         return stat.sameFile(slash);
+    }
+
+    /** Where the root really is: "/" for the host's, however reached. */
+    public java.nio.file.Path realRoot() throws Refused {
+        return hostRoot ? RunSpec.HOST_ROOT : java.nio.file.Path.of(realPath(root));
     }
 
     /** Where a descriptor really leads (the kernel's own account of it). */

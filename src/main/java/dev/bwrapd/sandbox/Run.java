@@ -198,7 +198,7 @@ final class Run {
         try {
             paths = HostPaths.open(spec, base, runner.devices());
         } catch (HostPaths.Refused e) {
-            throw refused(e);
+            throw e.asSandboxException();
         }
     }
 
@@ -215,10 +215,6 @@ final class Run {
     }
 
     // ----- 2. the command's files and pipes -----
-
-    private static SandboxException refused(HostPaths.Refused e) {
-        return e.notAllowed ? new SandboxException.NotAllowed(e.getMessage()) : new SandboxException.Invalid(e.getMessage());
-    }
 
     private void openStdio() throws SandboxException, Libc.Error {
         if (spec.terminal() != null) {
@@ -319,7 +315,7 @@ final class Run {
         try {
             return HostPaths.openStdio(base, field, path, flags);
         } catch (HostPaths.Refused e) {
-            throw refused(e);
+            throw e.asSandboxException();
         }
     }
 
@@ -332,7 +328,7 @@ final class Run {
         try {
             places = MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources());
         } catch (HostPaths.Refused e) {
-            throw refused(e);
+            throw e.asSandboxException();
         }
     }
 

@@ -7,9 +7,6 @@ import dev.bwrapd.process.Reaper;
 import dev.bwrapd.process.Signals;
 import dev.bwrapd.process.Spawner;
 
-import java.io.IOException;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -115,18 +112,16 @@ public final class SandboxRunner {
 
     /**
      * What {@code spec} would execute: bwrap's argv and environment (descriptor 3 is its status
-     * pipe), with the root's real path (a run binds what it opened: the same directory).
+     * pipe). Its host paths are opened and checked as a run's are (HostPaths: the same refusals),
+     * and the root is shown by its real path, "/" for the host's however reached.
      */
     public BwrapCommand.Invocation invocation(RunSpec spec) throws SandboxException {
         HostCapabilities h = host(spec);
-        Path root;
-        try {
-            root = spec.root().toRealPath();
-        } catch (IOException e) {
-            throw new SandboxException.Invalid("root: no such directory: " + spec.root());
+        try (HostPaths paths = HostPaths.open(spec, -1, devices)) {
+            return BwrapCommand.of(spec, h, paths.realRoot());
+        } catch (HostPaths.Refused e) {
+            throw e.asSandboxException();
         }
-        if (!Files.isDirectory(root)) throw new SandboxException.Invalid("root: not a directory: " + spec.root());
-        return BwrapCommand.of(spec, h, root);
     }
 
     /** This host's capabilities for {@code spec}: waits for the probe; fails if there is no bwrap, no linux32, or a capability it cannot grant. */

@@ -147,7 +147,8 @@ class SandboxRunIT {
      * The root is opened and checked by the run, never by the thread that reads requests (a root
      * on a hung file system would stall them all): a missing root, or a file, is -32602 naming it;
      * a root reached through a link is that directory (sandbox/argv shows its real path); the
-     * host's root reached through ".." or a link may not be mounted read-write (-32005).
+     * host's root reached through ".." or a link may not be mounted read-write (-32005), nor a root
+     * named through a magic link; sandbox/argv refuses what the run refuses.
      */
     @Test
     void theRootIsOpenedAndCheckedByTheRun() throws Exception {
@@ -166,11 +167,20 @@ class SandboxRunIT {
         JsonNode argv = bwrapd.call("sandbox/argv", viaLink).get("argv");
         assertTrue(argv.toString().contains(Runs.JSON.writeValueAsString(root.path().toRealPath().toString())), argv::toString);
         assertContains(out(ok(bwrapd, viaLink)), "not-the-host");
+        List<ObjectNode> notAllowed = new java.util.ArrayList<>();
         for (String slash : List.of("/usr/..", "/tmp/../..")) {
             ObjectNode p = params(root, "true");
             p.set("mounts", Runs.JSON.createArrayNode().add(mount(slash, "/host", false)));
+            notAllowed.add(p);
+        }
+        ObjectNode magic = params(null, "true");
+        magic.put("root", "/proc/self/root");
+        notAllowed.add(magic);
+        for (ObjectNode p : notAllowed) {
             JsonNode error = Runs.error(bwrapd, p);
             assertEquals(-32005, error.get("code").asInt(), error::toString);
+            JsonNode argvError = bwrapd.request("sandbox/argv", p).get("error");
+            assertEquals(-32005, argvError.get("code").asInt(), () -> "sandbox/argv: " + argvError);
         }
     }
 

@@ -27,8 +27,10 @@ public final class Watchdog {
      * directory, one starting with "=" a group whose processes carry no mark (killed as told). The lines are followed by awk where there is one: sh's {@code read} takes a pipe a
      * byte at a time, a system call per byte, ~150 per run (0.3–0.4 ms of CPU per run here); awk
      * reads them in blocks. At end of input every cgroup left is killed (cgroup.kill; on v1, SIGKILL to each
-     * member, thawed, until it is empty), every group left that has a member marked with $1 (or every
-     * group left, without a mark) is killed, the cgroups are removed, then every process whose
+     * member, thawed, until it is empty) and every group left told as unmarked; then, after one look
+     * at /proc for processes marked with $1, every other group left that has a marked member (every
+     * group left, without a mark or should the look not finish within 5 s: a process whose memory is
+     * locked can hold up a read of its command line), the cgroups are removed, then every process whose
      * command line matches $1 (see {@link #pattern}) is killed. The look for marked processes is
      * repeated until a hundred in a row (over a second) find none: a marked bwrap the watchdog was
      * never told of may clone its init between one look's listing of /proc and its kill, and a bwrap
@@ -49,19 +51,27 @@ public final class Watchdog {
                 esac
               done
             fi
-            third() { echo "$3"; }
-            ours=' '
-            if [ -n "$1" ]; then
-              for f in $(grep -l -a -s "$1" /proc/[0-9]*/cmdline); do
-                s=$(cat "${f%/cmdline}/stat") && ours="$ours$(third ${s##*') '}) "
-              done 2>/dev/null
-            fi
+            held=' '
             for id in $live; do
               case $id in
                 /*) [ ! -e "$id/cgroup.kill" ] || echo 1 > "$id/cgroup.kill" ;;
                 =*) kill -9 "-${id#=}" ;;
-                *) case $1:$ours in :*|*" $id "*) kill -9 "-$id" ;; esac ;;
+                *) held="$held$id " ;;
               esac
+            done 2>/dev/null
+            third() { echo "$3"; }
+            ours=
+            if [ -n "$1" ] && [ "$held" != ' ' ]; then
+              found=$(timeout -s KILL 5 grep -l -a -s "$1" /proc/[0-9]*/cmdline)
+              if [ $? -lt 124 ]; then
+                ours=' '
+                for f in $found; do
+                  s=$(cat "${f%/cmdline}/stat") && ours="$ours$(third ${s##*') '}) "
+                done
+              fi
+            fi 2>/dev/null
+            for id in $held; do
+              case $ours in ''|*" $id "*) kill -9 "-$id" ;; esac
             done 2>/dev/null
             for id in $live; do
               case $id in /*)
@@ -89,7 +99,10 @@ public final class Watchdog {
     /** The write end of the shell's input; 0 before the first use, -1 if the shell could not start. */
     private int pipe;
     /** bwrap's argv[0] for this helper's sandboxes ({@link #mark}), passed to the shell as $1. */
-    private final String mark;
+    final String mark;
+
+    /** Whether this helper's bwraps show {@link #mark} in their command line: known from the first one looked at. */
+    private volatile Boolean markShown;
 
     /** Made in Main; the shell starts at the first {@link #mark} or {@link #watch}, so a helper that runs nothing starts none. */
     public Watchdog(Spawner spawner) {
@@ -116,6 +129,32 @@ public final class Watchdog {
     public synchronized String mark() {
         if (pipe == 0) pipe = start();
         return mark;
+    }
+
+    /**
+     * Whether bwrap {@code pid}, just spawned with {@link #mark} as its argv[0], shows it in its
+     * command line where the watchdog reads it: not when the configured bwrap is a script (the
+     * kernel gives its interpreter the script's path instead) or /proc hides it. Looked at once,
+     * when the first bwrap is spawned (false, and looked at again next time, should it be gone).
+     */
+    public boolean showsMark(int pid) {
+        Boolean shown = markShown;
+        if (shown != null) return shown;
+        byte[] expected = mark.getBytes(StandardCharsets.US_ASCII);
+        byte[] head = new byte[expected.length];
+        int fd = Libc.openat(Libc.AT_FDCWD, "/proc/" + pid + "/cmdline", Libc.O_RDONLY);
+        if (fd < 0) return false;
+        try {
+            int n = 0;
+            for (int got; n < head.length && (got = Libc.read(fd, head, n, head.length - n)) > 0; ) n += got;
+            if (n == 0) return false; // it ended meanwhile: its command line is empty
+            markShown = shown = n == head.length && java.util.Arrays.equals(head, expected);
+            return shown;
+        } catch (Libc.Error e) {
+            return false;
+        } finally {
+            Libc.close(fd);
+        }
     }
 
     private int start() {

@@ -286,9 +286,9 @@ final class Run {
         try {
             slave = own(Libc.openPtySlave(terminal));
         } catch (Libc.Error e) {
-            if (e.errno != Libc.ENODEV) throw e;
+            if (e.errno != Libc.ENODEV && e.errno != Libc.ENOENT) throw e;
             throw new SandboxException.Failed("terminal: the pseudo-terminal made through /dev/ptmx is not in the devpts mounted at "
-                    + "/dev/pts (they are different instances here), so its other end cannot be opened: " + e.getMessage());
+                    + "/dev/pts (another instance is, or none), so its other end cannot be opened: " + e.getMessage());
         }
         sandbox.attachTerminal(terminal);
         childStdin = childStdout = childStderr = slave;

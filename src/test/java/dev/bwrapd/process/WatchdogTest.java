@@ -79,7 +79,6 @@ class WatchdogTest {
         }
     }
 
-    /** A sandbox's cgroup, with a process that left its session inside: killed, then the cgroup removed. */
     /**
      * A group it holds whose members carry no mark is no sandbox's: the sandbox's processes are gone
      * and its number was given again (bwrapd reaps bwrap a moment before it tells the watchdog to
@@ -116,6 +115,49 @@ class WatchdogTest {
         }
     }
 
+    /**
+     * Should the look for marked processes not finish (a command line whose read hangs; here a
+     * timeout that gives up at once), a held group is killed as told, as without a mark.
+     */
+    @Test
+    void killsEveryGroupItHoldsWhenItCannotLookForTheMark(@org.junit.jupiter.api.io.TempDir Path bin) throws Exception {
+        Path timeout = Files.writeString(bin.resolve("timeout"), "#!/bin/sh\nexit 137\n");
+        timeout.toFile().setExecutable(true);
+        Process unmarked = sessionLeader();
+        try {
+            runWatchdogWithPath(bin + ":" + System.getenv("PATH"), "+" + group(unmarked) + "\n", Watchdog.pattern("bwrapd-held-1-cannot-look:"));
+            assertTrue(unmarked.waitFor(5, TimeUnit.SECONDS), "a held group is killed when the look cannot be made");
+        } finally {
+            unmarked.destroyForcibly();
+            unmarked.children().forEach(ProcessHandle::destroyForcibly);
+        }
+    }
+
+    /**
+     * Whether a spawned bwrap shows the mark: yes when the mark is its argv[0]; not when the
+     * configured bwrap is a script, whose interpreter the kernel starts with the script's path
+     * instead (its groups are then told as unmarked and killed as told).
+     */
+    @Test
+    void aBwrapShowsTheMarkUnlessItIsAScript(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        Watchdog direct = new Watchdog(null);
+        Process marked = new ProcessBuilder("bash", "-c", "exec -a \"$0\" sleep 300", direct.mark).start();
+        Path script = Files.writeString(dir.resolve("bwrap"), "#!/bin/sh\nexec sleep 300\n");
+        script.toFile().setExecutable(true);
+        Watchdog wrapped = new Watchdog(null);
+        Process viaScript = new ProcessBuilder("bash", "-c", "exec -a \"$0\" \"$1\"", wrapped.mark, script.toString()).start();
+        try {
+            Thread.sleep(300); // both have exec'd
+            assertTrue(direct.showsMark((int) marked.pid()));
+            assertFalse(wrapped.showsMark((int) viaScript.pid()));
+        } finally {
+            marked.destroyForcibly();
+            viaScript.destroyForcibly();
+            viaScript.children().forEach(ProcessHandle::destroyForcibly);
+        }
+    }
+
+    /** A sandbox's cgroup, with a process that left its session inside: killed, then the cgroup removed. */
     @Test
     void killsAndRemovesTheCgroupsItHolds() throws Exception {
         dev.bwrapd.cgroup.CgroupHost host = dev.bwrapd.cgroup.CgroupHost.detect(null);

@@ -30,7 +30,8 @@ public final class Watchdog {
      * member, thawed, until it is empty) and every group left told as unmarked; then, after one look
      * at /proc for processes marked with $1, every other group left that has a marked member (every
      * group left, without a mark or should the look not finish within 5 s: a process whose memory is
-     * locked can hold up a read of its command line), the cgroups are removed, then every process whose
+     * locked can hold up a read of its command line; each look is so bounded where `timeout` is),
+     * the cgroups are removed, then every process whose
      * command line matches $1 (see {@link #pattern}) is killed. The look for marked processes is
      * repeated until a hundred in a row (over a second) find none: a marked bwrap the watchdog was
      * never told of may clone its init between one look's listing of /proc and its kill, and a bwrap
@@ -60,9 +61,13 @@ public final class Watchdog {
               esac
             done 2>/dev/null
             third() { echo "$3"; }
+            look() {
+              if command -v timeout >/dev/null; then timeout -s KILL 5 grep -l -a -s "$1" /proc/[0-9]*/cmdline
+              else grep -l -a -s "$1" /proc/[0-9]*/cmdline; fi
+            }
             ours=
             if [ -n "$1" ] && [ "$held" != ' ' ]; then
-              found=$(timeout -s KILL 5 grep -l -a -s "$1" /proc/[0-9]*/cmdline)
+              found=$(look "$1")
               if [ $? -lt 124 ]; then
                 ours=' '
                 for f in $found; do
@@ -85,7 +90,7 @@ public final class Watchdog {
             if [ -n "$1" ]; then
               quiet=0; n=0
               while [ $quiet -lt 100 ] && [ $n -lt 2000 ]; do
-                found=$(grep -l -a -s "$1" /proc/[0-9]*/cmdline)
+                found=$(look "$1")
                 if [ -n "$found" ]; then quiet=0; else quiet=$((quiet+1)); fi
                 for f in $found; do
                   p=${f#/proc/}; kill -9 "${p%/cmdline}"

@@ -83,13 +83,13 @@ public final class BwrapCommand {
     }
 
     /** The argv with host paths spelled out: what {@code sandbox/argv} shows; {@code root} is the root's real path. */
-    public static Invocation of(RunSpec spec, HostCapabilities host, Path root) {
-        return of(spec, host, null, Places.asGiven(spec), root);
+    public static Invocation of(RunSpec spec, HostCapabilities host, Places places, Path root) {
+        return of(spec, host, null, places, root);
     }
 
-    /** The same for a spec whose root is a real path already (the Buildbarn runner's, the tests'). */
+    /** The same for a spec whose root is a real path already and whose destinations need no placing (the tests'). */
     static Invocation of(RunSpec spec, HostCapabilities host) {
-        return of(spec, host, spec.root());
+        return of(spec, host, null, Places.asGiven(spec), spec.root());
     }
 
     /**

@@ -99,7 +99,7 @@ public final class Capture implements AutoCloseable {
      * host's /var/tmp and runs as bwrapd's user, and would otherwise open another run's output in
      * the moment between its creation and unlinking. Used as a FileChannel, reopened through this
      * process's own descriptor (the file cannot be linked anywhere: O_EXCL). Where the file system
-     * has no such files, one made with a name and unlinked at once ({@link #openSpool(Path, String)}).
+     * has no such files, one made with a name and unlinked at once ({@link #openNamedSpool}).
      */
     static FileChannel openSpool(Path directory) throws IOException {
         int fd;

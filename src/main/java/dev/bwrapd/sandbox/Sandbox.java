@@ -82,12 +82,12 @@ public final class Sandbox {
 
     /**
      * bwrap runs; {@code cgroups} are the directories of the sandbox's cgroup, about to be made.
-     * {@code marked}: bwrap's argv[0] is {@link #bwrapName} (see Watchdog.watch), which the
-     * watchdog then sees if bwrap is no script and /proc shows it (Watchdog.showsMark).
+     * {@code namedByMark}: bwrap's argv[0] is {@link #bwrapName} (see Watchdog.watch); the group
+     * is marked if the watchdog then sees it (bwrap is no script, /proc shows it: Watchdog.showsMark).
      */
-    synchronized void spawned(int pid, boolean marked, List<Path> cgroups) {
+    synchronized void spawned(int pid, boolean namedByMark, List<Path> cgroups) {
         bwrapPid = pid;
-        this.marked = marked && watchdog.showsMark(pid);
+        marked = namedByMark && watchdog.showsMark(pid);
         watchedCgroups = cgroups;
         watchdog.watch(bwrapPid, marked, cgroups); // bwrap's session: the init is in it until its setsid
         if (killWhenStarted) Libc.kill(-bwrapPid, Signals.SIGKILL);

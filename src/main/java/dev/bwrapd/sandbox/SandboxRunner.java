@@ -112,13 +112,16 @@ public final class SandboxRunner {
 
     /**
      * What {@code spec} would execute: bwrap's argv and environment (descriptor 3 is its status
-     * pipe). Its host paths are opened and checked as a run's are (HostPaths: the same refusals),
-     * and the root is shown by its real path, "/" for the host's however reached.
+     * pipe). Its host paths are opened and checked, and its mount points placed in the root, as a
+     * run's are (HostPaths, MountPoints: the same refusals; nothing is created); the root is shown
+     * by its real path, "/" for the host's however reached.
      */
     public BwrapCommand.Invocation invocation(RunSpec spec) throws SandboxException {
         HostCapabilities h = host(spec);
         try (HostPaths paths = HostPaths.open(spec, -1, devices)) {
-            return BwrapCommand.of(spec, h, paths.realRoot());
+            BwrapCommand.Places places = paths.hostRoot() ? BwrapCommand.Places.asGiven(spec)
+                    : MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources());
+            return BwrapCommand.of(spec, h, places, paths.realRoot());
         } catch (HostPaths.Refused e) {
             throw e.asSandboxException();
         }

@@ -122,7 +122,7 @@ public final class Capture implements AutoCloseable {
             // Any name will do: O_EXCL refuses one that exists, whoever made it.
             String name = "bwrapd-capture-" + Long.toUnsignedString(java.util.concurrent.ThreadLocalRandom.current().nextLong(), 36) + ".spool";
             try {
-                return openSpool(directory, name);
+                return openNamedSpool(directory, name);
             } catch (java.nio.file.FileAlreadyExistsException e) {
                 if (attempt == 9) throw e;
             }
@@ -135,7 +135,7 @@ public final class Capture implements AutoCloseable {
      * see it (a mount of the host's /tmp): a file made first and opened again by its name could be
      * a link to any file of bwrapd's user by then, and the command's output would go there.
      */
-    static FileChannel openSpool(Path directory, String name) throws IOException {
+    static FileChannel openNamedSpool(Path directory, String name) throws IOException {
         Path file = directory.resolve(name);
         FileChannel channel = FileChannel.open(file, java.util.Set.of(StandardOpenOption.CREATE_NEW, StandardOpenOption.READ,
                         StandardOpenOption.WRITE, java.nio.file.LinkOption.NOFOLLOW_LINKS),

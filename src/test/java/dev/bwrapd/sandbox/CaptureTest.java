@@ -207,9 +207,9 @@ class CaptureTest {
         java.nio.file.Path victim = Files.writeString(directory.resolve("victim"), "the user's file\n");
         Files.createSymbolicLink(directory.resolve("bwrapd-capture-planted.spool"), victim);
         org.junit.jupiter.api.Assertions.assertThrows(java.nio.file.FileAlreadyExistsException.class,
-                () -> Capture.openSpool(directory, "bwrapd-capture-planted.spool"));
+                () -> Capture.openNamedSpool(directory, "bwrapd-capture-planted.spool"));
         org.junit.jupiter.api.Assertions.assertEquals("the user's file\n", Files.readString(victim));
-        try (java.nio.channels.FileChannel spool = Capture.openSpool(directory, "bwrapd-capture-fresh.spool")) {
+        try (java.nio.channels.FileChannel spool = Capture.openNamedSpool(directory, "bwrapd-capture-fresh.spool")) {
             org.junit.jupiter.api.Assertions.assertFalse(Files.exists(directory.resolve("bwrapd-capture-fresh.spool"), java.nio.file.LinkOption.NOFOLLOW_LINKS));
             spool.write(java.nio.ByteBuffer.wrap(new byte[] {1, 2, 3}), 0);
             org.junit.jupiter.api.Assertions.assertEquals(3, spool.size());

@@ -8,6 +8,7 @@ server_logs/, CheckReadiness, then Run with paths relative to the build director
 
 Environment: BWRAPD (the helper to run), BWRAPD_HOME (the repository). Run by BuildbarnRunnerIT.
 """
+import atexit
 import os
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from grpc_tools import protoc
 HOME = os.environ["BWRAPD_HOME"]
 BWRAPD = os.environ["BWRAPD"]
 STUBS = tempfile.mkdtemp(prefix="bwrapd-bb-stubs-")
+atexit.register(shutil.rmtree, STUBS, ignore_errors=True)  # generated anew by every run of the suite
 if protoc.main(["protoc", "-I" + os.path.join(HOME, "src/main/proto"),
                 "-I" + os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"),
                 "--python_out=" + STUBS, "--grpc_python_out=" + STUBS, "runner.proto", "resourceusage.proto"]) != 0:

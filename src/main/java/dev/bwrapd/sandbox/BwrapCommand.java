@@ -87,11 +87,6 @@ public final class BwrapCommand {
         return of(spec, host, null, places, root);
     }
 
-    /** The same for a spec whose root is a real path already and whose destinations need no placing (the tests'). */
-    static Invocation of(RunSpec spec, HostCapabilities host) {
-        return of(spec, host, null, Places.asGiven(spec), spec.root());
-    }
-
     /**
      * The argv of a run: with {@code fds}, bwrap binds the descriptors bwrapd checked (bwrap closes
      * those of --bind-fd and --ro-bind-fd once mounted); without, the paths.

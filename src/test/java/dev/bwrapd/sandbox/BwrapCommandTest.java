@@ -23,6 +23,11 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 /** bwrap's argv for every field of a run (docs/protocol.md, sandbox/run), without running anything. */
 class BwrapCommandTest {
+    /** The argv of a spec whose root is a real path already and whose destinations need no placing. */
+    private static BwrapCommand.Invocation argvOf(RunSpec spec, HostCapabilities host) {
+        return BwrapCommand.of(spec, host, BwrapCommand.Places.asGiven(spec), spec.root());
+    }
+
     static final String BWRAP = "/opt/test/bin/bwrap";
     static final String LINUX32 = "/opt/test/bin/linux32";
     static final HostCapabilities FULL = new HostCapabilities(BWRAP, "0.8.0", true, true, true, true, LINUX32);
@@ -35,7 +40,7 @@ class BwrapCommandTest {
     void rootDefaultHoldsNothingThatUndoesTheSandbox() {
         for (String dangerous : List.of("CAP_SYS_ADMIN", "CAP_SYS_MODULE", "CAP_SYS_PTRACE", "CAP_SYS_RAWIO", "CAP_NET_ADMIN",
                 "CAP_SYS_BOOT", "CAP_MKNOD", "CAP_SYS_CHROOT", "CAP_DAC_READ_SEARCH", "CAP_NET_RAW")) {
-            assertFalse(BwrapCommand.of(spec(s -> {}), FULL).argv().contains(dangerous), dangerous);
+            assertFalse(argvOf(spec(s -> {}), FULL).argv().contains(dangerous), dangerous);
             assertFalse(Capabilities.ROOT_DEFAULT.contains(dangerous), dangerous);
         }
     }
@@ -64,7 +69,7 @@ class BwrapCommandTest {
 
     @Test
     void hiddenPathsAreEmptyTmpfsBeforeTheMountsAndReadOnlyAfterThem() {
-        List<String> argv = BwrapCommand.of(spec(s -> {
+        List<String> argv = argvOf(spec(s -> {
             s.root = RunSpec.HOST_ROOT;
             s.hidden = List.of("/run", "/worker");
             s.mounts = List.of(new RunSpec.Mount("/worker/build/1/root", "/worker/build/1/root", false));
@@ -79,16 +84,16 @@ class BwrapCommandTest {
     @Test
     void withoutRootCapabilitiesARootSandboxGetsOnlyWhatItNames() {
         HostCapabilities root = new HostCapabilities(BWRAP, "0.8.0", false, true, true, true, LINUX32, true, -1L);
-        List<String> none = BwrapCommand.of(spec(s -> s.rootCapabilities = false), root).argv();
+        List<String> none = argvOf(spec(s -> s.rootCapabilities = false), root).argv();
         assertTrue(Collections.indexOfSubList(none, List.of("--cap-drop", "ALL")) > 0, none::toString);
         assertFalse(none.contains("--cap-add"), none::toString);
-        List<String> named = BwrapCommand.of(spec(s -> {
+        List<String> named = argvOf(spec(s -> {
             s.rootCapabilities = false;
             s.capabilities = List.of("CAP_KILL");
         }), root).argv();
         assertEquals(1, Collections.frequency(named, "--cap-add"), named::toString);
         assertTrue(Collections.indexOfSubList(named, List.of("--cap-add", "CAP_KILL")) > 0, named::toString);
-        assertTrue(BwrapCommand.of(spec(s -> {}), root).argv().contains("CAP_DAC_OVERRIDE"), "sandbox/run keeps the root default");
+        assertTrue(argvOf(spec(s -> {}), root).argv().contains("CAP_DAC_OVERRIDE"), "sandbox/run keeps the root default");
     }
 
     @Test
@@ -138,7 +143,7 @@ class BwrapCommandTest {
 
     @Test
     void defaultArgvExactly() {
-        BwrapCommand.Invocation inv = BwrapCommand.of(spec(s -> {}), FULL);
+        BwrapCommand.Invocation inv = argvOf(spec(s -> {}), FULL);
         assertEquals(BWRAP, inv.executable());
         assertEquals(List.of(BWRAP,
                 "--unshare-pid", "--die-with-parent", "--new-session", "--json-status-fd", "3", "--block-fd", "4", "--sync-fd", "5",
@@ -232,7 +237,7 @@ class BwrapCommandTest {
     @ParameterizedTest(name = "{0}")
     @MethodSource("rows")
     void argv(Row row) {
-        List<String> argv = BwrapCommand.of(row.spec(), row.host()).argv();
+        List<String> argv = argvOf(row.spec(), row.host()).argv();
         List<String> options = argv.subList(0, argv.indexOf("--"));
         for (List<String> words : row.present()) {
             assertTrue(Collections.indexOfSubList(argv, words) >= 0, () -> words + " missing from " + argv);
@@ -251,7 +256,7 @@ class BwrapCommandTest {
             s.devShm = true;
             s.mounts = List.of(new RunSpec.Mount("/src", "/a", true), new RunSpec.Mount("/out", "/b", false));
         });
-        List<String> argv = BwrapCommand.of(spec, FULL).argv();
+        List<String> argv = argvOf(spec, FULL).argv();
         int root = argv.indexOf("--bind");
         int proc = argv.indexOf("--proc");
         int tmp = Collections.indexOfSubList(argv, List.of("--tmpfs", "/tmp"));
@@ -269,10 +274,10 @@ class BwrapCommandTest {
 
     @Test
     void linux32WrapsBwrap() {
-        BwrapCommand.Invocation inv = BwrapCommand.of(spec(s -> s.linux32 = true), FULL);
+        BwrapCommand.Invocation inv = argvOf(spec(s -> s.linux32 = true), FULL);
         assertEquals(LINUX32, inv.executable());
         assertEquals(List.of(LINUX32, BWRAP, "--unshare-pid"), inv.argv().subList(0, 3));
-        BwrapCommand.Invocation plain = BwrapCommand.of(spec(s -> s.linux32 = false), FULL);
+        BwrapCommand.Invocation plain = argvOf(spec(s -> s.linux32 = false), FULL);
         assertEquals(BWRAP, plain.executable());
         assertFalse(plain.argv().contains(LINUX32));
     }
@@ -284,10 +289,10 @@ class BwrapCommandTest {
         env.put("EMPTY", "");
         env.put("WITH_EQUALS", "a=b=c");
         env.put("UNICODE", "grüße ☃");
-        BwrapCommand.Invocation inv = BwrapCommand.of(spec(s -> s.env = env), FULL);
+        BwrapCommand.Invocation inv = argvOf(spec(s -> s.env = env), FULL);
         assertEquals(List.of("PATH=/bin", "EMPTY=", "WITH_EQUALS=a=b=c", "UNICODE=grüße ☃"), inv.environment());
         assertFalse(inv.argv().contains("--setenv") || inv.argv().contains("--unsetenv") || inv.argv().contains("--clearenv"));
-        assertEquals(List.of(), BwrapCommand.of(spec(s -> s.env = Map.of()), FULL).environment());
+        assertEquals(List.of(), argvOf(spec(s -> s.env = Map.of()), FULL).environment());
     }
 
     // ----- createdPaths -----
@@ -342,7 +347,7 @@ class BwrapCommandTest {
 
     @Test
     void aTerminalRunHasAFullDevAndStartsThroughSetsid() {
-        List<String> argv = BwrapCommand.of(spec(s -> s.terminal = new RunSpec.Terminal(24, 80, "xterm")), FULL).argv();
+        List<String> argv = argvOf(spec(s -> s.terminal = new RunSpec.Terminal(24, 80, "xterm")), FULL).argv();
         assertTrue(java.util.Collections.indexOfSubList(argv, List.of("--dev", "/dev")) > 0, argv::toString);
         assertFalse(argv.contains("--dev-bind"), argv::toString);
         assertEquals(List.of("--", "setsid", "-c", "--", "sh", "-c", "true"), argv.subList(argv.size() - 7, argv.size()));
@@ -351,17 +356,17 @@ class BwrapCommandTest {
 
     @Test
     void aFilterIsReadFromTheDescriptorAfterTheStatusAndHoldPipes() {
-        List<String> withStatus = BwrapCommand.of(spec(s -> s.seccomp = RunSpec.Seccomp.DEFAULT), FULL).argv();
+        List<String> withStatus = argvOf(spec(s -> s.seccomp = RunSpec.Seccomp.DEFAULT), FULL).argv();
         assertTrue(java.util.Collections.indexOfSubList(withStatus, List.of("--seccomp", "6")) > 0, withStatus::toString);
         assertTrue(withStatus.contains("--disable-userns"), withStatus::toString);
         assertTrue(withStatus.indexOf("--disable-userns") < withStatus.indexOf("--"), "an option, before the command");
-        List<String> withoutStatus = BwrapCommand.of(spec(s -> s.seccomp = RunSpec.Seccomp.DEFAULT), host(true, true, false)).argv();
+        List<String> withoutStatus = argvOf(spec(s -> s.seccomp = RunSpec.Seccomp.DEFAULT), host(true, true, false)).argv();
         assertTrue(java.util.Collections.indexOfSubList(withoutStatus, List.of("--seccomp", "3")) > 0, withoutStatus::toString);
-        List<String> noUserNs = BwrapCommand.of(spec(s -> s.seccomp = RunSpec.Seccomp.DEFAULT), host(false, true, true)).argv();
+        List<String> noUserNs = argvOf(spec(s -> s.seccomp = RunSpec.Seccomp.DEFAULT), host(false, true, true)).argv();
         assertFalse(noUserNs.contains("--disable-userns"), "bwrap needs --unshare-user for it");
-        List<String> denyList = BwrapCommand.of(spec(s -> s.seccomp = new RunSpec.Seccomp(List.of("getpid"), 1)), FULL).argv();
+        List<String> denyList = argvOf(spec(s -> s.seccomp = new RunSpec.Seccomp(List.of("getpid"), 1)), FULL).argv();
         assertFalse(denyList.contains("--disable-userns"), "a deny list denies exactly its entries");
-        assertFalse(BwrapCommand.of(spec(s -> {}), FULL).argv().contains("--seccomp"));
+        assertFalse(argvOf(spec(s -> {}), FULL).argv().contains("--seccomp"));
     }
 
     /** Strings, their NULs and their pointers, in bytes (UTF-8): up to ARG_MAX passes, over it is refused naming the limit. */

@@ -2,7 +2,9 @@ package dev.bwrapd.sandbox;
 
 import dev.bwrapd.process.Libc;
 
+import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Deque;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -171,22 +173,172 @@ public final class HostPaths implements AutoCloseable {
      * Opens a file the command gets as stdin, stdout or stderr (flags as for open(2)), under the
      * same rules: no magic link, nothing on a procfs, and never a directory (a descriptor of a
      * directory lets the command open anything beneath it, with bwrapd's rights). An output goes
-     * only to a regular file, never through a final symbolic link. Every open is O_NONBLOCK, so
-     * that a FIFO left at the path (by an earlier sandbox, say) cannot block the calling thread:
-     * open(2) of a FIFO waits for its other end. O_NONBLOCK is cleared once the file is checked.
+     * only to a regular file, never through a final symbolic link.
+     *
+     * <p>The file is found first without being opened for reading or writing (O_PATH) and checked,
+     * then opened through that descriptor: opening a device or a FIFO can have effects of its own
+     * (a terminal would become bwrapd's, a FIFO would wait for its other end), and an output that
+     * is not a regular file is refused before anything of the sort. O_NONBLOCK is cleared once open.
+     *
+     * <p>{@code sandboxTree}: the run's root (null for the host's, which sandboxes cannot write).
+     * A sandbox can plant links there, and a later run's client may well name a file in that root:
+     * no link inside it is followed on the way (-32005), wherever the path enters it.
      */
-    public static int openStdio(int base, String field, String path, int flags) throws Refused {
+    public static int openStdio(int base, String field, String path, int flags, Libc.FileStat sandboxTree) throws Refused {
         boolean output = (flags & (Libc.O_WRONLY | Libc.O_RDWR)) != 0;
-        int fd = checked(field, path, openChecked(base, field, path, flags | Libc.O_NONBLOCK | (output ? Libc.O_NOFOLLOW : 0), 0644), stat -> {
+        int found;
+        if (output) {
+            int slash = path.lastIndexOf('/');
+            String name = path.substring(slash + 1);
+            if (name.isEmpty() || name.equals(".") || name.equals("..")) throw new Refused(true, field + ": " + path + " is a directory");
+            String parent = slash < 0 ? "." : slash == 0 ? "/" : path.substring(0, slash);
+            int dir = locate(base, field, parent, sandboxTree);
+            try {
+                found = Libc.openat(dir, name, Libc.O_PATH | Libc.O_NOFOLLOW);
+                if (found < 0 && Libc.errno() == Libc.ENOENT && (flags & Libc.O_CREAT) != 0) {
+                    // Created here and now: a regular file and nothing else.
+                    return reopened(field, path, "/proc/self/fd/" + dir + "/" + name, flags | Libc.O_EXCL | Libc.O_NOFOLLOW);
+                }
+                if (found < 0) throw new Refused(false, field + ": cannot open " + path + ": " + Libc.strerror(Libc.errno()));
+            } finally {
+                Libc.close(dir);
+            }
+        } else {
+            found = locate(base, field, path, sandboxTree);
+        }
+        checked(field, path, found, stat -> {
+            if (stat.type() == Libc.S_IFLNK) throw new Refused(true, field + ": " + path + " is a symbolic link: name the file itself");
             if (stat.type() == Libc.S_IFDIR) throw new Refused(true, field + ": " + path + " is a directory");
             if (output && stat.type() != Libc.S_IFREG) throw new Refused(false, field + ": " + path + " is not a regular file");
         });
+        try {
+            // The checked file itself, through bwrapd's own descriptor of it: no name is looked up again.
+            return reopened(field, path, "/proc/self/fd/" + found, flags & ~(Libc.O_CREAT | Libc.O_EXCL));
+        } finally {
+            Libc.close(found);
+        }
+    }
+
+    private static int reopened(String field, String path, String viaDescriptor, int flags) throws Refused {
+        int fd;
+        try {
+            fd = Libc.open(viaDescriptor, flags | Libc.O_NONBLOCK | Libc.O_NOCTTY, 0644);
+        } catch (Libc.Error e) {
+            throw new Refused(false, field + ": cannot open " + path + ": " + Libc.strerror(e.errno));
+        }
         try {
             Libc.clearNonBlocking(fd);
             return fd;
         } catch (Libc.Error e) {
             Libc.close(fd);
             throw new Refused(false, field + ": " + path + ": " + e.getMessage());
+        }
+    }
+
+    /**
+     * An O_PATH descriptor of what {@code path} names, every link followed (a final one too) under
+     * the rules of {@link #openChecked}, and none inside {@code sandboxTree}.
+     */
+    private static int locate(int base, String field, String path, Libc.FileStat sandboxTree) throws Refused {
+        if (sandboxTree == null || !path.startsWith("/")) return openChecked(base, field, path, Libc.O_PATH, 0);
+        int fd = Libc.openat2(Libc.AT_FDCWD, path, Libc.O_PATH, 0, Libc.RESOLVE_NO_SYMLINKS | Libc.RESOLVE_NO_MAGICLINKS);
+        if (fd >= 0) return fd; // no link at all on the way: the usual case
+        int errno = Libc.errno();
+        if (errno != Libc.ELOOP && errno != Libc.ENOSYS) throw new Refused(false, field + ": cannot open " + path + ": " + Libc.strerror(errno));
+        return walk(field, path, sandboxTree);
+    }
+
+    /**
+     * {@link #locate}'s way through links: one name at a time from {@code /}, each link read and
+     * followed here (an absolute target from {@code /} again), after checking that it lies neither
+     * inside {@code sandboxTree} nor on a procfs (a magic link).
+     */
+    private static int walk(String field, String path, Libc.FileStat sandboxTree) throws Refused {
+        Deque<String> todo = new ArrayDeque<>();
+        push(todo, path);
+        int dir = Libc.openat(Libc.AT_FDCWD, "/", Libc.O_PATH | Libc.O_DIRECTORY);
+        int links = 0;
+        try {
+            while (true) {
+                if (todo.isEmpty()) {
+                    int result = dir;
+                    dir = -1;
+                    return result;
+                }
+                String name = todo.removeFirst();
+                int next = Libc.openat(dir, name, Libc.O_PATH | Libc.O_NOFOLLOW);
+                if (next < 0) throw new Refused(false, field + ": cannot open " + path + ": " + Libc.strerror(Libc.errno()));
+                Libc.FileStat stat;
+                try {
+                    stat = Libc.stat(next, "", Libc.AT_EMPTY_PATH);
+                } catch (Libc.Error e) {
+                    Libc.close(next);
+                    throw new Refused(false, field + ": cannot examine " + path + ": " + e.getMessage());
+                }
+                if (stat.type() != Libc.S_IFLNK) {
+                    Libc.close(dir);
+                    dir = next;
+                    continue;
+                }
+                Libc.close(next);
+                String target = linkTarget(field, path, dir, name, sandboxTree);
+                if (++links > MAX_LINKS) throw new Refused(false, field + ": " + path + ": too many levels of symbolic links");
+                if (target.startsWith("/")) {
+                    Libc.close(dir);
+                    dir = Libc.openat(Libc.AT_FDCWD, "/", Libc.O_PATH | Libc.O_DIRECTORY);
+                }
+                push(todo, target);
+            }
+        } finally {
+            if (dir >= 0) Libc.close(dir);
+        }
+    }
+
+    private static final int MAX_LINKS = 40;
+
+    /** Puts the names of {@code path} in front of {@code todo}, in order ({@code .} and empty names dropped). */
+    private static void push(Deque<String> todo, String path) {
+        String[] names = path.split("/");
+        for (int i = names.length - 1; i >= 0; i--) {
+            if (!names[i].isEmpty() && !names[i].equals(".")) todo.addFirst(names[i]);
+        }
+    }
+
+    /** The target of link {@code name} in {@code dir}, once it is known to be followable. */
+    private static String linkTarget(String field, String path, int dir, String name, Libc.FileStat sandboxTree) throws Refused {
+        try {
+            if (Libc.filesystemType(dir) == Libc.PROC_SUPER_MAGIC) throw magicLink(field, path);
+            if (isWithin(dir, sandboxTree)) {
+                throw new Refused(true, field + ": " + path + " goes through a symbolic link in the run's root (" + name
+                        + "), which a sandbox may have put there: name the file itself");
+            }
+            String target = java.nio.file.Files.readSymbolicLink(java.nio.file.Path.of("/proc/self/fd/" + dir + "/" + name)).toString();
+            if (target.indexOf('\uFFFD') >= 0) throw new Refused(true, field + ": " + path + " goes through a link whose target is not UTF-8");
+            return target;
+        } catch (java.io.IOException e) { // Libc.Error too
+            throw new Refused(false, field + ": cannot follow a link on the way to " + path + ": " + e.getMessage());
+        }
+    }
+
+    /** Whether directory {@code dir} is {@code tree} or beneath it: its parents, up to the top, are looked at. */
+    static boolean isWithin(int dir, Libc.FileStat tree) throws Libc.Error {
+        int current = Libc.openat(dir, ".", Libc.O_PATH | Libc.O_DIRECTORY);
+        if (current < 0) throw new Libc.Error("open a directory on the way", Libc.errno());
+        try {
+            Libc.FileStat stat = Libc.stat(current, "", Libc.AT_EMPTY_PATH);
+            for (int depth = 0; depth < 4096; depth++) {
+                if (stat.sameFile(tree)) return true;
+                int parent = Libc.openat(current, "..", Libc.O_PATH | Libc.O_DIRECTORY);
+                if (parent < 0) throw new Libc.Error("open a parent directory on the way", Libc.errno());
+                Libc.close(current);
+                current = parent;
+                Libc.FileStat above = Libc.stat(current, "", Libc.AT_EMPTY_PATH);
+                if (above.sameFile(stat)) return false; // the top: its .. is itself
+                stat = above;
+            }
+            return true; // deeper than any path can be: taken as inside
+        } finally {
+            Libc.close(current);
         }
     }
 

@@ -103,7 +103,7 @@ final class MountPoints {
             if (layer.kind() == Kind.FRESH || done.size() == layer.at().size()) continue;
             String host = hostPath(layer.base(), done, layer.at().size());
             // A directory, a file, or nothing yet: bwrap meets no link here (what it creates is plain).
-            Libc.FileStat stat = lstat(host);
+            Libc.FileStat stat = lstat(host, absolute);
             if (stat == null || stat.type() != Libc.S_IFLNK) continue;
             if (++links > MAX_LINKS) throw new HostPaths.Refused(true, absolute + ": too many levels of symbolic links in the root");
             String target;
@@ -111,6 +111,11 @@ final class MountPoints {
                 target = Files.readSymbolicLink(Path.of(host)).toString();
             } catch (IOException e) {
                 throw new HostPaths.Refused(false, absolute + ": cannot read a link in the root: " + e.getMessage());
+            }
+            // The JDK decodes a name that is not UTF-8 with U+FFFD in it: that is not where bwrap would go.
+            if (target.indexOf('\uFFFD') >= 0) {
+                throw new HostPaths.Refused(true, absolute + ": a link in the root (" + String.join("/", done)
+                        + ") points to a name that is not UTF-8");
             }
             done.removeLast();
             if (target.startsWith("/")) done.clear();
@@ -130,9 +135,24 @@ final class MountPoints {
         return host.toString();
     }
 
-    /** What is at a host path, its last name not followed; null if nothing. Each path is looked at once per plan. */
-    Libc.FileStat lstat(String host) {
-        return looked.computeIfAbsent(host, h -> Optional.ofNullable(RootPaths.lstat(h))).orElse(null);
+    /**
+     * What is at a host path, its last name not followed; null if nothing. Each path is looked at
+     * once per plan. A look that fails otherwise refuses {@code destination}: "nothing here" would
+     * be a guess, and bwrap, which resolves a shorter path with other rights (a user namespace's
+     * CAP_DAC_OVERRIDE), may find a link there that leads out of the root.
+     */
+    Libc.FileStat lstat(String host, String destination) throws HostPaths.Refused {
+        Optional<Libc.FileStat> known = looked.get(host);
+        if (known != null) return known.orElse(null);
+        Libc.FileStat stat;
+        try {
+            stat = Libc.statIfPresent(Libc.AT_FDCWD, host, Libc.AT_SYMLINK_NOFOLLOW);
+        } catch (Libc.Error e) {
+            throw new HostPaths.Refused(true, destination + ": cannot look at what is on its way in the root (" + Libc.strerror(e.errno)
+                            + "), so where bwrap would create it is unknown");
+        }
+        looked.put(host, Optional.ofNullable(stat));
+        return stat;
     }
 
     /** From now on, what is at {@code placed} (a result of {@link #place}) is {@code base}, or a filesystem of {@code kind}. */

@@ -57,22 +57,10 @@ public final class RootPaths {
         try {
             MountPoints view = new MountPoints(root);
             String found = MountPoints.hostPath(root, names(view.place(absolute)).orElseThrow(), 0);
-            Libc.FileStat stat = view.lstat(found); // looked at while placing: not asked again
+            Libc.FileStat stat = view.lstat(found, absolute); // looked at while placing: not asked again
             return stat != null ? Optional.of(new Found(Path.of(found), stat)) : Optional.empty();
         } catch (HostPaths.Refused e) {
-            return Optional.empty(); // a link loop
-        }
-    }
-
-    /**
-     * What is at a host path, the last name not followed if it is a link; null if nothing is (or
-     * it cannot be looked at). Asked of paths in roots that are often missing: no exception then.
-     */
-    static Libc.FileStat lstat(String path) {
-        try {
-            return Libc.statIfPresent(Libc.AT_FDCWD, path, Libc.AT_SYMLINK_NOFOLLOW);
-        } catch (Libc.Error e) {
-            return null;
+            return Optional.empty(); // a link loop, or a path that cannot be looked at: not found
         }
     }
 

@@ -313,7 +313,7 @@ final class Run {
 
     private int open(String field, String path, int flags) throws SandboxException {
         try {
-            return HostPaths.openStdio(base, field, path, flags);
+            return HostPaths.openStdio(base, field, path, flags, paths.hostRoot() ? null : paths.rootStat());
         } catch (HostPaths.Refused e) {
             throw e.asSandboxException();
         }

@@ -91,6 +91,13 @@ public class Main implements QuarkusApplication {
             stdout.flush();
             return 0;
         }
+        long memory = options.maxMemory() != null ? options.maxMemory() : defaultMemory();
+        if (options.maxMessageBytes() > memory / Server.HELD_PER_BYTE) {
+            // One message of that size could never be held: the reading thread would fail allocating it.
+            System.err.println("bwrapd: --max-message-bytes " + options.maxMessageBytes() + " does not fit the memory budget of "
+                    + memory + " bytes (a message holds twice its size): raise --max-memory, or the heap (-Xmx)");
+            return 2;
+        }
         setLogLevel(options.logLevel());
         logStartup("main entered");
 
@@ -112,7 +119,7 @@ public class Main implements QuarkusApplication {
         host.thenRun(() -> logStartup("bwrap probed"));
         if (bwrap.found() == null) LOG.warnf("bwrap not found (tried %s); sandbox/run will fail", bwrap.tried());
 
-        MemoryBudget budget = new MemoryBudget(options.maxMemory() != null ? options.maxMemory() : defaultMemory());
+        MemoryBudget budget = new MemoryBudget(memory);
         LOG.debugf("memory budget: %d bytes", budget.limit());
         Capture.Store captures = new Capture.Store(budget, Capture.spoolDirectory(), CAPTURE_MEMORY_BYTES);
         ObjectMapper json = jsonMapper(options.maxMessageBytes());
@@ -198,6 +205,8 @@ public class Main implements QuarkusApplication {
                 .nodeFactory(JsonNodeFactory.withExactBigDecimals(true))
                 .enable(DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS)
                 .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
+                // A key given twice is refused: which of two "id"s or "method"s counts is not for a parser to guess.
+                .enable(com.fasterxml.jackson.core.StreamReadFeature.STRICT_DUPLICATE_DETECTION)
                 .build();
         mapper.getFactory().setStreamReadConstraints(StreamReadConstraints.builder()
                 .maxNestingDepth(MAX_NESTING_DEPTH)

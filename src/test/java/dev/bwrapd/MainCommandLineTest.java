@@ -46,4 +46,12 @@ class MainCommandLineTest {
     void cgroupParentMustBeAbsolute(LaunchResult result) {
         assertTrue(result.getErrorOutput().contains("--cgroup-parent takes an absolute path"), result.getErrorOutput());
     }
+
+    /** Review finding: a 150 MB message under --max-message-bytes 300000000 died allocating it ("Array allocation too large"). */
+    @Test
+    @Launch(value = {"--max-message-bytes", "100000000", "--max-memory", "104857600"}, exitCode = 2)
+    void aMessageLimitTheMemoryBudgetCannotHoldIsRefused(LaunchResult result) {
+        assertEquals("", result.getOutput(), "nothing on stdout");
+        assertTrue(result.getErrorOutput().contains("does not fit the memory budget"), result.getErrorOutput());
+    }
 }

@@ -12,6 +12,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.NullNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.databind.node.POJONode;
+import com.fasterxml.jackson.databind.node.TextNode;
 import com.fasterxml.jackson.databind.util.RawValue;
 import dev.bwrapd.memory.MemoryBudget;
 import org.jboss.logging.Logger;
@@ -46,7 +47,15 @@ public final class Server {
      */
     static final int UNCOUNTED_BYTES = 64 * 1024;
     /** What a message holds while it is served, per byte read: the bytes' share of its parsed tree (strings may be UTF-16). */
-    static final int HELD_PER_BYTE = 2;
+    public static final int HELD_PER_BYTE = 2;
+    /**
+     * And per node of its tree (each object, array, member and element): the node, its map entry
+     * or list slot. Bytes alone undercount a tree of small values 20 to 30 times: 16 MiB of
+     * {@code {},{},...} grow to half a gigabyte of objects.
+     */
+    static final int HELD_PER_NODE = 96;
+    /** The most messages one batch may hold: each gets an answer of its own, which one short line would multiply. */
+    static final int MAX_BATCH = 1000;
 
     private final MemoryBudget budget;
     private final ObjectMapper json;
@@ -195,28 +204,43 @@ public final class Server {
             send(error(NullNode.getInstance(), ErrorCodes.PARSE_ERROR, "Parse error: " + badUtf8));
             return;
         }
+        // Reserved before the tree is built: building it is what takes the memory.
+        long estimate = (long) HELD_PER_BYTE * body.length + (long) HELD_PER_NODE * nodes(body);
+        long held = estimate > UNCOUNTED_BYTES ? estimate : 0;
+        if (!budget.tryReserve(held)) {
+            refuse(body, held);
+            return;
+        }
+        Runnable release = held == 0 ? () -> {} : new Once(() -> budget.release(held));
         JsonNode message;
         try {
             message = json.readTree(body);
         } catch (StreamConstraintsException e) {
+            release.run();
             send(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: " + e.getOriginalMessage()));
             return;
         } catch (IOException e) {
+            release.run();
             String detail = e instanceof JsonProcessingException p ? p.getOriginalMessage() : e.getMessage();
             send(error(NullNode.getInstance(), ErrorCodes.PARSE_ERROR, "Parse error: " + detail));
             return;
+        } catch (RuntimeException e) { // a number no BigDecimal can hold (1e9999999999): NumberFormatException
+            release.run();
+            send(error(NullNode.getInstance(), ErrorCodes.PARSE_ERROR, "Parse error: " + e.getMessage()));
+            return;
         }
         if (message == null || message.isMissingNode()) {
+            release.run();
             send(error(NullNode.getInstance(), ErrorCodes.PARSE_ERROR, "Parse error: no JSON value"));
             return;
         }
-        List<String> exactIds = exactIds(body, message);
-        long held = body.length > UNCOUNTED_BYTES ? (long) HELD_PER_BYTE * body.length : 0;
-        if (!budget.tryReserve(held)) {
-            refuse(message, exactIds, held);
+        if (message.size() > MAX_BATCH && message.isArray()) {
+            release.run();
+            send(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST,
+                    "Invalid Request: a batch of " + message.size() + " messages; at most " + MAX_BATCH));
             return;
         }
-        Runnable release = held == 0 ? () -> {} : new Once(() -> budget.release(held));
+        List<String> exactIds = exactIds(body, message);
         if (message.isArray()) {
             receiveBatch((ArrayNode) message, exactIds, release);
         } else {
@@ -228,27 +252,73 @@ public final class Server {
 
     /**
      * A message that does not fit the memory budget: each request in it is answered
-     * {@link ErrorCodes#OUT_OF_MEMORY} (the message is dropped before any handler hears of it);
-     * notifications in it are dropped.
+     * {@link ErrorCodes#OUT_OF_MEMORY} (the message is dropped before any handler hears of it, and
+     * before its tree is built: its ids are read from the bytes); notifications in it are dropped.
      */
-    private void refuse(JsonNode message, List<String> exactIds, long held) {
+    private void refuse(byte[] body, long held) {
         long available = Math.max(0, budget.limit() - budget.used());
         ObjectNode data = json.createObjectNode().put("what", "request").put("bytes", held)
                 .put("available", available).put("limit", budget.limit());
         String why = "server out of memory budget: this message would hold " + held + " bytes, " + available + " of "
                 + budget.limit() + " are free (--max-memory); retry when runs have ended";
-        List<JsonNode> members = members(message);
         ArrayNode answers = json.createArrayNode();
-        for (int i = 0; i < members.size(); i++) {
-            JsonNode member = members.get(i);
-            JsonNode id = member.get("id");
-            if (!member.isObject() || id == null) continue;
-            JsonNode replyId = id.isTextual() || id.isNumber() || id.isNull() ? exact(id, exactIds.get(i)) : NullNode.getInstance();
-            answers.add(error(replyId, ErrorCodes.OUT_OF_MEMORY, why, data));
+        boolean batch = false;
+        try (JsonParser parser = json.getFactory().createParser(body)) {
+            JsonToken first = parser.nextToken();
+            batch = first == JsonToken.START_ARRAY;
+            if (first == JsonToken.START_OBJECT) {
+                JsonNode id = idOf(parser);
+                if (id != null) answers.add(error(id, ErrorCodes.OUT_OF_MEMORY, why, data));
+            } else if (batch) {
+                for (JsonToken member = parser.nextToken(); member != null && member != JsonToken.END_ARRAY
+                        && answers.size() < MAX_BATCH; member = parser.nextToken()) {
+                    JsonNode id = member == JsonToken.START_OBJECT ? idOf(parser) : null;
+                    if (member != JsonToken.START_OBJECT) parser.skipChildren();
+                    if (id != null) answers.add(error(id, ErrorCodes.OUT_OF_MEMORY, why, data));
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            LOG.debugf("ids of a refused message, as far as they could be read: %s", e.getMessage());
         }
-        LOG.warnf("refused a message of %d bytes: memory budget exhausted (%d of %d used)", held / HELD_PER_BYTE, budget.used(), budget.limit());
+        LOG.warnf("refused a message of %d bytes: memory budget exhausted (%d of %d used)", body.length, budget.used(), budget.limit());
         if (answers.isEmpty()) return;
-        send(message.isArray() ? answers : answers.get(0), NOTHING);
+        send(batch ? answers : answers.get(0), NOTHING);
+    }
+
+    /** The "id" of the object the parser is at the start of (the last one, as the tree keeps it), null if it has none; the parser ends on its end. */
+    private static JsonNode idOf(JsonParser parser) throws IOException {
+        JsonNode id = null;
+        while (parser.nextToken() == JsonToken.FIELD_NAME) {
+            boolean isId = parser.currentName().equals("id");
+            JsonToken value = parser.nextToken();
+            if (isId) {
+                id = value.isNumeric() ? new POJONode(new RawValue(parser.getText()))
+                        : value == JsonToken.VALUE_STRING ? TextNode.valueOf(parser.getText()) : NullNode.getInstance();
+            }
+            parser.skipChildren();
+        }
+        return id;
+    }
+
+    /**
+     * How many nodes the message's tree will have, about: its {@code {}, {@code [}, {@code ,} and
+     * {@code :} outside strings. One pass over bytes already known to be UTF-8.
+     */
+    static long nodes(byte[] body) {
+        long nodes = 0;
+        boolean inString = false;
+        for (int i = 0; i < body.length; i++) {
+            byte b = body[i];
+            if (inString) {
+                if (b == '\\') i++;
+                else if (b == '"') inString = false;
+            } else if (b == '"') {
+                inString = true;
+            } else if (b == '{' || b == '[' || b == ',' || b == ':') {
+                nodes++;
+            }
+        }
+        return nodes;
     }
 
     /**
@@ -446,16 +516,20 @@ public final class Server {
             }
             return;
         }
-        handlers.execute(() -> {
-            UNIT.set(unit);
-            try {
-                call.reply(handler.handle(call));
-            } catch (Throwable t) {
-                call.fail(t);
-            } finally {
-                UNIT.remove();
-            }
-        });
+        try {
+            handlers.execute(() -> {
+                UNIT.set(unit);
+                try {
+                    call.reply(handler.handle(call));
+                } catch (Throwable t) {
+                    call.fail(t);
+                } finally {
+                    UNIT.remove();
+                }
+            });
+        } catch (OutOfMemoryError e) { // no thread to be had (a tasks limit): this call fails, the server goes on
+            call.fail(new RpcException(ErrorCodes.INTERNAL_ERROR, "cannot start a thread for the request: " + e.getMessage()));
+        }
     }
 
     /** An answer before any handler ran (the message was invalid). */

@@ -163,6 +163,63 @@ class ServerTest {
         assertEquals(json("2"), responses.get(1).get("id"));
     }
 
+    /** Review finding: one number no BigDecimal can hold (1e9999999999) ended the server, every run in flight with it. */
+    @Test
+    void aNumberNoDecimalCanHoldIsAParseErrorAndServingGoesOn() throws Exception {
+        List<JsonNode> responses = serve("{\"jsonrpc\":\"2.0\",\"method\":\"echo\",\"params\":[1e9999999999]}\n"
+                + "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":[0e-9999999999]}\n"
+                + "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"null\"}\n");
+        assertEquals(3, responses.size(), responses.toString());
+        assertError(responses.get(0), "null", ErrorCodes.PARSE_ERROR);
+        assertError(responses.get(1), "null", ErrorCodes.PARSE_ERROR);
+        assertEquals(json("2"), responses.get(2).get("id"));
+    }
+
+    /** Review finding: of two "id"s (or "method"s) the last won; a proxy checking the first saw another request. */
+    @Test
+    void aKeyGivenTwiceIsAParseError() throws Exception {
+        List<JsonNode> responses = serve("{\"jsonrpc\":\"2.0\",\"id\":1,\"id\":\"dup\",\"method\":\"null\"}\n"
+                + "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"echo\",\"params\":{\"a\":1,\"a\":2}}\n");
+        assertEquals(2, responses.size(), responses.toString());
+        for (JsonNode response : responses) assertError(response, "null", ErrorCodes.PARSE_ERROR);
+    }
+
+    /** Review finding: a 60 KB batch of 30,000 members drew 30,000 answers (3 MB), none counted. */
+    @Test
+    void aBatchOfMoreThanAThousandIsOneInvalidRequest() throws Exception {
+        String members = String.join(",", java.util.Collections.nCopies(Server.MAX_BATCH + 1, "1"));
+        List<JsonNode> responses = serve("[" + members + "]\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"null\"}\n");
+        assertEquals(2, responses.size(), responses.toString());
+        assertError(responses.get(0), "null", ErrorCodes.INVALID_REQUEST);
+        assertTrue(responses.get(0).at("/error/message").asText().contains("at most 1000"), responses.get(0).toString());
+        out.reset();
+        assertEquals(Server.MAX_BATCH, single(serve("[" + String.join(",", java.util.Collections.nCopies(Server.MAX_BATCH, "1")) + "]\n")).size());
+    }
+
+    /**
+     * Review finding: the budget counted two bytes per byte read, and was asked only after the
+     * tree was built: 16 MiB of {@code {},{},...} took half a gigabyte and the helper died. The
+     * nodes are counted too, before the tree is built, and the request is refused with its id.
+     */
+    @Test
+    void aTreeOfSmallValuesIsCountedByItsNodesBeforeItIsBuilt() throws Exception {
+        long limit = 1 << 20;
+        String params = "[" + String.join(",", java.util.Collections.nCopies(100_000, "{}")) + "]";
+        String input = "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"echo\",\"params\":" + params + "}\n"
+                + "{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"null\"}\n";
+        assertTrue(2L * input.length() < limit, "in bytes alone it fits");
+        MessageReader reader = new MessageReader(new ByteArrayInputStream(input.getBytes(StandardCharsets.UTF_8)), null, limit);
+        dev.bwrapd.memory.MemoryBudget budget = new dev.bwrapd.memory.MemoryBudget(limit);
+        server = new Server(Main.jsonMapper(limit), reader, new MessageWriter(out, reader::framing), limit, methods, HANDLERS, t -> null, budget);
+        server.serve();
+        server.awaitIdle();
+        List<JsonNode> responses = parseLines(out.toByteArray());
+        assertEquals(2, responses.size(), responses.toString().substring(0, Math.min(500, responses.toString().length())));
+        assertError(responses.get(0), "9", ErrorCodes.OUT_OF_MEMORY);
+        assertEquals(json("10"), responses.get(1).get("id"));
+        assertEquals(0, budget.used(), "nothing stays reserved");
+    }
+
     @Test
     void nestingOf64IsServedAnd65IsInvalidRequest() throws Exception {
         // The request object is level 1 and params level 2; the arrays inside make up the rest.

@@ -150,6 +150,9 @@ final class RunnerService extends RunnerGrpc.RunnerImplBase {
             outcome = ended.join(); // every run ends, killed ones too: no interruption to handle
         } catch (java.util.concurrent.CompletionException e) {
             throw Responses.failure((SandboxException) e.getCause()).asException();
+        } catch (SandboxException e) { // not started: no thread for it
+            sandboxes.remove(sandbox);
+            throw Responses.failure(e).asException();
         } finally {
             call.removeListener(kill);
         }

@@ -212,7 +212,7 @@ public final class BwrapdMethods {
         try {
             call.onCancel(() -> sandbox.kill(Sandbox.Ending.CANCELLED));
             runner.start(spec, sandbox, new RunReporter(json, call, sandboxes, sandbox, budget));
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | dev.bwrapd.sandbox.SandboxException e) {
             sandboxes.remove(sandbox);
             throw e;
         }

@@ -69,7 +69,7 @@ final class Params {
         if (!has(field)) return fallback;
         JsonNode value = node.get(field);
         if (!value.isTextual()) throw invalid(name(field) + ": must be a string");
-        return noNul(name(field), value.textValue());
+        return wellFormed(name(field), value.textValue());
     }
 
     String requiredString(String field) throws RpcException {
@@ -106,8 +106,22 @@ final class Params {
         return n;
     }
 
-    static String noNul(String field, String value) throws RpcException {
+    /**
+     * {@code value} if it holds no NUL and no unpaired surrogate. JSON's {@code "\\ud800"} escape
+     * parses to a lone surrogate, which no UTF-8 can carry: encoded for the kernel it would
+     * become {@code ?}, another argument, another host path than the one the client named.
+     */
+    static String wellFormed(String field, String value) throws RpcException {
         if (value.indexOf('\0') >= 0) throw invalid(field + ": must not contain a NUL character");
+        for (int i = 0; i < value.length(); i++) {
+            char c = value.charAt(i);
+            if (!Character.isSurrogate(c)) continue;
+            if (Character.isHighSurrogate(c) && i + 1 < value.length() && Character.isLowSurrogate(value.charAt(i + 1))) {
+                i++;
+                continue;
+            }
+            throw invalid(field + ": must not contain an unpaired surrogate (\\u" + Integer.toHexString(c) + ")");
+        }
         return value;
     }
 

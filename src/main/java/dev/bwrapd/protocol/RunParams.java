@@ -101,7 +101,7 @@ public final class RunParams {
         List<String> names = new ArrayList<>();
         for (int i = 0; i < deny.size(); i++) {
             if (!deny.get(i).isTextual() || deny.get(i).textValue().isEmpty()) throw Params.invalid("seccomp.deny[" + i + "]: must be a system call name");
-            String name = Params.noNul("seccomp.deny[" + i + "]", deny.get(i).textValue());
+            String name = Params.wellFormed("seccomp.deny[" + i + "]", deny.get(i).textValue());
             if (!names.contains(name)) names.add(name);
         }
         String errno = s.string("errno", "EPERM");
@@ -135,7 +135,7 @@ public final class RunParams {
         for (int i = 0; i < value.size(); i++) {
             JsonNode word = value.get(i);
             if (!word.isTextual()) throw Params.invalid("command[" + i + "]: must be a string");
-            command.add(argString("command[" + i + "]", Params.noNul("command[" + i + "]", word.textValue()), 0));
+            command.add(argString("command[" + i + "]", Params.wellFormed("command[" + i + "]", word.textValue()), 0));
         }
         if (command.getFirst().isEmpty()) throw Params.invalid("command[0]: must not be empty");
         return List.copyOf(command);
@@ -187,9 +187,9 @@ public final class RunParams {
             String name = entry.getKey();
             String field = "env." + name;
             if (name.isEmpty() || name.contains("=")) throw Params.invalid(field + ": a variable name must be non-empty and without '='");
-            Params.noNul(field, name);
+            Params.wellFormed(field, name);
             if (!entry.getValue().isTextual()) throw Params.invalid(field + ": must be a string");
-            env.put(name, argString(field, Params.noNul(field, entry.getValue().textValue()), name.length() + 1));
+            env.put(name, argString(field, Params.wellFormed(field, entry.getValue().textValue()), name.length() + 1));
         }
         return env;
     }
@@ -232,7 +232,7 @@ public final class RunParams {
         for (int i = 0; i < value.size(); i++) {
             String field = "devices[" + i + "]";
             if (!value.get(i).isTextual()) throw Params.invalid(field + ": must be a string");
-            String device = absolutePath(field, Params.noNul(field, value.get(i).textValue()));
+            String device = absolutePath(field, Params.wellFormed(field, value.get(i).textValue()));
             if (!device.startsWith("/dev/")) throw Params.pathNotAllowed(field + ": must be a path under /dev/, not " + device);
             devices.add(device);
         }

@@ -96,7 +96,7 @@ public final class SandboxRunner {
     }
 
     /** Starts {@code spec} in {@code sandbox} on a run thread; the listener hears the rest. */
-    public void start(RunSpec spec, Sandbox sandbox, RunListener listener) {
+    public void start(RunSpec spec, Sandbox sandbox, RunListener listener) throws SandboxException {
         start(spec, -1, sandbox, listener);
     }
 
@@ -105,9 +105,14 @@ public final class SandboxRunner {
      * beneath the directory {@code base} (a descriptor the caller keeps open): each is resolved
      * beneath it, through no symbolic link (see {@link HostPaths}).
      */
-    public void start(RunSpec spec, int base, Sandbox sandbox, RunListener listener) {
+    public void start(RunSpec spec, int base, Sandbox sandbox, RunListener listener) throws SandboxException {
         if (spec.takesInput()) sandbox.takeInput(spec.terminal()); // now: input may follow the request at once
-        runThreads.execute(new Run(this, leases, spawner, reaper, captures, spec, base, sandbox, listener)::run);
+        try {
+            runThreads.execute(new Run(this, leases, spawner, reaper, captures, spec, base, sandbox, listener)::run);
+        } catch (OutOfMemoryError e) { // no thread to be had (a tasks limit): this run is refused, the helper goes on
+            throw new SandboxException.Failed("cannot start a thread for the run (" + e.getMessage()
+                    + "): too many runs at once for this host's limits");
+        }
     }
 
     /**

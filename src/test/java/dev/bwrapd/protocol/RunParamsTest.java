@@ -165,6 +165,11 @@ class RunParamsTest {
                 Arguments.of("command[1]", "{'command':['sh',3]}"),
                 Arguments.of("command[0]", "{'command':['']}"),
                 Arguments.of("command[1]", "{'command':['sh','a\\u0000b']}"),
+                // JSON's escapes can spell a lone surrogate, which no UTF-8 carries (it would become '?')
+                Arguments.of("command[1]", "{'command':['sh','a\\ud800b']}"),
+                Arguments.of("env.A", "+'env':{'A':'x\\udc00'}"),
+                Arguments.of("stdout.file", "+'stdout':{'file':'/tmp/out\\ud800'}"),
+                Arguments.of("cwd", "+'cwd':'/w\\udbff'"),
                 Arguments.of("root", "{'command':['sh'],'root':7}"),
                 Arguments.of("sandboxId", "+'sandboxId':5"),
                 Arguments.of("sandboxId", "+'sandboxId':''"),

@@ -102,7 +102,7 @@ public final class Sandbox {
         // The command's group, once the init has called setsid. A cgroup holds it instead: the
         // init is moved in while bwrap holds it, before its setsid, and is in bwrap's session until then.
         if (watchedCgroups.isEmpty()) {
-            watchdog.watch(initPid, marked, List.of()); // the init keeps bwrap's command line
+            watchdog.watchLeader(initPid, marked); // the init keeps bwrap's command line, and leads its group
             initWatched = true;
         }
         state = State.RUNNING;

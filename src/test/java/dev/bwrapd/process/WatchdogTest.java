@@ -116,6 +116,39 @@ class WatchdogTest {
     }
 
     /**
+     * Review finding: the sandbox's command (uid 0 in the init's user namespace) rewrote the
+     * init's command line through /proc/1/mem, so its group had no marked member and was spared
+     * when bwrapd was killed, the init having been made to forget its parent-death signal too. A
+     * group told with its leader's start time is killed while that leader lives, mark or none;
+     * one whose number now belongs to another process (another start time) is left alone. Both
+     * with awk and without.
+     */
+    @Test
+    void killsALeadersGroupByItsStartTimeWhateverItsCommandLine() throws Exception {
+        for (String path : new String[] {null, "/nonexistent"}) {
+            Process unmarked = sessionLeader();
+            Process renumbered = sessionLeader();
+            Process forgotten = sessionLeader();
+            try {
+                long g = group(unmarked), r = group(renumbered), f = group(forgotten);
+                String start = Watchdog.startTime((int) g);
+                String otherStart = String.valueOf(Long.parseLong(Watchdog.startTime((int) r)) + 1);
+                assertTrue(start != null, "the start time of a live process");
+                runWatchdogWithPath(path, "+" + g + "@" + start + "\n+" + r + "@" + otherStart + "\n+" + f + "@" + Watchdog.startTime((int) f)
+                        + "\n-" + f + "\n", Watchdog.pattern("bwrapd-held-1-no-such-mark:"));
+                assertTrue(unmarked.waitFor(5, TimeUnit.SECONDS), path + ": the group of a leader that is still the one told is killed");
+                assertFalse(renumbered.waitFor(300, TimeUnit.MILLISECONDS), path + ": a leader with another start time is another process");
+                assertFalse(forgotten.waitFor(100, TimeUnit.MILLISECONDS), path + ": forgotten by its number alone");
+            } finally {
+                for (Process p : new Process[] {unmarked, renumbered, forgotten}) {
+                    p.destroyForcibly();
+                    p.children().forEach(ProcessHandle::destroyForcibly);
+                }
+            }
+        }
+    }
+
+    /**
      * Should the look for marked processes not finish (a command line whose read hangs; here a
      * timeout that gives up at once), a held group is killed as told, as without a mark.
      */

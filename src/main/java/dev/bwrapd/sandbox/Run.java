@@ -117,6 +117,10 @@ final class Run {
     private int initPid;
     private CompletableFuture<ExitStatus> initExit;
     private Integer exitCode;
+    /** bwrap wrote an exit-code line (the command had been started), whatever its value. */
+    private boolean exitReported;
+    /** How the init itself ended, when this helper reaped it (null when bwrap did). */
+    private ExitStatus initStatus;
     private boolean bwrapEnded, initEnded, awaitingCommand, announced;
     /** bwrap's and the init's ends were seen on their pidfds (not assumed for want of one). */
     private boolean bwrapEndSeen, initEndSeen;
@@ -630,8 +634,14 @@ final class Run {
             commandWaitEnds = System.nanoTime() + COMMAND_WAIT_NANOS;
             checkCommand();
         }
-        long code = BwrapStatus.number(line, "exit-code");
-        if (code >= 0) exitCode = (int) code;
+        if (line.contains("\"exit-code\"")) {
+            // bwrap reports the command's end, past its setup. The value is what the init wrote to
+            // bwrap's eventfd, which the command can write too (pidfd_getfd): one no exit status can
+            // be (negative, over 255) is not taken, and the end is then told by the init's own.
+            exitReported = true;
+            long code = BwrapStatus.number(line, "exit-code");
+            exitCode = code >= 0 && code <= 255 ? (int) code : null;
+        }
     }
 
     /**
@@ -724,7 +734,10 @@ final class Run {
         // Both have ended (their pidfds said so): each is reaped here, on the run's own thread.
         ExitStatus bwrapExit = reaper.awaitExit(bwrap);
         ExitStatus usage = bwrapExit;
-        if (initExit != null) usage = ExitStatus.sandboxUsage(bwrapExit, reaper.awaitDescendant(initPid, initExit));
+        if (initExit != null) {
+            initStatus = reaper.awaitDescendant(initPid, initExit);
+            usage = ExitStatus.sandboxUsage(bwrapExit, initStatus);
+        }
         sandbox.finished();
         return new ExitStatus[] {bwrapExit, usage};
     }
@@ -741,6 +754,7 @@ final class Run {
 
     private RunOutcome outcome(HostCapabilities host, ExitStatus bwrapExit, ExitStatus usage, CleanupReport cleanup) {
         Integer code = exitCode;
+        if (exitReported && code == null) code = commandCode(bwrapExit);
         if (!host.jsonStatusFd() && bwrapExit.exited()) {
             code = bwrapExit.exitCode(); // without status lines bwrap's exit code is all there is
             if (code == 1 && bwrapMessages().startsWith("bwrap: ")) code = null;
@@ -787,6 +801,17 @@ final class Run {
         RunOutcome.Usage used = usage(usage);
         return new RunOutcome(sandbox.id(), status, code, signal, setupError, System.nanoTime() - startNanos, used,
                 stdout.capture, stderr.capture, cleanup, limitExceeded(signal, used));
+    }
+
+    /**
+     * The command's end as the init, which exits with it, saw it (the init's status, 128+N for a
+     * signal, as bwrap reports it), else as bwrap passed it on in its own exit status; null if
+     * bwrap was killed.
+     */
+    private Integer commandCode(ExitStatus bwrapExit) {
+        if (initStatus != null && initStatus.exited()) return initStatus.exitCode();
+        if (initStatus != null && initStatus.signaled()) return 128 + initStatus.termSignal();
+        return bwrapExit.exited() ? bwrapExit.exitCode() : null;
     }
 
     /**

@@ -82,6 +82,37 @@ class SeccompIT {
         assertEquals("tiocsti=EPERM\nunshare-user=EPERM\nunshare-mount=EPERM\nmount=EPERM\ngetpid=ok\n", with);
     }
 
+    /**
+     * Review finding: the command took the init's status eventfd with pidfd_getfd and wrote to it,
+     * forging its run's outcome (setup-failed, or an exit code over 255). Also io_uring, a second
+     * way to system calls that this filter's argument checks do not see.
+     */
+    @Test
+    void theDefaultFilterRefusesOtherProcessesDescriptorsAndIoUring() throws Exception {
+        assertEquals("pidfd-getfd=ok\n", probe("none", "pidfd-getfd"));
+        assertEquals("pidfd-getfd=EPERM\nio-uring=EPERM\n", probe("default", "pidfd-getfd", "io-uring"));
+    }
+
+    /**
+     * Review finding: without a filter the command can still write the init's eventfd; bwrap then
+     * reported an exit code of -2 (the run was answered setup-failed, with the command's own
+     * "bwrap: ..." line on stderr as the reason, though the command had run) or of 1000. bwrap's
+     * exit-code is taken only as an exit status can be; else the init's own end tells.
+     */
+    @Test
+    void aCommandCannotForgeItsRunsOutcome() throws Exception {
+        for (String value : new String[] {"0xffffffff", "1001"}) {
+            ObjectNode params = Runs.sh(root, "echo 'bwrap: Can'\\''t mount proc: forged' >&2; probe forge-exit=" + value + "; sleep 1");
+            params.put("seccomp", "none");
+            JsonNode result = Runs.run(bwrapd, params); // signaled, SIGKILL, when bwrap left first and the init followed it
+            assertEquals("forge-exit=" + value + "=ok\n", Runs.out(result), result.toString());
+            assertTrue(result.get("setupError").isNull(), result.toString());
+            assertTrue(List.of("exited", "signaled").contains(result.get("status").asText()), result.toString());
+            int code = result.get("exitCode").asInt(-1);
+            assertTrue(code >= 0 && code <= 255, result.toString());
+        }
+    }
+
     @Test
     void busyboxUnderTheDefaultFilter() throws Exception {
         ObjectNode works = Runs.sh(root, "echo ok; ls / > /dev/null && echo listed; unshare -U true || echo no-userns; unshare -m true || echo no-mountns");

@@ -16,7 +16,7 @@ class SeccompPolicyTest {
     void theDefaultCoversProtocolSection9() {
         Set<String> named = SeccompPolicy.rules(RunSpec.Seccomp.DEFAULT).stream().map(Libc.SeccompRule::syscall).collect(Collectors.toSet());
         for (String call : List.of("ioctl", "unshare", "clone", "clone3", "setns", "mount", "umount2", "pivot_root", "ptrace",
-                "process_vm_readv", "process_vm_writev", "keyctl", "add_key", "request_key", "bpf", "perf_event_open",
+                "process_vm_readv", "process_vm_writev", "pidfd_getfd", "io_uring_setup", "io_uring_enter", "io_uring_register", "keyctl", "add_key", "request_key", "bpf", "perf_event_open",
                 "userfaultfd", "kexec_load", "init_module", "finit_module", "delete_module", "syslog", "acct", "swapon",
                 "swapoff", "reboot", "personality")) {
             assertTrue(named.contains(call), call);

@@ -300,6 +300,7 @@ public final class SandboxCgroup {
         for (Path dir : dirs) {
             while (true) {
                 try {
+                    removeChildren(dir);
                     Files.deleteIfExists(dir);
                     break;
                 } catch (IOException e) { // EBUSY: a member has not exited yet
@@ -312,6 +313,24 @@ public final class SandboxCgroup {
             }
         }
         return all;
+    }
+
+    /**
+     * The cgroups the sandbox made below its own, deepest first: a root-run sandbox can mount
+     * cgroupfs in a cgroup namespace of its own and mkdir there (and without nsdelegate nothing
+     * stops it), and its cgroup could not be removed while they are there.
+     */
+    private static void removeChildren(Path dir) throws IOException {
+        List<Path> children = new ArrayList<>();
+        try (var entries = Files.newDirectoryStream(dir, entry -> Files.isDirectory(entry, java.nio.file.LinkOption.NOFOLLOW_LINKS))) {
+            entries.forEach(children::add);
+        } catch (java.nio.file.NoSuchFileException e) {
+            return;
+        }
+        for (Path child : children) {
+            removeChildren(child);
+            Files.deleteIfExists(child);
+        }
     }
 
     private static void sleepBriefly() {

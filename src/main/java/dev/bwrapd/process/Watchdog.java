@@ -67,6 +67,7 @@ public final class Watchdog {
             done 2>/dev/null
             third() { echo "$3"; }
             started() { shift 19; echo "$1"; }
+            rmtree() { for d in "$1"/*/; do [ ! -d "$d" ] || rmtree "${d%/}"; done; rmdir "$1"; }
             look() {
               if command -v timeout >/dev/null; then timeout -s KILL 5 grep -l -a -s "$1" /proc/[0-9]*/cmdline
               else grep -l -a -s "$1" /proc/[0-9]*/cmdline; fi
@@ -90,7 +91,7 @@ public final class Watchdog {
             for id in $live; do
               case $id in /*)
                 n=0
-                while [ -d "$id" ] && ! rmdir "$id" && [ $n -lt 500 ]; do
+                while [ -d "$id" ] && ! rmtree "$id" && [ $n -lt 500 ]; do
                   [ -e "$id/cgroup.kill" ] || { kill -9 $(cat "$id/cgroup.procs"); [ ! -e "$id/freezer.state" ] || echo THAWED > "$id/freezer.state"; }
                   sleep 0.01; n=$((n+1))
                 done ;;

@@ -87,6 +87,21 @@ class SandboxCgroupTest {
         }
     }
 
+    /**
+     * Review finding: a root-run sandbox mounted cgroupfs in a cgroup namespace of its own and made
+     * a cgroup below its own, which then could not be removed (the run waited 2 s, the directory
+     * stayed). Those below are removed first, deepest first.
+     */
+    @Test
+    void removeTakesTheCgroupsTheSandboxMadeBelowItsOwn() throws Exception {
+        assumeTrue(host.available(), "no cgroup for this user here");
+        SandboxCgroup cgroup = create(Limits.NONE);
+        java.util.List<Path> made = new java.util.ArrayList<>();
+        for (Path dir : cgroup.directories()) made.add(Files.createDirectories(dir.resolve("leak/deeper")));
+        assertTrue(cgroup.remove(2000), "removed, with what was made below");
+        for (Path dir : cgroup.directories()) assertFalse(Files.exists(dir), dir + " is gone");
+    }
+
     @Test
     void killEndsEveryProcessEvenThoseThatLeftTheirSession() throws Exception {
         assumeTrue(host.available(), "no cgroup for this user here");

@@ -190,7 +190,7 @@ class WatchdogTest {
         }
     }
 
-    /** A sandbox's cgroup, with a process that left its session inside: killed, then the cgroup removed. */
+    /** A sandbox's cgroup, with a process that left its session inside: killed, then the cgroup removed, and those it made below. */
     @Test
     void killsAndRemovesTheCgroupsItHolds() throws Exception {
         dev.bwrapd.cgroup.CgroupHost host = dev.bwrapd.cgroup.CgroupHost.detect(null);
@@ -202,6 +202,7 @@ class WatchdogTest {
         try {
             held.add((int) inHeld.pid());
             forgotten.add((int) inForgotten.pid());
+            for (Path dir : held.directories()) Files.createDirectories(dir.resolve("made-inside/deeper")); // by the sandbox
             StringBuilder input = new StringBuilder();
             for (Path dir : held.directories()) input.append('+').append(dir).append('\n');
             for (Path dir : forgotten.directories()) input.append('+').append(dir).append('\n').append('-').append(dir).append('\n');

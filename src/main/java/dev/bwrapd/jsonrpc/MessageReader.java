@@ -101,6 +101,13 @@ public final class MessageReader {
                 if (!sawHeader) continue; // blank lines between messages
                 break;
             }
+            int at = header.toLowerCase(Locale.ROOT).indexOf("content-length:");
+            if (at > 0) {
+                // The body of a block that was garbled (its length unknown) runs up to this header,
+                // having no line end of its own: a new block starts here, and the stream is in step again.
+                header = header.substring(at);
+                problem = null;
+            }
             sawHeader = true;
             int colon = header.indexOf(':');
             if (colon < 0) {
@@ -135,14 +142,19 @@ public final class MessageReader {
         return new Frame.Message(body);
     }
 
-    /** A header line without its line ending (at most 8 KiB is kept), or null at end of input. */
+    /**
+     * A header line without its line ending, or null at end of input. Of a longer line its first
+     * and last 4 KiB are kept: the last may hold the header that follows a garbled block's body.
+     */
     private String readHeaderLine() throws IOException {
         StringBuilder line = new StringBuilder();
         while (true) {
             if (position == limit && !fill()) return line.isEmpty() ? null : line.toString();
             int newline = indexOf((byte) '\n', position, limit);
             int end = newline < 0 ? limit : newline;
-            if (line.length() < 8192) line.append(new String(buffer, position, Math.min(end - position, 8192), StandardCharsets.US_ASCII));
+            int from = Math.max(position, end - 4096);
+            line.append(new String(buffer, from, end - from, StandardCharsets.US_ASCII));
+            if (line.length() > 8192) line.delete(4096, line.length() - 4096);
             position = end;
             if (newline >= 0) {
                 position++;

@@ -55,13 +55,15 @@ public final class MessageReader {
         byte[] line = new byte[256];
         int length = 0;
         long size = 0;
+        byte last = 0;
         while (true) {
             if (position == limit && !fill()) break;
             int newline = indexOf((byte) '\n', position, limit);
             int end = newline < 0 ? limit : newline;
             int chunk = end - position;
             size += chunk;
-            if (size <= maxMessageBytes) {
+            if (chunk > 0) last = buffer[end - 1];
+            if (size <= maxMessageBytes + 1) { // + a CR before the newline, which is no part of the message
                 if (length + chunk > line.length) line = Arrays.copyOf(line, Math.max(line.length * 2, length + chunk));
                 System.arraycopy(buffer, position, line, length, chunk);
                 length += chunk;
@@ -72,6 +74,7 @@ public final class MessageReader {
                 break;
             }
         }
+        if (last == '\r') size--;
         if (size > maxMessageBytes) return new Frame.TooLarge(size);
         while (length > 0 && (line[length - 1] == '\r' || line[length - 1] == ' ' || line[length - 1] == '\t')) length--;
         if (length == 0) return null;

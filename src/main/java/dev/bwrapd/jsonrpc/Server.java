@@ -501,13 +501,17 @@ public final class Server {
             call.fail(new RpcException(ErrorCodes.METHOD_NOT_FOUND, "Method not found: " + name));
             return;
         }
+        if (id != null && inFlight.putIfAbsent(key(id), call) != null) {
+            // Two unanswered requests with one id: a cancel or an answer could not say which.
+            call.fail(new RpcException(ErrorCodes.INVALID_REQUEST, "Invalid Request: id " + id + " is that of a request not answered yet"));
+            return;
+        }
         try {
             handler.received(call); // in arrival order, before any later message is dispatched
         } catch (Exception e) { // a bug in one method (a RuntimeException) must not end the server either
             call.fail(e);
             return;
         }
-        if (id != null) inFlight.put(key(id), call);
         if (handler instanceof Handler.Deferred deferred) {
             try {
                 deferred.start(call); // in arrival order too

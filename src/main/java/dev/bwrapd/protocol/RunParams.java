@@ -117,7 +117,7 @@ public final class RunParams {
         int[] size = size(t);
         String term = t.string("term", DEFAULT_TERM);
         if (term.isEmpty()) throw Params.invalid("terminal.term: must not be empty");
-        return new RunSpec.Terminal(size[0], size[1], term);
+        return new RunSpec.Terminal(size[0], size[1], argString("terminal.term", term, "TERM=".length()));
     }
 
     /** Required {@code rows} and {@code cols}, 1 to 65535 each (sandbox/run's terminal, sandbox/resize). */

@@ -133,6 +133,12 @@ class MessageReaderTest {
         MessageReader reader = reader(exact + "\n" + exact + "x\n", null, 0);
         assertMessage(exact, reader.next());
         assertEquals(new Frame.TooLarge(LIMIT + 1), reader.next());
+        // The CR of a CRLF line end is no part of the message (review finding: it counted)
+        for (int chunk : new int[] {0, 1}) {
+            MessageReader crlf = reader(exact + "\r\n" + exact + "x\r\n", null, chunk);
+            assertMessage(exact, crlf.next());
+            assertEquals(new Frame.TooLarge(LIMIT + 1), crlf.next());
+        }
     }
 
     @Test

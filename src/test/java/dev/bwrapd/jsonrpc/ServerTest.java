@@ -306,6 +306,28 @@ class ServerTest {
 
     // ----- concurrency and idleness -----
 
+    /** Review finding: a second request with the id of one still running replaced it, which no cancel could then reach. */
+    @Test
+    void anIdStillInFlightIsRefusedForASecondRequest() throws Exception {
+        CountDownLatch release = new CountDownLatch(1);
+        methods.put("blocked", call -> {
+            try {
+                return release.await(10, TimeUnit.SECONDS) ? "released" : "timeout";
+            } catch (InterruptedException e) {
+                throw new RpcException(ErrorCodes.INTERNAL_ERROR, "interrupted");
+            }
+        });
+        try (Live live = new Live()) {
+            live.send("{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"blocked\"}");
+            live.send("{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"echo\",\"params\":[2]}");
+            assertError(live.next(), "5", ErrorCodes.INVALID_REQUEST);
+            release.countDown();
+            assertEquals(json("{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":\"released\"}"), live.next());
+            live.send("{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"echo\",\"params\":[3]}");
+            assertEquals(json("{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":[3]}"), live.next(), "free again once answered");
+        }
+    }
+
     @Test
     void requestsRunConcurrentlyAndAnswerOutOfOrder() throws Exception {
         CountDownLatch release = new CountDownLatch(1);

@@ -191,6 +191,7 @@ class RunParamsTest {
                 Arguments.of("hostname", "+'hostname':'" + "é".repeat(33) + "'"), // 33 characters, 66 bytes
                 Arguments.of("command[1]", "{'command':['sh','" + "x".repeat(RunParams.MAX_ARG_STRLEN) + "']}"),
                 Arguments.of("env.A", "+'env':{'A':'" + "é".repeat(RunParams.MAX_ARG_STRLEN / 2) + "'}"),
+                Arguments.of("terminal.term", "+'terminal':{'rows':24,'cols':80,'term':'" + "x".repeat(RunParams.MAX_ARG_STRLEN) + "'}"),
                 Arguments.of("uid", "+'uid':'1000'"),
                 Arguments.of("uid", "+'uid':1.5"),
                 Arguments.of("uid", "+'uid':-1"),

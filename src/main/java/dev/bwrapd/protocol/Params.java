@@ -84,16 +84,28 @@ final class Params {
         return value.booleanValue();
     }
 
-    /** A whole number within [min, max]; null when absent. */
+    /**
+     * A whole number within [min, max]; null when absent. {@code 1.0} and {@code 1e3} are whole
+     * numbers (as JSON Schema's "integer" has them); one of more than 19 digits is out of range,
+     * told without expanding it ({@code 1e999999999}).
+     */
     Long integer(String field, long min, long max) throws RpcException {
         if (!has(field)) return null;
         JsonNode value = node.get(field);
-        if (!value.isIntegralNumber() || !value.canConvertToLong()) {
-            throw invalid(name(field) + ": must be a whole number");
+        if (!value.isNumber()) throw invalid(name(field) + ": must be a whole number");
+        java.math.BigDecimal d;
+        try {
+            d = value.decimalValue().stripTrailingZeros();
+        } catch (NumberFormatException e) { // a double that overflowed (a tree not parsed with exact decimals)
+            throw invalid(name(field) + ": must be between " + min + " and " + max);
         }
-        long n = value.longValue();
-        if (n < min || n > max) throw invalid(name(field) + ": must be between " + min + " and " + max);
-        return n;
+        if (d.scale() > 0) throw invalid(name(field) + ": must be a whole number");
+        if (d.precision() - d.scale() > 19) throw invalid(name(field) + ": must be between " + min + " and " + max);
+        java.math.BigInteger whole = d.toBigIntegerExact();
+        if (whole.compareTo(java.math.BigInteger.valueOf(min)) < 0 || whole.compareTo(java.math.BigInteger.valueOf(max)) > 0) {
+            throw invalid(name(field) + ": must be between " + min + " and " + max);
+        }
+        return whole.longValue();
     }
 
     /** A number (fractions allowed) within [min, max]; null when absent. */

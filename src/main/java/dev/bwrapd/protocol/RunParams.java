@@ -45,7 +45,7 @@ public final class RunParams {
         List<String> command = command(p);
         Path root = root(p);
         String sandboxId = p.string("sandboxId", null);
-        if (sandboxId != null && (sandboxId.isEmpty() || sandboxId.length() > 256)) {
+        if (sandboxId != null && (sandboxId.isEmpty() || sandboxId.codePointCount(0, sandboxId.length()) > 256)) { // as JSON Schema's maxLength counts
             throw Params.invalid("sandboxId: must be 1 to 256 characters");
         }
         String cwd = absolutePath(p.name("cwd"), p.string("cwd", "/"));

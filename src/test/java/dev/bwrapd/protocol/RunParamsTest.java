@@ -137,6 +137,19 @@ class RunParamsTest {
         assertEquals(0, spec.killGraceMs());
     }
 
+    /** Review finding: 1.0 and 1e3 are integers to JSON Schema (and the OpenRPC document) but were refused; a huge one is out of range, quickly. */
+    @Test
+    void wholeNumbersMayBeWrittenAsDecimalsOrWithExponents() throws RpcException {
+        RunSpec spec = parse("'uid':1.0,'timeoutMs':1e3,'gid':2.50e1");
+        assertEquals(1, spec.uid());
+        assertEquals(1000L, spec.timeoutMs());
+        assertEquals(25, spec.gid());
+        for (String big : new String[] {"1e999999999", "1e23", "-1e19"}) {
+            RpcException e = org.junit.jupiter.api.Assertions.assertThrows(RpcException.class, () -> parse("'timeoutMs':" + big));
+            assertTrue(e.getMessage().contains("must be between"), big + ": " + e.getMessage());
+        }
+    }
+
     @Test
     void envKeepsOrderAndExactValues() throws RpcException {
         RunSpec spec = parse("'env':{'Z':'last?','A':'a=b','EMPTY':'','U':'grüße'}");

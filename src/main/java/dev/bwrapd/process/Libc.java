@@ -174,11 +174,21 @@ public final class Libc {
      * of its descriptors above them all, and a descriptor that is its own target goes up and back.
      * One action per target otherwise: glibc checks each action with a getrlimit call.
      */
+    /** The lowest number from {@code from} on that is none of {@code sources}. */
+    private static int unread(int[] sources, int from) {
+        for (int n = from; ; n++) {
+            boolean read = false;
+            for (int s : sources) read |= s == n;
+            if (!read) return n;
+        }
+    }
+
     static int[] dup2Plan(int[] fds) {
         int[] source = fds.clone();
         boolean[] done = new boolean[fds.length];
-        int spare = fds.length;
-        for (int fd : fds) spare = Math.max(spare, fd + 1);
+        // The lowest numbers above the targets that no move reads: not above the highest source,
+        // which may be the last number the open-files limit allows.
+        int spare = unread(source, fds.length);
         int[] plan = new int[fds.length * 6];
         int actions = 0;
         for (int left = fds.length; left > 0; ) {
@@ -188,7 +198,8 @@ public final class Libc {
                 if (source[target] == target) {
                     plan[actions++] = target;
                     plan[actions++] = spare;
-                    source[target] = spare++;
+                    source[target] = spare;
+                    spare = unread(source, spare + 1);
                 }
                 plan[actions++] = source[target];
                 plan[actions++] = target;
@@ -202,7 +213,7 @@ public final class Libc {
                 plan[actions++] = target;
                 plan[actions++] = spare;
                 for (int i = 0; i < fds.length; i++) if (!done[i] && source[i] == target) source[i] = spare;
-                spare++;
+                spare = unread(source, spare + 1);
             }
         }
         return Arrays.copyOf(plan, actions);

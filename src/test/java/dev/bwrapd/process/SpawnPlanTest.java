@@ -29,7 +29,19 @@ class SpawnPlanTest {
                 new int[] {7, 7, 8},                 // one source at two targets
                 new int[] {1, 2, 0},                 // a cycle of three
                 new int[] {1, 0, 3, 2, 2},           // two swaps, one of them read twice
-                new int[] {12, 14, 16, 17, 4, 21, 6, 7, 8, 9, 10, 11}); // a run: root and devices already at their numbers
+                new int[] {12, 14, 16, 17, 4, 21, 6, 7, 8, 9, 10, 11}, // a run: root and devices already at their numbers
+                new int[] {1, 0, 1023, 3});          // a swap beside the last descriptor the open-files limit allows
+    }
+
+    /**
+     * Review finding: a parked descriptor went above the highest source, past the open-files limit
+     * when that source was its last number (posix_spawn failed with EBADF, reported as bwrap
+     * unusable). Parking takes the lowest numbers above the targets that no move reads.
+     */
+    @org.junit.jupiter.api.Test
+    void parkingStaysBelowTheHighestSource() {
+        int[] plan = Libc.dup2Plan(new int[] {1, 0, 1023, 3});
+        for (int i = 1; i < plan.length; i += 2) assertTrue(plan[i] < 1023, "dup2 to " + plan[i]);
     }
 
     @ParameterizedTest

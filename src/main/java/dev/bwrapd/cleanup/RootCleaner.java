@@ -60,6 +60,9 @@ final class RootCleaner {
                     dir = dir.newDirectoryStream(Path.of(names[i]), LinkOption.NOFOLLOW_LINKS);
                 } catch (NoSuchFileException e) {
                     return false;
+                } catch (java.nio.file.AccessDeniedException e) {
+                    throw new IOException("/" + String.join("/", List.of(names).subList(0, i + 1))
+                            + " cannot be entered (permission denied); left in place");
                 } catch (FileSystemException e) {
                     throw new IOException("/" + String.join("/", List.of(names).subList(0, i + 1))
                             + " is no longer a directory (a symbolic link?); not followed");

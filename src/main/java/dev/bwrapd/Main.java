@@ -91,13 +91,15 @@ public class Main implements QuarkusApplication {
             stdout.flush();
             return 0;
         }
-        long memory = options.maxMemory() != null ? options.maxMemory() : defaultMemory();
-        if (options.maxMessageBytes() > memory / Server.HELD_PER_BYTE) {
-            // One message of that size could never be held: the reading thread would fail allocating it.
-            System.err.println("bwrapd: --max-message-bytes " + options.maxMessageBytes() + " does not fit the memory budget of "
-                    + memory + " bytes (a message holds twice its size): raise --max-memory, or the heap (-Xmx)");
+        long heap = Runtime.getRuntime().maxMemory();
+        if (options.maxMessageBytes() > heap / 4) {
+            // A message is read whole before the budget can refuse it, and copied once: a limit the
+            // heap cannot hold a few times over would end the helper at the first such message.
+            System.err.println("bwrapd: --max-message-bytes " + options.maxMessageBytes() + " does not fit the heap of "
+                    + heap + " bytes four times over (a message is read whole, then parsed): lower it, or raise the heap (-Xmx)");
             return 2;
         }
+        long memory = options.maxMemory() != null ? options.maxMemory() : defaultMemory();
         setLogLevel(options.logLevel());
         logStartup("main entered");
 

@@ -47,7 +47,7 @@ public final class Server {
      */
     static final int UNCOUNTED_BYTES = 64 * 1024;
     /** What a message holds while it is served, per byte read: the bytes' share of its parsed tree (strings may be UTF-16). */
-    public static final int HELD_PER_BYTE = 2;
+    static final int HELD_PER_BYTE = 2;
     /**
      * And per node of its tree (each object, array, member and element): the node, its map entry
      * or list slot. Bytes alone undercount a tree of small values 20 to 30 times: 16 MiB of
@@ -65,7 +65,8 @@ public final class Server {
     private static final Runnable NOTHING = () -> {};
     private final long maxMessageBytes;
     private final Map<String, Handler> methods;
-    private final Map<String, Call> inFlight = new ConcurrentHashMap<>();
+    /** Requests not answered yet; two may share an id (1 and 1.0), and a cancel of it reaches both. */
+    private final Set<Call> inFlight = ConcurrentHashMap.newKeySet();
     /** One token per request or batch with a request still unanswered (identity: plain Objects). */
     private final Set<Object> pending = new HashSet<>();
     /** The tokens of handlers now inside awaitIdle (once per handler thread); guarded by pending. */
@@ -178,7 +179,7 @@ public final class Server {
      * ignored, as is any second answer.
      */
     public void failPending(RpcException error) {
-        for (Call call : List.copyOf(inFlight.values())) call.fail(error);
+        for (Call call : List.copyOf(inFlight)) call.fail(error);
     }
 
     public void notifyClient(String method, Object params) {
@@ -501,17 +502,13 @@ public final class Server {
             call.fail(new RpcException(ErrorCodes.METHOD_NOT_FOUND, "Method not found: " + name));
             return;
         }
-        if (id != null && inFlight.putIfAbsent(key(id), call) != null) {
-            // Two unanswered requests with one id: a cancel or an answer could not say which.
-            call.fail(new RpcException(ErrorCodes.INVALID_REQUEST, "Invalid Request: id " + id + " is that of a request not answered yet"));
-            return;
-        }
         try {
             handler.received(call); // in arrival order, before any later message is dispatched
         } catch (Exception e) { // a bug in one method (a RuntimeException) must not end the server either
             call.fail(e);
             return;
         }
+        if (id != null) inFlight.add(call);
         if (handler instanceof Handler.Deferred deferred) {
             try {
                 deferred.start(call); // in arrival order too
@@ -554,7 +551,7 @@ public final class Server {
      */
     void answer(Call call, Object result, Throwable failure) {
         JsonNode id = call.id();
-        if (id != null) inFlight.remove(key(id), call);
+        if (id != null) inFlight.remove(call);
         Runnable done = call.batchSlot != null ? NOTHING : () -> {
             call.release.run();
             end(call.unit);
@@ -595,8 +592,8 @@ public final class Server {
 
     private void cancel(JsonNode id) {
         if (id == null || !(id.isTextual() || id.isNumber())) return;
-        Call call = inFlight.get(key(id));
-        if (call != null) call.cancel();
+        String key = key(id);
+        for (Call call : inFlight) if (key.equals(key(call.id()))) call.cancel();
     }
 
     /** Ids of different types never collide: "1" and 1 are different requests; 1.0 and 1 (and -0 and 0) are the same. */

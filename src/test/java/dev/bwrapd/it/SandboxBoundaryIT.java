@@ -144,6 +144,32 @@ class SandboxBoundaryIT {
         }
     }
 
+    /**
+     * Review finding: a run planted {@code in.txt -> VICTIM/precious} and {@code logs -> VICTIM} in
+     * its root; the next run's client named ROOT/in.txt as stdin and ROOT/logs/precious as
+     * stdout: the command read the host file and the host file was overwritten. A stdio file is
+     * reached through no link inside the run's root.
+     */
+    @Test
+    void aStdioFileIsNeverReachedThroughALinkTheRootHolds() throws Exception {
+        Runs.ok(bwrapd, sh(root, "ln -s " + victim.resolve("precious") + " /in.txt && ln -s " + victim + " /logs"));
+        Path r = root.path();
+        ObjectNode in = sh(root, "cat");
+        in.putObject("stdin").put("file", r.resolve("in.txt").toString());
+        assertRefused(in, -32005, "stdin.file");
+        for (String stream : new String[] {"stdout", "stderr"}) {
+            ObjectNode out = sh(root, "echo owned");
+            out.putObject(stream).put("file", r.resolve("logs/precious").toString());
+            assertRefused(out, -32005, stream + ".file");
+        }
+        // A plain file in the root is still a file the client may name.
+        ObjectNode plain = sh(root, "echo fine");
+        plain.putObject("stdout").put("file", r.resolve("out.txt").toString());
+        Runs.ok(bwrapd, plain);
+        assertEquals("fine\n", Files.readString(r.resolve("out.txt")));
+        assertVictimUntouched();
+    }
+
     /** A descriptor of a host directory as stdin would let the command open anything beneath it. */
     @Test
     void aDirectoryIsNeverACommandsStdin() throws Exception {

@@ -196,6 +196,19 @@ class RootPathsTest {
         }
     }
 
+    /**
+     * Review finding: a look that failed otherwise than "not there" (a path too long for bwrapd's
+     * spelling of it, which bwrap's shorter one still fits; a directory bwrapd may not search,
+     * which bwrap in its user namespace may) was taken as "no link here", and bwrap followed the
+     * link it then met out of the root. It refuses the destination now.
+     */
+    @Test
+    void aPlaceThatCannotBeLookedAtIsRefused() throws Exception {
+        String deep = ("/" + "d".repeat(250)).repeat(17) + "/null"; // over PATH_MAX below the root's path
+        HostPaths.Refused e = org.junit.jupiter.api.Assertions.assertThrows(HostPaths.Refused.class, () -> place(deep));
+        assertTrue(e.notAllowed && e.getMessage().contains("cannot look at"), e.getMessage());
+    }
+
     @Test
     void relativeLinksAreFollowedInsideTheRoot() throws Exception {
         assertEquals("/usr/lib/modules/x", place("/lib/modules/x"));          // merged /usr

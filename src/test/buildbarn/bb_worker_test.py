@@ -488,5 +488,49 @@ class HostRootTest(unittest.TestCase):
         self.assertIn("root True\n", out)  # its own input root is still there, at its path
         self.assertIn("refused StatusCode.UNAVAILABLE\n", out)
 
+class HostRootBelowTmpTest(unittest.TestCase):
+    """--root host with the build directory below /tmp: the input root's mount point lies in the
+    action's temporary directory, which is bound at /tmp first."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.runner = Runner("--root", "host", parent="/tmp")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.runner.close()
+
+    def test_the_input_root_is_at_its_path(self):
+        d = self.runner.action("below")
+        response = self.runner.stub.Run(self.runner.request("below", ["/bin/sh", "-c", "pwd; echo built > out"]), timeout=60)
+        self.assertEqual(0, response.exit_code, read(os.path.join(d, "stderr")))
+        self.assertEqual(os.path.realpath(os.path.join(d, "root")) + "\n", read(os.path.join(d, "stdout")))
+        self.assertEqual("built\n", read(os.path.join(d, "root/out")))
+
+    def test_a_link_in_the_temporary_directory_is_refused_not_followed(self):
+        """Review finding: a link planted in the action's temporary directory (by bb_worker's user,
+        or an earlier action given the same directory) on the way to the input root's mount point
+        had bwrap, which makes mount points from its setup root where /oldroot is the host, create
+        directories anywhere on the host (as root with a root runner). Refused now, nothing made."""
+        r = self.runner
+        victim = tempfile.mkdtemp(prefix="bwrapd-bb-victim-", dir="/var/tmp")
+        try:
+            d = r.action("planted")
+            first = os.path.relpath(r.build, "/tmp").split("/")[0]
+            os.symlink("/oldroot" + victim, os.path.join(d, "tmp", first))  # the link bwrap met first: /tmp/<first>
+            deeper = r.action("planted-deeper")
+            inner = os.path.join(deeper, "tmp", os.path.relpath(r.build, "/tmp"))
+            os.makedirs(inner)
+            os.symlink("/oldroot" + victim, os.path.join(inner, "planted-deeper"))  # the input root's parent
+            for name in ["planted", "planted-deeper"]:
+                with self.assertRaises(grpc.RpcError, msg=name) as e:
+                    r.stub.Run(r.request(name, ["/bin/true"]), timeout=60)
+                self.assertEqual(grpc.StatusCode.INVALID_ARGUMENT, e.exception.code(), name + ": " + e.exception.details())
+                self.assertIn("symbolic link", e.exception.details())
+            self.assertEqual([], os.listdir(victim), "bwrap created directories on the host through the link")
+        finally:
+            shutil.rmtree(victim, ignore_errors=True)
+
+
 if __name__ == "__main__":
     unittest.main()

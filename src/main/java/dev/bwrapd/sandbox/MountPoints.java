@@ -32,6 +32,14 @@ import java.util.Optional;
  * {@code /dev/shm} lies in a fresh tmpfs (no links there), and one at or below {@code /proc} (or
  * below the {@code --dev /dev} of an interactive run, which holds links to {@code /proc/self/fd})
  * is refused: those links lead to processes' files and roots.
+ *
+ * <p>The host's {@code /} is placed the same way (a link planted in a world-writable directory
+ * must not lead bwrap's mkdir out through {@code /oldroot} either), with its hidden paths as fresh
+ * tmpfs layers, and one difference: a link in a mount's source is refused, not resolved. With the
+ * host root the sources are the tree's only parts that whoever asked for the run can write (the
+ * Buildbarn runner's input root lands in the action's temporary directory when the build directory
+ * lies below {@code /tmp}), so a link there was planted by them or by an earlier run on the same
+ * directory; the mount goes where the request says or nowhere.
  */
 final class MountPoints {
     private static final int MAX_LINKS = 40;
@@ -42,17 +50,24 @@ final class MountPoints {
     private record Layer(List<String> at, Path base, Kind kind) {}
 
     private final List<Layer> layers = new ArrayList<>();
+    /** The host root's rule: a link in a mount's source (a layer other than the root's) is refused. */
+    private final boolean refuseLinksInMounts;
     /** What each host path looked like when first asked (the devices share their /dev): one lstat each per plan. */
     private final Map<String, Optional<Libc.FileStat>> looked = new HashMap<>();
 
     /** {@code root}: a path to the root's directory that the JDK can walk (RootPaths.of its descriptor). */
     MountPoints(Path root) {
-        layers.add(new Layer(List.of(), root, Kind.TREE));
+        this(root, false);
     }
 
-    /** Every destination of {@code spec}, placed in bwrap's order (see BwrapCommand). */
-    static BwrapCommand.Places plan(RunSpec spec, Path root, List<Path> mountSources) throws HostPaths.Refused {
-        MountPoints view = new MountPoints(root);
+    private MountPoints(Path root, boolean refuseLinksInMounts) {
+        layers.add(new Layer(List.of(), root, Kind.TREE));
+        this.refuseLinksInMounts = refuseLinksInMounts;
+    }
+
+    /** Every destination of {@code spec}, placed in bwrap's order (see BwrapCommand); {@code hostRoot}: the root is the host's {@code /}. */
+    static BwrapCommand.Places plan(RunSpec spec, Path root, List<Path> mountSources, boolean hostRoot) throws HostPaths.Refused {
+        MountPoints view = new MountPoints(root, hostRoot);
         String proc = view.place("/proc");
         view.mounted(proc, null, Kind.FORBIDDEN);
         String tmp = view.place("/tmp");
@@ -69,6 +84,8 @@ final class MountPoints {
                 view.mounted(shm, null, Kind.FRESH);
             }
         }
+        // The host root's hidden paths (real paths, given to bwrap as they are): empty tmpfs mounts, before the bind mounts.
+        for (String hidden : spec.hidden()) view.mounted(hidden, null, Kind.FRESH);
         List<String> mounts = new ArrayList<>();
         for (int i = 0; i < spec.mounts().size(); i++) {
             String target = view.place(spec.mounts().get(i).target());
@@ -105,6 +122,10 @@ final class MountPoints {
             // A directory, a file, or nothing yet: bwrap meets no link here (what it creates is plain).
             Libc.FileStat stat = lstat(host, absolute);
             if (stat == null || stat.type() != Libc.S_IFLNK) continue;
+            if (refuseLinksInMounts && layer != layers.getFirst()) {
+                throw new HostPaths.Refused(true, absolute + ": /" + String.join("/", done) + " is a symbolic link in the source of the mount at /"
+                        + String.join("/", layer.at()) + "; with the host's / as root no mount point is made through a link there");
+            }
             if (++links > MAX_LINKS) throw new HostPaths.Refused(true, absolute + ": too many levels of symbolic links in the root");
             String target;
             try {

@@ -327,10 +327,11 @@ final class Run {
 
     /** Every destination with the root's links resolved as the sandbox sees them (MountPoints): nothing is created yet. */
     private void placeMounts() throws SandboxException {
-        places = BwrapCommand.Places.asGiven(spec);
-        if (paths.hostRoot()) return;
+        // The host's / too: bwrap makes mount points from its setup root, where /oldroot is the
+        // host, so a link on the way (say one planted in the Buildbarn runner's temporary
+        // directory, bound at /tmp) would have it create directories anywhere on the host.
         try {
-            places = MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources());
+            places = MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources(), paths.hostRoot());
         } catch (HostPaths.Refused e) {
             throw e.asSandboxException();
         }

@@ -124,8 +124,7 @@ public final class SandboxRunner {
     public BwrapCommand.Invocation invocation(RunSpec spec) throws SandboxException {
         HostCapabilities h = host(spec);
         try (HostPaths paths = HostPaths.open(spec, -1, devices)) {
-            BwrapCommand.Places places = paths.hostRoot() ? BwrapCommand.Places.asGiven(spec)
-                    : MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources());
+            BwrapCommand.Places places = MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources(), paths.hostRoot());
             return BwrapCommand.of(spec, h, places, paths.realRoot());
         } catch (HostPaths.Refused e) {
             throw e.asSandboxException();

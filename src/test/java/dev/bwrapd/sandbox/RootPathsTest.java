@@ -241,7 +241,7 @@ class RootPathsTest {
         for (RunSpec spec : List.of(spec(List.of("/dev/null"), List.of()), spec(List.of(), List.of(mount)),
                 spec(List.of(), List.of(new RunSpec.Mount("/srv", "/proc/x", true))))) {
             HostPaths.Refused refused = org.junit.jupiter.api.Assertions.assertThrows(HostPaths.Refused.class,
-                    () -> MountPoints.plan(spec, root, List.of(root.resolve("src"))));
+                    () -> MountPoints.plan(spec, root, List.of(root.resolve("src")), false));
             assertTrue(refused.notAllowed, refused.getMessage());
         }
     }
@@ -252,17 +252,44 @@ class RootPathsTest {
         Files.createSymbolicLink(source.resolve("up"), Path.of("/etc"));
         Files.createSymbolicLink(root.resolve("tmp"), Path.of("/usr"));
         BwrapCommand.Places places = MountPoints.plan(spec(List.of(), List.of(new RunSpec.Mount("/s", "/a", true),
-                new RunSpec.Mount("/s", "/a/up/x", true), new RunSpec.Mount("/s", "/tmp/y/z", true))), root, List.of(source, source, source));
+                new RunSpec.Mount("/s", "/a/up/x", true), new RunSpec.Mount("/s", "/tmp/y/z", true))), root, List.of(source, source, source), false);
         // /a/up is a link in the mount's source: an absolute one means the sandbox's /etc.
         // /tmp, a link to /usr in the root, is where bwrap mounts the tmpfs: below it nothing is resolved.
         assertEquals("/usr", places.tmp());
         assertEquals(List.of("/a", "/etc/x", "/usr/y/z"), places.mounts());
     }
 
+    /**
+     * Review finding: with the host's / as root, mount points were given to bwrap as spelled, and a
+     * link planted in the Buildbarn runner's temporary directory (bound at /tmp, where the input
+     * root's mount point lies when the build directory is below /tmp) had bwrap create directories
+     * anywhere on the host. A link in a mount's source is refused there; the root's own links are
+     * resolved as for any root; a hidden path is a fresh tmpfs, where nothing is looked at.
+     */
+    @Test
+    void withTheHostRootALinkInAMountsSourceIsRefused() throws Exception {
+        Path tmpSource = Files.createDirectory(tmp.resolve("action-tmp"));
+        Files.createSymbolicLink(tmpSource.resolve("build"), Path.of("/oldroot" + outside));
+        RunSpec.Mount atTmp = new RunSpec.Mount("/s", "/tmp", false);
+        HostPaths.Refused refused = org.junit.jupiter.api.Assertions.assertThrows(HostPaths.Refused.class, () -> MountPoints.plan(
+                spec(List.of(), List.of(atTmp, new RunSpec.Mount("/s", "/tmp/build/a/root", false))), root, List.of(tmpSource, tmpSource), true));
+        assertTrue(refused.notAllowed);
+        assertTrue(refused.getMessage().contains("/tmp/build is a symbolic link"), refused.getMessage());
+        assertEquals(List.of("/tmp", "/tmp/plain/a/root"), MountPoints.plan(spec(List.of(), List.of(atTmp,
+                new RunSpec.Mount("/s", "/tmp/plain/a/root", false))), root, List.of(tmpSource, tmpSource), true).mounts());
+        // The root's own links: resolved, as for any root (the sandbox's /sbin is its /bin).
+        assertEquals(List.of("/bin/x"), MountPoints.plan(spec(List.of(), List.of(new RunSpec.Mount("/s", "/sbin/x", false))), root,
+                List.of(tmpSource), true).mounts());
+        // Without the host root a link in a source is resolved, as before.
+        assertEquals(List.of("/tmp", "/oldroot" + outside + "/a/root"), MountPoints.plan(spec(List.of(), List.of(atTmp,
+                new RunSpec.Mount("/s", "/tmp/build/a/root", false))), root, List.of(tmpSource, tmpSource), false).mounts());
+        assertFalse(Files.exists(outside.resolve("a")));
+    }
+
     @Test
     void aTargetThatLeadsToTheRootIsRefused() throws Exception {
         Files.createSymbolicLink(root.resolve("top"), Path.of("/"));
-        assertThrows(() -> MountPoints.plan(spec(List.of(), List.of(new RunSpec.Mount("/s", "/top", true))), root, List.of(root)));
+        assertThrows(() -> MountPoints.plan(spec(List.of(), List.of(new RunSpec.Mount("/s", "/top", true))), root, List.of(root), false));
     }
 
     static void assertThrows(org.junit.jupiter.api.function.Executable executable) {

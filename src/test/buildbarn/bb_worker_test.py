@@ -240,6 +240,27 @@ class InputRootTest(unittest.TestCase):
         os.close(reader)
         self.assertEqual(0, r.stub.Run(r.request("fifo", ["true"]), timeout=30).exit_code)
 
+    def test_arguments_over_bwraps_or_the_kernels_limits_are_invalid_argument_before_anything_is_made(self):
+        """Review finding: over 9000 arguments (bwrap's own cap) was FAILED_PRECONDITION from a failed
+        setup, and one argument over the kernel's MAX_ARG_STRLEN FAILED_PRECONDITION from a failed
+        spawn ("Argument list too long"), both the host's fault by their status. Refused now as the
+        request's, naming the limit, before stdout is made."""
+        r = self.runner
+        d = r.action("limits")
+        cases = {
+            "9000 arguments in all": (["true"] + ["a"] * 9000, PATH, "over bwrap's limit of 9000 arguments in all"),
+            "one argument of 131072 bytes": (["true", "x" * 131072], PATH, "command[1]: 131073 bytes with its NUL"),
+            "one variable of 131072 bytes": (["true"], dict(PATH, BIG="y" * 131068), "env.BIG: 131073 bytes with its NUL and NAME="),
+        }
+        for what, (arguments, env, said) in cases.items():
+            with self.assertRaises(grpc.RpcError, msg=what) as e:
+                r.stub.Run(r.request("limits", arguments, env), timeout=60)
+            self.assertEqual(grpc.StatusCode.INVALID_ARGUMENT, e.exception.code(), what + ": " + e.exception.details())
+            self.assertIn(said, e.exception.details(), what)
+            self.assertFalse(os.path.exists(os.path.join(d, "stdout")), what + ": stdout was made")
+        # Just under both: runs.
+        self.assertEqual(0, r.stub.Run(r.request("limits", ["true"] + ["a"] * 8900 + ["x" * 131071]), timeout=60).exit_code)
+
     def test_an_action_has_no_capability_and_set_id_bits_have_no_effect(self):
         """Review finding: as root an action kept CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID...
         Now it has none (unless --cap-add), runs with no_new_privs, and its / is mounted nosuid."""

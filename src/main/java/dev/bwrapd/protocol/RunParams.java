@@ -28,8 +28,6 @@ public final class RunParams {
     static final String DEFAULT_TERM = "xterm-256color";
     /** The kernel's limit on a hostname, in bytes (sethostname). */
     static final int HOST_NAME_MAX = 64;
-    /** The kernel's limit on one argv or environment string, its NUL included (MAX_ARG_STRLEN, 32 pages). */
-    public static final int MAX_ARG_STRLEN = 32 * 4096;
     /** bwrap (0.8) refuses ids above 2^31-1 ("Invalid uid"): refuse them here, with the field named. */
     private static final long MAX_ID = Integer.MAX_VALUE;
 
@@ -117,7 +115,7 @@ public final class RunParams {
         int[] size = size(t);
         String term = t.string("term", DEFAULT_TERM);
         if (term.isEmpty()) throw Params.invalid("terminal.term: must not be empty");
-        return new RunSpec.Terminal(size[0], size[1], argString("terminal.term", term, "TERM=".length()));
+        return new RunSpec.Terminal(size[0], size[1], term);
     }
 
     /** Required {@code rows} and {@code cols}, 1 to 65535 each (sandbox/run's terminal, sandbox/resize). */
@@ -135,22 +133,11 @@ public final class RunParams {
         for (int i = 0; i < value.size(); i++) {
             JsonNode word = value.get(i);
             if (!word.isTextual()) throw Params.invalid("command[" + i + "]: must be a string");
-            command.add(argString("command[" + i + "]", Params.wellFormed("command[" + i + "]", word.textValue()), 0));
+            // Its length, with the environment's and bwrap's whole argv, is the run's to check (BwrapCommand.Invocation.checkExecSize).
+            command.add(Params.wellFormed("command[" + i + "]", word.textValue()));
         }
         if (command.getFirst().isEmpty()) throw Params.invalid("command[0]: must not be empty");
         return List.copyOf(command);
-    }
-
-    /** A string the kernel must copy for exec: at most MAX_ARG_STRLEN bytes with its NUL ({@code prefix}: "NAME=" for env). */
-    private static String argString(String field, String value, int prefix) throws RpcException {
-        // Only long strings need counting: a char is at most 3 UTF-8 bytes.
-        if ((long) value.length() * 3 + prefix + 1 <= MAX_ARG_STRLEN) return value;
-        long bytes = value.getBytes(StandardCharsets.UTF_8).length + prefix + 1L;
-        if (bytes > MAX_ARG_STRLEN) {
-            throw Params.invalid(field + ": " + bytes + " bytes with its NUL" + (prefix > 0 ? " and NAME=" : "")
-                    + ", over the kernel's limit of " + MAX_ARG_STRLEN + " bytes per argument or environment string (MAX_ARG_STRLEN)");
-        }
-        return value;
     }
 
     /**
@@ -189,7 +176,7 @@ public final class RunParams {
             if (name.isEmpty() || name.contains("=")) throw Params.invalid(field + ": a variable name must be non-empty and without '='");
             Params.wellFormed(field, name);
             if (!entry.getValue().isTextual()) throw Params.invalid(field + ": must be a string");
-            env.put(name, argString(field, Params.wellFormed(field, entry.getValue().textValue()), name.length() + 1));
+            env.put(name, Params.wellFormed(field, entry.getValue().textValue()));
         }
         return env;
     }

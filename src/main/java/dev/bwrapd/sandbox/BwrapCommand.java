@@ -43,16 +43,50 @@ public final class BwrapCommand {
 
     private BwrapCommand() {}
 
-    /** The program to execute, its argv, and its environment. */
-    public record Invocation(String executable, List<String> argv, List<String> environment) {
+    /**
+     * The kernel's limit on one argv or environment string, its NUL included (MAX_ARG_STRLEN, 32
+     * pages): a longer one fails the exec (E2BIG) however small the whole.
+     */
+    public static final int MAX_ARG_STRLEN = 32 * 4096;
+
+    /**
+     * bwrap's own cap on its argc (its argv[0], its options and the command together): over it
+     * bwrap stops with "Exceeded maximum number of arguments 9000" before setting anything up.
+     */
+    public static final int MAX_BWRAP_ARGS = 9000;
+
+    /**
+     * The program to execute, its argv, and its environment; {@code bwrapAt} is where bwrap's own
+     * argv starts in {@code argv} (after linux32's argv[0]), {@code commandAt} where the request's
+     * command starts (after bwrap's options and the terminal step).
+     */
+    public record Invocation(String executable, List<String> argv, List<String> environment, int bwrapAt, int commandAt) {
+        /** An argv that is all bwrap's: no string of it is named as the command's (tests). */
+        public Invocation(String executable, List<String> argv, List<String> environment) {
+            this(executable, argv, environment, 0, argv.size());
+        }
+
         /**
-         * The whole argv and environment must fit the kernel's ARG_MAX: refused, naming the limit,
-         * rather than an exec failure (E2BIG) that would look like an unusable bwrap.
+         * What the exec and bwrap would refuse, refused first, naming the limit and the request's
+         * field: an argv or environment string over MAX_ARG_STRLEN, bwrap's argc over its cap, the
+         * whole argv and environment over ARG_MAX. Otherwise each would only show as a failed
+         * spawn (E2BIG) or a setup failure, both of which look like the host's fault. This is the
+         * one check of these limits, for {@code sandbox/run} and the Buildbarn runner alike.
          */
         public void checkExecSize() throws SandboxException.Invalid {
-            long most = 0; // a char is at most 3 UTF-8 bytes: only a long argv or environment needs counting
-            for (String s : argv) most += s.length() * 3L + 1 + 8;
-            for (String s : environment) most += s.length() * 3L + 1 + 8;
+            int argc = argv.size() - bwrapAt;
+            if (argc > MAX_BWRAP_ARGS) {
+                int options = commandAt - bwrapAt;
+                throw new SandboxException.Invalid("command: " + (argv.size() - commandAt) + " arguments, and bwrap's own " + options
+                        + " before them, make " + argc + ", over bwrap's limit of " + MAX_BWRAP_ARGS + " arguments in all: this command may have at most "
+                        + (MAX_BWRAP_ARGS - options));
+            }
+            long most = 0; // a char is at most 3 UTF-8 bytes: only a long string, or a long argv or environment, needs counting
+            for (int i = 0; i < argv.size(); i++) most += atMost(i < commandAt ? "bwrap's argv[" + i + "]" : "command[" + (i - commandAt) + "]", argv.get(i), 0);
+            for (String entry : environment) {
+                int name = entry.indexOf('=');
+                most += atMost("env." + entry.substring(0, name), entry, name + 1);
+            }
             if (most <= ARG_MAX) return;
             long bytes = 0;
             for (String s : argv) bytes += s.getBytes(StandardCharsets.UTF_8).length + 1L + 8;
@@ -61,6 +95,17 @@ public final class BwrapCommand {
                 throw new SandboxException.Invalid("command, env: bwrap's argv and environment would take " + bytes
                         + " bytes (strings, NULs and pointers), over the kernel's limit of " + ARG_MAX + " bytes (ARG_MAX)");
             }
+        }
+
+        /** At most what one string takes (its UTF-8 bytes, NUL and pointer); refused over MAX_ARG_STRLEN ({@code prefix}: "NAME=" of an env entry). */
+        private static long atMost(String field, String s, int prefix) throws SandboxException.Invalid {
+            if (s.length() * 3L + 1 <= MAX_ARG_STRLEN) return s.length() * 3L + 1 + 8;
+            long length = s.getBytes(StandardCharsets.UTF_8).length + 1L;
+            if (length > MAX_ARG_STRLEN) {
+                throw new SandboxException.Invalid(field + ": " + length + " bytes with its NUL" + (prefix > 0 ? " and NAME=" : "")
+                        + ", over the kernel's limit of " + MAX_ARG_STRLEN + " bytes per argument or environment string (MAX_ARG_STRLEN)");
+            }
+            return length + 8;
         }
     }
 
@@ -178,8 +223,9 @@ public final class BwrapCommand {
         argv.add("--");
         // The terminal becomes the controlling terminal of a session the command leads: see TERMINAL_STEP.
         if (spec.terminal() != null) argv.addAll(TERMINAL_STEP);
+        int commandAt = argv.size();
         argv.addAll(spec.command());
-        return new Invocation(executable, List.copyOf(argv), environment(spec.env()));
+        return new Invocation(executable, List.copyOf(argv), environment(spec.env()), spec.linux32() ? 1 : 0, commandAt);
     }
 
     /**

@@ -29,7 +29,7 @@ import java.util.concurrent.CompletableFuture;
  * <li>{@link #openHostPaths}, {@link #findCommand}: the host paths opened and checked, the command
  * inside the root;
  * <li>{@link #placeMounts}, {@link #buildCommand}: where bwrap mounts each destination, and its
- * argv, checked against the kernel's ARG_MAX before the run creates anything;
+ * argv, checked against the kernel's ARG_MAX and MAX_ARG_STRLEN and bwrap's argc cap before the run creates anything;
  * <li>{@link #openStdio}: the command's files and pipes;
  * <li>{@link #leaseRoot}: the working directory, and what existed in the root before;
  * <li>{@link #planCgroup}: the names of the sandbox's cgroup, for the watchdog;
@@ -339,7 +339,7 @@ final class Run {
 
     /**
      * bwrap's argv as it will be spawned (the host paths as the descriptors bwrap will have), and
-     * refused should it not fit ARG_MAX: before an output file is truncated or a directory made.
+     * refused should it not fit the exec's or bwrap's limits (checkExecSize): before an output file is truncated or a directory made.
      */
     private void buildCommand(HostCapabilities host) throws SandboxException {
         invocation = BwrapCommand.of(spec, host, paths.inChild(BwrapCommand.firstPathFd(spec, host)), places);

@@ -576,6 +576,9 @@ class RobustnessIT {
             List<String> many = new ArrayList<>(List.of("echo"));
             for (int i = 0; i < 20; i++) many.add("z".repeat(120_000));
             ObjectNode tooMuch = Runs.params(root, many.toArray(String[]::new));
+            List<String> tooMany = new ArrayList<>(List.of("true"));
+            for (int i = 0; i < 9000; i++) tooMany.add("a");
+            ObjectNode overArgc = Runs.params(root, tooMany.toArray(String[]::new)); // bwrap's own cap, with its options
             // A refused run has no effect: its output file is not truncated, its cwd not made.
             Path kept = Files.createTempFile("bwrapd-arg-max", ".out");
             try {
@@ -583,13 +586,15 @@ class RobustnessIT {
                 tooMuch.putObject("stdout").put("file", kept.toString());
                 tooMuch.put("cwd", "/made-by-a-refused-run");
                 bwrapd.send(request(1, "sandbox/run", longHostname) + request(2, "sandbox/run", fitting)
-                        + request(3, "sandbox/run", longArgument) + request(4, "sandbox/run", longEnv) + request(5, "sandbox/run", tooMuch));
-                Map<Long, JsonNode> answers = bwrapd.answers(5);
+                        + request(3, "sandbox/run", longArgument) + request(4, "sandbox/run", longEnv) + request(5, "sandbox/run", tooMuch)
+                        + request(6, "sandbox/run", overArgc));
+                Map<Long, JsonNode> answers = bwrapd.answers(6);
                 assertInvalid(answers.get(1L), "hostname: must be 1 to 64 bytes");
                 assertEquals("é".repeat(32), Runs.out(answers.get(2L).get("result")).strip());
                 assertInvalid(answers.get(3L), "command[1]: 131073 bytes with its NUL, over the kernel's limit of 131072");
                 assertInvalid(answers.get(4L), "env.BIG: 131077 bytes");
                 assertInvalid(answers.get(5L), "(ARG_MAX)");
+                assertInvalid(answers.get(6L), "over bwrap's limit of 9000 arguments in all");
                 assertEquals("kept\n", Files.readString(kept), "a refused run truncates no output file");
                 assertFalse(Files.exists(root.path().resolve("made-by-a-refused-run")), "a refused run makes no cwd");
             } finally {

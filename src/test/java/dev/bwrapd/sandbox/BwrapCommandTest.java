@@ -372,12 +372,50 @@ class BwrapCommandTest {
     /** Strings, their NULs and their pointers, in bytes (UTF-8): up to ARG_MAX passes, over it is refused naming the limit. */
     @Test
     void anArgvOverArgMaxIsRefused() throws SandboxException {
-        new BwrapCommand.Invocation("/usr/bin/bwrap", List.of("x".repeat(1_000_000)), List.of("A=" + "y".repeat(1_000_000))).checkExecSize();
-        int fits = BwrapCommand.ARG_MAX - 9 - 9; // two strings: each with its NUL and pointer
-        new BwrapCommand.Invocation("/usr/bin/bwrap", List.of("x".repeat(fits - 2), "é"), List.of()).checkExecSize();
+        List<String> env = java.util.Collections.nCopies(10, "A=" + "y".repeat(99_998)); // 100_000 bytes, NUL and pointer: 100_009 each
+        List<String> argv = new java.util.ArrayList<>(java.util.Collections.nCopies(10, "x".repeat(100_000)));
+        new BwrapCommand.Invocation("/usr/bin/bwrap", argv, env).checkExecSize();
+        int left = BwrapCommand.ARG_MAX - 20 * 100_009 - 9; // one more string: its NUL and pointer
+        argv.add("x".repeat(left - 2) + "é");
+        new BwrapCommand.Invocation("/usr/bin/bwrap", argv, env).checkExecSize();
+        argv.set(argv.size() - 1, "x".repeat(left - 1) + "é");
         SandboxException.Invalid tooMuch = assertThrows(SandboxException.Invalid.class,
-                () -> new BwrapCommand.Invocation("/usr/bin/bwrap", List.of("x".repeat(fits - 1), "é"), List.of()).checkExecSize());
+                () -> new BwrapCommand.Invocation("/usr/bin/bwrap", argv, env).checkExecSize());
         assertTrue(tooMuch.getMessage().contains("(ARG_MAX)"), tooMuch.getMessage());
         assertTrue(tooMuch.getMessage().contains(Integer.toString(BwrapCommand.ARG_MAX + 1)), tooMuch.getMessage());
+    }
+
+    /**
+     * One string over MAX_ARG_STRLEN (131072 bytes with its NUL; "NAME=" counts for env) is
+     * refused naming its field, as is a command that would take bwrap's argc over its cap of 9000
+     * (review finding: both showed as the host's fault, a failed spawn or a failed setup). This is
+     * where sandbox/run and the Buildbarn runner both check them.
+     */
+    @Test
+    void aStringOverMaxArgStrlenOrAnArgcOverBwrapsCapIsRefusedNamingTheField() throws SandboxException {
+        String longest = "x".repeat(BwrapCommand.MAX_ARG_STRLEN - 1);
+        argvOf(spec(s -> s.command = List.of("sh", longest)), FULL).checkExecSize();
+        SandboxException.Invalid one = assertThrows(SandboxException.Invalid.class,
+                () -> argvOf(spec(s -> s.command = List.of("sh", longest + "x")), FULL).checkExecSize());
+        assertTrue(one.getMessage().startsWith("command[1]: 131073 bytes with its NUL, over the kernel's limit of 131072"), one.getMessage());
+        SandboxException.Invalid terminal = assertThrows(SandboxException.Invalid.class, () -> argvOf(spec(s -> {
+            s.command = List.of("sh", "é".repeat(BwrapCommand.MAX_ARG_STRLEN / 2));
+            s.terminal = new RunSpec.Terminal(24, 80, "xterm");
+        }), FULL).checkExecSize());
+        assertTrue(terminal.getMessage().startsWith("command[1]: "), "named past the terminal step: " + terminal.getMessage());
+        SandboxException.Invalid env = assertThrows(SandboxException.Invalid.class,
+                () -> argvOf(spec(s -> s.env = Map.of("A", "y".repeat(BwrapCommand.MAX_ARG_STRLEN - 2))), FULL).checkExecSize());
+        assertTrue(env.getMessage().startsWith("env.A: 131073 bytes with its NUL and NAME="), env.getMessage());
+
+        int options = argvOf(spec(s -> s.command = List.of("true")), FULL).argv().size() - 1;
+        List<String> most = new java.util.ArrayList<>(java.util.Collections.nCopies(BwrapCommand.MAX_BWRAP_ARGS - options, "a"));
+        argvOf(spec(s -> s.command = most), FULL).checkExecSize();
+        most.add("a");
+        SandboxException.Invalid argc = assertThrows(SandboxException.Invalid.class, () -> argvOf(spec(s -> s.command = most), FULL).checkExecSize());
+        assertTrue(argc.getMessage().contains("over bwrap's limit of 9000 arguments in all: this command may have at most "
+                + (BwrapCommand.MAX_BWRAP_ARGS - options)), argc.getMessage());
+        // linux32's argv[0] is not bwrap's.
+        most.removeLast();
+        argvOf(spec(s -> { s.command = most; s.linux32 = true; }), FULL).checkExecSize();
     }
 }

@@ -261,6 +261,47 @@ class InputRootTest(unittest.TestCase):
         # Just under both: runs.
         self.assertEqual(0, r.stub.Run(r.request("limits", ["true"] + ["a"] * 8900 + ["x" * 131071]), timeout=60).exit_code)
 
+    def test_a_request_too_large_to_ever_run_is_resource_exhausted_unread(self):
+        """Review finding: 400 concurrent ~3.9 MB Runs (gRPC's default limit is 4 MiB) made Netty close
+        whole connections (UNAVAILABLE) with the runner at ~510 MiB. A request larger than any that
+        could run (argv and environment must fit ARG_MAX, 2 MiB) is now RESOURCE_EXHAUSTED from gRPC."""
+        r = self.runner
+        r.action("too-large")
+        env = dict(PATH, **{"E%04d" % i: "x" * 1000 for i in range(2500)})  # 2.5 MB
+        with self.assertRaises(grpc.RpcError) as e:
+            r.stub.Run(r.request("too-large", ["true"], env), timeout=60)
+        self.assertEqual(grpc.StatusCode.RESOURCE_EXHAUSTED, e.exception.code(), e.exception.details())
+        self.assertIn("exceeds maximum size", e.exception.details())
+        self.assertNotIn("exceeds maximum size", read(os.path.join(r.dir, "runner.log")),
+                         "a too-large request is logged with a stack trace (a client could fill the log)")
+        self.assertEqual(0, r.run("after-too-large", ["true"])[0].exit_code)
+
+    def test_one_connection_has_at_most_twice_concurrency_and_four_calls_open(self):
+        """Each open call may buffer a whole request before its handler refuses it: the runner says
+        how many one connection may open (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS), 2 x 8 + 4 here."""
+        import socket
+        import struct
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(30)
+            s.connect(self.runner.socket)
+            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + struct.pack(">I", 4)[1:] + b"\x04\x00" + struct.pack(">I", 0))
+            data = b""
+            settings = None
+            while settings is None:
+                chunk = s.recv(65536)
+                self.assertTrue(chunk, "the runner closed the connection before its SETTINGS")
+                data += chunk
+                while len(data) >= 9 and settings is None:
+                    length = struct.unpack(">I", b"\x00" + data[:3])[0]
+                    if len(data) < 9 + length:
+                        break
+                    kind, flags, payload = data[3], data[4], data[9:9 + length]
+                    data = data[9 + length:]
+                    if kind == 4 and not flags & 1:
+                        settings = {struct.unpack(">H", payload[i:i + 2])[0]: struct.unpack(">I", payload[i + 2:i + 6])[0]
+                                    for i in range(0, len(payload), 6)}
+        self.assertEqual(2 * 8 + 4, settings.get(3), settings)  # SETTINGS_MAX_CONCURRENT_STREAMS
+
     def test_an_action_has_no_capability_and_set_id_bits_have_no_effect(self):
         """Review finding: as root an action kept CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID...
         Now it has none (unless --cap-add), runs with no_new_privs, and its / is mounted nosuid."""

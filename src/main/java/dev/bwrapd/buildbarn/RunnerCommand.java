@@ -42,6 +42,31 @@ public final class RunnerCommand {
     private static final Logger LOG = Logger.getLogger(RunnerCommand.class);
     /** Run outcomes hold no captured output here (it goes to files): a small budget is plenty. */
     private static final long MEMORY = 16L << 20;
+    /**
+     * The largest request taken: one that could ever run. Its arguments and environment must fit
+     * the kernel's ARG_MAX as bwrap's argv and environment (BwrapCommand.checkExecSize), and
+     * protobuf encodes each string in about what exec counts for it (its bytes plus a NUL and a
+     * pointer); the slack covers the rest (paths, fields, a map entry's few bytes more). A larger
+     * one is RESOURCE_EXHAUSTED from gRPC, read no further, instead of 4 MiB (gRPC's default)
+     * buffered per call to be refused afterwards.
+     */
+    /** Held here: java.util.logging keeps only a weak reference to a logger, and with it the level set. */
+    private static final java.util.logging.Logger GRPC_STREAM_LOG =
+            java.util.logging.Logger.getLogger("io.grpc.netty.shaded.io.grpc.netty.NettyServerStream");
+    static final int MAX_MESSAGE_BYTES = dev.bwrapd.sandbox.BwrapCommand.ARG_MAX + (256 << 10);
+
+    /**
+     * Calls one connection may have open at once (HTTP/2's MAX_CONCURRENT_STREAMS; a client
+     * queues any more until their deadline): the Runs the runner holds (twice --concurrency) and a
+     * little room for CheckReadiness and for calls to be refused with RESOURCE_EXHAUSTED. Every
+     * open call may buffer a request of up to MAX_MESSAGE_BYTES before its handler sees it, so
+     * this bounds what one connection can make the runner hold (Netty's buffers are direct
+     * memory, bounded by the heap's size: beyond it Netty closes whole connections). bb_worker
+     * keeps at most its own concurrency of Runs open.
+     */
+    static int callsPerConnection(int concurrency) {
+        return 2 * concurrency + 4;
+    }
 
     private RunnerCommand() {}
 
@@ -64,6 +89,9 @@ public final class RunnerCommand {
             case "debug" -> java.util.logging.Level.FINE;
             default -> java.util.logging.Level.WARNING;
         });
+        // A request over MAX_MESSAGE_BYTES is answered RESOURCE_EXHAUSTED; grpc-java also logs a
+        // warning with a stack trace for each, which would let any client fill the log.
+        if (!options.logLevel().equals("debug")) GRPC_STREAM_LOG.setLevel(java.util.logging.Level.SEVERE);
         int buildDirectory = Libc.openat2(Libc.AT_FDCWD, options.buildDirectory().toString(), Libc.O_PATH | Libc.O_DIRECTORY, 0, 0);
         if (buildDirectory < 0) {
             System.err.println("bwrapd buildbarn-runner: --build-directory " + options.buildDirectory() + ": "
@@ -121,6 +149,8 @@ public final class RunnerCommand {
                 .bossEventLoopGroup(events)
                 .workerEventLoopGroup(events)
                 .executor(calls)
+                .maxInboundMessageSize(MAX_MESSAGE_BYTES)
+                .maxConcurrentCallsPerConnection(callsPerConnection(options.concurrency()))
                 .addService(new RunnerService(actions, runner, sandboxes, buildDirectory, options.concurrency()))
                 .build()
                 .start();

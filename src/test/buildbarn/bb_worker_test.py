@@ -41,7 +41,7 @@ PATH = {"PATH": "/bin:/usr/bin"}
 class Runner:
     """`bwrapd buildbarn-runner` on a socket of its own, with a build directory of its own."""
 
-    def __init__(self, *options, parent=None):
+    def __init__(self, *options, parent=None, umask=None):
         self.dir = tempfile.mkdtemp(prefix="bwrapd-bb-", dir=parent)
         os.chmod(self.dir, 0o755)
         self.build = os.path.join(self.dir, "build")
@@ -50,7 +50,8 @@ class Runner:
         self.log = open(os.path.join(self.dir, "runner.log"), "wb")
         self.process = subprocess.Popen(
             [BWRAPD, "buildbarn-runner", "--listen", self.socket, "--build-directory", self.build, *options],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log, start_new_session=True)
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log, start_new_session=True,
+            preexec_fn=None if umask is None else lambda: os.umask(umask))
         self.channel = grpc.insecure_channel("unix:" + self.socket)
         grpc.channel_ready_future(self.channel).result(timeout=60)
         self.stub = runner_pb2_grpc.RunnerStub(self.channel)
@@ -487,6 +488,46 @@ class WaitingTest(unittest.TestCase):
                 self.fail("no turn came back after the cancelled run")
         finally:
             r.close()
+
+
+class SocketTest(unittest.TestCase):
+    """The runner's socket: who may connect."""
+
+    def test_the_socket_is_0660_whatever_the_umask_and_removed_at_the_end(self):
+        """Review finding: the socket took its mode from the runner's umask; with umask 000 any
+        local user could run actions as the runner's user (root, with --root host). Now 0660 (the
+        runner's user and group: bb_worker's user belongs in that group), made so before it is in
+        place, and removed when the runner ends."""
+        for umask in [0o000, 0o077]:
+            r = Runner(umask=umask)
+            try:
+                st = os.lstat(r.socket)
+                self.assertEqual(0o140660, st.st_mode, "umask %03o: %o" % (umask, st.st_mode))
+                self.assertEqual((os.getuid(), os.getgid()), (st.st_uid, st.st_gid))
+                self.assertEqual(["build", "runner.log", "runner.sock"], sorted(os.listdir(r.dir)), "the private directory is left")
+                r.action("a", with_root=False)
+                r.stub.CheckReadiness(runner_pb2.CheckReadinessRequest(path="a"), timeout=30)
+            finally:
+                r.channel.close()
+                r.process.terminate()
+                r.process.wait(30)
+                self.assertFalse(os.path.exists(r.socket), "the socket outlived the runner")
+                r.close()
+
+    def test_another_file_at_the_path_is_an_error_and_stays(self):
+        d = tempfile.mkdtemp(prefix="bwrapd-bb-")
+        try:
+            listen = os.path.join(d, "runner.sock")
+            with open(listen, "w") as f:
+                f.write("keep")
+            process = subprocess.run([BWRAPD, "buildbarn-runner", "--listen", listen, "--build-directory", d],
+                                     stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+            self.assertEqual(2, process.returncode, process.stderr)
+            self.assertIn(b"exists and is not a socket", process.stderr)
+            self.assertEqual("keep", read(listen))
+            self.assertEqual(["runner.sock"], os.listdir(d))
+        finally:
+            shutil.rmtree(d)
 
 
 class HostRootTest(unittest.TestCase):

@@ -50,6 +50,8 @@ public final class RunnerCommand {
      * one is RESOURCE_EXHAUSTED from gRPC, read no further, instead of 4 MiB (gRPC's default)
      * buffered per call to be refused afterwards.
      */
+    /** sockaddr_un's path, without its NUL. */
+    private static final int MAX_SOCKET_PATH = 107;
     /** Held here: java.util.logging keeps only a weak reference to a logger, and with it the level set. */
     private static final java.util.logging.Logger GRPC_STREAM_LOG =
             java.util.logging.Logger.getLogger("io.grpc.netty.shaded.io.grpc.netty.NettyServerStream");
@@ -143,18 +145,45 @@ public final class RunnerCommand {
         // sandbox): RunnerService bounds the Runs held at once, so CheckReadiness never waits.
         ExecutorService calls = Executors.newCachedThreadPool(Libc.freeingAtEnd(Thread.ofPlatform().daemon().name("grpc-call-", 0).factory()));
         removeStaleSocket(options.listen());
+        if (Files.exists(options.listen(), LinkOption.NOFOLLOW_LINKS)) {
+            System.err.println("bwrapd buildbarn-runner: --listen " + options.listen() + ": exists and is not a socket");
+            return 2;
+        }
         EpollEventLoopGroup events = new EpollEventLoopGroup(1, Thread.ofPlatform().daemon().name("grpc-epoll-", 0).factory());
-        Server server = NettyServerBuilder.forAddress(new DomainSocketAddress(options.listen().toString()))
-                .channelType(EpollServerDomainSocketChannel.class)
-                .bossEventLoopGroup(events)
-                .workerEventLoopGroup(events)
-                .executor(calls)
-                .maxInboundMessageSize(MAX_MESSAGE_BYTES)
-                .maxConcurrentCallsPerConnection(callsPerConnection(options.concurrency()))
-                .addService(new RunnerService(actions, runner, sandboxes, buildDirectory, options.concurrency()))
-                .build()
-                .start();
-        endOnSignals(server, sandboxes);
+        RunnerService service = new RunnerService(actions, runner, sandboxes, buildDirectory, options.concurrency());
+        Server server;
+        Object socket;
+        // Bound where only the runner's user may go, given its mode there, then renamed into place:
+        // the socket is 0660 whatever the umask, and no other user ever had a moment to connect
+        // (a connection made between a bind and a chmod would stay usable).
+        Path parent = options.listen().toAbsolutePath().getParent();
+        Path privateDirectory = Files.createTempDirectory(parent, ".r",
+                java.nio.file.attribute.PosixFilePermissions.asFileAttribute(java.nio.file.attribute.PosixFilePermissions.fromString("rwx------")));
+        try {
+            Path bound = privateDirectory.resolve("s");
+            if (bound.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8).length > MAX_SOCKET_PATH) {
+                System.err.println("bwrapd buildbarn-runner: --listen " + options.listen() + ": the runner binds it as " + bound
+                        + " first, over the " + MAX_SOCKET_PATH + " bytes of a unix socket's path: use a shorter path");
+                return 2;
+            }
+            server = NettyServerBuilder.forAddress(new DomainSocketAddress(bound.toString()))
+                    .channelType(EpollServerDomainSocketChannel.class)
+                    .bossEventLoopGroup(events)
+                    .workerEventLoopGroup(events)
+                    .executor(calls)
+                    .maxInboundMessageSize(MAX_MESSAGE_BYTES)
+                    .maxConcurrentCallsPerConnection(callsPerConnection(options.concurrency()))
+                    .addService(service)
+                    .build()
+                    .start();
+            Files.setPosixFilePermissions(bound, java.nio.file.attribute.PosixFilePermissions.fromString("rw-rw----"));
+            Files.move(bound, options.listen(), java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+            socket = Files.readAttributes(options.listen(), java.nio.file.attribute.BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS).fileKey();
+        } finally {
+            Files.deleteIfExists(privateDirectory.resolve("s"));
+            Files.delete(privateDirectory);
+        }
+        endOnSignals(server, sandboxes, options.listen(), socket);
         LOG.infof("serving Buildbarn's runner on %s (build directory %s, --root %s, %d at once)", options.listen(),
                 buildDirectoryPath, options.root().name().toLowerCase(java.util.Locale.ROOT), options.concurrency());
         server.awaitTermination();
@@ -169,11 +198,20 @@ public final class RunnerCommand {
         }
     }
 
-    /** SIGTERM, SIGINT and SIGHUP: refuse new calls, kill every sandbox, clean every root, exit 128+N. */
-    private static void endOnSignals(Server server, Sandboxes sandboxes) {
+    /**
+     * SIGTERM, SIGINT and SIGHUP: refuse new calls, kill every sandbox, clean every root, remove
+     * the socket (if it is still the one bound: {@code socket} is its file key), exit 128+N.
+     */
+    private static void endOnSignals(Server server, Sandboxes sandboxes, Path listen, Object socket) {
         for (String name : new String[] {"TERM", "INT", "HUP"}) {
             Signal.handle(new Signal(name), signal -> Thread.ofPlatform().name("bwrapd-exit").start(() -> {
                 LOG.infof("SIG%s: ending every sandbox, then exiting", name);
+                try {
+                    if (socket.equals(Files.readAttributes(listen, java.nio.file.attribute.BasicFileAttributes.class,
+                            LinkOption.NOFOLLOW_LINKS).fileKey())) Files.delete(listen);
+                } catch (IOException | RuntimeException e) {
+                    // gone already, or replaced: not ours to remove
+                }
                 server.shutdownNow();
                 try {
                     sandboxes.shutdown();

@@ -175,9 +175,45 @@ class InputRootTest(unittest.TestCase):
         self.assertEqual(0, response.exit_code, read(os.path.join(d, "stderr")))
         seen = dict(entry.split("=", 1) for entry in read(os.path.join(d, "stdout")).split("\0") if entry)
         self.assertEqual(dict(env, PWD="/src/pkg"), seen)  # bwrap sets PWD to the working directory
-        response, out, _ = self.runner.run("pwd", ["sh", "-c", "pwd; mkdir -p here; cd here && pwd -P"],
-                                           working_directory="work/dir")
-        self.assertEqual("/work/dir\n/work/dir/here\n", out)
+        d = self.runner.action("pwd")
+        os.makedirs(os.path.join(d, "root/work/dir"))
+        self.assertEqual(0, self.runner.stub.Run(self.runner.request("pwd", ["sh", "-c", "pwd; mkdir -p here; cd here && pwd -P"],
+                                                                     working_directory="work/dir"), timeout=60).exit_code)
+        self.assertEqual("/work/dir\n/work/dir/here\n", read(os.path.join(d, "stdout")))
+
+    def test_a_working_directory_missing_from_the_input_root_is_invalid_argument_and_not_made(self):
+        """Review finding: a missing working_directory was made in the input root and left there
+        (counted as there before, so never removed), where bb_runner's chdir fails the action. Refused
+        now, before anything is made; so is one that is a file. bb_runner answers the failed chdir
+        with its own status ("Failed to start process"); this is the request's fault, as for paths."""
+        r = self.runner
+        d = r.action("no-wd")
+        with open(os.path.join(d, "root/afile"), "w") as f:
+            f.write("x")
+        before = sorted(os.listdir(os.path.join(d, "root")))
+        for wd, said in [("missing/deeper", "does not exist"), ("afile", "not a directory"), ("afile/x", "")]:
+            with self.assertRaises(grpc.RpcError, msg=wd) as e:
+                r.stub.Run(r.request("no-wd", ["true"], working_directory=wd), timeout=60)
+            self.assertEqual(grpc.StatusCode.INVALID_ARGUMENT, e.exception.code(), wd + ": " + e.exception.details())
+            self.assertIn(said, e.exception.details())
+        self.assertEqual(before, sorted(os.listdir(os.path.join(d, "root"))), "the working directory was made")
+        self.assertFalse(os.path.exists(os.path.join(d, "stdout")), "stdout was made for a refused action")
+
+    def test_a_temporary_directory_that_is_a_file_or_a_fifo_is_invalid_argument(self):
+        """Review finding: it was FAILED_PRECONDITION (bwrap could not bind it over /tmp), where the
+        documentation's table says a path that cannot be opened is the request's fault."""
+        r = self.runner
+        d = r.action("tmp-kinds")
+        with open(os.path.join(d, "file"), "w") as f:
+            f.write("x")
+        os.mkfifo(os.path.join(d, "fifo"))
+        for kind in ["file", "fifo"]:
+            request = r.request("tmp-kinds", ["true"])
+            request.temporary_directory = "tmp-kinds/" + kind
+            with self.assertRaises(grpc.RpcError, msg=kind) as e:
+                r.stub.Run(request, timeout=10)
+            self.assertEqual(grpc.StatusCode.INVALID_ARGUMENT, e.exception.code(), kind + ": " + e.exception.details())
+            self.assertIn("temporary_directory", e.exception.details())
 
     def test_paths_that_escape_the_build_directory_are_invalid_argument(self):
         r = self.runner
@@ -486,6 +522,30 @@ class WaitingTest(unittest.TestCase):
                     time.sleep(0.05)
             else:
                 self.fail("no turn came back after the cancelled run")
+        finally:
+            r.close()
+
+
+class EndTest(unittest.TestCase):
+    def test_sigterm_answers_a_run_in_flight_unavailable_and_kills_its_sandbox(self):
+        """Review finding: the documentation promises UNAVAILABLE when the runner shuts down, but a
+        Run in flight ended CANCELLED (the transport reset its stream first)."""
+        r = Runner()
+        try:
+            mark = "BWRAPD_BB_MARK=" + uuid.uuid4().hex
+            name, value = mark.split("=")
+            r.action("in-flight")
+            future = r.stub.Run.future(r.request("in-flight", ["sh", "-c", "sleep 100 & sleep 100"], dict(PATH, **{name: value})),
+                                       timeout=60)
+            self.assertTrue(wait_until(lambda: len(marked_processes(mark)) >= 3, 30), "the action never started")
+            r.process.terminate()
+            with self.assertRaises(grpc.RpcError) as e:
+                future.result(timeout=30)
+            self.assertEqual(grpc.StatusCode.UNAVAILABLE, e.exception.code(), e.exception.details())
+            self.assertIn("shutting down", e.exception.details())
+            self.assertEqual(128 + 15, r.process.wait(30))
+            self.assertEqual([], marked_processes(mark))
+            self.assertFalse(os.path.exists(r.socket), "the socket outlived the runner")
         finally:
             r.close()
 

@@ -131,7 +131,8 @@ final class Actions {
                 // One file named twice is opened once and shared, as 2>&1 does: two descriptors would
                 // each truncate it and write over each other's bytes.
                 stderr.equals(stdout) ? new RunSpec.Output.IntoStdout() : new RunSpec.Output.File(stderr, false), 0, null, 0,
-                false, false, capabilities, null, seccomp, limits, hidden);
+                false, false, capabilities, null, seccomp, limits, hidden,
+                false); // a working directory missing from the input root is refused, never made (bb_runner's chdir fails)
     }
 
     /**

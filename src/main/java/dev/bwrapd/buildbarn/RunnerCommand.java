@@ -50,6 +50,8 @@ public final class RunnerCommand {
      * one is RESOURCE_EXHAUSTED from gRPC, read no further, instead of 4 MiB (gRPC's default)
      * buffered per call to be refused afterwards.
      */
+    /** How long the runner's end waits for the answers to the Runs its sandboxes' kill ended. */
+    private static final long ANSWERS_AT_THE_END_MS = 2000;
     /** sockaddr_un's path, without its NUL. */
     private static final int MAX_SOCKET_PATH = 107;
     /** Held here: java.util.logging keeps only a weak reference to a logger, and with it the level set. */
@@ -199,8 +201,10 @@ public final class RunnerCommand {
     }
 
     /**
-     * SIGTERM, SIGINT and SIGHUP: refuse new calls, kill every sandbox, clean every root, remove
-     * the socket (if it is still the one bound: {@code socket} is its file key), exit 128+N.
+     * SIGTERM, SIGINT and SIGHUP: remove the socket (if it is still the one bound: {@code socket}
+     * is its file key), refuse new calls, kill every sandbox and clean every root; the Runs in
+     * flight are answered UNAVAILABLE (RunnerService) and given a moment to go out before the
+     * transport goes; exit 128+N.
      */
     private static void endOnSignals(Server server, Sandboxes sandboxes, Path listen, Object socket) {
         for (String name : new String[] {"TERM", "INT", "HUP"}) {
@@ -212,12 +216,14 @@ public final class RunnerCommand {
                 } catch (IOException | RuntimeException e) {
                     // gone already, or replaced: not ours to remove
                 }
-                server.shutdownNow();
+                server.shutdown(); // calls in flight go on; new ones are refused
                 try {
                     sandboxes.shutdown();
+                    server.awaitTermination(ANSWERS_AT_THE_END_MS, java.util.concurrent.TimeUnit.MILLISECONDS);
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
                 }
+                server.shutdownNow();
                 System.err.flush();
                 Runtime.getRuntime().halt(128 + signal.getNumber());
             }));

@@ -79,6 +79,7 @@ final class RunnerService extends RunnerGrpc.RunnerImplBase {
         }
         try {
             RunSpec spec = actions.spec(request);
+            requireDirectory("temporary_directory", spec.mounts().getFirst().source());
             Context call = Context.current();
             awaitTurn(call);
             try {
@@ -89,11 +90,21 @@ final class RunnerService extends RunnerGrpc.RunnerImplBase {
             }
         } catch (Actions.Invalid e) {
             response.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asException());
+        } catch (HostPaths.Refused e) {
+            response.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asException());
         } catch (StatusException e) {
             response.onError(e);
         } finally {
             admitted.release();
         }
+    }
+
+    /**
+     * The action's temporary directory is bound over its /tmp: a file or a FIFO there is the
+     * request's fault, said as such, not a sandbox bwrap could not set up (FAILED_PRECONDITION).
+     */
+    private void requireDirectory(String field, String path) throws HostPaths.Refused {
+        Libc.close(HostPaths.openBeneath(buildDirectory, field, path, Libc.O_PATH | Libc.O_DIRECTORY, 0));
     }
 
     /** Waits for a turn to run, until the call ends (its deadline passes, it is cancelled): then ended. */
@@ -157,6 +168,10 @@ final class RunnerService extends RunnerGrpc.RunnerImplBase {
             call.removeListener(kill);
         }
         if (call.isCancelled()) throw ended(call);
+        if (sandbox.ending() == Sandbox.Ending.SHUTDOWN) {
+            throw Status.UNAVAILABLE.withDescription("the runner is shutting down: the action's sandbox was killed, every process in it")
+                    .asException();
+        }
         Status failed = Responses.failure(outcome);
         if (failed != null) throw failed.asException();
         return Responses.of(outcome);

@@ -79,7 +79,7 @@ public final class RunParams {
                 uid == null ? 0 : uid.intValue(), gid == null ? 0 : gid.intValue(), p.bool("inheritUid", false),
                 mounts(p), devices(p), p.bool("devShm", false), p.bool("linux32", false), stdin, stdout, stderr,
                 captureLimit == null ? 1 << 20 : captureLimit, timeout, grace == null ? 2000 : grace,
-                p.bool("interactive", false), true, capabilities(p), terminal, seccomp(p, defaultSeccomp), limits(p), List.of());
+                p.bool("interactive", false), true, capabilities(p), terminal, seccomp(p, defaultSeccomp), limits(p), List.of(), true);
     }
 
     /** "none", "default", or {deny: [names], errno?: name}; whether the names are system calls is the host's to say. */

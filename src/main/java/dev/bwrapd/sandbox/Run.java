@@ -30,6 +30,7 @@ import java.util.concurrent.CompletableFuture;
  * inside the root;
  * <li>{@link #placeMounts}, {@link #buildCommand}: where bwrap mounts each destination, and its
  * argv, checked against the kernel's ARG_MAX and MAX_ARG_STRLEN and bwrap's argc cap before the run creates anything;
+ * <li>{@link #requireCwd}: a cwd that must exist already, looked up;
  * <li>{@link #openStdio}: the command's files and pipes;
  * <li>{@link #leaseRoot}: the working directory, and what existed in the root before;
  * <li>{@link #planCgroup}: the names of the sandbox's cgroup, for the watchdog;
@@ -158,6 +159,7 @@ final class Run {
             findCommand();
             placeMounts();
             buildCommand(host);
+            if (!spec.createCwd()) requireCwd();
             openStdio();
             leaseRoot();
             planCgroup(host);
@@ -349,13 +351,66 @@ final class Run {
     /** cwd, and the lease: which of the paths bwrap may create existed before. */
     private void leaseRoot() throws SandboxException, InterruptedException, Libc.Error {
         if (paths.hostRoot()) return;
-        try {
-            RootPaths.createDirectories(paths.root(), RootPaths.names(spec.cwd()).orElseThrow());
-        } catch (IOException e) {
-            throw new SandboxException.Invalid("cwd: cannot create " + spec.cwd() + " in the root: " + e.getMessage());
+        if (spec.createCwd()) {
+            try {
+                RootPaths.createDirectories(paths.root(), RootPaths.names(spec.cwd()).orElseThrow());
+            } catch (IOException e) {
+                throw new SandboxException.Invalid("cwd: cannot create " + spec.cwd() + " in the root: " + e.getMessage());
+            }
         }
         leases.acquire(paths.root(), paths.rootStat(), BwrapCommand.createdPaths(spec, places));
         leased = true;
+    }
+
+    /**
+     * A cwd that must exist already: looked up, name by name and through no link, in what will be
+     * there in the sandbox: the source of the last bind mount it lies in, else the root (not the
+     * host's). A link on the way, or a place bwrap fills (/proc, /dev, /tmp and the like), is left
+     * for bwrap's chdir to decide; a name missing or not a directory is refused.
+     */
+    private void requireCwd() throws SandboxException {
+        List<String> names = RootPaths.names(spec.cwd()).orElseThrow();
+        int base = paths.hostRoot() ? -1 : paths.root();
+        int from = 0;
+        for (int i = 0; i < places.mounts().size(); i++) {
+            List<String> target = RootPaths.names(places.mounts().get(i)).orElseThrow();
+            if (target.size() <= names.size() && names.subList(0, target.size()).equals(target)) {
+                base = paths.descriptors().get(1 + i); // the later of two nested mounts wins, as in the sandbox
+                from = target.size();
+            }
+        }
+        if (base < 0) return;
+        if (from == 0) {
+            for (String filled : new String[] {places.proc(), places.dev(), places.tmp(), places.shm()}) {
+                if (filled != null && names.size() >= RootPaths.names(filled).orElseThrow().size()
+                        && names.subList(0, RootPaths.names(filled).orElseThrow().size()).equals(RootPaths.names(filled).orElseThrow())) return;
+            }
+        }
+        int dir = -1;
+        try {
+            for (int i = from; i < names.size(); i++) {
+                int next = Libc.openat(dir < 0 ? base : dir, names.get(i), Libc.O_PATH | Libc.O_NOFOLLOW | Libc.O_CLOEXEC);
+                if (next < 0) {
+                    if (Libc.errno() == Libc.ENOENT) {
+                        throw new SandboxException.Invalid("the working directory " + spec.cwd() + " does not exist (no "
+                                + String.join("/", names.subList(0, i + 1)) + ")");
+                    }
+                    return; // cannot look (no permission, say): bwrap's chdir decides
+                }
+                if (dir >= 0) Libc.close(dir);
+                dir = next;
+                int type = Libc.stat(dir, "", Libc.AT_EMPTY_PATH | Libc.AT_SYMLINK_NOFOLLOW).type();
+                if (type == Libc.S_IFLNK) return; // resolved in the sandbox: bwrap's chdir decides
+                if (type != Libc.S_IFDIR) {
+                    throw new SandboxException.Invalid("the working directory " + spec.cwd() + " is not a directory ("
+                            + String.join("/", names.subList(0, i + 1)) + " is not one)");
+                }
+            }
+        } catch (Libc.Error e) {
+            // cannot look: bwrap's chdir decides
+        } finally {
+            if (dir >= 0) Libc.close(dir);
+        }
     }
 
     // ----- 4. the cgroup -----

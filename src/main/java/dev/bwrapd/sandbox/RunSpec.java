@@ -38,7 +38,8 @@ public record RunSpec(
         Terminal terminal,
         Seccomp seccomp,
         Limits limits,
-        List<String> hidden) {
+        List<String> hidden,
+        boolean createCwd) {
 
     /**
      * {@code rootCapabilities}: a sandbox whose user is uid 0 gets {@link Capabilities#ROOT_DEFAULT}
@@ -47,6 +48,8 @@ public record RunSpec(
      * made (the Buildbarn runner's build directory and socket under {@code --root host}). Only
      * with the host root, whose paths mean the same in the sandbox: in a client's root they would
      * be resolved through that root's links.
+     * {@code createCwd}: a missing {@code cwd} is made in the root ({@code sandbox/run}); without
+     * it a {@code cwd} that does not exist is refused (the Buildbarn runner, as bb_runner's chdir fails).
      */
     public RunSpec {
         hidden = List.copyOf(hidden);

@@ -127,7 +127,7 @@ class BwrapCommandTest {
         RunSpec build() {
             return new RunSpec(command, root, null, cwd, env, network, readOnlyRoot, hostname, uid, gid, inheritUid,
                     mounts, devices, devShm, linux32, new RunSpec.Stdin.Null(), new RunSpec.Output.Capture(),
-                    new RunSpec.Output.Capture(), 1 << 20, null, 2000, interactive, rootCapabilities, capabilities, terminal, seccomp, dev.bwrapd.cgroup.Limits.NONE, hidden);
+                    new RunSpec.Output.Capture(), 1 << 20, null, 2000, interactive, rootCapabilities, capabilities, terminal, seccomp, dev.bwrapd.cgroup.Limits.NONE, hidden, true);
         }
     }
 

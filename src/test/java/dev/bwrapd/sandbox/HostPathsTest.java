@@ -38,7 +38,7 @@ class HostPathsTest {
 
     static RunSpec spec(Path root, List<RunSpec.Mount> mounts, List<String> devices) {
         return new RunSpec(List.of("true"), root, null, "/", Map.of(), false, false, "h", 0, 0, false, mounts, devices, false,
-                false, new RunSpec.Stdin.Null(), new RunSpec.Output.Capture(), new RunSpec.Output.Capture(), 0, null, 0, false, true, List.of(), null, null, dev.bwrapd.cgroup.Limits.NONE, List.of());
+                false, new RunSpec.Stdin.Null(), new RunSpec.Output.Capture(), new RunSpec.Output.Capture(), 0, null, 0, false, true, List.of(), null, null, dev.bwrapd.cgroup.Limits.NONE, List.of(), true);
     }
 
     static HostPaths.Refused refused(RunSpec spec) {

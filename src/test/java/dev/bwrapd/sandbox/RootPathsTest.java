@@ -299,7 +299,7 @@ class RootPathsTest {
     static RunSpec spec(List<String> devices, List<RunSpec.Mount> mounts) {
         return new RunSpec(List.of("true"), Path.of("/r"), null, "/", java.util.Map.of(), false, false, "h", 0, 0, false,
                 mounts, devices, false, false, new RunSpec.Stdin.Null(), new RunSpec.Output.Capture(), new RunSpec.Output.Capture(),
-                0, null, 0, false, true, List.of(), null, null, dev.bwrapd.cgroup.Limits.NONE, List.of());
+                0, null, 0, false, true, List.of(), null, null, dev.bwrapd.cgroup.Limits.NONE, List.of(), true);
     }
 
     // ----- createDirectories -----

@@ -17,13 +17,15 @@ import shutil
 import signal as _signal
 import subprocess
 import threading
+import weakref
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ._version import __version__
-from .errors import BwrapdError, HelperDied, HelperNotFound, RequestCancelled, SandboxIdInUse, error_from_response
-from .types import ArgvResult, Mount, OutputFile, ResourceLimits, RunResult, SandboxInfo, StdinFile, wire_name
+from .errors import (BwrapdError, HelperDied, HelperNotFound, MessageTooLarge, RequestCancelled, SandboxIdInUse,
+                     error_from_response)
+from .types import ArgvResult, Mount, OutputFile, ResourceLimits, RunResult, SandboxInfo, ServerInfo, StdinFile, wire_name
 
 PROTOCOL_VERSION = 1
 CLIENT_NAME = "bwrapd-python"
@@ -88,6 +90,27 @@ def encode_message(message: Mapping[str, Any]) -> bytes:
         raise ValueError("argument cannot be sent as JSON: %s" % exc) from None
 
 
+def max_message_bytes(server_info: Optional[ServerInfo]) -> Optional[int]:
+    """The helper's ``maxMessageBytes`` once ``initialize`` told it, else None."""
+    limits = getattr(server_info, "limits", None)
+    limit = getattr(limits, "max_message_bytes", None)
+    return limit if isinstance(limit, int) and limit > 0 else None
+
+
+def check_message_size(data: bytes, limit: Optional[int], what: str) -> None:
+    """Refuse an encoded message (one line) larger than the helper takes: it
+    would skip it and answer -32600 with id null, which no call can be told,
+    so the call would wait for ever. The size is that of the line without its
+    newline, as the helper counts it."""
+    size = len(data) - 1
+    if limit is not None and size > limit:
+        raise MessageTooLarge(
+            "the %s message is %d bytes, over the helper's limit of %d bytes (maxMessageBytes); "
+            "nothing was sent. Give large input as a file (stdin=StdinFile(path)) or write it while "
+            "the command runs (stdin=subprocess.PIPE, the protocol's \"stream\")" % (what, size, limit),
+            size, limit)
+
+
 def decode_output_chunk(params: Mapping[str, Any]) -> bytes:
     if params.get("base64") is not None:
         return base64.b64decode(params["base64"])
@@ -112,6 +135,53 @@ class StderrTail:
     def lines(self) -> List[str]:
         with self._lock:
             return list(self._lines)
+
+
+#: The helpers (Helper, AsyncHelper) of this process, which a child made by
+#: fork() disowns (their ``_disown_after_fork``).
+_live_helpers: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def disown_after_fork(helper: Any) -> None:
+    """Have ``helper._disown_after_fork()`` run in every child this process
+    forks from now on, while ``helper`` exists."""
+    _live_helpers.add(helper)
+
+
+def _after_fork_in_child() -> None:
+    for helper in list(_live_helpers):
+        try:
+            helper._disown_after_fork()
+        except Exception:  # never break the child's fork()
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def release_pipes(files: Sequence[Any]) -> None:
+    """In a child made by fork(): let go of the inherited ends of the
+    parent's pipes to its helper without closing their descriptors (the file
+    objects still hold them and will close them one day; a number closed now
+    could by then name another file). Each is made to name /dev/null."""
+    try:
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        for f in files:
+            try:
+                fd = f.fileno() if f is not None else -1
+            except (OSError, ValueError):
+                continue  # already closed
+            if fd >= 0:
+                try:
+                    os.dup2(null, fd, inheritable=False)
+                except OSError:
+                    pass
+    finally:
+        os.close(null)
 
 
 # ---------------------------------------------------------------- signals

@@ -19,6 +19,7 @@ from . import _protocol as P
 from .errors import (
     Error,
     HelperDied,
+    HelperForked,
     NoSuchSandbox,
     WaitTimeout,
     error_from_response,
@@ -34,8 +35,26 @@ __all__ = ["AsyncHelper", "AsyncSandbox", "AsyncSandboxInput", "AsyncTerminal"]
 
 log = logging.getLogger("bwrapd")
 
-#: asyncio's line buffer limit; messages may be up to 16 MiB by default.
-STREAM_LIMIT = 64 * 1024 * 1024
+#: The size of the pieces a long line from the helper is read in (asyncio's
+#: StreamReader limit): a line has no limit of its own (a captured output of
+#: up to 1 GiB is some 1.4 GiB of base64 on one line).
+STREAM_LIMIT = 8 * 1024 * 1024
+
+
+async def _read_line(stream: asyncio.StreamReader) -> bytes:
+    """The next line (with its newline; without it at the end of input, b""
+    at the end), however long: read in pieces of the stream's limit."""
+    pieces = []
+    while True:
+        try:
+            pieces.append(await stream.readuntil(b"\n"))
+            break
+        except asyncio.LimitOverrunError as exc:  # no newline within the limit yet: take what is there
+            pieces.append(await stream.readexactly(exc.consumed))
+        except asyncio.IncompleteReadError as exc:  # end of input
+            pieces.append(exc.partial)
+            break
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _retrieve(future: "asyncio.Future[Any]") -> None:
@@ -236,6 +255,8 @@ class AsyncHelper:
         self._dead: Optional[Tuple[str, Optional[int], List[str]]] = None
         self._closing = False
         self._closed = False
+        self._owner_pid = os.getpid()
+        self._forked_from: Optional[int] = None  # in a fork()ed child: the pid of the process that owns the helper
         self._stderr = P.StderrTail()
         self._proc: Optional[asyncio.subprocess.Process] = None
         self._write_lock: Optional[asyncio.Lock] = None
@@ -266,6 +287,7 @@ class AsyncHelper:
             )
         except OSError as exc:
             raise P.spawn_error(self.path, exc) from exc
+        P.disown_after_fork(self)
         self._reader = asyncio.ensure_future(self._read_stdout())
         self._stderr_task = asyncio.ensure_future(self._read_stderr())
         self._watcher = asyncio.ensure_future(self._watch())
@@ -353,7 +375,10 @@ class AsyncHelper:
         return proc.returncode
 
     def kill(self) -> None:
-        """SIGKILL the helper (its sandboxes die with it)."""
+        """SIGKILL the helper (its sandboxes die with it). Nothing in a child
+        made by fork(): the helper is its parent's."""
+        if self._forked_from is not None:
+            return
         if self._proc is not None and self._proc.returncode is None:
             try:
                 os.killpg(self._proc.pid, _signal.SIGKILL)
@@ -383,10 +408,33 @@ class AsyncHelper:
 
     def _dead_error(self) -> HelperDied:
         assert self._dead is not None
+        if self._forked_from is not None:
+            return HelperForked(self._dead[0])
         return P.helper_died(self._dead)
 
-    async def _write(self, message: Mapping[str, Any]) -> None:
+    def _disown_after_fork(self) -> None:
+        """See :meth:`bwrapd.Helper._disown_after_fork`."""
+        if self._proc is None:
+            return
+        self._forked_from = self._owner_pid
+        self._closing = self._closed = True
+        self._dead = ("this bwrapd AsyncHelper (helper pid %d) belongs to process %d; it cannot be used in "
+                      "a child made by fork() (start a new helper there)" % (self._proc.pid, self._forked_from),
+                      None, [])
+        self._pending.clear()
+        self._sandboxes.clear()
+        transport = getattr(self._proc, "_transport", None)
+        pipes = []
+        for fd in (0, 1, 2):
+            try:
+                pipes.append(transport.get_pipe_transport(fd).get_extra_info("pipe"))  # type: ignore[union-attr]
+            except Exception:
+                pass
+        P.release_pipes(pipes)
+
+    async def _write(self, message: Mapping[str, Any], sent: Optional[List[bool]] = None) -> None:
         data = P.encode_message(message)
+        P.check_message_size(data, P.max_message_bytes(self.server_info), str(message.get("method") or "answer"))
         if self._proc is None:
             raise RuntimeError("AsyncHelper is not opened (use 'async with' or await open())")
         assert self._write_lock is not None and self._proc.stdin is not None
@@ -395,6 +443,10 @@ class AsyncHelper:
                 raise self._dead_error()
             try:
                 self._proc.stdin.write(data)
+                if sent is not None:
+                    # All of it is in the pipe transport's buffer now: it goes
+                    # out even if this task is cancelled while it drains.
+                    sent.append(True)
                 await self._proc.stdin.drain()
                 return
             except (OSError, RuntimeError, ValueError, AssertionError):
@@ -425,14 +477,31 @@ class AsyncHelper:
             self._sandboxes[sandbox.sandbox_id] = sandbox
         self._pending[request_id] = (future, sandbox)
         message = P.request_message(request_id, method, params)
+        sent: List[bool] = []
         try:
-            await self._write(message)
+            await self._write(message, sent)
         except BaseException:
+            if sent and sandbox is not None:
+                # Cancelled while the run was going out: it will run, so it
+                # stays pending and is cancelled ($/cancelRequest, written
+                # behind it); its answer finishes the sandbox.
+                self._cancel_now(request_id)
+                raise
             self._pending.pop(request_id, None)
             if sandbox is not None and self._sandboxes.get(sandbox.sandbox_id) is sandbox:
                 del self._sandboxes[sandbox.sandbox_id]
             raise
         return request_id, future
+
+    def _cancel_now(self, request_id: int) -> None:
+        """Queue a ``$/cancelRequest`` without waiting (from a cancelled task)."""
+        data = P.encode_message(P.notification_message("$/cancelRequest", {"id": request_id}))
+        try:
+            assert self._proc is not None and self._proc.stdin is not None
+            if self._dead is None:
+                self._proc.stdin.write(data)
+        except (OSError, RuntimeError, ValueError, AssertionError):
+            pass  # the helper is gone: the run failed with it
 
     async def call(self, method: str, params: Any = None, timeout: Optional[float] = None) -> Any:
         """Send a request and return its result (raising its error)."""
@@ -568,10 +637,15 @@ class AsyncHelper:
         try:
             while True:
                 try:
-                    line = await stdout.readline()
-                except ValueError:  # a line over STREAM_LIMIT: skip it
-                    log.error("bwrapd helper wrote a message over %d bytes; dropped", STREAM_LIMIT)
-                    continue
+                    line = await _read_line(stdout)
+                except (ValueError, MemoryError) as exc:
+                    # A message that cannot be read is an answer lost: rather
+                    # than leave its caller waiting for ever, fail every call.
+                    log.error("cannot read a message from the bwrapd helper: %r", exc)
+                    self.kill()
+                    self._fail_all("a message from the bwrapd helper could not be read (%s); the helper was killed"
+                                   % (type(exc).__name__,))
+                    break
                 if not line:
                     break
                 for item in P.decode_line(line):

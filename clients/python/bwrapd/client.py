@@ -24,6 +24,7 @@ from . import _protocol as P
 from .errors import (
     Error,
     HelperDied,
+    HelperForked,
     NoSuchSandbox,
     WaitTimeout,
     error_from_response,
@@ -47,6 +48,46 @@ class _Pending:
         self.future = future
         self.method = method
         self.sandbox = sandbox
+
+
+class _Send:
+    """One message written from the main thread. A thread of its own writes
+    it, so that an exception a signal handler raises in the caller
+    (KeyboardInterrupt) cannot cut it in the middle, which would leave half a
+    message in the pipe (the helper then refuses the next one too). If the
+    caller is interrupted, the message still goes out whole and
+    ``on_abandon`` runs once it has."""
+
+    __slots__ = ("lock", "finished", "error", "abandoned", "in_flight", "on_abandon")
+
+    def __init__(self, on_abandon: Optional[Callable[[], None]] = None) -> None:
+        self.lock = threading.Lock()
+        self.finished = threading.Event()
+        self.error: Optional[BaseException] = None
+        self.abandoned = False
+        self.in_flight = False  # abandoned, but the message was or will be written whole
+        self.on_abandon = on_abandon
+
+    def finish(self, error: Optional[BaseException]) -> None:
+        """Called by the writing thread once the write is over."""
+        with self.lock:
+            self.error = error
+            self.finished.set()
+            abandoned = self.abandoned
+        if abandoned and error is None and self.on_abandon is not None:
+            self.on_abandon()
+
+    def abandon(self) -> bool:
+        """The caller stops waiting (it was interrupted): whether the message
+        was or will be written whole (then ``on_abandon`` runs, or has run)."""
+        with self.lock:
+            if not self.finished.is_set():
+                self.abandoned = self.in_flight = True
+                return True
+            went_out = self.in_flight = self.error is None
+        if went_out and self.on_abandon is not None:
+            threading.Thread(target=self.on_abandon, name="bwrapd-abandon", daemon=True).start()
+        return went_out
 
 
 class Sandbox(P.SandboxBase):
@@ -287,6 +328,8 @@ class Helper:
         self._dead: Optional[Tuple[str, Optional[int], List[str]]] = None
         self._closing = False
         self._closed = False
+        self._owner_pid = os.getpid()
+        self._forked_from: Optional[int] = None  # in a fork()ed child: the pid of the process that owns the helper
         self._stderr = P.StderrTail()
         self._dispatch: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         try:
@@ -301,6 +344,7 @@ class Helper:
         except OSError as exc:
             raise P.spawn_error(self.path, exc) from exc
         pid = self._proc.pid
+        P.disown_after_fork(self)
         self._stderr_thread = threading.Thread(target=self._read_stderr, name="bwrapd-stderr-%d" % pid, daemon=True)
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="bwrapd-dispatch-%d" % pid, daemon=True)
         self._reader = threading.Thread(target=self._read_stdout, name="bwrapd-reader-%d" % pid, daemon=True)
@@ -332,7 +376,10 @@ class Helper:
 
     @property
     def returncode(self) -> Optional[int]:
-        """The helper's exit status, None while it runs."""
+        """The helper's exit status, None while it runs (and in a child made
+        by fork(), which cannot tell)."""
+        if self._forked_from is not None:
+            return None
         return self._proc.poll()
 
     @property
@@ -397,7 +444,10 @@ class Helper:
         return self._proc.returncode
 
     def kill(self) -> None:
-        """SIGKILL the helper (its sandboxes die with it)."""
+        """SIGKILL the helper (its sandboxes die with it). Nothing in a child
+        made by fork(): the helper is its parent's."""
+        if self._forked_from is not None:
+            return
         if self._proc.poll() is None:
             try:
                 os.killpg(self._proc.pid, _signal.SIGKILL)
@@ -438,10 +488,54 @@ class Helper:
 
     def _dead_error(self) -> HelperDied:
         assert self._dead is not None
+        if self._forked_from is not None:
+            return HelperForked(self._dead[0])
         return P.helper_died(self._dead)
 
-    def _write(self, message: Mapping[str, Any]) -> None:
+    def _disown_after_fork(self) -> None:
+        """In the child of a fork(): this helper is the parent's. Every call
+        raises HelperForked; the child's copies of the helper's pipes are
+        released (their descriptors now name /dev/null), so that the child
+        neither reads the parent's answers nor keeps the helper's stdin open
+        once the parent closes it. Runs in the child only, single-threaded."""
+        self._forked_from = self._owner_pid
+        self._lock = threading.Lock()  # another thread of the parent may have held them at fork()
+        self._write_lock = threading.Lock()
+        self._closing = self._closed = True
+        self._dead = ("this bwrapd Helper (helper pid %d) belongs to process %d; it cannot be used in a "
+                      "child made by fork() (start a new Helper there)" % (self._proc.pid, self._forked_from),
+                      None, [])
+        self._pending.clear()
+        self._sandboxes.clear()
+        P.release_pipes([self._proc.stdin, self._proc.stdout, self._proc.stderr])
+
+    def _write(self, message: Mapping[str, Any], send: Optional[_Send] = None) -> None:
         data = P.encode_message(message)
+        P.check_message_size(data, P.max_message_bytes(self.server_info), str(message.get("method") or "answer"))
+        if threading.current_thread() is not threading.main_thread():
+            self._write_data(data)  # signal handlers run only in the main thread
+            return
+        send = send if send is not None else _Send()
+        thread = threading.Thread(target=self._write_in_thread, args=(data, send),
+                                  name="bwrapd-write-%d" % self._proc.pid, daemon=True)
+        thread.start()
+        try:
+            send.finished.wait()
+        except BaseException:
+            send.abandon()
+            raise
+        if send.error is not None:
+            raise send.error
+
+    def _write_in_thread(self, data: bytes, send: _Send) -> None:
+        try:
+            self._write_data(data)
+        except BaseException as exc:
+            send.finish(exc)
+        else:
+            send.finish(None)
+
+    def _write_data(self, data: bytes) -> None:
         with self._write_lock:
             if self._dead is not None:
                 raise self._dead_error()
@@ -472,15 +566,27 @@ class Helper:
                 self._sandboxes[sandbox.sandbox_id] = sandbox
             self._pending[request_id] = _Pending(future, method, sandbox)
         message = P.request_message(request_id, method, params)
+        # Interrupted (KeyboardInterrupt) while a run goes out, the run is not
+        # forgotten: it stays pending, and once the whole message is written
+        # it is cancelled ($/cancelRequest), so its sandbox ends and its answer
+        # finishes the Sandbox (RequestCancelled).
+        send = _Send(lambda: self._cancel_quietly(request_id)) if sandbox is not None else _Send()
         try:
-            self._write(message)
+            self._write(message, send)
         except BaseException:
-            with self._lock:
-                self._pending.pop(request_id, None)
-                if sandbox is not None and self._sandboxes.get(sandbox.sandbox_id) is sandbox:
-                    del self._sandboxes[sandbox.sandbox_id]
+            if sandbox is None or not send.in_flight:
+                with self._lock:
+                    self._pending.pop(request_id, None)
+                    if sandbox is not None and self._sandboxes.get(sandbox.sandbox_id) is sandbox:
+                        del self._sandboxes[sandbox.sandbox_id]
             raise
         return request_id, future
+
+    def _cancel_quietly(self, request_id: int) -> None:
+        try:
+            self.notify("$/cancelRequest", {"id": request_id})
+        except (Error, OSError, ValueError):
+            pass  # the helper is gone: the run failed with it
 
     def call(self, method: str, params: Any = None, timeout: Optional[float] = None) -> Any:
         """Send a request and return its result (raising its error)."""

@@ -30,7 +30,9 @@ __all__ = [
     "ShuttingDown",
     "OutOfMemoryBudget",
     "HelperDied",
+    "HelperForked",
     "HelperNotFound",
+    "MessageTooLarge",
     "SandboxFailed",
     "WaitTimeout",
     "error_from_response",
@@ -215,6 +217,37 @@ class HelperDied(Error, ConnectionError):
 
     def __reduce__(self) -> Tuple[Any, ...]:
         return (type(self), (self.message, self.returncode, self.stderr_tail))
+
+
+class HelperForked(HelperDied):
+    """The helper belongs to the process that started it: in a child made by
+    ``fork()`` every call on it raises this (the child shares its pipes and
+    request ids with the parent, so answers would go to the wrong process).
+    Start a new helper in the child."""
+
+    def __init__(self, message: str, returncode: Optional[int] = None,
+                 stderr_tail: Sequence[str] = ()) -> None:
+        Error.__init__(self, message)
+        self.message = message
+        self.returncode = returncode
+        self.stderr_tail = list(stderr_tail)
+
+
+class MessageTooLarge(Error, ValueError):
+    """A request that would exceed the helper's ``maxMessageBytes``
+    (``server_info.limits.max_message_bytes``) is refused before anything is
+    sent: the helper would skip it and answer an error without its id. Give
+    large input as a file (``StdinFile(path)``) or write it while the command
+    runs (``stdin=subprocess.PIPE``, the protocol's ``"stream"``)."""
+
+    def __init__(self, message: str, size: int = 0, limit: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.size = size
+        self.limit = limit
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), (self.message, self.size, self.limit))
 
 
 class SandboxFailed(Error):

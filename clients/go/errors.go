@@ -93,6 +93,19 @@ var (
 	ErrHelperExited = errors.New("bwrapd: helper exited")
 	// ErrClosed is returned by calls made after (*Helper).Close.
 	ErrClosed = errors.New("bwrapd: helper closed")
+	// ErrInvalidUTF8 matches (errors.Is) the error of a call one of whose strings
+	// (an argument, a path, an environment variable, StdinText, an id...) is not
+	// valid UTF-8. The protocol is UTF-8 text, and encoding/json would have sent
+	// such a string with U+FFFD in place of the bad bytes: another path or argument.
+	// The error names the field; nothing is sent. Binary input goes with StdinBytes.
+	ErrInvalidUTF8 = errors.New("string is not valid UTF-8")
+	// ErrMessageTooLarge matches (errors.Is) the error of a call whose request is
+	// larger than the helper takes (ServerInfo().Limits.MaxMessageBytes, 16 MiB
+	// unless the helper was started with --max-message-bytes). The helper would skip
+	// it and answer an error without its id, so the call would never end; it is
+	// refused before anything is sent. Give large input as a file (StdinFile) or
+	// write it while the command runs (StdinStream).
+	ErrMessageTooLarge = errors.New("message over the helper's maxMessageBytes")
 )
 
 // HelperExitedError is returned for calls that were pending, or made, after the

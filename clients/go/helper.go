@@ -5,6 +5,11 @@
 // waits for its Result; Start on a Helper returns a Sandbox handle that can be
 // suspended, resumed, signalled or terminated while it runs. A Helper is safe for
 // concurrent use by many goroutines.
+//
+// The protocol is UTF-8 text: every string of a request must be valid UTF-8 (a call
+// with another one fails with ErrInvalidUTF8 naming the field, and nothing is sent;
+// binary stdin goes with StdinBytes), and a request larger than the helper's
+// ServerInfo().Limits.MaxMessageBytes fails with ErrMessageTooLarge.
 package bwrapd
 
 import (
@@ -343,7 +348,11 @@ func (h *Helper) Shutdown(ctx context.Context) (int, error) {
 
 // Close shuts the helper down: a shutdown request, the exit notification, end of
 // its input, then it waits for the process, which is killed (with its whole session)
-// when it has not exited within Options.CloseTimeout. Runs still pending fail.
+// when it has not exited within Options.CloseTimeout. The shutdown terminates the
+// sandboxes still running: their Run or Wait returns a Result with Status
+// StatusSignaled (no error); only a run the helper had not answered when it went
+// away (it was killed after CloseTimeout, or died) fails, with *HelperExitedError.
+// Calls made after Close fail with ErrClosed.
 func (h *Helper) Close() error {
 	h.closeOnce.Do(func() { h.closeErr = h.close() })
 	return h.closeErr
@@ -395,15 +404,22 @@ func (h *Helper) register(c *call, sb *Sandbox) (int64, error) {
 	if h.closed {
 		return 0, ErrClosed
 	}
+	if sb != nil {
+		// Output and starts are routed by sandbox id: two runs of this client with one
+		// id at once would get each other's. The server refuses a second one only while
+		// the first runs there, not while its output is still being delivered here.
+		if _, taken := h.bySandbox[sb.id]; taken {
+			return 0, &RPCError{Code: CodeSandboxIDInUse,
+				Message: fmt.Sprintf("sandboxId %q is already used by a run of this client that has not ended", sb.id)}
+		}
+	}
 	h.nextID++
 	id := h.nextID
 	h.pending[id] = c
 	if sb != nil {
 		sb.requestID = id
-		if _, taken := h.bySandbox[sb.id]; !taken {
-			h.bySandbox[sb.id] = sb
-			sb.indexed = true
-		}
+		h.bySandbox[sb.id] = sb
+		sb.indexed = true
 	}
 	return id, nil
 }
@@ -418,9 +434,18 @@ func (h *Helper) takePending(id int64) *call {
 }
 
 func (h *Helper) send(m outMessage) error {
+	if err := checkMessage(m); err != nil {
+		return err
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("bwrapd: encoding %s: %w", m.Method, err)
+	}
+	// The helper counts the line without its newline.
+	if limit := h.info.Limits.MaxMessageBytes; limit > 0 && int64(len(b)) > limit {
+		return fmt.Errorf("bwrapd: %s: the message is %d bytes, over the helper's limit of %d bytes: %w; "+
+			"nothing was sent (give large input as a file, StdinFile, or while the command runs, StdinStream)",
+			m.Method, len(b), limit, ErrMessageTooLarge)
 	}
 	b = append(b, '\n')
 	h.wmu.Lock()

@@ -11,6 +11,14 @@ import (
 
 // RunRequest holds the params of sandbox/run (docs/protocol.md). Zero values
 // and nil pointers are left out, so the server applies its defaults.
+//
+// Every string in it (Command, Env keys and values, Root, Cwd, mount and device
+// paths, file paths, StdinText, SandboxID...) must be valid UTF-8: the protocol is
+// UTF-8 text, and a request with another string fails with ErrInvalidUTF8, naming
+// the field, before anything is sent (encoding/json would otherwise replace the bad
+// bytes with U+FFFD, and another path or argument would be used). Give binary
+// input with StdinBytes. The whole request must fit the helper's
+// ServerInfo().Limits.MaxMessageBytes (ErrMessageTooLarge otherwise).
 type RunRequest struct {
 	// Command is the argv; Command[0] without "/" is looked up in the sandbox PATH.
 	Command []string `json:"command"`

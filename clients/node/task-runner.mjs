@@ -52,6 +52,34 @@ export function helperPath(env = process.env) {
   throw Object.assign(new Error(`the bwrapd helper was not found: ${HOW_TO_NAME_THE_HELPER}`), { code: 'ENOENT' });
 }
 
+/**
+ * A request larger than the helper takes (its initialize result's
+ * limits.maxMessageBytes): the helper would skip it and answer an error without its
+ * id, which vscode-jsonrpc can give to no request, so the task would wait for ever.
+ */
+export class MessageTooLargeError extends Error {
+  constructor(method, size, limit) {
+    super(`the ${method} request is ${size} bytes, over the helper's limit of ${limit} bytes (maxMessageBytes); ` +
+      'nothing was sent: give large input as a file (stdin: {file: path}) or write it while the command runs ' +
+      '(stdin: "stream", then sandbox/input)');
+    this.name = 'MessageTooLargeError';
+    this.code = 'ERR_BWRAPD_MESSAGE_TOO_LARGE';
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
+/**
+ * Throws a MessageTooLargeError when a request of `method` with `params` would not
+ * fit `limit` bytes. The size is that of the LSP body vscode-jsonrpc sends (its
+ * Content-Length), counted with the largest id it could carry.
+ */
+export function checkMessageSize(method, params, limit) {
+  if (!limit) return;
+  const size = Buffer.byteLength(JSON.stringify({ jsonrpc: '2.0', id: Number.MAX_SAFE_INTEGER, method, params }), 'utf8');
+  if (size > limit) throw new MessageTooLargeError(method, size, limit);
+}
+
 /** The error every pending and later run gets once the helper is gone. */
 class HelperExitedError extends Error {
   constructor(code, signal, stderr) {
@@ -143,6 +171,9 @@ export async function startBwrapd({ command, args = [], onStderr } = {}) {
     if (dead) throw dead;
     const sandboxId = params.sandboxId ?? newSandboxId();
     if (tasks.has(sandboxId)) throw new Error(`sandboxId ${sandboxId} is already running in this client`);
+    // A terminal is the command's stdin, stdout and stderr: nothing to stream besides it.
+    const runParams = params.terminal ? { ...params, sandboxId } : { stdout: 'stream', stderr: 'stream', ...params, sandboxId };
+    checkMessageSize('sandbox/run', runParams, info.limits?.maxMessageBytes);
     const progress = onProgress && lineProgress(params.command.join(' '), onProgress);
     let fail;
     const failed = new Promise((_, reject) => { fail = reject; });
@@ -155,8 +186,6 @@ export async function startBwrapd({ command, args = [], onStderr } = {}) {
       fail,
     });
     try {
-      // A terminal is the command's stdin, stdout and stderr: nothing to stream besides it.
-      const runParams = params.terminal ? { ...params, sandboxId } : { stdout: 'stream', stderr: 'stream', ...params, sandboxId };
       // Pass the token only when there is one: a trailing undefined would be taken as a
       // second positional parameter, and params sent as an array.
       const request = token

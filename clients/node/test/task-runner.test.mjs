@@ -231,3 +231,29 @@ test('shutdown and exit end the helper with status 0', async () => {
   assert.equal(shutdown.terminated, 0);
   assert.equal(code, 0);
 });
+
+test('a run over the helper\'s maxMessageBytes is rejected at once, and nothing is sent', async () => {
+  const small = await startBwrapd({ command: helperPath(), args: ['--max-message-bytes', '4096'] });
+  try {
+    assert.equal(small.info.limits.maxMessageBytes, 4096);
+    const hang = new Promise((resolve) => setTimeout(() => resolve('no answer within 10 s'), 10000).unref());
+    const outcome = await Promise.race([
+      small.runTask({ root: '/', command: ['wc', '-c'], stdin: { text: 'x'.repeat(5000) } }).then(
+        (r) => `resolved: ${JSON.stringify(r)}`, (e) => e),
+      hang,
+    ]);
+    assert.ok(outcome instanceof Error, String(outcome));
+    assert.equal(outcome.name, 'MessageTooLargeError', outcome.message);
+    assert.equal(outcome.limit, 4096);
+    assert.ok(outcome.size > 5000, `size ${outcome.size}`);
+    assert.match(outcome.message, /maxMessageBytes/);
+    // The helper serves the next run normally.
+    let out = '';
+    const result = await small.runTask({ root: '/', command: ['cat'], stdin: { text: 'fits' } },
+      { onOutput: (_, d) => { out += d; } });
+    assert.equal(result.exitCode, 0);
+    assert.equal(out, 'fits');
+  } finally {
+    await small.close();
+  }
+});

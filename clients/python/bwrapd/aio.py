@@ -655,6 +655,16 @@ class AsyncHelper:
                         log.exception("cannot handle message from bwrapd: %r", item)
         except (OSError, ConnectionError):
             pass
+        except asyncio.CancelledError:
+            # The event loop is ending (asyncio.run returned) with this helper never
+            # closed, or close() gave up on this task: end the helper's input, so
+            # that it ends its sandboxes and exits as when its client dies, rather
+            # than run on, with them, until this process exits.
+            try:
+                self._proc.stdin.close()  # type: ignore[union-attr]
+            except Exception:
+                pass
+            raise
         finally:
             try:
                 await asyncio.wait_for(asyncio.shield(self._proc.wait()), 2.0)

@@ -207,5 +207,38 @@ class LongLineTest(SharedRootfs, unittest.TestCase):
         asyncio.run(main())
 
 
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class UnclosedAsyncHelperTest(SharedRootfs, unittest.TestCase):
+    """An AsyncHelper never closed, whose event loop ends (asyncio.run
+    returns), ends its helper (and so its sandboxes) instead of leaving them
+    running until this process exits."""
+
+    def test_loop_ending_with_the_helper_open_ends_it(self):
+        marker = unique_sleep_arg()
+        pids = []
+
+        async def main():
+            helper = await _async_helper()
+            pids.append(helper.pid)
+            sandbox = await helper.start(["sleep", marker], root=self.rootfs)
+            await sandbox.wait_started(30)
+
+        asyncio.run(main())
+        try:
+            self.assertTrue(wait_until(lambda: not _running(pids[0]), 15), "the helper still runs")
+            self.assertTrue(wait_until(lambda: not processes_with_args("sleep", marker), 10), "its sandbox still runs")
+        finally:
+            if _running(pids[0]):
+                os.killpg(pids[0], signal.SIGKILL)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -85,6 +85,7 @@ type RunRequest struct {
 	// OnOutput receives the chunks of the outputs set to Stream(), in order, before
 	// Run/Wait returns. It runs on a goroutine of its own per run (never concurrently
 	// with itself for one run) and may call the Helper. stream is "stdout" or "stderr".
+	// Chunks it has not taken yet are queued in memory without bound (see StreamTo).
 	OnOutput func(stream string, data []byte) `json:"-"`
 }
 
@@ -199,6 +200,10 @@ func Stream() *Output { return &Output{mode: "stream"} }
 // StreamTo streams the output as Stream does, and writes each chunk to w, in order,
 // from a goroutine of the run's own, before Run/Wait returns (OnOutput does not get
 // them). A write error is returned by Wait, with the result.
+//
+// Chunks w has not taken yet are queued in memory without bound: the client's reader
+// never waits for one run's writer (it must route every other answer), so a w slower
+// than the command lets them pile up. Use ToFile for large outputs.
 func StreamTo(w io.Writer) *Output { return &Output{mode: "stream", w: w} }
 
 // ToFile makes the command write straight to the host file at path.

@@ -42,6 +42,13 @@ public final class RunnerCommand {
     private static final Logger LOG = Logger.getLogger(RunnerCommand.class);
     /** Run outcomes hold no captured output here (it goes to files): a small budget is plenty. */
     private static final long MEMORY = 16L << 20;
+    /** How long the runner's end waits for the answers to the Runs its sandboxes' kill ended. */
+    private static final long ANSWERS_AT_THE_END_MS = 2000;
+    /** sockaddr_un's path, without its NUL. */
+    private static final int MAX_SOCKET_PATH = 107;
+    /** Held here: java.util.logging keeps only a weak reference to a logger, and with it the level set. */
+    private static final java.util.logging.Logger GRPC_STREAM_LOG =
+            java.util.logging.Logger.getLogger("io.grpc.netty.shaded.io.grpc.netty.NettyServerStream");
     /**
      * The largest request taken: one that could ever run. Its arguments and environment must fit
      * the kernel's ARG_MAX as bwrap's argv and environment (BwrapCommand.checkExecSize), and
@@ -50,13 +57,6 @@ public final class RunnerCommand {
      * one is RESOURCE_EXHAUSTED from gRPC, read no further, instead of 4 MiB (gRPC's default)
      * buffered per call to be refused afterwards.
      */
-    /** How long the runner's end waits for the answers to the Runs its sandboxes' kill ended. */
-    private static final long ANSWERS_AT_THE_END_MS = 2000;
-    /** sockaddr_un's path, without its NUL. */
-    private static final int MAX_SOCKET_PATH = 107;
-    /** Held here: java.util.logging keeps only a weak reference to a logger, and with it the level set. */
-    private static final java.util.logging.Logger GRPC_STREAM_LOG =
-            java.util.logging.Logger.getLogger("io.grpc.netty.shaded.io.grpc.netty.NettyServerStream");
     static final int MAX_MESSAGE_BYTES = dev.bwrapd.sandbox.BwrapCommand.ARG_MAX + (256 << 10);
 
     /**

@@ -146,8 +146,8 @@ public final class MessageReader {
     }
 
     /**
-     * A header line without its line ending, or null at end of input. Of a longer line its first
-     * and last 4 KiB are kept: the last may hold the header that follows a garbled block's body.
+     * A header line without its line ending, or null at end of input. Of a long line its end is
+     * kept (up to 8 KiB): it may hold the header that follows a garbled block's body.
      */
     private String readHeaderLine() throws IOException {
         StringBuilder line = new StringBuilder();
@@ -155,9 +155,9 @@ public final class MessageReader {
             if (position == limit && !fill()) return line.isEmpty() ? null : line.toString();
             int newline = indexOf((byte) '\n', position, limit);
             int end = newline < 0 ? limit : newline;
-            int from = Math.max(position, end - 4096);
+            int from = Math.max(position, end - 8192);
             line.append(new String(buffer, from, end - from, StandardCharsets.US_ASCII));
-            if (line.length() > 8192) line.delete(4096, line.length() - 4096);
+            if (line.length() > 8192) line.delete(0, line.length() - 8192);
             position = end;
             if (newline >= 0) {
                 position++;

@@ -279,7 +279,10 @@ public final class Server {
                 }
             }
         } catch (IOException | RuntimeException e) {
-            LOG.debugf("ids of a refused message, as far as they could be read: %s", e.getMessage());
+            // Not JSON: what it would have been answered had it fitted (no id can be trusted from it).
+            String detail = e instanceof JsonProcessingException p ? p.getOriginalMessage() : e.getMessage();
+            send(error(NullNode.getInstance(), ErrorCodes.PARSE_ERROR, "Parse error: " + detail));
+            return;
         }
         LOG.warnf("refused a message of %d bytes: memory budget exhausted (%d of %d used)", body.length, budget.used(), budget.limit());
         if (answers.isEmpty()) return;

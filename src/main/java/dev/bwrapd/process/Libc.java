@@ -165,15 +165,6 @@ public final class Libc {
         }
     }
 
-    /**
-     * The posix_spawn dup2 actions, as {from, to} pairs in order, that make {@code fds[i]}
-     * descriptor i in the child: a parallel move. Done blindly in order, {@code dup2(fds[i], i)}
-     * would go wrong when the numbers are small (as in a native image): a later source may be one
-     * an earlier dup2 already replaced, and {@code dup2(i, i)} leaves i close-on-exec. So a target
-     * is written only once no other pending move still reads it; a cycle (a swap) first parks one
-     * of its descriptors above them all, and a descriptor that is its own target goes up and back.
-     * One action per target otherwise: glibc checks each action with a getrlimit call.
-     */
     /** The lowest number from {@code from} on that is none of {@code sources}. */
     private static int unread(int[] sources, int from) {
         for (int n = from; ; n++) {
@@ -183,6 +174,15 @@ public final class Libc {
         }
     }
 
+    /**
+     * The posix_spawn dup2 actions, as {from, to} pairs in order, that make {@code fds[i]}
+     * descriptor i in the child: a parallel move. Done blindly in order, {@code dup2(fds[i], i)}
+     * would go wrong when the numbers are small (as in a native image): a later source may be one
+     * an earlier dup2 already replaced, and {@code dup2(i, i)} leaves i close-on-exec. So a target
+     * is written only once no other pending move still reads it; a cycle (a swap) first parks one
+     * of its descriptors above the targets (on a number no move reads), and a descriptor that is its own target goes up and back.
+     * One action per target otherwise: glibc checks each action with a getrlimit call.
+     */
     static int[] dup2Plan(int[] fds) {
         int[] source = fds.clone();
         boolean[] done = new boolean[fds.length];

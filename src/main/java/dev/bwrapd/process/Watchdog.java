@@ -26,7 +26,7 @@ public final class Watchdog {
      * "+ID" adds process group ID, "-ID" drops it; an ID starting with "/" is a sandbox's cgroup
      * directory, one starting with "=" a group whose processes carry no mark (killed as told), one
      * "ID@START" a group killed while its leader is the process that started at START (field 22 of
-     * its stat); "-ID" drops that too. The lines are followed by awk where there is one: sh's {@code read} takes a pipe a
+     * its stat); "-ID" drops that too (a cgroup's path, which may hold an '@', is taken whole). The lines are followed by awk where there is one: sh's {@code read} takes a pipe a
      * byte at a time, a system call per byte, ~150 per run (0.3–0.4 ms of CPU per run here); awk
      * reads them in blocks. At end of input every cgroup left is killed (cgroup.kill; on v1, SIGKILL to each
      * member, thawed, until it is empty) and every group left told as unmarked; then, after one look
@@ -43,13 +43,14 @@ public final class Watchdog {
      */
     static final String SCRIPT = """
             if command -v awk >/dev/null; then
-              live=$(awk '{ id = substr($0, 2); key = id; sub(/@.*/, "", key) } /^[+]/ { live[key] = id } /^-/ { delete live[key] } END { for (key in live) print live[key] }')
+              live=$(awk '{ id = substr($0, 2); key = id; if (id !~ /^[/]/) sub(/@.*/, "", key) } /^[+]/ { live[key] = id } /^-/ { delete live[key] } END { for (key in live) print live[key] }')
             else
               live=' '
               while read -r line; do
                 id=${line#?}
                 case $line in
                   +*) live="$live$id " ;;
+                  -/*) case $live in *" $id "*) live="${live%%" $id "*} ${live#*" $id "}" ;; esac ;;
                   -*) case $live in
                         *" $id "*) live="${live%%" $id "*} ${live#*" $id "}" ;;
                         *" $id@"*) rest=${live#*" $id@"}; live="${live%%" $id@"*} ${rest#* }" ;;
@@ -67,7 +68,7 @@ public final class Watchdog {
             done 2>/dev/null
             third() { echo "$3"; }
             started() { shift 19; echo "$1"; }
-            rmtree() { for d in "$1"/*/; do [ ! -d "$d" ] || rmtree "${d%/}"; done; rmdir "$1"; }
+            rmtree() { for d in "$1"/*/ "$1"/.[!.]*/; do [ ! -d "$d" ] || rmtree "${d%/}"; done; rmdir "$1"; }
             look() {
               if command -v timeout >/dev/null; then timeout -s KILL 5 grep -l -a -s "$1" /proc/[0-9]*/cmdline
               else grep -l -a -s "$1" /proc/[0-9]*/cmdline; fi

@@ -129,6 +129,21 @@ public final class HostPaths implements AutoCloseable {
         return rootStat;
     }
 
+    /** What the sandbox can write: the root unless it is the host's, and each read-write mount's source (see {@link #openStdio}). */
+    public List<Libc.FileStat> writableTrees(RunSpec spec) throws Refused {
+        List<Libc.FileStat> trees = new ArrayList<>();
+        if (!hostRoot) trees.add(rootStat);
+        for (int i = 0; i < mounts.size(); i++) {
+            if (spec.mounts().get(i).readOnly()) continue;
+            try {
+                trees.add(Libc.stat(mounts.get(i), "", Libc.AT_EMPTY_PATH));
+            } catch (Libc.Error e) {
+                throw new Refused(false, "mounts[" + i + "].source: cannot examine it: " + e.getMessage());
+            }
+        }
+        return trees;
+    }
+
     /** The root is the host's own {@code /}: bound read-only, never written or cleaned. */
     public boolean hostRoot() {
         return hostRoot;
@@ -180,11 +195,12 @@ public final class HostPaths implements AutoCloseable {
      * (a terminal would become bwrapd's, a FIFO would wait for its other end), and an output that
      * is not a regular file is refused before anything of the sort. O_NONBLOCK is cleared once open.
      *
-     * <p>{@code sandboxTree}: the run's root (null for the host's, which sandboxes cannot write).
-     * A sandbox can plant links there, and a later run's client may well name a file in that root:
-     * no link inside it is followed on the way (-32005), wherever the path enters it.
+     * <p>{@code sandboxTrees}: what the run's sandbox can write, its root (not the host's, which
+     * is read-only) and read-write mount sources ({@link #writableTrees}). A sandbox can plant
+     * links there, and a later run's client may well name a file in them: no link inside one is
+     * followed on the way (-32005), wherever the path enters it.
      */
-    public static int openStdio(int base, String field, String path, int flags, Libc.FileStat sandboxTree) throws Refused {
+    public static int openStdio(int base, String field, String path, int flags, List<Libc.FileStat> sandboxTrees) throws Refused {
         boolean output = (flags & (Libc.O_WRONLY | Libc.O_RDWR)) != 0;
         int found;
         if (output) {
@@ -192,7 +208,7 @@ public final class HostPaths implements AutoCloseable {
             String name = path.substring(slash + 1);
             if (name.isEmpty() || name.equals(".") || name.equals("..")) throw new Refused(true, field + ": " + path + " is a directory");
             String parent = slash < 0 ? "." : slash == 0 ? "/" : path.substring(0, slash);
-            int dir = locate(base, field, parent, sandboxTree);
+            int dir = locate(base, field, parent, sandboxTrees);
             try {
                 found = Libc.openat(dir, name, Libc.O_PATH | Libc.O_NOFOLLOW);
                 if (found < 0 && Libc.errno() == Libc.ENOENT && (flags & Libc.O_CREAT) != 0) {
@@ -204,7 +220,7 @@ public final class HostPaths implements AutoCloseable {
                 Libc.close(dir);
             }
         } else {
-            found = locate(base, field, path, sandboxTree);
+            found = locate(base, field, path, sandboxTrees);
         }
         checked(field, path, found, stat -> {
             if (stat.type() == Libc.S_IFLNK) throw new Refused(true, field + ": " + path + " is a symbolic link: name the file itself");
@@ -237,23 +253,23 @@ public final class HostPaths implements AutoCloseable {
 
     /**
      * An O_PATH descriptor of what {@code path} names, every link followed (a final one too) under
-     * the rules of {@link #openChecked}, and none inside {@code sandboxTree}.
+     * the rules of {@link #openChecked}, and none inside {@code sandboxTrees}.
      */
-    private static int locate(int base, String field, String path, Libc.FileStat sandboxTree) throws Refused {
-        if (sandboxTree == null || !path.startsWith("/")) return openChecked(base, field, path, Libc.O_PATH, 0);
+    private static int locate(int base, String field, String path, List<Libc.FileStat> sandboxTrees) throws Refused {
+        if (sandboxTrees.isEmpty() || !path.startsWith("/")) return openChecked(base, field, path, Libc.O_PATH, 0);
         int fd = Libc.openat2(Libc.AT_FDCWD, path, Libc.O_PATH, 0, Libc.RESOLVE_NO_SYMLINKS | Libc.RESOLVE_NO_MAGICLINKS);
         if (fd >= 0) return fd; // no link at all on the way: the usual case
         int errno = Libc.errno();
         if (errno != Libc.ELOOP && errno != Libc.ENOSYS) throw new Refused(false, field + ": cannot open " + path + ": " + Libc.strerror(errno));
-        return walk(field, path, sandboxTree);
+        return walk(field, path, sandboxTrees);
     }
 
     /**
      * {@link #locate}'s way through links: one name at a time from {@code /}, each link read and
      * followed here (an absolute target from {@code /} again), after checking that it lies neither
-     * inside {@code sandboxTree} nor on a procfs (a magic link).
+     * inside one of {@code sandboxTrees} nor on a procfs (a magic link).
      */
-    private static int walk(String field, String path, Libc.FileStat sandboxTree) throws Refused {
+    private static int walk(String field, String path, List<Libc.FileStat> sandboxTrees) throws Refused {
         Deque<String> todo = new ArrayDeque<>();
         push(todo, path);
         int dir = Libc.openat(Libc.AT_FDCWD, "/", Libc.O_PATH | Libc.O_DIRECTORY);
@@ -281,7 +297,7 @@ public final class HostPaths implements AutoCloseable {
                     continue;
                 }
                 Libc.close(next);
-                String target = linkTarget(field, path, dir, name, sandboxTree);
+                String target = linkTarget(field, path, dir, name, sandboxTrees);
                 if (++links > MAX_LINKS) throw new Refused(false, field + ": " + path + ": too many levels of symbolic links");
                 if (target.startsWith("/")) {
                     Libc.close(dir);
@@ -305,12 +321,12 @@ public final class HostPaths implements AutoCloseable {
     }
 
     /** The target of link {@code name} in {@code dir}, once it is known to be followable. */
-    private static String linkTarget(String field, String path, int dir, String name, Libc.FileStat sandboxTree) throws Refused {
+    private static String linkTarget(String field, String path, int dir, String name, List<Libc.FileStat> sandboxTrees) throws Refused {
         try {
             if (Libc.filesystemType(dir) == Libc.PROC_SUPER_MAGIC) throw magicLink(field, path);
-            if (isWithin(dir, sandboxTree)) {
-                throw new Refused(true, field + ": " + path + " goes through a symbolic link in the run's root (" + name
-                        + "), which a sandbox may have put there: name the file itself");
+            if (isWithin(dir, sandboxTrees)) {
+                throw new Refused(true, field + ": " + path + " goes through a symbolic link in the run's root or a read-write mount ("
+                        + name + "), which a sandbox may have put there: name the file itself");
             }
             String target = java.nio.file.Files.readSymbolicLink(java.nio.file.Path.of("/proc/self/fd/" + dir + "/" + name)).toString();
             if (target.indexOf('\uFFFD') >= 0) throw new Refused(true, field + ": " + path + " goes through a link whose target is not UTF-8");
@@ -320,14 +336,14 @@ public final class HostPaths implements AutoCloseable {
         }
     }
 
-    /** Whether directory {@code dir} is {@code tree} or beneath it: its parents, up to the top, are looked at. */
-    static boolean isWithin(int dir, Libc.FileStat tree) throws Libc.Error {
+    /** Whether directory {@code dir} is one of {@code trees} or beneath one: its parents, up to the top, are looked at. */
+    static boolean isWithin(int dir, List<Libc.FileStat> trees) throws Libc.Error {
         int current = Libc.openat(dir, ".", Libc.O_PATH | Libc.O_DIRECTORY);
         if (current < 0) throw new Libc.Error("open a directory on the way", Libc.errno());
         try {
             Libc.FileStat stat = Libc.stat(current, "", Libc.AT_EMPTY_PATH);
             for (int depth = 0; depth < 4096; depth++) {
-                if (stat.sameFile(tree)) return true;
+                for (Libc.FileStat tree : trees) if (stat.sameFile(tree)) return true;
                 int parent = Libc.openat(current, "..", Libc.O_PATH | Libc.O_DIRECTORY);
                 if (parent < 0) throw new Libc.Error("open a parent directory on the way", Libc.errno());
                 Libc.close(current);

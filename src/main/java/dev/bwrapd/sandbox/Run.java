@@ -319,7 +319,7 @@ final class Run {
 
     private int open(String field, String path, int flags) throws SandboxException {
         try {
-            return HostPaths.openStdio(base, field, path, flags, paths.hostRoot() ? null : paths.rootStat());
+            return HostPaths.openStdio(base, field, path, flags, paths.writableTrees(spec));
         } catch (HostPaths.Refused e) {
             throw e.asSandboxException();
         }

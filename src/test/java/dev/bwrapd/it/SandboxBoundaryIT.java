@@ -162,6 +162,19 @@ class SandboxBoundaryIT {
             out.putObject(stream).put("file", r.resolve("logs/precious").toString());
             assertRefused(out, -32005, stream + ".file");
         }
+        // The same through a read-write mount's source, the sandbox's to write as much (second review).
+        Path work = Runs.hostDir("bwrapd-work-");
+        try {
+            ObjectNode plant = sh(root, "ln -s " + victim + " /work/sub");
+            plant.set("mounts", Runs.JSON.createArrayNode().add(mount(work.toString(), "/work", false)));
+            Runs.ok(bwrapd, plant);
+            ObjectNode out = sh(root, "echo owned");
+            out.set("mounts", Runs.JSON.createArrayNode().add(mount(work.toString(), "/work", false)));
+            out.putObject("stdout").put("file", work.resolve("sub/precious").toString());
+            assertRefused(out, -32005, "stdout.file");
+        } finally {
+            TestRoot.deleteTree(work);
+        }
         // A plain file in the root is still a file the client may name.
         ObjectNode plain = sh(root, "echo fine");
         plain.putObject("stdout").put("file", r.resolve("out.txt").toString());

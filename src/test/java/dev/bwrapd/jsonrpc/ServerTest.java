@@ -218,6 +218,17 @@ class ServerTest {
         assertError(responses.get(0), "9", ErrorCodes.OUT_OF_MEMORY);
         assertEquals(json("10"), responses.get(1).get("id"));
         assertEquals(0, budget.used(), "nothing stays reserved");
+        // Second review: one that is not JSON either (no closing brace) is still answered, -32700
+        out.reset();
+        String broken = input.substring(0, input.indexOf('\n') - 1) + "\n{\"jsonrpc\":\"2.0\",\"id\":11,\"method\":\"null\"}\n";
+        MessageReader again = new MessageReader(new ByteArrayInputStream(broken.getBytes(StandardCharsets.UTF_8)), null, limit);
+        server = new Server(Main.jsonMapper(limit), again, new MessageWriter(out, again::framing), limit, methods, HANDLERS, t -> null, budget);
+        server.serve();
+        server.awaitIdle();
+        responses = parseLines(out.toByteArray());
+        assertEquals(2, responses.size(), responses.toString());
+        assertError(responses.get(0), "null", ErrorCodes.PARSE_ERROR);
+        assertEquals(json("11"), responses.get(1).get("id"));
     }
 
     @Test

@@ -218,6 +218,23 @@ class WatchdogTest {
         }
     }
 
+    /**
+     * Second review: a cgroup's path may hold an '@' (systemd's user@UID.service); a forgotten
+     * cgroup then dropped every other one with the same text before its '@', which was never killed.
+     */
+    @Test
+    void aCgroupPathWithAnAtIsForgottenWhole(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        for (String path : new String[] {null, "/nonexistent"}) {
+            Path kept = Files.createDirectories(dir.resolve("user@1000.service/kept-" + (path == null)));
+            Path gone = Files.createDirectories(dir.resolve("user@1000.service/gone-" + (path == null)));
+            Files.writeString(kept.resolve("cgroup.kill"), "");
+            Files.writeString(gone.resolve("cgroup.kill"), "");
+            runWatchdogWithPath(path, "+" + kept + "\n+" + gone + "\n-" + gone + "\n");
+            assertTrue(Files.readString(kept.resolve("cgroup.kill")).startsWith("1"), path + ": the cgroup still held is killed");
+            assertTrue(Files.readString(gone.resolve("cgroup.kill")).isEmpty(), path + ": the forgotten one is left alone");
+        }
+    }
+
     /** A bwrap it was never told of (spawned just before bwrapd died) is found by its argv[0], the helper's mark. */
     @Test
     void killsProcessesNamedWithTheMarkAndNoOthers() throws Exception {

@@ -49,7 +49,7 @@ class HostPathsTest {
     @ValueSource(strings = {"/proc/self/fd/0", "/dev/stdin", "/dev/fd/0", "/proc/self/root", "/proc/thread-self/cwd"})
     void magicLinksAreRefusedNotResolved(String path) {
         assertTrue(refused(spec(dir, List.of(new RunSpec.Mount(path, "/m", true)), List.of())).notAllowed, path);
-        HostPaths.Refused stdio = assertThrows(HostPaths.Refused.class, () -> Libc.close(HostPaths.openStdio(-1, "stdin.file", path, Libc.O_RDONLY, null)));
+        HostPaths.Refused stdio = assertThrows(HostPaths.Refused.class, () -> Libc.close(HostPaths.openStdio(-1, "stdin.file", path, Libc.O_RDONLY, List.of())));
         assertTrue(stdio.notAllowed, path);
     }
 
@@ -64,7 +64,7 @@ class HostPathsTest {
     @Test
     void nothingOnAProcfs() {
         assertTrue(refused(spec(dir, List.of(new RunSpec.Mount("/proc/self", "/m", true)), List.of())).notAllowed);
-        assertThrows(HostPaths.Refused.class, () -> Libc.close(HostPaths.openStdio(-1, "stdout.file", "/proc/self/status", Libc.O_RDONLY, null)));
+        assertThrows(HostPaths.Refused.class, () -> Libc.close(HostPaths.openStdio(-1, "stdout.file", "/proc/self/status", Libc.O_RDONLY, List.of())));
     }
 
     @Test
@@ -106,14 +106,14 @@ class HostPathsTest {
 
     @Test
     void aDirectoryIsNeverAStdioFile() {
-        assertTrue(assertThrows(HostPaths.Refused.class, () -> HostPaths.openStdio(-1, "stdin.file", "/", Libc.O_RDONLY, null)).notAllowed);
+        assertTrue(assertThrows(HostPaths.Refused.class, () -> HostPaths.openStdio(-1, "stdin.file", "/", Libc.O_RDONLY, List.of())).notAllowed);
     }
 
     @Test
     void whatCannotBeOpenedIsTheClientsError() throws Exception {
         assertFalse(refused(spec(dir, List.of(new RunSpec.Mount(dir.resolve("missing").toString(), "/m", true)), List.of())).notAllowed);
         assertFalse(refused(spec(dir, List.of(), List.of("/dev/bwrapd-no-such-device"))).notAllowed);
-        int fd = HostPaths.openStdio(-1, "stdin.file", dir.resolve("file").toString(), Libc.O_RDONLY, null);
+        int fd = HostPaths.openStdio(-1, "stdin.file", dir.resolve("file").toString(), Libc.O_RDONLY, List.of());
         Libc.close(fd);
     }
 
@@ -126,12 +126,12 @@ class HostPathsTest {
         int baseFd = Libc.open(base.getParent().toString(), Libc.O_PATH | Libc.O_DIRECTORY, 0);
         try {
             Libc.close(HostPaths.openBeneath(baseFd, "root", "sub", Libc.O_PATH | Libc.O_DIRECTORY, 0));
-            int created = HostPaths.openStdio(baseFd, "stdout.file", "sub/stdout", Libc.O_WRONLY | Libc.O_CREAT | Libc.O_TRUNC, null);
+            int created = HostPaths.openStdio(baseFd, "stdout.file", "sub/stdout", Libc.O_WRONLY | Libc.O_CREAT | Libc.O_TRUNC, List.of());
             Libc.close(created);
             assertTrue(Files.isRegularFile(base.resolve("stdout")));
             for (String escape : List.of("../escaped", "sub/../../escaped", "sub/out/escaped", "sub/out", "sub/in", "sub/in/stdout")) {
                 HostPaths.Refused e = assertThrows(HostPaths.Refused.class,
-                        () -> Libc.close(HostPaths.openStdio(baseFd, "stdout.file", escape, Libc.O_WRONLY | Libc.O_CREAT, null)), escape);
+                        () -> Libc.close(HostPaths.openStdio(baseFd, "stdout.file", escape, Libc.O_WRONLY | Libc.O_CREAT, List.of())), escape);
                 assertTrue(e.notAllowed, escape + ": " + e.getMessage());
             }
             assertFalse(Files.exists(dir.resolve("escaped")), "nothing was created outside");
@@ -176,16 +176,16 @@ class HostPathsTest {
             for (String[] c : new String[][] {{r + "/in.txt", "in"}, {r + "/logs/out.txt", "out"}, {r + "/sub/deeper/out.txt", "out"},
                     {tree + "/into-root/deeper/out.txt", "out"}, {r + "/sub/../logs/new.txt", "out"}}) {
                 HostPaths.Refused e = assertThrows(HostPaths.Refused.class, () -> Libc.close(HostPaths.openStdio(-1, "stdio.file", c[0],
-                        c[1].equals("in") ? Libc.O_RDONLY : write, rootStat)), c[0]);
+                        c[1].equals("in") ? Libc.O_RDONLY : write, List.of(rootStat))), c[0]);
                 assertTrue(e.notAllowed && e.getMessage().contains("in the run's root"), c[0] + ": " + e.getMessage());
             }
             assertEquals("precious", Files.readString(victim.resolve("out.txt")));
             assertEquals(List.of("out.txt"), Files.list(victim).map(p -> p.getFileName().toString()).toList());
             // Without the root given (the host's root), and for the host's own links, links are followed as before.
-            Libc.close(HostPaths.openStdio(-1, "stdin.file", r + "/in.txt", Libc.O_RDONLY, null));
-            Libc.close(HostPaths.openStdio(-1, "stdout.file", tree + "/host-link/by-host-link.txt", write, rootStat));
+            Libc.close(HostPaths.openStdio(-1, "stdin.file", r + "/in.txt", Libc.O_RDONLY, List.of()));
+            Libc.close(HostPaths.openStdio(-1, "stdout.file", tree + "/host-link/by-host-link.txt", write, List.of(rootStat)));
             assertTrue(Files.isRegularFile(victim.resolve("by-host-link.txt")));
-            Libc.close(HostPaths.openStdio(-1, "stdout.file", tree + "/into-root/plain.txt", write, rootStat));
+            Libc.close(HostPaths.openStdio(-1, "stdout.file", tree + "/into-root/plain.txt", write, List.of(rootStat)));
             assertTrue(Files.isRegularFile(root.resolve("plain.txt")), "a plain file in the root, reached by the host's link");
         } finally {
             try (var walk = Files.walk(tree)) {
@@ -202,7 +202,7 @@ class HostPathsTest {
         try {
             for (String path : List.of(fifo.toString(), "/dev/null", "/dev/tty")) {
                 HostPaths.Refused e = assertThrows(HostPaths.Refused.class,
-                        () -> Libc.close(HostPaths.openStdio(-1, "stdout.file", path, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_TRUNC, null)));
+                        () -> Libc.close(HostPaths.openStdio(-1, "stdout.file", path, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_TRUNC, List.of())));
                 assertTrue(e.getMessage().contains("is not a regular file"), path + ": " + e.getMessage());
             }
         } finally {

@@ -300,10 +300,12 @@ public final class SandboxCgroup {
         for (Path dir : dirs) {
             while (true) {
                 try {
-                    removeChildren(dir);
                     Files.deleteIfExists(dir);
                     break;
-                } catch (IOException e) { // EBUSY: a member has not exited yet
+                } catch (IOException e) { // EBUSY: a member has not exited yet, or a cgroup below it is there
+                    // Looked for only now: listing a cgroup and asking what each entry is costs a
+                    // hundred system calls, for a run that made none below its own.
+                    if (removeChildren(dir)) continue;
                     if (System.nanoTime() >= giveUp) {
                         all = false;
                         break;
@@ -318,19 +320,25 @@ public final class SandboxCgroup {
     /**
      * The cgroups the sandbox made below its own, deepest first: a root-run sandbox can mount
      * cgroupfs in a cgroup namespace of its own and mkdir there (and without nsdelegate nothing
-     * stops it), and its cgroup could not be removed while they are there.
+     * stops it), and its cgroup could not be removed while they are there. Whether one was removed.
      */
-    private static void removeChildren(Path dir) throws IOException {
+    private static boolean removeChildren(Path dir) {
         List<Path> children = new ArrayList<>();
         try (var entries = Files.newDirectoryStream(dir, entry -> Files.isDirectory(entry, java.nio.file.LinkOption.NOFOLLOW_LINKS))) {
             entries.forEach(children::add);
-        } catch (java.nio.file.NoSuchFileException e) {
-            return;
+        } catch (IOException | java.nio.file.DirectoryIteratorException e) {
+            return false;
         }
+        boolean removed = false;
         for (Path child : children) {
             removeChildren(child);
-            Files.deleteIfExists(child);
+            try {
+                removed |= Files.deleteIfExists(child);
+            } catch (IOException e) {
+                // still busy: the next look at the parent tries again
+            }
         }
+        return removed;
     }
 
     private static void sleepBriefly() {

@@ -160,6 +160,12 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def forked_message(kind: str, helper_pid: int, owner_pid: int) -> str:
+    """Why a helper inherited through fork() cannot be used in the child."""
+    return ("this bwrapd %s (helper pid %d) belongs to process %d; it cannot be used in a child made by "
+            "fork() (start a new %s there)" % (kind, helper_pid, owner_pid, kind))
+
+
 def release_pipes(files: Sequence[Any]) -> None:
     """In a child made by fork(): let go of the inherited ends of the
     parent's pipes to its helper without closing their descriptors (the file

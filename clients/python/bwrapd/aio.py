@@ -418,9 +418,7 @@ class AsyncHelper:
             return
         self._forked_from = self._owner_pid
         self._closing = self._closed = True
-        self._dead = ("this bwrapd AsyncHelper (helper pid %d) belongs to process %d; it cannot be used in "
-                      "a child made by fork() (start a new helper there)" % (self._proc.pid, self._forked_from),
-                      None, [])
+        self._dead = (P.forked_message("AsyncHelper", self._proc.pid, self._forked_from), None, [])
         self._pending.clear()
         self._sandboxes.clear()
         transport = getattr(self._proc, "_transport", None)

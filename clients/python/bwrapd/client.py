@@ -502,9 +502,7 @@ class Helper:
         self._lock = threading.Lock()  # another thread of the parent may have held them at fork()
         self._write_lock = threading.Lock()
         self._closing = self._closed = True
-        self._dead = ("this bwrapd Helper (helper pid %d) belongs to process %d; it cannot be used in a "
-                      "child made by fork() (start a new Helper there)" % (self._proc.pid, self._forked_from),
-                      None, [])
+        self._dead = (P.forked_message("Helper", self._proc.pid, self._forked_from), None, [])
         self._pending.clear()
         self._sandboxes.clear()
         P.release_pipes([self._proc.stdin, self._proc.stdout, self._proc.stderr])

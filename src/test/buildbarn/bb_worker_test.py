@@ -590,18 +590,25 @@ class SocketTest(unittest.TestCase):
             shutil.rmtree(d)
 
 
-class HostRootTest(unittest.TestCase):
-    """--root host: the host's / read-only, the input root read-write at its own path. The runner's
-    directory is under /var/tmp, as a farm's /worker is: under /tmp the action's own /tmp would hide
-    the socket and the build directory whatever the runner does."""
+class _HostRootRunner:
+    """A test class's one `--root host` runner, its build directory below PARENT."""
+    parent = None
 
     @classmethod
     def setUpClass(cls):
-        cls.runner = Runner("--root", "host", parent="/var/tmp")
+        cls.runner = Runner("--root", "host", parent=cls.parent)
 
     @classmethod
     def tearDownClass(cls):
         cls.runner.close()
+
+
+class HostRootTest(_HostRootRunner, unittest.TestCase):
+    """--root host: the host's / read-only, the input root read-write at its own path. The runner's
+    directory is under /var/tmp, as a farm's /worker is: under /tmp the action's own /tmp would hide
+    the socket and the build directory whatever the runner does."""
+
+    parent = "/var/tmp"
 
     def test_host_tools_and_the_input_root_at_its_path(self):
         d = self.runner.action("host")
@@ -651,17 +658,11 @@ class HostRootTest(unittest.TestCase):
         self.assertIn("root True\n", out)  # its own input root is still there, at its path
         self.assertIn("refused StatusCode.UNAVAILABLE\n", out)
 
-class HostRootBelowTmpTest(unittest.TestCase):
+class HostRootBelowTmpTest(_HostRootRunner, unittest.TestCase):
     """--root host with the build directory below /tmp: the input root's mount point lies in the
     action's temporary directory, which is bound at /tmp first."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.runner = Runner("--root", "host", parent="/tmp")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.runner.close()
+    parent = "/tmp"
 
     def test_the_input_root_is_at_its_path(self):
         d = self.runner.action("below")

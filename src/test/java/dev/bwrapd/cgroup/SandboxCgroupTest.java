@@ -135,6 +135,8 @@ class SandboxCgroupTest {
         assertTrue(cgroup.freeze(false));
         Thread.sleep(300);
         assertFalse(frozen.equals(Files.readString(counter)), "thawed, it runs again");
+        cgroup.kill(); // before the file goes: the loop would write it again
+        assertTrue(p.waitFor(5, TimeUnit.SECONDS));
         Files.deleteIfExists(counter);
     }
 

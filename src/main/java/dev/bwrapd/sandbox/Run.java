@@ -788,6 +788,7 @@ final class Run {
     /** bwrap's exit, and the usage of the whole sandbox. */
     private ExitStatus[] await() {
         // Both have ended (their pidfds said so): each is reaped here, on the run's own thread.
+        if (bwrapEndSeen && (initPid == 0 || initEndSeen)) sandbox.exited(); // else kills may still be needed
         ExitStatus bwrapExit = reaper.awaitExit(bwrap);
         ExitStatus usage = bwrapExit;
         if (initExit != null) {

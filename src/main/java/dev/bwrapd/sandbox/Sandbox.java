@@ -45,6 +45,8 @@ public final class Sandbox {
     private int initChildren = -1;
     private boolean killWhenStarted;
     private boolean commandForked;
+    /** See {@link #exited}. */
+    private boolean exited;
     /** When the run's thread is to kill the sandbox (the end of a grace period), or Long.MAX_VALUE. */
     private long killDeadline = Long.MAX_VALUE;
     /** Writing a byte here wakes the run's thread to look at killDeadline again. */
@@ -270,6 +272,14 @@ public final class Sandbox {
         }
     }
 
+    /**
+     * bwrap and the init have ended (their pidfds said so) and are about to be reaped: from now on
+     * no signal goes to their groups, whose numbers are free again once they are reaped.
+     */
+    synchronized void exited() {
+        exited = true;
+    }
+
     void finished() {
         Input ended;
         synchronized (this) {
@@ -306,7 +316,7 @@ public final class Sandbox {
         // alone, which ignores it: either way it would be lost. So wait for the command first, as
         // long as the init lives (a kill meanwhile ends it, and the wait).
         awaitCommand();
-        if (state == State.FINISHED || !commandForked()) return false; // it ended before its command ran
+        if (state == State.FINISHED || exited || !commandForked()) return false; // it ended before its command ran
         if (Libc.kill(-signalGroup(), signal) != 0) return false;
         if (signal == Signals.SIGSTOP) state = State.SUSPENDED;
         if (signal == Signals.SIGCONT) state = State.RUNNING;
@@ -397,7 +407,7 @@ public final class Sandbox {
 
     /** Ends every process of the sandbox at once (SIGKILL to its init). */
     public synchronized boolean kill(Ending why) {
-        if (state == State.FINISHED) return false;
+        if (state == State.FINISHED || exited) return false;
         if (ending == Ending.NONE) ending = why;
         if (initPid == 0) {
             // Still being set up: kill bwrap's whole session now (the init dies with it through

@@ -58,7 +58,7 @@ class _Send:
     caller is interrupted, the message still goes out whole and
     ``on_abandon`` runs once it has."""
 
-    __slots__ = ("lock", "finished", "error", "abandoned", "in_flight", "on_abandon")
+    __slots__ = ("lock", "finished", "error", "abandoned", "in_flight", "on_abandon", "started", "dropped")
 
     def __init__(self, on_abandon: Optional[Callable[[], None]] = None) -> None:
         self.lock = threading.Lock()
@@ -67,6 +67,14 @@ class _Send:
         self.abandoned = False
         self.in_flight = False  # abandoned, but the message was or will be written whole
         self.on_abandon = on_abandon
+        self.started = False  # the writing thread has begun to write
+        self.dropped = False  # abandoned before that: it writes nothing
+
+    def begin(self) -> bool:
+        """Called by the writing thread before it writes: whether to write at all."""
+        with self.lock:
+            self.started = not self.dropped
+            return self.started
 
     def finish(self, error: Optional[BaseException]) -> None:
         """Called by the writing thread once the write is over."""
@@ -79,10 +87,17 @@ class _Send:
 
     def abandon(self) -> bool:
         """The caller stops waiting (it was interrupted): whether the message
-        was or will be written whole (then ``on_abandon`` runs, or has run)."""
+        was or will be written whole (then ``on_abandon`` runs, or has run).
+        Asked again, the same answer, and ``on_abandon`` is not run twice."""
         with self.lock:
+            if self.abandoned:
+                return self.in_flight
+            self.abandoned = True
+            if not self.started:
+                self.dropped = True  # it will not go out at all
+                return False
             if not self.finished.is_set():
-                self.abandoned = self.in_flight = True
+                self.in_flight = True
                 return True
             went_out = self.in_flight = self.error is None
         if went_out and self.on_abandon is not None:
@@ -526,6 +541,9 @@ class Helper:
             raise send.error
 
     def _write_in_thread(self, data: bytes, send: _Send) -> None:
+        if not send.begin():  # abandoned before a byte went out: nothing to write, nothing to cancel
+            send.finish(InterruptedError("abandoned before it was written"))
+            return
         try:
             self._write_data(data)
         except BaseException as exc:
@@ -572,7 +590,10 @@ class Helper:
         try:
             self._write(message, send)
         except BaseException:
-            if sandbox is None or not send.in_flight:
+            # The interrupt may come after the write's end, out of _write's wait (a signal
+            # delivered to the writing thread runs its handler only when the main thread
+            # next looks): whether the run went out is still the write's to say.
+            if sandbox is None or not send.abandon():
                 with self._lock:
                     self._pending.pop(request_id, None)
                     if sandbox is not None and self._sandboxes.get(sandbox.sandbox_id) is sandbox:

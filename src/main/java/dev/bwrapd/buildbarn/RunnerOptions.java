@@ -34,7 +34,7 @@ record RunnerOptions(boolean help, Path listen, Path buildDirectory, Actions.Roo
                                          even when the runner runs as root)
               --limits NAME=N,...        resource limits of every action, as sandbox/run's limits:
                                          memoryBytes, pids, cpuMs, cpus, fileSizeBytes, openFiles
-                                         (one the host cannot enforce fails each Run, naming it)
+                                         (one the host cannot enforce stops the runner at start)
               --bwrap PATH               the bwrap to run (default: bwrap on PATH)
               --log-level LEVEL          error, warn, info or debug (default warn)
               --help                     print this help and exit

@@ -55,8 +55,9 @@ class _Send:
     it, so that an exception a signal handler raises in the caller
     (KeyboardInterrupt) cannot cut it in the middle, which would leave half a
     message in the pipe (the helper then refuses the next one too). If the
-    caller is interrupted, the message still goes out whole and
-    ``on_abandon`` runs once it has."""
+    caller is interrupted once the thread has begun to write, the message
+    still goes out whole and ``on_abandon`` runs once it has; before that, it
+    is dropped and never written."""
 
     __slots__ = ("lock", "finished", "error", "abandoned", "in_flight", "on_abandon", "started", "dropped")
 

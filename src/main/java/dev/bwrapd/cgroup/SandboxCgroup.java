@@ -305,7 +305,7 @@ public final class SandboxCgroup {
                 } catch (IOException e) { // EBUSY: a member has not exited yet, or a cgroup below it is there
                     // Looked for only now: listing a cgroup and asking what each entry is costs a
                     // hundred system calls, for a run that made none below its own.
-                    if (removeChildren(dir)) continue;
+                    if (removeChildren(dir) && System.nanoTime() < giveUp) continue;
                     if (System.nanoTime() >= giveUp) {
                         all = false;
                         break;

@@ -273,10 +273,16 @@ public final class Server {
             } else if (batch) {
                 for (JsonToken member = parser.nextToken(); member != null && member != JsonToken.END_ARRAY
                         && answers.size() < MAX_BATCH; member = parser.nextToken()) {
-                    JsonNode id = member == JsonToken.START_OBJECT ? idOf(parser) : null;
-                    if (member != JsonToken.START_OBJECT) parser.skipChildren();
+                    if (member != JsonToken.START_OBJECT) { // as a batch's member that is no object always is
+                        parser.skipChildren();
+                        answers.add(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: a message must be an object"));
+                        continue;
+                    }
+                    JsonNode id = idOf(parser);
                     if (id != null) answers.add(error(id, ErrorCodes.OUT_OF_MEMORY, why, data));
                 }
+            } else {
+                answers.add(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: a message must be an object"));
             }
         } catch (IOException | RuntimeException e) {
             // Not JSON: what it would have been answered had it fitted (no id can be trusted from it).

@@ -68,7 +68,7 @@ public final class Watchdog {
             done 2>/dev/null
             third() { echo "$3"; }
             started() { shift 19; echo "$1"; }
-            rmtree() { for d in "$1"/*/ "$1"/.[!.]*/; do [ ! -d "$d" ] || rmtree "${d%/}"; done; rmdir "$1"; }
+            rmtree() { for d in "$1"/*/ "$1"/.[!.]*/ "$1"/..?*/; do [ ! -d "$d" ] || rmtree "${d%/}"; done; rmdir "$1"; }
             look() {
               if command -v timeout >/dev/null; then timeout -s KILL 5 grep -l -a -s "$1" /proc/[0-9]*/cmdline
               else grep -l -a -s "$1" /proc/[0-9]*/cmdline; fi

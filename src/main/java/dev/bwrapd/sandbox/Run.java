@@ -605,6 +605,10 @@ final class Run {
                 initEnded = initEndSeen = true;
                 fds[INIT] = -1; // the sandbox's, closed by it
             }
+            // Both exited (the reaper's sweep may reap them from now on): no signal goes to their
+            // groups' numbers. Not without a reported init: one bwrap cloned but never reported
+            // would keep bwrap's group, which a kill must still reach.
+            if ((revents[BWRAP] | revents[INIT]) != 0 && bwrapEndSeen && initEndSeen) sandbox.exited();
             if (revents[WAKE] != 0) Libc.read(fds[WAKE], chunk, 0, chunk.length); // every wake-up pending: a pipe holds 64 KiB
             if (revents[HOLD] != 0) { // the init passed its block: the command is being forked
                 closeSlot(HOLD);
@@ -788,7 +792,6 @@ final class Run {
     /** bwrap's exit, and the usage of the whole sandbox. */
     private ExitStatus[] await() {
         // Both have ended (their pidfds said so): each is reaped here, on the run's own thread.
-        if (bwrapEndSeen && (initPid == 0 || initEndSeen)) sandbox.exited(); // else kills may still be needed
         ExitStatus bwrapExit = reaper.awaitExit(bwrap);
         ExitStatus usage = bwrapExit;
         if (initExit != null) {

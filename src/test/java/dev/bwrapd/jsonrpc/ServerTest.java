@@ -229,6 +229,19 @@ class ServerTest {
         assertEquals(2, responses.size(), responses.toString());
         assertError(responses.get(0), "null", ErrorCodes.PARSE_ERROR);
         assertEquals(json("11"), responses.get(1).get("id"));
+        // Third review: nor is JSON that is no message (a long string; a batch of such) left unanswered
+        out.reset();
+        String notMessages = "{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":\"null\"}\n\"" + "s".repeat(600_000) + "\"\n["
+                + "1,".repeat(300_000) + "1]\n";
+        MessageReader third = new MessageReader(new ByteArrayInputStream(notMessages.getBytes(StandardCharsets.UTF_8)), null, limit);
+        server = new Server(Main.jsonMapper(limit), third, new MessageWriter(out, third::framing), limit, methods, HANDLERS, t -> null, budget);
+        server.serve();
+        server.awaitIdle();
+        responses = parseLines(out.toByteArray());
+        assertEquals(3, responses.size(), "one answer each");
+        assertEquals(json("12"), responses.get(0).get("id"));
+        assertError(responses.get(1), "null", ErrorCodes.INVALID_REQUEST);
+        assertEquals(Server.MAX_BATCH, responses.get(2).size(), "a batch's first thousand members answered");
     }
 
     @Test

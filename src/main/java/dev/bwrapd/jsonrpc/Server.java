@@ -220,14 +220,9 @@ public final class Server {
             release.run();
             send(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: " + e.getOriginalMessage()));
             return;
-        } catch (IOException e) {
+        } catch (IOException | RuntimeException e) { // RuntimeException: a number no BigDecimal holds (1e9999999999)
             release.run();
-            String detail = e instanceof JsonProcessingException p ? p.getOriginalMessage() : e.getMessage();
-            send(error(NullNode.getInstance(), ErrorCodes.PARSE_ERROR, "Parse error: " + detail));
-            return;
-        } catch (RuntimeException e) { // a number no BigDecimal can hold (1e9999999999): NumberFormatException
-            release.run();
-            send(error(NullNode.getInstance(), ErrorCodes.PARSE_ERROR, "Parse error: " + e.getMessage()));
+            send(parseError(e));
             return;
         }
         if (message == null || message.isMissingNode()) {
@@ -275,24 +270,33 @@ public final class Server {
                         && answers.size() < MAX_BATCH; member = parser.nextToken()) {
                     if (member != JsonToken.START_OBJECT) { // as a batch's member that is no object always is
                         parser.skipChildren();
-                        answers.add(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: a message must be an object"));
+                        answers.add(notAnObject());
                         continue;
                     }
                     JsonNode id = idOf(parser);
                     if (id != null) answers.add(error(id, ErrorCodes.OUT_OF_MEMORY, why, data));
                 }
             } else {
-                answers.add(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: a message must be an object"));
+                answers.add(notAnObject());
             }
         } catch (IOException | RuntimeException e) {
-            // Not JSON: what it would have been answered had it fitted (no id can be trusted from it).
-            String detail = e instanceof JsonProcessingException p ? p.getOriginalMessage() : e.getMessage();
-            send(error(NullNode.getInstance(), ErrorCodes.PARSE_ERROR, "Parse error: " + detail));
+            send(parseError(e)); // not JSON: what it would have been answered had it fitted (no id can be trusted from it)
             return;
         }
         LOG.warnf("refused a message of %d bytes: memory budget exhausted (%d of %d used)", body.length, budget.used(), budget.limit());
         if (answers.isEmpty()) return;
         send(batch ? answers : answers.get(0), NOTHING);
+    }
+
+    /** -32700 with id null, saying what the parser found wrong. */
+    private ObjectNode parseError(Exception e) {
+        String detail = e instanceof JsonProcessingException p ? p.getOriginalMessage() : e.getMessage();
+        return error(NullNode.getInstance(), ErrorCodes.PARSE_ERROR, "Parse error: " + detail);
+    }
+
+    /** -32600 with id null, for a message (or batch member) that is no object. */
+    private ObjectNode notAnObject() {
+        return error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: a message must be an object");
     }
 
     /** The "id" of the object the parser is at the start of (the last one, as the tree keeps it), null if it has none; the parser ends on its end. */
@@ -469,7 +473,7 @@ public final class Server {
      */
     private void dispatch(JsonNode message, String exactId, Object unit, CompletableFuture<ObjectNode> slot, Runnable release) {
         if (!message.isObject()) {
-            early(slot, unit, release, error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: a message must be an object"));
+            early(slot, unit, release, notAnObject());
             return;
         }
         JsonNode id = message.get("id");

@@ -157,20 +157,26 @@ public final class Watchdog {
         Boolean shown = markShown;
         if (shown != null) return shown;
         byte[] expected = mark.getBytes(StandardCharsets.US_ASCII);
-        byte[] head = new byte[expected.length];
-        int fd = Libc.openat(Libc.AT_FDCWD, "/proc/" + pid + "/cmdline", Libc.O_RDONLY);
-        if (fd < 0) return false;
+        byte[] head = head("/proc/" + pid + "/cmdline", expected.length);
+        if (head == null || head.length == 0) return false; // it ended meanwhile: its command line is empty
+        markShown = shown = java.util.Arrays.equals(head, expected);
+        return shown;
+    }
+
+    /** The first {@code max} bytes of a /proc file (fewer if it is shorter), or null if it cannot be read. */
+    private static byte[] head(String path, int max) {
+        byte[] head = new byte[max];
+        int fd = Libc.openat(Libc.AT_FDCWD, path, Libc.O_RDONLY);
+        if (fd < 0) return null;
+        int n = 0;
         try {
-            int n = 0;
             for (int got; n < head.length && (got = Libc.read(fd, head, n, head.length - n)) > 0; ) n += got;
-            if (n == 0) return false; // it ended meanwhile: its command line is empty
-            markShown = shown = n == head.length && java.util.Arrays.equals(head, expected);
-            return shown;
         } catch (Libc.Error e) {
-            return false;
+            return null;
         } finally {
             Libc.close(fd);
         }
+        return java.util.Arrays.copyOf(head, n);
     }
 
     private int start() {
@@ -220,18 +226,9 @@ public final class Watchdog {
 
     /** Field 22 of /proc/PID/stat (after the command's name, which may hold anything but ends at the last ')'), or null. */
     static String startTime(int pid) {
-        byte[] stat = new byte[1024];
-        int fd = Libc.openat(Libc.AT_FDCWD, "/proc/" + pid + "/stat", Libc.O_RDONLY);
-        if (fd < 0) return null;
-        int n = 0;
-        try {
-            for (int got; n < stat.length && (got = Libc.read(fd, stat, n, stat.length - n)) > 0; ) n += got;
-        } catch (Libc.Error e) {
-            return null;
-        } finally {
-            Libc.close(fd);
-        }
-        String line = new String(stat, 0, n, StandardCharsets.ISO_8859_1);
+        byte[] stat = head("/proc/" + pid + "/stat", 1024);
+        if (stat == null) return null;
+        String line = new String(stat, StandardCharsets.ISO_8859_1);
         String[] fields = line.substring(line.lastIndexOf(')') + 2).trim().split(" ");
         return fields.length > 19 ? fields[19] : null; // fields[0] is field 3, the state
     }

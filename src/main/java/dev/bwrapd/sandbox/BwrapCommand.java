@@ -61,11 +61,6 @@ public final class BwrapCommand {
      * command starts (after bwrap's options and the terminal step).
      */
     public record Invocation(String executable, List<String> argv, List<String> environment, int bwrapAt, int commandAt) {
-        /** An argv that is all bwrap's: no string of it is named as the command's (tests). */
-        public Invocation(String executable, List<String> argv, List<String> environment) {
-            this(executable, argv, environment, 0, argv.size());
-        }
-
         /**
          * What the exec and bwrap would refuse, refused first, naming the limit and the request's
          * field: an argv or environment string over MAX_ARG_STRLEN, bwrap's argc over its cap, the

@@ -328,8 +328,8 @@ public final class HostPaths implements AutoCloseable {
                 throw new Refused(true, field + ": " + path + " goes through a symbolic link in the run's root or a read-write mount ("
                         + name + "), which a sandbox may have put there: name the file itself");
             }
-            String target = java.nio.file.Files.readSymbolicLink(java.nio.file.Path.of("/proc/self/fd/" + dir + "/" + name)).toString();
-            if (target.indexOf('\uFFFD') >= 0) throw new Refused(true, field + ": " + path + " goes through a link whose target is not UTF-8");
+            String target = RootPaths.linkTarget(java.nio.file.Path.of("/proc/self/fd/" + dir + "/" + name));
+            if (target == null) throw new Refused(true, field + ": " + path + " goes through a link whose target is not UTF-8");
             return target;
         } catch (java.io.IOException e) { // Libc.Error too
             throw new Refused(false, field + ": cannot follow a link on the way to " + path + ": " + e.getMessage());

@@ -3,7 +3,6 @@ package dev.bwrapd.sandbox;
 import dev.bwrapd.process.Libc;
 
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -129,12 +128,11 @@ final class MountPoints {
             if (++links > MAX_LINKS) throw new HostPaths.Refused(true, absolute + ": too many levels of symbolic links in the root");
             String target;
             try {
-                target = Files.readSymbolicLink(Path.of(host)).toString();
+                target = RootPaths.linkTarget(Path.of(host));
             } catch (IOException e) {
                 throw new HostPaths.Refused(false, absolute + ": cannot read a link in the root: " + e.getMessage());
             }
-            // The JDK decodes a name that is not UTF-8 with U+FFFD in it: that is not where bwrap would go.
-            if (target.indexOf('\uFFFD') >= 0) {
+            if (target == null) {
                 throw new HostPaths.Refused(true, absolute + ": a link in the root (" + String.join("/", done)
                         + ") points to a name that is not UTF-8");
             }
@@ -189,7 +187,8 @@ final class MountPoints {
         throw new IllegalStateException("the root layer backs every path");
     }
 
-    private static boolean isPrefix(List<String> prefix, List<String> names) {
+    /** Whether {@code names} starts with {@code prefix}: the path they spell is it or lies below it. */
+    static boolean isPrefix(List<String> prefix, List<String> names) {
         if (prefix.size() > names.size()) return false;
         for (int i = 0; i < prefix.size(); i++) if (!prefix.get(i).equals(names.get(i))) return false;
         return true;

@@ -65,6 +65,15 @@ public final class RootPaths {
     }
 
     /**
+     * The target of symbolic link {@code link}, or null when it is not UTF-8: the JDK decodes such
+     * a name with U+FFFD in it, which is not where the kernel (or bwrap) would go.
+     */
+    static String linkTarget(Path link) throws IOException {
+        String target = Files.readSymbolicLink(link).toString();
+        return target.indexOf('\uFFFD') >= 0 ? null : target;
+    }
+
+    /**
      * Finds the command as the sandbox's execvp would: a name with a slash is taken as is (relative
      * to the working directory when not absolute), otherwise each directory of PATH is tried.
      */

@@ -122,6 +122,8 @@ final class Run {
     private boolean exitReported;
     /** How the init itself ended, when this helper reaped it (null when bwrap did). */
     private ExitStatus initStatus;
+    /** What the sandbox can write, for its stdio files (HostPaths.writableTrees): looked at once, when first needed. */
+    private List<Libc.FileStat> writableTrees;
     private boolean bwrapEnded, initEnded, awaitingCommand, announced;
     /** bwrap's and the init's ends were seen on their pidfds (not assumed for want of one). */
     private boolean bwrapEndSeen, initEndSeen;
@@ -319,7 +321,8 @@ final class Run {
 
     private int open(String field, String path, int flags) throws SandboxException {
         try {
-            return HostPaths.openStdio(base, field, path, flags, paths.writableTrees(spec));
+            if (writableTrees == null) writableTrees = paths.writableTrees(spec); // once a run, for up to three files
+            return HostPaths.openStdio(base, field, path, flags, writableTrees);
         } catch (HostPaths.Refused e) {
             throw e.asSandboxException();
         }
@@ -374,7 +377,7 @@ final class Run {
         int from = 0;
         for (int i = 0; i < places.mounts().size(); i++) {
             List<String> target = RootPaths.names(places.mounts().get(i)).orElseThrow();
-            if (target.size() <= names.size() && names.subList(0, target.size()).equals(target)) {
+            if (MountPoints.isPrefix(target, names)) {
                 base = paths.descriptors().get(1 + i); // the later of two nested mounts wins, as in the sandbox
                 from = target.size();
             }
@@ -382,8 +385,7 @@ final class Run {
         if (base < 0) return;
         if (from == 0) {
             for (String filled : new String[] {places.proc(), places.dev(), places.tmp(), places.shm()}) {
-                if (filled != null && names.size() >= RootPaths.names(filled).orElseThrow().size()
-                        && names.subList(0, RootPaths.names(filled).orElseThrow().size()).equals(RootPaths.names(filled).orElseThrow())) return;
+                if (filled != null && MountPoints.isPrefix(RootPaths.names(filled).orElseThrow(), names)) return;
             }
         }
         int dir = -1;

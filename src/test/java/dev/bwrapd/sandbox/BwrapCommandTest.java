@@ -369,18 +369,23 @@ class BwrapCommandTest {
         assertFalse(argvOf(spec(s -> {}), FULL).argv().contains("--seccomp"));
     }
 
+    /** An argv that is all bwrap's: no string of it is named as the command's. */
+    private static BwrapCommand.Invocation allBwraps(List<String> argv, List<String> env) {
+        return new BwrapCommand.Invocation("/usr/bin/bwrap", argv, env, 0, argv.size());
+    }
+
     /** Strings, their NULs and their pointers, in bytes (UTF-8): up to ARG_MAX passes, over it is refused naming the limit. */
     @Test
     void anArgvOverArgMaxIsRefused() throws SandboxException {
         List<String> env = java.util.Collections.nCopies(10, "A=" + "y".repeat(99_998)); // 100_000 bytes, NUL and pointer: 100_009 each
         List<String> argv = new java.util.ArrayList<>(java.util.Collections.nCopies(10, "x".repeat(100_000)));
-        new BwrapCommand.Invocation("/usr/bin/bwrap", argv, env).checkExecSize();
+        allBwraps(argv, env).checkExecSize();
         int left = BwrapCommand.ARG_MAX - 20 * 100_009 - 9; // one more string: its NUL and pointer
         argv.add("x".repeat(left - 2) + "é");
-        new BwrapCommand.Invocation("/usr/bin/bwrap", argv, env).checkExecSize();
+        allBwraps(argv, env).checkExecSize();
         argv.set(argv.size() - 1, "x".repeat(left - 1) + "é");
         SandboxException.Invalid tooMuch = assertThrows(SandboxException.Invalid.class,
-                () -> new BwrapCommand.Invocation("/usr/bin/bwrap", argv, env).checkExecSize());
+                () -> allBwraps(argv, env).checkExecSize());
         assertTrue(tooMuch.getMessage().contains("(ARG_MAX)"), tooMuch.getMessage());
         assertTrue(tooMuch.getMessage().contains(Integer.toString(BwrapCommand.ARG_MAX + 1)), tooMuch.getMessage());
     }

@@ -159,6 +159,8 @@ class InputRootTest(unittest.TestCase):
         self.assertEqual("to stderr\n", err)
         self.assertEqual("", usage_of(response).termination_signal)
         self.assertEqual(0, self.runner.run("true", ["true"])[0].exit_code)
+        self.assertNotIn("Unknown channel option", read(os.path.join(self.runner.dir, "runner.log")),
+                         "Netty warned once a connection about an option a unix socket has not")
 
     def test_signal_deaths(self):
         for name, number in [("KILL", 9), ("TERM", 15), ("SEGV", 11)]:

@@ -17,6 +17,7 @@ import dev.bwrapd.sandbox.SandboxRunner;
 import dev.bwrapd.sandbox.Sandboxes;
 import io.grpc.Server;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.grpc.netty.shaded.io.netty.channel.ChannelOption;
 import io.grpc.netty.shaded.io.netty.channel.epoll.EpollEventLoopGroup;
 import io.grpc.netty.shaded.io.netty.channel.epoll.EpollServerDomainSocketChannel;
 import io.grpc.netty.shaded.io.netty.channel.unix.DomainSocketAddress;
@@ -175,6 +176,9 @@ public final class RunnerCommand {
                     .executor(calls)
                     .maxInboundMessageSize(MAX_MESSAGE_BYTES)
                     .maxConcurrentCallsPerConnection(callsPerConnection(options.concurrency()))
+                    // grpc-java asks every accepted connection for TCP keep-alive, which a unix socket
+                    // has not: Netty then warned on stderr once per connection. null takes the ask back.
+                    .withChildOption(ChannelOption.SO_KEEPALIVE, null)
                     .addService(service)
                     .build()
                     .start();

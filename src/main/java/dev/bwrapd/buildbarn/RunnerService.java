@@ -144,7 +144,7 @@ final class RunnerService extends RunnerGrpc.RunnerImplBase {
                 public void started(Sandbox s) {}
 
                 @Override
-                public void output(Sandbox s, Stream stream, byte[] data, int offset, int length) {} // output goes to files
+                public void output(Sandbox s, Stream stream, byte[] data, int offset, int length, Runnable whileWaiting) {} // output goes to files
 
                 @Override
                 public void finished(RunOutcome o) {

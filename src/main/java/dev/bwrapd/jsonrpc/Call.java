@@ -49,10 +49,11 @@ public final class Call {
      * Sends a notification already serialized as a whole frame body ({@code body[0..length)}; a
      * spare byte after it takes the newline), not copied: the array is the server's until {@code written} runs (on
      * the writer's thread, once the frame is out or dropped). For a producer that can wait: it
-     * waits while the client leaves too much unread (see Server).
+     * waits while the client leaves too much unread (see Server), running {@code whileWaiting}
+     * every few milliseconds meanwhile.
      */
-    public void notifyClientRaw(byte[] body, int length, Runnable written) {
-        server.sendRaw(body, length, written);
+    public void notifyClientRaw(byte[] body, int length, Runnable written, Runnable whileWaiting) {
+        server.sendRaw(body, length, written, whileWaiting);
     }
 
     /** Sends a small notification already serialized as a whole frame body, at once: it never waits for the client. */

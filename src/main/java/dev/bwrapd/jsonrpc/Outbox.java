@@ -77,6 +77,21 @@ final class Outbox {
         while (held > bytes) wait();
     }
 
+    /** The same, running {@code whileWaiting} every {@link #TICK_MS} meanwhile (outside the lock: it may take its time). */
+    void awaitAtMost(long bytes, Runnable whileWaiting) throws InterruptedException {
+        while (true) {
+            synchronized (this) {
+                if (held <= bytes) return;
+                wait(TICK_MS);
+                if (held <= bytes) return;
+            }
+            whileWaiting.run();
+        }
+    }
+
+    /** How often a waiting producer's own work runs: the precision of a stalled run's timers. */
+    static final long TICK_MS = 10;
+
     private void drainForever() {
         while (true) {
             Frame frame;

@@ -693,11 +693,12 @@ public final class Server {
      * the newline), not copied: the array is the queue's until {@code written} runs, and held
      * against the budget at its whole size, whatever part of it the frame is. The sender is a
      * producer that can wait (a run's streamed output): while more than {@link #notifyAbove()}
-     * bytes are unread it waits, and with it the command on its pipe.
+     * bytes are unread it waits, and with it the command on its pipe, running {@code whileWaiting}
+     * every few milliseconds (the producer's own timers).
      */
-    public void sendRaw(byte[] body, int length, Runnable written) {
+    public void sendRaw(byte[] body, int length, Runnable written, Runnable whileWaiting) {
         try {
-            outbox.awaitAtMost(notifyAbove());
+            outbox.awaitAtMost(notifyAbove(), whileWaiting);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt(); // sent all the same: output is never dropped
         }

@@ -40,14 +40,16 @@ public final class MemoryBudget {
      * Reserves {@code bytes}, waiting while they do not fit: flow control for producers that can
      * wait (streamed output waits for the client to take earlier notifications, and the command
      * for its pipe). A reservation larger than the whole limit waits only for everything else to
-     * be given back, then takes the limit's worth.
+     * be given back, then takes the limit's worth. {@code whileWaiting} runs every few milliseconds
+     * while it waits (the producer's own timers).
      */
-    public void reserve(long bytes) throws InterruptedException {
+    public void reserve(long bytes, Runnable whileWaiting) throws InterruptedException {
         long wanted = Math.min(bytes, limit);
         while (!tryReserve(wanted)) {
             synchronized (this) {
                 wait(5); // a release may have come between the try and the wait: look again soon
             }
+            whileWaiting.run();
         }
         if (wanted < bytes) hold(bytes - wanted);
     }

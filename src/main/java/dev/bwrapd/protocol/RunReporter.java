@@ -123,22 +123,22 @@ final class RunReporter implements RunListener {
      * holds the run's thread, so the command waits on its pipe while the client is slow.
      */
     @Override
-    public void output(Sandbox sandbox, RunListener.Stream stream, byte[] data, int offset, int length) {
+    public void output(Sandbox sandbox, RunListener.Stream stream, byte[] data, int offset, int length, Runnable whileWaiting) {
         long held = 2L * length;
         try {
-            budget.reserve(held);
+            budget.reserve(held, whileWaiting);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             held = 0; // sent all the same: output is never dropped
         }
         try {
-            encode(stream, data, offset, length);
+            encode(stream, data, offset, length, whileWaiting);
         } finally {
             if (held > 0) budget.release(held);
         }
     }
 
-    private void encode(RunListener.Stream stream, byte[] data, int offset, int length) {
+    private void encode(RunListener.Stream stream, byte[] data, int offset, int length, Runnable whileWaiting) {
         byte[] carry = carries[stream.ordinal()];
         if (carry.length > 0) {
             byte[] joined = Arrays.copyOf(carry, carry.length + length);
@@ -150,10 +150,10 @@ final class RunReporter implements RunListener {
         int end = offset + length;
         int complete = Utf8.completeLength(data, offset, end);
         byte[] rest;
-        if (complete == offset || sentAsText(stream, data, offset, complete)) {
+        if (complete == offset || sentAsText(stream, data, offset, complete, whileWaiting)) {
             rest = complete == end ? NO_BYTES : Arrays.copyOfRange(data, complete, end);
         } else {
-            sendBase64(stream, data, offset, end);
+            sendBase64(stream, data, offset, end, whileWaiting);
             rest = NO_BYTES;
         }
         carries[stream.ordinal()] = rest;
@@ -187,24 +187,24 @@ final class RunReporter implements RunListener {
     }
 
     @Override
-    public void outputEnded(Sandbox sandbox, RunListener.Stream stream) {
+    public void outputEnded(Sandbox sandbox, RunListener.Stream stream, Runnable whileWaiting) {
         byte[] carry = carries[stream.ordinal()];
-        if (carry.length > 0) sendBase64(stream, carry, 0, carry.length);
+        if (carry.length > 0) sendBase64(stream, carry, 0, carry.length, whileWaiting);
     }
 
     /** A text frame of {@code data[from..to)}, sent; false, nothing sent, at a malformed UTF-8 sequence. */
-    private boolean sentAsText(RunListener.Stream stream, byte[] data, int from, int to) {
+    private boolean sentAsText(RunListener.Stream stream, byte[] data, int from, int to, Runnable whileWaiting) {
         frame.start(prefix(stream), "\"text\":\"", to - from + (to - from) / 8);
         if (!frame.text(data, from, to)) return false;
-        send();
+        send(whileWaiting);
         return true;
     }
 
-    private void sendBase64(RunListener.Stream stream, byte[] data, int from, int to) {
+    private void sendBase64(RunListener.Stream stream, byte[] data, int from, int to, Runnable whileWaiting) {
         byte[] text = Base64.getEncoder().encode(Arrays.copyOfRange(data, from, to)); // the rare case: not UTF-8
         frame.start(prefix(stream), "\"base64\":\"", text.length);
         frame.append(text);
-        send();
+        send(whileWaiting);
     }
 
     /**
@@ -215,14 +215,14 @@ final class RunReporter implements RunListener {
     private static final int KEPT_AT_MOST = 256 * 1024;
 
     /** Hands the frame to the server, and builds the next one in the buffer it gave back last, if any. */
-    private void send() {
+    private void send(Runnable whileWaiting) {
         int length = frame.end();
         byte[] sent = frame.bytes;
         byte[] back = returned.getAndSet(null);
         frame.bytes = back != null ? back : NO_BYTES;
         call.notifyClientRaw(sent, length, () -> { // a spare byte is left: the newline goes there
             if (sent.length <= KEPT_AT_MOST) returned.set(sent);
-        });
+        }, whileWaiting);
     }
 
     /**

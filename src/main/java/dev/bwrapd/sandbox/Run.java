@@ -111,6 +111,12 @@ final class Run {
     private String cgroupLimitExceeded;
     /** When to look at the cgroup's CPU time again (cpuMs of the whole sandbox), or Long.MAX_VALUE. */
     private long cpuCheckAt = Long.MAX_VALUE;
+    /** When the timeout ends the run (System.nanoTime; Long.MAX_VALUE: no timeout, or it has). */
+    private long timeoutAt = Long.MAX_VALUE;
+    /** The kill deadline whose kill was sent: once is enough. */
+    private long graceEnded = Long.MIN_VALUE;
+    /** {@link #keepTime}, for the listener to run while it waits. */
+    private final Runnable whileWaiting = this::keepTime;
     /** The sandbox was killed at its cpuMs. */
     private boolean cpuExceeded;
 
@@ -556,7 +562,7 @@ final class Run {
     // ----- 6. follow the run -----
 
     private void follow() throws Libc.Error {
-        long timeoutAt = spec.timeoutMs() == null ? Long.MAX_VALUE : startNanos + spec.timeoutMs() * 1_000_000L;
+        timeoutAt = spec.timeoutMs() == null ? Long.MAX_VALUE : Saturating.msAfter(startNanos, spec.timeoutMs());
         while (true) {
             if (awaitingCommand) checkCommand();
             if (!announced && fds[STATUS] < 0 && !awaitingCommand) flushHeldOutput(); // no sandbox/started is coming
@@ -571,19 +577,8 @@ final class Run {
                 if (input != null) input.close();
             }
 
+            long until = keepTime();
             long now = System.nanoTime();
-            if (now >= timeoutAt) {
-                timeoutAt = Long.MAX_VALUE;
-                if (awaitingCommand || initPid == 0) sandbox.kill(Sandbox.Ending.TIMED_OUT); // nothing to give grace to yet
-                else runner.terminate(sandbox, Sandbox.Ending.TIMED_OUT, spec.killGraceMs());
-            }
-            long killAt = sandbox.killDeadline();
-            if (now >= killAt) {
-                sandbox.kill(sandbox.ending());
-                killAt = Long.MAX_VALUE;
-            }
-            if (now >= cpuCheckAt) cpuCheckAt = watchCpu(now);
-            long until = Math.min(Math.min(timeoutAt, killAt), cpuCheckAt);
             int timeoutMs = until == Long.MAX_VALUE ? -1 : (int) Math.min(Integer.MAX_VALUE, Math.max(1, (until - now + 999_999) / 1_000_000));
             if (awaitingCommand) {
                 timeoutMs = timeoutMs < 0 ? commandPollMs : Math.min(timeoutMs, commandPollMs);
@@ -624,6 +619,31 @@ final class Run {
     }
 
     /**
+     * The run's timers: the timeout, the end of a kill's grace, the CPU limit's next look; what is
+     * due is done. Also run while the listener waits for room for streamed output (a client that
+     * does not read, a budget others fill): a sandbox that the wait holds up on its pipe is still
+     * timed, its other processes too. When the next one is due (Long.MAX_VALUE: none is).
+     */
+    private long keepTime() {
+        long now = System.nanoTime();
+        if (now >= timeoutAt) {
+            timeoutAt = Long.MAX_VALUE;
+            if (awaitingCommand || initPid == 0) sandbox.kill(Sandbox.Ending.TIMED_OUT); // nothing to give grace to yet
+            else runner.terminate(sandbox, Sandbox.Ending.TIMED_OUT, spec.killGraceMs());
+        }
+        long killAt = sandbox.killDeadline();
+        if (killAt == graceEnded) {
+            killAt = Long.MAX_VALUE;
+        } else if (now >= killAt) {
+            sandbox.kill(sandbox.ending());
+            graceEnded = killAt;
+            killAt = Long.MAX_VALUE;
+        }
+        if (now >= cpuCheckAt) cpuCheckAt = watchCpu(now);
+        return Math.min(Math.min(timeoutAt, killAt), cpuCheckAt);
+    }
+
+    /**
      * bwrap and the init have ended, as their pidfds said: every process of the sandbox is gone
      * (the init's end waits for all of its PID namespace), and everything they wrote is in the
      * pipes. What is there is read; a pipe that has not ended then is held open by a process
@@ -656,7 +676,7 @@ final class Run {
     private long watchCpu(long now) {
         if (initEnded || cgroup == null) return Long.MAX_VALUE; // the sandbox is gone: nothing left to stop
         long used = cgroup.cpuMicros();
-        long left = spec.limits().cpuMs() * 1000 - used;
+        long left = Saturating.times(spec.limits().cpuMs(), 1000) - used;
         if (used >= 0 && left <= 0) {
             cpuExceeded = sandbox.kill(Sandbox.Ending.NONE);
             return Long.MAX_VALUE;
@@ -897,7 +917,7 @@ final class Run {
         if (cpuExceeded) return "cpu";
         Limits limits = spec.limits();
         if (limits.cpuMs() != null && ("SIGXCPU".equals(signal)
-                || "SIGKILL".equals(signal) && used.userCpuMicros() + used.systemCpuMicros() >= limits.cpuMs() * 1000)) return "cpu";
+                || "SIGKILL".equals(signal) && used.userCpuMicros() + used.systemCpuMicros() >= Saturating.times(limits.cpuMs(), 1000))) return "cpu";
         if (limits.fileSizeBytes() != null && "SIGXFSZ".equals(signal)) return "fileSize";
         return null;
     }
@@ -996,7 +1016,7 @@ final class Run {
             if (capture != null) capture.append(data, 0, n); // never throws: the pipe keeps draining
             if (stream) {
                 if (announced) {
-                    listener.output(sandbox, name, data, 0, n);
+                    listener.output(sandbox, name, data, 0, n, whileWaiting);
                 } else {
                     if (held == null) held = new ArrayList<>();
                     held.add(Arrays.copyOf(data, n));
@@ -1008,12 +1028,12 @@ final class Run {
             if (held == null) return;
             List<byte[]> chunks = held;
             held = null;
-            for (byte[] c : chunks) listener.output(sandbox, name, c, 0, c.length);
+            for (byte[] c : chunks) listener.output(sandbox, name, c, 0, c.length, whileWaiting);
         }
 
         void ended() {
             if (capture != null) capture.finish();
-            if (stream) listener.outputEnded(sandbox, name);
+            if (stream) listener.outputEnded(sandbox, name, whileWaiting);
         }
 
         /** A pipe that broke: what was kept stands, marked incomplete. */

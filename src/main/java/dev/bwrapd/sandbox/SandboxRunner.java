@@ -185,7 +185,7 @@ public final class SandboxRunner {
             return;
         }
         sandbox.markEnding(why);
-        sandbox.killAt(System.nanoTime() + graceMs * 1_000_000L);
+        sandbox.killAt(Saturating.msAfter(System.nanoTime(), graceMs));
         sandbox.resume(); // a suspended command could not act on SIGTERM
         sandbox.signal(Signals.SIGTERM);
     }

@@ -328,6 +328,35 @@ class ProcessControlIT {
         assertNoSurvivors(marker, "a timed-out run");
     }
 
+    /**
+     * Review finding: limits of centuries, which the protocol takes (up to 2^62 ms), wrapped when
+     * made nanoseconds or microseconds: the run was timed out at once, a terminate's grace was
+     * none, and as root a CPU limit reported "cpu" for a run that used milliseconds.
+     */
+    @Test
+    void limitsOfCenturiesNeverEndARun() throws Exception {
+        long centuries = Long.MAX_VALUE / 2; // the most the protocol takes
+        ObjectNode params = runParams(root, newId("long-timeout"), marker, "sleep 0.3; echo done");
+        params.put("timeoutMs", centuries).put("killGraceMs", centuries);
+        params.putObject("limits").put("cpuMs", centuries);
+        JsonNode r = result(run(params), START);
+        assertEquals("exited", r.path("status").asText(), r.toString());
+        assertEquals("done\n", r.at("/stdout/text").asText(), r.toString());
+        assertTrue(r.path("limitExceeded").isNull(), r.toString());
+
+        String id = newId("long-grace");
+        ObjectNode graced = mount(runParams(root, id, marker,
+                "trap 'echo got-term >> /out/log; exit 0' TERM; echo ready; while :; do sleep 0.05; done"), out, "/out");
+        graced.put("stdout", "stream");
+        CompletableFuture<JsonNode> response = run(graced);
+        client.awaitOutput(id, "ready", START);
+        bwrapd.call("sandbox/terminate", Map.of("sandboxId", id, "graceMs", centuries));
+        JsonNode t = result(response, START);
+        assertEquals("got-term\n", Files.readString(out.resolve("log")), "the grace was none: killed before the trap ran");
+        assertEquals("SIGTERM", t.path("signal").asText(), t.toString());
+        assertNoSurvivors(marker, "limits of centuries");
+    }
+
     // ----- $/cancelRequest -----
 
     @Test

@@ -490,6 +490,30 @@ class RobustnessIT {
         }
     }
 
+    /**
+     * Review finding: a run's timers went on only between its chunks, and a chunk that waited for a
+     * client reading nothing held them: a run of timeoutMs 1000 went on (its other processes with
+     * it) for as long as the client did not read. The timeout now ends it on time; the answer
+     * comes when the client reads.
+     */
+    @Test
+    void aTimeoutEndsARunWhoseStreamedOutputWaitsForTheClient() throws Exception {
+        String marker = ProcessSupport.newMarker();
+        try (TestRoot own = TestRoot.create(); Lean bwrapd = new Lean(false, "--max-memory", "1048576")) {
+            ObjectNode flood = ProcessSupport.runParams(own, null, marker, "sleep 1000 & yes " + PATTERN.strip());
+            flood.put("stdout", "stream").put("timeoutMs", 1000).put("killGraceMs", 0);
+            bwrapd.send(request(1, "sandbox/run", flood));
+            ProcessSupport.awaitMarked(marker, "yes", 1, Duration.ofSeconds(60));
+            // Still not reading: the timeout must end the sandbox, its sleep too.
+            ProcessSupport.awaitNoSurvivors(marker, Duration.ofSeconds(30), "the timeout of a run whose client reads nothing");
+            bwrapd.startReading();
+            JsonNode run = bwrapd.nextAnswer();
+            assertEquals("timed-out", run.at("/result/status").asText(), () -> run.toString().substring(0, Math.min(500, run.toString().length())));
+            bwrapd.send("{\"jsonrpc\":\"2.0\",\"method\":\"exit\"}\n");
+            assertEquals(1, bwrapd.waitFor(), bwrapd.log());
+        }
+    }
+
     // ----- lifecycle -----
 
     /** shutdown and a run written in one buffer: the run is refused, every time; a second shutdown ended nothing. */

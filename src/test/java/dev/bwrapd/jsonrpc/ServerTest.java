@@ -463,7 +463,7 @@ class ServerTest {
         for (int i = 0; i < 3; i++) {
             byte[] body = new byte[8192];
             body[0] = '1';
-            server.sendRaw(body, 1, written::countDown);
+            server.sendRaw(body, 1, written::countDown, () -> {});
         }
         assertEquals(3 * 8192, budget.used(), "three 8 KiB arrays queued or being written");
         reading.countDown();

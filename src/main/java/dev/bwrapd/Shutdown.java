@@ -13,7 +13,9 @@ import org.jboss.logging.Logger;
  * up and every request to be answered. A run that is still there then (its thread stuck: a
  * client that reads nothing while its output waits for the budget, a cleanup on a hung file
  * system) is killed again and its request answered -32006; the answers get at most
- * {@link #FLUSH_MS} to reach the client. Whatever still lives when the process ends dies with it:
+ * {@link #FLUSH_MS} to reach the client. A client that has not read them by then is given up (what
+ * it did not read is dropped), and the runs that waited for it get {@link #CLEANUP_MS} to clean
+ * their roots up. Whatever still lives when the process ends dies with it:
  * bwrap through --die-with-parent, the groups the watchdog holds through the watchdog.
  */
 final class Shutdown {
@@ -22,6 +24,8 @@ final class Shutdown {
     static final long GRACE_MS = 5_000;
     /** How long the last answers may take to be written after the grace. */
     static final long FLUSH_MS = 1_000;
+    /** How long the runs then have to clean up, once a client that reads nothing is given up. */
+    static final long CLEANUP_MS = 2_000;
 
     private final BwrapdMethods methods;
     private final Sandboxes sandboxes;
@@ -44,7 +48,11 @@ final class Shutdown {
         sandboxes.killAll();
         server.failPending(new RpcException(ProtocolErrors.SHUTTING_DOWN, "bwrapd is exiting and this request did not end within "
                 + GRACE_MS + " ms of being killed"));
-        if (!server.flush(FLUSH_MS)) LOG.warnf("%s: the client did not read the last answers within %d ms", why, FLUSH_MS);
+        if (server.flush(FLUSH_MS)) return;
+        LOG.warnf("%s: the client did not read the last answers within %d ms; dropping what it did not read", why, FLUSH_MS);
+        // A run's thread waiting for room for its output now goes on, and cleans its root up.
+        server.abandon();
+        if (!sandboxes.awaitEnded(CLEANUP_MS)) LOG.warnf("%s: runs not cleaned up %d ms after that", why, CLEANUP_MS);
     }
 
     /**

@@ -4,6 +4,8 @@ import dev.bwrapd.memory.MemoryBudget;
 import org.jboss.logging.Logger;
 
 import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -38,6 +40,8 @@ final class Outbox {
     /** Bytes held by the queued frames and the one being written. */
     private long held;
     private boolean writing;
+    /** The client is given up: nothing more is queued. */
+    private boolean abandoned;
 
     /** Starts the writer thread (a server is made in Main, never in a static initializer). */
     Outbox(MessageWriter writer, MemoryBudget budget) {
@@ -46,14 +50,38 @@ final class Outbox {
         Thread.ofPlatform().daemon().name("bwrapd-writer").start(this::drainForever);
     }
 
-    /** Queues a frame, to be written after every frame queued before it. */
+    /** Queues a frame, to be written after every frame queued before it (dropped once the client is given up). */
     void post(Frame frame) {
-        budget.hold(frame.held());
         synchronized (this) {
-            queue.add(frame);
-            held += frame.held();
+            if (!abandoned) {
+                budget.hold(frame.held());
+                queue.add(frame);
+                held += frame.held();
+                notifyAll();
+                return;
+            }
+        }
+        frame.written().run();
+    }
+
+    /**
+     * Gives up on a client that does not read, at the very end: what waits is dropped, and so is
+     * whatever is sent from now on, so that no producer waits for room any more (a run's thread
+     * can then clean its root up before the process ends). The frame being written stays where it is.
+     */
+    void abandon() {
+        List<Frame> dropped;
+        synchronized (this) {
+            abandoned = true;
+            dropped = new ArrayList<>(queue);
+            queue.clear();
+            for (Frame frame : dropped) {
+                held -= frame.held();
+                budget.release(frame.held());
+            }
             notifyAll();
         }
+        for (Frame frame : dropped) frame.written().run();
     }
 
     /** Bytes waiting to be written. */
@@ -74,16 +102,16 @@ final class Outbox {
 
     /** Waits while more than {@code bytes} wait to be written (the reading thread's last resort). */
     synchronized void awaitAtMost(long bytes) throws InterruptedException {
-        while (held > bytes) wait();
+        while (held > bytes && !abandoned) wait();
     }
 
     /** The same, running {@code whileWaiting} every {@link #TICK_MS} meanwhile (outside the lock: it may take its time). */
     void awaitAtMost(long bytes, Runnable whileWaiting) throws InterruptedException {
         while (true) {
             synchronized (this) {
-                if (held <= bytes) return;
+                if (held <= bytes || abandoned) return;
                 wait(TICK_MS);
-                if (held <= bytes) return;
+                if (held <= bytes || abandoned) return;
             }
             whileWaiting.run();
         }

@@ -174,6 +174,14 @@ public final class Server {
     }
 
     /**
+     * Gives up on a client that does not read, as the server ends: what waits to be written is
+     * dropped, and whatever is sent from now on, so that nothing waits for room any more.
+     */
+    public void abandon() {
+        outbox.abandon();
+    }
+
+    /**
      * Answers every request still unanswered with {@code error} (a batch's member in its batch):
      * for an ending server whose handlers did not finish in time. A handler answering later is
      * ignored, as is any second answer.

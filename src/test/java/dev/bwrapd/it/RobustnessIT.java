@@ -514,6 +514,38 @@ class RobustnessIT {
         }
     }
 
+    /**
+     * Review finding: a client that closes its input without reading (a "close stdin, then wait"
+     * bug) while a run streams: the run's thread waited for room for ever, so bwrapd ended after
+     * its bounded wait with the run's root not cleaned up (bwrap's mount points left in it). The
+     * client is now given up after the bound, and the run cleans its root up before bwrapd ends.
+     */
+    @Test
+    void aClientThatClosesItsInputWithoutReadingStillHasTheRootCleanedUp() throws Exception {
+        String marker = ProcessSupport.newMarker();
+        try (TestRoot own = TestRoot.create(); Lean bwrapd = new Lean(false, "--max-memory", "1048576")) {
+            List<String> before = names(own.path());
+            ObjectNode flood = ProcessSupport.runParams(own, null, marker, "yes " + PATTERN.strip());
+            flood.put("stdout", "stream");
+            bwrapd.send(request(1, "sandbox/run", flood));
+            ProcessSupport.awaitMarked(marker, "yes", 1, Duration.ofSeconds(60));
+            Thread.sleep(500); // the budget (1 MiB) and the pipe to the client fill up
+            long start = System.nanoTime();
+            bwrapd.closeInput();
+            assertEquals(0, bwrapd.waitFor(), bwrapd.log());
+            long tookMs = (System.nanoTime() - start) / 1_000_000;
+            assertTrue(tookMs < 5_000 + 1_000 + 2_000 + 5_000, "exited " + tookMs + " ms after the end of its input");
+            ProcessSupport.awaitNoSurvivors(marker, Duration.ofSeconds(10), "bwrapd's exit");
+            assertEquals(before, names(own.path()), "the root as it was before the run; bwrapd's log:\n" + bwrapd.log());
+        }
+    }
+
+    private static List<String> names(Path directory) throws IOException {
+        try (java.util.stream.Stream<Path> entries = Files.list(directory)) {
+            return entries.map(p -> p.getFileName().toString()).sorted().toList();
+        }
+    }
+
     // ----- lifecycle -----
 
     /** shutdown and a run written in one buffer: the run is refused, every time; a second shutdown ended nothing. */

@@ -21,9 +21,26 @@ import java.util.concurrent.atomic.AtomicLong;
  * what v2 lacks here (a limit, the freezer, CPU accounting). Named before bwrap is spawned, made
  * while it sets the sandbox up; the sandbox's init is moved in before it may start the command, so
  * every process of the sandbox is inside; removed once the sandbox is gone.
+ *
+ * <p>Each has two levels: the limits are set on the cgroup, the processes live in its {@link #LEAF}
+ * below. A sandbox can make a cgroup namespace of its own (in a user namespace it makes) and
+ * mount cgroupfs there: that shows the cgroup it is in as the root, with files its uid may own
+ * (a root-run sandbox's uid 0 is the host's, an unprivileged one's is its user's, who was
+ * delegated the cgroup). A review raised a sandbox's own memory, pids and CPU limits that way.
+ * The cgroup above its own, where the limits are, it cannot see.
  */
 public final class SandboxCgroup {
     private static final AtomicLong SEQUENCE = new AtomicLong();
+    /** The cgroup the processes are in, below the one with the limits. */
+    static final String LEAF = "s";
+    /**
+     * How deep cgroups may go below a sandbox's cgroup (v2): its leaf and seven levels the sandbox
+     * makes (a systemd inside needs two or three). Deeper ones, with names of up to 255 bytes, can
+     * reach past PATH_MAX, and then no path removes them (a review left one that way).
+     */
+    static final int MAX_DEPTH = 8;
+    /** How many cgroups may be below a sandbox's cgroup (v2): each is one more to remove after the run. */
+    static final int MAX_DESCENDANTS = 256;
     /** cpu.max / cpu.cfs_period_us: 100 ms, the kernel's default period. */
     static final long CPU_PERIOD_MICROS = 100_000;
 
@@ -78,13 +95,15 @@ public final class SandboxCgroup {
             return SandboxCgroup.directories(v2, v1);
         }
 
-        /** Makes the directories and sets the limits; on failure removes what it made. */
+        /** Makes the directories, their leaves, and sets the limits; on failure removes what it made. */
         public SandboxCgroup make() throws IOException {
             List<Path> made = new ArrayList<>();
             try {
                 for (Path dir : directories()) {
                     makeDirectory(dir);
-                    made.add(dir);
+                    made.addFirst(dir);
+                    makeDirectory(dir.resolve(LEAF));
+                    made.addFirst(dir.resolve(LEAF));
                 }
                 SandboxCgroup cgroup = new SandboxCgroup(v2, v2 == null ? Set.of() : host.v2Controllers(), v1);
                 cgroup.limit(host, limits);
@@ -124,6 +143,10 @@ public final class SandboxCgroup {
     }
 
     private void limit(CgroupHost host, Limits limits) throws IOException {
+        if (v2 != null) {
+            optional(v2.resolve("cgroup.max.depth"), Integer.toString(MAX_DEPTH));
+            optional(v2.resolve("cgroup.max.descendants"), Integer.toString(MAX_DESCENDANTS));
+        }
         if (limits.memoryBytes() != null) {
             String bytes = Long.toString(limits.memoryBytes());
             if ("v2".equals(host.version("memory"))) {
@@ -160,7 +183,7 @@ public final class SandboxCgroup {
         }
     }
 
-    /** Every directory made, v2 first: what the watchdog kills and removes should bwrapd die. */
+    /** Every directory made (each with its leaf below), v2 first: what the watchdog kills and removes should bwrapd die. */
     public List<Path> directories() {
         return directories(v2, v1);
     }
@@ -173,9 +196,9 @@ public final class SandboxCgroup {
         return dirs;
     }
 
-    /** Moves process {@code pid} (and so everything it will start) into every cgroup of the sandbox. */
+    /** Moves process {@code pid} (and so everything it will start) into every cgroup of the sandbox: their leaves. */
     public void add(int pid) throws IOException {
-        for (Path dir : directories()) CgroupFiles.write(dir.resolve("cgroup.procs"), Integer.toString(pid));
+        for (Path dir : directories()) CgroupFiles.write(dir.resolve(LEAF).resolve("cgroup.procs"), Integer.toString(pid));
     }
 
     /**
@@ -206,7 +229,7 @@ public final class SandboxCgroup {
     Set<Integer> members() {
         Set<Integer> pids = new LinkedHashSet<>();
         for (Path dir : directories()) {
-            String text = CgroupFiles.read(dir.resolve("cgroup.procs"));
+            String text = CgroupFiles.read(dir.resolve(LEAF).resolve("cgroup.procs"));
             if (text == null) continue;
             for (String line : text.split("\n")) if (!line.isBlank()) pids.add(Integer.parseInt(line.trim()));
         }
@@ -272,18 +295,31 @@ public final class SandboxCgroup {
      * (the OOM killer within the cgroup), "pids" when a fork or clone failed at pids.max; else null.
      */
     public String limitExceeded() {
-        if (v2Controllers.contains("memory") && CgroupFiles.keyed(v2.resolve("memory.events")).getOrDefault("oom_kill", 0L) > 0) return "memory";
-        Path memory = v1.get("memory");
-        if (memory != null) {
+        // Counted where the limit is or where the process was, as the kernel and the version have it: both looked at.
+        for (Path dir : withLeaf(v2Controllers.contains("memory") ? v2 : null)) {
+            if (CgroupFiles.keyed(dir.resolve("memory.events")).getOrDefault("oom_kill", 0L) > 0) return "memory";
+        }
+        for (Path memory : withLeaf(v1.get("memory"))) {
             Map<String, Long> control = CgroupFiles.keyed(memory.resolve("memory.oom_control"));
             long kills = control.containsKey("oom_kill") ? control.get("oom_kill")
                     : CgroupFiles.number(memory.resolve("memory.failcnt")); // kernels before 4.13 count no kills
             if (kills > 0) return "memory";
         }
-        for (Path dir : new Path[] {v2Controllers.contains("pids") ? v2 : null, v1.get("pids")}) {
-            if (dir != null && CgroupFiles.keyed(dir.resolve("pids.events")).getOrDefault("max", 0L) > 0) return "pids";
+        for (Path dir : withLeaf(v2Controllers.contains("pids") ? v2 : null, v1.get("pids"))) {
+            if (CgroupFiles.keyed(dir.resolve("pids.events")).getOrDefault("max", 0L) > 0) return "pids";
         }
         return null;
+    }
+
+    /** Each directory given (null: none) and its leaf. */
+    private static List<Path> withLeaf(Path... dirs) {
+        List<Path> both = new ArrayList<>();
+        for (Path dir : dirs) {
+            if (dir == null) continue;
+            both.add(dir);
+            both.add(dir.resolve(LEAF));
+        }
+        return both;
     }
 
     /**
@@ -291,7 +327,10 @@ public final class SandboxCgroup {
      * them (a killed process leaves its cgroup when it has exited). Whether all are gone.
      */
     public boolean remove(long waitMillis) {
-        return remove(directories(), waitMillis);
+        List<Path> dirs = new ArrayList<>();
+        for (Path dir : directories()) dirs.add(dir.resolve(LEAF));
+        dirs.addAll(directories());
+        return remove(dirs, waitMillis);
     }
 
     private static boolean remove(List<Path> dirs, long waitMillis) {

@@ -182,6 +182,32 @@ class SandboxCgroupTest {
         assertEquals("pids", cgroup.limitExceeded());
     }
 
+    /**
+     * The process is in each cgroup's leaf, the limits on the cgroup above it: what a cgroup
+     * namespace the sandbox makes shows as its root is the leaf, without them (a review raised
+     * them from there). On v2, how deep and how many cgroups may be below is capped.
+     */
+    @Test
+    void theProcessesAreBelowTheLimits() throws Exception {
+        assumeTrue(host.available(), "no cgroup for this user here");
+        SandboxCgroup cgroup = create(Limits.NONE);
+        Process p = startHeld(cgroup, "exit 0");
+        String cgroups = Files.readString(Path.of("/proc/" + p.pid() + "/cgroup"));
+        for (Path dir : cgroup.directories()) {
+            Path leaf = dir.resolve(SandboxCgroup.LEAF);
+            assertEquals(Long.toString(p.pid()), Files.readString(leaf.resolve("cgroup.procs")).trim(), leaf.toString());
+            assertEquals("", Files.readString(dir.resolve("cgroup.procs")).trim(), dir + " holds none");
+            assertTrue(cgroups.contains("/" + dir.getFileName() + "/" + SandboxCgroup.LEAF + "\n"), cgroups);
+        }
+        Path v2 = cgroup.directories().getFirst();
+        if (Files.exists(v2.resolve("cgroup.max.depth"))) {
+            assertEquals(Integer.toString(SandboxCgroup.MAX_DEPTH), Files.readString(v2.resolve("cgroup.max.depth")).trim());
+            assertEquals(Integer.toString(SandboxCgroup.MAX_DESCENDANTS), Files.readString(v2.resolve("cgroup.max.descendants")).trim());
+        }
+        release(p);
+        assertTrue(p.waitFor(5, TimeUnit.SECONDS));
+    }
+
     @Test
     void rlimitsAreSetOnAHeldProcessAndInherited() throws Exception {
         Path out = Files.createTempFile("rlimits", ".txt");

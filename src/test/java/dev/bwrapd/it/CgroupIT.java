@@ -375,6 +375,53 @@ class CgroupIT {
         }
     }
 
+    /**
+     * Review finding: a command made a user, mount and cgroup namespace (no filter forbids it by
+     * default), mounted cgroupfs there, whose root is the cgroup it is in, and wrote -1 and "max"
+     * into its own memory and pids limits: as root its uid 0 is the host's, which owns them. It
+     * used 210 MiB under a 64 MiB limit, 62 processes under 8. The limits are now on the cgroup
+     * above its own, which it cannot see: the same command still meets them.
+     */
+    @Test
+    void aCommandCannotRaiseItsOwnLimitsThroughACgroupNamespace() throws Exception {
+        assumeTrue(enforces("memoryBytes") && enforces("pids"), "no memory and pids controllers for this user here");
+        Path program = root.path().resolve("bin/userns-shell");
+        if (!Files.exists(program)) {
+            Process gcc = new ProcessBuilder("gcc", "-static", "-O2", "-o", program.toString(),
+                    BwrapdProcess.home().resolve("src/test/resources/userns-shell.c").toString()).redirectErrorStream(true).start();
+            String log = new String(gcc.getInputStream().readAllBytes());
+            assertTrue(gcc.waitFor(120, TimeUnit.SECONDS) && gcc.exitValue() == 0, "gcc (installed by .ci/run): " + log);
+        }
+        // Mounts the hierarchy that holds each limit here (v1 or v2, as initialize says) and raises it as far as it goes.
+        String raise = "mkdir -p /tmp/memory /tmp/pids; userns-shell sh -c '"
+                + mountAndRaise("memoryBytes", "memory", "echo -1 > M/memory.memsw.limit_in_bytes; echo -1 > M/memory.limit_in_bytes", "echo max > M/memory.max")
+                + mountAndRaise("pids", "pids", "echo max > M/pids.max", "echo max > M/pids.max")
+                + "' 2>/dev/null; ";
+        try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
+            JsonNode memory = bwrapd.call("sandbox/run", limited(raise
+                    + "dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>/dev/null; echo filled $(wc -c < /tmp/fill)", "memoryBytes", 64L << 20));
+            assumeTrue(memory.at("/stdout/text").asText().contains("mounted memory"), "no user namespaces for the command here: " + memory);
+            assertEquals("memory", memory.path("limitExceeded").asText(), memory.toString());
+            assertFalse(memory.at("/stdout/text").asText().contains("filled 209715200"), memory.toString());
+
+            JsonNode pids = bwrapd.call("sandbox/run", limited(raise
+                    + "(i=0; while [ $i -lt 60 ]; do sleep 60 & i=$((i+1)); done) 2>/dev/null; n=0; for p in /proc/[0-9]*; do n=$((n+1)); done; echo processes $n",
+                    "pids", 8));
+            String out = pids.at("/stdout/text").asText();
+            assumeTrue(out.contains("mounted pids"), "no user namespaces for the command here: " + pids);
+            int processes = Integer.parseInt(out.substring(out.indexOf("processes ") + 10).trim());
+            assertTrue(processes <= 9, "8 of the sandbox's and bwrap's init at most: " + pids);
+            assertEquals("pids", pids.path("limitExceeded").asText(), pids.toString());
+        }
+    }
+
+    /** Shell that mounts the hierarchy holding {@code limit} at /tmp/DIR and runs the v1 or v2 writes (M: the mount). */
+    private static String mountAndRaise(String limit, String dir, String v1Writes, String v2Writes) {
+        boolean v1 = capabilities.path("limits").path(limit).asText().contains("v1");
+        String mount = v1 ? "mount -t cgroup -o " + dir + " none /tmp/" + dir : "mount -t cgroup2 none /tmp/" + dir;
+        return mount + " && echo mounted " + dir + " && { " + (v1 ? v1Writes : v2Writes).replace("M/", "/tmp/" + dir + "/") + "; }; ";
+    }
+
     @Test
     void eachRunRemovesItsCgroups() throws Exception {
         try (BwrapdProcess bwrapd = BwrapdProcess.start()) {

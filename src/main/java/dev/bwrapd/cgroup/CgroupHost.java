@@ -133,18 +133,28 @@ public final class CgroupHost {
 
         Path v2Base = null;
         Set<String> v2Controllers = new LinkedHashSet<>();
+        Mount v2 = mounts.stream().filter(Mount::v2).findFirst().orElse(null);
+        Membership ownV2 = memberships.stream().filter(m -> m.hierarchy() == 0).findFirst().orElse(null);
+        Path ownDir = v2 == null || ownV2 == null ? null : locate(v2, ownV2.path());
         if (parent != null) {
-            if (isCgroup2(parent, mounts) && writable(parent)) v2Base = parent;
-            else notes.add("--cgroup-parent " + parent + " is not a writable cgroup v2 directory");
+            // The kernel moves a process between cgroups for a writer of their common ancestor's
+            // cgroup.procs: a writable parent elsewhere took every run to setup-failed (a review).
+            Path ancestor = ownDir == null ? null : commonAncestor(parent.normalize(), ownDir);
+            if (!isCgroup2(parent, mounts) || !writable(parent)) {
+                notes.add("--cgroup-parent " + parent + " is not a writable cgroup v2 directory");
+            } else if (ancestor != null && !Files.isWritable(ancestor.resolve("cgroup.procs"))) {
+                notes.add("--cgroup-parent " + parent + ": a sandbox moves there from bwrapd's own cgroup " + ownDir
+                        + " only for a writer of " + ancestor.resolve("cgroup.procs") + ", the common ancestor's: start bwrapd inside "
+                        + parent + "'s delegation");
+            } else {
+                v2Base = parent;
+            }
         } else {
-            Mount v2 = mounts.stream().filter(Mount::v2).findFirst().orElse(null);
-            Membership own = memberships.stream().filter(m -> m.hierarchy() == 0).findFirst().orElse(null);
-            Path dir = v2 == null || own == null ? null : locate(v2, own.path());
-            if (dir == null) notes.add("no cgroup v2 hierarchy holding this process");
-            else if (!writable(dir)) notes.add("own cgroup v2 " + dir + " is not writable");
+            if (ownDir == null) notes.add("no cgroup v2 hierarchy holding this process");
+            else if (!writable(ownDir)) notes.add("own cgroup v2 " + ownDir + " is not writable");
             else {
-                v2Base = dir;
-                if (!own.path().equals("/")) delegateToChildren(dir, selfPid, notes);
+                v2Base = ownDir;
+                if (!ownV2.path().equals("/")) delegateToChildren(ownDir, selfPid, notes);
             }
         }
         if (v2Base != null) {
@@ -219,6 +229,16 @@ public final class CgroupHost {
     }
 
     /** Writable, and spelled without blank space (the watchdog's shell keeps paths in a blank-separated list). */
+    /** The deepest directory both are in (both absolute and normal), or null. */
+    static Path commonAncestor(Path a, Path b) {
+        Path common = a.getRoot();
+        if (common == null || !common.equals(b.getRoot())) return null;
+        for (int i = 0; i < Math.min(a.getNameCount(), b.getNameCount()) && a.getName(i).equals(b.getName(i)); i++) {
+            common = common.resolve(a.getName(i));
+        }
+        return common;
+    }
+
     private static boolean writable(Path dir) {
         return !dir.toString().matches(".*\\s.*") && Files.isDirectory(dir) && Files.isWritable(dir) && Files.isWritable(dir.resolve("cgroup.procs"));
     }

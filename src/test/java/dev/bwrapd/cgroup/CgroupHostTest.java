@@ -146,12 +146,28 @@ class CgroupHostTest {
         Files.writeString(parent.resolve("cgroup.procs"), "");
         Files.writeString(parent.resolve("cgroup.subtree_control"), "pids\n");
         String mountinfo = "25 22 0:23 / " + fs + " rw - cgroup2 cgroup2 rw\n";
+        // Review finding: a writable parent whose common ancestor with bwrapd's own cgroup is not
+        // writable was reported usable, and every run's move of its init then failed.
+        CgroupHost apart = CgroupHost.detect("0::/elsewhere\n", mountinfo, parent, 1);
+        assertNull(apart.v2Base());
+        assertTrue(apart.note().contains(fs.resolve("cgroup.procs") + ", the common ancestor's"), apart.note());
+        Files.writeString(fs.resolve("cgroup.procs"), "");
         CgroupHost host = CgroupHost.detect("0::/elsewhere\n", mountinfo, parent, 1);
         assertEquals(parent, host.v2Base());
         assertEquals(Set.of("pids"), host.v2Controllers());
+        assertEquals(parent, CgroupHost.detect("0::/builds/bwrapd\n", mountinfo, parent, 1).v2Base(), "bwrapd inside it");
         CgroupHost notCgroup = CgroupHost.detect("0::/\n", mountinfo, Path.of("/tmp"), 1);
         assertNull(notCgroup.v2Base());
         assertTrue(notCgroup.note().contains("--cgroup-parent"));
+    }
+
+    @Test
+    void theCommonAncestorIsTheDeepestDirectoryOfBoth() {
+        assertEquals(Path.of("/sys/fs/cgroup/a"), CgroupHost.commonAncestor(Path.of("/sys/fs/cgroup/a/b"), Path.of("/sys/fs/cgroup/a/c/d")));
+        assertEquals(Path.of("/sys/fs/cgroup/a/b"), CgroupHost.commonAncestor(Path.of("/sys/fs/cgroup/a/b"), Path.of("/sys/fs/cgroup/a/b/c")));
+        assertEquals(Path.of("/sys/fs/cgroup/a"), CgroupHost.commonAncestor(Path.of("/sys/fs/cgroup/a"), Path.of("/sys/fs/cgroup/a")));
+        assertEquals(Path.of("/sys/fs/cgroup"), CgroupHost.commonAncestor(Path.of("/sys/fs/cgroup/ab"), Path.of("/sys/fs/cgroup/a")));
+        assertNull(CgroupHost.commonAncestor(Path.of("relative"), Path.of("/sys")));
     }
 
     @Test

@@ -128,13 +128,16 @@ class SandboxCgroupTest {
         release(p);
         awaitContent(counter);
         assertTrue(cgroup.freeze(true));
-        Thread.sleep(200); // the freeze takes effect asynchronously
+        // The freeze takes effect asynchronously: wait (up to 10 s, a loaded machine) until the kernel says it is done
+        awaitFrozen(cgroup);
         String frozen = Files.readString(counter);
         Thread.sleep(300);
         assertEquals(frozen, Files.readString(counter), "a frozen sandbox makes no progress, setsid child included");
         assertTrue(cgroup.freeze(false));
-        Thread.sleep(300);
-        assertFalse(frozen.equals(Files.readString(counter)), "thawed, it runs again");
+        // thawed, the loop writes again: within 10 s, however slowly a loaded machine runs it
+        String now = frozen;
+        for (int i = 0; i < 1000 && (now = Files.readString(counter)).equals(frozen); i++) Thread.sleep(10);
+        assertFalse(frozen.equals(now), "thawed, it runs again");
         cgroup.kill(); // before the file goes: the loop would write it again
         assertTrue(p.waitFor(5, TimeUnit.SECONDS));
         Files.deleteIfExists(counter);
@@ -176,7 +179,8 @@ class SandboxCgroupTest {
         SandboxCgroup cgroup = create(new Limits(null, 8L, null, null, null, null));
         Process p = startHeld(cgroup, "i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); done 2>/dev/null; sleep 30");
         release(p);
-        Thread.sleep(500);
+        // the loop meets the limit when its fork fails: wait for the kernel's count of that (up to 10 s, a loaded machine)
+        for (int i = 0; i < 1000 && cgroup.limitExceeded() == null; i++) Thread.sleep(10);
         int members = cgroup.members().size();
         assertTrue(members >= 2 && members <= 9, "the limit, plus one for bwrap's init (here the shell): " + members);
         assertEquals("pids", cgroup.limitExceeded());
@@ -222,6 +226,29 @@ class SandboxCgroupTest {
         long[] mine = Libc.getrlimit(0, Libc.RLIMIT_NOFILE);
         assertTrue(mine[0] > 64, "the caller's own limits are untouched");
         Files.deleteIfExists(out);
+    }
+
+    /**
+     * Waits until every freezer of {@code cgroup} says it is frozen: v2's cgroup.events "frozen 1",
+     * v1's freezer.state FROZEN (FREEZING while under way). A freezer that never gets there fails.
+     */
+    private static void awaitFrozen(SandboxCgroup cgroup) throws Exception {
+        List<Path> states = new ArrayList<>();
+        for (Path dir : cgroup.directories()) {
+            if (Files.exists(dir.resolve("cgroup.freeze"))) states.add(dir.resolve("cgroup.events"));
+            else if (Files.exists(dir.resolve("freezer.state"))) states.add(dir.resolve("freezer.state"));
+        }
+        assertFalse(states.isEmpty(), "a freezer among " + cgroup.directories());
+        for (int i = 0; i < 1000; i++) {
+            boolean all = true;
+            for (Path state : states) {
+                String text = Files.readString(state);
+                all &= state.endsWith("cgroup.events") ? text.lines().anyMatch("frozen 1"::equals) : text.strip().equals("FROZEN");
+            }
+            if (all) return;
+            Thread.sleep(10);
+        }
+        throw new AssertionError("not frozen after 10 s: " + states);
     }
 
     private static long awaitPid(Path file) throws Exception {

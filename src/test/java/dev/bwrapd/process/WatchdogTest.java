@@ -17,8 +17,10 @@ class WatchdogTest {
     /** A process in a new session of its own (so its pid is its process-group id). */
     private static Process sessionLeader() throws Exception {
         Process p = new ProcessBuilder("setsid", "--wait", "sleep", "300").start();
-        // setsid --wait forks when it is a group leader already; the sleep's group is what matters
-        for (int i = 0; i < 100 && p.children().findAny().isEmpty() && !isLeader(p.pid()); i++) Thread.sleep(10);
+        // setsid --wait forks when it is a group leader already; the sleep's group is what matters.
+        // Up to 10 s (a loaded machine): until then group() would name the JVM's own group.
+        for (int i = 0; i < 1000 && p.children().findAny().isEmpty() && !isLeader(p.pid()); i++) Thread.sleep(10);
+        assertTrue(p.children().findAny().isPresent() || isLeader(p.pid()), "setsid made its session");
         return p;
     }
 
@@ -32,6 +34,20 @@ class WatchdogTest {
         long pid = p.children().findFirst().map(ProcessHandle::pid).orElse(p.pid());
         String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
         return Long.parseLong(stat.substring(stat.lastIndexOf(')') + 2).split(" ")[2]);
+    }
+
+    /** Waits (up to 10 s) until {@code p} runs the program named {@code name} (its /proc/PID/exe). */
+    private static void awaitExec(Process p, String name) throws Exception {
+        Path exe = Path.of("/proc/" + p.pid() + "/exe");
+        for (int i = 0; i < 1000; i++) {
+            try {
+                if (Files.readSymbolicLink(exe).getFileName().toString().equals(name)) return;
+            } catch (java.io.IOException e) {
+                // not there yet, or gone
+            }
+            Thread.sleep(10);
+        }
+        throw new AssertionError(p.pid() + " did not exec " + name);
     }
 
     private static void runWatchdog(String input, String... mark) throws Exception {
@@ -180,7 +196,9 @@ class WatchdogTest {
         Watchdog wrapped = new Watchdog(null);
         Process viaScript = new ProcessBuilder("bash", "-c", "exec -a \"$0\" \"$1\"", wrapped.mark, script.toString()).start();
         try {
-            Thread.sleep(300); // both have exec'd
+            // both have exec'd (bash, then the script's sh, into sleep): waited for, up to 10 s on a loaded machine
+            awaitExec(marked, "sleep");
+            awaitExec(viaScript, "sleep");
             assertTrue(direct.showsMark((int) marked.pid()));
             assertFalse(wrapped.showsMark((int) viaScript.pid()));
         } finally {
@@ -242,7 +260,7 @@ class WatchdogTest {
         Process marked = new ProcessBuilder("bash", "-c", "exec -a " + mark + " sleep 300").start();
         Process other = new ProcessBuilder("bash", "-c", "exec -a " + mark.replace(":", "0:") + " sleep 300").start();
         try {
-            for (int i = 0; i < 200 && !ProcessHandle.of(marked.pid()).flatMap(h -> h.info().commandLine()).orElse("").contains(mark); i++) Thread.sleep(10);
+            for (int i = 0; i < 1000 && !ProcessHandle.of(marked.pid()).flatMap(h -> h.info().commandLine()).orElse("").contains(mark); i++) Thread.sleep(10);
             runWatchdog("", Watchdog.pattern(mark));
             assertTrue(marked.waitFor(5, TimeUnit.SECONDS), "argv[0] is the mark: killed");
             assertFalse(other.waitFor(300, TimeUnit.MILLISECONDS), "another helper's mark (a longer one) is left alone");

@@ -156,7 +156,7 @@ class ProcessControlIT {
         JsonNode entry = listEntry(id);
         assertEquals("suspended", entry.path("state").asText(), "list after suspend: " + entry);
         // Once every process of the group shows as stopped, no write can still be under way.
-        awaitStopped(entry.path("pid").asInt(), Duration.ofSeconds(5));
+        awaitStopped(entry.path("pid").asInt(), START);
         long frozen = size(counter);
         Thread.sleep(300);
         assertEquals(frozen, size(counter), "the counter went on while suspended");
@@ -164,7 +164,7 @@ class ProcessControlIT {
         assertEquals(true, control("sandbox/resume", id).path("delivered").asBoolean(false));
         entry = listEntry(id);
         assertEquals("running", entry.path("state").asText(), "list after resume: " + entry);
-        awaitGrowth(counter, frozen, Duration.ofSeconds(5));
+        awaitGrowth(counter, frozen, START);
 
         control("sandbox/terminate", id);
         assertEquals("signaled", result(response, START).path("status").asText());
@@ -178,11 +178,12 @@ class ProcessControlIT {
         awaitMarked(marker, "sleep", 1, START);
         control("sandbox/suspend", id);
         long t0 = System.nanoTime();
-        bwrapd.call("sandbox/terminate", Map.of("sandboxId", id, "graceMs", 5000));
-        JsonNode r = result(response, START);
+        // A grace far beyond what a loaded machine needs to end a resumed shell on SIGTERM (it once was 5 s, bounded by 4)
+        bwrapd.call("sandbox/terminate", Map.of("sandboxId", id, "graceMs", 60_000));
+        JsonNode r = result(response, Duration.ofSeconds(90));
         long tookMs = (System.nanoTime() - t0) / 1_000_000;
-        // SIGTERM reaches a stopped shell only once resumed: the server must resume it first.
-        assertTrue(tookMs < 4000, "a suspended sandbox took " + tookMs + " ms to end on SIGTERM: " + r);
+        // SIGTERM reaches a stopped shell only once resumed: the server must resume it first (else SIGKILL after the grace).
+        assertTrue(tookMs < 30_000, "a suspended sandbox took " + tookMs + " ms to end on SIGTERM: " + r);
         assertEquals("signaled", r.path("status").asText(), r.toString());
         assertEquals("SIGTERM", r.path("signal").asText(), r.toString());
         assertNoSurvivors(marker, "terminate of a suspended sandbox");
@@ -290,7 +291,7 @@ class ProcessControlIT {
         JsonNode r = result(response, START);
         long tookMs = (System.nanoTime() - t0) / 1_000_000;
         assertTrue(tookMs >= graceMs, "killed after " + tookMs + " ms, before the grace of " + graceMs + " ms");
-        assertTrue(tookMs < graceMs + 5000, "killed only after " + tookMs + " ms");
+        assertTrue(tookMs < graceMs + 15_000, "killed only after " + tookMs + " ms"); // slack for a loaded CI
         assertEquals("signaled", r.path("status").asText(), r.toString());
         assertEquals("SIGKILL", r.path("signal").asText(), r.toString());
         assertNoSurvivors(marker, "terminate with grace of a TERM-ignoring command");
@@ -324,7 +325,7 @@ class ProcessControlIT {
         assertEquals("SIGKILL", r.path("signal").asText(), r.toString());
         double ms = r.path("durationMs").asDouble();
         assertTrue(ms >= timeoutMs + graceMs, "killed after " + ms + " ms, before timeout + grace");
-        assertTrue(ms < timeoutMs + graceMs + 5000, "killed only after " + ms + " ms");
+        assertTrue(ms < timeoutMs + graceMs + 15_000, "killed only after " + ms + " ms"); // slack for a loaded CI
         assertNoSurvivors(marker, "a timed-out run");
     }
 
@@ -487,12 +488,14 @@ class ProcessControlIT {
     @Test
     void aRunIsAnsweredWhenItsOutputIsHeldOpenFromOutsideTheSandbox() throws Exception {
         String id = newId("held-out");
+        // The command goes on only once its stdout is held (a fixed "sleep 1" could end first on a loaded machine)
         CompletableFuture<JsonNode> response = client.send(JSON.valueToTree(id), "sandbox/run",
-                runParams(root, id, marker, "echo before; sleep 1; echo after"));
+                mount(runParams(root, id, marker, "echo before; while [ ! -e /out/go ]; do sleep 0.02; done; echo after"), out, "/out"));
         int pid = client.awaitStarted(id, START).path("params").path("pid").asInt();
         List<Integer> children = ProcessSupport.children(pid);
         assertFalse(children.isEmpty(), "the command runs");
         try (java.io.FileOutputStream held = new java.io.FileOutputStream("/proc/" + children.getFirst() + "/fd/1")) {
+            Files.writeString(out.resolve("go"), "");
             JsonNode answer = response.get(START.toSeconds(), TimeUnit.SECONDS);
             JsonNode result = answer.get("result");
             assertTrue(result != null, answer.toString());

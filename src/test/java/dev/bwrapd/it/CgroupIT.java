@@ -221,9 +221,9 @@ class CgroupIT {
             client.awaitStarted("escapee", START);
             awaitMarked(marker, "sleep", 3, START);
             bwrapd.call("sandbox/terminate", BwrapdProcess.JSON.createObjectNode().put("sandboxId", "escapee"));
-            JsonNode r = run.get(10, TimeUnit.SECONDS).path("result");
+            JsonNode r = run.get(START.toSeconds(), TimeUnit.SECONDS).path("result");
             assertEquals("signaled", r.path("status").asText(), r.toString());
-            awaitNoSurvivors(marker, Duration.ofSeconds(2), "terminate");
+            awaitNoSurvivors(marker, Duration.ofSeconds(10), "terminate");
             assertNoCgroupsOf(bwrapd);
         }
     }
@@ -235,7 +235,7 @@ class CgroupIT {
             params.put("timeoutMs", 1500).put("killGraceMs", 0);
             JsonNode r = bwrapd.call("sandbox/run", params);
             assertEquals("timed-out", r.path("status").asText(), r.toString());
-            awaitNoSurvivors(marker, Duration.ofSeconds(2), "the timeout");
+            awaitNoSurvivors(marker, Duration.ofSeconds(10), "the timeout");
             assertNoCgroupsOf(bwrapd);
         }
     }
@@ -256,16 +256,17 @@ class CgroupIT {
             while (!Files.exists(counter) && System.nanoTime() < deadline) Thread.sleep(10);
             ObjectNode id = BwrapdProcess.JSON.createObjectNode().put("sandboxId", "frozen");
             assertTrue(bwrapd.call("sandbox/suspend", id).path("delivered").asBoolean());
-            Thread.sleep(300); // a freeze takes effect asynchronously
+            awaitFrozen(bwrapd.process().pid()); // a freeze takes effect asynchronously: until the kernel says it is done
             String frozen = Files.readString(counter);
             Thread.sleep(500);
             assertEquals(frozen, Files.readString(counter), "the setsid child is frozen with the rest");
             assertTrue(bwrapd.call("sandbox/resume", id).path("delivered").asBoolean());
-            Thread.sleep(500);
-            assertNotEquals(frozen, Files.readString(counter), "and runs again once resumed");
+            String now = frozen; // resumed, the loop writes again: within START, however slowly a loaded machine runs it
+            for (long until = System.nanoTime() + START.toNanos(); (now = Files.readString(counter)).equals(frozen) && System.nanoTime() < until; ) Thread.sleep(10);
+            assertNotEquals(frozen, now, "and runs again once resumed");
             bwrapd.call("sandbox/terminate", id);
-            run.get(10, TimeUnit.SECONDS);
-            awaitNoSurvivors(marker, Duration.ofSeconds(2), "terminate after resume");
+            run.get(START.toSeconds(), TimeUnit.SECONDS);
+            awaitNoSurvivors(marker, Duration.ofSeconds(10), "terminate after resume");
         } finally {
             try (Stream<Path> files = Files.walk(shared)) {
                 files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
@@ -292,8 +293,9 @@ class CgroupIT {
                 bwrapd.process().destroyForcibly();
                 assertTrue(bwrapd.process().waitFor(5, TimeUnit.SECONDS));
                 try {
-                    awaitNoSurvivors(marker, Duration.ofSeconds(3), "round " + rounds);
-                    awaitNoCgroupsOf(bwrapd.process().pid(), Duration.ofSeconds(3));
+                    // The watchdog's look through /proc takes seconds on a loaded machine (a soak beside it took 13 s)
+                    awaitNoSurvivors(marker, Duration.ofSeconds(30), "round " + rounds);
+                    awaitNoCgroupsOf(bwrapd.process().pid(), Duration.ofSeconds(30));
                 } catch (AssertionError e) {
                     failures.add(e.getMessage() + "\n  the helper's watchdog now: " + watchdogOf(bwrapd.process().pid())
                             + "\n  helper " + bwrapd.process().pid() + " killed at uptime " + killedAt + " s, now " + Files.readString(Path.of("/proc/uptime")).split(" ")[0]);
@@ -326,6 +328,36 @@ class CgroupIT {
         Set<String> left;
         while (!(left = cgroupsOf(helperPid)).isEmpty() && System.nanoTime() < deadline) Thread.sleep(20);
         assertEquals(Set.of(), left, "cgroups of helper " + helperPid + " left behind");
+    }
+
+    /**
+     * Waits (up to START) until every freezer among the helper's cgroups says it is frozen: v2's
+     * cgroup.events "frozen 1", v1's freezer.state FROZEN. Fails if there is none, or it never gets there.
+     */
+    private static void awaitFrozen(long helperPid) throws Exception {
+        long deadline = System.nanoTime() + START.toNanos();
+        List<Path> states = new ArrayList<>();
+        while (true) {
+            states.clear();
+            boolean all = true;
+            for (String dir : cgroupsOf(helperPid)) {
+                Path v2 = Path.of(dir, "cgroup.events"), v1 = Path.of(dir, "freezer.state");
+                try {
+                    if (Files.exists(Path.of(dir, "cgroup.freeze"))) {
+                        states.add(v2);
+                        all &= Files.readString(v2).lines().anyMatch("frozen 1"::equals);
+                    } else if (Files.exists(v1)) {
+                        states.add(v1);
+                        all &= Files.readString(v1).strip().equals("FROZEN");
+                    }
+                } catch (IOException e) {
+                    all = false; // removed meanwhile
+                }
+            }
+            if (all && !states.isEmpty()) return;
+            if (System.nanoTime() > deadline) throw new AssertionError("not frozen after suspend: " + (states.isEmpty() ? "no freezer among " + cgroupsOf(helperPid) : states));
+            Thread.sleep(10);
+        }
     }
 
     private static Set<String> cgroupsOf(long helperPid) throws IOException {

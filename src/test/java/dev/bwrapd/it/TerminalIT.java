@@ -125,8 +125,8 @@ class TerminalIT {
         t.await("40 132\r\n");
 
         t.type("sleep 100; echo after-sleep\n");
-        t.await("sleep 100; echo after-sleep\r\n"); // echoed, so the shell read it and started the job
-        TimeUnit.MILLISECONDS.sleep(300);
+        t.await("sleep 100; echo after-sleep\r\n"); // echoed, so the shell read it
+        awaitSleeping("shell"); // and the job runs: a Ctrl-C before it would be lost, and the test wait 100 s
         t.type("\u0003"); // Ctrl-C: SIGINT to the foreground job, as a terminal does
         t.type("echo shell-alive\n");
         String tail = t.await("shell-alive\r\n");
@@ -147,7 +147,7 @@ class TerminalIT {
         t.await("# ");
         t.type("sleep 100; echo status=$?\n");
         t.await("echo status=$?\r\n");
-        TimeUnit.MILLISECONDS.sleep(300);
+        awaitSleeping("shell-signal"); // a SIGTERM before the job runs would go to the shell, which ignores it
         JsonNode sent = bwrapd.call("sandbox/signal", Map.of("sandboxId", "shell-signal", "signal", "SIGTERM"));
         assertTrue(sent.get("delivered").asBoolean(), sent::toString);
         t.await("status=143\r\n"); // sleep died of SIGTERM; the shell lives on
@@ -193,6 +193,33 @@ class TerminalIT {
             assertTrue(error.get("message").asText().startsWith("terminal: the pseudo-terminal made through /dev/ptmx is not in the devpts"),
                     error::toString);
         }
+    }
+
+    /**
+     * Waits (up to {@link #WAIT}) until a process of the sandbox runs sleep: the shell has started
+     * its foreground job. A fixed 300 ms could end first on a loaded machine.
+     */
+    private static void awaitSleeping(String sandboxId) throws Exception {
+        long deadline = System.nanoTime() + WAIT.toNanos();
+        while (true) {
+            for (JsonNode entry : bwrapd.call("sandbox/list", null)) {
+                if (entry.path("sandboxId").asText().equals(sandboxId) && runsSleep(entry.path("pid").asInt())) return;
+            }
+            if (System.nanoTime() > deadline) fail("no sleep ran in sandbox " + sandboxId);
+            TimeUnit.MILLISECONDS.sleep(20);
+        }
+    }
+
+    /** Whether {@code pid} or a descendant of it runs sleep (/proc/PID/comm). */
+    private static boolean runsSleep(int pid) {
+        if (pid <= 0) return false;
+        try {
+            if (java.nio.file.Files.readString(Path.of("/proc/" + pid + "/comm")).strip().equals("sleep")) return true;
+            for (int child : ProcessSupport.children(pid)) if (runsSleep(child)) return true;
+        } catch (java.io.IOException e) {
+            // gone meanwhile
+        }
+        return false;
     }
 
     /** A terminal run: collects its "terminal" notifications in order. */

@@ -30,12 +30,12 @@ import bwrapd  # noqa: E402
 _counter = 0
 
 
-def unique_sleep_arg() -> str:
-    """A ``sleep`` duration (about 30 s) that marks this test's processes, so
+def unique_sleep_arg(seconds: int = 30) -> str:
+    """A ``sleep`` duration (about ``seconds``) that marks this test's processes, so
     that they can be found in /proc afterwards."""
     global _counter
     _counter += 1
-    return "30.%d%03d" % (os.getpid() % 100000, _counter)
+    return "%d.%d%03d" % (seconds, os.getpid() % 100000, _counter)
 
 
 def processes_with_args(*argv: str) -> List[int]:
@@ -65,6 +65,22 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def wait_stable(read: Callable[[], int], quiet: float, timeout: float) -> bool:
+    """Whether ``read()`` stays the same for ``quiet`` seconds on end, within
+    ``timeout``: a suspend (a cgroup freeze, SIGSTOP) takes effect a moment
+    after it is answered, longer on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    value, since = read(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = read()
+        if now != value:
+            value, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return True
+    return False
 
 
 def make_rootfs() -> str:

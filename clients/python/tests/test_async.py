@@ -86,10 +86,20 @@ class AsyncTest(SharedRootfs, unittest.IsolatedAsyncioTestCase):
         self.assertIsInstance(await sandbox.wait_started(30), int)
         self.assertTrue(await until(lambda: count() >= 3, 30))
         await sandbox.suspend()
-        await asyncio.sleep(0.3)
+
+        async def stable(quiet, timeout):  # the suspend takes effect a moment after its answer, longer under load
+            deadline = time.monotonic() + timeout
+            value, since = count(), time.monotonic()
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                if count() != value:
+                    value, since = count(), time.monotonic()
+                elif time.monotonic() - since >= quiet:
+                    return True
+            return False
+
+        self.assertTrue(await stable(1.0, 30), "the counter advanced while suspended")
         frozen = count()
-        await asyncio.sleep(1.0)
-        self.assertEqual(count(), frozen)
         await sandbox.resume()
         self.assertTrue(await until(lambda: count() >= frozen + 3, 30))
         with self.assertRaises(WaitTimeout):
@@ -101,12 +111,14 @@ class AsyncTest(SharedRootfs, unittest.IsolatedAsyncioTestCase):
     async def test_task_cancellation_cancels_the_run(self):
         task = asyncio.ensure_future(self.helper.run(["sleep", "30"], root=self.rootfs,
                                                      sandbox_id="py-async-cancel-%d" % os.getpid()))
-        await asyncio.sleep(1.0)
-        self.assertIn("py-async-cancel-%d" % os.getpid(), {s.sandbox_id for s in await self.helper.list()})
+        deadline = time.monotonic() + 30  # the run is under way (1 s was a guess; a loaded machine may take longer)
+        while "py-async-cancel-%d" % os.getpid() not in {s.sandbox_id for s in await self.helper.list()}:
+            self.assertLess(time.monotonic(), deadline, "the run never showed in the list")
+            await asyncio.sleep(0.1)
         task.cancel()
         with self.assertRaises(asyncio.CancelledError):
             await task
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while "py-async-cancel-%d" % os.getpid() in {s.sandbox_id for s in await self.helper.list()}:
             self.assertLess(time.monotonic(), deadline, "the cancelled run kept going")
             await asyncio.sleep(0.1)

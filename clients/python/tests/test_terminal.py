@@ -10,7 +10,7 @@ import subprocess
 import time
 import unittest
 
-from support import HelperTestCase
+from support import HelperTestCase, processes_with_args, unique_sleep_arg, wait_until
 
 import bwrapd
 
@@ -73,9 +73,11 @@ class TerminalTest(HelperTestCase):
         terminal.write("stty size\n")
         self.expect(chunks, screen, "40 132\r\n")
 
-        terminal.write("sleep 100; echo after-sleep\n")
-        self.expect(chunks, screen, "after-sleep\r\n")  # the echo of the line: the job runs
-        time.sleep(0.3)
+        arg = unique_sleep_arg(100)
+        terminal.write("sleep %s; echo after-sleep\n" % arg)
+        self.expect(chunks, screen, "after-sleep\r\n")  # the echo of the line: the shell read it
+        # and the job runs (a Ctrl-C before it would reach the shell, and sleep 100 go on)
+        self.assertTrue(wait_until(lambda: processes_with_args("sleep", arg), 30), "the job never ran")
         started = time.monotonic()
         terminal.write("\x03")  # Ctrl-C: SIGINT to the foreground job
         terminal.write("echo shell-alive\n")
@@ -111,9 +113,11 @@ class TerminalTest(HelperTestCase):
         terminal = self.open_shell()
         screen, chunks = Screen(), terminal.chunks(timeout=30)
         self.expect(chunks, screen, "# ")
-        terminal.write("sleep 100; echo status=$?\n")
+        arg = unique_sleep_arg(100)
+        terminal.write("sleep %s; echo status=$?\n" % arg)
         self.expect(chunks, screen, "echo status=$?\r\n")
-        time.sleep(0.3)
+        # the job runs: a SIGTERM before it would go to the shell, which ignores it
+        self.assertTrue(wait_until(lambda: processes_with_args("sleep", arg), 30), "the job never ran")
         self.assertTrue(terminal.signal("SIGTERM"))  # the foreground job, not the shell
         self.expect(chunks, screen, "status=143\r\n")
         self.assertTrue(terminal.terminate())
@@ -189,9 +193,15 @@ class AsyncTerminalTest(unittest.TestCase):
             self.assertTrue(await terminal.resize(31, 101))
             await terminal.write("stty size; tty\n")
             await expect("31 101\r\n")
-            await terminal.write("sleep 100\n")
-            await expect("sleep 100\r\n")
-            await asyncio.sleep(0.3)
+            arg = unique_sleep_arg(100)
+            await terminal.write("sleep %s\n" % arg)
+            await expect("sleep %s\r\n" % arg)
+            for _ in range(600):  # the job runs (up to 30 s): a Ctrl-C before it would reach the shell
+                if processes_with_args("sleep", arg):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                self.fail("the job never ran")
             await terminal.write("\x03echo alive\n")
             await expect("alive\r\n")
             await terminal.write("exit 3\n")

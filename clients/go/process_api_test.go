@@ -70,11 +70,13 @@ func (failingWriter) Write([]byte) (int, error) { return 0, errWriteFailed }
 
 func TestCancelledErrorCarriesTheResult(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	sb, err := helper(t).Start(ctx, bwrapd.RunRequest{Root: rootfs, Command: []string{"sh", "-c", "echo before; sleep 30"}})
+	arg := uniqueSleepArg(30)
+	sb, err := helper(t).Start(ctx, bwrapd.RunRequest{Root: rootfs, Command: []string{"sh", "-c", "echo before; exec sleep " + arg}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // for the echo to run
+	// the echo has run once the sleep does (a fixed 500 ms could end first on a loaded machine)
+	waitFor(t, 30*time.Second, "the sleep after the echo", func() bool { return running("sleep", arg) })
 	cancel()
 	res, err := sb.Wait()
 	var cancelled *bwrapd.CancelledError

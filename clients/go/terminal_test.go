@@ -154,9 +154,11 @@ func TestTerminalShellSession(t *testing.T) {
 	typeKeys(t, term, "stty size\n")
 	s.expect("40 132\r\n")
 
-	typeKeys(t, term, "sleep 100; echo after-sleep\n")
-	s.expect("after-sleep\r\n") // the echo of the line: the job runs
-	time.Sleep(300 * time.Millisecond)
+	arg := uniqueSleepArg(100)
+	typeKeys(t, term, "sleep "+arg+"; echo after-sleep\n")
+	s.expect("after-sleep\r\n") // the echo of the line: the shell read it
+	// and the job runs: a Ctrl-C before it would reach the shell, and sleep 100 outlast the wait
+	waitFor(t, 30*time.Second, "the job's sleep", func() bool { return running("sleep", arg) })
 	typeKeys(t, term, "\x03") // Ctrl-C: SIGINT to the foreground job
 	typeKeys(t, term, "echo shell-alive\n")
 	if printed := s.expect("shell-alive\r\n"); !strings.Contains(printed, "^C") {
@@ -218,9 +220,11 @@ func TestTerminalColoursAndEveryByteValue(t *testing.T) {
 
 func TestTerminalCloseEndsTheSession(t *testing.T) {
 	term, s := shellAtPrompt(t, 24, 80)
-	typeKeys(t, term, "sleep 100; echo status=$?\n")
+	arg := uniqueSleepArg(100)
+	typeKeys(t, term, "sleep "+arg+"; echo status=$?\n")
 	s.expect("echo status=$?\r\n")
-	time.Sleep(300 * time.Millisecond)
+	// the job runs: a SIGTERM before it would go to the shell, which ignores it
+	waitFor(t, 30*time.Second, "the job's sleep", func() bool { return running("sleep", arg) })
 	if ok, err := term.Signal(testCtx(t), syscall.SIGTERM); !ok || err != nil {
 		t.Fatalf("Signal: %v, %v", ok, err)
 	}

@@ -6,7 +6,8 @@ a terminal would (Python's standard library; Node has no pseudo-terminals of its
 SCRIPT is a JSON list of steps: ["expect", text] waits (30 s at most) until the terminal
 shows text after what earlier expects matched; ["send", text] types text;
 ["resize", rows, cols] resizes the terminal (its foreground process group gets SIGWINCH);
-["sleep", seconds]. Everything the terminal showed goes to stdout; the exit status is the
+["running", argv0, arg...] waits (30 s at most) until a process runs with exactly that argv
+(argv0 compared by its base name), say the shell's job; ["sleep", seconds]. Everything the terminal showed goes to stdout; the exit status is the
 command's, or 99 when an expect timed out (then the command is killed).
 """
 
@@ -24,6 +25,22 @@ import time
 
 def set_size(fd, rows, cols):
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def running(argv):
+    """Whether a live process has exactly argv (its argv[0] compared by its base name)."""
+    wanted = [a.encode() for a in argv]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                args = f.read().split(b"\0")[:-1]
+        except OSError:
+            continue
+        if args and os.path.basename(args[0]) == wanted[0] and args[1:] == wanted[1:]:
+            return True
+    return False
 
 
 def main():
@@ -62,6 +79,15 @@ def main():
             os.write(fd, step[1].encode())
         elif step[0] == "resize":
             set_size(fd, step[1], step[2])
+        elif step[0] == "running":
+            deadline = time.monotonic() + 30
+            while not running(step[1:]):
+                if read(0.05) == b"" or time.monotonic() > deadline:
+                    sys.stdout.buffer.write(shown)
+                    sys.stderr.write("pty-driver: no process %r\n" % (step[1:],))
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    return 99
         elif step[0] == "sleep":
             time.sleep(step[1])
     while read(60):

@@ -159,7 +159,7 @@ test('a helper killed mid-task rejects the pending tasks at once, and every late
   for (const task of tasks) {
     await assert.rejects(task, (err) => err.name === 'HelperExitedError' && /SIGKILL/.test(err.message));
   }
-  assert.ok(Date.now() - killedAt < 5000, 'rejected promptly');
+  assert.ok(Date.now() - killedAt < 15000, 'rejected promptly'); // sleep 30 would run on; slack for a loaded machine
   await assert.rejects(own.runTask({ root: '/', command: ['/bin/true'] }), { name: 'HelperExitedError' });
   await own.close();
 });

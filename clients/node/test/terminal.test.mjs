@@ -36,6 +36,7 @@ test('--terminal opens a sandboxed shell in the terminal it runs in', async () =
   // `re""sized`, `al""ive`: what the shell prints, not the echo of what was typed. Lines
   // end in \r\r\n here: Node's raw mode (libuv's) keeps the local terminal's ONLCR, which
   // adds a \r to the sandbox terminal's \r\n (a terminal shows both the same).
+  const job = `100.${process.pid}`; // sleep 100, an argument no other process has
   const script = [
     ['expect', '# '],
     ['send', 'stty size\r'], // Enter is \r on a terminal
@@ -43,9 +44,9 @@ test('--terminal opens a sandboxed shell in the terminal it runs in', async () =
     ['resize', 40, 120], // the local SIGWINCH: the example passes the size on
     ['send', 'until [ "$(stty size)" = "40 120" ]; do sleep 0.1; done; echo re""sized\r'],
     ['expect', 'resized\r'],
-    ['send', 'sleep 100\r'],
-    ['expect', 'sleep 100\r'],
-    ['sleep', 0.3],
+    ['send', `sleep ${job}\r`],
+    ['expect', `sleep ${job}\r`], // the echo: the shell read the line
+    ['running', 'sleep', job], // and its job runs (a Ctrl-C before it would reach the shell, and sleep 100 outlast the expect)
     ['send', '\x03echo al""ive\r'], // Ctrl-C reaches the sandbox's foreground job, not the example
     ['expect', 'alive\r'],
     ['send', 'echo hi; exit 7\r'],

@@ -29,7 +29,8 @@ class ThreadsTest(HelperTestCase):
             self.assertEqual(result.stdout, b"run %d\n" % i)
             self.assertEqual(result.stderr, b"err %d\n" % i)
         self.assertEqual(len({r.sandbox_id for r in results}), N)
-        self.assertLess(elapsed, N * 1.0 * 0.5, "runs must overlap (%.1f s for %d runs of 1 s)" % (elapsed, N))
+        # one after another they take N s and more; a loaded 2-core CI starts 16 sandboxes slowly
+        self.assertLess(elapsed, N * 1.0 * 0.9, "runs must overlap (%.1f s for %d runs of 1 s)" % (elapsed, N))
 
     def test_threads_streaming_and_signalling(self):
         # Streams of concurrent runs never get mixed up.
@@ -70,7 +71,7 @@ class AsyncGatherTest(unittest.TestCase):
         for i, result in enumerate(results):
             self.assertEqual((result.status, result.exit_code), ("exited", i % 5), result.describe())
             self.assertEqual(result.stdout, b"async %d\n" % i)
-        self.assertLess(elapsed, N * 0.5)
+        self.assertLess(elapsed, N * 0.9)  # one after another they take N s and more
 
 
 if __name__ == "__main__":

@@ -83,12 +83,13 @@ class CrashTest(SharedRootfs, unittest.TestCase):
         killed_at = time.monotonic()
         os.kill(helper.pid, signal.SIGKILL)
 
-        thread.join(10)
+        thread.join(20)
         self.assertFalse(thread.is_alive(), "the pending run() must not hang")
         self.assertIsInstance(outcome.get("error"), HelperDied, outcome)
-        self.assertLess(outcome["at"] - killed_at, 5, "HelperDied must come promptly")
+        # promptly: well before the ~30 s sleep would end, with slack for a loaded machine
+        self.assertLess(outcome["at"] - killed_at, 15, "HelperDied must come promptly")
         with self.assertRaises(HelperDied) as caught:
-            handle.wait(timeout=5)
+            handle.wait(timeout=15)
         message = str(caught.exception)
         self.assertIn("died", message)
         self.assertEqual(caught.exception.returncode, -signal.SIGKILL)
@@ -100,10 +101,11 @@ class CrashTest(SharedRootfs, unittest.TestCase):
             helper.run(["true"], root=self.rootfs)
         with self.assertRaises(HelperDied):
             helper.list()
-        self.assertLess(time.monotonic() - start, 1)
+        self.assertLess(time.monotonic() - start, 5)  # at once: no wait on the dead helper (slack for a loaded machine)
         self.assertFalse(helper.alive)
 
-        self.assertTrue(wait_until(lambda: not processes_with_args("sleep", marker), 10),
+        # the watchdog's look through /proc takes seconds on a loaded machine
+        self.assertTrue(wait_until(lambda: not processes_with_args("sleep", marker), 30),
                         "the sandboxes must die with the helper: %s" % processes_with_args("sleep", marker))
 
     def test_async_kill_9(self):
@@ -118,7 +120,7 @@ class CrashTest(SharedRootfs, unittest.TestCase):
                 await sandbox.wait_started(30)
                 os.kill(helper.pid, signal.SIGKILL)
                 with self.assertRaises(HelperDied):
-                    await sandbox.wait(timeout=5)
+                    await sandbox.wait(timeout=15)
                 with self.assertRaises(HelperDied):
                     await helper.run(["true"], root=self.rootfs)
             finally:

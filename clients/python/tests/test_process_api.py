@@ -9,11 +9,10 @@ import os
 import stat
 import subprocess
 import tempfile
-import time
 import unittest
 from unittest import mock
 
-from support import HelperTestCase
+from support import HelperTestCase, processes_with_args, unique_sleep_arg, wait_until
 
 import bwrapd
 
@@ -111,9 +110,11 @@ class ControlResultsTest(HelperTestCase):
         self.assertEqual(sandbox.wait().signal_number, 9)
 
     def test_cancelled_run_carries_its_result(self):
-        sandbox = self.helper.start(["sh", "-c", "echo before; sleep 30"], root=self.rootfs, text=True)
+        arg = unique_sleep_arg()
+        sandbox = self.helper.start(["sh", "-c", "echo before; exec sleep " + arg], root=self.rootfs, text=True)
         sandbox.wait_started(30)
-        time.sleep(0.5)  # for the echo to run
+        # the echo has run once the sleep does (a fixed 0.5 s could end first on a loaded machine)
+        self.assertTrue(wait_until(lambda: processes_with_args("sleep", arg), 30), "the sleep never ran")
         sandbox.cancel()
         with self.assertRaises(bwrapd.RequestCancelled) as caught:
             sandbox.wait(timeout=30)

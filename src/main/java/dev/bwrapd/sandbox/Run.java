@@ -622,10 +622,15 @@ final class Run {
      * The run's timers: the timeout, the end of a kill's grace, the CPU limit's next look; what is
      * due is done. Also run while the listener waits for room for streamed output (a client that
      * does not read, a budget others fill): a sandbox that the wait holds up on its pipe is still
-     * timed, its other processes too. When the next one is due (Long.MAX_VALUE: none is).
+     * timed, its other processes too. When the next one is due (Long.MAX_VALUE: none is, or the
+     * sandbox has ended).
      */
     private long keepTime() {
         long now = System.nanoTime();
+        long due = Math.min(Math.min(timeoutAt, sandbox.killDeadline()), cpuCheckAt);
+        // A limit that runs out once the sandbox has ended (its last output may still wait for the
+        // client, and this loop not have seen the end yet) changes nothing: it ended in time.
+        if (now >= due && hasEnded()) return Long.MAX_VALUE;
         if (now >= timeoutAt) {
             timeoutAt = Long.MAX_VALUE;
             if (awaitingCommand || initPid == 0) sandbox.kill(Sandbox.Ending.TIMED_OUT); // nothing to give grace to yet
@@ -641,6 +646,20 @@ final class Run {
         }
         if (now >= cpuCheckAt) cpuCheckAt = watchCpu(now);
         return Math.min(Math.min(timeoutAt, killAt), cpuCheckAt);
+    }
+
+    /** Whether bwrap and the init have both exited: as this loop saw, or as their pidfds say now. */
+    private boolean hasEnded() {
+        return (bwrapEnded || pidfdSaysEnded(BWRAP)) && (initPid == 0 || initEnded || pidfdSaysEnded(INIT));
+    }
+
+    private boolean pidfdSaysEnded(int slot) {
+        if (fds[slot] < 0) return false;
+        try {
+            return Libc.poll(new int[] {fds[slot]}, new short[] {Libc.POLLIN}, new short[1], 1, 0) == 1;
+        } catch (Libc.Error e) {
+            return false;
+        }
     }
 
     /**

@@ -515,6 +515,52 @@ class RobustnessIT {
     }
 
     /**
+     * A command that wrote its output and ended before its timeout is "exited", however long that
+     * output then waits for the client: the timeout ran out while the run's thread waited for room
+     * for its last output, before it could see the end, and the run was reported timed out.
+     */
+    @Test
+    void aRunThatEndedInTimeIsNotTimedOutWhileItsOutputWaitsForTheClient() throws Exception {
+        String marker = ProcessSupport.newMarker();
+        Path out = Files.createTempDirectory("bwrapd-ended-in-time");
+        try (TestRoot own = TestRoot.create(); Lean bwrapd = new Lean(false, "--max-memory", "1048576")) {
+            // More than the client's pipe and the queue take (so the run's thread waits for room), less
+            // than they and the sandbox's pipe take (so the command can end all the same): measured
+            // here, the run's thread waits from ~150 KB on, and the command is held from ~270 KB on.
+            ObjectNode burst = ProcessSupport.mount(ProcessSupport.runParams(own, null, marker,
+                    "yes " + PATTERN.strip() + " | head -c 200000; touch /out/done; exit 7"), out, "/out");
+            long timeoutMs = 8_000;
+            burst.put("stdout", "stream").put("timeoutMs", timeoutMs);
+            long sent = System.nanoTime();
+            bwrapd.send(request(1, "sandbox/run", burst));
+            while (!Files.exists(out.resolve("done")) && System.nanoTime() - sent < TimeUnit.SECONDS.toNanos(60)) Thread.sleep(10);
+            long endedMs = (System.nanoTime() - sent) / 1_000_000;
+            Assumptions.assumeTrue(endedMs < timeoutMs - 1_000, "the machine took " + endedMs + " ms to run the command");
+            Thread.sleep(timeoutMs + 1_000 - endedMs); // past the timeout, the output still unread
+            bwrapd.startReading();
+            long streamed = 0;
+            JsonNode run;
+            while (true) {
+                JsonNode message = bwrapd.next();
+                if (message.has("id")) {
+                    run = message;
+                    break;
+                }
+                if (message.path("method").asText().equals("sandbox/output")) streamed += message.at("/params/text").asText().length();
+            }
+            JsonNode result = run;
+            assertEquals("exited", result.at("/result/status").asText(), result::toString);
+            assertEquals(7, result.at("/result/exitCode").asInt(), result::toString);
+            assertEquals(200000, streamed, "all of the output");
+            bwrapd.send("{\"jsonrpc\":\"2.0\",\"method\":\"exit\"}\n");
+            assertEquals(1, bwrapd.waitFor(), bwrapd.log());
+        } finally {
+            Files.deleteIfExists(out.resolve("done"));
+            Files.delete(out);
+        }
+    }
+
+    /**
      * Review finding: a client that closes its input without reading (a "close stdin, then wait"
      * bug) while a run streams: the run's thread waited for room for ever, so bwrapd ended after
      * its bounded wait with the run's root not cleaned up (bwrap's mount points left in it). The

@@ -257,14 +257,20 @@ class ProcessControlIT {
         assertTrue(r.path("cleanup").path("ok").asBoolean(), r.toString());
     }
 
-    @Test
-    void terminateWithGraceSendsSigtermFirst() throws Exception {
-        String id = newId("grace");
+    /** A run that writes "got-term" to /out/log and exits 0 on SIGTERM, once it runs (its output said "ready"). */
+    private CompletableFuture<JsonNode> startTrappingTerm(String id) throws Exception {
         ObjectNode params = mount(runParams(root, id, marker,
                 "trap 'echo got-term >> /out/log; exit 0' TERM; echo ready; while :; do sleep 0.05; done"), out, "/out");
         params.put("stdout", "stream");
         CompletableFuture<JsonNode> response = run(params);
         client.awaitOutput(id, "ready", START);
+        return response;
+    }
+
+    @Test
+    void terminateWithGraceSendsSigtermFirst() throws Exception {
+        String id = newId("grace");
+        CompletableFuture<JsonNode> response = startTrappingTerm(id);
         long t0 = System.nanoTime();
         bwrapd.call("sandbox/terminate", Map.of("sandboxId", id, "graceMs", 20_000));
         JsonNode r = result(response, START);
@@ -347,11 +353,7 @@ class ProcessControlIT {
         assertTrue(r.path("limitExceeded").isNull(), r.toString());
 
         String id = newId("long-grace");
-        ObjectNode graced = mount(runParams(root, id, marker,
-                "trap 'echo got-term >> /out/log; exit 0' TERM; echo ready; while :; do sleep 0.05; done"), out, "/out");
-        graced.put("stdout", "stream");
-        CompletableFuture<JsonNode> response = run(graced);
-        client.awaitOutput(id, "ready", START);
+        CompletableFuture<JsonNode> response = startTrappingTerm(id);
         bwrapd.call("sandbox/terminate", Map.of("sandboxId", id, "graceMs", centuries));
         JsonNode t = result(response, START);
         assertEquals("got-term\n", Files.readString(out.resolve("log")), "the grace was none: killed before the trap ran");

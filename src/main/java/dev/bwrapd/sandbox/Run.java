@@ -627,25 +627,29 @@ final class Run {
      */
     private long keepTime() {
         long now = System.nanoTime();
-        long due = Math.min(Math.min(timeoutAt, sandbox.killDeadline()), cpuCheckAt);
+        long next = nextTimer();
+        if (now < next) return next;
         // A limit that runs out once the sandbox has ended (its last output may still wait for the
         // client, and this loop not have seen the end yet) changes nothing: it ended in time.
-        if (now >= due && hasEnded()) return Long.MAX_VALUE;
+        if (hasEnded()) return Long.MAX_VALUE;
         if (now >= timeoutAt) {
             timeoutAt = Long.MAX_VALUE;
             if (awaitingCommand || initPid == 0) sandbox.kill(Sandbox.Ending.TIMED_OUT); // nothing to give grace to yet
             else runner.terminate(sandbox, Sandbox.Ending.TIMED_OUT, spec.killGraceMs());
         }
         long killAt = sandbox.killDeadline();
-        if (killAt == graceEnded) {
-            killAt = Long.MAX_VALUE;
-        } else if (now >= killAt) {
+        if (killAt != graceEnded && now >= killAt) {
             sandbox.kill(sandbox.ending());
             graceEnded = killAt;
-            killAt = Long.MAX_VALUE;
         }
         if (now >= cpuCheckAt) cpuCheckAt = watchCpu(now);
-        return Math.min(Math.min(timeoutAt, killAt), cpuCheckAt);
+        return nextTimer();
+    }
+
+    /** When the next timer is due: the timeout, a kill grace's end (one not yet acted on), the CPU limit's next look. */
+    private long nextTimer() {
+        long killAt = sandbox.killDeadline();
+        return Math.min(Math.min(timeoutAt, killAt == graceEnded ? Long.MAX_VALUE : killAt), cpuCheckAt);
     }
 
     /** Whether bwrap and the init have both exited: as this loop saw, or as their pidfds say now. */

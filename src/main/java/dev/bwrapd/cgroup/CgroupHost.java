@@ -228,7 +228,6 @@ public final class CgroupHost {
         return dir.startsWith(mountPoint) ? dir : null;
     }
 
-    /** Writable, and spelled without blank space (the watchdog's shell keeps paths in a blank-separated list). */
     /** The deepest directory both are in (both absolute and normal), or null. */
     static Path commonAncestor(Path a, Path b) {
         Path common = a.getRoot();
@@ -239,6 +238,7 @@ public final class CgroupHost {
         return common;
     }
 
+    /** Writable, and spelled without blank space (the watchdog's shell keeps paths in a blank-separated list). */
     private static boolean writable(Path dir) {
         return !dir.toString().matches(".*\\s.*") && Files.isDirectory(dir) && Files.isWritable(dir) && Files.isWritable(dir.resolve("cgroup.procs"));
     }

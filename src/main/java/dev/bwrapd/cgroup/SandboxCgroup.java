@@ -144,8 +144,12 @@ public final class SandboxCgroup {
 
     private void limit(CgroupHost host, Limits limits) throws IOException {
         if (v2 != null) {
-            optional(v2.resolve("cgroup.max.depth"), Integer.toString(MAX_DEPTH));
-            optional(v2.resolve("cgroup.max.descendants"), Integer.toString(MAX_DESCENDANTS));
+            try { // every v2 cgroup has them (4.14 on): written without a look first
+                CgroupFiles.write(v2.resolve("cgroup.max.depth"), Integer.toString(MAX_DEPTH));
+                CgroupFiles.write(v2.resolve("cgroup.max.descendants"), Integer.toString(MAX_DESCENDANTS));
+            } catch (IOException e) {
+                // an older kernel: no caps
+            }
         }
         if (limits.memoryBytes() != null) {
             String bytes = Long.toString(limits.memoryBytes());
@@ -219,21 +223,55 @@ public final class SandboxCgroup {
             freeze(true);
             Set<Integer> members = members();
             for (int pid : members) Libc.kill(pid, Signals.SIGKILL);
-            freeze(false);
+            thawAll();
             if (members.isEmpty()) return true;
             sleepBriefly();
         }
         return false;
     }
 
+    /** Every process in the sandbox's cgroups and in those it made below them. */
     Set<Integer> members() {
         Set<Integer> pids = new LinkedHashSet<>();
-        for (Path dir : directories()) {
-            String text = CgroupFiles.read(dir.resolve(LEAF).resolve("cgroup.procs"));
+        for (Path dir : tree()) {
+            String text = CgroupFiles.read(dir.resolve("cgroup.procs"));
             if (text == null) continue;
             for (String line : text.split("\n")) if (!line.isBlank()) pids.add(Integer.parseInt(line.trim()));
         }
         return pids;
+    }
+
+    /**
+     * Thaws the v1 freezer cgroup and every one below it: a v1 frozen process dies of SIGKILL only
+     * once thawed, and a sandbox can freeze a cgroup it made below its own (a review made its run
+     * unkillable that way), whose own state a thawed parent leaves as it is.
+     */
+    private void thawAll() {
+        if (!v1.containsKey("freezer")) {
+            freeze(false);
+            return;
+        }
+        for (Path dir : tree()) { // parents before what is below them
+            if (!dir.startsWith(v1.get("freezer"))) continue;
+            try {
+                CgroupFiles.write(dir.resolve("freezer.state"), "THAWED");
+            } catch (IOException e) {
+                // gone meanwhile
+            }
+        }
+    }
+
+    /** The sandbox's cgroup directories and every directory below them (a sandbox may make cgroups below its own). */
+    private List<Path> tree() {
+        List<Path> dirs = new ArrayList<>();
+        for (Path dir : directories()) {
+            try (var walk = Files.walk(dir)) {
+                walk.filter(p -> Files.isDirectory(p, java.nio.file.LinkOption.NOFOLLOW_LINKS)).forEach(dirs::add);
+            } catch (IOException | java.io.UncheckedIOException e) {
+                dirs.add(dir); // gone, or changing under the walk: at least the cgroup itself
+            }
+        }
+        return dirs;
     }
 
     /** Freezes ({@code true}) or thaws every process of the sandbox; whether that could be asked. */

@@ -29,7 +29,7 @@ public final class Watchdog {
      * its stat); "-ID" drops that too (a cgroup's path, which may hold an '@', is taken whole). The lines are followed by awk where there is one: sh's {@code read} takes a pipe a
      * byte at a time, a system call per byte, ~150 per run (0.3–0.4 ms of CPU per run here); awk
      * reads them in blocks. At end of input every cgroup left is killed (cgroup.kill; on v1, SIGKILL to each
-     * member of it and of the cgroups below it, thawed, until it is empty) and every group left told as unmarked; then, after one look
+     * member of it and of the cgroups below it, each cgroup thawed, until it is empty) and every group left told as unmarked; then, after one look
      * at /proc for processes marked with $1, every other group left that has a marked member (every
      * group left, without a mark or should the look not finish within 5 s: a process whose memory is
      * locked can hold up a read of its command line; each look is so bounded where `timeout` is),
@@ -69,7 +69,7 @@ public final class Watchdog {
             third() { echo "$3"; }
             started() { shift 19; echo "$1"; }
             rmtree() { for d in "$1"/*/ "$1"/.[!.]*/ "$1"/..?*/; do [ ! -d "$d" ] || rmtree "${d%/}"; done; rmdir "$1"; }
-            killtree() { for d in "$1"/*/ "$1"/.[!.]*/ "$1"/..?*/; do [ ! -d "$d" ] || killtree "${d%/}"; done; kill -9 $(cat "$1/cgroup.procs"); }
+            killtree() { for d in "$1"/*/ "$1"/.[!.]*/ "$1"/..?*/; do [ ! -d "$d" ] || killtree "${d%/}"; done; kill -9 $(cat "$1/cgroup.procs"); [ ! -e "$1/freezer.state" ] || echo THAWED > "$1/freezer.state"; }
             look() {
               if command -v timeout >/dev/null; then timeout -s KILL 5 grep -l -a -s "$1" /proc/[0-9]*/cmdline
               else grep -l -a -s "$1" /proc/[0-9]*/cmdline; fi
@@ -94,7 +94,7 @@ public final class Watchdog {
               case $id in /*)
                 n=0
                 while [ -d "$id" ] && ! rmtree "$id" && [ $n -lt 500 ]; do
-                  [ -e "$id/cgroup.kill" ] || { killtree "$id"; [ ! -e "$id/freezer.state" ] || echo THAWED > "$id/freezer.state"; }
+                  [ -e "$id/cgroup.kill" ] || killtree "$id"
                   sleep 0.01; n=$((n+1))
                 done ;;
               esac

@@ -68,8 +68,8 @@ public final class Watchdog {
             done 2>/dev/null
             third() { echo "$3"; }
             started() { shift 19; echo "$1"; }
-            rmtree() { for d in "$1"/*/ "$1"/.[!.]*/ "$1"/..?*/; do [ ! -d "$d" ] || rmtree "${d%/}"; done; rmdir "$1"; }
-            killtree() { for d in "$1"/*/ "$1"/.[!.]*/ "$1"/..?*/; do [ ! -d "$d" ] || killtree "${d%/}"; done; kill -9 $(cat "$1/cgroup.procs"); [ ! -e "$1/freezer.state" ] || echo THAWED > "$1/freezer.state"; }
+            below() { for d in "$2"/*/ "$2"/.[!.]*/ "$2"/..?*/; do [ ! -d "$d" ] || below "$1" "${d%/}"; done; "$1" "$2"; }
+            killone() { kill -9 $(cat "$1/cgroup.procs"); [ ! -e "$1/freezer.state" ] || echo THAWED > "$1/freezer.state"; }
             look() {
               if command -v timeout >/dev/null; then timeout -s KILL 5 grep -l -a -s "$1" /proc/[0-9]*/cmdline
               else grep -l -a -s "$1" /proc/[0-9]*/cmdline; fi
@@ -93,8 +93,8 @@ public final class Watchdog {
             for id in $live; do
               case $id in /*)
                 n=0
-                while [ -d "$id" ] && ! rmtree "$id" && [ $n -lt 500 ]; do
-                  [ -e "$id/cgroup.kill" ] || killtree "$id"
+                while [ -d "$id" ] && ! below rmdir "$id" && [ $n -lt 500 ]; do
+                  [ -e "$id/cgroup.kill" ] || below killone "$id"
                   sleep 0.01; n=$((n+1))
                 done ;;
               esac

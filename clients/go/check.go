@@ -80,9 +80,9 @@ func invalidStdin(s Stdin, path string) string {
 		return ""
 	}
 	switch s.kind {
-	case 1:
+	case kindText:
 		return join(path, "text")
-	case 3:
+	case kindFile:
 		return join(path, "file")
 	}
 	return ""

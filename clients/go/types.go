@@ -144,35 +144,45 @@ func Millis(d time.Duration) *int64 { ms := d.Milliseconds(); return &ms }
 // Stdin is the command's standard input. Build one with StdinNull, StdinText,
 // StdinBytes, StdinFile or StdinStream.
 type Stdin struct {
-	kind int // 0 null, 1 text, 2 bytes, 3 file, 4 stream
-	text string
+	kind stdinKind
+	text string // the text, or the file's path
 	data []byte
 }
+
+type stdinKind int
+
+const (
+	kindNull stdinKind = iota
+	kindText
+	kindBytes
+	kindFile
+	kindStream
+)
 
 // StdinNull connects stdin to /dev/null (the server default).
 func StdinNull() *Stdin { return &Stdin{} }
 
 // StdinText feeds s to the command.
-func StdinText(s string) *Stdin { return &Stdin{kind: 1, text: s} }
+func StdinText(s string) *Stdin { return &Stdin{kind: kindText, text: s} }
 
 // StdinBytes feeds b to the command (sent base64-encoded).
-func StdinBytes(b []byte) *Stdin { return &Stdin{kind: 2, data: b} }
+func StdinBytes(b []byte) *Stdin { return &Stdin{kind: kindBytes, data: b} }
 
 // StdinFile feeds the host file at path to the command.
-func StdinFile(path string) *Stdin { return &Stdin{kind: 3, text: path} }
+func StdinFile(path string) *Stdin { return &Stdin{kind: kindFile, text: path} }
 
 // StdinStream feeds the command what is written to Sandbox.Stdin() while it runs.
-func StdinStream() *Stdin { return &Stdin{kind: 4} }
+func StdinStream() *Stdin { return &Stdin{kind: kindStream} }
 
 func (s Stdin) MarshalJSON() ([]byte, error) {
 	switch s.kind {
-	case 1:
+	case kindText:
 		return json.Marshal(map[string]string{"text": s.text})
-	case 2:
+	case kindBytes:
 		return json.Marshal(map[string]string{"base64": base64.StdEncoding.EncodeToString(s.data)})
-	case 3:
+	case kindFile:
 		return json.Marshal(map[string]string{"file": s.text})
-	case 4:
+	case kindStream:
 		return []byte(`"stream"`), nil
 	default:
 		return []byte(`"null"`), nil

@@ -4,7 +4,9 @@ import com.fasterxml.jackson.core.JsonFactory;
 import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.StreamReadConstraints;
 import com.fasterxml.jackson.core.JsonToken;
+import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectReader;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.bwrapd.jsonrpc.ErrorCodes;
 import org.junit.jupiter.api.AfterAll;
@@ -30,6 +32,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 
@@ -351,36 +354,59 @@ class RobustnessIT {
 
     // ----- signals -----
 
+    /**
+     * Each case has a root of its own: a failed case leaves bwrap's mount points in it, which must not
+     * turn the next case's comparison into a failure of its own. The helper starts with the signals
+     * at their defaults whatever the test's own (a background job of a shell ignores SIGINT, nohup
+     * SIGHUP), so the signal is always handled here: ignoring is the next test's case.
+     */
     @ParameterizedTest
     @ValueSource(strings = {"TERM", "INT", "HUP"})
     void aTerminatingSignalEndsEveryRunCleanly(String signal) throws Exception {
-        TreeMap<String, String> before = root.snapshot();
-        try (Lean bwrapd = new Lean()) {
-            for (int i = 0; i < 3; i++) bwrapd.send(request(i, "sandbox/run", Runs.sh(root, "sleep 60")));
+        try (TestRoot own = TestRoot.create(); Lean bwrapd = Lean.withSignals("--default-signal=TERM,INT,HUP")) {
+            TreeMap<String, String> before = own.snapshot();
+            for (int i = 0; i < 3; i++) bwrapd.send(request(i, "sandbox/run", Runs.sh(own, "sleep 60")));
             for (int started = 0; started < 3; ) {
                 if ("sandbox/started".equals(bwrapd.next().path("method").asText())) started++;
             }
-            int number = switch (signal) { case "TERM" -> 15; case "INT" -> 2; default -> 1; };
-            // A helper started with the signal ignored (nohup; a background job of a shell without job
-            // control ignores SIGINT) keeps ignoring it, as the JVM does: it serves on.
-            boolean ignored = ignores(bwrapd.process.pid(), number);
-            Process kill = new ProcessBuilder("kill", "-" + signal, Long.toString(bwrapd.process.pid())).start();
-            assertEquals(0, kill.waitFor());
-            if (ignored) {
-                bwrapd.send(request(10, "sandbox/list", null));
-                assertEquals(3, bwrapd.answers(1).get(10L).get("result").size());
-                bwrapd.closeInput();
-                assertEquals(0, bwrapd.waitFor(), bwrapd.log());
-            } else {
-                Map<Long, JsonNode> answers = bwrapd.answers(3);
-                for (JsonNode answer : answers.values()) {
-                    assertEquals("signaled", answer.at("/result/status").asText(), answer::toString);
-                    assertTrue(answer.at("/result/cleanup/ok").asBoolean(), answer::toString);
-                }
-                assertEquals(128 + number, bwrapd.waitFor(), bwrapd.log());
+            int number = signalNumber(signal);
+            assertFalse(ignores(bwrapd.process.pid(), number), "the helper was started with SIG" + signal + " at its default");
+            assertEquals(0, new ProcessBuilder("kill", "-" + signal, Long.toString(bwrapd.process.pid())).start().waitFor());
+            Map<Long, JsonNode> answers = bwrapd.answers(3);
+            for (JsonNode answer : answers.values()) {
+                assertEquals("signaled", answer.at("/result/status").asText(), answer::toString);
+                assertTrue(answer.at("/result/cleanup/ok").asBoolean(), answer::toString);
             }
+            assertEquals(128 + number, bwrapd.waitFor(), bwrapd.log());
+            assertEquals(before, own.snapshot(), "the root is as it was: every cleanup ran");
         }
-        assertEquals(before, root.snapshot(), "the root is as it was: every cleanup ran");
+    }
+
+    /**
+     * A helper started with SIGINT and SIGHUP ignored (nohup; a background job of a shell without job
+     * control) keeps ignoring them, as the JVM does: it serves on, its runs go on, and it exits 0
+     * at the end of its input.
+     */
+    @Test
+    void aSignalIgnoredAtStartStaysIgnored() throws Exception {
+        try (TestRoot own = TestRoot.create(); Lean bwrapd = Lean.withSignals("--ignore-signal=INT,HUP")) {
+            for (int i = 0; i < 3; i++) bwrapd.send(request(i, "sandbox/run", Runs.sh(own, "sleep 60")));
+            for (int started = 0; started < 3; ) {
+                if ("sandbox/started".equals(bwrapd.next().path("method").asText())) started++;
+            }
+            for (String signal : List.of("INT", "HUP")) {
+                assertTrue(ignores(bwrapd.process.pid(), signalNumber(signal)), "the helper was started with SIG" + signal + " ignored");
+                assertEquals(0, new ProcessBuilder("kill", "-" + signal, Long.toString(bwrapd.process.pid())).start().waitFor());
+            }
+            bwrapd.send(request(10, "sandbox/list", null));
+            assertEquals(3, bwrapd.answers(1).get(10L).get("result").size());
+            bwrapd.closeInput();
+            assertEquals(0, bwrapd.waitFor(), bwrapd.log());
+        }
+    }
+
+    private static int signalNumber(String signal) {
+        return switch (signal) { case "TERM" -> 15; case "INT" -> 2; case "HUP" -> 1; default -> throw new IllegalArgumentException(signal); };
     }
 
     /**
@@ -393,9 +419,9 @@ class RobustnessIT {
         String marker = ProcessSupport.newMarker();
         try (TestRoot own = TestRoot.create()) {
             Path log = Files.createTempFile("bwrapd-robustness-", ".log");
-            Process helper = new ProcessBuilder(BwrapdProcess.command("--max-memory", "1048576")).redirectError(log.toFile()).start();
+            Process helper = new ProcessBuilder(Lean.signalsThen("--default-signal=TERM", BwrapdProcess.command("--max-memory", "1048576")))
+                    .redirectError(log.toFile()).start();
             try {
-                Assumptions.assumeFalse(ignores(helper.pid(), 15), "started with SIGTERM ignored");
                 ObjectNode flood = ProcessSupport.runParams(own, null, marker, "yes " + PATTERN.strip() + "; sleep 1000");
                 flood.put("stdout", "stream");
                 String requests = request(1, "sandbox/run", ProcessSupport.runParams(own, null, marker, "sleep 1000"))
@@ -741,6 +767,11 @@ class RobustnessIT {
         private final Path log;
         private final BlockingQueue<byte[]> lines = new LinkedBlockingQueue<>();
         private static final byte[] END = new byte[0];
+        private static final ObjectReader WHOLE_LINE = JSON.reader().with(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+        /** What followed the last newline when stdout ended (null: nothing); set before readerEnded. */
+        private volatile byte[] unterminated;
+        private final CountDownLatch readerEnded = new CountDownLatch(1);
+        private boolean readingStarted;
 
         Lean(String... args) throws IOException {
             this(true, args);
@@ -748,13 +779,29 @@ class RobustnessIT {
 
         /** A helper whose stdout is read from the start, or only once {@link #startReading} is called. */
         Lean(boolean reading, String... args) throws IOException {
+            this(reading, BwrapdProcess.command(args));
+        }
+
+        private Lean(boolean reading, List<String> command) throws IOException {
             log = Files.createTempFile("bwrapd-robustness-", ".log");
-            process = new ProcessBuilder(BwrapdProcess.command(args)).redirectError(log.toFile()).start();
+            process = new ProcessBuilder(command).redirectError(log.toFile()).start();
             in = process.getOutputStream();
             if (reading) startReading();
         }
 
+        /** A helper started by coreutils' env with these signal options (--default-signal=..., --ignore-signal=...). */
+        static Lean withSignals(String signals, String... args) throws IOException {
+            return new Lean(true, signalsThen(signals, BwrapdProcess.command(args)));
+        }
+
+        static List<String> signalsThen(String signals, List<String> command) {
+            List<String> env = new ArrayList<>(List.of("env", signals));
+            env.addAll(command);
+            return env;
+        }
+
         void startReading() {
+            readingStarted = true;
             Thread.ofPlatform().daemon().name("lean-reader").start(this::read);
         }
 
@@ -774,10 +821,12 @@ class RobustnessIT {
                     }
                     line.write(buffer, start, n - start);
                 }
+                if (line.size() > 0) unterminated = line.toByteArray();
             } catch (IOException e) {
                 // the helper is gone
             } finally {
                 lines.add(END);
+                readerEnded.countDown();
             }
         }
 
@@ -792,8 +841,9 @@ class RobustnessIT {
             return line;
         }
 
+        /** One message a line, and nothing after it (readTree alone would ignore what follows a value). */
         JsonNode next() throws Exception {
-            return JSON.readTree(nextLine());
+            return WHOLE_LINE.readTree(nextLine());
         }
 
         /** The next response (notifications skipped). */
@@ -840,6 +890,11 @@ class RobustnessIT {
             }
             if (!process.waitFor(30, TimeUnit.SECONDS)) process.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
             Files.deleteIfExists(log);
+            // stdout is the protocol's alone: whatever the helper wrote last ends its line.
+            if (readingStarted && readerEnded.await(10, TimeUnit.SECONDS) && unterminated != null) {
+                fail("bwrapd's stdout ended in an unterminated line: "
+                        + new String(unterminated, 0, Math.min(unterminated.length, 300), StandardCharsets.UTF_8));
+            }
         }
     }
 }

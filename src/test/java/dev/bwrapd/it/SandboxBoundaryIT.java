@@ -324,25 +324,22 @@ class SandboxBoundaryIT {
     @Test
     void whatAKilledHelperLeftIsRemovedByTheNextRunOnTheRoot() throws Exception {
         TreeMap<String, String> before = root.snapshot();
+        String marker = ProcessSupport.newMarker();
         try (BwrapdProcess doomed = BwrapdProcess.start()) {
             Runs.initialize(doomed);
-            ObjectNode p = sh(root, "sleep 60");
-            p.put("sandboxId", "doomed");
+            ObjectNode p = ProcessSupport.runParams(root, "doomed", marker, "sleep 60");
             p.put("devShm", true);
             p.set("mounts", Runs.JSON.createArrayNode().add(mount(victim.toString(), "/a/b", true)));
             doomed.requestAsync("sandbox/run", p);
             Runs.awaitNotification(doomed, "sandbox/started", "doomed", java.time.Duration.ofSeconds(30));
+            assertTrue(Files.exists(root.path().resolve("a/b")), "the run made its mount point in the root");
             doomed.process().destroyForcibly(); // SIGKILL: no cleanup
             doomed.process().waitFor();
         }
-        // the watchdog's look through /proc takes seconds on a loaded machine (a soak beside it took 13 s)
-        long deadline = System.nanoTime() + 30_000_000_000L;
-        while (Files.exists(root.path().resolve("dev/null")) && root.snapshot().equals(before)) Thread.sleep(10);
+        // The watchdog ends the killed helper's sandbox (its look through /proc takes seconds on a
+        // loaded machine: a soak beside it took 13 s); the next run must not race a live one.
+        ProcessSupport.awaitNoSurvivors(marker, java.time.Duration.ofSeconds(30), "the helper's SIGKILL");
         assertTrue(Files.exists(root.path().resolve("a/b")), "the killed run left its mount points behind");
-        while (System.nanoTime() < deadline && ProcessHandle.allProcesses().anyMatch(h -> h.info().commandLine().orElse("").contains("sleep 60")
-                && h.info().commandLine().orElse("").contains(root.toString()))) {
-            Thread.sleep(20);
-        }
         JsonNode next = run(bwrapd, sh(root, "true"));
         assertExited(next, 0);
         Runs.assertSameTree(before, root.snapshot(), "the next run must leave the root as it was before the killed one");

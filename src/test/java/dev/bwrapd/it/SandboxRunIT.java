@@ -85,6 +85,48 @@ class SandboxRunIT {
         assertEquals(-32003, e.get("code").asInt(), e::toString);
         assertContains(e.get("message").asText(), "no-such-tool-xyz");
         assertEquals("no-such-tool-xyz", e.path("data").path("command").asText(), e::toString);
+        // data.root is the request's root as a path: its spelling kept, only a trailing / dropped.
+        String parent = root.path().getParent().toString(), name = root.path().getFileName().toString();
+        ObjectNode spelled = params(root, "no-such-tool-xyz");
+        spelled.put("root", parent + "/./" + name + "/");
+        JsonNode s = error(bwrapd, spelled);
+        assertEquals(-32003, s.get("code").asInt(), s::toString);
+        assertEquals(parent + "/./" + name, s.path("data").path("root").asText(), s::toString);
+    }
+
+    /**
+     * -32004 in both its forms: no bwrap where the helper looked ({@code tried}: each path), and a
+     * bwrap found that could not be started ({@code path} and {@code error}: an executable whose
+     * interpreter does not exist). The helper serves on: the error is a run's, not the helper's.
+     */
+    @Test
+    void anUnusableBwrapIsMinus32004SayingWhy() throws Exception {
+        Path dir = Files.createTempDirectory("bwrapd-no-bwrap-");
+        try {
+            Path missing = dir.resolve("no-bwrap");
+            Path notExecutable = Files.writeString(dir.resolve("not-executable"), "#!/bin/sh\n");
+            Path badInterpreter = Files.writeString(dir.resolve("bad-interpreter"), "#!" + dir.resolve("no-interpreter") + "\n");
+            Files.setPosixFilePermissions(badInterpreter, java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
+            for (Path bwrap : List.of(missing, notExecutable)) {
+                try (BwrapdProcess helper = BwrapdProcess.start("--bwrap", bwrap.toString())) {
+                    Runs.initialize(helper);
+                    JsonNode e = error(helper, params(root, "true"));
+                    assertEquals(-32004, e.get("code").asInt(), e::toString);
+                    assertEquals(List.of(bwrap.toString()), Runs.JSON.convertValue(e.at("/data/tried"), List.class), e::toString);
+                    assertTrue(helper.request("sandbox/list", null).get("result").isEmpty(), "the helper serves on; nothing is left listed");
+                }
+            }
+            try (BwrapdProcess helper = BwrapdProcess.start("--bwrap", badInterpreter.toString())) {
+                Runs.initialize(helper);
+                JsonNode e = error(helper, params(root, "true"));
+                assertEquals(-32004, e.get("code").asInt(), e::toString);
+                assertEquals(badInterpreter.toString(), e.at("/data/path").asText(), e::toString);
+                assertContains(e.at("/data/error").asText(), "No such file or directory");
+                assertTrue(helper.request("sandbox/list", null).get("result").isEmpty(), "the helper serves on; nothing is left listed");
+            }
+        } finally {
+            TestRoot.deleteTree(dir);
+        }
     }
 
     @Test

@@ -215,8 +215,7 @@ class BadInputIT {
         CompletableFuture<JsonNode> at64 = server.expect(BwrapdProcess.JSON.readTree("64"));
         Wire.sendText(server, framing, deep(64, 64, "[", "]"));
         JsonNode response = at64.get(60, TimeUnit.SECONDS);
-        assertTrue(response.has("result") || response.at("/error/code").asInt() != INVALID_REQUEST,
-                "64 levels must not be a nesting error: " + response);
+        assertTrue(response.has("result"), "64 levels are within the limit: initialize answers (its unknown member ignored): " + response);
 
         Wire.sendText(server, framing, deep(65, 65, "[", "]"));
         assertError(nextUnmatched(server), "null", INVALID_REQUEST);

@@ -37,7 +37,13 @@ class BuildbarnRunnerIT {
         System.out.println(output.length() > 20000 ? output.substring(output.length() - 20000) : output);
         assertTrue(finished, "bb_worker_test.py timed out");
         assertEquals(0, process.exitValue(), "bb_worker_test.py failed; see " + log);
-        assertTrue(output.contains("\nOK"), "bb_worker_test.py ran no test");
+        java.util.regex.Matcher ran = java.util.regex.Pattern.compile("\nRan (\\d+) tests? in .*\n\nOK(?: \\(skipped=(\\d+)\\))?\n").matcher(output);
+        assertTrue(ran.find(), "bb_worker_test.py did not end with its count and OK");
+        // The one skip allowed: the cache file's other owner needs root.
+        List<String> skipped = output.lines().filter(line -> line.contains(" ... skipped ")).toList();
+        assertTrue(skipped.stream().allMatch(line -> line.contains("needs root") && !"root".equals(System.getProperty("user.name"))), "skipped: " + skipped);
+        assertEquals(ran.group(2) == null ? 0 : Integer.parseInt(ran.group(2)), skipped.size(), "skips counted and listed");
+        assertTrue(Integer.parseInt(ran.group(1)) > skipped.size() + 10, "bb_worker_test.py ran too few tests: " + ran.group());
     }
 
     /**

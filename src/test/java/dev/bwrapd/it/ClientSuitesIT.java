@@ -5,6 +5,7 @@ import org.junit.jupiter.api.Test;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -33,7 +34,7 @@ class ClientSuitesIT {
         run("go", HOME.resolve("clients/go"),
                 Map.of("GOCACHE", cache.resolve("cache").toString(), "GOPATH", cache.resolve("path").toString(),
                         "GOFLAGS", "-mod=mod", "GOPROXY", "off", "GOTOOLCHAIN", "local"),
-                List.of("go", "test", "-count=1", "./..."));
+                List.of("go", "test", "-count=1", "-v", "./..."));
     }
 
     @Test
@@ -62,5 +63,19 @@ class ClientSuitesIT {
         System.out.println(output.length() > 20000 ? output.substring(output.length() - 20000) : output);
         assertTrue(finished, name + " suite timed out");
         assertEquals(0, process.exitValue(), name + " suite failed; see " + log);
+        // A skip hides a broken build unless it is one of the host-dependent ones each suite names.
+        List<String> lines = output.lines().toList(), skips = new ArrayList<>();
+        for (int i = 0; i < lines.size(); i++) {
+            String line = lines.get(i);
+            // go test -v: "--- SKIP: TestName", its t.Skip message on the next line; Python: "... skipped 'why'"; TAP: "# SKIP why"
+            if (line.contains("--- SKIP:")) skips.add(line + (i + 1 < lines.size() ? " " + lines.get(i + 1).strip() : ""));
+            else if (line.contains(" ... skipped ") || line.contains("# SKIP")) skips.add(line);
+        }
+        List<String> unexplained = skips.stream().filter(line -> ALLOWED_SKIPS.stream().noneMatch(line::contains)).toList();
+        assertTrue(unexplained.isEmpty(), name + " suite skipped tests this host should run: " + unexplained);
     }
+
+    /** Why a client test may skip here: what this host's user cannot do, which the suite checks is refused instead. */
+    private static final List<String> ALLOWED_SKIPS = List.of(
+            "cannot enforce pids for this user", "enforces every limit for this user", "no user namespaces", "linux32 is checked");
 }

@@ -127,10 +127,8 @@ final class Actions {
         // it could write through a read-only file hard-linked from bb_worker's cache.
         return new RunSpec(command, sandboxRoot, null, cwd, env, network, false, "localhost", 0, 0, true,
                 mounts, RunSpec.DEFAULT_DEVICES, true, false, new RunSpec.Stdin.Null(),
-                new RunSpec.Output.File(stdout, false),
-                // One file named twice is opened once and shared, as 2>&1 does: two descriptors would
-                // each truncate it and write over each other's bytes.
-                stderr.equals(stdout) ? new RunSpec.Output.IntoStdout() : new RunSpec.Output.File(stderr, false), 0, null, 0,
+                // One file named twice (or two links to one) is opened once and shared by the run, as 2>&1 does.
+                new RunSpec.Output.File(stdout, false), new RunSpec.Output.File(stderr, false), 0, null, 0,
                 false, false, capabilities, null, seccomp, limits, hidden,
                 false); // a working directory missing from the input root is refused, never made (bb_runner's chdir fails)
     }

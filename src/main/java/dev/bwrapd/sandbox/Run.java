@@ -53,6 +53,11 @@ final class Run {
     /** The first bytes of an output pipe are kept whatever it is for: bwrap writes its own message there. */
     private static final int HEAD = 4096;
     /**
+     * How much of the end of an output file is read back for bwrap's message: a message quotes up
+     * to two paths of PATH_MAX (4096) bytes, and its line must be read from its start.
+     */
+    private static final int FILE_TAIL = 16 * 1024;
+    /**
      * Waiting for the init to fork the command, the loop looks when the hold pipe says the init has
      * passed its block (it then forks within microseconds), and after 1 ms, then twice as long
      * each time up to this: a loaded machine stretches the fork, and each look costs CPU. Until
@@ -84,6 +89,8 @@ final class Run {
     private int childStdin = -1, childStdout = -1, childStderr = -1;
     /** The file stderr goes to (stdout's when merged), read-only: where bwrap's own message lands ({@link #fileTail}). */
     private int messagesFile = -1;
+    /** Where this run's bytes start in that file (its size when opened: more than 0 when appended to). */
+    private long messagesFrom;
     private final Output stdout;
     private final Output stderr;
     /** The request's stdin bytes, produced as they are written; a chunk of them read but not yet all written. */
@@ -250,7 +257,17 @@ final class Run {
         boolean merged = spec.stderr() instanceof RunSpec.Output.IntoStdout;
         childStdout = outputFd(spec.stdout(), "stdout", STDOUT, !merged);
         childStderr = merged ? childStdout : outputFd(spec.stderr(), "stderr", STDERR, false);
-        if ((merged ? spec.stdout() : spec.stderr()) instanceof RunSpec.Output.File) messagesFile = readerOf(childStderr);
+        if (spec.stdout() instanceof RunSpec.Output.File && spec.stderr() instanceof RunSpec.Output.File
+                && Libc.stat(childStdout, "", Libc.AT_EMPTY_PATH).sameFile(Libc.stat(childStderr, "", Libc.AT_EMPTY_PATH))) {
+            // One file named twice (two spellings, two links): one open file for both, as 2>&1 is;
+            // two would each keep an offset of their own and write over each other's bytes.
+            childStderr = childStdout;
+        }
+        if ((merged ? spec.stdout() : spec.stderr()) instanceof RunSpec.Output.File) {
+            messagesFile = readerOf(childStderr);
+            // Appended to, the file holds what earlier runs wrote, bwrap's old messages too: only this run's part is read back.
+            if (messagesFile >= 0) messagesFrom = Libc.stat(messagesFile, "", Libc.AT_EMPTY_PATH).size();
+        }
     }
 
     /**
@@ -970,12 +987,15 @@ final class Run {
         if (messagesFile < 0) return "";
         try {
             long size = Libc.stat(messagesFile, "", Libc.AT_EMPTY_PATH).size();
-            byte[] tail = new byte[(int) Math.min(size, HEAD)];
+            long from = Math.max(messagesFrom, size - FILE_TAIL);
+            byte[] tail = new byte[(int) Math.max(0, size - from)];
             int length = 0;
-            for (int n; length < tail.length && (n = Libc.pread(messagesFile, tail, length, tail.length - length, size - tail.length + length)) > 0; ) {
+            for (int n; length < tail.length && (n = Libc.pread(messagesFile, tail, length, tail.length - length, from + length)) > 0; ) {
                 length += n;
             }
-            return new String(tail, 0, length, StandardCharsets.UTF_8);
+            int start = 0; // a line cut by the tail's start is not bwrap's: its message fits whole
+            if (from > messagesFrom) while (start < length && tail[start++] != '\n') { }
+            return new String(tail, start, length - start, StandardCharsets.UTF_8);
         } catch (Libc.Error e) {
             return "";
         }

@@ -162,6 +162,18 @@ class SandboxResultIT {
             JsonNode appended = run(bwrapd, p);
             assertEquals("setup-failed", appended.get("status").asText(), appended::toString);
             assertContains(appended.get("setupError").asText(), "/etc/passwd/target-for-file-case");
+            // Only this run's part of an appended file: an earlier run's bwrap line is not this run's message.
+            Files.writeString(log, "bwrap: a message of an earlier run\n");
+            JsonNode stale = run(bwrapd, p);
+            assertEquals("setup-failed", stale.get("status").asText(), stale::toString);
+            assertFalse(stale.get("setupError").asText().contains("earlier run"), stale::toString);
+            // A message longer than a page (its path near PATH_MAX) is read back from its start.
+            String longTarget = "/etc/passwd" + ("/" + "d".repeat(200)).repeat(19);
+            p.set("mounts", Runs.JSON.createArrayNode().add(mount(dir.toString(), longTarget, false)));
+            p.putObject("stderr").put("file", log.toString());
+            JsonNode long_ = run(bwrapd, p);
+            assertEquals("setup-failed", long_.get("status").asText(), long_::toString);
+            assertContains(long_.get("setupError").asText(), longTarget);
         } finally {
             TestRoot.deleteTree(dir);
         }

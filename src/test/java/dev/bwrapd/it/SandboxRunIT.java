@@ -765,6 +765,26 @@ class SandboxRunIT {
         assertEquals("fourth\n", Files.readString(out));
     }
 
+    /**
+     * stdout and stderr named as one file, however spelled (a second spelling, a hard link): one
+     * open file for both, as 2>&1 is; two would each write from their own offset over the other's
+     * bytes (review finding, in the Buildbarn runner).
+     */
+    @Test
+    void oneFileNamedTwiceGetsBothStreamsInOrder() throws Exception {
+        Path dir = hostDir("one-file");
+        Path file = dir.resolve("log"), link = dir.resolve("link");
+        Files.writeString(file, "stale\n");
+        Files.createLink(link, file);
+        for (String stderrPath : List.of(dir + "/./log", link.toString())) {
+            ObjectNode p = sh(root, "echo one-one-one; echo two >&2; echo three");
+            p.putObject("stdout").put("file", file.toString());
+            p.putObject("stderr").put("file", stderrPath);
+            ok(bwrapd, p);
+            assertEquals("one-one-one\ntwo\nthree\n", Files.readString(file), stderrPath);
+        }
+    }
+
     @Test
     void stderrMergedIntoStdout() throws Exception {
         ObjectNode p = sh(root, "echo a; echo b >&2; echo c; echo d >&2");

@@ -386,6 +386,64 @@ class InputRootTest(unittest.TestCase):
         self.assertEqual(0, self.runner.stub.Run(request, timeout=60).exit_code)
         self.assertEqual("one\ntwo\nthree\n", read(os.path.join(d, "stdout")))
 
+    def test_two_links_to_one_file_for_stdout_and_stderr_get_both_streams(self):
+        """Review finding: the one-file rule compared spellings; two hard links to one file were
+        opened twice, each with its own offset, and stderr's bytes overwrote stdout's."""
+        d = self.runner.action("links")
+        open(os.path.join(d, "out"), "w").close()
+        os.link(os.path.join(d, "out"), os.path.join(d, "err"))
+        request = self.runner.request("links", ["sh", "-c", "echo one-one-one; echo two >&2; echo three"])
+        request.stdout_path, request.stderr_path = "links/out", "links/err"
+        self.assertEqual(0, self.runner.stub.Run(request, timeout=60).exit_code)
+        self.assertEqual("one-one-one\ntwo\nthree\n", read(os.path.join(d, "out")))
+
+    def test_actions_at_once_on_overlapping_directories_are_refused(self):
+        """Review finding: two Runs on one input root at once let one action's command swap a
+        directory of the root for a link while bwrap set the other's sandbox up, and bwrap then
+        created files outside the build directory. bb_worker never shares an action's
+        directories, so a Run whose input root or temporary directory is, contains or lies in one
+        of a Run still held is refused; once that one ended, the same directories serve again."""
+        self.runner.action("held")
+        holder = self.runner.stub.Run.future(self.runner.request("held", ["sh", "-c", "sleep 30"]), timeout=60)
+        self.addCleanup(holder.cancel)
+        self.assertTrue(wait_until(lambda: os.path.exists(os.path.join(self.runner.build, "held", "root", "proc")), 30),
+                        "the held action's sandbox did not come up")
+        for field, value in [("input_root_directory", "held/root"), ("input_root_directory", "held"),
+                             ("input_root_directory", "held/root/usr"), ("temporary_directory", "held/./root"),
+                             ("temporary_directory", "held/tmp")]:
+            request = self.runner.request("held", ["true"])
+            request.input_root_directory, request.temporary_directory = "held/root", "held/tmp"
+            setattr(request, field, value)
+            with self.assertRaises(grpc.RpcError, msg=field + "=" + value) as e:
+                self.runner.stub.Run(request, timeout=60)
+            self.assertEqual(grpc.StatusCode.FAILED_PRECONDITION, e.exception.code(), e.exception.details())
+            self.assertIn("overlaps", e.exception.details())
+        self.runner.action("beside")
+        self.assertEqual(0, self.runner.stub.Run(self.runner.request("beside", ["true"]), timeout=60).exit_code,
+                         "an action with directories of its own runs beside it")
+        holder.cancel()
+        self.assertTrue(wait_until(lambda: not os.path.exists(os.path.join(self.runner.build, "held", "root", "proc")), 30),
+                        "the cancelled action's root was not cleaned")
+        again = None
+        for _ in range(100):  # the held Run lets go of its directories once its sandbox is gone and cleaned
+            try:
+                again = self.runner.stub.Run(self.runner.request("held", ["true"]), timeout=60)
+                break
+            except grpc.RpcError as e:
+                self.assertEqual(grpc.StatusCode.FAILED_PRECONDITION, e.code(), e.details())
+                time.sleep(0.05)
+        self.assertEqual(0, again.exit_code if again else None, "the directories serve again once the held Run ended")
+
+    def test_a_long_path_in_an_error_is_cut_so_the_client_still_reads_why(self):
+        """Review finding: a 100 KB working directory was quoted whole in the status, and the
+        client's metadata limit (8 KiB) turned INVALID_ARGUMENT into RESOURCE_EXHAUSTED."""
+        self.runner.action("long")
+        request = self.runner.request("long", ["true"], working_directory="a/" * 50000)
+        with self.assertRaises(grpc.RpcError) as e:
+            self.runner.stub.Run(request, timeout=60)
+        self.assertEqual(grpc.StatusCode.INVALID_ARGUMENT, e.exception.code(), e.exception.details())
+        self.assertIn("characters in all", e.exception.details())
+
     def test_deadline_kills_the_whole_sandbox(self):
         mark = "BWRAPD_BB_MARK=" + uuid.uuid4().hex
         name, value = mark.split("=")

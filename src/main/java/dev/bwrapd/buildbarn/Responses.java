@@ -32,7 +32,7 @@ final class Responses {
     /** The outcomes that are not an answer: a sandbox bwrap could not set up (the command never ran). */
     static Status failure(RunOutcome outcome) {
         if (outcome.status() != RunOutcome.Status.SETUP_FAILED) return null;
-        return Status.FAILED_PRECONDITION.withDescription("the sandbox could not be set up: " + outcome.setupError());
+        return described(Status.FAILED_PRECONDITION, "the sandbox could not be set up: " + outcome.setupError());
     }
 
     /** A run refused before it started: the request's fault, the host's, or the runner's. */
@@ -45,7 +45,22 @@ final class Responses {
             case SandboxException.BwrapUnusable b -> Status.FAILED_PRECONDITION;
             default -> Status.INTERNAL;
         };
-        return status.withDescription(e.getMessage());
+        return described(status, e.getMessage());
+    }
+
+    /** The most of a description a status carries: it may quote a request's path, up to megabytes. */
+    static final int DESCRIPTION_CHARS = 512;
+
+    /**
+     * A status with this description, cut to {@link #DESCRIPTION_CHARS}: the description goes in
+     * the call's trailing metadata, which gRPC clients limit (8 KiB by default, Python's too), and
+     * a quoted path of the request's could make the client see RESOURCE_EXHAUSTED instead of why.
+     */
+    static Status described(Status status, String description) {
+        if (description.length() <= DESCRIPTION_CHARS) return status.withDescription(description);
+        int end = DESCRIPTION_CHARS;
+        if (Character.isHighSurrogate(description.charAt(end - 1))) end--;
+        return status.withDescription(description.substring(0, end) + "… (" + description.length() + " characters in all)");
     }
 
     private static Duration duration(long micros) {

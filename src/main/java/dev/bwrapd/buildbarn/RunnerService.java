@@ -20,6 +20,9 @@ import io.grpc.Status;
 import io.grpc.StatusException;
 import io.grpc.stub.StreamObserver;
 
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Semaphore;
 
@@ -43,6 +46,17 @@ final class RunnerService extends RunnerGrpc.RunnerImplBase {
     private final Semaphore turns;
     /** Run calls held at once, running or waiting for a turn: twice the turns. */
     private final Semaphore admitted;
+    /**
+     * The input root and temporary directory of every Run held (running or waiting for a turn),
+     * by their normalized spellings beneath the build directory (opened through no link, so no
+     * other spelling reaches the same directory). Two actions on one directory, or one inside the
+     * other's, would share what either writes, and bwrap resolves the mount points of one run
+     * again while it sets the sandbox up: the other's command could swap a directory on the way
+     * for a link and have bwrap create files outside the build directory (docs/protocol.md,
+     * Known limitations). bb_worker gives every action directories of its own, so a Run whose
+     * directories overlap one held is refused (FAILED_PRECONDITION) instead.
+     */
+    private final Set<String> inUse = new HashSet<>();
 
     RunnerService(Actions actions, SandboxRunner runner, Sandboxes sandboxes, int buildDirectory, int concurrency) {
         this.actions = actions;
@@ -63,10 +77,10 @@ final class RunnerService extends RunnerGrpc.RunnerImplBase {
             response.onNext(Empty.getDefaultInstance());
             response.onCompleted();
         } catch (Actions.Invalid e) {
-            response.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asException());
+            response.onError(Responses.described(Status.INVALID_ARGUMENT, e.getMessage()).asException());
         } catch (HostPaths.Refused e) {
             Status status = e.notAllowed ? Status.INVALID_ARGUMENT : Status.NOT_FOUND;
-            response.onError(status.withDescription(e.getMessage()).asException());
+            response.onError(Responses.described(status, e.getMessage()).asException());
         }
     }
 
@@ -77,9 +91,12 @@ final class RunnerService extends RunnerGrpc.RunnerImplBase {
                     + " more wait already (--concurrency " + concurrency + "); try again later").asException());
             return;
         }
+        List<String> claimed = null;
         try {
             RunSpec spec = actions.spec(request);
             requireDirectory("temporary_directory", spec.mounts().getFirst().source());
+            claimed = claim(Actions.relative("input_root_directory", request.getInputRootDirectory()),
+                    Actions.relative("temporary_directory", request.getTemporaryDirectory()));
             Context call = Context.current();
             awaitTurn(call);
             try {
@@ -88,15 +105,42 @@ final class RunnerService extends RunnerGrpc.RunnerImplBase {
             } finally {
                 turns.release();
             }
-        } catch (Actions.Invalid e) {
-            response.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asException());
-        } catch (HostPaths.Refused e) {
-            response.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asException());
+        } catch (Actions.Invalid | HostPaths.Refused e) {
+            response.onError(Responses.described(Status.INVALID_ARGUMENT, e.getMessage()).asException());
         } catch (StatusException e) {
             response.onError(e);
         } finally {
+            if (claimed != null) release(claimed);
             admitted.release();
         }
+    }
+
+    private List<String> claim(String inputRoot, String tmp) throws StatusException {
+        List<String> mine = List.of(inputRoot, tmp);
+        synchronized (inUse) {
+            for (String path : mine) {
+                for (String held : inUse) {
+                    if (overlap(path, held)) {
+                        throw Responses.described(Status.FAILED_PRECONDITION, (path.equals(inputRoot) ? "input_root_directory " : "temporary_directory ")
+                                + "\"" + path + "\" overlaps \"" + held + "\", a directory of an action still running or waiting: "
+                                + "actions at once need directories of their own").asException();
+                    }
+                }
+            }
+            inUse.addAll(mine); // a temporary directory inside its own input root is the action's own affair
+        }
+        return mine;
+    }
+
+    private void release(List<String> claimed) {
+        synchronized (inUse) {
+            claimed.forEach(inUse::remove);
+        }
+    }
+
+    /** The same directory, or one inside the other (by their normalized relative spellings). */
+    static boolean overlap(String a, String b) {
+        return a.equals(b) || a.startsWith(b + "/") || b.startsWith(a + "/");
     }
 
     /**

@@ -347,7 +347,17 @@ public final class Libc {
         }
     }
 
-    private static final int F_GETFL = 3, F_SETFL = 4;
+    private static final int F_GETFL = 3, F_SETFL = 4, F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032;
+
+    /**
+     * Lets the pipe behind {@code fd} hold at least {@code bytes} (F_SETPIPE_SZ), never shrinking
+     * it: whether it now does. False for what is not a pipe, or beyond what this user may have
+     * (fs.pipe-max-size, 1 MiB by default; fs.pipe-user-pages-soft).
+     */
+    public static boolean growPipe(int fd, int bytes) {
+        int size = BINDING.fcntl(fd, F_GETPIPE_SZ, 0);
+        return size >= 0 && (size >= bytes || BINDING.fcntl(fd, F_SETPIPE_SZ, bytes) >= 0);
+    }
 
     /** Clears O_NONBLOCK on an open file (it was opened with it so that opening a FIFO could not block). */
     public static void clearNonBlocking(int fd) throws Error {

@@ -17,6 +17,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
@@ -365,7 +366,8 @@ class CgroupIT {
         String prefix = "bwrapd-" + helperPid + "-";
         Path top = Path.of("/sys/fs/cgroup");
         if (!Files.isDirectory(top)) return found;
-        try (Stream<Path> dirs = Files.walk(top, 4)) {
+        // Deep enough for a test under a systemd service or a user's session scope (user.slice/.../app.slice/x.scope/bwrapd-…/s).
+        try (Stream<Path> dirs = Files.walk(top, 16)) {
             dirs.filter(p -> p.getFileName() != null && p.getFileName().toString().startsWith(prefix)).forEach(p -> found.add(p.toString()));
         } catch (java.io.UncheckedIOException e) {
             // a cgroup removed while walking
@@ -489,13 +491,23 @@ class CgroupIT {
     void eachRunRemovesItsCgroups() throws Exception {
         try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
             Map<String, Object> limits = enforces("memoryBytes") ? Map.of("memoryBytes", 1L << 28) : Map.of("openFiles", 256);
-            ObjectNode params = runParams(root, null, marker, "cat /proc/self/cgroup");
+            ObjectNode params = runParams(root, null, marker, "cat /proc/self/cgroup; echo seen > /tmp/listed; while [ ! -e /tmp/go ]; do sleep 0.01; done");
             params.set("limits", BwrapdProcess.JSON.valueToTree(limits));
-            JsonNode r = bwrapd.call("sandbox/run", params);
+            Path tmp = Files.createTempDirectory("bwrapd-cgroup-it-");
+            Files.setPosixFilePermissions(tmp, java.nio.file.attribute.PosixFilePermissions.fromString("rwxrwxrwx"));
+            mount(params, tmp, "/tmp");
+            CompletableFuture<JsonNode> run = bwrapd.requestAsync("sandbox/run", params);
+            long deadline = System.nanoTime() + 30_000_000_000L;
+            while (!Files.exists(tmp.resolve("listed")) && System.nanoTime() < deadline) Thread.sleep(10);
+            // The positive control: while it runs, the walk finds the sandbox's cgroups (else "none left" proves nothing).
+            if (hasCgroup()) assertFalse(cgroupsOf(bwrapd.process().pid()).isEmpty(), "the run's cgroups are found while it runs");
+            Files.writeString(tmp.resolve("go"), "");
+            JsonNode r = run.get(60, TimeUnit.SECONDS).get("result");
             assertEquals(0, r.path("exitCode").asInt(-1), r.toString());
             String own = r.path("stdout").path("text").asText();
             if (hasCgroup()) assertTrue(own.contains("/bwrapd-" + bwrapd.process().pid() + "-"), "the command ran in the sandbox's cgroup: " + own);
             assertNoCgroupsOf(bwrapd);
+            TestRoot.deleteTree(tmp);
         }
     }
 }

@@ -387,7 +387,10 @@ class JsonRpcConformanceIT {
         Run run = run(option);
         assertEquals(2, run.code, run.toString());
         assertEquals("", run.stdout, "nothing on stdout: " + run);
-        assertTrue(run.stderr.contains(option.replaceFirst("=.*", "")), "stderr names the option: " + run);
+        // The reason comes first, naming the option and the value refused (the usage that follows names every option).
+        String reason = run.stderr.lines().findFirst().orElse("");
+        assertTrue(reason.startsWith("bwrapd: ") && reason.contains(option.replaceFirst("=.*", "")), "stderr's first line names the option: " + run);
+        if (option.contains("=")) assertTrue(reason.contains(option.replaceFirst(".*=", "")), "and the value refused: " + run);
     }
 
     // ----- helpers -----
@@ -396,19 +399,23 @@ class JsonRpcConformanceIT {
 
     private static Run run(String... args) throws Exception {
         Process p = new ProcessBuilder(BwrapdProcess.command(args)).redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null"))).start();
-        CompletableFuture<String> err = CompletableFuture.supplyAsync(() -> {
-            try {
-                return new String(p.getErrorStream().readAllBytes(), StandardCharsets.UTF_8);
-            } catch (IOException e) {
-                return e.toString();
-            }
-        });
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        // Both streams read aside, so that the bound on the exit holds even for a helper that keeps them open.
+        CompletableFuture<String> err = readAside(p.getErrorStream()), out = readAside(p.getInputStream());
         if (!p.waitFor(30, TimeUnit.SECONDS)) {
             p.destroyForcibly();
             throw new AssertionError("bwrapd " + String.join(" ", args) + " did not exit");
         }
-        return new Run(p.exitValue(), out, err.get(10, TimeUnit.SECONDS));
+        return new Run(p.exitValue(), out.get(10, TimeUnit.SECONDS), err.get(10, TimeUnit.SECONDS));
+    }
+
+    private static CompletableFuture<String> readAside(java.io.InputStream stream) {
+        return CompletableFuture.supplyAsync(() -> {
+            try {
+                return new String(stream.readAllBytes(), StandardCharsets.UTF_8);
+            } catch (IOException e) {
+                return e.toString();
+            }
+        });
     }
 
     private static JsonNode get(CompletableFuture<JsonNode> answer) throws Exception {

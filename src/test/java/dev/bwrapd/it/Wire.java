@@ -19,6 +19,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
 
 /** Raw frames and response checks shared by the protocol-level black-box tests. */
 final class Wire {
@@ -85,6 +86,7 @@ final class Wire {
         assertNull(extra, () -> "unexpected message: " + extra);
         List<JsonNode> notifications = server.drainNotifications();
         assertEquals(List.of(), notifications, "unexpected notifications");
+        assertTrue(server.process().isAlive(), () -> "the server ended; stderr:\n" + server.stderr());
     }
 
     static void assertNoViolations(BwrapdProcess server) {
@@ -109,13 +111,21 @@ final class Wire {
         return map;
     }
 
-    /** One running server per framing for a test class, restarted if an earlier test ended it. */
+    /**
+     * One running server per framing for a test class. No test means to end it (those that end a
+     * server start their own), so one found dead crashed in an earlier test: that is a failure, never
+     * a restart that would hide it.
+     */
     static final class Shared implements AutoCloseable {
         private final Map<BwrapdProcess.Framing, BwrapdProcess> servers = new EnumMap<>(BwrapdProcess.Framing.class);
 
         BwrapdProcess get(BwrapdProcess.Framing framing) throws Exception {
             BwrapdProcess server = servers.get(framing);
-            if (server == null || !server.process().isAlive()) {
+            if (server != null && !server.process().isAlive()) {
+                fail("the shared " + framing + " server ended during an earlier test, exit code " + server.process().exitValue()
+                        + "; stderr:\n" + server.stderr());
+            }
+            if (server == null) {
                 server = BwrapdProcess.start(framing);
                 servers.put(framing, server);
             }

@@ -264,7 +264,8 @@ public final class Server {
         ObjectNode data = json.createObjectNode().put("what", "request").put("bytes", held)
                 .put("available", available).put("limit", budget.limit());
         String why = "server out of memory budget: this message would hold " + held + " bytes, " + available + " of "
-                + budget.limit() + " are free (--max-memory); retry when runs have ended";
+                + budget.limit() + " are free (--max-memory); "
+                + (held > budget.limit() ? "it can never fit: send less at once" : "retry when runs have ended");
         ArrayNode answers = json.createArrayNode();
         boolean batch = false;
         try (JsonParser parser = json.getFactory().createParser(body)) {

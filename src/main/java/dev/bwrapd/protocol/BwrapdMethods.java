@@ -71,7 +71,8 @@ public final class BwrapdMethods {
             }
 
             @Override
-            public void received(Call call) {
+            public void received(Call call) throws RpcException {
+                Params.of(call.params()); // params refused (an array): answered -32602, and no barrier taken
                 shutdownRequested = true;
                 close();
             }
@@ -84,7 +85,8 @@ public final class BwrapdMethods {
             }
 
             @Override
-            public void received(Call call) {
+            public void received(Call call) throws RpcException {
+                Params.of(call.params());
                 close();
             }
         });
@@ -140,7 +142,7 @@ public final class BwrapdMethods {
     }
 
     private void refuseIfClosing() throws RpcException {
-        if (closing) throw new RpcException(ProtocolErrors.SHUTTING_DOWN, "the server is shutting down: only exit is accepted");
+        if (closing) throw new RpcException(ProtocolErrors.SHUTTING_DOWN, "the server is shutting down: only exit, shutdown and $/cancelRequest are accepted");
     }
 
     private Object initialize(Call call) throws Exception {

@@ -306,6 +306,27 @@ class JsonRpcConformanceIT {
         }
     }
 
+    /**
+     * shutdown and exit refuse params by position (-32602) as every method does, and a refused one
+     * takes no effect: the server serves on (a refused shutdown used to take its barrier anyway,
+     * refusing every later request with -32006 and exiting 0 at exit, its sandboxes left running).
+     */
+    @Test
+    void aShutdownOrExitRefusedForItsParamsTakesNoEffect() throws Exception {
+        try (BwrapdProcess server = BwrapdProcess.start(Framing.NDJSON)) {
+            server.call("initialize", Map.of());
+            for (String method : List.of("shutdown", "exit")) {
+                JsonNode refused = server.request(method, List.of());
+                assertError(refused, refused.get("id").toString(), -32602);
+                JsonNode list = server.request("sandbox/list", null);
+                assertTrue(list.has("result"), method + " with array params still served: " + list);
+            }
+            server.notify("exit", null);
+            assertEquals(1, server.waitFor(Duration.ofSeconds(20)), "no shutdown was taken: exit 1; stderr:\n" + server.stderr());
+            assertNoViolations(server);
+        }
+    }
+
     @Test
     void exitWithoutShutdownExits1() throws Exception {
         try (BwrapdProcess server = BwrapdProcess.start(Framing.LSP)) {

@@ -49,9 +49,14 @@ public final class HostProbe {
     }
 
     static String findOnPath(String name, List<String> tried) {
-        String path = System.getenv().getOrDefault("PATH", "/usr/bin:/bin");
+        return findOnPath(name, tried, System.getenv().getOrDefault("PATH", "/usr/bin:/bin"));
+    }
+
+    static String findOnPath(String name, List<String> tried, String path) {
+        // Absolute entries only: an empty or relative one ("." or "bin") means the working directory,
+        // where the helper must never pick up a program (as root least of all). /usr/bin and /bin last.
         for (String dir : (path + ":/usr/bin:/bin").split(":")) {
-            if (dir.isEmpty()) continue;
+            if (!dir.startsWith("/")) continue;
             Path candidate = Path.of(dir, name);
             if (tried != null) tried.add(candidate.toString());
             if (Files.isRegularFile(candidate) && Files.isExecutable(candidate)) return candidate.toString();

@@ -83,17 +83,17 @@ record RunnerOptions(boolean help, Path listen, Path buildDirectory, Actions.Roo
                         + " fileSizeBytes, openFiles at most once, not " + value);
             }
         }
+        Limits limits;
         try {
             Double cpus = named.containsKey("cpus") ? Double.valueOf(named.get("cpus")) : null;
-            Limits limits = new Limits(whole(named, "memoryBytes"), whole(named, "pids"), whole(named, "cpuMs"), cpus,
+            limits = new Limits(whole(named, "memoryBytes"), whole(named, "pids"), whole(named, "cpuMs"), cpus,
                     whole(named, "fileSizeBytes"), whole(named, "openFiles"));
-            boolean positive = java.util.stream.Stream.of(limits.memoryBytes(), limits.pids(), limits.cpuMs(), limits.fileSizeBytes(),
-                    limits.openFiles()).allMatch(n -> n == null || n > 0) && (cpus == null || (cpus > 0 && cpus.isInfinite() == false));
-            if (positive) return limits;
-        } catch (NumberFormatException ignored) {
-            // reported below
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("--limits: every value must be a number (cpus may have a fraction), not " + value);
         }
-        throw new IllegalArgumentException("--limits: every value must be a positive number, not " + value);
+        String wrong = limits.outOfRange(); // sandbox/run's ranges: a limit it refuses is refused here, at the start
+        if (wrong != null) throw new IllegalArgumentException("--limits: " + wrong);
+        return limits;
     }
 
     private static Long whole(java.util.Map<String, String> named, String name) {

@@ -231,9 +231,9 @@ public final class RunParams {
     private static Limits limits(Params p) throws RpcException {
         if (!p.has("limits")) return Limits.NONE;
         Params l = p.object("limits", "memoryBytes", "pids", "cpuMs", "cpus", "fileSizeBytes", "openFiles");
-        return new Limits(l.integer("memoryBytes", 1L << 20, Long.MAX_VALUE / 2), l.integer("pids", 1, 1L << 22),
-                l.integer("cpuMs", 1, Long.MAX_VALUE / 2), l.number("cpus", 0.01, 4096), l.integer("fileSizeBytes", 0, Long.MAX_VALUE / 2),
-                l.integer("openFiles", 1, 1L << 20));
+        return new Limits(l.integer("memoryBytes", Limits.MEMORY_BYTES_MIN, Limits.WHOLE_MAX), l.integer("pids", 1, Limits.PIDS_MAX),
+                l.integer("cpuMs", 1, Limits.WHOLE_MAX), l.number("cpus", Limits.CPUS_MIN, Limits.CPUS_MAX),
+                l.integer("fileSizeBytes", 0, Limits.WHOLE_MAX), l.integer("openFiles", 1, Limits.OPEN_FILES_MAX));
     }
 
     private static List<String> capabilities(Params p) throws RpcException {

@@ -152,8 +152,13 @@ class ActionsTest {
         RunSpec spec = new Actions(BUILD, Actions.Root.INPUT, false, null, List.of(), List.of(), RunnerOptions.limits("pids=8"))
                 .spec(request().build());
         assertEquals(8L, spec.limits().pids());
-        for (String bad : new String[] {"", "pids", "pids=0", "pids=-1", "pids=x", "pids=1,pids=2", "memory=1", "cpus=NaN"}) {
+        // sandbox/run's ranges, one place (Limits.outOfRange): what a run refuses, the runner refuses at its start.
+        for (String bad : new String[] {"", "pids", "pids=0", "pids=-1", "pids=x", "pids=1,pids=2", "memory=1", "cpus=NaN",
+                "memoryBytes=1", "pids=5000000", "cpus=0.001", "cpus=Infinity", "openFiles=2000000", "fileSizeBytes=-1"}) {
             org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> RunnerOptions.limits(bad), bad);
         }
+        assertEquals(0L, RunnerOptions.limits("fileSizeBytes=0").fileSizeBytes(), "0 is a valid file size limit, as in sandbox/run");
+        assertEquals("--limits: pids: must be between 1 and 4194304",
+                org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> RunnerOptions.limits("pids=5000000")).getMessage());
     }
 }

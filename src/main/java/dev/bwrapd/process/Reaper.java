@@ -215,8 +215,8 @@ public final class Reaper {
         }
     }
 
-    /** Under the lock: reaps every exited child nobody reaped, and says when to look again. */
-    void sweep() {
+    /** Under the lock: reaps every exited child nobody reaped, and says when to look again. Whether it reaped any. */
+    boolean sweep() {
         synchronized (lock) {
             int pid;
             boolean reaped = false;
@@ -226,6 +226,7 @@ public final class Reaper {
             }
             if (pid == -1 && Libc.errno() == Libc.ECHILD) childrenMayExist = false; // none at all: sleep until a spawn
             sweepMillis = nextSweepMillis(sweepMillis, reaped);
+            return reaped;
         }
     }
 

@@ -494,6 +494,11 @@ def prepare_run(
     errors = options.get("errors")
     if encoding is None and (options.get("text") or errors is not None):
         encoding = "utf-8"
+    # A misspelt name would only fail when the result is decoded, after the run.
+    if encoding is not None:
+        codecs.lookup(_str("encoding", encoding))
+    if errors is not None:
+        codecs.lookup_error(_str("errors", errors))
     writers = {name: options[name] for name in ("stdout", "stderr") if _is_file_object(options.get(name))}
     return RunPlan(sandbox_id, argv, params, encoding, errors, writers)
 
@@ -651,6 +656,23 @@ def run_outcome(plan: RunPlan, message: Mapping[str, Any]) -> Tuple[Optional[Run
     return RunResult.from_wire(plan.argv, result, plan.encoding, plan.errors), None
 
 
+def finish_run(sandbox: "SandboxBase", message: Mapping[str, Any]) -> None:
+    """Finish ``sandbox`` with the response to its ``sandbox/run``. Whatever
+    decoding it raises ends the run too (its ``wait()`` raises it): the
+    command's output not decoding with ``errors="strict"`` (UnicodeError, as
+    in ``subprocess``), or a malformed answer (BwrapdError); else the wait
+    would never end."""
+    try:
+        result, exc = run_outcome(sandbox._plan, message)
+    except UnicodeError as error:
+        result, exc = None, error
+    except Exception as error:
+        result, exc = None, BwrapdError("malformed sandbox/run answer from the helper: %s: %s"
+                                        % (type(error).__name__, error))
+        exc.__cause__ = error
+    sandbox._finish(result, exc)
+
+
 # ---------------------------------------------------------------- death
 
 WRITE_FAILED = "cannot write to the bwrapd helper (pipe closed)"
@@ -711,6 +733,7 @@ class SandboxBase:
         self.pid: Optional[int] = None
         self._check = check
         self._on_output = on_output
+        self._write_error: Optional[BaseException] = None  # the first failure writing into a file object
 
     def __repr__(self) -> str:
         state = "done" if self.done() else ("running" if self._started.is_set() else "starting")
@@ -726,10 +749,14 @@ class SandboxBase:
     def _deliver(self, stream: str, data: bytes) -> None:
         writer = self._plan.writers.get(stream)
         if writer is not None:
+            if self._write_error is not None:
+                return  # the output is already incomplete: wait() raises that
             try:
                 self._write(writer, stream, data)
-            except Exception:
-                log.exception("writing the %s of sandbox %s failed", stream, self.sandbox_id)
+            except Exception as exc:
+                # Not only logged: a chunk that does not decode (errors="strict")
+                # or a failed write means lost output, which wait() must say.
+                self._write_error = exc
         elif self._on_output is not None:
             try:
                 self._on_output(stream, data)
@@ -753,9 +780,16 @@ class SandboxBase:
 
     def _finish(self, result: Optional[RunResult] = None, exc: Optional[BaseException] = None) -> None:
         for stream, decoder in self._decoders.items():  # what an incomplete last character left
-            tail = decoder.decode(b"", final=True)
-            if tail:
-                self._plan.writers[stream].write(tail)
+            if self._write_error is not None:
+                break
+            try:
+                tail = decoder.decode(b"", final=True)
+                if tail:
+                    self._plan.writers[stream].write(tail)
+            except Exception as error:
+                self._write_error = error
+        if exc is None and self._write_error is not None:
+            result, exc = None, self._write_error
         settle(self._future, result, exc)
         self._started.set()
         if self._queue is not None:

@@ -740,8 +740,7 @@ class AsyncHelper:
         if sandbox is not None:
             if self._sandboxes.get(sandbox.sandbox_id) is sandbox:
                 del self._sandboxes[sandbox.sandbox_id]
-            result, exc = P.run_outcome(sandbox._plan, message)
-            sandbox._finish(result, exc)
+            P.finish_run(sandbox, message)
         elif "error" in message:
             P.settle(future, exc=error_from_response(message["error"]))
         else:

@@ -887,8 +887,7 @@ class Helper:
         with self._lock:
             if self._sandboxes.get(sandbox.sandbox_id) is sandbox:
                 del self._sandboxes[sandbox.sandbox_id]
-        result, exc = P.run_outcome(sandbox._plan, message)
-        sandbox._finish(result, exc)
+        P.finish_run(sandbox, message)
 
 
 def _join(thread: threading.Thread, timeout: float) -> None:

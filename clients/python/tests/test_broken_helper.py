@@ -1,0 +1,109 @@
+"""What the client does when a run's answer cannot be decoded, or the helper
+misbehaves (tests/fake_helper.py stands in for a broken one): every wait
+ends, with an error that says why, and close() keeps to its timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import sys
+import time
+import unittest
+
+from support import SharedRootfs, start_helper
+
+import bwrapd
+from bwrapd import BwrapdError
+
+FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_helper.py")
+
+#: A command whose output is Latin-1, not UTF-8.
+LATIN1 = ["sh", "-c", "printf 'caf\\351\\n'"]
+
+
+def fake_env(mode, **extra):
+    env = dict(os.environ, FAKE_MODE=mode)
+    env.update(extra)
+    return env
+
+
+def fake_helper(mode, **extra):
+    return bwrapd.Helper(sys.executable, args=[FAKE], env=fake_env(mode, **extra))
+
+
+async def fake_async_helper(mode, **extra):
+    return await bwrapd.AsyncHelper.create(sys.executable, args=[FAKE], env=fake_env(mode, **extra))
+
+
+class UndecodableResultTest(SharedRootfs, unittest.TestCase):
+    """The run ends and its output does not decode as asked: wait() raises
+    the decoding error rather than wait for ever."""
+
+    def test_strict_errors_and_bytes_that_do_not_decode(self):
+        with start_helper() as helper:
+            sandbox = helper.start(LATIN1, root=self.rootfs, text=True, errors="strict")
+            with self.assertRaises(UnicodeDecodeError):
+                sandbox.wait(timeout=60)
+            self.assertTrue(sandbox.done())
+            # the same output with the default errors decodes, replaced
+            self.assertEqual(helper.run(LATIN1, root=self.rootfs, text=True).stdout, "caf\ufffd\n")
+
+    def test_async_strict_errors_and_bytes_that_do_not_decode(self):
+        async def main():
+            async with bwrapd.AsyncHelper() as helper:
+                with self.assertRaises(UnicodeDecodeError):
+                    await asyncio.wait_for(helper.run(LATIN1, root=self.rootfs, encoding="ascii", errors="strict"), 60)
+                self.assertEqual(await helper.list(), [])
+
+        asyncio.run(main())
+
+    def test_unknown_encoding_or_errors_is_refused_before_sending(self):
+        with start_helper() as helper:
+            with self.assertRaises(LookupError):
+                helper.start(["true"], root=self.rootfs, encoding="no-such-codec")
+            with self.assertRaises(LookupError):
+                helper.start(["true"], root=self.rootfs, text=True, errors="no-such-handler")
+            self.assertEqual(helper.list(), [])
+
+    def test_text_file_object_and_output_that_does_not_decode(self):
+        with start_helper() as helper:
+            out = io.StringIO()
+            sandbox = helper.start(LATIN1, root=self.rootfs, stdout=out, errors="strict")
+            with self.assertRaises(UnicodeDecodeError):
+                sandbox.wait(timeout=60)
+            # with the default errors it goes in, replaced
+            out = io.StringIO()
+            helper.run(LATIN1, root=self.rootfs, stdout=out, timeout=60)
+            self.assertEqual(out.getvalue(), "caf\ufffd\n")
+
+
+class MalformedRunAnswerTest(unittest.TestCase):
+    """A run answer the client cannot read ends the run with BwrapdError."""
+
+    def test_malformed_answers(self):
+        for mode in ("badbase64", "badremoved"):
+            with self.subTest(mode=mode), fake_helper(mode) as helper:
+                sandbox = helper.start(["x"])
+                with self.assertRaises(BwrapdError) as caught:
+                    sandbox.wait(timeout=30)
+                self.assertIn("malformed", str(caught.exception))
+
+    def test_async_malformed_answers(self):
+        async def main(mode):
+            helper = await fake_async_helper(mode)
+            try:
+                sandbox = await helper.start(["x"])
+                with self.assertRaises(BwrapdError) as caught:
+                    await sandbox.wait(timeout=30)
+                self.assertIn("malformed", str(caught.exception))
+            finally:
+                await helper.close()
+
+        for mode in ("badbase64", "badremoved"):
+            with self.subTest(mode=mode):
+                asyncio.run(main(mode))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -350,14 +350,12 @@ class AsyncHelper:
         try:
             if self._dead is None:
                 try:
-                    await self.shutdown(timeout=timeout)
-                except (Error, OSError, ValueError):
-                    pass
-                self._closing = True
-                try:
-                    await self.notify("exit")
-                except (Error, OSError, ValueError):
-                    pass
+                    # Bounded as a whole: a helper that no longer reads its input
+                    # leaves a write stuck in drain() with the write lock held.
+                    await asyncio.wait_for(self._shutdown_and_exit(timeout), timeout)
+                except asyncio.TimeoutError:
+                    log.warning("bwrapd helper %d does not read its input; killing it", proc.pid)
+                    self.kill()  # the stuck writes then fail (broken pipe)
             self._closing = True
             try:
                 assert proc.stdin is not None
@@ -370,9 +368,26 @@ class AsyncHelper:
                 log.warning("bwrapd helper %d did not exit; killing it", proc.pid)
                 self.kill()
                 await proc.wait()
+            try:
+                # How the pipe ended (a broken pipe, after a kill) is no news: taken
+                # here, or asyncio logs it as a future exception never retrieved.
+                await asyncio.wait_for(proc.stdin.wait_closed(), 1.0)  # type: ignore[union-attr]
+            except Exception:
+                pass
         finally:
             await self._finish_tasks()
         return proc.returncode
+
+    async def _shutdown_and_exit(self, timeout: float) -> None:
+        try:
+            await self.shutdown(timeout=timeout)
+        except (Error, OSError, ValueError):
+            pass
+        self._closing = True
+        try:
+            await self.notify("exit")
+        except (Error, OSError, ValueError):
+            pass
 
     def kill(self) -> None:
         """SIGKILL the helper (its sandboxes die with it). Nothing in a child

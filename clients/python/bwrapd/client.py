@@ -16,6 +16,7 @@ import queue
 import signal as _signal
 import subprocess
 import threading
+import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as _FutureTimeout
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -436,21 +437,25 @@ class Helper:
             if self._closed:
                 return self._proc.returncode
             self._closed = True
+        deadline = time.monotonic() + timeout
         try:
             if self._dead is None:
-                try:
-                    self.shutdown(timeout=timeout)
-                except (Error, OSError, ValueError):
-                    pass
-                self._closing = True
-                try:
-                    self.notify("exit")
-                except (Error, OSError, ValueError):
-                    pass
+                # From a thread of its own: a helper that no longer reads its
+                # input leaves a write stuck (another call's holds the write
+                # lock), and that must not hold close() past its timeout.
+                polite = threading.Thread(target=self._shutdown_and_exit, args=(timeout,),
+                                          name="bwrapd-close-%d" % self._proc.pid, daemon=True)
+                polite.start()
+                polite.join(timeout)
+                if polite.is_alive():
+                    log.warning("bwrapd helper %d does not read its input; killing it", self._proc.pid)
+                    self.kill()  # the stuck writes then fail (broken pipe)
             self._closing = True
-            self._close_stdin()
+            # (a moment at least: after a kill the stuck write fails at once)
+            if not self._close_stdin(max(1.0, deadline - time.monotonic())):
+                self.kill()
             try:
-                self._proc.wait(timeout=min(timeout, 5.0))
+                self._proc.wait(timeout=max(0.1, min(deadline - time.monotonic(), 5.0)))
             except subprocess.TimeoutExpired:
                 log.warning("bwrapd helper %d did not exit; killing it", self._proc.pid)
                 self.kill()
@@ -458,6 +463,17 @@ class Helper:
         finally:
             self._join_threads()
         return self._proc.returncode
+
+    def _shutdown_and_exit(self, timeout: float) -> None:
+        try:
+            self.shutdown(timeout=timeout)
+        except (Error, OSError, ValueError):
+            pass
+        self._closing = True
+        try:
+            self.notify("exit")
+        except (Error, OSError, ValueError):
+            pass
 
     def kill(self) -> None:
         """SIGKILL the helper (its sandboxes die with it). Nothing in a child
@@ -473,12 +489,19 @@ class Helper:
                 except OSError:
                     pass
 
-    def _close_stdin(self) -> None:
-        with self._write_lock:
-            try:
-                self._proc.stdin.close()  # type: ignore[union-attr]
-            except OSError:
-                pass
+    def _close_stdin(self, timeout: float = -1) -> bool:
+        """Close the helper's stdin; False when a write stuck longer than
+        ``timeout`` seconds kept it (closing a file another thread writes to
+        would wait for that write too)."""
+        if not self._write_lock.acquire(timeout=timeout):
+            return False
+        try:
+            self._proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass
+        finally:
+            self._write_lock.release()
+        return True
 
     def _join_threads(self) -> None:
         _join(self._watcher, 5.0)

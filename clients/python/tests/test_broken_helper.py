@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import signal
 import sys
+import tempfile
+import threading
 import time
 import unittest
 
-from support import SharedRootfs, start_helper
+from support import SharedRootfs, start_helper, wait_until
 
 import bwrapd
 from bwrapd import BwrapdError
@@ -103,6 +106,72 @@ class MalformedRunAnswerTest(unittest.TestCase):
         for mode in ("badbase64", "badremoved"):
             with self.subTest(mode=mode):
                 asyncio.run(main(mode))
+
+
+class StuckWriteCloseTest(unittest.TestCase):
+    """A helper that stops reading its input, with a write stuck in its pipe
+    (a run with 4 MiB of stdin): close(timeout) still returns about then,
+    having killed the helper."""
+
+    BIG = b"a" * (4 << 20)
+
+    def test_close_timeout_with_a_write_stuck(self):
+        helper = fake_helper("noread")
+        self.addCleanup(helper.kill)
+        threading.Thread(target=lambda: _quietly(helper.start, ["cat"], stdin=self.BIG), daemon=True).start()
+        self.assertTrue(wait_until(helper._write_lock.locked, 30), "the big write should be stuck")
+        closer = threading.Thread(target=helper.close, kwargs={"timeout": 2}, daemon=True)
+        start = time.monotonic()
+        closer.start()
+        closer.join(60)
+        self.assertFalse(closer.is_alive(), "close(timeout=2) must not hang on a stuck write")
+        self.assertLess(time.monotonic() - start, 30)
+        self.assertTrue(wait_until(lambda: helper.returncode is not None, 30))
+        self.assertEqual(helper.returncode, -signal.SIGKILL)
+
+    def test_close_timeout_with_the_real_helper_stopped(self):
+        with tempfile.TemporaryDirectory() as root:
+            helper = start_helper()
+            self.addCleanup(helper.kill)
+            os.kill(helper.pid, signal.SIGSTOP)
+            threading.Thread(target=lambda: _quietly(helper.start, ["cat"], root=root, stdin=self.BIG),
+                             daemon=True).start()
+            self.assertTrue(wait_until(helper._write_lock.locked, 30), "the big write should be stuck")
+            closer = threading.Thread(target=helper.close, kwargs={"timeout": 2}, daemon=True)
+            closer.start()
+            closer.join(60)
+            self.assertFalse(closer.is_alive(), "close(timeout=2) must not hang on a stuck write")
+            self.assertTrue(wait_until(lambda: helper.returncode is not None, 30))
+
+    def test_async_close_timeout_with_a_write_stuck(self):
+        async def main():
+            helper = await fake_async_helper("noread")
+            try:
+                writer = asyncio.ensure_future(helper.start(["cat"], stdin=self.BIG))
+                deadline = time.monotonic() + 30
+                while not helper._write_lock.locked() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                self.assertTrue(helper._write_lock.locked(), "the big write should be stuck")
+                # a write stuck in drain(): the transport has taken what the pipe would
+                while not helper._proc.stdin.transport.get_write_buffer_size() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                start = time.monotonic()
+                await asyncio.wait_for(helper.close(timeout=2), 60)
+                self.assertLess(time.monotonic() - start, 30)
+                self.assertEqual(helper.returncode, -signal.SIGKILL)
+                with self.assertRaises(bwrapd.HelperDied):
+                    await asyncio.wait_for(writer, 30)
+            finally:
+                helper.kill()
+
+        asyncio.run(main())
+
+
+def _quietly(func, *args, **kwargs):
+    try:
+        func(*args, **kwargs)
+    except Exception:
+        pass  # the helper is killed under it
 
 
 if __name__ == "__main__":

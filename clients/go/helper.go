@@ -362,10 +362,26 @@ func (h *Helper) close() error {
 	deadline := time.NewTimer(h.opts.CloseTimeout)
 	defer deadline.Stop()
 	if h.Err() == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), h.opts.CloseTimeout)
-		_, _ = h.Shutdown(ctx) // best effort: the helper may not implement it, or be gone
-		cancel()
-		_ = h.Notify("exit", nil)
+		// On a goroutine of its own: a helper that no longer reads its input leaves a
+		// write stuck (holding wmu), and Close must keep to CloseTimeout all the same.
+		polite := make(chan struct{})
+		go func() {
+			defer close(polite)
+			ctx, cancel := context.WithTimeout(context.Background(), h.opts.CloseTimeout)
+			_, _ = h.Shutdown(ctx) // best effort: the helper may not implement it, or be gone
+			cancel()
+			_ = h.Notify("exit", nil)
+		}()
+		select {
+		case <-polite:
+		case <-deadline.C:
+			h.mu.Lock()
+			h.closed = true
+			h.mu.Unlock()
+			h.kill() // closing stdin fails the stuck writes
+			<-polite
+			return fmt.Errorf("bwrapd: helper did not read its input within %v; killed", h.opts.CloseTimeout)
+		}
 	}
 	h.mu.Lock()
 	h.closed = true

@@ -3,6 +3,7 @@ package bwrapd_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -41,4 +42,41 @@ func TestCloseKeepsToItsTimeoutWithAWriteStuck(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the run whose write was stuck still blocked after the helper was killed")
 	}
+}
+
+// An answer the client cannot decode as a whole still answers its call: a malformed
+// error becomes an *RPCError with CodeInternalError, and an id written 2.0 is id 2.
+func TestMalformedAnswersEndTheirCalls(t *testing.T) {
+	for _, mode := range []string{"baderror", "baderror2"} {
+		t.Run(mode, func(t *testing.T) {
+			h := startFake(t, mode, bwrapd.Options{})
+			defer h.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			_, err := h.Run(ctx, bwrapd.RunRequest{Command: []string{"x"}})
+			if code, ok := bwrapd.ErrorCode(err); !ok || code != bwrapd.CodeInternalError {
+				t.Errorf("Run: want an *RPCError with CodeInternalError, got %v", err)
+			}
+			_, err = h.List(ctx)
+			if code, ok := bwrapd.ErrorCode(err); !ok || code != bwrapd.CodeInternalError {
+				t.Errorf("List: want an *RPCError with CodeInternalError, got %v", err)
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("the call waited for its context: %v", err)
+			}
+		})
+	}
+	t.Run("floatid", func(t *testing.T) {
+		h := startFake(t, "floatid", bwrapd.Options{})
+		defer h.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		res, err := h.Run(ctx, bwrapd.RunRequest{Command: []string{"x"}})
+		if err != nil || string(res.Stdout) != "ok\n" {
+			t.Errorf("Run with the id answered as 2.0: %v %v", err, res)
+		}
+		if _, err := h.List(ctx); err != nil {
+			t.Errorf("List with the id answered as 2.0: %v", err)
+		}
+	})
 }

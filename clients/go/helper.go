@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"strings"
@@ -107,7 +108,8 @@ type inMessage struct {
 	Method string          `json:"method"`
 	Params json.RawMessage `json:"params"`
 	Result json.RawMessage `json:"result"`
-	Error  *RPCError       `json:"error"`
+	// Decoded on its own: a malformed error must still answer its call.
+	Error json.RawMessage `json:"error"`
 }
 
 // Start spawns the helper in a session of its own and sends initialize. ctx bounds
@@ -592,8 +594,8 @@ func (h *Helper) handleMessage(raw []byte) {
 		h.handleNotification(m.Method, m.Params)
 		return
 	}
-	var id int64
-	if err := json.Unmarshal(m.ID, &id); err != nil {
+	id, ok := parseID(m.ID)
+	if !ok {
 		return // id null: an error about a message the helper could not read
 	}
 	c := h.takePending(id)
@@ -601,8 +603,8 @@ func (h *Helper) handleMessage(raw []byte) {
 		return // a call that was given up (its context ended)
 	}
 	var r response
-	if m.Error != nil {
-		r.err = m.Error
+	if len(m.Error) > 0 && string(m.Error) != "null" {
+		r.err = decodeRPCError(m.Error)
 	} else {
 		r.result = m.Result
 	}
@@ -611,6 +613,38 @@ func (h *Helper) handleMessage(raw []byte) {
 	} else {
 		c.ch <- r
 	}
+}
+
+// parseID reads the id of an answer: one of ours is a whole number, which JSON may
+// also write as 2.0 or 2e0. A string or null is no id of ours.
+func parseID(raw json.RawMessage) (int64, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] == '"' || raw[0] == 'n' {
+		return 0, false
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) != nil {
+		return 0, false
+	}
+	if id, err := n.Int64(); err == nil {
+		return id, true
+	}
+	f, err := n.Float64()
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+// decodeRPCError reads the error member of an answer; one that is not a JSON-RPC
+// error object becomes an internal error that says what came.
+func decodeRPCError(raw json.RawMessage) *RPCError {
+	var e RPCError
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return &RPCError{Code: CodeInternalError,
+			Message: fmt.Sprintf("malformed error in the helper's answer (%v): %.200s", err, raw)}
+	}
+	return &e
 }
 
 func (h *Helper) refuse(id json.RawMessage, method string) {

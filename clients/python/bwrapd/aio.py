@@ -363,11 +363,11 @@ class AsyncHelper:
             except OSError:
                 pass
             try:
-                await asyncio.wait_for(proc.wait(), min(timeout, 5.0))
+                await asyncio.wait_for(self._exited(), min(timeout, 5.0))
             except asyncio.TimeoutError:
                 log.warning("bwrapd helper %d did not exit; killing it", proc.pid)
                 self.kill()
-                await proc.wait()
+                await self._exited()
             try:
                 # How the pipe ended (a broken pipe, after a kill) is no news: taken
                 # here, or asyncio logs it as a future exception never retrieved.
@@ -376,6 +376,12 @@ class AsyncHelper:
                 pass
         finally:
             await self._finish_tasks()
+            # Our ends of the pipes, which a process the helper left behind may
+            # still hold open: closed now, not by the garbage collector after the
+            # event loop has ended (which asyncio reports as an error).
+            transport = getattr(proc, "_transport", None)
+            if transport is not None:
+                transport.close()
         return proc.returncode
 
     async def _shutdown_and_exit(self, timeout: float) -> None:
@@ -680,7 +686,7 @@ class AsyncHelper:
             raise
         finally:
             try:
-                await asyncio.wait_for(asyncio.shield(self._proc.wait()), 2.0)
+                await asyncio.wait_for(self._exited(), 2.0)
             except asyncio.TimeoutError:
                 pass
             await self._fail_all_after_stderr("the bwrapd helper closed its stdout")
@@ -700,13 +706,21 @@ class AsyncHelper:
             self._stderr.feed_line(line)
 
     async def _watch(self) -> None:
-        assert self._proc is not None
-        await self._proc.wait()
+        await self._exited()
         try:
             await asyncio.wait_for(asyncio.shield(self._reader), 1.0)
         except (asyncio.TimeoutError, Exception):
             pass
         await self._fail_all_after_stderr("the bwrapd helper exited")
+
+    async def _exited(self) -> None:
+        """Until the helper has exited. Not ``proc.wait()``: before Python 3.12
+        it also waits for every pipe of the helper to close, which a process
+        the helper left behind may keep open for ever; the exit status is there
+        (``returncode``) as soon as the process is reaped."""
+        assert self._proc is not None
+        while self._proc.returncode is None:
+            await asyncio.sleep(0.05)
 
     async def _fail_all_after_stderr(self, reason: str) -> None:
         # Let the stderr task read the helper's last words first (briefly).

@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from support import SharedRootfs, start_helper, wait_until
+from support import SharedRootfs, processes_with_args, start_helper, unique_sleep_arg, wait_until
 
 import bwrapd
 from bwrapd import BwrapdError
@@ -165,6 +165,48 @@ class StuckWriteCloseTest(unittest.TestCase):
                 helper.kill()
 
         asyncio.run(main())
+
+
+class OrphanTest(unittest.TestCase):
+    """The helper exits while a process it left behind holds its stdout:
+    the pending run fails with HelperDied at once, not when that process
+    ends."""
+
+    def test_async_run_fails_when_the_helper_exits(self):
+        marker = unique_sleep_arg(120)
+        self.addCleanup(_kill_all, "sleep", marker)
+
+        async def main():
+            helper = await fake_async_helper("orphan", FAKE_ORPHAN_S=marker)
+            try:
+                sandbox = await helper.start(["x"])
+                start = time.monotonic()
+                with self.assertRaises(bwrapd.HelperDied) as caught:
+                    await sandbox.wait(timeout=60)
+                self.assertLess(time.monotonic() - start, 30)
+                self.assertEqual(caught.exception.returncode, 3)
+                self.assertTrue(processes_with_args("sleep", marker), "the orphan should still hold the pipe")
+            finally:
+                await asyncio.wait_for(helper.close(timeout=2), 60)
+
+        asyncio.run(main())
+
+    def test_sync_run_fails_when_the_helper_exits(self):
+        marker = unique_sleep_arg(120)
+        self.addCleanup(_kill_all, "sleep", marker)
+        with fake_helper("orphan", FAKE_ORPHAN_S=marker) as helper:
+            sandbox = helper.start(["x"])
+            with self.assertRaises(bwrapd.HelperDied) as caught:
+                sandbox.wait(timeout=60)
+            self.assertEqual(caught.exception.returncode, 3)
+
+
+def _kill_all(*argv):
+    for pid in processes_with_args(*argv):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _quietly(func, *args, **kwargs):

@@ -82,14 +82,17 @@ export function checkMessageSize(method, params, limit) {
 
 /** The error every pending and later run gets once the helper is gone. */
 class HelperExitedError extends Error {
-  constructor(code, signal, stderr) {
-    const how = signal ? `killed by ${signal}` : `exit status ${code}`;
-    super(`bwrapd exited (${how})${stderr.trim() ? `; last stderr:\n${stderr.trim()}` : ''}`);
+  constructor(code, signal, stderr, what) {
+    what ??= `exited (${signal ? `killed by ${signal}` : `exit status ${code}`})`;
+    super(`bwrapd ${what}${stderr.trim() ? `; last stderr:\n${stderr.trim()}` : ''}`);
     this.name = 'HelperExitedError';
     this.exitCode = code;
     this.signal = signal;
   }
 }
+
+/** How long the last frames of a helper that exited are waited for. */
+const EXIT_GRACE_MS = 500;
 
 let taskCounter = 0;
 const newSandboxId = () => `node-${process.pid}-${++taskCounter}`;
@@ -112,7 +115,12 @@ export async function startBwrapd({ command, args = [], onStderr } = {}) {
     child.once('spawn', resolve);
     child.once('error', reject);
   });
-  const exited = new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
+  // 'close' waits for every stdio pipe to close as well, which a process the helper
+  // left behind may hold open for ever: the exit, with a moment for its last frames
+  // to be read, ends everything too.
+  const closed = new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
+  const exitStatus = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = Promise.race([closed, exitStatus.then((status) => new Promise((resolve) => setTimeout(() => resolve(status), EXIT_GRACE_MS)))]);
 
   // The first byte the server reads is the 'C' of "Content-Length:": LSP framing.
   const connection = createMessageConnection(new StreamMessageReader(child.stdout), new StreamMessageWriter(child.stdin));
@@ -134,14 +142,24 @@ export async function startBwrapd({ command, args = [], onStderr } = {}) {
   // Once the helper is gone every pending run is rejected at once; vscode-jsonrpc
   // itself would leave them pending when the stream just closes.
   let dead = null;
-  const died = exited.then(({ code, signal }) => {
-    dead = new HelperExitedError(code, signal, stderrText);
+  let reject;
+  const died = new Promise((_, r) => { reject = r; });
+  died.catch(() => {});
+  const fail = (err) => {
+    if (dead) return;
+    dead = err;
     for (const task of tasks.values()) task.fail(dead);
     tasks.clear();
     connection.dispose();
-    throw dead;
+    reject(dead);
+  };
+  exited.then(({ code, signal }) => fail(new HelperExitedError(code, signal, stderrText)));
+  // The helper's stdout ended: no answer can come any more. Normally it exits at
+  // once, and that says how; one that stays wedged fails the runs all the same.
+  connection.onClose(() => {
+    setTimeout(() => fail(new HelperExitedError(null, null, stderrText, 'closed its stdout (still running)')),
+      EXIT_GRACE_MS * 2);
   });
-  died.catch(() => {});
 
   let info;
   try {

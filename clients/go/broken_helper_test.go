@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,4 +81,20 @@ func TestMalformedAnswersEndTheirCalls(t *testing.T) {
 			t.Errorf("List with the id answered as 2.0: %v", err)
 		}
 	})
+}
+
+// OnOutput without an output that is Stream() would never be called: refused.
+func TestOnOutputWithoutAStreamIsRefused(t *testing.T) {
+	h := startFake(t, "plain", bwrapd.Options{})
+	defer h.Close()
+	onOutput := func(string, []byte) {}
+	for _, req := range []bwrapd.RunRequest{
+		{Command: []string{"x"}, OnOutput: onOutput},
+		{Command: []string{"x"}, OnOutput: onOutput, Stdout: bwrapd.Capture(), Stderr: bwrapd.Discard()},
+		{Command: []string{"x"}, OnOutput: onOutput, Stdout: bwrapd.StreamTo(io.Discard)},
+	} {
+		if _, err := h.Start(testCtx(t), req); err == nil || !strings.Contains(err.Error(), "OnOutput") {
+			t.Errorf("Start with OnOutput and no Stream(): %v", err)
+		}
+	}
 }

@@ -80,6 +80,11 @@ func (h *Helper) start(ctx context.Context, req RunRequest, terminal *terminalOu
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if req.OnOutput != nil && req.Terminal == nil && !streamsToOnOutput(req.Stdout) && !streamsToOnOutput(req.Stderr) {
+		// Else OnOutput would silently never be called.
+		return nil, errors.New("bwrapd: RunRequest.OnOutput is set but neither Stdout nor Stderr is Stream(): " +
+			"it would never be called (nothing was sent)")
+	}
 	if req.SandboxID == "" {
 		req.SandboxID = newSandboxID()
 	}
@@ -257,6 +262,12 @@ func (s *Sandbox) complete(ev event) {
 	}
 	s.h.unindex(s)
 	close(s.done)
+}
+
+// streamsToOnOutput says whether the chunks of o go to RunRequest.OnOutput: Stream(),
+// not StreamTo (whose chunks go to its io.Writer).
+func streamsToOnOutput(o *Output) bool {
+	return o != nil && o.mode == "stream" && o.w == nil
 }
 
 // streamWriters are the io.Writers of the outputs req streams to one (see StreamTo),

@@ -86,6 +86,7 @@ type RunRequest struct {
 	// Run/Wait returns. It runs on a goroutine of its own per run (never concurrently
 	// with itself for one run) and may call the Helper. stream is "stdout" or "stderr".
 	// Chunks it has not taken yet are queued in memory without bound (see StreamTo).
+	// Set with no output Stream() (nor a Terminal), Start refuses it.
 	OnOutput func(stream string, data []byte) `json:"-"`
 }
 

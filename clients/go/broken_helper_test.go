@@ -83,6 +83,20 @@ func TestMalformedAnswersEndTheirCalls(t *testing.T) {
 	})
 }
 
+// A grace under 1 ms is sent as 1 ms, not as 0 (which is SIGKILL at once).
+func TestTerminateRoundsAGraceUpToAMillisecond(t *testing.T) {
+	h := startFake(t, "plain", bwrapd.Options{})
+	defer h.Close()
+	for grace, want := range map[time.Duration]string{900 * time.Microsecond: `"graceMs":1`,
+		1500 * time.Microsecond: `"graceMs":2`, 2 * time.Second: `"graceMs":2000`} {
+		_, err := h.Terminate(testCtx(t), "sb", grace)
+		var rpcErr *bwrapd.RPCError
+		if !errors.As(err, &rpcErr) || !strings.Contains(string(rpcErr.Data), want) {
+			t.Errorf("Terminate(%v) sent %v, want %s", grace, err, want)
+		}
+	}
+}
+
 // OnOutput without an output that is Stream() would never be called: refused.
 func TestOnOutputWithoutAStreamIsRefused(t *testing.T) {
 	h := startFake(t, "plain", bwrapd.Options{})

@@ -18,6 +18,9 @@ const fakeHelperEnv = "BWRAPD_GO_FAKE"
 // startFake starts the test binary as a helper that misbehaves as mode says.
 func startFake(t *testing.T, mode string, opts bwrapd.Options) *bwrapd.Helper {
 	t.Helper()
+	if mode == "" {
+		t.Fatal("startFake needs a mode: without one the test binary runs the tests again")
+	}
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -97,8 +100,13 @@ func fakeHelper(mode string) {
 			}
 		case "shutdown":
 			raw(`{"jsonrpc":"2.0","id":` + id + `,"result":{"terminated":0}}`)
-		default:
-			raw(`{"jsonrpc":"2.0","id":` + id + `,"error":{"code":-32601,"message":"method not found"}}`)
+		default: // the params as data, for a test to see what was sent
+			var all struct {
+				Params json.RawMessage `json:"params"`
+			}
+			_ = json.Unmarshal(in.Bytes(), &all)
+			send(map[string]any{"jsonrpc": "2.0", "id": m.ID,
+				"error": map[string]any{"code": -32601, "message": "method not found", "data": all.Params}})
 		}
 	}
 }

@@ -311,11 +311,17 @@ func (h *Helper) Resume(ctx context.Context, sandboxID string) (bool, error) {
 }
 
 // Terminate ends the whole sandbox. With grace > 0 its processes get SIGTERM first
-// and SIGKILL after grace; otherwise SIGKILL at once. The run then ends "signaled".
+// and SIGKILL after grace (rounded up to whole milliseconds); otherwise SIGKILL at
+// once. The run then ends "signaled".
 func (h *Helper) Terminate(ctx context.Context, sandboxID string, grace time.Duration) (bool, error) {
 	params := map[string]any{"sandboxId": sandboxID}
 	if grace > 0 {
-		params["graceMs"] = grace.Milliseconds()
+		// Rounded up: a grace under 1 ms must not become 0, which is SIGKILL at once.
+		ms := grace.Milliseconds()
+		if grace%time.Millisecond != 0 {
+			ms++
+		}
+		params["graceMs"] = ms
 	}
 	return h.control(ctx, "sandbox/terminate", params)
 }

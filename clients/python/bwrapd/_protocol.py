@@ -359,10 +359,19 @@ _RUN_OPTIONS: Dict[str, Tuple[str, Callable[[Any], Any]]] = {
 }
 
 
+def _no_unknown_keys(name: str, value: Mapping[str, Any], known: Sequence[str]) -> None:
+    # A misspelt key ("erno", "TERM") would otherwise be dropped without a word.
+    unknown = set(value) - set(known)
+    if unknown:
+        raise TypeError("unknown %s field(s): %s (known: %s)"
+                        % (name, ", ".join(sorted(map(str, unknown))), ", ".join(known)))
+
+
 def _seccomp(value: Any) -> Any:
     if value in ("none", "default"):
         return value
     if isinstance(value, dict) and isinstance(value.get("deny"), (list, tuple)):
+        _no_unknown_keys("seccomp", value, ("deny", "errno"))
         policy: Dict[str, Any] = {"deny": [_str("seccomp deny entry", name) for name in value["deny"]]}
         if value.get("errno") is not None:
             policy["errno"] = _str("seccomp errno", value["errno"])
@@ -373,6 +382,7 @@ def _seccomp(value: Any) -> Any:
 def _terminal(value: Any) -> Dict[str, Any]:
     if not isinstance(value, dict) or "rows" not in value or "cols" not in value:
         raise TypeError('terminal must be {"rows": int, "cols": int, "term": str}')
+    _no_unknown_keys("terminal", value, ("rows", "cols", "term"))
     terminal: Dict[str, Any] = {"rows": _int("terminal rows", value["rows"]), "cols": _int("terminal cols", value["cols"])}
     if value.get("term") is not None:
         terminal["term"] = _str("terminal term", value["term"])
@@ -501,6 +511,17 @@ def prepare_run(
         codecs.lookup_error(_str("errors", errors))
     writers = {name: options[name] for name in ("stdout", "stderr") if _is_file_object(options.get(name))}
     return RunPlan(sandbox_id, argv, params, encoding, errors, writers)
+
+
+def check_on_output(plan: RunPlan, on_output: Optional[OutputCallback]) -> None:
+    """Refuse an ``on_output`` that would never be called: no output of the
+    run is ``"stream"`` (nor a terminal) other than into a file object."""
+    if on_output is None or "terminal" in plan.params:
+        return
+    for name in ("stdout", "stderr"):
+        if plan.params.get(name) == "stream" and name not in plan.writers:
+            return
+    raise ValueError('on_output was given, but neither stdout nor stderr is "stream": it would never be called')
 
 
 # ---------------------------------------------------------------- messages

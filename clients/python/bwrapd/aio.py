@@ -554,6 +554,7 @@ class AsyncHelper:
         """Send ``sandbox/run`` and return an :class:`AsyncSandbox` at once
         (options as for :meth:`bwrapd.Helper.start`)."""
         plan = P.prepare_run(command, root, sandbox_id, timeout, dict(options), "start")
+        P.check_on_output(plan, on_output)
         sandbox = AsyncSandbox(self, plan, check, on_output)
         await self._submit("sandbox/run", plan.params, sandbox)
         return sandbox
@@ -599,6 +600,7 @@ class AsyncHelper:
         """See :meth:`bwrapd.Helper.open_terminal`."""
         run_options = P.terminal_options(rows, cols, term, dict(options))
         plan = P.prepare_run(command, root, sandbox_id, timeout, run_options, "open_terminal")
+        P.check_on_output(plan, on_output)
         terminal = AsyncTerminal(self, plan, check, on_output)
         await self._submit("sandbox/run", plan.params, terminal)
         return terminal

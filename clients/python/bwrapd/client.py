@@ -669,6 +669,7 @@ class Helper:
         ``"stream"`` outputs; without it, use :meth:`Sandbox.output`.
         """
         plan = P.prepare_run(command, root, sandbox_id, timeout, dict(options), "start")
+        P.check_on_output(plan, on_output)
         sandbox = Sandbox(self, plan, check, on_output)
         self._submit("sandbox/run", plan.params, sandbox)
         return sandbox
@@ -689,6 +690,7 @@ class Helper:
         does not exit with 0 raises :class:`SandboxFailed`. A
         KeyboardInterrupt while waiting cancels the run."""
         plan = P.prepare_run(command, root, sandbox_id, timeout, dict(options), "run")
+        P.check_on_output(plan, on_output)
         sandbox = Sandbox(self, plan, check, on_output)
         self._submit("sandbox/run", plan.params, sandbox)
         try:
@@ -721,6 +723,7 @@ class Helper:
         ``on_output(stream, data)`` takes the place of iterating."""
         run_options = P.terminal_options(rows, cols, term, dict(options))
         plan = P.prepare_run(command, root, sandbox_id, timeout, run_options, "open_terminal")
+        P.check_on_output(plan, on_output)
         terminal = Terminal(self, plan, check, on_output)
         self._submit("sandbox/run", plan.params, terminal)
         return terminal

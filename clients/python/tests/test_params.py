@@ -6,6 +6,8 @@ must be reachable, with the exact wire shape.
 
 from __future__ import annotations
 
+import asyncio
+import io
 import pathlib
 import signal
 import subprocess
@@ -117,6 +119,33 @@ class ParamsTest(unittest.TestCase):
             build_run_params(["true"], None, 1, {"timeout_ms": 5})
         with self.assertRaises(TypeError):
             build_run_params(["true"], None, None, {"mounts": "/a:/b"})
+
+    def test_misspelt_seccomp_and_terminal_keys_are_refused(self):
+        with self.assertRaises(TypeError) as caught:
+            build_run_params(["true"], None, None, {"seccomp": {"deny": ["ptrace"], "erno": "EACCES"}})
+        self.assertIn("erno", str(caught.exception))
+        with self.assertRaises(TypeError) as caught:
+            build_run_params(["true"], None, None, {"terminal": {"rows": 24, "cols": 80, "TERM": "dumb"}})
+        self.assertIn("TERM", str(caught.exception))
+        _, params = build_run_params(["true"], None, None, {"seccomp": {"deny": ["ptrace"], "errno": "EACCES"},
+                                                             "terminal": {"rows": 24, "cols": 80, "term": "dumb"}})
+        self.assertEqual(params["seccomp"], {"deny": ["ptrace"], "errno": "EACCES"})
+        self.assertEqual(params["terminal"], {"rows": 24, "cols": 80, "term": "dumb"})
+
+    def test_on_output_without_a_stream_is_refused_before_sending(self):
+        # No helper is needed: the check is local, before anything is sent.
+        helper = bwrapd.Helper.__new__(bwrapd.Helper)
+        callback = lambda stream, data: None  # noqa: E731
+        for options in ({}, {"stdout": "capture", "stderr": subprocess.DEVNULL},
+                        {"stdout": io.BytesIO(), "stderr": "stdout"}):
+            for method in (bwrapd.Helper.start, bwrapd.Helper.run):
+                with self.subTest(options=options, method=method.__name__):
+                    with self.assertRaises(ValueError) as caught:
+                        method(helper, ["true"], on_output=callback, **options)
+                    self.assertIn("on_output", str(caught.exception))
+        async_helper = bwrapd.AsyncHelper.__new__(bwrapd.AsyncHelper)
+        with self.assertRaises(ValueError):
+            asyncio.run(bwrapd.AsyncHelper.run(async_helper, ["true"], on_output=callback))
 
     def test_unknown_keyword_raises_before_sending(self):
         # No helper is needed: the check is local, in the signature's spirit.

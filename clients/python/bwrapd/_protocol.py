@@ -120,12 +120,32 @@ def decode_output_chunk(params: Mapping[str, Any]) -> bytes:
     return str(text).encode("utf-8", "surrogatepass")
 
 
+#: The most of one stderr line kept (its end): a helper that writes megabytes
+#: without a newline must not make this process hold them.
+STDERR_LINE_BYTES = 4096
+
+
 class StderrTail:
     """Keeps the last lines the helper wrote to stderr (thread-safe)."""
 
     def __init__(self, maxlen: int = STDERR_TAIL_LINES) -> None:
         self._lines: Deque[str] = deque(maxlen=maxlen)
         self._lock = threading.Lock()
+        self._partial = b""  # the end of a line not finished yet (one feeding thread)
+
+    def feed(self, data: bytes) -> None:
+        """Bytes as they were read: complete lines are kept, each at most its
+        last STDERR_LINE_BYTES bytes, and so is what is pending of the next."""
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()[-STDERR_LINE_BYTES:]
+        for line in lines:
+            self.feed_line(line[-STDERR_LINE_BYTES:])
+
+    def flush(self) -> None:
+        """The end of stderr: an unfinished last line is kept too."""
+        if self._partial:
+            self.feed_line(self._partial)
+            self._partial = b""
 
     def feed_line(self, raw: bytes) -> None:
         line = raw.rstrip(b"\r\n").decode("utf-8", "replace")

@@ -820,10 +820,13 @@ class Helper:
         stderr = self._proc.stderr
         assert stderr is not None
         try:
-            for line in iter(stderr.readline, b""):
-                self._stderr.feed_line(line)
+            # In pieces, not by line: a line has no limit, and a helper that floods
+            # stderr without a newline must not grow this process without bound.
+            for chunk in iter(lambda: stderr.read1(64 * 1024), b""):  # type: ignore[union-attr]
+                self._stderr.feed(chunk)
         except (OSError, ValueError):
             pass
+        self._stderr.flush()
 
     def _fail_all(self, reason: str) -> None:
         _join(self._stderr_thread, 0.5)

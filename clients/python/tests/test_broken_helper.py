@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 import unittest
 
 from support import SharedRootfs, processes_with_args, start_helper, unique_sleep_arg, wait_until
@@ -199,6 +200,25 @@ class OrphanTest(unittest.TestCase):
             with self.assertRaises(bwrapd.HelperDied) as caught:
                 sandbox.wait(timeout=60)
             self.assertEqual(caught.exception.returncode, 3)
+
+
+class StderrFloodTest(unittest.TestCase):
+    """A helper that writes 64 MiB to stderr without a newline: the client
+    keeps a bounded tail, not the whole line."""
+
+    def test_sync_stderr_without_newlines(self):
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        tracemalloc.reset_peak()
+        helper = fake_helper("stderrflood", FAKE_MB="64")
+        self.addCleanup(helper.kill)
+        self.assertTrue(wait_until(lambda: "last words" in helper.stderr_tail(), 120),
+                        "the last stderr line never arrived: %r" % [line[:40] for line in helper.stderr_tail()])
+        _, peak = tracemalloc.get_traced_memory()
+        self.assertLess(peak, 16 << 20, "memory grew by %d MiB for a 64 MiB stderr line" % (peak >> 20))
+        tail = helper.stderr_tail()
+        self.assertEqual(tail[-1], "last words")
+        self.assertLessEqual(max(len(line) for line in tail), 4096)
 
 
 def _kill_all(*argv):

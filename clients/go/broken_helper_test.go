@@ -112,3 +112,22 @@ func TestOnOutputWithoutAStreamIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A helper that closes its stdout but stays: the error says so, not "exited".
+func TestHelperClosingItsStdoutIsNotReportedAsExited(t *testing.T) {
+	h := startFake(t, "closeout", bwrapd.Options{CloseTimeout: 2 * time.Second})
+	defer h.Close()
+	select {
+	case <-h.Done():
+	case <-time.After(60 * time.Second):
+		t.Fatal("Done not closed 60s after the helper closed its stdout")
+	}
+	err := h.Err()
+	if !errors.Is(err, bwrapd.ErrHelperExited) || !strings.Contains(err.Error(), "closed its stdout") ||
+		strings.Contains(err.Error(), "exited") {
+		t.Errorf("the helper closed its stdout and stays, but: %v", err)
+	}
+	if _, err := h.List(testCtx(t)); err == nil || !strings.Contains(err.Error(), "closed its stdout") {
+		t.Errorf("List after that: %v", err)
+	}
+}

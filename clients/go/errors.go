@@ -119,9 +119,13 @@ type HelperExitedError struct {
 
 func (e *HelperExitedError) Error() string {
 	var b strings.Builder
-	if e.Closed {
+	switch {
+	case e.Closed:
 		b.WriteString("bwrapd: helper closed")
-	} else {
+	case !e.Reaped:
+		// Its output ended, but the process has not exited (yet): say what happened.
+		b.WriteString("bwrapd: helper closed its stdout (still running)")
+	default:
 		b.WriteString("bwrapd: helper exited")
 	}
 	if e.ExitErr != nil {

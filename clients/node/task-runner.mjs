@@ -156,9 +156,11 @@ export async function startBwrapd({ command, args = [], onStderr } = {}) {
   exited.then(({ code, signal }) => fail(new HelperExitedError(code, signal, stderrText)));
   // The helper's stdout ended: no answer can come any more. Normally it exits at
   // once, and that says how; one that stays wedged fails the runs all the same.
+  // (unref: after close() disposes the connection, the timer must not hold this
+  // program up; while a wedged helper runs, its process does.)
   connection.onClose(() => {
     setTimeout(() => fail(new HelperExitedError(null, null, stderrText, 'closed its stdout (still running)')),
-      EXIT_GRACE_MS * 2);
+      EXIT_GRACE_MS * 2).unref();
   });
 
   let info;

@@ -819,10 +819,14 @@ class Helper:
     def _read_stderr(self) -> None:
         stderr = self._proc.stderr
         assert stderr is not None
+        # In pieces, not by line: a line has no limit, and a helper that floods
+        # stderr without a newline must not grow this process without bound.
+        read: Callable[[int], bytes] = getattr(stderr, "read1", stderr.read)
         try:
-            # In pieces, not by line: a line has no limit, and a helper that floods
-            # stderr without a newline must not grow this process without bound.
-            for chunk in iter(lambda: stderr.read1(64 * 1024), b""):  # type: ignore[union-attr]
+            while True:
+                chunk = read(64 * 1024)
+                if not chunk:
+                    break
                 self._stderr.feed(chunk)
         except (OSError, ValueError):
             pass

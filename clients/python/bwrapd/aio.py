@@ -342,7 +342,8 @@ class AsyncHelper:
         return P.terminated_count(result)
 
     async def close(self, timeout: float = 10.0) -> Optional[int]:
-        """``shutdown``, ``exit``, close stdin, wait (kill after ``timeout``)."""
+        """``shutdown``, ``exit``, close stdin, wait (kill after ``timeout``,
+        also when ``shutdown`` and ``exit`` could not be sent by then)."""
         if self._closed or self._proc is None:
             return self.returncode
         self._closed = True

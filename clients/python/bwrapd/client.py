@@ -431,8 +431,9 @@ class Helper:
 
     def close(self, timeout: float = 10.0) -> Optional[int]:
         """``shutdown``, ``exit``, close stdin and wait; the helper is killed
-        if it has not exited ``timeout`` seconds after that. Returns its exit
-        status. Calling it again does nothing."""
+        if it has not exited ``timeout`` seconds after that, or if it has not
+        taken ``shutdown`` and ``exit`` within ``timeout`` (it no longer reads
+        its input). Returns its exit status. Calling it again does nothing."""
         with self._lock:
             if self._closed:
                 return self._proc.returncode

@@ -74,6 +74,8 @@ final class Run {
     private final RootLeases leases;
     private final Spawner spawner;
     private final Reaper reaper;
+    /** Where the seccomp filter is written (the captures' spool directory, a file system on disk where there is one). */
+    private final Path spoolDirectory;
     private final RunSpec spec;
     /** The directory the spec's relative host paths are resolved beneath (a descriptor), or -1. */
     private final int base;
@@ -160,6 +162,7 @@ final class Run {
         this.stdout = new Output(spec.stdout(), spec.terminal() != null ? RunListener.Stream.TERMINAL : RunListener.Stream.STDOUT,
                 spec.captureLimitBytes(), captures);
         this.stderr = new Output(spec.stderr(), RunListener.Stream.STDERR, spec.captureLimitBytes(), captures);
+        this.spoolDirectory = captures.spoolDirectory();
         Arrays.fill(fds, -1);
     }
 
@@ -256,12 +259,18 @@ final class Run {
         // message would be lost there, so it goes through a pipe that is drained like stderr's.
         boolean merged = spec.stderr() instanceof RunSpec.Output.IntoStdout;
         childStdout = outputFd(spec.stdout(), "stdout", STDOUT, !merged);
-        childStderr = merged ? childStdout : outputFd(spec.stderr(), "stderr", STDERR, false);
-        if (spec.stdout() instanceof RunSpec.Output.File && spec.stderr() instanceof RunSpec.Output.File
-                && Libc.stat(childStdout, "", Libc.AT_EMPTY_PATH).sameFile(Libc.stat(childStderr, "", Libc.AT_EMPTY_PATH))) {
-            // One file named twice (two spellings, two links): one open file for both, as 2>&1 is;
-            // two would each keep an offset of their own and write over each other's bytes.
-            childStderr = childStdout;
+        if (spec.stdout() instanceof RunSpec.Output.File && spec.stderr() instanceof RunSpec.Output.File f) {
+            // One file named twice (two spellings, two links) is one open file for both, as 2>&1 is
+            // (two would each keep an offset of their own and write over each other's bytes), with
+            // stdout's append: so stderr's is opened untruncated, and truncated only if it is another file.
+            int err = own(open("stderr.file", f.path(), Libc.O_WRONLY | Libc.O_CREAT | (f.append() ? Libc.O_APPEND : 0)));
+            if (Libc.stat(childStdout, "", Libc.AT_EMPTY_PATH).sameFile(Libc.stat(err, "", Libc.AT_EMPTY_PATH))) {
+                childStderr = childStdout;
+            } else {
+                childStderr = f.append() ? err : own(Libc.open("/proc/self/fd/" + err, Libc.O_WRONLY | Libc.O_TRUNC, 0));
+            }
+        } else {
+            childStderr = merged ? childStdout : outputFd(spec.stderr(), "stderr", STDERR, false);
         }
         if ((merged ? spec.stdout() : spec.stderr()) instanceof RunSpec.Output.File) {
             messagesFile = readerOf(childStderr);
@@ -568,12 +577,30 @@ final class Run {
      * The run's seccomp filter as bwrap reads it: a pipe holding the whole BPF program (at most
      * the kernel's 4096 instructions, 32 KiB: it fits in the pipe, so writing it never blocks); -1 without a filter.
      */
+    /**
+     * The compiled filter, for bwrap's --seccomp: in a file that never has a name (O_TMPFILE in the
+     * spool directory), read back through a descriptor of its own that starts at its beginning.
+     * Not a pipe: it is written whole before bwrap exists to read it, and a pipe holds only 8 KiB
+     * once the user's pipe pages are spent (fs.pipe-user-pages-soft), which a hostile command of
+     * the same user can bring about: the write of a larger filter blocked the run for ever. Where
+     * no such file can be made there, the pipe.
+     */
     private int seccompFilter() throws Libc.Error {
         if (spec.seccomp() == null) return -1;
-        int[] pipe = pipe();
-        Libc.exportSeccompFilter(SeccompPolicy.rules(spec.seccomp()), pipe[1]);
-        closeOwned(pipe[1]);
-        return pipe[0];
+        List<Libc.SeccompRule> rules = SeccompPolicy.rules(spec.seccomp());
+        int file;
+        try {
+            file = own(Libc.open(spoolDirectory.toString(), Libc.O_TMPFILE | Libc.O_RDWR | Libc.O_EXCL, 0600));
+        } catch (Libc.Error e) { // no such files there, or the directory is not ours to write: the pipe, as before
+            int[] pipe = pipe();
+            Libc.exportSeccompFilter(rules, pipe[1]);
+            closeOwned(pipe[1]);
+            return pipe[0];
+        }
+        Libc.exportSeccompFilter(rules, file);
+        int reader = own(Libc.open("/proc/self/fd/" + file, Libc.O_RDONLY, 0));
+        closeOwned(file);
+        return reader;
     }
 
     // ----- 6. follow the run -----

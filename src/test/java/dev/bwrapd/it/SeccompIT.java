@@ -65,6 +65,60 @@ class SeccompIT {
         if (bwrapd != null) Runs.closeChecked(bwrapd, root);
     }
 
+    /**
+     * Review finding: the compiled filter was written whole into a pipe before bwrap ran, and once the
+     * user's pipe pages are spent (fs.pipe-user-pages-soft) a new pipe holds 8 KiB: a larger filter
+     * (a deny list of every system call is some 9 KiB) blocked the run's thread for ever, timeout
+     * and all. A command of the same user can spend them; here a process of the test's user does
+     * (unprivileged: root's pipes are not counted, and there the run just has its large filter).
+     */
+    @Test
+    void aLargeFilterRunsWhenTheUsersPipePagesAreSpent() throws Exception {
+        List<String> deny = new java.util.ArrayList<>();
+        java.util.Set<String> needed = java.util.Set.of("execve", "exit", "exit_group", "brk", "mmap", "munmap", "mprotect",
+                "arch_prctl", "read", "write", "close", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "set_tid_address");
+        for (String line : Files.readAllLines(Path.of("/usr/include/x86_64-linux-gnu/asm/unistd_64.h"))) {
+            if (!line.startsWith("#define __NR_")) continue;
+            String name = line.substring("#define __NR_".length()).split("\\s+")[0];
+            if (!needed.contains(name)) deny.add(name);
+        }
+        Assumptions.assumeTrue(deny.size() > 300, "the kernel's x86_64 system call names (linux-libc-dev)");
+        ObjectNode params = Runs.params(root, "true");
+        params.putObject("seccomp").set("deny", Runs.JSON.valueToTree(deny));
+        params.put("timeoutMs", 20_000);
+        boolean root = "root".equals(System.getProperty("user.name"));
+        Process hog = root ? null : new ProcessBuilder("/usr/bin/python3", "-c", """
+                import fcntl, os, sys
+                pipes = []
+                try:
+                    while len(pipes) < 1000:
+                        r, w = os.pipe()
+                        pipes.append((r, w))
+                        fcntl.fcntl(w, 1031, 1 << 20)  # F_SETPIPE_SZ: 256 pages counted against the user
+                except OSError:
+                    pass
+                # The last pages, 16 a pipe, until the kernel gives a new pipe less than its 64 KiB (F_GETPIPE_SZ).
+                while len(pipes) < 2000:
+                    r, w = os.pipe()
+                    pipes.append((r, w))
+                    if fcntl.fcntl(w, 1032) < 65536:
+                        break
+                print("spent", len(pipes), fcntl.fcntl(w, 1032), flush=True)
+                sys.stdin.read()
+                """).redirectErrorStream(true).start();
+        try {
+            if (hog != null) {
+                String spent = new java.io.BufferedReader(new java.io.InputStreamReader(hog.getInputStream())).readLine();
+                assertTrue(spent != null && spent.startsWith("spent ") && !spent.endsWith(" 65536"), "the user's pipe pages are spent: " + spent);
+            }
+            JsonNode response = bwrapd.requestAsync("sandbox/run", params).get(60, java.util.concurrent.TimeUnit.SECONDS);
+            assertTrue(response.has("result"), response::toString);
+            assertEquals("exited", response.at("/result/status").asText(), response::toString);
+        } finally {
+            if (hog != null) hog.destroyForcibly().waitFor();
+        }
+    }
+
     private static String probe(Object seccomp, String... what) throws Exception {
         return probeWith(seccomp, "probe", what);
     }

@@ -85,7 +85,9 @@ record RunnerOptions(boolean help, Path listen, Path buildDirectory, Actions.Roo
         }
         Limits limits;
         try {
-            Double cpus = named.containsKey("cpus") ? Double.valueOf(named.get("cpus")) : null;
+            String cpusText = named.get("cpus"); // a decimal, as JSON writes one (Double.valueOf also takes 2d, 0x1p3, NaN)
+            if (cpusText != null && !cpusText.matches("[0-9]+(\\.[0-9]+)?")) throw new NumberFormatException(cpusText);
+            Double cpus = cpusText != null ? Double.valueOf(cpusText) : null;
             limits = new Limits(whole(named, "memoryBytes"), whole(named, "pids"), whole(named, "cpuMs"), cpus,
                     whole(named, "fileSizeBytes"), whole(named, "openFiles"));
         } catch (NumberFormatException e) {

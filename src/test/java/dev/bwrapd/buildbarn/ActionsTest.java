@@ -154,7 +154,7 @@ class ActionsTest {
         assertEquals(8L, spec.limits().pids());
         // sandbox/run's ranges, one place (Limits.outOfRange): what a run refuses, the runner refuses at its start.
         for (String bad : new String[] {"", "pids", "pids=0", "pids=-1", "pids=x", "pids=1,pids=2", "memory=1", "cpus=NaN",
-                "memoryBytes=1", "pids=5000000", "cpus=0.001", "cpus=Infinity", "openFiles=2000000", "fileSizeBytes=-1"}) {
+                "memoryBytes=1", "pids=5000000", "cpus=0.001", "cpus=Infinity", "cpus=2d", "cpus=0x1p3", "openFiles=2000000", "fileSizeBytes=-1"}) {
             org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> RunnerOptions.limits(bad), bad);
         }
         assertEquals(0L, RunnerOptions.limits("fileSizeBytes=0").fileSizeBytes(), "0 is a valid file size limit, as in sandbox/run");

@@ -782,7 +782,21 @@ class SandboxRunIT {
             p.putObject("stderr").put("file", stderrPath);
             ok(bwrapd, p);
             assertEquals("one-one-one\ntwo\nthree\n", Files.readString(file), stderrPath);
+            // stdout's append applies to both: stderr's own open of the file must not truncate it.
+            ObjectNode appended = sh(root, "echo four; echo five >&2");
+            appended.putObject("stdout").put("file", file.toString()).put("append", true);
+            appended.putObject("stderr").put("file", stderrPath);
+            ok(bwrapd, appended);
+            assertEquals("one-one-one\ntwo\nthree\nfour\nfive\n", Files.readString(file), stderrPath);
         }
+        // Two different files, stderr's not appended to: it is truncated as before.
+        Path other = dir.resolve("other");
+        Files.writeString(other, "stale\n");
+        ObjectNode two = sh(root, "echo out; echo err >&2");
+        two.putObject("stdout").put("file", file.toString()).put("append", true);
+        two.putObject("stderr").put("file", other.toString());
+        ok(bwrapd, two);
+        assertEquals("err\n", Files.readString(other));
     }
 
     @Test

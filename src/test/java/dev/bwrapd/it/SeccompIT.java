@@ -111,9 +111,11 @@ class SeccompIT {
                 String spent = new java.io.BufferedReader(new java.io.InputStreamReader(hog.getInputStream())).readLine();
                 assertTrue(spent != null && spent.startsWith("spent ") && !spent.endsWith(" 65536"), "the user's pipe pages are spent: " + spent);
             }
+            // Answered, not hung. With nearly every call denied, bwrap's own init (under the filter too)
+            // may be refused its wait() before the command is done: then the run is setup-failed.
             JsonNode response = bwrapd.requestAsync("sandbox/run", params).get(60, java.util.concurrent.TimeUnit.SECONDS);
             assertTrue(response.has("result"), response::toString);
-            assertEquals("exited", response.at("/result/status").asText(), response::toString);
+            assertTrue(List.of("exited", "setup-failed").contains(response.at("/result/status").asText()), response::toString);
         } finally {
             if (hog != null) hog.destroyForcibly().waitFor();
         }

@@ -68,8 +68,15 @@ class ClientSuitesIT {
         List<String> lines = output.lines().toList(), skips = new ArrayList<>();
         for (int i = 0; i < lines.size(); i++) {
             String line = lines.get(i);
-            // go test -v: "--- SKIP: TestName", its t.Skip message on the next line; Python: "... skipped 'why'"; TAP: "# SKIP why"
-            if (line.contains("--- SKIP:")) skips.add(line + (i + 1 < lines.size() ? " " + lines.get(i + 1).strip() : ""));
+            // go test -v: "--- SKIP: TestName" after its t.Skip message, which follows the test's "=== RUN";
+            // Python: "... skipped 'why'"; TAP: "# SKIP why"
+            if (line.contains("--- SKIP:")) {
+                StringBuilder skip = new StringBuilder(line);
+                for (int j = i - 1; j >= 0 && !lines.get(j).startsWith("=== RUN") && !lines.get(j).startsWith("--- "); j--) {
+                    skip.append(' ').append(lines.get(j).strip());
+                }
+                skips.add(skip.toString());
+            }
             else if (line.contains(" ... skipped ") || line.contains("# SKIP") || line.contains("# TODO")) skips.add(line);
         }
         List<String> allowed = allowedSkips();

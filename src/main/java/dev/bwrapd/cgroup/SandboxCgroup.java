@@ -221,9 +221,10 @@ public final class SandboxCgroup {
         }
         for (int round = 0; round < 1000; round++) {
             freeze(true);
-            Set<Integer> members = members();
+            List<Path> tree = tree(); // one walk a round: frozen, nothing in it makes another cgroup before the thaw (a round that missed one is followed by another)
+            Set<Integer> members = members(tree);
             for (int pid : members) Libc.kill(pid, Signals.SIGKILL);
-            thawAll();
+            thawAll(tree);
             if (members.isEmpty()) return true;
             sleepBriefly();
         }
@@ -232,8 +233,12 @@ public final class SandboxCgroup {
 
     /** Every process in the sandbox's cgroups and in those it made below them. */
     Set<Integer> members() {
+        return members(tree());
+    }
+
+    private static Set<Integer> members(List<Path> tree) {
         Set<Integer> pids = new LinkedHashSet<>();
-        for (Path dir : tree()) {
+        for (Path dir : tree) {
             String text = CgroupFiles.read(dir.resolve("cgroup.procs"));
             if (text == null) continue;
             for (String line : text.split("\n")) if (!line.isBlank()) pids.add(Integer.parseInt(line.trim()));
@@ -246,12 +251,12 @@ public final class SandboxCgroup {
      * once thawed, and a sandbox can freeze a cgroup it made below its own (a review made its run
      * unkillable that way), whose own state a thawed parent leaves as it is.
      */
-    private void thawAll() {
+    private void thawAll(List<Path> tree) {
         if (!v1.containsKey("freezer")) {
             freeze(false);
             return;
         }
-        for (Path dir : tree()) { // parents before what is below them
+        for (Path dir : tree) { // parents before what is below them
             if (!dir.startsWith(v1.get("freezer"))) continue;
             try {
                 CgroupFiles.write(dir.resolve("freezer.state"), "THAWED");

@@ -4,10 +4,10 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * A sandbox's resource limits, each null when not asked for : memory of the
- * whole sandbox, its number of processes and threads, CPU time, CPU bandwidth (1.5 = one and a half
- * CPUs), the largest file a process may write, and open descriptors per process (docs/protocol.md,
- * Resource limits and cgroups).
+ * A sandbox's resource limits, each null when not asked for (docs/protocol.md, Resource limits and
+ * cgroups): memory of the whole sandbox, its number of processes and threads, CPU time, CPU
+ * bandwidth (1.5 = one and a half CPUs), the largest file a process may write, and open
+ * descriptors per process.
  */
 public record Limits(Long memoryBytes, Long pids, Long cpuMs, Double cpus, Long fileSizeBytes, Long openFiles) {
     public static final Limits NONE = new Limits(null, null, null, null, null, null);

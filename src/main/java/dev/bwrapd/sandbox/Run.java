@@ -574,11 +574,7 @@ final class Run {
     }
 
     /**
-     * The run's seccomp filter as bwrap reads it: a pipe holding the whole BPF program (at most
-     * the kernel's 4096 instructions, 32 KiB: it fits in the pipe, so writing it never blocks); -1 without a filter.
-     */
-    /**
-     * The compiled filter, for bwrap's --seccomp: in a file that never has a name (O_TMPFILE in the
+     * The compiled filter, for bwrap's --seccomp (-1 without one): in a file that never has a name (O_TMPFILE in the
      * spool directory), read back through a descriptor of its own that starts at its beginning.
      * Not a pipe: it is written whole before bwrap exists to read it, and a pipe holds only 8 KiB
      * once the user's pipe pages are spent (fs.pipe-user-pages-soft), which a hostile command of

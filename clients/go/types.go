@@ -404,6 +404,9 @@ type Capabilities struct {
 	// Limits maps each limit of RunRequest.Limits this host enforces (by its wire name,
 	// "memoryBytes", "pids", ...) to its mechanism; a limit missing is refused.
 	Limits map[string]string `json:"limits"`
+	// NestedUserNamespaces says the sandboxed command may make user namespaces of its own
+	// (false as root on a host with cgroup v1 hierarchies, and from an older server).
+	NestedUserNamespaces bool `json:"nestedUserNamespaces"`
 }
 
 // CgroupInfo is capabilities.cgroup: with a cgroup, ending a sandbox kills every

@@ -173,6 +173,8 @@ export interface BwrapInfo {
 
 export interface Capabilities {
   userNamespaces: boolean;
+  /** The sandboxed command may make user namespaces of its own (not as root on a host with cgroup v1). */
+  nestedUserNamespaces: boolean;
   dieWithParent: boolean;
   jsonStatusFd: boolean;
   childSubreaper: boolean;

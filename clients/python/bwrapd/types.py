@@ -354,6 +354,9 @@ class Capabilities:
     #: each limit of ``limits=`` this host enforces, with its mechanism
     #: (``{"pids": "cgroup v1 pids.max", ...}``); a limit missing is refused
     limits: Optional[Dict[str, str]] = None
+    #: the sandboxed command may make user namespaces of its own (not as root
+    #: on a host with cgroup v1); None: an older server
+    nested_user_namespaces: Optional[bool] = None
 
     @classmethod
     def from_wire(cls, data: Any) -> "Capabilities":

@@ -3,6 +3,7 @@ package dev.bwrapd;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -22,5 +23,23 @@ public final class HostFacts {
             return cache.contains("libseccomp.so.2 ");
         }
         return false;
+    }
+
+    /** This host's cgroup v1 hierarchies by their controllers (each is in /proc/self/cgroup, mounted or not). */
+    public static List<String> cgroupV1Hierarchies() throws Exception {
+        List<String> hierarchies = new ArrayList<>();
+        for (String line : Files.readAllLines(Path.of("/proc/self/cgroup"))) {
+            String[] parts = line.split(":", 3);
+            if (parts.length == 3 && !parts[0].equals("0")) hierarchies.add(parts[1]);
+        }
+        return hierarchies;
+    }
+
+    /**
+     * Whether the helper, run by this user, must refuse its sandboxes user namespaces of their own:
+     * as root on a host with cgroup v1 hierarchies (capabilities.nestedUserNamespaces).
+     */
+    public static boolean rootOnCgroupV1() throws Exception {
+        return "root".equals(System.getProperty("user.name")) && !cgroupV1Hierarchies().isEmpty();
     }
 }

@@ -243,6 +243,14 @@ public final class CgroupHost {
         return !dir.toString().matches(".*\\s.*") && Files.isDirectory(dir) && Files.isWritable(dir) && Files.isWritable(dir.resolve("cgroup.procs"));
     }
 
+    /**
+     * Whether /proc/self/cgroup names a v1 hierarchy (an id other than 0): every active one is
+     * listed, mounted here or not, and a user and cgroup namespace may mount any of them.
+     */
+    public static boolean hasV1Hierarchies(String procSelfCgroup) {
+        return parseCgroup(procSelfCgroup).stream().anyMatch(m -> m.hierarchy() != 0);
+    }
+
     static List<Membership> parseCgroup(String text) {
         List<Membership> out = new ArrayList<>();
         for (String line : text.split("\n")) {

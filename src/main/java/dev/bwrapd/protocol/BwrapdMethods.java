@@ -162,6 +162,7 @@ public final class BwrapdMethods {
         ObjectNode capabilities = result.putObject("capabilities");
         capabilities
                 .put("userNamespaces", h.userNamespaces())
+                .put("nestedUserNamespaces", h.nestedUserNamespaces())
                 .put("dieWithParent", h.dieWithParent())
                 .put("jsonStatusFd", h.jsonStatusFd())
                 .put("childSubreaper", h.subreaper())

@@ -201,12 +201,12 @@ public final class BwrapCommand {
                 add(argv, "--cap-add", cap);
             }
         }
-        if (spec.seccomp() != null) {
-            add(argv, "--seccomp", Integer.toString(seccompFd(host)));
-            // Belt and braces with the default filter's refusal of CLONE_NEWUSER: bwrap caps the sandbox's
-            // user namespaces at the one it made (bwrap needs --unshare-user for that).
-            if (spec.seccomp().isDefault() && host.userNamespaces()) argv.add("--disable-userns");
-        }
+        if (spec.seccomp() != null) add(argv, "--seccomp", Integer.toString(seccompFd(host)));
+        // bwrap caps the sandbox's user namespaces at the one it made (it needs --unshare-user for
+        // that): where the host asks for it, and with the default filter, as belt and braces with its
+        // refusal of CLONE_NEWUSER.
+        boolean defaultFilter = spec.seccomp() != null && spec.seccomp().isDefault();
+        if (host.userNamespaces() && (!host.nestedUserNamespaces() || defaultFilter)) argv.add("--disable-userns");
         if (host.userNamespaces()) {
             argv.add("--unshare-user");
             if (!spec.inheritUid()) {

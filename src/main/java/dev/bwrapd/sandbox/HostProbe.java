@@ -1,6 +1,9 @@
 package dev.bwrapd.sandbox;
 
 
+import dev.bwrapd.cgroup.CgroupHost;
+
+import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -30,7 +33,7 @@ public final class HostProbe {
             boolean subreaper = reaper.start();
             host.complete(new HostCapabilities(probed.bwrapPath(), probed.bwrapVersion(), probed.userNamespaces(),
                     probed.dieWithParent(), probed.jsonStatusFd(), subreaper, probed.linux32Path(),
-                    probed.privileged(), probed.permittedCapabilities()));
+                    probed.privileged(), probed.permittedCapabilities(), probed.cgroupV1()));
         });
         return host;
     }
@@ -78,7 +81,8 @@ public final class HostProbe {
         String linux32 = findOnPath("linux32", null);
         boolean privileged = statusField("Uid:", 1).equals("0");
         long permitted = Capabilities.parseMask(statusField("CapPrm:", 0));
-        if (bwrap == null) return new HostCapabilities(null, null, false, false, false, subreaper, linux32, privileged, permitted);
+        boolean cgroupV1 = cgroupV1();
+        if (bwrap == null) return new HostCapabilities(null, null, false, false, false, subreaper, linux32, privileged, permitted, cgroupV1);
         String key = cache == null ? null : cache.key(bwrap);
         ProbeCache.Probed p = key == null ? null : cache.read(key);
         if (p == null) {
@@ -86,7 +90,7 @@ public final class HostProbe {
             if (key != null && p.userNamespaces() && p.dieWithParent() && p.jsonStatusFd() && p.version() != null) cache.write(key, p);
         }
         return new HostCapabilities(bwrap, p.version(), p.userNamespaces(), p.dieWithParent(), p.jsonStatusFd(),
-                subreaper, linux32, privileged, permitted);
+                subreaper, linux32, privileged, permitted, cgroupV1);
     }
 
     /** What only running bwrap tells: its version, and which of the options it needs work here. */
@@ -109,6 +113,15 @@ public final class HostProbe {
     }
 
     /** Word {@code index} after {@code name} in /proc/self/status ("Uid:" real, effective, ...); "" if absent. */
+    /** Whether the host has cgroup v1 hierarchies; when unreadable, as if it had (see HostCapabilities.nestedUserNamespaces). */
+    private static boolean cgroupV1() {
+        try {
+            return CgroupHost.hasV1Hierarchies(Files.readString(Path.of("/proc/self/cgroup")));
+        } catch (IOException | RuntimeException e) {
+            return true;
+        }
+    }
+
     private static String statusField(String name, int index) {
         try {
             for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {

@@ -37,6 +37,15 @@ class CgroupHostTest {
             0::/
             """;
 
+    /** Any hierarchy but v2's, a named one alone included, makes a host with v1 (HostCapabilities.nestedUserNamespaces). */
+    @Test
+    void knowsAHostWithV1Hierarchies() {
+        assertTrue(CgroupHost.hasV1Hierarchies(HYBRID_CGROUP));
+        assertTrue(CgroupHost.hasV1Hierarchies("1:name=systemd:/user.slice\n0::/user.slice/session-1.scope\n"));
+        assertTrue(CgroupHost.hasV1Hierarchies("3:memory:/\n"), "legacy: v1 alone");
+        assertFalse(CgroupHost.hasV1Hierarchies("0::/user.slice/user-1000.slice/session-2.scope\n"), "pure v2");
+    }
+
     @Test
     void parsesProcSelfCgroup() {
         List<CgroupHost.Membership> lines = CgroupHost.parseCgroup(HYBRID_CGROUP);

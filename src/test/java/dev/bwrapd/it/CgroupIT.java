@@ -78,6 +78,47 @@ class CgroupIT {
         return params;
     }
 
+    /**
+     * Where the command may not make a user namespace (root on a host with cgroup v1), the tests of
+     * what a cgroup namespace could do grant it CAP_SYS_ADMIN, which makes one in the sandbox's own:
+     * a client may grant it, and the sandbox's cgroups must still hold then.
+     */
+    private static ObjectNode withCgroupNamespaces(ObjectNode params) {
+        if (!capabilities.path("nestedUserNamespaces").asBoolean()) params.putArray("capabilities").add("CAP_SYS_ADMIN");
+        return params;
+    }
+
+    /**
+     * Review finding: as root on a hybrid host, a command made a user, mount and cgroup namespace and
+     * mounted a v1 hierarchy in which the sandbox has no cgroup of its own: its root there was
+     * bwrapd's cgroup (here the host's root cgroup), whose processes it could freeze and whose
+     * limits it could raise. Such sandboxes may make no user namespace now; an unprivileged bwrapd's
+     * still may (they map to its own user). Nothing is written: the mount alone is the finding.
+     */
+    @Test
+    void aRootRunCommandCannotMountTheHostsCgroupV1Hierarchies() throws Exception {
+        List<String> hierarchies = dev.bwrapd.HostFacts.cgroupV1Hierarchies();
+        boolean rootOnV1 = dev.bwrapd.HostFacts.rootOnCgroupV1();
+        boolean userNamespaces = capabilities.path("userNamespaces").asBoolean();
+        assertEquals(userNamespaces && !rootOnV1, capabilities.path("nestedUserNamespaces").asBoolean(), capabilities.toString());
+        assumeTrue(rootOnV1 && userNamespaces, "root on a host with cgroup v1 hierarchies");
+        buildUsernsShell();
+        StringBuilder script = new StringBuilder("userns-shell sh -c '");
+        for (String h : hierarchies) {
+            String options = h.startsWith("name=") ? "none," + h : h;
+            script.append("mkdir -p /tmp/h; mount -t cgroup -o ").append(options).append(" none /tmp/h 2>/dev/null && echo mounted ")
+                    .append(h).append(" && umount /tmp/h; ");
+        }
+        script.append("echo done'; echo exit $?");
+        try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
+            JsonNode r = bwrapd.call("sandbox/run", runParams(root, null, marker, script.toString()));
+            String out = r.at("/stdout/text").asText();
+            assertTrue(out.contains("exit "), r.toString());
+            assertFalse(out.contains("mounted"), "a v1 hierarchy of the host was mounted: " + r);
+            assertTrue(r.at("/stderr/text").asText().contains("unshare user"), "the user namespace was refused: " + r);
+        }
+    }
+
     @Test
     void initializeReportsWhatThisUserCanEnforce() {
         // rlimits need no privilege: every host with bwrap's status pipe enforces them.
@@ -426,15 +467,15 @@ class CgroupIT {
                 + mountAndRaise("pids", "pids", "echo max > M/pids.max", "echo max > M/pids.max")
                 + "' 2>/dev/null; ";
         try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
-            JsonNode memory = bwrapd.call("sandbox/run", limited(raise
-                    + "dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>/dev/null; echo filled $(wc -c < /tmp/fill)", "memoryBytes", 64L << 20));
+            JsonNode memory = bwrapd.call("sandbox/run", withCgroupNamespaces(limited(raise
+                    + "dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>/dev/null; echo filled $(wc -c < /tmp/fill)", "memoryBytes", 64L << 20)));
             assumeTrue(memory.at("/stdout/text").asText().contains("mounted memory"), "no user namespaces for the command here: " + memory);
             assertEquals("memory", memory.path("limitExceeded").asText(), memory.toString());
             assertFalse(memory.at("/stdout/text").asText().contains("filled 209715200"), memory.toString());
 
-            JsonNode pids = bwrapd.call("sandbox/run", limited(raise
+            JsonNode pids = bwrapd.call("sandbox/run", withCgroupNamespaces(limited(raise
                     + "(i=0; while [ $i -lt 60 ]; do sleep 60 & i=$((i+1)); done) 2>/dev/null; n=0; for p in /proc/[0-9]*; do n=$((n+1)); done; echo processes $n",
-                    "pids", 8));
+                    "pids", 8)));
             String out = pids.at("/stdout/text").asText();
             assumeTrue(out.contains("mounted pids"), "no user namespaces for the command here: " + pids);
             int processes = Integer.parseInt(out.substring(out.indexOf("processes ") + 10).trim());
@@ -467,7 +508,7 @@ class CgroupIT {
         buildUsernsShell();
         String freezeOne = "mkdir -p /tmp/f; mount -t cgroup -o freezer none /tmp/f && mkdir /tmp/f/x && "
                 + "{ sleep 1000 & echo $! > /tmp/f/x/cgroup.procs; echo FROZEN > /tmp/f/x/freezer.state; echo frozen; }; sleep 1000";
-        ObjectNode params = runParams(root, null, marker, "userns-shell sh -c '" + freezeOne + "' " + marker);
+        ObjectNode params = withCgroupNamespaces(runParams(root, null, marker, "userns-shell sh -c '" + freezeOne + "' " + marker));
         params.put("timeoutMs", 2000).put("killGraceMs", 0);
         try (BwrapdProcess bwrapd = BwrapdProcess.startUnder(List.of("unshare", "-m", "--propagation", "private",
                 "/bin/sh", "-c", "umount /sys/fs/cgroup/unified && exec \"$@\"", "sh"))) {

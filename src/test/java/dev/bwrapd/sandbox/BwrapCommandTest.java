@@ -33,7 +33,7 @@ class BwrapCommandTest {
     static final HostCapabilities FULL = new HostCapabilities(BWRAP, "0.8.0", true, true, true, true, LINUX32);
 
     static final HostCapabilities PRIVILEGED_NO_USERNS =
-            new HostCapabilities(BWRAP, "0.8.0", false, true, true, true, LINUX32, true, -1L);
+            new HostCapabilities(BWRAP, "0.8.0", false, true, true, true, LINUX32, true, -1L, true);
 
     /** Capabilities a uid-0 sandbox must never hold by default: each undoes part of the sandbox. */
     @Test
@@ -83,7 +83,7 @@ class BwrapCommandTest {
 
     @Test
     void withoutRootCapabilitiesARootSandboxGetsOnlyWhatItNames() {
-        HostCapabilities root = new HostCapabilities(BWRAP, "0.8.0", false, true, true, true, LINUX32, true, -1L);
+        HostCapabilities root = new HostCapabilities(BWRAP, "0.8.0", false, true, true, true, LINUX32, true, -1L, true);
         List<String> none = argvOf(spec(s -> s.rootCapabilities = false), root).argv();
         assertTrue(Collections.indexOfSubList(none, List.of("--cap-drop", "ALL")) > 0, none::toString);
         assertFalse(none.contains("--cap-add"), none::toString);
@@ -98,7 +98,7 @@ class BwrapCommandTest {
 
     @Test
     void grantableFollowsTheHost() {
-        HostCapabilities rootWithChownOnly = new HostCapabilities(BWRAP, "0.8.0", true, true, true, true, LINUX32, true, 1L);
+        HostCapabilities rootWithChownOnly = new HostCapabilities(BWRAP, "0.8.0", true, true, true, true, LINUX32, true, 1L, false);
         assertTrue(Capabilities.grantable(rootWithChownOnly, "CAP_CHOWN"));
         assertFalse(Capabilities.grantable(rootWithChownOnly, "CAP_SYS_ADMIN"), "root cannot hand on what it lacks");
         assertTrue(Capabilities.grantable(FULL, "CAP_SYS_ADMIN"), "unprivileged with user namespaces: only inside its own");
@@ -367,6 +367,28 @@ class BwrapCommandTest {
         List<String> denyList = argvOf(spec(s -> s.seccomp = new RunSpec.Seccomp(List.of("getpid"), 1)), FULL).argv();
         assertFalse(denyList.contains("--disable-userns"), "a deny list denies exactly its entries");
         assertFalse(argvOf(spec(s -> {}), FULL).argv().contains("--seccomp"));
+    }
+
+    /**
+     * As root on a host with cgroup v1 hierarchies a command's own user namespace could mount them
+     * (HostCapabilities.nestedUserNamespaces): every sandbox gets --disable-userns there, and only there.
+     */
+    @Test
+    void rootOnAHostWithCgroupV1TakesNestedUserNamespacesAway() {
+        java.util.function.BiFunction<Boolean, Boolean, HostCapabilities> root = (userNs, v1) ->
+                new HostCapabilities(BWRAP, "0.8.0", userNs, true, true, true, LINUX32, true, -1L, v1);
+        for (RunSpec spec : List.of(spec(s -> {}), spec(s -> { s.uid = 1000; s.gid = 1000; }), spec(s -> s.inheritUid = true))) {
+            List<String> argv = argvOf(spec, root.apply(true, true)).argv();
+            assertTrue(argv.contains("--disable-userns") && argv.indexOf("--disable-userns") < argv.indexOf("--"), argv::toString);
+            assertFalse(root.apply(true, true).nestedUserNamespaces());
+            assertFalse(argvOf(spec, root.apply(true, false)).argv().contains("--disable-userns"), "pure v2: nothing to reach");
+            assertFalse(argvOf(spec, root.apply(false, true)).argv().contains("--disable-userns"), "bwrap needs --unshare-user for it");
+            HostCapabilities unprivilegedOnV1 = new HostCapabilities(BWRAP, "0.8.0", true, true, true, true, LINUX32, false, 0, true);
+            assertFalse(argvOf(spec, unprivilegedOnV1).argv().contains("--disable-userns"), "its namespaces map to its own user");
+            assertTrue(unprivilegedOnV1.nestedUserNamespaces());
+        }
+        List<String> both = argvOf(spec(s -> s.seccomp = RunSpec.Seccomp.DEFAULT), root.apply(true, true)).argv();
+        assertEquals(1, both.stream().filter("--disable-userns"::equals).count(), both::toString);
     }
 
     /** An argv that is all bwrap's: no string of it is named as the command's. */

@@ -21,7 +21,7 @@ class SandboxRunnerTest {
         HostCapabilities noUserNs = new HostCapabilities("/usr/bin/bwrap", "0.8.0", false, true, true, true, null);
         assertEquals("capabilities[0]: this host cannot grant CAP_CHOWN (no user namespaces)",
                 SandboxRunner.refusal(noUserNs, List.of("CAP_CHOWN", "CAP_SYS_ADMIN"), Limits.NONE, Map.of(), null));
-        HostCapabilities rootWithout = new HostCapabilities("/usr/bin/bwrap", "0.8.0", false, true, true, true, null, true, 1L); // CAP_CHOWN only
+        HostCapabilities rootWithout = new HostCapabilities("/usr/bin/bwrap", "0.8.0", false, true, true, true, null, true, 1L, false); // CAP_CHOWN only
         assertNull(SandboxRunner.refusal(rootWithout, List.of("CAP_CHOWN"), Limits.NONE, Map.of(), null));
         assertEquals("capabilities[1]: this host cannot grant CAP_SYS_ADMIN (bwrapd does not hold it)",
                 SandboxRunner.refusal(rootWithout, List.of("CAP_CHOWN", "CAP_SYS_ADMIN"), Limits.NONE, Map.of(), null));

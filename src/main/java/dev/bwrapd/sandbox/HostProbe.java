@@ -112,7 +112,6 @@ public final class HostProbe {
         return new ProbeCache.Probed(version.join(), hasUserNs.join(), hasDieWithParent.join(), hasJsonStatus.join());
     }
 
-    /** Word {@code index} after {@code name} in /proc/self/status ("Uid:" real, effective, ...); "" if absent. */
     /** Whether the host has cgroup v1 hierarchies; when unreadable, as if it had (see HostCapabilities.nestedUserNamespaces). */
     private static boolean cgroupV1() {
         try {
@@ -122,6 +121,7 @@ public final class HostProbe {
         }
     }
 
+    /** Word {@code index} after {@code name} in /proc/self/status ("Uid:" real, effective, ...); "" if absent. */
     private static String statusField(String name, int index) {
         try {
             for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {

@@ -63,16 +63,15 @@ final class Actions {
      * What {@code --root host} hides behind an empty read-only tmpfs (real paths, no link in
      * them): the build directory (every other action's files), the directory of the runner's own
      * socket (read-only mounts do not stop connect(2) on a socket, nor does a network namespace:
-     * an action could run actions of its own on any input root), and {@code /run} (the host's
-     * daemons' sockets; {@code /var/run} too when it is a directory of its own, not Debian's link
-     * to {@code /run}). Paths under {@code /tmp} need nothing: the action's {@code /tmp} is its
-     * temporary directory. Ancestors come first, paths beneath another are dropped.
+     * an action could run actions of its own on any input root). The sandbox layer adds the host
+     * daemons' sockets, {@code /run}, to every host root (MountPoints.hiddenOfTheHostRoot). Paths
+     * under {@code /tmp} need nothing: the action's {@code /tmp} is its temporary directory.
+     * Ancestors come first, paths beneath another are dropped.
      *
      * @throws IllegalArgumentException when one of them is {@code /} (nothing would be left)
      */
-    static List<String> hiddenFromHostRoot(Path buildDirectory, Path socketDirectory, boolean varRunIsADirectory) {
-        java.util.TreeSet<String> paths = new java.util.TreeSet<>(List.of("/run", buildDirectory.toString(), socketDirectory.toString()));
-        if (varRunIsADirectory) paths.add("/var/run");
+    static List<String> hiddenFromHostRoot(Path buildDirectory, Path socketDirectory) {
+        java.util.TreeSet<String> paths = new java.util.TreeSet<>(List.of(buildDirectory.toString(), socketDirectory.toString()));
         List<String> hidden = new ArrayList<>();
         for (String path : paths) {
             if (path.equals("/")) throw new IllegalArgumentException("--root host would hide / itself: put the socket and the build directory in directories of their own");

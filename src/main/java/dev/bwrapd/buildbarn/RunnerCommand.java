@@ -127,8 +127,8 @@ public final class RunnerCommand {
         }
         List<String> hidden;
         try {
-            hidden = options.root() == Actions.Root.HOST ? Actions.hiddenFromHostRoot(buildDirectoryPath,
-                    options.listen().toAbsolutePath().getParent().toRealPath(), Files.isDirectory(Path.of("/var/run"), LinkOption.NOFOLLOW_LINKS))
+            hidden = options.root() == Actions.Root.HOST
+                    ? Actions.hiddenFromHostRoot(buildDirectoryPath, options.listen().toAbsolutePath().getParent().toRealPath())
                     : List.of();
         } catch (IllegalArgumentException e) {
             System.err.println("bwrapd buildbarn-runner: " + e.getMessage());

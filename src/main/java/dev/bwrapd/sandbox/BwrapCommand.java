@@ -114,11 +114,12 @@ public final class BwrapCommand {
      * Where in the sandbox bwrap creates and mounts each destination: the request's paths, or the
      * same with the root's links resolved (see {@link MountPoints}). {@code shm} is null without devShm.
      */
-    public record Places(String proc, String tmp, String dev, String shm, List<String> devices, List<String> mounts) {
+    public record Places(String proc, String tmp, String dev, String shm, List<String> devices, List<String> mounts, List<String> hidden) {
         /** The destinations as the request spells them. */
         public static Places asGiven(RunSpec spec) {
             return new Places("/proc", "/tmp", "/dev", spec.devShm() ? "/dev/shm" : null, spec.devices(),
-                    spec.mounts().stream().map(RunSpec.Mount::target).toList());
+                    spec.mounts().stream().map(RunSpec.Mount::target).toList(),
+                    spec.root().equals(RunSpec.HOST_ROOT) ? MountPoints.hiddenOfTheHostRoot(spec.hidden()) : spec.hidden());
         }
     }
 
@@ -157,13 +158,18 @@ public final class BwrapCommand {
         if (fds != null) add(argv, fds.hostRoot() ? "--ro-bind-fd" : "--bind-fd", Integer.toString(fds.root()), "/");
         else add(argv, root.equals(RunSpec.HOST_ROOT) ? "--ro-bind" : "--bind", root.toString(), "/");
 
+        // IPC always: network is the network alone, and the host's System V and POSIX message
+        // queue objects of the helper's user (as root: every root-owned one) are not the command's.
+        argv.add("--unshare-ipc");
         if (!spec.network()) {
             argv.add("--unshare-net");
             add(argv, "--unshare-uts", "--hostname", spec.hostname());
-            argv.add("--unshare-ipc");
         }
         add(argv, "--chdir", spec.cwd());
         add(argv, "--proc", places.proc());
+        if (host.privileged()) {
+            for (String part : PROC_READ_ONLY) add(argv, "--ro-bind-try", "/proc/" + part, places.proc() + "/" + part);
+        }
         add(argv, "--tmpfs", places.tmp());
 
         if (fullDev(spec)) {
@@ -180,7 +186,7 @@ public final class BwrapCommand {
 
         // Hidden host paths: an empty tmpfs over each before the mounts (which may lie beneath one,
         // such as the input root under the build directory), made read-only after them.
-        for (String path : spec.hidden()) add(argv, "--tmpfs", path);
+        for (String path : places.hidden()) add(argv, "--tmpfs", path);
         for (int i = 0; i < spec.mounts().size(); i++) {
             RunSpec.Mount mount = spec.mounts().get(i);
             if (fds != null) {
@@ -191,7 +197,7 @@ public final class BwrapCommand {
             }
         }
 
-        for (String path : spec.hidden()) add(argv, "--remount-ro", path); // bwrap 0.8 remounts no submount
+        for (String path : places.hidden()) add(argv, "--remount-ro", path); // bwrap 0.8 remounts no submount
         if (spec.readOnlyRoot()) add(argv, "--remount-ro", "/");
 
         if (host.privileged() || host.userNamespaces()) {
@@ -232,6 +238,17 @@ public final class BwrapCommand {
      * foreground group, where a typed Ctrl-C would kill bwrap itself (docs/architecture.md).
      */
     public static final List<String> TERMINAL_STEP = List.of("setsid", "-c", "--");
+
+    /**
+     * Parts of a root-run sandbox's /proc made read-only (Docker's list, plus acpi). As root the
+     * sandbox's uid 0, whatever uid it is given, is the host's, and the kernel lets the host's uid 0
+     * write a sysctl (core_pattern: a program the kernel runs as root), an IRQ's affinity, ACPI
+     * wake-ups or the sysrq trigger with no capability at all. bwrap covers some of these only
+     * where its access(W_OK) says they are writable, which the directory /proc/sys never is, nor
+     * /proc/irq for a uid other than 0 (a review found both). The host's own entries are bound:
+     * what a sysctl shows follows the reader's namespaces, not the procfs it is read through.
+     */
+    static final List<String> PROC_READ_ONLY = List.of("sys", "sysrq-trigger", "irq", "bus", "fs", "acpi");
 
     /** A full /dev of bwrap's making: asked for, or a terminal run (whose /dev/console is its terminal). */
     static boolean fullDev(RunSpec spec) {

@@ -3,6 +3,7 @@ package dev.bwrapd.sandbox;
 import dev.bwrapd.process.Libc;
 
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -84,7 +85,8 @@ final class MountPoints {
             }
         }
         // The host root's hidden paths (real paths, given to bwrap as they are): empty tmpfs mounts, before the bind mounts.
-        for (String hidden : spec.hidden()) view.mounted(hidden, null, Kind.FRESH);
+        List<String> hidden = hostRoot ? hiddenOfTheHostRoot(spec.hidden()) : spec.hidden();
+        for (String path : hidden) view.mounted(path, null, Kind.FRESH);
         List<String> mounts = new ArrayList<>();
         for (int i = 0; i < spec.mounts().size(); i++) {
             String target = view.place(spec.mounts().get(i).target());
@@ -95,7 +97,27 @@ final class MountPoints {
             mounts.add(target);
             view.mounted(target, mountSources.get(i), Kind.TREE);
         }
-        return new BwrapCommand.Places(proc, tmp, dev, shm, devices, mounts);
+        return new BwrapCommand.Places(proc, tmp, dev, shm, devices, mounts, hidden);
+    }
+
+    /**
+     * What a sandbox whose root is the host's own never sees: {@code requested} and the host
+     * daemons' sockets, {@code /run} ({@code /var/run} too when it is a directory of its own, not
+     * the usual link to {@code /run}), each behind an empty read-only tmpfs. Neither a read-only
+     * mount nor a network namespace stops connect(2) on a socket: through the system bus or
+     * docker.sock a root-run command is the host's root outside the sandbox, and through the user's
+     * session bus ({@code systemd-run --user}) an unprivileged one runs outside it (a review found
+     * both). Ancestors first; a path beneath another is dropped.
+     */
+    static List<String> hiddenOfTheHostRoot(List<String> requested) {
+        java.util.TreeSet<String> paths = new java.util.TreeSet<>(requested);
+        paths.add("/run");
+        if (Files.isDirectory(Path.of("/var/run"), java.nio.file.LinkOption.NOFOLLOW_LINKS)) paths.add("/var/run");
+        List<String> hidden = new ArrayList<>();
+        for (String path : paths) {
+            if (hidden.stream().noneMatch(h -> path.equals(h) || path.startsWith(h + "/"))) hidden.add(path);
+        }
+        return List.copyOf(hidden);
     }
 
     /** The path with no link in it that means {@code absolute} in the sandbox as set up so far. */

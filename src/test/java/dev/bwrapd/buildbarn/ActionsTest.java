@@ -66,16 +66,16 @@ class ActionsTest {
     }
 
     @Test
-    void hostModeHidesTheBuildDirectoryTheSocketsDirectoryAndRun() throws Exception {
-        List<String> hidden = Actions.hiddenFromHostRoot(BUILD, Path.of("/worker"), false);
-        assertEquals(List.of("/run", "/var/bb/build", "/worker"), hidden);
+    void hostModeHidesTheBuildDirectoryAndTheSocketsDirectory() throws Exception {
+        List<String> hidden = Actions.hiddenFromHostRoot(BUILD, Path.of("/worker"));
+        assertEquals(List.of("/var/bb/build", "/worker"), hidden);
         RunSpec spec = new Actions(BUILD, Actions.Root.HOST, false, null, hidden, List.of(), dev.bwrapd.cgroup.Limits.NONE).spec(request().build());
         assertEquals(hidden, spec.hidden());
         assertEquals(List.of(), new Actions(BUILD, Actions.Root.INPUT, false, null, hidden, List.of(), dev.bwrapd.cgroup.Limits.NONE).spec(request().build()).hidden());
-        // /var/run when it is a directory of its own; beneath another or under /tmp (the action's own): dropped.
-        assertEquals(List.of("/run", "/var/bb", "/var/run"), Actions.hiddenFromHostRoot(BUILD, Path.of("/var/bb"), true));
-        assertEquals(List.of("/run"), Actions.hiddenFromHostRoot(Path.of("/tmp/bb/build"), Path.of("/run/bb"), false));
-        assertThrows(IllegalArgumentException.class, () -> Actions.hiddenFromHostRoot(BUILD, Path.of("/"), false));
+        // Beneath another or under /tmp (the action's own): dropped. (/run the sandbox layer hides: MountPoints.hiddenOfTheHostRoot.)
+        assertEquals(List.of("/var/bb"), Actions.hiddenFromHostRoot(BUILD, Path.of("/var/bb")));
+        assertEquals(List.of("/run/bb"), Actions.hiddenFromHostRoot(Path.of("/tmp/bb/build"), Path.of("/run/bb")));
+        assertThrows(IllegalArgumentException.class, () -> Actions.hiddenFromHostRoot(BUILD, Path.of("/")));
     }
 
     /** Each is a file of its own spelling, normalized: the run shares one open file when they are one (bb_worker_test). */

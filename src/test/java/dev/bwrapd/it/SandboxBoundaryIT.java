@@ -74,6 +74,69 @@ class SandboxBoundaryIT {
         throw new AssertionError("no CapEff in " + result);
     }
 
+    /**
+     * Review finding: as root, a sandbox's uid 0 (and any uid it is given) is the host's, and the
+     * kernel lets the host's uid 0 write sysctls (core_pattern names a program the kernel runs as
+     * root) and IRQ affinities without a capability; bwrap left /proc/sys writable, and /proc/irq
+     * too for a uid other than 0. Nothing is written: each file is only opened for appending.
+     */
+    @Test
+    void noUidOfASandboxCanOpenTheKernelsSettingsForWriting() throws Exception {
+        String script = "for f in /proc/sys/kernel/core_pattern /proc/sys/vm/drop_caches /proc/irq/*/smp_affinity /proc/sysrq-trigger /proc/acpi/wakeup; do "
+                + "[ ! -e \"$f\" ] || ! (true >> \"$f\") 2>/dev/null || echo \"writable $f\"; done; echo checked";
+        for (int uid : new int[] {0, 1000}) {
+            ObjectNode p = sh(root, script);
+            p.put("uid", uid).put("gid", uid);
+            JsonNode r = Runs.ok(bwrapd, p);
+            assertEquals("checked\n", Runs.out(r), "uid " + uid + ": " + r);
+        }
+    }
+
+    /**
+     * Review finding: network: true shared the host's IPC namespace too, and as root the command
+     * removed the host's root-owned System V segments and queues. The network is all it shares now.
+     */
+    @Test
+    void aNetworkedSandboxSeesNoneOfTheHostsIpcObjects() throws Exception {
+        Process ipcmk = new ProcessBuilder("ipcmk", "-M", "4096").redirectErrorStream(true).start();
+        String made = new String(ipcmk.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+        assertEquals(0, ipcmk.waitFor(), made);
+        String id = made.replaceAll("(?s).*?(\\d+)\\s*$", "$1");
+        try {
+            assertTrue(listsSegment(Files.readString(Path.of("/proc/sysvipc/shm")), id), "the host lists segment " + id);
+            ObjectNode p = sh(root, "cat /proc/sysvipc/shm");
+            p.put("network", true);
+            String seen = Runs.out(Runs.ok(bwrapd, p));
+            assertFalse(listsSegment(seen, id), "segment " + id + " seen inside: " + seen);
+        } finally {
+            new ProcessBuilder("ipcrm", "-m", id).inheritIO().start().waitFor();
+        }
+    }
+
+    /**
+     * Review finding: with the host's root the command reached the host daemons' sockets in /run
+     * (the system bus, docker.sock; as root, each takes it for the host's root), and an unprivileged
+     * one the user's session bus (systemd-run --user runs outside the sandbox). /run is an empty
+     * tmpfs there now, however the root is spelled.
+     */
+    @Test
+    void aSandboxOnTheHostsRootSeesNoneOfRun() throws Exception {
+        try (java.util.stream.Stream<Path> run = Files.list(Path.of("/run"))) {
+            assertTrue(run.findAny().isPresent(), "the host's /run holds something");
+        }
+        for (String spelling : List.of("/", "/.", "//run/..")) {
+            ObjectNode p = Runs.params(null, "/bin/sh", "-c", "ls -A /run /var/run/; echo listed");
+            p.put("root", spelling);
+            JsonNode r = Runs.ok(bwrapd, p);
+            assertEquals("/run:\n\n/var/run/:\nlisted\n", Runs.out(r), spelling + ": " + r);
+        }
+    }
+
+    /** Whether /proc/sysvipc/shm's table has a segment with this shmid (its second column). */
+    private static boolean listsSegment(String table, String id) {
+        return table.lines().map(line -> line.trim().split("\\s+")).anyMatch(fields -> fields.length > 1 && fields[1].equals(id));
+    }
+
     // ----- class 1: host paths that bwrap would resolve differently from bwrapd -----
 
     void assertRefused(ObjectNode params, int code, String field) throws Exception {

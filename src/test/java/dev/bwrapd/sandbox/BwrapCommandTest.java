@@ -81,6 +81,18 @@ class BwrapCommandTest {
         assertThrows(IllegalArgumentException.class, () -> spec(s -> s.hidden = List.of("/run")), "only with the host root");
     }
 
+    /** The host daemons' sockets are never a host-rooted sandbox's: /run always, whatever the request hides. */
+    @Test
+    void theHostRootNeverShowsRun() {
+        List<String> bare = argvOf(spec(s -> s.root = RunSpec.HOST_ROOT), FULL).argv();
+        assertTrue(Collections.indexOfSubList(bare, List.of("--tmpfs", "/run")) > 0 && Collections.indexOfSubList(bare, List.of("--remount-ro", "/run")) > 0, bare::toString);
+        assertFalse(argvOf(spec(s -> {}), FULL).argv().contains("/run"), "a root of its own has its own /run");
+        List<String> merged = MountPoints.hiddenOfTheHostRoot(List.of("/worker", "/run/bwrapd", "/run"));
+        assertEquals("/run", merged.getFirst());
+        assertTrue(merged.contains("/worker") && !merged.contains("/run/bwrapd"), "beneath /run: dropped " + merged);
+        assertEquals(java.nio.file.Files.isDirectory(Path.of("/var/run"), java.nio.file.LinkOption.NOFOLLOW_LINKS), merged.contains("/var/run"), merged::toString);
+    }
+
     @Test
     void withoutRootCapabilitiesARootSandboxGetsOnlyWhatItNames() {
         HostCapabilities root = new HostCapabilities(BWRAP, "0.8.0", false, true, true, true, LINUX32, true, -1L, true);
@@ -148,7 +160,7 @@ class BwrapCommandTest {
         assertEquals(List.of(BWRAP,
                 "--unshare-pid", "--die-with-parent", "--new-session", "--json-status-fd", "3", "--block-fd", "4", "--sync-fd", "5",
                 "--bind", "/srv/root", "/",
-                "--unshare-net", "--unshare-uts", "--hostname", "sandbox", "--unshare-ipc",
+                "--unshare-ipc", "--unshare-net", "--unshare-uts", "--hostname", "sandbox",
                 "--chdir", "/",
                 "--proc", "/proc", "--tmpfs", "/tmp",
                 "--dev-bind", "/dev/full", "/dev/full", "--dev-bind", "/dev/null", "/dev/null",
@@ -185,8 +197,8 @@ class BwrapCommandTest {
                         List.of(List.of("--ro-bind", "/", "/")), List.of(List.of("--bind", "/", "/"), List.of("--dev-bind", "/", "/"))),
                 row("another root is bound read-write", s -> s.root = Path.of("/var/lib/roots/a"),
                         List.of(List.of("--bind", "/var/lib/roots/a", "/")), List.of(List.of("--ro-bind", "/var/lib/roots/a", "/"))),
-                row("network shares net, uts and ipc", s -> s.network = true,
-                        List.of(), List.of(List.of("--unshare-net"), List.of("--unshare-uts"), List.of("--hostname"), List.of("--unshare-ipc"))),
+                row("network shares net and uts, never ipc (as root, the host's root-owned objects)", s -> s.network = true,
+                        List.of(List.of("--unshare-ipc")), List.of(List.of("--unshare-net"), List.of("--unshare-uts"), List.of("--hostname"))),
                 row("no network unshares net, uts, ipc", s -> s.network = false,
                         List.of(List.of("--unshare-net"), List.of("--unshare-uts", "--hostname", "sandbox"), List.of("--unshare-ipc")), List.of()),
                 row("hostname", s -> s.hostname = "builder-7",
@@ -367,6 +379,20 @@ class BwrapCommandTest {
         List<String> denyList = argvOf(spec(s -> s.seccomp = new RunSpec.Seccomp(List.of("getpid"), 1)), FULL).argv();
         assertFalse(denyList.contains("--disable-userns"), "a deny list denies exactly its entries");
         assertFalse(argvOf(spec(s -> {}), FULL).argv().contains("--seccomp"));
+    }
+
+    /** As root, whatever the uid: /proc/sys and the rest of Docker's read-only list over bwrap's /proc, after it. */
+    @Test
+    void aRootRunSandboxsProcIsReadOnlyWhereTheHostsUidZeroCouldWrite() {
+        for (RunSpec spec : List.of(spec(s -> {}), spec(s -> { s.uid = 1000; s.gid = 1000; }), spec(s -> s.inheritUid = true))) {
+            List<String> argv = argvOf(spec, PRIVILEGED_NO_USERNS).argv();
+            int proc = java.util.Collections.indexOfSubList(argv, List.of("--proc", "/proc"));
+            for (String part : List.of("sys", "sysrq-trigger", "irq", "bus", "fs", "acpi")) {
+                int cover = java.util.Collections.indexOfSubList(argv, List.of("--ro-bind-try", "/proc/" + part, "/proc/" + part));
+                assertTrue(proc >= 0 && cover > proc, part + ": " + argv);
+            }
+            assertFalse(argvOf(spec, FULL).argv().contains("--ro-bind-try"), "unprivileged: its uid 0 is its user, who may write none of it");
+        }
     }
 
     /**

@@ -76,7 +76,8 @@ final class Run {
     private final Reaper reaper;
     /** Where the seccomp filter is written (the captures' spool directory, a file system on disk where there is one). */
     private final Path spoolDirectory;
-    private final RunSpec spec;
+    /** The request's spec, then (once the host is known) as this host runs it: SandboxRunner.asRunHere. */
+    private RunSpec spec;
     /** The directory the spec's relative host paths are resolved beneath (a descriptor), or -1. */
     private final int base;
     private final Sandbox sandbox;
@@ -173,6 +174,7 @@ final class Run {
         SandboxException failure = null;
         try {
             HostCapabilities host = runner.host(spec);
+            spec = SandboxRunner.asRunHere(spec, host);
             openHostPaths();
             findCommand();
             placeMounts();

@@ -101,6 +101,13 @@ public record RunSpec(
         }
     }
 
+    /** This spec with another system-call filter. */
+    public RunSpec withSeccomp(Seccomp filter) {
+        return new RunSpec(command, root, sandboxId, cwd, env, network, readOnlyRoot, hostname, uid, gid, inheritUid, mounts,
+                devices, devShm, linux32, stdin, stdout, stderr, captureLimitBytes, timeoutMs, killGraceMs, interactive,
+                rootCapabilities, capabilities, terminal, filter, limits, hidden, createCwd);
+    }
+
     /** Whether the client may send input while the command runs: a terminal, or stdin "stream". */
     public boolean takesInput() {
         return terminal != null || stdin instanceof Stdin.Stream;

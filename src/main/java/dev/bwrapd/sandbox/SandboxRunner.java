@@ -123,12 +123,22 @@ public final class SandboxRunner {
      */
     public BwrapCommand.Invocation invocation(RunSpec spec) throws SandboxException {
         HostCapabilities h = host(spec);
+        spec = asRunHere(spec, h);
         try (HostPaths paths = HostPaths.open(spec, -1, devices)) {
             BwrapCommand.Places places = MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources(), paths.hostRoot());
             return BwrapCommand.of(spec, h, places, paths.realRoot());
         } catch (HostPaths.Refused e) {
             throw e.asSandboxException();
         }
+    }
+
+    /**
+     * {@code spec} as this host runs it: in a root bwrapd's sandboxes the keyrings are refused
+     * whatever the filter asked for (SeccompPolicy.HOST_ROOT_DENIED), where libseccomp can build it.
+     */
+    static RunSpec asRunHere(RunSpec spec, HostCapabilities h) {
+        if (!h.privileged() || !dev.bwrapd.process.Libc.seccompAvailable()) return spec;
+        return spec.withSeccomp(SeccompPolicy.forHostRoot(spec.seccomp()));
     }
 
     /** This host's capabilities for {@code spec}: waits for the probe; fails if there is no bwrap, no linux32, or a capability it cannot grant. */

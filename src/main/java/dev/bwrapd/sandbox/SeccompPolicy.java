@@ -41,6 +41,22 @@ public final class SeccompPolicy {
             "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
             "syslog", "acct", "swapon", "swapoff", "reboot");
 
+    /**
+     * Refused in every sandbox of a root bwrapd, whatever its filter: the keyrings are not
+     * namespaced, and a root-run sandbox's uid is the host's uid 0, which owns the host root's user
+     * keyring (a review linked it into its own session keyring and read and cleared the keys).
+     */
+    static final List<String> HOST_ROOT_DENIED = List.of("keyctl", "add_key", "request_key");
+
+    /** A root bwrapd's filter for a run that asked for {@code seccomp} (null: none): it, plus {@link #HOST_ROOT_DENIED}. */
+    static RunSpec.Seccomp forHostRoot(RunSpec.Seccomp seccomp) {
+        if (seccomp == null) return new RunSpec.Seccomp(HOST_ROOT_DENIED, EPERM);
+        if (seccomp.isDefault()) return seccomp; // refuses them already
+        java.util.LinkedHashSet<String> deny = new java.util.LinkedHashSet<>(seccomp.deny());
+        deny.addAll(HOST_ROOT_DENIED);
+        return new RunSpec.Seccomp(List.copyOf(deny), seccomp.errno());
+    }
+
     private static final long TIOCSTI = 0x5412, TIOCLINUX = 0x541C;
     /** CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET; CLONE_NEWTIME (0x80) only for unshare (clone's low byte is its exit signal). */
     private static final long[] NAMESPACE_FLAGS = {0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000};

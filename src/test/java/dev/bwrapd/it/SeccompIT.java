@@ -208,6 +208,23 @@ class SeccompIT {
         assertEquals("i686\ni686\n", Runs.out(Runs.ok(bwrapd, params)));
     }
 
+    /**
+     * Review finding: a root-run command linked the host's root user keyring into its own session
+     * keyring and read and cleared the keys (the keyrings are not namespaced, and its uid is the
+     * host's 0). A root bwrapd refuses the keyring calls in every sandbox, whatever its filter;
+     * an unprivileged one's sandboxes keep them (the keys are their user's own).
+     */
+    @Test
+    void aRootBwrapdRefusesTheKeyringsWhateverTheFilter() throws Exception {
+        String refused = "root".equals(System.getProperty("user.name")) ? "EPERM" : "ok";
+        assertEquals("keyctl=" + refused + "\n", probe("none", "keyctl"));
+        ObjectNode deny = Runs.JSON.createObjectNode();
+        deny.putArray("deny").add("uname");
+        deny.put("errno", "ENOSYS");
+        assertEquals("uname=ENOSYS\nkeyctl=" + (refused.equals("ok") ? "ok" : "ENOSYS") + "\n", probe(deny, "uname", "keyctl"), "with the list's errno");
+        assertEquals("keyctl=EPERM\n", probe("default", "keyctl"));
+    }
+
     @Test
     void aDenyListDeniesExactlyItsEntries() throws Exception {
         ObjectNode deny = Runs.JSON.createObjectNode();

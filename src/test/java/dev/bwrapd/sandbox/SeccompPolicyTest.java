@@ -41,6 +41,17 @@ class SeccompPolicyTest {
         }
     }
 
+    /** A root bwrapd adds the keyring calls to every filter, and makes one of them where there was none. */
+    @Test
+    void aRootBwrapdsFilterAlwaysRefusesTheKeyrings() {
+        assertEquals(new RunSpec.Seccomp(List.of("keyctl", "add_key", "request_key"), SeccompPolicy.EPERM), SeccompPolicy.forHostRoot(null));
+        assertEquals(RunSpec.Seccomp.DEFAULT, SeccompPolicy.forHostRoot(RunSpec.Seccomp.DEFAULT), "the default refuses them already");
+        assertEquals(new RunSpec.Seccomp(List.of("uname", "keyctl", "add_key", "request_key"), SeccompPolicy.ENOSYS),
+                SeccompPolicy.forHostRoot(new RunSpec.Seccomp(List.of("uname", "keyctl"), SeccompPolicy.ENOSYS)), "once each, with the list's errno");
+        Set<String> named = SeccompPolicy.rules(RunSpec.Seccomp.DEFAULT).stream().map(Libc.SeccompRule::syscall).collect(Collectors.toSet());
+        assertTrue(named.containsAll(SeccompPolicy.HOST_ROOT_DENIED), named::toString);
+    }
+
     @Test
     void aDenyListIsExactlyItsEntries() {
         assertEquals(List.of(new Libc.SeccompRule("getpid", 38, List.of())),

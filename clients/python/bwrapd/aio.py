@@ -697,16 +697,17 @@ class AsyncHelper:
     async def _read_stderr(self) -> None:
         assert self._proc is not None and self._proc.stderr is not None
         stderr = self._proc.stderr
-        while True:
-            try:
-                line = await stderr.readline()
-            except ValueError:
-                continue
-            except (OSError, ConnectionError):
-                return
-            if not line:
-                return
-            self._stderr.feed_line(line)
+        # In pieces, not by line, as the sync client: a line has no limit, and
+        # the tail keeps at most the last STDERR_LINE_BYTES of each one.
+        try:
+            while True:
+                chunk = await stderr.read(64 * 1024)
+                if not chunk:
+                    break
+                self._stderr.feed(chunk)
+        except (OSError, ConnectionError):
+            pass
+        self._stderr.flush()
 
     async def _watch(self) -> None:
         await self._exited()

@@ -220,6 +220,28 @@ class StderrFloodTest(unittest.TestCase):
         self.assertEqual(tail[-1], "last words")
         self.assertLessEqual(max(len(line) for line in tail), 4096)
 
+    def test_async_stderr_without_newlines(self):
+        async def main():
+            helper = await fake_async_helper("stderrflood", FAKE_MB="64")
+            try:
+                deadline = time.monotonic() + 120
+                while "last words" not in helper.stderr_tail() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                return helper.stderr_tail()
+            finally:
+                helper.kill()
+                await helper.close(timeout=2)
+
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        tracemalloc.reset_peak()
+        tail = asyncio.run(main())
+        _, peak = tracemalloc.get_traced_memory()
+        self.assertIn("last words", tail, "the last stderr line never arrived: %r" % [line[:40] for line in tail])
+        self.assertLess(peak, 16 << 20, "memory grew by %d MiB for a 64 MiB stderr line" % (peak >> 20))
+        self.assertEqual(tail[-1], "last words")
+        self.assertLessEqual(max(len(line) for line in tail), 4096)
+
 
 def _kill_all(*argv):
     for pid in processes_with_args(*argv):

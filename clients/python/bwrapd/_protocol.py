@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ._version import __version__
-from .errors import (BwrapdError, HelperDied, HelperNotFound, MessageTooLarge, RequestCancelled, SandboxIdInUse,
-                     error_from_response)
+from .errors import (BwrapdError, HelperDied, HelperNotFound, MessageTooLarge, OutputDecodeError, RequestCancelled,
+                     SandboxIdInUse, error_from_response)
 from .types import ArgvResult, Mount, OutputFile, ResourceLimits, RunResult, SandboxInfo, ServerInfo, StdinFile, wire_name
 
 PROTOCOL_VERSION = 1
@@ -689,12 +689,31 @@ def run_outcome(plan: RunPlan, message: Mapping[str, Any]) -> Tuple[Optional[Run
         error = error_from_response(message["error"])
         data = getattr(error, "data", None)
         if isinstance(error, RequestCancelled) and isinstance(data, dict) and "status" in data:
-            error.result = RunResult.from_wire(plan.argv, data, plan.encoding, plan.errors)
+            error.result = decoded_result(plan, data)
         return None, error
     result = message.get("result")
     if not isinstance(result, dict):
         return None, BwrapdError("malformed sandbox/run result: %r" % (result,))
-    return RunResult.from_wire(plan.argv, result, plan.encoding, plan.errors), None
+    return decoded_result(plan, result), None
+
+
+def decoded_result(plan: RunPlan, data: Mapping[str, Any]) -> RunResult:
+    """The RunResult of ``data``, its captured output decoded as the plan
+    says; output that does not decode raises OutputDecodeError with the
+    result (that output left as bytes)."""
+    try:
+        return RunResult.from_wire(plan.argv, data, plan.encoding, plan.errors)
+    except UnicodeDecodeError as error:
+        raw = RunResult.from_wire(plan.argv, data)
+        stream = "stdout"
+        if isinstance(raw.stdout, bytes) and plan.encoding is not None:
+            try:
+                raw.stdout.decode(plan.encoding, plan.errors or "replace")
+            except UnicodeDecodeError:
+                pass
+            else:
+                stream = "stderr"
+        raise OutputDecodeError(error, raw, stream) from error
 
 
 def finish_run(sandbox: "SandboxBase", message: Mapping[str, Any]) -> None:
@@ -775,6 +794,7 @@ class SandboxBase:
         self._check = check
         self._on_output = on_output
         self._write_error: Optional[BaseException] = None  # the first failure writing into a file object
+        self._write_error_stream = ""  # the stream it happened on
 
     def __repr__(self) -> str:
         state = "done" if self.done() else ("running" if self._started.is_set() else "starting")
@@ -798,6 +818,7 @@ class SandboxBase:
                 # Not only logged: a chunk that does not decode (errors="strict")
                 # or a failed write means lost output, which wait() must say.
                 self._write_error = exc
+                self._write_error_stream = stream
         elif self._on_output is not None:
             try:
                 self._on_output(stream, data)
@@ -829,8 +850,13 @@ class SandboxBase:
                     self._plan.writers[stream].write(tail)
             except Exception as error:
                 self._write_error = error
+                self._write_error_stream = stream
         if exc is None and self._write_error is not None:
-            result, exc = None, self._write_error
+            exc = self._write_error
+            if isinstance(exc, UnicodeDecodeError) and result is not None:
+                exc = OutputDecodeError(exc, result, self._write_error_stream)
+                exc.__cause__ = self._write_error
+            result = None
         settle(self._future, result, exc)
         self._started.set()
         if self._queue is not None:

@@ -33,6 +33,7 @@ __all__ = [
     "HelperForked",
     "HelperNotFound",
     "MessageTooLarge",
+    "OutputDecodeError",
     "SandboxFailed",
     "WaitTimeout",
     "error_from_response",
@@ -275,6 +276,28 @@ class SandboxFailed(Error):
 
     def __reduce__(self) -> Tuple[Any, ...]:
         return (type(self), (self.result,))
+
+
+class OutputDecodeError(Error, UnicodeDecodeError):
+    """A run's output did not decode with the caller's ``encoding`` and
+    ``errors`` (``errors="strict"``): the :class:`UnicodeDecodeError` that
+    ``subprocess`` would raise, which also carries the run's outcome.
+    ``result`` is its :class:`RunResult` (exit status, cleanup...); a
+    captured output that did not decode is left as bytes there. ``stream`` is
+    the output that did not decode (``"stdout"``, ``"stderr"``, ``"terminal"``)."""
+
+    def __init__(self, error: UnicodeDecodeError, result: "RunResult", stream: str) -> None:
+        UnicodeDecodeError.__init__(self, error.encoding, error.object, error.start, error.end, error.reason)
+        self.result = result
+        self.stream = stream
+
+    def __str__(self) -> str:
+        return "sandbox %s: %s does not decode: %s" % (
+            self.result.sandbox_id, self.stream, UnicodeDecodeError.__str__(self))
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        plain = UnicodeDecodeError(self.encoding, self.object, self.start, self.end, self.reason)
+        return (type(self), (plain, self.result, self.stream))
 
 
 class HelperNotFound(Error, FileNotFoundError):

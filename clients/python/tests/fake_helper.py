@@ -64,6 +64,15 @@ def main():
                 result["stdout"] = {"text": None, "base64": "abc", "truncated": False, "error": None}
             elif MODE == "badremoved":  # a malformed answer: cleanup.removed is not a list
                 result["cleanup"]["removed"] = 5
+            elif MODE == "latin1":  # stdout is Latin-1, not UTF-8: captured, or streamed when asked
+                latin1 = {"text": None, "base64": "Y2Fm6Qo=", "truncated": False, "error": None}  # b"caf\xe9\n"
+                result["exitCode"] = 3
+                if params.get("stdout") == "stream":
+                    send({"jsonrpc": "2.0", "method": "sandbox/output",
+                          "params": {"sandboxId": params.get("sandboxId"), "stream": "stdout", "base64": latin1["base64"]}})
+                    result["stdout"] = None
+                else:
+                    result["stdout"] = latin1
             elif MODE == "orphan":  # exit, leaving a process that holds stdout and stderr open
                 subprocess.Popen(["sleep", os.environ.get("FAKE_ORPHAN_S", "60")], start_new_session=True)
                 os._exit(3)

@@ -82,6 +82,47 @@ class UndecodableResultTest(SharedRootfs, unittest.TestCase):
             self.assertEqual(out.getvalue(), "caf\ufffd\n")
 
 
+class UndecodableResultCarriesTheResultTest(unittest.TestCase):
+    """Output that does not decode with errors="strict" raises a
+    UnicodeDecodeError that is an OutputDecodeError too, with the run's
+    result (exit status, cleanup; the output as bytes)."""
+
+    def check(self, caught, stream="stdout"):
+        self.assertIsInstance(caught, UnicodeDecodeError)
+        self.assertIsInstance(caught, bwrapd.OutputDecodeError)
+        self.assertEqual(caught.stream, stream)
+        self.assertIsNotNone(caught.result)
+        self.assertEqual(caught.result.exit_code, 3)
+        self.assertTrue(caught.result.cleanup.ok)
+
+    def test_captured(self):
+        with fake_helper("latin1") as helper:
+            with self.assertRaises(UnicodeDecodeError) as caught:
+                helper.run(["x"], text=True, errors="strict")
+            self.check(caught.exception)
+            self.assertEqual(caught.exception.result.stdout, b"caf\xe9\n")
+            self.assertIn("stdout", str(caught.exception))
+
+    def test_streamed_into_a_text_file(self):
+        with fake_helper("latin1") as helper:
+            sandbox = helper.start(["x"], stdout=io.StringIO(), errors="strict")
+            with self.assertRaises(UnicodeDecodeError) as caught:
+                sandbox.wait(timeout=30)
+            self.check(caught.exception)
+
+    def test_async_captured(self):
+        async def main():
+            helper = await fake_async_helper("latin1")
+            try:
+                with self.assertRaises(UnicodeDecodeError) as caught:
+                    await helper.run(["x"], encoding="ascii", errors="strict")
+                self.check(caught.exception)
+            finally:
+                await helper.close()
+
+        asyncio.run(main())
+
+
 class MalformedRunAnswerTest(unittest.TestCase):
     """A run answer the client cannot read ends the run with BwrapdError."""
 

@@ -111,6 +111,63 @@ def check_message_size(data: bytes, limit: Optional[int], what: str) -> None:
             size, limit)
 
 
+# ---------------------------------------------------------------- line limit
+
+#: The longest line taken from the helper before ``initialize`` told its
+#: ``maxMessageBytes`` (then four times that), before the room for captures.
+LINE_LIMIT_UNKNOWN = 64 << 20
+#: Room for the framing around the data of a line.
+LINE_MARGIN = 1 << 20
+#: captureLimitBytes when a run does not give it (docs/protocol.md).
+DEFAULT_CAPTURE_LIMIT = 1 << 20
+#: The pieces a line is read in.
+LINE_PIECE = 1 << 20
+
+
+class LineTooLong(Exception):
+    """The helper wrote a line longer than :func:`line_limit` allows."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__("the bwrapd helper wrote a line of more than %d bytes, over the client's limit of %d "
+                         "bytes (from its maxMessageBytes and the runs' captureLimitBytes); the helper was "
+                         "killed" % (size, limit))
+
+
+def capture_bytes(params: Mapping[str, Any]) -> int:
+    """The captureLimitBytes of a ``sandbox/run``'s params."""
+    value = params.get("captureLimitBytes")
+    return value if isinstance(value, int) and value > 0 else DEFAULT_CAPTURE_LIMIT
+
+
+def line_limit(server_info: Optional[ServerInfo], capture: int) -> int:
+    """The longest line taken from the helper: four times its maxMessageBytes
+    (LINE_LIMIT_UNKNOWN before it is known), plus what two captures of
+    ``capture`` bytes (the largest a run asked for) can take as JSON text (a
+    byte escaped as \\u00XX is six), plus LINE_MARGIN. A longer line means a
+    broken helper, not an answer: reading it on would grow this process
+    without bound."""
+    limit = max_message_bytes(server_info)
+    return (4 * limit if limit else LINE_LIMIT_UNKNOWN) + 12 * capture + LINE_MARGIN
+
+
+def read_line(readline: Callable[[int], bytes], limit: Callable[[], int]) -> bytes:
+    """The next line from ``readline`` (a binary file's), read in pieces;
+    LineTooLong once it is over ``limit()`` bytes without its end."""
+    pieces = []
+    size = 0
+    while True:
+        piece = readline(LINE_PIECE)
+        if not piece:
+            break
+        pieces.append(piece)
+        size += len(piece)
+        if piece.endswith(b"\n"):
+            break
+        if size > limit():
+            raise LineTooLong(size, limit())
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
 def decode_output_chunk(params: Mapping[str, Any]) -> bytes:
     if params.get("base64") is not None:
         return base64.b64decode(params["base64"])

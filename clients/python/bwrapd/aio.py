@@ -41,16 +41,21 @@ log = logging.getLogger("bwrapd")
 STREAM_LIMIT = 8 * 1024 * 1024
 
 
-async def _read_line(stream: asyncio.StreamReader) -> bytes:
+async def _read_line(stream: asyncio.StreamReader, limit: Callable[[], int]) -> bytes:
     """The next line (with its newline; without it at the end of input, b""
-    at the end), however long: read in pieces of the stream's limit."""
+    at the end), read in pieces of the stream's limit; P.LineTooLong once it
+    is over ``limit()`` bytes without its end."""
     pieces = []
+    size = 0
     while True:
         try:
             pieces.append(await stream.readuntil(b"\n"))
             break
         except asyncio.LimitOverrunError as exc:  # no newline within the limit yet: take what is there
             pieces.append(await stream.readexactly(exc.consumed))
+            size += exc.consumed
+            if size > limit():
+                raise P.LineTooLong(size, limit()) from None
         except asyncio.IncompleteReadError as exc:  # end of input
             pieces.append(exc.partial)
             break
@@ -258,6 +263,7 @@ class AsyncHelper:
         self._owner_pid = os.getpid()
         self._forked_from: Optional[int] = None  # in a fork()ed child: the pid of the process that owns the helper
         self._stderr = P.StderrTail()
+        self._capture_bytes = 0  # the largest captureLimitBytes of a run so far (see P.line_limit)
         self._proc: Optional[asyncio.subprocess.Process] = None
         self._write_lock: Optional[asyncio.Lock] = None
         self._tasks: List["asyncio.Task[None]"] = []
@@ -493,6 +499,7 @@ class AsyncHelper:
         if sandbox is not None:
             if sandbox.sandbox_id in self._sandboxes:
                 raise P.sandbox_id_in_use(sandbox.sandbox_id)
+            self._capture_bytes = max(self._capture_bytes, P.capture_bytes(params))
             sandbox.request_id = request_id
             self._sandboxes[sandbox.sandbox_id] = sandbox
         self._pending[request_id] = (future, sandbox)
@@ -659,7 +666,13 @@ class AsyncHelper:
         try:
             while True:
                 try:
-                    line = await _read_line(stdout)
+                    line = await _read_line(stdout, self._line_limit)
+                except P.LineTooLong as exc:
+                    # Not an answer but a broken helper: stop here, as if it had died.
+                    log.error("%s", exc)
+                    self.kill()
+                    self._fail_all(str(exc))
+                    break
                 except (ValueError, MemoryError) as exc:
                     # A message that cannot be read is an answer lost: rather
                     # than leave its caller waiting for ever, fail every call.
@@ -693,6 +706,9 @@ class AsyncHelper:
             except asyncio.TimeoutError:
                 pass
             await self._fail_all_after_stderr("the bwrapd helper closed its stdout")
+
+    def _line_limit(self) -> int:
+        return P.line_limit(self.server_info, self._capture_bytes)
 
     async def _read_stderr(self) -> None:
         assert self._proc is not None and self._proc.stderr is not None

@@ -348,6 +348,7 @@ class Helper:
         self._owner_pid = os.getpid()
         self._forked_from: Optional[int] = None  # in a fork()ed child: the pid of the process that owns the helper
         self._stderr = P.StderrTail()
+        self._capture_bytes = 0  # the largest captureLimitBytes of a run so far (see P.line_limit)
         self._dispatch: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         try:
             self._proc = subprocess.Popen(
@@ -603,6 +604,7 @@ class Helper:
             if sandbox is not None:
                 if sandbox.sandbox_id in self._sandboxes:
                     raise P.sandbox_id_in_use(sandbox.sandbox_id)
+                self._capture_bytes = max(self._capture_bytes, P.capture_bytes(params))
                 sandbox.request_id = request_id
                 self._sandboxes[sandbox.sandbox_id] = sandbox
             self._pending[request_id] = _Pending(future, method, sandbox)
@@ -790,16 +792,27 @@ class Helper:
         stdout = self._proc.stdout
         assert stdout is not None
         try:
-            for line in iter(stdout.readline, b""):
+            while True:
+                line = P.read_line(stdout.readline, self._line_limit)
+                if not line:
+                    break
                 for item in P.decode_line(line):
                     try:
                         self._handle(item)
                     except Exception:
                         log.exception("cannot handle message from bwrapd: %r", item)
+        except P.LineTooLong as exc:
+            # Not an answer but a broken helper: stop here, as if it had died.
+            log.error("%s", exc)
+            self._fail_all(str(exc))
+            self.kill()
         except (OSError, ValueError):
             pass
         finally:
             self._after_eof()
+
+    def _line_limit(self) -> int:
+        return P.line_limit(self.server_info, self._capture_bytes)
 
     def _after_eof(self) -> None:
         # stdout is closed: the helper is gone or going. Give it a moment to

@@ -2,6 +2,7 @@
 helper that misbehaves (``FAKE_MODE`` says how); not a test module. It answers
 initialize, shutdown and sandbox/list, and sandbox/run as FAKE_MODE says."""
 
+import base64
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ INFO = {"serverName": "bwrapd", "serverVersion": "0.1.0", "protocolVersion": 1,
         "capabilities": {"userNamespaces": True, "dieWithParent": True, "jsonStatusFd": True,
                          "childSubreaper": True, "linux32": True, "seccomp": True, "framings": "ndjson",
                          "cgroup": None, "limits": {}},
-        "limits": {"maxMessageBytes": 16777216, "maxNestingDepth": 64}}
+        "limits": {"maxMessageBytes": int(os.environ.get("FAKE_MAX_MESSAGE", "16777216")), "maxNestingDepth": 64}}
 
 
 def send(message):
@@ -73,6 +74,17 @@ def main():
                     result["stdout"] = None
                 else:
                     result["stdout"] = latin1
+            elif MODE == "endless":  # one line without an end (FAKE_MB MiB of it), then silence
+                chunk = b"x" * (1 << 20)
+                for _ in range(int(os.environ.get("FAKE_MB", "128"))):
+                    sys.stdout.buffer.write(chunk)
+                    sys.stdout.buffer.flush()
+                while True:
+                    time.sleep(1)
+            elif MODE == "bigresult":  # stdout as large as the run's captureLimitBytes, in base64
+                size = params.get("captureLimitBytes", 1 << 20)
+                result["stdout"] = {"text": None, "base64": base64.b64encode(b"\xff" * size).decode(),
+                                    "truncated": False, "error": None}
             elif MODE == "orphan":  # exit, leaving a process that holds stdout and stderr open
                 subprocess.Popen(["sleep", os.environ.get("FAKE_ORPHAN_S", "60")], start_new_session=True)
                 os._exit(3)

@@ -123,6 +123,64 @@ class UndecodableResultCarriesTheResultTest(unittest.TestCase):
         asyncio.run(main())
 
 
+class EndlessLineTest(unittest.TestCase):
+    """A helper that writes one line without an end: the client stops at a
+    bound (from maxMessageBytes, here 1 MiB, and the runs' captureLimitBytes),
+    fails every pending call with HelperDied saying so, and kills it. An
+    answer as large as a run's captures may make is still read."""
+
+    ENV = {"FAKE_MAX_MESSAGE": str(1 << 20), "FAKE_MB": "128"}
+
+    def check(self, exc, peak):
+        self.assertIn("line of more than", str(exc))
+        self.assertLess(peak, 48 << 20, "memory grew by %d MiB for an endless line" % (peak >> 20))
+
+    def test_sync(self):
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        tracemalloc.reset_peak()
+        helper = fake_helper("endless", **self.ENV)
+        self.addCleanup(helper.kill)
+        sandbox = helper.start(["x"], capture_limit_bytes=1024)
+        with self.assertRaises(bwrapd.HelperDied) as caught:
+            sandbox.wait(timeout=30)
+        _, peak = tracemalloc.get_traced_memory()
+        self.check(caught.exception, peak)
+        self.assertTrue(wait_until(lambda: helper.returncode is not None, 30))
+        with self.assertRaises(bwrapd.HelperDied):
+            helper.list()
+
+    def test_async(self):
+        async def main():
+            helper = await fake_async_helper("endless", **self.ENV)
+            try:
+                sandbox = await helper.start(["x"], capture_limit_bytes=1024)
+                with self.assertRaises(bwrapd.HelperDied) as caught:
+                    await sandbox.wait(timeout=30)
+                return caught.exception
+            finally:
+                await helper.close(timeout=2)
+
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        tracemalloc.reset_peak()
+        exc = asyncio.run(main())
+        _, peak = tracemalloc.get_traced_memory()
+        self.check(exc, peak)
+
+    def test_large_captures_are_still_read(self):
+        # 8 MiB of stdout is 11 MiB of base64: over four times maxMessageBytes, within the captures' room
+        env = dict(self.ENV)
+        with fake_helper("bigresult", **env) as helper:
+            self.assertEqual(len(helper.run(["x"], capture_limit_bytes=8 << 20).stdout), 8 << 20)
+
+        async def main():
+            async with bwrapd.AsyncHelper(sys.executable, args=[FAKE], env=fake_env("bigresult", **env)) as helper:
+                return len((await helper.run(["x"], capture_limit_bytes=8 << 20)).stdout)
+
+        self.assertEqual(asyncio.run(main()), 8 << 20)
+
+
 class MalformedRunAnswerTest(unittest.TestCase):
     """A run answer the client cannot read ends the run with BwrapdError."""
 

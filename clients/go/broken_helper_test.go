@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +130,43 @@ func TestHelperClosingItsStdoutIsNotReportedAsExited(t *testing.T) {
 	}
 	if _, err := h.List(testCtx(t)); err == nil || !strings.Contains(err.Error(), "closed its stdout") {
 		t.Errorf("List after that: %v", err)
+	}
+}
+
+// A helper that writes one line without an end: the client stops at a bound (from
+// maxMessageBytes, here 1 MiB, and the runs' CaptureLimitBytes), fails the pending
+// call with a *HelperExitedError that says so, and kills the helper. An answer as
+// large as a run's captures may make is still read.
+func TestEndlessLineFailsTheCallsAndKillsTheHelper(t *testing.T) {
+	h := startFake(t, "endless", bwrapd.Options{CloseTimeout: 2 * time.Second})
+	defer h.Close()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := h.Run(ctx, bwrapd.RunRequest{Command: []string{"x"}, CaptureLimitBytes: bwrapd.Ptr[int64](1024)})
+	runtime.ReadMemStats(&after)
+	var exited *bwrapd.HelperExitedError
+	if !errors.As(err, &exited) || !strings.Contains(err.Error(), "line of more than") {
+		t.Fatalf("Run with a helper writing an endless line: want a *HelperExitedError about the line, got %v", err)
+	}
+	if grown := after.TotalAlloc - before.TotalAlloc; grown > 48<<20 {
+		t.Errorf("the client allocated %d MiB reading an endless line", grown>>20)
+	}
+	select {
+	case <-h.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("Done not closed")
+	}
+	if _, err := h.List(testCtx(t)); !errors.Is(err, bwrapd.ErrHelperExited) {
+		t.Errorf("List after that: %v", err)
+	}
+
+	// 8 MiB of stdout is 11 MiB of base64: over four times maxMessageBytes, within the captures' room.
+	big := startFake(t, "bigresult", bwrapd.Options{})
+	defer big.Close()
+	res, err := big.Run(testCtx(t), bwrapd.RunRequest{Command: []string{"x"}, CaptureLimitBytes: bwrapd.Ptr[int64](8 << 20)})
+	if err != nil || len(res.Stdout) != 8<<20 {
+		t.Errorf("a run answering 8 MiB of captured stdout: %v", err)
 	}
 }

@@ -109,17 +109,24 @@ var (
 )
 
 // HelperExitedError is returned for calls that were pending, or made, after the
-// helper process died. Stderr holds the helper's last stderr lines.
+// helper process died, or after the client gave up on a broken helper and killed it
+// (Broken says why). Stderr holds the helper's last stderr lines.
 type HelperExitedError struct {
 	ExitErr error  // from waiting on the process; nil if it exited 0 or has not been reaped yet
 	Stderr  string // the last lines the helper wrote to stderr
 	Closed  bool   // the client closed the helper itself
 	Reaped  bool   // the process has exited (ExitErr nil: with status 0)
+	// Broken says why the client killed a helper that broke the protocol: it wrote a
+	// line longer than the client takes (four times its maxMessageBytes plus the room
+	// the runs' captures need). Empty when the helper went by itself.
+	Broken string
 }
 
 func (e *HelperExitedError) Error() string {
 	var b strings.Builder
 	switch {
+	case e.Broken != "":
+		b.WriteString("bwrapd: " + e.Broken)
 	case e.Closed:
 		b.WriteString("bwrapd: helper closed")
 	case !e.Reaped:

@@ -5,6 +5,8 @@ package bwrapd_test
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"testing"
@@ -53,7 +55,8 @@ func fakeHelper(mode string) {
 			ID     json.RawMessage `json:"id"`
 			Method string          `json:"method"`
 			Params struct {
-				SandboxID string `json:"sandboxId"`
+				SandboxID         string `json:"sandboxId"`
+				CaptureLimitBytes int    `json:"captureLimitBytes"`
 			} `json:"params"`
 		}
 		if json.Unmarshal(in.Bytes(), &m) != nil {
@@ -68,9 +71,13 @@ func fakeHelper(mode string) {
 		id := string(m.ID)
 		switch m.Method {
 		case "initialize":
+			maxMessage := "16777216"
+			if mode == "endless" || mode == "bigresult" {
+				maxMessage = "1048576"
+			}
 			raw(`{"jsonrpc":"2.0","id":` + id + `,"result":{"serverName":"bwrapd","serverVersion":"0.1.0","protocolVersion":1,` +
 				`"bwrap":{"path":"/usr/bin/bwrap","version":"0.8.0"},"capabilities":{"jsonStatusFd":false,"framings":"ndjson"},` +
-				`"limits":{"maxMessageBytes":16777216,"maxNestingDepth":64}}}`)
+				`"limits":{"maxMessageBytes":` + maxMessage + `,"maxNestingDepth":64}}}`)
 			switch mode {
 			case "noread": // a wedged helper: it never reads its input again
 				for {
@@ -88,6 +95,20 @@ func fakeHelper(mode string) {
 				raw(`{"jsonrpc":"2.0","id":` + id + `,"error":"boom"}`)
 			case "baderror2": // an error code that is a string
 				raw(`{"jsonrpc":"2.0","id":` + id + `,"error":{"code":"-32602","message":"bad"}}`)
+			case "endless": // one line without an end (128 MiB of it), then silence
+				chunk := bytes.Repeat([]byte("x"), 1<<20)
+				for i := 0; i < 128; i++ {
+					out.Write(chunk)
+					out.Flush()
+				}
+				for {
+					time.Sleep(time.Hour)
+				}
+			case "bigresult": // stdout as large as the run's captureLimitBytes, in base64
+				data := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xff}, m.Params.CaptureLimitBytes))
+				raw(`{"jsonrpc":"2.0","id":` + id + `,"result":{"sandboxId":"` + m.Params.SandboxID + `","status":"exited",` +
+					`"exitCode":0,"durationMs":1,"stdout":{"base64":"` + data + `","truncated":false},` +
+					`"stderr":{"text":"","truncated":false},"cleanup":{"ok":true}}}`)
 			case "floatid": // the id written 2.0, as JSON allows
 				result := `[]`
 				if m.Method == "sandbox/run" {

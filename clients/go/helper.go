@@ -73,8 +73,12 @@ type Helper struct {
 	nextID    int64
 	pending   map[int64]*call
 	bySandbox map[string]*Sandbox
-	dead      error // set once the reader has ended
-	closed    bool  // Close has sent exit: no new calls
+	dead      error  // set once the reader has ended
+	closed    bool   // Close has sent exit: no new calls
+	broken    string // why the reader gave up on the helper and killed it
+
+	maxMessage   atomic.Int64 // the helper's maxMessageBytes, once initialize answered
+	captureBytes atomic.Int64 // the largest CaptureLimitBytes of a run so far (see lineLimit)
 
 	readerDone chan struct{} // closed when the reader has ended and pending calls have failed
 	exited     chan struct{} // closed when the process has been reaped
@@ -198,6 +202,7 @@ func Start(ctx context.Context, opts Options) (*Helper, error) {
 		return nil, fmt.Errorf("bwrapd: initialize result from %s: %w", path, err)
 	}
 	h.info.Raw = raw
+	h.maxMessage.Store(h.info.Limits.MaxMessageBytes)
 	return h, nil
 }
 
@@ -523,13 +528,63 @@ func (h *Helper) copyStderr(r *os.File) {
 	}
 }
 
+// The bound of a line from the helper (see lineLimit).
+const (
+	lineLimitUnknown    = 64 << 20 // before initialize told maxMessageBytes (then 4 times that)
+	lineMargin          = 1 << 20  // room for the framing
+	defaultCaptureLimit = 1 << 20  // captureLimitBytes when a run does not give it
+)
+
+// lineLimit is the longest line taken from the helper: four times its maxMessageBytes
+// (lineLimitUnknown before it is known), plus what two captures of the largest
+// CaptureLimitBytes a run asked for can take as JSON text (a byte escaped as \u00XX is
+// six), plus lineMargin. A longer line is a broken helper, not an answer.
+func (h *Helper) lineLimit() int64 {
+	base := int64(lineLimitUnknown)
+	if m := h.maxMessage.Load(); m > 0 {
+		base = 4 * m
+	}
+	return base + 12*h.captureBytes.Load() + lineMargin
+}
+
+// noteCapture records the CaptureLimitBytes of a run for lineLimit.
+func (h *Helper) noteCapture(req RunRequest) {
+	n := int64(defaultCaptureLimit)
+	if req.CaptureLimitBytes != nil && *req.CaptureLimitBytes > 0 {
+		n = *req.CaptureLimitBytes
+	}
+	for {
+		old := h.captureBytes.Load()
+		if n <= old || h.captureBytes.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
 func (h *Helper) readLoop() {
 	r := bufio.NewReaderSize(h.stdout, 64*1024)
+	var line []byte
 	for {
-		line, err := r.ReadBytes('\n')
+		chunk, err := r.ReadSlice('\n')
+		line = append(line, chunk...)
+		if err == bufio.ErrBufferFull {
+			if limit := h.lineLimit(); int64(len(line)) > limit {
+				// Not an answer but a broken helper: stop reading, as if it had died.
+				h.mu.Lock()
+				h.broken = fmt.Sprintf("the helper wrote a line of more than %d bytes, over the client's "+
+					"limit of %d bytes (from its maxMessageBytes and the runs' CaptureLimitBytes); it was killed",
+					len(line), limit)
+				h.mu.Unlock()
+				_ = syscall.Kill(-h.cmd.Process.Pid, syscall.SIGKILL)
+				_ = h.cmd.Process.Kill()
+				break
+			}
+			continue
+		}
 		if len(bytes.TrimSpace(line)) > 0 {
 			h.handleLine(line)
 		}
+		line = nil
 		if err != nil {
 			break
 		}
@@ -557,6 +612,7 @@ func (h *Helper) fail() {
 	}
 	h.mu.Lock()
 	e.Closed = h.closed
+	e.Broken = h.broken
 	h.dead = e
 	pending := h.pending
 	h.pending = make(map[int64]*call)

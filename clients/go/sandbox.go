@@ -103,6 +103,7 @@ func (h *Helper) start(ctx context.Context, req RunRequest, terminal *terminalOu
 	if err != nil {
 		return nil, err
 	}
+	h.noteCapture(req)
 	go sb.deliver()
 	if err := h.send(outMessage{JSONRPC: "2.0", ID: &id, Method: "sandbox/run", Params: req}); err != nil {
 		if h.takePending(id) != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -168,5 +169,47 @@ func TestEndlessLineFailsTheCallsAndKillsTheHelper(t *testing.T) {
 	res, err := big.Run(testCtx(t), bwrapd.RunRequest{Command: []string{"x"}, CaptureLimitBytes: bwrapd.Ptr[int64](8 << 20)})
 	if err != nil || len(res.Stdout) != 8<<20 {
 		t.Errorf("a run answering 8 MiB of captured stdout: %v", err)
+	}
+}
+
+// A helper that stops reading its input, with a write stuck in the pipe (a run with
+// 4 MiB of stdin): other calls still keep to their own contexts, whether they wait
+// for the pipe (List, Signal, Start) or their context has already ended.
+func TestCallsKeepToTheirContextsWithAWriteStuck(t *testing.T) {
+	h := startFake(t, "noread", bwrapd.Options{CloseTimeout: 2 * time.Second})
+	defer h.Close()
+	go func() {
+		_, _ = h.Start(context.Background(), bwrapd.RunRequest{Command: []string{"cat"},
+			Stdin: bwrapd.StdinBytes(bytes.Repeat([]byte("a"), 4<<20))})
+	}()
+	time.Sleep(500 * time.Millisecond) // the big write fills the pipe
+	calls := map[string]func(ctx context.Context) error{
+		"List": func(ctx context.Context) error { _, err := h.List(ctx); return err },
+		"Signal": func(ctx context.Context) error {
+			_, err := h.Signal(ctx, "sb", syscall.SIGTERM)
+			return err
+		},
+		"Start": func(ctx context.Context) error {
+			_, err := h.Start(ctx, bwrapd.RunRequest{Command: []string{"x"}})
+			return err
+		},
+	}
+	for name, call := range calls {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() { done <- call(ctx) }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("%s with its write stuck behind another: want context.DeadlineExceeded, got %v", name, err)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("%s took %v with a 1s context", name, d)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("%s (context of 1s) still blocked after 20s by another call's stuck write", name)
+		}
+		cancel()
 	}
 }

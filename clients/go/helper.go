@@ -67,7 +67,9 @@ type Helper struct {
 	stdout *os.File
 	info   ServerInfo
 
-	wmu sync.Mutex // one writer at a time
+	// wsem is the right to write to stdin, one message at a time (a channel, so that a
+	// call can stop waiting for it when its context ends).
+	wsem chan struct{}
 
 	mu        sync.Mutex
 	nextID    int64
@@ -183,6 +185,7 @@ func Start(ctx context.Context, opts Options) (*Helper, error) {
 		stdout:     stdoutR,
 		pending:    make(map[int64]*call),
 		bySandbox:  make(map[string]*Sandbox),
+		wsem:       make(chan struct{}, 1),
 		readerDone: make(chan struct{}),
 		exited:     make(chan struct{}),
 		stderrDone: make(chan struct{}),
@@ -244,7 +247,10 @@ func (h *Helper) Err() error {
 }
 
 // Call sends any request and decodes its result into result (when non-nil). When
-// ctx ends first, Call returns ctx.Err() and the answer is dropped.
+// ctx ends first, Call returns ctx.Err() and the answer is dropped. ctx also bounds
+// the wait for the helper to take the request (a helper that stops reading its
+// input holds up every write): a request that was partly written by then still
+// goes out whole, and may take effect.
 func (h *Helper) Call(ctx context.Context, method string, params, result any) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -254,7 +260,7 @@ func (h *Helper) Call(ctx context.Context, method string, params, result any) er
 	if err != nil {
 		return err
 	}
-	if err := h.send(outMessage{JSONRPC: "2.0", ID: &id, Method: method, Params: params}); err != nil {
+	if _, err := h.send(ctx, outMessage{JSONRPC: "2.0", ID: &id, Method: method, Params: params}); err != nil {
 		h.takePending(id)
 		return err
 	}
@@ -275,9 +281,18 @@ func (h *Helper) Call(ctx context.Context, method string, params, result any) er
 	}
 }
 
-// Notify sends a notification (no answer).
+// Notify sends a notification (no answer). It returns once the helper has taken it;
+// NotifyContext bounds that wait.
 func (h *Helper) Notify(method string, params any) error {
-	return h.send(outMessage{JSONRPC: "2.0", Method: method, Params: params})
+	return h.NotifyContext(context.Background(), method, params)
+}
+
+// NotifyContext is Notify, giving up with ctx.Err() when ctx ends before the helper
+// has taken the notification (one that was partly written by then still goes out
+// whole).
+func (h *Helper) NotifyContext(ctx context.Context, method string, params any) error {
+	_, err := h.send(ctx, outMessage{JSONRPC: "2.0", Method: method, Params: params})
+	return err
 }
 
 // Discover returns the helper's OpenRPC document (rpc.discover).
@@ -376,14 +391,14 @@ func (h *Helper) close() error {
 	defer deadline.Stop()
 	if h.Err() == nil {
 		// On a goroutine of its own: a helper that no longer reads its input leaves a
-		// write stuck (holding wmu), and Close must keep to CloseTimeout all the same.
+		// write stuck, and Close must keep to CloseTimeout all the same.
 		polite := make(chan struct{})
 		go func() {
 			defer close(polite)
 			ctx, cancel := context.WithTimeout(context.Background(), h.opts.CloseTimeout)
 			_, _ = h.Shutdown(ctx) // best effort: the helper may not implement it, or be gone
+			_ = h.NotifyContext(ctx, "exit", nil)
 			cancel()
-			_ = h.Notify("exit", nil)
 		}()
 		select {
 		case <-polite:
@@ -462,40 +477,66 @@ func (h *Helper) takePending(id int64) *call {
 	return c
 }
 
-func (h *Helper) send(m outMessage) error {
+// send writes m. When ctx ends first it returns ctx.Err(), and inFlight says whether
+// m had begun to go out: it then goes out whole (or the pipe breaks), never cut.
+func (h *Helper) send(ctx context.Context, m outMessage) (inFlight bool, err error) {
 	if err := checkMessage(m); err != nil {
-		return err
+		return false, err
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
-		return fmt.Errorf("bwrapd: encoding %s: %w", m.Method, err)
+		return false, fmt.Errorf("bwrapd: encoding %s: %w", m.Method, err)
 	}
 	// The helper counts the line without its newline.
-	if limit := h.info.Limits.MaxMessageBytes; limit > 0 && int64(len(b)) > limit {
-		return fmt.Errorf("bwrapd: %s: the message is %d bytes, over the helper's limit of %d bytes: %w; "+
+	if limit := h.maxMessage.Load(); limit > 0 && int64(len(b)) > limit {
+		return false, fmt.Errorf("bwrapd: %s: the message is %d bytes, over the helper's limit of %d bytes: %w; "+
 			"nothing was sent (give large input as a file, StdinFile, or while the command runs, StdinStream)",
 			m.Method, len(b), limit, ErrMessageTooLarge)
 	}
-	b = append(b, '\n')
-	h.wmu.Lock()
-	_, err = h.stdin.Write(b)
-	h.wmu.Unlock()
-	if err == nil {
-		return nil
+	inFlight, err = h.write(ctx, append(b, '\n'))
+	if err == nil || inFlight || ctx.Err() != nil {
+		return inFlight, err
 	}
 	// A failed write means the helper is gone or going: report why.
 	select {
 	case <-h.readerDone:
-		return h.Err()
+		return false, h.Err()
 	case <-time.After(2 * time.Second):
 	}
 	h.mu.Lock()
 	closed := h.closed
 	h.mu.Unlock()
 	if closed {
-		return ErrClosed
+		return false, ErrClosed
 	}
-	return fmt.Errorf("bwrapd: writing to helper: %w", err)
+	return false, fmt.Errorf("bwrapd: writing to helper: %w", err)
+}
+
+// write writes one whole message to the helper's stdin, one writer at a time. When
+// ctx ends first it returns ctx.Err(): before the write began nothing is written
+// (inFlight false); after, the message still goes out whole from a goroutine of its
+// own (inFlight true), and the next writer waits for it, so that messages never mix.
+// A helper that stops reading leaves that write stuck until Close kills it.
+func (h *Helper) write(ctx context.Context, b []byte) (inFlight bool, err error) {
+	select {
+	case h.wsem <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-h.readerDone:
+		return false, h.Err()
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.stdin.Write(b)
+		<-h.wsem
+		done <- err
+	}()
+	select {
+	case err = <-done:
+		return false, err
+	case <-ctx.Done():
+		return true, ctx.Err()
+	}
 }
 
 func (h *Helper) waitProcess() {
@@ -717,9 +758,9 @@ func (h *Helper) refuse(id json.RawMessage, method string) {
 	if err != nil {
 		return
 	}
-	h.wmu.Lock()
-	_, _ = h.stdin.Write(append(b, '\n'))
-	h.wmu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), h.opts.CancelTimeout)
+	defer cancel()
+	_, _ = h.write(ctx, append(b, '\n'))
 }
 
 func (h *Helper) handleNotification(method string, params json.RawMessage) {

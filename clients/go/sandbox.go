@@ -105,7 +105,16 @@ func (h *Helper) start(ctx context.Context, req RunRequest, terminal *terminalOu
 	}
 	h.noteCapture(req)
 	go sb.deliver()
-	if err := h.send(outMessage{JSONRPC: "2.0", ID: &id, Method: "sandbox/run", Params: req}); err != nil {
+	if inFlight, err := h.send(ctx, outMessage{JSONRPC: "2.0", ID: &id, Method: "sandbox/run", Params: req}); err != nil {
+		if inFlight {
+			// ctx ended while the run was going out: it goes out whole and would run with
+			// nobody waiting for it, so cancel it, right behind it.
+			go func() {
+				cctx, cancel := context.WithTimeout(context.Background(), h.opts.CancelTimeout)
+				defer cancel()
+				_ = h.NotifyContext(cctx, "$/cancelRequest", map[string]int64{"id": id})
+			}()
+		}
 		if h.takePending(id) != nil {
 			sb.finish(nil, err)
 		}
@@ -297,9 +306,12 @@ func (s *Sandbox) watch(ctx context.Context) {
 	s.qmu.Lock()
 	s.ctxErr = ctx.Err()
 	s.qmu.Unlock()
-	_ = s.h.Notify("$/cancelRequest", map[string]int64{"id": s.requestID})
 	t := time.NewTimer(s.h.opts.CancelTimeout)
 	defer t.Stop()
+	// Within CancelTimeout as a whole: the helper may not be taking its input.
+	nctx, cancel := context.WithTimeout(context.Background(), s.h.opts.CancelTimeout)
+	defer cancel()
+	_ = s.h.NotifyContext(nctx, "$/cancelRequest", map[string]int64{"id": s.requestID})
 	select {
 	case <-s.done:
 	case <-t.C:

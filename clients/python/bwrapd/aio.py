@@ -13,7 +13,8 @@ import itertools
 import logging
 import os
 import signal as _signal
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import (TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence,
+                    Tuple, TypeVar)
 
 from . import _protocol as P
 from .errors import (
@@ -40,6 +41,8 @@ log = logging.getLogger("bwrapd")
 #: up to 1 GiB is some 1.4 GiB of base64 on one line).
 STREAM_LIMIT = 8 * 1024 * 1024
 
+_T = TypeVar("_T")
+
 
 async def _read_line(stream: asyncio.StreamReader, limit: Callable[[], int]) -> bytes:
     """The next line (with its newline; without it at the end of input, b""
@@ -60,6 +63,18 @@ async def _read_line(stream: asyncio.StreamReader, limit: Callable[[], int]) -> 
             pieces.append(exc.partial)
             break
     return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+async def _bounded(write: Awaitable[_T], timeout: Optional[float], method: str) -> _T:
+    """``write`` (one that sends a message), given up after ``timeout``
+    seconds (WaitTimeout): a helper that stops reading holds up every write,
+    one at a time. A message that began to go out by then goes out whole: it
+    is in the pipe transport's buffer."""
+    try:
+        return await asyncio.wait_for(write, timeout)
+    except asyncio.TimeoutError:
+        raise WaitTimeout("could not write %s to the bwrapd helper within %s s (it does not read its input)"
+                          % (method, timeout)) from None
 
 
 def _retrieve(future: "asyncio.Future[Any]") -> None:
@@ -531,10 +546,13 @@ class AsyncHelper:
             pass  # the helper is gone: the run failed with it
 
     async def call(self, method: str, params: Any = None, timeout: Optional[float] = None) -> Any:
-        """Send a request and return its result (raising its error)."""
-        request_id, future = await self._submit(method, params)
+        """Send a request and return its result (raising its error); see
+        :meth:`bwrapd.Helper.call` for ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        request_id, future = await _bounded(self._submit(method, params), timeout, method)
         try:
-            return await asyncio.wait_for(future, timeout)
+            return await asyncio.wait_for(future, None if deadline is None else max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
             self._pending.pop(request_id, None)
             raise WaitTimeout("no answer to %s within %s s" % (method, timeout)) from None
@@ -542,9 +560,9 @@ class AsyncHelper:
             self._pending.pop(request_id, None)
             raise
 
-    async def notify(self, method: str, params: Any = None) -> None:
-        """Send a notification."""
-        await self._write(P.notification_message(method, params))
+    async def notify(self, method: str, params: Any = None, timeout: Optional[float] = None) -> None:
+        """Send a notification; see :meth:`bwrapd.Helper.notify`."""
+        await _bounded(self._write(P.notification_message(method, params)), timeout, method)
 
     # ------------------------------------------------------------ sandboxes
 

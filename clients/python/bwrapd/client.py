@@ -548,10 +548,18 @@ class Helper:
         self._sandboxes.clear()
         P.release_pipes([self._proc.stdin, self._proc.stdout, self._proc.stderr])
 
-    def _write(self, message: Mapping[str, Any], send: Optional[_Send] = None) -> None:
+    def _write(self, message: Mapping[str, Any], send: Optional[_Send] = None,
+               timeout: Optional[float] = None) -> None:
+        """Write one message. With a ``timeout``, or in the main thread, from a
+        thread of its own, which the caller stops waiting for after ``timeout``
+        seconds (WaitTimeout) or when interrupted: a helper that stops reading
+        holds up every write, one at a time, and a message cut in the middle
+        would break the next one. One still waiting for its turn is then
+        dropped; one that began to go out goes out whole (see _Send)."""
         data = P.encode_message(message)
-        P.check_message_size(data, P.max_message_bytes(self.server_info), str(message.get("method") or "answer"))
-        if threading.current_thread() is not threading.main_thread():
+        method = str(message.get("method") or "answer")
+        P.check_message_size(data, P.max_message_bytes(self.server_info), method)
+        if timeout is None and threading.current_thread() is not threading.main_thread():
             self._write_data(data)  # signal handlers run only in the main thread
             return
         send = send if send is not None else _Send()
@@ -559,26 +567,32 @@ class Helper:
                                   name="bwrapd-write-%d" % self._proc.pid, daemon=True)
         thread.start()
         try:
-            send.finished.wait()
+            finished = send.finished.wait(timeout)
         except BaseException:
             send.abandon()
             raise
+        if not finished:
+            send.abandon()
+            raise WaitTimeout("could not write %s to the bwrapd helper within %s s (it does not read its input)"
+                              % (method, timeout))
         if send.error is not None:
             raise send.error
 
     def _write_in_thread(self, data: bytes, send: _Send) -> None:
-        if not send.begin():  # abandoned before a byte went out: nothing to write, nothing to cancel
-            send.finish(InterruptedError("abandoned before it was written"))
-            return
         try:
-            self._write_data(data)
+            if self._write_data(data, send):
+                send.finish(None)
+            else:  # abandoned before a byte went out: nothing written, nothing to cancel
+                send.finish(InterruptedError("abandoned before it was written"))
         except BaseException as exc:
             send.finish(exc)
-        else:
-            send.finish(None)
 
-    def _write_data(self, data: bytes) -> None:
+    def _write_data(self, data: bytes, send: Optional[_Send] = None) -> bool:
+        """Write ``data`` once it is this writer's turn; False when ``send``
+        was abandoned before that (nothing written)."""
         with self._write_lock:
+            if send is not None and not send.begin():
+                return False
             if self._dead is not None:
                 raise self._dead_error()
             try:
@@ -586,7 +600,7 @@ class Helper:
                 assert stdin is not None
                 stdin.write(data)
                 stdin.flush()
-                return
+                return True
             except (OSError, ValueError):
                 pass  # broken pipe or closed: the helper is gone
         # Let the reader/watcher record how it died, then report that.
@@ -595,7 +609,8 @@ class Helper:
             self._fail_all(P.WRITE_FAILED)
         raise self._dead_error()
 
-    def _submit(self, method: str, params: Any, sandbox: Optional[Sandbox] = None) -> Tuple[int, "Future[Any]"]:
+    def _submit(self, method: str, params: Any, sandbox: Optional[Sandbox] = None,
+                timeout: Optional[float] = None) -> Tuple[int, "Future[Any]"]:
         future: "Future[Any]" = sandbox._future if sandbox is not None else Future()
         with self._lock:
             if self._dead is not None:
@@ -615,7 +630,7 @@ class Helper:
         # finishes the Sandbox (RequestCancelled).
         send = _Send(lambda: self._cancel_quietly(request_id)) if sandbox is not None else _Send()
         try:
-            self._write(message, send)
+            self._write(message, send, timeout)
         except BaseException:
             # The interrupt may come after the write's end, out of _write's wait (a signal
             # delivered to the writing thread runs its handler only when the main thread
@@ -635,20 +650,25 @@ class Helper:
             pass  # the helper is gone: the run failed with it
 
     def call(self, method: str, params: Any = None, timeout: Optional[float] = None) -> Any:
-        """Send a request and return its result (raising its error)."""
+        """Send a request and return its result (raising its error).
+        ``timeout`` bounds the whole call, the wait for the helper to take the
+        request included (WaitTimeout); a request that began to go out by then
+        still goes out whole, and may take effect."""
         # Fine from an on_output callback too: the reader thread, not the
         # dispatcher, completes plain calls.
-        request_id, future = self._submit(method, params)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        request_id, future = self._submit(method, params, timeout=timeout)
         try:
-            return future.result(timeout)
+            return future.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
         except _FutureTimeout:
             with self._lock:
                 self._pending.pop(request_id, None)
             raise WaitTimeout("no answer to %s within %s s" % (method, timeout)) from None
 
-    def notify(self, method: str, params: Any = None) -> None:
-        """Send a notification."""
-        self._write(P.notification_message(method, params))
+    def notify(self, method: str, params: Any = None, timeout: Optional[float] = None) -> None:
+        """Send a notification; ``timeout`` bounds the wait for the helper to
+        take it (WaitTimeout)."""
+        self._write(P.notification_message(method, params), timeout=timeout)
 
     # ------------------------------------------------------------ sandboxes
 

@@ -267,6 +267,73 @@ class StuckWriteCloseTest(unittest.TestCase):
         asyncio.run(main())
 
 
+class StuckWriteCallsTest(unittest.TestCase):
+    """A helper that stops reading its input, with a write stuck in its pipe:
+    other calls keep to their own timeouts, waiting for their turn to write,
+    from the main thread and from others."""
+
+    BIG = b"a" * (4 << 20)
+
+    def test_sync(self):
+        helper = fake_helper("noread")
+        self.addCleanup(helper.kill)
+        threading.Thread(target=lambda: _quietly(helper.start, ["cat"], stdin=self.BIG), daemon=True).start()
+        self.assertTrue(wait_until(helper._write_lock.locked, 30), "the big write should be stuck")
+        calls = {
+            "call": lambda: helper.call("sandbox/list", timeout=1),
+            "shutdown": lambda: helper.shutdown(timeout=1),
+            "notify": lambda: helper.notify("$/cancelRequest", {"id": 99}, timeout=1),
+        }
+        for name, call in calls.items():
+            for where in ("main", "thread"):
+                with self.subTest(call=name, thread=where):
+                    outcome = []
+
+                    def attempt():
+                        try:
+                            call()
+                        except BaseException as exc:
+                            outcome.append(exc)
+
+                    start = time.monotonic()
+                    if where == "main":
+                        attempt()
+                    else:
+                        worker = threading.Thread(target=attempt, daemon=True)
+                        worker.start()
+                        worker.join(20)
+                        self.assertFalse(worker.is_alive(), "%s(timeout=1) blocked by another write" % name)
+                    self.assertLess(time.monotonic() - start, 10)
+                    self.assertEqual(len(outcome), 1)
+                    self.assertIsInstance(outcome[0], bwrapd.WaitTimeout)
+        helper.close(timeout=2)
+
+    def test_async(self):
+        async def main():
+            helper = await fake_async_helper("noread")
+            try:
+                writer = asyncio.ensure_future(helper.start(["cat"], stdin=self.BIG))
+                deadline = time.monotonic() + 30
+                while not helper._write_lock.locked() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                self.assertTrue(helper._write_lock.locked(), "the big write should be stuck")
+                for name, call in (("call", lambda: helper.call("sandbox/list", timeout=1)),
+                                   ("shutdown", lambda: helper.shutdown(timeout=1)),
+                                   ("notify", lambda: helper.notify("$/cancelRequest", {"id": 99}, timeout=1))):
+                    with self.subTest(call=name):
+                        start = time.monotonic()
+                        with self.assertRaises(bwrapd.WaitTimeout):
+                            await asyncio.wait_for(call(), 20)
+                        self.assertLess(time.monotonic() - start, 10)
+                await helper.close(timeout=2)
+                with self.assertRaises(bwrapd.HelperDied):
+                    await asyncio.wait_for(writer, 30)
+            finally:
+                helper.kill()
+
+        asyncio.run(main())
+
+
 class OrphanTest(unittest.TestCase):
     """The helper exits while a process it left behind holds its stdout:
     the pending run fails with HelperDied at once, not when that process

@@ -137,32 +137,32 @@ class AsyncSandbox(P.SandboxBase):
                 return
             yield item
 
-    async def signal(self, sig: P.SignalLike) -> bool:
+    async def signal(self, sig: P.SignalLike, *, timeout: Optional[float] = None) -> bool:
         """Send a signal to the command's process group; whether it was delivered."""
-        return await self._helper.signal(self.sandbox_id, sig)
+        return await self._helper.signal(self.sandbox_id, sig, timeout=timeout)
 
     send_signal = signal
 
-    async def suspend(self) -> bool:
+    async def suspend(self, *, timeout: Optional[float] = None) -> bool:
         """SIGSTOP the command's process group; whether it was delivered."""
-        return await self._helper.suspend(self.sandbox_id)
+        return await self._helper.suspend(self.sandbox_id, timeout=timeout)
 
-    async def resume(self) -> bool:
+    async def resume(self, *, timeout: Optional[float] = None) -> bool:
         """SIGCONT the command's process group; whether it was delivered."""
-        return await self._helper.resume(self.sandbox_id)
+        return await self._helper.resume(self.sandbox_id, timeout=timeout)
 
-    async def terminate(self, grace_ms: Optional[int] = None) -> bool:
+    async def terminate(self, grace_ms: Optional[int] = None, *, timeout: Optional[float] = None) -> bool:
         """End the whole sandbox (SIGTERM first when ``grace_ms`` is given)."""
-        return await self._helper.terminate(self.sandbox_id, grace_ms)
+        return await self._helper.terminate(self.sandbox_id, grace_ms, timeout=timeout)
 
-    async def kill(self) -> bool:
+    async def kill(self, *, timeout: Optional[float] = None) -> bool:
         """End the whole sandbox at once."""
-        return await self.terminate()
+        return await self.terminate(timeout=timeout)
 
-    async def cancel(self) -> None:
+    async def cancel(self, *, timeout: Optional[float] = None) -> None:
         """Send ``$/cancelRequest`` for this run."""
         if self.request_id is not None and not self.done():
-            await self._helper.notify("$/cancelRequest", {"id": self.request_id})
+            await self._helper.notify("$/cancelRequest", {"id": self.request_id}, timeout)
 
     async def __aenter__(self) -> "AsyncSandbox":
         return self
@@ -645,21 +645,22 @@ class AsyncHelper:
         """See :meth:`bwrapd.Helper.resize`."""
         return P.delivered(await self.call("sandbox/resize", P.resize_params(sandbox_id, rows, cols)))
 
-    async def signal(self, sandbox_id: str, sig: P.SignalLike) -> bool:
+    async def signal(self, sandbox_id: str, sig: P.SignalLike, *, timeout: Optional[float] = None) -> bool:
         """See :meth:`bwrapd.Helper.signal`."""
-        return P.delivered(await self.call("sandbox/signal", P.signal_params(sandbox_id, sig)))
+        return P.delivered(await self.call("sandbox/signal", P.signal_params(sandbox_id, sig), timeout))
 
-    async def suspend(self, sandbox_id: str) -> bool:
+    async def suspend(self, sandbox_id: str, *, timeout: Optional[float] = None) -> bool:
         """SIGSTOP a sandbox's command; whether it was delivered."""
-        return P.delivered(await self.call("sandbox/suspend", {"sandboxId": sandbox_id}))
+        return P.delivered(await self.call("sandbox/suspend", {"sandboxId": sandbox_id}, timeout))
 
-    async def resume(self, sandbox_id: str) -> bool:
+    async def resume(self, sandbox_id: str, *, timeout: Optional[float] = None) -> bool:
         """SIGCONT a sandbox's command; whether it was delivered."""
-        return P.delivered(await self.call("sandbox/resume", {"sandboxId": sandbox_id}))
+        return P.delivered(await self.call("sandbox/resume", {"sandboxId": sandbox_id}, timeout))
 
-    async def terminate(self, sandbox_id: str, grace_ms: Optional[int] = None) -> bool:
+    async def terminate(self, sandbox_id: str, grace_ms: Optional[int] = None, *,
+                        timeout: Optional[float] = None) -> bool:
         """See :meth:`bwrapd.Helper.terminate`."""
-        return P.delivered(await self.call("sandbox/terminate", P.terminate_params(sandbox_id, grace_ms)))
+        return P.delivered(await self.call("sandbox/terminate", P.terminate_params(sandbox_id, grace_ms), timeout))
 
     async def argv(self, command: Sequence[StrPath], *, root: Optional[StrPath] = None,
                    **options: "Unpack[RunOptions]") -> ArgvResult:

@@ -190,35 +190,37 @@ class Sandbox(P.SandboxBase):
 
     # -- control
 
-    def signal(self, sig: P.SignalLike) -> bool:
+    def signal(self, sig: P.SignalLike, *, timeout: Optional[float] = None) -> bool:
         """Send a signal (name or number) to the command's process group;
-        whether it was delivered (see :meth:`Helper.signal`)."""
-        return self._helper.signal(self.sandbox_id, sig)
+        whether it was delivered (see :meth:`Helper.signal`). ``timeout``
+        bounds the call, as :meth:`Helper.call`'s (so for every control
+        method here and on :class:`Helper`)."""
+        return self._helper.signal(self.sandbox_id, sig, timeout=timeout)
 
     send_signal = signal
 
-    def suspend(self) -> bool:
+    def suspend(self, *, timeout: Optional[float] = None) -> bool:
         """SIGSTOP the command's process group; whether it was delivered."""
-        return self._helper.suspend(self.sandbox_id)
+        return self._helper.suspend(self.sandbox_id, timeout=timeout)
 
-    def resume(self) -> bool:
+    def resume(self, *, timeout: Optional[float] = None) -> bool:
         """SIGCONT the command's process group; whether it was delivered."""
-        return self._helper.resume(self.sandbox_id)
+        return self._helper.resume(self.sandbox_id, timeout=timeout)
 
-    def terminate(self, grace_ms: Optional[int] = None) -> bool:
+    def terminate(self, grace_ms: Optional[int] = None, *, timeout: Optional[float] = None) -> bool:
         """End the whole sandbox (SIGTERM first when ``grace_ms`` is given);
         :meth:`wait` then returns status ``"signaled"``."""
-        return self._helper.terminate(self.sandbox_id, grace_ms)
+        return self._helper.terminate(self.sandbox_id, grace_ms, timeout=timeout)
 
-    def kill(self) -> bool:
+    def kill(self, *, timeout: Optional[float] = None) -> bool:
         """End the whole sandbox at once."""
-        return self.terminate()
+        return self.terminate(timeout=timeout)
 
-    def cancel(self) -> None:
+    def cancel(self, *, timeout: Optional[float] = None) -> None:
         """Send ``$/cancelRequest`` for this run (it then fails with
         :class:`RequestCancelled`)."""
         if self.request_id is not None and not self.done():
-            self._helper.notify("$/cancelRequest", {"id": self.request_id})
+            self._helper.notify("$/cancelRequest", {"id": self.request_id}, timeout)
 
     def __enter__(self) -> "Sandbox":
         return self
@@ -768,24 +770,25 @@ class Helper:
         """``sandbox/resize``: set a terminal run's size; False once it ended."""
         return P.delivered(self.call("sandbox/resize", P.resize_params(sandbox_id, rows, cols)))
 
-    def signal(self, sandbox_id: str, sig: P.SignalLike) -> bool:
+    def signal(self, sandbox_id: str, sig: P.SignalLike, *, timeout: Optional[float] = None) -> bool:
         """Send ``sig`` (``"SIGTERM"``, ``signal.SIGINT``, 2...) to the process
         group of a sandbox's command. True when it was delivered (or kept for a
         sandbox still starting), False when the command had already ended."""
-        return P.delivered(self.call("sandbox/signal", P.signal_params(sandbox_id, sig)))
+        return P.delivered(self.call("sandbox/signal", P.signal_params(sandbox_id, sig), timeout))
 
-    def suspend(self, sandbox_id: str) -> bool:
+    def suspend(self, sandbox_id: str, *, timeout: Optional[float] = None) -> bool:
         """SIGSTOP a sandbox's command; whether it was delivered."""
-        return P.delivered(self.call("sandbox/suspend", {"sandboxId": sandbox_id}))
+        return P.delivered(self.call("sandbox/suspend", {"sandboxId": sandbox_id}, timeout))
 
-    def resume(self, sandbox_id: str) -> bool:
+    def resume(self, sandbox_id: str, *, timeout: Optional[float] = None) -> bool:
         """SIGCONT a sandbox's command; whether it was delivered."""
-        return P.delivered(self.call("sandbox/resume", {"sandboxId": sandbox_id}))
+        return P.delivered(self.call("sandbox/resume", {"sandboxId": sandbox_id}, timeout))
 
-    def terminate(self, sandbox_id: str, grace_ms: Optional[int] = None) -> bool:
+    def terminate(self, sandbox_id: str, grace_ms: Optional[int] = None, *,
+                  timeout: Optional[float] = None) -> bool:
         """End a whole sandbox: SIGKILL at once, or SIGTERM and SIGKILL
         ``grace_ms`` later. Whether the sandbox was still there to end."""
-        return P.delivered(self.call("sandbox/terminate", P.terminate_params(sandbox_id, grace_ms)))
+        return P.delivered(self.call("sandbox/terminate", P.terminate_params(sandbox_id, grace_ms), timeout))
 
     def argv(self, command: Sequence[StrPath], *, root: Optional[StrPath] = None,
              **options: "Unpack[RunOptions]") -> ArgvResult:

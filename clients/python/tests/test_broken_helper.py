@@ -283,6 +283,8 @@ class StuckWriteCallsTest(unittest.TestCase):
             "call": lambda: helper.call("sandbox/list", timeout=1),
             "shutdown": lambda: helper.shutdown(timeout=1),
             "notify": lambda: helper.notify("$/cancelRequest", {"id": 99}, timeout=1),
+            "signal": lambda: helper.signal("sb", "SIGTERM", timeout=1),
+            "terminate": lambda: helper.terminate("sb", timeout=1),
         }
         for name, call in calls.items():
             for where in ("main", "thread"):
@@ -319,7 +321,9 @@ class StuckWriteCallsTest(unittest.TestCase):
                 self.assertTrue(helper._write_lock.locked(), "the big write should be stuck")
                 for name, call in (("call", lambda: helper.call("sandbox/list", timeout=1)),
                                    ("shutdown", lambda: helper.shutdown(timeout=1)),
-                                   ("notify", lambda: helper.notify("$/cancelRequest", {"id": 99}, timeout=1))):
+                                   ("notify", lambda: helper.notify("$/cancelRequest", {"id": 99}, timeout=1)),
+                                   ("signal", lambda: helper.signal("sb", "SIGTERM", timeout=1)),
+                                   ("terminate", lambda: helper.terminate("sb", timeout=1))):
                     with self.subTest(call=name):
                         start = time.monotonic()
                         with self.assertRaises(bwrapd.WaitTimeout):

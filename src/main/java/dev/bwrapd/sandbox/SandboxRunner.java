@@ -133,6 +133,26 @@ public final class SandboxRunner {
     }
 
     /**
+     * The BPF program of {@link SeccompPolicy#HOST_ROOT}, the filter of every run of a root bwrapd
+     * that asks for none, once a run has compiled it (null before, and for any other filter):
+     * libseccomp would spend tens of microseconds of CPU a run on the same program.
+     */
+    private volatile byte[] hostRootFilter;
+
+    byte[] sharedFilter(RunSpec.Seccomp seccomp) {
+        return seccomp.equals(SeccompPolicy.HOST_ROOT) ? hostRootFilter : null;
+    }
+
+    /** Keeps the program a run compiled into {@code file} (read from its start), if it is the shared one. */
+    void keepCompiled(RunSpec.Seccomp seccomp, int file) throws dev.bwrapd.process.Libc.Error {
+        if (!seccomp.equals(SeccompPolicy.HOST_ROOT) || hostRootFilter != null) return;
+        java.io.ByteArrayOutputStream program = new java.io.ByteArrayOutputStream();
+        byte[] buffer = new byte[4096];
+        for (int n; (n = dev.bwrapd.process.Libc.pread(file, buffer, 0, buffer.length, program.size())) > 0; ) program.write(buffer, 0, n);
+        hostRootFilter = program.toByteArray();
+    }
+
+    /**
      * {@code spec} as this host runs it: in a root bwrapd's sandboxes the keyrings are refused
      * whatever the filter asked for (SeccompPolicy.HOST_ROOT_DENIED), where libseccomp can build it.
      */

@@ -48,9 +48,12 @@ public final class SeccompPolicy {
      */
     static final List<String> HOST_ROOT_DENIED = List.of("keyctl", "add_key", "request_key");
 
+    /** A root bwrapd's filter for runs that ask for none: the same for every run, compiled once (SandboxRunner.sharedFilter). */
+    static final RunSpec.Seccomp HOST_ROOT = new RunSpec.Seccomp(HOST_ROOT_DENIED, EPERM);
+
     /** A root bwrapd's filter for a run that asked for {@code seccomp} (null: none): it, plus {@link #HOST_ROOT_DENIED}. */
     static RunSpec.Seccomp forHostRoot(RunSpec.Seccomp seccomp) {
-        if (seccomp == null) return new RunSpec.Seccomp(HOST_ROOT_DENIED, EPERM);
+        if (seccomp == null) return HOST_ROOT;
         if (seccomp.isDefault()) return seccomp; // refuses them already
         java.util.LinkedHashSet<String> deny = new java.util.LinkedHashSet<>(seccomp.deny());
         deny.addAll(HOST_ROOT_DENIED);

@@ -247,11 +247,7 @@ class StuckWriteCloseTest(unittest.TestCase):
         async def main():
             helper = await fake_async_helper("noread")
             try:
-                writer = asyncio.ensure_future(helper.start(["cat"], stdin=self.BIG))
-                deadline = time.monotonic() + 30
-                while not helper._write_lock.locked() and time.monotonic() < deadline:
-                    await asyncio.sleep(0.02)
-                self.assertTrue(helper._write_lock.locked(), "the big write should be stuck")
+                writer = await _stuck_write(self, helper, self.BIG)
                 # a write stuck in drain(): the transport has taken what the pipe would
                 while not helper._proc.stdin.transport.get_write_buffer_size() and time.monotonic() < deadline:
                     await asyncio.sleep(0.02)
@@ -314,11 +310,7 @@ class StuckWriteCallsTest(unittest.TestCase):
         async def main():
             helper = await fake_async_helper("noread")
             try:
-                writer = asyncio.ensure_future(helper.start(["cat"], stdin=self.BIG))
-                deadline = time.monotonic() + 30
-                while not helper._write_lock.locked() and time.monotonic() < deadline:
-                    await asyncio.sleep(0.02)
-                self.assertTrue(helper._write_lock.locked(), "the big write should be stuck")
+                writer = await _stuck_write(self, helper, self.BIG)
                 for name, call in (("call", lambda: helper.call("sandbox/list", timeout=1)),
                                    ("shutdown", lambda: helper.shutdown(timeout=1)),
                                    ("notify", lambda: helper.notify("$/cancelRequest", {"id": 99}, timeout=1)),
@@ -411,6 +403,17 @@ class StderrFloodTest(unittest.TestCase):
         self.assertLess(peak, 16 << 20, "memory grew by %d MiB for a 64 MiB stderr line" % (peak >> 20))
         self.assertEqual(tail[-1], "last words")
         self.assertLessEqual(max(len(line) for line in tail), 4096)
+
+
+async def _stuck_write(test, helper, data):
+    """Starts a run whose stdin is ``data`` on an async ``helper`` that stops
+    reading, and waits until that write holds the write lock: the run's future."""
+    writer = asyncio.ensure_future(helper.start(["cat"], stdin=data))
+    deadline = time.monotonic() + 30
+    while not helper._write_lock.locked() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    test.assertTrue(helper._write_lock.locked(), "the big write should be stuck")
+    return writer
 
 
 def _kill_all(*argv):

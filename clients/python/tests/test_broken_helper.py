@@ -136,16 +136,16 @@ class EndlessLineTest(unittest.TestCase):
         self.assertLess(peak, 48 << 20, "memory grew by %d MiB for an endless line" % (peak >> 20))
 
     def test_sync(self):
-        tracemalloc.start()
-        self.addCleanup(tracemalloc.stop)
-        tracemalloc.reset_peak()
-        helper = fake_helper("endless", **self.ENV)
-        self.addCleanup(helper.kill)
-        sandbox = helper.start(["x"], capture_limit_bytes=1024)
-        with self.assertRaises(bwrapd.HelperDied) as caught:
-            sandbox.wait(timeout=30)
-        _, peak = tracemalloc.get_traced_memory()
-        self.check(caught.exception, peak)
+        def run():
+            helper = fake_helper("endless", **self.ENV)
+            self.addCleanup(helper.kill)
+            sandbox = helper.start(["x"], capture_limit_bytes=1024)
+            with self.assertRaises(bwrapd.HelperDied) as caught:
+                sandbox.wait(timeout=30)
+            return helper, caught.exception
+
+        (helper, exc), peak = _with_peak_memory(self, run)
+        self.check(exc, peak)
         self.assertTrue(wait_until(lambda: helper.returncode is not None, 30))
         with self.assertRaises(bwrapd.HelperDied):
             helper.list()
@@ -161,11 +161,7 @@ class EndlessLineTest(unittest.TestCase):
             finally:
                 await helper.close(timeout=2)
 
-        tracemalloc.start()
-        self.addCleanup(tracemalloc.stop)
-        tracemalloc.reset_peak()
-        exc = asyncio.run(main())
-        _, peak = tracemalloc.get_traced_memory()
+        exc, peak = _with_peak_memory(self, lambda: asyncio.run(main()))
         self.check(exc, peak)
 
     def test_large_captures_are_still_read(self):
@@ -369,14 +365,14 @@ class StderrFloodTest(unittest.TestCase):
     keeps a bounded tail, not the whole line."""
 
     def test_sync_stderr_without_newlines(self):
-        tracemalloc.start()
-        self.addCleanup(tracemalloc.stop)
-        tracemalloc.reset_peak()
-        helper = fake_helper("stderrflood", FAKE_MB="64")
-        self.addCleanup(helper.kill)
-        self.assertTrue(wait_until(lambda: "last words" in helper.stderr_tail(), 120),
-                        "the last stderr line never arrived: %r" % [line[:40] for line in helper.stderr_tail()])
-        _, peak = tracemalloc.get_traced_memory()
+        def run():
+            helper = fake_helper("stderrflood", FAKE_MB="64")
+            self.addCleanup(helper.kill)
+            self.assertTrue(wait_until(lambda: "last words" in helper.stderr_tail(), 120),
+                            "the last stderr line never arrived: %r" % [line[:40] for line in helper.stderr_tail()])
+            return helper
+
+        helper, peak = _with_peak_memory(self, run)
         self.assertLess(peak, 16 << 20, "memory grew by %d MiB for a 64 MiB stderr line" % (peak >> 20))
         tail = helper.stderr_tail()
         self.assertEqual(tail[-1], "last words")
@@ -394,15 +390,21 @@ class StderrFloodTest(unittest.TestCase):
                 helper.kill()
                 await helper.close(timeout=2)
 
-        tracemalloc.start()
-        self.addCleanup(tracemalloc.stop)
-        tracemalloc.reset_peak()
-        tail = asyncio.run(main())
-        _, peak = tracemalloc.get_traced_memory()
+        tail, peak = _with_peak_memory(self, lambda: asyncio.run(main()))
         self.assertIn("last words", tail, "the last stderr line never arrived: %r" % [line[:40] for line in tail])
         self.assertLess(peak, 16 << 20, "memory grew by %d MiB for a 64 MiB stderr line" % (peak >> 20))
         self.assertEqual(tail[-1], "last words")
         self.assertLessEqual(max(len(line) for line in tail), 4096)
+
+
+def _with_peak_memory(test, run):
+    """Calls ``run``: its result and the peak of the memory Python allocated
+    meanwhile (tracemalloc)."""
+    tracemalloc.start()
+    test.addCleanup(tracemalloc.stop)
+    tracemalloc.reset_peak()
+    result = run()
+    return result, tracemalloc.get_traced_memory()[1]
 
 
 async def _stuck_write(test, helper, data):

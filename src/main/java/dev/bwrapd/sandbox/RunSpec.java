@@ -101,6 +101,13 @@ public record RunSpec(
         }
     }
 
+    /** This spec with other bind mounts. */
+    public RunSpec withMounts(List<Mount> others) {
+        return new RunSpec(command, root, sandboxId, cwd, env, network, readOnlyRoot, hostname, uid, gid, inheritUid, others,
+                devices, devShm, linux32, stdin, stdout, stderr, captureLimitBytes, timeoutMs, killGraceMs, interactive,
+                rootCapabilities, capabilities, terminal, seccomp, limits, hidden, createCwd);
+    }
+
     /** This spec with another system-call filter. */
     public RunSpec withSeccomp(Seccomp filter) {
         return new RunSpec(command, root, sandboxId, cwd, env, network, readOnlyRoot, hostname, uid, gid, inheritUid, mounts,

@@ -154,11 +154,36 @@ public final class SandboxRunner {
 
     /**
      * {@code spec} as this host runs it: in a root bwrapd's sandboxes the keyrings are refused
-     * whatever the filter asked for (SeccompPolicy.HOST_ROOT_DENIED), where libseccomp can build it.
+     * whatever the filter asked for (SeccompPolicy.HOST_ROOT_DENIED), where libseccomp can build it;
+     * a networked run on the host's root keeps its name resolution ({@link #withResolverConfiguration}).
      */
     static RunSpec asRunHere(RunSpec spec, HostCapabilities h) {
-        if (!h.privileged() || !dev.bwrapd.process.Libc.seccompAvailable()) return spec;
-        return spec.withSeccomp(SeccompPolicy.forHostRoot(spec.seccomp()));
+        RunSpec here = spec;
+        if (h.privileged() && dev.bwrapd.process.Libc.seccompAvailable()) here = here.withSeccomp(SeccompPolicy.forHostRoot(here.seccomp()));
+        if (here.network() && here.root().equals(RunSpec.HOST_ROOT)) here = withResolverConfiguration(here, java.nio.file.Path.of(RESOLV_CONF));
+        return here;
+    }
+
+    static final String RESOLV_CONF = "/etc/resolv.conf";
+
+    /**
+     * A sandbox on the host's root gets /run empty (MountPoints.hiddenOfTheHostRoot), where
+     * systemd-resolved keeps the file /etc/resolv.conf links to: that file (a regular one, never a
+     * socket) is bound read-only at its own path, so that a networked run still resolves names.
+     */
+    static RunSpec withResolverConfiguration(RunSpec spec, java.nio.file.Path resolvConf) {
+        java.nio.file.Path file;
+        try {
+            file = resolvConf.toRealPath();
+        } catch (java.io.IOException e) {
+            return spec; // none, or a dangling link: nothing to keep
+        }
+        String path = file.toString();
+        boolean hidden = MountPoints.hiddenOfTheHostRoot(List.of()).stream().anyMatch(h -> path.startsWith(h + "/"));
+        if (!hidden || !java.nio.file.Files.isRegularFile(file) || spec.mounts().stream().anyMatch(m -> m.target().equals(path))) return spec;
+        List<RunSpec.Mount> mounts = new java.util.ArrayList<>(spec.mounts());
+        mounts.add(new RunSpec.Mount(path, path, true));
+        return spec.withMounts(mounts);
     }
 
     /** This host's capabilities for {@code spec}: waits for the probe; fails if there is no bwrap, no linux32, or a capability it cannot grant. */

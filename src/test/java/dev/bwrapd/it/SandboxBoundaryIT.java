@@ -132,6 +132,33 @@ class SandboxBoundaryIT {
         }
     }
 
+    /**
+     * With /run hidden, a networked run on the host's root still has the resolver configuration
+     * that /etc/resolv.conf links into /run (systemd-resolved's stub), bound read-only at its own
+     * path; nothing else of /run. Root only: the helper runs in a mount namespace of the test's
+     * own, on a copy of /etc whose resolv.conf is such a link and a /run of its own.
+     */
+    @Test
+    void aNetworkedRunOnTheHostsRootKeepsTheResolverConfigurationInRun() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue("root".equals(System.getProperty("user.name")), "mounts of its own: root");
+        Path etc = Runs.hostDir("bwrapd-etc-");
+        String setup = "mount -t tmpfs none /run && mkdir -p /run/systemd/resolve /run/dbus"
+                + " && echo 'nameserver 192.0.2.53' > /run/systemd/resolve/stub-resolv.conf"
+                + " && cp -a /etc/. " + etc + "/ && ln -sfn /run/systemd/resolve/stub-resolv.conf " + etc + "/resolv.conf"
+                + " && mount --bind " + etc + " /etc && exec \"$@\"";
+        try (BwrapdProcess helper = BwrapdProcess.startUnder(List.of("unshare", "-m", "--propagation", "private", "/bin/sh", "-c", setup, "sh"))) {
+            Runs.initialize(helper);
+            ObjectNode networked = Runs.params(null, "/bin/sh", "-c", "cat /etc/resolv.conf; find /run | sort");
+            networked.put("network", true);
+            assertEquals("nameserver 192.0.2.53\n/run\n/run/systemd\n/run/systemd/resolve\n/run/systemd/resolve/stub-resolv.conf\n",
+                    Runs.out(Runs.ok(helper, networked)));
+            ObjectNode offline = Runs.params(null, "/bin/sh", "-c", "find /run");
+            assertEquals("/run\n", Runs.out(Runs.ok(helper, offline)), "without the network, no resolver either");
+        } finally {
+            TestRoot.deleteTree(etc);
+        }
+    }
+
     /** Whether /proc/sysvipc/shm's table has a segment with this shmid (its second column). */
     private static boolean listsSegment(String table, String id) {
         return table.lines().map(line -> line.trim().split("\\s+")).anyMatch(fields -> fields.length > 1 && fields[1].equals(id));

@@ -27,6 +27,20 @@ class SandboxRunnerTest {
                 SandboxRunner.refusal(rootWithout, List.of("CAP_CHOWN", "CAP_SYS_ADMIN"), Limits.NONE, Map.of(), null));
     }
 
+    /** Only a file /run hides is kept for a networked host-rooted run (the positive case needs root: SandboxBoundaryIT). */
+    @Test
+    void theResolverConfigurationIsKeptOnlyWhereRunHidesIt(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        RunSpec networked = BwrapCommandTest.spec(s -> { s.root = RunSpec.HOST_ROOT; s.network = true; });
+        java.nio.file.Path plain = java.nio.file.Files.writeString(dir.resolve("resolv.conf"), "nameserver 192.0.2.1\n");
+        assertEquals(networked, SandboxRunner.withResolverConfiguration(networked, plain), "a file outside /run is there anyway");
+        assertEquals(networked, SandboxRunner.withResolverConfiguration(networked, dir.resolve("missing")));
+        java.nio.file.Path dangling = java.nio.file.Files.createSymbolicLink(dir.resolve("dangling"), java.nio.file.Path.of("/run/no/such/file"));
+        assertEquals(networked, SandboxRunner.withResolverConfiguration(networked, dangling));
+        HostCapabilities unprivileged = new HostCapabilities("/usr/bin/bwrap", "0.8.0", true, true, true, true, null);
+        RunSpec offline = BwrapCommandTest.spec(s -> s.root = RunSpec.HOST_ROOT);
+        assertEquals(offline, SandboxRunner.asRunHere(offline, unprivileged), "no network: no resolver, no filter unprivileged");
+    }
+
     @Test
     void aLimitWithoutAMechanismIsNamedWithWhy() {
         HostCapabilities status = new HostCapabilities("/usr/bin/bwrap", "0.8.0", true, true, true, true, null);

@@ -26,7 +26,9 @@ import java.util.Map;
  *     roots, whatever the mount's {@code readOnly}.</li>
  * <li>The root is a directory; it is the host root when it is the same file (device and inode) as
  *     bwrapd's {@code /}, however it was spelled (a bind mount of {@code /} included).</li>
- * <li>A read-write mount source is never the host root.</li>
+ * <li>A mount source is never the host root: bound recursively, it would bring every mount of the
+ *     host along, /run and the host's procfs among them, which {@code root: "/"} hides
+ *     (MountPoints.hiddenOfTheHostRoot; a review mounted it read-only at /srv and reached both).</li>
  * <li>A device is a character or block device whose real path is under {@code /dev/}.</li>
  * <li>A relative path (which a caller with a directory of its own gives, the Buildbarn runner's
  *     build directory) is resolved beneath that directory's descriptor and through no symbolic
@@ -101,8 +103,9 @@ public final class HostPaths implements AutoCloseable {
                 RunSpec.Mount mount = spec.mounts().get(i);
                 String field = "mounts[" + i + "].source";
                 paths.mounts.add(paths.own(openPath(base, field, mount.source(), 0, stat -> {
-                    if (!mount.readOnly() && isHostRoot(stat)) {
-                        throw new Refused(true, field + ": " + mount.source() + " is the host root /, which may only be mounted read-only");
+                    if (isHostRoot(stat)) {
+                        throw new Refused(true, field + ": " + mount.source() + " is the host root /, which is never a mount source"
+                                + " (it would bring the host's /run and /proc along): use root \"/\"");
                     }
                 })));
             }

@@ -493,18 +493,21 @@ class SandboxRunIT {
         assertFalse(Files.exists(root.path().resolve("etc/build.conf"), LinkOption.NOFOLLOW_LINKS), "mount point not cleaned up");
     }
 
+    /**
+     * Review finding: the host root mounted read-only at /srv brought every mount of the host along
+     * (bwrap binds recursively): its /run, which root "/" hides, and its procfs, every host process
+     * in it. The host root is never a mount source, read-only or not, however spelled.
+     */
     @Test
-    void theHostRootMayOnlyBeMountedReadOnly() throws Exception {
-        ObjectNode p = params(root, "sh", "-c", "test -x /host/usr/bin/bwrap && touch /host/tmp/x");
-        p.set("mounts", Runs.JSON.createArrayNode().add(mount("/", "/host", true)));
-        JsonNode result = run(bwrapd, p);
-        assertEquals(1, result.get("exitCode").asInt(), result::toString);
-        assertContains(err(result), "Read-only file system");
+    void theHostRootIsNeverAMountSource() throws Exception {
         for (String source : List.of("/", "//", "/.", "/usr/..")) {
-            ObjectNode rw = params(root, "true");
-            rw.set("mounts", Runs.JSON.createArrayNode().add(mount(source, "/host", false)));
-            JsonNode e = error(bwrapd, rw);
-            assertEquals(-32005, e.get("code").asInt(), () -> source + ": " + e);
+            for (boolean readOnly : new boolean[] {true, false}) {
+                ObjectNode p = params(root, "sh", "-c", "ls /host/run /host/proc/1 && echo reached");
+                p.set("mounts", Runs.JSON.createArrayNode().add(mount(source, "/host", readOnly)));
+                JsonNode e = error(bwrapd, p);
+                assertEquals(-32005, e.get("code").asInt(), () -> source + ": " + e);
+                assertContains(e.get("message").asText(), "mounts[0].source");
+            }
         }
         assertFalse(Files.exists(root.path().resolve("host"), LinkOption.NOFOLLOW_LINKS));
     }

@@ -115,6 +115,15 @@ public final class Watchdog {
     private final Spawner spawner;
     /** The write end of the shell's input; 0 before the first use, -1 if the shell could not start. */
     private int pipe;
+    /**
+     * What the shell holds, as it keeps it (its awk's {@code live}: by group number, or a cgroup's
+     * whole path), so that a shell that died (killed by someone, the OOM killer) is replaced by one
+     * told all of it again at the next line: otherwise nobody would cover a later death of bwrapd.
+     */
+    private final java.util.Map<String, String> held = new java.util.HashMap<>();
+    /** Which shell this is (one more each start), and whether it has ended: its exit, seen by the reaper, or a write it refused. */
+    private int generation;
+    private boolean ended;
     /** bwrap's argv[0] for this helper's sandboxes ({@link #mark}), passed to the shell as $1. */
     final String mark;
 
@@ -185,8 +194,12 @@ public final class Watchdog {
             int[] input = Libc.pipe();
             int devNull = Libc.open("/dev/null", Libc.O_RDWR, 0);
             try {
-                spawner.spawn(new Spawner.Spec("/bin/sh", List.of("bwrapd-watchdog", "-c", SCRIPT, "bwrapd-watchdog", pattern(mark)), List.of("PATH=/usr/bin:/bin"),
-                        new int[] {input[0], devNull, devNull}));
+                Reaper.Child shell = spawner.spawn(new Spawner.Spec("/bin/sh", List.of("bwrapd-watchdog", "-c", SCRIPT, "bwrapd-watchdog", pattern(mark)),
+                        List.of("PATH=/usr/bin:/bin"), new int[] {input[0], devNull, devNull}));
+                int started = ++generation;
+                ended = false;
+                // Its awk may outlive it, still reading: the write would not fail, and nobody would kill anything.
+                shell.exit().whenComplete((status, error) -> ended(started));
             } finally {
                 Libc.close(input[0]);
                 Libc.close(devNull);
@@ -252,14 +265,38 @@ public final class Watchdog {
         pipe = -1;
     }
 
-    private synchronized void send(String line) {
-        if (line.isEmpty()) return;
+    private synchronized void ended(int which) {
+        if (which == generation) ended = true;
+    }
+
+    private synchronized void send(String lines) {
+        if (lines.isEmpty()) return;
+        for (String line : lines.split("\n")) {
+            String id = line.substring(1);
+            String key = id.startsWith("/") ? id : id.replaceFirst("@.*", ""); // as the script keys it
+            if (line.charAt(0) == '+') held.put(key, id);
+            else held.remove(key);
+        }
         if (pipe == 0) pipe = start();
         if (pipe < 0) return;
+        if (!ended) {
+            try {
+                Libc.writeFully(pipe, lines.getBytes(StandardCharsets.UTF_8));
+                return;
+            } catch (Libc.Error e) { // its input closed: only its death does that (EPIPE; SIGPIPE is ignored)
+                ended = true;
+            }
+        }
+        LOG.warnf("the watchdog ended: starting another, told all it held");
+        Libc.close(pipe); // an awk of the old one still reading it reads its end, and ends
+        pipe = start();
+        if (pipe < 0) return;
+        StringBuilder all = new StringBuilder();
+        for (String id : held.values()) all.append('+').append(id).append('\n');
         try {
-            Libc.writeFully(pipe, line.getBytes(StandardCharsets.UTF_8));
+            if (!all.isEmpty()) Libc.writeFully(pipe, all.toString().getBytes(StandardCharsets.UTF_8));
         } catch (Libc.Error e) {
-            LOG.debugf("watchdog gone: %s", e.getMessage());
+            LOG.warnf("the new watchdog refused its input too (%s)", e.getMessage());
         }
     }
 }

@@ -68,6 +68,63 @@ class WatchdogTest {
         assertTrue(watchdog.waitFor(60, TimeUnit.SECONDS), "the watchdog ends with its input");
     }
 
+    /**
+     * A watchdog that died (killed by someone, the OOM killer) was noticed by nobody: a later death
+     * of bwrapd then left what it held. It is replaced at the next line by one told everything held.
+     */
+    @Test
+    void aWatchdogThatDiedIsReplacedByOneToldWhatItHeld() throws Exception {
+        for (boolean wholeSession : new boolean[] {true, false}) replacesADeadWatchdog(wholeSession);
+    }
+
+    /**
+     * {@code wholeSession}: the shell and its awk are killed, and the next write fails; else the
+     * shell alone, whose awk goes on reading (the write succeeds): the reaper's sight of its exit
+     * tells (here a sweep of the test's, the reaper's loop reaps every child of this JVM).
+     */
+    private void replacesADeadWatchdog(boolean wholeSession) throws Exception {
+        Process held = sessionLeader();
+        Reaper reaper = new Reaper();
+        Watchdog watchdog = new Watchdog(new Spawner(reaper));
+        try {
+            java.util.Set<Long> before = watchdogs().map(ProcessHandle::pid).collect(java.util.stream.Collectors.toSet());
+            watchdog.watch((int) group(held), false, java.util.List.of()); // unmarked: killed as told
+            ProcessHandle first = null;
+            for (int i = 0; i < 1000 && first == null; i++) { // until it has exec'd
+                first = watchdogs().filter(p -> !before.contains(p.pid())).findFirst().orElse(null);
+                if (first == null) Thread.sleep(10);
+            }
+            assertTrue(first != null, "a watchdog started");
+            Thread.sleep(200); // its awk started
+            new ProcessBuilder("kill", "-KILL", "--", wholeSession ? "-" + first.pid() : Long.toString(first.pid())).start().waitFor();
+            long dead = first.pid();
+            for (int i = 0; i < 1000 && watchdogs().anyMatch(p -> p.pid() == dead); i++) Thread.sleep(10); // a zombie has no command line
+            assertFalse(watchdogs().anyMatch(p -> p.pid() == dead), "the first watchdog is dead");
+            reaper.sweep();
+            watchdog.forget(java.util.List.of(), false, 999_999); // the next line
+            for (int i = 0; i < 1000 && watchdogs().noneMatch(p -> p.pid() != dead && !before.contains(p.pid())); i++) Thread.sleep(10);
+            assertTrue(watchdogs().anyMatch(p -> p.pid() != dead && !before.contains(p.pid())), "another watchdog runs (whole session: " + wholeSession + ")");
+            watchdog.closeInput();
+            assertTrue(held.waitFor(30, TimeUnit.SECONDS), "the group the dead one held is killed by the new one");
+        } finally {
+            watchdog.closeInput();
+            held.destroyForcibly();
+            held.children().forEach(ProcessHandle::destroyForcibly);
+        }
+    }
+
+    /** This process's live watchdog shells (argv[0] bwrapd-watchdog; a zombie's command line is empty). */
+    private static java.util.stream.Stream<ProcessHandle> watchdogs() {
+        return ProcessHandle.current().children()
+                .filter(p -> {
+                    try {
+                        return Files.readString(Path.of("/proc/" + p.pid() + "/cmdline")).startsWith("bwrapd-watchdog");
+                    } catch (java.io.IOException e) {
+                        return false;
+                    }
+                });
+    }
+
     @Test
     void killsTheGroupsItHoldsWhenItsInputEnds() throws Exception {
         killsTheGroupsItHolds(null);

@@ -174,8 +174,9 @@ final class Run {
         SandboxException failure = null;
         try {
             HostCapabilities host = runner.host(spec);
-            spec = SandboxRunner.asRunHere(spec, host);
+            spec = SandboxRunner.asRunHere(spec);
             openHostPaths();
+            SandboxRunner.refuseOnTheHostRoot(spec, host, paths.hostRoot());
             findCommand();
             placeMounts();
             buildCommand(host);

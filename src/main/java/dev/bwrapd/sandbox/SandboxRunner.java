@@ -123,8 +123,9 @@ public final class SandboxRunner {
      */
     public BwrapCommand.Invocation invocation(RunSpec spec) throws SandboxException {
         HostCapabilities h = host(spec);
-        spec = asRunHere(spec, h);
+        spec = asRunHere(spec);
         try (HostPaths paths = HostPaths.open(spec, -1, devices)) {
+            refuseOnTheHostRoot(spec, h, paths.hostRoot());
             BwrapCommand.Places places = MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources(), paths.hostRoot());
             return BwrapCommand.of(spec, h, places, paths.realRoot());
         } catch (HostPaths.Refused e) {
@@ -133,33 +134,47 @@ public final class SandboxRunner {
     }
 
     /**
-     * The BPF program of {@link SeccompPolicy#HOST_ROOT}, the filter of every run of a root bwrapd
-     * that asks for none, once a run has compiled it (null before, and for any other filter):
+     * The BPF program of {@link SeccompPolicy#KEYRINGS_REFUSED}, the filter of every run that asks
+     * for none, once a run has compiled it (null before, and for any other filter):
      * libseccomp would spend tens of microseconds of CPU a run on the same program.
      */
-    private volatile byte[] hostRootFilter;
+    private volatile byte[] sharedProgram;
 
     byte[] sharedFilter(RunSpec.Seccomp seccomp) {
-        return seccomp.equals(SeccompPolicy.HOST_ROOT) ? hostRootFilter : null;
+        return seccomp.equals(SeccompPolicy.KEYRINGS_REFUSED) ? sharedProgram : null;
     }
 
     /** Keeps the program a run compiled into {@code file} (read from its start), if it is the shared one. */
     void keepCompiled(RunSpec.Seccomp seccomp, int file) throws dev.bwrapd.process.Libc.Error {
-        if (!seccomp.equals(SeccompPolicy.HOST_ROOT) || hostRootFilter != null) return;
+        if (!seccomp.equals(SeccompPolicy.KEYRINGS_REFUSED) || sharedProgram != null) return;
         java.io.ByteArrayOutputStream program = new java.io.ByteArrayOutputStream();
         byte[] buffer = new byte[4096];
         for (int n; (n = dev.bwrapd.process.Libc.pread(file, buffer, 0, buffer.length, program.size())) > 0; ) program.write(buffer, 0, n);
-        hostRootFilter = program.toByteArray();
+        sharedProgram = program.toByteArray();
     }
 
     /**
-     * {@code spec} as this host runs it: in a root bwrapd's sandboxes the keyrings are refused
-     * whatever the filter asked for (SeccompPolicy.HOST_ROOT_DENIED), where libseccomp can build it;
+     * An unprivileged bwrapd's sandbox on the host's root may not hold CAP_SYS_ADMIN: bwrap makes
+     * its mounts inside the sandbox's own user namespace then, where that capability undoes them
+     * (a review remounted / read-write and wrote the user's files on the host, and unmounted the
+     * empty /run). A root bwrapd's mounts are locked: its sandboxes cannot undo them.
+     */
+    static void refuseOnTheHostRoot(RunSpec spec, HostCapabilities h, boolean hostRoot) throws SandboxException.Invalid {
+        int at = spec.capabilities().indexOf("CAP_SYS_ADMIN");
+        if (hostRoot && !h.privileged() && at >= 0) {
+            throw new SandboxException.Invalid("capabilities[" + at + "]: CAP_SYS_ADMIN on the host's root would let the command undo"
+                    + " its read-only / and the /run and /dev hidden from it (bwrapd is unprivileged, so its mounts are the sandbox's own)");
+        }
+    }
+
+    /**
+     * {@code spec} as this host runs it: the keyrings are refused whatever the filter asked for
+     * (SeccompPolicy.KEYRING_CALLS), where libseccomp can build it;
      * a networked run on the host's root keeps its name resolution ({@link #withResolverConfiguration}).
      */
-    static RunSpec asRunHere(RunSpec spec, HostCapabilities h) {
+    static RunSpec asRunHere(RunSpec spec) {
         RunSpec here = spec;
-        if (h.privileged() && dev.bwrapd.process.Libc.seccompAvailable()) here = here.withSeccomp(SeccompPolicy.forHostRoot(here.seccomp()));
+        if (dev.bwrapd.process.Libc.seccompAvailable()) here = here.withSeccomp(SeccompPolicy.withKeyringsRefused(here.seccomp()));
         if (here.network() && here.root().equals(RunSpec.HOST_ROOT)) here = withResolverConfiguration(here, java.nio.file.Path.of(RESOLV_CONF));
         return here;
     }

@@ -42,21 +42,23 @@ public final class SeccompPolicy {
             "syslog", "acct", "swapon", "swapoff", "reboot");
 
     /**
-     * Refused in every sandbox of a root bwrapd, whatever its filter: the keyrings are not
-     * namespaced, and a root-run sandbox's uid is the host's uid 0, which owns the host root's user
-     * keyring (a review linked it into its own session keyring and read and cleared the keys).
+     * Refused in every sandbox, whatever its filter: the keyrings are not namespaced. A sandbox's
+     * uid is bwrapd's own outside (the host's uid 0 for a root bwrapd), which owns that user's
+     * keyring, and the sandbox holds bwrapd's session keyring: two reviews linked the user keyring
+     * into a session keyring of their own and read and cleared the keys (a developer's Kerberos
+     * tickets, the host root's).
      */
-    static final List<String> HOST_ROOT_DENIED = List.of("keyctl", "add_key", "request_key");
+    static final List<String> KEYRING_CALLS = List.of("keyctl", "add_key", "request_key");
 
-    /** A root bwrapd's filter for runs that ask for none: the same for every run, compiled once (SandboxRunner.sharedFilter). */
-    static final RunSpec.Seccomp HOST_ROOT = new RunSpec.Seccomp(HOST_ROOT_DENIED, EPERM);
+    /** The filter of runs that ask for none: the same for every run, compiled once (SandboxRunner.sharedFilter). */
+    static final RunSpec.Seccomp KEYRINGS_REFUSED = new RunSpec.Seccomp(KEYRING_CALLS, EPERM);
 
-    /** A root bwrapd's filter for a run that asked for {@code seccomp} (null: none): it, plus {@link #HOST_ROOT_DENIED}. */
-    static RunSpec.Seccomp forHostRoot(RunSpec.Seccomp seccomp) {
-        if (seccomp == null) return HOST_ROOT;
+    /** The filter a run that asked for {@code seccomp} (null: none) gets: it, plus {@link #KEYRING_CALLS}. */
+    static RunSpec.Seccomp withKeyringsRefused(RunSpec.Seccomp seccomp) {
+        if (seccomp == null) return KEYRINGS_REFUSED;
         if (seccomp.isDefault()) return seccomp; // refuses them already
         java.util.LinkedHashSet<String> deny = new java.util.LinkedHashSet<>(seccomp.deny());
-        deny.addAll(HOST_ROOT_DENIED);
+        deny.addAll(KEYRING_CALLS);
         return new RunSpec.Seccomp(List.copyOf(deny), seccomp.errno());
     }
 

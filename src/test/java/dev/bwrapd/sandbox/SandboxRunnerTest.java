@@ -8,6 +8,7 @@ import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * What a host cannot give a sandbox, worded once for sandbox/run's -32602 and the Buildbarn
@@ -36,9 +37,22 @@ class SandboxRunnerTest {
         assertEquals(networked, SandboxRunner.withResolverConfiguration(networked, dir.resolve("missing")));
         java.nio.file.Path dangling = java.nio.file.Files.createSymbolicLink(dir.resolve("dangling"), java.nio.file.Path.of("/run/no/such/file"));
         assertEquals(networked, SandboxRunner.withResolverConfiguration(networked, dangling));
-        HostCapabilities unprivileged = new HostCapabilities("/usr/bin/bwrap", "0.8.0", true, true, true, true, null);
         RunSpec offline = BwrapCommandTest.spec(s -> s.root = RunSpec.HOST_ROOT);
-        assertEquals(offline, SandboxRunner.asRunHere(offline, unprivileged), "no network: no resolver, no filter unprivileged");
+        RunSpec here = SandboxRunner.asRunHere(offline);
+        assertEquals(offline.mounts(), here.mounts(), "no network: no resolver");
+        assertEquals(dev.bwrapd.process.Libc.seccompAvailable() ? SeccompPolicy.KEYRINGS_REFUSED : null, here.seccomp(), "the keyrings refused where libseccomp is");
+    }
+
+    /** Unprivileged, CAP_SYS_ADMIN would undo the host root's read-only / and hidden paths: refused there, by its place. */
+    @Test
+    void capSysAdminOnTheHostRootIsRefusedUnprivileged() throws Exception {
+        RunSpec admin = BwrapCommandTest.spec(s -> { s.root = RunSpec.HOST_ROOT; s.capabilities = List.of("CAP_CHOWN", "CAP_SYS_ADMIN"); });
+        HostCapabilities unprivileged = new HostCapabilities("/usr/bin/bwrap", "0.8.0", true, true, true, true, null);
+        SandboxException.Invalid refused = org.junit.jupiter.api.Assertions.assertThrows(SandboxException.Invalid.class,
+                () -> SandboxRunner.refuseOnTheHostRoot(admin, unprivileged, true));
+        assertTrue(refused.getMessage().startsWith("capabilities[1]: CAP_SYS_ADMIN on the host's root"), refused.getMessage());
+        SandboxRunner.refuseOnTheHostRoot(admin, unprivileged, false); // a root of its own: the client's read-only mounts are its to give up
+        SandboxRunner.refuseOnTheHostRoot(admin, new HostCapabilities("/usr/bin/bwrap", "0.8.0", true, true, true, true, null, true, -1L, false), true);
     }
 
     @Test

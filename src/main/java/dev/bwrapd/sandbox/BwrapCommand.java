@@ -114,12 +114,20 @@ public final class BwrapCommand {
      * Where in the sandbox bwrap creates and mounts each destination: the request's paths, or the
      * same with the root's links resolved (see {@link MountPoints}). {@code shm} is null without devShm.
      */
-    public record Places(String proc, String tmp, String dev, String shm, List<String> devices, List<String> mounts, List<String> hidden) {
+    /**
+     * Where each mount goes in the root, as MountPoints placed it. {@code devOfItsOwn}: /dev is a
+     * tmpfs of the sandbox's own holding only its devices and the usual links, instead of the
+     * root's directory: on the host's root that directory is the host's /dev with all its mounts,
+     * /dev/mqueue among them, whose queues a command drained through the read-only mount (a review).
+     */
+    public record Places(String proc, String tmp, String dev, boolean devOfItsOwn, String shm, List<String> devices, List<String> mounts,
+                         List<String> hidden) {
         /** The destinations as the request spells them. */
         public static Places asGiven(RunSpec spec) {
-            return new Places("/proc", "/tmp", "/dev", spec.devShm() ? "/dev/shm" : null, spec.devices(),
+            boolean hostRoot = spec.root().equals(RunSpec.HOST_ROOT);
+            return new Places("/proc", "/tmp", "/dev", hostRoot && !fullDev(spec), spec.devShm() ? "/dev/shm" : null, spec.devices(),
                     spec.mounts().stream().map(RunSpec.Mount::target).toList(),
-                    spec.root().equals(RunSpec.HOST_ROOT) ? MountPoints.hiddenOfTheHostRoot(spec.hidden()) : spec.hidden());
+                    hostRoot ? MountPoints.hiddenOfTheHostRoot(spec.hidden()) : spec.hidden());
         }
     }
 
@@ -176,6 +184,10 @@ public final class BwrapCommand {
             // bwrap's own /dev; on a terminal it also binds that terminal at /dev/console (ttyname works).
             add(argv, "--dev", places.dev());
         } else {
+            if (places.devOfItsOwn()) {
+                add(argv, "--tmpfs", places.dev());
+                for (String[] link : DEV_LINKS) add(argv, "--symlink", link[0], places.dev() + "/" + link[1]);
+            }
             for (int i = 0; i < spec.devices().size(); i++) {
                 String device = spec.devices().get(i);
                 // No --dev-bind-fd in bwrap 0.8: the checked descriptor, named through bwrap's own fd table.
@@ -240,15 +252,20 @@ public final class BwrapCommand {
     public static final List<String> TERMINAL_STEP = List.of("setsid", "-c", "--");
 
     /**
-     * Parts of a root-run sandbox's /proc made read-only (Docker's list, plus acpi). As root the
-     * sandbox's uid 0, whatever uid it is given, is the host's, and the kernel lets the host's uid 0
-     * write a sysctl (core_pattern: a program the kernel runs as root), an IRQ's affinity, ACPI
-     * wake-ups or the sysrq trigger with no capability at all. bwrap covers some of these only
+     * Parts of a root-run sandbox's /proc made read-only: Docker's read-only list, and acpi and
+     * scsi, which Docker masks. As root the sandbox's uid 0, whatever uid it is given, is the
+     * host's, and the kernel lets the host's uid 0 write a sysctl (core_pattern: a program the
+     * kernel runs as root), an IRQ's affinity, ACPI wake-ups, the sysrq trigger or /proc/scsi/scsi
+     * (which removes a disk) with no capability at all. bwrap covers some of these only
      * where its access(W_OK) says they are writable, which the directory /proc/sys never is, nor
      * /proc/irq for a uid other than 0 (a review found both). The host's own entries are bound:
      * what a sysctl shows follows the reader's namespaces, not the procfs it is read through.
      */
-    static final List<String> PROC_READ_ONLY = List.of("sys", "sysrq-trigger", "irq", "bus", "fs", "acpi");
+    static final List<String> PROC_READ_ONLY = List.of("sys", "sysrq-trigger", "irq", "bus", "fs", "acpi", "scsi");
+
+    /** The links a /dev of the sandbox's own gets besides its devices (bwrap's --dev makes the same): shells' <(...) need /dev/fd. */
+    static final List<String[]> DEV_LINKS = List.of(new String[] {"/proc/self/fd", "fd"}, new String[] {"/proc/self/fd/0", "stdin"},
+            new String[] {"/proc/self/fd/1", "stdout"}, new String[] {"/proc/self/fd/2", "stderr"});
 
     /** A full /dev of bwrap's making: asked for, or a terminal run (whose /dev/console is its terminal). */
     static boolean fullDev(RunSpec spec) {

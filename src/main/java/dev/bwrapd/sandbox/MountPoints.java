@@ -75,9 +75,11 @@ final class MountPoints {
         String dev = view.place("/dev");
         List<String> devices = new ArrayList<>();
         String shm = null;
+        boolean devOfItsOwn = hostRoot && !BwrapCommand.fullDev(spec);
         if (spec.interactive()) {
             view.mounted(dev, null, Kind.FORBIDDEN);
         } else {
+            if (devOfItsOwn) view.mounted(dev, null, Kind.FRESH);
             for (String device : spec.devices()) devices.add(view.place(device));
             if (spec.devShm()) {
                 shm = view.place("/dev/shm");
@@ -97,7 +99,7 @@ final class MountPoints {
             mounts.add(target);
             view.mounted(target, mountSources.get(i), Kind.TREE);
         }
-        return new BwrapCommand.Places(proc, tmp, dev, shm, devices, mounts, hidden);
+        return new BwrapCommand.Places(proc, tmp, dev, devOfItsOwn, shm, devices, mounts, hidden);
     }
 
     /**

@@ -159,6 +159,28 @@ class SandboxBoundaryIT {
         }
     }
 
+    /**
+     * Review finding: an unprivileged helper's sandbox granted CAP_SYS_ADMIN remounted the host's
+     * root read-write (its mounts are made in the sandbox's own user namespace) and unmounted the
+     * empty /run. Refused there; a root helper's mounts are locked, and the same command undoes
+     * nothing. Also: on the host's root /dev is the sandbox's own (the host's held /dev/mqueue).
+     */
+    @Test
+    void onTheHostsRootNothingHiddenOrReadOnlyCanBeUndone() throws Exception {
+        ObjectNode p = Runs.params(null, "/bin/sh", "-c", "mount -o remount,rw / 2>/dev/null && echo remounted; umount /run 2>/dev/null && echo unmounted; "
+                + "umount /dev 2>/dev/null && echo dev; ls -A /dev; echo done");
+        p.putArray("capabilities").add("CAP_SYS_ADMIN");
+        if ("root".equals(System.getProperty("user.name"))) {
+            assertEquals("fd\nfull\nnull\nrandom\nstderr\nstdin\nstdout\nurandom\nzero\ndone\n", Runs.out(Runs.ok(bwrapd, p)));
+        } else {
+            JsonNode e = Runs.error(bwrapd, p);
+            assertEquals(-32602, e.get("code").asInt(), e::toString);
+            assertContains(e.get("message").asText(), "capabilities[0]: CAP_SYS_ADMIN on the host's root");
+        }
+        assertEquals("fd\nfull\nnull\nrandom\nstderr\nstdin\nstdout\nurandom\nzero\n/dev/stdout\n",
+                Runs.out(Runs.ok(bwrapd, Runs.params(null, "/bin/sh", "-c", "ls -A /dev; echo /dev/stdout > /dev/stdout"))));
+    }
+
     /** Whether /proc/sysvipc/shm's table has a segment with this shmid (its second column). */
     private static boolean listsSegment(String table, String id) {
         return table.lines().map(line -> line.trim().split("\\s+")).anyMatch(fields -> fields.length > 1 && fields[1].equals(id));

@@ -81,6 +81,20 @@ class BwrapCommandTest {
         assertThrows(IllegalArgumentException.class, () -> spec(s -> s.hidden = List.of("/run")), "only with the host root");
     }
 
+    /** On the host's root /dev is a tmpfs of the sandbox's own, its devices and the usual links bound into it; elsewhere the root's. */
+    @Test
+    void theHostRootGetsADevOfItsOwn() {
+        List<String> argv = argvOf(spec(s -> s.root = RunSpec.HOST_ROOT), FULL).argv();
+        int tmpfs = Collections.indexOfSubList(argv, List.of("--tmpfs", "/dev"));
+        int fd = Collections.indexOfSubList(argv, List.of("--symlink", "/proc/self/fd", "/dev/fd"));
+        int stdin = Collections.indexOfSubList(argv, List.of("--symlink", "/proc/self/fd/0", "/dev/stdin"));
+        int device = Collections.indexOfSubList(argv, List.of("--dev-bind", "/dev/null", "/dev/null"));
+        assertTrue(tmpfs > 0 && tmpfs < fd && fd < stdin && stdin < device, argv::toString);
+        assertFalse(argvOf(spec(s -> {}), FULL).argv().contains("--symlink"), "a root of its own keeps its /dev");
+        List<String> interactive = argvOf(spec(s -> { s.root = RunSpec.HOST_ROOT; s.interactive = true; }), FULL).argv();
+        assertTrue(Collections.indexOfSubList(interactive, List.of("--dev", "/dev")) > 0 && !interactive.contains("--symlink"), interactive::toString);
+    }
+
     /** The host daemons' sockets are never a host-rooted sandbox's: /run always, whatever the request hides. */
     @Test
     void theHostRootNeverShowsRun() {
@@ -387,7 +401,7 @@ class BwrapCommandTest {
         for (RunSpec spec : List.of(spec(s -> {}), spec(s -> { s.uid = 1000; s.gid = 1000; }), spec(s -> s.inheritUid = true))) {
             List<String> argv = argvOf(spec, PRIVILEGED_NO_USERNS).argv();
             int proc = java.util.Collections.indexOfSubList(argv, List.of("--proc", "/proc"));
-            for (String part : List.of("sys", "sysrq-trigger", "irq", "bus", "fs", "acpi")) {
+            for (String part : List.of("sys", "sysrq-trigger", "irq", "bus", "fs", "acpi", "scsi")) {
                 int cover = java.util.Collections.indexOfSubList(argv, List.of("--ro-bind-try", "/proc/" + part, "/proc/" + part));
                 assertTrue(proc >= 0 && cover > proc, part + ": " + argv);
             }

@@ -208,9 +208,9 @@ def park_fd3():
 
 
 class Invocation:
-    """bwrapd's argv for a run (`sandbox/argv`), for the other contenders. A root bwrapd's
-    `--seccomp N` (the keyring filter it adds to every run, docs/protocol.md) is left out: its
-    program reaches bwrap on a descriptor only the helper has (`seccomp_dropped` says so)."""
+    """bwrapd's argv for a run (`sandbox/argv`), for the other contenders. Its `--seccomp N` (the
+    keyring filter bwrapd adds to every run, docs/protocol.md) is left out: the program reaches
+    bwrap on a descriptor only the helper has (`seccomp_dropped` says so)."""
 
     def __init__(self, result):
         self.executable = result["executable"]
@@ -1019,8 +1019,8 @@ def report_markdown(res):
     add("## 1. Latency of one `/bin/true` sandbox (busybox root, read-only, stdout/stderr discarded)")
     add("")
     add("%d runs each, interleaved; milliseconds from request to answer." % lat[names[0]]["n"]
-        + (" The other contenders run bwrapd's argv less its `--seccomp` (a root bwrapd's keyring filter,"
-           " whose program only the helper holds)." if lat.get("seccomp_dropped") else ""))
+        + (" The other contenders run bwrapd's argv less its `--seccomp` (the keyring filter bwrapd adds"
+           " to every run, whose program only the helper holds)." if lat.get("seccomp_dropped") else ""))
     add("")
     add("| contender | median ms | p90 ms | mean ms | min ms |")
     add("| --- | ---: | ---: | ---: | ---: |")

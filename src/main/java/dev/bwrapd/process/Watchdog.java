@@ -273,7 +273,8 @@ public final class Watchdog {
         if (lines.isEmpty()) return;
         for (String line : lines.split("\n")) {
             String id = line.substring(1);
-            String key = id.startsWith("/") ? id : id.replaceFirst("@.*", ""); // as the script keys it
+            int at = id.indexOf('@');
+            String key = id.startsWith("/") || at < 0 ? id : id.substring(0, at); // as the script keys it
             if (line.charAt(0) == '+') held.put(key, id);
             else held.remove(key);
         }

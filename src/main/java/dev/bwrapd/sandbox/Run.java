@@ -586,23 +586,20 @@ final class Run {
      */
     private int seccompFilter() throws Libc.Error {
         if (spec.seccomp() == null) return -1;
-        byte[] compiled = runner.sharedFilter(spec.seccomp()); // null: compile it here
+        int shared = runner.sharedFilter(spec.seccomp());
+        if (shared >= 0) return own(Libc.open("/proc/self/fd/" + shared, Libc.O_RDONLY, 0)); // read from its start
+        List<Libc.SeccompRule> rules = SeccompPolicy.rules(spec.seccomp());
         int file;
         try {
             file = own(Libc.open(spoolDirectory.toString(), Libc.O_TMPFILE | Libc.O_RDWR | Libc.O_EXCL, 0600));
         } catch (Libc.Error e) { // no such files there, or the directory is not ours to write: the pipe, as before
             int[] pipe = pipe();
-            if (compiled != null) Libc.writeFully(pipe[1], compiled); // a few hundred bytes
-            else Libc.exportSeccompFilter(SeccompPolicy.rules(spec.seccomp()), pipe[1]);
+            Libc.exportSeccompFilter(rules, pipe[1]);
             closeOwned(pipe[1]);
             return pipe[0];
         }
-        if (compiled != null) {
-            Libc.writeFully(file, compiled);
-        } else {
-            Libc.exportSeccompFilter(SeccompPolicy.rules(spec.seccomp()), file);
-            runner.keepCompiled(spec.seccomp(), file);
-        }
+        Libc.exportSeccompFilter(rules, file);
+        runner.keepCompiled(spec.seccomp(), file);
         int reader = own(Libc.open("/proc/self/fd/" + file, Libc.O_RDONLY, 0));
         closeOwned(file);
         return reader;

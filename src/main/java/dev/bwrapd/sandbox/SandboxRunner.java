@@ -134,23 +134,21 @@ public final class SandboxRunner {
     }
 
     /**
-     * The BPF program of {@link SeccompPolicy#KEYRINGS_REFUSED}, the filter of every run that asks
-     * for none, once a run has compiled it (null before, and for any other filter):
-     * libseccomp would spend tens of microseconds of CPU a run on the same program.
+     * A descriptor of the unnamed file holding the BPF program of {@link SeccompPolicy#KEYRINGS_REFUSED},
+     * the filter of every run that asks for none, once a run has compiled it (-1 before, and for any
+     * other filter): each run opens it anew, at its start, instead of libseccomp compiling the same
+     * program and the run writing it into a file of its own (tens of microseconds of CPU a run).
      */
-    private volatile byte[] sharedProgram;
+    private volatile int sharedProgram = -1;
 
-    byte[] sharedFilter(RunSpec.Seccomp seccomp) {
-        return seccomp.equals(SeccompPolicy.KEYRINGS_REFUSED) ? sharedProgram : null;
+    int sharedFilter(RunSpec.Seccomp seccomp) {
+        return seccomp.equals(SeccompPolicy.KEYRINGS_REFUSED) ? sharedProgram : -1;
     }
 
-    /** Keeps the program a run compiled into {@code file} (read from its start), if it is the shared one. */
-    void keepCompiled(RunSpec.Seccomp seccomp, int file) throws dev.bwrapd.process.Libc.Error {
-        if (!seccomp.equals(SeccompPolicy.KEYRINGS_REFUSED) || sharedProgram != null) return;
-        java.io.ByteArrayOutputStream program = new java.io.ByteArrayOutputStream();
-        byte[] buffer = new byte[4096];
-        for (int n; (n = dev.bwrapd.process.Libc.pread(file, buffer, 0, buffer.length, program.size())) > 0; ) program.write(buffer, 0, n);
-        sharedProgram = program.toByteArray();
+    /** Keeps {@code file}, where a run compiled its filter, if that is the shared one (a descriptor of it for the helper's lifetime). */
+    synchronized void keepCompiled(RunSpec.Seccomp seccomp, int file) throws dev.bwrapd.process.Libc.Error {
+        if (!seccomp.equals(SeccompPolicy.KEYRINGS_REFUSED) || sharedProgram >= 0) return;
+        sharedProgram = dev.bwrapd.process.Libc.open("/proc/self/fd/" + file, dev.bwrapd.process.Libc.O_RDONLY, 0);
     }
 
     /**

@@ -121,9 +121,14 @@ public final class Watchdog {
      * told all of it again at the next line: otherwise nobody would cover a later death of bwrapd.
      */
     private final java.util.Map<String, String> held = new java.util.HashMap<>();
-    /** Which shell this is (one more each start), and whether it has ended: its exit, seen by the reaper, or a write it refused. */
+    /** Which shell this is (one more each start). */
     private int generation;
-    private boolean ended;
+    /**
+     * The last shell known to have ended: its exit, which the reaper sees with its own lock held
+     * (so it is told without this object's, which a restart holds while it spawns through the
+     * reaper), or a write it refused.
+     */
+    private final java.util.concurrent.atomic.AtomicInteger ended = new java.util.concurrent.atomic.AtomicInteger();
     /** bwrap's argv[0] for this helper's sandboxes ({@link #mark}), passed to the shell as $1. */
     final String mark;
 
@@ -197,9 +202,8 @@ public final class Watchdog {
                 Reaper.Child shell = spawner.spawn(new Spawner.Spec("/bin/sh", List.of("bwrapd-watchdog", "-c", SCRIPT, "bwrapd-watchdog", pattern(mark)),
                         List.of("PATH=/usr/bin:/bin"), new int[] {input[0], devNull, devNull}));
                 int started = ++generation;
-                ended = false;
                 // Its awk may outlive it, still reading: the write would not fail, and nobody would kill anything.
-                shell.exit().whenComplete((status, error) -> ended(started));
+                shell.exit().whenComplete((status, error) -> ended.accumulateAndGet(started, Math::max));
             } finally {
                 Libc.close(input[0]);
                 Libc.close(devNull);
@@ -265,10 +269,6 @@ public final class Watchdog {
         pipe = -1;
     }
 
-    private synchronized void ended(int which) {
-        if (which == generation) ended = true;
-    }
-
     private synchronized void send(String lines) {
         if (lines.isEmpty()) return;
         for (String line : lines.split("\n")) {
@@ -280,12 +280,12 @@ public final class Watchdog {
         }
         if (pipe == 0) pipe = start();
         if (pipe < 0) return;
-        if (!ended) {
+        if (ended.get() != generation) {
             try {
                 Libc.writeFully(pipe, lines.getBytes(StandardCharsets.UTF_8));
                 return;
             } catch (Libc.Error e) { // its input closed: only its death does that (EPIPE; SIGPIPE is ignored)
-                ended = true;
+                ended.accumulateAndGet(generation, Math::max);
             }
         }
         LOG.warnf("the watchdog ended: starting another, told all it held");

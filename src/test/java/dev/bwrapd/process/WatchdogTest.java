@@ -78,9 +78,10 @@ class WatchdogTest {
     }
 
     /**
-     * {@code wholeSession}: the shell and its awk are killed, and the next write fails; else the
-     * shell alone, whose awk goes on reading (the write succeeds): the reaper's sight of its exit
-     * tells (here a sweep of the test's, the reaper's loop reaps every child of this JVM).
+     * {@code wholeSession}: the shell and its awk are killed, and the next write fails (nothing is
+     * reaped first); else the shell alone, whose awk goes on reading (the write succeeds): the
+     * reaper's sight of its exit tells (here a sweep of the test's, the reaper's loop reaps every
+     * child of this JVM).
      */
     private void replacesADeadWatchdog(boolean wholeSession) throws Exception {
         Process held = sessionLeader();
@@ -100,7 +101,7 @@ class WatchdogTest {
             long dead = first.pid();
             for (int i = 0; i < 1000 && watchdogs().anyMatch(p -> p.pid() == dead); i++) Thread.sleep(10); // a zombie has no command line
             assertFalse(watchdogs().anyMatch(p -> p.pid() == dead), "the first watchdog is dead");
-            reaper.sweep();
+            if (!wholeSession) reaper.sweep(); // whole: the next write fails, before anything is reaped
             watchdog.forget(java.util.List.of(), false, 999_999); // the next line
             for (int i = 0; i < 1000 && watchdogs().noneMatch(p -> p.pid() != dead && !before.contains(p.pid())); i++) Thread.sleep(10);
             assertTrue(watchdogs().anyMatch(p -> p.pid() != dead && !before.contains(p.pid())), "another watchdog runs (whole session: " + wholeSession + ")");

@@ -79,14 +79,21 @@ public final class ProbeCache {
         }
     }
 
-    /** The result kept under {@code key}, or null. */
+    /**
+     * The result kept under {@code key}, or null. Only a result where every option worked is ever
+     * kept, and only such a one is taken: the directory is the user's, so a sandbox given it can
+     * write anything there, and a kept "false" would take --die-with-parent and the held init away
+     * from every later sandbox (a review did so, and its sandbox outlived a killed helper). A kept
+     * "true" that is false makes runs fail, never unsafe.
+     */
     Probed read(String key) {
         Path file = file(key);
         try {
             if (!Files.isRegularFile(file, LinkOption.NOFOLLOW_LINKS)) return null;
             List<String> lines = List.of(new String(Files.readAllBytes(file), StandardCharsets.UTF_8).split("\n", -1));
             if (lines.size() != 6 || !lines.get(0).equals(key) || !lines.get(5).isEmpty()) return null;
-            return new Probed(lines.get(1).isEmpty() ? null : lines.get(1), flag(lines.get(2)), flag(lines.get(3)), flag(lines.get(4)));
+            Probed kept = new Probed(lines.get(1).isEmpty() ? null : lines.get(1), flag(lines.get(2)), flag(lines.get(3)), flag(lines.get(4)));
+            return kept.userNamespaces() && kept.dieWithParent() && kept.jsonStatusFd() ? kept : null;
         } catch (IOException | IllegalArgumentException e) {
             return null;
         }

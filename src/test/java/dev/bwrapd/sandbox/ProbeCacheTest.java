@@ -68,6 +68,12 @@ class ProbeCacheTest {
         assertNull(cache.read(key), "a file of another key is not this result");
         Files.writeString(file, key + "\n0.8.0\nyes\ntrue\ntrue\n");
         assertNull(cache.read(key), "a malformed file is no result");
+        // Review finding: a sandbox given the user's cache directory wrote "false" there, and every later helper's
+        // sandboxes went without --die-with-parent and the held init. Only a result where everything worked is taken.
+        for (String flags : new String[] {"false\ntrue\ntrue", "true\nfalse\ntrue", "true\ntrue\nfalse"}) {
+            Files.writeString(file, key + "\n0.8.0\n" + flags + "\n");
+            assertNull(cache.read(key), "a kept false is probed again: " + flags);
+        }
     }
 
     @Test

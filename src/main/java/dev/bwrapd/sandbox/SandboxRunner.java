@@ -21,6 +21,7 @@ import java.util.concurrent.TimeUnit;
  * Speaks no wire protocol: it takes a {@link RunSpec} and reports to a {@link RunListener}.
  */
 public final class SandboxRunner {
+    private static final org.jboss.logging.Logger LOG = org.jboss.logging.Logger.getLogger(SandboxRunner.class);
     private final RootLeases leases;
     private final Spawner spawner;
     private final Reaper reaper;
@@ -145,10 +146,17 @@ public final class SandboxRunner {
         return seccomp.equals(SeccompPolicy.KEYRINGS_REFUSED) ? sharedProgram : -1;
     }
 
-    /** Keeps {@code file}, where a run compiled its filter, if that is the shared one (a descriptor of it for the helper's lifetime). */
-    synchronized void keepCompiled(RunSpec.Seccomp seccomp, int file) throws dev.bwrapd.process.Libc.Error {
+    /**
+     * Keeps {@code file}, where a run compiled its filter, if that is the shared one (a descriptor of
+     * it for the helper's lifetime). Should that fail (no descriptor left), the next run compiles again.
+     */
+    synchronized void keepCompiled(RunSpec.Seccomp seccomp, int file) {
         if (!seccomp.equals(SeccompPolicy.KEYRINGS_REFUSED) || sharedProgram >= 0) return;
-        sharedProgram = dev.bwrapd.process.Libc.open("/proc/self/fd/" + file, dev.bwrapd.process.Libc.O_RDONLY, 0);
+        try {
+            sharedProgram = dev.bwrapd.process.Libc.open("/proc/self/fd/" + file, dev.bwrapd.process.Libc.O_RDONLY, 0);
+        } catch (dev.bwrapd.process.Libc.Error e) {
+            LOG.debugf("the shared filter is not kept: %s", e.getMessage());
+        }
     }
 
     /**
@@ -173,8 +181,21 @@ public final class SandboxRunner {
     static RunSpec asRunHere(RunSpec spec) {
         RunSpec here = spec;
         if (dev.bwrapd.process.Libc.seccompAvailable()) here = here.withSeccomp(SeccompPolicy.withKeyringsRefused(here.seccomp()));
-        if (here.network() && here.root().equals(RunSpec.HOST_ROOT)) here = withResolverConfiguration(here, java.nio.file.Path.of(RESOLV_CONF));
+        if (here.network() && isTheHostRoot(here.root())) here = withResolverConfiguration(here, java.nio.file.Path.of(RESOLV_CONF));
         return here;
+    }
+
+    /**
+     * Whether {@code root} names the host's / however spelled (HostPaths decides it for the run on
+     * the descriptor it opens; this earlier look only chooses whether to add the resolver's file).
+     */
+    private static boolean isTheHostRoot(java.nio.file.Path root) {
+        if (root.equals(RunSpec.HOST_ROOT)) return true;
+        try {
+            return root.isAbsolute() && java.nio.file.Files.isSameFile(root, RunSpec.HOST_ROOT);
+        } catch (java.io.IOException e) {
+            return false;
+        }
     }
 
     static final String RESOLV_CONF = "/etc/resolv.conf";
@@ -193,7 +214,8 @@ public final class SandboxRunner {
         }
         String path = file.toString();
         boolean hidden = MountPoints.hiddenOfTheHostRoot(List.of()).stream().anyMatch(h -> path.startsWith(h + "/"));
-        if (!hidden || !java.nio.file.Files.isRegularFile(file) || spec.mounts().stream().anyMatch(m -> m.target().equals(path))) return spec;
+        boolean clientsOwn = spec.mounts().stream().anyMatch(m -> m.target().equals(path) || m.target().equals(RESOLV_CONF));
+        if (!hidden || clientsOwn || !java.nio.file.Files.isRegularFile(file)) return spec;
         List<RunSpec.Mount> mounts = new java.util.ArrayList<>(spec.mounts());
         mounts.add(new RunSpec.Mount(path, path, true));
         return spec.withMounts(mounts);

@@ -112,22 +112,20 @@ public final class BwrapCommand {
 
     /**
      * Where in the sandbox bwrap creates and mounts each destination: the request's paths, or the
-     * same with the root's links resolved (see {@link MountPoints}). {@code shm} is null without devShm.
-     */
-    /**
-     * Where each mount goes in the root, as MountPoints placed it. {@code devOfItsOwn}: /dev is a
-     * tmpfs of the sandbox's own holding only its devices and the usual links, instead of the
-     * root's directory: on the host's root that directory is the host's /dev with all its mounts,
-     * /dev/mqueue among them, whose queues a command drained through the read-only mount (a review).
+     * same with the root's links resolved (see {@link MountPoints}). {@code shm} is null without
+     * devShm. {@code devOfItsOwn}: /dev is a tmpfs of the sandbox's own holding only its devices
+     * and {@link #DEV_LINKS}, not the root's directory: on the host's root that is the host's /dev
+     * with all its mounts, /dev/mqueue among them, whose queues a command drained through the
+     * read-only mount (a review). {@code hidden}: the host paths behind empty tmpfs mounts. Both
+     * as {@link MountPoints#devOfItsOwn} and {@link MountPoints#hidden} decide.
      */
     public record Places(String proc, String tmp, String dev, boolean devOfItsOwn, String shm, List<String> devices, List<String> mounts,
                          List<String> hidden) {
         /** The destinations as the request spells them. */
         public static Places asGiven(RunSpec spec) {
             boolean hostRoot = spec.root().equals(RunSpec.HOST_ROOT);
-            return new Places("/proc", "/tmp", "/dev", hostRoot && !fullDev(spec), spec.devShm() ? "/dev/shm" : null, spec.devices(),
-                    spec.mounts().stream().map(RunSpec.Mount::target).toList(),
-                    hostRoot ? MountPoints.hiddenOfTheHostRoot(spec.hidden()) : spec.hidden());
+            return new Places("/proc", "/tmp", "/dev", MountPoints.devOfItsOwn(spec, hostRoot), spec.devShm() ? "/dev/shm" : null,
+                    spec.devices(), spec.mounts().stream().map(RunSpec.Mount::target).toList(), MountPoints.hidden(spec, hostRoot));
         }
     }
 
@@ -186,7 +184,12 @@ public final class BwrapCommand {
         } else {
             if (places.devOfItsOwn()) {
                 add(argv, "--tmpfs", places.dev());
-                for (String[] link : DEV_LINKS) add(argv, "--symlink", link[0], places.dev() + "/" + link[1]);
+                for (String[] link : DEV_LINKS) {
+                    String at = places.dev() + "/" + link[1];
+                    // not where a device or a mount lands: bwrap would follow the link
+                    if (java.util.stream.Stream.concat(places.devices().stream(), places.mounts().stream())
+                            .noneMatch(p -> p.equals(at) || p.startsWith(at + "/"))) add(argv, "--symlink", link[0], at);
+                }
             }
             for (int i = 0; i < spec.devices().size(); i++) {
                 String device = spec.devices().get(i);
@@ -263,7 +266,7 @@ public final class BwrapCommand {
      */
     static final List<String> PROC_READ_ONLY = List.of("sys", "sysrq-trigger", "irq", "bus", "fs", "acpi", "scsi");
 
-    /** The links a /dev of the sandbox's own gets besides its devices (bwrap's --dev makes the same): shells' <(...) need /dev/fd. */
+    /** The links a /dev of the sandbox's own gets besides its devices (bwrap's --dev makes these among others): shells' <(...) need /dev/fd. */
     static final List<String[]> DEV_LINKS = List.of(new String[] {"/proc/self/fd", "fd"}, new String[] {"/proc/self/fd/0", "stdin"},
             new String[] {"/proc/self/fd/1", "stdout"}, new String[] {"/proc/self/fd/2", "stderr"});
 

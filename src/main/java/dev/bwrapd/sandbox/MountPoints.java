@@ -75,7 +75,7 @@ final class MountPoints {
         String dev = view.place("/dev");
         List<String> devices = new ArrayList<>();
         String shm = null;
-        boolean devOfItsOwn = hostRoot && !BwrapCommand.fullDev(spec);
+        boolean devOfItsOwn = devOfItsOwn(spec, hostRoot);
         if (spec.interactive()) {
             view.mounted(dev, null, Kind.FORBIDDEN);
         } else {
@@ -87,7 +87,7 @@ final class MountPoints {
             }
         }
         // The host root's hidden paths (real paths, given to bwrap as they are): empty tmpfs mounts, before the bind mounts.
-        List<String> hidden = hostRoot ? hiddenOfTheHostRoot(spec.hidden()) : spec.hidden();
+        List<String> hidden = hidden(spec, hostRoot);
         for (String path : hidden) view.mounted(path, null, Kind.FRESH);
         List<String> mounts = new ArrayList<>();
         for (int i = 0; i < spec.mounts().size(); i++) {
@@ -100,6 +100,16 @@ final class MountPoints {
             view.mounted(target, mountSources.get(i), Kind.TREE);
         }
         return new BwrapCommand.Places(proc, tmp, dev, devOfItsOwn, shm, devices, mounts, hidden);
+    }
+
+    /** Whether the sandbox gets a /dev of its own (BwrapCommand.Places): on the host's root, unless bwrap makes one (--dev). */
+    static boolean devOfItsOwn(RunSpec spec, boolean hostRoot) {
+        return hostRoot && !BwrapCommand.fullDev(spec);
+    }
+
+    /** The host paths the sandbox never sees: on the host's root, {@link #hiddenOfTheHostRoot}; elsewhere none. */
+    static List<String> hidden(RunSpec spec, boolean hostRoot) {
+        return hostRoot ? hiddenOfTheHostRoot(spec.hidden()) : spec.hidden();
     }
 
     /**

@@ -91,6 +91,12 @@ class BwrapCommandTest {
         int device = Collections.indexOfSubList(argv, List.of("--dev-bind", "/dev/null", "/dev/null"));
         assertTrue(tmpfs > 0 && tmpfs < fd && fd < stdin && stdin < device, argv::toString);
         assertFalse(argvOf(spec(s -> {}), FULL).argv().contains("--symlink"), "a root of its own keeps its /dev");
+        List<String> mountedAtFd = argvOf(spec(s -> {
+            s.root = RunSpec.HOST_ROOT;
+            s.mounts = List.of(new RunSpec.Mount("/srv/fds", "/dev/fd", true));
+        }), FULL).argv();
+        assertFalse(mountedAtFd.contains("/proc/self/fd"), "no link where a mount lands (bwrap would follow it): " + mountedAtFd);
+        assertTrue(mountedAtFd.contains("/dev/stdin"), mountedAtFd::toString);
         List<String> interactive = argvOf(spec(s -> { s.root = RunSpec.HOST_ROOT; s.interactive = true; }), FULL).argv();
         assertTrue(Collections.indexOfSubList(interactive, List.of("--dev", "/dev")) > 0 && !interactive.contains("--symlink"), interactive::toString);
     }

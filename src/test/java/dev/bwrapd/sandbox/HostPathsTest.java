@@ -74,12 +74,15 @@ class HostPathsTest {
                 assertTrue(paths.hostRoot(), root);
             }
         }
-        try (HostPaths paths = HostPaths.open(spec(dir, List.of(new RunSpec.Mount(dir.resolve("to-root").toString(), "/h", true)), List.of()), -1, new HostPaths.Devices())) {
-            assertFalse(paths.hostRoot());
-            assertEquals(2, paths.descriptors().size());
-        }
+        // Never a mount source, read-only or not: bound recursively, it would bring the host's /run and /proc along.
         for (String source : List.of("/", "//", "/tmp/..", dir.resolve("to-root").toString())) {
-            assertTrue(refused(spec(dir, List.of(new RunSpec.Mount(source, "/h", false)), List.of())).notAllowed, source);
+            for (boolean readOnly : new boolean[] {true, false}) {
+                assertTrue(refused(spec(dir, List.of(new RunSpec.Mount(source, "/h", readOnly)), List.of())).notAllowed, source);
+            }
+        }
+        try (HostPaths paths = HostPaths.open(spec(dir, List.of(new RunSpec.Mount(dir.toString(), "/h", true)), List.of()), -1, new HostPaths.Devices())) {
+            assertFalse(paths.hostRoot());
+            assertEquals(2, paths.descriptors().size(), "any other directory is");
         }
     }
 

@@ -230,11 +230,29 @@ public final class HostPaths implements AutoCloseable {
             if (stat.type() == Libc.S_IFDIR) throw new Refused(true, field + ": " + path + " is a directory");
             if (output && stat.type() != Libc.S_IFREG) throw new Refused(false, field + ": " + path + " is not a regular file");
         });
+        int fd;
         try {
             // The checked file itself, through bwrapd's own descriptor of it: no name is looked up again.
-            return reopened(field, path, "/proc/self/fd/" + found, flags & ~(Libc.O_CREAT | Libc.O_EXCL));
+            fd = reopened(field, path, "/proc/self/fd/" + found, flags & ~(Libc.O_CREAT | Libc.O_EXCL));
         } finally {
             Libc.close(found);
+        }
+        if (!output && isTerminal(fd)) {
+            // Terminal ioctls ignore the read-only open: the command could turn echo off and read what is
+            // typed on someone's terminal (a review read a password that way).
+            Libc.close(fd);
+            throw new Refused(true, field + ": " + path + " is a terminal, which the command could control: give it a file or a stream");
+        }
+        return fd;
+    }
+
+    /** Whether {@code fd} is a terminal (TIOCGWINSZ answers only on one). */
+    private static boolean isTerminal(int fd) {
+        try {
+            Libc.windowSize(fd);
+            return true;
+        } catch (Libc.Error e) {
+            return false;
         }
     }
 

@@ -314,6 +314,30 @@ class SandboxBoundaryIT {
         assertRefused(p, -32005, "stdin.file");
     }
 
+    /**
+     * Review finding: a terminal named as stdin.file let the command turn its echo off and read what
+     * was typed there (terminal ioctls ignore the read-only open). Refused; /dev/null still serves.
+     */
+    @Test
+    void aTerminalIsNeverACommandsStdinFile() throws Exception {
+        Process holder = new ProcessBuilder("/usr/bin/python3", "-c",
+                "import os, sys, time\nm, s = os.openpty()\nprint(os.ttyname(s), flush=True)\nsys.stdin.read()").start();
+        try {
+            String pty = new java.io.BufferedReader(new java.io.InputStreamReader(holder.getInputStream(), java.nio.charset.StandardCharsets.UTF_8)).readLine();
+            assertTrue(pty != null && pty.startsWith("/dev/pts/"), "python made a pseudo-terminal: " + pty);
+            ObjectNode p = sh(root, "stty -echo; echo controlled");
+            p.putObject("stdin").put("file", pty);
+            JsonNode error = Runs.error(bwrapd, p);
+            assertEquals(-32005, error.get("code").asInt(), error::toString);
+            assertContains(error.get("message").asText(), "stdin.file: " + pty + " is a terminal");
+            ObjectNode devNull = sh(root, "cat; echo read");
+            devNull.putObject("stdin").put("file", "/dev/null");
+            assertEquals("read\n", Runs.out(Runs.ok(bwrapd, devNull)));
+        } finally {
+            holder.destroyForcibly();
+        }
+    }
+
     /** The host root read-write, however it is spelled: through a link the test made, or a bind mount's path. */
     @Test
     void theHostRootIsNeverMountedReadWrite() throws Exception {

@@ -77,10 +77,15 @@ public final class BwrapCommand {
                         + (MAX_BWRAP_ARGS - options));
             }
             long most = 0; // a char is at most 3 UTF-8 bytes: only a long string, or a long argv or environment, needs counting
-            for (int i = 0; i < argv.size(); i++) most += atMost(i < commandAt ? "bwrap's argv[" + i + "]" : "command[" + (i - commandAt) + "]", argv.get(i), 0);
+            for (int i = 0; i < argv.size(); i++) {
+                long at = atMost(argv.get(i));
+                if (at < 0) throw tooLong(i < commandAt ? "bwrap's argv[" + i + "]" : "command[" + (i - commandAt) + "]", argv.get(i), false);
+                most += at;
+            }
             for (String entry : environment) {
-                int name = entry.indexOf('=');
-                most += atMost("env." + entry.substring(0, name), entry, name + 1);
+                long at = atMost(entry);
+                if (at < 0) throw tooLong("env." + entry.substring(0, entry.indexOf('=')), entry, true);
+                most += at;
             }
             if (most <= ARG_MAX) return;
             long bytes = 0;
@@ -92,15 +97,20 @@ public final class BwrapCommand {
             }
         }
 
-        /** At most what one string takes (its UTF-8 bytes, NUL and pointer); refused over MAX_ARG_STRLEN ({@code prefix}: "NAME=" of an env entry). */
-        private static long atMost(String field, String s, int prefix) throws SandboxException.Invalid {
+        /**
+         * At most what one string takes (its UTF-8 bytes, NUL and pointer), or -1 over MAX_ARG_STRLEN.
+         * Names no field: every run checks some sixty strings, and the name is needed only to refuse one.
+         */
+        private static long atMost(String s) {
             if (s.length() * 3L + 1 <= MAX_ARG_STRLEN) return s.length() * 3L + 1 + 8;
             long length = s.getBytes(StandardCharsets.UTF_8).length + 1L;
-            if (length > MAX_ARG_STRLEN) {
-                throw new SandboxException.Invalid(field + ": " + length + " bytes with its NUL" + (prefix > 0 ? " and NAME=" : "")
-                        + ", over the kernel's limit of " + MAX_ARG_STRLEN + " bytes per argument or environment string (MAX_ARG_STRLEN)");
-            }
-            return length + 8;
+            return length > MAX_ARG_STRLEN ? -1 : length + 8;
+        }
+
+        private static SandboxException.Invalid tooLong(String field, String s, boolean environment) {
+            long length = s.getBytes(StandardCharsets.UTF_8).length + 1L;
+            return new SandboxException.Invalid(field + ": " + length + " bytes with its NUL" + (environment ? " and NAME=" : "")
+                    + ", over the kernel's limit of " + MAX_ARG_STRLEN + " bytes per argument or environment string (MAX_ARG_STRLEN)");
         }
     }
 

@@ -66,19 +66,14 @@ final class Actions {
      * an action could run actions of its own on any input root). The sandbox layer adds the host
      * daemons' sockets, {@code /run}, to every host root (MountPoints.hiddenOfTheHostRoot). Paths
      * under {@code /tmp} need nothing: the action's {@code /tmp} is its temporary directory.
-     * Ancestors come first, paths beneath another are dropped.
+     * Ancestors come first, paths beneath another are dropped (RootPaths.outermost).
      *
      * @throws IllegalArgumentException when one of them is {@code /} (nothing would be left)
      */
     static List<String> hiddenFromHostRoot(Path buildDirectory, Path socketDirectory) {
-        java.util.TreeSet<String> paths = new java.util.TreeSet<>(List.of(buildDirectory.toString(), socketDirectory.toString()));
-        List<String> hidden = new ArrayList<>();
-        for (String path : paths) {
-            if (path.equals("/")) throw new IllegalArgumentException("--root host would hide / itself: put the socket and the build directory in directories of their own");
-            if (beneath(path, "/tmp") || hidden.stream().anyMatch(h -> beneath(path, h))) continue;
-            hidden.add(path);
-        }
-        return List.copyOf(hidden);
+        List<String> paths = List.of(buildDirectory.toString(), socketDirectory.toString());
+        if (paths.contains("/")) throw new IllegalArgumentException("--root host would hide / itself: put the socket and the build directory in directories of their own");
+        return RootPaths.outermost(paths.stream().filter(path -> !beneath(path, "/tmp")).toList());
     }
 
     private static boolean beneath(String path, String directory) {

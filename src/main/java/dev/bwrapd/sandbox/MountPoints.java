@@ -119,17 +119,13 @@ final class MountPoints {
      * mount nor a network namespace stops connect(2) on a socket: through the system bus or
      * docker.sock a root-run command is the host's root outside the sandbox, and through the user's
      * session bus ({@code systemd-run --user}) an unprivileged one runs outside it (a review found
-     * both). Ancestors first; a path beneath another is dropped.
+     * both). Ancestors first; a path beneath another is dropped (RootPaths.outermost).
      */
     static List<String> hiddenOfTheHostRoot(List<String> requested) {
-        java.util.TreeSet<String> paths = new java.util.TreeSet<>(requested);
+        List<String> paths = new ArrayList<>(requested);
         paths.add("/run");
         if (Files.isDirectory(Path.of("/var/run"), java.nio.file.LinkOption.NOFOLLOW_LINKS)) paths.add("/var/run");
-        List<String> hidden = new ArrayList<>();
-        for (String path : paths) {
-            if (hidden.stream().noneMatch(h -> path.equals(h) || path.startsWith(h + "/"))) hidden.add(path);
-        }
-        return List.copyOf(hidden);
+        return RootPaths.outermost(paths);
     }
 
     /** The path with no link in it that means {@code absolute} in the sandbox as set up so far. */

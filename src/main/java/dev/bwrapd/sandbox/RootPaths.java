@@ -45,6 +45,19 @@ public final class RootPaths {
         return names(absolute).map(n -> "/" + String.join("/", n));
     }
 
+    /**
+     * {@code paths} (normalized absolute ones) sorted, each dropped that is or lies beneath one
+     * kept: what covering each with a mount of its own takes (an ancestor sorts before what lies
+     * beneath it).
+     */
+    public static List<String> outermost(java.util.Collection<String> paths) {
+        List<String> kept = new ArrayList<>();
+        for (String path : new java.util.TreeSet<>(paths)) {
+            if (kept.stream().noneMatch(k -> path.equals(k) || path.startsWith(k + "/"))) kept.add(path);
+        }
+        return List.copyOf(kept);
+    }
+
     /** The host path of {@code absolute} inside {@code root}, following links within the root; empty if missing. */
     public static Optional<Path> resolve(Path root, String absolute) {
         return find(root, absolute).map(Found::path);

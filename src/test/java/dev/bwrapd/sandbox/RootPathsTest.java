@@ -124,6 +124,13 @@ class RootPathsTest {
         }
     }
 
+    /** Sorted, and nothing that one kept already covers; a sibling whose name only starts the same stays. */
+    @Test
+    void outermostDropsWhatLiesBeneathAnother() {
+        assertEquals(List.of("/a", "/a-b", "/run"), RootPaths.outermost(List.of("/run/x", "/a/b", "/a-b", "/run", "/a", "/a")));
+        assertEquals(List.of(), RootPaths.outermost(List.of()));
+    }
+
     @Test
     void absoluteLinkToAHostPathResolvesInsideTheRoot() throws IOException {
         // hostlink -> <outside>; the same path spelled inside the root exists there only if the root has it.

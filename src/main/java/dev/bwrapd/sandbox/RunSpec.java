@@ -103,16 +103,19 @@ public record RunSpec(
 
     /** This spec with other bind mounts. */
     public RunSpec withMounts(List<Mount> others) {
-        return new RunSpec(command, root, sandboxId, cwd, env, network, readOnlyRoot, hostname, uid, gid, inheritUid, others,
-                devices, devShm, linux32, stdin, stdout, stderr, captureLimitBytes, timeoutMs, killGraceMs, interactive,
-                rootCapabilities, capabilities, terminal, seccomp, limits, hidden, createCwd);
+        return copy(others, seccomp);
     }
 
     /** This spec with another system-call filter. */
     public RunSpec withSeccomp(Seccomp filter) {
+        return copy(mounts, filter);
+    }
+
+    /** This spec with {@code mounts} and {@code seccomp}, the two fields bwrapd changes (records have no withers). */
+    private RunSpec copy(List<Mount> mounts, Seccomp seccomp) {
         return new RunSpec(command, root, sandboxId, cwd, env, network, readOnlyRoot, hostname, uid, gid, inheritUid, mounts,
                 devices, devShm, linux32, stdin, stdout, stderr, captureLimitBytes, timeoutMs, killGraceMs, interactive,
-                rootCapabilities, capabilities, terminal, filter, limits, hidden, createCwd);
+                rootCapabilities, capabilities, terminal, seccomp, limits, hidden, createCwd);
     }
 
     /** Whether the client may send input while the command runs: a terminal, or stdin "stream". */

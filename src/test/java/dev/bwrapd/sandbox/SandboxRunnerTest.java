@@ -28,6 +28,19 @@ class SandboxRunnerTest {
                 SandboxRunner.refusal(rootWithout, List.of("CAP_CHOWN", "CAP_SYS_ADMIN"), Limits.NONE, Map.of(), null));
     }
 
+    /** withMounts and withSeccomp change their own field and nothing else. */
+    @Test
+    void aSpecWithOtherMountsOrAnotherFilterIsOtherwiseTheSame() {
+        RunSpec spec = BwrapCommandTest.spec(s -> {});
+        List<RunSpec.Mount> mounts = List.of(new RunSpec.Mount("/srv/src", "/src", true));
+        RunSpec mounted = spec.withMounts(mounts);
+        assertEquals(mounts, mounted.mounts());
+        assertEquals(spec, mounted.withMounts(spec.mounts()));
+        RunSpec filtered = spec.withSeccomp(RunSpec.Seccomp.DEFAULT);
+        assertEquals(RunSpec.Seccomp.DEFAULT, filtered.seccomp());
+        assertEquals(spec, filtered.withSeccomp(spec.seccomp()));
+    }
+
     /** Only a file /run hides is kept for a networked host-rooted run (the positive case needs root: SandboxBoundaryIT). */
     @Test
     void theResolverConfigurationIsKeptOnlyWhereRunHidesIt(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {

@@ -79,6 +79,7 @@ public final class HostPaths implements AutoCloseable {
     }
 
     private final List<Integer> owned = new ArrayList<>();
+    private RunSpec spec;
     private int root = -1;
     private boolean hostRoot;
     private Libc.FileStat rootStat;
@@ -88,17 +89,21 @@ public final class HostPaths implements AutoCloseable {
     private HostPaths() {}
 
     /**
-     * Opens and checks every host path of {@code spec}; on a refusal nothing stays open.
-     * {@code base}: the directory relative paths are resolved beneath, or -1 (they are refused);
-     * {@code devices}: where the host's device nodes are kept open.
+     * Opens and checks every host path of {@code spec}, the root first: once its descriptor says
+     * whether it is the host's, a networked run there gets the resolver's file among its mounts
+     * ({@link #withResolverConfiguration}; the run goes on with {@link #spec}). On a refusal
+     * nothing stays open. {@code base}: the directory relative paths are resolved beneath, or -1
+     * (they are refused); {@code devices}: where the host's device nodes are kept open.
      */
-    public static HostPaths open(RunSpec spec, int base, Devices devices) throws Refused {
+    public static HostPaths open(RunSpec request, int base, Devices devices) throws Refused {
         HostPaths paths = new HostPaths();
         try {
-            paths.root = paths.own(openPath(base, "root", spec.root().toString(), Libc.O_DIRECTORY, stat -> {
+            paths.root = paths.own(openPath(base, "root", request.root().toString(), Libc.O_DIRECTORY, stat -> {
                 paths.rootStat = stat;
                 paths.hostRoot = isHostRoot(stat);
             }));
+            RunSpec spec = paths.hostRoot && request.network() ? withResolverConfiguration(request, java.nio.file.Path.of(RESOLV_CONF)) : request;
+            paths.spec = spec;
             for (int i = 0; i < spec.mounts().size(); i++) {
                 RunSpec.Mount mount = spec.mounts().get(i);
                 String field = "mounts[" + i + "].source";
@@ -122,6 +127,35 @@ public final class HostPaths implements AutoCloseable {
         }
     }
 
+    /** The spec these paths were opened for: the request's, with the resolver's file on a networked host root. */
+    public RunSpec spec() {
+        return spec;
+    }
+
+    static final String RESOLV_CONF = "/etc/resolv.conf";
+
+    /**
+     * A sandbox on the host's root gets /run empty (MountPoints.hiddenOfTheHostRoot), where
+     * systemd-resolved keeps the file /etc/resolv.conf links to: that file (a regular one, never a
+     * socket) is bound read-only at its own path, so that a networked run still resolves names.
+     * A client's own mount there wins.
+     */
+    static RunSpec withResolverConfiguration(RunSpec spec, java.nio.file.Path resolvConf) {
+        java.nio.file.Path file;
+        try {
+            file = resolvConf.toRealPath();
+        } catch (java.io.IOException e) {
+            return spec; // none, or a dangling link: nothing to keep
+        }
+        String path = file.toString();
+        boolean hidden = MountPoints.hiddenOfTheHostRoot(List.of()).stream().anyMatch(h -> path.startsWith(h + "/"));
+        boolean clientsOwn = spec.mounts().stream().anyMatch(m -> m.target().equals(path) || m.target().equals(RESOLV_CONF));
+        if (!hidden || clientsOwn || !java.nio.file.Files.isRegularFile(file)) return spec;
+        List<RunSpec.Mount> mounts = new ArrayList<>(spec.mounts());
+        mounts.add(new RunSpec.Mount(path, path, true));
+        return spec.withMounts(mounts);
+    }
+
     /** The root's descriptor (O_PATH), held for the whole run: cleanup works on it, never on the path. */
     public int root() {
         return root;
@@ -133,7 +167,7 @@ public final class HostPaths implements AutoCloseable {
     }
 
     /** What the sandbox can write: the root unless it is the host's, and each read-write mount's source (see {@link #openStdio}). */
-    public List<Libc.FileStat> writableTrees(RunSpec spec) throws Refused {
+    public List<Libc.FileStat> writableTrees() throws Refused {
         List<Libc.FileStat> trees = new ArrayList<>();
         if (!hostRoot) trees.add(rootStat);
         for (int i = 0; i < mounts.size(); i++) {

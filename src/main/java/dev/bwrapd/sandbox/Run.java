@@ -76,7 +76,10 @@ final class Run {
     private final Reaper reaper;
     /** Where the seccomp filter is written (the captures' spool directory, a file system on disk where there is one). */
     private final Path spoolDirectory;
-    /** The request's spec, then (once the host is known) as this host runs it: SandboxRunner.asRunHere. */
+    /**
+     * The request's spec, then (once the host is known) as this host runs it (SandboxRunner.asRunHere)
+     * and as its host paths were opened (HostPaths.spec: the resolver's file on a networked host root).
+     */
     private RunSpec spec;
     /** The directory the spec's relative host paths are resolved beneath (a descriptor), or -1. */
     private final int base;
@@ -224,6 +227,7 @@ final class Run {
     private void openHostPaths() throws SandboxException {
         try {
             paths = HostPaths.open(spec, base, runner.devices());
+            spec = paths.spec();
         } catch (HostPaths.Refused e) {
             throw e.asSandboxException();
         }
@@ -356,7 +360,7 @@ final class Run {
 
     private int open(String field, String path, int flags) throws SandboxException {
         try {
-            if (writableTrees == null) writableTrees = paths.writableTrees(spec); // once a run, for up to three files
+            if (writableTrees == null) writableTrees = paths.writableTrees(); // once a run, for up to three files
             return HostPaths.openStdio(base, field, path, flags, writableTrees);
         } catch (HostPaths.Refused e) {
             throw e.asSandboxException();

@@ -126,6 +126,7 @@ public final class SandboxRunner {
         HostCapabilities h = host(spec);
         spec = asRunHere(spec);
         try (HostPaths paths = HostPaths.open(spec, -1, devices)) {
+            spec = paths.spec();
             refuseOnTheHostRoot(spec, h, paths.hostRoot());
             BwrapCommand.Places places = MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources(), paths.hostRoot());
             return BwrapCommand.of(spec, h, places, paths.realRoot());
@@ -175,50 +176,12 @@ public final class SandboxRunner {
 
     /**
      * {@code spec} as this host runs it: the keyrings are refused whatever the filter asked for
-     * (SeccompPolicy.KEYRING_CALLS), where libseccomp can build it;
-     * a networked run on the host's root keeps its name resolution ({@link #withResolverConfiguration}).
+     * (SeccompPolicy.KEYRING_CALLS), where libseccomp can build it. (A networked run on the host's
+     * root also keeps its name resolution: HostPaths adds that mount, once it knows the root.)
      */
     static RunSpec asRunHere(RunSpec spec) {
-        RunSpec here = spec;
-        if (dev.bwrapd.process.Libc.seccompAvailable()) here = here.withSeccomp(SeccompPolicy.withKeyringsRefused(here.seccomp()));
-        if (here.network() && isTheHostRoot(here.root())) here = withResolverConfiguration(here, java.nio.file.Path.of(RESOLV_CONF));
-        return here;
-    }
-
-    /**
-     * Whether {@code root} names the host's / however spelled (HostPaths decides it for the run on
-     * the descriptor it opens; this earlier look only chooses whether to add the resolver's file).
-     */
-    private static boolean isTheHostRoot(java.nio.file.Path root) {
-        if (root.equals(RunSpec.HOST_ROOT)) return true;
-        try {
-            return root.isAbsolute() && java.nio.file.Files.isSameFile(root, RunSpec.HOST_ROOT);
-        } catch (java.io.IOException e) {
-            return false;
-        }
-    }
-
-    static final String RESOLV_CONF = "/etc/resolv.conf";
-
-    /**
-     * A sandbox on the host's root gets /run empty (MountPoints.hiddenOfTheHostRoot), where
-     * systemd-resolved keeps the file /etc/resolv.conf links to: that file (a regular one, never a
-     * socket) is bound read-only at its own path, so that a networked run still resolves names.
-     */
-    static RunSpec withResolverConfiguration(RunSpec spec, java.nio.file.Path resolvConf) {
-        java.nio.file.Path file;
-        try {
-            file = resolvConf.toRealPath();
-        } catch (java.io.IOException e) {
-            return spec; // none, or a dangling link: nothing to keep
-        }
-        String path = file.toString();
-        boolean hidden = MountPoints.hiddenOfTheHostRoot(List.of()).stream().anyMatch(h -> path.startsWith(h + "/"));
-        boolean clientsOwn = spec.mounts().stream().anyMatch(m -> m.target().equals(path) || m.target().equals(RESOLV_CONF));
-        if (!hidden || clientsOwn || !java.nio.file.Files.isRegularFile(file)) return spec;
-        List<RunSpec.Mount> mounts = new java.util.ArrayList<>(spec.mounts());
-        mounts.add(new RunSpec.Mount(path, path, true));
-        return spec.withMounts(mounts);
+        if (!dev.bwrapd.process.Libc.seccompAvailable()) return spec;
+        return spec.withSeccomp(SeccompPolicy.withKeyringsRefused(spec.seccomp()));
     }
 
     /** This host's capabilities for {@code spec}: waits for the probe; fails if there is no bwrap, no linux32, or a capability it cannot grant. */

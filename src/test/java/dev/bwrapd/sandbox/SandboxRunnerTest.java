@@ -46,14 +46,16 @@ class SandboxRunnerTest {
     void theResolverConfigurationIsKeptOnlyWhereRunHidesIt(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
         RunSpec networked = BwrapCommandTest.spec(s -> { s.root = RunSpec.HOST_ROOT; s.network = true; });
         java.nio.file.Path plain = java.nio.file.Files.writeString(dir.resolve("resolv.conf"), "nameserver 192.0.2.1\n");
-        assertEquals(networked, SandboxRunner.withResolverConfiguration(networked, plain), "a file outside /run is there anyway");
-        assertEquals(networked, SandboxRunner.withResolverConfiguration(networked, dir.resolve("missing")));
+        assertEquals(networked, HostPaths.withResolverConfiguration(networked, plain), "a file outside /run is there anyway");
+        assertEquals(networked, HostPaths.withResolverConfiguration(networked, dir.resolve("missing")));
         java.nio.file.Path dangling = java.nio.file.Files.createSymbolicLink(dir.resolve("dangling"), java.nio.file.Path.of("/run/no/such/file"));
-        assertEquals(networked, SandboxRunner.withResolverConfiguration(networked, dangling));
+        assertEquals(networked, HostPaths.withResolverConfiguration(networked, dangling));
         RunSpec offline = BwrapCommandTest.spec(s -> s.root = RunSpec.HOST_ROOT);
-        RunSpec here = SandboxRunner.asRunHere(offline);
-        assertEquals(offline.mounts(), here.mounts(), "no network: no resolver");
-        assertEquals(dev.bwrapd.process.Libc.seccompAvailable() ? SeccompPolicy.KEYRINGS_REFUSED : null, here.seccomp(), "the keyrings refused where libseccomp is");
+        try (HostPaths paths = HostPaths.open(offline, -1, new HostPaths.Devices())) {
+            assertEquals(offline, paths.spec(), "no network: no resolver");
+        }
+        assertEquals(dev.bwrapd.process.Libc.seccompAvailable() ? SeccompPolicy.KEYRINGS_REFUSED : null,
+                SandboxRunner.asRunHere(offline).seccomp(), "the keyrings refused where libseccomp is");
     }
 
     /** Unprivileged, CAP_SYS_ADMIN would undo the host root's read-only / and hidden paths: refused there, by its place. */

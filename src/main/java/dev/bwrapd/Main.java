@@ -119,7 +119,7 @@ public class Main implements QuarkusApplication {
         HostProbe.Lookup bwrap = HostProbe.findBwrap(options.bwrap());
         // Linking the libc downcalls and probing bwrap are the slowest part of start-up: both go
         // alongside; initialize is answered when the probe is done.
-        CompletableFuture<HostCapabilities> host = HostProbe.start(bwrap, reaper, Version.VERSION);
+        CompletableFuture<HostCapabilities> host = HostProbe.start(bwrap, reaper, Version.VERSION, cgroups.v1Hierarchies());
         host.thenRun(() -> logStartup("bwrap probed"));
         // The pipe to the client holds 1 MiB, not 64 KiB, where the kernel lets it (the client's
         // end is the same pipe): streamed output goes ~15-20 % faster, the helper and the client

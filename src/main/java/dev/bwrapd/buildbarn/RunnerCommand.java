@@ -113,7 +113,7 @@ public final class RunnerCommand {
         dev.bwrapd.cgroup.CgroupHost cgroups = dev.bwrapd.cgroup.CgroupHost.detect(null);
         HostProbe.Lookup bwrap = HostProbe.findBwrap(options.bwrap());
         if (bwrap.found() == null) LOG.warnf("bwrap not found (tried %s); every Run will fail", bwrap.tried());
-        CompletableFuture<HostCapabilities> host = HostProbe.start(bwrap, reaper, dev.bwrapd.Version.VERSION);
+        CompletableFuture<HostCapabilities> host = HostProbe.start(bwrap, reaper, dev.bwrapd.Version.VERSION, cgroups.v1Hierarchies());
         Capture.Store captures = new Capture.Store(new MemoryBudget(MEMORY), Capture.spoolDirectory(), 0);
         Sandboxes sandboxes = new Sandboxes(watchdog);
         RootLeases leases = new RootLeases(RootJournal.open(System.getenv("XDG_RUNTIME_DIR"), Libc.uid()));

@@ -45,17 +45,22 @@ public final class CgroupHost {
     private final Set<String> v2Controllers;
     private final Map<String, Path> v1Bases;
     private final String note;
+    private final boolean v1Hierarchies;
 
-    CgroupHost(Path v2Base, Set<String> v2Controllers, Map<String, Path> v1Bases, String note) {
+    CgroupHost(Path v2Base, Set<String> v2Controllers, Map<String, Path> v1Bases, String note, boolean v1Hierarchies) {
         this.v2Base = v2Base;
         this.v2Controllers = Set.copyOf(v2Controllers);
         this.v1Bases = Map.copyOf(v1Bases);
         this.note = note;
+        this.v1Hierarchies = v1Hierarchies;
     }
 
-    /** No cgroups at all (detection failed, or not Linux): rlimits are all there is. */
-    public static CgroupHost none(String why) {
-        return new CgroupHost(null, Set.of(), Map.of(), why);
+    /**
+     * No cgroups at all (detection failed, or not Linux): rlimits are all there is.
+     * {@code procSelfCgroup}: /proc/self/cgroup as read, or null if it could not be.
+     */
+    static CgroupHost none(String why, String procSelfCgroup) {
+        return new CgroupHost(null, Set.of(), Map.of(), why, procSelfCgroup == null || hasV1Hierarchies(procSelfCgroup));
     }
 
     /** The v2 directory sandboxes' cgroups are made in, or null. */
@@ -69,6 +74,12 @@ public final class CgroupHost {
 
     /** Why cgroups are missing or partial, for the log; null if nothing to say. */
     public String note() { return note; }
+
+    /**
+     * Whether the host has cgroup v1 hierarchies ({@link #hasV1Hierarchies}), from what detection
+     * read; when /proc/self/cgroup is unreadable, as if it had (see HostCapabilities.nestedUserNamespaces).
+     */
+    public boolean v1Hierarchies() { return v1Hierarchies; }
 
     /** Whether each sandbox gets a cgroup that can be killed and frozen as a whole. */
     public boolean available() {
@@ -117,12 +128,13 @@ public final class CgroupHost {
 
     /** Detects from this process's own view. {@code parent} is {@code --cgroup-parent}, or null. */
     public static CgroupHost detect(String parent) {
+        String cgroup = null;
         try {
-            String cgroup = Files.readString(Path.of("/proc/self/cgroup"));
+            cgroup = Files.readString(Path.of("/proc/self/cgroup"));
             String mountinfo = Files.readString(Path.of("/proc/self/mountinfo"));
             return detect(cgroup, mountinfo, parent == null ? null : Path.of(parent), ProcessHandle.current().pid());
         } catch (IOException | RuntimeException e) {
-            return none("cannot read /proc/self/cgroup or /proc/self/mountinfo: " + e.getMessage());
+            return none("cannot read /proc/self/cgroup or /proc/self/mountinfo: " + e.getMessage(), cgroup);
         }
     }
 
@@ -170,7 +182,8 @@ public final class CgroupHost {
             Path dir = mount == null || own == null ? null : locate(mount, own.path());
             if (dir != null && writable(dir)) v1Bases.put(controller, dir);
         }
-        return new CgroupHost(v2Base, v2Controllers, v1Bases, notes.isEmpty() ? null : String.join("; ", notes));
+        return new CgroupHost(v2Base, v2Controllers, v1Bases, notes.isEmpty() ? null : String.join("; ", notes),
+                hasV1Hierarchies(procSelfCgroup));
     }
 
     /**

@@ -1,9 +1,5 @@
 package dev.bwrapd.sandbox;
 
-
-import dev.bwrapd.cgroup.CgroupHost;
-
-import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -22,14 +18,15 @@ public final class HostProbe {
      * Links the libc downcalls and probes bwrap, each on a thread of its own (the slowest parts of
      * start-up, done alongside), then starts {@code reaper}: only after the probe, whose children it
      * would take from the JDK. The future completes with what the host can do. Made by each mode's
-     * entry point, never in a static initializer.
+     * entry point, never in a static initializer. {@code cgroupV1}: whether the host has cgroup v1
+     * hierarchies, as cgroup detection found (CgroupHost.v1Hierarchies).
      */
-    public static CompletableFuture<HostCapabilities> start(Lookup bwrap, dev.bwrapd.process.Reaper reaper, String version) {
+    public static CompletableFuture<HostCapabilities> start(Lookup bwrap, dev.bwrapd.process.Reaper reaper, String version, boolean cgroupV1) {
         CompletableFuture<HostCapabilities> host = new CompletableFuture<>();
         onNewThread("bwrapd-link", dev.bwrapd.process.Libc::link);
         onNewThread("bwrapd-probe", () -> {
             ProbeCache cache = ProbeCache.open(System.getenv("XDG_CACHE_HOME"), System.getenv("HOME"), dev.bwrapd.process.Libc.uid(), version);
-            HostCapabilities probed = probe(bwrap.found(), false, cache);
+            HostCapabilities probed = probe(bwrap.found(), false, cache, cgroupV1);
             boolean subreaper = reaper.start();
             host.complete(new HostCapabilities(probed.bwrapPath(), probed.bwrapVersion(), probed.userNamespaces(),
                     probed.dieWithParent(), probed.jsonStatusFd(), subreaper, probed.linux32Path(),
@@ -77,11 +74,10 @@ public final class HostProbe {
      * bwrap on this host; a result where every option worked is kept there (a failure may be
      * passing: it is probed again next time).
      */
-    public static HostCapabilities probe(String bwrap, boolean subreaper, ProbeCache cache) {
+    public static HostCapabilities probe(String bwrap, boolean subreaper, ProbeCache cache, boolean cgroupV1) {
         String linux32 = findOnPath("linux32", null);
         boolean privileged = statusField("Uid:", 1).equals("0");
         long permitted = Capabilities.parseMask(statusField("CapPrm:", 0));
-        boolean cgroupV1 = cgroupV1();
         if (bwrap == null) return new HostCapabilities(null, null, false, false, false, subreaper, linux32, privileged, permitted, cgroupV1);
         String key = cache == null ? null : cache.key(bwrap);
         ProbeCache.Probed p = key == null ? null : cache.read(key);
@@ -110,15 +106,6 @@ public final class HostProbe {
         CompletableFuture<Boolean> hasDieWithParent = succeeds(base, List.of(dieWithParent), probeCommand);
         CompletableFuture<Boolean> hasJsonStatus = succeeds(base, List.of(jsonStatus), probeCommand);
         return new ProbeCache.Probed(version.join(), hasUserNs.join(), hasDieWithParent.join(), hasJsonStatus.join());
-    }
-
-    /** Whether the host has cgroup v1 hierarchies; when unreadable, as if it had (see HostCapabilities.nestedUserNamespaces). */
-    private static boolean cgroupV1() {
-        try {
-            return CgroupHost.hasV1Hierarchies(Files.readString(Path.of("/proc/self/cgroup")));
-        } catch (IOException | RuntimeException e) {
-            return true;
-        }
     }
 
     /** Word {@code index} after {@code name} in /proc/self/status ("Uid:" real, effective, ...); "" if absent. */

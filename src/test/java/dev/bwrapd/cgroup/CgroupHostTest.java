@@ -44,6 +44,12 @@ class CgroupHostTest {
         assertTrue(CgroupHost.hasV1Hierarchies("1:name=systemd:/user.slice\n0::/user.slice/session-1.scope\n"));
         assertTrue(CgroupHost.hasV1Hierarchies("3:memory:/\n"), "legacy: v1 alone");
         assertFalse(CgroupHost.hasV1Hierarchies("0::/user.slice/user-1000.slice/session-2.scope\n"), "pure v2");
+        // What detection read is what the probe gets (HostProbe.start); unreadable, as if it had.
+        String noMounts = "21 26 0:20 / /proc rw - proc proc rw\n";
+        assertTrue(CgroupHost.detect(HYBRID_CGROUP, noMounts, null, 1).v1Hierarchies());
+        assertFalse(CgroupHost.detect("0::/\n", noMounts, null, 1).v1Hierarchies());
+        assertTrue(CgroupHost.none("unreadable", null).v1Hierarchies());
+        assertFalse(CgroupHost.none("no mountinfo", "0::/\n").v1Hierarchies());
     }
 
     @Test
@@ -68,10 +74,10 @@ class CgroupHostTest {
     @Test
     void controllersAreThoseSandboxesCanGet() {
         Map<String, Path> v1 = Map.of("memory", Path.of("/m"), "freezer", Path.of("/f"), "cpuacct", Path.of("/c"));
-        assertEquals(Set.of("memory", "pids"), new CgroupHost(Path.of("/v2"), Set.of("pids"), v1, null).controllers(),
+        assertEquals(Set.of("memory", "pids"), new CgroupHost(Path.of("/v2"), Set.of("pids"), v1, null, false).controllers(),
                 "a v2 cgroup freezes and counts CPU time itself: v1's freezer and cpuacct are never used");
-        assertEquals(Set.of("cpuacct", "freezer", "memory"), new CgroupHost(null, Set.of(), v1, null).controllers());
-        assertEquals("cgroup v1 cpuacct.usage (whole sandbox)", Mechanisms.of(new CgroupHost(null, Set.of(), v1, null)).get("cpuMs"));
+        assertEquals(Set.of("cpuacct", "freezer", "memory"), new CgroupHost(null, Set.of(), v1, null, false).controllers());
+        assertEquals("cgroup v1 cpuacct.usage (whole sandbox)", Mechanisms.of(new CgroupHost(null, Set.of(), v1, null, false)).get("cpuMs"));
     }
 
     @Test

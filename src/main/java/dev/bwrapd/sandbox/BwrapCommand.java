@@ -131,7 +131,12 @@ public final class BwrapCommand {
      */
     public record Places(String proc, String tmp, String dev, boolean devOfItsOwn, String shm, List<String> devices, List<String> mounts,
                          List<String> hidden) {
-        /** The destinations as the request spells them. */
+        /**
+         * The destinations as the request spells them, the root taken for the host's only when
+         * spelled {@code /}: for tests of the argv. A run decides on the root's descriptor
+         * (HostPaths.hostRoot, which knows {@code /.} or a link to {@code /} too) and places its
+         * destinations with {@link MountPoints#plan}.
+         */
         public static Places asGiven(RunSpec spec) {
             boolean hostRoot = spec.root().equals(RunSpec.HOST_ROOT);
             return new Places("/proc", "/tmp", "/dev", MountPoints.devOfItsOwn(spec, hostRoot), spec.devShm() ? "/dev/shm" : null,
@@ -304,7 +309,7 @@ public final class BwrapCommand {
         for (String word : words) argv.add(word);
     }
 
-    /** Paths (relative to the root) that bwrap may create there for this run, parents first. */
+    /** Paths (relative to the root) that bwrap may create there for this run, parents first, with the destinations as given (tests; a run's lease uses its placed ones). */
     public static List<String> createdPaths(RunSpec spec) {
         return createdPaths(spec, Places.asGiven(spec));
     }

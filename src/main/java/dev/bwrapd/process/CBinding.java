@@ -56,7 +56,8 @@ final class CBinding implements LibcBinding {
         @CFunction static native long write(int fd, CCharPointer buffer, long count);
         @CFunction static native int poll(CCharPointer fds, long count, int timeout);
         @CFunction static native int ioctl(int fd, long request, CCharPointer arg);
-        @CFunction static native long syscall(long number, long dirFd, CCharPointer path, CLongPointer how, long size);
+        /** Variadic in C; on x86_64 and aarch64 fixed longs and pointers pass the same way. openat2 and keyctl. */
+        @CFunction static native long syscall(long number, long arg1, CCharPointer arg2, CLongPointer arg3, long arg4);
         @CFunction static native int statx(int dirFd, CCharPointer path, int flags, int mask, CCharPointer buffer);
         @CFunction static native int fstatfs(int fd, CCharPointer buffer);
         @CFunction static native int kill(int pid, int signal);
@@ -205,6 +206,12 @@ final class CBinding implements LibcBinding {
     @Override
     public int prctl(int option, long arg) {
         return memory().kept(Functions.prctl(option, arg));
+    }
+
+    @Override
+    public long joinNewSessionKeyring() {
+        return memory().kept(Functions.syscall(Libc.SYS_KEYCTL, Libc.KEYCTL_JOIN_SESSION_KEYRING, WordFactory.nullPointer(),
+                WordFactory.nullPointer(), 0));
     }
 
     @Override

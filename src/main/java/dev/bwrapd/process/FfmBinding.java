@@ -21,7 +21,8 @@ import static java.lang.foreign.ValueLayout.JAVA_SHORT;
  * libc through the Foreign Function & Memory API: the JVM's binding. It needs no C toolchain and
  * calls libc directly; every downcall captures errno. Linking the downcalls costs about 200 ms,
  * so they link on first use of {@link Linked} (Main starts that on a thread of its own), apart
- * from prctl, which start-up needs at once.
+ * from prctl and syscall, which start-up needs at once (syscall for keyctl, on the main thread
+ * before any other thread of bwrapd's exists).
  */
 final class FfmBinding implements LibcBinding {
     private static final Linker LINKER = Linker.nativeLinker();
@@ -66,6 +67,10 @@ final class FfmBinding implements LibcBinding {
         static final MethodHandle PRCTL = link(Downcall.PRCTL);
     }
 
+    private static final class Syscall {
+        static final MethodHandle SYSCALL = link(Downcall.SYSCALL);
+    }
+
     private static final class Linked {
         static final MethodHandle POSIX_SPAWN = link(Downcall.POSIX_SPAWN);
         static final MethodHandle FA_INIT = link(Downcall.FILE_ACTIONS_INIT);
@@ -88,7 +93,6 @@ final class FfmBinding implements LibcBinding {
         static final MethodHandle WRITE = link(Downcall.WRITE);
         static final MethodHandle POLL = link(Downcall.POLL);
         static final MethodHandle IOCTL = link(Downcall.IOCTL);
-        static final MethodHandle SYSCALL = link(Downcall.SYSCALL);
         static final MethodHandle STATX = link(Downcall.STATX);
         static final MethodHandle FSTATFS = link(Downcall.FSTATFS);
         static final MethodHandle KILL = link(Downcall.KILL);
@@ -172,6 +176,14 @@ final class FfmBinding implements LibcBinding {
     @Override
     public int prctl(int option, long arg) {
         try { return (int) Prctl.PRCTL.invokeExact(state(), option, arg); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public long joinNewSessionKeyring() {
+        try {
+            return (long) Syscall.SYSCALL.invokeExact(state(), Libc.SYS_KEYCTL, Libc.KEYCTL_JOIN_SESSION_KEYRING, MemorySegment.NULL,
+                    MemorySegment.NULL, 0L);
+        } catch (Throwable t) { throw unexpected(t); }
     }
 
     @Override
@@ -315,7 +327,7 @@ final class FfmBinding implements LibcBinding {
         MemorySegment.copy(how, 0, memory, JAVA_LONG, 0, how.length);
         memory.setString(pathAt, path);
         try {
-            return (int) (long) Linked.SYSCALL.invokeExact(state(), SYS_OPENAT2, (long) dirFd, memory.asSlice(pathAt), memory,
+            return (int) (long) Syscall.SYSCALL.invokeExact(state(), SYS_OPENAT2, (long) dirFd, memory.asSlice(pathAt), memory,
                     8L * how.length);
         } catch (Throwable t) { throw unexpected(t); }
     }

@@ -37,6 +37,8 @@ public final class Libc {
             S_IFBLK = 0060000;
     public static final short POSIX_SPAWN_SETSIGDEF = 0x04, POSIX_SPAWN_SETSIGMASK = 0x08, POSIX_SPAWN_SETSID = 0x80;
     public static final int PR_SET_CHILD_SUBREAPER = 36;
+    /** keyctl(2)'s system call number (glibc has no wrapper), and its operation that joins a session keyring. */
+    static final long SYS_KEYCTL = isAarch64() ? 219 : 250, KEYCTL_JOIN_SESSION_KEYRING = 1;
     public static final int WNOHANG = 1, WEXITED = 4, WNOWAIT = 0x01000000;
     public static final int P_ALL = 0, P_PID = 1;
     public static final int RLIMIT_CPU = 0, RLIMIT_FSIZE = 1, RLIMIT_NOFILE = 7;
@@ -127,6 +129,18 @@ public final class Libc {
         } catch (RuntimeException | LinkageError e) {
             return false;
         }
+    }
+
+    /**
+     * Gives the calling thread a new, empty session keyring (keyctl(KEYCTL_JOIN_SESSION_KEYRING,
+     * NULL)). Keyrings are a thread's credentials: the threads it creates afterwards, and the
+     * processes they spawn, get this one; every other thread keeps the one it had.
+     *
+     * @throws Error with keyctl's errno (EDQUOT: the user's key quota is spent; ENOSYS, EPERM:
+     *         no keyrings here, or a filter refuses them)
+     */
+    public static void joinNewSessionKeyring() throws Error {
+        if (BINDING.joinNewSessionKeyring() < 0) throw new Error("keyctl(KEYCTL_JOIN_SESSION_KEYRING)", errno());
     }
 
     /**

@@ -24,6 +24,12 @@ interface LibcBinding {
     int prctl(int option, long arg);
 
     /**
+     * keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL) through syscall(2) (glibc has no keyctl): the
+     * calling thread's session keyring becomes a new anonymous one. Its serial, or -1.
+     */
+    long joinNewSessionKeyring();
+
+    /**
      * posix_spawn attributes: {@code flags}, an empty signal mask, every signal at its default. In
      * native memory the process keeps.
      *

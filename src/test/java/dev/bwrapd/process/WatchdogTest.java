@@ -97,9 +97,14 @@ class WatchdogTest {
             }
             assertTrue(first != null, "a watchdog started");
             Thread.sleep(200); // its awk started
+            java.util.List<Long> killed = new java.util.ArrayList<>(java.util.List.of(first.pid()));
+            if (wholeSession) first.children().forEach(awk -> killed.add(awk.pid()));
             new ProcessBuilder("kill", "-KILL", "--", wholeSession ? "-" + first.pid() : Long.toString(first.pid())).start().waitFor();
             long dead = first.pid();
-            for (int i = 0; i < 1000 && watchdogs().anyMatch(p -> p.pid() == dead); i++) Thread.sleep(10); // a zombie has no command line
+            // until each has closed its files, the pipe's read end with them (a dying process loses its
+            // command line before its files: a write then could still succeed)
+            for (int i = 0; i < 1000 && !killed.stream().allMatch(WatchdogTest::exited); i++) Thread.sleep(10);
+            assertTrue(killed.stream().allMatch(WatchdogTest::exited), "the first watchdog is dead");
             assertFalse(watchdogs().anyMatch(p -> p.pid() == dead), "the first watchdog is dead");
             if (!wholeSession) reaper.sweep(); // whole: the next write fails, before anything is reaped
             watchdog.forget(java.util.List.of(), false, 999_999); // the next line
@@ -111,6 +116,17 @@ class WatchdogTest {
             watchdog.closeInput();
             held.destroyForcibly();
             held.children().forEach(ProcessHandle::destroyForcibly);
+        }
+    }
+
+    /** Whether {@code pid} is gone or a zombie (a zombie holds no descriptors). */
+    private static boolean exited(long pid) {
+        try {
+            String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
+            char state = stat.charAt(stat.lastIndexOf(')') + 2);
+            return state == 'Z' || state == 'X';
+        } catch (java.io.IOException e) {
+            return true;
         }
     }
 

@@ -180,7 +180,8 @@ public final class Reaper {
             if (gone) break;
         }
         // No child, and no exit delivered: something reaped it without this class (nothing should).
-        exit.completeExceptionally(new IllegalStateException("process " + pid + " was reaped elsewhere"));
+        // (Made only then: an exception walks the stack, and every run passes here twice.)
+        if (!exit.isDone()) exit.completeExceptionally(new IllegalStateException("process " + pid + " was reaped elsewhere"));
         return exit.join();
     }
 

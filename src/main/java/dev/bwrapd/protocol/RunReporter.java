@@ -322,19 +322,27 @@ final class RunReporter implements RunListener {
 
     @Override
     public void finished(RunOutcome outcome) {
-        sandboxes.remove(sandbox); // before the answer: the client may reuse the id at once
-        // Written (captured output streamed from memory and spool file) and closed by the server.
-        RunResult result = RunResults.of(outcome);
-        if (outcome.status() == RunOutcome.Status.CANCELLED) {
-            call.fail(new RpcException(ErrorCodes.REQUEST_CANCELLED, "Request cancelled", json.getNodeFactory().pojoNode(result)));
-        } else {
-            call.reply(result);
+        sandboxes.removeBeforeAnswer(sandbox); // before the answer: the client may reuse the id at once
+        try {
+            // Written (captured output streamed from memory and spool file) and closed by the server.
+            RunResult result = RunResults.of(outcome);
+            if (outcome.status() == RunOutcome.Status.CANCELLED) {
+                call.fail(new RpcException(ErrorCodes.REQUEST_CANCELLED, "Request cancelled", json.getNodeFactory().pojoNode(result)));
+            } else {
+                call.reply(result);
+            }
+        } finally {
+            sandboxes.answered();
         }
     }
 
     @Override
     public void failed(SandboxException failure) {
-        sandboxes.remove(sandbox);
-        call.fail(failure);
+        sandboxes.removeBeforeAnswer(sandbox);
+        try {
+            call.fail(failure);
+        } finally {
+            sandboxes.answered();
+        }
     }
 }

@@ -15,6 +15,8 @@ public final class Sandboxes {
     /** How many sandboxes were ever registered: tells a waiter whether any came meanwhile. */
     private long registered;
     private boolean shuttingDown;
+    /** Sandboxes removed whose answers are not yet queued ({@link #removeBeforeAnswer}). */
+    private int unanswered;
     /** Sandboxes a shutdown has already killed: a second shutdown does not count them again. */
     private final java.util.Set<Sandbox> killed = new java.util.HashSet<>();
 
@@ -41,6 +43,22 @@ public final class Sandboxes {
     public synchronized void remove(Sandbox sandbox) {
         running.remove(sandbox.id(), sandbox);
         killed.remove(sandbox);
+        notifyAll();
+    }
+
+    /**
+     * Removes a sandbox whose answer is about to be sent: its id is free at once (a client that
+     * reads the answer may reuse it straight away), and {@link #awaitEnded} waits on until
+     * {@link #answered}, so that shutdown's answer never comes before a run's.
+     */
+    public synchronized void removeBeforeAnswer(Sandbox sandbox) {
+        unanswered++;
+        remove(sandbox);
+    }
+
+    /** The answer of a sandbox removed by {@link #removeBeforeAnswer} is queued for the client. */
+    public synchronized void answered() {
+        unanswered--;
         notifyAll();
     }
 
@@ -94,10 +112,10 @@ public final class Sandboxes {
         return victims.size();
     }
 
-    /** Waits until every sandbox has been cleaned up and removed, at most {@code timeoutMs}: whether they all were. */
+    /** Waits until every sandbox has been cleaned up, removed and answered, at most {@code timeoutMs}: whether they all were. */
     public synchronized boolean awaitEnded(long timeoutMs) throws InterruptedException {
         long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(Math.min(timeoutMs, Long.MAX_VALUE / 2_000_000));
-        while (!running.isEmpty()) {
+        while (!running.isEmpty() || unanswered > 0) {
             long left = java.util.concurrent.TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
             if (left <= 0) return false;
             wait(left);

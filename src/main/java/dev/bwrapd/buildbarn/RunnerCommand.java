@@ -121,7 +121,7 @@ public final class RunnerCommand {
         SandboxRunner runner = new SandboxRunner(leases, spawner, reaper, SandboxRunner.runThreads(), host, bwrap.tried(), captures, cgroups,
                 Rlimits.clientOpenFiles());
         // What every action gets: refused here, once, rather than by every Run.
-        String refusal = runner.cannotGive(options.capabilities(), options.limits());
+        String refusal = runner.cannotGive(options.capabilities(), options.limits(), options.root() == Actions.Root.HOST);
         if (refusal != null) {
             System.err.println("bwrapd buildbarn-runner: what every action gets (--cap-add in order, --limits): " + refusal);
             return 2;

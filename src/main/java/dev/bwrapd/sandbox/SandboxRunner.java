@@ -167,11 +167,16 @@ public final class SandboxRunner {
      * empty /run). A root bwrapd's mounts are locked: its sandboxes cannot undo them.
      */
     static void refuseOnTheHostRoot(RunSpec spec, HostCapabilities h, boolean hostRoot) throws SandboxException.Invalid {
-        int at = spec.capabilities().indexOf("CAP_SYS_ADMIN");
-        if (hostRoot && !h.privileged() && at >= 0) {
-            throw new SandboxException.Invalid("capabilities[" + at + "]: CAP_SYS_ADMIN on the host's root would let the command undo"
-                    + " its read-only / and the /run and /dev hidden from it (bwrapd is unprivileged, so its mounts are the sandbox's own)");
-        }
+        String refusal = hostRoot ? onTheHostRoot(h, spec.capabilities()) : null;
+        if (refusal != null) throw new SandboxException.Invalid(refusal);
+    }
+
+    /** What of {@code capabilities} a sandbox on the host's root may not hold ({@link #refuseOnTheHostRoot}), or null. */
+    private static String onTheHostRoot(HostCapabilities h, List<String> capabilities) {
+        int at = capabilities.indexOf("CAP_SYS_ADMIN");
+        if (h.privileged() || at < 0) return null;
+        return "capabilities[" + at + "]: CAP_SYS_ADMIN on the host's root would let the command undo"
+                + " its read-only / and the /run and /dev hidden from it (bwrapd is unprivileged, so its mounts are the sandbox's own)";
     }
 
     /**
@@ -206,12 +211,15 @@ public final class SandboxRunner {
     /**
      * What this host cannot give a sandbox of {@code capabilities} and {@code limits}, worded as
      * sandbox/run refuses it; null when it can give them all. The Buildbarn runner asks it of its
-     * own --cap-add and --limits, which every action gets, once at its start. Null also when there
-     * is no bwrap: every run fails then, and says so.
+     * own --cap-add and --limits, which every action gets, once at its start ({@code onTheHostRoot}:
+     * with --root host, also what a sandbox there may not hold). Null also when there is no bwrap:
+     * every run fails then, and says so.
      */
-    public String cannotGive(List<String> capabilities, dev.bwrapd.cgroup.Limits limits) {
+    public String cannotGive(List<String> capabilities, dev.bwrapd.cgroup.Limits limits, boolean onTheHostRoot) {
         HostCapabilities h = host.join();
-        return h.bwrapPath() == null ? null : refusal(h, capabilities, limits, limitMechanisms(h), cgroups.note());
+        if (h.bwrapPath() == null) return null;
+        String refusal = refusal(h, capabilities, limits, limitMechanisms(h), cgroups.note());
+        return refusal == null && onTheHostRoot ? onTheHostRoot(h, capabilities) : refusal;
     }
 
     /** The first capability {@code h} cannot grant or limit it cannot enforce ({@code mechanisms}: those it can), as -32602 words it; or null. */

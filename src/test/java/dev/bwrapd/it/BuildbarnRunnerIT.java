@@ -59,12 +59,30 @@ class BuildbarnRunnerIT {
         try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
             enforceable = bwrapd.call("initialize", null).path("capabilities").path("limits").has("memoryBytes");
         }
-        Path dir = Files.createTempDirectory("bwrapd-runner-limits-");
+        servesOrStops(enforceable, "limits.memoryBytes: this host cannot enforce it", "--limits", "memoryBytes=67108864");
+    }
+
+    /**
+     * With --root host, an unprivileged runner's --cap-add CAP_SYS_ADMIN is refused at its start,
+     * as sandbox/run refuses it on the host's root (its mounts would be the sandbox's own, to undo),
+     * instead of failing every Run; a root runner's mounts are locked, and it serves.
+     */
+    @Test
+    void capSysAdminOnTheHostsRootStopsAnUnprivilegedRunnerAtItsStart() throws Exception {
+        assumeTheRunnerIsBuiltIn();
+        servesOrStops("root".equals(System.getProperty("user.name")), "capabilities[0]: CAP_SYS_ADMIN on the host's root",
+                "--root", "host", "--cap-add", "CAP_SYS_ADMIN");
+    }
+
+    /** Starts a runner with {@code args}: it must serve its socket, or stop at once with exit status 2 saying {@code why}. */
+    private static void servesOrStops(boolean serves, String why, String... args) throws Exception {
+        Path dir = Files.createTempDirectory("bwrapd-runner-start-");
         Path socket = dir.resolve("runner.sock");
-        Process runner = new ProcessBuilder(BwrapdProcess.command("buildbarn-runner", "--listen", socket.toString(),
-                "--build-directory", dir.toString(), "--limits", "memoryBytes=67108864")).redirectErrorStream(true).start();
+        List<String> command = new java.util.ArrayList<>(List.of("buildbarn-runner", "--listen", socket.toString(), "--build-directory", dir.toString()));
+        command.addAll(List.of(args));
+        Process runner = new ProcessBuilder(BwrapdProcess.command(command.toArray(String[]::new))).redirectErrorStream(true).start();
         try {
-            if (enforceable) {
+            if (serves) {
                 long giveUp = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
                 while (!Files.exists(socket) && runner.isAlive() && System.nanoTime() < giveUp) Thread.sleep(50);
                 assertTrue(runner.isAlive() && Files.exists(socket), "the runner does not serve: " + output(runner));
@@ -72,7 +90,7 @@ class BuildbarnRunnerIT {
                 assertTrue(runner.waitFor(60, TimeUnit.SECONDS), "the runner did not stop");
                 String said = output(runner);
                 assertEquals(2, runner.exitValue(), said);
-                assertTrue(said.contains("limits.memoryBytes: this host cannot enforce it"), said);
+                assertTrue(said.contains(why), said);
             }
         } finally {
             runner.destroy();

@@ -9,6 +9,15 @@ import (
 )
 
 // JSON-RPC error codes used by bwrapd (docs/protocol.md).
+//
+// CodePathNotAllowed covers: a relative path where an absolute one is needed; a
+// path inside the sandbox that climbs above "/" with ".."; a mount of the host's
+// "/", read-only or not (the host's "/" is never a mount source; as Root it is
+// mounted read-only), or a mount whose target is "/"; a device outside /dev/ or
+// not a device node; a host path through a process's descriptor or root
+// (/proc/PID/fd, /dev/stdin) or on a procfs; a mount point that leads into /proc,
+// or whose way in the root cannot be looked at; a stdio file through a symbolic
+// link inside the root or a read-write mount; a directory or a terminal as stdin.
 const (
 	CodeParseError       = -32700
 	CodeInvalidRequest   = -32600
@@ -21,7 +30,7 @@ const (
 	CodeSandboxIDInUse  = -32002 // sandboxId already used by a running sandbox
 	CodeCommandNotFound = -32003 // command not found in the sandbox root
 	CodeBwrapUnusable   = -32004 // bwrap missing, too old or unusable on this host
-	CodePathNotAllowed  = -32005 // relative path, ".." escape, or read-write bind of the host root
+	CodePathNotAllowed  = -32005 // a path the helper refuses (see above)
 	CodeShuttingDown    = -32006 // server is shutting down
 	CodeOutOfMemory     = -32010 // the server's memory budget (--max-memory) cannot hold the message now
 )

@@ -22,7 +22,8 @@ import (
 type RunRequest struct {
 	// Command is the argv; Command[0] without "/" is looked up in the sandbox PATH.
 	Command []string `json:"command"`
-	// Root is the host directory mounted at "/" (server default "/", always read-only).
+	// Root is the host directory mounted at "/" (server default "/"). The host's own
+	// "/" is mounted read-only; any other root is read-write unless ReadOnlyRoot.
 	Root string `json:"root,omitempty"`
 	// SandboxID names the run for signals. When empty the client assigns a unique
 	// one ("go-<pid>-<n>"), so the run can be signalled while it is being waited on.

@@ -137,8 +137,17 @@ class BwrapUnavailable(BwrapdError):
 
 
 class PathNotAllowed(BwrapdError):
-    """-32005: a relative path, one escaping the root, or a read-write bind
-    of the host root."""
+    """-32005: a path the helper refuses.
+
+    A relative path where an absolute one is needed; a path inside the
+    sandbox that climbs above ``/`` with ``..``; a mount of the host's ``/``
+    (read-only or not: the host's ``/`` is never a mount source; as ``root``
+    it is mounted read-only) or a mount whose target is ``/``; a device
+    outside ``/dev/`` or not a device node; a host path through a process's
+    descriptor or root (``/proc/PID/fd``, ``/dev/stdin``) or on a procfs; a
+    mount point that leads into ``/proc``, or whose way in the root cannot be
+    looked at; a stdio file through a symbolic link inside the root or a
+    read-write mount; a directory or a terminal as stdin."""
 
     code = -32005
 

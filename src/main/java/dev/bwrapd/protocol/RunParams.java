@@ -194,7 +194,8 @@ public final class RunParams {
             String target = absolutePath(name + ".target", m.requiredString("target"));
             boolean readOnly = m.bool("readOnly", false);
             if (!readOnly && isHostRoot(source)) {
-                throw Params.pathNotAllowed(name + ".source: the host root / may only be mounted read-only");
+                throw Params.pathNotAllowed(name + ".source: " + source + " is the host root /, which is never a mount source, read-only or not"
+                        + " (it would bring the host's /run and /proc along): use root \"/\", which is mounted read-only");
             }
             if (target.equals("/")) throw Params.pathNotAllowed(name + ".target: / is the sandbox root; use root instead");
             mounts.add(new RunSpec.Mount(source, target, readOnly));

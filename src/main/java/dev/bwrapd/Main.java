@@ -15,6 +15,7 @@ import dev.bwrapd.jsonrpc.MessageWriter;
 import dev.bwrapd.jsonrpc.Server;
 import dev.bwrapd.process.Libc;
 import dev.bwrapd.process.Reaper;
+import dev.bwrapd.process.SessionKeyring;
 import dev.bwrapd.process.Spawner;
 import dev.bwrapd.process.Watchdog;
 import dev.bwrapd.memory.MemoryBudget;
@@ -104,7 +105,7 @@ public class Main implements QuarkusApplication {
         long memory = options.maxMemory() != null ? options.maxMemory() : defaultMemory();
         setLogLevel(options.logLevel());
         logStartup("main entered");
-        ownSessionKeyring();
+        SessionKeyring.joinOwn();
 
         // The process-wide pieces, made here and passed down (never in static initializers: a
         // native image initializes classes at build time). None starts a thread or a process yet.
@@ -160,26 +161,6 @@ public class Main implements QuarkusApplication {
         // End of input: the client is gone or done. End every sandbox, clean up, answer what can be answered.
         shutdown[0].finish("end of input");
         return 0;
-    }
-
-    /**
-     * Gives bwrapd a new, empty session keyring of its own. The keyrings are not namespaced: every
-     * sandbox would hold the session keyring bwrapd was started with (a login session's, with the
-     * user keyring linked in), and could use its keys by serial through an AF_ALG socket, which
-     * no filter refuses, or reach them with keyctl where there is no filter at all. A keyring
-     * belongs to a thread's credentials, which a new thread copies from the one that creates it:
-     * so this runs on the main thread before bwrapd starts any thread, and every thread that
-     * spawns (runs, the watchdog, the probes; the runner's calls) descends from it. Failing
-     * (keyrings compiled out, the user's key quota spent) is a warning, never an end: bwrapd then
-     * runs as before, with the keyring it was given.
-     */
-    public static void ownSessionKeyring() {
-        try {
-            Libc.joinNewSessionKeyring();
-        } catch (Libc.Error | RuntimeException | LinkageError e) {
-            LOG.warnf("every sandbox holds the session keyring bwrapd was started with (%s), and can use its keys"
-                    + " (docs/protocol.md, System-call filter)", e.getMessage());
-        }
     }
 
     /**

@@ -97,7 +97,7 @@ public final class RunnerCommand {
         // A request over MAX_MESSAGE_BYTES is answered RESOURCE_EXHAUSTED; grpc-java also logs a
         // warning with a stack trace for each, which would let any client fill the log.
         if (!options.logLevel().equals("debug")) GRPC_STREAM_LOG.setLevel(java.util.logging.Level.SEVERE);
-        dev.bwrapd.Main.ownSessionKeyring(); // before any thread: see there
+        dev.bwrapd.process.SessionKeyring.joinOwn(); // before any thread: see there
         int buildDirectory = Libc.openat2(Libc.AT_FDCWD, options.buildDirectory().toString(), Libc.O_PATH | Libc.O_DIRECTORY, 0, 0);
         if (buildDirectory < 0) {
             System.err.println("bwrapd buildbarn-runner: --build-directory " + options.buildDirectory() + ": "

@@ -46,7 +46,7 @@ public final class SeccompPolicy {
      * uid is bwrapd's own outside (the host's uid 0 for a root bwrapd), which owns that user's
      * keyring: two reviews linked the user keyring into a session keyring of their own and read
      * and cleared the keys (a developer's Kerberos tickets, the host root's). The session keyring
-     * bwrapd was started with is out of reach anyway: bwrapd joins one of its own (Main.ownSessionKeyring).
+     * bwrapd was started with is out of reach anyway: bwrapd joins one of its own (SessionKeyring.joinOwn).
      */
     static final List<String> KEYRING_CALLS = List.of("keyctl", "add_key", "request_key");
 

@@ -27,9 +27,9 @@ const (
 	CodeRequestCancelled = -32800
 
 	CodeNoSuchSandbox   = -32001 // unknown or already finished sandboxId
-	CodeSandboxIDInUse  = -32002 // sandboxId already used by a running sandbox
+	CodeSandboxIDInUse  = -32002 // sandboxId already used by a sandbox not yet answered
 	CodeCommandNotFound = -32003 // command not found in the sandbox root
-	CodeBwrapUnusable   = -32004 // bwrap missing, too old or unusable on this host
+	CodeBwrapUnusable   = -32004 // no bwrap found on this host
 	CodePathNotAllowed  = -32005 // a path the helper refuses (see above)
 	CodeShuttingDown    = -32006 // server is shutting down
 	CodeOutOfMemory     = -32010 // the server's memory budget (--max-memory) cannot hold the message now

@@ -119,7 +119,7 @@ class NoSuchSandbox(BwrapdError):
 
 
 class SandboxIdInUse(BwrapdError):
-    """-32002: the ``sandboxId`` is used by a running sandbox."""
+    """-32002: the ``sandboxId`` is used by a sandbox not yet answered."""
 
     code = -32002
 
@@ -131,7 +131,7 @@ class CommandNotFound(BwrapdError):
 
 
 class BwrapUnavailable(BwrapdError):
-    """-32004: bwrap is missing, too old or unusable on this host."""
+    """-32004: no bwrap was found on this host."""
 
     code = -32004
 

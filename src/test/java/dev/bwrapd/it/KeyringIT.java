@@ -38,10 +38,11 @@ class KeyringIT {
                 if rc < 0:
                     sys.exit(what + ": " + os.strerror(ctypes.get_errno()))
                 return rc
-            check(libc.syscall(250, 1, None), "keyctl(KEYCTL_JOIN_SESSION_KEYRING)")
+            keyctl, add_key = {"x86_64": (250, 248), "aarch64": (219, 217)}[os.uname().machine]
+            check(libc.syscall(keyctl, 1, None), "keyctl(KEYCTL_JOIN_SESSION_KEYRING)")
             payload = b"bwrapd-test-key-0123456789abcdef"
-            key = check(libc.syscall(248, b"user", b"bwrapd-test", payload, len(payload), -3), "add_key")  # KEY_SPEC_SESSION_KEYRING
-            check(libc.syscall(250, 5, key, 0x3f000000), "keyctl(KEYCTL_SETPERM)")  # KEY_POS_ALL: the possessor's only
+            key = check(libc.syscall(add_key, b"user", b"bwrapd-test", payload, len(payload), -3), "add_key")  # KEY_SPEC_SESSION_KEYRING
+            check(libc.syscall(keyctl, 5, key, 0x3f000000), "keyctl(KEYCTL_SETPERM)")  # KEY_POS_ALL: the possessor's only
             if not any(line.split()[0] == "%08x" % key for line in open("/proc/keys")):
                 sys.exit("/proc/keys does not list the key to its holder")
             with open(sys.argv[1], "w") as f:
@@ -74,6 +75,7 @@ class KeyringIT {
     @BeforeAll
     static void python() {
         Assumptions.assumeTrue(Files.isExecutable(Path.of(PYTHON)), PYTHON);
+        Assumptions.assumeTrue(List.of("amd64", "x86_64", "aarch64").contains(System.getProperty("os.arch")), "keyctl's number known for x86_64 and aarch64");
     }
 
     /**
@@ -113,8 +115,9 @@ class KeyringIT {
                 seccomp = ctypes.CDLL("libseccomp.so.2")
                 seccomp.seccomp_init.restype = ctypes.c_void_p
                 context = seccomp.seccomp_init(0x7fff0000)  # SCMP_ACT_ALLOW
-                # SCMP_ACT_ERRNO(EPERM) for keyctl (250 on x86_64)
-                if seccomp.seccomp_rule_add(ctypes.c_void_p(context), 0x00050000 | 1, 250, 0) or seccomp.seccomp_load(ctypes.c_void_p(context)):
+                keyctl = seccomp.seccomp_syscall_resolve_name(b"keyctl")  # this architecture's number
+                # SCMP_ACT_ERRNO(EPERM) for keyctl
+                if seccomp.seccomp_rule_add(ctypes.c_void_p(context), 0x00050000 | 1, keyctl, 0) or seccomp.seccomp_load(ctypes.c_void_p(context)):
                     sys.exit("libseccomp refused the filter")
                 os.execv(sys.argv[1], sys.argv[1:])
                 """;

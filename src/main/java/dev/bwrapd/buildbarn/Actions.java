@@ -73,11 +73,7 @@ final class Actions {
     static List<String> hiddenFromHostRoot(Path buildDirectory, Path socketDirectory) {
         List<String> paths = List.of(buildDirectory.toString(), socketDirectory.toString());
         if (paths.contains("/")) throw new IllegalArgumentException("--root host would hide / itself: put the socket and the build directory in directories of their own");
-        return RootPaths.outermost(paths.stream().filter(path -> !beneath(path, "/tmp")).toList());
-    }
-
-    private static boolean beneath(String path, String directory) {
-        return path.equals(directory) || path.startsWith(directory + "/");
+        return RootPaths.outermost(paths.stream().filter(path -> !RootPaths.isOrBeneath(path, "/tmp")).toList());
     }
 
     RunSpec spec(RunRequest request) throws Invalid {

@@ -7,6 +7,7 @@ import dev.bwrapd.buildbarn.proto.RunResponse;
 import dev.bwrapd.buildbarn.proto.RunnerGrpc;
 import dev.bwrapd.process.Libc;
 import dev.bwrapd.sandbox.HostPaths;
+import dev.bwrapd.sandbox.RootPaths;
 import dev.bwrapd.sandbox.RunListener;
 import dev.bwrapd.sandbox.RunOutcome;
 import dev.bwrapd.sandbox.RunSpec;
@@ -140,7 +141,7 @@ final class RunnerService extends RunnerGrpc.RunnerImplBase {
 
     /** The same directory, or one inside the other (by their normalized relative spellings). */
     static boolean overlap(String a, String b) {
-        return a.equals(b) || a.startsWith(b + "/") || b.startsWith(a + "/");
+        return RootPaths.isOrBeneath(a, b) || RootPaths.isOrBeneath(b, a);
     }
 
     /**

@@ -203,7 +203,7 @@ public final class BwrapCommand {
                     String at = places.dev() + "/" + link[1];
                     // not where a device or a mount lands: bwrap would follow the link
                     if (java.util.stream.Stream.concat(places.devices().stream(), places.mounts().stream())
-                            .noneMatch(p -> p.equals(at) || p.startsWith(at + "/"))) add(argv, "--symlink", link[0], at);
+                            .noneMatch(p -> RootPaths.isOrBeneath(p, at))) add(argv, "--symlink", link[0], at);
                 }
             }
             for (int i = 0; i < spec.devices().size(); i++) {

@@ -53,9 +53,14 @@ public final class RootPaths {
     public static List<String> outermost(java.util.Collection<String> paths) {
         List<String> kept = new ArrayList<>();
         for (String path : new java.util.TreeSet<>(paths)) {
-            if (kept.stream().noneMatch(k -> path.equals(k) || path.startsWith(k + "/"))) kept.add(path);
+            if (kept.stream().noneMatch(k -> isOrBeneath(path, k))) kept.add(path);
         }
         return List.copyOf(kept);
+    }
+
+    /** Whether {@code path} is {@code directory} or lies beneath it, by their normalized spellings ({@code /a-b} is not beneath {@code /a}). */
+    public static boolean isOrBeneath(String path, String directory) {
+        return path.equals(directory) || path.startsWith(directory + "/");
     }
 
     /** The host path of {@code absolute} inside {@code root}, following links within the root; empty if missing. */

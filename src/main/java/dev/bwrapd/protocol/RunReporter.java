@@ -322,8 +322,7 @@ final class RunReporter implements RunListener {
 
     @Override
     public void finished(RunOutcome outcome) {
-        sandboxes.removeBeforeAnswer(sandbox); // before the answer: the client may reuse the id at once
-        try {
+        sandboxes.removeThenAnswer(sandbox, () -> { // removed first: the client may reuse the id at once
             // Written (captured output streamed from memory and spool file) and closed by the server.
             RunResult result = RunResults.of(outcome);
             if (outcome.status() == RunOutcome.Status.CANCELLED) {
@@ -331,18 +330,11 @@ final class RunReporter implements RunListener {
             } else {
                 call.reply(result);
             }
-        } finally {
-            sandboxes.answered();
-        }
+        });
     }
 
     @Override
     public void failed(SandboxException failure) {
-        sandboxes.removeBeforeAnswer(sandbox);
-        try {
-            call.fail(failure);
-        } finally {
-            sandboxes.answered();
-        }
+        sandboxes.removeThenAnswer(sandbox, () -> call.fail(failure));
     }
 }

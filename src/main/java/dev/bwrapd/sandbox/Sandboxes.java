@@ -15,7 +15,7 @@ public final class Sandboxes {
     /** How many sandboxes were ever registered: tells a waiter whether any came meanwhile. */
     private long registered;
     private boolean shuttingDown;
-    /** Sandboxes removed whose answers are not yet queued ({@link #removeBeforeAnswer}). */
+    /** Sandboxes removed whose answers are not yet queued ({@link #removeThenAnswer}). */
     private int unanswered;
     /** Sandboxes a shutdown has already killed: a second shutdown does not count them again. */
     private final java.util.Set<Sandbox> killed = new java.util.HashSet<>();
@@ -47,19 +47,24 @@ public final class Sandboxes {
     }
 
     /**
-     * Removes a sandbox whose answer is about to be sent: its id is free at once (a client that
-     * reads the answer may reuse it straight away), and {@link #awaitEnded} waits on until
-     * {@link #answered}, so that shutdown's answer never comes before a run's.
+     * Removes a finished sandbox, then runs {@code answer} (which queues its answer for the client):
+     * its id is free at once (a client that reads the answer may reuse it straight away), and
+     * {@link #awaitEnded} waits on until {@code answer} has returned, so that shutdown's answer never
+     * comes before a run's. {@code answer} runs without this object's lock.
      */
-    public synchronized void removeBeforeAnswer(Sandbox sandbox) {
-        unanswered++;
-        remove(sandbox);
-    }
-
-    /** The answer of a sandbox removed by {@link #removeBeforeAnswer} is queued for the client. */
-    public synchronized void answered() {
-        unanswered--;
-        notifyAll();
+    public void removeThenAnswer(Sandbox sandbox, Runnable answer) {
+        synchronized (this) {
+            unanswered++;
+            remove(sandbox);
+        }
+        try {
+            answer.run();
+        } finally {
+            synchronized (this) {
+                unanswered--;
+                notifyAll();
+            }
+        }
     }
 
     /** Waits until more than {@code count} sandboxes have been registered in all. */

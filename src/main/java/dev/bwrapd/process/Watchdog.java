@@ -222,7 +222,7 @@ public final class Watchdog {
      * names bwrap itself), it is killed as told. One write for all: each write wakes the watchdog.
      */
     public void watch(int pgid, boolean marked, List<Path> cgroups) {
-        send(lines('+', cgroups, marked, pgid));
+        send('+', ids(cgroups, marked, pgid));
     }
 
     /**
@@ -238,7 +238,7 @@ public final class Watchdog {
         if (start == null) {
             watch(leader, marked, List.of());
         } else {
-            send("+" + leader + "@" + start + "\n");
+            send('+', List.of(leader + "@" + start));
         }
     }
 
@@ -253,14 +253,15 @@ public final class Watchdog {
 
     /** Group {@code pgids} and {@code cgroups} are gone (or about to be): forget them, in one write. */
     public void forget(List<Path> cgroups, boolean marked, int... pgids) {
-        send(lines('-', cgroups, marked, pgids));
+        send('-', ids(cgroups, marked, pgids));
     }
 
-    private static String lines(char sign, List<Path> cgroups, boolean marked, int... pgids) {
-        StringBuilder lines = new StringBuilder();
-        for (int pgid : pgids) if (pgid != 0) lines.append(sign).append(marked ? "" : "=").append(pgid).append('\n');
-        for (Path dir : cgroups) lines.append(sign).append(dir).append('\n');
-        return lines.toString();
+    /** What the script's lines name after their sign: a group ("=" when unmarked), a cgroup's directory. */
+    private static List<String> ids(List<Path> cgroups, boolean marked, int... pgids) {
+        List<String> ids = new java.util.ArrayList<>(pgids.length + cgroups.size());
+        for (int pgid : pgids) if (pgid != 0) ids.add(marked ? Integer.toString(pgid) : "=" + pgid);
+        for (Path dir : cgroups) ids.add(dir.toString());
+        return ids;
     }
 
     /** Ends the watchdog's input as bwrapd's exit does: it kills what it holds. bwrapd never calls it (its death does); tests do. */
@@ -269,20 +270,22 @@ public final class Watchdog {
         pipe = -1;
     }
 
-    private synchronized void send(String lines) {
-        if (lines.isEmpty()) return;
-        for (String line : lines.split("\n")) {
-            String id = line.substring(1);
+    /** Tells the watchdog to hold ({@code sign} '+') or let go of ('-') each of {@code ids}, in one write. */
+    private synchronized void send(char sign, List<String> ids) {
+        if (ids.isEmpty()) return;
+        StringBuilder lines = new StringBuilder();
+        for (String id : ids) {
             int at = id.indexOf('@');
-            String key = id.startsWith("/") || at < 0 ? id : id.substring(0, at); // as the script keys it
-            if (line.charAt(0) == '+') held.put(key, id);
+            String key = at < 0 || id.startsWith("/") ? id : id.substring(0, at); // as the script keys it
+            if (sign == '+') held.put(key, id);
             else held.remove(key);
+            lines.append(sign).append(id).append('\n');
         }
         if (pipe == 0) pipe = start();
         if (pipe < 0) return;
         if (ended.get() != generation) {
             try {
-                Libc.writeFully(pipe, lines.getBytes(StandardCharsets.UTF_8));
+                Libc.writeFully(pipe, lines.toString().getBytes(StandardCharsets.UTF_8));
                 return;
             } catch (Libc.Error e) { // its input closed: only its death does that (EPIPE; SIGPIPE is ignored)
                 ended.accumulateAndGet(generation, Math::max);

@@ -82,6 +82,7 @@ public final class HostPaths implements AutoCloseable {
     private RunSpec spec;
     private int root = -1;
     private boolean hostRoot;
+    private List<String> hidden;
     private Libc.FileStat rootStat;
     private final List<Integer> mounts = new ArrayList<>();
     private final List<Integer> devices = new ArrayList<>();
@@ -102,7 +103,11 @@ public final class HostPaths implements AutoCloseable {
                 paths.rootStat = stat;
                 paths.hostRoot = isHostRoot(stat);
             }));
-            RunSpec spec = paths.hostRoot && request.network() ? withResolverConfiguration(request, java.nio.file.Path.of(RESOLV_CONF)) : request;
+            // /var/run looked at once for the run: it may become a directory meanwhile.
+            List<String> daemonDirectories = paths.hostRoot ? MountPoints.daemonDirectories() : List.of();
+            paths.hidden = paths.hostRoot ? MountPoints.hiddenOfTheHostRoot(request.hidden(), daemonDirectories) : request.hidden();
+            RunSpec spec = paths.hostRoot && request.network()
+                    ? withResolverConfiguration(request, java.nio.file.Path.of(RESOLV_CONF), daemonDirectories) : request;
             paths.spec = spec;
             for (int i = 0; i < spec.mounts().size(); i++) {
                 RunSpec.Mount mount = spec.mounts().get(i);
@@ -138,9 +143,10 @@ public final class HostPaths implements AutoCloseable {
      * A sandbox on the host's root gets /run empty (MountPoints.hiddenOfTheHostRoot), where
      * systemd-resolved keeps the file /etc/resolv.conf links to: that file (a regular one, never a
      * socket) is bound read-only at its own path, so that a networked run still resolves names.
-     * A client's own mount there wins.
+     * A client's own mount there wins, and so does a path it hid. {@code daemonDirectories}: /run
+     * and the like (MountPoints.daemonDirectories).
      */
-    static RunSpec withResolverConfiguration(RunSpec spec, java.nio.file.Path resolvConf) {
+    static RunSpec withResolverConfiguration(RunSpec spec, java.nio.file.Path resolvConf, List<String> daemonDirectories) {
         java.nio.file.Path file;
         try {
             file = resolvConf.toRealPath();
@@ -148,9 +154,10 @@ public final class HostPaths implements AutoCloseable {
             return spec; // none, or a dangling link: nothing to keep
         }
         String path = file.toString();
-        boolean hidden = MountPoints.hiddenOfTheHostRoot(List.of()).stream().anyMatch(h -> path.startsWith(h + "/"));
-        boolean clientsOwn = spec.mounts().stream().anyMatch(m -> m.target().equals(path) || m.target().equals(RESOLV_CONF));
-        if (!hidden || clientsOwn || !java.nio.file.Files.isRegularFile(file)) return spec;
+        boolean hiddenByUs = daemonDirectories.stream().anyMatch(d -> RootPaths.isOrBeneath(path, d));
+        boolean clientsOwn = spec.mounts().stream().anyMatch(m -> m.target().equals(path) || m.target().equals(RESOLV_CONF))
+                || spec.hidden().stream().anyMatch(h -> RootPaths.isOrBeneath(path, h));
+        if (!hiddenByUs || clientsOwn || !java.nio.file.Files.isRegularFile(file)) return spec;
         List<RunSpec.Mount> mounts = new ArrayList<>(spec.mounts());
         mounts.add(new RunSpec.Mount(path, path, true));
         return spec.withMounts(mounts);
@@ -179,6 +186,11 @@ public final class HostPaths implements AutoCloseable {
             }
         }
         return trees;
+    }
+
+    /** The host paths behind empty tmpfs mounts (MountPoints.hidden), as decided when the root was opened. */
+    public List<String> hidden() {
+        return hidden;
     }
 
     /** The root is the host's own {@code /}: bound read-only, never written or cleaned. */

@@ -65,8 +65,11 @@ final class MountPoints {
         this.refuseLinksInMounts = refuseLinksInMounts;
     }
 
-    /** Every destination of {@code spec}, placed in bwrap's order (see BwrapCommand); {@code hostRoot}: the root is the host's {@code /}. */
-    static BwrapCommand.Places plan(RunSpec spec, Path root, List<Path> mountSources, boolean hostRoot) throws HostPaths.Refused {
+    /**
+     * Every destination of {@code spec}, placed in bwrap's order (see BwrapCommand); {@code hostRoot}:
+     * the root is the host's {@code /}; {@code hidden}: the host paths behind empty tmpfs mounts ({@link #hidden}).
+     */
+    static BwrapCommand.Places plan(RunSpec spec, Path root, List<Path> mountSources, boolean hostRoot, List<String> hidden) throws HostPaths.Refused {
         MountPoints view = new MountPoints(root, hostRoot);
         String proc = view.place("/proc");
         view.mounted(proc, null, Kind.FORBIDDEN);
@@ -87,7 +90,6 @@ final class MountPoints {
             }
         }
         // The host root's hidden paths (real paths, given to bwrap as they are): empty tmpfs mounts, before the bind mounts.
-        List<String> hidden = hidden(spec, hostRoot);
         for (String path : hidden) view.mounted(path, null, Kind.FRESH);
         List<String> mounts = new ArrayList<>();
         for (int i = 0; i < spec.mounts().size(); i++) {
@@ -122,10 +124,19 @@ final class MountPoints {
      * both). Ancestors first; a path beneath another is dropped (RootPaths.outermost).
      */
     static List<String> hiddenOfTheHostRoot(List<String> requested) {
+        return hiddenOfTheHostRoot(requested, daemonDirectories());
+    }
+
+    /** As above, with {@link #daemonDirectories} already looked at. */
+    static List<String> hiddenOfTheHostRoot(List<String> requested, List<String> daemonDirectories) {
         List<String> paths = new ArrayList<>(requested);
-        paths.add("/run");
-        if (Files.isDirectory(Path.of("/var/run"), java.nio.file.LinkOption.NOFOLLOW_LINKS)) paths.add("/var/run");
+        paths.addAll(daemonDirectories);
         return RootPaths.outermost(paths);
+    }
+
+    /** Where the host's daemons keep their sockets: /run, and /var/run when it is a directory of its own. */
+    static List<String> daemonDirectories() {
+        return Files.isDirectory(Path.of("/var/run"), java.nio.file.LinkOption.NOFOLLOW_LINKS) ? List.of("/run", "/var/run") : List.of("/run");
     }
 
     /** The path with no link in it that means {@code absolute} in the sandbox as set up so far. */

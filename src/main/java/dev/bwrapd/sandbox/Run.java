@@ -375,7 +375,7 @@ final class Run {
         // host, so a link on the way (say one planted in the Buildbarn runner's temporary
         // directory, bound at /tmp) would have it create directories anywhere on the host.
         try {
-            places = MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources(), paths.hostRoot());
+            places = MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources(), paths.hostRoot(), paths.hidden());
         } catch (HostPaths.Refused e) {
             throw e.asSandboxException();
         }

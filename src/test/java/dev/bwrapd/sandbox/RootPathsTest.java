@@ -248,7 +248,7 @@ class RootPathsTest {
         for (RunSpec spec : List.of(spec(List.of("/dev/null"), List.of()), spec(List.of(), List.of(mount)),
                 spec(List.of(), List.of(new RunSpec.Mount("/srv", "/proc/x", true))))) {
             HostPaths.Refused refused = org.junit.jupiter.api.Assertions.assertThrows(HostPaths.Refused.class,
-                    () -> MountPoints.plan(spec, root, List.of(root.resolve("src")), false));
+                    () -> plan(spec, root, List.of(root.resolve("src")), false));
             assertTrue(refused.notAllowed, refused.getMessage());
         }
     }
@@ -258,7 +258,7 @@ class RootPathsTest {
         Path source = Files.createDirectory(tmp.resolve("source"));
         Files.createSymbolicLink(source.resolve("up"), Path.of("/etc"));
         Files.createSymbolicLink(root.resolve("tmp"), Path.of("/usr"));
-        BwrapCommand.Places places = MountPoints.plan(spec(List.of(), List.of(new RunSpec.Mount("/s", "/a", true),
+        BwrapCommand.Places places = plan(spec(List.of(), List.of(new RunSpec.Mount("/s", "/a", true),
                 new RunSpec.Mount("/s", "/a/up/x", true), new RunSpec.Mount("/s", "/tmp/y/z", true))), root, List.of(source, source, source), false);
         // /a/up is a link in the mount's source: an absolute one means the sandbox's /etc.
         // /tmp, a link to /usr in the root, is where bwrap mounts the tmpfs: below it nothing is resolved.
@@ -278,17 +278,17 @@ class RootPathsTest {
         Path tmpSource = Files.createDirectory(tmp.resolve("action-tmp"));
         Files.createSymbolicLink(tmpSource.resolve("build"), Path.of("/oldroot" + outside));
         RunSpec.Mount atTmp = new RunSpec.Mount("/s", "/tmp", false);
-        HostPaths.Refused refused = org.junit.jupiter.api.Assertions.assertThrows(HostPaths.Refused.class, () -> MountPoints.plan(
+        HostPaths.Refused refused = org.junit.jupiter.api.Assertions.assertThrows(HostPaths.Refused.class, () -> plan(
                 spec(List.of(), List.of(atTmp, new RunSpec.Mount("/s", "/tmp/build/a/root", false))), root, List.of(tmpSource, tmpSource), true));
         assertTrue(refused.notAllowed);
         assertTrue(refused.getMessage().contains("/tmp/build is a symbolic link"), refused.getMessage());
-        assertEquals(List.of("/tmp", "/tmp/plain/a/root"), MountPoints.plan(spec(List.of(), List.of(atTmp,
+        assertEquals(List.of("/tmp", "/tmp/plain/a/root"), plan(spec(List.of(), List.of(atTmp,
                 new RunSpec.Mount("/s", "/tmp/plain/a/root", false))), root, List.of(tmpSource, tmpSource), true).mounts());
         // The root's own links: resolved, as for any root (the sandbox's /sbin is its /bin).
-        assertEquals(List.of("/bin/x"), MountPoints.plan(spec(List.of(), List.of(new RunSpec.Mount("/s", "/sbin/x", false))), root,
+        assertEquals(List.of("/bin/x"), plan(spec(List.of(), List.of(new RunSpec.Mount("/s", "/sbin/x", false))), root,
                 List.of(tmpSource), true).mounts());
         // Without the host root a link in a source is resolved, as before.
-        assertEquals(List.of("/tmp", "/oldroot" + outside + "/a/root"), MountPoints.plan(spec(List.of(), List.of(atTmp,
+        assertEquals(List.of("/tmp", "/oldroot" + outside + "/a/root"), plan(spec(List.of(), List.of(atTmp,
                 new RunSpec.Mount("/s", "/tmp/build/a/root", false))), root, List.of(tmpSource, tmpSource), false).mounts());
         assertFalse(Files.exists(outside.resolve("a")));
     }
@@ -296,7 +296,7 @@ class RootPathsTest {
     @Test
     void aTargetThatLeadsToTheRootIsRefused() throws Exception {
         Files.createSymbolicLink(root.resolve("top"), Path.of("/"));
-        assertThrows(() -> MountPoints.plan(spec(List.of(), List.of(new RunSpec.Mount("/s", "/top", true))), root, List.of(root), false));
+        assertThrows(() -> plan(spec(List.of(), List.of(new RunSpec.Mount("/s", "/top", true))), root, List.of(root), false));
     }
 
     static void assertThrows(org.junit.jupiter.api.function.Executable executable) {
@@ -353,5 +353,10 @@ class RootPathsTest {
     void aFileInTheWayStopsQuietly() throws IOException {
         assertEquals(List.of(), RootPaths.createDirectories(root, List.of("etc", "passwd", "x")));
         assertTrue(Files.isRegularFile(root.resolve("etc/passwd")));
+    }
+
+    /** As a run plans: the hidden paths decided as HostPaths decides them. */
+    private static BwrapCommand.Places plan(RunSpec spec, Path root, List<Path> mountSources, boolean hostRoot) throws HostPaths.Refused {
+        return MountPoints.plan(spec, root, mountSources, hostRoot, MountPoints.hidden(spec, hostRoot));
     }
 }

@@ -45,11 +45,19 @@ class SandboxRunnerTest {
     @Test
     void theResolverConfigurationIsKeptOnlyWhereRunHidesIt(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
         RunSpec networked = BwrapCommandTest.spec(s -> { s.root = RunSpec.HOST_ROOT; s.network = true; });
+        List<String> hidden = MountPoints.daemonDirectories();
         java.nio.file.Path plain = java.nio.file.Files.writeString(dir.resolve("resolv.conf"), "nameserver 192.0.2.1\n");
-        assertEquals(networked, HostPaths.withResolverConfiguration(networked, plain), "a file outside /run is there anyway");
-        assertEquals(networked, HostPaths.withResolverConfiguration(networked, dir.resolve("missing")));
+        assertEquals(networked, HostPaths.withResolverConfiguration(networked, plain, hidden), "a file outside /run is there anyway");
+        assertEquals(networked, HostPaths.withResolverConfiguration(networked, dir.resolve("missing"), hidden));
         java.nio.file.Path dangling = java.nio.file.Files.createSymbolicLink(dir.resolve("dangling"), java.nio.file.Path.of("/run/no/such/file"));
-        assertEquals(networked, HostPaths.withResolverConfiguration(networked, dangling));
+        assertEquals(networked, HostPaths.withResolverConfiguration(networked, dangling, hidden));
+        // A file in a directory bwrapd hides is bound at its own path, unless the run hides it itself.
+        java.nio.file.Path daemons = java.nio.file.Files.createDirectory(dir.resolve("daemons"));
+        java.nio.file.Path behind = java.nio.file.Files.writeString(daemons.resolve("resolv.conf"), "nameserver 192.0.2.1\n");
+        assertEquals(List.of(new RunSpec.Mount(behind.toString(), behind.toString(), true)),
+                HostPaths.withResolverConfiguration(networked, behind, List.of(daemons.toString())).mounts());
+        RunSpec hiding = BwrapCommandTest.spec(s -> { s.root = RunSpec.HOST_ROOT; s.network = true; s.hidden = List.of(daemons.toString()); });
+        assertEquals(hiding, HostPaths.withResolverConfiguration(hiding, behind, List.of(daemons.toString())), "the run hides it");
         RunSpec offline = BwrapCommandTest.spec(s -> s.root = RunSpec.HOST_ROOT);
         try (HostPaths paths = HostPaths.open(offline, -1, new HostPaths.Devices())) {
             assertEquals(offline, paths.spec(), "no network: no resolver");

@@ -19,7 +19,7 @@ import java.util.Map;
 /**
  * Parses and checks {@code sandbox/run} params into a {@link RunSpec}. Type and value errors are
  * -32602 naming the field; paths that are relative, climb out of the root with {@code ..}, or
- * would bind the host root read-write are -32005. Nothing is created or opened here.
+ * mount the host root spelled out ({@code /}, {@code /.}) are -32005. Nothing is created or opened here.
  */
 public final class RunParams {
     static final String[] FIELDS = {"command", "root", "sandboxId", "cwd", "env", "network", "readOnlyRoot", "hostname",
@@ -193,7 +193,7 @@ public final class RunParams {
             requireAbsolute(name + ".source", source);
             String target = absolutePath(name + ".target", m.requiredString("target"));
             boolean readOnly = m.bool("readOnly", false);
-            if (!readOnly && isHostRoot(source)) {
+            if (isHostRoot(source)) {
                 throw Params.pathNotAllowed(name + ".source: " + source + " is the host root /, which is never a mount source, read-only or not"
                         + " (it would bring the host's /run and /proc along): use root \"/\", which is mounted read-only");
             }

@@ -89,6 +89,11 @@ class RunParamsSchemaTest {
                 new Case("{'command':['true'],'mounts':[{'source':'/tmp','target':'/mnt'}]}", true),
                 new Case("{'command':['true'],'mounts':[{'source':'tmp','target':'/mnt'}]}", false),
                 new Case("{'command':['true'],'mounts':[{'source':'/tmp','target':'mnt'}]}", false),
+                // the host's / spelled with slashes and dots, read-only or not; any other spelling is the run's to refuse
+                new Case("{'command':['true'],'mounts':[{'source':'/','target':'/mnt','readOnly':true}]}", false),
+                new Case("{'command':['true'],'mounts':[{'source':'//./','target':'/mnt'}]}", false),
+                new Case("{'command':['true'],'mounts':[{'source':'/..','target':'/mnt','readOnly':true}]}", true),
+                new Case("{'command':['true'],'mounts':[{'source':'/.x','target':'/mnt','readOnly':true}]}", true),
                 new Case("{'command':['true'],'mounts':[{'source':'/tmp'}]}", false),
                 new Case("{'command':['true'],'mounts':[{'source':'/tmp','target':'/mnt','readOnly':null}]}", true),
                 new Case("{'command':['true'],'mounts':[{'source':'/tmp','target':'/mnt','other':1}]}", false),

@@ -676,20 +676,15 @@ public final class Server {
 
     /** A response whose result is already serialized: copied once into the frame, never parsed again. */
     private boolean sendRaw(JsonNode id, RawJson result, Runnable written) {
-        try {
-            byte[] idBytes = json.writeValueAsBytes(id);
-            byte[] frame = new byte[RESULT_START.length + idBytes.length + RESULT_MIDDLE.length + result.length() + 2];
-            int at = put(frame, 0, RESULT_START, RESULT_START.length);
-            at = put(frame, at, idBytes, idBytes.length);
-            at = put(frame, at, RESULT_MIDDLE, RESULT_MIDDLE.length);
-            at = put(frame, at, result.bytes(), result.length());
-            frame[at++] = '}';
-            outbox.post(Outbox.Frame.of(frame, at, written));
-            return true;
-        } catch (JsonProcessingException e) {
-            LOG.error("cannot serialize a response", e);
-            return false;
-        }
+        byte[] idBytes = JsonText.of(json, id).getBytes(StandardCharsets.UTF_8);
+        byte[] frame = new byte[RESULT_START.length + idBytes.length + RESULT_MIDDLE.length + result.length() + 2]; // '}', the newline
+        int at = put(frame, 0, RESULT_START, RESULT_START.length);
+        at = put(frame, at, idBytes, idBytes.length);
+        at = put(frame, at, RESULT_MIDDLE, RESULT_MIDDLE.length);
+        at = put(frame, at, result.bytes(), result.length());
+        frame[at++] = '}';
+        outbox.post(Outbox.Frame.of(frame, at, written));
+        return true;
     }
 
     private static int put(byte[] into, int at, byte[] bytes, int length) {

@@ -1,9 +1,9 @@
 package dev.bwrapd.protocol;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.bwrapd.jsonrpc.Call;
 import dev.bwrapd.jsonrpc.ErrorCodes;
+import dev.bwrapd.jsonrpc.JsonText;
 import dev.bwrapd.jsonrpc.RpcException;
 import dev.bwrapd.jsonrpc.Utf8;
 import dev.bwrapd.memory.MemoryBudget;
@@ -53,49 +53,8 @@ final class RunReporter implements RunListener {
         this.call = call;
         this.sandboxes = sandboxes;
         this.sandbox = sandbox;
-        this.quotedId = jsonText(json, sandbox.id());
+        this.quotedId = JsonText.of(json, sandbox.id());
         Arrays.fill(carries, NO_BYTES);
-    }
-
-    /**
-     * {@code value} as JSON text, as the answer writes it: through the server's mapper into bytes,
-     * which escapes an unpaired surrogate (a JSON string may hold one, from a {@code \\uD800}
-     * escape) rather than making it the '?' of a String's UTF-8 encoding.
-     */
-    static String jsonText(ObjectMapper json, Object value) {
-        String plain = plainJson(value);
-        if (plain != null) return plain;
-        try {
-            return new String(json.writeValueAsBytes(value), StandardCharsets.UTF_8);
-        } catch (JsonProcessingException e) {
-            throw new IllegalStateException("a value that was read cannot be written", e);
-        }
-    }
-
-    /**
-     * {@code value} as JSON text without the mapper when that is plain: a whole number (the usual
-     * request id, kept as the exact text it came in) or a string of printable ASCII with no quote
-     * or backslash (the usual sandbox id). Null for anything else. A generator made to write a
-     * few bytes costs more than the rest of the notification.
-     */
-    private static String plainJson(Object value) {
-        if (value instanceof com.fasterxml.jackson.databind.node.IntNode
-                || value instanceof com.fasterxml.jackson.databind.node.LongNode) {
-            return ((com.fasterxml.jackson.databind.JsonNode) value).asText();
-        }
-        if (value instanceof com.fasterxml.jackson.databind.node.POJONode pojo
-                && pojo.getPojo() instanceof com.fasterxml.jackson.databind.util.RawValue raw
-                && raw.rawValue() instanceof String text) {
-            return text; // a number exactly as the client wrote it (Server.exact)
-        }
-        String text = value instanceof String s ? s
-                : value instanceof com.fasterxml.jackson.databind.node.TextNode node ? node.textValue() : null;
-        if (text == null) return null;
-        for (int i = 0; i < text.length(); i++) {
-            char c = text.charAt(i);
-            if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') return null;
-        }
-        return '"' + text + '"';
     }
 
     /** The frame of a sandbox/output notification of {@code stream} up to its data: made when the stream first sends. */
@@ -113,7 +72,7 @@ final class RunReporter implements RunListener {
     @Override
     public void started(Sandbox sandbox) {
         byte[] message = ("{\"jsonrpc\":\"2.0\",\"method\":\"sandbox/started\",\"params\":{\"sandboxId\":" + quotedId
-                + ",\"pid\":" + sandbox.pid() + ",\"requestId\":" + jsonText(json, call.id()) + "}}").getBytes(StandardCharsets.UTF_8);
+                + ",\"pid\":" + sandbox.pid() + ",\"requestId\":" + JsonText.of(json, call.id()) + "}}").getBytes(StandardCharsets.UTF_8);
         call.notifyClientRawAtOnce(message);
     }
 
@@ -328,7 +287,8 @@ final class RunReporter implements RunListener {
             if (outcome.status() == RunOutcome.Status.CANCELLED) {
                 call.fail(new RpcException(ErrorCodes.REQUEST_CANCELLED, "Request cancelled", json.getNodeFactory().pojoNode(result)));
             } else {
-                call.reply(result);
+                dev.bwrapd.jsonrpc.RawJson written = RunResults.written(result, json);
+                call.reply(written != null ? written : result);
             }
         });
     }

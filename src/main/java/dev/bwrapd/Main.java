@@ -123,11 +123,6 @@ public class Main implements QuarkusApplication {
         // alongside; initialize is answered when the probe is done.
         CompletableFuture<HostCapabilities> host = HostProbe.start(bwrap, reaper, Version.VERSION, cgroups.v1Hierarchies());
         host.thenRun(() -> logStartup("bwrap probed"));
-        // The pipe to the client holds 1 MiB, not 64 KiB, where the kernel lets it (the client's
-        // end is the same pipe): streamed output goes ~15-20 % faster, the helper and the client
-        // woken less often. It counts 256 pages against the user's fs.pipe-user-pages-soft (16384)
-        // instead of 16 (docs/performance.md). Alongside the probe, which links the libc calls.
-        host.thenRun(() -> Libc.growPipe(1, CLIENT_PIPE_BYTES));
         if (bwrap.found() == null) LOG.warnf("bwrap not found (tried %s); sandbox/run will fail", bwrap.tried());
 
         MemoryBudget budget = new MemoryBudget(memory);
@@ -135,7 +130,12 @@ public class Main implements QuarkusApplication {
         Capture.Store captures = new Capture.Store(budget, Capture.spoolDirectory(), CAPTURE_MEMORY_BYTES);
         ObjectMapper json = jsonMapper(options.maxMessageBytes());
         MessageReader reader = new MessageReader(new FileInputStream(FileDescriptor.in), options.framing(), options.maxMessageBytes());
-        MessageWriter writer = new MessageWriter(protocolOut, reader::framing);
+        // The pipe to the client grows to 1 MiB, not 64 KiB, where the kernel lets it (the client's
+        // end is the same pipe): streamed output goes ~15-20 % faster, the helper and the client
+        // woken less often. It counts 256 pages against the user's fs.pipe-user-pages-soft (16384)
+        // instead of 16 (docs/performance.md), so only a helper that writes large frames (streamed
+        // output, captures) grows it, at its first: a user's many helpers that do not, spend nothing.
+        MessageWriter writer = new MessageWriter(protocolOut, reader::framing, () -> Libc.growPipe(1, CLIENT_PIPE_BYTES));
         Sandboxes sandboxes = new Sandboxes(watchdog);
         Map<String, Object> limits = new LinkedHashMap<>();
         limits.put("maxMessageBytes", options.maxMessageBytes());

@@ -36,14 +36,35 @@ public final class MessageWriter {
     /** Up to this size an LSP frame's header and body are copied together and written at once. */
     private static final int ONE_WRITE = 64 * 1024;
 
+    /** A frame of at least this many bytes is large: the first one runs {@code beforeLargeFrames}. */
+    static final int LARGE_FRAME = 16 * 1024;
+
     private final OutputStream out;
     private final Supplier<Framing> framing;
     private final Buffer buffer = new Buffer();
     private boolean broken;
+    private Runnable beforeLargeFrames; // null once it has run
 
     public MessageWriter(OutputStream out, Supplier<Framing> framing) {
+        this(out, framing, null);
+    }
+
+    /** {@code beforeLargeFrames}: run once, before the first frame of {@link #LARGE_FRAME} bytes or more is written. */
+    public MessageWriter(OutputStream out, Supplier<Framing> framing, Runnable beforeLargeFrames) {
         this.out = out;
         this.framing = framing;
+        this.beforeLargeFrames = beforeLargeFrames;
+    }
+
+    private void aboutToWrite(long length) {
+        Runnable first = beforeLargeFrames;
+        if (first == null || length < LARGE_FRAME) return;
+        beforeLargeFrames = null;
+        try {
+            first.run();
+        } catch (RuntimeException e) {
+            // it only tunes the output: the frame goes out all the same
+        }
     }
 
     /** Writes one message; false once the client has gone away (the message is dropped). */
@@ -57,6 +78,7 @@ public final class MessageWriter {
      */
     public synchronized boolean write(byte[] body, int length) {
         if (broken) return false;
+        aboutToWrite(length);
         try {
             if (framing.get() == Framing.LSP) {
                 byte[] header = ("Content-Length: " + length + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII);
@@ -114,6 +136,7 @@ public final class MessageWriter {
         } catch (IOException | RuntimeException e) {
             if (!buffer.full) throw new BodyException(e);
         }
+        aboutToWrite(buffer.full ? Long.MAX_VALUE : buffer.size());
         try {
             if (!buffer.full) {
                 frame(buffer);

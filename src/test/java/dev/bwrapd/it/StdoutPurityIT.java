@@ -154,4 +154,35 @@ class StdoutPurityIT {
         params.put("timeoutMs", 30_000);
         return params;
     }
+
+    /**
+     * The pipe to the client grows to 1 MiB at the first large frame, not at start: each grown pipe
+     * counts 256 pages against the user's fs.pipe-user-pages-soft, and a user's helpers that never
+     * stream much should not spend them. (The size is asked of the pipe through /proc/PID/fd/1.)
+     */
+    @org.junit.jupiter.api.Test
+    void thePipeToTheClientGrowsAtTheFirstLargeFrameOnly() throws Exception {
+        try (BwrapdProcess bwrapd = BwrapdProcess.start()) {
+            Runs.initialize(bwrapd);
+            Runs.ok(bwrapd, Runs.sh(root, "echo small"));
+            int before = pipeSize(bwrapd);
+            assertTrue(before < 1 << 20, "grown before any large frame: " + before);
+            org.junit.jupiter.api.Assumptions.assumeTrue(before == 65536, "a new pipe holds " + before + " bytes: the user's pipe pages are spent");
+            com.fasterxml.jackson.databind.node.ObjectNode large = Runs.sh(root, "head -c 300000 /dev/zero | tr '\\0' a");
+            large.put("stdout", "stream");
+            Runs.ok(bwrapd, large);
+            assertEquals(1 << 20, pipeSize(bwrapd), "grown for the streamed output");
+            Runs.closeChecked(bwrapd);
+        }
+    }
+
+    private static int pipeSize(BwrapdProcess bwrapd) throws Exception {
+        Process python = new ProcessBuilder("/usr/bin/python3", "-c", """
+                import fcntl, os, sys
+                print(fcntl.fcntl(os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK), 1032))  # F_GETPIPE_SZ
+                """, "/proc/" + bwrapd.process().pid() + "/fd/1").redirectErrorStream(true).start();
+        String said = new String(python.getInputStream().readAllBytes(), StandardCharsets.UTF_8).trim();
+        assertEquals(0, python.waitFor(), said);
+        return Integer.parseInt(said);
+    }
 }

@@ -44,6 +44,32 @@ class MessageWriterTest {
         }
     }
 
+    /** The helper grows its pipe to the client there: only one that sends large frames spends the user's pipe pages. */
+    @Test
+    void theFirstLargeFrameRunsTheHookOnceBeforeItIsWritten() throws IOException {
+        int[] runs = {0};
+        int[] writtenBefore = {-1};
+        MessageWriter writer = new MessageWriter(out, () -> Framing.NDJSON, () -> {
+            runs[0]++;
+            writtenBefore[0] = out.size();
+            throw new IllegalStateException("a hook that fails loses no frame");
+        });
+        byte[] small = body(MessageWriter.LARGE_FRAME - 1);
+        assertTrue(writer.write(small, small.length));
+        assertTrue(writer.write(pieces(body(100))));
+        assertEquals(0, runs[0], "small frames only");
+        byte[] large = body(MessageWriter.LARGE_FRAME);
+        assertTrue(writer.write(large, large.length));
+        assertEquals(1, runs[0]);
+        assertEquals(small.length + 1 + 101, writtenBefore[0], "run before the large frame was written");
+        assertTrue(writer.write(pieces(body(3 * MessageWriter.BUFFERED))));
+        assertEquals(1, runs[0], "once");
+        assertEquals(small.length + 1 + 101 + large.length + 1 + 3 * MessageWriter.BUFFERED + 1, out.size());
+        MessageWriter streaming = new MessageWriter(out, () -> Framing.LSP, () -> runs[0]++);
+        assertTrue(streaming.write(pieces(body(2 * MessageWriter.BUFFERED))));
+        assertEquals(2, runs[0], "a streamed body is large too");
+    }
+
     @Test
     void aBodyThatFailsEarlyWritesNothing() {
         MessageWriter writer = new MessageWriter(out, () -> Framing.LSP);

@@ -122,9 +122,60 @@ public final class RootJournal {
     }
 
     /**
-     * What bwrapd processes that died while using {@code root} recorded there (parents first), their
-     * records removed: the caller cleans it. {@code whereNow} (the root's path now) is asked only
-     * when there is a record to compare it with.
+     * Whether another bwrapd that is alive has a record of {@code root}: it uses the root now, and
+     * its sandboxes may be mounted on what this one's bwrap made there (removing a mount point
+     * unmounts it in their mount namespaces too).
+     */
+    boolean usedByOthers(String root) {
+        Path dirOfRoot = dir.resolve(root);
+        try {
+            if (!hasRecords(dirOfRoot)) return false;
+        } catch (Libc.Error e) {
+            LOG.warnf("cannot read the root records: %s", e.getMessage());
+            return false;
+        }
+        try (DirectoryStream<Path> records = Files.newDirectoryStream(dirOfRoot)) {
+            for (Path record : records) {
+                String writer = writer(record.getFileName().toString());
+                if (isNumber(writer) && !writer.equals(Long.toString(pid)) && Files.exists(Path.of("/proc", writer))) return true;
+            }
+        } catch (IOException e) {
+            LOG.warnf("cannot read the root records: %s", e.getMessage());
+        }
+        return false;
+    }
+
+    /**
+     * This process's record of {@code root} becomes one of nobody's, for the last bwrapd still
+     * using the root to remove what it names ({@link #takeOrphans}), as a dead writer's would be.
+     */
+    void handOver(String root) {
+        Path records = dir.resolve(root);
+        try {
+            Files.move(records.resolve(Long.toString(pid)), records.resolve(HANDED_OVER + pid + "-" + handedOver.incrementAndGet()),
+                    StandardCopyOption.ATOMIC_MOVE);
+        } catch (NoSuchFileException e) {
+            // nothing recorded: nothing to hand over
+        } catch (IOException e) {
+            LOG.warnf("cannot hand a root record over: %s", e.getMessage());
+        }
+    }
+
+    /** Names of handed-over records start with this: no pid, so no writer that is alive. */
+    private static final String HANDED_OVER = "left-";
+    private final java.util.concurrent.atomic.AtomicLong handedOver = new java.util.concurrent.atomic.AtomicLong();
+
+    /** The pid a record's name stands for ("" for a handed-over one). */
+    private static String writer(String name) {
+        if (name.startsWith(HANDED_OVER)) return "";
+        return name.endsWith(".new") ? name.substring(0, name.length() - 4) : name; // .new: a writer killed while writing it
+    }
+
+    /**
+     * What bwrapd processes that died while using {@code root}, or handed their records over,
+     * recorded there (parents first), their records removed: the caller cleans it. Nothing while
+     * another bwrapd that is alive uses the root: its sandboxes may be mounted there. {@code
+     * whereNow} (the root's path now) is asked only when there is a record to compare it with.
      */
     List<String> takeOrphans(String root, Supplier<String> whereNow) {
         List<String> paths = new ArrayList<>();
@@ -135,13 +186,15 @@ public final class RootJournal {
             LOG.warnf("cannot read the root records: %s", e.getMessage());
             return paths;
         }
+        if (usedByOthers(root)) return paths;
         String where = null;
         try (DirectoryStream<Path> records = Files.newDirectoryStream(dirOfRoot)) {
             for (Path record : records) {
                 String name = record.getFileName().toString();
                 boolean unfinished = name.endsWith(".new"); // a writer killed while writing it
-                String writer = unfinished ? name.substring(0, name.length() - 4) : name;
-                if (!isNumber(writer) || Files.exists(Path.of("/proc", writer))) continue; // alive, or not a record
+                boolean handedOverRecord = name.startsWith(HANDED_OVER);
+                String writer = writer(name);
+                if (!handedOverRecord && (!isNumber(writer) || Files.exists(Path.of("/proc", writer)))) continue; // alive, or not a record
                 if (!unfinished) {
                     if (where == null) where = whereNow.get();
                     List<String> lines = Files.readAllLines(record, StandardCharsets.UTF_8);
@@ -153,6 +206,11 @@ public final class RootJournal {
             }
         } catch (IOException e) {
             LOG.warnf("cannot read the root records: %s", e.getMessage());
+        }
+        try {
+            Files.delete(dirOfRoot); // with the last record taken, as forget does: later leases list nothing
+        } catch (IOException e) {
+            // records of helpers alive, this one's among them: theirs to remove
         }
         return paths;
     }

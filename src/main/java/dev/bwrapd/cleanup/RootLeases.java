@@ -49,6 +49,8 @@ public final class RootLeases {
         final Map<String, Boolean> existedBefore = new LinkedHashMap<>();
         /** What the journal holds for this lease: nothing until bwrap may create something here. */
         List<String> recorded = List.of();
+        /** Whether the journal holds a record of this lease (maybe of nothing: see {@link #acquire}). */
+        boolean inJournal;
     }
 
     /**
@@ -62,18 +64,22 @@ public final class RootLeases {
         Identity root = identity(rootStat);
         while (cleaning.contains(root)) wait();
         Lease lease = leases.get(root);
-        if (lease == null) {
+        boolean first = lease == null;
+        if (first) {
             lease = new Lease();
             leases.put(root, lease);
             if (journal != null) restore(rootFd, root);
         }
         lease.users++;
         for (String path : paths) lease.existedBefore.computeIfAbsent(path, p -> exists(rootFd, p));
-        // Written only when it changes: a prepared root (its mount points already there) never is.
+        // Written only when it changes: a prepared root (its mount points already there) never is,
+        // unless another bwrapd records it: then this one's record, even of nothing, tells that
+        // one that its mount points are in use here (see release).
         List<String> created = created(lease);
-        if (journal != null && !created.equals(lease.recorded)) {
+        if (journal != null && (!created.equals(lease.recorded) || first && journal.usedByOthers(root.name()))) {
             journal.write(root.name(), where(rootFd), created);
             lease.recorded = created;
+            lease.inJournal = true;
         }
     }
 
@@ -115,9 +121,24 @@ public final class RootLeases {
             leases.remove(root);
             cleaning.add(root);
             toRemove.addAll(created(lease));
-            recorded = !lease.recorded.isEmpty();
+            recorded = lease.inJournal;
         }
         try {
+            if (journal != null) {
+                // Another bwrapd's sandboxes on this root may be mounted on what this one's bwrap
+                // made, and removing a mount point unmounts it in their mount namespaces too: the
+                // last bwrapd on the root removes it, from the record handed over.
+                if (journal.usedByOthers(root.name())) {
+                    if (recorded) journal.handOver(root.name());
+                    return CleanupReport.DEFERRED;
+                }
+                List<String> handedOver = journal.takeOrphans(root.name(), () -> where(rootFd));
+                if (!handedOver.isEmpty()) {
+                    for (String path : handedOver) if (!toRemove.contains(path)) toRemove.add(path);
+                    // Parents first across both lists too, as each was recorded.
+                    toRemove.sort(java.util.Comparator.comparingLong(path -> path.chars().filter(c -> c == '/').count()));
+                }
+            }
             // Children before parents: the paths were recorded parents first.
             CleanupReport report = RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), toRemove.reversed());
             if (journal != null && recorded) journal.forget(root.name());

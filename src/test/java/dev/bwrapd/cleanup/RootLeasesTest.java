@@ -276,7 +276,6 @@ class RootLeasesTest {
         Files.write(records.resolve("2147483646"), List.of(root.toString(), "dev", "dev/null", "tmp", "a", "a/b", "bin"));
         Files.write(records.resolve("2147483645"), List.of("/elsewhere", "bin/sh"));
         Files.write(records.resolve("2147483644.new"), List.of(root.toString(), "bin")); // its writer died writing it
-        Files.write(records.resolve("1"), List.of(root.toString(), "bin")); // its writer (pid 1) runs: not an orphan
 
         RootLeases withJournal = new RootLeases(journal);
         withJournal.acquire(fd(root), stat(root), List.of("proc"));
@@ -286,14 +285,68 @@ class RootLeasesTest {
         assertTrue(Files.exists(root.resolve("a/kept")));
         assertEquals("sh", Files.readString(root.resolve("bin/sh")), "a record for another path (a reused inode) is not used");
         try (Stream<Path> left = Files.list(records)) {
-            assertEquals(Set.of(records.resolve("1"), records.resolve(Long.toString(ProcessHandle.current().pid()))),
+            assertEquals(Set.of(records.resolve(Long.toString(ProcessHandle.current().pid()))),
                     left.collect(Collectors.toSet()),
                     "the dead records (and the unfinished one) are gone; this process's own is there while the root is in use");
         }
         withJournal.release(fd(root), stat(root));
-        try (Stream<Path> left = Files.list(records)) {
-            assertEquals(List.of(records.resolve("1")), left.toList(), "a clean root has no record of this process; another's keeps the directory");
-        }
+        assertFalse(Files.exists(records), "a clean root has no record left");
+    }
+
+    /**
+     * Another bwrapd that is alive (its record's pid, 1, runs) uses the root: its sandboxes may be
+     * mounted on what bwrap made there, and removing a mount point unmounts it in their mount
+     * namespaces. Nothing is removed while it is there, neither a dead helper's leftovers nor this
+     * lease's own, which are handed over; the next lease on the root once it has gone removes both.
+     */
+    @Test
+    void nothingIsRemovedWhileAnotherLiveHelperUsesTheRoot() throws Exception {
+        Path journalDir = tmp.resolve("run");
+        RootJournal journal = journalIn(journalDir);
+        Files.createDirectories(root.resolve("dev"));
+        Files.createDirectories(root.resolve("tmp"));
+        Path records = Files.createDirectory(journalDir.resolve("bwrapd/" + recordsName(root)));
+        Path other = Files.write(records.resolve("1"), List.of(root.toString(), "dev"));
+        Files.write(records.resolve("2147483646"), List.of(root.toString(), "tmp")); // dead
+
+        RootLeases withJournal = new RootLeases(journal);
+        withJournal.acquire(fd(root), stat(root), List.of("dev", "tmp", "proc"));
+        assertTrue(Files.exists(root.resolve("tmp")), "a dead helper's mount point may be mounted on by the live one's sandboxes");
+        Files.createDirectory(root.resolve("proc")); // as bwrap does
+        CleanupReport report = withJournal.release(fd(root), stat(root));
+        assertTrue(report.deferred(), report::toString);
+        assertTrue(Files.exists(root.resolve("proc")), "this lease's mount point is left to the last helper on the root");
+        assertTrue(Files.exists(root.resolve("dev")));
+
+        Files.delete(other); // the other helper has finished with the root
+        withJournal.acquire(fd(root), stat(root), List.of("dev"));
+        assertFalse(Files.exists(root.resolve("proc")), "what was handed over is removed once nobody uses the root");
+        assertFalse(Files.exists(root.resolve("tmp")), "and what the dead helper left");
+        assertTrue(Files.exists(root.resolve("dev")), "what the other helper made and did not hand over stays");
+        withJournal.release(fd(root), stat(root));
+        assertFalse(Files.exists(records), "a clean root has no record left");
+    }
+
+    /** A lease's release, once nobody else uses the root, removes what was handed over to it too, and reports it. */
+    @Test
+    void theLastHelperRemovesWhatWasHandedOver() throws Exception {
+        Path journalDir = tmp.resolve("run");
+        RootJournal journal = journalIn(journalDir);
+        Path records = Files.createDirectory(journalDir.resolve("bwrapd/" + recordsName(root)));
+        Path other = Files.write(records.resolve("1"), List.of(root.toString(), "dev", "dev/null"));
+        Files.createDirectories(root.resolve("dev"));
+        Files.createFile(root.resolve("dev/null"));
+
+        RootLeases withJournal = new RootLeases(journal);
+        withJournal.acquire(fd(root), stat(root), List.of("dev", "dev/null", "proc"));
+        assertTrue(Files.exists(records.resolve(Long.toString(ProcessHandle.current().pid()))), "this lease tells the other it is here");
+        Files.createDirectory(root.resolve("proc"));
+        Files.move(other, records.resolve("left-1-1")); // the other ends first, and hands its record over
+        CleanupReport report = withJournal.release(fd(root), stat(root));
+        assertFalse(report.deferred(), report::toString);
+        assertEquals(Set.of("/proc", "/dev/null", "/dev"), Set.copyOf(report.removed()));
+        assertTrue(report.removed().indexOf("/dev/null") < report.removed().indexOf("/dev"), "children first: " + report.removed());
+        assertFalse(Files.exists(records), "a clean root has no record left");
     }
 
     /** A root where bwrap creates nothing (its mount points already there) costs the journal nothing: no record, no directory. */

@@ -286,4 +286,39 @@ class SandboxCleanupIT {
         assertTrue(cleaners >= 1, "the last run on the root must clean it");
         Runs.assertSameTree(before, root.snapshot(), "the root must be clean once every run has ended");
     }
+
+    /**
+     * Two helpers on one root (two build tools, each with its own bwrapd): the one whose run ends
+     * first must not remove the mount points the other's running sandbox is mounted on. Removing a
+     * mount point unmounts it in every other mount namespace: the other sandbox lost /dev, /proc
+     * and /tmp in the middle of its run. The last helper to finish cleans for both.
+     */
+    @Test
+    void aSecondHelperOnTheRootKeepsItsMountPointsWhileTheFirstCleans() throws Exception {
+        Path sync = Files.createDirectory(host.resolve("sync"));
+        TreeMap<String, String> before = root.snapshot();
+        try (BwrapdProcess other = BwrapdProcess.start()) {
+            Runs.initialize(other);
+            // This helper's run comes first (its bwrap makes /dev, /proc, /tmp), and ends first.
+            ObjectNode first = sh(root, "touch /sync/first; while [ ! -e /sync/second ]; do sleep 0.02; done");
+            first.set("mounts", Runs.JSON.createArrayNode().add(mount(sync.toString(), "/sync", false)));
+            CompletableFuture<JsonNode> firstResponse = bwrapd.requestAsync("sandbox/run", first);
+            Runs.awaitFile(sync.resolve("first"), Duration.ofSeconds(30));
+            ObjectNode second = sh(root, "touch /sync/second; while [ ! -e /sync/go ]; do sleep 0.02; done;"
+                    + " echo x > /dev/null && test -c /dev/zero && test -d /proc/self && touch /tmp/t && echo ok");
+            second.set("mounts", Runs.JSON.createArrayNode().add(mount(sync.toString(), "/sync", false)));
+            CompletableFuture<JsonNode> secondResponse = other.requestAsync("sandbox/run", second);
+            JsonNode firstResult = firstResponse.get(60, TimeUnit.SECONDS).get("result");
+            assertExited(firstResult, 0);
+            assertTrue(firstResult.get("cleanup").get("deferred").asBoolean(),
+                    "another helper's sandbox still uses the root: " + firstResult);
+            Files.writeString(sync.resolve("go"), "");
+            JsonNode secondResult = secondResponse.get(60, TimeUnit.SECONDS).get("result");
+            assertExited(secondResult, 0);
+            assertEquals("ok\n", Runs.out(secondResult), secondResult::toString);
+            assertTrue(secondResult.get("cleanup").get("ok").asBoolean(), secondResult::toString);
+            Runs.closeChecked(other);
+        }
+        Runs.assertSameTree(before, root.snapshot(), "the last helper on the root must clean what both made");
+    }
 }

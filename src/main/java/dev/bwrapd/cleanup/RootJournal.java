@@ -6,11 +6,14 @@ import org.jboss.logging.Logger;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.DirectoryStream;
+import java.nio.channels.FileChannel;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.nio.file.LinkOption;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
 import java.util.List;
@@ -118,6 +121,50 @@ public final class RootJournal {
             Files.delete(records);
         } catch (IOException e) {
             // other helpers' records (or unfinished ones) are still there: theirs to remove
+        }
+    }
+
+    /** What {@link #lock} gives: released by closing it. */
+    public interface Held extends AutoCloseable {
+        @Override
+        void close();
+    }
+
+    private final java.util.concurrent.locks.ReentrantLock lockedHere = new java.util.concurrent.locks.ReentrantLock();
+
+    /**
+     * Holds, among this user's helpers, the right to look at the others' records and act on what
+     * is found: a lease's look at what pre-exists in a root and its record, a release's look for
+     * other users of the root and its removal (see RootLeases). Otherwise a helper could find a
+     * mount point there, and another, not yet seeing its record, remove it from under its bwrap.
+     * An fcntl lock on {@code lock} here, which belongs to the process: so one thread at a time
+     * holds it, with its own channel (closing any channel of that file would release it). Without
+     * the lock (it cannot be had: logged), the same steps are taken unguarded.
+     */
+    public Held lock() {
+        lockedHere.lock();
+        FileChannel channel = null;
+        try {
+            channel = FileChannel.open(dir.resolve("lock"), StandardOpenOption.CREATE, StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS);
+            channel.lock();
+        } catch (IOException e) { // an interrupt too (ClosedByInterruptException)
+            LOG.warnf("cannot lock the root records: %s", e.getMessage());
+            closeQuietly(channel);
+            channel = null;
+        }
+        FileChannel held = channel;
+        return () -> {
+            closeQuietly(held); // releases the lock
+            lockedHere.unlock();
+        };
+    }
+
+    private static void closeQuietly(FileChannel channel) {
+        if (channel == null) return;
+        try {
+            channel.close();
+        } catch (IOException ignored) {
+            // closed all the same
         }
     }
 

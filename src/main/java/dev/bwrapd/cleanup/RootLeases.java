@@ -63,25 +63,29 @@ public final class RootLeases {
     public synchronized void acquire(int rootFd, Libc.FileStat rootStat, List<String> paths) throws InterruptedException {
         Identity root = identity(rootStat);
         while (cleaning.contains(root)) wait();
-        Lease lease = leases.get(root);
-        boolean first = lease == null;
-        if (first) {
-            lease = new Lease();
-            leases.put(root, lease);
-            if (journal != null) restore(rootFd, root);
-        }
-        lease.users++;
-        for (String path : paths) lease.existedBefore.computeIfAbsent(path, p -> exists(rootFd, p));
-        // Written only when it changes: a prepared root (its mount points already there) never is,
-        // unless another bwrapd records it: then this one's record, even of nothing, tells that
-        // one that its mount points are in use here (see release).
-        List<String> created = created(lease);
-        if (journal != null && (!created.equals(lease.recorded) || first && journal.usedByOthers(root.name()))) {
-            journal.write(root.name(), where(rootFd), created);
-            lease.recorded = created;
-            lease.inJournal = true;
+        // What pre-exists is looked at, and this lease recorded, while no other helper looks for users of the root and cleans it.
+        try (RootJournal.Held held = journal == null ? NOT_HELD : journal.lock()) {
+            Lease lease = leases.get(root);
+            if (lease == null) {
+                lease = new Lease();
+                leases.put(root, lease);
+                if (journal != null) restore(rootFd, root);
+            }
+            lease.users++;
+            for (String path : paths) lease.existedBefore.computeIfAbsent(path, p -> exists(rootFd, p));
+            // Written only when it changes: a prepared root (its mount points already there) never is,
+            // unless another bwrapd records it: then this one's record, even of nothing, tells that
+            // one that its mount points are in use here (see release).
+            List<String> created = created(lease);
+            if (journal != null && (!created.equals(lease.recorded) || !lease.inJournal && journal.usedByOthers(root.name()))) {
+                journal.write(root.name(), where(rootFd), created);
+                lease.recorded = created;
+                lease.inJournal = true;
+            }
         }
     }
+
+    private static final RootJournal.Held NOT_HELD = () -> {};
 
     /** What a bwrapd that died using this root recorded, removed before anything here counts as pre-existing. */
     private void restore(int rootFd, Identity root) {
@@ -123,7 +127,8 @@ public final class RootLeases {
             toRemove.addAll(created(lease));
             recorded = lease.inJournal;
         }
-        try {
+        // Released before this object's lock is taken again (below): an acquire waits for it holding that one.
+        try (RootJournal.Held held = journal == null ? NOT_HELD : journal.lock()) {
             if (journal != null) {
                 // Another bwrapd's sandboxes on this root may be mounted on what this one's bwrap
                 // made, and removing a mount point unmounts it in their mount namespaces too: the

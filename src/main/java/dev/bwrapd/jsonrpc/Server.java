@@ -240,8 +240,7 @@ public final class Server {
         }
         if (message.size() > MAX_BATCH && message.isArray()) {
             release.run();
-            send(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST,
-                    "Invalid Request: a batch of " + message.size() + " messages; at most " + MAX_BATCH));
+            send(tooLongBatch(message.size()));
             return;
         }
         List<String> exactIds = exactIds(body, message);
@@ -275,15 +274,24 @@ public final class Server {
                 JsonNode id = idOf(parser);
                 if (id != null) answers.add(error(id, ErrorCodes.OUT_OF_MEMORY, why, data));
             } else if (batch) {
-                for (JsonToken member = parser.nextToken(); member != null && member != JsonToken.END_ARRAY
-                        && answers.size() < MAX_BATCH; member = parser.nextToken()) {
-                    if (member != JsonToken.START_OBJECT) { // as a batch's member that is no object always is
+                long members = 0;
+                for (JsonToken member = parser.nextToken(); member != null && member != JsonToken.END_ARRAY; member = parser.nextToken()) {
+                    if (++members > MAX_BATCH || member != JsonToken.START_OBJECT) { // as a batch's member that is no object always is
                         parser.skipChildren();
-                        answers.add(notAnObject());
+                        if (members <= MAX_BATCH) answers.add(notAnObject());
                         continue;
                     }
                     JsonNode id = idOf(parser);
                     if (id != null) answers.add(error(id, ErrorCodes.OUT_OF_MEMORY, why, data));
+                }
+                // Answered as they are when they fit: an empty batch, or one too long, is one error.
+                if (members == 0) {
+                    send(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: empty batch"));
+                    return;
+                }
+                if (members > MAX_BATCH) {
+                    send(tooLongBatch(members));
+                    return;
                 }
             } else {
                 answers.add(notAnObject());
@@ -295,6 +303,10 @@ public final class Server {
         LOG.warnf("refused a message of %d bytes: memory budget exhausted (%d of %d used)", body.length, budget.used(), budget.limit());
         if (answers.isEmpty()) return;
         send(batch ? answers : answers.get(0), NOTHING);
+    }
+
+    private ObjectNode tooLongBatch(long members) {
+        return error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: a batch of " + members + " messages; at most " + MAX_BATCH);
     }
 
     /** -32700 with id null, saying what the parser found wrong. */

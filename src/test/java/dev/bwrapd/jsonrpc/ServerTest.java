@@ -242,12 +242,25 @@ class ServerTest {
         // The call's answer comes from a handler thread, the two refusals from the reader: any order
         // (CI once saw the refusal first).
         JsonNode twelve = json("12");
-        List<JsonNode> objects = responses.stream().filter(JsonNode::isObject).toList();
-        List<JsonNode> batches = responses.stream().filter(JsonNode::isArray).toList();
-        assertEquals(2, objects.size(), responses.toString().substring(0, 300));
-        assertEquals(1, objects.stream().filter(r -> twelve.equals(r.get("id")) && r.has("result")).count(), objects.toString());
-        assertError(objects.stream().filter(r -> !twelve.equals(r.get("id"))).findFirst().orElseThrow(), "null", ErrorCodes.INVALID_REQUEST);
-        assertEquals(Server.MAX_BATCH, batches.getFirst().size(), "a batch's first thousand members answered");
+        assertEquals(1, responses.stream().filter(r -> twelve.equals(r.get("id")) && r.has("result")).count(), responses.toString());
+        List<JsonNode> refusals = responses.stream().filter(r -> !twelve.equals(r.get("id"))).toList();
+        for (JsonNode refusal : refusals) assertError(refusal, "null", ErrorCodes.INVALID_REQUEST);
+        assertTrue(refusals.stream().anyMatch(r -> r.at("/error/message").asText().contains("a batch of 300001 messages; at most 1000")),
+                "a batch too long is one error, as when it fits: " + refusals);
+        // Fourth review: an empty batch (blank space inside) was not answered at all; a batch of one non-object member is
+        out.reset();
+        String emptyBatch = "[" + " ".repeat(600_000) + "]\n[" + " ".repeat(600_000) + "1]\n";
+        MessageReader fourth = new MessageReader(new ByteArrayInputStream(emptyBatch.getBytes(StandardCharsets.UTF_8)), null, limit);
+        server = new Server(Main.jsonMapper(limit), fourth, new MessageWriter(out, fourth::framing), limit, methods, HANDLERS, t -> null, budget);
+        server.serve();
+        server.awaitIdle();
+        responses = parseLines(out.toByteArray());
+        assertEquals(2, responses.size(), responses.toString());
+        assertError(responses.get(0), "null", ErrorCodes.INVALID_REQUEST);
+        assertEquals("Invalid Request: empty batch", responses.get(0).at("/error/message").asText());
+        assertEquals(1, responses.get(1).size(), responses.toString());
+        assertError(responses.get(1).get(0), "null", ErrorCodes.INVALID_REQUEST);
+        assertEquals(0, budget.used(), "nothing stays reserved");
     }
 
     @Test

@@ -130,6 +130,9 @@ public final class RootJournal {
         void close();
     }
 
+    /** How long {@link #lock} waits for another process to let go of the lock. */
+    static final long LOCK_WAIT_MS = 2000;
+
     private final java.util.concurrent.locks.ReentrantLock lockedHere = new java.util.concurrent.locks.ReentrantLock();
 
     /**
@@ -138,17 +141,25 @@ public final class RootJournal {
      * other users of the root and its removal (see RootLeases). Otherwise a helper could find a
      * mount point there, and another, not yet seeing its record, remove it from under its bwrap.
      * An fcntl lock on {@code lock} here, which belongs to the process: so one thread at a time
-     * holds it, with its own channel (closing any channel of that file would release it). Without
-     * the lock (it cannot be had: logged), the same steps are taken unguarded.
+     * holds it, with its own channel (closing any channel of that file would release it). Waited
+     * for at most {@link #LOCK_WAIT_MS}: any process that can open the file for reading can hold a
+     * lock on it (a sandbox that sees this directory, which it should not), and helpers take it
+     * only for moments. Without the lock (it cannot be had: logged), the same steps are taken
+     * unguarded.
      */
     public Held lock() {
         lockedHere.lock();
         FileChannel channel = null;
         try {
             channel = FileChannel.open(dir.resolve("lock"), StandardOpenOption.CREATE, StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS);
-            channel.lock();
-        } catch (IOException e) { // an interrupt too (ClosedByInterruptException)
-            LOG.warnf("cannot lock the root records: %s", e.getMessage());
+            long deadline = System.nanoTime() + LOCK_WAIT_MS * 1_000_000L;
+            while (channel.tryLock() == null) {
+                if (System.nanoTime() > deadline) throw new IOException("held by another process for over " + LOCK_WAIT_MS + " ms");
+                Thread.sleep(1);
+            }
+        } catch (IOException | InterruptedException e) {
+            if (e instanceof InterruptedException) Thread.currentThread().interrupt();
+            LOG.warnf("cannot lock the root records, going on without: %s", e.getMessage());
             closeQuietly(channel);
             channel = null;
         }

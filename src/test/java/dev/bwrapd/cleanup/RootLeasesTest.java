@@ -17,6 +17,7 @@ import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -371,5 +372,36 @@ class RootLeasesTest {
         withJournal.acquire(fd(root), stat(root), List.of("proc", "dev")); // recorded again: the directory is made again
         assertEquals(List.of(root.toString(), "dev"), Files.readAllLines(record));
         withJournal.release(fd(root), stat(root));
+    }
+
+    /**
+     * Any process that can open the journal's lock file for reading can hold a lock on it (a
+     * sandbox that sees the journal's directory, which it should not): leases wait for it a
+     * bounded time, then go on without it, rather than every run of the user's helpers hanging.
+     */
+    @Test
+    void aLockHeldByAnotherProcessIsWaitedForABoundedTime() throws Exception {
+        Path journalDir = tmp.resolve("run");
+        RootJournal journal = journalIn(journalDir);
+        Path lockFile = journalDir.resolve("bwrapd/lock");
+        Files.writeString(lockFile, "");
+        Process holder = new ProcessBuilder("python3", "-c",
+                "import fcntl, sys, time; f = open(sys.argv[1]); fcntl.lockf(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep(60)",
+                lockFile.toString()).redirectErrorStream(true).start();
+        try {
+            assertEquals("held", new String(holder.getInputStream().readNBytes(4), java.nio.charset.StandardCharsets.US_ASCII));
+            RootLeases withJournal = new RootLeases(journal);
+            long started = System.nanoTime();
+            assertTimeoutPreemptively(java.time.Duration.ofSeconds(20), () -> {
+                withJournal.acquire(fd(root), stat(root), List.of("proc"));
+                Files.createDirectory(root.resolve("proc"));
+                assertEquals(List.of("/proc"), withJournal.release(fd(root), stat(root)).removed());
+            });
+            long tookMs = (System.nanoTime() - started) / 1_000_000;
+            assertTrue(tookMs >= 2 * RootJournal.LOCK_WAIT_MS, "waited for the lock each time: " + tookMs + " ms");
+        } finally {
+            holder.destroyForcibly();
+            holder.waitFor();
+        }
     }
 }

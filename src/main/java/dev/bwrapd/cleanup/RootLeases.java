@@ -123,9 +123,12 @@ public final class RootLeases {
             if (lease == null) return CleanupReport.NOTHING;
             if (--lease.users > 0) return CleanupReport.DEFERRED;
             leases.remove(root);
-            cleaning.add(root);
             toRemove.addAll(created(lease));
             recorded = lease.inJournal;
+            // A prepared root, recorded nowhere: nothing of this helper's to remove or hand over, and
+            // what others handed over is the next lease's to take (restore). No lock, no look.
+            if (toRemove.isEmpty() && !recorded) return CleanupReport.NOTHING;
+            cleaning.add(root);
         }
         // Released before this object's lock is taken again (below): an acquire waits for it holding that one.
         try (RootJournal.Held held = journal == null ? NOT_HELD : journal.lock()) {

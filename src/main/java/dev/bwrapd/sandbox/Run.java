@@ -175,6 +175,7 @@ final class Run {
         chunk = CHUNKS.get();
         RunOutcome outcome = null;
         SandboxException failure = null;
+        Throwable unexpected = null;
         try {
             HostCapabilities host = runner.host(spec);
             spec = SandboxRunner.asRunHere(spec);
@@ -201,9 +202,12 @@ final class Run {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             failure = new SandboxException.Failed("interrupted");
-        } catch (RuntimeException e) { // a bug must not leave the request unanswered
-            LOG.errorf(e, "sandbox %s: run failed", sandbox.id());
+        } catch (RuntimeException | Error e) {
+            // A bug, or the heap spent (OutOfMemoryError): the run is still answered (a waiter that
+            // never hears holds what it holds for ever), and nothing of it runs on unwatched.
+            unexpected = e;
             failure = new SandboxException.Failed("internal error: " + e);
+            if (bwrap != null) sandbox.kill(Sandbox.Ending.TERMINATED);
         } finally {
             closeCgroup();
             sandbox.finished();
@@ -219,6 +223,7 @@ final class Run {
             stderr.discard();
             listener.failed(failure);
         }
+        if (unexpected != null) LOG.errorf(unexpected, "sandbox %s: run failed", sandbox.id()); // once answered: logging allocates too
     }
 
     // ----- 1. resolve: the host's bwrap (the caller), the host paths, the command inside the root -----

@@ -572,6 +572,8 @@ final class Run {
                     childFds.stream().mapToInt(Integer::intValue).toArray()));
         } catch (Libc.Error e) {
             throw new SandboxException.BwrapUnusable("cannot start bwrap: " + e.getMessage(), host.bwrapPath(), e.getMessage(), List.of());
+        } finally {
+            invocation = null; // a copy of the command and environment, up to ARG_MAX: not held while the sandbox runs
         }
         sandbox.spawned(bwrap.pid(), !spec.linux32(), cgroupPlan == null ? List.of() : cgroupPlan.directories());
         closeOwned(childStdin, childStdout, childStderr, filter);

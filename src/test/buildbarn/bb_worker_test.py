@@ -184,6 +184,18 @@ class InputRootTest(unittest.TestCase):
                                                                      working_directory="work/dir"), timeout=60).exit_code)
         self.assertEqual("/work/dir\n/work/dir/here\n", read(os.path.join(d, "stdout")))
 
+    def test_the_loaders_variables_reach_the_command_and_not_bwrap(self):
+        """Review finding: bwrap ran with the action's environment, so its dynamic loader, on the
+        host and with the runner's rights, obeyed the action's LD_PRELOAD: a library at a host path
+        the action chose (bb_worker's cache names files by digest) ran outside the sandbox, as root
+        with a root runner. Here the loader would say so on stderr (LD_DEBUG, a preload it cannot find);
+        the command, a static busybox, has no loader, and sees the variables as the request set them."""
+        env = dict(PATH, LD_PRELOAD="/no/such/library.so", LD_DEBUG="libs", GLIBC_TUNABLES="glibc.malloc.check=3")
+        response, out, err = self.runner.run("loader", ["sh", "-c", 'echo "$LD_PRELOAD|$LD_DEBUG|$GLIBC_TUNABLES"'], env)
+        self.assertEqual(0, response.exit_code, err)
+        self.assertEqual("", err, "bwrap's loader acted on the action's variables")
+        self.assertEqual("/no/such/library.so|libs|glibc.malloc.check=3\n", out)
+
     def test_a_working_directory_missing_from_the_input_root_is_invalid_argument_and_not_made(self):
         """Review finding: a missing working_directory was made in the input root and left there
         (counted as there before, so never removed), where bb_runner's chdir fails the action. Refused

@@ -79,7 +79,8 @@ public final class BwrapCommand {
             long most = 0; // a char is at most 3 UTF-8 bytes: only a long string, or a long argv or environment, needs counting
             for (int i = 0; i < argv.size(); i++) {
                 long at = atMost(argv.get(i));
-                if (at < 0) throw tooLong(i < commandAt ? "bwrap's argv[" + i + "]" : "command[" + (i - commandAt) + "]", argv.get(i), false);
+                if (at < 0) throw tooLong(i >= commandAt ? "command[" + (i - commandAt) + "]"
+                        : i >= 2 && argv.get(i - 2).equals("--setenv") ? "env." + argv.get(i - 1) : "bwrap's argv[" + i + "]", argv.get(i), false);
                 most += at;
             }
             for (String entry : environment) {
@@ -251,6 +252,11 @@ public final class BwrapCommand {
             }
         }
 
+        // What the dynamic loader and libc act on in bwrap itself, on the host and with bwrapd's
+        // rights, is given to the command through bwrap's own setenv: LD_PRELOAD in bwrap's
+        // environment ran a library of the request's choosing outside the sandbox (a review's
+        // Buildbarn action did, as the runner's root).
+        spec.env().forEach((name, value) -> { if (actsOnBwrap(name)) add(argv, "--setenv", name, value); });
         argv.add("--");
         // The terminal becomes the controlling terminal of a session the command leads: see TERMINAL_STEP.
         if (spec.terminal() != null) argv.addAll(TERMINAL_STEP);
@@ -301,8 +307,20 @@ public final class BwrapCommand {
      */
     static List<String> environment(Map<String, String> env) {
         List<String> entries = new ArrayList<>(env.size());
-        env.forEach((name, value) -> entries.add(name + "=" + value));
+        env.forEach((name, value) -> { if (!actsOnBwrap(name)) entries.add(name + "=" + value); });
         return entries;
+    }
+
+    /**
+     * What glibc removes from a set-user-ID program's environment (its UNSECURE_ENVVARS: what
+     * makes a trusted program load or read files of the caller's choosing), and every {@code LD_}
+     * variable (musl's loader reads some too). bwrap is not set-user-ID, so its loader would obey them.
+     */
+    private static final java.util.Set<String> ACTS_ON_THE_LOADER = java.util.Set.of("GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES",
+            "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "MALLOC_TRACE", "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR");
+
+    static boolean actsOnBwrap(String name) {
+        return name.startsWith("LD_") || ACTS_ON_THE_LOADER.contains(name);
     }
 
     private static void add(List<String> argv, String... words) {

@@ -327,6 +327,31 @@ class BwrapCommandTest {
         assertEquals(List.of(), argvOf(spec(s -> s.env = Map.of()), FULL).environment());
     }
 
+    @Test
+    void whatTheLoaderActsOnReachesTheCommandThroughBwrapsSetenvNotBwrapsEnvironment() {
+        Map<String, String> env = new LinkedHashMap<>();
+        env.put("PATH", "/bin");
+        env.put("LD_PRELOAD", "/tmp/evil.so");
+        env.put("LD_LIBRARY_PATH", "/lib");
+        env.put("GLIBC_TUNABLES", "glibc.malloc.check=3");
+        env.put("TMPDIR", "/tmp");
+        BwrapCommand.Invocation inv = argvOf(spec(s -> s.env = env), FULL);
+        assertEquals(List.of("PATH=/bin"), inv.environment());
+        List<String> options = inv.argv().subList(0, inv.commandAt());
+        for (String name : List.of("LD_PRELOAD", "LD_LIBRARY_PATH", "GLIBC_TUNABLES", "TMPDIR")) {
+            int at = options.indexOf(name);
+            assertTrue(at > 0 && options.get(at - 1).equals("--setenv") && options.get(at + 1).equals(env.get(name)), name + ": " + options);
+        }
+        assertEquals("--", options.getLast());
+    }
+
+    @Test
+    void aSetenvValueOverTheStringLimitIsNamedAsTheVariable() {
+        BwrapCommand.Invocation inv = argvOf(spec(s -> s.env = Map.of("LD_LIBRARY_PATH", "x".repeat(BwrapCommand.MAX_ARG_STRLEN))), FULL);
+        SandboxException.Invalid e = assertThrows(SandboxException.Invalid.class, inv::checkExecSize);
+        assertTrue(e.getMessage().startsWith("env.LD_LIBRARY_PATH: "), e.getMessage());
+    }
+
     // ----- createdPaths -----
 
     static Stream<Arguments> createdPathCases() {

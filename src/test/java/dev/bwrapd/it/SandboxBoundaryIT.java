@@ -96,6 +96,23 @@ class SandboxBoundaryIT {
     }
 
     /**
+     * Review finding (of the Buildbarn runner; the same here): bwrap ran with the request's
+     * environment, so the host's dynamic loader obeyed an LD_PRELOAD the request named, and ran a
+     * library of its choosing in bwrap, on the host, with bwrapd's rights, before any sandbox
+     * existed. LD_DEBUG shows it without a library: the loader writes to bwrap's stderr, which is
+     * the command's. The command (static busybox: no loader in the sandbox) still gets every variable.
+     */
+    @Test
+    void whatTheLoaderObeysNeverReachesBwrapItself() throws Exception {
+        ObjectNode p = sh(root, "echo \"$LD_DEBUG $LD_PRELOAD $GLIBC_TUNABLES $TMPDIR\"");
+        p.putObject("env").put("PATH", "/bin:/usr/bin").put("LD_DEBUG", "libs").put("LD_PRELOAD", "/no-such-dir-for-bwrapd/lib.so")
+                .put("GLIBC_TUNABLES", "glibc.malloc.check=3").put("TMPDIR", "/tmp");
+        JsonNode r = Runs.ok(bwrapd, p);
+        assertEquals("libs /no-such-dir-for-bwrapd/lib.so glibc.malloc.check=3 /tmp\n", Runs.out(r), r::toString);
+        assertEquals("", Runs.err(r), "the host's loader read the request's variables in bwrap");
+    }
+
+    /**
      * Review finding: network: true shared the host's IPC namespace too, and as root the command
      * removed the host's root-owned System V segments and queues. The network is all it shares now.
      */

@@ -96,6 +96,16 @@ public final class RootJournal {
         return true;
     }
 
+    /** {@link #hasRecords}, a directory that cannot be looked at counting as none (logged). */
+    private static boolean hasReadableRecords(Path records) {
+        try {
+            return hasRecords(records);
+        } catch (Libc.Error e) {
+            LOG.warnf("cannot read the root records: %s", e.getMessage());
+            return false;
+        }
+    }
+
     private static void makeDirectory(Path records) throws IOException {
         try {
             Files.createDirectory(records, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
@@ -186,12 +196,7 @@ public final class RootJournal {
      */
     boolean usedByOthers(String root) {
         Path dirOfRoot = dir.resolve(root);
-        try {
-            if (!hasRecords(dirOfRoot)) return false;
-        } catch (Libc.Error e) {
-            LOG.warnf("cannot read the root records: %s", e.getMessage());
-            return false;
-        }
+        if (!hasReadableRecords(dirOfRoot)) return false;
         try (DirectoryStream<Path> records = Files.newDirectoryStream(dirOfRoot)) {
             for (Path record : records) {
                 String writer = writer(record.getFileName().toString());
@@ -238,12 +243,7 @@ public final class RootJournal {
     List<String> takeOrphans(String root, Supplier<String> whereNow) {
         List<String> paths = new ArrayList<>();
         Path dirOfRoot = dir.resolve(root);
-        try {
-            if (!hasRecords(dirOfRoot)) return paths;
-        } catch (Libc.Error e) {
-            LOG.warnf("cannot read the root records: %s", e.getMessage());
-            return paths;
-        }
+        if (!hasReadableRecords(dirOfRoot)) return paths;
         if (usedByOthers(root)) return paths;
         String where = null;
         try (DirectoryStream<Path> records = Files.newDirectoryStream(dirOfRoot)) {

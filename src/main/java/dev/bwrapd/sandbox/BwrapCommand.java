@@ -73,14 +73,20 @@ public final class BwrapCommand {
             if (argc > MAX_BWRAP_ARGS) {
                 int options = commandAt - bwrapAt;
                 throw new SandboxException.Invalid("command: " + (argv.size() - commandAt) + " arguments, and bwrap's own " + options
-                        + " before them, make " + argc + ", over bwrap's limit of " + MAX_BWRAP_ARGS + " arguments in all: this command may have at most "
+                        + " before them (three for each env variable kept from bwrap's environment: see actsOnBwrap), make " + argc + ", over bwrap's limit of " + MAX_BWRAP_ARGS + " arguments in all: this command may have at most "
                         + (MAX_BWRAP_ARGS - options));
             }
             long most = 0; // a char is at most 3 UTF-8 bytes: only a long string, or a long argv or environment, needs counting
             for (int i = 0; i < argv.size(); i++) {
-                long at = atMost(argv.get(i));
-                if (at < 0) throw tooLong(i >= commandAt ? "command[" + (i - commandAt) + "]"
-                        : i >= 2 && argv.get(i - 2).equals("--setenv") ? "env." + argv.get(i - 1) : "bwrap's argv[" + i + "]", argv.get(i), false);
+                String word = argv.get(i);
+                long at = atMost(word);
+                if (i < commandAt && i >= 2 && argv.get(i - 2).equals("--setenv")) {
+                    // A variable kept from bwrap's own environment: the command's exec holds it as NAME=value.
+                    String entry = argv.get(i - 1) + "=" + word;
+                    if (at < 0 || atMost(entry) < 0) throw tooLong("env." + argv.get(i - 1), entry, true);
+                } else if (at < 0) {
+                    throw tooLong(i >= commandAt ? "command[" + (i - commandAt) + "]" : "bwrap's argv[" + i + "]", word, false);
+                }
                 most += at;
             }
             for (String entry : environment) {
@@ -313,14 +319,17 @@ public final class BwrapCommand {
 
     /**
      * What glibc removes from a set-user-ID program's environment (its UNSECURE_ENVVARS: what
-     * makes a trusted program load or read files of the caller's choosing), and every {@code LD_}
-     * variable (musl's loader reads some too). bwrap is not set-user-ID, so its loader would obey them.
+     * makes a trusted program load or read files of the caller's choosing), every {@code LD_}
+     * variable (musl's loader reads some too), malloc's tunables ({@code MALLOC_*}) and the locale
+     * ({@code LANG}, {@code LANGUAGE}, {@code LC_*}: linux32's setarch reads locale files by them).
+     * bwrap and setarch run on the host before the sandbox exists, not set-user-ID: they would obey them.
      */
     private static final java.util.Set<String> ACTS_ON_THE_LOADER = java.util.Set.of("GCONV_PATH", "GETCONF_DIR", "GLIBC_TUNABLES",
-            "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "MALLOC_TRACE", "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR");
+            "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR",
+            "LANG", "LANGUAGE");
 
     static boolean actsOnBwrap(String name) {
-        return name.startsWith("LD_") || ACTS_ON_THE_LOADER.contains(name);
+        return name.startsWith("LD_") || name.startsWith("MALLOC_") || name.startsWith("LC_") || ACTS_ON_THE_LOADER.contains(name);
     }
 
     private static void add(List<String> argv, String... words) {

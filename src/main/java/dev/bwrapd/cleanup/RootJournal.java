@@ -161,17 +161,25 @@ public final class RootJournal {
         lockedHere.lock();
         FileChannel channel = null;
         try {
+            if (System.nanoTime() - unguardedSince < UNGUARDED_NANOS) return lockedHere::unlock;
             channel = FileChannel.open(dir.resolve("lock"), StandardOpenOption.CREATE, StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS);
             long deadline = System.nanoTime() + LOCK_WAIT_MS * 1_000_000L;
             while (channel.tryLock() == null) {
-                if (System.nanoTime() > deadline) throw new IOException("held by another process for over " + LOCK_WAIT_MS + " ms");
+                if (System.nanoTime() > deadline) {
+                    unguardedSince = System.nanoTime(); // held for good, maybe: a run per wait would crawl
+                    throw new IOException("held by another process for over " + LOCK_WAIT_MS + " ms; not asked for again for a minute");
+                }
                 Thread.sleep(1);
             }
-        } catch (IOException | InterruptedException e) {
+        } catch (IOException | InterruptedException | java.nio.channels.OverlappingFileLockException e) {
             if (e instanceof InterruptedException) Thread.currentThread().interrupt();
             LOG.warnf("cannot lock the root records, going on without: %s", e.getMessage());
             closeQuietly(channel);
             channel = null;
+        } catch (Throwable t) { // an Error: nothing may stay locked, here or in other helpers
+            closeQuietly(channel);
+            lockedHere.unlock();
+            throw t;
         }
         FileChannel held = channel;
         return () -> {
@@ -179,6 +187,10 @@ public final class RootJournal {
             lockedHere.unlock();
         };
     }
+
+    /** After a wait for the lock timed out, this helper goes on without it for a while. */
+    private static final long UNGUARDED_NANOS = 60_000_000_000L;
+    private volatile long unguardedSince = System.nanoTime() - UNGUARDED_NANOS;
 
     private static void closeQuietly(FileChannel channel) {
         if (channel == null) return;
@@ -195,12 +207,22 @@ public final class RootJournal {
      * unmounts it in their mount namespaces too).
      */
     boolean usedByOthers(String root) {
+        return others(root, true);
+    }
+
+    /** Whether the records of {@code root} hold any but this process's: a live helper's, a dead one's, one handed over. */
+    boolean recordedByOthers(String root) {
+        return others(root, false);
+    }
+
+    private boolean others(String root, boolean aliveOnly) {
         Path dirOfRoot = dir.resolve(root);
         if (!hasReadableRecords(dirOfRoot)) return false;
         try (DirectoryStream<Path> records = Files.newDirectoryStream(dirOfRoot)) {
             for (Path record : records) {
                 String writer = writer(record.getFileName().toString());
-                if (isNumber(writer) && !writer.equals(Long.toString(pid)) && Files.exists(Path.of("/proc", writer))) return true;
+                if (writer.equals(Long.toString(pid))) continue;
+                if (!aliveOnly || isNumber(writer) && Files.exists(Path.of("/proc", writer))) return true;
             }
         } catch (IOException e) {
             LOG.warnf("cannot read the root records: %s", e.getMessage());
@@ -215,8 +237,9 @@ public final class RootJournal {
     void handOver(String root) {
         Path records = dir.resolve(root);
         try {
-            Files.move(records.resolve(Long.toString(pid)), records.resolve(HANDED_OVER + pid + "-" + handedOver.incrementAndGet()),
-                    StandardCopyOption.ATOMIC_MOVE);
+            // rename(2) replaces: the name must be new, also beside one a process of the same pid left before.
+            Files.move(records.resolve(Long.toString(pid)),
+                    records.resolve(HANDED_OVER + pid + "-" + System.nanoTime() + "-" + handedOver.incrementAndGet()), StandardCopyOption.ATOMIC_MOVE);
         } catch (NoSuchFileException e) {
             // nothing recorded: nothing to hand over
         } catch (IOException e) {

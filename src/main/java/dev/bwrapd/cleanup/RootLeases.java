@@ -65,23 +65,24 @@ public final class RootLeases {
         while (cleaning.contains(root)) wait();
         // What pre-exists is looked at, and this lease recorded, while no other helper looks for users of the root and cleans it.
         try (RootJournal.Held held = journal == null ? NOT_HELD : journal.lock()) {
-            Lease lease = leases.get(root);
-            if (lease == null) {
-                lease = new Lease();
-                leases.put(root, lease);
-                if (journal != null) restore(rootFd, root);
-            }
-            lease.users++;
+            Lease existing = leases.get(root);
+            Lease lease = existing != null ? existing : new Lease();
+            if (existing == null && journal != null) restore(rootFd, root);
             for (String path : paths) lease.existedBefore.computeIfAbsent(path, p -> exists(rootFd, p));
             // Written only when it changes: a prepared root (its mount points already there) never is,
-            // unless another bwrapd records it: then this one's record, even of nothing, tells that
-            // one that its mount points are in use here (see release).
+            // unless another bwrapd, alive or dead, has a record of it: then this one's record, even of
+            // nothing, tells whoever would clean the root that its mount points are in use here (see
+            // release; a dead one's leftovers would otherwise count as pre-existing here, and be
+            // removed from under this lease's sandboxes by the next helper that takes them).
             List<String> created = created(lease);
-            if (journal != null && (!created.equals(lease.recorded) || !lease.inJournal && journal.usedByOthers(root.name()))) {
+            if (journal != null && (!created.equals(lease.recorded) || !lease.inJournal && journal.recordedByOthers(root.name()))) {
                 journal.write(root.name(), where(rootFd), created);
                 lease.recorded = created;
                 lease.inJournal = true;
             }
+            // Counted last: a lease that failed on the way (an Error) is no user that is never released.
+            lease.users++;
+            if (existing == null) leases.put(root, lease);
         }
     }
 

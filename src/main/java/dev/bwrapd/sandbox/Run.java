@@ -207,7 +207,13 @@ final class Run {
             // never hears holds what it holds for ever), and nothing of it runs on unwatched.
             unexpected = e;
             failure = new SandboxException.Failed("internal error: " + e);
-            if (bwrap != null) sandbox.kill(Sandbox.Ending.TERMINATED);
+            if (bwrap != null) {
+                try {
+                    sandbox.kill(Sandbox.Ending.TERMINATED);
+                } catch (Throwable again) {
+                    // answered all the same; the watchdog holds what it was told
+                }
+            }
         } finally {
             closeCgroup();
             sandbox.finished();

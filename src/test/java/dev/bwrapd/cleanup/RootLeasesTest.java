@@ -328,6 +328,30 @@ class RootLeasesTest {
         assertFalse(Files.exists(records), "a clean root has no record left");
     }
 
+    /**
+     * Review finding: a lease of a root this helper already holds does not take a dead helper's
+     * records (restore is the first lease's), and what they name counts as pre-existing to it; it
+     * recorded nothing, so the next helper to take them removed them from under its sandboxes. It
+     * records itself now, even a record of nothing, beside any record but its own.
+     */
+    @Test
+    void aLeaseRecordsItselfBesideADeadHelpersRecord() throws Exception {
+        Path journalDir = tmp.resolve("run");
+        RootJournal journal = journalIn(journalDir);
+        Files.createDirectories(root.resolve("tmp"));
+        RootLeases withJournal = new RootLeases(journal);
+        withJournal.acquire(fd(root), stat(root), List.of("tmp")); // held meanwhile, by another run of this helper
+        Path records = journalDir.resolve("bwrapd/" + recordsName(root));
+        assertFalse(Files.exists(records), "a prepared root, nobody else: no record");
+        Files.createDirectories(records);
+        Files.write(records.resolve("2147483646"), List.of(root.toString(), "proc")); // a helper killed after its bwrap made /proc
+        Files.createDirectory(root.resolve("proc"));
+        withJournal.acquire(fd(root), stat(root), List.of("proc"));
+        assertTrue(Files.exists(records.resolve(Long.toString(ProcessHandle.current().pid()))), "this helper tells whoever takes the dead record");
+        withJournal.release(fd(root), stat(root));
+        withJournal.release(fd(root), stat(root));
+    }
+
     /** A lease's release, once nobody else uses the root, removes what was handed over to it too, and reports it. */
     @Test
     void theLastHelperRemovesWhatWasHandedOver() throws Exception {
@@ -398,7 +422,8 @@ class RootLeasesTest {
                 assertEquals(List.of("/proc"), withJournal.release(fd(root), stat(root)).removed());
             });
             long tookMs = (System.nanoTime() - started) / 1_000_000;
-            assertTrue(tookMs >= 2 * RootJournal.LOCK_WAIT_MS, "waited for the lock each time: " + tookMs + " ms");
+            // Waited once; then not asked for again for a minute (a review: a lock held for good made every run wait 2 s, twice).
+            assertTrue(tookMs >= RootJournal.LOCK_WAIT_MS && tookMs < 2 * RootJournal.LOCK_WAIT_MS, "waited for the lock once: " + tookMs + " ms");
         } finally {
             holder.destroyForcibly();
             holder.waitFor();

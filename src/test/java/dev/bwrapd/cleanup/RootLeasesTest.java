@@ -273,10 +273,10 @@ class RootLeasesTest {
         Files.createDirectories(root.resolve("tmp"));
         Files.createDirectories(root.resolve("a/b"));
         Files.writeString(root.resolve("a/kept"), "the command's"); // a/ not empty: stays, reported
-        Path records = Files.createDirectory(journalDir.resolve("bwrapd/" + recordsName(root)));
-        Files.write(records.resolve("2147483646"), List.of(root.toString(), "dev", "dev/null", "tmp", "a", "a/b", "bin"));
+        Path records = recordsIn(journalDir);
+        record(records, "2147483646", "dev", "dev/null", "tmp", "a", "a/b", "bin");
         Files.write(records.resolve("2147483645"), List.of("/elsewhere", "bin/sh"));
-        Files.write(records.resolve("2147483644.new"), List.of(root.toString(), "bin")); // its writer died writing it
+        record(records, "2147483644.new", "bin"); // its writer died writing it
 
         RootLeases withJournal = new RootLeases(journal);
         withJournal.acquire(fd(root), stat(root), List.of("proc"));
@@ -306,9 +306,9 @@ class RootLeasesTest {
         RootJournal journal = journalIn(journalDir);
         Files.createDirectories(root.resolve("dev"));
         Files.createDirectories(root.resolve("tmp"));
-        Path records = Files.createDirectory(journalDir.resolve("bwrapd/" + recordsName(root)));
-        Path other = Files.write(records.resolve("1"), List.of(root.toString(), "dev"));
-        Files.write(records.resolve("2147483646"), List.of(root.toString(), "tmp")); // dead
+        Path records = recordsIn(journalDir);
+        Path other = record(records, "1", "dev");
+        record(records, "2147483646", "tmp"); // dead
 
         RootLeases withJournal = new RootLeases(journal);
         withJournal.acquire(fd(root), stat(root), List.of("dev", "tmp", "proc"));
@@ -344,7 +344,7 @@ class RootLeasesTest {
         Path records = journalDir.resolve("bwrapd/" + recordsName(root));
         assertFalse(Files.exists(records), "a prepared root, nobody else: no record");
         Files.createDirectories(records);
-        Files.write(records.resolve("2147483646"), List.of(root.toString(), "proc")); // a helper killed after its bwrap made /proc
+        record(records, "2147483646", "proc"); // a helper killed after its bwrap made /proc
         Files.createDirectory(root.resolve("proc"));
         withJournal.acquire(fd(root), stat(root), List.of("proc"));
         assertTrue(Files.exists(records.resolve(Long.toString(ProcessHandle.current().pid()))), "this helper tells whoever takes the dead record");
@@ -357,8 +357,8 @@ class RootLeasesTest {
     void theLastHelperRemovesWhatWasHandedOver() throws Exception {
         Path journalDir = tmp.resolve("run");
         RootJournal journal = journalIn(journalDir);
-        Path records = Files.createDirectory(journalDir.resolve("bwrapd/" + recordsName(root)));
-        Path other = Files.write(records.resolve("1"), List.of(root.toString(), "dev", "dev/null"));
+        Path records = recordsIn(journalDir);
+        Path other = record(records, "1", "dev", "dev/null");
         Files.createDirectories(root.resolve("dev"));
         Files.createFile(root.resolve("dev/null"));
 
@@ -428,5 +428,17 @@ class RootLeasesTest {
             holder.destroyForcibly();
             holder.waitFor();
         }
+    }
+
+    /** The journal's directory of records of {@code root}, made. */
+    private Path recordsIn(Path journalDir) throws java.io.IOException {
+        return Files.createDirectories(journalDir.resolve("bwrapd/" + recordsName(root)));
+    }
+
+    /** A record of {@code root} by {@code writer} (a pid, or a name as a dead or handing-over helper leaves it), naming {@code paths}. */
+    private Path record(Path records, String writer, String... paths) throws java.io.IOException {
+        List<String> lines = new java.util.ArrayList<>(List.of(root.toString()));
+        lines.addAll(List.of(paths));
+        return Files.write(records.resolve(writer), lines);
     }
 }

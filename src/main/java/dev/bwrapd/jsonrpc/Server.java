@@ -286,7 +286,7 @@ public final class Server {
                 }
                 // Answered as they are when they fit: an empty batch, or one too long, is one error.
                 if (members == 0) {
-                    send(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: empty batch"));
+                    send(emptyBatch());
                     return;
                 }
                 if (members > MAX_BATCH) {
@@ -303,6 +303,10 @@ public final class Server {
         LOG.warnf("refused a message of %d bytes: memory budget exhausted (%d of %d used)", body.length, budget.used(), budget.limit());
         if (answers.isEmpty()) return;
         send(batch ? answers : answers.get(0), NOTHING);
+    }
+
+    private ObjectNode emptyBatch() {
+        return error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: empty batch");
     }
 
     private ObjectNode tooLongBatch(long members) {
@@ -413,7 +417,7 @@ public final class Server {
     private void receiveBatch(ArrayNode batch, List<String> exactIds, Runnable release) {
         if (batch.isEmpty()) {
             release.run();
-            send(error(NullNode.getInstance(), ErrorCodes.INVALID_REQUEST, "Invalid Request: empty batch"));
+            send(emptyBatch());
             return;
         }
         boolean hasRequest = false;

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.bwrapd.jsonrpc.Call;
 import dev.bwrapd.jsonrpc.ErrorCodes;
 import dev.bwrapd.jsonrpc.JsonText;
+import dev.bwrapd.jsonrpc.RawJson;
 import dev.bwrapd.jsonrpc.RpcException;
 import dev.bwrapd.jsonrpc.Utf8;
 import dev.bwrapd.memory.MemoryBudget;
@@ -287,7 +288,7 @@ final class RunReporter implements RunListener {
             if (outcome.status() == RunOutcome.Status.CANCELLED) {
                 call.fail(new RpcException(ErrorCodes.REQUEST_CANCELLED, "Request cancelled", json.getNodeFactory().pojoNode(result)));
             } else {
-                dev.bwrapd.jsonrpc.RawJson written = RunResults.written(result, json);
+                RawJson written = RunResults.written(result, json);
                 call.reply(written != null ? written : result);
             }
         });

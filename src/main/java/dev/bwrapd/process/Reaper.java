@@ -67,17 +67,25 @@ public final class Reaper {
     <E extends Exception> Child spawnChild(ThrowingIntSupplier<E> spawn) throws E {
         synchronized (lock) {
             int pid = spawn.getAsInt();
-            unclaimed.remove(pid); // a stale record of an earlier process with this pid
-            CompletableFuture<ExitStatus> exit = new CompletableFuture<>();
-            CompletableFuture<ExitStatus> stale = waiters.put(pid, exit);
-            if (stale != null) stale.complete(null); // a watch of an earlier process with this pid: not ours
-            children.add(pid);
-            sweepMillis = SWEEP_MILLIS; // from the loop's next wake-up on (not woken for it: that would be a wake-up a run)
-            if (!childrenMayExist) {
-                childrenMayExist = true;
-                lock.notifyAll(); // the loop sleeps without end while there is no child at all
+            try {
+                unclaimed.remove(pid); // a stale record of an earlier process with this pid
+                CompletableFuture<ExitStatus> exit = new CompletableFuture<>();
+                CompletableFuture<ExitStatus> stale = waiters.put(pid, exit);
+                if (stale != null) stale.complete(null); // a watch of an earlier process with this pid: not ours
+                children.add(pid);
+                sweepMillis = SWEEP_MILLIS; // from the loop's next wake-up on (not woken for it: that would be a wake-up a run)
+                if (!childrenMayExist) {
+                    childrenMayExist = true;
+                    lock.notifyAll(); // the loop sleeps without end while there is no child at all
+                }
+                return new Child(pid, exit);
+            } catch (RuntimeException | Error e) {
+                // The heap spent between the spawn and the record (OutOfMemoryError): nobody would
+                // know the child to kill it, and it runs on, unwatched. Its session (spawned with
+                // setsid) dies now; unreaped, the pid is not anyone else's yet, and the sweep reaps it.
+                Libc.kill(-pid, Signals.SIGKILL);
+                throw e;
             }
-            return new Child(pid, exit);
         }
     }
 

@@ -134,6 +134,8 @@ final class Run {
     private boolean cpuExceeded;
 
     private Reaper.Child bwrap;
+    /** Whether {@link #sandbox} knows bwrap's pid, so that its kill reaches bwrap's session. */
+    private boolean bwrapKnown;
     private int initPid;
     private CompletableFuture<ExitStatus> initExit;
     private Integer exitCode;
@@ -209,7 +211,8 @@ final class Run {
             failure = new SandboxException.Failed("internal error: " + e);
             if (bwrap != null) {
                 try {
-                    sandbox.kill(Sandbox.Ending.TERMINATED);
+                    if (bwrapKnown) sandbox.kill(Sandbox.Ending.TERMINATED);
+                    else Libc.kill(-bwrap.pid(), Signals.SIGKILL); // spawned, not yet told: its session, unreaped, is still its own
                 } catch (Throwable again) {
                     // answered all the same; the watchdog holds what it was told
                 }
@@ -568,6 +571,7 @@ final class Run {
         int[] wake = pipe();
         watch(WAKE, wake[0], Libc.POLLIN);
         sandbox.attachWake(wake[1]);
+        List<Path> cgroups = cgroupPlan == null ? List.of() : cgroupPlan.directories(); // made before the spawn: nothing allocated between it and the sandbox told
         try {
             List<String> argv = invocation.argv();
             if (!spec.linux32()) { // under linux32 bwrap's argv[0] is linux32's to choose
@@ -581,7 +585,8 @@ final class Run {
         } finally {
             invocation = null; // a copy of the command and environment, up to ARG_MAX: not held while the sandbox runs
         }
-        sandbox.spawned(bwrap.pid(), !spec.linux32(), cgroupPlan == null ? List.of() : cgroupPlan.directories());
+        sandbox.spawned(bwrap.pid(), !spec.linux32(), cgroups);
+        bwrapKnown = true;
         closeOwned(childStdin, childStdout, childStderr, filter);
         if (status != null) {
             closeOwned(status[1], hold[0]);

@@ -40,9 +40,67 @@ public final class RootJournal {
 
     private final Path dir;
     private final long pid = ProcessHandle.current().pid();
+    /** Where the journal is, for runs to keep it out of their sandboxes. */
+    private final Place place;
 
     private RootJournal(Path dir) {
         this.dir = dir;
+        this.place = Place.of(dir);
+    }
+
+    /**
+     * The journal's directory and each of its ancestors up to the host's {@code /}, known by
+     * device and inode, with the names between them: a sandbox whose root or mount source is one
+     * of them sees the journal, under that name or any other (a bind mount is the same directory).
+     * A sandbox that can write there plants records that make the next run on another root remove
+     * what they name; one that can read it holds the journal's lock (see {@link #lock}).
+     */
+    public record Place(List<Libc.FileStat> ancestors, List<String> names) {
+        /** Looked at once, when the journal is opened: a sandbox cannot move the host's directories. */
+        static Place of(Path dir) {
+            List<Libc.FileStat> ancestors = new ArrayList<>();
+            List<String> names = new ArrayList<>();
+            try {
+                Path real = dir.toRealPath();
+                ancestors.add(Libc.stat(Libc.AT_FDCWD, "/", 0));
+                Path at = Path.of("/");
+                for (Path name : real) {
+                    at = at.resolve(name);
+                    ancestors.add(Libc.stat(Libc.AT_FDCWD, at.toString(), Libc.AT_SYMLINK_NOFOLLOW));
+                    names.add(name.toString());
+                }
+            } catch (IOException e) {
+                LOG.warnf("cannot tell where the root journal lies (%s): sandboxes that see it are not kept from it", e.getMessage());
+                return new Place(List.of(), List.of());
+            }
+            return new Place(List.copyOf(ancestors), List.copyOf(names));
+        }
+
+        /** The journal's path, as the host's / sees it. */
+        public String path() {
+            return "/" + String.join("/", names);
+        }
+
+        /** The journal's own directory, or null when unknown. */
+        public Libc.FileStat directory() {
+            return ancestors.isEmpty() ? null : ancestors.getLast();
+        }
+
+        /**
+         * Where the journal lies in directory {@code tree}: "" when {@code tree} is the journal,
+         * "a/b" when it is two levels below, null when it is not below {@code tree}.
+         */
+        public String below(Libc.FileStat tree) {
+            for (int i = ancestors.size() - 1; i >= 0; i--) {
+                if (ancestors.get(i).sameFile(tree)) return String.join("/", names.subList(i, names.size()));
+            }
+            return null;
+        }
+    }
+
+    /** Where this journal is: runs keep it out of their sandboxes. */
+    public Place place() {
+        return place;
     }
 
     /** The journal of this user, or null when no private directory can be had. Reads the environment: call from Main. */

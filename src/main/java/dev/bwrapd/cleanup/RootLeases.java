@@ -174,6 +174,11 @@ public final class RootLeases {
         }
     }
 
+    /** Where the journal is (sandboxes must not see it), or null without one. */
+    public RootJournal.Place journalPlace() {
+        return journal == null ? null : journal.place();
+    }
+
     /** Roots in use right now (for tests and diagnostics). */
     public synchronized int inUse() {
         return leases.size();

@@ -134,10 +134,12 @@ public final class BwrapCommand {
      * and {@link #DEV_LINKS}, not the root's directory: on the host's root that is the host's /dev
      * with all its mounts, /dev/mqueue among them, whose queues a command drained through the
      * read-only mount (a review). {@code hidden}: the host paths behind empty tmpfs mounts. Both
-     * as {@link MountPoints#devOfItsOwn} and {@link MountPoints#hidden} decide.
+     * as {@link MountPoints#devOfItsOwn} and {@link MountPoints#hidden} decide. {@code journal}:
+     * where the sandbox would see bwrapd's root journal, behind an empty read-only tmpfs after
+     * every mount (MountPoints.plan).
      */
     public record Places(String proc, String tmp, String dev, boolean devOfItsOwn, String shm, List<String> devices, List<String> mounts,
-                         List<String> hidden) {
+                         List<String> hidden, List<String> journal) {
         /**
          * The destinations as the request spells them, the root taken for the host's only when
          * spelled {@code /}: for tests of the argv. A run decides on the root's descriptor
@@ -147,7 +149,7 @@ public final class BwrapCommand {
         public static Places asGiven(RunSpec spec) {
             boolean hostRoot = spec.root().equals(RunSpec.HOST_ROOT);
             return new Places("/proc", "/tmp", "/dev", MountPoints.devOfItsOwn(spec, hostRoot), spec.devShm() ? "/dev/shm" : null,
-                    spec.devices(), spec.mounts().stream().map(RunSpec.Mount::target).toList(), MountPoints.hidden(spec, hostRoot));
+                    spec.devices(), spec.mounts().stream().map(RunSpec.Mount::target).toList(), MountPoints.hidden(spec, hostRoot), List.of());
         }
     }
 
@@ -234,7 +236,10 @@ public final class BwrapCommand {
             }
         }
 
+        // The journal, where a tree shows it: after the mounts, over whatever they brought there.
+        for (String path : places.journal()) add(argv, "--tmpfs", path);
         for (String path : places.hidden()) add(argv, "--remount-ro", path); // bwrap 0.8 remounts no submount
+        for (String path : places.journal()) add(argv, "--remount-ro", path);
         if (spec.readOnlyRoot()) add(argv, "--remount-ro", "/");
 
         if (host.privileged() || host.userNamespaces()) {

@@ -70,6 +70,16 @@ final class MountPoints {
      * the root is the host's {@code /}; {@code hidden}: the host paths behind empty tmpfs mounts ({@link #hidden}).
      */
     static BwrapCommand.Places plan(RunSpec spec, Path root, List<Path> mountSources, boolean hostRoot, List<String> hidden) throws HostPaths.Refused {
+        return plan(spec, root, mountSources, hostRoot, hidden, List.of());
+    }
+
+    /**
+     * The same; {@code journalBelow}: where the root journal lies in the root and in each mount
+     * source (HostPaths.journalBelow; empty: in none). Where the sandbox would see it through one
+     * of them, it gets an empty read-only tmpfs over it instead (Places.journal).
+     */
+    static BwrapCommand.Places plan(RunSpec spec, Path root, List<Path> mountSources, boolean hostRoot, List<String> hidden,
+                                    List<String> journalBelow) throws HostPaths.Refused {
         MountPoints view = new MountPoints(root, hostRoot);
         String proc = view.place("/proc");
         view.mounted(proc, null, Kind.FORBIDDEN);
@@ -92,6 +102,7 @@ final class MountPoints {
         // The host root's hidden paths (real paths, given to bwrap as they are): empty tmpfs mounts, before the bind mounts.
         for (String path : hidden) view.mounted(path, null, Kind.FRESH);
         List<String> mounts = new ArrayList<>();
+        List<Layer> trees = new ArrayList<>(List.of(view.layers.getFirst())); // the root, then each mount: as journalBelow counts them
         for (int i = 0; i < spec.mounts().size(); i++) {
             String target = view.place(spec.mounts().get(i).target());
             if (target.equals("/")) {
@@ -100,8 +111,26 @@ final class MountPoints {
             }
             mounts.add(target);
             view.mounted(target, mountSources.get(i), Kind.TREE);
+            trees.add(view.layers.getLast());
         }
-        return new BwrapCommand.Places(proc, tmp, dev, devOfItsOwn, shm, devices, mounts, hidden);
+        return new BwrapCommand.Places(proc, tmp, dev, devOfItsOwn, shm, devices, mounts, hidden, view.journal(trees, journalBelow));
+    }
+
+    /**
+     * Where the sandbox, as planned, sees the root journal: through a tree that shows it
+     * ({@code below}, as {@link #plan} takes it) and that nothing mounted later covers there. The
+     * names below a tree are the journal's real directories, so no link is on the way.
+     */
+    private List<String> journal(List<Layer> trees, List<String> below) {
+        List<String> places = new ArrayList<>();
+        for (int i = 0; i < below.size(); i++) {
+            if (below.get(i) == null) continue;
+            List<String> names = new ArrayList<>(trees.get(i).at());
+            names.addAll(List.of(below.get(i).split("/")));
+            String place = "/" + String.join("/", names);
+            if (backing(names) == trees.get(i) && !places.contains(place)) places.add(place);
+        }
+        return places;
     }
 
     /** Whether the sandbox gets a /dev of its own (BwrapCommand.Places): on the host's root, unless bwrap makes one (--dev). */

@@ -389,7 +389,8 @@ final class Run {
         // host, so a link on the way (say one planted in the Buildbarn runner's temporary
         // directory, bound at /tmp) would have it create directories anywhere on the host.
         try {
-            places = MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources(), paths.hostRoot(), paths.hidden());
+            places = MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources(), paths.hostRoot(), paths.hidden(),
+                    paths.journalBelow(leases.journalPlace()));
         } catch (HostPaths.Refused e) {
             throw e.asSandboxException();
         }

@@ -81,6 +81,20 @@ class BwrapCommandTest {
         assertThrows(IllegalArgumentException.class, () -> spec(s -> s.hidden = List.of("/run")), "only with the host root");
     }
 
+    /** Where a tree shows bwrapd's root journal: an empty tmpfs after every mount (over what they brought), read-only. */
+    @Test
+    void theJournalIsAnEmptyReadOnlyTmpfsAfterTheMounts() {
+        RunSpec spec = spec(s -> s.mounts = List.of(new RunSpec.Mount("/tmp", "/state", false)));
+        BwrapCommand.Places given = BwrapCommand.Places.asGiven(spec);
+        BwrapCommand.Places places = new BwrapCommand.Places(given.proc(), given.tmp(), given.dev(), given.devOfItsOwn(), given.shm(),
+                given.devices(), given.mounts(), given.hidden(), List.of("/state/bwrapd-0"));
+        List<String> argv = BwrapCommand.of(spec, FULL, places, Path.of("/srv/root")).argv();
+        int mount = Collections.indexOfSubList(argv, List.of("--bind", "/tmp", "/state"));
+        int tmpfs = Collections.indexOfSubList(argv, List.of("--tmpfs", "/state/bwrapd-0"));
+        int readOnly = Collections.indexOfSubList(argv, List.of("--remount-ro", "/state/bwrapd-0"));
+        assertTrue(mount > 0 && mount < tmpfs && tmpfs < readOnly, argv::toString);
+    }
+
     /** On the host's root /dev is a tmpfs of the sandbox's own, its devices and the usual links bound into it; elsewhere the root's. */
     @Test
     void theHostRootGetsADevOfItsOwn() {

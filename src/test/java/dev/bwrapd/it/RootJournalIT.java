@@ -1,0 +1,132 @@
+package dev.bwrapd.it;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+import static dev.bwrapd.it.Runs.assertExited;
+import static dev.bwrapd.it.Runs.mount;
+import static dev.bwrapd.it.Runs.run;
+import static dev.bwrapd.it.Runs.sh;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The root journal (what bwrap may create in each root, for the next helper to remove) is out of
+ * every sandbox's reach: a sandbox that could write there planted a record naming an empty
+ * directory of another root ({@code .git/refs}), and the next run on that root removed it. Each
+ * helper here keeps its journal in a directory the test made ({@code XDG_RUNTIME_DIR}).
+ */
+class RootJournalIT {
+    TestRoot attacker;
+    TestRoot victim;
+    Path host;
+
+    @BeforeEach
+    void roots() throws Exception {
+        attacker = TestRoot.create();
+        victim = TestRoot.create();
+        Files.createDirectories(victim.path().resolve(".git/refs"));
+        host = Runs.hostDir("bwrapd-it-journal-");
+    }
+
+    @AfterEach
+    void removeRoots() throws Exception {
+        attacker.close();
+        victim.close();
+        TestRoot.deleteTree(host);
+    }
+
+    static BwrapdProcess helperWithRuntimeDir(Path runtimeDir) throws Exception {
+        BwrapdProcess bwrapd = BwrapdProcess.startUnder(List.of("env", "XDG_RUNTIME_DIR=" + runtimeDir));
+        Runs.initialize(bwrapd);
+        return bwrapd;
+    }
+
+    /** The journal's directory of records of {@code root}: its device (major-minor, as statx gives it) and inode. */
+    static String recordsName(Path root) throws Exception {
+        long dev = (long) Files.getAttribute(root, "unix:dev");
+        long major = ((dev >>> 8) & 0xfff) | ((dev >>> 32) & ~0xfffL);
+        long minor = (dev & 0xff) | ((dev >>> 12) & ~0xffL);
+        return ((major << 32) | minor) + "-" + Files.getAttribute(root, "unix:ino");
+    }
+
+    /** A shell script that plants, at {@code journal} as the sandbox sees it, a record of the victim naming its .git/refs. */
+    String plant(String journal) throws Exception {
+        String records = journal + "/" + recordsName(victim.path());
+        return "mkdir -p " + records + " && printf '%s\\n' " + victim.path().toRealPath() + " .git .git/refs > " + records + "/left-1;"
+                + " printf '%s\\n' " + victim.path().toRealPath() + " .git .git/refs > " + records + "/2147483646;"
+                + " echo seen: $(ls -A " + journal + ")";
+    }
+
+    void assertVictimKeptAfterARunOnIt(BwrapdProcess bwrapd) throws Exception {
+        JsonNode result = run(bwrapd, sh(victim, "true"));
+        assertExited(result, 0);
+        assertTrue(Files.isDirectory(victim.path().resolve(".git/refs")),
+                "a record planted by a sandbox made bwrapd remove the victim's .git/refs: " + result.get("cleanup"));
+    }
+
+    /** The journal's parent (XDG_RUNTIME_DIR, or /tmp without it) mounted read-write: the sandbox sees an empty, read-only journal. */
+    @Test
+    void aSandboxGivenTheJournalsParentCannotPlantRecords() throws Exception {
+        Path runtimeDir = Files.createDirectory(host.resolve("runtime"));
+        try (BwrapdProcess bwrapd = helperWithRuntimeDir(runtimeDir)) {
+            ObjectNode p = sh(attacker, plant("/state/bwrapd") + "; touch /state/bwrapd/lock 2>/dev/null && echo writable");
+            p.set("mounts", Runs.JSON.createArrayNode().add(mount(runtimeDir.toString(), "/state", false)));
+            JsonNode result = run(bwrapd, p);
+            assertVictimKeptAfterARunOnIt(bwrapd);
+            assertEquals("seen:\n", Runs.out(result), "the sandbox saw or wrote the journal: " + result);
+            Runs.closeChecked(bwrapd);
+        }
+    }
+
+    /** The same, the journal's ancestor reached through a bind mount of another name (the same directory: same device and inode). */
+    @Test
+    void aSandboxGivenTheJournalsAncestorUnderAnotherNameCannotPlantRecords() throws Exception {
+        Path runtimeDir = Files.createDirectories(host.resolve("a/runtime"));
+        try (BwrapdProcess bwrapd = helperWithRuntimeDir(runtimeDir)) {
+            ObjectNode p = sh(attacker, plant("/up/runtime/bwrapd"));
+            p.set("mounts", Runs.JSON.createArrayNode().add(mount(host.resolve("a").toString(), "/up", false)));
+            JsonNode result = run(bwrapd, p);
+            assertVictimKeptAfterARunOnIt(bwrapd);
+            assertEquals("seen:\n", Runs.out(result), "the sandbox saw or wrote the journal: " + result);
+            Runs.closeChecked(bwrapd);
+        }
+    }
+
+    /** A run whose root holds the journal (XDG_RUNTIME_DIR inside the root) does not see it either. */
+    @Test
+    void aRootHoldingTheJournalDoesNotShowIt() throws Exception {
+        Path runtimeDir = Files.createDirectory(attacker.path().resolve("runtime"));
+        try (BwrapdProcess bwrapd = helperWithRuntimeDir(runtimeDir)) {
+            JsonNode result = run(bwrapd, sh(attacker, plant("/runtime/bwrapd")));
+            assertTrue(result.get("cleanup").get("ok").asBoolean(), result::toString);
+            assertVictimKeptAfterARunOnIt(bwrapd);
+            assertEquals("seen:\n", Runs.out(result), "the sandbox saw or wrote the journal: " + result);
+            Runs.closeChecked(bwrapd);
+        }
+    }
+
+    /** A mount source in the journal, or the journal itself, is refused (-32005): nothing there is a sandbox's. */
+    @Test
+    void aMountSourceInTheJournalIsRefused() throws Exception {
+        Path runtimeDir = Files.createDirectory(host.resolve("runtime"));
+        try (BwrapdProcess bwrapd = helperWithRuntimeDir(runtimeDir)) {
+            for (String source : List.of(runtimeDir.resolve("bwrapd").toString(), runtimeDir.resolve("bwrapd/lock").toString())) {
+                Files.write(runtimeDir.resolve("bwrapd/lock"), new byte[0]);
+                ObjectNode p = sh(attacker, "true");
+                p.set("mounts", Runs.JSON.createArrayNode().add(mount(source, "/state", false)));
+                JsonNode error = Runs.error(bwrapd, p);
+                assertEquals(-32005, error.get("code").asInt(), error::toString);
+                Runs.assertContains(error.get("message").asText(), "journal");
+            }
+            Runs.closeChecked(bwrapd);
+        }
+    }
+}

@@ -28,6 +28,11 @@ public final class RootLeases {
     private final RootJournal journal;
     /** Roots whose last user is removing bwrap's leftovers right now: no new run starts there until it is done. */
     private final Set<Identity> cleaning = new HashSet<>();
+    /**
+     * What those releases are removing, by each mount point's own device and inode: a run on
+     * another root that would mount on one of them (a root nested in the other) waits too.
+     */
+    private final Set<Identity> removing = new HashSet<>();
 
     private record Identity(long device, long inode) {
         String name() {
@@ -46,6 +51,8 @@ public final class RootLeases {
     /** One root's shared state: how many runs use it, and for each watched path whether it pre-existed. */
     private static final class Lease {
         int users;
+        /** The lease's own descriptor of the root (O_PATH), for other leases' releases to look in it; closed with the lease. */
+        int rootFd = -1;
         final Map<String, Boolean> existedBefore = new LinkedHashMap<>();
         /** What the journal holds for this lease: nothing until bwrap may create something here. */
         List<String> recorded = List.of();
@@ -60,13 +67,15 @@ public final class RootLeases {
      * still cleaning it, waits for that first: what it is removing must neither be recorded as
      * "existed before" (it would never be removed) nor be removed from under this run's mounts.
      */
-    public synchronized void acquire(int rootFd, Libc.FileStat rootStat, List<String> paths) throws InterruptedException {
+    public synchronized void acquire(int rootFd, Libc.FileStat rootStat, List<String> paths) throws InterruptedException, Libc.Error {
         Identity root = identity(rootStat);
-        while (cleaning.contains(root)) wait();
+        while (cleaning.contains(root) || beingRemoved(rootFd, paths)) wait();
         // What pre-exists is looked at, and this lease recorded, while no other helper looks for users of the root and cleans it.
+        Lease unlisted = null;
         try (RootJournal.Held held = journal == null ? NOT_HELD : journal.lock()) {
             Lease existing = leases.get(root);
-            Lease lease = existing != null ? existing : new Lease();
+            Lease lease = existing != null ? existing : (unlisted = new Lease());
+            if (existing == null) lease.rootFd = ownDescriptor(rootFd);
             if (existing == null && journal != null) restore(rootFd, root);
             for (String path : paths) lease.existedBefore.computeIfAbsent(path, p -> exists(rootFd, p));
             // Written only when it changes: a prepared root (its mount points already there) never is,
@@ -83,7 +92,26 @@ public final class RootLeases {
             // Counted last: a lease that failed on the way (an Error) is no user that is never released.
             lease.users++;
             if (existing == null) leases.put(root, lease);
+            unlisted = null;
+        } finally {
+            if (unlisted != null && unlisted.rootFd >= 0) Libc.close(unlisted.rootFd); // never listed: nobody else will close it
         }
+    }
+
+    private static int ownDescriptor(int rootFd) throws Libc.Error {
+        int fd = Libc.openat(rootFd, ".", Libc.O_PATH | Libc.O_DIRECTORY);
+        if (fd < 0) throw new Libc.Error("open the root again", Libc.errno());
+        return fd;
+    }
+
+    /** Whether one of {@code paths} is a mount point that a release is removing right now (another root's, nested). */
+    private boolean beingRemoved(int rootFd, List<String> paths) {
+        if (removing.isEmpty()) return false;
+        for (String path : paths) {
+            Libc.FileStat stat = lookIfPresent(rootFd, path);
+            if (stat != null && removing.contains(identity(stat))) return true;
+        }
+        return false;
     }
 
     private static final RootJournal.Held NOT_HELD = () -> {};
@@ -118,17 +146,25 @@ public final class RootLeases {
     public CleanupReport release(int rootFd, Libc.FileStat rootStat) {
         Identity root = identity(rootStat);
         List<String> toRemove = new ArrayList<>();
+        Set<Identity> removed = new HashSet<>();
         boolean recorded;
+        boolean handedOverHere;
         synchronized (this) {
             Lease lease = leases.get(root);
             if (lease == null) return CleanupReport.NOTHING;
             if (--lease.users > 0) return CleanupReport.DEFERRED;
             leases.remove(root);
+            Libc.close(lease.rootFd);
             toRemove.addAll(created(lease));
             recorded = lease.inJournal;
             // A prepared root, recorded nowhere: nothing of this helper's to remove or hand over, and
             // what others handed over is the next lease's to take (restore). No lock, no look.
             if (toRemove.isEmpty() && !recorded) return CleanupReport.NOTHING;
+            handedOverHere = handOverToNestedLeases(rootFd, root, toRemove);
+            for (String path : toRemove) {
+                Libc.FileStat stat = lookIfPresent(rootFd, path);
+                if (stat != null && removing.add(identity(stat))) removed.add(identity(stat));
+            }
             cleaning.add(root);
         }
         // Released before this object's lock is taken again (below): an acquire waits for it holding that one.
@@ -151,12 +187,83 @@ public final class RootLeases {
             // Children before parents: the paths were recorded parents first.
             CleanupReport report = RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), toRemove.reversed());
             if (journal != null && recorded) journal.forget(root.name());
-            return report;
+            return handedOverHere ? new CleanupReport(report.ok(), report.removed(), report.failed(), true) : report;
         } finally {
             synchronized (this) {
                 cleaning.remove(root);
+                removing.removeAll(removed);
                 notifyAll();
             }
+        }
+    }
+
+    /**
+     * Takes out of {@code toRemove} (what the ending lease of {@code root} would remove) each
+     * mount point that a live lease of another root relies on, by the mount point's own device
+     * and inode: with nested roots, {@code R/inner/proc} is the mount target {@code /inner/proc}
+     * of a run on {@code R} and the {@code /proc} of a run on {@code R/inner}, and removing it
+     * would unmount it in the other's sandbox too. The other lease removes it when it ends (its
+     * journal record says so from now on), as a helper that shares a root hands its record over.
+     * The parents of what stays, and another lease's root, stay too. Whether anything stayed.
+     */
+    private boolean handOverToNestedLeases(int rootFd, Identity root, List<String> toRemove) {
+        if (leases.isEmpty()) return false;
+        Set<String> kept = new HashSet<>();
+        Set<Lease> changed = new java.util.LinkedHashSet<>();
+        for (String path : toRemove) {
+            Libc.FileStat stat = lookIfPresent(rootFd, path);
+            if (stat == null) continue;
+            Identity mountPoint = identity(stat);
+            for (Map.Entry<Identity, Lease> other : leases.entrySet()) {
+                if (other.getKey().equals(mountPoint)) kept.add(path); // another run's root: never this one's to remove
+                Lease lease = other.getValue();
+                for (Map.Entry<String, Boolean> watched : lease.existedBefore.entrySet()) {
+                    // Only a path the same mount point could be, seen from a root above or below this one: a name cheaper than a look.
+                    if (!isNested(path, watched.getKey())) continue;
+                    Libc.FileStat theirs = lookIfPresent(lease.rootFd, watched.getKey());
+                    if (theirs == null || !identity(theirs).equals(mountPoint)) continue;
+                    kept.add(path);
+                    if (watched.getValue()) {
+                        watched.setValue(false); // existed before for that lease, as this one's bwrap made it: now that lease's to remove
+                        changed.add(lease);
+                    }
+                }
+            }
+        }
+        if (kept.isEmpty()) return false;
+        for (String path : List.copyOf(kept)) {
+            for (int slash = path.indexOf('/'); slash > 0; slash = path.indexOf('/', slash + 1)) kept.add(path.substring(0, slash));
+        }
+        toRemove.removeAll(kept);
+        if (journal != null && !changed.isEmpty()) {
+            try (RootJournal.Held held = journal.lock()) {
+                for (Map.Entry<Identity, Lease> other : leases.entrySet()) {
+                    Lease lease = other.getValue();
+                    if (!changed.contains(lease)) continue;
+                    lease.recorded = created(lease);
+                    journal.write(other.getKey().name(), where(lease.rootFd), lease.recorded);
+                    lease.inJournal = true;
+                }
+            }
+        }
+        LOG.debugf("mount points left to runs on nested roots: %s", kept);
+        return true;
+    }
+
+    /** Whether {@code a} and {@code b} (relative paths, different roots) could name one file: one ends with the other, whole names. */
+    static boolean isNested(String a, String b) {
+        if (a.length() == b.length()) return false; // the same path in two roots: two files, unless the roots are one
+        String longer = a.length() > b.length() ? a : b;
+        String shorter = longer == a ? b : a;
+        return longer.endsWith(shorter) && longer.charAt(longer.length() - shorter.length() - 1) == '/';
+    }
+
+    /** The file at {@code path} (its last name not followed), or null when nothing is there or it cannot be looked at. */
+    private static Libc.FileStat lookIfPresent(int rootFd, String path) {
+        try {
+            return Libc.statIfPresent(rootFd, path, Libc.AT_SYMLINK_NOFOLLOW);
+        } catch (Libc.Error e) {
+            return null;
         }
     }
 

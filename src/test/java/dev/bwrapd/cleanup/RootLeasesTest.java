@@ -104,6 +104,64 @@ class RootLeasesTest {
         assertEquals(0, leases.inUse());
     }
 
+    /**
+     * Nested roots: R/inner/proc is the outer lease's mount target /inner/proc and the inner
+     * lease's /proc. The first to end leaves it (and its parents) to the other, whichever made it.
+     */
+    @Test
+    void aMountPointOfANestedRootIsLeftToTheLastLeaseThatReliesOnIt() throws Exception {
+        Path inner = Files.createDirectory(root.resolve("inner"));
+        TreeMap<String, String> before = snapshot(root);
+        leases.acquire(fd(root), stat(root), List.of("inner", "inner/proc", "tmp"));
+        Files.createDirectories(root.resolve("inner/proc")); // the outer run's bwrap
+        Files.createDirectories(root.resolve("tmp"));
+        leases.acquire(fd(inner), stat(inner), List.of("proc")); // finds it there: pre-existing, for this lease
+        CleanupReport outer = leases.release(fd(root), stat(root));
+        assertTrue(outer.ok() && outer.deferred(), outer::toString);
+        assertEquals(List.of("/tmp"), outer.removed(), "the inner lease's /proc stays");
+        assertTrue(Files.isDirectory(inner.resolve("proc")));
+        CleanupReport innerReport = leases.release(fd(inner), stat(inner));
+        assertEquals(List.of("/proc"), innerReport.removed(), "handed over: the inner lease removes it");
+        assertEquals(before, snapshot(root));
+    }
+
+    @Test
+    void theInnerLeaseEndingFirstLeavesTheOuterOnesMountPoint() throws Exception {
+        Path inner = Files.createDirectory(root.resolve("inner"));
+        TreeMap<String, String> before = snapshot(root);
+        leases.acquire(fd(inner), stat(inner), List.of("proc"));
+        Files.createDirectories(inner.resolve("proc")); // the inner run's bwrap
+        leases.acquire(fd(root), stat(root), List.of("inner", "inner/proc"));
+        CleanupReport innerReport = leases.release(fd(inner), stat(inner));
+        assertTrue(innerReport.ok() && innerReport.deferred(), innerReport::toString);
+        assertEquals(List.of(), innerReport.removed());
+        CleanupReport outer = leases.release(fd(root), stat(root));
+        assertEquals(List.of("/inner/proc"), outer.removed());
+        assertEquals(before, snapshot(root));
+    }
+
+    @Test
+    void rootsSideBySideDoNotKeepEachOthersMountPoints() throws Exception {
+        Path other = Files.createDirectory(tmp.resolve("other"));
+        leases.acquire(fd(root), stat(root), List.of("proc"));
+        leases.acquire(fd(other), stat(other), List.of("proc"));
+        Files.createDirectories(root.resolve("proc"));
+        Files.createDirectories(other.resolve("proc"));
+        CleanupReport report = leases.release(fd(root), stat(root));
+        assertFalse(report.deferred(), report::toString);
+        assertEquals(List.of("/proc"), report.removed());
+        assertEquals(List.of("/proc"), leases.release(fd(other), stat(other)).removed());
+    }
+
+    @Test
+    void pathsOfNestedRootsAreThoseThatEndWithTheOthersWholeNames() {
+        assertTrue(RootLeases.isNested("inner/proc", "proc"));
+        assertTrue(RootLeases.isNested("proc", "a/b/proc"));
+        assertFalse(RootLeases.isNested("proc", "proc"), "the same path of two roots");
+        assertFalse(RootLeases.isNested("inner/xproc", "proc"));
+        assertFalse(RootLeases.isNested("dev/null", "dev"));
+    }
+
     @Test
     void whatExistedBeforeIsLeftAlone() throws Exception {
         Files.createDirectories(root.resolve("dev"));

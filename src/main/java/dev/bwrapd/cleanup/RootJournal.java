@@ -40,79 +40,55 @@ public final class RootJournal {
 
     private final Path dir;
     private final long pid = ProcessHandle.current().pid();
-    /** Where the journal is, for runs to keep it out of their sandboxes. */
-    private final Place place;
+    /** Where this user's journals are, this one's among them, for runs to keep them out of their sandboxes. */
+    private final JournalPlace place;
 
-    private RootJournal(Path dir) {
+    private RootJournal(Path dir, JournalPlace place) {
         this.dir = dir;
-        this.place = Place.of(dir);
+        this.place = place;
     }
 
-    /**
-     * The journal's directory and each of its ancestors up to the host's {@code /}, known by
-     * device and inode, with the names between them: a sandbox whose root or mount source is one
-     * of them sees the journal, under that name or any other (a bind mount is the same directory).
-     * A sandbox that can write there plants records that make the next run on another root remove
-     * what they name; one that can read it holds the journal's lock (see {@link #lock}).
-     */
-    public record Place(List<Libc.FileStat> ancestors, List<String> names) {
-        /** Looked at once, when the journal is opened: a sandbox cannot move the host's directories. */
-        static Place of(Path dir) {
-            List<Libc.FileStat> ancestors = new ArrayList<>();
-            List<String> names = new ArrayList<>();
-            try {
-                Path real = dir.toRealPath();
-                ancestors.add(Libc.stat(Libc.AT_FDCWD, "/", 0));
-                Path at = Path.of("/");
-                for (Path name : real) {
-                    at = at.resolve(name);
-                    ancestors.add(Libc.stat(Libc.AT_FDCWD, at.toString(), Libc.AT_SYMLINK_NOFOLLOW));
-                    names.add(name.toString());
-                }
-            } catch (IOException e) {
-                LOG.warnf("cannot tell where the root journal lies (%s): sandboxes that see it are not kept from it", e.getMessage());
-                return new Place(List.of(), List.of());
-            }
-            return new Place(List.copyOf(ancestors), List.copyOf(names));
-        }
-
-        /** The journal's path, as the host's / sees it. */
-        public String path() {
-            return "/" + String.join("/", names);
-        }
-
-        /** The journal's own directory, or null when unknown. */
-        public Libc.FileStat directory() {
-            return ancestors.isEmpty() ? null : ancestors.getLast();
-        }
-
-        /**
-         * Where the journal lies in directory {@code tree}: "" when {@code tree} is the journal,
-         * "a/b" when it is two levels below, null when it is not below {@code tree}.
-         */
-        public String below(Libc.FileStat tree) {
-            for (int i = ancestors.size() - 1; i >= 0; i--) {
-                if (ancestors.get(i).sameFile(tree)) return String.join("/", names.subList(i, names.size()));
-            }
-            return null;
-        }
-    }
-
-    /** Where this journal is: runs keep it out of their sandboxes. */
-    public Place place() {
+    /** Where this user's journals are: runs keep them out of their sandboxes. */
+    public JournalPlace place() {
         return place;
     }
 
     /** The journal of this user, or null when no private directory can be had. Reads the environment: call from Main. */
     public static RootJournal open(String xdgRuntimeDir, int uid) {
-        Path dir = xdgRuntimeDir != null && xdgRuntimeDir.startsWith("/") ? Path.of(xdgRuntimeDir, "bwrapd")
-                : uid == 0 ? Path.of("/run/bwrapd") : Path.of("/tmp/bwrapd-" + uid);
+        Path dir = xdgRuntimeDir != null && xdgRuntimeDir.startsWith("/") ? Path.of(xdgRuntimeDir, "bwrapd") : fallback(uid);
         try {
-            return new RootJournal(PrivateDirectory.open(dir, uid));
+            PrivateDirectory.open(dir, uid);
+            return new RootJournal(dir, JournalPlace.of(journalsOfThisUser(dir, uid)));
         } catch (IOException e) {
             LOG.warnf("no root journal (%s): a bwrapd killed mid-run leaves its mount points in the root", e.getMessage());
             return null;
         }
+    }
+
+    /** The journal of a helper started without XDG_RUNTIME_DIR. */
+    private static Path fallback(int uid) {
+        return uid == 0 ? Path.of("/run/bwrapd") : Path.of("/tmp/bwrapd-" + uid);
+    }
+
+    /**
+     * The journals of this user's helpers that this one knows of, its own first: the fallback
+     * (made now if missing: a sandbox that could make it first would fill it with records for the
+     * next helper started without XDG_RUNTIME_DIR) and the usual {@code XDG_RUNTIME_DIR}'s, if there.
+     * A helper started with another {@code XDG_RUNTIME_DIR} keeps one this helper cannot know.
+     */
+    static List<Path> journalsOfThisUser(Path own, int uid) {
+        List<Path> journals = new ArrayList<>(List.of(own));
+        Path fallback = fallback(uid);
+        if (!fallback.equals(own)) {
+            try {
+                journals.add(PrivateDirectory.open(fallback, uid));
+            } catch (IOException e) {
+                // not a private directory of this user: no helper trusts it either
+            }
+        }
+        Path usual = Path.of("/run/user/" + uid + "/bwrapd");
+        if (!usual.equals(own) && Files.isDirectory(usual, LinkOption.NOFOLLOW_LINKS)) journals.add(usual);
+        return journals;
     }
 
     /**

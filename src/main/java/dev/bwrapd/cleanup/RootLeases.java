@@ -281,9 +281,9 @@ public final class RootLeases {
         }
     }
 
-    /** Where the journal is (sandboxes must not see it), or null without one. */
-    public RootJournal.Place journalPlace() {
-        return journal == null ? null : journal.place();
+    /** Where this user's journals are (sandboxes must not see them): nowhere known without a journal. */
+    public JournalPlace journalPlace() {
+        return journal == null ? JournalPlace.NOWHERE : journal.place();
     }
 
     /** Roots in use right now (for tests and diagnostics). */

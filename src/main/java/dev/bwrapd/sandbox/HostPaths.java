@@ -1,6 +1,6 @@
 package dev.bwrapd.sandbox;
 
-import dev.bwrapd.cleanup.RootJournal;
+import dev.bwrapd.cleanup.JournalPlace;
 import dev.bwrapd.process.Libc;
 
 import java.util.ArrayDeque;
@@ -190,15 +190,15 @@ public final class HostPaths implements AutoCloseable {
     }
 
     /**
-     * Where the run's trees show the root journal, by device and inode (RootJournal.Place): for
-     * the root, then each mount source, the journal's path below it, or null where it is not
-     * below (an empty list: nowhere). A sandbox that sees the journal plants records in it that
-     * make the next run on another root remove what they name, or holds its lock: MountPoints
-     * hides it. A tree inside the journal is refused: nothing there is a sandbox's.
+     * Where the run's trees show a root journal of this user, by device and inode (JournalPlace):
+     * for the root, then each mount source, the journals' paths below it (an empty list: nowhere
+     * at all). A sandbox that sees a journal plants records in it that make the next run on
+     * another root remove what they name, or holds its lock: MountPoints hides it. A tree inside a
+     * journal is refused: nothing there is a sandbox's.
      */
-    public List<String> journalBelow(RootJournal.Place journal) throws Refused {
-        List<String> below = new ArrayList<>();
-        if (journal == null || journal.directory() == null) return below;
+    public List<List<String>> journalBelow(JournalPlace journals) throws Refused {
+        if (journals.isEmpty()) return List.of();
+        List<List<String>> below = new ArrayList<>();
         boolean seen = false;
         for (int i = -1; i < mounts.size(); i++) {
             String field = i < 0 ? "root" : "mounts[" + i + "].source";
@@ -206,14 +206,15 @@ public final class HostPaths implements AutoCloseable {
             int fd = i < 0 ? root : mounts.get(i);
             try {
                 Libc.FileStat stat = i < 0 ? rootStat : Libc.stat(fd, "", Libc.AT_EMPTY_PATH);
-                String at = stat.type() == Libc.S_IFDIR ? journal.below(stat) : null;
-                // Only a tree on the journal's own file system can lie inside it.
-                if ("".equals(at) || at == null && stat.device() == journal.directory().device() && isInJournal(fd, stat, journal)) {
-                    throw new Refused(true, field + ": " + path + " lies in bwrapd's root journal (" + journal.path()
+                List<String> at = stat.type() == Libc.S_IFDIR ? journals.below(stat) : List.of();
+                // Only a tree on a journal's own file system can lie inside it.
+                if (at.contains("") || at.isEmpty() && journals.journals().stream().anyMatch(j -> j.device() == stat.device())
+                        && isInJournal(fd, stat, journals.journals())) {
+                    throw new Refused(true, field + ": " + path + " lies in a root journal of bwrapd (" + journals.paths()
                             + "), which no sandbox may see: a sandbox could make bwrapd remove what it names there");
                 }
                 below.add(at);
-                seen |= at != null;
+                seen |= !at.isEmpty();
             } catch (Libc.Error e) {
                 throw new Refused(false, field + ": cannot examine " + path + ": " + e.getMessage());
             }
@@ -221,15 +222,15 @@ public final class HostPaths implements AutoCloseable {
         return seen ? below : List.of();
     }
 
-    /** Whether the tree behind {@code fd} is the journal or lies in it (a file: its directory does). */
-    private static boolean isInJournal(int fd, Libc.FileStat stat, RootJournal.Place journal) throws Libc.Error, Refused {
-        if (stat.type() == Libc.S_IFDIR) return isWithin(fd, List.of(journal.directory()));
+    /** Whether the tree behind {@code fd} is one of {@code journals} or lies in one (a file: its directory does). */
+    private static boolean isInJournal(int fd, Libc.FileStat stat, List<Libc.FileStat> journals) throws Libc.Error, Refused {
+        if (stat.type() == Libc.S_IFDIR) return isWithin(fd, journals);
         java.nio.file.Path parent = java.nio.file.Path.of(realPath(fd)).getParent();
         if (parent == null) return false;
         int dir = Libc.openat(Libc.AT_FDCWD, parent.toString(), Libc.O_PATH | Libc.O_DIRECTORY);
         if (dir < 0) throw new Libc.Error("open the directory of " + parent, Libc.errno());
         try {
-            return isWithin(dir, List.of(journal.directory()));
+            return isWithin(dir, journals);
         } finally {
             Libc.close(dir);
         }

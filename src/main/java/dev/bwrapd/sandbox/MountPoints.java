@@ -74,12 +74,12 @@ final class MountPoints {
     }
 
     /**
-     * The same; {@code journalBelow}: where the root journal lies in the root and in each mount
-     * source (HostPaths.journalBelow; empty: in none). Where the sandbox would see it through one
-     * of them, it gets an empty read-only tmpfs over it instead (Places.journal).
+     * The same; {@code journalBelow}: where root journals lie in the root and in each mount
+     * source (HostPaths.journalBelow; empty: in none). Where the sandbox would see one through
+     * them, it gets an empty read-only tmpfs over it instead (Places.journal).
      */
     static BwrapCommand.Places plan(RunSpec spec, Path root, List<Path> mountSources, boolean hostRoot, List<String> hidden,
-                                    List<String> journalBelow) throws HostPaths.Refused {
+                                    List<List<String>> journalBelow) throws HostPaths.Refused {
         MountPoints view = new MountPoints(root, hostRoot);
         String proc = view.place("/proc");
         view.mounted(proc, null, Kind.FORBIDDEN);
@@ -121,14 +121,15 @@ final class MountPoints {
      * ({@code below}, as {@link #plan} takes it) and that nothing mounted later covers there. The
      * names below a tree are the journal's real directories, so no link is on the way.
      */
-    private List<String> journal(List<Layer> trees, List<String> below) {
+    private List<String> journal(List<Layer> trees, List<List<String>> below) {
         List<String> places = new ArrayList<>();
         for (int i = 0; i < below.size(); i++) {
-            if (below.get(i) == null) continue;
-            List<String> names = new ArrayList<>(trees.get(i).at());
-            names.addAll(List.of(below.get(i).split("/")));
-            String place = "/" + String.join("/", names);
-            if (backing(names) == trees.get(i) && !places.contains(place)) places.add(place);
+            for (String journal : below.get(i)) {
+                List<String> names = new ArrayList<>(trees.get(i).at());
+                names.addAll(List.of(journal.split("/")));
+                String place = "/" + String.join("/", names);
+                if (backing(names) == trees.get(i) && !places.contains(place)) places.add(place);
+            }
         }
         return places;
     }

@@ -100,6 +100,27 @@ class RootJournalIT {
         }
     }
 
+    /**
+     * The journal mounted again below a mount source (a bind mount of its parent there: bwrap
+     * binds recursively), in a mount namespace of the test's own: found in the mount table.
+     */
+    @Test
+    void aSandboxGivenADirectoryTheJournalIsMountedInCannotPlantRecords() throws Exception {
+        Path runtimeDir = Files.createDirectory(host.resolve("runtime"));
+        Path other = Files.createDirectories(host.resolve("other/alias"));
+        String setup = "mount --bind " + runtimeDir + " " + other + " && exec \"$@\"";
+        try (BwrapdProcess bwrapd = BwrapdProcess.startUnder(List.of("unshare", "-Urm", "--propagation", "private",
+                "env", "XDG_RUNTIME_DIR=" + runtimeDir, "/bin/sh", "-c", setup, "sh"))) {
+            Runs.initialize(bwrapd);
+            ObjectNode p = sh(attacker, plant("/state/alias/bwrapd"));
+            p.set("mounts", Runs.JSON.createArrayNode().add(mount(host.resolve("other").toString(), "/state", false)));
+            JsonNode result = run(bwrapd, p);
+            assertVictimKeptAfterARunOnIt(bwrapd);
+            assertEquals("seen:\n", Runs.out(result), "the sandbox saw or wrote the journal: " + result);
+            Runs.closeChecked(bwrapd);
+        }
+    }
+
     /** A run whose root holds the journal (XDG_RUNTIME_DIR inside the root) does not see it either. */
     @Test
     void aRootHoldingTheJournalDoesNotShowIt() throws Exception {

@@ -360,14 +360,14 @@ class RootPathsTest {
     @Test
     void theJournalSeenThroughTheRootIsCoveredWhereTheSandboxSeesIt() throws HostPaths.Refused {
         RunSpec spec = spec(List.of(), List.of());
-        List<String> below = java.util.Arrays.asList("state/bwrapd");
+        List<List<String>> below = List.of(List.of("state/bwrapd"));
         assertEquals(List.of("/state/bwrapd"), MountPoints.plan(spec, root, List.of(), false, List.of(), below).journal());
     }
 
     @Test
     void theJournalSeenThroughAMountIsCoveredBelowItsTarget() throws HostPaths.Refused {
         RunSpec spec = spec(List.of(), List.of(new RunSpec.Mount("/s", "/a/state", false)));
-        List<String> below = java.util.Arrays.asList(null, "bwrapd");
+        List<List<String>> below = List.of(List.of(), List.of("bwrapd"));
         assertEquals(List.of("/a/state/bwrapd"), MountPoints.plan(spec, root, List.of(outside), false, List.of(), below).journal());
     }
 
@@ -375,11 +375,11 @@ class RootPathsTest {
     void theJournalOfATreeThatALaterMountCoversIsNotSeen() throws HostPaths.Refused {
         // The root shows it at /state/bwrapd, but a mount at /state covers that; on the host's root, /tmp is a tmpfs of its own.
         RunSpec spec = spec(List.of(), List.of(new RunSpec.Mount("/s", "/state", false)));
-        List<String> below = java.util.Arrays.asList("state/bwrapd", null);
+        List<List<String>> below = List.of(List.of("state/bwrapd"), List.of());
         assertEquals(List.of(), MountPoints.plan(spec, root, List.of(outside), false, List.of(), below).journal());
         RunSpec onHost = spec(List.of(), List.of());
-        assertEquals(List.of(), MountPoints.plan(onHost, Path.of("/"), List.of(), true, List.of(), List.of("tmp/bwrapd-0")).journal());
-        assertEquals(List.of(), MountPoints.plan(onHost, Path.of("/"), List.of(), true, List.of("/run"), List.of("run/bwrapd")).journal());
+        assertEquals(List.of(), MountPoints.plan(onHost, Path.of("/"), List.of(), true, List.of(), List.of(List.of("tmp/bwrapd-0"))).journal());
+        assertEquals(List.of(), MountPoints.plan(onHost, Path.of("/"), List.of(), true, List.of("/run"), List.of(List.of("run/bwrapd"))).journal());
     }
 
     /** As a run plans: the hidden paths decided as HostPaths decides them. */

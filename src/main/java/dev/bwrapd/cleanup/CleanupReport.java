@@ -4,7 +4,8 @@ import java.util.List;
 
 /**
  * What cleanup removed from a root, and what it could not. {@code deferred} is true when other
- * runs still use the same root: the last of them cleans up for all (a bwrapd extension).
+ * runs still use the same root, or (nested roots) some of its mount points: the last of them
+ * cleans up for all (a bwrapd extension).
  */
 public record CleanupReport(boolean ok, List<String> removed, List<Failure> failed, boolean deferred) {
 

@@ -20,6 +20,10 @@ import java.util.Set;
  * <p>A root is the directory behind the descriptor each run opened at its start, known by its
  * device and inode: never by its path, which a sandboxed command that reaches the root's parent
  * could point elsewhere (a root swapped for a link) while the run goes on.
+ *
+ * <p>Runs on nested roots ({@code R} and {@code R/inner}) have a lease each, and can share a mount
+ * point all the same ({@code R/inner/proc}): a release leaves to the other lease what it uses,
+ * each mount point known by its own device and inode (see {@link #release}).
  */
 public final class RootLeases {
     private static final org.jboss.logging.Logger LOG = org.jboss.logging.Logger.getLogger(RootLeases.class);
@@ -148,7 +152,7 @@ public final class RootLeases {
         List<String> toRemove = new ArrayList<>();
         Set<Identity> removed = new HashSet<>();
         boolean recorded;
-        boolean handedOverHere;
+        Set<String> kept;
         synchronized (this) {
             Lease lease = leases.get(root);
             if (lease == null) return CleanupReport.NOTHING;
@@ -160,7 +164,7 @@ public final class RootLeases {
             // A prepared root, recorded nowhere: nothing of this helper's to remove or hand over, and
             // what others handed over is the next lease's to take (restore). No lock, no look.
             if (toRemove.isEmpty() && !recorded) return CleanupReport.NOTHING;
-            handedOverHere = handOverToNestedLeases(rootFd, root, toRemove);
+            kept = handOverToNestedLeases(rootFd, toRemove);
             for (String path : toRemove) {
                 Libc.FileStat stat = lookIfPresent(rootFd, path);
                 if (stat != null && removing.add(identity(stat))) removed.add(identity(stat));
@@ -179,7 +183,7 @@ public final class RootLeases {
                 }
                 List<String> handedOver = journal.takeOrphans(root.name(), () -> where(rootFd));
                 if (!handedOver.isEmpty()) {
-                    for (String path : handedOver) if (!toRemove.contains(path)) toRemove.add(path);
+                    for (String path : handedOver) if (!toRemove.contains(path) && !kept.contains(path)) toRemove.add(path);
                     // Parents first across both lists too, as each was recorded.
                     toRemove.sort(java.util.Comparator.comparingLong(path -> path.chars().filter(c -> c == '/').count()));
                 }
@@ -187,7 +191,7 @@ public final class RootLeases {
             // Children before parents: the paths were recorded parents first.
             CleanupReport report = RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), toRemove.reversed());
             if (journal != null && recorded) journal.forget(root.name());
-            return handedOverHere ? new CleanupReport(report.ok(), report.removed(), report.failed(), true) : report;
+            return !kept.isEmpty() ? new CleanupReport(report.ok(), report.removed(), report.failed(), true) : report;
         } finally {
             synchronized (this) {
                 cleaning.remove(root);
@@ -204,10 +208,10 @@ public final class RootLeases {
      * of a run on {@code R} and the {@code /proc} of a run on {@code R/inner}, and removing it
      * would unmount it in the other's sandbox too. The other lease removes it when it ends (its
      * journal record says so from now on), as a helper that shares a root hands its record over.
-     * The parents of what stays, and another lease's root, stay too. Whether anything stayed.
+     * The parents of what stays, and another lease's root, stay too. What stayed.
      */
-    private boolean handOverToNestedLeases(int rootFd, Identity root, List<String> toRemove) {
-        if (leases.isEmpty()) return false;
+    private Set<String> handOverToNestedLeases(int rootFd, List<String> toRemove) {
+        if (leases.isEmpty()) return Set.of();
         Set<String> kept = new HashSet<>();
         Set<Lease> changed = new java.util.LinkedHashSet<>();
         for (String path : toRemove) {
@@ -230,7 +234,7 @@ public final class RootLeases {
                 }
             }
         }
-        if (kept.isEmpty()) return false;
+        if (kept.isEmpty()) return kept;
         for (String path : List.copyOf(kept)) {
             for (int slash = path.indexOf('/'); slash > 0; slash = path.indexOf('/', slash + 1)) kept.add(path.substring(0, slash));
         }
@@ -247,7 +251,7 @@ public final class RootLeases {
             }
         }
         LOG.debugf("mount points left to runs on nested roots: %s", kept);
-        return true;
+        return kept;
     }
 
     /** Whether {@code a} and {@code b} (relative paths, different roots) could name one file: one ends with the other, whole names. */

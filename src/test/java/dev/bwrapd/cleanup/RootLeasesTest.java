@@ -125,6 +125,23 @@ class RootLeasesTest {
         assertEquals(before, snapshot(root));
     }
 
+    /** What a lease is handed over is in its journal record from then on: a helper killed now leaves it for the next to remove. */
+    @Test
+    void aMountPointHandedOverToANestedLeaseIsInItsJournalRecord() throws Exception {
+        Path journalDir = tmp.resolve("run");
+        RootLeases withJournal = new RootLeases(journalIn(journalDir));
+        Path inner = Files.createDirectory(root.resolve("inner"));
+        withJournal.acquire(fd(root), stat(root), List.of("inner", "inner/proc"));
+        Files.createDirectories(root.resolve("inner/proc"));
+        withJournal.acquire(fd(inner), stat(inner), List.of("proc"));
+        Path innerRecord = journalDir.resolve("bwrapd/" + recordsName(inner) + "/" + ProcessHandle.current().pid());
+        assertFalse(Files.exists(innerRecord), "nothing to record yet: /proc was there");
+        assertTrue(withJournal.release(fd(root), stat(root)).deferred());
+        assertEquals(List.of(inner.toRealPath().toString(), "proc"), Files.readAllLines(innerRecord));
+        assertEquals(List.of("/proc"), withJournal.release(fd(inner), stat(inner)).removed());
+        assertFalse(Files.exists(innerRecord));
+    }
+
     @Test
     void theInnerLeaseEndingFirstLeavesTheOuterOnesMountPoint() throws Exception {
         Path inner = Files.createDirectory(root.resolve("inner"));

@@ -113,25 +113,32 @@ final class MountPoints {
             view.mounted(target, mountSources.get(i), Kind.TREE);
             trees.add(view.layers.getLast());
         }
-        return new BwrapCommand.Places(proc, tmp, dev, devOfItsOwn, shm, devices, mounts, hidden, view.journal(trees, journalBelow));
+        List<Boolean> writable = new ArrayList<>(List.of(!hostRoot && !spec.readOnlyRoot()));
+        for (RunSpec.Mount mount : spec.mounts()) writable.add(!mount.readOnly());
+        return new BwrapCommand.Places(proc, tmp, dev, devOfItsOwn, shm, devices, mounts, hidden, view.journal(trees, writable, journalBelow));
     }
 
     /**
-     * Where the sandbox, as planned, sees the root journal: through a tree that shows it
-     * ({@code below}, as {@link #plan} takes it) and that nothing mounted later covers there. The
-     * names below a tree are the journal's real directories, so no link is on the way.
+     * What to hide where the sandbox, as planned, sees a root journal: through a tree that shows it
+     * ({@code below}, as {@link #plan} takes it) and that nothing mounted later covers there. In a
+     * tree the sandbox can write, the first directory on the way, not the journal alone: one
+     * there could move the journal's parent aside (a mount point cannot be moved, its parents can)
+     * and make a directory of its own in its place, which this helper, by its path, and the next
+     * ones would take for the journal. The names below a tree are the journal's real directories,
+     * so no link is on the way.
      */
-    private List<String> journal(List<Layer> trees, List<List<String>> below) {
+    private List<String> journal(List<Layer> trees, List<Boolean> writable, List<List<String>> below) {
         List<String> places = new ArrayList<>();
         for (int i = 0; i < below.size(); i++) {
             for (String journal : below.get(i)) {
                 List<String> names = new ArrayList<>(trees.get(i).at());
-                names.addAll(List.of(journal.split("/")));
+                List<String> way = List.of(journal.split("/"));
+                names.addAll(writable.get(i) ? way.subList(0, 1) : way);
                 String place = "/" + String.join("/", names);
                 if (backing(names) == trees.get(i) && !places.contains(place)) places.add(place);
             }
         }
-        return places;
+        return RootPaths.outermost(places);
     }
 
     /** Whether the sandbox gets a /dev of its own (BwrapCommand.Places): on the host's root, unless bwrap makes one (--dev). */

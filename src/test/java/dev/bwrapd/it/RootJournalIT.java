@@ -134,6 +134,25 @@ class RootJournalIT {
         }
     }
 
+    /**
+     * A sandbox that can write the directory above the journal's parent moves that parent aside
+     * and makes a directory of its own where the journal was: the helper, or the next one, would
+     * take the records planted there. Nothing on the way to the journal may be moved.
+     */
+    @Test
+    void aSandboxCannotMoveTheJournalAsideAndPlantOneOfItsOwn() throws Exception {
+        Path runtimeDir = Files.createDirectories(host.resolve("up/runtime"));
+        try (BwrapdProcess bwrapd = helperWithRuntimeDir(runtimeDir)) {
+            ObjectNode p = sh(attacker, "mv /up/runtime /up/moved; mkdir -p /up/runtime/bwrapd && chmod 700 /up/runtime/bwrapd; "
+                    + plant("/up/runtime/bwrapd"));
+            p.set("mounts", Runs.JSON.createArrayNode().add(mount(host.resolve("up").toString(), "/up", false)));
+            JsonNode result = run(bwrapd, p);
+            assertVictimKeptAfterARunOnIt(bwrapd);
+            assertTrue(Files.isDirectory(runtimeDir.resolve("bwrapd")), "the journal was moved: " + result);
+            Runs.closeChecked(bwrapd);
+        }
+    }
+
     /** A mount source in the journal, or the journal itself, is refused (-32005): nothing there is a sandbox's. */
     @Test
     void aMountSourceInTheJournalIsRefused() throws Exception {

@@ -357,11 +357,12 @@ class RootPathsTest {
 
     // ----- the root journal, kept out of the sandbox -----
 
+    /** In a tree the sandbox can write, from the first directory on the way: it could move the journal's parent aside. */
     @Test
     void theJournalSeenThroughTheRootIsCoveredWhereTheSandboxSeesIt() throws HostPaths.Refused {
         RunSpec spec = spec(List.of(), List.of());
         List<List<String>> below = List.of(List.of("state/bwrapd"));
-        assertEquals(List.of("/state/bwrapd"), MountPoints.plan(spec, root, List.of(), false, List.of(), below).journal());
+        assertEquals(List.of("/state"), MountPoints.plan(spec, root, List.of(), false, List.of(), below).journal());
     }
 
     @Test
@@ -369,6 +370,11 @@ class RootPathsTest {
         RunSpec spec = spec(List.of(), List.of(new RunSpec.Mount("/s", "/a/state", false)));
         List<List<String>> below = List.of(List.of(), List.of("bwrapd"));
         assertEquals(List.of("/a/state/bwrapd"), MountPoints.plan(spec, root, List.of(outside), false, List.of(), below).journal());
+        List<List<String>> deeper = List.of(List.of(), List.of("user/1000/bwrapd"));
+        assertEquals(List.of("/a/state/user"), MountPoints.plan(spec, root, List.of(outside), false, List.of(), deeper).journal());
+        RunSpec readOnly = spec(List.of(), List.of(new RunSpec.Mount("/s", "/a/state", true)));
+        assertEquals(List.of("/a/state/user/1000/bwrapd"), MountPoints.plan(readOnly, root, List.of(outside), false, List.of(), deeper).journal(),
+                "nothing on the way can be moved: the journal alone");
     }
 
     @Test

@@ -72,9 +72,9 @@ public final class RootJournal {
 
     /**
      * The journals of this user's helpers that this one knows of, its own first: the fallback
-     * (made now if missing: a sandbox that could make it first would fill it with records for the
-     * next helper started without XDG_RUNTIME_DIR) and the usual {@code XDG_RUNTIME_DIR}'s, if there.
-     * A helper started with another {@code XDG_RUNTIME_DIR} keeps one this helper cannot know.
+     * and the usual {@code XDG_RUNTIME_DIR}'s (where that directory is), each made now if missing:
+     * a sandbox that could make one first would fill it with records for the next helper that
+     * uses it. A helper started with another {@code XDG_RUNTIME_DIR} keeps one this helper cannot know.
      */
     static List<Path> journalsOfThisUser(Path own, int uid) {
         List<Path> journals = new ArrayList<>(List.of(own));
@@ -87,7 +87,13 @@ public final class RootJournal {
             }
         }
         Path usual = Path.of("/run/user/" + uid + "/bwrapd");
-        if (!usual.equals(own) && Files.isDirectory(usual, LinkOption.NOFOLLOW_LINKS)) journals.add(usual);
+        if (!usual.equals(own) && Files.isDirectory(usual.getParent(), LinkOption.NOFOLLOW_LINKS)) {
+            try {
+                journals.add(PrivateDirectory.open(usual, uid));
+            } catch (IOException e) {
+                // not a private directory of this user: no helper trusts it either
+            }
+        }
         return journals;
     }
 

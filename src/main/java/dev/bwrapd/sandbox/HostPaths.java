@@ -209,7 +209,7 @@ public final class HostPaths implements AutoCloseable {
                 List<String> at = stat.type() == Libc.S_IFDIR ? journals.below(stat) : List.of();
                 // Only a tree on a journal's own file system can lie inside it.
                 if (at.contains("") || at.isEmpty() && journals.journals().stream().anyMatch(j -> j.device() == stat.device())
-                        && isInJournal(fd, stat, journals.journals())) {
+                        && isInJournal(fd, stat, journals)) {
                     throw new Refused(true, field + ": " + path + " lies in a root journal of bwrapd (" + journals.paths()
                             + "), which no sandbox may see: a sandbox could make bwrapd remove what it names there");
                 }
@@ -222,17 +222,42 @@ public final class HostPaths implements AutoCloseable {
         return seen ? below : List.of();
     }
 
-    /** Whether the tree behind {@code fd} is one of {@code journals} or lies in one (a file: its directory does). */
-    private static boolean isInJournal(int fd, Libc.FileStat stat, List<Libc.FileStat> journals) throws Libc.Error, Refused {
-        if (stat.type() == Libc.S_IFDIR) return isWithin(fd, journals);
+    /** Whether the tree behind {@code fd} lies in one of {@code journals} (a file: its directory is or does). */
+    private static boolean isInJournal(int fd, Libc.FileStat stat, JournalPlace journals) throws Libc.Error, Refused {
+        if (stat.type() == Libc.S_IFDIR) return reachesAJournalFirst(fd, journals);
         java.nio.file.Path parent = java.nio.file.Path.of(realPath(fd)).getParent();
         if (parent == null) return false;
         int dir = Libc.openat(Libc.AT_FDCWD, parent.toString(), Libc.O_PATH | Libc.O_DIRECTORY);
         if (dir < 0) throw new Libc.Error("open the directory of " + parent, Libc.errno());
         try {
-            return isWithin(dir, journals);
+            return reachesAJournalFirst(dir, journals);
         } finally {
             Libc.close(dir);
+        }
+    }
+
+    /**
+     * Whether, going up from directory {@code dir} by {@code ..}, the first directory met that is
+     * on a way to a journal (JournalPlace.below) is a journal: from inside one, the way up meets
+     * it before any of its ancestors, and from elsewhere it meets one of them at the latest at
+     * {@code /}, which is where the walk ends (a directory like /tmp/build stops at /tmp).
+     */
+    private static boolean reachesAJournalFirst(int dir, JournalPlace journals) throws Libc.Error {
+        int current = Libc.openat(dir, ".", Libc.O_PATH | Libc.O_DIRECTORY);
+        if (current < 0) throw new Libc.Error("open a directory on the way", Libc.errno());
+        try {
+            for (int depth = 0; depth < 4096; depth++) {
+                Libc.FileStat stat = Libc.stat(current, "", Libc.AT_EMPTY_PATH);
+                List<String> below = journals.below(stat);
+                if (!below.isEmpty()) return below.contains("");
+                int parent = Libc.openat(current, "..", Libc.O_PATH | Libc.O_DIRECTORY);
+                if (parent < 0) throw new Libc.Error("open a parent directory on the way", Libc.errno());
+                Libc.close(current);
+                current = parent;
+            }
+            return true; // deeper than any path can be: taken as inside
+        } finally {
+            Libc.close(current);
         }
     }
 

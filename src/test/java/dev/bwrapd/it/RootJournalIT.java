@@ -158,8 +158,10 @@ class RootJournalIT {
     void aMountSourceInTheJournalIsRefused() throws Exception {
         Path runtimeDir = Files.createDirectory(host.resolve("runtime"));
         try (BwrapdProcess bwrapd = helperWithRuntimeDir(runtimeDir)) {
-            for (String source : List.of(runtimeDir.resolve("bwrapd").toString(), runtimeDir.resolve("bwrapd/lock").toString())) {
-                Files.write(runtimeDir.resolve("bwrapd/lock"), new byte[0]);
+            Files.write(runtimeDir.resolve("bwrapd/lock"), new byte[0]);
+            Files.createDirectories(runtimeDir.resolve("bwrapd/1-2"));
+            for (String source : List.of(runtimeDir.resolve("bwrapd").toString(), runtimeDir.resolve("bwrapd/lock").toString(),
+                    runtimeDir.resolve("bwrapd/1-2").toString())) {
                 ObjectNode p = sh(attacker, "true");
                 p.set("mounts", Runs.JSON.createArrayNode().add(mount(source, "/state", false)));
                 JsonNode error = Runs.error(bwrapd, p);

@@ -164,10 +164,15 @@ public final class RootLeases {
             // A prepared root, recorded nowhere: nothing of this helper's to remove or hand over, and
             // what others handed over is the next lease's to take (restore). No lock, no look.
             if (toRemove.isEmpty() && !recorded) return CleanupReport.NOTHING;
-            kept = handOverToNestedLeases(rootFd, toRemove);
+            Map<String, Identity> mountPoints = new HashMap<>();
             for (String path : toRemove) {
                 Libc.FileStat stat = lookIfPresent(rootFd, path);
-                if (stat != null && removing.add(identity(stat))) removed.add(identity(stat));
+                if (stat != null) mountPoints.put(path, identity(stat));
+            }
+            kept = handOverToNestedLeases(mountPoints, toRemove);
+            for (String path : toRemove) {
+                Identity mountPoint = mountPoints.get(path);
+                if (mountPoint != null && removing.add(mountPoint)) removed.add(mountPoint);
             }
             cleaning.add(root);
         }
@@ -208,16 +213,16 @@ public final class RootLeases {
      * of a run on {@code R} and the {@code /proc} of a run on {@code R/inner}, and removing it
      * would unmount it in the other's sandbox too. The other lease removes it when it ends (its
      * journal record says so from now on), as a helper that shares a root hands its record over.
-     * The parents of what stays, and another lease's root, stay too. What stayed.
+     * The parents of what stays, and another lease's root, stay too. What stayed. {@code
+     * mountPoints}: what is at each path of {@code toRemove} now.
      */
-    private Set<String> handOverToNestedLeases(int rootFd, List<String> toRemove) {
+    private Set<String> handOverToNestedLeases(Map<String, Identity> mountPoints, List<String> toRemove) {
         if (leases.isEmpty()) return Set.of();
         Set<String> kept = new HashSet<>();
         Set<Lease> changed = new java.util.LinkedHashSet<>();
         for (String path : toRemove) {
-            Libc.FileStat stat = lookIfPresent(rootFd, path);
-            if (stat == null) continue;
-            Identity mountPoint = identity(stat);
+            Identity mountPoint = mountPoints.get(path);
+            if (mountPoint == null) continue;
             for (Map.Entry<Identity, Lease> other : leases.entrySet()) {
                 if (other.getKey().equals(mountPoint)) kept.add(path); // another run's root: never this one's to remove
                 Lease lease = other.getValue();

@@ -1,5 +1,7 @@
 package dev.bwrapd.cleanup;
 
+import dev.bwrapd.process.Libc;
+
 import java.io.IOException;
 import java.nio.file.DirectoryNotEmptyException;
 import java.nio.file.DirectoryStream;
@@ -13,6 +15,7 @@ import java.nio.file.attribute.BasicFileAttributeView;
 import java.nio.file.attribute.BasicFileAttributes;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Set;
 
 /**
  * Removes what bwrap left in a root. Every step is taken relative to an opened directory and
@@ -28,6 +31,23 @@ final class RootCleaner {
 
     /** Removes each relative path (children listed before their parents). */
     static CleanupReport remove(Path root, List<String> paths) {
+        return remove(root, paths, Set.of(), Libc.BIRTH_UNKNOWN);
+    }
+
+    /**
+     * How much earlier than its record a file bwrap made may seem to be born: timestamps come from
+     * a clock read coarsely (a tick, some milliseconds), the record's and the file's maybe not alike.
+     */
+    static final long BIRTH_SLACK_NANOS = 1_000_000_000L;
+
+    /**
+     * The same, where each of {@code recorded} (paths another bwrapd's record names) goes only if
+     * born no earlier than {@code recordedSince} (less {@link #BIRTH_SLACK_NANOS}): bwrap made what
+     * a record names after the record, and a record planted by whoever could write in the journal
+     * (a sandbox that saw it: docs/protocol.md, Known limitations) cannot name anything older than
+     * itself. A file system that keeps no birth time is not asked.
+     */
+    static CleanupReport remove(Path root, List<String> paths, Set<String> recorded, long recordedSince) {
         if (paths.isEmpty()) return new CleanupReport(true, List.of(), List.of(), false); // a prepared root: nothing opened
         List<String> removed = new ArrayList<>();
         List<CleanupReport.Failure> failed = new ArrayList<>();
@@ -38,7 +58,9 @@ final class RootCleaner {
             }
             for (String path : paths) {
                 try {
-                    if (removeOne(rootDir, path)) removed.add("/" + path);
+                    long bornSince = recorded.contains(path) && recordedSince != Libc.BIRTH_UNKNOWN
+                            ? recordedSince - BIRTH_SLACK_NANOS : Libc.BIRTH_UNKNOWN;
+                    if (removeOne(root, rootDir, path, bornSince)) removed.add("/" + path);
                 } catch (IOException e) {
                     failed.add(new CleanupReport.Failure("/" + path, describe(e)));
                 }
@@ -49,8 +71,8 @@ final class RootCleaner {
         return new CleanupReport(failed.isEmpty(), removed, failed, false);
     }
 
-    /** Removes one path if it is there; false if it was already gone. */
-    private static boolean removeOne(SecureDirectoryStream<Path> rootDir, String path) throws IOException {
+    /** Removes one path if it is there, and born no earlier than {@code bornSince}; false if it was already gone. */
+    private static boolean removeOne(Path root, SecureDirectoryStream<Path> rootDir, String path, long bornSince) throws IOException {
         String[] names = path.split("/");
         List<SecureDirectoryStream<Path>> opened = new ArrayList<>();
         try {
@@ -83,6 +105,14 @@ final class RootCleaner {
             if (!attributes.isDirectory() && !(attributes.isRegularFile() && attributes.size() == 0)) {
                 throw new IOException("not what bwrap made (" + (attributes.isRegularFile() ? "a file with content" : "a special file")
                         + "); left in place");
+            }
+            if (bornSince != Libc.BIRTH_UNKNOWN) {
+                // Through the same names, looked at now: a link on the way would have stopped the walk above.
+                Long born = Libc.birthNanos(Libc.AT_FDCWD, root + "/" + path, Libc.AT_SYMLINK_NOFOLLOW);
+                if (born == null) return false;
+                if (born != Libc.BIRTH_UNKNOWN && born < bornSince) {
+                    throw new IOException("older than the record that names it, so not bwrap's; left in place");
+                }
             }
             for (int attempt = 0; ; attempt++) {
                 try {

@@ -298,16 +298,33 @@ public final class RootJournal {
     }
 
     /**
+     * What records name, and since when the root's directory of records has been there ({@link
+     * Libc#birthNanos}): whatever a record names, bwrap made after its record, so no earlier.
+     */
+    record Orphans(List<String> paths, long recordedSince) {
+        static final Orphans NONE = new Orphans(List.of(), Libc.BIRTH_UNKNOWN);
+    }
+
+    /**
      * What bwrapd processes that died while using {@code root}, or handed their records over,
      * recorded there (parents first), their records removed: the caller cleans it. Nothing while
      * another bwrapd that is alive uses the root: its sandboxes may be mounted there. {@code
      * whereNow} (the root's path now) is asked only when there is a record to compare it with.
      */
-    List<String> takeOrphans(String root, Supplier<String> whereNow) {
+    Orphans takeOrphans(String root, Supplier<String> whereNow) {
         List<String> paths = new ArrayList<>();
         Path dirOfRoot = dir.resolve(root);
-        if (!hasReadableRecords(dirOfRoot)) return paths;
-        if (usedByOthers(root)) return paths;
+        if (!hasReadableRecords(dirOfRoot)) return Orphans.NONE;
+        if (usedByOthers(root)) return Orphans.NONE;
+        long since;
+        try {
+            Long born = Libc.birthNanos(Libc.AT_FDCWD, dirOfRoot.toString(), Libc.AT_SYMLINK_NOFOLLOW);
+            if (born == null) return Orphans.NONE;
+            since = born;
+        } catch (Libc.Error e) {
+            LOG.warnf("cannot read the root records: %s", e.getMessage());
+            return Orphans.NONE;
+        }
         String where = null;
         try (DirectoryStream<Path> records = Files.newDirectoryStream(dirOfRoot)) {
             for (Path record : records) {
@@ -333,7 +350,7 @@ public final class RootJournal {
         } catch (IOException e) {
             // records of helpers alive, this one's among them: theirs to remove
         }
-        return paths;
+        return new Orphans(paths, since);
     }
 
     private static boolean isNumber(String text) {

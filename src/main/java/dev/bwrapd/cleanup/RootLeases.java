@@ -122,9 +122,10 @@ public final class RootLeases {
 
     /** What a bwrapd that died using this root recorded, removed before anything here counts as pre-existing. */
     private void restore(int rootFd, Identity root) {
-        List<String> orphans = journal.takeOrphans(root.name(), () -> where(rootFd));
-        if (orphans.isEmpty()) return;
-        CleanupReport report = RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), orphans.reversed());
+        RootJournal.Orphans orphans = journal.takeOrphans(root.name(), () -> where(rootFd));
+        if (orphans.paths().isEmpty()) return;
+        CleanupReport report = RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), orphans.paths().reversed(),
+                Set.copyOf(orphans.paths()), orphans.recordedSince());
         LOG.infof("removed what a killed bwrapd left in a root: %s (left: %s)", report.removed(), report.failed());
     }
 
@@ -153,6 +154,8 @@ public final class RootLeases {
         Set<Identity> removed = new HashSet<>();
         boolean recorded;
         Set<String> kept;
+        Set<String> othersRecorded = Set.of();
+        long recordedSince = Libc.BIRTH_UNKNOWN;
         synchronized (this) {
             Lease lease = leases.get(root);
             if (lease == null) return CleanupReport.NOTHING;
@@ -186,15 +189,21 @@ public final class RootLeases {
                     if (recorded) journal.handOver(root.name());
                     return CleanupReport.DEFERRED;
                 }
-                List<String> handedOver = journal.takeOrphans(root.name(), () -> where(rootFd));
-                if (!handedOver.isEmpty()) {
-                    for (String path : handedOver) if (!toRemove.contains(path) && !kept.contains(path)) toRemove.add(path);
+                RootJournal.Orphans handedOver = journal.takeOrphans(root.name(), () -> where(rootFd));
+                if (!handedOver.paths().isEmpty()) {
+                    othersRecorded = new HashSet<>();
+                    recordedSince = handedOver.recordedSince();
+                    for (String path : handedOver.paths()) {
+                        if (toRemove.contains(path) || kept.contains(path)) continue;
+                        toRemove.add(path);
+                        othersRecorded.add(path);
+                    }
                     // Parents first across both lists too, as each was recorded.
                     toRemove.sort(java.util.Comparator.comparingLong(path -> path.chars().filter(c -> c == '/').count()));
                 }
             }
             // Children before parents: the paths were recorded parents first.
-            CleanupReport report = RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), toRemove.reversed());
+            CleanupReport report = RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), toRemove.reversed(), othersRecorded, recordedSince);
             if (journal != null && recorded) journal.forget(root.name());
             return !kept.isEmpty() ? new CleanupReport(report.ok(), report.removed(), report.failed(), true) : report;
         } finally {

@@ -317,6 +317,27 @@ public final class Libc {
                 (long) LONG_AT.get(buf, 40), (int) INT_AT.get(buf, 20));
     }
 
+    private static final int STATX_BTIME = 0x800;
+    /** What {@link #birthNanos} answers when the file system keeps no birth time. */
+    public static final long BIRTH_UNKNOWN = Long.MIN_VALUE;
+
+    /**
+     * When the file at {@code path} (relative to {@code dirFd}, flags as for {@link #stat}) was
+     * made, in nanoseconds since the epoch (statx's {@code stx_btime}), or {@link #BIRTH_UNKNOWN}
+     * where its file system keeps none; null when nothing is there. Unlike the other times, no
+     * process can set or change it.
+     */
+    public static Long birthNanos(int dirFd, String path, int flags) throws Error {
+        byte[] buf = STATX_BUFFER.get();
+        if (BINDING.statx(dirFd, path, flags, STATX_BTIME, buf) != 0) {
+            int errno = errno();
+            if (errno == ENOENT || errno == ENOTDIR) return null;
+            throw new Error("statx " + path, errno);
+        }
+        if (((int) INT_AT.get(buf, 0) & STATX_BTIME) == 0) return BIRTH_UNKNOWN;
+        return (long) LONG_AT.get(buf, 80) * 1_000_000_000L + Integer.toUnsignedLong((int) INT_AT.get(buf, 88));
+    }
+
     /** f_type of procfs in fstatfs(2). */
     public static final long PROC_SUPER_MAGIC = 0x9fa0;
 

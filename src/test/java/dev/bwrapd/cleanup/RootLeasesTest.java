@@ -338,6 +338,27 @@ class RootLeasesTest {
         return stat.device() + "-" + stat.inode();
     }
 
+    /**
+     * A record planted by whoever could write in the journal (a sandbox that saw it) names an
+     * empty directory of the root that was there before the record: not bwrap's, and left in
+     * place; what was made after the record goes.
+     */
+    @Test
+    void aRecordNamesNothingOlderThanItself() throws Exception {
+        Files.createDirectories(root.resolve(".git/refs"));
+        Thread.sleep(RootCleaner.BIRTH_SLACK_NANOS / 1_000_000 + 100);
+        Path journalDir = tmp.resolve("run");
+        RootJournal journal = journalIn(journalDir);
+        Path records = recordsIn(journalDir);
+        record(records, "left-1", ".git", ".git/refs", "made-after");
+        Files.createDirectories(root.resolve("made-after"));
+        RootLeases withJournal = new RootLeases(journal);
+        withJournal.acquire(fd(root), stat(root), List.of("proc"));
+        assertTrue(Files.isDirectory(root.resolve(".git/refs")), "a planted record removed what was there before it");
+        assertFalse(Files.exists(root.resolve("made-after")));
+        withJournal.release(fd(root), stat(root));
+    }
+
     /** A record left by a bwrapd that died (no such pid): the next lease removes what it names, and only that. */
     @Test
     void aDeadHelpersRecordIsCleanedByTheNextLease() throws Exception {

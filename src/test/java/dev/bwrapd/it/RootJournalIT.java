@@ -121,6 +121,32 @@ class RootJournalIT {
         }
     }
 
+    /**
+     * What is not hidden: a mount made after the helper read the mount table. A sandbox that sees
+     * the journal that way still plants a record, but a record names nothing born before it: the
+     * victim's .git/refs, older, stays.
+     */
+    @Test
+    void aRecordPlantedThroughAMountMadeLaterNamesNothingOlderThanItself() throws Exception {
+        Path runtimeDir = Files.createDirectory(host.resolve("runtime"));
+        Path other = Files.createDirectories(host.resolve("other/alias"));
+        String setup = "(while [ ! -e " + host.resolve("go") + " ]; do sleep 0.05; done; mount --bind " + runtimeDir + " " + other
+                + " && touch " + host.resolve("mounted") + ") & exec \"$@\"";
+        try (BwrapdProcess bwrapd = BwrapdProcess.startUnder(List.of("unshare", "-Urm", "--propagation", "private",
+                "env", "XDG_RUNTIME_DIR=" + runtimeDir, "/bin/sh", "-c", setup, "sh"))) {
+            Runs.initialize(bwrapd);
+            Files.writeString(host.resolve("go"), "");
+            Runs.awaitFile(host.resolve("mounted"), java.time.Duration.ofSeconds(30));
+            Thread.sleep(1200); // the victim's .git/refs is older than the record by more than a clock's tick can blur
+            ObjectNode p = sh(attacker, plant("/state/alias/bwrapd"));
+            p.set("mounts", Runs.JSON.createArrayNode().add(mount(host.resolve("other").toString(), "/state", false)));
+            JsonNode result = run(bwrapd, p);
+            assertTrue(Runs.out(result).contains("lock"), "the journal was hidden after all (then this test tests nothing): " + result);
+            assertVictimKeptAfterARunOnIt(bwrapd);
+            Runs.closeChecked(bwrapd);
+        }
+    }
+
     /** A run whose root holds the journal (XDG_RUNTIME_DIR inside the root) does not see it either. */
     @Test
     void aRootHoldingTheJournalDoesNotShowIt() throws Exception {

@@ -276,12 +276,21 @@ public final class RootLeases {
         return longer.endsWith(shorter) && longer.charAt(longer.length() - shorter.length() - 1) == '/';
     }
 
-    /** The file at {@code path} (its last name not followed), or null when nothing is there or it cannot be looked at. */
+    /**
+     * The file at {@code path} in the root, or null when nothing is there or it cannot be looked at.
+     * No link is followed on the way: a sandbox that can write its root could otherwise point a name
+     * on the way at another root's directory that existed before, which would then be taken for
+     * this run's mount point and handed to that root's lease to remove.
+     */
     private static Libc.FileStat lookIfPresent(int rootFd, String path) {
+        int fd = Libc.openat2(rootFd, path, Libc.O_PATH | Libc.O_NOFOLLOW, 0, Libc.RESOLVE_NO_SYMLINKS | Libc.RESOLVE_BENEATH);
+        if (fd < 0) return null;
         try {
-            return Libc.statIfPresent(rootFd, path, Libc.AT_SYMLINK_NOFOLLOW);
+            return Libc.stat(fd, "", Libc.AT_EMPTY_PATH);
         } catch (Libc.Error e) {
             return null;
+        } finally {
+            Libc.close(fd);
         }
     }
 

@@ -119,4 +119,33 @@ class NestedRootsIT {
     void theInnerRunEndingFirstLeavesTheOuterRunsMountPoint() throws Exception {
         bothRunsKeepTheirMounts(false);
     }
+
+    /**
+     * A run on one root cannot make the helper hand another root's directory over for removal: its
+     * sandbox moves aside the directory bwrap made for a mount target ({@code /x} of {@code
+     * /x/proc}) and puts a link to the other root there, so that {@code x/proc} in its root names
+     * the other root's {@code proc}, which existed before that root's run. Followed, the link made
+     * that directory look like a mount point both runs share, and the other run's cleanup removed it.
+     */
+    @Test
+    void aLinkPlantedOnTheWayHandsNoOtherRootsDirectoryOver() throws Exception {
+        try (TestRoot victim = TestRoot.create()) {
+            Path victimsProc = Files.createDirectory(victim.path().resolve("proc")); // there before any run: never a run's to remove
+            ObjectNode victimRun = sh(victim, "touch /sync/victim-ready; while [ ! -e /sync/victim-go ]; do sleep 0.02; done; echo ok");
+            victimRun.set("mounts", Runs.JSON.createArrayNode().add(mount(host.toString(), "/sync", false)));
+            CompletableFuture<JsonNode> victimResponse = bwrapd.requestAsync("sandbox/run", victimRun);
+            Runs.awaitFile(host.resolve("victim-ready"), Duration.ofSeconds(30));
+
+            ObjectNode hostile = sh(outer, "mv /x /x.moved && ln -s " + victim.path() + " /x && echo planted");
+            hostile.set("mounts", Runs.JSON.createArrayNode().add(mount(host.toString(), "/x/proc", true)));
+            JsonNode hostileResult = Runs.run(bwrapd, hostile);
+            assertEquals("planted\n", Runs.out(hostileResult), hostileResult::toString);
+
+            Files.writeString(host.resolve("victim-go"), "");
+            JsonNode victimResult = victimResponse.get(60, TimeUnit.SECONDS).get("result");
+            assertExited(victimResult, 0);
+            assertTrue(Files.isDirectory(victimsProc), () -> "the other root's /proc, there before its run, was removed: "
+                    + victimResult.get("cleanup") + "\nthe hostile run's cleanup: " + hostileResult.get("cleanup"));
+        }
+    }
 }

@@ -45,7 +45,7 @@ final class RootCleaner {
      * born no earlier than {@code recordedSince} (less {@link #BIRTH_SLACK_NANOS}): bwrap made what
      * a record names after the record, and a record planted by whoever could write in the journal
      * (a sandbox that saw it: docs/protocol.md, Known limitations) cannot name anything older than
-     * itself. A file system that keeps no birth time is not asked.
+     * itself. Where the journal's file system keeps no birth time, nothing is asked.
      */
     static CleanupReport remove(Path root, List<String> paths, Set<String> recorded, long recordedSince) {
         if (paths.isEmpty()) return new CleanupReport(true, List.of(), List.of(), false); // a prepared root: nothing opened
@@ -60,7 +60,7 @@ final class RootCleaner {
                 try {
                     long bornSince = recorded.contains(path) && recordedSince != Libc.BIRTH_UNKNOWN
                             ? recordedSince - BIRTH_SLACK_NANOS : Libc.BIRTH_UNKNOWN;
-                    if (removeOne(root, rootDir, path, bornSince)) removed.add("/" + path);
+                    if (removeOne(rootDir, path, bornSince)) removed.add("/" + path);
                 } catch (IOException e) {
                     failed.add(new CleanupReport.Failure("/" + path, describe(e)));
                 }
@@ -71,8 +71,20 @@ final class RootCleaner {
         return new CleanupReport(failed.isEmpty(), removed, failed, false);
     }
 
+    /**
+     * When the file whose attributes the walk read was made: the JDK reads them with statx, whose
+     * birth time no process can set, from the descriptor of the directory the walk opened, so it
+     * is the file that would be removed (a look by path could be led elsewhere by a link planted
+     * since). Where the file system keeps no birth time the JDK gives the last modification,
+     * which is no earlier than the birth either.
+     */
+    private static long bornNanos(BasicFileAttributes attributes) {
+        java.time.Instant born = attributes.creationTime().toInstant();
+        return born.getEpochSecond() * 1_000_000_000L + born.getNano();
+    }
+
     /** Removes one path if it is there, and born no earlier than {@code bornSince}; false if it was already gone. */
-    private static boolean removeOne(Path root, SecureDirectoryStream<Path> rootDir, String path, long bornSince) throws IOException {
+    private static boolean removeOne(SecureDirectoryStream<Path> rootDir, String path, long bornSince) throws IOException {
         String[] names = path.split("/");
         List<SecureDirectoryStream<Path>> opened = new ArrayList<>();
         try {
@@ -106,13 +118,8 @@ final class RootCleaner {
                 throw new IOException("not what bwrap made (" + (attributes.isRegularFile() ? "a file with content" : "a special file")
                         + "); left in place");
             }
-            if (bornSince != Libc.BIRTH_UNKNOWN) {
-                // Through the same names, looked at now: a link on the way would have stopped the walk above.
-                Long born = Libc.birthNanos(Libc.AT_FDCWD, root + "/" + path, Libc.AT_SYMLINK_NOFOLLOW);
-                if (born == null) return false;
-                if (born != Libc.BIRTH_UNKNOWN && born < bornSince) {
-                    throw new IOException("older than the record that names it, so not bwrap's; left in place");
-                }
+            if (bornSince != Libc.BIRTH_UNKNOWN && bornNanos(attributes) < bornSince) {
+                throw new IOException("older than the record that names it, so not bwrap's; left in place");
             }
             for (int attempt = 0; ; attempt++) {
                 try {

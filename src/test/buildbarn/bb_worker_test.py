@@ -652,12 +652,55 @@ class SocketTest(unittest.TestCase):
             listen = os.path.join(d, "runner.sock")
             with open(listen, "w") as f:
                 f.write("keep")
-            process = subprocess.run([BWRAPD, "buildbarn-runner", "--listen", listen, "--build-directory", d],
+            os.mkdir(os.path.join(d, "build"))
+            process = subprocess.run([BWRAPD, "buildbarn-runner", "--listen", listen, "--build-directory", os.path.join(d, "build")],
                                      stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
             self.assertEqual(2, process.returncode, process.stderr)
             self.assertIn(b"exists and is not a socket", process.stderr)
             self.assertEqual("keep", read(listen))
-            self.assertEqual(["runner.sock"], os.listdir(d))
+            self.assertEqual(["build", "runner.sock"], sorted(os.listdir(d)))
+        finally:
+            shutil.rmtree(d)
+
+    def test_a_socket_in_the_build_directory_is_refused_at_the_start(self):
+        """Review finding: --listen inside --build-directory was taken. Actions' files are there
+        (with --root input their input roots, their /): an action could replace the socket or
+        connect to it. Refused at the start, exit status 2, nothing made there, however the path is
+        spelled (a link to a directory in it, the directory bind-mounted elsewhere); a neighbour whose
+        name merely begins alike serves."""
+        d = tempfile.mkdtemp(prefix="bwrapd-bb-")
+        try:
+            build = os.path.join(d, "build")
+            os.makedirs(os.path.join(build, "sub"))
+            os.symlink(os.path.join(build, "sub"), os.path.join(d, "link"))
+            for listen in [os.path.join(build, "runner.sock"), os.path.join(build, "sub", "runner.sock"),
+                           os.path.join(d, "link", "runner.sock"), os.path.join(build, "sub", "..", "runner.sock")]:
+                process = subprocess.run([BWRAPD, "buildbarn-runner", "--listen", listen, "--build-directory", build],
+                                         stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+                self.assertEqual(2, process.returncode, listen + ": " + process.stderr.decode())
+                self.assertIn(b"in the build directory", process.stderr, listen)
+                self.assertEqual(["sub"], os.listdir(build), listen)
+                self.assertEqual([], os.listdir(os.path.join(build, "sub")), listen)
+            if os.getuid() == 0:  # the build directory bind-mounted elsewhere: its device and inode tell
+                os.mkdir(os.path.join(d, "alias"))
+                process = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                          'mount --bind "$1" "$2" && exec "$3" buildbarn-runner --listen "$2/runner.sock" --build-directory "$1"',
+                                          "sh", build, os.path.join(d, "alias"), BWRAPD],
+                                         stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+                self.assertEqual(2, process.returncode, "bind mount: " + process.stderr.decode())
+                self.assertIn(b"in the build directory", process.stderr)
+                self.assertEqual(["sub"], os.listdir(build))
+            os.mkdir(build + "2")
+            listen = os.path.join(build + "2", "runner.sock")  # its path begins with the build directory's
+            process = subprocess.Popen([BWRAPD, "buildbarn-runner", "--listen", listen, "--build-directory", build],
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                with grpc.insecure_channel("unix:" + listen) as channel:
+                    grpc.channel_ready_future(channel).result(timeout=60)
+                    runner_pb2_grpc.RunnerStub(channel).CheckReadiness(runner_pb2.CheckReadinessRequest(path="sub"), timeout=30)
+            finally:
+                process.terminate()
+                process.communicate(timeout=30)
         finally:
             shutil.rmtree(d)
 

@@ -106,6 +106,17 @@ public final class RunnerCommand {
         }
         // Where --root host binds input roots: the directory as opened, with no link left in its path.
         Path buildDirectoryPath = RootPaths.of(buildDirectory).toRealPath();
+        try {
+            if (isOrBeneath(options.listen().toAbsolutePath().getParent(), buildDirectory)) {
+                System.err.println("bwrapd buildbarn-runner: --listen " + options.listen() + ": in the build directory "
+                        + buildDirectoryPath + ", where actions' files are (with --root input, their /): an action could replace"
+                        + " the socket or connect to it; put it in a directory of its own, outside the build directory");
+                return 2;
+            }
+        } catch (IOException e) {
+            System.err.println("bwrapd buildbarn-runner: --listen " + options.listen() + ": its directory: " + e);
+            return 2;
+        }
 
         // The sandbox layer, made as Main makes it for the stdio mode.
         Reaper reaper = new Reaper();
@@ -195,6 +206,22 @@ public final class RunnerCommand {
                 buildDirectoryPath, options.root().name().toLowerCase(java.util.Locale.ROOT), options.concurrency());
         server.awaitTermination();
         return 0;
+    }
+
+    /**
+     * Whether {@code directory} is the directory open as {@code ancestor} (O_PATH) or lies beneath
+     * it: the device and inode of it and of each of its ancestors, by its real path, against the
+     * open directory's. So no spelling of the same place passes: a link, {@code ..}, or the same
+     * directory bind-mounted elsewhere.
+     */
+    static boolean isOrBeneath(Path directory, int ancestor) throws IOException {
+        Object key = Files.readAttributes(RootPaths.of(ancestor), java.nio.file.attribute.BasicFileAttributes.class).fileKey();
+        for (Path path = directory.toRealPath(); path != null; path = path.getParent()) {
+            if (key.equals(Files.readAttributes(path, java.nio.file.attribute.BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS).fileKey())) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** A socket left by an earlier runner is replaced; anything else at that path is not touched. */

@@ -78,7 +78,8 @@ class BuildbarnRunnerIT {
     private static void servesOrStops(boolean serves, String why, String... args) throws Exception {
         Path dir = Files.createTempDirectory("bwrapd-runner-start-");
         Path socket = dir.resolve("runner.sock");
-        List<String> command = new java.util.ArrayList<>(List.of("buildbarn-runner", "--listen", socket.toString(), "--build-directory", dir.toString()));
+        Path build = Files.createDirectory(dir.resolve("build")); // beside the socket: one inside it is refused
+        List<String> command = new java.util.ArrayList<>(List.of("buildbarn-runner", "--listen", socket.toString(), "--build-directory", build.toString()));
         command.addAll(List.of(args));
         Process runner = new ProcessBuilder(BwrapdProcess.command(command.toArray(String[]::new))).redirectErrorStream(true).start();
         try {
@@ -96,6 +97,7 @@ class BuildbarnRunnerIT {
             runner.destroy();
             runner.waitFor(30, TimeUnit.SECONDS);
             Files.deleteIfExists(socket);
+            Files.delete(build);
             Files.delete(dir);
         }
     }

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import uuid
@@ -595,6 +596,64 @@ class WaitingTest(unittest.TestCase):
             else:
                 self.fail("no turn came back after the cancelled run")
         finally:
+            r.close()
+
+    def test_calls_are_counted_at_their_start_over_all_connections(self):
+        """Review finding: a call was counted only once its request was read whole and its handler
+        ran, and the limit of open calls was per connection: a client opening many connections
+        made the runner hold as many parsed requests of up to 2.25 MiB as it opened calls, until
+        its heap was spent. Here each call sends its request but never ends its side, so a Run's
+        handler never runs: the calls are counted at their start whatever connection they came on,
+        2 x --concurrency Runs and 4 calls more held in all, any beyond refused at once."""
+        r = Runner("--concurrency", "1")
+        hold = threading.Event()
+        channels = []
+        try:
+            r.action("held", with_root=False)
+
+            def unfinished(request):
+                def messages():
+                    yield request.SerializeToString()
+                    hold.wait(60)
+                return messages()
+
+            def open_calls(method, request, count):
+                calls = []
+                for _ in range(count):  # one connection each: a subchannel pool of its own
+                    channel = grpc.insecure_channel("unix:" + r.socket, options=[("grpc.use_local_subchannel_pool", 1)])
+                    channels.append(channel)
+                    call = channel.stream_unary("/buildbarn.runner.Runner/" + method, request_serializer=lambda b: b,
+                                                response_deserializer=lambda b: b)
+                    calls.append(call.future(unfinished(request), timeout=60))
+                return calls
+
+            def refused(calls):
+                return [c for c in calls if c.done() and c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
+
+            runs = open_calls("Run", r.request("held", ["true"]), 6)
+            self.assertTrue(wait_until(lambda: len(refused(runs)) == 4, 20),
+                            "calls ended: %s" % [c.code() for c in runs if c.done()])
+            time.sleep(0.5)
+            self.assertEqual(4, len([c for c in runs if c.done()]), "2 Runs are held, waiting for their requests' end")
+            start = time.monotonic()
+            with self.assertRaises(grpc.RpcError) as e:
+                r.stub.Run(r.request("held", ["true"]), timeout=30)
+            self.assertEqual(grpc.StatusCode.RESOURCE_EXHAUSTED, e.exception.code(), e.exception.details())
+            self.assertLess(time.monotonic() - start, 5)
+            r.stub.CheckReadiness(runner_pb2.CheckReadinessRequest(path="held"), timeout=5)  # never waits behind Runs
+
+            checks = open_calls("CheckReadiness", runner_pb2.CheckReadinessRequest(path="held"), 5)
+            self.assertTrue(wait_until(lambda: len(refused(checks)) == 1, 20),
+                            "calls ended: %s" % [c.code() for c in checks if c.done()])
+
+            hold.set()  # the held calls end their requests, are answered, and give their places back
+            self.assertTrue(wait_until(lambda: all(c.done() for c in runs + checks), 30))
+            r.action("later")
+            self.assertEqual(0, r.stub.Run(r.request("later", ["true"]), timeout=30).exit_code)
+        finally:
+            hold.set()
+            for channel in channels:
+                channel.close()
             r.close()
 
 

@@ -16,6 +16,7 @@ import dev.bwrapd.sandbox.RunSpec;
 import dev.bwrapd.sandbox.SandboxRunner;
 import dev.bwrapd.sandbox.Sandboxes;
 import io.grpc.Server;
+import io.grpc.ServerInterceptors;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.grpc.netty.shaded.io.netty.channel.ChannelOption;
 import io.grpc.netty.shaded.io.netty.channel.epoll.EpollEventLoopGroup;
@@ -59,19 +60,6 @@ public final class RunnerCommand {
      * buffered per call to be refused afterwards.
      */
     static final int MAX_MESSAGE_BYTES = dev.bwrapd.sandbox.BwrapCommand.ARG_MAX + (256 << 10);
-
-    /**
-     * Calls one connection may have open at once (HTTP/2's MAX_CONCURRENT_STREAMS; a client
-     * queues any more until their deadline): the Runs the runner holds (twice --concurrency) and a
-     * little room for CheckReadiness and for calls to be refused with RESOURCE_EXHAUSTED. Every
-     * open call may buffer a request of up to MAX_MESSAGE_BYTES before its handler sees it, so
-     * this bounds what one connection can make the runner hold (Netty's buffers are direct
-     * memory, bounded by the heap's size: beyond it Netty closes whole connections). bb_worker
-     * keeps at most its own concurrency of Runs open.
-     */
-    static int callsPerConnection(int concurrency) {
-        return 2 * concurrency + 4;
-    }
 
     private RunnerCommand() {}
 
@@ -187,11 +175,13 @@ public final class RunnerCommand {
                     .workerEventLoopGroup(events)
                     .executor(calls)
                     .maxInboundMessageSize(MAX_MESSAGE_BYTES)
-                    .maxConcurrentCallsPerConnection(callsPerConnection(options.concurrency()))
+                    // No more calls open on one connection (HTTP/2's MAX_CONCURRENT_STREAMS; a client
+                    // queues any more) than the runner holds over all of them: more would only be refused.
+                    .maxConcurrentCallsPerConnection(CallAdmission.callsHeld(options.concurrency()))
                     // grpc-java asks every accepted connection for TCP keep-alive, which a unix socket
                     // has not: Netty then warned on stderr once per connection. null takes the ask back.
                     .withChildOption(ChannelOption.SO_KEEPALIVE, null)
-                    .addService(service)
+                    .addService(ServerInterceptors.intercept(service, new CallAdmission(options.concurrency())))
                     .build()
                     .start();
             Files.setPosixFilePermissions(bound, java.nio.file.attribute.PosixFilePermissions.fromString("rw-rw----"));

@@ -31,9 +31,8 @@ import java.util.concurrent.Semaphore;
  * Buildbarn's runner service over the sandbox layer: each Run is one sandbox run, exactly as a
  * {@code sandbox/run} is (the same {@link SandboxRunner}), its paths resolved beneath the build
  * directory's descriptor. A Run's handler waits for its sandbox; at most {@code --concurrency}
- * sandboxes run at once, as many more calls wait for a turn, and any beyond those end at once
- * with RESOURCE_EXHAUSTED, so that threads and requests held stay bounded whatever a client
- * sends. The call's deadline or cancellation kills the whole sandbox at once, as
+ * sandboxes run at once and the other Runs admitted ({@link CallAdmission}: as many more) wait
+ * for a turn. The call's deadline or cancellation kills the whole sandbox at once, as
  * {@code sandbox/terminate} does, or ends the call's wait for a turn.
  */
 final class RunnerService extends RunnerGrpc.RunnerImplBase {
@@ -42,11 +41,8 @@ final class RunnerService extends RunnerGrpc.RunnerImplBase {
     private final Sandboxes sandboxes;
     /** The build directory (O_PATH), open for the server's life: every path of a request is resolved beneath it. */
     private final int buildDirectory;
-    private final int concurrency;
     /** Runs at once. */
     private final Semaphore turns;
-    /** Run calls held at once, running or waiting for a turn: twice the turns. */
-    private final Semaphore admitted;
     /**
      * The input root and temporary directory of every Run held (running or waiting for a turn),
      * by their normalized spellings beneath the build directory (opened through no link, so no
@@ -64,9 +60,7 @@ final class RunnerService extends RunnerGrpc.RunnerImplBase {
         this.runner = runner;
         this.sandboxes = sandboxes;
         this.buildDirectory = buildDirectory;
-        this.concurrency = concurrency;
         this.turns = new Semaphore(concurrency, true);
-        this.admitted = new Semaphore(2 * concurrency);
     }
 
     /** OK when the path exists beneath the build directory (bb_worker's check that both see the same one). */
@@ -87,11 +81,6 @@ final class RunnerService extends RunnerGrpc.RunnerImplBase {
 
     @Override
     public void run(RunRequest request, StreamObserver<RunResponse> response) {
-        if (!admitted.tryAcquire()) {
-            response.onError(Status.RESOURCE_EXHAUSTED.withDescription(concurrency + " actions run and " + concurrency
-                    + " more wait already (--concurrency " + concurrency + "); try again later").asException());
-            return;
-        }
         List<String> claimed = null;
         try {
             RunSpec spec = actions.spec(request);
@@ -112,7 +101,6 @@ final class RunnerService extends RunnerGrpc.RunnerImplBase {
             response.onError(e);
         } finally {
             if (claimed != null) release(claimed);
-            admitted.release();
         }
     }
 

@@ -1,0 +1,97 @@
+package dev.bwrapd.buildbarn;
+
+import dev.bwrapd.buildbarn.proto.RunnerGrpc;
+import io.grpc.ForwardingServerCallListener;
+import io.grpc.Metadata;
+import io.grpc.ServerCall;
+import io.grpc.ServerCallHandler;
+import io.grpc.ServerInterceptor;
+import io.grpc.Status;
+
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+/**
+ * Admits each call at its start, over all connections together, before gRPC reads its request:
+ * a unary call's handler asks for its request only when started (ServerCalls' startCall), so a
+ * call refused here is closed with RESOURCE_EXHAUSTED having buffered at most what HTTP/2's flow
+ * control let its client send meanwhile, never a whole request of up to MAX_MESSAGE_BYTES parsed
+ * and held. Without this, every connection could hold as many parsed requests as it may open
+ * calls, and a client opening many connections spent the heap (docs/buildbarn.md, What the
+ * socket takes). A call admitted is counted until gRPC says it ended (completed or cancelled),
+ * after its handler returned.
+ */
+final class CallAdmission implements ServerInterceptor {
+    private final int concurrency;
+    /** Runs held at once, running or waiting for a turn (RunnerService): twice --concurrency. */
+    private final Semaphore runs;
+    /**
+     * Calls of any method held at once: the Runs and a few more, so that CheckReadiness is still
+     * answered when Runs take all theirs. bb_worker makes one call at a time per action it may
+     * run at once (a CheckReadiness while idle, or a Run): never more than --concurrency.
+     */
+    private final Semaphore calls;
+
+    CallAdmission(int concurrency) {
+        this.concurrency = concurrency;
+        this.runs = new Semaphore(2 * concurrency);
+        this.calls = new Semaphore(callsHeld(concurrency));
+    }
+
+    /** The most calls the runner holds at once, over all connections: the requests its heap must take. */
+    static int callsHeld(int concurrency) {
+        return 2 * concurrency + 4;
+    }
+
+    @Override
+    public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers, ServerCallHandler<Q, R> next) {
+        boolean run = call.getMethodDescriptor().getFullMethodName().equals(RunnerGrpc.getRunMethod().getFullMethodName());
+        if (run && !runs.tryAcquire()) {
+            return refused(call, concurrency + " actions run and " + concurrency + " more wait already (--concurrency "
+                    + concurrency + "); try again later");
+        }
+        if (!calls.tryAcquire()) {
+            if (run) runs.release();
+            return refused(call, callsHeld(concurrency) + " calls are open already (2 × --concurrency " + concurrency
+                    + " + 4); try again later");
+        }
+        AtomicBoolean released = new AtomicBoolean();
+        Runnable release = () -> {
+            if (released.compareAndSet(false, true)) {
+                calls.release();
+                if (run) runs.release();
+            }
+        };
+        ServerCall.Listener<Q> listener;
+        try {
+            listener = next.startCall(call, headers);
+        } catch (RuntimeException | Error e) { // gRPC closes the call, and tells no listener of it
+            release.run();
+            throw e;
+        }
+        return new ForwardingServerCallListener.SimpleForwardingServerCallListener<>(listener) {
+            @Override
+            public void onComplete() {
+                try {
+                    super.onComplete();
+                } finally {
+                    release.run();
+                }
+            }
+
+            @Override
+            public void onCancel() {
+                try {
+                    super.onCancel();
+                } finally {
+                    release.run();
+                }
+            }
+        };
+    }
+
+    private static <Q, R> ServerCall.Listener<Q> refused(ServerCall<Q, R> call, String why) {
+        call.close(Status.RESOURCE_EXHAUSTED.withDescription(why), new Metadata());
+        return new ServerCall.Listener<>() {};
+    }
+}

@@ -10,6 +10,7 @@ Environment: BWRAPD (the helper to run), BWRAPD_HOME (the repository). Run by Bu
 """
 import atexit
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,7 +43,7 @@ PATH = {"PATH": "/bin:/usr/bin"}
 class Runner:
     """`bwrapd buildbarn-runner` on a socket of its own, with a build directory of its own."""
 
-    def __init__(self, *options, parent=None, umask=None):
+    def __init__(self, *options, parent=None, umask=None, env=None):
         self.dir = tempfile.mkdtemp(prefix="bwrapd-bb-", dir=parent)
         os.chmod(self.dir, 0o755)
         self.build = os.path.join(self.dir, "build")
@@ -51,7 +52,7 @@ class Runner:
         self.log = open(os.path.join(self.dir, "runner.log"), "wb")
         self.process = subprocess.Popen(
             [BWRAPD, "buildbarn-runner", "--listen", self.socket, "--build-directory", self.build, *options],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log, start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log, start_new_session=True, env=env,
             preexec_fn=None if umask is None else lambda: os.umask(umask))
         self.channel = grpc.insecure_channel("unix:" + self.socket)
         grpc.channel_ready_future(self.channel).result(timeout=60)
@@ -119,6 +120,27 @@ def marked_processes(mark):
         except OSError:
             pass
     return found
+
+
+def unfinished_calls(runner, method, request, count, hold, channels):
+    """COUNT calls of METHOD, each on a connection of its own, that send REQUEST but do not end
+    their side until HOLD is set: a unary call's handler does not run until then."""
+    def messages():
+        yield request.SerializeToString()
+        hold.wait(60)
+
+    calls = []
+    for _ in range(count):
+        channel = grpc.insecure_channel("unix:" + runner.socket, options=[("grpc.use_local_subchannel_pool", 1)])
+        channels.append(channel)
+        call = channel.stream_unary("/buildbarn.runner.Runner/" + method, request_serializer=lambda b: b,
+                                    response_deserializer=lambda b: b)
+        calls.append(call.future(messages(), timeout=60))
+    return calls
+
+
+def refused(calls):
+    return [c for c in calls if c.done() and c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
 
 
 def wait_until(condition, seconds):
@@ -611,24 +633,8 @@ class WaitingTest(unittest.TestCase):
         try:
             r.action("held", with_root=False)
 
-            def unfinished(request):
-                def messages():
-                    yield request.SerializeToString()
-                    hold.wait(60)
-                return messages()
-
             def open_calls(method, request, count):
-                calls = []
-                for _ in range(count):  # one connection each: a subchannel pool of its own
-                    channel = grpc.insecure_channel("unix:" + r.socket, options=[("grpc.use_local_subchannel_pool", 1)])
-                    channels.append(channel)
-                    call = channel.stream_unary("/buildbarn.runner.Runner/" + method, request_serializer=lambda b: b,
-                                                response_deserializer=lambda b: b)
-                    calls.append(call.future(unfinished(request), timeout=60))
-                return calls
-
-            def refused(calls):
-                return [c for c in calls if c.done() and c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
+                return unfinished_calls(r, method, request, count, hold, channels)
 
             runs = open_calls("Run", r.request("held", ["true"]), 6)
             self.assertTrue(wait_until(lambda: len(refused(runs)) == 4, 20),
@@ -650,6 +656,32 @@ class WaitingTest(unittest.TestCase):
             self.assertTrue(wait_until(lambda: all(c.done() for c in runs + checks), 30))
             r.action("later")
             self.assertEqual(0, r.stub.Run(r.request("later", ["true"]), timeout=30).exit_code)
+        finally:
+            hold.set()
+            for channel in channels:
+                channel.close()
+            r.close()
+
+    def test_no_more_calls_are_held_than_the_heap_holds(self):
+        """Review finding: 2 x --concurrency + 4 requests at their largest need more than the
+        launcher's 256 MiB of heap above --concurrency 44, and a client sending them spent it. The
+        runner now holds no more calls than its heap takes, and says so at its start: here a 64 MiB
+        heap, far below what --concurrency 16 would need."""
+        r = Runner("--concurrency", "16", env=dict(os.environ, BWRAPD_JVM_OPTS=os.environ.get("BWRAPD_JVM_OPTS", "") + " -Xmx64m"))
+        hold = threading.Event()
+        channels = []
+        try:
+            said = re.search(r"the heap \(\d+ MiB\) holds (\d+) calls at once", read(os.path.join(r.dir, "runner.log")))
+            self.assertIsNotNone(said, read(os.path.join(r.dir, "runner.log")))
+            held = int(said.group(1))
+            self.assertLess(held, 2 * 16 + 4)
+            r.action("held", with_root=False)
+            checks = unfinished_calls(r, "CheckReadiness", runner_pb2.CheckReadinessRequest(path="held"), held + 1, hold, channels)
+            self.assertTrue(wait_until(lambda: len(refused(checks)) == 1, 30), "calls ended: %s" % [c.code() for c in checks if c.done()])
+            self.assertIn("what the heap holds", refused(checks)[0].details())
+            hold.set()
+            self.assertTrue(wait_until(lambda: all(c.done() for c in checks), 30))
+            r.stub.CheckReadiness(runner_pb2.CheckReadinessRequest(path="held"), timeout=30)
         finally:
             hold.set()
             for channel in channels:

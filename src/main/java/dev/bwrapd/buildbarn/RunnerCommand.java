@@ -152,6 +152,14 @@ public final class RunnerCommand {
             System.err.println("bwrapd buildbarn-runner: --listen " + options.listen() + ": exists and is not a socket");
             return 2;
         }
+        int callsHeld = CallAdmission.callsHeld(options.concurrency(), Runtime.getRuntime().maxMemory());
+        if (callsHeld < 2 * options.concurrency() + 4) {
+            LOG.warnf("--concurrency %d: the heap (%d MiB) holds %d calls at once with requests at their largest, not 2 × %d + 4;"
+                    + " calls beyond are refused (RESOURCE_EXHAUSTED): give the JVM more, BWRAPD_JVM_OPTS=-Xmx%dm (docs/buildbarn.md, Heap)",
+                    options.concurrency(), Runtime.getRuntime().maxMemory() >> 20, callsHeld, options.concurrency(),
+                    // the JVM's maximum heap leaves out a survivor space: a tenth more
+                    ((2L * options.concurrency() + 4) * CallAdmission.HEAP_PER_CALL + CallAdmission.HEAP_AT_REST) * 11 / 10 >> 20);
+        }
         EpollEventLoopGroup events = new EpollEventLoopGroup(1, Thread.ofPlatform().daemon().name("grpc-epoll-", 0).factory());
         RunnerService service = new RunnerService(actions, runner, sandboxes, buildDirectory, options.concurrency());
         Server server;
@@ -177,11 +185,11 @@ public final class RunnerCommand {
                     .maxInboundMessageSize(MAX_MESSAGE_BYTES)
                     // No more calls open on one connection (HTTP/2's MAX_CONCURRENT_STREAMS; a client
                     // queues any more) than the runner holds over all of them: more would only be refused.
-                    .maxConcurrentCallsPerConnection(CallAdmission.callsHeld(options.concurrency()))
+                    .maxConcurrentCallsPerConnection(callsHeld)
                     // grpc-java asks every accepted connection for TCP keep-alive, which a unix socket
                     // has not: Netty then warned on stderr once per connection. null takes the ask back.
                     .withChildOption(ChannelOption.SO_KEEPALIVE, null)
-                    .addService(ServerInterceptors.intercept(service, new CallAdmission(options.concurrency())))
+                    .addService(ServerInterceptors.intercept(service, new CallAdmission(options.concurrency(), callsHeld)))
                     .build()
                     .start();
             Files.setPosixFilePermissions(bound, java.nio.file.attribute.PosixFilePermissions.fromString("rw-rw----"));

@@ -662,6 +662,34 @@ class WaitingTest(unittest.TestCase):
                 channel.close()
             r.close()
 
+    def test_a_request_that_would_take_more_heap_than_a_call_is_given_is_refused_unparsed(self):
+        """Review finding: a 2.1 MB request of 700000 one-byte arguments took 38.6 MB of the heap
+        once parsed, 18 times its size, so the calls held could take far more heap than they were
+        counted for. Such a request (it could never run: bwrap takes 9000 arguments) is now refused
+        as it arrives, before it is parsed, though its call is still open."""
+        r = Runner("--concurrency", "1")
+        hold = threading.Event()
+        channels = []
+        try:
+            calls = unfinished_calls(r, "Run", r.request("many", ["true"] + ["a"] * 700000), 2, hold, channels)
+            self.assertTrue(wait_until(lambda: len(refused(calls)) == 2, 30), "calls ended: %s" % [c.code() for c in calls if c.done()])
+            self.assertIn("of the runner's heap once parsed", refused(calls)[0].details())
+            r.action("after")
+            for attempt in range(100):  # their places come back once gRPC has ended their calls
+                try:
+                    self.assertEqual(0, r.stub.Run(r.request("after", ["true"]), timeout=30).exit_code)
+                    break
+                except grpc.RpcError as e:
+                    self.assertEqual(grpc.StatusCode.RESOURCE_EXHAUSTED, e.code(), e.details())
+                    time.sleep(0.05)
+            else:
+                self.fail("the refused calls' places never came back")
+        finally:
+            hold.set()
+            for channel in channels:
+                channel.close()
+            r.close()
+
     def test_no_more_calls_are_held_than_the_heap_holds(self):
         """Review finding: 2 x --concurrency + 4 requests at their largest need more than the
         launcher's 256 MiB of heap above --concurrency 44, and a client sending them spent it. The

@@ -16,7 +16,6 @@ import dev.bwrapd.sandbox.RunSpec;
 import dev.bwrapd.sandbox.SandboxRunner;
 import dev.bwrapd.sandbox.Sandboxes;
 import io.grpc.Server;
-import io.grpc.ServerInterceptors;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.grpc.netty.shaded.io.netty.channel.ChannelOption;
 import io.grpc.netty.shaded.io.netty.channel.epoll.EpollEventLoopGroup;
@@ -189,7 +188,7 @@ public final class RunnerCommand {
                     // grpc-java asks every accepted connection for TCP keep-alive, which a unix socket
                     // has not: Netty then warned on stderr once per connection. null takes the ask back.
                     .withChildOption(ChannelOption.SO_KEEPALIVE, null)
-                    .addService(ServerInterceptors.intercept(service, new CallAdmission(options.concurrency(), callsHeld)))
+                    .addService(CallAdmission.admitted(service, new CallAdmission(options.concurrency(), callsHeld)))
                     .build()
                     .start();
             Files.setPosixFilePermissions(bound, java.nio.file.attribute.PosixFilePermissions.fromString("rw-rw----"));

@@ -49,6 +49,14 @@ class RootJournalIT {
         return bwrapd;
     }
 
+    /** The same, in a mount namespace of the test's own, run by {@code setup} (a shell command that makes its mounts, then execs "$@"). */
+    static BwrapdProcess helperInAMountNamespace(Path runtimeDir, String setup) throws Exception {
+        BwrapdProcess bwrapd = BwrapdProcess.startUnder(List.of("unshare", "-Urm", "--propagation", "private",
+                "env", "XDG_RUNTIME_DIR=" + runtimeDir, "/bin/sh", "-c", setup, "sh"));
+        Runs.initialize(bwrapd);
+        return bwrapd;
+    }
+
     /** The journal's directory of records of {@code root}: its device (major-minor, as statx gives it) and inode. */
     static String recordsName(Path root) throws Exception {
         long dev = (long) Files.getAttribute(root, "unix:dev");
@@ -109,9 +117,7 @@ class RootJournalIT {
         Path runtimeDir = Files.createDirectory(host.resolve("runtime"));
         Path other = Files.createDirectories(host.resolve("other/alias"));
         String setup = "mount --bind " + runtimeDir + " " + other + " && exec \"$@\"";
-        try (BwrapdProcess bwrapd = BwrapdProcess.startUnder(List.of("unshare", "-Urm", "--propagation", "private",
-                "env", "XDG_RUNTIME_DIR=" + runtimeDir, "/bin/sh", "-c", setup, "sh"))) {
-            Runs.initialize(bwrapd);
+        try (BwrapdProcess bwrapd = helperInAMountNamespace(runtimeDir, setup)) {
             ObjectNode p = sh(attacker, plant("/state/alias/bwrapd"));
             p.set("mounts", Runs.JSON.createArrayNode().add(mount(host.resolve("other").toString(), "/state", false)));
             JsonNode result = run(bwrapd, p);
@@ -132,9 +138,7 @@ class RootJournalIT {
         Path other = Files.createDirectories(host.resolve("other/alias"));
         String setup = "(while [ ! -e " + host.resolve("go") + " ]; do sleep 0.05; done; mount --bind " + runtimeDir + " " + other
                 + " && touch " + host.resolve("mounted") + ") & exec \"$@\"";
-        try (BwrapdProcess bwrapd = BwrapdProcess.startUnder(List.of("unshare", "-Urm", "--propagation", "private",
-                "env", "XDG_RUNTIME_DIR=" + runtimeDir, "/bin/sh", "-c", setup, "sh"))) {
-            Runs.initialize(bwrapd);
+        try (BwrapdProcess bwrapd = helperInAMountNamespace(runtimeDir, setup)) {
             Files.writeString(host.resolve("go"), "");
             Runs.awaitFile(host.resolve("mounted"), java.time.Duration.ofSeconds(30));
             Thread.sleep(1200); // the victim's .git/refs is older than the record by more than a clock's tick can blur

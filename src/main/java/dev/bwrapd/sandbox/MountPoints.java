@@ -113,7 +113,8 @@ final class MountPoints {
             view.mounted(target, mountSources.get(i), Kind.TREE);
             trees.add(view.layers.getLast());
         }
-        List<Boolean> writable = new ArrayList<>(List.of(!hostRoot && !spec.readOnlyRoot()));
+        // A read-only root is written all the same below a mount inside it (bwrap's --remount-ro / leaves submounts as they are).
+        List<Boolean> writable = new ArrayList<>(List.of(!hostRoot));
         for (RunSpec.Mount mount : spec.mounts()) writable.add(!mount.readOnly());
         return new BwrapCommand.Places(proc, tmp, dev, devOfItsOwn, shm, devices, mounts, hidden, view.journal(trees, writable, journalBelow));
     }

@@ -365,6 +365,16 @@ class RootPathsTest {
         assertEquals(List.of("/state"), MountPoints.plan(spec, root, List.of(), false, List.of(), below).journal());
     }
 
+    /** A read-only root too: bwrap's --remount-ro / leaves a mount inside the root (say a /home bound there) writable. */
+    @Test
+    void theJournalSeenThroughAReadOnlyRootIsCoveredFromTheFirstDirectoryOnTheWay() throws HostPaths.Refused {
+        RunSpec writable = spec(List.of(), List.of());
+        RunSpec readOnly = new RunSpec(writable.command(), writable.root(), null, "/", java.util.Map.of(), false, true, "h", 0, 0, false,
+                List.of(), List.of(), false, false, new RunSpec.Stdin.Null(), new RunSpec.Output.Capture(), new RunSpec.Output.Capture(),
+                0, null, 0, false, true, List.of(), null, null, dev.bwrapd.cgroup.Limits.NONE, List.of(), true);
+        assertEquals(List.of("/home"), MountPoints.plan(readOnly, root, List.of(), false, List.of(), List.of(List.of("home/u/.xdg/bwrapd"))).journal());
+    }
+
     @Test
     void theJournalSeenThroughAMountIsCoveredBelowItsTarget() throws HostPaths.Refused {
         RunSpec spec = spec(List.of(), List.of(new RunSpec.Mount("/s", "/a/state", false)));

@@ -73,7 +73,7 @@ public final class RootLeases {
      */
     public synchronized void acquire(int rootFd, Libc.FileStat rootStat, List<String> paths) throws InterruptedException, Libc.Error {
         Identity root = identity(rootStat);
-        while (cleaning.contains(root) || beingRemoved(rootFd, paths)) wait();
+        while (cleaning.contains(root) || removing.contains(root) || beingRemoved(rootFd, paths)) wait(); // the root itself may be a directory another root's release removes
         // What pre-exists is looked at, and this lease recorded, while no other helper looks for users of the root and cleans it.
         Lease unlisted = null;
         try (RootJournal.Held held = journal == null ? NOT_HELD : journal.lock()) {
@@ -153,7 +153,7 @@ public final class RootLeases {
         List<String> toRemove = new ArrayList<>();
         Set<Identity> removed = new HashSet<>();
         boolean recorded;
-        Set<String> kept;
+        Kept kept;
         Set<String> othersRecorded = Set.of();
         long recordedSince = Libc.BIRTH_UNKNOWN;
         synchronized (this) {
@@ -194,7 +194,7 @@ public final class RootLeases {
                     othersRecorded = new HashSet<>();
                     recordedSince = handedOver.recordedSince();
                     for (String path : handedOver.paths()) {
-                        if (toRemove.contains(path) || kept.contains(path)) continue;
+                        if (toRemove.contains(path) || kept.paths().contains(path)) continue;
                         toRemove.add(path);
                         othersRecorded.add(path);
                     }
@@ -205,7 +205,7 @@ public final class RootLeases {
             // Children before parents: the paths were recorded parents first.
             CleanupReport report = RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), toRemove.reversed(), othersRecorded, recordedSince);
             if (journal != null && recorded) journal.forget(root.name());
-            return !kept.isEmpty() ? new CleanupReport(report.ok(), report.removed(), report.failed(), true) : report;
+            return kept.leftToAnother() ? new CleanupReport(report.ok(), report.removed(), report.failed(), true) : report;
         } finally {
             synchronized (this) {
                 cleaning.remove(root);
@@ -213,6 +213,15 @@ public final class RootLeases {
                 notifyAll();
             }
         }
+    }
+
+    /**
+     * What a release keeps ({@link #handOverToNestedLeases}); {@code leftToAnother}: some of it is
+     * another lease's to remove now (its cleanup is deferred), not only another run's root, which
+     * stays for good.
+     */
+    private record Kept(Set<String> paths, boolean leftToAnother) {
+        static final Kept NOTHING = new Kept(Set.of(), false);
     }
 
     /**
@@ -225,9 +234,10 @@ public final class RootLeases {
      * The parents of what stays, and another lease's root, stay too. What stayed. {@code
      * mountPoints}: what is at each path of {@code toRemove} now.
      */
-    private Set<String> handOverToNestedLeases(Map<String, Identity> mountPoints, List<String> toRemove) {
-        if (leases.isEmpty()) return Set.of();
+    private Kept handOverToNestedLeases(Map<String, Identity> mountPoints, List<String> toRemove) {
+        if (leases.isEmpty()) return Kept.NOTHING;
         Set<String> kept = new HashSet<>();
+        boolean leftToAnother = false;
         Set<Lease> changed = new java.util.LinkedHashSet<>();
         for (String path : toRemove) {
             Identity mountPoint = mountPoints.get(path);
@@ -236,11 +246,11 @@ public final class RootLeases {
                 if (other.getKey().equals(mountPoint)) kept.add(path); // another run's root: never this one's to remove
                 Lease lease = other.getValue();
                 for (Map.Entry<String, Boolean> watched : lease.existedBefore.entrySet()) {
-                    // Only a path the same mount point could be, seen from a root above or below this one: a name cheaper than a look.
-                    if (!isNested(path, watched.getKey())) continue;
+                    if (!mayBeOneFile(path, watched.getKey())) continue;
                     Libc.FileStat theirs = lookIfPresent(lease.rootFd, watched.getKey());
                     if (theirs == null || !identity(theirs).equals(mountPoint)) continue;
                     kept.add(path);
+                    leftToAnother = true;
                     if (watched.getValue()) {
                         watched.setValue(false); // existed before for that lease, as this one's bwrap made it: now that lease's to remove
                         changed.add(lease);
@@ -248,7 +258,7 @@ public final class RootLeases {
                 }
             }
         }
-        if (kept.isEmpty()) return kept;
+        if (kept.isEmpty()) return Kept.NOTHING;
         for (String path : List.copyOf(kept)) {
             for (int slash = path.indexOf('/'); slash > 0; slash = path.indexOf('/', slash + 1)) kept.add(path.substring(0, slash));
         }
@@ -265,15 +275,17 @@ public final class RootLeases {
             }
         }
         LOG.debugf("mount points left to runs on nested roots: %s", kept);
-        return kept;
+        return new Kept(kept, leftToAnother);
     }
 
-    /** Whether {@code a} and {@code b} (relative paths, different roots) could name one file: one ends with the other, whole names. */
-    static boolean isNested(String a, String b) {
-        if (a.length() == b.length()) return false; // the same path in two roots: two files, unless the roots are one
-        String longer = a.length() > b.length() ? a : b;
-        String shorter = longer == a ? b : a;
-        return longer.endsWith(shorter) && longer.charAt(longer.length() - shorter.length() - 1) == '/';
+    /**
+     * Whether {@code a} and {@code b} (relative paths in two roots) may name one file: their last
+     * names are the same (a name cheaper than a look). Not only when one path ends with the other
+     * (a root nested in the other): a root may hold a bind mount of a directory of the other,
+     * and then {@code a/proc} and {@code sub/proc}, or {@code x/proc} in both, are one directory.
+     */
+    static boolean mayBeOneFile(String a, String b) {
+        return a.substring(a.lastIndexOf('/') + 1).equals(b.substring(b.lastIndexOf('/') + 1));
     }
 
     /**

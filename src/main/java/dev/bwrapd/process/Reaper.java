@@ -82,7 +82,9 @@ public final class Reaper {
             } catch (RuntimeException | Error e) {
                 // The heap spent between the spawn and the record (OutOfMemoryError): nobody would
                 // know the child to kill it, and it runs on, unwatched. Its session (spawned with
-                // setsid) dies now; unreaped, the pid is not anyone else's yet, and the sweep reaps it.
+                // setsid) is killed now, and a sandbox's init, in a session of its own, dies with
+                // bwrap (--die-with-parent, where bwrap has it); unreaped, the pid is not anyone
+                // else's yet, and the sweep reaps it.
                 Libc.kill(-pid, Signals.SIGKILL);
                 throw e;
             }

@@ -212,7 +212,7 @@ final class Run {
             if (bwrap != null) {
                 try {
                     if (bwrapKnown) sandbox.kill(Sandbox.Ending.TERMINATED);
-                    else Libc.kill(-bwrap.pid(), Signals.SIGKILL); // spawned, not yet told: its session, unreaped, is still its own
+                    else Libc.kill(-bwrap.pid(), Signals.SIGKILL); // spawned, not yet told: bwrap's session (unreaped, still its own), and the init through --die-with-parent
                 } catch (Throwable again) {
                     // answered all the same; the watchdog holds what it was told
                 }

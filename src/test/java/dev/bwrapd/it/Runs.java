@@ -150,6 +150,17 @@ public final class Runs {
         return Files.createTempDirectory(Path.of("/tmp"), prefix);
     }
 
+    /** Whether {@code dir}'s file system keeps birth times (where it keeps none, the JDK gives the last modification). */
+    public static boolean keepsBirthTimes(Path dir) throws IOException {
+        Path probe = Files.createTempFile(dir, "birth-", "");
+        try {
+            Files.setLastModifiedTime(probe, java.nio.file.attribute.FileTime.fromMillis(0));
+            return Files.readAttributes(probe, java.nio.file.attribute.BasicFileAttributes.class).creationTime().toMillis() != 0;
+        } finally {
+            Files.delete(probe);
+        }
+    }
+
     /** Polls until {@code file} exists. */
     public static void awaitFile(Path file, Duration timeout) throws InterruptedException {
         long deadline = System.nanoTime() + timeout.toNanos();

@@ -116,7 +116,26 @@ final class MountPoints {
         // A read-only root is written all the same below a mount inside it (bwrap's --remount-ro / leaves submounts as they are).
         List<Boolean> writable = new ArrayList<>(List.of(!hostRoot));
         for (RunSpec.Mount mount : spec.mounts()) writable.add(!mount.readOnly());
-        return new BwrapCommand.Places(proc, tmp, dev, devOfItsOwn, shm, devices, mounts, hidden, view.journal(trees, writable, journalBelow));
+        List<String> journal = view.journal(trees, writable, journalBelow);
+        for (String place : journal) {
+            refuseWhereTheJournalIs(place, mounts, i -> "mounts[" + i + "].target: " + spec.mounts().get(i).target());
+            refuseWhereTheJournalIs(place, devices, i -> "devices[" + i + "]: " + spec.devices().get(i));
+        }
+        return new BwrapCommand.Places(proc, tmp, dev, devOfItsOwn, shm, devices, mounts, hidden, journal);
+    }
+
+    /**
+     * A destination at or below a place the journal's tmpfs covers: bwrap would make it in the
+     * host's journal before the tmpfs covers it, and the sandbox would not see the mount asked for.
+     */
+    private static void refuseWhereTheJournalIs(String place, List<String> destinations, java.util.function.IntFunction<String> named)
+            throws HostPaths.Refused {
+        for (int i = 0; i < destinations.size(); i++) {
+            if (RootPaths.isOrBeneath(destinations.get(i), place)) {
+                throw new HostPaths.Refused(true, named.apply(i) + " lies where the sandbox would see a root journal of bwrapd ("
+                        + place + "), which no sandbox may see: bwrap would make it in the journal");
+            }
+        }
     }
 
     /**

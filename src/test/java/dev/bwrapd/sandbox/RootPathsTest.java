@@ -15,6 +15,7 @@ import java.nio.file.attribute.PosixFilePermissions;
 import java.util.List;
 import java.util.Optional;
 
+import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -385,6 +386,19 @@ class RootPathsTest {
         RunSpec readOnly = spec(List.of(), List.of(new RunSpec.Mount("/s", "/a/state", true)));
         assertEquals(List.of("/a/state/user/1000/bwrapd"), MountPoints.plan(readOnly, root, List.of(outside), false, List.of(), deeper).journal(),
                 "nothing on the way can be moved: the journal alone");
+    }
+
+    /** A mount target or device in the place the journal's tmpfs covers: bwrap would make it in the journal first. */
+    @Test
+    void aDestinationWhereTheJournalIsHiddenIsRefused() {
+        List<List<String>> below = List.of(List.of("state/bwrapd"), List.of());
+        RunSpec inside = spec(List.of(), List.of(new RunSpec.Mount("/s", "/state/bwrapd/x", false)));
+        HostPaths.Refused refused = org.junit.jupiter.api.Assertions.assertThrows(HostPaths.Refused.class,
+                () -> MountPoints.plan(inside, root, List.of(outside), false, List.of(), below));
+        assertTrue(refused.getMessage().contains("mounts[0].target: /state/bwrapd/x lies where the sandbox would see a root journal"),
+                refused.getMessage());
+        RunSpec beside = spec(List.of(), List.of(new RunSpec.Mount("/s", "/stateful/x", false)));
+        assertDoesNotThrow(() -> MountPoints.plan(beside, root, List.of(outside), false, List.of(), below));
     }
 
     @Test

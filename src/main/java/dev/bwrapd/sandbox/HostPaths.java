@@ -86,6 +86,8 @@ public final class HostPaths implements AutoCloseable {
     private List<String> hidden;
     private Libc.FileStat rootStat;
     private final List<Integer> mounts = new ArrayList<>();
+    /** The stat of each of {@link #mounts}, as taken on its descriptor when it was opened. */
+    private final List<Libc.FileStat> mountStats = new ArrayList<>();
     private final List<Integer> devices = new ArrayList<>();
 
     private HostPaths() {}
@@ -118,6 +120,7 @@ public final class HostPaths implements AutoCloseable {
                         throw new Refused(true, field + ": " + mount.source() + " is the host root /, which is never a mount source"
                                 + " (it would bring the host's /run and /proc along): use root \"/\"");
                     }
+                    paths.mountStats.add(stat);
                 })));
             }
             if (!spec.interactive()) {
@@ -175,16 +178,11 @@ public final class HostPaths implements AutoCloseable {
     }
 
     /** What the sandbox can write: the root unless it is the host's, and each read-write mount's source (see {@link #openStdio}). */
-    public List<Libc.FileStat> writableTrees() throws Refused {
+    public List<Libc.FileStat> writableTrees() {
         List<Libc.FileStat> trees = new ArrayList<>();
         if (!hostRoot) trees.add(rootStat);
         for (int i = 0; i < mounts.size(); i++) {
-            if (spec.mounts().get(i).readOnly()) continue;
-            try {
-                trees.add(Libc.stat(mounts.get(i), "", Libc.AT_EMPTY_PATH));
-            } catch (Libc.Error e) {
-                throw new Refused(false, "mounts[" + i + "].source: cannot examine it: " + e.getMessage());
-            }
+            if (!spec.mounts().get(i).readOnly()) trees.add(mountStats.get(i));
         }
         return trees;
     }
@@ -205,7 +203,7 @@ public final class HostPaths implements AutoCloseable {
             String path = i < 0 ? spec.root().toString() : spec.mounts().get(i).source();
             int fd = i < 0 ? root : mounts.get(i);
             try {
-                Libc.FileStat stat = i < 0 ? rootStat : Libc.stat(fd, "", Libc.AT_EMPTY_PATH);
+                Libc.FileStat stat = i < 0 ? rootStat : mountStats.get(i);
                 List<String> at = stat.type() == Libc.S_IFDIR ? journals.below(stat) : List.of();
                 // Only a tree on a journal's own file system can lie inside it.
                 if (at.contains("") || at.isEmpty() && journals.journals().stream().anyMatch(j -> j.device() == stat.device())

@@ -51,9 +51,14 @@ public final class JournalPlace {
     record Mount(String device, String root, String mountPoint) {}
 
     private final List<Way> ways;
+    /** The journals' own directories, each once: asked of every tree of every run. */
+    private final List<Libc.FileStat> journals;
 
     JournalPlace(List<Way> ways) {
         this.ways = List.copyOf(ways);
+        List<Libc.FileStat> journals = new ArrayList<>();
+        for (Way way : ways) if (journals.stream().noneMatch(j -> j.sameFile(way.journal()))) journals.add(way.journal());
+        this.journals = List.copyOf(journals);
     }
 
     static final JournalPlace NOWHERE = new JournalPlace(List.of());
@@ -179,8 +184,6 @@ public final class JournalPlace {
 
     /** The journals' own directories. */
     public List<Libc.FileStat> journals() {
-        List<Libc.FileStat> journals = new ArrayList<>();
-        for (Way way : ways) if (journals.stream().noneMatch(j -> j.sameFile(way.journal()))) journals.add(way.journal());
         return journals;
     }
 

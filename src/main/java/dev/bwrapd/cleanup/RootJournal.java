@@ -78,18 +78,12 @@ public final class RootJournal {
      */
     static List<Path> journalsOfThisUser(Path own, int uid) {
         List<Path> journals = new ArrayList<>(List.of(own));
-        Path fallback = fallback(uid);
-        if (!fallback.equals(own)) {
-            try {
-                journals.add(PrivateDirectory.open(fallback, uid));
-            } catch (IOException e) {
-                // not a private directory of this user: no helper trusts it either
-            }
-        }
         Path usual = Path.of("/run/user/" + uid + "/bwrapd");
-        if (!usual.equals(own) && Files.isDirectory(usual.getParent(), LinkOption.NOFOLLOW_LINKS)) {
+        for (Path other : List.of(fallback(uid), usual)) {
+            if (other.equals(own)) continue;
+            if (other == usual && !Files.isDirectory(usual.getParent(), LinkOption.NOFOLLOW_LINKS)) continue; // no runtime directory of the user's: not made here
             try {
-                journals.add(PrivateDirectory.open(usual, uid));
+                journals.add(PrivateDirectory.open(other, uid));
             } catch (IOException e) {
                 // not a private directory of this user: no helper trusts it either
             }

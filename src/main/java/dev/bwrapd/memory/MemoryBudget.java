@@ -27,11 +27,21 @@ public final class MemoryBudget {
      * counted (a control request, $/cancelRequest, exit) must never be refused for others' bytes.
      */
     public boolean tryReserve(long bytes) {
+        return tryReserveWithin(bytes, limit);
+    }
+
+    /**
+     * Reserves {@code bytes} only if the budget's use stays within {@code ceiling} (at most the
+     * limit) with them: for holders that have somewhere else to put their bytes (captured output
+     * goes to a file), so that they leave the rest of the budget to those that have not.
+     */
+    public boolean tryReserveWithin(long bytes, long ceiling) {
         if (bytes < 0) throw new IllegalArgumentException("negative reservation: " + bytes);
         if (bytes == 0) return true;
+        long bound = Math.min(ceiling, limit);
         while (true) {
             long now = used.get();
-            if (bytes > limit - now) return false;
+            if (bytes > bound - now) return false;
             if (used.compareAndSet(now, now + bytes)) return true;
         }
     }

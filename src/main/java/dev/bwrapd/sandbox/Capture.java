@@ -16,7 +16,10 @@ import java.util.Arrays;
 
 /**
  * The captured bytes of one output stream, exact or saying they are not. The first bytes are kept
- * in memory as far as the memory budget allows (up to {@link Store#memoryBytes()}); the rest, up to
+ * in memory (up to {@link Store#memoryBytes()}) while the memory budget stays at most half used
+ * with them: captures leave the other half to requests and streamed output, which have no file to
+ * go to (when captures could hold the whole budget, every larger request was refused and every
+ * stream waited until those runs ended). The rest, up to
  * the capture limit, goes to an unlinked temporary file, so nothing below the limit is dropped. It
  * counts every byte the stream produced: {@link #truncated()} is true exactly when fewer were kept
  * (beyond the limit, or after a failure, which {@link #error()} then names).
@@ -73,7 +76,8 @@ public final class Capture implements AutoCloseable {
         if (free >= wanted) return wanted;
         int capacity = (int) Math.min(store.memoryBytes(), Math.max((long) memory.length * 2, (long) inMemory + wanted));
         capacity = Math.max(capacity, Math.min(store.memoryBytes(), 4096));
-        if (capacity > memory.length && store.budget().tryReserve(capacity - memory.length)) {
+        MemoryBudget budget = store.budget();
+        if (capacity > memory.length && budget.tryReserveWithin(capacity - memory.length, budget.limit() / 2)) {
             memory = Arrays.copyOf(memory, capacity);
             free = capacity - inMemory;
         }

@@ -145,6 +145,39 @@ class RobustnessIT {
         }
     }
 
+    /**
+     * Captured output takes at most half the budget, the rest going to its file: with six runs'
+     * captures of 300 KB waiting in a 1 MiB budget, a request of 150 KB of stdin still fits
+     * (before, four captures held the budget whole and it was refused -32010 until they ended), and
+     * every capture is still exact.
+     */
+    @Test
+    void capturesLeaveHalfTheBudgetToRequests() throws Exception {
+        try (Lean bwrapd = new Lean("--max-memory", "1048576")) {
+            int size = 300_000, runs = 6;
+            ObjectNode capturing = Runs.sh(root, "yes | head -c " + size + "; sleep 4");
+            for (int i = 0; i < runs; i++) bwrapd.send(request(i, "sandbox/run", capturing));
+            for (int started = 0; started < runs; ) {
+                if ("sandbox/started".equals(bwrapd.next().path("method").asText())) started++;
+            }
+            Thread.sleep(1000); // their output read into the captures meanwhile
+            ObjectNode large = Runs.sh(root, "wc -c");
+            large.putObject("stdin").put("text", "y".repeat(150_000));
+            bwrapd.send(request(100, "sandbox/run", large));
+            Map<Long, JsonNode> answers = bwrapd.answers(runs + 1);
+            JsonNode answer = answers.get(100L);
+            assertTrue(answer.has("result"), "refused while captures held the budget: " + answer);
+            assertEquals("150000", Runs.out(answer.get("result")).strip());
+            for (long i = 0; i < runs; i++) {
+                JsonNode result = answers.get(i).get("result");
+                Runs.assertExited(result, 0);
+                assertEquals("y\n".repeat(size / 2), Runs.out(result));
+            }
+            bwrapd.closeInput();
+            assertEquals(0, bwrapd.waitFor(), bwrapd.log());
+        }
+    }
+
     /** Streamed output through a 1 MiB budget: notifications wait for room, none is lost. */
     @Test
     void streamedOutputWaitsForTheBudgetAndLosesNothing() throws Exception {

@@ -25,4 +25,17 @@ class MemoryBudgetTest {
         assertFalse(budget.tryReserve(1));
         assertEquals(100, budget.used());
     }
+
+    /** A holder with a file to go to takes only what keeps the budget within its ceiling; nothing still fits. */
+    @Test
+    void aReservationWithinACeilingLeavesTheRestToOthers() {
+        MemoryBudget budget = new MemoryBudget(100);
+        assertTrue(budget.tryReserveWithin(40, 50));
+        assertFalse(budget.tryReserveWithin(11, 50), "past the ceiling");
+        assertTrue(budget.tryReserveWithin(10, 50));
+        assertTrue(budget.tryReserveWithin(0, 50));
+        assertTrue(budget.tryReserve(50), "the rest is there for the others");
+        assertFalse(budget.tryReserveWithin(1, 1000), "a ceiling over the limit is the limit");
+        assertEquals(100, budget.used());
+    }
 }

@@ -99,6 +99,34 @@ class CaptureTest {
         assertEquals(1000, budget.used());
     }
 
+    /**
+     * Captures keep bytes in memory only while the budget is at most half used: the other half stays
+     * for requests and streamed output, which cannot go to a file (before, four captures of 256 KiB
+     * held a 1 MiB budget whole, refusing every larger request until their runs ended).
+     */
+    @Test
+    void capturesLeaveHalfTheBudgetToOthers() throws IOException {
+        MemoryBudget budget = new MemoryBudget(1 << 20);
+        byte[] data = random(300_000, 3);
+        Capture[] captures = new Capture[6];
+        try {
+            for (int i = 0; i < captures.length; i++) {
+                captures[i] = capture(1 << 20, budget, 256 * 1024);
+                feed(captures[i], data);
+                captures[i].finish();
+            }
+            assertTrue(budget.used() <= (1 << 19), "captures hold at most half the budget: " + budget.used());
+            assertTrue(budget.used() >= 256 * 1024, "and they do use it: " + budget.used());
+            for (Capture capture : captures) {
+                assertFalse(capture.truncated());
+                assertArrayEquals(data, read(capture), "what did not fit is in the file, in order");
+            }
+        } finally {
+            for (Capture capture : captures) if (capture != null) capture.close();
+        }
+        assertEquals(0, budget.used());
+    }
+
     @Test
     void aLimitOfZeroKeepsNothingAndSaysSo() throws IOException {
         try (Capture capture = capture(0, new MemoryBudget(1 << 20), 1024)) {

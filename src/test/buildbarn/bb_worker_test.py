@@ -122,11 +122,13 @@ def marked_processes(mark):
     return found
 
 
-def unfinished_calls(runner, method, request, count, hold, channels):
-    """COUNT calls of METHOD, each on a connection of its own, that send REQUEST but do not end
-    their side until HOLD is set: a unary call's handler does not run until then."""
+def unfinished_calls(runner, method, request, count, hold, channels, send=True):
+    """COUNT calls of METHOD, each on a connection of its own, that send REQUEST (unless not SEND:
+    nothing beyond the call's headers) but do not end their side until HOLD is set: a unary call's
+    handler does not run until then."""
     def messages():
-        yield request.SerializeToString()
+        if send:
+            yield request.SerializeToString()
         hold.wait(60)
 
     calls = []
@@ -137,6 +139,15 @@ def unfinished_calls(runner, method, request, count, hold, channels):
                                     response_deserializer=lambda b: b)
         calls.append(call.future(messages(), timeout=60))
     return calls
+
+
+def refused_now(call):
+    """Whether CALL() is refused RESOURCE_EXHAUSTED."""
+    try:
+        call()
+        return False
+    except grpc.RpcError as e:
+        return e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def refused(calls):
@@ -714,6 +725,66 @@ class WaitingTest(unittest.TestCase):
             hold.set()
             for channel in channels:
                 channel.close()
+            r.close()
+
+
+class StalledClientTest(unittest.TestCase):
+    """Clients that take a place and never use it: calls that never send their whole request."""
+
+    def test_calls_that_never_send_their_whole_request_give_their_places_back(self):
+        """Review finding: an admitted call kept its place however long its client took to send its
+        request, so a client holding 2 x --concurrency + 4 calls that never sent (headers only, or
+        the message without its end) kept bb_worker's calls out for as long as it liked. Such a call
+        is now ended DEADLINE_EXCEEDED some seconds after its start, its place given back."""
+        r = Runner("--concurrency", "1")
+        hold = threading.Event()
+        channels = []
+        try:
+            r.action("held", with_root=False)
+            r.action("real")
+            run = r.request("held", ["true"])
+            check = runner_pb2.CheckReadinessRequest(path="held")
+            stalled = unfinished_calls(r, "Run", run, 1, hold, channels, send=False)  # the headers only
+            stalled += unfinished_calls(r, "Run", run, 1, hold, channels)  # the message, never its end
+            stalled += unfinished_calls(r, "CheckReadiness", check, 2, hold, channels, send=False)
+            stalled += unfinished_calls(r, "CheckReadiness", check, 2, hold, channels)
+            start = time.monotonic()
+            time.sleep(1)  # they take every place (a real call made meanwhile would take one of theirs)
+            self.assertEqual([], [c.code() for c in stalled if c.done()])
+            self.assertTrue(refused_now(lambda: r.stub.CheckReadiness(check, timeout=5)), "the stalled calls did not take every place")
+            for attempt in range(1000):
+                try:
+                    self.assertEqual(0, r.stub.Run(r.request("real", ["true"]), timeout=30).exit_code)
+                    break
+                except grpc.RpcError as e:
+                    self.assertEqual(grpc.StatusCode.RESOURCE_EXHAUSTED, e.code(), e.details())
+                    self.assertLess(time.monotonic() - start, 25, "the stalled calls kept their places: " + e.details())
+                    time.sleep(0.1)
+            self.assertLess(time.monotonic() - start, 25)
+            self.assertTrue(wait_until(lambda: all(c.done() for c in stalled), 5), "a stalled call was left open")
+            for call in stalled:
+                self.assertEqual(grpc.StatusCode.DEADLINE_EXCEEDED, call.code(), call.details())
+                self.assertRegex(call.details(), r"did not arrive whole within \d+ s")
+        finally:
+            hold.set()
+            for channel in channels:
+                channel.close()
+            r.close()
+
+    def test_a_run_may_wait_and_run_longer_than_its_request_may_take_to_arrive(self):
+        """The time a request is given to arrive ends when it has: a Run waiting for its turn, then
+        running, for longer than that still ends as its action does."""
+        r = Runner("--concurrency", "1")
+        try:
+            for name in ["first", "second"]:
+                r.action(name)
+            first = r.stub.Run.future(r.request("first", ["sleep", "12"]), timeout=60)
+            time.sleep(0.5)
+            second = r.stub.Run.future(r.request("second", ["sh", "-c", "sleep 1; echo ran"]), timeout=60)
+            self.assertEqual(0, first.result(timeout=60).exit_code)
+            self.assertEqual(0, second.result(timeout=60).exit_code)
+            self.assertEqual("ran\n", read(os.path.join(r.build, "second/stdout")))
+        finally:
             r.close()
 
 

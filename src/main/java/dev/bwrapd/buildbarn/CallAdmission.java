@@ -18,7 +18,10 @@ import io.grpc.Status;
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
 import java.io.InputStream;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.Semaphore;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
@@ -31,7 +34,9 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * socket takes). A call admitted is counted until gRPC says it ended (completed or cancelled),
  * after its handler returned. Its request comes here as bytes ({@link #admitted}), refused
  * unparsed when it would take more heap parsed than a call is given ({@link #heapOf}): many tiny
- * strings take many times their size.
+ * strings take many times their size. And it must arrive whole within {@link #REQUEST_MS} of the
+ * call's start, or the call is closed and its place given back: a client that opened calls and
+ * never sent kept every place, and bb_worker's calls out, for as long as it liked.
  */
 final class CallAdmission implements ServerInterceptor {
     /**
@@ -50,7 +55,18 @@ final class CallAdmission implements ServerInterceptor {
      */
     static final long UNKNOWN_FIELD_HEAP = 256;
 
+    /**
+     * How long an admitted call may take to send its request whole, from its start. bb_worker
+     * sends it at once, over a local socket: 2.25 MiB at most, tens of milliseconds (a 2.2 MB
+     * request: 20 ms median from Python's client); ten seconds leave hundreds of times that to a
+     * loaded machine (a client starved of CPU, a collection's pause), and give a place held by a
+     * client that stalled back within seconds.
+     */
+    static final long REQUEST_MS = 10_000;
+
     private final int concurrency;
+    /** Where each admitted call's {@link #REQUEST_MS} is counted. */
+    private final ScheduledExecutorService clock;
     /** Runs held at once, running or waiting for a turn (RunnerService): twice --concurrency. */
     private final Semaphore runs;
     /**
@@ -62,9 +78,13 @@ final class CallAdmission implements ServerInterceptor {
     /** What {@link #calls} admits, for its refusals. */
     private final int callsHeld;
 
-    /** @param callsHeld calls of any method held at once, from {@link #callsHeld} */
-    CallAdmission(int concurrency, int callsHeld) {
+    /**
+     * @param callsHeld calls of any method held at once, from {@link #callsHeld}
+     * @param clock where the time each call's request takes to arrive is counted (cancelled timers removed: see {@link #clock()})
+     */
+    CallAdmission(int concurrency, int callsHeld, ScheduledExecutorService clock) {
         this.concurrency = concurrency;
+        this.clock = clock;
         this.callsHeld = callsHeld;
         // Runs never take every call's place: CheckReadiness is still answered while they wait (the heap may hold fewer calls).
         this.runs = new Semaphore(Math.min(2 * concurrency, Math.max(1, callsHeld - 1)));
@@ -78,6 +98,14 @@ final class CallAdmission implements ServerInterceptor {
      */
     static int callsHeld(int concurrency, long maxHeap) {
         return (int) Math.max(1, Math.min(2L * concurrency + 4, (maxHeap - HEAP_AT_REST) / HEAP_PER_CALL));
+    }
+
+    /** A clock for {@link #CallAdmission}: one daemon thread, a timer cancelled gone at once rather than kept till its time. */
+    static ScheduledExecutorService clock() {
+        java.util.concurrent.ScheduledThreadPoolExecutor clock = new java.util.concurrent.ScheduledThreadPoolExecutor(1,
+                dev.bwrapd.process.Libc.freeingAtEnd(Thread.ofPlatform().daemon().name("grpc-request-clock").factory()));
+        clock.setRemoveOnCancelPolicy(true);
+        return clock;
     }
 
     @Override
@@ -106,53 +134,115 @@ final class CallAdmission implements ServerInterceptor {
             release.run();
             throw e;
         }
-        return new ForwardingServerCallListener.SimpleForwardingServerCallListener<>(listener) {
-            /** Its request would take more heap parsed than a call is given: closed, nothing more passed on. */
-            private boolean refused;
+        return new Admitted<>(listener, call, run, release).counted();
+    }
 
-            @Override
-            public void onMessage(Q message) {
-                if (refused) return;
-                long heap = message instanceof byte[] bytes ? heapOf(bytes, run) : 0;
-                if (heap > HEAP_PER_CALL) {
-                    refused = true;
-                    call.close(Status.RESOURCE_EXHAUSTED.withDescription("the request would take about " + heap + " bytes of the"
-                            + " runner's heap once parsed (its size, and " + STRING_HEAP + " bytes more for each field in it, twice that"
-                            + " for each environment variable), over the " + HEAP_PER_CALL + " a call is given: use fewer, longer strings"),
-                            new Metadata());
-                    return;
-                }
-                super.onMessage(message);
-            }
+    /** Where an admitted call's request is: awaited, handed to the handler (with its half-close), or the call closed here. */
+    private enum Request { AWAITED, HANDED, CLOSED_HERE }
 
-            @Override
-            public void onHalfClose() {
-                if (!refused) super.onHalfClose();
-            }
+    /**
+     * An admitted call's listener: its request weighed as it arrives, and awaited whole (message
+     * and half-close) for {@link #REQUEST_MS} at most from the call's start; after that the call
+     * is closed DEADLINE_EXCEEDED, and its place is given back once gRPC has ended it. Only the
+     * time a client takes to send is bounded: a Run handed its request runs as long as its action.
+     * The handler is told nothing of a call closed here, and the clock closes none handed to it,
+     * so the call is closed once.
+     */
+    private final class Admitted<Q, R> extends ForwardingServerCallListener.SimpleForwardingServerCallListener<Q> {
+        private final ServerCall<Q, R> call;
+        private final boolean run;
+        private final Runnable release;
+        private Request request = Request.AWAITED;
+        /** Its message was passed on already: a unary call takes one. */
+        private boolean message;
+        private ScheduledFuture<?> tooLate;
 
-            @Override
-            public void onReady() {
-                if (!refused) super.onReady();
-            }
+        Admitted(ServerCall.Listener<Q> listener, ServerCall<Q, R> call, boolean run, Runnable release) {
+            super(listener);
+            this.call = call;
+            this.run = run;
+            this.release = release;
+        }
 
-            @Override
-            public void onComplete() {
-                try {
-                    super.onComplete();
-                } finally {
-                    release.run();
-                }
-            }
+        /** Starts counting its {@link #REQUEST_MS} (not in the constructor: the clock must see the listener whole). */
+        synchronized Admitted<Q, R> counted() {
+            tooLate = clock.schedule(this::tooLate, REQUEST_MS, TimeUnit.MILLISECONDS);
+            return this;
+        }
 
-            @Override
-            public void onCancel() {
-                try {
-                    super.onCancel();
-                } finally {
-                    release.run();
-                }
+        private synchronized void stopCounting() {
+            tooLate.cancel(false);
+        }
+
+        /** On the clock's thread (gRPC calls the listener's methods one at a time, but not this one): hence synchronized. */
+        private synchronized void tooLate() {
+            if (request != Request.AWAITED) return;
+            closeHere(Status.DEADLINE_EXCEEDED.withDescription("the call's request did not arrive whole within " + REQUEST_MS / 1000
+                    + " s of its start (its message and the end of the client's side): the runner gave its place to another call"));
+        }
+
+        private void closeHere(Status status) {
+            request = Request.CLOSED_HERE;
+            tooLate.cancel(false);
+            call.close(status, new Metadata());
+        }
+
+        @Override
+        public synchronized void onMessage(Q message) {
+            if (request != Request.AWAITED) return;
+            if (this.message) { // as gRPC's unary handler closes it, but here, where the clock might close it too
+                closeHere(Status.INTERNAL.withDescription("Too many requests"));
+                return;
             }
-        };
+            long heap = message instanceof byte[] bytes ? heapOf(bytes, run) : 0;
+            if (heap > HEAP_PER_CALL) {
+                closeHere(Status.RESOURCE_EXHAUSTED.withDescription("the request would take about " + heap + " bytes of the"
+                        + " runner's heap once parsed (its size, and " + STRING_HEAP + " bytes more for each field in it, twice that"
+                        + " for each environment variable), over the " + HEAP_PER_CALL + " a call is given: use fewer, longer strings"));
+                return;
+            }
+            this.message = true;
+            super.onMessage(message);
+        }
+
+        @Override
+        public void onHalfClose() {
+            synchronized (this) {
+                if (request != Request.AWAITED) return;
+                request = Request.HANDED;
+                tooLate.cancel(false);
+            }
+            super.onHalfClose(); // the handler runs, outside the lock: a Run as long as its action
+        }
+
+        @Override
+        public void onReady() {
+            boolean closedHere;
+            synchronized (this) {
+                closedHere = request == Request.CLOSED_HERE;
+            }
+            if (!closedHere) super.onReady();
+        }
+
+        @Override
+        public void onComplete() {
+            stopCounting();
+            try {
+                super.onComplete();
+            } finally {
+                release.run();
+            }
+        }
+
+        @Override
+        public void onCancel() {
+            stopCounting();
+            try {
+                super.onCancel();
+            } finally {
+                release.run();
+            }
+        }
     }
 
     /**

@@ -188,7 +188,7 @@ public final class RunnerCommand {
                     // grpc-java asks every accepted connection for TCP keep-alive, which a unix socket
                     // has not: Netty then warned on stderr once per connection. null takes the ask back.
                     .withChildOption(ChannelOption.SO_KEEPALIVE, null)
-                    .addService(CallAdmission.admitted(service, new CallAdmission(options.concurrency(), callsHeld)))
+                    .addService(CallAdmission.admitted(service, new CallAdmission(options.concurrency(), callsHeld, CallAdmission.clock())))
                     .build()
                     .start();
             Files.setPosixFilePermissions(bound, java.nio.file.attribute.PosixFilePermissions.fromString("rw-rw----"));

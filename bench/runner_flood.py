@@ -7,9 +7,11 @@ Starts `HELPER buildbarn-runner` (JVM build: needs jcmd on PATH) and opens CONNE
 connections with CALLS Run calls each; every call sends one request of about 2.18 MB (2150
 variables of 1000 bytes; with ARGUMENTS=N, N one-byte arguments instead) and never ends its
 side, so no handler runs. CHECKS=N adds N CheckReadiness calls of that size, a connection each.
-CALLS=0 only connects. After SETTLE seconds (default 20) it prints how the calls ended, the
-runner's resident memory and live heap (after a full GC), whether CheckReadiness is answered,
-and the same once the calls are cancelled.
+CALLS=0 only connects. After SETTLE seconds (default 5: the runner ends a call whose request has
+not arrived whole within 10 s) it prints how the calls ended (connections beyond the runner's 64
+are closed at once: their calls end UNAVAILABLE), the runner's resident memory, live heap (after
+a full GC) and open descriptors, whether CheckReadiness is answered, and the same once the calls
+are cancelled.
 """
 import os
 import shutil
@@ -48,7 +50,8 @@ def measure(label):
     used = [" ".join(line.split()[:5]) for line in heap.splitlines() if "total" in line and "used" in line]
     with open("/proc/%d/status" % runner.pid) as f:
         rss = [" ".join(line.split()) for line in f if line.startswith(("VmRSS", "VmHWM"))]
-    print(label, "|", ", ".join(rss), "|", "; ".join(used), flush=True)
+    fds = len(os.listdir("/proc/%d/fd" % runner.pid))
+    print(label, "|", ", ".join(rss), "|", "; ".join(used), "|", fds, "descriptors", flush=True)
 
 
 try:
@@ -85,7 +88,7 @@ try:
         readiness = channel.stream_unary("/buildbarn.runner.Runner/CheckReadiness", request_serializer=lambda b: b,
                                          response_deserializer=lambda b: b)
         calls.append(readiness.future(unfinished(check), timeout=300))
-    time.sleep(float(os.environ.get("SETTLE", "20")))
+    time.sleep(float(os.environ.get("SETTLE", "5")))
     ended = {}
     for call in calls:
         if call.done():

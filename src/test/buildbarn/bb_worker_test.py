@@ -11,7 +11,10 @@ Environment: BWRAPD (the helper to run), BWRAPD_HOME (the repository). Run by Bu
 import atexit
 import os
 import re
+import resource
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -43,7 +46,7 @@ PATH = {"PATH": "/bin:/usr/bin"}
 class Runner:
     """`bwrapd buildbarn-runner` on a socket of its own, with a build directory of its own."""
 
-    def __init__(self, *options, parent=None, umask=None, env=None):
+    def __init__(self, *options, parent=None, umask=None, env=None, open_files=None):
         self.dir = tempfile.mkdtemp(prefix="bwrapd-bb-", dir=parent)
         os.chmod(self.dir, 0o755)
         self.build = os.path.join(self.dir, "build")
@@ -53,7 +56,7 @@ class Runner:
         self.process = subprocess.Popen(
             [BWRAPD, "buildbarn-runner", "--listen", self.socket, "--build-directory", self.build, *options],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log, start_new_session=True, env=env,
-            preexec_fn=None if umask is None else lambda: os.umask(umask))
+            preexec_fn=lambda: limited(umask, open_files))
         self.channel = grpc.insecure_channel("unix:" + self.socket)
         grpc.channel_ready_future(self.channel).result(timeout=60)
         self.stub = runner_pb2_grpc.RunnerStub(self.channel)
@@ -91,6 +94,15 @@ class Runner:
         self.process.stdout.close()
         shutil.rmtree(self.dir, ignore_errors=True)
         return output
+
+
+def limited(umask, open_files):
+    """In the runner's process before exec: its umask, and a hard limit on open files (the JVM
+    raises its soft limit to the hard one)."""
+    if umask is not None:
+        os.umask(umask)
+    if open_files is not None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
 
 
 def read(path):
@@ -728,8 +740,41 @@ class WaitingTest(unittest.TestCase):
             r.close()
 
 
+def http2_connection(path, preface=True):
+    """A raw connection to the runner's socket: with PREFACE, it says it speaks HTTP/2 (the client's
+    preface and an empty SETTINGS) and then nothing more, as an idle client does."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    if preface:
+        try:
+            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + struct.pack(">I", 0)[1:] + b"\x04\x00" + struct.pack(">I", 0))
+        except OSError:  # closed by the runner already
+            pass
+    return s
+
+
+def closed_by_the_runner(s, seconds):
+    """Whether the runner closes connection S within SECONDS (what it sent meanwhile is read and dropped)."""
+    s.settimeout(0.2)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if not s.recv(65536):
+                return True
+        except socket.timeout:
+            pass
+        except OSError:  # reset
+            return True
+    return False
+
+
+def open_descriptors(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
 class StalledClientTest(unittest.TestCase):
-    """Clients that take a place and never use it: calls that never send their whole request."""
+    """Clients that take a place and never use it: calls that never send their whole request,
+    connections that never speak, connections without number."""
 
     def test_calls_that_never_send_their_whole_request_give_their_places_back(self):
         """Review finding: an admitted call kept its place however long its client took to send its
@@ -784,6 +829,55 @@ class StalledClientTest(unittest.TestCase):
             self.assertEqual(0, first.result(timeout=60).exit_code)
             self.assertEqual(0, second.result(timeout=60).exit_code)
             self.assertEqual("ran\n", read(os.path.join(r.build, "second/stdout")))
+        finally:
+            r.close()
+
+    def test_connections_beyond_the_limit_are_closed_at_once_and_actions_still_run(self):
+        """Review finding: the runner took every connection offered (grpc-java has no limit), each
+        holding a descriptor; a client opening thousands spent the runner's open files, and then
+        every action failed. Here the runner may open 400 files: 500 connections more than that are
+        offered while bb_worker's connection is open, the runner keeps a bounded number of them and
+        closes the rest at once, and bb_worker's Run still runs. Closed, they give their places back."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this test's own connections
+        r = Runner("--concurrency", "1", open_files=400)
+        flood = []
+        try:
+            r.action("real")
+            rest = open_descriptors(r.process.pid)
+            flood = [http2_connection(r.socket) for _ in range(900)]
+            refusing = wait_until(lambda: "connections are open already" in read(os.path.join(r.dir, "runner.log")), 10)
+            self.assertEqual(0, r.stub.Run(r.request("real", ["true"]), timeout=30).exit_code)
+            self.assertTrue(refusing, "no connection was refused")
+            limit = int(re.search(r"(\d+) connections are open already", read(os.path.join(r.dir, "runner.log"))).group(1))
+            self.assertLessEqual(limit, 400 - 200, "the limit leaves the runs too few descriptors")
+            closed = sum(closed_by_the_runner(s, 0.05) for s in flood)
+            self.assertEqual(900 - (limit - 1), closed, "all but the limit's (bb_worker's connection counted) closed at once")
+            self.assertLessEqual(open_descriptors(r.process.pid), rest + limit + 8)
+            r.stub.CheckReadiness(runner_pb2.CheckReadinessRequest(path="real"), timeout=30)
+            for s in flood:
+                s.close()
+            flood = []
+            # Their places given back, a new client connects and is answered.
+            with grpc.insecure_channel("unix:" + r.socket, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+                runner_pb2_grpc.RunnerStub(channel).CheckReadiness(runner_pb2.CheckReadinessRequest(path="real"), timeout=30)
+        finally:
+            for s in flood:
+                s.close()
+            r.close()
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    def test_a_connection_that_never_speaks_http2_is_closed_after_seconds(self):
+        """A connection that sends nothing holds no call, but a place among the connections: it is
+        closed some seconds after it was opened (grpc-java's handshake timeout, 120 s by default)."""
+        r = Runner("--concurrency", "1")
+        try:
+            r.action("a", with_root=False)
+            with http2_connection(r.socket, preface=False) as silent:
+                start = time.monotonic()
+                self.assertTrue(closed_by_the_runner(silent, 30), "the silent connection stayed open")
+                self.assertLess(time.monotonic() - start, 20)
+            r.stub.CheckReadiness(runner_pb2.CheckReadinessRequest(path="a"), timeout=30)
         finally:
             r.close()
 

@@ -59,6 +59,19 @@ public final class RunnerCommand {
      * buffered per call to be refused afterwards.
      */
     static final int MAX_MESSAGE_BYTES = dev.bwrapd.sandbox.BwrapCommand.ARG_MAX + (256 << 10);
+    /**
+     * How long a connection may take to say it speaks HTTP/2 (its preface and first SETTINGS),
+     * from its accept; then it is closed (grpc-java's handshake timeout, 120 s by default). bb_worker
+     * says it at once; a connection that says nothing holds no call, but a place among the
+     * connections (ConnectionLimit), given back within seconds rather than minutes.
+     */
+    static final long HANDSHAKE_SECONDS = 10;
+    /**
+     * Each connection's HTTP/2 flow-control window, fixed: the most of its calls' requests it may
+     * have sent and the runner not yet read. grpc-java starts at 1 MiB and grows it up to 8 MiB on a
+     * busy connection (its BDP pings); fixed, a connection's memory stays small and bounded.
+     */
+    static final int FLOW_CONTROL_WINDOW = 1 << 20;
 
     private RunnerCommand() {}
 
@@ -159,6 +172,15 @@ public final class RunnerCommand {
                     // the JVM's maximum heap leaves out a survivor space: a tenth more
                     ((2L * options.concurrency() + 4) * CallAdmission.HEAP_PER_CALL + CallAdmission.HEAP_AT_REST) * 11 / 10 >> 20);
         }
+        long openFiles = Libc.getrlimit(0, Libc.RLIMIT_NOFILE)[0];
+        int connections = ConnectionLimit.limit(openFiles, options.concurrency());
+        if (connections < ConnectionLimit.MOST) {
+            LOG.warnf("--concurrency %d: the open-files limit (%d) leaves %d connections at once, not %d, beyond the descriptors"
+                    + " of the runner and its actions; connections beyond are closed at once: give it %d (systemd's LimitNOFILE;"
+                    + " docs/buildbarn.md, What the socket takes)", options.concurrency(), openFiles, connections, ConnectionLimit.MOST,
+                    ConnectionLimit.openFilesFor(options.concurrency()));
+        }
+        ConnectionLimit connectionLimit = new ConnectionLimit(connections);
         EpollEventLoopGroup events = new EpollEventLoopGroup(1, Thread.ofPlatform().daemon().name("grpc-epoll-", 0).factory());
         RunnerService service = new RunnerService(actions, runner, sandboxes, buildDirectory, options.concurrency());
         Server server;
@@ -177,11 +199,17 @@ public final class RunnerCommand {
                 return 2;
             }
             server = NettyServerBuilder.forAddress(new DomainSocketAddress(bound.toString()))
-                    .channelType(EpollServerDomainSocketChannel.class)
+                    .channelFactory(() -> {
+                        EpollServerDomainSocketChannel listening = new EpollServerDomainSocketChannel();
+                        listening.pipeline().addLast(connectionLimit); // before the acceptor Netty adds
+                        return listening;
+                    })
                     .bossEventLoopGroup(events)
                     .workerEventLoopGroup(events)
                     .executor(calls)
                     .maxInboundMessageSize(MAX_MESSAGE_BYTES)
+                    .flowControlWindow(FLOW_CONTROL_WINDOW)
+                    .handshakeTimeout(HANDSHAKE_SECONDS, java.util.concurrent.TimeUnit.SECONDS)
                     // No more calls open on one connection (HTTP/2's MAX_CONCURRENT_STREAMS; a client
                     // queues any more) than the runner holds over all of them: more would only be refused.
                     .maxConcurrentCallsPerConnection(callsHeld)

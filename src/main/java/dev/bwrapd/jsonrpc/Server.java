@@ -531,7 +531,11 @@ public final class Server {
         }
         Call call = new Call(id, params, this, unit, slot, release);
         if (name.equals(CANCEL_METHOD)) {
-            cancel(call.params().get("id"));
+            try {
+                cancel(call.params().get("id"));
+            } catch (RuntimeException e) { // a bug here must not end the server, as in any method
+                LOG.errorf(e, "$/cancelRequest");
+            }
             call.reply(NullNode.getInstance());
             return;
         }
@@ -634,12 +638,21 @@ public final class Server {
         for (Call call : inFlight) if (key.equals(key(call.id()))) call.cancel();
     }
 
-    /** Ids of different types never collide: "1" and 1 are different requests; 1.0 and 1 (and -0 and 0) are the same. */
-    private static String key(JsonNode id) {
+    /**
+     * Ids of different types never collide: "1" and 1 are different requests; 1.0 and 1 (and -0 and
+     * 0) are the same. A number's key is its digits without trailing zeros and its exponent, counted
+     * in a long: BigDecimal.stripTrailingZeros overflows the int scale of an id like 100e2147483647,
+     * and a cancel naming one ended the helper.
+     */
+    static String key(JsonNode id) {
         if (id.isTextual()) return "s:" + id.textValue();
         java.math.BigDecimal value = id instanceof POJONode pojo && pojo.getPojo() instanceof RawValue raw
                 ? new java.math.BigDecimal(raw.rawValue().toString()) : id.decimalValue();
-        return "n:" + (value.signum() == 0 ? "0" : value.stripTrailingZeros().toString());
+        if (value.signum() == 0) return "n:0";
+        String digits = value.unscaledValue().toString();
+        int end = digits.length();
+        while (digits.charAt(end - 1) == '0') end--;
+        return "n:" + digits.substring(0, end) + "e" + ((long) digits.length() - end - value.scale());
     }
 
     private Object begin() {

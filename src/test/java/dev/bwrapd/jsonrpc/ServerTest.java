@@ -340,6 +340,45 @@ class ServerTest {
         }
     }
 
+    /**
+     * Review finding: a cancel naming (or finding in flight) an id like 100e2147483647 ended the
+     * helper: BigDecimal.stripTrailingZeros overflowed its int scale. Such ids are keyed like any
+     * other, and equal ones still meet.
+     */
+    @Test
+    void aCancelOfAnIdNoScaleHoldsIsHarmlessAndReachesItsRequest() throws Exception {
+        CountDownLatch cancelled = new CountDownLatch(1);
+        methods.put("wait", call -> {
+            call.onCancel(cancelled::countDown);
+            try {
+                return cancelled.await(10, TimeUnit.SECONDS) ? "cancelled" : "timeout";
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return "interrupted";
+            }
+        });
+        try (Live live = new Live()) {
+            live.send("{\"jsonrpc\":\"2.0\",\"method\":\"$/cancelRequest\",\"params\":{\"id\":100e2147483647}}");
+            live.send("{\"jsonrpc\":\"2.0\",\"id\":1e-2147483647,\"method\":\"wait\"}");
+            live.send("{\"jsonrpc\":\"2.0\",\"method\":\"$/cancelRequest\",\"params\":{\"id\":\"unrelated\"}}");
+            live.send("{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"null\"}");
+            assertEquals(json("2"), live.next().get("id"), "still serving");
+            live.send("{\"jsonrpc\":\"2.0\",\"method\":\"$/cancelRequest\",\"params\":{\"id\":0.1e-2147483646}}");
+            assertEquals("cancelled", live.next().get("result").asText());
+        }
+    }
+
+    @Test
+    void numberIdsAreKeyedByValue() throws IOException {
+        for (String[] same : new String[][] {{"1", "1.0", "0.1e1", "10e-1"}, {"0", "-0", "0.000", "0e99"}, {"-25", "-2.50e1"},
+                {"100e2147483647", "1.00e2147483649", "1000e2147483646"}}) {
+            for (String id : same) assertEquals(Server.key(json(same[0])), Server.key(json(id)), id + " is " + same[0]);
+        }
+        assertFalse(Server.key(json("1")).equals(Server.key(json("\"1\""))));
+        assertFalse(Server.key(json("1")).equals(Server.key(json("-1"))));
+        assertFalse(Server.key(json("1e2147483647")).equals(Server.key(json("1e-2147483647"))));
+    }
+
     @Test
     void cancelRequestSentAsARequestIsAnsweredAndHarmless() throws Exception {
         JsonNode response = single(serve("{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"$/cancelRequest\",\"params\":{\"id\":12345}}\n"));

@@ -95,12 +95,15 @@ final class Params {
         if (!value.isNumber()) throw invalid(name(field) + ": must be a whole number");
         java.math.BigDecimal d;
         try {
-            d = value.decimalValue().stripTrailingZeros();
+            d = value.decimalValue();
         } catch (NumberFormatException e) { // a double that overflowed (a tree not parsed with exact decimals)
             throw invalid(name(field) + ": must be between " + min + " and " + max);
         }
+        // Digits before the point, in a long: an int overflows for 100e2147483647, as does the scale
+        // of stripTrailingZeros, which is taken only once the number is known to be small.
+        if (d.signum() != 0 && (long) d.precision() - d.scale() > 19) throw invalid(name(field) + ": must be between " + min + " and " + max);
+        d = d.stripTrailingZeros();
         if (d.scale() > 0) throw invalid(name(field) + ": must be a whole number");
-        if (d.precision() - d.scale() > 19) throw invalid(name(field) + ": must be between " + min + " and " + max);
         java.math.BigInteger whole = d.toBigIntegerExact();
         if (whole.compareTo(java.math.BigInteger.valueOf(min)) < 0 || whole.compareTo(java.math.BigInteger.valueOf(max)) > 0) {
             throw invalid(name(field) + ": must be between " + min + " and " + max);

@@ -96,11 +96,12 @@ public final class RunParams {
         Params s = p.object("seccomp", "deny", "errno");
         JsonNode deny = s.raw("deny");
         if (deny == null || !deny.isArray()) throw Params.invalid("seccomp.deny: required, an array of system call names");
-        List<String> names = new ArrayList<>();
+        // Each name once, in order, in linear time: parsed on the reading thread, and a list's contains
+        // made 100,000 names hold every other message up for 86 s.
+        java.util.Set<String> names = new java.util.LinkedHashSet<>();
         for (int i = 0; i < deny.size(); i++) {
             if (!deny.get(i).isTextual() || deny.get(i).textValue().isEmpty()) throw Params.invalid("seccomp.deny[" + i + "]: must be a system call name");
-            String name = Params.wellFormed("seccomp.deny[" + i + "]", deny.get(i).textValue());
-            if (!names.contains(name)) names.add(name);
+            names.add(Params.wellFormed("seccomp.deny[" + i + "]", deny.get(i).textValue()));
         }
         String errno = s.string("errno", "EPERM");
         Integer number = dev.bwrapd.sandbox.SeccompPolicy.ERRNOS.get(errno);

@@ -151,6 +151,38 @@ class RunParamsTest {
         }
     }
 
+    /** Review finding: as the server parses them (exact decimals), 100e2147483647 overflowed int arithmetic on its scale: -32603. */
+    @Test
+    void exactDecimalsOfAnyScaleAreJudgedWithoutOverflow() throws RpcException {
+        for (String big : new String[] {"100e2147483647", "1e2147483647", "-10e2147483647", "1e20"}) {
+            ObjectNode params = params("");
+            params.put("timeoutMs", new java.math.BigDecimal(big));
+            RpcException e = org.junit.jupiter.api.Assertions.assertThrows(RpcException.class, () -> RunParams.parse(params));
+            assertTrue(e.getMessage().contains("must be between"), big + ": " + e.getMessage());
+        }
+        for (String fraction : new String[] {"1e-2147483647", "0.1e-2147483646", "1.5"}) {
+            ObjectNode params = params("");
+            params.put("timeoutMs", new java.math.BigDecimal(fraction));
+            RpcException e = org.junit.jupiter.api.Assertions.assertThrows(RpcException.class, () -> RunParams.parse(params));
+            assertTrue(e.getMessage().contains("must be a whole number"), fraction + ": " + e.getMessage());
+        }
+        ObjectNode params = params("");
+        params.put("timeoutMs", new java.math.BigDecimal("200.000e-2"));
+        assertEquals(2L, RunParams.parse(params).timeoutMs());
+    }
+
+    /** Review finding: the names were kept unique with a list's contains, on the reading thread: 100,000 names held it up 86 s. */
+    @Test
+    void manySeccompNamesAreParsedInLinearTime() throws RpcException {
+        StringBuilder names = new StringBuilder();
+        for (int i = 0; i < 60_000; i++) names.append(i == 0 ? "" : ",").append("'x").append(i % 50_000).append("'");
+        long start = System.nanoTime();
+        RunSpec.Seccomp seccomp = parse("'seccomp':{'deny':[" + names + "]}").seccomp();
+        assertEquals(50_000, seccomp.deny().size());
+        assertEquals("x0", seccomp.deny().getFirst());
+        assertTrue(System.nanoTime() - start < 5_000_000_000L, "took " + (System.nanoTime() - start) / 1_000_000 + " ms");
+    }
+
     @Test
     void envKeepsOrderAndExactValues() throws RpcException {
         RunSpec spec = parse("'env':{'Z':'last?','A':'a=b','EMPTY':'','U':'grüße'}");

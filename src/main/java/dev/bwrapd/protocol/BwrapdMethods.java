@@ -254,9 +254,7 @@ public final class BwrapdMethods {
         Params p = Params.of(call.params(), "sandboxId", "graceMs");
         Long grace = p.integer("graceMs", 0, Long.MAX_VALUE / 2);
         Sandbox sandbox = sandboxes.get(p.requiredString("sandboxId"));
-        boolean live = sandbox.state() != Sandbox.State.FINISHED;
-        runner.terminate(sandbox, Sandbox.Ending.TERMINATED, grace);
-        return json.createObjectNode().put("delivered", live);
+        return json.createObjectNode().put("delivered", runner.terminate(sandbox, Sandbox.Ending.TERMINATED, grace));
     }
 
     /**

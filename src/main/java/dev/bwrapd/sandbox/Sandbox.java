@@ -316,7 +316,7 @@ public final class Sandbox {
         // alone, which ignores it: either way it would be lost. So wait for the command first, as
         // long as the init lives (a kill meanwhile ends it, and the wait).
         awaitCommand();
-        if (state == State.FINISHED || exited || !commandForked()) return false; // it ended before its command ran
+        if (state == State.FINISHED || !commandForked() || initEnded()) return false; // it ended (before its command ran)
         if (Libc.kill(-signalGroup(), signal) != 0) return false;
         if (signal == Signals.SIGSTOP) state = State.SUSPENDED;
         if (signal == Signals.SIGCONT) state = State.RUNNING;
@@ -399,6 +399,26 @@ public final class Sandbox {
         }
     }
 
+    /**
+     * Whether the init has exited (its pidfd readable; without a pidfd, its pid gone). The
+     * command's process group is the init's number, and bwrap reaps the init while the run's thread
+     * may be elsewhere (waiting for the client to read streamed output) and has not yet said
+     * {@link #exited}: from then on the number is free, and may be a host process's group. No
+     * group signal is sent once this is true; while it is false the number is the init's (its
+     * namespace's other processes are gone before its pidfd says it exited), and between this
+     * look and the kill it could only come round again through a whole cycle of pids.
+     */
+    private boolean initEnded() {
+        if (exited) return true;
+        if (initPid == 0) return false;
+        if (initPidfd < 0) return !initAlive();
+        try {
+            return Libc.poll(new int[] {initPidfd}, new short[] {Libc.POLLIN}, new short[1], 1, 0) > 0;
+        } catch (Libc.Error e) {
+            return true; // cannot tell: no signal to a number that may be another's
+        }
+    }
+
     /** Whether the init still exists (a zombie counts: bwrap, or the reaper once bwrap is gone, reaps it soon). */
     private boolean initAlive() {
         int rc = initPidfd >= 0 ? Libc.pidfdSendSignal(initPidfd, 0) : Libc.kill(initPid, 0);
@@ -407,7 +427,7 @@ public final class Sandbox {
 
     /** Ends every process of the sandbox at once (SIGKILL to its init). */
     public synchronized boolean kill(Ending why) {
-        if (state == State.FINISHED || exited) return false;
+        if (state == State.FINISHED || initEnded()) return false;
         if (ending == Ending.NONE) ending = why;
         if (initPid == 0) {
             // Still being set up: kill bwrap's whole session now (the init dies with it through
@@ -427,8 +447,18 @@ public final class Sandbox {
         // A stopped group would hold the kill until resumed; SIGKILL wakes stopped processes anyway.
     }
 
-    /** Marks why the sandbox is being ended without killing it yet (SIGTERM first, then kill). */
-    public synchronized void markEnding(Ending why) {
+    /**
+     * Ends the sandbox for {@code why} with a grace period: SIGTERM to the command's group (resumed
+     * first: a stopped command could not act on it), and the kill at {@code killDeadline} should it
+     * still run. False, and nothing marked, once it has ended: a command that exited by itself
+     * before is not reported as ended by the signal.
+     */
+    public synchronized boolean terminate(Ending why, long killDeadline) {
+        if (state == State.FINISHED || initEnded()) return false;
         if (ending == Ending.NONE) ending = why;
+        killAt(killDeadline);
+        resume();
+        signal(Signals.SIGTERM);
+        return true;
     }
 }

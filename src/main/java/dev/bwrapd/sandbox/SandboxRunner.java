@@ -4,7 +4,6 @@ import dev.bwrapd.cgroup.CgroupHost;
 import dev.bwrapd.cgroup.Mechanisms;
 import dev.bwrapd.cleanup.RootLeases;
 import dev.bwrapd.process.Reaper;
-import dev.bwrapd.process.Signals;
 import dev.bwrapd.process.Spawner;
 
 import java.util.List;
@@ -240,15 +239,12 @@ public final class SandboxRunner {
         return "limits." + unenforceable.get() + ": this host cannot enforce it (" + why + ")";
     }
 
-    /** SIGTERM to the command's group, then SIGKILL to the whole sandbox after {@code graceMs} (from the run's thread). */
-    public void terminate(Sandbox sandbox, Sandbox.Ending why, Long graceMs) {
-        if (graceMs == null || graceMs <= 0) {
-            sandbox.kill(why);
-            return;
-        }
-        sandbox.markEnding(why);
-        sandbox.killAt(Saturating.msAfter(System.nanoTime(), graceMs));
-        sandbox.resume(); // a suspended command could not act on SIGTERM
-        sandbox.signal(Signals.SIGTERM);
+    /**
+     * SIGTERM to the command's group, then SIGKILL to the whole sandbox after {@code graceMs} (from
+     * the run's thread); at once without a grace period. False if the sandbox had already ended.
+     */
+    public boolean terminate(Sandbox sandbox, Sandbox.Ending why, Long graceMs) {
+        if (graceMs == null || graceMs <= 0) return sandbox.kill(why);
+        return sandbox.terminate(why, Saturating.msAfter(System.nanoTime(), graceMs));
     }
 }

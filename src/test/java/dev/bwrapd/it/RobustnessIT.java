@@ -178,6 +178,69 @@ class RobustnessIT {
         }
     }
 
+    /**
+     * Review finding: the command's group is the init's pid, and bwrap reaps the init while the
+     * run's thread waits for a client that reads no streamed output. sandbox/signal and
+     * sandbox/terminate then went to that number, free and maybe a host process's group (as root,
+     * an unrelated process given the number died of SIGKILL), said "delivered", and terminate made
+     * a command that had exited 0 by itself "signaled". Once the init has exited, nothing is sent.
+     */
+    @Test
+    void signalsAfterTheInitExitedReachNobody() throws Exception {
+        try (Lean bwrapd = new Lean(false, "--max-memory", "1048576")) {
+            ObjectNode params = Runs.sh(root, "timeout -s KILL 1 yes; exit 0");
+            params.put("sandboxId", "ended").put("stdout", "stream");
+            bwrapd.send(request(1, "sandbox/run", params));
+            ByteArrayOutputStream first = new ByteArrayOutputStream();
+            for (int b; (b = bwrapd.process.getInputStream().read()) != '\n'; ) first.write(b);
+            JsonNode started = JSON.readTree(first.toByteArray());
+            assertEquals("sandbox/started", started.path("method").asText(), started::toString);
+            int init = started.at("/params/pid").asInt();
+            // The client reads no more: the run's thread waits for room for its output while the
+            // command ends (yes killed after 1 s, then exit 0) and bwrap reaps the init.
+            long giveUp = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (Files.exists(Path.of("/proc/" + init)) && System.nanoTime() < giveUp) Thread.sleep(20);
+            assertFalse(Files.exists(Path.of("/proc/" + init)), "the init " + init + " was not reaped");
+            Process victim = groupAt(init);
+            bwrapd.send(request(2, "sandbox/signal", JSON.createObjectNode().put("sandboxId", "ended").put("signal", "SIGKILL")));
+            bwrapd.send(request(3, "sandbox/terminate", JSON.createObjectNode().put("sandboxId", "ended").put("graceMs", 5000)));
+            bwrapd.startReading();
+            Map<Long, JsonNode> answers = bwrapd.answers(3);
+            assertFalse(answers.get(2L).at("/result/delivered").asBoolean(true), answers.get(2L)::toString);
+            assertFalse(answers.get(3L).at("/result/delivered").asBoolean(true), answers.get(3L)::toString);
+            Runs.assertExited(answers.get(1L).get("result"), 0);
+            if (victim != null) {
+                assertTrue(victim.isAlive(), "a process given the init's number as its group was signalled");
+                victim.destroyForcibly().waitFor();
+            }
+        }
+    }
+
+    /**
+     * A process of the test's own leading group {@code pid}, as the next pid the kernel gives (set
+     * through ns_last_pid, as root); null where that cannot be had (not root, or another process
+     * took the number first): the test then checks the answers only.
+     */
+    private static Process groupAt(int pid) throws Exception {
+        Path lastPid = Path.of("/proc/sys/kernel/ns_last_pid");
+        if (!Files.isWritable(lastPid)) return null;
+        for (int attempt = 0; attempt < 5; attempt++) {
+            Files.writeString(lastPid, Integer.toString(pid - 1));
+            Process victim = new ProcessBuilder("setsid", "sleep", "1000").start();
+            if (victim.pid() == pid) {
+                for (int i = 0; i < 500 && !leadsItsGroup(pid); i++) Thread.sleep(10); // setsid(2) comes after the exec
+                if (leadsItsGroup(pid)) return victim;
+            }
+            victim.destroyForcibly().waitFor();
+        }
+        return null;
+    }
+
+    private static boolean leadsItsGroup(int pid) throws IOException {
+        String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
+        return stat.substring(stat.lastIndexOf(')') + 2).split(" ")[2].equals(Integer.toString(pid)); // state, ppid, pgrp
+    }
+
     /** Streamed output through a 1 MiB budget: notifications wait for room, none is lost. */
     @Test
     void streamedOutputWaitsForTheBudgetAndLosesNothing() throws Exception {

@@ -117,10 +117,9 @@ final class MountPoints {
         List<Boolean> writable = new ArrayList<>(List.of(!hostRoot));
         for (RunSpec.Mount mount : spec.mounts()) writable.add(!mount.readOnly());
         List<String> journal = view.journal(trees, writable, journalBelow);
-        for (String place : journal) {
-            refuseWhereTheJournalIs(place, mounts, i -> "mounts[" + i + "].target: " + spec.mounts().get(i).target());
-            refuseWhereTheJournalIs(place, devices, i -> "devices[" + i + "]: " + spec.devices().get(i));
-        }
+        refuseWhereTheJournalIs(journal, mounts, i -> "mounts[" + i + "].target: " + spec.mounts().get(i).target(), MADE_THERE);
+        refuseWhereTheJournalIs(journal, devices, i -> "devices[" + i + "]: " + spec.devices().get(i), MADE_THERE);
+        if (!journalBelow.isEmpty()) refuseACwdInTheJournal(spec, view, journal, hostRoot ? List.of() : journalBelow.getFirst());
         return new BwrapCommand.Places(proc, tmp, dev, devOfItsOwn, shm, devices, mounts, hidden, journal);
     }
 
@@ -128,12 +127,34 @@ final class MountPoints {
      * A destination at or below a place the journal's tmpfs covers: bwrap would make it in the
      * host's journal before the tmpfs covers it, and the sandbox would not see the mount asked for.
      */
-    private static void refuseWhereTheJournalIs(String place, List<String> destinations, java.util.function.IntFunction<String> named)
-            throws HostPaths.Refused {
-        for (int i = 0; i < destinations.size(); i++) {
+    private static void refuseWhereTheJournalIs(List<String> hidden, List<String> destinations, java.util.function.IntFunction<String> named,
+                                                String why) throws HostPaths.Refused {
+        for (String place : hidden) for (int i = 0; i < destinations.size(); i++) {
             if (RootPaths.isOrBeneath(destinations.get(i), place)) {
                 throw new HostPaths.Refused(true, named.apply(i) + " lies where the sandbox would see a root journal of bwrapd ("
-                        + place + "), which no sandbox may see: bwrap would make it in the journal");
+                        + place + "), which no sandbox may see: " + why);
+            }
+        }
+    }
+
+    private static final String MADE_THERE = "bwrap would make it in the journal";
+
+    /**
+     * A cwd where the journal's tmpfs is (the sandbox would start in it), or, by its names, in a
+     * journal the root holds ({@code inRoot}: where, as HostPaths.journalBelow has it): bwrapd makes
+     * a missing cwd in the root that way, on the host, where bwrap's /tmp does not cover it.
+     */
+    private static void refuseACwdInTheJournal(RunSpec spec, MountPoints view, List<String> hidden, List<String> inRoot) throws HostPaths.Refused {
+        String placed = hidden.isEmpty() ? null : view.placeIfItCanBe(spec.cwd());
+        if (placed != null) {
+            refuseWhereTheJournalIs(hidden, List.of(placed), i -> "cwd: " + spec.cwd(),
+                    "the command would start in its empty tmpfs, and bwrapd make a missing cwd in the root below it");
+        }
+        List<String> names = RootPaths.names(spec.cwd()).orElseThrow();
+        for (String journal : inRoot) {
+            if (!journal.isEmpty() && isPrefix(List.of(journal.split("/")), names)) {
+                throw new HostPaths.Refused(true, "cwd: " + spec.cwd() + " lies in a root journal of bwrapd (/" + journal
+                        + " in the root), which no sandbox may see: bwrapd would make it there");
             }
         }
     }
@@ -240,6 +261,15 @@ final class MountPoints {
             for (int i = parts.size() - 1; i >= 0; i--) todo.addFirst(parts.get(i));
         }
         return "/" + String.join("/", done);
+    }
+
+    /** {@link #place}, or null where it refuses (into /proc, a loop of links...): not a place in the journal. */
+    private String placeIfItCanBe(String absolute) {
+        try {
+            return place(absolute);
+        } catch (HostPaths.Refused e) {
+            return null;
+        }
     }
 
     /** {@code base} with {@code names[from...]} below it, spelled as {@link #lstat} keys it. */

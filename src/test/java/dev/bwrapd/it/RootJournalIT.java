@@ -165,6 +165,23 @@ class RootJournalIT {
         }
     }
 
+    /** A cwd in the journal a root holds is -32005: bwrapd would make it there, on the host, before bwrap runs. */
+    @Test
+    void aCwdInTheJournalIsRefused() throws Exception {
+        Path runtimeDir = Files.createDirectory(attacker.path().resolve("runtime"));
+        try (BwrapdProcess bwrapd = helperWithRuntimeDir(runtimeDir)) {
+            for (String cwd : List.of("/runtime/bwrapd/made-by-a-cwd", "/runtime/made-by-a-cwd")) {
+                ObjectNode p = sh(attacker, "true");
+                p.put("cwd", cwd);
+                JsonNode error = Runs.error(bwrapd, p);
+                assertEquals(-32005, error.get("code").asInt(), error::toString);
+                Runs.assertContains(error.get("message").asText(), "journal");
+            }
+            assertTrue(Files.notExists(runtimeDir.resolve("bwrapd/made-by-a-cwd")), "bwrapd made the cwd in its journal");
+            Runs.closeChecked(bwrapd);
+        }
+    }
+
     /**
      * A sandbox that can write the directory above the journal's parent moves that parent aside
      * and makes a directory of its own where the journal was: the helper, or the next one, would

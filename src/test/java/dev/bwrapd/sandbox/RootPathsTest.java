@@ -401,6 +401,47 @@ class RootPathsTest {
         assertDoesNotThrow(() -> MountPoints.plan(beside, root, List.of(outside), false, List.of(), below));
     }
 
+    /** A cwd there too: the sandbox would start in the journal's tmpfs, and bwrapd would make the cwd in the journal first. */
+    @Test
+    void aCwdWhereTheJournalIsHiddenIsRefused() {
+        List<List<String>> below = List.of(List.of("state/bwrapd"));
+        for (String cwd : List.of("/state/bwrapd/x", "/state/bwrapd", "/state", "/./state/../state/bwrapd/")) {
+            HostPaths.Refused refused = org.junit.jupiter.api.Assertions.assertThrows(HostPaths.Refused.class,
+                    () -> MountPoints.plan(withCwd(spec(List.of(), List.of()), cwd), root, List.of(), false, List.of(), below), cwd);
+            assertTrue(refused.getMessage().contains("cwd: " + cwd + " lies where the sandbox would see a root journal"), refused.getMessage());
+        }
+        assertDoesNotThrow(() -> MountPoints.plan(withCwd(spec(List.of(), List.of()), "/stateful"), root, List.of(), false, List.of(), below));
+    }
+
+    /** Through a link in the root too: bwrap's chdir follows it to the journal's tmpfs. */
+    @Test
+    void aCwdThroughALinkToWhereTheJournalIsHiddenIsRefused() throws IOException {
+        Files.createSymbolicLink(root.resolve("linked"), Path.of("/state/bwrapd"));
+        List<List<String>> below = List.of(List.of("state/bwrapd"));
+        HostPaths.Refused refused = org.junit.jupiter.api.Assertions.assertThrows(HostPaths.Refused.class,
+                () -> MountPoints.plan(withCwd(spec(List.of(), List.of()), "/linked/x"), root, List.of(), false, List.of(), below));
+        assertTrue(refused.getMessage().contains("cwd: /linked/x lies where the sandbox would see a root journal"), refused.getMessage());
+    }
+
+    /**
+     * A journal the sandbox would not see (bwrap's /tmp covers the root's /tmp) is still in the
+     * root on the host, where bwrapd makes a missing cwd, by its names: not there.
+     */
+    @Test
+    void aCwdThatBwrapdWouldMakeInAJournalOfTheRootIsRefused() {
+        List<List<String>> below = List.of(List.of("tmp/bwrapd-0"));
+        HostPaths.Refused refused = org.junit.jupiter.api.Assertions.assertThrows(HostPaths.Refused.class,
+                () -> MountPoints.plan(withCwd(spec(List.of(), List.of()), "/tmp/bwrapd-0/x"), root, List.of(), false, List.of(), below));
+        assertTrue(refused.getMessage().contains("cwd: /tmp/bwrapd-0/x lies in a root journal of bwrapd"), refused.getMessage());
+        assertDoesNotThrow(() -> MountPoints.plan(withCwd(spec(List.of(), List.of()), "/tmp/x"), root, List.of(), false, List.of(), below));
+    }
+
+    private static RunSpec withCwd(RunSpec spec, String cwd) {
+        return new RunSpec(spec.command(), spec.root(), null, cwd, java.util.Map.of(), false, false, "h", 0, 0, false,
+                spec.mounts(), spec.devices(), false, false, new RunSpec.Stdin.Null(), new RunSpec.Output.Capture(), new RunSpec.Output.Capture(),
+                0, null, 0, false, true, List.of(), null, null, dev.bwrapd.cgroup.Limits.NONE, List.of(), true);
+    }
+
     @Test
     void theJournalOfATreeThatALaterMountCoversIsNotSeen() throws HostPaths.Refused {
         // The root shows it at /state/bwrapd, but a mount at /state covers that; on the host's root, /tmp is a tmpfs of its own.

@@ -22,8 +22,9 @@ import java.util.Set;
  * those directories shows the journal below it, whatever it is called (a bind mount of a
  * directory is that directory). The ways are its real path and each other place the mount table
  * shows it at: a bind mount of {@code /tmp}'s disk elsewhere, or one of {@code /tmp} below a
- * directory a client mounts (bwrap binds recursively). Looked at once, when the helper starts: a
- * sandbox cannot move the host's directories, and mounts made later are not known.
+ * directory a client mounts (bwrap binds recursively). Looked at when the helper starts, and
+ * again where a journal's path leads to another directory (RootJournal.place): a sandbox cannot
+ * move the host's directories, and mounts made later are not known.
  */
 public final class JournalPlace {
     private static final Logger LOG = Logger.getLogger(JournalPlace.class);

@@ -28,6 +28,8 @@ import java.util.function.Supplier;
  * <p>The records live in a directory of bwrapd's user only: {@code $XDG_RUNTIME_DIR/bwrapd},
  * else {@code /run/bwrapd} for root, else {@code /tmp/bwrapd-UID}; one that is not a directory
  * of this user with mode 0700 (a link, someone else's) disables the journal rather than trusting it.
+ * It is used through a descriptor, the directory the sandboxes' hiding knows; where its path leads
+ * to another one (removed and made again), the journals are learned again ({@link #place}).
  * Each root has a directory there named after its device and inode, and each writer a record in it
  * named after its pid, holding the root's path: a lease lists only its own root's records (the
  * directory as a whole grows with every root ever used, and every run used to list it all). A
@@ -38,36 +40,149 @@ import java.util.function.Supplier;
 public final class RootJournal {
     private static final Logger LOG = Logger.getLogger(RootJournal.class);
 
-    private final Path dir;
+    /** Where the journal is, as this helper was told. */
+    private final Path path;
+    private final int uid;
     private final long pid = ProcessHandle.current().pid();
+    /**
+     * The journal's directory (O_PATH), which every look and write here goes through: the very
+     * directory the hiding knows ({@link #learned}), whatever its path leads to meanwhile.
+     * Replaced, and the old one closed, under {@link #lockedHere} only, which every use holds.
+     */
+    private int dirFd = -1;
     /** Where this user's journals are, this one's among them, for runs to keep them out of their sandboxes. */
-    private final JournalPlace place;
+    private volatile Learned learned;
 
-    private RootJournal(Path dir, JournalPlace place) {
-        this.dir = dir;
-        this.place = place;
+    private RootJournal(Path path, int uid) {
+        this.path = path;
+        this.uid = uid;
     }
 
-    /** Where this user's journals are: runs keep them out of their sandboxes. */
+    /**
+     * Where this user's journals are: runs keep them out of their sandboxes. Learned again where
+     * a journal's path leads to another directory than when they were learned (one removed, by
+     * tmpfiles or at logout, and made again): a few lstat(2)s a run.
+     */
     public JournalPlace place() {
-        return place;
+        Learned known = learned;
+        if (known.unchanged(known.watched().size())) return known.place();
+        followTheJournals();
+        return learned.place();
+    }
+
+    /** A path where this user's journals are, and what was there when they were learned (null: nothing). */
+    private record Watched(String path, Libc.FileStat seen) {
+        static Watched now(Path path) {
+            return new Watched(path.toString(), lstat(path.toString()));
+        }
+
+        boolean unchanged() {
+            Libc.FileStat now = lstat(path);
+            return now == null ? seen == null : seen != null && now.sameFile(seen);
+        }
+
+        private static Libc.FileStat lstat(String path) {
+            try {
+                return Libc.statIfPresent(Libc.AT_FDCWD, path, Libc.AT_SYMLINK_NOFOLLOW);
+            } catch (Libc.Error e) {
+                return null; // cannot look: nothing usable there
+            }
+        }
+    }
+
+    /** The journals' place, and their paths as they were looked at just before: this helper's own first. */
+    private record Learned(JournalPlace place, List<Watched> watched) {
+        /** Whether the first {@code count} paths lead where they did. */
+        boolean unchanged(int count) {
+            for (int i = 0; i < count; i++) if (!watched.get(i).unchanged()) return false;
+            return true;
+        }
     }
 
     /** The journal of this user, or null when no private directory can be had. Reads the environment: call from Main. */
     public static RootJournal open(String xdgRuntimeDir, int uid) {
         Path dir = xdgRuntimeDir != null && xdgRuntimeDir.startsWith("/") ? Path.of(xdgRuntimeDir, "bwrapd") : fallback(uid);
+        RootJournal journal = new RootJournal(dir, uid);
         try {
-            PrivateDirectory.open(dir, uid);
-            return new RootJournal(dir, JournalPlace.of(journalsOfThisUser(dir, uid)));
+            journal.learn();
+            return journal;
         } catch (IOException e) {
             LOG.warnf("no root journal (%s): a bwrapd killed mid-run leaves its mount points in the root", e.getMessage());
             return null;
         }
     }
 
+    /**
+     * Opens the journal's directory and learns where this user's journals are ({@link
+     * JournalPlace}); its paths are looked at before the place is learned, so that a change
+     * meanwhile is seen the next time. The directory opened must be the one the place knows.
+     */
+    private void learn() throws IOException {
+        PrivateDirectory.open(path, uid);
+        int fd = Libc.openat(Libc.AT_FDCWD, path.toString(), Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_NOFOLLOW);
+        if (fd < 0) throw new Libc.Error("open " + path, Libc.errno());
+        try {
+            Libc.FileStat own = Libc.stat(fd, "", Libc.AT_EMPTY_PATH);
+            if (own.uid() != uid || (own.mode() & 07777) != 0700) throw new IOException(path + " is not a private directory of this user");
+            List<Path> journals = journalsOfThisUser(path, uid);
+            List<Watched> watched = new ArrayList<>();
+            for (Path journal : List.of(path, fallback(uid), usual(uid))) {
+                if (watched.stream().noneMatch(w -> w.path().equals(journal.toString()))) watched.add(Watched.now(journal));
+            }
+            if (watched.getFirst().seen() == null || !watched.getFirst().seen().sameFile(own)) throw new IOException(path + " changed while opened");
+            JournalPlace place = JournalPlace.of(journals);
+            if (place.journals().stream().noneMatch(j -> j.sameFile(own))) throw new IOException(path + " changed while learned");
+            if (dirFd >= 0) Libc.close(dirFd);
+            dirFd = fd;
+            fd = -1;
+            learned = new Learned(place, watched);
+        } finally {
+            if (fd >= 0) Libc.close(fd);
+        }
+    }
+
+    /**
+     * A journal's path leads elsewhere than when they were learned: learned again (this helper's
+     * own made again if missing, so that no sandbox makes it first), under {@link #lockedHere}.
+     * Where that fails, this helper goes on with the directory it has (removed, its records fail
+     * and say so) and does not try again until a path changes again.
+     */
+    private void followTheJournals() {
+        lockedHere.lock();
+        try {
+            Learned before = learned;
+            if (before.unchanged(before.watched().size())) return; // learned by another thread just now
+            try {
+                learn();
+                LOG.infof("a root journal was removed or replaced since it was looked at (%s): where they are learned again", paths(before));
+            } catch (IOException e) {
+                List<Watched> now = new ArrayList<>();
+                for (Watched w : before.watched()) now.add(Watched.now(Path.of(w.path())));
+                learned = new Learned(before.place(), now);
+                LOG.warnf("a root journal was removed or replaced, and cannot be had again (%s): this helper goes on with the one it had", e.getMessage());
+            }
+        } finally {
+            lockedHere.unlock();
+        }
+    }
+
+    private static String paths(Learned learned) {
+        return String.join(", ", learned.watched().stream().map(Watched::path).toList());
+    }
+
+    /** The journal's directory, as a path the JDK can use: through its descriptor. Under {@link #lockedHere}. */
+    private Path dir() {
+        return Path.of("/proc/self/fd/" + dirFd);
+    }
+
     /** The journal of a helper started without XDG_RUNTIME_DIR. */
     private static Path fallback(int uid) {
         return uid == 0 ? Path.of("/run/bwrapd") : Path.of("/tmp/bwrapd-" + uid);
+    }
+
+    /** The journal of a helper started with the usual XDG_RUNTIME_DIR. */
+    private static Path usual(int uid) {
+        return Path.of("/run/user/" + uid + "/bwrapd");
     }
 
     /**
@@ -78,7 +193,7 @@ public final class RootJournal {
      */
     static List<Path> journalsOfThisUser(Path own, int uid) {
         List<Path> journals = new ArrayList<>(List.of(own));
-        Path usual = Path.of("/run/user/" + uid + "/bwrapd");
+        Path usual = usual(uid);
         for (Path other : List.of(fallback(uid), usual)) {
             if (other.equals(own)) continue;
             if (other == usual && !Files.isDirectory(usual.getParent(), LinkOption.NOFOLLOW_LINKS)) continue; // no runtime directory of the user's: not made here
@@ -100,7 +215,7 @@ public final class RootJournal {
         List<String> lines = new ArrayList<>();
         lines.add(where);
         for (String path : paths) if (path.indexOf('\n') < 0) lines.add(path);
-        Path records = dir.resolve(root);
+        Path records = dir().resolve(root);
         Path file = records.resolve(Long.toString(pid));
         Path temporary = records.resolve(pid + ".new");
         try {
@@ -154,7 +269,7 @@ public final class RootJournal {
      * directory gone makes it again).
      */
     void forget(String root) {
-        Path records = dir.resolve(root);
+        Path records = dir().resolve(root);
         try {
             Files.deleteIfExists(records.resolve(Long.toString(pid)));
         } catch (IOException e) {
@@ -195,8 +310,9 @@ public final class RootJournal {
         lockedHere.lock();
         FileChannel channel = null;
         try {
+            if (!learned.unchanged(1)) followTheJournals(); // this helper's own: an lstat; the others' are the hiding's (place)
             if (System.nanoTime() - unguardedSince < UNGUARDED_NANOS) return lockedHere::unlock;
-            channel = FileChannel.open(dir.resolve("lock"), StandardOpenOption.CREATE, StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS);
+            channel = FileChannel.open(dir().resolve("lock"), StandardOpenOption.CREATE, StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS);
             long deadline = System.nanoTime() + LOCK_WAIT_MS * 1_000_000L;
             while (channel.tryLock() == null) {
                 if (System.nanoTime() > deadline) {
@@ -250,7 +366,7 @@ public final class RootJournal {
     }
 
     private boolean others(String root, boolean aliveOnly) {
-        Path dirOfRoot = dir.resolve(root);
+        Path dirOfRoot = dir().resolve(root);
         if (!hasReadableRecords(dirOfRoot)) return false;
         try (DirectoryStream<Path> records = Files.newDirectoryStream(dirOfRoot)) {
             for (Path record : records) {
@@ -269,7 +385,7 @@ public final class RootJournal {
      * using the root to remove what it names ({@link #takeOrphans}), as a dead writer's would be.
      */
     void handOver(String root) {
-        Path records = dir.resolve(root);
+        Path records = dir().resolve(root);
         try {
             // rename(2) replaces: the name must be new, also beside one a process of the same pid left before.
             Files.move(records.resolve(Long.toString(pid)),
@@ -307,7 +423,7 @@ public final class RootJournal {
      */
     Orphans takeOrphans(String root, Supplier<String> whereNow) {
         List<String> paths = new ArrayList<>();
-        Path dirOfRoot = dir.resolve(root);
+        Path dirOfRoot = dir().resolve(root);
         if (!hasReadableRecords(dirOfRoot)) return Orphans.NONE;
         if (usedByOthers(root)) return Orphans.NONE;
         long since;

@@ -364,6 +364,28 @@ class RootLeasesTest {
         withJournal.release(fd(root), stat(root));
     }
 
+    /**
+     * The journal removed after it was opened (tmpfiles, a logout): the next lease makes it again,
+     * records there, and the sandboxes' hiding knows that directory, not the one gone.
+     */
+    @Test
+    void aJournalRemovedIsMadeAgainAndKnownAgain() throws Exception {
+        Path journalDir = tmp.resolve("run");
+        RootJournal journal = journalIn(journalDir);
+        Path gone = Files.move(journalDir.resolve("bwrapd"), tmp.resolve("gone")); // moved aside: its inode number is not reused
+        RootLeases withJournal = new RootLeases(journal);
+        withJournal.acquire(fd(root), stat(root), List.of("proc"));
+        Path record = journalDir.resolve("bwrapd/" + recordsName(root) + "/" + ProcessHandle.current().pid());
+        assertTrue(Files.isRegularFile(record), "the lease's record is not in the journal made again");
+        try (Stream<Path> left = Files.list(gone)) {
+            assertEquals(List.of(), left.filter(p -> !p.getFileName().toString().equals("lock")).toList(), "recorded in the journal gone");
+        }
+        dev.bwrapd.process.Libc.FileStat now = dev.bwrapd.process.Libc.stat(dev.bwrapd.process.Libc.AT_FDCWD, journalDir.resolve("bwrapd").toString(), 0);
+        assertTrue(journal.place().journals().stream().anyMatch(j -> j.sameFile(now)), "the journal made again is not hidden");
+        withJournal.release(fd(root), stat(root));
+        assertFalse(Files.exists(record.getParent()), "a clean root has no record left");
+    }
+
     /** A record left by a bwrapd that died (no such pid): the next lease removes what it names, and only that. */
     @Test
     void aDeadHelpersRecordIsCleanedByTheNextLease() throws Exception {

@@ -165,6 +165,33 @@ class RootJournalIT {
         }
     }
 
+    /**
+     * The journal removed after the helper started ({@code /run/user/UID} goes at logout, tmpfiles
+     * ages {@code /tmp/bwrapd-UID}) and made again, by another helper say: another
+     * directory at the same path, which the helper, by that path, uses from then on. It is hidden
+     * all the same.
+     */
+    @Test
+    void aJournalRemovedAndMadeAgainIsHiddenToo() throws Exception {
+        Path runtimeDir = Files.createDirectory(host.resolve("runtime"));
+        try (BwrapdProcess bwrapd = helperWithRuntimeDir(runtimeDir)) {
+            assertExited(run(bwrapd, sh(attacker, "true")), 0); // the journal in use
+            // XDG_RUNTIME_DIR too, as at logout: its name on the way leads elsewhere now. Moved aside, not removed, until
+            // the new one is made: a file system may give a new directory the inode number of one just removed.
+            Path old = Files.move(runtimeDir, host.resolve("removed"));
+            Files.createDirectories(runtimeDir.resolve("bwrapd"), java.nio.file.attribute.PosixFilePermissions.asFileAttribute(
+                    java.nio.file.attribute.PosixFilePermissions.fromString("rwx------")));
+            TestRoot.deleteTree(old);
+            ObjectNode p = sh(attacker, plant("/state/bwrapd") + "; touch /state/bwrapd/lock 2>/dev/null && echo writable");
+            p.set("mounts", Runs.JSON.createArrayNode().add(mount(runtimeDir.toString(), "/state", false)));
+            JsonNode result = run(bwrapd, p);
+            assertVictimKeptAfterARunOnIt(bwrapd);
+            assertEquals("seen:\n", Runs.out(result), "the sandbox saw or wrote the journal: " + result);
+            assertTrue(Files.isDirectory(runtimeDir.resolve("bwrapd")), "the journal is gone");
+            Runs.closeChecked(bwrapd);
+        }
+    }
+
     /** A cwd in the journal a root holds is -32005: bwrapd would make it there, on the host, before bwrap runs. */
     @Test
     void aCwdInTheJournalIsRefused() throws Exception {

@@ -48,15 +48,25 @@ public final class JournalPlace {
         }
     }
 
-    /** A line of /proc/self/mountinfo: the file system's device, the directory of it mounted, and where. */
-    record Mount(String device, String root, String mountPoint) {}
+    /** A line of /proc/self/mountinfo: the mount's id, the file system's device, the directory of it mounted, and where. */
+    record Mount(long id, String device, String root, String mountPoint) {}
+
+    /** Where a journal lies in its file system: the device as the mount table names it, and the path from that file system's top. */
+    record InFileSystem(String device, String path) {}
 
     private final List<Way> ways;
     /** The journals' own directories, each once: asked of every tree of every run. */
     private final List<Libc.FileStat> journals;
+    /** Where they lie in their file systems: for a directory bound elsewhere from inside one ({@link #holdsTheRootOfMount}). */
+    private final List<InFileSystem> inFileSystems;
 
     JournalPlace(List<Way> ways) {
+        this(ways, List.of());
+    }
+
+    JournalPlace(List<Way> ways, List<InFileSystem> inFileSystems) {
         this.ways = List.copyOf(ways);
+        this.inFileSystems = List.copyOf(inFileSystems);
         List<Libc.FileStat> journals = new ArrayList<>();
         for (Way way : ways) if (journals.stream().noneMatch(j -> j.sameFile(way.journal()))) journals.add(way.journal());
         this.journals = List.copyOf(journals);
@@ -74,6 +84,7 @@ public final class JournalPlace {
             mounts = List.of();
         }
         List<Way> ways = new ArrayList<>();
+        List<InFileSystem> inFileSystems = new ArrayList<>();
         for (Path journal : journals) {
             try {
                 String real = journal.toRealPath().toString();
@@ -83,11 +94,31 @@ public final class JournalPlace {
                     Way another = wayIfPresent(other);
                     if (another != null && another.journal().sameFile(way.journal())) ways.add(another);
                 }
+                InFileSystem inFileSystem = inFileSystem(real, mounts);
+                if (inFileSystem != null) inFileSystems.add(inFileSystem);
             } catch (IOException e) {
                 LOG.warnf("cannot tell where the root journal %s lies (%s): sandboxes that see it are not kept from it", journal, e.getMessage());
             }
         }
-        return new JournalPlace(ways);
+        return new JournalPlace(ways, inFileSystems);
+    }
+
+    /**
+     * Whether the directory at the root of mount {@code mountId} (a bind mount's: what of its file
+     * system is mounted there) is a journal or lies in one. A bind mount of a directory inside a
+     * journal has the mount point's parent for {@code ..}, so no walk up from it meets the
+     * journal: the mount table says what it is. Reads the mount table.
+     */
+    public boolean holdsTheRootOfMount(long mountId) throws IOException {
+        if (inFileSystems.isEmpty()) return false;
+        for (Mount mount : mountTable(Files.readString(Path.of("/proc/self/mountinfo"), StandardCharsets.UTF_8))) {
+            if (mount.id() != mountId) continue;
+            for (InFileSystem journal : inFileSystems) {
+                if (journal.device().equals(mount.device()) && isOrBeneath(mount.root(), journal.path())) return true;
+            }
+            return false;
+        }
+        throw new IOException("mount " + mountId + " is not in the mount table");
     }
 
     private static Way way(String path) throws IOException {
@@ -119,19 +150,25 @@ public final class JournalPlace {
      * the longest mount point above it (the last of equals: it covers the earlier ones).
      */
     static List<String> otherPaths(String real, List<Mount> mounts) {
+        InFileSystem own = inFileSystem(real, mounts);
+        if (own == null) return List.of();
+        Set<String> others = new LinkedHashSet<>();
+        for (Mount mount : mounts) {
+            if (!mount.device().equals(own.device()) || !isOrBeneath(own.path(), mount.root())) continue;
+            String path = join(mount.mountPoint(), own.path().substring(mount.root().equals("/") ? 0 : mount.root().length()));
+            if (!path.equals(real)) others.add(path);
+        }
+        return List.copyOf(others);
+    }
+
+    /** Where {@code real} lies in its file system, by its own mount (see {@link #otherPaths}); null if no mount holds it. */
+    static InFileSystem inFileSystem(String real, List<Mount> mounts) {
         Mount own = null;
         for (Mount mount : mounts) {
             if (isOrBeneath(real, mount.mountPoint()) && (own == null || mount.mountPoint().length() >= own.mountPoint().length())) own = mount;
         }
-        if (own == null) return List.of();
-        String inFileSystem = join(own.root(), own.mountPoint().equals("/") ? real : real.substring(own.mountPoint().length()));
-        Set<String> others = new LinkedHashSet<>();
-        for (Mount mount : mounts) {
-            if (!mount.device().equals(own.device()) || !isOrBeneath(inFileSystem, mount.root())) continue;
-            String path = join(mount.mountPoint(), inFileSystem.substring(mount.root().equals("/") ? 0 : mount.root().length()));
-            if (!path.equals(real)) others.add(path);
-        }
-        return List.copyOf(others);
+        if (own == null) return null;
+        return new InFileSystem(own.device(), join(own.root(), own.mountPoint().equals("/") ? real : real.substring(own.mountPoint().length())));
     }
 
     /** The mounts of a /proc/self/mountinfo text (its octal escapes undone). */
@@ -140,7 +177,11 @@ public final class JournalPlace {
         for (String line : mountinfo.split("\n")) {
             String[] fields = line.split(" ");
             if (fields.length < 5) continue;
-            mounts.add(new Mount(fields[2], unescape(fields[3]), unescape(fields[4])));
+            try {
+                mounts.add(new Mount(Long.parseLong(fields[0]), fields[2], unescape(fields[3]), unescape(fields[4])));
+            } catch (NumberFormatException e) {
+                // not a mount line
+            }
         }
         return mounts;
     }

@@ -317,6 +317,21 @@ public final class Libc {
                 (long) LONG_AT.get(buf, 40), (int) INT_AT.get(buf, 20));
     }
 
+    private static final int STATX_MNT_ID = 0x1000;
+    private static final long STATX_ATTR_MOUNT_ROOT = 0x2000;
+
+    /** The mount a file is on: its id (as /proc/self/mountinfo numbers it), and whether the file is that mount's root. */
+    public record MountOf(long id, boolean isRoot) {}
+
+    /** The mount of the file behind {@code fd} (statx), or null where the kernel tells neither (before Linux 5.8). */
+    public static MountOf mountOf(int fd) throws Error {
+        byte[] buf = STATX_BUFFER.get();
+        if (BINDING.statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, buf) != 0) throw new Error("statx", errno());
+        boolean told = ((int) INT_AT.get(buf, 0) & STATX_MNT_ID) != 0 && ((long) LONG_AT.get(buf, 56) & STATX_ATTR_MOUNT_ROOT) != 0;
+        if (!told) return null;
+        return new MountOf((long) LONG_AT.get(buf, 144), ((long) LONG_AT.get(buf, 8) & STATX_ATTR_MOUNT_ROOT) != 0);
+    }
+
     private static final int STATX_BTIME = 0x800;
     /** What {@link #birthNanos} answers when the file system keeps no birth time. */
     public static final long BIRTH_UNKNOWN = Long.MIN_VALUE;

@@ -220,14 +220,23 @@ public final class HostPaths implements AutoCloseable {
         return seen ? below : List.of();
     }
 
-    /** Whether the tree behind {@code fd} lies in one of {@code journals} (a file: its directory is or does). */
+    /**
+     * Whether the tree behind {@code fd} lies in one of {@code journals}. A file: bound by itself
+     * (a mount's root), or in the directory the kernel names it in, opened by that name through
+     * no link and checked to hold it.
+     */
     private static boolean isInJournal(int fd, Libc.FileStat stat, JournalPlace journals) throws Libc.Error, Refused {
         if (stat.type() == Libc.S_IFDIR) return reachesAJournalFirst(fd, journals);
-        java.nio.file.Path parent = java.nio.file.Path.of(realPath(fd)).getParent();
-        if (parent == null) return false;
-        int dir = Libc.openat(Libc.AT_FDCWD, parent.toString(), Libc.O_PATH | Libc.O_DIRECTORY);
-        if (dir < 0) throw new Libc.Error("open the directory of " + parent, Libc.errno());
+        Libc.MountOf mount = Libc.mountOf(fd);
+        if (mount != null && mount.isRoot()) return holdsTheRootOf(mount, journals);
+        java.nio.file.Path file = java.nio.file.Path.of(realPath(fd));
+        if (file.getParent() == null) return false;
+        int dir = Libc.openat2(Libc.AT_FDCWD, file.getParent().toString(), Libc.O_PATH | Libc.O_DIRECTORY, 0,
+                Libc.RESOLVE_NO_SYMLINKS | Libc.RESOLVE_NO_MAGICLINKS);
+        if (dir < 0) throw new Libc.Error("open the directory of " + file, Libc.errno());
         try {
+            Libc.FileStat there = Libc.statIfPresent(dir, file.getFileName().toString(), Libc.AT_SYMLINK_NOFOLLOW);
+            if (there == null || !there.sameFile(stat)) throw new Libc.Error(file + " was moved while it was examined", Libc.ENOENT);
             return reachesAJournalFirst(dir, journals);
         } finally {
             Libc.close(dir);
@@ -238,9 +247,12 @@ public final class HostPaths implements AutoCloseable {
      * Whether, going up from directory {@code dir} by {@code ..}, the first directory met that is
      * on a way to a journal (JournalPlace.below) is a journal: from inside one, the way up meets
      * it before any of its ancestors, and from elsewhere it meets one of them at the latest at
-     * {@code /}, which is where the walk ends (a directory like /tmp/build stops at /tmp).
+     * {@code /}, which is where the walk ends (a directory like /tmp/build stops at /tmp). A
+     * mount's root met first ends the walk too: its {@code ..} is the mount point's parent, not
+     * the directory's own, so the mount table says what of its file system is mounted there (a
+     * directory inside a journal, bound elsewhere, is no way's).
      */
-    private static boolean reachesAJournalFirst(int dir, JournalPlace journals) throws Libc.Error {
+    private static boolean reachesAJournalFirst(int dir, JournalPlace journals) throws Libc.Error, Refused {
         int current = Libc.openat(dir, ".", Libc.O_PATH | Libc.O_DIRECTORY);
         if (current < 0) throw new Libc.Error("open a directory on the way", Libc.errno());
         try {
@@ -248,6 +260,8 @@ public final class HostPaths implements AutoCloseable {
                 Libc.FileStat stat = Libc.stat(current, "", Libc.AT_EMPTY_PATH);
                 List<String> below = journals.below(stat);
                 if (!below.isEmpty()) return below.contains("");
+                Libc.MountOf mount = Libc.mountOf(current);
+                if (mount != null && mount.isRoot()) return holdsTheRootOf(mount, journals);
                 int parent = Libc.openat(current, "..", Libc.O_PATH | Libc.O_DIRECTORY);
                 if (parent < 0) throw new Libc.Error("open a parent directory on the way", Libc.errno());
                 Libc.close(current);
@@ -256,6 +270,14 @@ public final class HostPaths implements AutoCloseable {
             return true; // deeper than any path can be: taken as inside
         } finally {
             Libc.close(current);
+        }
+    }
+
+    private static boolean holdsTheRootOf(Libc.MountOf mount, JournalPlace journals) throws Refused {
+        try {
+            return journals.holdsTheRootOfMount(mount.id());
+        } catch (java.io.IOException e) {
+            throw new Refused(false, "cannot tell whether a mount lies in a root journal of bwrapd: " + e.getMessage());
         }
     }
 

@@ -50,10 +50,12 @@ class JournalPlaceTest {
     @Test
     void theMountTableShowsTheJournalWhereverItsFileSystemIsMountedAboveIt() {
         List<JournalPlace.Mount> mounts = JournalPlace.mountTable(MOUNTINFO);
-        assertEquals(new JournalPlace.Mount("252:1", "/tmp", "/home/u/my tmp"), mounts.get(3), "octal escapes undone");
+        assertEquals(new JournalPlace.Mount(32, "252:1", "/tmp", "/home/u/my tmp"), mounts.get(3), "octal escapes undone");
         assertEquals(List.of("/mnt/data/tmp/bwrapd-1000", "/home/u/my tmp/bwrapd-1000"), JournalPlace.otherPaths("/tmp/bwrapd-1000", mounts));
         assertEquals(List.of(), JournalPlace.otherPaths("/run/user/1000/bwrapd", mounts));
         assertEquals(List.of(), JournalPlace.otherPaths("/var/bwrapd", mounts), "on / alone");
+        assertEquals(new JournalPlace.InFileSystem("252:1", "/tmp/bwrapd-1000"), JournalPlace.inFileSystem("/home/u/my tmp/bwrapd-1000", mounts));
+        assertEquals(new JournalPlace.InFileSystem("0:40", "/bwrapd"), JournalPlace.inFileSystem("/run/user/1000/bwrapd", mounts));
     }
 
     @Test

@@ -192,6 +192,38 @@ class RootJournalIT {
         }
     }
 
+    /**
+     * A directory or file inside the journal bound elsewhere before the helper started: a mount
+     * source there is the journal's, however it is reached (walking up by {@code ..} from a bind
+     * mount's root leaves the journal's file system behind: its parent is the mount point's).
+     */
+    @Test
+    void aMountSourceBoundFromInsideTheJournalIsRefused() throws Exception {
+        Path runtimeDir = Files.createDirectory(host.resolve("runtime"));
+        Path journal = Files.createDirectory(runtimeDir.resolve("bwrapd"), java.nio.file.attribute.PosixFilePermissions.asFileAttribute(
+                java.nio.file.attribute.PosixFilePermissions.fromString("rwx------")));
+        Files.createDirectories(journal.resolve("1-2"));
+        Files.write(journal.resolve("1-2/3"), new byte[0]);
+        Files.write(journal.resolve("lock"), new byte[0]);
+        Path dir = Files.createDirectories(host.resolve("other/dir"));
+        Path file = Files.write(host.resolve("other/file"), new byte[0]);
+        String setup = "mount --bind " + journal.resolve("1-2") + " " + dir + " && mount --bind " + journal.resolve("lock") + " " + file
+                + " && exec \"$@\"";
+        try (BwrapdProcess bwrapd = helperInAMountNamespace(runtimeDir, setup)) {
+            for (Path source : List.of(dir, dir.resolve("3"), file)) {
+                ObjectNode p = sh(attacker, "true");
+                p.set("mounts", Runs.JSON.createArrayNode().add(mount(source.toString(), "/state", false)));
+                JsonNode error = Runs.error(bwrapd, p);
+                assertEquals(-32005, error.get("code").asInt(), source + ": " + error);
+                Runs.assertContains(error.get("message").asText(), "journal");
+            }
+            ObjectNode beside = sh(attacker, "true"); // the mount points' own directory is no journal's
+            beside.set("mounts", Runs.JSON.createArrayNode().add(mount(host.resolve("other").toString(), "/state", true)));
+            assertExited(run(bwrapd, beside), 0);
+            Runs.closeChecked(bwrapd);
+        }
+    }
+
     /** A cwd in the journal a root holds is -32005: bwrapd would make it there, on the host, before bwrap runs. */
     @Test
     void aCwdInTheJournalIsRefused() throws Exception {

@@ -120,12 +120,17 @@ public final class RootLeases {
 
     private static final RootJournal.Held NOT_HELD = () -> {};
 
-    /** What a bwrapd that died using this root recorded, removed before anything here counts as pre-existing. */
+    /**
+     * What a bwrapd that died using this root recorded, removed before anything here counts as
+     * pre-existing; but for what a live lease of this helper uses (under this object's lock and the journal's).
+     */
     private void restore(int rootFd, Identity root) {
         RootJournal.Orphans orphans = journal.takeOrphans(root.name(), () -> where(rootFd));
         if (orphans.paths().isEmpty()) return;
-        CleanupReport report = RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), orphans.paths().reversed(),
-                Set.copyOf(orphans.paths()), orphans.recordedSince());
+        List<String> paths = new ArrayList<>(orphans.paths());
+        handOverToNestedLeases(lookAt(rootFd, paths), paths, true); // what a lease of this helper uses (a nested root's) is its to remove
+        if (paths.isEmpty()) return;
+        CleanupReport report = RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), paths.reversed(), Set.copyOf(paths), orphans.recordedSince());
         LOG.infof("removed what a killed bwrapd left in a root: %s (left: %s)", report.removed(), report.failed());
     }
 
@@ -154,8 +159,6 @@ public final class RootLeases {
         Set<Identity> removed = new HashSet<>();
         boolean recorded;
         Kept kept;
-        Set<String> othersRecorded = Set.of();
-        long recordedSince = Libc.BIRTH_UNKNOWN;
         synchronized (this) {
             Lease lease = leases.get(root);
             if (lease == null) return CleanupReport.NOTHING;
@@ -167,45 +170,23 @@ public final class RootLeases {
             // A prepared root, recorded nowhere: nothing of this helper's to remove or hand over, and
             // what others handed over is the next lease's to take (restore). No lock, no look.
             if (toRemove.isEmpty() && !recorded) return CleanupReport.NOTHING;
-            Map<String, Identity> mountPoints = new HashMap<>();
-            for (String path : toRemove) {
-                Libc.FileStat stat = lookIfPresent(rootFd, path);
-                if (stat != null) mountPoints.put(path, identity(stat));
-            }
-            kept = handOverToNestedLeases(mountPoints, toRemove);
+            Map<String, Identity> mountPoints = lookAt(rootFd, toRemove);
+            kept = handOverToNestedLeases(mountPoints, toRemove, false);
             for (String path : toRemove) {
                 Identity mountPoint = mountPoints.get(path);
                 if (mountPoint != null && removing.add(mountPoint)) removed.add(mountPoint);
             }
             cleaning.add(root);
         }
-        // Released before this object's lock is taken again (below): an acquire waits for it holding that one.
-        try (RootJournal.Held held = journal == null ? NOT_HELD : journal.lock()) {
-            if (journal != null) {
-                // Another bwrapd's sandboxes on this root may be mounted on what this one's bwrap
-                // made, and removing a mount point unmounts it in their mount namespaces too: the
-                // last bwrapd on the root removes it, from the record handed over.
-                if (journal.usedByOthers(root.name())) {
-                    if (recorded) journal.handOver(root.name());
-                    return CleanupReport.DEFERRED;
-                }
-                RootJournal.Orphans handedOver = journal.takeOrphans(root.name(), () -> where(rootFd));
-                if (!handedOver.paths().isEmpty()) {
-                    othersRecorded = new HashSet<>();
-                    recordedSince = handedOver.recordedSince();
-                    for (String path : handedOver.paths()) {
-                        if (toRemove.contains(path) || kept.paths().contains(path)) continue;
-                        toRemove.add(path);
-                        othersRecorded.add(path);
-                    }
-                    // Parents first across both lists too, as each was recorded.
-                    toRemove.sort(java.util.Comparator.comparingLong(path -> path.chars().filter(c -> c == '/').count()));
-                }
+        try {
+            // Without a journal, removed outside this object's lock: runs on other roots go on meanwhile.
+            if (journal == null) return removed(rootFd, toRemove, Set.of(), Libc.BIRTH_UNKNOWN, kept.leftToAnother());
+            // With one, this lock first and then the journal's, as acquire takes them (the other way round,
+            // each would wait for the other's): what another helper handed over is looked at against this
+            // helper's leases. The journal's lock serializes this work across the helper all the same.
+            synchronized (this) {
+                return releaseRecorded(root, rootFd, toRemove, kept, recorded);
             }
-            // Children before parents: the paths were recorded parents first.
-            CleanupReport report = RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), toRemove.reversed(), othersRecorded, recordedSince);
-            if (journal != null && recorded) journal.forget(root.name());
-            return kept.leftToAnother() ? new CleanupReport(report.ok(), report.removed(), report.failed(), true) : report;
         } finally {
             synchronized (this) {
                 cleaning.remove(root);
@@ -213,6 +194,57 @@ public final class RootLeases {
                 notifyAll();
             }
         }
+    }
+
+    /**
+     * The end of a release with a journal, under this object's lock and the journal's: another
+     * bwrapd's sandboxes on this root may be mounted on what this one's bwrap made, and removing a
+     * mount point unmounts it in their mount namespaces too, so the last bwrapd on the root removes
+     * it, from the record handed over; what of that a live lease of this helper uses (a nested
+     * root's) is left to it.
+     */
+    private CleanupReport releaseRecorded(Identity root, int rootFd, List<String> toRemove, Kept kept, boolean recorded) {
+        try (RootJournal.Held held = journal.lock()) {
+            if (journal.usedByOthers(root.name())) {
+                if (recorded) journal.handOver(root.name());
+                return CleanupReport.DEFERRED;
+            }
+            Set<String> othersRecorded = Set.of();
+            long recordedSince = Libc.BIRTH_UNKNOWN;
+            boolean leftToAnother = kept.leftToAnother();
+            RootJournal.Orphans handedOver = journal.takeOrphans(root.name(), () -> where(rootFd));
+            if (!handedOver.paths().isEmpty()) {
+                List<String> theirs = new ArrayList<>();
+                for (String path : handedOver.paths()) if (!toRemove.contains(path) && !kept.paths().contains(path)) theirs.add(path);
+                Kept nested = handOverToNestedLeases(lookAt(rootFd, theirs), theirs, true);
+                leftToAnother |= nested.leftToAnother();
+                toRemove.removeAll(nested.paths()); // the parents of what stays
+                othersRecorded = Set.copyOf(theirs);
+                recordedSince = handedOver.recordedSince();
+                toRemove.addAll(theirs);
+                // Parents first across both lists too, as each was recorded.
+                toRemove.sort(java.util.Comparator.comparingLong(path -> path.chars().filter(c -> c == '/').count()));
+            }
+            CleanupReport report = removed(rootFd, toRemove, othersRecorded, recordedSince, leftToAnother);
+            if (recorded) journal.forget(root.name());
+            return report;
+        }
+    }
+
+    /** Removes {@code toRemove} (recorded parents first) from the root, children first; {@code leftToAnother}: the cleanup is deferred. */
+    private static CleanupReport removed(int rootFd, List<String> toRemove, Set<String> othersRecorded, long recordedSince, boolean leftToAnother) {
+        CleanupReport report = RootCleaner.remove(Path.of("/proc/self/fd/" + rootFd), toRemove.reversed(), othersRecorded, recordedSince);
+        return leftToAnother ? new CleanupReport(report.ok(), report.removed(), report.failed(), true) : report;
+    }
+
+    /** What is at each of {@code paths} in the root now, by device and inode (missing ones left out). */
+    private static Map<String, Identity> lookAt(int rootFd, List<String> paths) {
+        Map<String, Identity> mountPoints = new HashMap<>();
+        for (String path : paths) {
+            Libc.FileStat stat = lookIfPresent(rootFd, path);
+            if (stat != null) mountPoints.put(path, identity(stat));
+        }
+        return mountPoints;
     }
 
     /**
@@ -232,9 +264,10 @@ public final class RootLeases {
      * would unmount it in the other's sandbox too. The other lease removes it when it ends (its
      * journal record says so from now on), as a helper that shares a root hands its record over.
      * The parents of what stays, and another lease's root, stay too. What stayed. {@code
-     * mountPoints}: what is at each path of {@code toRemove} now.
+     * mountPoints}: what is at each path of {@code toRemove} now; {@code journalHeld}: the caller
+     * holds the journal's lock (taken again, a second channel's close would release it).
      */
-    private Kept handOverToNestedLeases(Map<String, Identity> mountPoints, List<String> toRemove) {
+    private Kept handOverToNestedLeases(Map<String, Identity> mountPoints, List<String> toRemove, boolean journalHeld) {
         if (leases.isEmpty()) return Kept.NOTHING;
         Set<String> kept = new HashSet<>();
         boolean leftToAnother = false;
@@ -264,7 +297,7 @@ public final class RootLeases {
         }
         toRemove.removeAll(kept);
         if (journal != null && !changed.isEmpty()) {
-            try (RootJournal.Held held = journal.lock()) {
+            try (RootJournal.Held held = journalHeld ? NOT_HELD : journal.lock()) {
                 for (Map.Entry<Identity, Lease> other : leases.entrySet()) {
                     Lease lease = other.getValue();
                     if (!changed.contains(lease)) continue;

@@ -497,6 +497,45 @@ class RootLeasesTest {
         assertFalse(Files.exists(records), "a clean root has no record left");
     }
 
+    /**
+     * A killed helper's record of R names R/inner/proc, which a live lease of this helper on
+     * R/inner has its /proc mounted on: the next lease of R leaves it to that lease, which
+     * removes it when it ends.
+     */
+    @Test
+    void aDeadHelpersRecordLeavesWhatANestedLeaseUses() throws Exception {
+        Path journalDir = tmp.resolve("run");
+        RootJournal journal = journalIn(journalDir);
+        Path inner = Files.createDirectory(root.resolve("inner"));
+        record(recordsIn(journalDir), "2147483646", "inner", "inner/proc"); // dead
+        Files.createDirectory(inner.resolve("proc")); // the dead helper's bwrap
+        RootLeases withJournal = new RootLeases(journal);
+        withJournal.acquire(fd(inner), stat(inner), List.of("proc")); // finds it there, and mounts on it
+        withJournal.acquire(fd(root), stat(root), List.of("tmp"));
+        assertTrue(Files.isDirectory(inner.resolve("proc")), "the dead helper's record took the nested lease's mount point");
+        withJournal.release(fd(root), stat(root));
+        assertTrue(Files.isDirectory(inner.resolve("proc")));
+        assertEquals(List.of("/proc"), withJournal.release(fd(inner), stat(inner)).removed(), "left to the inner lease: it removes it");
+    }
+
+    /** The same with a record another helper handed over to this one's release of R. */
+    @Test
+    void aRecordHandedOverLeavesWhatANestedLeaseUses() throws Exception {
+        Path journalDir = tmp.resolve("run");
+        RootJournal journal = journalIn(journalDir);
+        Path inner = Files.createDirectory(root.resolve("inner"));
+        Path records = recordsIn(journalDir);
+        Path other = record(records, "1", "inner/proc"); // alive
+        Files.createDirectory(inner.resolve("proc")); // its bwrap
+        RootLeases withJournal = new RootLeases(journal);
+        withJournal.acquire(fd(root), stat(root), List.of("tmp"));
+        withJournal.acquire(fd(inner), stat(inner), List.of("proc"));
+        Files.move(other, records.resolve("left-1-1")); // the other ends, and hands its record over
+        CleanupReport report = withJournal.release(fd(root), stat(root));
+        assertTrue(Files.isDirectory(inner.resolve("proc")), "the handed-over record took the nested lease's mount point: " + report);
+        assertEquals(List.of("/proc"), withJournal.release(fd(inner), stat(inner)).removed(), "left to the inner lease: it removes it");
+    }
+
     /** A root where bwrap creates nothing (its mount points already there) costs the journal nothing: no record, no directory. */
     @Test
     void aPreparedRootIsNotRecorded() throws Exception {

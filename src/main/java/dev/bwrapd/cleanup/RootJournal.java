@@ -422,10 +422,19 @@ public final class RootJournal {
      * whereNow} (the root's path now) is asked only when there is a record to compare it with.
      */
     Orphans takeOrphans(String root, Supplier<String> whereNow) {
+        return take(root, whereNow, true);
+    }
+
+    /** {@link #takeOrphans} where the caller, holding the lock, found that no other bwrapd alive uses the root ({@link #usedByOthers}). */
+    Orphans takeOrphansOfAnUnusedRoot(String root, Supplier<String> whereNow) {
+        return take(root, whereNow, false);
+    }
+
+    private Orphans take(String root, Supplier<String> whereNow, boolean askWhetherUsed) {
         List<String> paths = new ArrayList<>();
         Path dirOfRoot = dir().resolve(root);
         if (!hasReadableRecords(dirOfRoot)) return Orphans.NONE;
-        if (usedByOthers(root)) return Orphans.NONE;
+        if (askWhetherUsed && usedByOthers(root)) return Orphans.NONE;
         long since;
         try {
             Long born = Libc.birthNanos(Libc.AT_FDCWD, dirOfRoot.toString(), Libc.AT_SYMLINK_NOFOLLOW);

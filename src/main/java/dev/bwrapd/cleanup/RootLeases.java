@@ -212,7 +212,7 @@ public final class RootLeases {
             Set<String> othersRecorded = Set.of();
             long recordedSince = Libc.BIRTH_UNKNOWN;
             boolean leftToAnother = kept.leftToAnother();
-            RootJournal.Orphans handedOver = journal.takeOrphans(root.name(), () -> where(rootFd));
+            RootJournal.Orphans handedOver = journal.takeOrphansOfAnUnusedRoot(root.name(), () -> where(rootFd));
             if (!handedOver.paths().isEmpty()) {
                 List<String> theirs = new ArrayList<>();
                 for (String path : handedOver.paths()) if (!toRemove.contains(path) && !kept.paths().contains(path)) theirs.add(path);

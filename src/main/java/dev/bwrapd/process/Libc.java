@@ -301,17 +301,30 @@ public final class Libc {
      * not an exception (a stack trace per missing path was most of what a run threw).
      */
     public static FileStat statIfPresent(int dirFd, String path, int flags) throws Error {
-        FileStat stat = statx(dirFd, path, flags);
-        if (stat != null) return stat;
+        return isPresent(dirFd, path, flags, STATX_BASIC_STATS) ? fileStat(STATX_BUFFER.get()) : null;
+    }
+
+    /**
+     * statx(2) asking {@code mask} into the thread's buffer: true, or false when nothing is there
+     * (ENOENT, ENOTDIR); any other failure throws. The missing-file rule of {@link #statIfPresent}
+     * and {@link #birthNanos}.
+     */
+    private static boolean isPresent(int dirFd, String path, int flags, int mask) throws Error {
+        if (BINDING.statx(dirFd, path, flags, mask, STATX_BUFFER.get()) == 0) return true;
         int errno = errno();
-        if (errno == ENOENT || errno == ENOTDIR) return null;
+        if (errno == ENOENT || errno == ENOTDIR) return false;
         throw new Error("statx " + path, errno);
     }
 
-    /** The statx(2) call both share: the file's stat, or null with errno set. */
+    /** The statx(2) call of {@link #stat}: the file's stat, or null with errno set. */
     private static FileStat statx(int dirFd, String path, int flags) {
         byte[] buf = STATX_BUFFER.get(); // struct statx: the same layout on every architecture
         if (BINDING.statx(dirFd, path, flags, STATX_BASIC_STATS, buf) != 0) return null;
+        return fileStat(buf);
+    }
+
+    /** The stat in a struct statx. */
+    private static FileStat fileStat(byte[] buf) {
         long device = ((long) (int) INT_AT.get(buf, 136) << 32) | Integer.toUnsignedLong((int) INT_AT.get(buf, 140));
         return new FileStat(Short.toUnsignedInt((short) SHORT_AT.get(buf, 28)), device, (long) LONG_AT.get(buf, 32),
                 (long) LONG_AT.get(buf, 40), (int) INT_AT.get(buf, 20));
@@ -343,12 +356,8 @@ public final class Libc {
      * process can set or change it.
      */
     public static Long birthNanos(int dirFd, String path, int flags) throws Error {
+        if (!isPresent(dirFd, path, flags, STATX_BTIME)) return null;
         byte[] buf = STATX_BUFFER.get();
-        if (BINDING.statx(dirFd, path, flags, STATX_BTIME, buf) != 0) {
-            int errno = errno();
-            if (errno == ENOENT || errno == ENOTDIR) return null;
-            throw new Error("statx " + path, errno);
-        }
         if (((int) INT_AT.get(buf, 0) & STATX_BTIME) == 0) return BIRTH_UNKNOWN;
         return (long) LONG_AT.get(buf, 80) * 1_000_000_000L + Integer.toUnsignedLong((int) INT_AT.get(buf, 88));
     }

@@ -23,6 +23,18 @@ class StatIfPresentTest {
         assertNull(Libc.statIfPresent(Libc.AT_FDCWD, dir.resolve("file/below").toString(), Libc.AT_SYMLINK_NOFOLLOW));
     }
 
+    /** birthNanos shares the rule: missing is null, a loop an error. */
+    @Test
+    void aMissingBirthIsNullAndALoopAnError() throws Exception {
+        Files.writeString(dir.resolve("file"), "x");
+        assertNull(Libc.birthNanos(Libc.AT_FDCWD, dir.resolve("nothing").toString(), Libc.AT_SYMLINK_NOFOLLOW));
+        assertNull(Libc.birthNanos(Libc.AT_FDCWD, dir.resolve("file/below").toString(), Libc.AT_SYMLINK_NOFOLLOW));
+        org.junit.jupiter.api.Assertions.assertNotNull(Libc.birthNanos(Libc.AT_FDCWD, dir.resolve("file").toString(), Libc.AT_SYMLINK_NOFOLLOW));
+        Files.createSymbolicLink(dir.resolve("a"), Path.of("b"));
+        Files.createSymbolicLink(dir.resolve("b"), Path.of("a"));
+        assertEquals(Libc.ELOOP, assertThrows(Libc.Error.class, () -> Libc.birthNanos(Libc.AT_FDCWD, dir.resolve("a").toString(), 0)).errno);
+    }
+
     @Test
     void aLinkIsSeenAsALinkAndAFileAsAFile() throws Exception {
         Files.writeString(dir.resolve("file"), "abc");

@@ -347,16 +347,7 @@ class ServerTest {
      */
     @Test
     void aCancelOfAnIdNoScaleHoldsIsHarmlessAndReachesItsRequest() throws Exception {
-        CountDownLatch cancelled = new CountDownLatch(1);
-        methods.put("wait", call -> {
-            call.onCancel(cancelled::countDown);
-            try {
-                return cancelled.await(10, TimeUnit.SECONDS) ? "cancelled" : "timeout";
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                return "interrupted";
-            }
-        });
+        waitUntilCancelled(1);
         try (Live live = new Live()) {
             live.send("{\"jsonrpc\":\"2.0\",\"method\":\"$/cancelRequest\",\"params\":{\"id\":100e2147483647}}");
             live.send("{\"jsonrpc\":\"2.0\",\"id\":1e-2147483647,\"method\":\"wait\"}");
@@ -391,16 +382,7 @@ class ServerTest {
     /** Review finding: a second request with the id of one still running replaced it, which no cancel could then reach. */
     @Test
     void aCancelReachesEveryRequestWithThatId() throws Exception {
-        CountDownLatch cancelled = new CountDownLatch(2);
-        methods.put("wait", call -> {
-            call.onCancel(cancelled::countDown);
-            try {
-                return cancelled.await(10, TimeUnit.SECONDS) ? "cancelled" : "timeout";
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                return "interrupted";
-            }
-        });
+        waitUntilCancelled(2);
         try (Live live = new Live()) {
             live.send("{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"wait\"}");
             live.send("{\"jsonrpc\":\"2.0\",\"id\":5.0,\"method\":\"wait\"}");
@@ -632,6 +614,20 @@ class ServerTest {
         assertEquals(EXACT.readTree(id), response.get("id"), response.toString());
         assertEquals(code, response.at("/error/code").intValue(), response.toString());
         assertTrue(response.at("/error/message").isTextual(), response.toString());
+    }
+
+    /** A method "wait" that answers "cancelled" once {@code cancels} cancels have reached its calls ("timeout" after 10 s). */
+    private void waitUntilCancelled(int cancels) {
+        CountDownLatch cancelled = new CountDownLatch(cancels);
+        methods.put("wait", call -> {
+            call.onCancel(cancelled::countDown);
+            try {
+                return cancelled.await(10, TimeUnit.SECONDS) ? "cancelled" : "timeout";
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return "interrupted";
+            }
+        });
     }
 
     private static JsonNode json(String text) throws IOException {

@@ -293,7 +293,9 @@ final class MountPoints {
         if (known != null) return known.orElse(null);
         Libc.FileStat stat;
         try {
-            stat = Libc.statIfPresent(Libc.AT_FDCWD, host, Libc.AT_SYMLINK_NOFOLLOW);
+            RootPaths.BelowDescriptor below = RootPaths.belowDescriptor(host); // the same file, found without /proc's walk
+            stat = below != null ? Libc.statIfPresent(below.fd(), below.below(), Libc.AT_SYMLINK_NOFOLLOW)
+                    : Libc.statIfPresent(Libc.AT_FDCWD, host, Libc.AT_SYMLINK_NOFOLLOW);
         } catch (Libc.Error e) {
             throw new HostPaths.Refused(true, destination + ": cannot look at what is on its way in the root (" + Libc.strerror(e.errno)
                             + "), so where bwrap would create it is unknown");

@@ -22,7 +22,34 @@ public final class RootPaths {
      * /proc/self/fd/N to the very directory bwrapd opened, however the path it came from changed since.
      */
     public static Path of(int rootFd) {
-        return Path.of("/proc/self/fd/" + rootFd);
+        return Path.of(DESCRIPTORS + rootFd);
+    }
+
+    private static final String DESCRIPTORS = "/proc/self/fd/";
+
+    /** A path below a descriptor's directory: {@code below} is relative to {@code fd}. */
+    record BelowDescriptor(int fd, String below) {}
+
+    /**
+     * A path below one of {@link #of}'s ("/proc/self/fd/6/dev/null") as its descriptor and the
+     * rest (6, "dev/null"), or null for any other path (the descriptor itself among them). Looked
+     * at relative to the descriptor, the same file is found without the kernel walking /proc and
+     * its magic link again at every look: a statx that way cost about four of the other here.
+     */
+    static BelowDescriptor belowDescriptor(String path) {
+        if (!path.startsWith(DESCRIPTORS)) return null;
+        int from = DESCRIPTORS.length();
+        int slash = path.indexOf('/', from);
+        // Digits as /proc spells a descriptor (no sign, no leading zero), and a relative rest.
+        if (slash <= from || slash - from > 9 || slash + 1 >= path.length() || path.charAt(slash + 1) == '/') return null;
+        if (path.charAt(from) == '0' && slash - from > 1) return null;
+        int fd = 0;
+        for (int i = from; i < slash; i++) {
+            char c = path.charAt(i);
+            if (c < '0' || c > '9') return null;
+            fd = fd * 10 + (c - '0');
+        }
+        return new BelowDescriptor(fd, path.substring(slash + 1));
     }
 
     /** Splits an absolute path into its names, resolving {@code .} and {@code ..}; empty if it climbs above {@code /}. */

@@ -453,6 +453,47 @@ class RootPathsTest {
         assertEquals(List.of(), MountPoints.plan(onHost, Path.of("/"), List.of(), true, List.of("/run"), List.of(List.of("run/bwrapd"))).journal());
     }
 
+    @ParameterizedTest
+    @CsvSource({
+            "/proc/self/fd/6/dev/null, 6, dev/null",
+            "/proc/self/fd/123/bin, 123, bin",
+            "/proc/self/fd/0/a/, 0, a/",
+    })
+    void aPathBelowADescriptorIsThatDescriptorAndTheRest(String path, int fd, String below) {
+        assertEquals(new RootPaths.BelowDescriptor(fd, below), RootPaths.belowDescriptor(path));
+    }
+
+    /** Each is looked at by its path as it is: nothing below a descriptor, or not as /proc spells one. */
+    @ParameterizedTest
+    @CsvSource({
+            "/proc/self/fd/6", "/proc/self/fd/6/", "/proc/self/fd/6//etc", "/proc/self/fd//6/etc", "/proc/self/fd/06/etc",
+            "/proc/self/fd/+6/etc", "/proc/self/fd/6a/etc", "/proc/self/fd/1234567890/etc", "/proc/1/fd/6/etc",
+            "/proc/self/fdx/6/etc", "/tmp/root/etc", "proc/self/fd/6/etc",
+    })
+    void anyOtherPathIsNotBelowADescriptor(String path) {
+        assertEquals(null, RootPaths.belowDescriptor(path));
+    }
+
+    @Test
+    void aLookBelowTheRootsDescriptorSeesWhatItsPathShows() throws Exception {
+        int fd = dev.bwrapd.process.Libc.open(root.toString(), dev.bwrapd.process.Libc.O_PATH | dev.bwrapd.process.Libc.O_DIRECTORY, 0);
+        try {
+            MountPoints view = new MountPoints(RootPaths.of(fd));
+            for (String name : List.of("bin/busybox", "bin/sh", "lib", "etc", "nothing", "bin/busybox/below")) {
+                var seen = view.lstat(RootPaths.of(fd) + "/" + name, "/" + name);
+                var byPath = dev.bwrapd.process.Libc.statIfPresent(dev.bwrapd.process.Libc.AT_FDCWD, root + "/" + name,
+                        dev.bwrapd.process.Libc.AT_SYMLINK_NOFOLLOW);
+                assertEquals(byPath == null, seen == null, name);
+                if (byPath != null) {
+                    assertTrue(byPath.sameFile(seen), name);
+                    assertEquals(byPath.type(), seen.type(), name);
+                }
+            }
+        } finally {
+            dev.bwrapd.process.Libc.close(fd);
+        }
+    }
+
     /** As a run plans: the hidden paths decided as HostPaths decides them. */
     private static BwrapCommand.Places plan(RunSpec spec, Path root, List<Path> mountSources, boolean hostRoot) throws HostPaths.Refused {
         return MountPoints.plan(spec, root, mountSources, hostRoot, MountPoints.hidden(spec, hostRoot));

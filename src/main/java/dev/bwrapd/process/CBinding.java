@@ -49,6 +49,7 @@ final class CBinding implements LibcBinding {
         @CFunction static native int open(CCharPointer path, int flags, int mode);
         @CFunction static native int openat(int dirFd, CCharPointer name, int flags, int mode);
         @CFunction static native int mkdirat(int dirFd, CCharPointer name, int mode);
+        @CFunction static native int unlinkat(int dirFd, CCharPointer name, int flags);
         @CFunction static native int close(int fd);
         @CFunction static native long read(int fd, CCharPointer buffer, long count);
         @CFunction static native long pread(int fd, CCharPointer buffer, long count, long offset);
@@ -289,6 +290,12 @@ final class CBinding implements LibcBinding {
     public int mkdirat(int dirFd, String name, int mode) {
         ThreadMemory m = memory(Downcall.stringSize(name));
         return m.kept(Functions.mkdirat(dirFd, m.string(name), mode));
+    }
+
+    @Override
+    public int unlinkat(int dirFd, String name, int flags) {
+        ThreadMemory m = memory(Downcall.stringSize(name));
+        return m.kept(Functions.unlinkat(dirFd, m.string(name), flags));
     }
 
     @Override

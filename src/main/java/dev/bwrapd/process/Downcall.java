@@ -30,6 +30,7 @@ enum Downcall {
     OPEN("open", 2, INT, POINTER, INT, INT),
     OPENAT("openat", 3, INT, INT, POINTER, INT, INT),
     MKDIRAT("mkdirat", INT, INT, POINTER, INT),
+    UNLINKAT("unlinkat", INT, INT, POINTER, INT),
     CLOSE("close", INT, INT),
     READ("read", LONG, INT, POINTER, LONG),
     PREAD("pread", LONG, INT, POINTER, LONG, LONG),

@@ -86,6 +86,7 @@ final class FfmBinding implements LibcBinding {
         static final MethodHandle OPEN = link(Downcall.OPEN);
         static final MethodHandle OPENAT = link(Downcall.OPENAT);
         static final MethodHandle MKDIRAT = link(Downcall.MKDIRAT);
+        static final MethodHandle UNLINKAT = link(Downcall.UNLINKAT);
         static final MethodHandle CLOSE = link(Downcall.CLOSE);
         static final MethodHandle READ = link(Downcall.READ);
         static final MethodHandle PREAD = link(Downcall.PREAD);
@@ -274,6 +275,12 @@ final class FfmBinding implements LibcBinding {
     public int mkdirat(int dirFd, String name, int mode) {
         MemorySegment c = string(name);
         try { return (int) Linked.MKDIRAT.invokeExact(state(), dirFd, c, mode); } catch (Throwable t) { throw unexpected(t); }
+    }
+
+    @Override
+    public int unlinkat(int dirFd, String name, int flags) {
+        MemorySegment c = string(name);
+        try { return (int) Linked.UNLINKAT.invokeExact(state(), dirFd, c, flags); } catch (Throwable t) { throw unexpected(t); }
     }
 
     @Override

@@ -377,6 +377,13 @@ public final class Libc {
         return BINDING.mkdirat(dirFd, name, mode);
     }
 
+    public static final int AT_REMOVEDIR = 0x200;
+
+    /** rmdir(2) of {@code path} (unlinkat with AT_REMOVEDIR); returns -1 and leaves errno on failure. */
+    public static int rmdir(String path) {
+        return BINDING.unlinkat(AT_FDCWD, path, AT_REMOVEDIR);
+    }
+
     public static void close(int fd) {
         if (fd >= 0) BINDING.close(fd);
     }

@@ -64,6 +64,8 @@ interface LibcBinding {
 
     int mkdirat(int dirFd, String name, int mode);
 
+    int unlinkat(int dirFd, String name, int flags);
+
     /** syscall(SYS_openat2, dirFd, path, how, sizeof how): {@code how} is struct open_how {flags, mode, resolve}. */
     int openat2(int dirFd, String path, long[] how);
 

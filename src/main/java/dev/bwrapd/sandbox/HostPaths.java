@@ -226,7 +226,7 @@ public final class HostPaths implements AutoCloseable {
      * no link and checked to hold it.
      */
     private static boolean isInJournal(int fd, Libc.FileStat stat, JournalPlace journals) throws Libc.Error, Refused {
-        if (stat.type() == Libc.S_IFDIR) return reachesAJournalFirst(fd, journals);
+        if (stat.type() == Libc.S_IFDIR) return reachesAJournalFirst(fd, stat, journals);
         Libc.MountOf mount = Libc.mountOf(fd);
         if (mount != null && mount.isRoot()) return holdsTheRootOf(mount, journals);
         java.nio.file.Path file = java.nio.file.Path.of(realPath(fd));
@@ -237,7 +237,7 @@ public final class HostPaths implements AutoCloseable {
         try {
             Libc.FileStat there = Libc.statIfPresent(dir, file.getFileName().toString(), Libc.AT_SYMLINK_NOFOLLOW);
             if (there == null || !there.sameFile(stat)) throw new Libc.Error(file + " was moved while it was examined", Libc.ENOENT);
-            return reachesAJournalFirst(dir, journals);
+            return reachesAJournalFirst(dir, Libc.stat(dir, "", Libc.AT_EMPTY_PATH), journals);
         } finally {
             Libc.close(dir);
         }
@@ -252,24 +252,25 @@ public final class HostPaths implements AutoCloseable {
      * the directory's own, so the mount table says what of its file system is mounted there (a
      * directory inside a journal, bound elsewhere, is no way's).
      */
-    private static boolean reachesAJournalFirst(int dir, JournalPlace journals) throws Libc.Error, Refused {
-        int current = Libc.openat(dir, ".", Libc.O_PATH | Libc.O_DIRECTORY);
-        if (current < 0) throw new Libc.Error("open a directory on the way", Libc.errno());
+    private static boolean reachesAJournalFirst(int dir, Libc.FileStat dirStat, JournalPlace journals) throws Libc.Error, Refused {
+        int current = -1; // dir itself first, whose stat is known: not reopened, and not ours to close
+        Libc.FileStat stat = dirStat;
         try {
             for (int depth = 0; depth < 4096; depth++) {
-                Libc.FileStat stat = Libc.stat(current, "", Libc.AT_EMPTY_PATH);
                 List<String> below = journals.below(stat);
                 if (!below.isEmpty()) return below.contains("");
-                Libc.MountOf mount = Libc.mountOf(current);
+                int at = current < 0 ? dir : current;
+                Libc.MountOf mount = Libc.mountOf(at);
                 if (mount != null && mount.isRoot()) return holdsTheRootOf(mount, journals);
-                int parent = Libc.openat(current, "..", Libc.O_PATH | Libc.O_DIRECTORY);
+                int parent = Libc.openat(at, "..", Libc.O_PATH | Libc.O_DIRECTORY);
                 if (parent < 0) throw new Libc.Error("open a parent directory on the way", Libc.errno());
-                Libc.close(current);
+                if (current >= 0) Libc.close(current);
                 current = parent;
+                stat = Libc.stat(current, "", Libc.AT_EMPTY_PATH);
             }
             return true; // deeper than any path can be: taken as inside
         } finally {
-            Libc.close(current);
+            if (current >= 0) Libc.close(current);
         }
     }
 

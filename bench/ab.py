@@ -16,6 +16,7 @@ With --throughput, each helper runs the same sandbox with IN_FLIGHT requests pip
 (bench.py's bwrapd_pipelined), 8 rounds of 400 runs, the helpers' order swapped every round.
 Prints each helper's runs per second over all rounds, its CPU per run and each round's rate.
 """
+import itertools
 import os
 import shutil
 import statistics
@@ -73,9 +74,12 @@ def compare(runs, exes, helpers, root):
         values.clear()
     times = {name: [] for name, _ in contenders}
     cpu_before = [h.cpu_seconds() for h in helpers]
+    # Every order in turn, not a rotation: rotated, the helper after Popen in the list follows it in
+    # two rounds of three and pays for what Popen leaves running (its sandbox's init and teardown,
+    # which Popen does not wait for): the same binary named twice was 0.1-0.25 x Popen slower first.
+    orders = list(itertools.permutations(contenders))
     for i in range(runs):
-        k = i % len(contenders)  # rotate who goes first
-        for name, run in contenders[k:] + contenders[:k]:
+        for name, run in orders[i % len(orders)]:
             start = time.perf_counter()
             run()
             times[name].append((time.perf_counter() - start) * 1000)

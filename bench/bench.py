@@ -6,8 +6,8 @@ Usage (from the checkout, after the helper was built):
     /usr/bin/python3 bench/bench.py            # ~5 minutes
     /usr/bin/python3 bench/bench.py --quick    # ~1 minute smoke run
 
-What it compares, always interleaved round by round (A, B, C, then B, C, A, ...) so that noise
-from the (shared) machine hits every contender alike:
+What it compares, always interleaved round by round (A, B, C, then B, C, A, ...; for latency a
+new random order every round) so that noise from the (shared) machine hits every contender alike:
 
   1. latency of one /bin/true sandbox in a busybox root, requests one at a time:
      (a) bwrapd `sandbox/run` over one long-lived helper, (b) Python `subprocess.Popen` of the very
@@ -602,9 +602,12 @@ def bench_latency(helpers, roots, bst, runs, warmup, floor_binary, cgroup_base):
     cpu.update((name, 0.0) for name in cpu)
     floor_cpu = {name: f.cpu_seconds() for name, f in floors.items()}
     times = {name: [] for name, _ in contenders}
-    for i in range(runs):
-        k = i % len(contenders)  # rotate who goes first
-        for name, fn in contenders[k:] + contenders[:k]:
+    # A new order every round, not a rotation: rotated, each contender mostly follows the same one,
+    # and the one after Popen or BuildStream pays for what they leave running (their sandbox's init
+    # and its teardown, which they do not wait for); shuffled, every one follows each alike.
+    order = random.Random(1)
+    for _ in range(runs):
+        for name, fn in order.sample(contenders, len(contenders)):
             times[name].append(fn() * 1000.0)
     for name, f in floors.items():  # the floor process does nothing else: its own CPU over the runs
         cpu[name] = f.cpu_seconds() - floor_cpu[name]

@@ -33,8 +33,9 @@ public final class Watchdog {
      * at /proc for processes marked with $1, every other group left that has a marked member (every
      * group left, without a mark or should the look not finish within 5 s: a process whose memory is
      * locked can hold up a read of its command line; each look is so bounded where `timeout` is),
-     * the cgroups are removed, then every process whose
-     * command line matches $1 (see {@link #pattern}) is killed. The look for marked processes is
+     * the cgroups are removed (all of them in each round, for up to 5 s: a v1 memory or pids
+     * cgroup of a frozen sandbox empties only once its freezer cgroup is thawed), then every process whose
+     * command line begins with the mark, $2 (found by $1: see {@link #pattern}), is killed. The look for marked processes is
      * repeated until a hundred in a row (over a second) find none: a marked bwrap the watchdog was
      * never told of may clone its init between one look's listing of /proc and its kill, and a bwrap
      * spawned the moment before bwrapd died takes the mark only once it has exec'd, which a loaded
@@ -71,12 +72,15 @@ public final class Watchdog {
             below() { for d in "$2"/*/ "$2"/.[!.]*/ "$2"/..?*/; do [ ! -d "$d" ] || below "$1" "${d%/}"; done; "$1" "$2"; }
             killone() { kill -9 $(cat "$1/cgroup.procs"); [ ! -e "$1/freezer.state" ] || echo THAWED > "$1/freezer.state"; }
             look() {
-              if command -v timeout >/dev/null; then timeout -s KILL 5 grep -l -a -s "$1" /proc/[0-9]*/cmdline
-              else grep -l -a -s "$1" /proc/[0-9]*/cmdline; fi
+              if command -v timeout >/dev/null; then candidates=$(timeout -s KILL 5 grep -l -a -s "$1" /proc/[0-9]*/cmdline)
+              else candidates=$(grep -l -a -s "$1" /proc/[0-9]*/cmdline); fi
+              looked=$?
+              for c in $candidates; do [ "$(head -c ${#2} "$c")" != "$2" ] || echo "$c"; done
+              return $looked
             }
             ours=
             if [ -n "$1" ] && [ "$held" != ' ' ]; then
-              found=$(look "$1")
+              found=$(look "$1" "$2")
               if [ $? -lt 124 ]; then
                 ours=' '
                 for f in $found; do
@@ -90,19 +94,24 @@ public final class Watchdog {
                 *) case $ours in ''|*" $id "*) kill -9 "-$id" ;; esac ;;
               esac
             done 2>/dev/null
-            for id in $live; do
-              case $id in /*)
-                n=0
-                while [ -d "$id" ] && ! below rmdir "$id" && [ $n -lt 500 ]; do
-                  [ -e "$id/cgroup.kill" ] || below killone "$id"
-                  sleep 0.01; n=$((n+1))
-                done ;;
-              esac
+            n=0
+            while [ $n -lt 500 ]; do
+              left=
+              for id in $live; do
+                case $id in /*)
+                  if [ -d "$id" ] && ! below rmdir "$id"; then
+                    left=1
+                    [ -e "$id/cgroup.kill" ] || below killone "$id"
+                  fi ;;
+                esac
+              done
+              [ -n "$left" ] || break
+              sleep 0.01; n=$((n+1))
             done 2>/dev/null
             if [ -n "$1" ]; then
               quiet=0; n=0
               while [ $quiet -lt 100 ] && [ $n -lt 2000 ]; do
-                found=$(look "$1")
+                found=$(look "$1" "$2")
                 if [ -n "$found" ]; then quiet=0; else quiet=$((quiet+1)); fi
                 for f in $found; do
                   p=${f#/proc/}; kill -9 "${p%/cmdline}"
@@ -144,7 +153,10 @@ public final class Watchdog {
     /**
      * The grep pattern for command lines with an argument starting with {@code mark} (GNU grep
      * takes the NULs between arguments as line ends): spelled so that grep's own command line does
-     * not match it. Marks end with ':', so no mark is a prefix of another.
+     * not match it. Marks end with ':', so no mark is a prefix of another. What grep finds is only
+     * a candidate: the shell (given the mark itself as $2) kills a process only if its command line
+     * begins with the mark, its argv[0]. A sandbox reads the mark in its init's command line, and a
+     * host process with an argument it made (a file name with a newline and the mark) matched too.
      */
     static String pattern(String mark) {
         return "^" + mark.replaceFirst("-", "[-]");
@@ -199,7 +211,7 @@ public final class Watchdog {
             int[] input = Libc.pipe();
             int devNull = Libc.open("/dev/null", Libc.O_RDWR, 0);
             try {
-                Reaper.Child shell = spawner.spawn(new Spawner.Spec("/bin/sh", List.of("bwrapd-watchdog", "-c", SCRIPT, "bwrapd-watchdog", pattern(mark)),
+                Reaper.Child shell = spawner.spawn(new Spawner.Spec("/bin/sh", List.of("bwrapd-watchdog", "-c", SCRIPT, "bwrapd-watchdog", pattern(mark), mark),
                         List.of("PATH=/usr/bin:/bin"), new int[] {input[0], devNull, devNull}));
                 int started = ++generation;
                 // Its awk may outlive it, still reading: the write would not fail, and nobody would kill anything.

@@ -191,7 +191,7 @@ class WatchdogTest {
                 if (sleeper == null) Thread.sleep(10);
             }
             assertTrue(sleeper != null, "sh started its sleep");
-            runWatchdog("+" + group(renumbered) + "\n+" + group(ours) + "\n+=" + group(unmarked) + "\n", Watchdog.pattern(mark));
+            runWatchdog("+" + group(renumbered) + "\n+" + group(ours) + "\n+=" + group(unmarked) + "\n", Watchdog.pattern(mark), mark);
             assertTrue(unmarked.waitFor(5, TimeUnit.SECONDS), "a group told as unmarked is killed as told");
             assertTrue(sleeper.onExit().get(5, TimeUnit.SECONDS) != null && !sleeper.isAlive(), "the unmarked member of a marked group is killed");
             assertFalse(renumbered.waitFor(300, TimeUnit.MILLISECONDS), "a group without a marked member is left alone");
@@ -225,7 +225,7 @@ class WatchdogTest {
                 String otherStart = String.valueOf(Long.parseLong(Watchdog.startTime((int) r)) + 1);
                 assertTrue(start != null, "the start time of a live process");
                 runWatchdogWithPath(path, "+" + g + "@" + start + "\n+" + r + "@" + otherStart + "\n+" + f + "@" + Watchdog.startTime((int) f)
-                        + "\n-" + f + "\n", Watchdog.pattern("bwrapd-held-1-no-such-mark:"));
+                        + "\n-" + f + "\n", Watchdog.pattern("bwrapd-held-1-no-such-mark:"), "bwrapd-held-1-no-such-mark:");
                 assertTrue(unmarked.waitFor(5, TimeUnit.SECONDS), path + ": the group of a leader that is still the one told is killed");
                 assertFalse(renumbered.waitFor(300, TimeUnit.MILLISECONDS), path + ": a leader with another start time is another process");
                 assertFalse(forgotten.waitFor(100, TimeUnit.MILLISECONDS), path + ": forgotten by its number alone");
@@ -248,7 +248,7 @@ class WatchdogTest {
         timeout.toFile().setExecutable(true);
         Process unmarked = sessionLeader();
         try {
-            runWatchdogWithPath(bin + ":" + System.getenv("PATH"), "+" + group(unmarked) + "\n", Watchdog.pattern("bwrapd-held-1-cannot-look:"));
+            runWatchdogWithPath(bin + ":" + System.getenv("PATH"), "+" + group(unmarked) + "\n", Watchdog.pattern("bwrapd-held-1-cannot-look:"), "bwrapd-held-1-cannot-look:");
             assertTrue(unmarked.waitFor(5, TimeUnit.SECONDS), "a held group is killed when the look cannot be made");
         } finally {
             unmarked.destroyForcibly();
@@ -311,6 +311,43 @@ class WatchdogTest {
     }
 
     /**
+     * Review finding: on a host with cgroup v1 only, a frozen sandbox's memory or pids cgroup
+     * empties only once its freezer cgroup is thawed, and the watchdog gave each cgroup 5 s in turn:
+     * met before the freezer one, it was given up on and left for good, and the sandbox lived on
+     * those 5 s. Every cgroup is now looked at in each round. Without awk the cgroups are visited in
+     * the order told, the pids one first here.
+     */
+    @Test
+    void aFrozenV1SandboxIsKilledAndItsCgroupsRemovedWhateverTheirOrder(@org.junit.jupiter.api.io.TempDir Path bin) throws Exception {
+        Path pids = Path.of("/sys/fs/cgroup/pids"), freezer = Path.of("/sys/fs/cgroup/freezer");
+        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isWritable(pids) && Files.isWritable(freezer), "no writable v1 pids and freezer here");
+        for (String tool : new String[] {"grep", "cat", "sleep", "rmdir", "timeout", "head", "kill"}) {
+            Path found = null;
+            for (String dir : System.getenv("PATH").split(":")) if (Files.isExecutable(Path.of(dir, tool))) { found = Path.of(dir, tool); break; }
+            if (found != null) Files.createSymbolicLink(bin.resolve(tool), found);
+        }
+        String name = "bwrapd-watchdog-test-" + ProcessHandle.current().pid() + "-" + System.nanoTime();
+        Path inPids = Files.createDirectory(pids.resolve(name)), inFreezer = Files.createDirectory(freezer.resolve(name));
+        Process frozen = new ProcessBuilder("setsid", "sleep", "300").start();
+        try {
+            Files.writeString(inPids.resolve("cgroup.procs"), Long.toString(frozen.pid()));
+            Files.writeString(inFreezer.resolve("cgroup.procs"), Long.toString(frozen.pid()));
+            Files.writeString(inFreezer.resolve("freezer.state"), "FROZEN");
+            long start = System.nanoTime();
+            runWatchdogWithPath(bin.toString(), "+" + inPids + "\n+" + inFreezer + "\n");
+            assertTrue(frozen.waitFor(5, TimeUnit.SECONDS), "the frozen process is killed");
+            assertFalse(Files.exists(inPids), "the pids cgroup, met first, is removed too");
+            assertFalse(Files.exists(inFreezer), "the freezer cgroup is removed");
+            assertTrue(System.nanoTime() - start < TimeUnit.SECONDS.toNanos(4), "within a round or two, not after 5 s given to the first");
+        } finally {
+            if (Files.exists(inFreezer)) Files.writeString(inFreezer.resolve("freezer.state"), "THAWED");
+            frozen.destroyForcibly().waitFor();
+            Files.deleteIfExists(inPids);
+            Files.deleteIfExists(inFreezer);
+        }
+    }
+
+    /**
      * Second review: a cgroup's path may hold an '@' (systemd's user@UID.service); a forgotten
      * cgroup then dropped every other one with the same text before its '@', which was never killed.
      */
@@ -333,14 +370,21 @@ class WatchdogTest {
         String mark = "bwrapd-held-4242-" + Long.toHexString(System.nanoTime()) + ":";
         Process marked = new ProcessBuilder("bash", "-c", "exec -a " + mark + " sleep 300").start();
         Process other = new ProcessBuilder("bash", "-c", "exec -a " + mark.replace(":", "0:") + " sleep 300").start();
+        // Review finding: a sandbox reads the mark in its init's command line; a host process given an
+        // argument it made (a file name with a newline, then the mark) was killed with the sandboxes.
+        Process carrier = new ProcessBuilder("sh", "-c", "sleep 300; :", "out/x\n" + mark + "y.o").start();
         try {
             for (int i = 0; i < 1000 && !ProcessHandle.of(marked.pid()).flatMap(h -> h.info().commandLine()).orElse("").contains(mark); i++) Thread.sleep(10);
-            runWatchdog("", Watchdog.pattern(mark));
+            awaitExec(carrier, Path.of("/bin/sh").toRealPath().getFileName().toString());
+            runWatchdog("", Watchdog.pattern(mark), mark);
             assertTrue(marked.waitFor(5, TimeUnit.SECONDS), "argv[0] is the mark: killed");
             assertFalse(other.waitFor(300, TimeUnit.MILLISECONDS), "another helper's mark (a longer one) is left alone");
+            assertTrue(carrier.isAlive(), "an argument with the mark after a newline is no mark: left alone");
         } finally {
             marked.destroyForcibly();
             other.destroyForcibly();
+            carrier.destroyForcibly();
+            carrier.children().forEach(ProcessHandle::destroyForcibly);
         }
     }
 
@@ -350,7 +394,7 @@ class WatchdogTest {
         String mark = "bwrapd-held-4343-" + Long.toHexString(System.nanoTime()) + ":";
         Process late = new ProcessBuilder("bash", "-c", "sleep 0.03; exec -a " + mark + " sleep 300").start();
         try {
-            runWatchdog("", Watchdog.pattern(mark));
+            runWatchdog("", Watchdog.pattern(mark), mark);
             assertTrue(late.waitFor(5, TimeUnit.SECONDS), "marked 30 ms after the watchdog's input ended: killed");
         } finally {
             late.destroyForcibly();

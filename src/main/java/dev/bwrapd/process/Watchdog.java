@@ -32,7 +32,8 @@ public final class Watchdog {
      * member of it and of the cgroups below it, each cgroup thawed, until it is empty) and every group left told as unmarked; then, after one look
      * at /proc for processes marked with $1, every other group left that has a marked member (every
      * group left, without a mark or should the look not finish within 5 s: a process whose memory is
-     * locked can hold up a read of its command line; each look is so bounded where `timeout` is),
+     * locked can hold up a read of its command line, grep's and the check of each candidate's argv[0]
+     * alike; each look is so bounded where `timeout` is),
      * the cgroups are removed (all of them in each round, for up to 5 s: a v1 memory or pids
      * cgroup of a frozen sandbox empties only once its freezer cgroup is thawed), then every process whose
      * command line begins with the mark, $2 (found by $1: see {@link #pattern}), is killed. The look for marked processes is
@@ -71,12 +72,11 @@ public final class Watchdog {
             started() { shift 19; echo "$1"; }
             below() { for d in "$2"/*/ "$2"/.[!.]*/ "$2"/..?*/; do [ ! -d "$d" ] || below "$1" "${d%/}"; done; "$1" "$2"; }
             killone() { kill -9 $(cat "$1/cgroup.procs"); [ ! -e "$1/freezer.state" ] || echo THAWED > "$1/freezer.state"; }
+            filter='found=$(grep -l -a -s "$1" /proc/[0-9]*/cmdline); looked=$?
+              for f in $found; do [ "$(head -c ${#2} "$f")" != "$2" ] || echo "$f"; done; exit $looked'
             look() {
-              if command -v timeout >/dev/null; then candidates=$(timeout -s KILL 5 grep -l -a -s "$1" /proc/[0-9]*/cmdline)
-              else candidates=$(grep -l -a -s "$1" /proc/[0-9]*/cmdline); fi
-              looked=$?
-              for c in $candidates; do [ "$(head -c ${#2} "$c")" != "$2" ] || echo "$c"; done
-              return $looked
+              if command -v timeout >/dev/null; then timeout -s KILL 5 /bin/sh -c "$filter" look "$1" "$2"
+              else /bin/sh -c "$filter" look "$1" "$2"; fi
             }
             ours=
             if [ -n "$1" ] && [ "$held" != ' ' ]; then

@@ -325,7 +325,7 @@ public final class Sandbox {
 
     /** Stops the whole sandbox: freezes its cgroup, or SIGSTOP to the command's group without one. */
     public synchronized boolean suspend() {
-        if (state == State.FINISHED) return false;
+        if (state == State.FINISHED || initEnded()) return false;
         if (!confined || !commandRunningOrGone()) return signal(Signals.SIGSTOP); // queued until the command runs
         if (!cgroup.freeze(true)) return signal(Signals.SIGSTOP);
         state = State.SUSPENDED;
@@ -334,7 +334,7 @@ public final class Sandbox {
 
     /** Lets a suspended sandbox go on: thaws its cgroup, and SIGCONT to the group (also undoes a SIGSTOP sent as a signal). */
     public synchronized boolean resume() {
-        if (state == State.FINISHED) return false;
+        if (state == State.FINISHED || initEnded()) return false;
         boolean thawed = confined && cgroup.freeze(false);
         boolean continued = signal(Signals.SIGCONT);
         if (thawed && state != State.FINISHED) state = State.RUNNING;

@@ -183,7 +183,8 @@ class RobustnessIT {
      * run's thread waits for a client that reads no streamed output. sandbox/signal and
      * sandbox/terminate then went to that number, free and maybe a host process's group (as root,
      * an unrelated process given the number died of SIGKILL), said "delivered", and terminate made
-     * a command that had exited 0 by itself "signaled". Once the init has exited, nothing is sent.
+     * a command that had exited 0 by itself "signaled" (and suspend and resume, through the cgroup,
+     * said "delivered" too). Once the init has exited, nothing is sent.
      */
     @Test
     void signalsAfterTheInitExitedReachNobody() throws Exception {
@@ -204,10 +205,11 @@ class RobustnessIT {
             Process victim = groupAt(init);
             bwrapd.send(request(2, "sandbox/signal", JSON.createObjectNode().put("sandboxId", "ended").put("signal", "SIGKILL")));
             bwrapd.send(request(3, "sandbox/terminate", JSON.createObjectNode().put("sandboxId", "ended").put("graceMs", 5000)));
+            bwrapd.send(request(4, "sandbox/suspend", JSON.createObjectNode().put("sandboxId", "ended")));
+            bwrapd.send(request(5, "sandbox/resume", JSON.createObjectNode().put("sandboxId", "ended")));
             bwrapd.startReading();
-            Map<Long, JsonNode> answers = bwrapd.answers(3);
-            assertFalse(answers.get(2L).at("/result/delivered").asBoolean(true), answers.get(2L)::toString);
-            assertFalse(answers.get(3L).at("/result/delivered").asBoolean(true), answers.get(3L)::toString);
+            Map<Long, JsonNode> answers = bwrapd.answers(5);
+            for (long id = 2; id <= 5; id++) assertFalse(answers.get(id).at("/result/delivered").asBoolean(true), answers.get(id)::toString);
             Runs.assertExited(answers.get(1L).get("result"), 0);
             if (victim != null) {
                 assertTrue(victim.isAlive(), "a process given the init's number as its group was signalled");

@@ -127,14 +127,12 @@ final class CallAdmission implements ServerInterceptor {
                 if (run) runs.release();
             }
         };
-        ServerCall.Listener<Q> listener;
         try {
-            listener = next.startCall(call, headers);
+            return new Admitted<>(next.startCall(call, headers), call, run, release).counted();
         } catch (RuntimeException | Error e) { // gRPC closes the call, and tells no listener of it
             release.run();
             throw e;
         }
-        return new Admitted<>(listener, call, run, release).counted();
     }
 
     /** Where an admitted call's request is: awaited, handed to the handler (with its half-close), or the call closed here. */

@@ -766,6 +766,9 @@ final class Run {
      * than the limit could be reached with every CPU busy (within 5 to 250 ms); at the limit the
      * sandbox is killed. Returns when to look next.
      */
+    /** The host's online CPUs, for {@link #watchCpu}; 0 until it first looks. */
+    private int cpus;
+
     private long watchCpu(long now) {
         if (initEnded || cgroup == null) return Long.MAX_VALUE; // the sandbox is gone: nothing left to stop
         long used = cgroup.cpuMicros();
@@ -774,7 +777,8 @@ final class Run {
             cpuExceeded = sandbox.kill(Sandbox.Ending.NONE);
             return Long.MAX_VALUE;
         }
-        long waitMicros = used < 0 ? 250_000 : Math.clamp(left / onlineCpus(), 5_000, 250_000);
+        if (cpus == 0) cpus = onlineCpus(); // once a run: looked at every 5 ms near the limit
+        long waitMicros = used < 0 ? 250_000 : Math.clamp(left / cpus, 5_000, 250_000);
         return now + waitMicros * 1000;
     }
 

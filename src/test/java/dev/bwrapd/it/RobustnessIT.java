@@ -203,17 +203,18 @@ class RobustnessIT {
             while (Files.exists(Path.of("/proc/" + init)) && System.nanoTime() < giveUp) Thread.sleep(20);
             assertFalse(Files.exists(Path.of("/proc/" + init)), "the init " + init + " was not reaped");
             Process victim = groupAt(init);
-            bwrapd.send(request(2, "sandbox/signal", JSON.createObjectNode().put("sandboxId", "ended").put("signal", "SIGKILL")));
-            bwrapd.send(request(3, "sandbox/terminate", JSON.createObjectNode().put("sandboxId", "ended").put("graceMs", 5000)));
-            bwrapd.send(request(4, "sandbox/suspend", JSON.createObjectNode().put("sandboxId", "ended")));
-            bwrapd.send(request(5, "sandbox/resume", JSON.createObjectNode().put("sandboxId", "ended")));
-            bwrapd.startReading();
-            Map<Long, JsonNode> answers = bwrapd.answers(5);
-            for (long id = 2; id <= 5; id++) assertFalse(answers.get(id).at("/result/delivered").asBoolean(true), answers.get(id)::toString);
-            Runs.assertExited(answers.get(1L).get("result"), 0);
-            if (victim != null) {
-                assertTrue(victim.isAlive(), "a process given the init's number as its group was signalled");
-                victim.destroyForcibly().waitFor();
+            try {
+                bwrapd.send(request(2, "sandbox/signal", JSON.createObjectNode().put("sandboxId", "ended").put("signal", "SIGKILL")));
+                bwrapd.send(request(3, "sandbox/terminate", JSON.createObjectNode().put("sandboxId", "ended").put("graceMs", 5000)));
+                bwrapd.send(request(4, "sandbox/suspend", JSON.createObjectNode().put("sandboxId", "ended")));
+                bwrapd.send(request(5, "sandbox/resume", JSON.createObjectNode().put("sandboxId", "ended")));
+                bwrapd.startReading();
+                Map<Long, JsonNode> answers = bwrapd.answers(5);
+                for (long id = 2; id <= 5; id++) assertFalse(answers.get(id).at("/result/delivered").asBoolean(true), answers.get(id)::toString);
+                Runs.assertExited(answers.get(1L).get("result"), 0);
+                if (victim != null) assertTrue(victim.isAlive(), "a process given the init's number as its group was signalled");
+            } finally {
+                if (victim != null) victim.destroyForcibly().waitFor(); // also when an assertion failed: no sleep 1000 left
             }
         }
     }

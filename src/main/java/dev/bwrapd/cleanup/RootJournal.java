@@ -454,7 +454,7 @@ public final class RootJournal {
                 if (!handedOverRecord && (!isNumber(writer) || Files.exists(Path.of("/proc", writer)))) continue; // alive, or not a record
                 if (!unfinished) {
                     if (where == null) where = whereNow.get();
-                    List<String> lines = Files.readAllLines(record, StandardCharsets.UTF_8);
+                    List<String> lines = lines(record);
                     if (!lines.isEmpty() && lines.getFirst().equals(where)) {
                         for (String path : lines.subList(1, lines.size())) if (!paths.contains(path)) paths.add(path);
                     }
@@ -470,6 +470,17 @@ public final class RootJournal {
             // records of helpers alive, this one's among them: theirs to remove
         }
         return new Orphans(paths, since);
+    }
+
+    /**
+     * A record's lines as {@link #write} wrote them: only a newline ends one. A name may hold a
+     * carriage return (a link in the root can lead there), which {@code readAllLines} also ends a
+     * line at: {@code x\r../victim} in the root came back as {@code ../victim}, beside it.
+     */
+    private static List<String> lines(Path record) throws IOException {
+        String text = Files.readString(record, StandardCharsets.UTF_8);
+        if (text.endsWith("\n")) text = text.substring(0, text.length() - 1);
+        return text.isEmpty() ? List.of() : List.of(text.split("\n", -1));
     }
 
     private static boolean isNumber(String text) {

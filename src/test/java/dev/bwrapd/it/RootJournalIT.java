@@ -260,6 +260,53 @@ class RootJournalIT {
         }
     }
 
+    /**
+     * A record is read back by the lines it was written with: only a newline ends one. A sandbox
+     * that could write its root planted a link {@code /data -> "/x\r../VICTIM"}; a later run with a
+     * mount target {@code /data/out} (placed at {@code x\r../VICTIM/out}, inside the root) was
+     * recorded, its helper was killed, and the next helper read the record with a reader that also
+     * ends a line at a carriage return: {@code ../VICTIM}, and it removed the empty directory beside
+     * the root that the test made meanwhile.
+     */
+    @Test
+    void aCarriageReturnInARecordedPathLeadsNoCleanupOutOfTheRoot() throws Exception {
+        Path runtimeDir = Files.createDirectory(host.resolve("runtime"));
+        Path victimDir = attacker.path().resolveSibling("bwrapd-it-victim-" + ProcessHandle.current().pid() + "-" + System.nanoTime());
+        Path sync = Files.createDirectory(host.resolve("sync"));
+        try {
+            try (BwrapdProcess bwrapd = helperWithRuntimeDir(runtimeDir)) {
+                JsonNode planted = run(bwrapd, sh(attacker, "ln -s \"$(printf '/x\\r../" + victimDir.getFileName() + "')\" /data && echo planted"));
+                assertEquals("planted\n", Runs.out(planted), planted::toString);
+                Runs.closeChecked(bwrapd);
+            }
+            BwrapdProcess killed = helperWithRuntimeDir(runtimeDir);
+            try {
+                ObjectNode p = sh(attacker, "touch /data/out/ready; sleep 1000");
+                p.set("mounts", Runs.JSON.createArrayNode().add(mount(sync.toString(), "/data/out", false)));
+                killed.requestAsync("sandbox/run", p);
+                Runs.awaitFile(sync.resolve("ready"), java.time.Duration.ofSeconds(30));
+                Files.createDirectory(victimDir); // after the record: its birth does not keep it
+            } finally {
+                killed.process().destroyForcibly(); // SIGKILL: its record is the next helper's to take
+                killed.waitFor(java.time.Duration.ofSeconds(30));
+                killed.close();
+            }
+            try (BwrapdProcess next = helperWithRuntimeDir(runtimeDir)) {
+                JsonNode result = run(next, sh(attacker, "true"));
+                assertExited(result, 0);
+                assertTrue(Files.isDirectory(victimDir), "the cleanup of a killed helper's record removed a directory beside the root: "
+                        + next.stderr());
+                try (var left = Files.list(attacker.path())) {
+                    assertEquals(List.of(), left.filter(f -> f.getFileName().toString().startsWith("x")).toList(),
+                            "what the killed helper's bwrap made is left in the root: " + next.stderr());
+                }
+                Runs.closeChecked(next);
+            }
+        } finally {
+            TestRoot.deleteTree(victimDir);
+        }
+    }
+
     /** A mount source in the journal, or the journal itself, is refused (-32005): nothing there is a sandbox's. */
     @Test
     void aMountSourceInTheJournalIsRefused() throws Exception {

@@ -85,7 +85,11 @@ final class RootCleaner {
 
     /** Removes one path if it is there, and born no earlier than {@code bornSince}; false if it was already gone. */
     private static boolean removeOne(SecureDirectoryStream<Path> rootDir, String path, long bornSince) throws IOException {
-        String[] names = path.split("/");
+        String[] names = path.split("/", -1);
+        // Paths bwrap makes are plain names below the root; a record planted in the journal may climb out by "..".
+        for (String name : names) {
+            if (name.isEmpty() || name.equals(".") || name.equals("..")) throw new IOException("not a path below the root; left alone");
+        }
         List<SecureDirectoryStream<Path>> opened = new ArrayList<>();
         try {
             SecureDirectoryStream<Path> dir = rootDir;

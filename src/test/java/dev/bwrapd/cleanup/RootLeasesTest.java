@@ -365,6 +365,30 @@ class RootLeasesTest {
     }
 
     /**
+     * A record planted by whoever could write in the journal names paths that climb out of the root
+     * by {@code ..}, or stand still by {@code .}: bwrap makes nothing there, and cleanup goes only
+     * below the root, whatever the record's age (the victims are made after it).
+     */
+    @Test
+    void aRecordNamesNothingOutsideTheRoot() throws Exception {
+        Path journalDir = tmp.resolve("run");
+        RootJournal journal = journalIn(journalDir);
+        Path records = recordsIn(journalDir);
+        record(records, "left-1", "..", "../victim", "../file", "./x/../../victim2", "");
+        Path victim = Files.createDirectory(tmp.resolve("victim"));
+        Path file = Files.createFile(tmp.resolve("file"));
+        Path victim2 = Files.createDirectory(tmp.resolve("victim2"));
+        Files.createDirectory(root.resolve("x"));
+        RootLeases withJournal = new RootLeases(journal);
+        withJournal.acquire(fd(root), stat(root), List.of("proc"));
+        assertTrue(Files.isDirectory(victim), "a record removed a directory beside the root");
+        assertTrue(Files.isRegularFile(file), "a record removed a file beside the root");
+        assertTrue(Files.isDirectory(victim2), "a record removed a directory beside the root");
+        assertTrue(Files.isDirectory(root), "a record removed the root");
+        withJournal.release(fd(root), stat(root));
+    }
+
+    /**
      * The journal removed after it was opened (tmpfiles, a logout): the next lease makes it again,
      * records there, and the sandboxes' hiding knows that directory, not the one gone.
      */

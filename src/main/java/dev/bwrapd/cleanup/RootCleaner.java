@@ -51,7 +51,14 @@ final class RootCleaner {
         if (paths.isEmpty()) return new CleanupReport(true, List.of(), List.of(), false); // a prepared root: nothing opened
         List<String> removed = new ArrayList<>();
         List<CleanupReport.Failure> failed = new ArrayList<>();
-        try (DirectoryStream<Path> opened = Files.newDirectoryStream(root)) {
+        int rootFd = -1;
+        try {
+            rootFd = Libc.open(root.toString(), Libc.O_PATH | Libc.O_DIRECTORY, 0);
+        } catch (IOException e) {
+            failed.add(new CleanupReport.Failure("/", describe(e)));
+            return new CleanupReport(false, removed, failed, false);
+        }
+        try (DirectoryStream<Path> opened = Files.newDirectoryStream(Path.of("/proc/self/fd/" + rootFd))) {
             if (!(opened instanceof SecureDirectoryStream<Path> rootDir)) {
                 failed.add(new CleanupReport.Failure("/", "this platform offers no link-safe directory access; nothing removed"));
                 return new CleanupReport(false, removed, failed, false);
@@ -60,13 +67,15 @@ final class RootCleaner {
                 try {
                     long bornSince = recorded.contains(path) && recordedSince != Libc.BIRTH_UNKNOWN
                             ? recordedSince - BIRTH_SLACK_NANOS : Libc.BIRTH_UNKNOWN;
-                    if (removeOne(rootDir, path, bornSince)) removed.add("/" + path);
+                    if (removeOne(rootDir, rootFd, path, bornSince)) removed.add("/" + path);
                 } catch (IOException e) {
                     failed.add(new CleanupReport.Failure("/" + path, describe(e)));
                 }
             }
         } catch (IOException e) {
             failed.add(new CleanupReport.Failure("/", describe(e)));
+        } finally {
+            Libc.close(rootFd);
         }
         return new CleanupReport(failed.isEmpty(), removed, failed, false);
     }
@@ -83,69 +92,82 @@ final class RootCleaner {
         return born.getEpochSecond() * 1_000_000_000L + born.getNano();
     }
 
-    /** Removes one path if it is there, and born no earlier than {@code bornSince}; false if it was already gone. */
-    private static boolean removeOne(SecureDirectoryStream<Path> rootDir, String path, long bornSince) throws IOException {
+    /**
+     * Removes one path if it is there, and born no earlier than {@code bornSince}; false if it was
+     * already gone. The way is walked by descriptors that only a directory gives (O_PATH |
+     * O_DIRECTORY, no link followed): the JDK's own walk opens each name for reading, and a
+     * FIFO a command put on the way (its /dev moved aside) kept that open waiting for a writer,
+     * for ever, with the leases' lock held.
+     */
+    private static boolean removeOne(SecureDirectoryStream<Path> rootDir, int rootFd, String path, long bornSince) throws IOException {
         String[] names = path.split("/", -1);
         // Paths bwrap makes are plain names below the root; a record planted in the journal may climb out by "..".
         for (String name : names) {
             if (name.isEmpty() || name.equals(".") || name.equals("..")) throw new IOException("not a path below the root; left alone");
         }
-        List<SecureDirectoryStream<Path>> opened = new ArrayList<>();
+        if (names.length == 1) return removeIn(rootDir, names[0], bornSince);
+        int parent = -1;
         try {
-            SecureDirectoryStream<Path> dir = rootDir;
             for (int i = 0; i < names.length - 1; i++) {
-                try {
-                    dir = dir.newDirectoryStream(Path.of(names[i]), LinkOption.NOFOLLOW_LINKS);
-                } catch (NoSuchFileException e) {
-                    return false;
-                } catch (java.nio.file.AccessDeniedException e) {
-                    throw new IOException("/" + String.join("/", List.of(names).subList(0, i + 1))
-                            + " cannot be entered (permission denied); left in place");
-                } catch (FileSystemException e) {
+                int next = Libc.openat(parent < 0 ? rootFd : parent, names[i], Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_NOFOLLOW);
+                if (next < 0) {
+                    int errno = Libc.errno();
+                    if (errno == Libc.ENOENT) return false;
+                    if (errno == Libc.EACCES) throw cannotEnter(names, i);
                     throw new IOException("/" + String.join("/", List.of(names).subList(0, i + 1))
                             + " is no longer a directory (a symbolic link?); not followed");
                 }
-                opened.add(dir);
+                if (parent >= 0) Libc.close(parent);
+                parent = next;
             }
-            Path name = Path.of(names[names.length - 1]);
-            BasicFileAttributes attributes;
-            try {
-                attributes = dir.getFileAttributeView(name, BasicFileAttributeView.class, LinkOption.NOFOLLOW_LINKS).readAttributes();
-            } catch (NoSuchFileException e) {
-                return false;
-            }
-            if (attributes.isSymbolicLink()) {
-                throw new IOException("replaced by a symbolic link during the run; left in place, not followed");
-            }
-            // bwrap makes directories and empty files (mount points for files and devices); anything else is not its.
-            if (!attributes.isDirectory() && !(attributes.isRegularFile() && attributes.size() == 0)) {
-                throw new IOException("not what bwrap made (" + (attributes.isRegularFile() ? "a file with content" : "a special file")
-                        + "); left in place");
-            }
-            if (bornSince != Libc.BIRTH_UNKNOWN && bornNanos(attributes) < bornSince) {
-                throw new IOException("older than the record that names it, so not bwrap's; left in place");
-            }
-            for (int attempt = 0; ; attempt++) {
-                try {
-                    if (attributes.isDirectory()) dir.deleteDirectory(name);
-                    else dir.deleteFile(name);
-                    return true;
-                } catch (NoSuchFileException e) {
-                    return false;
-                } catch (DirectoryNotEmptyException e) {
-                    throw new IOException("directory not empty; left in place");
-                } catch (FileSystemException e) {
-                    if (!isBusy(e) || attempt >= BUSY_RETRIES) throw e;
-                    pause();
-                }
+            try (DirectoryStream<Path> opened = Files.newDirectoryStream(Path.of("/proc/self/fd/" + parent))) {
+                if (!(opened instanceof SecureDirectoryStream<Path> dir)) throw new IOException("no link-safe directory access");
+                return removeIn(dir, names[names.length - 1], bornSince);
+            } catch (java.nio.file.AccessDeniedException e) {
+                throw cannotEnter(names, names.length - 1);
             }
         } finally {
-            for (SecureDirectoryStream<Path> dir : opened.reversed()) {
-                try {
-                    dir.close();
-                } catch (IOException ignored) {
-                    // closing a directory descriptor cannot lose data
-                }
+            if (parent >= 0) Libc.close(parent);
+        }
+    }
+
+    /** The directory that holds {@code names[i]} (it may not be searched or read). */
+    private static IOException cannotEnter(String[] names, int i) {
+        return new IOException("/" + String.join("/", List.of(names).subList(0, i)) + " cannot be entered (permission denied); left in place");
+    }
+
+    /** Removes {@code last} from {@code dir}, as {@link #removeOne} says. */
+    private static boolean removeIn(SecureDirectoryStream<Path> dir, String last, long bornSince) throws IOException {
+        Path name = Path.of(last);
+        BasicFileAttributes attributes;
+        try {
+            attributes = dir.getFileAttributeView(name, BasicFileAttributeView.class, LinkOption.NOFOLLOW_LINKS).readAttributes();
+        } catch (NoSuchFileException e) {
+            return false;
+        }
+        if (attributes.isSymbolicLink()) {
+            throw new IOException("replaced by a symbolic link during the run; left in place, not followed");
+        }
+        // bwrap makes directories and empty files (mount points for files and devices); anything else is not its.
+        if (!attributes.isDirectory() && !(attributes.isRegularFile() && attributes.size() == 0)) {
+            throw new IOException("not what bwrap made (" + (attributes.isRegularFile() ? "a file with content" : "a special file")
+                    + "); left in place");
+        }
+        if (bornSince != Libc.BIRTH_UNKNOWN && bornNanos(attributes) < bornSince) {
+            throw new IOException("older than the record that names it, so not bwrap's; left in place");
+        }
+        for (int attempt = 0; ; attempt++) {
+            try {
+                if (attributes.isDirectory()) dir.deleteDirectory(name);
+                else dir.deleteFile(name);
+                return true;
+            } catch (NoSuchFileException e) {
+                return false;
+            } catch (DirectoryNotEmptyException e) {
+                throw new IOException("directory not empty; left in place");
+            } catch (FileSystemException e) {
+                if (!isBusy(e) || attempt >= BUSY_RETRIES) throw e;
+                pause();
             }
         }
     }

@@ -31,7 +31,7 @@ public final class Libc {
     public static final long RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_NO_SYMLINKS = 0x04, RESOLVE_BENEATH = 0x08, RESOLVE_IN_ROOT = 0x10;
     public static final int EINTR = 4, EAGAIN = 11, EIO = 5, ENOMEM = 12, EINVAL = 22, ESRCH = 3, ENOENT = 2, ECHILD = 10,
             EEXIST = 17, EXDEV = 18, ELOOP = 40, ENOTDIR = 20, ENOSYS = 38, ENOTTY = 25, ENODEV = 19, EISDIR = 21,
-            EOPNOTSUPP = 95;
+            EOPNOTSUPP = 95, EACCES = 13;
     /** File types of {@link FileStat#mode()}. */
     public static final int S_IFMT = 0170000, S_IFDIR = 0040000, S_IFREG = 0100000, S_IFLNK = 0120000, S_IFCHR = 0020000,
             S_IFBLK = 0060000;

@@ -219,6 +219,37 @@ class SandboxCleanupIT {
     }
 
     /**
+     * The command, with the root writable, moves the /dev bwrap made aside and puts a FIFO in its
+     * place. The cleanup's way to /dev/null opened that name for reading, with no writer: the run
+     * never answered, and the helper's other runs, on any root, waited for ever for the leases'
+     * lock it held. A helper of its own, so that a hang stops only it.
+     */
+    @Test
+    void aFifoPlantedOnTheWayHangsNoCleanup() throws Exception {
+        try (BwrapdProcess own = BwrapdProcess.start(); TestRoot other = TestRoot.create()) {
+            Runs.initialize(own);
+            CompletableFuture<JsonNode> hostile = own.requestAsync("sandbox/run", sh(root, "mv /dev /dev.moved && mkfifo /dev && echo planted"));
+            JsonNode result;
+            try {
+                result = hostile.get(30, TimeUnit.SECONDS).get("result");
+            } catch (java.util.concurrent.TimeoutException e) {
+                own.process().destroyForcibly();
+                throw new AssertionError("the cleanup hangs on the FIFO the command put on its way: " + own.stderr());
+            }
+            assertExited(result, 0);
+            assertEquals("planted\n", Runs.out(result), result::toString);
+            assertFalse(result.get("cleanup").get("ok").asBoolean(), result::toString);
+            List<String> failed = failedPaths(result);
+            for (String path : List.of("/dev", "/dev/null")) {
+                assertTrue(failed.contains(path), () -> path + " should be reported as not cleaned: " + result.get("cleanup"));
+            }
+            assertTrue(Files.exists(root.path().resolve("dev"), java.nio.file.LinkOption.NOFOLLOW_LINKS), "the FIFO is the command's: left");
+            assertExited(run(own, sh(other, "true")), 0); // the helper goes on
+            Runs.closeChecked(own);
+        }
+    }
+
+    /**
      * Several clients each running one sandbox after another on the same root: a run that starts
      * while the previous last user is still cleaning must neither lose its mount points to that
      * cleanup nor mistake bwrap's leftovers for the root's own (and leave them there for good).

@@ -346,7 +346,10 @@ public final class BwrapCommand {
         return createdPaths(spec, Places.asGiven(spec));
     }
 
-    /** The same for destinations placed in the root ({@link MountPoints}): where bwrap really creates them. */
+    /**
+     * The same for destinations placed in the root ({@link MountPoints}): where bwrap really creates
+     * them. A mount target below an earlier mount is not made in the root: see {@link #createdInMountSources}.
+     */
     public static List<String> createdPaths(RunSpec spec, Places places) {
         List<String> paths = new ArrayList<>();
         addWithParents(paths, places.dev());
@@ -356,8 +359,43 @@ public final class BwrapCommand {
         }
         addWithParents(paths, places.tmp());
         addWithParents(paths, places.proc());
-        for (String target : places.mounts()) addWithParents(paths, target);
+        for (int i = 0; i < places.mounts().size(); i++) if (madeIn(places, i) == IN_THE_ROOT) addWithParents(paths, places.mounts().get(i));
         return paths;
+    }
+
+    /**
+     * For each mount, what bwrap may create in its source (relative to it, parents first): the
+     * missing directories of a later mount's target below it, which bwrap makes through the
+     * earlier mount, in that source ({@code /a} from S and {@code /a/b/c}: S/b, S/b/c).
+     */
+    public static List<List<String>> createdInMountSources(Places places) {
+        List<List<String>> paths = new ArrayList<>();
+        for (int j = 0; j < places.mounts().size(); j++) paths.add(new ArrayList<>());
+        for (int i = 0; i < places.mounts().size(); i++) {
+            int j = madeIn(places, i);
+            if (j < 0) continue;
+            String below = places.mounts().get(i).substring(places.mounts().get(j).length());
+            if (!below.isEmpty()) addWithParents(paths.get(j), below);
+        }
+        return paths;
+    }
+
+    private static final int IN_THE_ROOT = -1, IN_A_TMPFS = -2;
+
+    /**
+     * Where bwrap makes mount {@code i}'s target and its missing parents: in the source of the
+     * last earlier mount it lies at or below (its index), in a fresh tmpfs, or in the root, as
+     * MountPoints layers them.
+     */
+    private static int madeIn(Places places, int i) {
+        List<String> target = RootPaths.names(places.mounts().get(i)).orElseThrow();
+        for (int j = i - 1; j >= 0; j--) if (MountPoints.isPrefix(RootPaths.names(places.mounts().get(j)).orElseThrow(), target)) return j;
+        List<String> fresh = new ArrayList<>(places.hidden());
+        if (places.shm() != null) fresh.add(places.shm());
+        if (places.devOfItsOwn()) fresh.add(places.dev());
+        fresh.add(places.tmp());
+        for (String layer : fresh) if (MountPoints.isPrefix(RootPaths.names(layer).orElseThrow(), target)) return IN_A_TMPFS;
+        return IN_THE_ROOT;
     }
 
     private static void addWithParents(List<String> paths, String absolute) {

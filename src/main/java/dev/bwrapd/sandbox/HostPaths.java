@@ -177,6 +177,11 @@ public final class HostPaths implements AutoCloseable {
         return rootStat;
     }
 
+    /** What mount {@code i}'s source descriptor was when checked. */
+    public Libc.FileStat mountStat(int i) {
+        return mountStats.get(i);
+    }
+
     /** What the sandbox can write: the root unless it is the host's, and each read-write mount's source (see {@link #openStdio}). */
     public List<Libc.FileStat> writableTrees() {
         List<Libc.FileStat> trees = new ArrayList<>();

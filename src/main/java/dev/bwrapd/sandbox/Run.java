@@ -109,6 +109,8 @@ final class Run {
     /** The pseudo-terminal's master of a terminal run (both the STDOUT and the STDIN slot), or -1. */
     private int terminal = -1;
     private boolean leased;
+    /** Mount sources this run's bwrap may make directories in (indices of mounts), each leased as a root is: see {@link #leaseRoot}. */
+    private final List<Integer> leasedSources = new ArrayList<>();
     /** The request's host paths, opened and checked once (root, mount sources, devices). */
     private HostPaths paths;
     private BwrapCommand.Places places;
@@ -223,7 +225,7 @@ final class Run {
             sandbox.finished();
             for (int fd : owned) Libc.close(fd);
             owned.clear();
-            if (leased) leases.release(paths.root(), paths.rootStat());
+            if (leased || !leasedSources.isEmpty()) cleanup();
             if (paths != null) paths.close();
         }
         if (outcome != null) {
@@ -416,8 +418,30 @@ final class Run {
                 throw new SandboxException.Invalid("cwd: cannot create " + spec.cwd() + " in the root: " + e.getMessage());
             }
         }
-        leases.acquire(paths.root(), paths.rootStat(), BwrapCommand.createdPaths(spec, places));
+        List<String> inRoot = new ArrayList<>(BwrapCommand.createdPaths(spec, places));
+        // A target below an earlier mount is made in that mount's source, which is then cleaned as a root is.
+        List<List<String>> inSources = BwrapCommand.createdInMountSources(places);
+        List<Integer> sources = new ArrayList<>();
+        for (int j = 0; j < inSources.size(); j++) {
+            Libc.FileStat source = paths.mountStat(j);
+            if (inSources.get(j).isEmpty() || spec.mounts().get(j).readOnly() || source.type() != Libc.S_IFDIR) continue; // bwrap makes nothing there
+            if (source.sameFile(paths.rootStat())) {
+                for (String path : inSources.get(j)) if (!inRoot.contains(path)) inRoot.add(path);
+                continue;
+            }
+            Integer same = sources.stream().filter(k -> paths.mountStat(k).sameFile(source)).findFirst().orElse(null);
+            if (same != null) {
+                for (String path : inSources.get(j)) if (!inSources.get(same).contains(path)) inSources.get(same).add(path);
+            } else {
+                sources.add(j);
+            }
+        }
+        leases.acquire(paths.root(), paths.rootStat(), inRoot);
         leased = true;
+        for (int j : sources) {
+            leases.acquire(paths.descriptors().get(1 + j), paths.mountStat(j), inSources.get(j));
+            leasedSources.add(j);
+        }
     }
 
     /**
@@ -947,9 +971,30 @@ final class Run {
     // ----- 8. cleanup -----
 
     private CleanupReport cleanup() {
-        if (!leased) return CleanupReport.NOTHING;
-        leased = false;
-        return leases.release(paths.root(), paths.rootStat());
+        boolean root = leased;
+        List<Integer> sources = List.copyOf(leasedSources);
+        leased = false; // released once, whatever happens on the way
+        leasedSources.clear();
+        CleanupReport report = root ? leases.release(paths.root(), paths.rootStat()) : CleanupReport.NOTHING;
+        for (int j : sources) {
+            CleanupReport inSource = leases.release(paths.descriptors().get(1 + j), paths.mountStat(j));
+            report = inMount(report, inSource, places.mounts().get(j));
+        }
+        return report;
+    }
+
+    /**
+     * What was cleaned in a mount's source, its paths named as the sandbox sees them (below {@code
+     * target}), and then {@code report}: children before parents, as each report lists them.
+     */
+    private static CleanupReport inMount(CleanupReport report, CleanupReport inSource, String target) {
+        List<String> removed = new ArrayList<>();
+        for (String path : inSource.removed()) removed.add(target + path);
+        removed.addAll(report.removed());
+        List<CleanupReport.Failure> failed = new ArrayList<>();
+        for (CleanupReport.Failure failure : inSource.failed()) failed.add(new CleanupReport.Failure(target + failure.path(), failure.error()));
+        failed.addAll(report.failed());
+        return new CleanupReport(report.ok() && inSource.ok(), removed, failed, report.deferred() || inSource.deferred());
     }
 
     // ----- 9. outcome -----

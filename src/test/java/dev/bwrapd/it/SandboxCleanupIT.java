@@ -119,6 +119,35 @@ class SandboxCleanupIT {
         assertEquals("content\n", Files.readString(file), "a mount source is never touched");
     }
 
+    /**
+     * A mount target below an earlier read-write mount ({@code /a} from a host directory, then
+     * {@code /a/b/c}): bwrap makes {@code b/c} through the first mount, in its source, and the
+     * cleanup, which looked only in the root, left them there after every run. Likewise below a
+     * mount whose source is a directory of the root ({@code /w} from {@code /x}, then {@code /w/y}).
+     */
+    @Test
+    void aMountTargetBelowAnEarlierMountIsCleanedInThatMountsSource() throws Exception {
+        Path outer = Files.createDirectory(host.resolve("outer"));
+        Files.writeString(outer.resolve("kept"), "the user's\n");
+        Path inner = Files.createDirectory(host.resolve("inner"));
+        Files.createDirectory(root.path().resolve("x"));
+        TreeMap<String, String> rootBefore = root.snapshot();
+        TreeMap<String, String> outerBefore = TestRoot.snapshot(outer);
+        ObjectNode p = sh(root, "test -d /a/b/c && test -d /w/y && test -f /a/kept");
+        p.set("mounts", Runs.JSON.createArrayNode()
+                .add(mount(outer.toString(), "/a", false))
+                .add(mount(inner.toString(), "/a/b/c", true))
+                .add(mount(root.path().resolve("x").toString(), "/w", false))
+                .add(mount(inner.toString(), "/w/y", true)));
+        JsonNode result = run(bwrapd, p);
+        assertExited(result, 0);
+        Runs.assertSameTree(outerBefore, TestRoot.snapshot(outer), "bwrap's mount points were left in the mount's source: " + result.get("cleanup"));
+        Runs.assertSameTree(rootBefore, root.snapshot(), "bwrap's mount points were left in the root: " + result.get("cleanup"));
+        assertTrue(result.get("cleanup").get("ok").asBoolean(), result::toString);
+        assertTrue(removed(result).containsAll(List.of("/a", "/a/b", "/a/b/c", "/w", "/w/y")), result.get("cleanup")::toString);
+        assertChildrenFirst(result);
+    }
+
     @Test
     void aRootThatHadTmpDevAndProcKeepsThem() throws Exception {
         for (String dir : List.of("tmp", "dev", "proc")) Files.createDirectories(root.path().resolve(dir));

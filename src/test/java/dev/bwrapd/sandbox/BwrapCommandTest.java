@@ -410,6 +410,20 @@ class BwrapCommandTest {
                         List.of("dev", "dev/null", "tmp", "proc", "dev/dri", "dev/dri/card0")));
     }
 
+    /** A target below an earlier mount is made in that mount's source (relative to it), one in /tmp in a tmpfs: neither in the root. */
+    @Test
+    void aTargetBelowAnEarlierMountIsMadeInItsSource() {
+        RunSpec spec = spec(s -> {
+            s.devices = List.of();
+            s.mounts = List.of(new RunSpec.Mount("/s", "/a", false), new RunSpec.Mount("/s", "/a/b/c", true),
+                    new RunSpec.Mount("/s", "/a/b/c/d/e", true), new RunSpec.Mount("/s", "/tmp/t", true), new RunSpec.Mount("/s", "/ab", true));
+        });
+        BwrapCommand.Places places = BwrapCommand.Places.asGiven(spec);
+        assertEquals(List.of("dev", "tmp", "proc", "a", "ab"), BwrapCommand.createdPaths(spec, places));
+        assertEquals(List.of(List.of("b", "b/c"), List.of("d", "d/e"), List.of(), List.of(), List.of()),
+                BwrapCommand.createdInMountSources(places));
+    }
+
     @ParameterizedTest(name = "{0}")
     @MethodSource("createdPathCases")
     void createdPaths(String name, RunSpec spec, List<String> expected) {

@@ -17,6 +17,7 @@ import java.nio.file.StandardOpenOption;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.LongSupplier;
 import java.util.function.Supplier;
 
 /**
@@ -34,7 +35,8 @@ import java.util.function.Supplier;
  * named after its pid, holding the root's path: a lease lists only its own root's records (the
  * directory as a whole grows with every root ever used, and every run used to list it all). A
  * record whose writer still runs is left alone (a reused pid only leaves debris, as without a
- * journal), one whose path differs (a reused inode) is dropped unused. The directories of roots
+ * journal), one whose path differs (a reused inode) is dropped unused, unless the root is older
+ * than its directory of records (the same root by another name: see {@link #take}). The directories of roots
  * never used again stay, empty.
  */
 public final class RootJournal {
@@ -213,7 +215,7 @@ public final class RootJournal {
      */
     void write(String root, String where, List<String> paths) {
         List<String> lines = new ArrayList<>();
-        lines.add(where);
+        lines.add(where.indexOf('\n') < 0 ? where : ""); // a newline would spill the path into those named: the root's birth then decides (take)
         for (String path : paths) if (path.indexOf('\n') < 0) lines.add(path);
         Path records = dir().resolve(root);
         Path file = records.resolve(Long.toString(pid));
@@ -421,16 +423,22 @@ public final class RootJournal {
      * another bwrapd that is alive uses the root: its sandboxes may be mounted there. {@code
      * whereNow} (the root's path now) is asked only when there is a record to compare it with.
      */
-    Orphans takeOrphans(String root, Supplier<String> whereNow) {
-        return take(root, whereNow, true);
+    Orphans takeOrphans(String root, Supplier<String> whereNow, LongSupplier rootBorn) {
+        return take(root, whereNow, rootBorn, true);
     }
 
     /** {@link #takeOrphans} where the caller, holding the lock, found that no other bwrapd alive uses the root ({@link #usedByOthers}). */
-    Orphans takeOrphansOfAnUnusedRoot(String root, Supplier<String> whereNow) {
-        return take(root, whereNow, false);
+    Orphans takeOrphansOfAnUnusedRoot(String root, Supplier<String> whereNow, LongSupplier rootBorn) {
+        return take(root, whereNow, rootBorn, false);
     }
 
-    private Orphans take(String root, Supplier<String> whereNow, boolean askWhetherUsed) {
+    /**
+     * {@code rootBorn}: when the root was made ({@link Libc#birthNanos}), asked only of a record
+     * whose path is not the root's now. A root older than its directory of records is the one they
+     * were written for, named otherwise (a bind mount of it, a rename): a reused inode, another
+     * root, is born after them. Where either birth is unknown, the path decides alone.
+     */
+    private Orphans take(String root, Supplier<String> whereNow, LongSupplier rootBorn, boolean askWhetherUsed) {
         List<String> paths = new ArrayList<>();
         Path dirOfRoot = dir().resolve(root);
         if (!hasReadableRecords(dirOfRoot)) return Orphans.NONE;
@@ -445,6 +453,7 @@ public final class RootJournal {
             return Orphans.NONE;
         }
         String where = null;
+        Boolean olderThanTheRecords = null;
         try (DirectoryStream<Path> records = Files.newDirectoryStream(dirOfRoot)) {
             for (Path record : records) {
                 String name = record.getFileName().toString();
@@ -455,7 +464,11 @@ public final class RootJournal {
                 if (!unfinished) {
                     if (where == null) where = whereNow.get();
                     List<String> lines = lines(record);
-                    if (!lines.isEmpty() && lines.getFirst().equals(where)) {
+                    if (!lines.isEmpty() && !lines.getFirst().equals(where) && olderThanTheRecords == null) {
+                        long born = rootBorn.getAsLong();
+                        olderThanTheRecords = since != Libc.BIRTH_UNKNOWN && born != Libc.BIRTH_UNKNOWN && born < since;
+                    }
+                    if (!lines.isEmpty() && (lines.getFirst().equals(where) || olderThanTheRecords == Boolean.TRUE)) {
                         for (String path : lines.subList(1, lines.size())) if (!paths.contains(path)) paths.add(path);
                     }
                 }

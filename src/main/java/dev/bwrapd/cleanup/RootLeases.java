@@ -125,7 +125,7 @@ public final class RootLeases {
      * pre-existing; but for what a live lease of this helper uses (under this object's lock and the journal's).
      */
     private void restore(int rootFd, Identity root) {
-        RootJournal.Orphans orphans = journal.takeOrphans(root.name(), () -> where(rootFd));
+        RootJournal.Orphans orphans = journal.takeOrphans(root.name(), () -> where(rootFd), () -> born(rootFd));
         if (orphans.paths().isEmpty()) return;
         List<String> paths = new ArrayList<>(orphans.paths());
         handOverToNestedLeases(lookAt(rootFd, paths), paths, true); // what a lease of this helper uses (a nested root's) is its to remove
@@ -140,6 +140,16 @@ public final class RootLeases {
             return Files.readSymbolicLink(Path.of("/proc/self/fd/" + rootFd)).toString();
         } catch (java.io.IOException e) {
             return "";
+        }
+    }
+
+    /** When the root was made, or Libc.BIRTH_UNKNOWN. */
+    private static long born(int rootFd) {
+        try {
+            Long born = Libc.birthNanos(rootFd, "", Libc.AT_EMPTY_PATH);
+            return born == null ? Libc.BIRTH_UNKNOWN : born;
+        } catch (Libc.Error e) {
+            return Libc.BIRTH_UNKNOWN;
         }
     }
 
@@ -212,7 +222,7 @@ public final class RootLeases {
             Set<String> othersRecorded = Set.of();
             long recordedSince = Libc.BIRTH_UNKNOWN;
             boolean leftToAnother = kept.leftToAnother();
-            RootJournal.Orphans handedOver = journal.takeOrphansOfAnUnusedRoot(root.name(), () -> where(rootFd));
+            RootJournal.Orphans handedOver = journal.takeOrphansOfAnUnusedRoot(root.name(), () -> where(rootFd), () -> born(rootFd));
             if (!handedOver.paths().isEmpty()) {
                 List<String> theirs = new ArrayList<>();
                 for (String path : handedOver.paths()) if (!toRemove.contains(path) && !kept.paths().contains(path)) theirs.add(path);

@@ -442,6 +442,56 @@ class RootLeasesTest {
     }
 
     /**
+     * A record that names the root by another path: the root's own, named otherwise (a bind mount,
+     * a rename), when the root is older than its directory of records; another root that got the
+     * same inode (a reused one) when it is newer, whose record is not used.
+     */
+    @Test
+    void aRecordOfTheRootByAnotherPathIsUsedOnlyWhereTheRootIsOlderThanTheRecords() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue(dev.bwrapd.process.Libc.birthNanos(dev.bwrapd.process.Libc.AT_FDCWD, tmp.toString(), 0)
+                != dev.bwrapd.process.Libc.BIRTH_UNKNOWN, "no birth times: the path decides alone");
+        Path journalDir = tmp.resolve("run");
+        RootJournal journal = journalIn(journalDir);
+        Thread.sleep(20);
+        Files.createDirectories(root.resolve("proc"));
+        Files.write(recordsIn(journalDir).resolve("2147483646"), List.of("/by/another/name", "proc"));
+        RootLeases withJournal = new RootLeases(journal);
+        withJournal.acquire(fd(root), stat(root), List.of("tmp"));
+        assertFalse(Files.exists(root.resolve("proc")), "the root's own record, by another name, was not used");
+        withJournal.release(fd(root), stat(root));
+
+        Path early = Files.createDirectories(journalDir.resolve("bwrapd/early")); // the records' directory, before the root is
+        Thread.sleep(20);
+        Path newer = Files.createDirectory(tmp.resolve("newer"));
+        Files.createDirectories(newer.resolve("proc"));
+        Files.write(early.resolve("2147483646"), List.of("/the/root/that/had/this/inode", "proc"));
+        dev.bwrapd.process.Libc.FileStat newerStat = stat(newer);
+        Files.move(early, journalDir.resolve("bwrapd/" + newerStat.device() + "-" + newerStat.inode()));
+        withJournal.acquire(fd(newer), newerStat, List.of("tmp"));
+        assertTrue(Files.exists(newer.resolve("proc")), "a record of an older root of the same inode was used");
+        withJournal.release(fd(newer), newerStat);
+    }
+
+    /**
+     * A root whose path holds a newline ({@code x\nkeep}): the record's first line, its path, must
+     * not spill into the paths it names, or the next lease takes {@code keep} for one of them.
+     */
+    @Test
+    void aRootsPathWithANewlineNamesNothingInTheRecord() throws Exception {
+        Path journalDir = tmp.resolve("run");
+        RootJournal journal = journalIn(journalDir);
+        Path odd = Files.createDirectory(tmp.resolve("x\nkeep"));
+        new RootLeases(journal).acquire(fd(odd), stat(odd), List.of("proc")); // a helper that dies with its lease
+        Path records = journalDir.resolve("bwrapd/" + stat(odd).device() + "-" + stat(odd).inode());
+        Files.move(records.resolve(Long.toString(ProcessHandle.current().pid())), records.resolve("2147483646"));
+        Files.createDirectory(odd.resolve("keep"));
+        RootLeases next = new RootLeases(journal);
+        next.acquire(fd(odd), stat(odd), List.of("tmp"));
+        assertTrue(Files.isDirectory(odd.resolve("keep")), "a piece of the root's path was taken for a path the record names");
+        next.release(fd(odd), stat(odd));
+    }
+
+    /**
      * Another bwrapd that is alive (its record's pid, 1, runs) uses the root: its sandboxes may be
      * mounted on what bwrap made there, and removing a mount point unmounts it in their mount
      * namespaces. Nothing is removed while it is there, neither a dead helper's leftovers nor this

@@ -307,6 +307,42 @@ class RootJournalIT {
         }
     }
 
+    /**
+     * Two helpers on one root that name it by two paths (the first sees it through a bind mount of
+     * its own): the first to end hands its record over, and the last took it for another root's,
+     * its path not the one it names the root by, and dropped it. What the first one's bwrap made
+     * stayed in the root for good, and so did the last one's, which it had counted as pre-existing.
+     */
+    @Test
+    void helpersThatNameOneRootByTwoPathsLeaveItClean() throws Exception {
+        Path runtimeDir = Files.createDirectory(host.resolve("runtime"));
+        Path alias = Files.createDirectory(host.resolve("alias"));
+        Path sync = Files.createDirectory(host.resolve("sync"));
+        java.util.TreeMap<String, String> before = attacker.snapshot();
+        try (BwrapdProcess first = helperInAMountNamespace(runtimeDir, "mount --bind " + attacker.path() + " " + alias + " && exec \"$@\"");
+             BwrapdProcess last = helperWithRuntimeDir(runtimeDir)) {
+            ObjectNode early = sh(null, "touch /s/first; while [ ! -e /s/go-first ]; do sleep 0.02; done; test -c /dev/null");
+            early.put("root", alias.toString());
+            early.set("mounts", Runs.JSON.createArrayNode().add(mount(sync.toString(), "/s", false)));
+            var firstResponse = first.requestAsync("sandbox/run", early);
+            Runs.awaitFile(sync.resolve("first"), java.time.Duration.ofSeconds(30));
+            ObjectNode late = sh(attacker, "touch /s/last; while [ ! -e /s/go-last ]; do sleep 0.02; done; test -c /dev/null");
+            late.set("mounts", Runs.JSON.createArrayNode().add(mount(sync.toString(), "/s", false)).add(mount(sync.toString(), "/m", true)));
+            var lastResponse = last.requestAsync("sandbox/run", late);
+            Runs.awaitFile(sync.resolve("last"), java.time.Duration.ofSeconds(30));
+            Files.writeString(sync.resolve("go-first"), "");
+            JsonNode firstResult = firstResponse.get(60, java.util.concurrent.TimeUnit.SECONDS).get("result");
+            assertExited(firstResult, 0);
+            assertTrue(firstResult.get("cleanup").get("deferred").asBoolean(), firstResult::toString);
+            Files.writeString(sync.resolve("go-last"), "");
+            JsonNode lastResult = lastResponse.get(60, java.util.concurrent.TimeUnit.SECONDS).get("result");
+            assertExited(lastResult, 0);
+            Runs.assertSameTree(before, attacker.snapshot(), "the root is left with bwrap's mount points: " + lastResult.get("cleanup"));
+            Runs.closeChecked(first);
+            Runs.closeChecked(last);
+        }
+    }
+
     /** A mount source in the journal, or the journal itself, is refused (-32005): nothing there is a sandbox's. */
     @Test
     void aMountSourceInTheJournalIsRefused() throws Exception {

@@ -100,11 +100,8 @@ final class RootCleaner {
      * for ever, with the leases' lock held.
      */
     private static boolean removeOne(SecureDirectoryStream<Path> rootDir, int rootFd, String path, long bornSince) throws IOException {
+        if (!isBelowTheRoot(path)) throw new IOException("not a path below the root; left alone");
         String[] names = path.split("/", -1);
-        // Paths bwrap makes are plain names below the root; a record planted in the journal may climb out by "..".
-        for (String name : names) {
-            if (name.isEmpty() || name.equals(".") || name.equals("..")) throw new IOException("not a path below the root; left alone");
-        }
         if (names.length == 1) return removeIn(rootDir, names[0], bornSince);
         int parent = -1;
         try {
@@ -129,6 +126,16 @@ final class RootCleaner {
         } finally {
             if (parent >= 0) Libc.close(parent);
         }
+    }
+
+    /**
+     * Whether {@code path} is made of plain names, as the paths bwrap makes are: a record planted
+     * in the journal may climb out of the root by "..", or hold a NUL, which no C call takes.
+     */
+    static boolean isBelowTheRoot(String path) {
+        if (path.indexOf('\0') >= 0) return false;
+        for (String name : path.split("/", -1)) if (name.isEmpty() || name.equals(".") || name.equals("..")) return false;
+        return true;
     }
 
     /** The directory that holds {@code names[i]} (it may not be searched or read). */

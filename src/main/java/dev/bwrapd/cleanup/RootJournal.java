@@ -469,7 +469,7 @@ public final class RootJournal {
                         olderThanTheRecords = since != Libc.BIRTH_UNKNOWN && born != Libc.BIRTH_UNKNOWN && born < since;
                     }
                     if (!lines.isEmpty() && (lines.getFirst().equals(where) || olderThanTheRecords == Boolean.TRUE)) {
-                        for (String path : lines.subList(1, lines.size())) if (!paths.contains(path)) paths.add(path);
+                        for (String path : lines.subList(1, lines.size())) if (RootCleaner.isBelowTheRoot(path) && !paths.contains(path)) paths.add(path);
                     }
                 }
                 Files.delete(record);

@@ -374,7 +374,8 @@ class RootLeasesTest {
         Path journalDir = tmp.resolve("run");
         RootJournal journal = journalIn(journalDir);
         Path records = recordsIn(journalDir);
-        record(records, "left-1", "..", "../victim", "../file", "./x/../../victim2", "");
+        record(records, "left-1", "..", "../victim", "../file", "./x/../../victim2", "", "..\0x/victim3");
+        Path victim3 = Files.createDirectory(tmp.resolve("victim3")); // ..\0x is .. to a libc call that reads it up to the NUL
         Path victim = Files.createDirectory(tmp.resolve("victim"));
         Path file = Files.createFile(tmp.resolve("file"));
         Path victim2 = Files.createDirectory(tmp.resolve("victim2"));
@@ -384,6 +385,7 @@ class RootLeasesTest {
         assertTrue(Files.isDirectory(victim), "a record removed a directory beside the root");
         assertTrue(Files.isRegularFile(file), "a record removed a file beside the root");
         assertTrue(Files.isDirectory(victim2), "a record removed a directory beside the root");
+        assertTrue(Files.isDirectory(victim3), "a record removed a directory beside the root");
         assertTrue(Files.isDirectory(root), "a record removed the root");
         withJournal.release(fd(root), stat(root));
     }

@@ -336,13 +336,19 @@ public final class Libc {
     /** The mount a file is on: its id (as /proc/self/mountinfo numbers it), and whether the file is that mount's root. */
     public record MountOf(long id, boolean isRoot) {}
 
-    /** The mount of the file behind {@code fd} (statx), or null where the kernel tells neither (before Linux 5.8). */
-    public static MountOf mountOf(int fd) throws Error {
+    /** A file's stat, and the mount it is on: null where the kernel tells neither (before Linux 5.8). */
+    public record StatOnMount(FileStat stat, MountOf mount) {}
+
+    /**
+     * The stat of the file behind {@code fd} and its mount, from one statx(2): a walk up by
+     * {@code ..} (HostPaths) asks both of every directory on its way.
+     */
+    public static StatOnMount statOnMount(int fd) throws Error {
         byte[] buf = STATX_BUFFER.get();
-        if (BINDING.statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, buf) != 0) throw new Error("statx", errno());
+        if (BINDING.statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_MNT_ID, buf) != 0) throw new Error("statx", errno());
         boolean told = ((int) INT_AT.get(buf, 0) & STATX_MNT_ID) != 0 && ((long) LONG_AT.get(buf, 56) & STATX_ATTR_MOUNT_ROOT) != 0;
-        if (!told) return null;
-        return new MountOf((long) LONG_AT.get(buf, 144), ((long) LONG_AT.get(buf, 8) & STATX_ATTR_MOUNT_ROOT) != 0);
+        MountOf mount = told ? new MountOf((long) LONG_AT.get(buf, 144), ((long) LONG_AT.get(buf, 8) & STATX_ATTR_MOUNT_ROOT) != 0) : null;
+        return new StatOnMount(fileStat(buf), mount);
     }
 
     private static final int STATX_BTIME = 0x800;

@@ -231,8 +231,8 @@ public final class HostPaths implements AutoCloseable {
      * no link and checked to hold it.
      */
     private static boolean isInJournal(int fd, Libc.FileStat stat, JournalPlace journals) throws Libc.Error, Refused {
-        if (stat.type() == Libc.S_IFDIR) return reachesAJournalFirst(fd, stat, journals);
-        Libc.MountOf mount = Libc.mountOf(fd);
+        if (stat.type() == Libc.S_IFDIR) return reachesAJournalFirst(fd, journals);
+        Libc.MountOf mount = Libc.statOnMount(fd).mount();
         if (mount != null && mount.isRoot()) return holdsTheRootOf(mount, journals);
         java.nio.file.Path file = java.nio.file.Path.of(realPath(fd));
         if (file.getParent() == null) return false;
@@ -242,7 +242,7 @@ public final class HostPaths implements AutoCloseable {
         try {
             Libc.FileStat there = Libc.statIfPresent(dir, file.getFileName().toString(), Libc.AT_SYMLINK_NOFOLLOW);
             if (there == null || !there.sameFile(stat)) throw new Libc.Error(file + " was moved while it was examined", Libc.ENOENT);
-            return reachesAJournalFirst(dir, Libc.stat(dir, "", Libc.AT_EMPTY_PATH), journals);
+            return reachesAJournalFirst(dir, journals);
         } finally {
             Libc.close(dir);
         }
@@ -257,25 +257,22 @@ public final class HostPaths implements AutoCloseable {
      * the directory's own, so the mount table says what of its file system is mounted there (a
      * directory inside a journal, bound elsewhere, is no way's).
      */
-    private static boolean reachesAJournalFirst(int dir, Libc.FileStat dirStat, JournalPlace journals) throws Libc.Error, Refused {
-        int current = -1; // dir itself first, whose stat is known: not reopened, and not ours to close
-        Libc.FileStat stat = dirStat;
+    private static boolean reachesAJournalFirst(int dir, JournalPlace journals) throws Libc.Error, Refused {
+        int current = dir; // dir itself first: not reopened, and not ours to close
         try {
             for (int depth = 0; depth < 4096; depth++) {
-                List<String> below = journals.below(stat);
+                Libc.StatOnMount here = Libc.statOnMount(current); // one statx a step: which directory, and whether a mount's root
+                List<String> below = journals.below(here.stat());
                 if (!below.isEmpty()) return below.contains("");
-                int at = current < 0 ? dir : current;
-                Libc.MountOf mount = Libc.mountOf(at);
-                if (mount != null && mount.isRoot()) return holdsTheRootOf(mount, journals);
-                int parent = Libc.openat(at, "..", Libc.O_PATH | Libc.O_DIRECTORY);
+                if (here.mount() != null && here.mount().isRoot()) return holdsTheRootOf(here.mount(), journals);
+                int parent = Libc.openat(current, "..", Libc.O_PATH | Libc.O_DIRECTORY);
                 if (parent < 0) throw new Libc.Error("open a parent directory on the way", Libc.errno());
-                if (current >= 0) Libc.close(current);
+                if (current != dir) Libc.close(current);
                 current = parent;
-                stat = Libc.stat(current, "", Libc.AT_EMPTY_PATH);
             }
             return true; // deeper than any path can be: taken as inside
         } finally {
-            if (current >= 0) Libc.close(current);
+            if (current != dir) Libc.close(current);
         }
     }
 

@@ -294,9 +294,9 @@ public final class HostPaths implements AutoCloseable {
         return hostRoot;
     }
 
-    /** The mount sources as paths the JDK can walk (through bwrapd's descriptors of them). */
-    public List<java.nio.file.Path> mountSources() {
-        return mounts.stream().map(RootPaths::of).toList();
+    /** The mount sources as trees, through bwrapd's descriptors of them. */
+    public List<RootPaths.Tree> mountSources() {
+        return mounts.stream().map(RootPaths.Tree::of).toList();
     }
 
     /** Every descriptor bwrap needs, in the order {@link #inChild} numbers them. */

@@ -46,21 +46,24 @@ final class MountPoints {
 
     private enum Kind { TREE, FRESH, FORBIDDEN }
 
-    /** What backs the sandbox's tree from {@code at} down (the most recent layer wins). */
-    private record Layer(List<String> at, Path base, Kind kind) {}
+    /** What backs the sandbox's tree from {@code at} down (the most recent layer wins): {@code tree}, or a filesystem of {@code kind}. */
+    private record Layer(List<String> at, RootPaths.Tree tree, Kind kind) {}
+
+    /** A look at {@code below} (names joined by '/') in {@code tree}. */
+    private record Look(RootPaths.Tree tree, String below) {}
 
     private final List<Layer> layers = new ArrayList<>();
     /** The host root's rule: a link in a mount's source (a layer other than the root's) is refused. */
     private final boolean refuseLinksInMounts;
     /** What each host path looked like when first asked (the devices share their /dev): one lstat each per plan. */
-    private final Map<String, Optional<Libc.FileStat>> looked = new HashMap<>();
+    private final Map<Look, Optional<Libc.FileStat>> looked = new HashMap<>();
 
-    /** {@code root}: a path to the root's directory that the JDK can walk (RootPaths.of its descriptor). */
-    MountPoints(Path root) {
+    /** {@code root}: the root's tree (RootPaths.Tree.of its descriptor). */
+    MountPoints(RootPaths.Tree root) {
         this(root, false);
     }
 
-    private MountPoints(Path root, boolean refuseLinksInMounts) {
+    private MountPoints(RootPaths.Tree root, boolean refuseLinksInMounts) {
         layers.add(new Layer(List.of(), root, Kind.TREE));
         this.refuseLinksInMounts = refuseLinksInMounts;
     }
@@ -69,7 +72,8 @@ final class MountPoints {
      * Every destination of {@code spec}, placed in bwrap's order (see BwrapCommand); {@code hostRoot}:
      * the root is the host's {@code /}; {@code hidden}: the host paths behind empty tmpfs mounts ({@link #hidden}).
      */
-    static BwrapCommand.Places plan(RunSpec spec, Path root, List<Path> mountSources, boolean hostRoot, List<String> hidden) throws HostPaths.Refused {
+    static BwrapCommand.Places plan(RunSpec spec, RootPaths.Tree root, List<RootPaths.Tree> mountSources, boolean hostRoot, List<String> hidden)
+            throws HostPaths.Refused {
         return plan(spec, root, mountSources, hostRoot, hidden, List.of());
     }
 
@@ -78,7 +82,7 @@ final class MountPoints {
      * source (HostPaths.journalBelow; empty: in none). Where the sandbox would see one through
      * them, it gets an empty read-only tmpfs over it instead (Places.journal).
      */
-    static BwrapCommand.Places plan(RunSpec spec, Path root, List<Path> mountSources, boolean hostRoot, List<String> hidden,
+    static BwrapCommand.Places plan(RunSpec spec, RootPaths.Tree root, List<RootPaths.Tree> mountSources, boolean hostRoot, List<String> hidden,
                                     List<List<String>> journalBelow) throws HostPaths.Refused {
         MountPoints view = new MountPoints(root, hostRoot);
         String proc = view.place("/proc");
@@ -236,9 +240,9 @@ final class MountPoints {
                         + ", which bwrap fills itself and whose links lead to processes' files");
             }
             if (layer.kind() == Kind.FRESH || done.size() == layer.at().size()) continue;
-            String host = hostPath(layer.base(), done, layer.at().size());
+            List<String> below = done.subList(layer.at().size(), done.size());
             // A directory, a file, or nothing yet: bwrap meets no link here (what it creates is plain).
-            Libc.FileStat stat = lstat(host, absolute);
+            Libc.FileStat stat = lstat(layer.tree(), below, absolute);
             if (stat == null || stat.type() != Libc.S_IFLNK) continue;
             if (refuseLinksInMounts && layer != layers.getFirst()) {
                 throw new HostPaths.Refused(true, absolute + ": /" + String.join("/", done) + " is a symbolic link in the source of the mount at /"
@@ -247,7 +251,7 @@ final class MountPoints {
             if (++links > MAX_LINKS) throw new HostPaths.Refused(true, absolute + ": too many levels of symbolic links in the root");
             String target;
             try {
-                target = RootPaths.linkTarget(Path.of(host));
+                target = RootPaths.linkTarget(Path.of(hostPath(layer.tree().path(), below)));
             } catch (IOException e) {
                 throw new HostPaths.Refused(false, absolute + ": cannot read a link in the root: " + e.getMessage());
             }
@@ -272,41 +276,43 @@ final class MountPoints {
         }
     }
 
-    /** {@code base} with {@code names[from...]} below it, spelled as {@link #lstat} keys it. */
-    static String hostPath(Path base, List<String> names, int from) {
+    /** {@code base} with {@code names} below it. */
+    static String hostPath(Path base, List<String> names) {
         StringBuilder host = new StringBuilder(base.toString());
-        for (int i = from; i < names.size(); i++) {
+        for (String name : names) {
             if (host.charAt(host.length() - 1) != '/') host.append('/');
-            host.append(names.get(i));
+            host.append(name);
         }
         return host.toString();
     }
 
     /**
-     * What is at a host path, its last name not followed; null if nothing. Each path is looked at
-     * once per plan. A look that fails otherwise refuses {@code destination}: "nothing here" would
-     * be a guess, and bwrap, which resolves a shorter path with other rights (a user namespace's
-     * CAP_DAC_OVERRIDE), may find a link there that leads out of the root.
+     * What is at {@code below} in {@code tree}, its last name not followed; null if nothing: relative
+     * to the tree's descriptor when it has one and {@code below} names something under it, else by
+     * the full path. Each is looked at once per plan. A look that fails otherwise refuses
+     * {@code destination}: "nothing here" would be a guess, and bwrap, which resolves a shorter path
+     * with other rights (a user namespace's CAP_DAC_OVERRIDE), may find a link there that leads out
+     * of the root.
      */
-    Libc.FileStat lstat(String host, String destination) throws HostPaths.Refused {
-        Optional<Libc.FileStat> known = looked.get(host);
+    Libc.FileStat lstat(RootPaths.Tree tree, List<String> below, String destination) throws HostPaths.Refused {
+        Look look = new Look(tree, String.join("/", below));
+        Optional<Libc.FileStat> known = looked.get(look);
         if (known != null) return known.orElse(null);
         Libc.FileStat stat;
         try {
-            RootPaths.BelowDescriptor below = RootPaths.belowDescriptor(host); // the same file, found without /proc's walk
-            stat = below != null ? Libc.statIfPresent(below.fd(), below.below(), Libc.AT_SYMLINK_NOFOLLOW)
-                    : Libc.statIfPresent(Libc.AT_FDCWD, host, Libc.AT_SYMLINK_NOFOLLOW);
+            stat = tree.fd() >= 0 && !below.isEmpty() ? Libc.statIfPresent(tree.fd(), look.below(), Libc.AT_SYMLINK_NOFOLLOW)
+                    : Libc.statIfPresent(Libc.AT_FDCWD, hostPath(tree.path(), below), Libc.AT_SYMLINK_NOFOLLOW);
         } catch (Libc.Error e) {
             throw new HostPaths.Refused(true, destination + ": cannot look at what is on its way in the root (" + Libc.strerror(e.errno)
                             + "), so where bwrap would create it is unknown");
         }
-        looked.put(host, Optional.ofNullable(stat));
+        looked.put(look, Optional.ofNullable(stat));
         return stat;
     }
 
-    /** From now on, what is at {@code placed} (a result of {@link #place}) is {@code base}, or a filesystem of {@code kind}. */
-    private void mounted(String placed, Path base, Kind kind) {
-        layers.add(new Layer(List.copyOf(RootPaths.names(placed).orElseThrow()), base, kind));
+    /** From now on, what is at {@code placed} (a result of {@link #place}) is {@code tree}, or a filesystem of {@code kind}. */
+    private void mounted(String placed, RootPaths.Tree tree, Kind kind) {
+        layers.add(new Layer(List.copyOf(RootPaths.names(placed).orElseThrow()), tree, kind));
     }
 
     private Layer backing(List<String> names) {

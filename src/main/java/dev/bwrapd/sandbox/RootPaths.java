@@ -27,29 +27,23 @@ public final class RootPaths {
 
     private static final String DESCRIPTORS = "/proc/self/fd/";
 
-    /** A path below a descriptor's directory: {@code below} is relative to {@code fd}. */
-    record BelowDescriptor(int fd, String below) {}
-
     /**
-     * A path below one of {@link #of}'s ("/proc/self/fd/6/dev/null") as its descriptor and the
-     * rest (6, "dev/null"), or null for any other path (the descriptor itself among them). Looked
-     * at relative to the descriptor, the same file is found without the kernel walking /proc and
-     * its magic link again at every look: a statx that way cost about four of the other here.
+     * A tree that paths are looked up in, the root or a mount source: by bwrapd's descriptor of it
+     * ({@code path} is then {@link RootPaths#of}'s), or by its path alone ({@code fd} -1). Below a
+     * descriptor a name is looked at relative to it: the same file, found without the kernel
+     * walking /proc and its magic link again at every look (a statx that way cost about four of
+     * the other).
      */
-    static BelowDescriptor belowDescriptor(String path) {
-        if (!path.startsWith(DESCRIPTORS)) return null;
-        int from = DESCRIPTORS.length();
-        int slash = path.indexOf('/', from);
-        // Digits as /proc spells a descriptor (no sign, no leading zero), and a relative rest.
-        if (slash <= from || slash - from > 9 || slash + 1 >= path.length() || path.charAt(slash + 1) == '/') return null;
-        if (path.charAt(from) == '0' && slash - from > 1) return null;
-        int fd = 0;
-        for (int i = from; i < slash; i++) {
-            char c = path.charAt(i);
-            if (c < '0' || c > '9') return null;
-            fd = fd * 10 + (c - '0');
+    public record Tree(Path path, int fd) {
+        /** The tree behind descriptor {@code fd}. */
+        public static Tree of(int fd) {
+            return new Tree(RootPaths.of(fd), fd);
         }
-        return new BelowDescriptor(fd, path.substring(slash + 1));
+
+        /** A tree known by its path only: what is below it is looked at by its full path. */
+        public static Tree at(Path path) {
+            return new Tree(path, -1);
+        }
     }
 
     /** Splits an absolute path into its names, resolving {@code .} and {@code ..}; empty if it climbs above {@code /}. */
@@ -91,19 +85,19 @@ public final class RootPaths {
     }
 
     /** The host path of {@code absolute} inside {@code root}, following links within the root; empty if missing. */
-    public static Optional<Path> resolve(Path root, String absolute) {
+    public static Optional<Path> resolve(Tree root, String absolute) {
         return find(root, absolute).map(Found::path);
     }
 
     /** A path found in a root, with what is there (no link: every one was resolved). */
     private record Found(Path path, Libc.FileStat stat) {}
 
-    private static Optional<Found> find(Path root, String absolute) {
+    private static Optional<Found> find(Tree root, String absolute) {
         try {
             MountPoints view = new MountPoints(root);
-            String found = MountPoints.hostPath(root, names(view.place(absolute)).orElseThrow(), 0);
-            Libc.FileStat stat = view.lstat(found, absolute); // looked at while placing: not asked again
-            return stat != null ? Optional.of(new Found(Path.of(found), stat)) : Optional.empty();
+            List<String> names = names(view.place(absolute)).orElseThrow();
+            Libc.FileStat stat = view.lstat(root, names, absolute); // looked at while placing: not asked again
+            return stat != null ? Optional.of(new Found(Path.of(MountPoints.hostPath(root.path(), names)), stat)) : Optional.empty();
         } catch (HostPaths.Refused e) {
             return Optional.empty(); // a link loop, or a path that cannot be looked at: not found
         }
@@ -122,7 +116,7 @@ public final class RootPaths {
      * Finds the command as the sandbox's execvp would: a name with a slash is taken as is (relative
      * to the working directory when not absolute), otherwise each directory of PATH is tried.
      */
-    public static boolean hasCommand(Path root, String command, String cwd, String pathVariable) {
+    public static boolean hasCommand(Tree root, String command, String cwd, String pathVariable) {
         if (command.contains("/")) {
             String absolute = command.startsWith("/") ? command : cwd + "/" + command;
             return isExecutable(root, absolute);
@@ -136,7 +130,7 @@ public final class RootPaths {
         return false;
     }
 
-    private static boolean isExecutable(Path root, String absolute) {
+    private static boolean isExecutable(Tree root, String absolute) {
         return find(root, absolute).filter(f -> f.stat().type() == Libc.S_IFREG && Files.isExecutable(f.path())).isPresent();
     }
 

@@ -252,7 +252,7 @@ final class Run {
 
     /** The command, looked up in the root bwrap will bind: through its descriptor. */
     private void findCommand() throws SandboxException {
-        java.nio.file.Path root = RootPaths.of(paths.root());
+        RootPaths.Tree root = RootPaths.Tree.of(paths.root());
         String command = spec.command().getFirst();
         if (!RootPaths.hasCommand(root, command, spec.cwd(), spec.env().get("PATH"))) {
             throw new SandboxException.CommandNotFound(command, spec.root().toString());
@@ -392,7 +392,7 @@ final class Run {
         // host, so a link on the way (say one planted in the Buildbarn runner's temporary
         // directory, bound at /tmp) would have it create directories anywhere on the host.
         try {
-            places = MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources(), paths.hostRoot(), paths.hidden(),
+            places = MountPoints.plan(spec, RootPaths.Tree.of(paths.root()), paths.mountSources(), paths.hostRoot(), paths.hidden(),
                     paths.journalBelow(leases.journalPlace()));
         } catch (HostPaths.Refused e) {
             throw e.asSandboxException();

@@ -127,7 +127,7 @@ public final class SandboxRunner {
         try (HostPaths paths = HostPaths.open(spec, -1, devices)) {
             spec = paths.spec();
             refuseOnTheHostRoot(spec, h, paths.hostRoot());
-            BwrapCommand.Places places = MountPoints.plan(spec, RootPaths.of(paths.root()), paths.mountSources(), paths.hostRoot(), paths.hidden(),
+            BwrapCommand.Places places = MountPoints.plan(spec, RootPaths.Tree.of(paths.root()), paths.mountSources(), paths.hostRoot(), paths.hidden(),
                     paths.journalBelow(leases.journalPlace()));
             return BwrapCommand.of(spec, h, places, paths.realRoot());
         } catch (HostPaths.Refused e) {

@@ -1,6 +1,7 @@
 package dev.bwrapd.sandbox;
 
 import dev.bwrapd.it.TestRoot;
+import dev.bwrapd.sandbox.RootPaths.Tree;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -117,7 +118,7 @@ class RootPathsTest {
             "/, ''",
     })
     void resolveStaysInTheRoot(String path, String expected) {
-        Optional<Path> resolved = RootPaths.resolve(root, path);
+        Optional<Path> resolved = RootPaths.resolve(Tree.at(root), path);
         if (expected == null) {
             assertEquals(Optional.empty(), resolved, () -> path + " must not resolve");
         } else {
@@ -138,8 +139,8 @@ class RootPathsTest {
         Path mirrored = root.resolve(outside.toString().substring(1));
         Files.createDirectories(mirrored);
         executable(mirrored.resolve("hosttool"));
-        assertEquals(Optional.of(mirrored.resolve("hosttool")), RootPaths.resolve(root, "/hostlink/hosttool"));
-        assertTrue(RootPaths.hasCommand(root, "hosttool", "/", "/hostlink"));
+        assertEquals(Optional.of(mirrored.resolve("hosttool")), RootPaths.resolve(Tree.at(root), "/hostlink/hosttool"));
+        assertTrue(RootPaths.hasCommand(Tree.at(root), "hosttool", "/", "/hostlink"));
     }
 
     // ----- hasCommand -----
@@ -180,21 +181,21 @@ class RootPathsTest {
             "../bin/sh, /nowhere, /work, true",
     })
     void hasCommand(String command, String path, String cwd, boolean expected) {
-        assertEquals(expected, RootPaths.hasCommand(root, command, cwd, path));
+        assertEquals(expected, RootPaths.hasCommand(Tree.at(root), command, cwd, path));
     }
 
     @Test
     void hostCommandsAreNotFoundInAnEmptyRoot() throws IOException {
         Path empty = Files.createDirectory(tmp.resolve("empty"));
-        assertFalse(RootPaths.hasCommand(empty, "sh", "/", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"));
-        assertFalse(RootPaths.hasCommand(empty, "/bin/sh", "/", "/bin"));
-        assertTrue(RootPaths.hasCommand(Path.of("/"), "sh", "/", "/usr/bin:/bin"));
+        assertFalse(RootPaths.hasCommand(Tree.at(empty), "sh", "/", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"));
+        assertFalse(RootPaths.hasCommand(Tree.at(empty), "/bin/sh", "/", "/bin"));
+        assertTrue(RootPaths.hasCommand(Tree.at(Path.of("/")), "sh", "/", "/usr/bin:/bin"));
     }
 
     // ----- MountPoints: where bwrap creates each destination, links resolved as in the sandbox -----
 
     String place(String path) throws HostPaths.Refused {
-        return new MountPoints(root).place(path);
+        return new MountPoints(Tree.at(root)).place(path);
     }
 
     @Test
@@ -363,7 +364,7 @@ class RootPathsTest {
     void theJournalSeenThroughTheRootIsCoveredWhereTheSandboxSeesIt() throws HostPaths.Refused {
         RunSpec spec = spec(List.of(), List.of());
         List<List<String>> below = List.of(List.of("state/bwrapd"));
-        assertEquals(List.of("/state"), MountPoints.plan(spec, root, List.of(), false, List.of(), below).journal());
+        assertEquals(List.of("/state"), MountPoints.plan(spec, Tree.at(root), List.of(), false, List.of(), below).journal());
     }
 
     /** A read-only root too: bwrap's --remount-ro / leaves a mount inside the root (say a /home bound there) writable. */
@@ -373,18 +374,18 @@ class RootPathsTest {
         RunSpec readOnly = new RunSpec(writable.command(), writable.root(), null, "/", java.util.Map.of(), false, true, "h", 0, 0, false,
                 List.of(), List.of(), false, false, new RunSpec.Stdin.Null(), new RunSpec.Output.Capture(), new RunSpec.Output.Capture(),
                 0, null, 0, false, true, List.of(), null, null, dev.bwrapd.cgroup.Limits.NONE, List.of(), true);
-        assertEquals(List.of("/home"), MountPoints.plan(readOnly, root, List.of(), false, List.of(), List.of(List.of("home/u/.xdg/bwrapd"))).journal());
+        assertEquals(List.of("/home"), MountPoints.plan(readOnly, Tree.at(root), List.of(), false, List.of(), List.of(List.of("home/u/.xdg/bwrapd"))).journal());
     }
 
     @Test
     void theJournalSeenThroughAMountIsCoveredBelowItsTarget() throws HostPaths.Refused {
         RunSpec spec = spec(List.of(), List.of(new RunSpec.Mount("/s", "/a/state", false)));
         List<List<String>> below = List.of(List.of(), List.of("bwrapd"));
-        assertEquals(List.of("/a/state/bwrapd"), MountPoints.plan(spec, root, List.of(outside), false, List.of(), below).journal());
+        assertEquals(List.of("/a/state/bwrapd"), MountPoints.plan(spec, Tree.at(root), List.of(Tree.at(outside)), false, List.of(), below).journal());
         List<List<String>> deeper = List.of(List.of(), List.of("user/1000/bwrapd"));
-        assertEquals(List.of("/a/state/user"), MountPoints.plan(spec, root, List.of(outside), false, List.of(), deeper).journal());
+        assertEquals(List.of("/a/state/user"), MountPoints.plan(spec, Tree.at(root), List.of(Tree.at(outside)), false, List.of(), deeper).journal());
         RunSpec readOnly = spec(List.of(), List.of(new RunSpec.Mount("/s", "/a/state", true)));
-        assertEquals(List.of("/a/state/user/1000/bwrapd"), MountPoints.plan(readOnly, root, List.of(outside), false, List.of(), deeper).journal(),
+        assertEquals(List.of("/a/state/user/1000/bwrapd"), MountPoints.plan(readOnly, Tree.at(root), List.of(Tree.at(outside)), false, List.of(), deeper).journal(),
                 "nothing on the way can be moved: the journal alone");
     }
 
@@ -394,11 +395,11 @@ class RootPathsTest {
         List<List<String>> below = List.of(List.of("state/bwrapd"), List.of());
         RunSpec inside = spec(List.of(), List.of(new RunSpec.Mount("/s", "/state/bwrapd/x", false)));
         HostPaths.Refused refused = org.junit.jupiter.api.Assertions.assertThrows(HostPaths.Refused.class,
-                () -> MountPoints.plan(inside, root, List.of(outside), false, List.of(), below));
+                () -> MountPoints.plan(inside, Tree.at(root), List.of(Tree.at(outside)), false, List.of(), below));
         assertTrue(refused.getMessage().contains("mounts[0].target: /state/bwrapd/x lies where the sandbox would see a root journal"),
                 refused.getMessage());
         RunSpec beside = spec(List.of(), List.of(new RunSpec.Mount("/s", "/stateful/x", false)));
-        assertDoesNotThrow(() -> MountPoints.plan(beside, root, List.of(outside), false, List.of(), below));
+        assertDoesNotThrow(() -> MountPoints.plan(beside, Tree.at(root), List.of(Tree.at(outside)), false, List.of(), below));
     }
 
     /** A cwd there too: the sandbox would start in the journal's tmpfs, and bwrapd would make the cwd in the journal first. */
@@ -407,10 +408,10 @@ class RootPathsTest {
         List<List<String>> below = List.of(List.of("state/bwrapd"));
         for (String cwd : List.of("/state/bwrapd/x", "/state/bwrapd", "/state", "/./state/../state/bwrapd/")) {
             HostPaths.Refused refused = org.junit.jupiter.api.Assertions.assertThrows(HostPaths.Refused.class,
-                    () -> MountPoints.plan(withCwd(spec(List.of(), List.of()), cwd), root, List.of(), false, List.of(), below), cwd);
+                    () -> MountPoints.plan(withCwd(spec(List.of(), List.of()), cwd), Tree.at(root), List.of(), false, List.of(), below), cwd);
             assertTrue(refused.getMessage().contains("cwd: " + cwd + " lies where the sandbox would see a root journal"), refused.getMessage());
         }
-        assertDoesNotThrow(() -> MountPoints.plan(withCwd(spec(List.of(), List.of()), "/stateful"), root, List.of(), false, List.of(), below));
+        assertDoesNotThrow(() -> MountPoints.plan(withCwd(spec(List.of(), List.of()), "/stateful"), Tree.at(root), List.of(), false, List.of(), below));
     }
 
     /** Through a link in the root too: bwrap's chdir follows it to the journal's tmpfs. */
@@ -419,7 +420,7 @@ class RootPathsTest {
         Files.createSymbolicLink(root.resolve("linked"), Path.of("/state/bwrapd"));
         List<List<String>> below = List.of(List.of("state/bwrapd"));
         HostPaths.Refused refused = org.junit.jupiter.api.Assertions.assertThrows(HostPaths.Refused.class,
-                () -> MountPoints.plan(withCwd(spec(List.of(), List.of()), "/linked/x"), root, List.of(), false, List.of(), below));
+                () -> MountPoints.plan(withCwd(spec(List.of(), List.of()), "/linked/x"), Tree.at(root), List.of(), false, List.of(), below));
         assertTrue(refused.getMessage().contains("cwd: /linked/x lies where the sandbox would see a root journal"), refused.getMessage());
     }
 
@@ -431,9 +432,9 @@ class RootPathsTest {
     void aCwdThatBwrapdWouldMakeInAJournalOfTheRootIsRefused() {
         List<List<String>> below = List.of(List.of("tmp/bwrapd-0"));
         HostPaths.Refused refused = org.junit.jupiter.api.Assertions.assertThrows(HostPaths.Refused.class,
-                () -> MountPoints.plan(withCwd(spec(List.of(), List.of()), "/tmp/bwrapd-0/x"), root, List.of(), false, List.of(), below));
+                () -> MountPoints.plan(withCwd(spec(List.of(), List.of()), "/tmp/bwrapd-0/x"), Tree.at(root), List.of(), false, List.of(), below));
         assertTrue(refused.getMessage().contains("cwd: /tmp/bwrapd-0/x lies in a root journal of bwrapd"), refused.getMessage());
-        assertDoesNotThrow(() -> MountPoints.plan(withCwd(spec(List.of(), List.of()), "/tmp/x"), root, List.of(), false, List.of(), below));
+        assertDoesNotThrow(() -> MountPoints.plan(withCwd(spec(List.of(), List.of()), "/tmp/x"), Tree.at(root), List.of(), false, List.of(), below));
     }
 
     private static RunSpec withCwd(RunSpec spec, String cwd) {
@@ -447,40 +448,19 @@ class RootPathsTest {
         // The root shows it at /state/bwrapd, but a mount at /state covers that; on the host's root, /tmp is a tmpfs of its own.
         RunSpec spec = spec(List.of(), List.of(new RunSpec.Mount("/s", "/state", false)));
         List<List<String>> below = List.of(List.of("state/bwrapd"), List.of());
-        assertEquals(List.of(), MountPoints.plan(spec, root, List.of(outside), false, List.of(), below).journal());
+        assertEquals(List.of(), MountPoints.plan(spec, Tree.at(root), List.of(Tree.at(outside)), false, List.of(), below).journal());
         RunSpec onHost = spec(List.of(), List.of());
-        assertEquals(List.of(), MountPoints.plan(onHost, Path.of("/"), List.of(), true, List.of(), List.of(List.of("tmp/bwrapd-0"))).journal());
-        assertEquals(List.of(), MountPoints.plan(onHost, Path.of("/"), List.of(), true, List.of("/run"), List.of(List.of("run/bwrapd"))).journal());
-    }
-
-    @ParameterizedTest
-    @CsvSource({
-            "/proc/self/fd/6/dev/null, 6, dev/null",
-            "/proc/self/fd/123/bin, 123, bin",
-            "/proc/self/fd/0/a/, 0, a/",
-    })
-    void aPathBelowADescriptorIsThatDescriptorAndTheRest(String path, int fd, String below) {
-        assertEquals(new RootPaths.BelowDescriptor(fd, below), RootPaths.belowDescriptor(path));
-    }
-
-    /** Each is looked at by its path as it is: nothing below a descriptor, or not as /proc spells one. */
-    @ParameterizedTest
-    @CsvSource({
-            "/proc/self/fd/6", "/proc/self/fd/6/", "/proc/self/fd/6//etc", "/proc/self/fd//6/etc", "/proc/self/fd/06/etc",
-            "/proc/self/fd/+6/etc", "/proc/self/fd/6a/etc", "/proc/self/fd/1234567890/etc", "/proc/1/fd/6/etc",
-            "/proc/self/fdx/6/etc", "/tmp/root/etc", "proc/self/fd/6/etc",
-    })
-    void anyOtherPathIsNotBelowADescriptor(String path) {
-        assertEquals(null, RootPaths.belowDescriptor(path));
+        assertEquals(List.of(), MountPoints.plan(onHost, Tree.at(Path.of("/")), List.of(), true, List.of(), List.of(List.of("tmp/bwrapd-0"))).journal());
+        assertEquals(List.of(), MountPoints.plan(onHost, Tree.at(Path.of("/")), List.of(), true, List.of("/run"), List.of(List.of("run/bwrapd"))).journal());
     }
 
     @Test
     void aLookBelowTheRootsDescriptorSeesWhatItsPathShows() throws Exception {
         int fd = dev.bwrapd.process.Libc.open(root.toString(), dev.bwrapd.process.Libc.O_PATH | dev.bwrapd.process.Libc.O_DIRECTORY, 0);
         try {
-            MountPoints view = new MountPoints(RootPaths.of(fd));
+            MountPoints view = new MountPoints(Tree.of(fd));
             for (String name : List.of("bin/busybox", "bin/sh", "lib", "etc", "nothing", "bin/busybox/below")) {
-                var seen = view.lstat(RootPaths.of(fd) + "/" + name, "/" + name);
+                var seen = view.lstat(Tree.of(fd), List.of(name.split("/")), "/" + name);
                 var byPath = dev.bwrapd.process.Libc.statIfPresent(dev.bwrapd.process.Libc.AT_FDCWD, root + "/" + name,
                         dev.bwrapd.process.Libc.AT_SYMLINK_NOFOLLOW);
                 assertEquals(byPath == null, seen == null, name);
@@ -494,8 +474,23 @@ class RootPathsTest {
         }
     }
 
+    /** A tree's descriptor is what a look below it goes through: its path, here one that names nothing, is not walked. */
+    @Test
+    void aLookBelowADescriptorGoesThroughIt() throws Exception {
+        int fd = dev.bwrapd.process.Libc.open(root.toString(), dev.bwrapd.process.Libc.O_PATH | dev.bwrapd.process.Libc.O_DIRECTORY, 0);
+        try {
+            Tree throughFd = new Tree(tmp.resolve("nothing-here"), fd);
+            var seen = new MountPoints(throughFd).lstat(throughFd, List.of("bin", "busybox"), "/bin/busybox");
+            assertTrue(seen != null && seen.type() == dev.bwrapd.process.Libc.S_IFREG, "not seen through the descriptor: " + seen);
+            Tree byPath = Tree.at(tmp.resolve("nothing-here"));
+            assertEquals(null, new MountPoints(byPath).lstat(byPath, List.of("bin", "busybox"), "/bin/busybox"));
+        } finally {
+            dev.bwrapd.process.Libc.close(fd);
+        }
+    }
+
     /** As a run plans: the hidden paths decided as HostPaths decides them. */
     private static BwrapCommand.Places plan(RunSpec spec, Path root, List<Path> mountSources, boolean hostRoot) throws HostPaths.Refused {
-        return MountPoints.plan(spec, root, mountSources, hostRoot, MountPoints.hidden(spec, hostRoot));
+        return MountPoints.plan(spec, Tree.at(root), mountSources.stream().map(Tree::at).toList(), hostRoot, MountPoints.hidden(spec, hostRoot));
     }
 }

@@ -290,9 +290,8 @@ public final class Libc {
      * is the descriptor itself, with {@link #AT_SYMLINK_NOFOLLOW} a final link is not followed.
      */
     public static FileStat stat(int dirFd, String path, int flags) throws Error {
-        FileStat stat = statx(dirFd, path, flags);
-        if (stat == null) throw new Error("statx " + path, errno());
-        return stat;
+        statx(dirFd, path, flags, STATX_BASIC_STATS, false);
+        return fileStat(STATX_BUFFER.get());
     }
 
     /**
@@ -301,26 +300,20 @@ public final class Libc {
      * not an exception (a stack trace per missing path was most of what a run threw).
      */
     public static FileStat statIfPresent(int dirFd, String path, int flags) throws Error {
-        return isPresent(dirFd, path, flags, STATX_BASIC_STATS) ? fileStat(STATX_BUFFER.get()) : null;
+        return statx(dirFd, path, flags, STATX_BASIC_STATS, true) ? fileStat(STATX_BUFFER.get()) : null;
     }
 
     /**
-     * statx(2) asking {@code mask} into the thread's buffer: true, or false when nothing is there
-     * (ENOENT, ENOTDIR); any other failure throws. The missing-file rule of {@link #statIfPresent}
-     * and {@link #birthNanos}.
+     * statx(2) asking {@code mask} into the thread's buffer (struct statx: the same layout on every
+     * architecture), the one call of them all: true; false when nothing is there (ENOENT, ENOTDIR)
+     * and {@code missingIsAnAnswer} (the rule of {@link #statIfPresent} and {@link #birthNanos});
+     * any other failure throws.
      */
-    private static boolean isPresent(int dirFd, String path, int flags, int mask) throws Error {
+    private static boolean statx(int dirFd, String path, int flags, int mask, boolean missingIsAnAnswer) throws Error {
         if (BINDING.statx(dirFd, path, flags, mask, STATX_BUFFER.get()) == 0) return true;
         int errno = errno();
-        if (errno == ENOENT || errno == ENOTDIR) return false;
+        if (missingIsAnAnswer && (errno == ENOENT || errno == ENOTDIR)) return false;
         throw new Error("statx " + path, errno);
-    }
-
-    /** The statx(2) call of {@link #stat}: the file's stat, or null with errno set. */
-    private static FileStat statx(int dirFd, String path, int flags) {
-        byte[] buf = STATX_BUFFER.get(); // struct statx: the same layout on every architecture
-        if (BINDING.statx(dirFd, path, flags, STATX_BASIC_STATS, buf) != 0) return null;
-        return fileStat(buf);
     }
 
     /** The stat in a struct statx. */
@@ -344,8 +337,8 @@ public final class Libc {
      * {@code ..} (HostPaths) asks both of every directory on its way.
      */
     public static StatOnMount statOnMount(int fd) throws Error {
+        statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_MNT_ID, false);
         byte[] buf = STATX_BUFFER.get();
-        if (BINDING.statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_MNT_ID, buf) != 0) throw new Error("statx", errno());
         boolean told = ((int) INT_AT.get(buf, 0) & STATX_MNT_ID) != 0 && ((long) LONG_AT.get(buf, 56) & STATX_ATTR_MOUNT_ROOT) != 0;
         MountOf mount = told ? new MountOf((long) LONG_AT.get(buf, 144), ((long) LONG_AT.get(buf, 8) & STATX_ATTR_MOUNT_ROOT) != 0) : null;
         return new StatOnMount(fileStat(buf), mount);
@@ -362,7 +355,7 @@ public final class Libc {
      * process can set or change it.
      */
     public static Long birthNanos(int dirFd, String path, int flags) throws Error {
-        if (!isPresent(dirFd, path, flags, STATX_BTIME)) return null;
+        if (!statx(dirFd, path, flags, STATX_BTIME, true)) return null;
         byte[] buf = STATX_BUFFER.get();
         if (((int) INT_AT.get(buf, 0) & STATX_BTIME) == 0) return BIRTH_UNKNOWN;
         return (long) LONG_AT.get(buf, 80) * 1_000_000_000L + Integer.toUnsignedLong((int) INT_AT.get(buf, 88));

@@ -408,10 +408,13 @@ final class Run {
         invocation.checkExecSize();
     }
 
-    /** cwd, and the lease: which of the paths bwrap may create existed before. */
+    /**
+     * cwd, and the lease: which of the paths bwrap may create existed before. The host's root is
+     * leased by no run (bwrap makes nothing in it), but its mount sources are: another run's
+     * cleanup of a source would otherwise remove the mount points a run there made in it.
+     */
     private void leaseRoot() throws SandboxException, InterruptedException, Libc.Error {
-        if (paths.hostRoot()) return;
-        if (spec.createCwd()) {
+        if (!paths.hostRoot() && spec.createCwd()) {
             try {
                 RootPaths.createDirectories(paths.root(), RootPaths.names(spec.cwd()).orElseThrow());
             } catch (IOException e) {
@@ -436,8 +439,10 @@ final class Run {
                 sources.add(j);
             }
         }
-        leases.acquire(paths.root(), paths.rootStat(), inRoot);
-        leased = true;
+        if (!paths.hostRoot()) {
+            leases.acquire(paths.root(), paths.rootStat(), inRoot);
+            leased = true;
+        }
         for (int j : sources) {
             leases.acquire(paths.descriptors().get(1 + j), paths.mountStat(j), inSources.get(j));
             leasedSources.add(j);

@@ -148,6 +148,48 @@ class SandboxCleanupIT {
         assertChildrenFirst(result);
     }
 
+    /**
+     * A run on the host's root makes {@code b/c} in the source of its mount {@code /tmp/a} (from S)
+     * too, for its mount {@code /tmp/a/b/c}, but leased nothing: a run on another root with S at
+     * {@code /a} and a mount at {@code /a/b/c}, which took S's lease first, removed S/b/c when it
+     * ended, and with it the host-root run's mount, from under its command (whose writes to
+     * /tmp/a/b/c would then go to S, or nowhere). Both lease S, and the last one cleans it.
+     */
+    @Test
+    void aRunOnTheHostRootKeepsItsMountPointInASourceAnotherRunCleans() throws Exception {
+        Path source = Files.createDirectory(host.resolve("source"));
+        Path sync = Files.createDirectory(host.resolve("sync"));
+        Path data = Files.createDirectory(host.resolve("data"));
+        Files.writeString(data.resolve("marker"), "data\n");
+        Path other = Files.createDirectory(host.resolve("other"));
+        TreeMap<String, String> sourceBefore = TestRoot.snapshot(source);
+
+        ObjectNode first = sh(root, "touch /sync/first; while [ ! -e /sync/go-first ]; do sleep 0.02; done");
+        first.set("mounts", Runs.JSON.createArrayNode()
+                .add(mount(sync.toString(), "/sync", false))
+                .add(mount(source.toString(), "/a", false))
+                .add(mount(other.toString(), "/a/b/c", true)));
+        CompletableFuture<JsonNode> firstResponse = bwrapd.requestAsync("sandbox/run", first);
+        Runs.awaitFile(sync.resolve("first"), Duration.ofSeconds(30));
+
+        ObjectNode onHost = sh(null, "touch /tmp/sync/host; while [ ! -e /tmp/sync/go-host ]; do sleep 0.02; done; cat /tmp/a/b/c/marker");
+        onHost.set("mounts", Runs.JSON.createArrayNode()
+                .add(mount(sync.toString(), "/tmp/sync", false))
+                .add(mount(source.toString(), "/tmp/a", false))
+                .add(mount(data.toString(), "/tmp/a/b/c", true)));
+        CompletableFuture<JsonNode> hostResponse = bwrapd.requestAsync("sandbox/run", onHost);
+        Runs.awaitFile(sync.resolve("host"), Duration.ofSeconds(30));
+
+        Files.writeString(sync.resolve("go-first"), "");
+        JsonNode firstResult = firstResponse.get(60, TimeUnit.SECONDS).get("result");
+        assertExited(firstResult, 0);
+        Files.writeString(sync.resolve("go-host"), "");
+        JsonNode hostResult = hostResponse.get(60, TimeUnit.SECONDS).get("result");
+        assertExited(hostResult, 0);
+        assertEquals("data\n", Runs.out(hostResult), "the host-root run's mount was pulled from under it: " + firstResult.get("cleanup"));
+        Runs.assertSameTree(sourceBefore, TestRoot.snapshot(source), "bwrap's mount points were left in the mount's source: " + hostResult.get("cleanup"));
+    }
+
     @Test
     void aRootThatHadTmpDevAndProcKeepsThem() throws Exception {
         for (String dir : List.of("tmp", "dev", "proc")) Files.createDirectories(root.path().resolve(dir));

@@ -366,7 +366,8 @@ public final class BwrapCommand {
     /**
      * For each mount, what bwrap may create in its source (relative to it, parents first): the
      * missing directories of a later mount's target below it, which bwrap makes through the
-     * earlier mount, in that source ({@code /a} from S and {@code /a/b/c}: S/b, S/b/c).
+     * earlier mount, in that source ({@code /a} from S and {@code /a/b/c}: S/b, S/b/c); through a
+     * read-only mount it makes none, but mounts on those another run's bwrap made.
      */
     public static List<List<String>> createdInMountSources(Places places) {
         List<List<String>> paths = new ArrayList<>();

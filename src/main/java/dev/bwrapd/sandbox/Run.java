@@ -422,12 +422,13 @@ final class Run {
             }
         }
         List<String> inRoot = new ArrayList<>(BwrapCommand.createdPaths(spec, places));
-        // A target below an earlier mount is made in that mount's source, which is then cleaned as a root is.
+        // A target below an earlier mount is made (or used) in that mount's source, which is then leased and cleaned as a root is.
         List<List<String>> inSources = BwrapCommand.createdInMountSources(places);
         List<Integer> sources = new ArrayList<>();
         for (int j = 0; j < inSources.size(); j++) {
             Libc.FileStat source = paths.mountStat(j);
-            if (inSources.get(j).isEmpty() || spec.mounts().get(j).readOnly() || source.type() != Libc.S_IFDIR) continue; // bwrap makes nothing there
+            // A read-only mount's source too: bwrap makes nothing there, but this run mounts on what another run's bwrap made.
+            if (inSources.get(j).isEmpty() || source.type() != Libc.S_IFDIR) continue;
             if (source.sameFile(paths.rootStat())) {
                 for (String path : inSources.get(j)) if (!inRoot.contains(path)) inRoot.add(path);
                 continue;

@@ -190,6 +190,46 @@ class SandboxCleanupIT {
         Runs.assertSameTree(sourceBefore, TestRoot.snapshot(source), "bwrap's mount points were left in the mount's source: " + hostResult.get("cleanup"));
     }
 
+    /**
+     * The same with a read-only mount of the source: a run with S read-only at {@code /a} mounts at
+     * {@code /a/b/c}, which another run's bwrap made in S, and leased nothing there (it makes
+     * nothing): the other run removed S/b/c when it ended, and the mount with it.
+     */
+    @Test
+    void aReadOnlyMountsSourceKeepsTheMountPointsARunUsesThere() throws Exception {
+        Path source = Files.createDirectory(host.resolve("source"));
+        Path sync = Files.createDirectory(host.resolve("sync"));
+        Path data = Files.createDirectory(host.resolve("data"));
+        Files.writeString(data.resolve("marker"), "data\n");
+        TreeMap<String, String> sourceBefore = TestRoot.snapshot(source);
+
+        ObjectNode maker = sh(root, "touch /sync/maker; while [ ! -e /sync/go-maker ]; do sleep 0.02; done");
+        maker.set("mounts", Runs.JSON.createArrayNode()
+                .add(mount(sync.toString(), "/sync", false))
+                .add(mount(source.toString(), "/a", false))
+                .add(mount(data.toString(), "/a/b/c", true)));
+        CompletableFuture<JsonNode> makerResponse = bwrapd.requestAsync("sandbox/run", maker);
+        Runs.awaitFile(sync.resolve("maker"), Duration.ofSeconds(30));
+
+        ObjectNode user = sh(root, "touch /sync/user; while [ ! -e /sync/go-user ]; do sleep 0.02; done; cat /a/b/c/marker");
+        user.set("mounts", Runs.JSON.createArrayNode()
+                .add(mount(sync.toString(), "/sync", false))
+                .add(mount(source.toString(), "/a", true))
+                .add(mount(data.toString(), "/a/b/c", true)));
+        CompletableFuture<JsonNode> userResponse = bwrapd.requestAsync("sandbox/run", user);
+        Runs.awaitFile(sync.resolve("user"), Duration.ofSeconds(30));
+
+        Files.writeString(sync.resolve("go-maker"), "");
+        JsonNode makerResult = makerResponse.get(60, TimeUnit.SECONDS).get("result");
+        assertExited(makerResult, 0);
+        Files.writeString(sync.resolve("go-user"), "");
+        JsonNode userResult = userResponse.get(60, TimeUnit.SECONDS).get("result");
+        assertExited(userResult, 0);
+        assertEquals("data\n", Runs.out(userResult), "the read-only mount's run lost its mount: " + makerResult.get("cleanup"));
+        Runs.assertSameTree(sourceBefore, TestRoot.snapshot(source), "bwrap's mount points were left in the mount's source: " + userResult.get("cleanup"));
+        assertTrue(removed(userResult).containsAll(List.of("/a/b", "/a/b/c")), userResult.get("cleanup")::toString);
+    }
+
     @Test
     void aRootThatHadTmpDevAndProcKeepsThem() throws Exception {
         for (String dir : List.of("tmp", "dev", "proc")) Files.createDirectories(root.path().resolve(dir));

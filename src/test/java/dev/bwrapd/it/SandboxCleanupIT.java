@@ -1,6 +1,7 @@
 package dev.bwrapd.it;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
@@ -164,28 +165,15 @@ class SandboxCleanupIT {
         Path other = Files.createDirectory(host.resolve("other"));
         TreeMap<String, String> sourceBefore = TestRoot.snapshot(source);
 
-        ObjectNode first = sh(root, "touch /sync/first; while [ ! -e /sync/go-first ]; do sleep 0.02; done");
-        first.set("mounts", Runs.JSON.createArrayNode()
-                .add(mount(sync.toString(), "/sync", false))
-                .add(mount(source.toString(), "/a", false))
-                .add(mount(other.toString(), "/a/b/c", true)));
-        CompletableFuture<JsonNode> firstResponse = bwrapd.requestAsync("sandbox/run", first);
-        Runs.awaitFile(sync.resolve("first"), Duration.ofSeconds(30));
-
-        ObjectNode onHost = sh(null, "touch /tmp/sync/host; while [ ! -e /tmp/sync/go-host ]; do sleep 0.02; done; cat /tmp/a/b/c/marker");
-        onHost.set("mounts", Runs.JSON.createArrayNode()
-                .add(mount(sync.toString(), "/tmp/sync", false))
-                .add(mount(source.toString(), "/tmp/a", false))
-                .add(mount(data.toString(), "/tmp/a/b/c", true)));
-        CompletableFuture<JsonNode> hostResponse = bwrapd.requestAsync("sandbox/run", onHost);
-        Runs.awaitFile(sync.resolve("host"), Duration.ofSeconds(30));
-
-        Files.writeString(sync.resolve("go-first"), "");
-        JsonNode firstResult = firstResponse.get(60, TimeUnit.SECONDS).get("result");
-        assertExited(firstResult, 0);
-        Files.writeString(sync.resolve("go-host"), "");
-        JsonNode hostResult = hostResponse.get(60, TimeUnit.SECONDS).get("result");
-        assertExited(hostResult, 0);
+        JsonNode[] results = firstEndsWhileSecondRuns(sync,
+                root, "/sync", Runs.JSON.createArrayNode()
+                        .add(mount(source.toString(), "/a", false))
+                        .add(mount(other.toString(), "/a/b/c", true)),
+                null, "/tmp/sync", Runs.JSON.createArrayNode()
+                        .add(mount(source.toString(), "/tmp/a", false))
+                        .add(mount(data.toString(), "/tmp/a/b/c", true)),
+                "/tmp/a/b/c/marker");
+        JsonNode firstResult = results[0], hostResult = results[1];
         assertEquals("data\n", Runs.out(hostResult), "the host-root run's mount was pulled from under it: " + firstResult.get("cleanup"));
         Runs.assertSameTree(sourceBefore, TestRoot.snapshot(source), "bwrap's mount points were left in the mount's source: " + hostResult.get("cleanup"));
     }
@@ -203,31 +191,45 @@ class SandboxCleanupIT {
         Files.writeString(data.resolve("marker"), "data\n");
         TreeMap<String, String> sourceBefore = TestRoot.snapshot(source);
 
-        ObjectNode maker = sh(root, "touch /sync/maker; while [ ! -e /sync/go-maker ]; do sleep 0.02; done");
-        maker.set("mounts", Runs.JSON.createArrayNode()
-                .add(mount(sync.toString(), "/sync", false))
-                .add(mount(source.toString(), "/a", false))
-                .add(mount(data.toString(), "/a/b/c", true)));
-        CompletableFuture<JsonNode> makerResponse = bwrapd.requestAsync("sandbox/run", maker);
-        Runs.awaitFile(sync.resolve("maker"), Duration.ofSeconds(30));
-
-        ObjectNode user = sh(root, "touch /sync/user; while [ ! -e /sync/go-user ]; do sleep 0.02; done; cat /a/b/c/marker");
-        user.set("mounts", Runs.JSON.createArrayNode()
-                .add(mount(sync.toString(), "/sync", false))
-                .add(mount(source.toString(), "/a", true))
-                .add(mount(data.toString(), "/a/b/c", true)));
-        CompletableFuture<JsonNode> userResponse = bwrapd.requestAsync("sandbox/run", user);
-        Runs.awaitFile(sync.resolve("user"), Duration.ofSeconds(30));
-
-        Files.writeString(sync.resolve("go-maker"), "");
-        JsonNode makerResult = makerResponse.get(60, TimeUnit.SECONDS).get("result");
-        assertExited(makerResult, 0);
-        Files.writeString(sync.resolve("go-user"), "");
-        JsonNode userResult = userResponse.get(60, TimeUnit.SECONDS).get("result");
-        assertExited(userResult, 0);
+        JsonNode[] results = firstEndsWhileSecondRuns(sync,
+                root, "/sync", Runs.JSON.createArrayNode()
+                        .add(mount(source.toString(), "/a", false))
+                        .add(mount(data.toString(), "/a/b/c", true)),
+                root, "/sync", Runs.JSON.createArrayNode()
+                        .add(mount(source.toString(), "/a", true))
+                        .add(mount(data.toString(), "/a/b/c", true)),
+                "/a/b/c/marker");
+        JsonNode makerResult = results[0], userResult = results[1];
         assertEquals("data\n", Runs.out(userResult), "the read-only mount's run lost its mount: " + makerResult.get("cleanup"));
         Runs.assertSameTree(sourceBefore, TestRoot.snapshot(source), "bwrap's mount points were left in the mount's source: " + userResult.get("cleanup"));
         assertTrue(removed(userResult).containsAll(List.of("/a/b", "/a/b/c")), userResult.get("cleanup")::toString);
+    }
+
+    /**
+     * Two runs that overlap: the first starts, then the second, then the first ends while the
+     * second still runs, and the second ends by printing {@code marker} (what its mount shows by
+     * then). Each sees {@code sync} at its {@code *SyncAt} (a root of null: the host's), mounted
+     * ahead of its {@code *Mounts}. Both results, in that order.
+     */
+    private JsonNode[] firstEndsWhileSecondRuns(Path sync, TestRoot firstRoot, String firstSyncAt, ArrayNode firstMounts,
+                                                TestRoot secondRoot, String secondSyncAt, ArrayNode secondMounts, String marker) throws Exception {
+        ObjectNode first = sh(firstRoot, "touch " + firstSyncAt + "/first; while [ ! -e " + firstSyncAt + "/go-first ]; do sleep 0.02; done");
+        first.set("mounts", Runs.JSON.createArrayNode().add(mount(sync.toString(), firstSyncAt, false)).addAll(firstMounts));
+        CompletableFuture<JsonNode> firstResponse = bwrapd.requestAsync("sandbox/run", first);
+        Runs.awaitFile(sync.resolve("first"), Duration.ofSeconds(30));
+
+        ObjectNode second = sh(secondRoot, "touch " + secondSyncAt + "/second; while [ ! -e " + secondSyncAt + "/go-second ]; do sleep 0.02; done; cat " + marker);
+        second.set("mounts", Runs.JSON.createArrayNode().add(mount(sync.toString(), secondSyncAt, false)).addAll(secondMounts));
+        CompletableFuture<JsonNode> secondResponse = bwrapd.requestAsync("sandbox/run", second);
+        Runs.awaitFile(sync.resolve("second"), Duration.ofSeconds(30));
+
+        Files.writeString(sync.resolve("go-first"), "");
+        JsonNode firstResult = firstResponse.get(60, TimeUnit.SECONDS).get("result");
+        assertExited(firstResult, 0);
+        Files.writeString(sync.resolve("go-second"), "");
+        JsonNode secondResult = secondResponse.get(60, TimeUnit.SECONDS).get("result");
+        assertExited(secondResult, 0);
+        return new JsonNode[] {firstResult, secondResult};
     }
 
     @Test
